@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` and `make test`.
+R ?= R
+RSCRIPT ?= Rscript
+
+.PHONY: demo test deps doc install bench clean
+
+demo: install
+	$(RSCRIPT) --vanilla tools/demo.R
+
+test: deps
+	tools/check.sh
+
+deps:
+	tools/install-deps.sh all
+
+doc:
+	$(RSCRIPT) --vanilla -e 'roxygen2::roxygenise()'
+
+install:
+	tools/install-deps.sh runtime
+	$(R) CMD INSTALL .
+	$(RSCRIPT) --vanilla -e 'library(sfpceval)' >/dev/null
+
+bench: install
+	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) --vanilla $$f; done
+
+clean:
+	rm -rf check src/*.o src/*.so sfpceval_*.tar.gz

@@ -1,0 +1,53 @@
+# Shared helpers for user-facing messages. Every message a user can trigger
+# names the table (or argument), the column, how many rows, the first few
+# offending rows or keys, and what to do.
+
+# "rows 2, 5, 9 and 12 more" (1-based row numbers), optionally with keys.
+describe_rows <- function(rows, keys = NULL, key_name = NULL, n_show = 5L) {
+  n <- length(rows)
+  shown <- utils::head(rows, n_show)
+  out <- paste0(if (n == 1L) "row " else "rows ", paste(shown, collapse = ", "))
+  if (!is.null(keys)) {
+    out <- paste0(out, "; ", key_name %||% "key", " ",
+                  paste(utils::head(keys, n_show), collapse = ", "))
+  }
+  if (n > n_show) out <- paste0(out, " and ", n - n_show, " more")
+  out
+}
+
+# Stop with a message about offending rows of one column of one table.
+#   table, column: names as the user knows them
+#   rows:          1-based row numbers (integer vector, length >= 1)
+#   problem:       what is wrong, e.g. "have closure_date before referral_date"
+#   fix:           what to do
+#   keys:          optional key values of those rows, with key_name
+stop_rows <- function(table, column, rows, problem, fix, keys = NULL,
+                      key_name = NULL) {
+  stop(rows_message(table, column, rows, problem, fix, keys, key_name),
+       call. = FALSE)
+}
+
+warn_rows <- function(table, column, rows, problem, fix, keys = NULL,
+                      key_name = NULL) {
+  warning(rows_message(table, column, rows, problem, fix, keys, key_name),
+          call. = FALSE)
+}
+
+rows_message <- function(table, column, rows, problem, fix, keys = NULL,
+                         key_name = NULL) {
+  n <- length(rows)
+  where <- if (is.null(column)) sprintf("Table `%s`", table) else
+    sprintf("Table `%s`, column `%s`", table, column)
+  paste0(where, ": ", format(n, big.mark = ","), if (n == 1L) " row " else " rows ",
+         problem, " (", describe_rows(rows, keys, key_name), ").\n", "Fix: ",
+         fix)
+}
+
+# Stop about an argument of a function.
+stop_arg <- function(arg, problem, fix = NULL) {
+  stop(sprintf("`%s` %s.%s", arg, problem,
+               if (is.null(fix)) "" else paste0("\nFix: ", fix)),
+       call. = FALSE)
+}
+
+`%||%` <- function(x, y) if (is.null(x)) y else x

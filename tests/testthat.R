@@ -1,0 +1,4 @@
+library(testthat)
+library(sfpceval)
+
+test_check("sfpceval")
