@@ -205,8 +205,8 @@ validate_table <- function(x, table, date_range, log) {
   }
 
   check_keys(x, table, spec, log)
-  check_date_order(x, table, spec)
   check_date_range_table(x, table, cols, present, date_range)
+  check_date_order(x, table, spec)
   check_values(x, table, cols, present)
   soft_within_table(x, table, log)
   x
@@ -280,7 +280,7 @@ coerce_chr <- function(v, table, column, spec, log) {
     bad <- which(!is.na(v) & (!is.finite(v) | v != round(v)))
     if (length(bad)) {
       stop_type(table, column, "chr", bad, "numbers that are not whole",
-                format(v[bad]))
+                as.character(v[bad]))
     }
     out <- rep(NA_character_, length(v))
     ok <- !is.na(v)
@@ -378,7 +378,7 @@ coerce_lgl <- function(v, table, column, log) {
   if (is.numeric(v)) {
     bad <- which(!is.na(v) & !(v %in% c(0, 1)))
     if (length(bad)) {
-      stop_type(table, column, "lgl", bad, "numbers other than 1/0", format(v[bad]))
+      stop_type(table, column, "lgl", bad, "numbers other than 1/0", as.character(v[bad]))
     }
     note_conversion(log, table, column, "1/0 -> TRUE/FALSE", sum(!is.na(v)))
     return(as.logical(v))
@@ -426,7 +426,7 @@ coerce_int <- function(v, table, column, log) {
                               abs(v) > .Machine$integer.max))
   if (length(bad)) {
     stop_type(table, column, "int", bad, "numbers that are not whole counts",
-              format(v[bad]))
+              as.character(v[bad]))
   }
   note_conversion(log, table, column, "whole double -> integer", sum(!is.na(v)))
   as.integer(v)
@@ -530,6 +530,8 @@ check_codes <- function(v, table, column, spec, log) {
               kind = "unknown_codes")
 }
 
+a_an <- function(word) if (grepl("^[aeiou]", word)) "an" else "a"
+
 n_rows <- function(n) {
   paste0(format(n, big.mark = ","), if (n == 1L) " row" else " rows")
 }
@@ -575,7 +577,7 @@ check_keys <- function(x, table, spec, log) {
     if (any(exact)) {
       rows <- which(exact)
       add_problem(log, table, NULL, length(rows),
-                  sprintf("%s of `assessment_factors` exactly repeat an earlier row (%s; %s); they are kept, and a factor counts once per assessment.",
+                  sprintf("%s of `assessment_factors` exactly repeat an earlier row (%s); they are kept, and a factor counts once per assessment.",
                           n_rows(length(rows)),
                           describe_rows(rows, key_labels(x, key, utils::head(rows, 5L)),
                                         paste(key, collapse = " / "))),
@@ -590,7 +592,7 @@ check_keys <- function(x, table, spec, log) {
     rows <- rows[order(gk[rows], rows)]
     key_name <- paste(key, collapse = " + ")
     stop_rows(table, key_name, rows,
-              sprintf("sharing a %s with another row", key_name),
+              sprintf("sharing %s %s with another row", a_an(key_name), key_name),
               sprintf("give each row of `%s` its own %s (remove repeated rows or correct the ids).",
                       table, key_name),
               keys = key_labels(x, key, utils::head(rows, 5L)),
@@ -618,7 +620,8 @@ check_foreign_keys <- function(tables) {
     bad <- which(!(x[[r$column]] %in% p[[r$column]]))
     if (length(bad)) {
       stop_rows(r$table, r$column, bad,
-                sprintf("with a %s that is not in table `%s`", r$column, r$parent),
+                sprintf("with %s %s that is not in table `%s`", a_an(r$column),
+                        r$column, r$parent),
                 sprintf("add the missing records to `%s`, or remove these rows from `%s`.",
                         r$parent, r$table),
                 keys = utils::head(x[[r$column]][bad], 5L), key_name = r$column)
@@ -693,7 +696,7 @@ check_values <- function(x, table, cols, present) {
       if (length(bad)) {
         stop_rows(table, col, bad, "with a proportion outside [0, 1]",
                   "give proportions as fractions between 0 and 1 (15% is 0.15).",
-                  keys = format(utils::head(v[bad], 5L)), key_name = "values")
+                  keys = as.character(utils::head(v[bad], 5L)), key_name = "values")
       }
     }
   }
