@@ -323,27 +323,31 @@ normalise_codes <- function(v, codes, table, column, log) {
 }
 
 # Dates: ISO and dd/mm/YYYY strings parsed strictly (an impossible day such
-# as 31/02/2020 is not a date). Returns the dates and how many of each form.
+# as 31/02/2020 is not a date). Returns the dates, the rows that cannot be
+# read and how many of each form. Parses the unique strings only: a column of
+# a million dates holds a few thousand distinct days.
 parse_dates <- function(v) {
   v <- as.character(v)
-  blank <- !is.na(v) & trimws(v) == ""
-  v[blank] <- NA
-  s <- trimws(v)
-  out <- .Date(rep(NA_real_, length(v)))
+  u <- unique(v)
+  s <- trimws(u)
+  s[!is.na(s) & s == ""] <- NA
+  d <- .Date(rep(NA_real_, length(u)))
   iso <- !is.na(s) & grepl("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", s)
   dmy <- !is.na(s) & grepl("^[0-9]{2}/[0-9]{2}/[0-9]{4}$", s)
   if (any(iso)) {
-    d <- as.Date(s[iso], format = "%Y-%m-%d")
-    d[!is.na(d) & format(d, "%Y-%m-%d") != s[iso]] <- NA
-    out[iso] <- d
+    di <- as.Date(s[iso], format = "%Y-%m-%d")
+    di[!is.na(di) & format(di, "%Y-%m-%d") != s[iso]] <- NA
+    d[iso] <- di
   }
   if (any(dmy)) {
-    d <- as.Date(s[dmy], format = "%d/%m/%Y")
-    d[!is.na(d) & format(d, "%d/%m/%Y") != s[dmy]] <- NA
-    out[dmy] <- d
+    dd <- as.Date(s[dmy], format = "%d/%m/%Y")
+    dd[!is.na(dd) & format(dd, "%d/%m/%Y") != s[dmy]] <- NA
+    d[dmy] <- dd
   }
-  list(date = out, bad = which(!is.na(s) & is.na(out)), n_iso = sum(iso),
-       n_dmy = sum(dmy), n_blank = sum(blank))
+  m <- match(v, u)
+  blank <- !is.na(u) & is.na(s)
+  list(date = d[m], bad = which((!is.na(s) & is.na(d))[m]),
+       n_iso = sum(iso[m]), n_dmy = sum(dmy[m]), n_blank = sum(blank[m]))
 }
 
 coerce_date <- function(v, table, column, log) {
@@ -467,7 +471,9 @@ coerce_list_chr <- function(v, table, column, spec, log) {
   if (is.character(v)) {
     na <- is.na(v) | trimws(v) == ""
     pieces <- strsplit(v[!na], "[;,]")
-    flat <- trimws(unlist(pieces, use.names = FALSE))
+    flat <- unlist(pieces, use.names = FALSE)
+    u <- unique(flat)
+    flat <- trimws(u)[match(flat, u)]
     row <- rep(which(!na), lengths(pieces))
     keep <- flat != ""
     flat <- flat[keep]
@@ -490,7 +496,11 @@ coerce_list_chr <- function(v, table, column, spec, log) {
   if (!is.null(spec$codes) && length(flat)) {
     flat <- normalise_codes(flat, .code_lists[[spec$codes]], table, column, log)
   }
-  out <- split(flat, factor(row, levels = seq_along(v)))
+  # `row` is sorted, so an integer factor (no character conversion) splits
+  # the codes back into one vector per row, empty rows included.
+  out <- split(flat, structure(as.integer(row),
+                               levels = as.character(seq_along(v)),
+                               class = "factor"))
   names(out) <- NULL
   out[na] <- list(NA_character_)
   out
