@@ -892,11 +892,13 @@ fin_year <- function(date) {
     stop_arg("date", sprintf("must be a Date vector, not %s", class(date)[1]),
              "convert it with as.Date().")
   }
-  lt <- as.POSIXlt(date)
+  # Label the distinct days only, then look them up.
+  u <- unique(date)
+  lt <- as.POSIXlt(u)
   y <- lt$year + 1900L - (lt$mon < 3L)
-  out <- sprintf("%d/%02d", y, (y + 1L) %% 100L)
-  out[is.na(date)] <- NA_character_
-  out
+  lab <- sprintf("%d/%02d", y, (y + 1L) %% 100L)
+  lab[is.na(u)] <- NA_character_
+  lab[match(date, u)]
 }
 
 # ---------------------------------------------------------------------------
