@@ -185,6 +185,12 @@ test_that("summary works without children and per LA follows the latest return",
   expect_equal(s$per_la$children, c(2L, 1L))
   expect_equal(s$per_la$referrals, c(3L, 1L))
   expect_true(all(is.na(s$per_la$cla_episodes)))
+  # one local authority (one cluster): every record in one row
+  tabs$children$la_code <- "L01"
+  s <- summary(do.call(sfp_data, tabs))
+  expect_equal(s$per_la$la_code, "L01")
+  expect_equal(unlist(s$per_la[-1], use.names = FALSE),
+               c(3L, 4L, 3L, 2L, 2L, 3L, 6L))
 })
 
 test_that("NULL tables and zero-row tables are accepted", {
@@ -499,6 +505,10 @@ test_that("dates outside the plausible range are errors", {
   ref$referral_date[2] <- as.Date("2036-01-01")
   ref$closure_date[2] <- as.Date("2036-02-01")
   expect_snapshot(sfp_data(referrals = ref), error = TRUE)
+  # an infinite Date is outside any range
+  inf <- tabs$referrals
+  inf$closure_date[1] <- .Date(Inf)
+  expect_error(sfp_data(referrals = inf), "column `closure_date`: 1 row with a date outside")
   # the range is an argument
   ok <- sfp_data(referrals = ref,
                  date_range = list(dob = c("1980-01-01", "2035-12-31"),
