@@ -187,7 +187,8 @@ test_that("summary works without children and per LA follows the latest return",
   expect_true(all(is.na(s$per_la$cla_episodes)))
   # one local authority (one cluster): every record in one row
   tabs$children$la_code <- "L01"
-  s <- summary(do.call(sfp_data, tabs))
+  expect_warning(x <- do.call(sfp_data, tabs), "no children in `children`")
+  s <- summary(x)
   expect_equal(s$per_la$la_code, "L01")
   expect_equal(unlist(s$per_la[-1], use.names = FALSE),
                c(3L, 4L, 3L, 2L, 2L, 3L, 6L))
