@@ -285,7 +285,6 @@ print.sw_perm_test <- function(x, ...) {
 model_data <- function(fit) {
   if (inherits(fit, "formula")) return(NULL)
   if (!is.null(fit$data) && is.data.frame(fit$data)) return(fit$data)
-  if (isS4(fit) && methods::.hasSlot(fit, "frame")) return(NULL)
   NULL
 }
 
