@@ -37,7 +37,11 @@ check_number <- function(x, arg, lower = -Inf, upper = Inf,
 
 describe_value <- function(x) {
   if (is.null(x)) return("NULL")
-  if (length(x) != 1L) return(sprintf("a %s vector of length %d", class(x)[1], length(x)))
+  if (length(x) != 1L) {
+    cls <- class(x)[1]
+    return(sprintf("%s %s vector of length %d",
+                   if (grepl("^[aeiou]", cls)) "an" else "a", cls, length(x)))
+  }
   if (is.numeric(x) && is.na(x)) return(if (is.nan(x)) "NaN" else "NA")
   if (is.na(x)) return("NA")
   sprintf("%s `%s`", class(x)[1], format(x))
@@ -70,17 +74,19 @@ check_dots <- function(...) {
 # One of p0 (binary outcome) or sd (continuous outcome).
 check_outcome <- function(p0, sd) {
   if (is.null(p0) == is.null(sd)) {
-    stop_arg(if (is.null(p0)) "p0" else "sd",
-             "and its partner: give exactly one of `p0` (a binary outcome's baseline rate) or `sd` (a continuous outcome's standard deviation)",
-             "e.g. `p0 = 0.04` for the proportion of children looked after.")
+    stop(sprintf(
+      "Give exactly one of `p0` (a binary outcome's baseline rate) or `sd` (a continuous outcome's standard deviation); %s given.\nFix: e.g. `p0 = 0.04` for the proportion of children looked after.",
+      if (is.null(p0)) "neither was" else "both were"), call. = FALSE)
   }
   if (!is.null(p0)) {
     p0 <- check_number(p0, "p0", 0, 1, TRUE, TRUE, "a baseline rate",
                        "give the control-condition proportion, e.g. 0.04.")
   } else {
+    if (is.numeric(sd) && length(sd) == 1L && is.infinite(sd)) {
+      stop_arg("sd", "must be finite, not Inf", "give the outcome's standard deviation (> 0).")
+    }
     sd <- check_number(sd, "sd", 0, Inf, TRUE, TRUE, "a standard deviation",
                        "give the outcome's standard deviation (> 0).")
-    if (!is.finite(sd)) stop_arg("sd", "must be finite", "give a finite standard deviation.")
   }
   list(p0 = p0, sd = sd, binary = !is.null(p0))
 }
@@ -395,8 +401,8 @@ sw_power <- function(clusters_per_step = 1, steps = 5, m = 2600, p0 = NULL,
     mdes$cohens_d <- mdes$effect / scale_d
     if (anyNA(mdes$effect)) {
       warning(sprintf(
-        "`power` of %s cannot be reached for an %s with this design: that MDES is NA.",
-        format(power), mdes$direction[is.na(mdes$effect)]), call. = FALSE)
+        "`power` of %s cannot be reached for %s with this design (p1 would leave (0, 1)): that MDES is NA.",
+        format(power), if (is.na(dec)) "a decrease" else "an increase"), call. = FALSE)
     }
     if (!outcome$binary) mdes$p1 <- NULL
     out$mdes <- mdes
@@ -627,9 +633,12 @@ cra_mdes <- function(icc, n, J, P = 0.5, alpha = 0.05, power = 0.8,
 #'   across periods) and \eqn{\rho_s} = `subject_autocorr` (0 for new children
 #'   each period). Then
 #'   \eqn{Var = (1/G_1 + 1/G_0)(1/P_{pre} + 1/P_{post})(1 - r)V}; for one
-#'   period each this is Teerenstra et al.'s \eqn{2(1-r)} design effect.
+#'   period each this is the \eqn{2(1-r)} design effect of the change-score
+#'   analysis (Teerenstra et al. 2012; clusterPower's `crtpwr.2meanD()`,
+#'   whose documented example, 4.683358 clusters per arm, it reproduces).
 #' * `method = "ancova"`: the post-period mean adjusted for the pre-period mean
-#'   (Teerenstra et al. 2012, as clusterPower's `cpa.did.normal()`):
+#'   (Teerenstra et al. 2012; the formula in current clusterPower
+#'   `cpa.did.normal()` code):
 #'   \eqn{(1 - r^2)} in place of \eqn{2(1 - r)} for one period each; in
 #'   general \eqn{Var(Q) - Cov(Q,P)^2/Var(P)} per arm, with the slope taken
 #'   from the comparison arm.
@@ -777,8 +786,8 @@ did_mdes <- function(clusters = 5, m = 3400, icc, p0 = NULL, sd = NULL,
       format(pa$power)), "add clusters or periods, or ask for a lower power.")
   }
   if (is.na(dec) || is.na(inc)) {
-    warning(sprintf("`power` of %s cannot be reached for an %s with this design: that MDES is NA.",
-                    format(pa$power), if (is.na(dec)) "decrease" else "increase"),
+    warning(sprintf("`power` of %s cannot be reached for %s with this design (p1 would leave (0, 1)): that MDES is NA.",
+                    format(pa$power), if (is.na(dec)) "a decrease" else "an increase"),
             call. = FALSE)
   }
   scale_d <- if (outcome$binary) sqrt(outcome$p0 * (1 - outcome$p0)) else outcome$sd
@@ -815,7 +824,11 @@ print.sfp_did_mdes <- function(x, digits = 4, ...) {
                 format(s$cluster_autocorr), format(x$cluster_period_corr, digits = digits)))
   }
   cat("\n")
-  if (s$binary) cat(sprintf("  binary outcome: p0 = %s, variance at %s\n", format(s$p0), s$pbar))
+  if (s$binary) {
+    cat(sprintf("  binary outcome: p0 = %s, variance at %s\n", format(s$p0),
+                switch(s$pbar, p0 = "p0", mean = "(p0 + p1) / 2",
+                       arm = "each cell's own rate")))
+  }
   cat(sprintf("  %s%% power, two-sided alpha = %s, %s quantiles%s\n",
               format(100 * s$power), format(s$alpha), s$dist,
               if (s$dist == "t") sprintf(" (df = %s)", format(x$df)) else ""))
@@ -891,14 +904,16 @@ icc_anova <- function(y, cluster = NULL, data = NULL, truncate = TRUE, level = 0
   y <- as.double(y)
   inf <- which(is.infinite(y))
   if (length(inf)) {
-    stop_rows(y_name, NULL, inf, "are infinite",
-              "remove or correct them before estimating the ICC.")
+    stop_arg(y_name, sprintf("has %d infinite value%s (%s)", length(inf),
+                             if (length(inf) == 1L) "" else "s", describe_rows(inf)),
+             "remove or correct them before estimating the ICC.")
   }
   drop <- which(is.na(y) | is.na(cluster))
   if (length(drop)) {
-    warn_rows(y_name, NULL, drop,
-              sprintf("have a missing `%s` or `%s` and were dropped", y_name, c_name),
-              "impute or remove them if that is not what you want.")
+    warning(sprintf(
+      "%d row%s with a missing `%s` or `%s` %s dropped (%s).\nFix: impute or remove them yourself if that is not what you want.",
+      length(drop), if (length(drop) == 1L) "" else "s", y_name, c_name,
+      if (length(drop) == 1L) "was" else "were", describe_rows(drop)), call. = FALSE)
     y <- y[-drop]
     cluster <- cluster[-drop]
   }
@@ -914,6 +929,11 @@ icc_anova <- function(y, cluster = NULL, data = NULL, truncate = TRUE, level = 0
   if (n - n_clusters < 1L) {
     stop_arg(c_name, "has one observation per cluster, so there is no within-cluster variation to estimate",
              "an ICC needs at least one cluster with two or more members.")
+  }
+  if (all(y == y[1L])) {
+    stop_arg(y_name, sprintf("has the same value (%s) in all %d rows, so the ICC is undefined",
+                             format(y[1L]), n),
+             "an ICC needs variation in the outcome.")
   }
   # two-pass sums for accuracy
   means <- vapply(split(y, g), mean, numeric(1))
