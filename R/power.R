@@ -148,20 +148,6 @@ sw_gls_variance <- function(design, m, cmat, wmat, cluster_autocorr = 1,
   1 / schur
 }
 
-# Hussey & Hughes (2007) closed form (constant cluster effect, period
-# effects, common variance): sigma2 = within variance of a cluster-period
-# mean, tau2 = cluster variance.
-hh_variance <- function(design, sigma2, tau2) {
-  n_clusters <- nrow(design)
-  n_periods <- ncol(design)
-  u <- sum(design)
-  w <- sum(colSums(design)^2)
-  v <- sum(rowSums(design)^2)
-  n_clusters * sigma2 * (sigma2 + n_periods * tau2) /
-    ((n_clusters * u - w) * sigma2 +
-       (u^2 + n_clusters * n_periods * u - n_periods * w - n_clusters * v) * tau2)
-}
-
 quantile_sum <- function(alpha, power, dist, df) {
   if (dist == "normal") {
     stats::qnorm(1 - alpha / 2) + stats::qnorm(power)
@@ -978,4 +964,48 @@ print.sfp_icc <- function(x, digits = 5, ...) {
                 sprintf("; ANOVA estimate %s truncated at 0", format(x$icc_anova_raw, digits = digits))
               else ""))
   invisible(x)
+}
+
+#' Tidy summaries of power calculations and ICC estimates
+#'
+#' @param x An `sfp_sw_power`, `sfp_did_mdes` or `sfp_icc` object.
+#' @param ... Unused.
+#' @return A data frame: for power objects, the MDES table (`direction`,
+#'   `effect`, `p1`, `cohens_d`, with the standard error at no effect as
+#'   `std.error`) or the power table; for an ICC, one row with `term`,
+#'   `estimate`, `std.error`, `conf.low`, `conf.high`.
+#' @name tidy_power
+#' @examples
+#' if (requireNamespace("generics", quietly = TRUE)) {
+#'   generics::tidy(sw_power(p0 = 0.04, icc = 0.01566))
+#' }
+NULL
+
+#' @rdname tidy_power
+#' @exportS3Method generics::tidy
+tidy.sfp_sw_power <- function(x, ...) {
+  if (!is.null(x$mdes)) {
+    out <- x$mdes
+    out$std.error <- x$se
+    out
+  } else {
+    out <- x$power
+    names(out)[names(out) == "se"] <- "std.error"
+    out
+  }
+}
+
+#' @rdname tidy_power
+#' @exportS3Method generics::tidy
+tidy.sfp_did_mdes <- function(x, ...) {
+  out <- x$mdes
+  out$std.error <- x$se
+  out
+}
+
+#' @rdname tidy_power
+#' @exportS3Method generics::tidy
+tidy.sfp_icc <- function(x, ...) {
+  data.frame(term = "icc", estimate = x$icc, std.error = x$se,
+             conf.low = x$conf.low, conf.high = x$conf.high)
 }

@@ -83,7 +83,9 @@ test_that("the Family Valued protocol's MDES is reproduced by the defaults", {
   expect_identical(dim(fv$design), c(5L, 6L))
   expect_equal(signif(fv$mdes$effect, 3), c(-0.00704, 0.00704))
   expect_equal(round(fv$mdes$effect, 4), c(-0.0070, 0.0070))
-  # METHODS.md section 4 [checked]: pbar = (p0 + p1)/2 gives 0.0067 / 0.0074
+  # METHODS.md section 4 quotes 0.0067 / 0.0074 for pbar = (p0 + p1)/2; the
+  # root of theta = (z_0.975 + z_0.8) se(theta) is 0.006747 / 0.007340, so the
+  # increase is 0.0073 to four decimals (checked below by plugging it back in)
   mean_pbar <- sw_power(p0 = 0.04, icc = 0.01566, pbar = "mean")
   expect_equal(round(mean_pbar$mdes$effect, 4), c(-0.0067, 0.0073))
   # the total-variance scale is the other reading; it gives 0.00698, not 0.00704
@@ -454,4 +456,19 @@ test_that("icc_anova() errors are clear", {
   expect_snapshot(error = TRUE, icc_anova(letters[1:4], c(1, 1, 2, 2)))
   expect_snapshot(error = TRUE, icc_anova(1:4, 1:3))
   expect_snapshot(error = TRUE, icc_anova(y ~ a + b, data.frame(y = 1, a = 1, b = 1)))
+})
+
+test_that("tidy methods return the tables", {
+  fv <- sw_power(p0 = 0.04, icc = 0.01566)
+  td <- tidy.sfp_sw_power(fv)
+  expect_equal(td$effect, fv$mdes$effect)
+  expect_equal(td$std.error, rep(fv$se, 2))
+  pw <- sw_power(p0 = 0.04, icc = 0.01566, effect = -0.01)
+  expect_equal(tidy.sfp_sw_power(pw)$std.error, pw$power$se)
+  fs <- did_mdes(method = "independent", clusters = 5, m = 3400, icc = 0.00722,
+                 p0 = 0.06)
+  expect_equal(tidy.sfp_did_mdes(fs)$effect, fs$mdes$effect)
+  ic <- icc_anova(1:6, rep(1:2, each = 3))
+  expect_equal(tidy.sfp_icc(ic)$estimate, 12.5 / 15.5)
+  expect_named(tidy.sfp_icc(ic), c("term", "estimate", "std.error", "conf.low", "conf.high"))
 })
