@@ -214,6 +214,11 @@ test_that("input types, order and edge cases", {
   a <- sw_power(p0 = 0.04, icc = 0.01566, m = 2600L, steps = 5L)
   b <- sw_power(p0 = 0.04, icc = 0.01566, m = 2600, steps = 5)
   expect_equal(a$mdes, b$mdes)
+  # integer design and sizes give the same answer as double
+  xi <- sw_design(1, 3)
+  storage.mode(xi) <- "integer"
+  expect_equal(sw_power(design = xi, m = matrix(7L, 3, 4), sd = 1, icc = 0.1, effect = 1)$variance,
+               sw_power(design = sw_design(1, 3), m = 7, sd = 1, icc = 0.1, effect = 1)$variance)
   # logical design, permuted rows: same variance
   x <- sw_design(2, 3)
   perm <- x[c(4, 1, 6, 2, 5, 3), ]
@@ -259,6 +264,8 @@ test_that("sw_power() errors are clear", {
   expect_snapshot(error = TRUE, sw_power(p0 = 0.04, icc = 0.01, effect = 0.01, power = 0.8))
   expect_snapshot(error = TRUE, sw_power(p0 = 0.04, icc = 0.01, effect = -0.05))
   expect_snapshot(error = TRUE, sw_power(p0 = 0.04, icc = 0.01, effect = NA))
+  expect_snapshot(error = TRUE, sw_power(p0 = 0.04, icc = 0.01, effect = numeric(0)))
+  expect_snapshot(error = TRUE, sw_power(sd = 1, icc = 0.01, effect = Inf))
   expect_snapshot(error = TRUE, sw_power(p0 = 0.04, icc = 0.01, power = 1))
   expect_snapshot(error = TRUE, sw_power(p0 = 0.04, icc = 0.01, alpha = 0))
   expect_snapshot(error = TRUE, sw_power(p0 = 0.04, icc = 0.01, cluster_autocorr = 1.5))
@@ -362,6 +369,8 @@ test_that("did_mdes() errors are clear", {
   expect_snapshot(error = TRUE, did_mdes(clusters = 0, icc = 0.01, p0 = 0.06))
   expect_snapshot(error = TRUE, did_mdes(comparators = 0, icc = 0.01, p0 = 0.06))
   expect_snapshot(error = TRUE, did_mdes(icc = 1, p0 = 0.06))
+  expect_snapshot(error = TRUE, did_mdes(icc = NaN, p0 = 0.06))
+  expect_snapshot(error = TRUE, did_mdes(icc = 0.01, sd = -1))
   expect_snapshot(error = TRUE, did_mdes(icc = 0.01, p0 = 1))
   expect_snapshot(error = TRUE, did_mdes(icc = 0.01, p0 = 0.06, pre_periods = 0))
   expect_snapshot(error = TRUE, did_mdes(clusters = 1, comparators = 1, icc = 0.01,
