@@ -126,6 +126,24 @@ test_that("clusterPower's cpa.sw.normal() documented example is reproduced", {
   expect_equal(pnorm(1.5 / se - qnorm(0.975)), 0.8, tolerance = 1e-4)
 })
 
+test_that("Teerenstra's SAS example (t on I df) gives an MDES of 0.42 SD", {
+  # steventeerenstra/stepped-wedge, 2-level-samplesize/
+  # 2level_SomeNonstandardDesign.sas, last data step: I = 6 clusters, N = 30,
+  # T = 5, rho = 0.1 (tau2 = rho/(1 - rho) SD^2, the within scale), design
+  # rows 01111 / 00111 x2 / 00011 x2 / 00001 (U = 15, V = 43, W = 71),
+  # power_sw_df = probt(tinv(0.025, I) + |theta|/se, I); its title reads
+  # "minimal detectable difference seems to be 0.42*SD".
+  x <- rbind(c(0, 1, 1, 1, 1), c(0, 0, 1, 1, 1), c(0, 0, 1, 1, 1),
+             c(0, 0, 0, 1, 1), c(0, 0, 0, 1, 1), c(0, 0, 0, 0, 1))
+  expect_equal(c(sum(x), sum(rowSums(x)^2), sum(colSums(x)^2)), c(15, 43, 71))
+  res <- sw_power(design = x, m = 30, sd = 1, icc = 0.1, dist = "t")
+  expect_equal(res$settings$df, 6)
+  expect_equal(round(res$mdes$effect[2], 2), 0.42)
+  # the SAS power formula at the MDES gives 80%
+  se <- res$se
+  expect_equal(pt(qt(0.025, 6) + res$mdes$effect[2] / se, 6), 0.8)
+})
+
 test_that("PowerUpR's cluster-randomised MDES (0.629) via cra_mdes() and sw_power()", {
   # PowerUpR mdes.cra2(rho2 = .17, n = 15, J = 20, P = .5, g2 = 0): 0.629
   # with df = J - 2 = 18.
