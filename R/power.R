@@ -312,6 +312,13 @@ sw_power <- function(clusters_per_step = 1, steps = 5, m = 2600, p0 = NULL,
     baseline_periods <- check_whole(baseline_periods, "baseline_periods", 0L)
     sw_design(clusters_per_step, steps, baseline_periods)
   } else {
+    given <- c(clusters_per_step = !missing(clusters_per_step), steps = !missing(steps),
+               baseline_periods = !missing(baseline_periods))
+    if (any(given)) {
+      stop_arg("design", sprintf("was given together with %s, which it replaces",
+                                 paste0("`", names(given)[given], "`", collapse = " and ")),
+               "give either a design matrix or the standard design's dimensions, not both.")
+    }
     check_design(design)
   }
   m <- check_sizes(m, design)

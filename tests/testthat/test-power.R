@@ -278,6 +278,7 @@ test_that("sw_power() errors are clear", {
   expect_snapshot(error = TRUE, sw_power(design = matrix(1, 3, 3), p0 = 0.04, icc = 0.01))
   expect_snapshot(error = TRUE, sw_power(design = cbind(0, c(1, 1)), p0 = 0.04, icc = 0.01))
   expect_snapshot(error = TRUE, sw_power(m = matrix(10, 2, 2), p0 = 0.04, icc = 0.01))
+  expect_snapshot(error = TRUE, sw_power(design = sw_design(1, 3), steps = 3, p0 = 0.04, icc = 0.01))
   expect_snapshot(error = TRUE, sw_power(m = 0, p0 = 0.04, icc = 0.01))
   expect_snapshot(error = TRUE, sw_power(p0 = 0.04, icc = 0.01, effect = 0.01, power = 0.8))
   expect_snapshot(error = TRUE, sw_power(p0 = 0.04, icc = 0.01, effect = -0.05))
