@@ -58,7 +58,7 @@
   p_rc9 = 0.10,        # closed after assessment, early help
   p_reref12 = 0.26,    # re-referral within 12 months of the referral
   p_reref_later = 0.30,# later re-referral otherwise
-  p_kin = 0.19,        # first placement with relatives or friends (U1-U3)
+  p_kin = 0.24,        # first placement with relatives or friends (U1-U3)
   p_reunify = 0.36,    # period of care ends with a return home
   abs_cin = 0.25,      # absence logit shift in terms after the referral
   cla_w1 = 0.65, cla_w2 = 0.22,          # CLA delay mixture weights
@@ -178,10 +178,12 @@ sim_age_logit <- function(age) {
 #' @return An [sfp_data()] object with the ten tables, and in
 #'   `attr(x, "truth")` a list: `design`, `seed`, `effects`, `baseline`,
 #'   `icc`, `sigma_la` (SD of the LA random intercept, logit scale),
-#'   `intercept`, `la` (one row per LA: `la_code`, `role`, `go_live_date`,
+#'   `intercept`, `calibration_inflation` (the pilot walk's ratio of
+#'   simulated to analytic rate), `la` (one row per LA: `la_code`, `role`, `go_live_date`,
 #'   `size`, `random_effect`, `parallel_to`, `stratum`, `wedge_order`,
 #'   `n_children`), `trajectories` (LA x quarter logit shifts; columns are
-#'   quarter start dates), `parallel_to` (named by comparator LA),
+#'   quarter start dates), `pandemic_shock` (per LA: `amplitude`, `onset`,
+#'   `decay_quarters`), `parallel_to` (named by comparator LA),
 #'   `model` (the model constants) and `period` (start, end, last referral).
 #' @examples
 #' x <- simulate_sfp("family_valued", children_per_la_year = 100, seed = 3)
@@ -192,7 +194,12 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
                          n_la = NULL, children_per_la_year = NULL,
                          effects = list(), seed = 1, icc = NULL,
                          baseline = NULL, start = NULL, end = NULL, ...) {
-  design <- match.arg(design)
+  if (!is.character(design) || length(design) < 1L ||
+      !design[1] %in% c("family_safeguarding", "family_valued")) {
+    stop_arg("design", "must be \"family_safeguarding\" or \"family_valued\"",
+             "give one of the two protocols' designs.")
+  }
+  design <- design[1]
   def <- .sim_defaults[[design]]
   dots <- list(...)
   bad <- setdiff(names(dots) %||% rep("", length(dots)),
@@ -248,12 +255,20 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
     min(end, las$trial_end)
   } else end
   if (last_ref < start || last_ref > end) {
-    stop_arg("last_referral", "must lie between `start` and `end`")
+    stop_arg("last_referral", sprintf("must lie between `start` (%s) and `end` (%s)",
+                                      format(start), format(end)),
+             "give a date in that range, or leave it out for the default.")
   }
   la$size <- stats::rlnorm(n_la, 0, 0.3)
   la$size <- la$size / mean(la$size)
   years <- as.numeric(last_ref - start + 1) / 365.25
   la$n_children <- pmax(1L, as.integer(round(cpy * years * la$size)))
+  if (sum(as.double(la$n_children)) > 5e6) {
+    stop_arg("children_per_la_year",
+             sprintf("would give %s children in all (more than 5 million)",
+                     format(sum(as.double(la$n_children)), big.mark = ",")),
+             "use fewer LAs or children per LA per year.")
+  }
   la$prop_white_british <- stats::runif(n_la, 0.45, 0.92)
 
   # ---- children ----
@@ -265,10 +280,11 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
   traj <- sim_trajectories(design, la, las, qstart)
 
   # ---- calibrate the LA random intercept to baseline and ICC ----
-  # First analytically (first referral only), then a pilot walk of 60,000
-  # children drawn from these (no LA effects, no trends, no treatment)
-  # measures how far re-referrals and the timing rules move the rate, and
-  # the calibration is solved again with that factor.
+  # First analytically (first referral only); then a pilot walk of 60,000
+  # children (one LA, no LA effects, no trends, no treatment; its own fixed
+  # seed, so it depends only on the design settings and is cached) measures
+  # how far re-referrals and the timing rules move the rate, and the
+  # calibration is solved again with that factor.
   day <- function(d) as.integer(unclass(as.Date(d)))
   par_of <- function(a0) {
     par <- c(.sim_model,
@@ -281,9 +297,8 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
   qday <- as.integer(findInterval(seq(day(start), day(end)),
                                   day(qstart)) - 1L)
   terms <- sim_terms(start, end)
-  cal0 <- sim_calibrate(ch, design, def$age_max, baseline, icc)
-  pilot <- sim_pilot(ch, design, def$age_max, cal0$intercept, par_of, qday,
-                     day(end))
+  pilot <- sim_pilot(design, def$age_max, baseline, icc, start, end,
+                     last_ref, par_of, qday)
   cal <- sim_calibrate(ch, design, def$age_max, baseline, icc,
                        inflation = pilot)
   z <- stats::rnorm(n_la)
@@ -300,12 +315,12 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
 
   x <- sim_tables(raw, ch, la, terms, las$rollout, start, end)
   truth <- list(
-    design = design, seed = seed, effects = as.list(eff),
+    design = design, seed = as.double(seed), effects = as.list(eff),
     baseline = baseline, icc = icc, sigma_la = cal$sigma,
     intercept = cal$intercept, calibration_inflation = pilot,
     la = la[c("la_code", "role", "go_live_date", "size", "random_effect",
               "parallel_to", "stratum", "wedge_order", "n_children")],
-    trajectories = traj$matrix_named,
+    trajectories = traj$matrix_named, pandemic_shock = traj$shocks,
     parallel_to = stats::setNames(la$parallel_to, la$la_code)[
       la$role == "comparator"],
     model = .sim_model,
@@ -364,7 +379,8 @@ check_effects <- function(effects) {
   if (!all(ok)) {
     stop_arg("effects", sprintf("must hold one finite number per effect (%s)",
                                 paste0("`", names(effects)[!ok], "`",
-                                       collapse = ", ")))
+                                       collapse = ", ")),
+             "give e.g. `effects = list(cla = -0.2)`; leave out zero effects.")
   }
   out <- stats::setNames(rep(0, length(.sim_effect_names)), .sim_effect_names)
   out[names(effects)] <- unlist(effects)
@@ -473,27 +489,41 @@ sim_trajectories <- function(design, la, las, qstart) {
     tau <- stats::runif(1, 1.5, 3)
     k <- as.numeric(qstart - onset) / 91.3
     shock <- ifelse(k >= -0.01, amp * exp(-pmax(k, 0) / tau), 0)
-    trend + wob + shock
+    list(path = trend + wob + shock,
+         shock = data.frame(amplitude = amp, onset = onset, decay_quarters = tau))
   }
   m <- matrix(0, nrow(la), nq)
+  shocks <- vector("list", nrow(la))
   if (design == "family_valued") {
     common <- stats::rnorm(1, 0, 0.04) * tyr
-    for (j in seq_len(nrow(la))) m[j, ] <- one(common)
+    for (j in seq_len(nrow(la))) {
+      o <- one(common)
+      m[j, ] <- o$path
+      shocks[[j]] <- o$shock
+    }
   } else {
     for (j in seq_len(nrow(la))) {
-      if (is.na(la$parallel_to[j])) m[j, ] <- one()
+      if (is.na(la$parallel_to[j])) {
+        o <- one()
+        m[j, ] <- o$path
+        shocks[[j]] <- o$shock
+      }
     }
     for (j in which(!is.na(la$parallel_to))) {
-      m[j, ] <- m[match(la$parallel_to[j], la$la_code), ]
+      src <- match(la$parallel_to[j], la$la_code)
+      m[j, ] <- m[src, ]
+      shocks[[j]] <- shocks[[src]]
     }
   }
+  shocks <- cbind(la_code = la$la_code, do.call(rbind, shocks),
+                  stringsAsFactors = FALSE)
   pre <- if (design == "family_valued") {
     qstart >= las$trial_start & qstart <= las$trial_end
   } else qstart < las$ref_date
   if (any(pre)) m <- m - rowMeans(m[, pre, drop = FALSE])
   named <- m
   dimnames(named) <- list(la$la_code, format(qstart))
-  list(matrix = m, matrix_named = named)
+  list(matrix = m, matrix_named = named, shocks = shocks)
 }
 
 # ---- children ----
@@ -544,9 +574,14 @@ sim_children <- function(la, start, last_ref) {
   disability <- rep(list("NONE"), n)
   nd <- sum(disabled)
   if (nd) {
-    k <- sample(1:2, nd, replace = TRUE, prob = c(0.8, 0.2))
-    disability[disabled] <- lapply(k, function(kk)
-      sample(names(.sim_disability), kk, prob = .sim_disability))
+    d1 <- sample(names(.sim_disability), nd, replace = TRUE,
+                 prob = .sim_disability)
+    d2 <- sample(names(.sim_disability), nd, replace = TRUE,
+                 prob = .sim_disability)
+    two <- stats::runif(nd) < 0.2 & d2 != d1
+    dl <- as.list(d1)
+    dl[two] <- Map(c, d1[two], d2[two], USE.NAMES = FALSE)
+    disability[disabled] <- dl
   }
   short_break <- disabled & stats::runif(n) < 0.12
   fsm6 <- stats::runif(n) < 0.45
@@ -589,14 +624,24 @@ sim_walk <- function(ch, eta, go_live_day, traj, qday, par, eff, terms) {
 
 # Ratio of the simulated to the analytic rate of becoming looked after
 # within 18 months of the first referral, in the protocol's population,
-# over a pilot walk of 60,000 children resampled from `ch` with LA 1, no
-# random effects, no trends, no treatment and no school terms.
-sim_pilot <- function(ch, design, age_max, a0, par_of, qday, day_end,
-                      n_pilot = 60000L) {
-  idx <- sample.int(nrow(ch), n_pilot, replace = TRUE)
-  pc <- ch[idx, ]
-  pc$la <- 1L
-  pc <- pc[order(pc$ref0), ]
+# over a pilot walk of 60,000 children of one LA with no random effects, no
+# trends, no treatment and no school terms. The pilot draws from its own
+# fixed seed (the caller's stream is saved and restored), so its result
+# depends only on the arguments and is cached for the session.
+.sim_cache <- new.env(parent = emptyenv())
+
+sim_pilot <- function(design, age_max, baseline, icc, start, end, last_ref,
+                      par_of, qday, n_pilot = 60000L) {
+  key <- paste(design, age_max, baseline, icc, start, end, last_ref, sep = "|")
+  if (!is.null(.sim_cache[[key]])) return(.sim_cache[[key]])
+  saved <- get(".Random.seed", globalenv(), inherits = FALSE)
+  on.exit(assign(".Random.seed", saved, envir = globalenv()), add = TRUE)
+  set.seed(20240101L, kind = "Mersenne-Twister", normal.kind = "Inversion",
+           sample.kind = "Rejection")
+  one <- data.frame(n_children = n_pilot, prop_white_british = 0.7)
+  pc <- sim_children(one, start, last_ref)
+  a0 <- sim_calibrate(pc, design, age_max, baseline, icc)$intercept
+  day_end <- as.integer(unclass(end))
   eta <- pc$age_logit + .sim_uasc_logit * pc$uasc
   no_terms <- list(start = integer(), end = integer(), ay = integer(),
                    term = integer(), sessions = integer())
@@ -623,7 +668,8 @@ sim_pilot <- function(ch, design, age_max, a0, par_of, qday, day_end,
   observed <- sum(hit) / sum(in_pop)
   predicted <- sim_calibrate(pc[child[in_pop], ], design, age_max, NA, 0,
                              a0 = a0)
-  observed / predicted
+  .sim_cache[[key]] <- observed / predicted
+  .sim_cache[[key]]
 }
 
 # ---- calibration ----
@@ -663,25 +709,26 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
   w <- as.vector(table(factor(key, levels = key[g])))
   w <- w / sum(w)
   eta <- (ch$age_logit + .sim_uasc_logit * ch$uasc)[pop][g]
-  days_to_18 <- (18 * 12 - (months[g] + 0.5)) * 30.44
+  days_to_18 <- (18 * 12 - (months[g] + 0.5)) * 365.25 / 12
   f18 <- sim_cla_delay_cdf(pmin(548, days_to_18))
   open <- m$p_cpp + m$p_cin + m$p_noplan
   pi_k <- c(m$p_cpp, m$p_cin, m$p_noplan) / open
   b_k <- c(m$b_cpp, 0, m$b_noplan)
   scale <- if (design == "family_valued") 1 else
     (1 - m$p_nfa) * m$p_assessed * open
+  wf <- inflation * scale * w * f18
   la_rate <- function(a0, u) {
-    vapply(u, function(uu) {
-      p <- 0
-      for (k in 1:3) p <- p + pi_k[k] * stats::plogis(a0 + eta + b_k[k] + uu)
-      inflation * scale * sum(w * f18 * p)
-    }, 0)
+    p <- 0
+    for (k in 1:3) {
+      p <- p + pi_k[k] * stats::plogis(outer(a0 + eta + b_k[k], u, `+`))
+    }
+    colSums(wf * p)
   }
   if (!is.null(a0)) return(la_rate(a0, 0))
-  gh <- gauss_hermite(40L)
+  gh <- gauss_hermite(30L)
   solve_a0 <- function(sigma) {
     stats::uniroot(function(a0) sum(gh$w * la_rate(a0, sigma * gh$z)) - baseline,
-                   c(-15, 8), tol = 1e-10)$root
+                   c(-15, 8), tol = 1e-7)$root
   }
   icc_of <- function(sigma) {
     a0 <- solve_a0(sigma)
@@ -690,7 +737,7 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
     sum(gh$w * (r - mu)^2) / (mu * (1 - mu))
   }
   sigma <- if (icc <= 0) 0 else
-    stats::uniroot(function(s) icc_of(s) - icc, c(1e-6, 5), tol = 1e-8)$root
+    stats::uniroot(function(s) icc_of(s) - icc, c(1e-6, 5), tol = 1e-6)$root
   list(intercept = solve_a0(sigma), sigma = sigma)
 }
 

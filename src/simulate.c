@@ -45,9 +45,9 @@ enum { RC1 = 1, RC2, RC3, RC4, RC5, RC6, RC7, RC8, RC9 };
 #define F_19C 39
 #define F_24A 44
 static const double w_factor[N_FACTOR] = {
-  2, 4.5, 1.2, 4, 4.5, 1.2,          /* 1A-2C: alcohol, drugs        */
-  7, 9, 3,                            /* 3A-3C: domestic violence     */
-  10, 14, 2.5,                        /* 4A-4C: mental health         */
+  2, 4, 1.2, 4, 4, 1.2,              /* 1A-2C: alcohol, drugs        */
+  5.5, 7.5, 2.5,                      /* 3A-3C: domestic violence     */
+  10, 12.5, 2.5,                      /* 4A-4C: mental health         */
   3, 3, 1, 3.5, 2, 0.8,               /* 5A-6C: learning disability, health */
   0.8, 0.6, 0.4, 0.4, 0.3, 0.2,       /* 7A, 8B-8F                    */
   0,                                  /* 9A: UASC, set for UASC only  */
@@ -242,6 +242,8 @@ static int next_ls(int ls, double age) {
   }
 }
 
+static int place_on(const sim *S, int pl, int day);
+
 /* Non-kinship placement by age, with the code list in force on `day`. */
 static int draw_place_nonkin(const sim *S, double age, int uasc, int day) {
   int pl;
@@ -265,7 +267,12 @@ static int draw_place_nonkin(const sim *S, double age, int uasc, int day) {
     pl = c[draw_cat(w, 12) - 1];
     if (pl == PL_H5 && age < 16) pl = PL_K2;
   }
-  if (pl == PL_H5 && day >= (int) S->par[P_CUT_K3]) pl = PL_K3;
+  return place_on(S, pl, day);
+}
+
+/* The placement code list in force on `day`: H5 became K3 in 2024-25, P2
+ * was withdrawn on 28/10/2023, Z1 split into Z11-Z14 in 2025-26. */
+static int place_on(const sim *S, int pl, int day) {
   if (pl == PL_P2 && day > (int) S->par[P_CUT_P2]) pl = PL_H5;
   if (pl == PL_H5 && day >= (int) S->par[P_CUT_K3]) pl = PL_K3;
   if (pl == PL_Z1 && day >= (int) S->par[P_CUT_Z11]) pl = PL_Z11 + runif_int(0, 3);
@@ -416,6 +423,7 @@ static int emit_period(sim *S, int child, int decom, int b18, double age,
         prov = draw_provider(place);
       }
     }
+    place = place_on(S, place, start);
     int end_e = e < k ? chg[e] : (open ? NA_INTEGER : dec);
     R_xlen_t r = tbl_add(&S->cla);
     S->cla.col[CLA_CHILD][r] = child;
