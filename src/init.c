@@ -5,6 +5,7 @@
 
 static const R_CallMethodDef call_entries[] = {
   /* data: records simulator */
+  CALLDEF(ffi_simulate_sfp, 8),
 
   /* cohort */
 

@@ -15,6 +15,8 @@
 #include <R_ext/Visibility.h>
 
 /* ---- data: records simulator (simulate.c) ---- */
+SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
+                      SEXP qday, SEXP par, SEXP eff, SEXP terms);
 
 /* ---- cohort: interval work on day numbers (intervals.c) ---- */
 
