@@ -26,6 +26,7 @@ static const R_CallMethodDef call_entries[] = {
   /* staggered timing */
 
   /* power */
+  CALLDEF(ffi_sim_trial, 8),
 
   {NULL, NULL, 0}
 };

@@ -37,5 +37,7 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
 /* ---- staggered timing (bacon.c) ---- */
 
 /* ---- power: trial simulator (power.c) ---- */
+SEXP ffi_sim_trial(SEXP m, SEXP X, SEXP alpha, SEXP gamma, SEXP prev,
+                   SEXP theta, SEXP sigma, SEXP r);
 
 #endif
