@@ -17,6 +17,7 @@ static const R_CallMethodDef call_entries[] = {
   /* DiD: wild bootstrap */
 
   /* other models */
+  CALLDEF(ffi_mle_newton, 7),
 
   /* stepped wedge: GLMM / LMM */
 
