@@ -64,7 +64,7 @@ complete_rows_ <- function(formula, data, cluster_vec) {
 report_dropped_ <- function(ok, what) {
   if (all(ok)) return(invisible(0L))
   warn_rows("data", NULL, which(!ok),
-            sprintf("have a missing value in %s and were left out", what),
+            sprintf("with a missing value in %s, left out", what),
             "impute or remove them first if they should count")
   invisible(sum(!ok))
 }
@@ -72,15 +72,15 @@ report_dropped_ <- function(ok, what) {
 check_finite_ <- function(X, y, yname) {
   bad <- which(!is.finite(y))
   if (length(bad)) {
-    stop_rows("data", yname, bad, "are not finite (Inf or NaN)",
-              "remove or recode those rows")
+    stop_rows("data", yname, bad, "with a non-finite value",
+              "remove or recode those rows (Inf and NaN are not allowed)")
   }
   badx <- which(rowSums(!is.finite(X)) > 0)
   if (length(badx)) {
-    cols <- colnames(X)[colSums(!is.finite(X)) > 0]
+    cols <- unique(colnames(X)[colSums(!is.finite(X)) > 0])
     stop_rows("data", paste(cols, collapse = ", "), badx,
-              "have non-finite covariate values (Inf or NaN)",
-              "remove or recode those rows")
+              "with a non-finite covariate value",
+              "remove or recode those rows (Inf and NaN are not allowed)")
   }
 }
 
@@ -210,21 +210,21 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   rows <- which(ok)
   bad <- which(y < 0)
   if (length(bad)) {
-    stop_rows("data", yname, rows[bad], "are negative",
+    stop_rows("data", yname, rows[bad], "with a negative count",
               "a count must be zero or positive; check how it was derived")
   }
   bad <- which(y != round(y))
   if (length(bad)) {
-    stop_rows("data", yname, rows[bad], "are not whole numbers",
+    stop_rows("data", yname, rows[bad], "with a count that is not a whole number",
               "round the counts (e.g. days) before fitting a count model")
   }
   if (all(y == 0)) {
-    stop_rows("data", yname, rows, "are all zero",
-              "a hurdle model needs some positive counts; report the zero rate instead")
+    stop_arg("data", sprintf("has only zeros in `%s` (%d rows)", yname, length(y)),
+             "a hurdle model needs some positive counts; report the zero rate instead")
   }
   if (all(y > 0)) {
-    stop_rows("data", yname, rows, "are all positive",
-              "with no zeros there is no hurdle; fit a (truncated) count model")
+    stop_arg("data", sprintf("has no zeros in `%s` (%d rows)", yname, length(y)),
+             "with no zeros there is no hurdle; fit a (truncated) count model")
   }
   check_rank_(X[y > 0, , drop = FALSE], "count (positive counts only)")
   check_rank_(Z, "zero hurdle")
@@ -372,19 +372,18 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
   rows <- which(ok)
   status <- ifelse(y <= left, 1L, ifelse(y >= right, 2L, 0L))
   if (all(status != 0L)) {
-    stop_rows("data", yname, rows, "are all at a censoring limit",
-              "a Tobit model needs uncensored values; check `left` and `right`")
+    stop_arg("data", sprintf("has `%s` at a censoring limit in all %d rows", yname, length(y)),
+             "a Tobit model needs uncensored values; check `left` and `right`")
   }
   if (sum(status == 0L) <= ncol(X)) {
     stop_rows("data", yname, rows[status == 0L],
-              sprintf("are the only uncensored values, too few for %d coefficients",
-                      ncol(X)),
+              sprintf("uncensored, too few for %d coefficients", ncol(X)),
               "use fewer regressors or a binary model")
   }
   bad <- which((y < left & is.finite(left)) | (y > right & is.finite(right)))
   if (length(bad)) {
     warn_rows("data", yname, rows[bad],
-              "lie outside [left, right] and were treated as censored at the limit",
+              "outside [left, right], treated as censored at the nearer limit",
               "check that `left` and `right` are the censoring points of the outcome")
   }
   ols <- stats::lm.fit(X, y)
@@ -617,12 +616,12 @@ zero_check <- function(fit_or_formula, data = NULL,
     rows <- which(ok)
     bad <- which(y < 0 | y != round(y))
     if (length(bad)) {
-      stop_rows("data", yname, rows[bad], "are negative or not whole numbers",
+      stop_rows("data", yname, rows[bad], "with a negative or non-whole count",
                 "a count must be a non-negative whole number")
     }
     if (all(y == 0)) {
-      stop_rows("data", yname, rows, "are all zero",
-                "there is nothing to model; report the zero rate instead")
+      stop_arg("data", sprintf("has only zeros in `%s` (%d rows)", yname, length(y)),
+               "there is nothing to model; report the zero rate instead")
     }
     check_rank_(X, "count")
     start <- rep(0, ncol(X))

@@ -43,7 +43,7 @@ panel_prep_ <- function(formula, data, id, time, cluster = NULL,
   dup <- which(duplicated(cbind(idc, tc)))
   if (length(dup)) {
     stop_rows("data", paste0(id, ", ", time), rows[dup],
-              "repeat an (id, time) pair already seen",
+              "with an (id, time) pair seen in an earlier row",
               "a panel has one row per unit and period; aggregate or fix the keys")
   }
   list(y = as.double(y), X = X, id = idc, time = tc, rows = rows,
@@ -488,7 +488,7 @@ repeat_share <- function(id, threshold = 0.15,
     stop_arg("id", "is empty", "give one identifier per observation")
   }
   if (anyNA(id)) {
-    stop_rows("id", NULL, which(is.na(id)), "have a missing identifier",
+    stop_rows("id", NULL, which(is.na(id)), "with a missing identifier",
               "fill in or remove those observations first")
   }
   tab <- table(id)
