@@ -100,11 +100,12 @@ within_fit_ <- function(P, effect = "individual") {
        df = length(yw) - P$N - ncol(Xw))
 }
 
-# Random-effects variance components as plm::ercomp(): "swar" (Swamy-Arora,
-# within and between regressions) and "amemiya" (within residuals only,
-# usable with few groups).  Balanced panels: exactly plm's; unbalanced:
-# plm's with random.dfcor = 2 (swar) / 1 (amemiya), i.e. the harmonic mean
-# of T_i.  Returns sigma2 (idios, id) and theta per row.
+# Random-effects variance components exactly as plm::ercomp() with its
+# defaults: "swar" (Swamy-Arora: within and between regressions) and
+# "amemiya" (within residuals only, usable with few groups); balanced panels
+# use plm's dfcor = c(2, 2) (swar) / c(1, 1) (amemiya), unbalanced panels its
+# dfcor = 3 quadratic-form corrections.  Returns sigma2 (idios, id), theta
+# per row and per unit, and the within fit.
 re_components_ <- function(P, method = c("swar", "amemiya")) {
   method <- match.arg(method)
   wf <- within_fit_(P)
@@ -112,28 +113,44 @@ re_components_ <- function(P, method = c("swar", "amemiya")) {
   N <- P$N
   Ti <- P$Ti
   balanced <- length(unique(Ti)) == 1L
-  barT <- if (balanced) Ti[1] else N / sum(1 / Ti)
+  KW <- ncol(wf$Xw)
   quad1 <- sum(wf$resid^2)
-  X <- P$X[, colnames(P$X) != "(Intercept)", drop = FALSE]
+  gmean <- function(M) (rowsum(as.matrix(M), P$id) / Ti)[P$id, , drop = FALSE]
   if (method == "swar") {
-    s2e <- quad1 / (O - N - ncol(wf$Xw))
-    Xb <- cbind(1, (rowsum(X, P$id) / Ti)[P$id, , drop = FALSE])
-    yb <- (rowsum(P$y, P$id) / Ti)[P$id]
-    bq <- qr(Xb)
-    quad2 <- sum(qr.resid(bq, yb)^2)
-    kb <- bq$rank - 1L
-    if (N - kb - 1 <= 0) {
+    X <- P$X[, colnames(P$X) != "(Intercept)", drop = FALSE]
+    Z <- cbind(1, X)
+    ZB <- gmean(Z)
+    bq <- qr(ZB)
+    quad2 <- sum(qr.resid(bq, gmean(P$y))^2)
+    K <- ncol(Z) - 1L
+    if (N - K - 1 <= 0) {
       stop_arg("random_method", sprintf(
-        "\"swar\" needs more units (%d) than between regressors plus one (%d)",
-        N, kb + 1L), "use random_method = \"amemiya\"")
+        "\"swar\" needs more units (%d) than regressors plus one (%d)", N, K + 1L),
+        "use random_method = \"amemiya\"")
     }
-    s2u <- (quad2 / (N - kb - 1) - s2e) / barT
+    if (balanced) {
+      s2e <- quad1 / (O - N - KW)
+      s2u <- (quad2 / (N - K - 1) - s2e) / Ti[1]
+    } else {
+      s2e <- quad1 / (O - N - KW)
+      ZS <- (rowsum(Z, P$id))[P$id, , drop = FALSE]
+      m_eta <- O - sum(diag(solve(crossprod(ZB), crossprod(ZS, Z))))
+      s2u <- (quad2 - (N - K - 1) * s2e) / m_eta
+    }
   } else {
-    s2e <- quad1 / (O - N)
-    e <- P$y - if (ncol(wf$X)) drop(wf$X %*% wf$coef) else 0
+    e <- P$y - if (KW) drop(wf$X %*% wf$coef) else 0
     e <- e - mean(e)
-    quad2 <- sum(((rowsum(e, P$id) / Ti)[P$id])^2)
-    s2u <- (quad2 / N - s2e) / barT
+    quad2 <- sum(gmean(e)^2)
+    if (balanced) {
+      s2e <- quad1 / (O - N)
+      s2u <- (quad2 / N - s2e) / Ti[1]
+    } else {
+      s2e <- quad1 / (O - N - KW)
+      XB <- gmean(wf$X)
+      XB <- sweep(XB, 2, colMeans(XB))
+      m_nu <- N - 1 + if (KW) sum(diag(solve(crossprod(wf$Xw), crossprod(XB)))) else 0
+      s2u <- (quad2 - m_nu * s2e) / (O - sum(Ti^2) / O)
+    }
   }
   if (s2u < 0) {
     warning("The estimated variance of the random effect is negative (",
@@ -170,7 +187,7 @@ ols_vcov_cl_ <- function(X, e, cluster, type = c("CR1", "CR0")) {
 }
 
 htest_ <- function(stat, df, p, method, extra = list()) {
-  structure(c(list(statistic = stat, parameter = df, p.value = p,
+  structure(c(list(statistic = stat, parameter = df, p.value = unname(p),
                    method = method), extra),
             class = c("sfp_panel_test", "htest"))
 }
@@ -404,7 +421,10 @@ hausman_test <- function(formula, data, id, time, method = c("aux", "classic"),
   vcov <- match.arg(vcov)
   random_method <- match.arg(random_method)
   P <- panel_prep_(formula, data, id, time, cluster, "hausman_test")
-  if (P$N < 2L) stop_arg("data", sprintf("has a single unit in `%s`", id))
+  if (P$N < 2L) {
+    stop_arg("data", sprintf("has a single unit in `%s`", id),
+             "the Hausman test needs two or more units")
+  }
   if (!"(Intercept)" %in% colnames(P$X)) {
     stop_arg("formula", "has no intercept", "keep the intercept (drop `- 1` / `+ 0`)")
   }
