@@ -670,9 +670,8 @@ print.sfp_zero_check <- function(x, digits = 4, ...) {
   cat(sprintf("observed zeros %d, expected %s, ratio %s\n", x$observed,
               format(x$expected, digits = digits), format(x$ratio, digits = digits)))
   if (!is.na(x$statistic)) {
-    cat(sprintf("van den Broek score test: chi-squared(1) = %s, p = %s\n",
-                format(x$statistic, digits = digits),
-                format.pval(x$p.value, digits = digits)))
+    cat(sprintf("van den Broek score test: chi-squared(1) = %s, %s\n",
+                format(x$statistic, digits = digits), format_p_(x$p.value, digits)))
   }
   invisible(x)
 }

@@ -176,6 +176,8 @@ hansen_correct_ <- function(rho_hat, T, bc, tol, maxit) {
 #' d$y <- 0.3 * d$treated + rnorm(8)[d$la] + rnorm(80)
 #' fit <- fgls_bcj(y ~ treated, d, group = "la", time = "year", p = 1)
 #' fit
+#' # Breusch-Godfrey on the LA x year panel of the two-way FE regression
+#' serial_test(y ~ treated, fit$panel, id = "la", time = "year", effect = "twoways")
 #' @export
 fgls_bcj <- function(formula, data, group, time, p = 2,
                      bc = c("hansen", "exact", "none"), method = c("ar", "re"),

@@ -186,6 +186,12 @@ ols_vcov_cl_ <- function(X, e, cluster, type = c("CR1", "CR0")) {
   c_adj * bread %*% crossprod(sg) %*% bread
 }
 
+# "p-value = 0.03" or "p-value < 2.2e-16"
+format_p_ <- function(p, digits = 4) {
+  s <- format.pval(p, digits = digits)
+  if (startsWith(s, "<")) paste("p-value", s) else paste("p-value =", s)
+}
+
 htest_ <- function(stat, df, p, method, extra = list()) {
   structure(c(list(statistic = stat, parameter = df, p.value = unname(p),
                    method = method), extra),
@@ -359,10 +365,11 @@ wooldridge_test_ <- function(P, effect) {
 #' @export
 print.sfp_panel_test <- function(x, digits = 4, ...) {
   cat(x$method, "\n", sep = "")
-  cat(sprintf("%s = %s, df = %s, p-value = %s\n", names(x$statistic),
+  cat(sprintf("%s = %s, df = %s, %s\n", names(x$statistic),
               format(unname(x$statistic), digits = digits),
-              paste(format(unname(x$parameter), digits = digits), collapse = ", "),
-              format.pval(x$p.value, digits = digits)))
+              paste(vapply(unname(x$parameter), format, "", digits = digits),
+                    collapse = ", "),
+              format_p_(x$p.value, digits)))
   if (!is.null(x$serial_correlation)) {
     cat(if (isTRUE(x$serial_correlation)) "Serial correlation (p < 0.05).\n" else
       "No evidence of serial correlation at the 5% level.\n")
