@@ -327,21 +327,18 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
     for (l in seq_len(p)) out <- out - rho[l] * V[, (p + 1 - l):(T - l), drop = FALSE]
     c(out)
   }
+  # With the first p periods dropped, the intercept and T - 1 period dummies
+  # span only T - p dimensions: drop the dummies of periods 2..p+1 (Stata
+  # omits p of them too; the regressors' coefficients do not depend on which).
+  redundant <- kx + 1L + (G - 1L) + seq_len(min(p, T - 1L))
+  W <- W[, -redundant, drop = FALSE]
   ys <- qd(ycell)
   Ws <- apply(W, 2, qd)
   Ws <- matrix(Ws, ncol = ncol(W), dimnames = list(NULL, colnames(W)))
-  # With the first p periods dropped, p period dummies become redundant
-  # (Stata omits them): keep a full-rank set, never dropping a regressor.
   qs <- qr(Ws)
   if (qs$rank < ncol(Ws)) {
-    drop <- qs$pivot[(qs$rank + 1):ncol(Ws)]
-    if (any(drop <= 1L + kx)) {
-      stop_arg("formula", "is collinear with the fixed effects after quasi-differencing",
-               "check the AR coefficients (sum near 1?) and the regressors")
-    }
-    Ws <- Ws[, -drop, drop = FALSE]
-    W <- W[, -drop, drop = FALSE]
-    qs <- qr(Ws)
+    stop_arg("formula", "is collinear with the fixed effects after quasi-differencing",
+             "check the AR coefficients (a sum near 1 removes the group effects) and the regressors")
   }
   N <- nrow(Ws)
   K <- ncol(Ws)
