@@ -107,6 +107,18 @@ sandwich_cl_ <- function(bread, score, cluster) {
   bread %*% meat %*% bread
 }
 
+# Inverse of the information matrix; NA (with a warning) when it is singular,
+# e.g. after a non-converged fit with diverging estimates.
+safe_inverse_ <- function(M) {
+  out <- tryCatch(solve(M), error = function(e) NULL)
+  if (is.null(out)) {
+    warning("The information matrix is singular, so standard errors are NA.",
+            call. = FALSE)
+    out <- matrix(NA_real_, nrow(M), ncol(M))
+  }
+  out
+}
+
 # Coefficient table with normal (no cluster) or t(G - 1) reference.
 coef_table_ <- function(est, V, df) {
   se <- sqrt(diag(V))
@@ -226,6 +238,11 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
     stop_arg("data", sprintf("has no zeros in `%s` (%d rows)", yname, length(y)),
              "with no zeros there is no hurdle; fit a (truncated) count model")
   }
+  if (ncol(X) == 0L || ncol(Z) == 0L) {
+    stop_arg("formula", sprintf("gives the %s part no columns",
+                                if (ncol(X) == 0L) "count" else "zero hurdle"),
+             "keep the intercept or add a regressor to each part")
+  }
   check_rank_(X[y > 0, , drop = FALSE], "count (positive counts only)")
   check_rank_(Z, "zero hurdle")
   pos <- y > 0
@@ -241,10 +258,17 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   }
   fz <- mle_fit_("logit", Z, as.numeric(pos), rep(0, ncol(Z)), tol = tol,
                  maxit = maxit)
-  if (!fc$converged || !fz$converged) {
-    warning("hurdle_fit(): Newton-Raphson did not converge in ", maxit,
-            " iterations (", if (!fc$converged) "count part" else "zero part",
-            "); increase `maxit` or simplify the model.", call. = FALSE)
+  if (!fz$converged) {
+    pz <- stats::plogis(drop(Z %*% fz$par))
+    sep <- any(pz < 1e-8 | pz > 1 - 1e-8)
+    warning("hurdle_fit(): Newton-Raphson did not converge in the zero hurdle",
+            if (sep) paste0(": a regressor separates zeros from positive counts ",
+                            "perfectly, so the logit estimates diverge; remove or merge it") else
+              "; increase `maxit` or simplify the model", ".", call. = FALSE)
+  }
+  if (!fc$converged) {
+    warning("hurdle_fit(): Newton-Raphson did not converge in the count part; ",
+            "increase `maxit` or simplify the model.", call. = FALSE)
   }
   kx <- ncol(X)
   kz <- ncol(Z)
@@ -252,8 +276,8 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   nm <- c(paste0("count_", colnames(X)), paste0("zero_", colnames(Z)))
   est <- c(fc$par[seq_len(kx)], fz$par)
   names(est) <- nm
-  bread_c <- solve(-fc$hessian)
-  bread_z <- solve(-fz$hessian)
+  bread_c <- safe_inverse_(-fc$hessian)
+  bread_z <- safe_inverse_(-fz$hessian)
   keep_c <- seq_len(kx)
   vm <- matrix(0, kx + kz, kx + kz, dimnames = list(nm, nm))
   vm[keep_c, keep_c] <- bread_c[keep_c, keep_c]
@@ -367,6 +391,9 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
   }
   y <- as.double(y)
   X <- stats::model.matrix(formula, d)
+  if (ncol(X) == 0L) {
+    stop_arg("formula", "gives no columns", "keep the intercept or add a regressor")
+  }
   check_finite_(X, y, yname)
   check_rank_(X, "Tobit")
   rows <- which(ok)
@@ -396,7 +423,7 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
   }
   nm <- c(colnames(X), "Log(scale)")
   est <- stats::setNames(f$par, nm)
-  vm <- solve(-f$hessian)
+  vm <- safe_inverse_(-f$hessian)
   dimnames(vm) <- list(nm, nm)
   V <- vm
   G <- NA_integer_
@@ -622,6 +649,9 @@ zero_check <- function(fit_or_formula, data = NULL,
     if (all(y == 0)) {
       stop_arg("data", sprintf("has only zeros in `%s` (%d rows)", yname, length(y)),
                "there is nothing to model; report the zero rate instead")
+    }
+    if (ncol(X) == 0L) {
+      stop_arg("fit_or_formula", "gives no columns", "keep the intercept or add a regressor")
     }
     check_rank_(X, "count")
     start <- rep(0, ncol(X))

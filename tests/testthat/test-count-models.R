@@ -216,6 +216,15 @@ test_that("hurdle errors are clear", {
   d$x2 <- 2 * d$x
   expect_snapshot(hurdle_fit(y ~ x + x2, d), error = TRUE)
   expect_snapshot(hurdle_fit(y ~ w, d), error = TRUE)
+  expect_snapshot(hurdle_fit(y ~ 0, d), error = TRUE)
+})
+
+test_that("hurdle warns when the zero hurdle is perfectly separated", {
+  # every positive count has s = 1 and every zero s = 0: the logit slope
+  # diverges, so Newton-Raphson cannot converge
+  d <- data.frame(y = c(0, 0, 0, 0, 2, 1, 3, 1), s = c(0, 0, 0, 0, 1, 1, 1, 1))
+  expect_snapshot(fit <- hurdle_fit(y ~ 1 | s, d))
+  expect_true(all(is.na(vcov(fit)[2:3, 2:3])))
 })
 
 test_that("hurdle methods", {
@@ -322,6 +331,8 @@ test_that("tobit errors are clear", {
   expect_snapshot(tobit_fit(days ~ x, d, cluster = "nope"), error = TRUE)
   expect_snapshot(tobit_fit(days ~ x, d[0, ]), error = TRUE)
   expect_snapshot(tobit_fit(days ~ x, d, left = NA), error = TRUE)
+  expect_snapshot(tobit_fit(days ~ x, d, cluster = rep("L1", nrow(d))), error = TRUE)
+  expect_snapshot(tobit_fit(days ~ 0, d), error = TRUE)
 })
 
 # ---- zero_check ----
@@ -377,6 +388,7 @@ test_that("zero_check errors are clear", {
   d$y <- 0
   expect_snapshot(zero_check(y ~ x, d), error = TRUE)
   expect_snapshot(zero_check("y ~ x", d), error = TRUE)
+  expect_snapshot(zero_check(y ~ x, d[0, ]), error = TRUE)
   expect_snapshot(zero_check(glm(y ~ x, gaussian, data.frame(y = 1:4 + 0.5, x = 1:4))),
                   error = TRUE)
 })
