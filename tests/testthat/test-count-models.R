@@ -74,18 +74,12 @@ hurdle_ll_obs <- function(par, y, X, Z, dist) {
   }
   mu <- exp(drop(X %*% beta))
   pz <- plogis(drop(Z %*% gam))
-  out <- numeric(length(y))
-  for (i in seq_along(y)) {
-    if (y[i] == 0) {
-      out[i] <- log(1 - pz[i])
-    } else if (dist == "poisson") {
-      out[i] <- log(pz[i]) + dpois(y[i], mu[i], log = TRUE) - log(1 - dpois(0, mu[i]))
-    } else {
-      out[i] <- log(pz[i]) + dnbinom(y[i], size = theta, mu = mu[i], log = TRUE) -
-        log(1 - dnbinom(0, size = theta, mu = mu[i]))
-    }
+  count <- if (dist == "poisson") {
+    dpois(y, mu, log = TRUE) - log(1 - dpois(0, mu))
+  } else {
+    dnbinom(y, size = theta, mu = mu, log = TRUE) - log(1 - dnbinom(0, size = theta, mu = mu))
   }
-  out
+  ifelse(y == 0, log(1 - pz), log(pz) + count)
 }
 
 # central differences of a vector-valued function (per-observation scores)
