@@ -131,9 +131,16 @@ hansen_correct_ <- function(rho_hat, T, bc, tol, maxit) {
 #' 2. OLS of the cell outcome on those regressors with group and period fixed
 #'    effects; pooled OLS (no constant) of the residuals on their first p
 #'    lags within group gives \eqn{\hat\rho}.
-#' 3. Bias correction: `bc = "hansen"` iterates Hansen's correction with the
-#'    ado's approximate \eqn{\pi_T} (replicates BCJ), `bc = "exact"` with the
-#'    exact fixed-T limit (see [hansen_plim()]), `"none"` skips it.
+#' 3. Bias correction: \eqn{\rho^{(k+1)} = \hat\rho - [\pi_T(\rho^{(k)}) -
+#'    \rho^{(k)}]} until the largest change relative to \eqn{|\rho| + 1}
+#'    (Stata's `mreldif`) is below `tol`, else the first iterate is used.
+#'    `bc = "hansen"` uses the approximate \eqn{\pi_T} of the authors' Stata
+#'    ado `hansen` (its formulas, convergence rule and fallback were checked
+#'    against the ado's code), `bc = "exact"` the exact fixed-T limit (see
+#'    [hansen_plim()]), `"none"` skips it. Where the ado would carry on with a
+#'    non-stationary AR process (whose autocorrelations do not exist),
+#'    `fgls_bcj()` warns and uses the first iterate, or no correction when
+#'    \eqn{\hat\rho} itself is non-stationary.
 #' 4. Every column, the constant and the fixed effects included, is
 #'    quasi-differenced, \eqn{z^*_{gt} = z_{gt} - \sum_l\tilde\rho_l
 #'    z_{g,t-l}}; the first p periods of each group are dropped (no
