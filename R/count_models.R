@@ -11,11 +11,37 @@ mle_models_ <- c(logit = 0L, ztpois = 1L, ztnegbin = 2L, tobit = 3L,
 # Fit one model through the C driver.  Returns par, loglik, hessian, score,
 # iter, converged.
 mle_fit_ <- function(model, X, y, start, status = integer(),
-                     limits = c(-Inf, Inf), tol = 1e-10, maxit = 100L) {
+                     limits = c(-Inf, Inf), tol = 1e-10, maxit = 100L,
+                     weights = NULL) {
   storage.mode(X) <- "double"
   .Call(ffi_mle_newton, mle_models_[[model]], X, as.double(y),
-        as.integer(status), as.double(limits), as.double(start),
-        c(tol, maxit))
+        as.double(weights %||% double()), as.integer(status),
+        as.double(limits), as.double(start), c(tol, maxit))
+}
+
+# Resolve `weights` (NULL, a column name or a vector with one value per row)
+# and check them: finite and non-negative.  Returns NULL or a double vector.
+resolve_weights_ <- function(weights, data) {
+  if (is.null(weights)) return(NULL)
+  if (is.character(weights) && length(weights) == 1L && nrow(data) != 1L) {
+    if (!weights %in% names(data)) {
+      stop_arg("weights", sprintf("names a column \"%s\" that `data` lacks", weights),
+               "give the name of the weight column, e.g. \"cem_weight\"")
+    }
+    name <- weights
+    weights <- data[[weights]]
+  } else {
+    name <- "weights"
+  }
+  if (!is.numeric(weights) || length(weights) != nrow(data)) {
+    stop_arg("weights", "must be numeric with one value per row of `data` (or a column name)")
+  }
+  bad <- which(is.na(weights) | !is.finite(weights) | weights < 0)
+  if (length(bad)) {
+    stop_rows("data", name, bad, "with a missing, infinite or negative weight",
+              "weights must be finite and non-negative (unmatched units get 0)")
+  }
+  as.double(weights)
 }
 
 # Resolve `cluster` (NULL, a column name, a one-sided formula, or a vector
@@ -163,6 +189,13 @@ coef_table_ <- function(est, V, df) {
 #'   `"negbin"` (NB2, variance \eqn{\mu + \mu^2/\theta}).
 #' @param cluster `NULL`, the name of the cluster column (e.g. `"la_code"`),
 #'   a one-sided formula, or a vector with one value per row.
+#' @param weights `NULL`, the name of a weight column (e.g. CEM weights), or a
+#'   vector with one finite non-negative value per row. The log-likelihood,
+#'   scores and Hessian are weighted sums (as in pscl and survreg); rows with
+#'   weight 0 (unmatched units) are left out and counted. The cluster-robust
+#'   variance weights every score, \eqn{\log\sigma}'s included (sandwich
+#'   3.0-2's `vcovCL()` on a weighted `AER::tobit()` leaves that one
+#'   unweighted).
 #' @param theta_in_meat Logical; see Details. Only used for `"negbin"`.
 #' @param tol Convergence tolerance: the largest Newton step relative to
 #'   \eqn{1 + |\text{parameter}|}.
@@ -181,8 +214,8 @@ coef_table_ <- function(est, V, df) {
 #' fit
 #' @export
 hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
-                       cluster = NULL, theta_in_meat = TRUE, tol = 1e-10,
-                       maxit = 100L) {
+                       cluster = NULL, weights = NULL, theta_in_meat = TRUE,
+                       tol = 1e-10, maxit = 100L) {
   cl <- match.call()
   dist <- match.arg(dist)
   if (!inherits(formula, "formula") || length(formula) != 3L) {
@@ -202,14 +235,18 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
                                   call("+", f_count[[3]], f_zero[[3]])),
                              env = environment(formula))
   cvec <- resolve_cluster_(cluster, data)
+  wvec <- resolve_weights_(weights, data)
   ok <- complete_rows_(f_all, data, cvec)
   n_dropped <- report_dropped_(ok, "the outcome, a regressor or the cluster")
+  n_zero_weight <- if (is.null(wvec)) 0L else sum(ok & wvec == 0)
+  if (!is.null(wvec)) ok <- ok & wvec > 0
   d <- data[ok, , drop = FALSE]
   cvec <- cvec[ok]
+  wvec <- wvec[ok]
   yname <- deparse(formula[[2]])
   if (nrow(d) == 0L) {
-    stop_arg("data", "has no complete rows for this formula",
-             "check the variables for missing values")
+    stop_arg("data", "has no complete rows with a positive weight for this formula",
+             "check the variables for missing values and the weights")
   }
   y <- stats::model.response(stats::model.frame(f_count, d))
   if (!is.numeric(y)) {
@@ -248,16 +285,21 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   pos <- y > 0
   Xp <- X[pos, , drop = FALSE]
   yp <- y[pos]
+  wp <- wvec[pos]
 
   # count part: zero-truncated Poisson, then NB2 started from it
-  start <- c(log(mean(yp)), rep(0, ncol(X) - 1L))
-  if (!"(Intercept)" %in% colnames(X)) start <- rep(0, ncol(X))
-  fc <- mle_fit_("ztpois", Xp, yp, start, tol = tol, maxit = maxit)
+  start <- rep(0, ncol(X))
+  if ("(Intercept)" %in% colnames(X)) {
+    start[colnames(X) == "(Intercept)"] <- log(if (is.null(wp)) mean(yp) else
+      stats::weighted.mean(yp, wp))
+  }
+  fc <- mle_fit_("ztpois", Xp, yp, start, tol = tol, maxit = maxit, weights = wp)
   if (dist == "negbin") {
-    fc <- mle_fit_("ztnegbin", Xp, yp, c(fc$par, 0), tol = tol, maxit = maxit)
+    fc <- mle_fit_("ztnegbin", Xp, yp, c(fc$par, 0), tol = tol, maxit = maxit,
+                   weights = wp)
   }
   fz <- mle_fit_("logit", Z, as.numeric(pos), rep(0, ncol(Z)), tol = tol,
-                 maxit = maxit)
+                 maxit = maxit, weights = wvec)
   if (!fz$converged) {
     pz <- stats::plogis(drop(Z %*% fz$par))
     sep <- any(pz < 1e-8 | pz > 1 - 1e-8)
@@ -318,6 +360,7 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
     loglik = fc$loglik + fz$loglik, vcov = V, vcov_model = vm, df = df,
     npar = length(est) + (dist == "negbin"), nobs = length(y),
     n_zero = sum(!pos), n_clusters = G, n_dropped = n_dropped,
+    n_zero_weight = n_zero_weight, weighted = !is.null(wvec),
     dist = dist, converged = fc$converged && fz$converged,
     iterations = c(count = fc$iter, zero = fz$iter), call = cl
   ), class = c("sfp_hurdle", "sfp_mle"))
@@ -360,7 +403,7 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
 #' summary(fit)
 #' @export
 tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
-                      tol = 1e-10, maxit = 100L) {
+                      weights = NULL, tol = 1e-10, maxit = 100L) {
   cl <- match.call()
   if (!inherits(formula, "formula") || length(formula) != 3L) {
     stop_arg("formula", "must be a two-sided formula such as `days ~ treated + age`")
@@ -376,14 +419,18 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
              "give the lower censoring point as `left` and the cap as `right`")
   }
   cvec <- resolve_cluster_(cluster, data)
+  wvec <- resolve_weights_(weights, data)
   ok <- complete_rows_(formula, data, cvec)
   n_dropped <- report_dropped_(ok, "the outcome, a regressor or the cluster")
+  n_zero_weight <- if (is.null(wvec)) 0L else sum(ok & wvec == 0)
+  if (!is.null(wvec)) ok <- ok & wvec > 0
   d <- data[ok, , drop = FALSE]
   cvec <- cvec[ok]
+  wvec <- wvec[ok]
   yname <- deparse(formula[[2]])
   if (nrow(d) == 0L) {
-    stop_arg("data", "has no complete rows for this formula",
-             "check the variables for missing values")
+    stop_arg("data", "has no complete rows with a positive weight for this formula",
+             "check the variables for missing values and the weights")
   }
   y <- stats::model.response(stats::model.frame(formula, d))
   if (!is.numeric(y)) {
@@ -413,10 +460,11 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
               "outside [left, right], treated as censored at the nearer limit",
               "check that `left` and `right` are the censoring points of the outcome")
   }
-  ols <- stats::lm.fit(X, y)
-  start <- c(ols$coefficients, log(sqrt(mean(ols$residuals^2))))
+  ww <- wvec %||% rep(1, length(y))
+  ols <- stats::lm.wfit(X, y, ww)
+  start <- c(ols$coefficients, log(sqrt(sum(ww * ols$residuals^2) / sum(ww))))
   f <- mle_fit_("tobit", X, y, start, status = status,
-                limits = c(left, right), tol = tol, maxit = maxit)
+                limits = c(left, right), tol = tol, maxit = maxit, weights = wvec)
   if (!f$converged) {
     warning("tobit_fit(): Newton-Raphson did not converge in ", maxit,
             " iterations; increase `maxit` or simplify the model.", call. = FALSE)
@@ -443,7 +491,8 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
     k <- ncol(X)
     xb <- drop(X %*% par[seq_len(k)])
     s <- exp(par[k + 1L])
-    share <- mean(stats::pnorm((right - xb) / s) - stats::pnorm((left - xb) / s))
+    share <- stats::weighted.mean(stats::pnorm((right - xb) / s) -
+                                    stats::pnorm((left - xb) / s), ww)
     par[seq_len(k)] * share
   }
   eff <- ame(f$par)
@@ -465,6 +514,7 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
     vcov = V, vcov_model = vm, df = df, npar = length(est), nobs = length(y),
     n_left = sum(status == 1L), n_right = sum(status == 2L),
     left = left, right = right, n_clusters = G, n_dropped = n_dropped,
+    n_zero_weight = n_zero_weight, weighted = !is.null(wvec),
     effects = effects, converged = f$converged, iterations = f$iter, call = cl
   ), class = c("sfp_tobit", "sfp_mle"))
 }
@@ -557,6 +607,9 @@ print.sfp_mle <- function(x, digits = 4, table = NULL, ...) {
   }
   if (x$n_dropped > 0) cat(sprintf("; %d rows with missing values left out",
                                    x$n_dropped))
+  if (isTRUE(x$n_zero_weight > 0)) cat(sprintf("; %d rows with weight 0 left out",
+                                               x$n_zero_weight))
+  if (isTRUE(x$weighted)) cat("; weighted")
   cat("\n")
   cat(if (is.finite(x$df)) sprintf(
     "Cluster-robust SEs (%d clusters), t(%d) reference\n", x$n_clusters,

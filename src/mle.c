@@ -129,6 +129,7 @@ static void obs_tobit(double y, double eta, double a, int status, double lo,
 typedef struct {
   int model, n, k, np;     /* np = k + (model has an extra parameter) */
   const double *X, *y;     /* X: n x k column-major */
+  const double *w;         /* case weights (n), or NULL for unit weights */
   const int *status;       /* Tobit only */
   double lo, hi;
 } mle_problem;
@@ -165,6 +166,11 @@ static double mle_eval(const mle_problem *P, const double *par, double *grad,
     double eta = 0.0;
     for (int j = 0; j < k; j++) eta += P->X[i + (R_xlen_t)j * n] * par[j];
     obs_eval(P, i, eta, a, &o);
+    if (P->w) {
+      double wi = P->w[i];
+      o.l *= wi; o.de *= wi; o.da *= wi;
+      o.dee *= wi; o.dea *= wi; o.daa *= wi;
+    }
     ll += o.l;
     if (grad) {
       for (int j = 0; j < k; j++) grad[j] += o.de * P->X[i + (R_xlen_t)j * n];
@@ -250,11 +256,14 @@ static int mle_newton(const mle_problem *P, double *par, double tol,
   return -maxit;
 }
 
-/* ffi_mle_newton(model, X, y, status, limits, start, control)
+/* ffi_mle_newton(model, X, y, weights, status, limits, start, control)
  *   model:   integer(1): 0 logit (y 0/1), 1 zero-truncated Poisson (y > 0),
  *            2 zero-truncated NB2, 3 Tobit, 4 Poisson, 5 NB2.
  *   X:       double n x k model matrix (column-major), finite.
  *   y:       double(n), finite; non-negative integers for the count models.
+ *   weights: double(n) finite non-negative case weights, or double(0) for
+ *            unit weights; the log-likelihood, scores and Hessian are
+ *            weighted sums.
  *   status:  integer(n) for Tobit (0 interior, 1 at the left limit, 2 at
  *            the right limit); ignored otherwise (pass integer(0)).
  *   limits:  double(2) (left, right) for Tobit; ignored otherwise.
@@ -265,10 +274,11 @@ static int mle_newton(const mle_problem *P, double *par, double tol,
  * Returns list(par, loglik, hessian (np x np), score (n x np), iter,
  *   converged).  The arguments are never modified.
  */
-SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP status, SEXP limits,
-                    SEXP start, SEXP control) {
+SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
+                    SEXP limits, SEXP start, SEXP control) {
   if (TYPEOF(model) != INTSXP || TYPEOF(X) != REALSXP ||
-      TYPEOF(y) != REALSXP || TYPEOF(status) != INTSXP ||
+      TYPEOF(y) != REALSXP || TYPEOF(weights) != REALSXP ||
+      TYPEOF(status) != INTSXP ||
       TYPEOF(limits) != REALSXP || TYPEOF(start) != REALSXP ||
       TYPEOF(control) != REALSXP || XLENGTH(limits) != 2 ||
       XLENGTH(control) != 2 || !Rf_isMatrix(X))
@@ -280,11 +290,13 @@ SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP status, SEXP limits,
   P.np = P.k + has_extra(P.model);
   P.X = REAL(X);
   P.y = REAL(y);
+  P.w = XLENGTH(weights) > 0 ? REAL(weights) : NULL;
   P.status = INTEGER(status);
   P.lo = REAL(limits)[0];
   P.hi = REAL(limits)[1];
   if (P.model < 0 || P.model > 5 || XLENGTH(y) != P.n ||
       XLENGTH(start) != P.np ||
+      (XLENGTH(weights) != 0 && XLENGTH(weights) != P.n) ||
       (P.model == MLE_TOBIT && XLENGTH(status) != P.n))
     Rf_error("internal error in ffi_mle_newton(): inconsistent lengths");
   double tol = REAL(control)[0];

@@ -27,8 +27,8 @@
 /* ---- DiD: wild cluster bootstrap (wildboot.c) ---- */
 
 /* ---- other models: hurdle, tobit (mle.c) ---- */
-SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP status, SEXP limits,
-                    SEXP start, SEXP control);
+SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
+                    SEXP limits, SEXP start, SEXP control);
 
 /* ---- stepped wedge: GLMM / LMM (glmm.c) ---- */
 

@@ -386,3 +386,86 @@ test_that("zero_check errors are clear", {
   expect_snapshot(zero_check(glm(y ~ x, gaussian, data.frame(y = 1:4 + 0.5, x = 1:4))),
                   error = TRUE)
 })
+
+# ---- weights ----
+
+test_that("weighted hurdle and tobit equal pscl, AER and vcovCL", {
+  skip_if_not_installed("pscl")
+  skip_if_not_installed("AER")
+  skip_if_not_installed("sandwich")
+  d <- sim_counts(300, seed = 12)
+  d$w <- runif(300, 0.2, 3)
+  fit <- hurdle_fit(y ~ x + z | x, d, dist = "negbin", cluster = "la", weights = "w",
+                    theta_in_meat = FALSE)
+  ref <- pscl::hurdle(y ~ x + z | x, data = d, dist = "negbin", weights = w)
+  pscl_tol_ok(fit, ref)
+  expect_equal(vcov(fit, "model"), vcov(ref), tolerance = 1e-5)
+  mine <- ref
+  mine$coefficients$count[] <- coef(fit)[1:3]
+  mine$coefficients$zero[] <- coef(fit)[4:5]
+  mine$theta[["count"]] <- fit$theta
+  mine$vcov[] <- vcov(fit, "model")
+  expect_equal(vcov(fit), sandwich::vcovCL(mine, cluster = ~la), tolerance = 1e-10)
+  t <- sim_tobit(300, seed = 13)
+  t$w <- runif(300, 0.2, 3)
+  fit <- tobit_fit(days ~ x + z, t, 0, 300, cluster = "la", weights = t$w)
+  ref <- AER::tobit(days ~ x + z, left = 0, right = 300, data = t, weights = w)
+  expect_equal(coef(fit)[1:3], coef(ref), tolerance = 1e-6)
+  expect_equal(fit$loglik, as.numeric(logLik(ref)), tolerance = 1e-10)
+  expect_equal(vcov(fit, "model"), vcov(ref), tolerance = 1e-6, ignore_attr = TRUE)
+  # sandwich 3.0-2's estfun.survreg weights the scores of beta but not that
+  # of Log(scale), so vcovCL() on a weighted survreg is not the weighted
+  # sandwich (with all weights 2 it changes, which it must not; see the next
+  # test).  The weighted cluster sandwich is checked against plain R instead.
+  X <- model.matrix(~ x + z, t)
+  par <- unname(coef(fit))
+  S <- t$w * num_jac(function(p) tobit_ll_obs(p, t$days, X, 0, 300), par)
+  Vm <- vcov(fit, "model")
+  meat <- matrix(0, 4, 4)
+  for (g in unique(t$la)) meat <- meat + tcrossprod(colSums(S[t$la == g, ]))
+  expect_equal(unname(vcov(fit)), unname(Vm %*% meat %*% Vm * 6 / 5), tolerance = 1e-7)
+})
+
+test_that("a constant weight changes nothing, the cluster sandwich included", {
+  # on paper: weights c multiply the Hessian by c and the meat by c^2, so
+  # H^-1 B H^-1 is unchanged
+  t <- sim_tobit(200, seed = 17)
+  a <- tobit_fit(days ~ x + z, t, 0, 300, cluster = "la")
+  b <- tobit_fit(days ~ x + z, t, 0, 300, cluster = "la", weights = rep(2, 200))
+  expect_equal(coef(a), coef(b), tolerance = 1e-10)
+  expect_equal(vcov(a), vcov(b), tolerance = 1e-10)
+  d <- sim_counts(200, seed = 18)
+  a <- hurdle_fit(y ~ x, d, dist = "negbin", cluster = "la")
+  b <- hurdle_fit(y ~ x, d, dist = "negbin", cluster = "la", weights = rep(3, 200))
+  expect_equal(coef(a), coef(b), tolerance = 1e-10)
+  expect_equal(vcov(a), vcov(b), tolerance = 1e-10)
+})
+
+test_that("integer weights equal replicated rows; zero weights leave rows out", {
+  # on paper: a weight of k multiplies an observation's log-likelihood term
+  # by k, exactly as k copies of the row do
+  d <- sim_counts(120, seed = 14)
+  d$w <- sample(0:3, 120, TRUE)
+  rep_rows <- d[rep(seq_len(120), d$w), ]
+  a <- hurdle_fit(y ~ x, d, dist = "negbin", weights = "w")
+  b <- hurdle_fit(y ~ x, rep_rows, dist = "negbin")
+  expect_equal(coef(a), coef(b), tolerance = 1e-9)
+  expect_equal(a$loglik, b$loglik, tolerance = 1e-10)
+  expect_equal(vcov(a, "model"), vcov(b, "model"), tolerance = 1e-8)
+  expect_equal(a$n_zero_weight, sum(d$w == 0))
+  expect_output(print(a), sprintf("%d rows with weight 0 left out", sum(d$w == 0)))
+  t <- sim_tobit(120, seed = 15)
+  t$w <- sample(0:3, 120, TRUE)
+  expect_equal(coef(tobit_fit(days ~ x, t, 0, 300, weights = "w")),
+               coef(tobit_fit(days ~ x, t[rep(seq_len(120), t$w), ], 0, 300)),
+               tolerance = 1e-9)
+})
+
+test_that("bad weights are clear errors", {
+  d <- sim_counts(50, seed = 16)
+  d$w <- 1
+  d$w[c(3, 8)] <- c(-1, NA)
+  expect_snapshot(hurdle_fit(y ~ x, d, weights = "w"), error = TRUE)
+  expect_snapshot(tobit_fit(y ~ x, d, weights = 1:3), error = TRUE)
+  expect_snapshot(tobit_fit(y ~ x, d, weights = "wt"), error = TRUE)
+})
