@@ -198,7 +198,7 @@ coef_table_ <- function(est, V, df) {
 #'   unweighted).
 #' @param theta_in_meat Logical; see Details. Only used for `"negbin"`.
 #' @param tol Convergence tolerance: the largest Newton step relative to
-#'   \eqn{1 + |\text{parameter}|}.
+#'   1 + |parameter|.
 #' @param maxit Maximum number of Newton iterations per part.
 #' @return An object of class `sfp_hurdle`: a list with `coefficients`
 #'   (named `count_*` and `zero_*` as in pscl), `theta` and `se_log_theta`

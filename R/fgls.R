@@ -236,7 +236,7 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
              "FGLS with group fixed effects and clustering needs two or more groups")
   }
   if (method == "re") {
-    return(fgls_re_(y, X, gi, ti, glev, tlev, rows, n_dropped, cl))
+    return(fgls_re_(y, X, gi, ti, glev, tlev, n_dropped, cl))
   }
   cell <- gi + (ti - 1L) * G
   counts <- tabulate(cell, G * T)
@@ -375,7 +375,7 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
 }
 
 # LA random-effects GLS (Amemiya variance components), CR1 by LA, t(G - 1).
-fgls_re_ <- function(y, X, gi, ti, glev, tlev, rows, n_dropped, cl) {
+fgls_re_ <- function(y, X, gi, ti, glev, tlev, n_dropped, cl) {
   G <- length(glev)
   TF <- if (length(tlev) > 1L) {
     stats::model.matrix(~ factor(ti))[, -1, drop = FALSE]

@@ -9,8 +9,7 @@
 # Validate and sort a panel: returns y, X (model matrix), integer id and
 # time codes (sorted by id then time), the original row numbers and the
 # number of rows left out for missing values.
-panel_prep_ <- function(formula, data, id, time, cluster = NULL,
-                        fun = "serial_test") {
+panel_prep_ <- function(formula, data, id, time, cluster = NULL) {
   if (!inherits(formula, "formula") || length(formula) != 3L) {
     stop_arg("formula", "must be a two-sided formula such as `y ~ treated + x`")
   }
@@ -427,7 +426,7 @@ hausman_test <- function(formula, data, id, time, method = c("aux", "classic"),
   method <- match.arg(method)
   vcov <- match.arg(vcov)
   random_method <- match.arg(random_method)
-  P <- panel_prep_(formula, data, id, time, cluster, "hausman_test")
+  P <- panel_prep_(formula, data, id, time, cluster)
   if (P$N < 2L) {
     stop_arg("data", sprintf("has a single unit in `%s`", id),
              "the Hausman test needs two or more units")
