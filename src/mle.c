@@ -65,10 +65,17 @@ static void obs_pois(double y, double eta, int trunc, obs_deriv *o) {
   }
 }
 
-/* NB2 with size theta = exp(a), truncated at zero when trunc != 0. */
-static void obs_negbin(double y, double eta, double a, int trunc,
+/* NB2 with size theta = exp(a), truncated at zero when trunc != 0.  With
+ * deriv == 0 only the log-likelihood is computed (line searches). */
+static void obs_negbin(double y, double eta, double a, int trunc, int deriv,
                        obs_deriv *o) {
   double mu = exp(eta), th = exp(a), tm = th + mu, ltm = log(tm);
+  if (!deriv) {
+    o->l = lgamma(y + th) - lgamma(th) - lgamma(y + 1.0) + th * a + y * eta -
+           (y + th) * ltm;
+    if (trunc) o->l -= log1mexp_(th * (a - ltm));
+    return;
+  }
   double g = digamma(y + th) - digamma(th) + a + 1.0 - ltm - (y + th) / tm;
   double gp = trigamma(y + th) - trigamma(th) + 1.0 / th - 1.0 / tm -
               (mu - y) / (tm * tm);
@@ -139,14 +146,14 @@ static int has_extra(int model) {
 }
 
 static void obs_eval(const mle_problem *P, int i, double eta, double a,
-                     obs_deriv *o) {
+                     int deriv, obs_deriv *o) {
   o->l = o->de = o->da = o->dee = o->dea = o->daa = 0.0;
   switch (P->model) {
   case MLE_LOGIT: obs_logit(P->y[i], eta, o); break;
   case MLE_ZTPOIS: obs_pois(P->y[i], eta, 1, o); break;
   case MLE_POIS: obs_pois(P->y[i], eta, 0, o); break;
-  case MLE_ZTNEGBIN: obs_negbin(P->y[i], eta, a, 1, o); break;
-  case MLE_NEGBIN: obs_negbin(P->y[i], eta, a, 0, o); break;
+  case MLE_ZTNEGBIN: obs_negbin(P->y[i], eta, a, 1, deriv, o); break;
+  case MLE_NEGBIN: obs_negbin(P->y[i], eta, a, 0, deriv, o); break;
   case MLE_TOBIT:
     obs_tobit(P->y[i], eta, a, P->status[i], P->lo, P->hi, o);
     break;
@@ -158,6 +165,7 @@ static void obs_eval(const mle_problem *P, int i, double eta, double a,
 static double mle_eval(const mle_problem *P, const double *par, double *grad,
                        double *hess, double *score) {
   int n = P->n, k = P->k, np = P->np, ex = has_extra(P->model);
+  int deriv = grad != NULL || hess != NULL || score != NULL;
   double a = ex ? par[k] : 0.0, ll = 0.0;
   obs_deriv o;
   if (grad) for (int j = 0; j < np; j++) grad[j] = 0.0;
@@ -165,7 +173,7 @@ static double mle_eval(const mle_problem *P, const double *par, double *grad,
   for (int i = 0; i < n; i++) {
     double eta = 0.0;
     for (int j = 0; j < k; j++) eta += P->X[i + (R_xlen_t)j * n] * par[j];
-    obs_eval(P, i, eta, a, &o);
+    obs_eval(P, i, eta, a, deriv, &o);
     if (P->w) {
       double wi = P->w[i];
       o.l *= wi; o.de *= wi; o.da *= wi;
