@@ -18,6 +18,7 @@ static const R_CallMethodDef call_entries[] = {
   /* DiD: wild bootstrap */
 
   /* other models */
+  CALLDEF(ffi_mle_newton, 8),
 
   /* stepped wedge: GLMM / LMM */
 

@@ -29,6 +29,8 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
 /* ---- DiD: wild cluster bootstrap (wildboot.c) ---- */
 
 /* ---- other models: hurdle, tobit (mle.c) ---- */
+SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
+                    SEXP limits, SEXP start, SEXP control);
 
 /* ---- stepped wedge: GLMM / LMM (glmm.c) ---- */
 
