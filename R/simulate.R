@@ -299,8 +299,7 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
   terms <- sim_terms(start, end)
   pilot <- sim_pilot(design, def$age_max, baseline, icc, start, end,
                      last_ref, par_of, qday)
-  cal <- sim_calibrate(ch, design, def$age_max, baseline, icc,
-                       inflation = pilot)
+  cal <- sim_calibrate_cached(design, def$age_max, baseline, icc, pilot)
   z <- stats::rnorm(n_la)
   if (isTRUE(dots$standardise_la %||% TRUE) && n_la >= 3) {
     z <- (z - mean(z)) / stats::sd(z)
@@ -640,7 +639,7 @@ sim_pilot <- function(design, age_max, baseline, icc, start, end, last_ref,
            sample.kind = "Rejection")
   one <- data.frame(n_children = n_pilot, prop_white_british = 0.7)
   pc <- sim_children(one, start, last_ref)
-  a0 <- sim_calibrate(pc, design, age_max, baseline, icc)$intercept
+  a0 <- sim_calibrate_cached(design, age_max, baseline, icc, 1)$intercept
   day_end <- as.integer(unclass(end))
   eta <- pc$age_logit + .sim_uasc_logit * pc$uasc
   no_terms <- list(start = integer(), end = integer(), ay = integer(),
@@ -674,6 +673,36 @@ sim_pilot <- function(design, age_max, baseline, icc, start, end, last_ref,
 
 # ---- calibration ----
 
+# The distribution of children at their first referral that sim_children()
+# draws from, as weighted groups by month of age (-1 = unborn) and UASC.
+sim_age_groups <- function() {
+  wy <- .sim_age_weights / sum(.sim_age_weights)
+  months <- 0:215
+  y <- months %/% 12
+  p_uasc <- 0.515 * 0.12
+  born <- data.frame(age = y, age_exact = (months + 0.5) / 12, uasc = FALSE,
+                     w = 0.985 * wy[y + 1] / 12)
+  teen <- born$age >= 14
+  u <- born[teen, ]
+  u$uasc <- TRUE
+  u$w <- u$w * p_uasc
+  born$w[teen] <- born$w[teen] * (1 - p_uasc)
+  out <- rbind(data.frame(age = -1, age_exact = 0, uasc = FALSE, w = 0.015),
+               born, u)
+  out$age_logit <- sim_age_logit(out$age)
+  out
+}
+
+# Cached: the calibration depends only on the design and its targets.
+sim_calibrate_cached <- function(design, age_max, baseline, icc, inflation) {
+  key <- paste("cal", design, age_max, baseline, icc, inflation, sep = "|")
+  if (is.null(.sim_cache[[key]])) {
+    .sim_cache[[key]] <- sim_calibrate(sim_age_groups(), design, age_max,
+                                       baseline, icc, inflation = inflation)
+  }
+  .sim_cache[[key]]
+}
+
 # Gauss-Hermite nodes and weights for E f(Z), Z ~ N(0, 1) (Golub-Welsch).
 gauss_hermite <- function(n = 40L) {
   j <- matrix(0, n, n)
@@ -697,6 +726,8 @@ sim_cla_delay_cdf <- function(x) {
 # becoming looked after within 18 months of the first referral, in the
 # protocol's population, is `baseline` and its between-LA variance is
 # icc * baseline * (1 - baseline).
+# `ch` holds children (age, age_exact, uasc, age_logit) or, with a column
+# `w`, groups of children with their weights (sim_age_groups()).
 # With `a0` given, returns the analytic rate at u = 0 instead. `inflation`
 # multiplies the analytic rate (from the pilot walk).
 sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
@@ -704,9 +735,14 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
   m <- .sim_model
   pop <- ch$age <= age_max
   months <- ifelse(ch$age[pop] < 0, -1, floor(ch$age_exact[pop] * 12))
-  key <- paste(months, ch$uasc[pop])
-  g <- !duplicated(key)
-  w <- as.vector(table(factor(key, levels = key[g])))
+  if (is.null(ch$w)) {
+    key <- (months + 1L) * 2L + ch$uasc[pop] + 1L
+    g <- !duplicated(key)
+    w <- tabulate(key, nbins = max(key))[key[g]]
+  } else {
+    g <- rep(TRUE, sum(pop))
+    w <- ch$w[pop]
+  }
   w <- w / sum(w)
   eta <- (ch$age_logit + .sim_uasc_logit * ch$uasc)[pop][g]
   days_to_18 <- (18 * 12 - (months[g] + 0.5)) * 365.25 / 12

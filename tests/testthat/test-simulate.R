@@ -518,3 +518,19 @@ test_that("bad arguments give clear errors", {
   expect_snapshot(simulate_sfp(colour = "red"), error = TRUE)
   expect_snapshot(simulate_sfp(last_referral = "2030-01-01"), error = TRUE)
 })
+
+test_that("the bundled examples are valid and as documented", {
+  env <- new.env()
+  utils::data("sfp_example_fv", "sfp_example_fs", package = "sfpceval",
+              envir = env)
+  fv <- env$sfp_example_fv
+  fs <- env$sfp_example_fs
+  check_schema(fv)
+  check_schema(fs)
+  expect_identical(attr(fv, "truth")$design, "family_valued")
+  expect_identical(nrow(fv$rollout), 5L)
+  expect_identical(attr(fs, "truth")$design, "family_safeguarding")
+  expect_identical(nrow(fs$rollout), 3L)
+  expect_identical(sum(attr(fs, "truth")$la$role == "comparator"), 5L)
+  expect_true(all(unlist(attr(fv, "truth")$effects) == 0))
+})
