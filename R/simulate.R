@@ -132,6 +132,25 @@ sim_age_logit <- function(age) {
 #' baseline)` (the one-way ANOVA / Stata `loneway` scale) equals `icc`, by
 #' Gauss-Hermite quadrature over the random effect.
 #'
+#' What the records look like (defaults, roughly): 7% of referrals NFA
+#' (closed within days, RC7); 88% of the others assessed (assessment within
+#' two weeks, 1-45 days long, 1-5 factors: domestic violence 3A/3B/3C in
+#' about 30% of assessments, parental mental health 4B 25%, parental
+#' substance misuse 1B/2B 17%); after assessment 16.5% a child protection
+#' plan (median 8-9 months, about 3% over two years, often followed by a
+#' CIN plan), 29% a CIN plan (median 5-6 months), 14.5% open without a plan
+#' (closed RC7 within months), 30% closed RC8 and 10% RC9. "Open after
+#' assessment" (the Family Valued population) means assessed, not NFA and
+#' not closed RC8/RC9. Only open cases lead to care, with odds higher for
+#' infants, teenagers, UASC and children on a CPP; most entries come within
+#' six months of the referral, some up to 2.5 years later. A period of care
+#' has up to three further episodes; first placements are with relatives or
+#' friends (U1-U3) for about 17%; about 24% of periods end with a return
+#' home (E4A) within 18 months, others with adoption, SGO, CAO, at 18 or
+#' stay open. About 21% of referrals are followed by another within 12
+#' months. Children with a CPP before the records start are counted in
+#' `n_previous_cpp`.
+#'
 #' Effects (all zero by default) apply to referrals on or after the child's
 #' LA's go-live date and to what flows from them: `cla` (log odds ratio of
 #' becoming looked after), `cpp` (log odds ratio of a child protection plan
@@ -144,7 +163,9 @@ sim_age_logit <- function(age) {
 #' added to the rate of unauthorised absence in terms starting after such a
 #' referral).
 #'
-#' Other realistic features: about 1.5% of children are unborn at referral
+#' Other realistic features: first referrals fall by a quarter in the first
+#' 2020 lockdown (23 March to 30 June); about 1.5% of children are unborn at
+#' referral
 #' (`expected_dob` set); factor codes 18A/19A before 2020-04-01 and
 #' 18B/18C/19B/19C after, 24A from 2021-04-01; placement H5 becomes K3 from
 #' 2024-04-01, P2 is not used after 2023-10-28, Z1 becomes Z11-Z14 from
@@ -172,9 +193,12 @@ sim_age_logit <- function(age) {
 #' @param start,end First and last dates of the records (`Date` or
 #'   `"YYYY-MM-DD"`; `NULL` for the design's defaults).
 #' @param ... Design settings: `n_treated` (Family Safeguarding, 1-5 treated
-#'   LAs, default 5) and `last_referral` (last date of a first referral;
+#'   LAs, default 5), `last_referral` (last date of a first referral;
 #'   default the end of the trial period for Family Valued, `end` for Family
-#'   Safeguarding).
+#'   Safeguarding) and `standardise_la` (default `TRUE`: with 3 or more LAs
+#'   the drawn LA effects are centred and scaled to have SD exactly
+#'   `sigma_la`, so that a few LAs still show the target baseline and ICC;
+#'   `FALSE` for plain independent draws).
 #' @return An [sfp_data()] object with the ten tables, and in
 #'   `attr(x, "truth")` a list: `design`, `seed`, `effects`, `baseline`,
 #'   `icc`, `sigma_la` (SD of the LA random intercept, logit scale),
@@ -544,7 +568,11 @@ sim_children <- function(la, start, last_ref) {
   n <- sum(n_by)
   la_i <- rep(seq_len(nrow(la)), n_by)
   span <- as.integer(last_ref - start)
-  ref0 <- as.integer(unclass(start)) + sample.int(span + 1L, n, replace = TRUE) - 1L
+  # referrals fell by about a quarter in the first 2020 lockdown
+  days <- as.integer(unclass(start)) + 0:span
+  w_day <- ifelse(days >= as.integer(unclass(as.Date("2020-03-23"))) &
+                    days <= as.integer(unclass(as.Date("2020-06-30"))), 0.75, 1)
+  ref0 <- days[sample.int(span + 1L, n, replace = TRUE, prob = w_day)]
   unborn <- stats::runif(n) < 0.015
   age_y <- sample.int(18L, n, replace = TRUE, prob = .sim_age_weights) - 1L
   dob <- ref0 - as.integer(floor((age_y + stats::runif(n)) * 365.25))
