@@ -575,7 +575,8 @@ sim_children <- function(la, start, last_ref) {
   ref0 <- days[sample.int(span + 1L, n, replace = TRUE, prob = w_day)]
   unborn <- stats::runif(n) < 0.015
   age_y <- sample.int(18L, n, replace = TRUE, prob = .sim_age_weights) - 1L
-  dob <- ref0 - as.integer(floor((age_y + stats::runif(n)) * 365.25))
+  # (0.997: the age stays under 18 years, which may be 6,574 days)
+  dob <- ref0 - as.integer(floor((age_y + 0.997 * stats::runif(n)) * 365.25))
   dob[unborn] <- ref0[unborn] + sample.int(150L, sum(unborn), replace = TRUE)
   expected_dob <- rep(NA_integer_, n)
   expected_dob[unborn] <- dob[unborn] + sample(-14:14, sum(unborn), replace = TRUE)
@@ -944,9 +945,14 @@ sim_tables <- function(raw, ch, la, terms, rollout, start, end) {
     term = codes$term[b[[3]]], sessions_possible = b[[4]],
     unauth_sessions = b[[5]], stringsAsFactors = FALSE)
 
-  sfp_data(
+  args <- list(
     children = children, referrals = referrals, assessments = assessments,
     assessment_factors = assessment_factors, cin_plans = cin_plans,
     cp_plans = cp_plans, cla_episodes = cla_episodes, absence = absence,
     la_covariates = sim_la_covariates(la, start, end), rollout = rollout)
+  # Open referrals, plans and episodes are soft problems of the validator;
+  # here they are by design, so they are kept in attr(x, "problems") rather
+  # than raised as warnings.
+  if ("warn" %in% names(formals(sfp_data))) args$warn <- FALSE
+  do.call(sfp_data, args)
 }
