@@ -447,6 +447,23 @@ test_that("non-zero effects move the treated-period outcomes", {
   expect_identical(up$children, base$children)
 })
 
+test_that("LA effects are standardised to SD sigma_la unless asked not to", {
+  tr <- attr(fs_small, "truth")
+  u <- tr$la$random_effect
+  expect_equal(mean(u), 0, tolerance = 1e-12)
+  expect_equal(stats::sd(u), tr$sigma_la)
+  raw <- attr(simulate_sfp("family_safeguarding", n_la = 8,
+                           children_per_la_year = 80, seed = 11,
+                           n_treated = 3, standardise_la = FALSE), "truth")
+  expect_false(isTRUE(all.equal(stats::sd(raw$la$random_effect),
+                                raw$sigma_la)))
+  # ICC 0: no LA variation at all
+  flat <- attr(simulate_sfp("family_valued", n_la = 3, icc = 0,
+                            children_per_la_year = 5), "truth")
+  expect_identical(flat$sigma_la, 0)
+  expect_identical(flat$la$random_effect, c(0, 0, 0))
+})
+
 # ---- calibration pieces ----
 
 test_that("Gauss-Hermite rule integrates normal moments (paper values)", {
