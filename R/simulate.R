@@ -791,6 +791,13 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
   }
   if (!is.null(a0)) return(la_rate(a0, 0))
   gh <- gauss_hermite(30L)
+  top <- sum(gh$w * la_rate(8, 0 * gh$z))
+  if (baseline >= top) {
+    stop_arg("baseline", sprintf(
+      "is more than the %s design can reach (at most about %.3f)",
+      gsub("_", " ", design), top),
+      "give a smaller rate of becoming looked after within 18 months.")
+  }
   solve_a0 <- function(sigma) {
     stats::uniroot(function(a0) sum(gh$w * la_rate(a0, sigma * gh$z)) - baseline,
                    c(-15, 8), tol = 1e-7)$root
@@ -800,6 +807,12 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
     r <- la_rate(a0, sigma * gh$z)
     mu <- sum(gh$w * r)
     sum(gh$w * (r - mu)^2) / (mu * (1 - mu))
+  }
+  if (icc > 0 && icc_of(5) <= icc) {
+    stop_arg("icc", sprintf(
+      "is more than the %s design can reach at this baseline (at most about %.3f)",
+      gsub("_", " ", design), icc_of(5)),
+      "give a smaller intracluster correlation.")
   }
   sigma <- if (icc <= 0) 0 else
     stats::uniroot(function(s) icc_of(s) - icc, c(1e-6, 5), tol = 1e-6)$root

@@ -533,6 +533,9 @@ test_that("bad arguments give clear errors", {
   expect_snapshot(simulate_sfp(icc = 1), error = TRUE)
   expect_snapshot(simulate_sfp(icc = -0.01), error = TRUE)
   expect_snapshot(simulate_sfp(baseline = 0), error = TRUE)
+  expect_snapshot(simulate_sfp(baseline = 0.45, n_la = 2), error = TRUE)
+  expect_snapshot(simulate_sfp("family_valued", icc = 0.9, n_la = 2),
+                  error = TRUE)
   expect_snapshot(simulate_sfp(seed = NA), error = TRUE)
   expect_snapshot(simulate_sfp(start = "yesterday"), error = TRUE)
   expect_snapshot(simulate_sfp(start = "2020-01-01", end = "2020-06-30"),
