@@ -171,7 +171,9 @@ sim_age_logit <- function(age) {
 #' 2024-04-01, P2 is not used after 2023-10-28, Z1 becomes Z11-Z14 from
 #' 2025-04-01; about 1% of children have only short-break (V3/V4) episodes;
 #' children still in care at 18 leave on their 18th birthday; summer-term
-#' 2019/20 absence is absent (it was not collected); the monthly LA
+#' 2019/20 absence is absent (it was not collected); one summer term in ten
+#' is split, as the NPD does, into a `summer` row (first half-term) and a
+#' `summer6th` row (sixth half-term), to be added together; the monthly LA
 #' covariates have gaps.
 #'
 #' @param design `"family_safeguarding"` or `"family_valued"`.

@@ -417,7 +417,15 @@ test_that("shares of referrals, assessments, plans and placements", {
   expect_lte(mean(unborn), 0.02)
   expect_true(all(x$children$gender_raw[unborn] == "0"))
   # summer 2019/20 absence was not collected
-  expect_false(any(ab$academic_year == "2019/20" & ab$term == "summer"))
+  expect_false(any(ab$academic_year == "2019/20" &
+                     ab$term %in% c("summer", "summer6th")))
+  # a summer6th row always comes with its summer row; about 10% split
+  s6 <- paste(ab$child_id, ab$academic_year)[ab$term == "summer6th"]
+  expect_true(all(s6 %in% paste(ab$child_id, ab$academic_year)[
+    ab$term == "summer"]))
+  split <- length(s6) / sum(ab$term == "summer")
+  expect_gt(split, 0.05)
+  expect_lt(split, 0.15)
   # some children's first referral in the trial period is a repeat
   tr <- attr(x, "truth")$period
   before <- unique(r$child_id[r$referral_date < tr$trial_start])
