@@ -113,6 +113,12 @@ test_that("the same seed gives the same records, another seed others", {
   other <- simulate_sfp("family_valued", children_per_la_year = 150,
                         seed = 12)
   expect_false(identical(other$referrals, fv_small$referrals))
+  # the cached calibration does not change the data: a fresh session's
+  # first call (pilot walk run again) gives the same records
+  cache <- sfpceval:::.sim_cache
+  rm(list = ls(cache, all.names = TRUE), envir = cache)
+  expect_identical(simulate_sfp("family_valued", children_per_la_year = 150,
+                                seed = 11), fv_small)
   # integer and double arguments, list and vector effects: same data
   expect_identical(
     simulate_sfp("family_valued", n_la = 5L, children_per_la_year = 150L,
