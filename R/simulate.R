@@ -299,7 +299,6 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
 
   # ---- children ----
   ch <- sim_children(la, start, last_ref)
-  n <- nrow(ch)
 
   # ---- LA x quarter trajectories ----
   qstart <- seq(as.Date(cut(start, "quarter")), end, by = "quarter")
@@ -894,8 +893,7 @@ sim_la_covariates <- function(la, start, end) {
 as_day_date <- function(x) structure(as.double(x), class = "Date")
 
 sim_tables <- function(raw, ch, la, terms, rollout, start, end) {
-  n <- nrow(ch)
-  child_id <- sprintf("C%07d", seq_len(n))
+  child_id <- sprintf("C%07d", seq_len(nrow(ch)))
   codes <- .sim_codes
   children <- data.frame(
     child_id = child_id, la_code = la$la_code[ch$la],
