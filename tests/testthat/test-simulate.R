@@ -440,6 +440,29 @@ test_that("shares of referrals, assessments, plans and placements", {
   expect_gt(length(intersect(before, during)), 0)
 })
 
+test_that("monthly LA covariates: plausible, with gaps and switch-ons", {
+  lc <- fs_big$la_covariates
+  months <- seq(as.Date("2015-04-01"), as.Date("2024-03-01"), by = "month")
+  per_la <- split(lc, lc$la_code)
+  expect_length(per_la, 60L)
+  n_missing <- vapply(per_la, function(d) sum(!months %in% d$month), 0L)
+  late_start <- vapply(per_la, function(d) min(d$month) > months[1], TRUE)
+  expect_gt(sum(late_start), 0)            # gaps at the start ...
+  expect_gt(sum(n_missing > 0 & !late_start), 0)   # ... and in the middle
+  expect_lt(mean(n_missing), 6)
+  expect_true(all(lc$prop_fsm >= 0.05 & lc$prop_fsm <= 0.6))
+  expect_true(all(lc$prop_white_british > 0 & lc$prop_white_british < 1))
+  # the other programme switches on once and stays on
+  on <- vapply(per_la, function(d) {
+    x <- d$other_innovation_programme[order(d$month)]
+    if (!any(x)) return(0L)
+    if (all(x[which.max(x):length(x)])) 1L else NA_integer_
+  }, 0L)
+  expect_false(anyNA(on))
+  expect_gt(sum(on), 0)
+  expect_lt(sum(on), 30)
+})
+
 test_that("non-zero effects move the treated-period outcomes", {
   base <- simulate_sfp("family_valued", children_per_la_year = 1500, seed = 8)
   up <- simulate_sfp("family_valued", children_per_la_year = 1500, seed = 8,
