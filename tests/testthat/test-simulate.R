@@ -466,7 +466,8 @@ test_that("monthly LA covariates: plausible, with gaps and switch-ons", {
 test_that("non-zero effects move the treated-period outcomes", {
   base <- simulate_sfp("family_valued", children_per_la_year = 1500, seed = 8)
   up <- simulate_sfp("family_valued", children_per_la_year = 1500, seed = 8,
-                     effects = list(cla = 1, absence = 5))
+                     effects = list(cla = 1, absence = 5, cpp = 1,
+                                    kinship = 1.5))
   tr <- attr(base, "truth")
   # referrals from the last go-live to the end of the trial: all treated
   treated_rate <- function(x) {
@@ -480,6 +481,20 @@ test_that("non-zero effects move the treated-period outcomes", {
   ab <- function(x) sum(x$absence$unauth_sessions) /
     sum(x$absence$sessions_possible)
   expect_gt(ab(up), ab(base) + 0.005)
+  # CPPs among referrals after the last go-live, kinship among first
+  # placements in periods starting then
+  cpp_share <- function(x) {
+    r <- x$referrals[x$referrals$referral_date >= as.Date("2022-04-01"), ]
+    mean(r$referral_id %in% x$cp_plans$referral_id)
+  }
+  expect_gt(cpp_share(up), cpp_share(base) + 0.05)
+  kin_share <- function(x) {
+    e <- x$cla_episodes
+    e <- e[e$rne == "S" & e$decom >= as.Date("2022-06-01") &
+             !e$ls %in% c("V3", "V4"), ]
+    mean(e$place %in% sfp_codes("kinship"))
+  }
+  expect_gt(kin_share(up), kin_share(base) + 0.05)
   # the children themselves do not change
   expect_identical(up$children, base$children)
 })
