@@ -464,8 +464,8 @@ test_that("monthly LA covariates: plausible, with gaps and switch-ons", {
 })
 
 test_that("non-zero effects move the treated-period outcomes", {
-  base <- simulate_sfp("family_valued", children_per_la_year = 1500, seed = 8)
-  up <- simulate_sfp("family_valued", children_per_la_year = 1500, seed = 8,
+  base <- simulate_sfp("family_valued", children_per_la_year = 1000, seed = 8)
+  up <- simulate_sfp("family_valued", children_per_la_year = 1000, seed = 8,
                      effects = list(cla = 1, absence = 5, cpp = 1,
                                     kinship = 1.5))
   tr <- attr(base, "truth")
