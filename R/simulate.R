@@ -58,7 +58,7 @@
   p_rc9 = 0.10,        # closed after assessment, early help
   p_reref12 = 0.26,    # re-referral within 12 months of the referral
   p_reref_later = 0.30,# later re-referral otherwise
-  p_kin = 0.24,        # first placement with relatives or friends (U1-U3)
+  p_kin = 0.21,        # first placement with relatives or friends (U1-U3)
   p_reunify = 0.36,    # period of care ends with a return home
   abs_cin = 0.25,      # absence logit shift in terms after the referral
   cla_w1 = 0.65, cla_w2 = 0.22,          # CLA delay mixture weights
@@ -130,7 +130,11 @@ sim_age_logit <- function(age) {
 #' becoming looked after within 18 months in the protocol's population equals
 #' `baseline` and its between-LA variance divided by `baseline * (1 -
 #' baseline)` (the one-way ANOVA / Stata `loneway` scale) equals `icc`, by
-#' Gauss-Hermite quadrature over the random effect.
+#' Gauss-Hermite quadrature over the random effect, on the model's own age
+#' distribution at referral. A pilot walk of 60,000 children (one LA, no LA
+#' effects or trends; its own fixed seed, so the data still depend only on
+#' `seed`; cached for the session) corrects the analytic rate for
+#' re-referrals and the timing rules.
 #'
 #' What the records look like (defaults, roughly): 7% of referrals NFA
 #' (closed within days, RC7); 88% of the others assessed (assessment within
@@ -145,7 +149,7 @@ sim_age_logit <- function(age) {
 #' infants, teenagers, UASC and children on a CPP; most entries come within
 #' six months of the referral, some up to 2.5 years later. A period of care
 #' has up to three further episodes; first placements are with relatives or
-#' friends (U1-U3) for about 17%; about 24% of periods end with a return
+#' friends (U1-U3) for about 17-18%; about 24% of periods end with a return
 #' home (E4A) within 18 months, others with adoption, SGO, CAO, at 18 or
 #' stay open. About 21% of referrals are followed by another within 12
 #' months. Children with a CPP before the records start are counted in
