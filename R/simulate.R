@@ -962,6 +962,19 @@ sim_tables <- function(raw, ch, la, terms, rollout, start, end) {
     term = codes$term[b[[3]]], sessions_possible = b[[4]],
     unauth_sessions = b[[5]], stringsAsFactors = FALSE)
 
+  # The extract holds only what had started by its date: an assessment or a
+  # plan the walk scheduled after `end` is not in the records (its referral
+  # stays open).
+  cut <- as.Date(end)
+  late_a <- assessments$assessment_start > cut
+  assessment_factors <- assessment_factors[!assessment_factors$assessment_id %in%
+                                             assessments$assessment_id[late_a], ]
+  assessments <- assessments[!late_a, ]
+  cin_plans <- cin_plans[cin_plans$start <= cut, ]
+  cp_plans <- cp_plans[cp_plans$start <= cut, ]
+  rownames(assessments) <- rownames(assessment_factors) <- NULL
+  rownames(cin_plans) <- rownames(cp_plans) <- NULL
+
   args <- list(
     children = children, referrals = referrals, assessments = assessments,
     assessment_factors = assessment_factors, cin_plans = cin_plans,
