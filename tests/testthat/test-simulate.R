@@ -613,3 +613,14 @@ test_that("the bundled examples are valid and as documented", {
   expect_identical(sum(attr(fs, "truth")$la$role == "comparator"), 5L)
   expect_true(all(unlist(attr(fv, "truth")$effects) == 0))
 })
+
+test_that("no record starts after the extract date", {
+  x <- simulate_sfp("family_valued", children_per_la_year = 200, seed = 11)
+  end <- as.Date("2025-09-30")
+  expect_true(all(x$referrals$referral_date <= end))
+  expect_true(all(x$assessments$assessment_start <= end))
+  expect_true(all(x$cin_plans$start <= end))
+  expect_true(all(x$cp_plans$start <= end))
+  expect_true(all(x$cla_episodes$decom <= end))
+  expect_true(all(x$assessment_factors$assessment_id %in% x$assessments$assessment_id))
+})
