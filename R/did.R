@@ -616,7 +616,8 @@ fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname) {
   sel <- kz %in% colnames(X)
   list(coefficients = b[sel], coef_all = b, dropped = dropped, bread_full = bread,
        bread = bread[sel, sel, drop = FALSE], score_obs = score_obs, sel = sel,
-       K = length(b), fitted = r$mu, residuals = y - r$mu, iterations = r$iterations)
+       K = length(b), fitted = r$mu, residuals = y - r$mu, iterations = r$iterations,
+       design = Zk, y = y)
 }
 
 fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname) {
