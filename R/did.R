@@ -159,7 +159,8 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   }
   inf_x <- which(rowSums(!is.finite(X) & !is.na(X)) > 0 | rowSums(is.nan(X)) > 0)
   if (length(inf_x)) {
-    stop_rows("data", paste(colnames(X), collapse = ", "), inf_x,
+    bad_cols <- colnames(X)[colSums(!is.finite(X) & !is.na(X)) > 0 | colSums(is.nan(X)) > 0]
+    stop_rows("data", paste(bad_cols, collapse = ", "), inf_x,
               "have infinite or NaN covariate values", "recode or drop them before fitting.")
   }
   miss <- is.na(y) | rowSums(is.na(X)) > 0 | is.na(cl)
@@ -495,13 +496,13 @@ crve_gaussian <- function(fit, type) {
     Ub <- if (is.null(r$Ub)) NULL else array(r$Ub, c(pk, k, G))
     for (j in seq_len(k)) {
       m <- M[, j]
-      d <- vapply(seq_len(G), function(g) sum(m * (K1[, , g] %*% m)), 0)
-      A <- vapply(seq_len(G), function(g) Ua[, , g, drop = FALSE][, , 1] %*% m, numeric(pk))
+      d <- vapply(seq_len(G), function(g) sum(m * (matrix(K1[, , g], k, k) %*% m)), 0)
+      A <- vapply(seq_len(G), function(g) matrix(Ua[, , g], pk, k) %*% m, numeric(pk))
       A <- matrix(A, pk, G)
       if (is.null(Ub)) {
         P <- -crossprod(A, hb$B %*% A)
       } else {
-        Bm <- matrix(vapply(seq_len(G), function(g) Ub[, , g, drop = FALSE][, , 1] %*% m, numeric(pk)), pk, G)
+        Bm <- matrix(vapply(seq_len(G), function(g) matrix(Ub[, , g], pk, k) %*% m, numeric(pk)), pk, G)
         cross <- crossprod(A, hb$B %*% Bm)
         P <- crossprod(A, hb$C %*% A) - cross - t(cross)
       }
@@ -561,12 +562,13 @@ irls_logit <- function(y, X, w, offset = 0, tol = 1e-12, maxit = 100L) {
     v <- mu * (1 - mu)
     z <- eta - offset + (y - mu) / v
     res <- .Call(ffi_wls, X, z, ww * v, 1e-7)
+    b_old <- if (it == 1L) rep(Inf, ncol(X)) else b
     b <- res$coef
     b[is.na(b)] <- 0
     eta <- drop(X %*% b) + offset
     mu <- stats::plogis(eta)
     dev <- -2 * sum(ww * (y * log(pmax(mu, 1e-300)) + (1 - y) * log(pmax(1 - mu, 1e-300))))
-    if (abs(dev - dev_old) / (abs(dev) + 0.1) < tol) {
+    if (abs(dev - dev_old) / (abs(dev) + 0.1) < tol && max(abs(b - b_old)) < 1e-10) {
       conv <- TRUE
       break
     }
@@ -585,14 +587,19 @@ fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname) {
   Z <- if (is.null(D)) X else cbind(X, D)
   if (length(fe_f)) Z <- cbind(`(Intercept)` = 1, Z)
   r <- irls_logit(y, Z, w)
-  if (!r$converged || any(abs(r$eta) > 30)) {
-    bad <- which(abs(r$eta) > 30)
-    stop(sprintf(paste0("Perfect separation in the logit: %s row%s have fitted probabilities of 0 or 1 (%s)%s.\n",
+  extreme <- which(r$mu < 1e-10 | r$mu > 1 - 1e-10)
+  if (length(extreme)) {
+    stop(sprintf(paste0("Perfect separation in the logit: %s row%s have fitted probabilities within 1e-10 of 0 or 1 (%s).\n",
                         "Fix: find the covariate that predicts the outcome perfectly and drop or pool it, ",
                         "or use family = \"gaussian\"."),
-                 format(length(bad), big.mark = ","), if (length(bad) == 1) "" else "s",
-                 if (length(bad)) describe_rows(bad) else "none yet",
-                 if (!r$converged) " and IRLS did not converge" else ""), call. = FALSE)
+                 format(length(extreme), big.mark = ","), if (length(extreme) == 1) "" else "s",
+                 describe_rows(extreme)), call. = FALSE)
+  }
+  if (!r$converged) {
+    stop(paste0("The logit did not converge in 100 IRLS iterations: the outcome is (quasi-)perfectly separated ",
+                "by a covariate or a combination of covariates.\n",
+                "Fix: find the covariate that predicts the outcome perfectly and drop or pool it, ",
+                "or use family = \"gaussian\"."), call. = FALSE)
   }
   keep <- r$keep
   xcols <- colnames(Z) %in% colnames(X)
