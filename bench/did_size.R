@@ -5,7 +5,7 @@
 #   R_LIBS=/tmp/lib-did Rscript bench/did_size.R [reps]
 library(sfpceval)
 args <- commandArgs(trailingOnly = TRUE)
-reps <- if (length(args)) as.integer(args[1]) else 300L
+reps <- if (length(args)) as.integer(args[1]) else 2000L
 set.seed(20261122)
 G <- 10
 Tn <- 6
