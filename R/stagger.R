@@ -277,7 +277,7 @@ att_gt <- function(cohort, design = NULL, outcome, control = c("never", "not_yet
   base_period <- match.arg(base_period)
   data <- as.data.frame(cohort)
   if (is.null(time)) {
-    time <- if (!is.null(design) && identical(design$protocol, "family_valued")) "step" else "fin_year"
+    time <- if (!is.null(design) && identical(design$programme, "FV")) "step" else "fin_year"
   }
   for (v in c(outcome, time, cluster, treatment)) {
     if (!v %in% names(data)) stop_arg("cohort", sprintf("has no column `%s`", v))

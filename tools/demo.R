@@ -10,6 +10,6 @@ for (design in c("family_valued", "family_safeguarding")) {
   x <- simulate_sfp(design, seed = 20201001)
   cat(sprintf("simulated in %.1f s\n", proc.time()[["elapsed"]] - t0))
   # Re-validate from the raw tables, as a user would with real records.
-  x <- do.call(sfp_data, unclass(x)[sfp_tables()])
+  x <- do.call(sfp_data, c(unclass(x)[sfp_tables()], warn = FALSE))
   print(summary(x))
 }
