@@ -445,3 +445,23 @@ power_analysis <- function(analysis, design) {
   attr(f, "scale") <- if (analysis == "did") "risk_difference" else "log_odds"
   f
 }
+
+# ---- analyses run on each simulated trial ------------------------------------
+
+# The DiD regression (linear probability model, cluster and period fixed
+# effects, CR2 with Satterthwaite df), on one row per child.
+power_did <- function(cells, design) {
+  d <- expand_cells(cells, design)
+  covs <- colnames(design$patterns$X)
+  f <- stats::as.formula(paste("y ~", paste(c("treated", covs), collapse = " + "),
+                               "| cluster + period"))
+  fit <- tryCatch(suppressMessages(did_fit(f, d, cluster = ~cluster, family = "gaussian",
+                                           vcov = "CR2")),
+                  error = function(e) NULL)
+  if (is.null(fit)) return(rep(NA_real_, 5))
+  est <- fit$coefficients[["treated"]]
+  se <- sqrt(fit$vcov["treated", "treated"])
+  df <- fit$df[["treated"]]
+  q <- stats::qt(0.975, df)
+  c(est, se, 2 * stats::pt(-abs(est / se), df), est - q * se, est + q * se)
+}
