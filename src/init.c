@@ -9,6 +9,8 @@ static const R_CallMethodDef call_entries[] = {
   /* cohort */
 
   /* matching */
+  CALLDEF(ffi_cem_strata, 4),
+  CALLDEF(ffi_cem_l1, 3),
 
   /* DiD: linear model */
 

@@ -19,6 +19,8 @@
 /* ---- cohort: interval work on day numbers (intervals.c) ---- */
 
 /* ---- matching: CEM strata (cem.c) ---- */
+SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise);
+SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weight);
 
 /* ---- DiD: weighted least squares and absorbed effects (linreg.c) ---- */
 
