@@ -371,7 +371,7 @@ check_treatment <- function(t, name) {
   }
   bad <- which(is.na(t) | !(t %in% c(0, 1)))
   if (length(bad) > 0L) {
-    stop_rows("data", name, bad, "are not 0 or 1", keys = t[bad],
+    stop_rows("data", name, bad, "not coded 0 or 1", keys = t[bad],
               key_name = "values",
               fix = sprintf(paste0("code `%s` as 1 = treated, 0 = control, ",
                                    "and resolve missing values before ",
