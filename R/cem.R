@@ -60,10 +60,11 @@
 #' @param normalise `"global"` (default) computes \eqn{m_C/m_T} over all
 #'   matched children; `"exact_group"` within each combination of the `exact`
 #'   variables.
-#' @param keep_all If `FALSE` (default) the result's `data` holds the matched
-#'   rows of `data` only; if `TRUE` all rows (unmatched ones with weight 0).
-#'   Either way three columns are appended: `cem_weight`, `cem_stratum`,
-#'   `cem_matched`.
+#' @param keep_all If `TRUE`, the result also carries `data`: every row of
+#'   `data` with three columns appended, `cem_weight`, `cem_stratum` and
+#'   `cem_matched` (unmatched rows weigh 0), ready for a weighted regression.
+#'   If `FALSE` (default), the result holds only the per-row vectors (no copy
+#'   of the data); `data[m$matched, ]` gives the matched rows.
 #' @return An object of class `sfp_cem`, a list with
 #'   * `weights`, `stratum`, `matched`, `exact_group`: one entry per row of
 #'     `data`, in the order of `data` (strata and exact groups are numbered
@@ -76,7 +77,8 @@
 #'     number of coarsened values), with the breaks and groups used in
 #'     `attr(, "breaks")`;
 #'   * `imbalance`: a list of two [imbalance()] results, `before` and `after`;
-#'   * `data`: `data` with the three `cem_*` columns (see `keep_all`);
+#'   * `data`: `NULL`, or `data` with the three `cem_*` columns (see
+#'     `keep_all`);
 #'   * `call`, `formula`, `treatment`, `variables`, `exact`, `normalise`.
 #'
 #'   Methods: `print()`, `summary()`, `weights()`, `nobs()`, and `glance()`
@@ -110,73 +112,89 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
   }
   bf <- balance_frame(formula, data)
   check_arms(bf$treat, bf$treat_name)
-  ex <- exact_frame(exact, data)
-  co <- coarsen_vars(bf$vars, cutpoints, grouping)
   n <- length(bf$treat)
+  ex <- exact_frame(exact, data)
   if (length(bf$vars) + length(ex$vars) == 0L) {
     stop_arg("formula", "has no matching variables",
              "put covariates on the right-hand side or give `exact`.")
   }
-  codes <- matrix(c(unlist(co$codes, use.names = FALSE),
-                    unlist(ex$codes, use.names = FALSE)),
-                  nrow = n, ncol = length(co$codes) + length(ex$codes))
-  storage.mode(codes) <- "integer"
+  if (keep_all) {
+    clash <- intersect(c("cem_weight", "cem_stratum", "cem_matched"),
+                       names(data))
+    if (length(clash) > 0L) {
+      stop_arg("data", sprintf("already has column(s) %s",
+                               paste0("`", clash, "`", collapse = ", ")),
+               "rename or drop them, or use `keep_all = FALSE`.")
+    }
+  }
+  co <- coarsen_plan(bf$vars, cutpoints, grouping)
+  plan <- list(cols = c(co$cols, ex$cols), kinds = c(co$kinds, ex$kinds),
+               args = c(co$args, ex$args))
+  coded <- .Call(ffi_cem_codes, plan$cols, plan$kinds, plan$args)
+  record <- coarsen_record(co, coded, bf$vars)
+  warn_one_level(ex, coded$n_values[length(co$cols) + seq_along(ex$cols)], n)
 
-  res <- .Call(ffi_cem_strata, codes, bf$treat, length(ex$codes),
+  res <- .Call(ffi_cem_strata, coded$codes, bf$treat, length(ex$cols),
                as.integer(normalise == "exact_group"))
 
-  treated <- bf$treat == 1L
   S <- length(res$stratum_treated)
-  matched_strata <- res$stratum_treated > 0L & res$stratum_control > 0L
+  nt <- res$stratum_treated
+  nc <- res$stratum_control
+  matched_strata <- nt > 0L & nc > 0L
   if (!any(matched_strata)) {
     stop(sprintf(paste0(
       "Table `data`: no stratum holds both a treated and a control row ",
       "(%s strata; %s treated and %s control rows; none matched).\n",
       "Fix: coarsen further (fewer cutpoints, `grouping`), match on fewer ",
       "variables, or widen `exact` (e.g. the period instead of the ",
-      "financial year)."), fmt_n(S), fmt_n(sum(treated)),
-      fmt_n(sum(!treated))), call. = FALSE)
+      "financial year)."), fmt_n(S), fmt_n(sum(nt)), fmt_n(sum(nc))),
+      call. = FALSE)
   }
-
+  mt <- sum(nt[matched_strata])
+  mc <- sum(nc[matched_strata])
   counts <- rbind(
-    All = c(Control = sum(!treated), Treated = sum(treated)),
-    Matched = c(sum(!treated & res$matched), sum(treated & res$matched)),
-    Unmatched = c(sum(!treated & !res$matched), sum(treated & !res$matched))
+    All = c(Control = sum(nc), Treated = sum(nt)),
+    Matched = c(mc, mt),
+    Unmatched = c(sum(nc) - mc, sum(nt) - mt)
   )
   storage.mode(counts) <- "integer"
 
+  # Control weight of each matched stratum, the C kernel's formula.
+  G <- length(res$exact_first)
+  sg <- res$stratum_group
+  ratio <- if (normalise == "global") rep(mc / mt, S) else {
+    m_g <- rowsum(cbind(nt * matched_strata, nc * matched_strata), sg,
+                  reorder = TRUE)
+    (m_g[, 2L] / m_g[, 1L])[sg]
+  }
   strata <- data.frame(
     stratum = seq_len(S),
-    exact_group = res$stratum_group,
-    n_treated = res$stratum_treated,
-    n_control = res$stratum_control,
-    matched = matched_strata
+    exact_group = sg,
+    n_treated = nt,
+    n_control = nc,
+    matched = matched_strata,
+    control_weight = ifelse(matched_strata, ratio * (nt / nc), NA_real_)
   )
-  ctrl_rows <- which(!treated)
-  ctrl_first <- ctrl_rows[match(seq_len(S), res$stratum[ctrl_rows])]
-  strata$control_weight <- ifelse(matched_strata, res$weight[ctrl_first],
-                                  NA_real_)
+  by_exact <- exact_table(ex, res, matched_strata)
 
-  by_exact <- exact_table(ex, res, treated, matched_strata)
-
-  l1_vars <- c(bf$vars, lapply(ex$vars, as_category))
-  before <- imbalance_fit(l1_vars, bf$treat, NULL, NULL, weighted = FALSE)
-  after <- imbalance_fit(l1_vars, bf$treat, res$weight, before$breaks,
-                         weighted = TRUE)
+  reuse <- which(plan$kinds <= 1L & c(co$method == "values",
+                                         rep(TRUE, length(ex$cols))))
+  precoded <- list(codes = coded$codes[, reuse, drop = FALSE],
+                   first = coded$first[reuse])
+  colnames(precoded$codes) <- names(precoded$first) <-
+    c(names(co$cols), names(ex$cols))[reuse]
+  prep <- l1_prepare(c(bf$vars, ex$vars), NULL, categorical = names(ex$vars),
+                     precoded = precoded)
+  imb <- l1_evaluate(prep, bf$treat, cbind(1, res$weight),
+                     weighted = c(FALSE, TRUE))
 
   out_data <- NULL
-  new_cols <- c("cem_weight", "cem_stratum", "cem_matched")
-  clash <- intersect(new_cols, names(data))
-  if (length(clash) > 0L) {
-    stop_arg("data", sprintf("already has column(s) %s",
-                             paste0("`", clash, "`", collapse = ", ")),
-             "rename or drop them before matching.")
+  if (keep_all) {
+    out_data <- data
+    out_data$cem_weight <- res$weight
+    out_data$cem_stratum <- res$stratum
+    out_data$cem_matched <- res$matched
   }
-  keep <- if (keep_all) seq_len(n) else which(res$matched)
-  out_data <- data[keep, , drop = FALSE]
-  out_data$cem_weight <- res$weight[keep]
-  out_data$cem_stratum <- res$stratum[keep]
-  out_data$cem_matched <- res$matched[keep]
 
   structure(list(
     call = call,
@@ -192,8 +210,8 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
     n = counts,
     strata = strata,
     by_exact = by_exact,
-    coarsening = co$record,
-    imbalance = list(before = before, after = after),
+    coarsening = record,
+    imbalance = list(before = imb[[1L]], after = imb[[2L]]),
     data = out_data
   ), class = "sfp_cem")
 }
@@ -319,8 +337,9 @@ imbalance <- function(formula, data, weights = NULL, breaks = NULL) {
     }
     weights <- as.double(weights)
   }
-  out <- imbalance_fit(bf$vars, bf$treat, weights, breaks,
-                       weighted = !is.null(weights))
+  prep <- l1_prepare(bf$vars, breaks)
+  out <- l1_evaluate(prep, bf$treat, cbind(weights %||% rep(1, n)),
+                     weighted = !is.null(weights))[[1L]]
   out$call <- match.call()
   out
 }
@@ -337,6 +356,17 @@ balance_frame <- function(formula, data) {
   }
   if (!inherits(formula, "formula") || length(formula) != 3L) {
     stop_arg("formula", "must be a two-sided formula such as `treated ~ x1 + x2`")
+  }
+  # Plain column names (the usual case): take the columns, no model frame.
+  tl <- tryCatch(attr(stats::terms(formula, data = data), "term.labels"),
+                 error = function(e) NULL)
+  resp <- deparse1(formula[[2L]])
+  if (!is.null(tl) && all(c(resp, tl) %in% names(data))) {
+    vars <- lapply(tl, function(v) data[[v]])
+    names(vars) <- tl
+    return(list(treat_name = resp,
+                treat = check_treatment(data[[resp]], resp),
+                vars = vars))
   }
   mf <- tryCatch(
     stats::model.frame(formula, data, na.action = stats::na.pass,
@@ -362,27 +392,29 @@ balance_frame <- function(formula, data) {
 }
 
 check_treatment <- function(t, name) {
-  if (is.logical(t)) t <- as.integer(t)
-  if (!is.numeric(t) || is.factor(t)) {
+  if (!(is.numeric(t) || is.logical(t)) || is.factor(t)) {
     stop_arg("formula", sprintf(
       "has the response `%s` of class %s; it must be numeric 0/1 or logical",
       name, class(t)[1L]),
       sprintf("code `%s` as 1 = treated, 0 = control.", name))
   }
-  bad <- which(is.na(t) | !(t %in% c(0, 1)))
-  if (length(bad) > 0L) {
+  ti <- suppressWarnings(as.integer(t))
+  ok <- !anyNA(ti) && (length(ti) == 0L || all(range(ti) %in% 0:1)) &&
+    (is.integer(t) || is.logical(t) || !any(ti != t))
+  if (!ok) {
+    bad <- which(is.na(t) | !(t %in% c(0, 1)))
     stop_rows("data", name, bad, "not coded 0 or 1", keys = t[bad],
               key_name = "values",
               fix = sprintf(paste0("code `%s` as 1 = treated, 0 = control, ",
                                    "and resolve missing values before ",
                                    "matching."), name))
   }
-  as.integer(t)
+  ti
 }
 
 check_arms <- function(treat, name) {
-  n_t <- sum(treat == 1L)
-  n_c <- sum(treat == 0L)
+  n_t <- sum(treat)
+  n_c <- length(treat) - n_t
   if (n_t == 0L || n_c == 0L) {
     stop(sprintf(paste0(
       "Table `data`, column `%s`: no %s rows (%s treated and %s control ",
@@ -393,9 +425,30 @@ check_arms <- function(treat, name) {
   invisible(NULL)
 }
 
-# Exact-match variables: names, values and integer codes.
+# How the C coder treats a column: 0 = its values, 1 = factor level codes,
+# 2 = bins between breaks (see ffi_cem_codes in src/cem.c).
+check_column <- function(x, arg, v) {
+  if (!is.atomic(x) || !is.null(dim(x)) || is.complex(x) || is.raw(x) ||
+      is.null(x)) {
+    stop_arg(arg, sprintf(
+      "variable `%s` is a %s; matching variables must be plain numeric, logical, character or factor columns",
+      v, class(x)[1L]))
+  }
+}
+
+value_plan <- function(x) {
+  if (is.factor(x)) {
+    list(col = x, kind = 1L, arg = nlevels(x))
+  } else {
+    list(col = x, kind = 0L, arg = NULL)
+  }
+}
+
+# Exact-match variables: names, values and how to code them.
 exact_frame <- function(exact, data) {
-  if (is.null(exact)) return(list(vars = list(), codes = list()))
+  if (is.null(exact)) {
+    return(list(vars = list(), cols = list(), kinds = integer(), args = list()))
+  }
   if (inherits(exact, "formula")) {
     if (length(exact) != 2L) {
       stop_arg("exact", "must be a one-sided formula such as `~ pair + fin_year`")
@@ -416,61 +469,55 @@ exact_frame <- function(exact, data) {
                                 paste0("`", miss, "`", collapse = ", ")),
                "use column names of `data`.")
     }
-    vars <- as.list(data[unique(exact)])
+    vars <- lapply(unique(exact), function(v) data[[v]])
+    names(vars) <- unique(exact)
   } else {
     stop_arg("exact", "must be NULL, a one-sided formula or a character vector")
   }
-  n <- nrow(data)
-  for (v in names(vars)) {
-    x <- vars[[v]]
-    if (!is.null(dim(x)) || is.list(x)) {
-      stop_arg("exact", sprintf("variable `%s` is not a plain column", v))
-    }
-    u <- unique(x)
-    if (n > 0L && length(u) == 1L) {
+  for (v in names(vars)) check_column(vars[[v]], "exact", v)
+  plans <- lapply(vars, value_plan)
+  list(vars = vars,
+       cols = lapply(plans, `[[`, "col"),
+       kinds = vapply(plans, `[[`, integer(1), "kind"),
+       args = lapply(plans, `[[`, "arg"))
+}
+
+warn_one_level <- function(ex, n_values, n) {
+  for (k in seq_along(ex$vars)) {
+    if (n > 0L && n_values[k] == 1L) {
+      v <- names(ex$vars)[k]
       warning(sprintf(paste0(
         "Exact variable `%s` has one value (%s) in all %s rows, so it does ",
         "not split the data.\nFix: check it is the intended column (e.g. ",
         "the treated-comparator pair), or drop it from `exact`."),
-        v, format(u), fmt_n(n)), call. = FALSE)
+        v, format(ex$vars[[v]][1L]), fmt_n(n)), call. = FALSE)
     }
   }
-  list(vars = vars, codes = lapply(vars, value_codes))
 }
 
-# Integer codes of the values of x (NA a value of its own), in order of first
-# appearance for non-factors; no sorting, no pasting.
-value_codes <- function(x) {
-  if (is.factor(x)) {
-    codes <- as.integer(x)
-    codes[is.na(codes)] <- nlevels(x) + 1L
-    return(codes)
-  }
-  match(x, unique(x))
-}
-
-as_category <- function(x) if (is.factor(x)) x else factor(x, exclude = NULL)
-
-# One row per exact group: counts by arm, matched counts, strata.
-exact_table <- function(ex, res, treated, matched_strata) {
-  G <- max(c(0L, res$exact_group))
-  grp <- res$exact_group
-  first <- match(seq_len(G), grp)
+# One row per exact group: counts by arm, matched counts, strata (from the
+# strata table, not the rows).
+exact_table <- function(ex, res, matched_strata) {
+  G <- length(res$exact_first)
   out <- if (length(ex$vars) > 0L) {
-    as.data.frame(lapply(ex$vars, function(x) x[first]),
+    as.data.frame(lapply(ex$vars, function(x) x[res$exact_first]),
                   stringsAsFactors = FALSE)
   } else {
     data.frame(row.names = seq_len(G))
   }
-  out$n_treated <- tabulate(grp[treated], G)
-  out$n_control <- tabulate(grp[!treated], G)
-  out$matched_treated <- tabulate(grp[treated & res$matched], G)
-  out$matched_control <- tabulate(grp[!treated & res$matched], G)
-  out$share_treated_matched <- ifelse(out$n_treated > 0,
-                                      out$matched_treated / out$n_treated,
+  nt <- res$stratum_treated
+  nc <- res$stratum_control
+  agg <- rowsum(cbind(nt, nc, nt * matched_strata, nc * matched_strata, 1L,
+                      matched_strata), res$stratum_group, reorder = TRUE)
+  storage.mode(agg) <- "integer"
+  out$n_treated <- agg[, 1L]
+  out$n_control <- agg[, 2L]
+  out$matched_treated <- agg[, 3L]
+  out$matched_control <- agg[, 4L]
+  out$share_treated_matched <- ifelse(agg[, 1L] > 0L, agg[, 3L] / agg[, 1L],
                                       NA_real_)
-  out$n_strata <- tabulate(res$stratum_group, G)
-  out$matched_strata <- tabulate(res$stratum_group[matched_strata], G)
+  out$n_strata <- agg[, 5L]
+  out$matched_strata <- agg[, 6L]
   rownames(out) <- NULL
   out
 }
@@ -498,7 +545,9 @@ check_named_list <- function(x, arg, vars) {
   x
 }
 
-coarsen_vars <- function(vars, cutpoints, grouping) {
+# The coarsening of every matching variable: what the C coder gets (column,
+# kind, breaks or number of levels) and what the user is told.
+coarsen_plan <- function(vars, cutpoints, grouping) {
   vn <- names(vars)
   cutpoints <- check_named_list(cutpoints, "cutpoints", vn)
   grouping <- check_named_list(grouping, "grouping", vn)
@@ -507,53 +556,94 @@ coarsen_vars <- function(vars, cutpoints, grouping) {
     stop_arg("cutpoints", sprintf("and `grouping` both name `%s`", both[1L]),
              "coarsen a variable either by cutpoints or by grouping.")
   }
-  codes <- vector("list", length(vn))
-  names(codes) <- vn
-  record <- data.frame(variable = vn, method = character(length(vn)),
-                       n_values = integer(length(vn)),
-                       stringsAsFactors = FALSE)
-  brk <- vector("list", length(vn))
-  names(brk) <- vn
+  p <- length(vn)
+  cols <- vector("list", p)
+  args <- vector("list", p)
+  kinds <- integer(p)
+  method <- character(p)
+  given <- logical(p)
+  brk <- vector("list", p)
+  names(cols) <- names(args) <- names(brk) <- vn
   for (k in seq_along(vn)) {
     v <- vn[k]
     x <- vars[[v]]
+    check_column(x, "formula", v)
     if (!is.null(grouping[[v]])) {
-      r <- code_grouped(x, grouping[[v]], v)
-      method <- "grouping"
+      g <- code_grouped(x, grouping[[v]], v)
+      cols[[k]] <- g$codes
+      kinds[k] <- 0L
+      brk[v] <- list(g$breaks)
+      method[k] <- "grouping"
     } else if (is.numeric(x) && !is.factor(x) ||
                is.logical(x) && !is.null(cutpoints[[v]])) {
-      r <- code_numeric(as.double(x), cutpoints[[v]] %||% "sturges", v,
-                        given = !is.null(cutpoints[[v]]))
-      method <- r$method
+      given[k] <- !is.null(cutpoints[[v]])
+      r <- numeric_breaks(x, cutpoints[[v]] %||% "sturges", v)
+      cols[k] <- list(x)
+      method[k] <- r$method
+      brk[v] <- list(r$breaks)
+      if (length(r$breaks) >= 2L) {
+        kinds[k] <- 2L
+        args[[k]] <- as.double(r$breaks)
+      } else {
+        # All breakpoints coincide: match on the values (as cem does).
+        kinds[k] <- 0L
+        method[k] <- paste(method[k], "(constant: values)")
+      }
     } else {
       if (!is.null(cutpoints[[v]])) {
         stop_arg(sprintf("cutpoints$%s", v), sprintf(
           "is given but `%s` is not numeric (it is %s)", v, class(x)[1L]),
           sprintf("use `grouping$%s` to merge its values.", v))
       }
-      r <- list(codes = value_codes(x),
-                breaks = if (is.factor(x)) levels(x) else NULL)
-      method <- "values"
+      vp <- value_plan(x)
+      cols[k] <- list(vp$col)
+      kinds[k] <- vp$kind
+      args[k] <- list(vp$arg)
+      brk[v] <- list(if (is.factor(x)) levels(x) else NULL)
+      method[k] <- "values"
     }
-    codes[[v]] <- r$codes
-    brk[v] <- list(r$breaks)
-    record$method[k] <- method
-    record$n_values[k] <- length(unique(r$codes))
   }
-  attr(record, "breaks") <- brk
-  list(codes = codes, record = record)
+  list(vars = vars, cols = cols, kinds = kinds, args = args, method = method,
+       given = given, breaks = brk)
 }
 
-# cem's default numbers of breakpoints
-n_breakpoints <- function(method, x) {
-  fin <- x[is.finite(x)]
-  switch(method,
-         sturges = grDevices::nclass.Sturges(x),
-         fd = if (length(fin) > 1L) grDevices::nclass.FD(fin) else 1L,
-         scott = if (length(fin) > 1L) grDevices::nclass.scott(fin) else 1L)
+# The coarsening table, and a warning for values outside the cutpoints.
+coarsen_record <- function(co, coded, vars) {
+  vn <- names(co$cols)
+  p <- length(vn)
+  for (k in which(coded$n_below[seq_len(p)] + coded$n_above[seq_len(p)] > 0L)) {
+    v <- vn[k]
+    K <- length(co$args[[k]])
+    ck <- coded$codes[, k]
+    out <- which(ck == 0L | ck == K)
+    b <- co$args[[k]]
+    warn_rows("data", v, out, sprintf(
+      "lie outside the %s [%s, %s]; each side gets a bin of its own",
+      if (co$given[k]) "cutpoints" else "range of the finite values",
+      format(b[1L]), format(b[K])),
+      keys = vars[[v]][out], key_name = "values",
+      fix = sprintf("widen `cutpoints$%s` if they should share a bin.", v))
+  }
+  record <- data.frame(variable = vn, method = co$method,
+                       n_values = coded$n_values[seq_len(p)],
+                       stringsAsFactors = FALSE)
+  attr(record, "breaks") <- co$breaks
+  record
 }
 
-code_numeric <- function(x, spec, v, given) {
+# Moments of the finite values, in C: c(n_finite, min, max, var).
+moments <- function(x) .Call(ffi_cem_moments, x)
+
+# nclass.scott() from the moments (h = 3.5 sd n^(-1/3)).
+scott_bins <- function(mom) {
+  if (mom[1L] < 2) return(1L)
+  h <- 3.5 * sqrt(mom[4L]) * mom[1L]^(-1 / 3)
+  if (h > 0) max(1, ceiling((mom[3L] - mom[2L]) / h)) else 1L
+}
+
+# Breaks of a numeric matching variable: cutpoints, a number of breakpoints
+# or a rule (the cem package's: that many equally spaced breakpoints).
+numeric_breaks <- function(x, spec, v) {
   arg <- sprintf("cutpoints$%s", v)
   method <- "cutpoints"
   if (is.character(spec)) {
@@ -561,20 +651,23 @@ code_numeric <- function(x, spec, v, given) {
       stop_arg(arg, "must be cutpoints, a number of breakpoints, or one of \"sturges\", \"fd\", \"scott\"")
     }
     method <- spec
-    spec <- n_breakpoints(spec, x)
+    mom <- moments(x)
+    spec <- switch(spec,
+      sturges = grDevices::nclass.Sturges(x),
+      fd = if (mom[1L] > 1) grDevices::nclass.FD(x[is.finite(x)]) else 1L,
+      scott = scott_bins(mom))
   } else if (!is.numeric(spec) || length(spec) == 0L || anyNA(spec)) {
     stop_arg(arg, "must be a numeric vector of cutpoints without missing values, a number of breakpoints, or a method name")
+  } else if (length(spec) == 1L) {
+    if (!is.finite(spec) || spec < 1 || spec != round(spec)) {
+      stop_arg(arg, "is a single number, so it must be a whole number of breakpoints >= 1")
+    }
+    method <- sprintf("%d breakpoints", as.integer(spec))
+    mom <- moments(x)
   }
   if (length(spec) == 1L) {
-    if (method == "cutpoints") {
-      if (!is.finite(spec) || spec < 1 || spec != round(spec)) {
-        stop_arg(arg, "is a single number, so it must be a whole number of breakpoints >= 1")
-      }
-      method <- sprintf("%d breakpoints", as.integer(spec))
-    }
-    fin <- x[is.finite(x)]
-    breaks <- if (length(fin) == 0L) numeric(0) else
-      unique(seq(min(fin), max(fin), length.out = spec))
+    breaks <- if (mom[1L] == 0) numeric(0) else
+      unique(seq(mom[2L], mom[3L], length.out = spec))
   } else {
     if (is.unsorted(spec, strictly = TRUE)) {
       i <- which(diff(spec) <= 0)[1L]
@@ -585,32 +678,7 @@ code_numeric <- function(x, spec, v, given) {
     }
     breaks <- as.double(spec)
   }
-  if (length(breaks) < 2L) {
-    # All breakpoints coincide: match on the values (the cem package does).
-    return(list(codes = match(x, unique(x)), breaks = breaks,
-                method = paste(method, "(constant: values)")))
-  }
-  K <- length(breaks)
-  codes <- bin_codes(x, breaks)
-  out <- which(!is.na(x) & (codes == 0L | codes == K))
-  if (length(out) > 0L) {
-    warn_rows("data", v, out, sprintf(
-      "lie outside the %s [%s, %s]; each side gets a bin of its own",
-      if (given) "cutpoints" else "range of the finite values",
-      format(breaks[1L]), format(breaks[K])),
-      keys = x[out], key_name = "values",
-      fix = sprintf("widen `cutpoints$%s` if they should share a bin.", v))
-  }
-  list(codes = codes, breaks = breaks, method = method)
-}
-
-# Bins of cut(x, breaks, include.lowest = TRUE): [b1, b2] is 1, (b2, b3] is
-# 2, ...; below b1 is 0, above the last break is K; NA/NaN is K + 1.
-bin_codes <- function(x, breaks) {
-  K <- length(breaks)
-  codes <- findInterval(x, breaks, left.open = TRUE, rightmost.closed = TRUE)
-  codes[is.na(x)] <- K + 1L
-  codes
+  list(breaks = breaks, method = method)
 }
 
 code_grouped <- function(x, groups, v) {
@@ -631,110 +699,147 @@ code_grouped <- function(x, groups, v) {
 
 # ---- internals: imbalance ---------------------------------------------------
 
-# cem's default L1 breaks for a numeric variable
+# cem's default L1 breaks for a numeric variable:
+# pretty(range(x), n = nclass.scott(x), min.n = 1) over the finite values.
 l1_default_breaks <- function(x) {
-  fin <- x[is.finite(x)]
-  if (length(fin) == 0L) return(NULL)
-  k <- if (length(fin) > 1L) grDevices::nclass.scott(fin) else 1L
-  pretty(range(fin), n = k, min.n = 1)
+  mom <- moments(x)
+  if (mom[1L] == 0) return(NULL)
+  pretty(mom[2:3], n = scott_bins(mom), min.n = 1)
 }
 
-imbalance_fit <- function(vars, treat, weights, breaks, weighted) {
-  n <- length(treat)
+# Codes of every variable for the L1 cells (binned numeric variables,
+# categorical ones as they are), computed once for every weighting.
+# `categorical` names variables used as they are even when numeric (the
+# exact variables).
+l1_prepare <- function(vars, breaks, categorical = character(),
+                       precoded = NULL) {
+  n <- if (length(vars) > 0L) length(vars[[1L]]) else 0L
   vn <- names(vars)
+  p <- length(vn)
   breaks <- check_named_list(breaks, "breaks", vn)
-  used <- vector("list", length(vn))
+  used <- vector("list", p)
   names(used) <- vn
-  codes <- vector("list", length(vn))
+  cols <- vector("list", p)
+  args <- vector("list", p)
+  kinds <- integer(p)
+  values <- vector("list", p)
+  is_num <- logical(p)
   for (k in seq_along(vn)) {
     v <- vn[k]
     x <- vars[[v]]
-    if (is.numeric(x) && !is.factor(x)) {
+    check_column(x, "formula", v)
+    cols[k] <- list(x)
+    if (is.numeric(x) && !is.factor(x) && !v %in% categorical) {
+      is_num[k] <- TRUE
+      values[k] <- list(x)
       b <- breaks[[v]]
       if (is.null(b)) {
-        b <- l1_default_breaks(as.double(x))
+        b <- l1_default_breaks(x)
       } else if (!is.numeric(b) || anyNA(b) || is.unsorted(b, strictly = TRUE)) {
         stop_arg(sprintf("breaks$%s", v),
                  "must be a strictly increasing numeric vector")
       }
       used[v] <- list(b)
-      codes[[k]] <- if (length(b) >= 2L) bin_codes(as.double(x), b) else
-        value_codes(x)
+      if (length(b) >= 2L) {
+        kinds[k] <- 2L
+        args[[k]] <- as.double(b)
+      }
+    } else if (!is.null(precoded) && v %in% colnames(precoded$codes)) {
+      # Already coded by value for the strata: the codes are reused.
+      cols[k] <- list(precoded$codes[, v])
+      kinds[k] <- -1L
     } else {
-      codes[[k]] <- value_codes(x)
+      vp <- value_plan(x)
+      kinds[k] <- vp$kind
+      args[k] <- list(vp$arg)
     }
   }
-  w <- if (is.null(weights)) rep(1, n) else weights
-  pos <- w > 0
-  if (!any(pos & treat == 1L) || !any(pos & treat == 0L)) {
-    stop_arg("weights", sprintf(
-      "are 0 for every %s row", if (!any(pos & treat == 1L)) "treated" else "control"),
-      "give positive weight to some treated and some control rows.")
+  todo <- which(kinds >= 0L)
+  coded <- .Call(ffi_cem_codes, cols[todo], kinds[todo], args[todo])
+  codes <- matrix(0L, n, p)
+  codes[, todo] <- coded$codes
+  first <- vector("list", p)
+  first[todo] <- coded$first
+  for (k in which(kinds < 0L)) {
+    codes[, k] <- cols[[k]]
+    first[k] <- list(precoded$first[[vn[k]]])
   }
-  mat <- matrix(unlist(codes, use.names = FALSE), nrow = n, ncol = length(vn))
-  storage.mode(mat) <- "integer"
-  tot <- .Call(ffi_cem_l1, mat, treat, w)
-  uni <- vapply(seq_along(vn), function(k) {
-    .Call(ffi_cem_l1, mat[, k, drop = FALSE], treat, w)[["L1"]]
-  }, numeric(1))
-  is_num <- vapply(vars, function(x) is.numeric(x) && !is.factor(x), logical(1))
-  univariate <- data.frame(variable = vn,
-                           type = ifelse(is_num, "numeric", "categorical"),
-                           L1 = uni, stringsAsFactors = FALSE)
-  rownames(univariate) <- NULL
-  structure(list(
-    L1 = tot[["L1"]],
-    LCS = tot[["LCS"]],
-    n_cells = as.integer(tot[["n_cells"]]),
-    n_cells_both = as.integer(tot[["n_cells_both"]]),
-    univariate = univariate,
-    means = balance_means(vars, treat, w),
-    n_treated = sum(pos & treat == 1L),
-    n_control = sum(pos & treat == 0L),
-    share_treated_matched = if (weighted) {
-      sum(pos & treat == 1L) / sum(treat == 1L)
-    } else NA_real_,
-    weighted = weighted,
-    breaks = used
-  ), class = "sfp_imbalance")
+  labels <- vector("list", p)
+  for (k in which(!is_num)) {
+    x <- vars[[k]]
+    lab <- if (is.factor(x)) {
+      c(levels(x), if (anyNA(x)) NA)
+    } else {
+      as.character(x[first[[k]]])
+    }
+    labels[[k]] <- ifelse(is.na(lab), "(missing)", lab)
+  }
+  list(vars = vars, codes = codes, labels = labels, values = values,
+       is_num = is_num, breaks = used)
 }
 
-# Weighted means by arm; categorical variables: one row per value (share).
-balance_means <- function(vars, treat, w) {
-  t1 <- treat == 1L & w > 0
-  t0 <- treat == 0L & w > 0
-  wm <- function(x, idx) {
-    ok <- idx & !is.na(x)
-    if (!any(ok)) NA_real_ else sum(w[ok] * x[ok]) / sum(w[ok])
-  }
-  rows <- lapply(names(vars), function(v) {
-    x <- vars[[v]]
-    if (is.numeric(x) && !is.factor(x) || is.logical(x)) {
-      x <- as.double(x)
-      x[!is.finite(x)] <- NA
-      data.frame(variable = v, term = v, treated = wm(x, t1),
-                 control = wm(x, t0), stringsAsFactors = FALSE)
-    } else {
-      f <- as_category(if (is.factor(x)) x else as.character(x))
-      if (anyNA(f)) f <- addNA(f, ifany = TRUE)
-      lv <- levels(f)
-      lab <- ifelse(is.na(lv), "(missing)", lv)
-      codes <- as.integer(f)
-      data.frame(variable = v, term = paste0(v, ": ", lab),
-                 treated = vapply(seq_along(lv), function(j)
-                   wm(as.double(codes == j), t1), numeric(1)),
-                 control = vapply(seq_along(lv), function(j)
-                   wm(as.double(codes == j), t0), numeric(1)),
-                 stringsAsFactors = FALSE)
+# The imbalance of each column of W (n x m weights) in one C call.
+l1_evaluate <- function(prep, treat, W, weighted) {
+  res <- .Call(ffi_cem_l1, prep$codes, treat, W, prep$values)
+  vn <- names(prep$vars)
+  t1 <- treat == 1L
+  n_t <- sum(t1)
+  lapply(seq_len(ncol(W)), function(j) {
+    pos <- W[, j] > 0
+    pos_t <- sum(pos & t1)
+    pos_c <- sum(pos) - pos_t
+    if (pos_t == 0L || pos_c == 0L) {
+      stop_arg("weights", sprintf(
+        "are 0 for every %s row", if (pos_t == 0L) "treated" else "control"),
+        "give positive weight to some treated and some control rows.")
     }
+    uni <- numeric(length(vn))
+    term <- treated <- control <- variable <- vector("list", length(vn))
+    for (k in seq_along(vn)) {
+      mg <- res$margins[[k]]
+      mt <- mg[, 2L * j - 1L]
+      mc <- mg[, 2L * j]
+      uni[k] <- sum(abs(mt / sum(mt) - mc / sum(mc))) / 2
+      if (prep$is_num[k]) {
+        sm <- res$sums[k, 4L * (j - 1L) + 1:4]
+        term[[k]] <- vn[k]
+        treated[[k]] <- if (sm[2L] > 0) sm[1L] / sm[2L] else NA_real_
+        control[[k]] <- if (sm[4L] > 0) sm[3L] / sm[4L] else NA_real_
+      } else {
+        lab <- prep$labels[[k]]
+        idx <- seq_along(lab) + 1L          # codes 1..L sit in rows 2..L+1
+        pad <- max(0L, max(c(0L, idx)) - length(mt))  # unused last levels
+        mt <- c(mt, numeric(pad))
+        mc <- c(mc, numeric(pad))
+        term[[k]] <- paste0(vn[k], ": ", lab)
+        treated[[k]] <- mt[idx] / sum(mt)
+        control[[k]] <- mc[idx] / sum(mc)
+      }
+      variable[[k]] <- rep(vn[k], length(term[[k]]))
+    }
+    means <- data.frame(variable = as.character(unlist(variable)),
+                        term = as.character(unlist(term)),
+                        treated = as.double(unlist(treated)),
+                        control = as.double(unlist(control)),
+                        stringsAsFactors = FALSE)
+    means$difference <- means$treated - means$control
+    univariate <- data.frame(
+      variable = vn, type = ifelse(prep$is_num, "numeric", "categorical"),
+      L1 = uni, stringsAsFactors = FALSE)
+    structure(list(
+      L1 = res$L1[j],
+      LCS = res$LCS[j],
+      n_cells = as.integer(res$n_cells[j]),
+      n_cells_both = as.integer(res$n_cells_both[j]),
+      univariate = univariate,
+      means = means,
+      n_treated = pos_t,
+      n_control = pos_c,
+      share_treated_matched = if (weighted[j]) pos_t / n_t else NA_real_,
+      weighted = weighted[j],
+      breaks = prep$breaks
+    ), class = "sfp_imbalance")
   })
-  out <- do.call(rbind, c(rows, list(make.row.names = FALSE)))
-  if (is.null(out)) {
-    out <- data.frame(variable = character(), term = character(),
-                      treated = numeric(), control = numeric())
-  }
-  out$difference <- out$treated - out$control
-  out
 }
 
 # ---- methods ----------------------------------------------------------------

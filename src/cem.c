@@ -10,6 +10,7 @@
 #include "sfpceval.h"
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ---- hashing ------------------------------------------------------------ */
 
@@ -40,24 +41,13 @@ static inline int rows_equal(const int *codes, int n, int p, int i, int j) {
   return 1;
 }
 
-/* Group the n rows of the column-major n x p integer matrix `codes` by their
- * code vectors.  Writes id[i] in 1..G (order of first appearance) and
- * first[g] = 0-based row of the first member of group g (first has room for n
- * entries).  Returns G.  With p == 0 every row is in group 1.  Scratch comes
- * from R_alloc, so an interrupt leaks nothing. */
-static int group_rows(const int *codes, int n, int p, int *id, int *first) {
-  if (n == 0) return 0;
-  if (p == 0) {
-    for (int i = 0; i < n; i++) id[i] = 1;
-    first[0] = 0;
-    return 1;
-  }
+static int group_general(const int *codes, int n, int p, int *id, int *first) {
   size_t size = 16;
   while (size < 2 * (size_t) n) size <<= 1;
   size_t mask = size - 1;
   int *table = (int *) R_alloc(size, sizeof(int)); /* group + 1, 0 = empty */
   uint64_t *keys = (uint64_t *) R_alloc(n, sizeof(uint64_t));
-  for (size_t s = 0; s < size; s++) table[s] = 0;
+  memset(table, 0, size * sizeof(int));
 
   int n_groups = 0;
   for (int i = 0; i < n; i++) {
@@ -81,6 +71,318 @@ static int group_rows(const int *codes, int n, int p, int *id, int *first) {
     }
   }
   return n_groups;
+}
+
+/* Group the n rows of the column-major n x p integer matrix `codes` by their
+ * code vectors.  Writes id[i] in 1..G (order of first appearance) and
+ * first[g] = 0-based row of the first member of group g (first has room for n
+ * entries).  Returns G.  With p == 0 every row is in group 1.
+ *
+ * When every code is >= 0 and the product of the columns' (max + 1) is below
+ * 2^62, the code vector is packed exactly into one 64-bit integer (mixed
+ * radix), so rows are equal iff their packed keys are: small key spaces are
+ * addressed directly, larger ones hashed (open addressing, linear probing,
+ * comparing the packed keys).  Otherwise the rows are hashed on a mix of their
+ * codes and collisions resolved by comparing the codes.  Scratch comes from
+ * R_alloc, so an interrupt leaks nothing. */
+static int group_rows(const int *codes, int n, int p, int *id, int *first) {
+  if (n == 0) return 0;
+  if (p == 0) {
+    for (int i = 0; i < n; i++) id[i] = 1;
+    first[0] = 0;
+    return 1;
+  }
+  uint64_t *mult = (uint64_t *) R_alloc(p, sizeof(uint64_t));
+  uint64_t range = 1;
+  int packed = 1;
+  for (int k = 0; k < p && packed; k++) {
+    const int *xk = codes + (R_xlen_t) k * n;
+    int mn = xk[0], mx = xk[0];
+    for (int i = 1; i < n; i++) {
+      if (xk[i] < mn) mn = xk[i];
+      if (xk[i] > mx) mx = xk[i];
+    }
+    uint64_t r = (uint64_t) mx + 1;
+    if (mn < 0 || range > (UINT64_C(1) << 62) / r) {
+      packed = 0;
+    } else {
+      mult[k] = range;
+      range *= r;
+    }
+  }
+  if (!packed) return group_general(codes, n, p, id, first);
+
+  uint64_t *key = (uint64_t *) R_alloc(n, sizeof(uint64_t));
+  memset(key, 0, (size_t) n * sizeof(uint64_t));
+  for (int k = 0; k < p; k++) {
+    const int *xk = codes + (R_xlen_t) k * n;
+    uint64_t m = mult[k];
+    for (int i = 0; i < n; i++) key[i] += (uint64_t) xk[i] * m;
+  }
+  int n_groups = 0;
+  if (range <= 4 * (uint64_t) n + 65536) {
+    int *table = (int *) R_alloc((size_t) range, sizeof(int));
+    memset(table, 0, (size_t) range * sizeof(int));
+    for (int i = 0; i < n; i++) {
+      int g = table[key[i]];
+      if (g == 0) {
+        first[n_groups] = i;
+        g = table[key[i]] = ++n_groups;
+      }
+      id[i] = g;
+    }
+    return n_groups;
+  }
+  size_t size = 16;
+  while (size < 2 * (size_t) n) size <<= 1;
+  size_t mask = size - 1;
+  int *table = (int *) R_alloc(size, sizeof(int));
+  uint64_t *gkey = (uint64_t *) R_alloc(n, sizeof(uint64_t));
+  memset(table, 0, size * sizeof(int));
+  for (int i = 0; i < n; i++) {
+    if ((i & 65535) == 65535) R_CheckUserInterrupt();
+    size_t slot = (size_t) (mix64(key[i]) & mask);
+    for (;;) {
+      int g = table[slot];
+      if (g == 0) {
+        gkey[n_groups] = key[i];
+        first[n_groups] = i;
+        table[slot] = ++n_groups;
+        id[i] = n_groups;
+        break;
+      }
+      if (gkey[g - 1] == key[i]) {
+        id[i] = g;
+        break;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+  return n_groups;
+}
+
+/* ---- coding the variables -------------------------------------------------- */
+
+/* 64-bit identity of element i of an atomic vector: equal values (NA and
+ * NaN one value, -0 == 0, strings by their cached CHARSXP) give equal words. */
+static inline uint64_t value_word(SEXP x, R_xlen_t i) {
+  switch (TYPEOF(x)) {
+  case LGLSXP:
+  case INTSXP:
+    return (uint64_t) (uint32_t) INTEGER(x)[i];
+  case REALSXP: {
+    double v = REAL(x)[i];
+    if (ISNAN(v)) return UINT64_C(0x7ff8dead00000000);
+    if (v == 0.0) v = 0.0;
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+  }
+  case STRSXP:
+    return (uint64_t) (uintptr_t) STRING_ELT(x, i);
+  default:
+    return 0;
+  }
+}
+
+/* Dense codes 1..U of the distinct values of x in order of first appearance
+ * (match(x, unique(x)) in R, but NA and NaN are one value). Writes first[u]
+ * = 0-based row of the first occurrence of code u + 1. Returns U. */
+static int code_values(SEXP x, int n, int *out, int *first) {
+  if (n == 0) return 0;
+  size_t size = 16;
+  while (size < 2 * (size_t) n) size <<= 1;
+  size_t mask = size - 1;
+  int *table = (int *) R_alloc(size, sizeof(int));
+  uint64_t *word = (uint64_t *) R_alloc(n, sizeof(uint64_t));
+  memset(table, 0, size * sizeof(int));
+  int U = 0;
+  for (int i = 0; i < n; i++) {
+    uint64_t w = value_word(x, i);
+    size_t slot = (size_t) (mix64(w) & mask);
+    for (;;) {
+      int g = table[slot];
+      if (g == 0) {
+        word[U] = w;
+        first[U] = i;
+        table[slot] = ++U;
+        out[i] = U;
+        break;
+      }
+      if (word[g - 1] == w) {
+        out[i] = g;
+        break;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+  return U;
+}
+
+/* Bins of cut(x, breaks, include.lowest = TRUE) (findInterval(x, breaks,
+ * left.open = TRUE, rightmost.closed = TRUE)): [b1, b2] -> 1, (b2, b3] -> 2,
+ * ..., below b1 -> 0, above bK -> K, NA/NaN -> K + 1. */
+static inline int bin_of(double v, const double *b, int K) {
+  if (ISNAN(v)) return K + 1;
+  if (v < b[0]) return 0;
+  if (v == b[0]) return 1;
+  if (v > b[K - 1]) return K;
+  int lo = 0, hi = K - 1; /* b[lo] < v <= b[hi] */
+  while (hi - lo > 1) {
+    int mid = lo + (hi - lo) / 2;
+    if (b[mid] < v) lo = mid; else hi = mid;
+  }
+  return hi;
+}
+
+/* ffi_cem_codes(cols, kinds, args)
+ *   cols:  VECSXP of p atomic vectors of one length n.
+ *   kinds: INTSXP length p: 0 = values (any atomic type; dense codes 1..U in
+ *          order of first appearance, NA/NaN one value), 1 = factor (INTSXP
+ *          level codes; NA becomes nlevels + 1), 2 = bins (LGLSXP, INTSXP or
+ *          REALSXP; codes as bin_of() above).
+ *   args:  VECSXP length p: NULL (values), INTSXP scalar nlevels (factor),
+ *          REALSXP strictly increasing breaks of length K >= 2 (bins); R has
+ *          checked them.
+ * Returns a named list: codes (INTSXP matrix n x p, every code >= 0),
+ * n_values (INTSXP p: distinct codes), n_below, n_above (INTSXP p: rows in
+ * bin 0 and bin K of binned columns), first (VECSXP p: for value-coded
+ * columns the 1-based row of the first occurrence of each code, else NULL). */
+SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
+  if (TYPEOF(cols) != VECSXP || TYPEOF(kinds) != INTSXP ||
+      TYPEOF(args) != VECSXP || XLENGTH(kinds) != XLENGTH(cols) ||
+      XLENGTH(args) != XLENGTH(cols))
+    Rf_error("internal error in ffi_cem_codes(): bad arguments");
+  int p = (int) XLENGTH(cols);
+  int n = p > 0 ? (int) XLENGTH(VECTOR_ELT(cols, 0)) : 0;
+  const int *kind = INTEGER(kinds);
+  for (int k = 0; k < p; k++) {
+    SEXP x = VECTOR_ELT(cols, k), a = VECTOR_ELT(args, k);
+    int t = TYPEOF(x);
+    if (XLENGTH(x) != n)
+      Rf_error("internal error in ffi_cem_codes(): columns differ in length");
+    if (kind[k] == 0) {
+      if (t != LGLSXP && t != INTSXP && t != REALSXP && t != STRSXP)
+        Rf_error("internal error in ffi_cem_codes(): bad column type");
+    } else if (kind[k] == 1) {
+      if (t != INTSXP || TYPEOF(a) != INTSXP || XLENGTH(a) != 1)
+        Rf_error("internal error in ffi_cem_codes(): bad factor column");
+    } else if (kind[k] == 2) {
+      if ((t != LGLSXP && t != INTSXP && t != REALSXP) ||
+          TYPEOF(a) != REALSXP || XLENGTH(a) < 2)
+        Rf_error("internal error in ffi_cem_codes(): bad binned column");
+    } else {
+      Rf_error("internal error in ffi_cem_codes(): unknown kind");
+    }
+  }
+  const char *names[] = {"codes", "n_values", "n_below", "n_above", "first",
+                         ""};
+  SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
+  SET_VECTOR_ELT(out, 0, Rf_allocMatrix(INTSXP, n, p));
+  SET_VECTOR_ELT(out, 1, Rf_allocVector(INTSXP, p));
+  SET_VECTOR_ELT(out, 2, Rf_allocVector(INTSXP, p));
+  SET_VECTOR_ELT(out, 3, Rf_allocVector(INTSXP, p));
+  SET_VECTOR_ELT(out, 4, Rf_allocVector(VECSXP, p));
+  int *codes = INTEGER(VECTOR_ELT(out, 0));
+  int *n_values = INTEGER(VECTOR_ELT(out, 1));
+  int *n_below = INTEGER(VECTOR_ELT(out, 2));
+  int *n_above = INTEGER(VECTOR_ELT(out, 3));
+  int *first = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
+
+  for (int k = 0; k < p; k++) {
+    SEXP x = VECTOR_ELT(cols, k), a = VECTOR_ELT(args, k);
+    int *ck = codes + (R_xlen_t) k * n;
+    n_below[k] = n_above[k] = 0;
+    if (kind[k] == 0) {
+      int U = code_values(x, n, ck, first);
+      n_values[k] = U;
+      SET_VECTOR_ELT(VECTOR_ELT(out, 4), k, Rf_allocVector(INTSXP, U));
+      int *fk = INTEGER(VECTOR_ELT(VECTOR_ELT(out, 4), k));
+      for (int u = 0; u < U; u++) fk[u] = first[u] + 1;
+      continue;
+    }
+    if (kind[k] == 1) {
+      int L = INTEGER(a)[0];
+      const int *xv = INTEGER(x);
+      for (int i = 0; i < n; i++) ck[i] = xv[i] == NA_INTEGER ? L + 1 : xv[i];
+    } else {
+      const double *b = REAL(a);
+      int K = (int) XLENGTH(a);
+      if (TYPEOF(x) == REALSXP) {
+        const double *xv = REAL(x);
+        for (int i = 0; i < n; i++) ck[i] = bin_of(xv[i], b, K);
+      } else {
+        const int *xv = INTEGER(x);
+        for (int i = 0; i < n; i++)
+          ck[i] = xv[i] == NA_INTEGER ? K + 1 : bin_of((double) xv[i], b, K);
+      }
+      for (int i = 0; i < n; i++) {
+        if (ck[i] == 0) n_below[k]++;
+        else if (ck[i] == K) n_above[k]++;
+      }
+    }
+    /* distinct codes: they lie in 0..max */
+    int mx = 0;
+    for (int i = 0; i < n; i++) if (ck[i] > mx) mx = ck[i];
+    char *seen = (char *) R_alloc((size_t) mx + 1, 1);
+    memset(seen, 0, (size_t) mx + 1);
+    int U = 0;
+    for (int i = 0; i < n; i++) {
+      if (!seen[ck[i]]) {
+        seen[ck[i]] = 1;
+        U++;
+      }
+    }
+    n_values[k] = U;
+  }
+  UNPROTECT(1);
+  return out;
+}
+
+/* ffi_cem_moments(x)
+ *   x: REALSXP or INTSXP (or LGLSXP) vector.
+ * Returns a double vector c(n_finite, min, max, var) over the finite values
+ * (var as stats::var: two-pass, long double accumulation; NA when fewer than
+ * two finite values; min/max NA when none) -- what the default breaks need
+ * (nclass.Sturges, nclass.scott, the range) in one pass per moment. */
+SEXP ffi_cem_moments(SEXP x) {
+  int t = TYPEOF(x);
+  if (t != REALSXP && t != INTSXP && t != LGLSXP)
+    Rf_error("internal error in ffi_cem_moments(): bad type");
+  R_xlen_t n = XLENGTH(x);
+  R_xlen_t m = 0;
+  double mn = R_PosInf, mx = R_NegInf;
+  long double sum = 0.0;
+  for (R_xlen_t i = 0; i < n; i++) {
+    double v;
+    if (t == REALSXP) v = REAL(x)[i];
+    else v = INTEGER(x)[i] == NA_INTEGER ? NA_REAL : (double) INTEGER(x)[i];
+    if (!R_FINITE(v)) continue;
+    m++;
+    sum += v;
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+  }
+  double var = NA_REAL;
+  if (m >= 2) {
+    long double mean = sum / m, ss = 0.0, corr = 0.0;
+    for (R_xlen_t i = 0; i < n; i++) {
+      double v;
+      if (t == REALSXP) v = REAL(x)[i];
+      else v = INTEGER(x)[i] == NA_INTEGER ? NA_REAL : (double) INTEGER(x)[i];
+      if (!R_FINITE(v)) continue;
+      ss += (v - mean) * (v - mean);
+      corr += (v - mean);
+    }
+    var = (double) ((ss - corr * corr / m) / (m - 1));
+  }
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, 4));
+  REAL(out)[0] = (double) m;
+  REAL(out)[1] = m > 0 ? mn : NA_REAL;
+  REAL(out)[2] = m > 0 ? mx : NA_REAL;
+  REAL(out)[3] = var;
+  UNPROTECT(1);
+  return out;
 }
 
 /* ---- CEM strata and weights ---------------------------------------------- */
@@ -139,7 +441,8 @@ static void cem_weights(int n, int S, int G, const int *stratum,
  *   normalise: INTSXP scalar, 0 = global m_C / m_T, 1 = within exact group.
  * Returns a named list: stratum (int n, 1..S), exact_group (int n, 1..G),
  * weight (double n), matched (logical n), stratum_treated, stratum_control,
- * stratum_group (int S each). */
+ * stratum_group (int S each), exact_first (int G: 1-based first row of each
+ * exact group). */
 SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
   if (TYPEOF(codes) != INTSXP || TYPEOF(treat) != INTSXP ||
       TYPEOF(n_exact) != INTSXP || TYPEOF(normalise) != INTSXP ||
@@ -164,7 +467,7 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
 
   const char *names[] = {"stratum", "exact_group", "weight", "matched",
                          "stratum_treated", "stratum_control",
-                         "stratum_group", ""};
+                         "stratum_group", "exact_first", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
   SET_VECTOR_ELT(out, 0, Rf_allocVector(INTSXP, n));
   SET_VECTOR_ELT(out, 1, Rf_allocVector(INTSXP, n));
@@ -179,6 +482,8 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
   SET_VECTOR_ELT(out, 4, Rf_allocVector(INTSXP, S));
   SET_VECTOR_ELT(out, 5, Rf_allocVector(INTSXP, S));
   SET_VECTOR_ELT(out, 6, Rf_allocVector(INTSXP, S));
+  SET_VECTOR_ELT(out, 7, Rf_allocVector(INTSXP, G));
+  for (int g = 0; g < G; g++) INTEGER(VECTOR_ELT(out, 7))[g] = gfirst[g] + 1;
   cem_weights(n, S, G, stratum, group, tr, INTEGER(normalise)[0] != 0,
               INTEGER(VECTOR_ELT(out, 4)), INTEGER(VECTOR_ELT(out, 5)),
               INTEGER(VECTOR_ELT(out, 6)), REAL(VECTOR_ELT(out, 2)),
@@ -189,74 +494,164 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
 
 /* ---- L1 imbalance --------------------------------------------------------- */
 
-/* ffi_cem_l1(codes, treat, weight)
- *   codes:  INTSXP matrix n x p of binned values (one column per variable).
- *   treat:  INTSXP length n, 0/1.
- *   weight: REALSXP length n, finite and >= 0 (R has checked); rows with
- *           weight 0 are left out, as in the cem package.
- * L1 = 1/2 sum over cells of |f - g|, f (g) the treated (control) weight in
- * the cell over the total treated (control) weight.  Returns a named double
- * vector: L1, LCS (percent of the occupied cells holding both groups),
- * n_cells (occupied cells), n_cells_both.  L1 and LCS are NA when either
- * group has zero total weight. */
-SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weight) {
+/* ffi_cem_l1(codes, treat, weights, values)
+ *   codes:   INTSXP matrix n x p of binned values, one column per variable;
+ *            every code is in 0..n + 1 (R builds them with findInterval() or
+ *            match(), so they are small non-negative integers).
+ *   treat:   INTSXP length n, 0/1.
+ *   weights: REALSXP matrix n x m, m weightings evaluated on one hashing of
+ *            the cells (e.g. before and after matching); finite and >= 0 (R
+ *            has checked). Rows with weight 0 are left out, as in the cem
+ *            package.
+ *   values:  VECSXP of length p; element k is NULL or the REALSXP, INTSXP or
+ *            LGLSXP (length n) of numeric variable k, whose weighted means
+ *            are wanted (over its finite values).
+ * For weighting j, L1 = 1/2 sum over cells of |f - g|, with f (g) the
+ * treated (control) weight of the cell over the total treated (control)
+ * weight. Returns a named list:
+ *   L1, LCS (percent of the occupied cells holding both groups), n_cells
+ *   (occupied cells), n_cells_both: double vectors of length m (L1 and LCS
+ *   NA when a group has zero total weight);
+ *   margins: a list of p double matrices, (max code + 1) x 2m, row c + 1
+ *   holding for code c the treated and control weight sums of weighting j in
+ *   columns 2j - 1 and 2j (the one-variable tables: univariate L1 and the
+ *   shares of each level);
+ *   sums: a p x 4m double matrix, for numeric variable k and weighting j
+ *   the weighted sums over rows with a finite value, columns 4j + 1..4j + 4:
+ *   sum w x (treated), sum w (treated), sum w x (control), sum w (control);
+ *   0 for the other variables. */
+SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values) {
   if (TYPEOF(codes) != INTSXP || TYPEOF(treat) != INTSXP ||
-      TYPEOF(weight) != REALSXP)
+      TYPEOF(weights) != REALSXP || TYPEOF(values) != VECSXP)
     Rf_error("internal error in ffi_cem_l1(): bad argument types");
   SEXP dim = Rf_getAttrib(codes, R_DimSymbol);
-  if (TYPEOF(dim) != INTSXP || XLENGTH(dim) != 2)
-    Rf_error("internal error in ffi_cem_l1(): `codes` must be a matrix");
-  int n = INTEGER(dim)[0], p = INTEGER(dim)[1];
-  if (XLENGTH(treat) != n || XLENGTH(weight) != n)
+  SEXP wdim = Rf_getAttrib(weights, R_DimSymbol);
+  if (TYPEOF(dim) != INTSXP || XLENGTH(dim) != 2 || TYPEOF(wdim) != INTSXP ||
+      XLENGTH(wdim) != 2)
+    Rf_error("internal error in ffi_cem_l1(): `codes`, `weights` must be matrices");
+  int n = INTEGER(dim)[0], p = INTEGER(dim)[1], m = INTEGER(wdim)[1];
+  if (XLENGTH(treat) != n || INTEGER(wdim)[0] != n || XLENGTH(values) != p)
     Rf_error("internal error in ffi_cem_l1(): inconsistent sizes");
+  for (int k = 0; k < p; k++) {
+    SEXP v = VECTOR_ELT(values, k);
+    if (v != R_NilValue && ((TYPEOF(v) != REALSXP && TYPEOF(v) != INTSXP &&
+                             TYPEOF(v) != LGLSXP) || XLENGTH(v) != n))
+      Rf_error("internal error in ffi_cem_l1(): bad `values`");
+  }
   const int *x = INTEGER(codes);
   const int *tr = INTEGER(treat);
-  const double *w = REAL(weight);
+  const double *w = REAL(weights);
+  int *maxc = (int *) R_alloc(p > 0 ? p : 1, sizeof(int));
+  for (int k = 0; k < p; k++) {
+    const int *xk = x + (R_xlen_t) k * n;
+    int mx = 0;
+    for (int i = 0; i < n; i++) {
+      if (xk[i] < 0)
+        Rf_error("internal error in ffi_cem_l1(): code out of range");
+      if (xk[i] > mx) mx = xk[i];
+    }
+    maxc[k] = mx;
+  }
 
   int *cell = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
   int *first = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
   int C = group_rows(x, n, p, cell, first);
-  double *ft = (double *) R_alloc(C > 0 ? C : 1, sizeof(double));
-  double *fc = (double *) R_alloc(C > 0 ? C : 1, sizeof(double));
-  int *nt = (int *) R_alloc(C > 0 ? C : 1, sizeof(int));
-  int *nc = (int *) R_alloc(C > 0 ? C : 1, sizeof(int));
-  for (int c = 0; c < C; c++) {
-    ft[c] = fc[c] = 0.0;
-    nt[c] = nc[c] = 0;
+  int Cs = C > 0 ? C : 1;
+  /* one record per cell, so a row touches one cache line */
+  typedef struct {
+    double ft, fc;
+    int nt, nc;
+  } cell_sum;
+  cell_sum *cs = (cell_sum *) R_alloc(Cs, sizeof(cell_sum));
+
+  const char *names[] = {"L1", "LCS", "n_cells", "n_cells_both", "margins",
+                         "sums", ""};
+  SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
+  for (int k = 0; k < 4; k++) SET_VECTOR_ELT(out, k, Rf_allocVector(REALSXP, m));
+  SET_VECTOR_ELT(out, 4, Rf_allocVector(VECSXP, p));
+  SEXP margins = VECTOR_ELT(out, 4);
+  SET_VECTOR_ELT(out, 5, Rf_allocMatrix(REALSXP, p, 4 * m));
+  double *sums = REAL(VECTOR_ELT(out, 5));
+  for (R_xlen_t r = 0; r < (R_xlen_t) p * 4 * m; r++) sums[r] = 0.0;
+  for (int k = 0; k < p; k++) {
+    SET_VECTOR_ELT(margins, k, Rf_allocMatrix(REALSXP, maxc[k] + 1, 2 * m));
+    double *mg = REAL(VECTOR_ELT(margins, k));
+    for (R_xlen_t r = 0; r < (R_xlen_t) (maxc[k] + 1) * 2 * m; r++) mg[r] = 0.0;
   }
-  double tot_t = 0.0, tot_c = 0.0;
-  for (int i = 0; i < n; i++) {
-    if (!(w[i] > 0.0)) continue;
-    int c = cell[i] - 1;
-    if (tr[i]) {
-      ft[c] += w[i];
-      nt[c]++;
-      tot_t += w[i];
-    } else {
-      fc[c] += w[i];
-      nc[c]++;
-      tot_c += w[i];
+
+  for (int j = 0; j < m; j++) {
+    const double *wj = w + (R_xlen_t) j * n;
+    for (int c = 0; c < C; c++) {
+      cs[c].ft = cs[c].fc = 0.0;
+      cs[c].nt = cs[c].nc = 0;
     }
+    double tot_t = 0.0, tot_c = 0.0;
+    for (int i = 0; i < n; i++) {
+      if (!(wj[i] > 0.0)) continue;
+      int c = cell[i] - 1;
+      if (tr[i]) {
+        cs[c].ft += wj[i];
+        cs[c].nt++;
+        tot_t += wj[i];
+      } else {
+        cs[c].fc += wj[i];
+        cs[c].nc++;
+        tot_c += wj[i];
+      }
+    }
+    for (int k = 0; k < p; k++) {
+      const int *xk = x + (R_xlen_t) k * n;
+      int rows = maxc[k] + 1;
+      double *mt = REAL(VECTOR_ELT(margins, k)) + (R_xlen_t) 2 * j * rows;
+      double *mc = mt + rows;
+      for (int i = 0; i < n; i++) {
+        if (!(wj[i] > 0.0)) continue;
+        if (tr[i]) mt[xk[i]] += wj[i]; else mc[xk[i]] += wj[i];
+      }
+      SEXP v = VECTOR_ELT(values, k);
+      if (v == R_NilValue) continue;
+      int is_real = TYPEOF(v) == REALSXP;
+      const double *xr = is_real ? REAL(v) : NULL;
+      const int *xi = is_real ? NULL : INTEGER(v);
+      double swx_t = 0.0, sw_t = 0.0, swx_c = 0.0, sw_c = 0.0;
+      for (int i = 0; i < n; i++) {
+        double xv;
+        if (is_real) {
+          xv = xr[i];
+          if (!R_FINITE(xv)) continue;
+        } else {
+          if (xi[i] == NA_INTEGER) continue;
+          xv = (double) xi[i];
+        }
+        if (!(wj[i] > 0.0)) continue;
+        if (tr[i]) {
+          swx_t += wj[i] * xv;
+          sw_t += wj[i];
+        } else {
+          swx_c += wj[i] * xv;
+          sw_c += wj[i];
+        }
+      }
+      sums[k + (R_xlen_t) p * (4 * j + 0)] = swx_t;
+      sums[k + (R_xlen_t) p * (4 * j + 1)] = sw_t;
+      sums[k + (R_xlen_t) p * (4 * j + 2)] = swx_c;
+      sums[k + (R_xlen_t) p * (4 * j + 3)] = sw_c;
+    }
+    int occupied = 0, both = 0;
+    double l1 = 0.0;
+    int ok = tot_t > 0.0 && tot_c > 0.0;
+    for (int c = 0; c < C; c++) {
+      if (cs[c].nt + cs[c].nc == 0) continue;
+      occupied++;
+      if (cs[c].nt > 0 && cs[c].nc > 0) both++;
+      if (ok) l1 += fabs(cs[c].ft / tot_t - cs[c].fc / tot_c);
+    }
+    REAL(VECTOR_ELT(out, 0))[j] = ok ? l1 / 2.0 : NA_REAL;
+    REAL(VECTOR_ELT(out, 1))[j] =
+      ok && occupied > 0 ? 100.0 * (double) both / (double) occupied : NA_REAL;
+    REAL(VECTOR_ELT(out, 2))[j] = (double) occupied;
+    REAL(VECTOR_ELT(out, 3))[j] = (double) both;
   }
-  int occupied = 0, both = 0;
-  double l1 = 0.0;
-  for (int c = 0; c < C; c++) {
-    if (nt[c] + nc[c] == 0) continue;
-    occupied++;
-    if (nt[c] > 0 && nc[c] > 0) both++;
-    if (tot_t > 0.0 && tot_c > 0.0) l1 += fabs(ft[c] / tot_t - fc[c] / tot_c);
-  }
-  const char *names[] = {"L1", "LCS", "n_cells", "n_cells_both", ""};
-  SEXP out = PROTECT(Rf_allocVector(REALSXP, 4));
-  SEXP nms = PROTECT(Rf_allocVector(STRSXP, 4));
-  for (int k = 0; k < 4; k++) SET_STRING_ELT(nms, k, Rf_mkChar(names[k]));
-  Rf_setAttrib(out, R_NamesSymbol, nms);
-  double *o = REAL(out);
-  int ok = tot_t > 0.0 && tot_c > 0.0;
-  o[0] = ok ? l1 / 2.0 : NA_REAL;
-  o[1] = ok ? 100.0 * (double) both / (double) occupied : NA_REAL;
-  o[2] = (double) occupied;
-  o[3] = (double) both;
-  UNPROTECT(2);
+  UNPROTECT(1);
   return out;
 }

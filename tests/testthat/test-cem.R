@@ -367,16 +367,17 @@ test_that("one exact group and a constant variable work", {
   expect_equal(me$weights, ref_weights(match(d$pair, unique(d$pair)), d$treated))
 })
 
-test_that("keep_all chooses the rows of the returned data", {
+test_that("keep_all = TRUE returns the data with the match columns", {
   d <- data.frame(treated = c(1, 0, 0, 1, 1, 0, 1),
                   x = factor(c("A", "A", "A", "B", "B", "B", "C")))
   m <- cem(treated ~ x, d)
-  expect_equal(nrow(m$data), 6L)
-  expect_equal(m$data$cem_weight, c(1, 0.5, 0.5, 1, 1, 2))
+  expect_null(m$data)
   m_all <- cem(treated ~ x, d, keep_all = TRUE)
   expect_equal(nrow(m_all$data), 7L)
+  expect_equal(m_all$data$cem_weight, c(1, 0.5, 0.5, 1, 1, 2, 0))
   expect_equal(m_all$data$cem_matched, m$matched)
   expect_equal(m_all$data$cem_stratum, m$stratum)
+  expect_equal(m_all$data$x, d$x)
 })
 
 test_that("fs_coarsening() carries the protocol's coarsening", {
@@ -437,7 +438,7 @@ test_that("bad input gives clear errors", {
     cem(~ x, d)
     cem(treated ~ nothere, d)
     cem(treated ~ 1, d)
-    cem(treated ~ x, transform(d, cem_weight = 1))
+    cem(treated ~ x, transform(d, cem_weight = 1), keep_all = TRUE)
   })
 })
 
