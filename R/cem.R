@@ -179,9 +179,8 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
 
   reuse <- which(plan$kinds <= 1L & c(co$method == "values",
                                          rep(TRUE, length(ex$cols))))
-  precoded <- list(codes = coded$codes[, reuse, drop = FALSE],
-                   first = coded$first[reuse])
-  colnames(precoded$codes) <- names(precoded$first) <-
+  precoded <- list(codes = coded$codes[reuse], first = coded$first[reuse])
+  names(precoded$codes) <- names(precoded$first) <-
     c(names(co$cols), names(ex$cols))[reuse]
   prep <- l1_prepare(c(bf$vars, ex$vars), NULL, categorical = names(ex$vars),
                      precoded = precoded)
@@ -614,7 +613,7 @@ coarsen_record <- function(co, coded, vars) {
   for (k in which(coded$n_below[seq_len(p)] + coded$n_above[seq_len(p)] > 0L)) {
     v <- vn[k]
     K <- length(co$args[[k]])
-    ck <- coded$codes[, k]
+    ck <- coded$codes[[k]]
     out <- which(ck == 0L | ck == K)
     b <- co$args[[k]]
     warn_rows("data", v, out, sprintf(
@@ -744,9 +743,9 @@ l1_prepare <- function(vars, breaks, categorical = character(),
         kinds[k] <- 2L
         args[[k]] <- as.double(b)
       }
-    } else if (!is.null(precoded) && v %in% colnames(precoded$codes)) {
+    } else if (!is.null(precoded) && v %in% names(precoded$codes)) {
       # Already coded by value for the strata: the codes are reused.
-      cols[k] <- list(precoded$codes[, v])
+      cols[k] <- list(precoded$codes[[v]])
       kinds[k] <- -1L
     } else {
       vp <- value_plan(x)
@@ -756,12 +755,12 @@ l1_prepare <- function(vars, breaks, categorical = character(),
   }
   todo <- which(kinds >= 0L)
   coded <- .Call(ffi_cem_codes, cols[todo], kinds[todo], args[todo])
-  codes <- matrix(0L, n, p)
-  codes[, todo] <- coded$codes
+  codes <- vector("list", p)
   first <- vector("list", p)
+  codes[todo] <- coded$codes
   first[todo] <- coded$first
   for (k in which(kinds < 0L)) {
-    codes[, k] <- cols[[k]]
+    codes[k] <- list(cols[[k]])
     first[k] <- list(precoded$first[[vn[k]]])
   }
   labels <- vector("list", p)

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <limits.h>
 
 /* ---- hashing ------------------------------------------------------------ */
 
@@ -24,24 +25,24 @@ static inline uint64_t mix64(uint64_t z) {
   return z;
 }
 
-static inline uint64_t row_key(const int *codes, int n, int p, int i) {
+static inline uint64_t row_key(const int *const *cols, int p, int i) {
   uint64_t h = 0x9e3779b97f4a7c15ULL;
   for (int k = 0; k < p; k++) {
-    h = mix64(h ^ ((uint64_t) (uint32_t) codes[i + (R_xlen_t) k * n] +
+    h = mix64(h ^ ((uint64_t) (uint32_t) cols[k][i] +
                    0x9e3779b97f4a7c15ULL * (uint64_t) (k + 1)));
   }
   return h;
 }
 
-static inline int rows_equal(const int *codes, int n, int p, int i, int j) {
+static inline int rows_equal(const int *const *cols, int p, int i, int j) {
   for (int k = 0; k < p; k++) {
-    R_xlen_t off = (R_xlen_t) k * n;
-    if (codes[i + off] != codes[j + off]) return 0;
+    if (cols[k][i] != cols[k][j]) return 0;
   }
   return 1;
 }
 
-static int group_general(const int *codes, int n, int p, int *id, int *first) {
+static int group_general(const int *const *cols, int n, int p, int *id,
+                         int *first) {
   size_t size = 16;
   while (size < 2 * (size_t) n) size <<= 1;
   size_t mask = size - 1;
@@ -52,7 +53,7 @@ static int group_general(const int *codes, int n, int p, int *id, int *first) {
   int n_groups = 0;
   for (int i = 0; i < n; i++) {
     if ((i & 65535) == 65535) R_CheckUserInterrupt();
-    uint64_t key = row_key(codes, n, p, i);
+    uint64_t key = row_key(cols, p, i);
     size_t slot = (size_t) (key & mask);
     for (;;) {
       int g = table[slot];
@@ -63,7 +64,7 @@ static int group_general(const int *codes, int n, int p, int *id, int *first) {
         id[i] = n_groups;
         break;
       }
-      if (keys[g - 1] == key && rows_equal(codes, n, p, first[g - 1], i)) {
+      if (keys[g - 1] == key && rows_equal(cols, p, first[g - 1], i)) {
         id[i] = g;
         break;
       }
@@ -73,8 +74,8 @@ static int group_general(const int *codes, int n, int p, int *id, int *first) {
   return n_groups;
 }
 
-/* Group the n rows of the column-major n x p integer matrix `codes` by their
- * code vectors.  Writes id[i] in 1..G (order of first appearance) and
+/* Group the n rows of the p integer columns cols[0..p-1] by their code
+ * vectors.  Writes id[i] in 1..G (order of first appearance) and
  * first[g] = 0-based row of the first member of group g (first has room for n
  * entries).  Returns G.  With p == 0 every row is in group 1.
  *
@@ -85,7 +86,8 @@ static int group_general(const int *codes, int n, int p, int *id, int *first) {
  * comparing the packed keys).  Otherwise the rows are hashed on a mix of their
  * codes and collisions resolved by comparing the codes.  Scratch comes from
  * R_alloc, so an interrupt leaks nothing. */
-static int group_rows(const int *codes, int n, int p, int *id, int *first) {
+static int group_rows(const int *const *cols, int n, int p, int *id,
+                      int *first) {
   if (n == 0) return 0;
   if (p == 0) {
     for (int i = 0; i < n; i++) id[i] = 1;
@@ -96,7 +98,7 @@ static int group_rows(const int *codes, int n, int p, int *id, int *first) {
   uint64_t range = 1;
   int packed = 1;
   for (int k = 0; k < p && packed; k++) {
-    const int *xk = codes + (R_xlen_t) k * n;
+    const int *xk = cols[k];
     int mn = xk[0], mx = xk[0];
     for (int i = 1; i < n; i++) {
       if (xk[i] < mn) mn = xk[i];
@@ -110,12 +112,12 @@ static int group_rows(const int *codes, int n, int p, int *id, int *first) {
       range *= r;
     }
   }
-  if (!packed) return group_general(codes, n, p, id, first);
+  if (!packed) return group_general(cols, n, p, id, first);
 
   uint64_t *key = (uint64_t *) R_alloc(n, sizeof(uint64_t));
   memset(key, 0, (size_t) n * sizeof(uint64_t));
   for (int k = 0; k < p; k++) {
-    const int *xk = codes + (R_xlen_t) k * n;
+    const int *xk = cols[k];
     uint64_t m = mult[k];
     for (int i = 0; i < n; i++) key[i] += (uint64_t) xk[i] * m;
   }
@@ -244,7 +246,8 @@ static inline int bin_of(double v, const double *b, int K) {
  *   args:  VECSXP length p: NULL (values), INTSXP scalar nlevels (factor),
  *          REALSXP strictly increasing breaks of length K >= 2 (bins); R has
  *          checked them.
- * Returns a named list: codes (INTSXP matrix n x p, every code >= 0),
+ * Returns a named list: codes (VECSXP of p INTSXP columns of length n,
+ * every code >= 0),
  * n_values (INTSXP p: distinct codes), n_below, n_above (INTSXP p: rows in
  * bin 0 and bin K of binned columns), first (VECSXP p: for value-coded
  * columns the 1-based row of the first occurrence of each code, else NULL). */
@@ -278,12 +281,13 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
   const char *names[] = {"codes", "n_values", "n_below", "n_above", "first",
                          ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
-  SET_VECTOR_ELT(out, 0, Rf_allocMatrix(INTSXP, n, p));
+  SET_VECTOR_ELT(out, 0, Rf_allocVector(VECSXP, p));
+  for (int k = 0; k < p; k++)
+    SET_VECTOR_ELT(VECTOR_ELT(out, 0), k, Rf_allocVector(INTSXP, n));
   SET_VECTOR_ELT(out, 1, Rf_allocVector(INTSXP, p));
   SET_VECTOR_ELT(out, 2, Rf_allocVector(INTSXP, p));
   SET_VECTOR_ELT(out, 3, Rf_allocVector(INTSXP, p));
   SET_VECTOR_ELT(out, 4, Rf_allocVector(VECSXP, p));
-  int *codes = INTEGER(VECTOR_ELT(out, 0));
   int *n_values = INTEGER(VECTOR_ELT(out, 1));
   int *n_below = INTEGER(VECTOR_ELT(out, 2));
   int *n_above = INTEGER(VECTOR_ELT(out, 3));
@@ -291,7 +295,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
 
   for (int k = 0; k < p; k++) {
     SEXP x = VECTOR_ELT(cols, k), a = VECTOR_ELT(args, k);
-    int *ck = codes + (R_xlen_t) k * n;
+    int *ck = INTEGER(VECTOR_ELT(VECTOR_ELT(out, 0), k));
     n_below[k] = n_above[k] = 0;
     if (kind[k] == 0) {
       int U = code_values(x, n, ck, first);
@@ -301,38 +305,49 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
       for (int u = 0; u < U; u++) fk[u] = first[u] + 1;
       continue;
     }
+    /* Codes lie in 0..top; tabulate them in the same pass (distinct codes,
+     * rows below and above the breaks). */
+    int top;
+    int *cnt;
     if (kind[k] == 1) {
       int L = INTEGER(a)[0];
+      top = L + 1;
+      cnt = (int *) R_alloc((size_t) top + 1, sizeof(int));
+      memset(cnt, 0, ((size_t) top + 1) * sizeof(int));
       const int *xv = INTEGER(x);
-      for (int i = 0; i < n; i++) ck[i] = xv[i] == NA_INTEGER ? L + 1 : xv[i];
+      for (int i = 0; i < n; i++) {
+        int c = xv[i] == NA_INTEGER ? L + 1 : xv[i];
+        if (c < 1 || c > L + 1)
+          Rf_error("internal error in ffi_cem_codes(): bad factor code");
+        ck[i] = c;
+        cnt[c]++;
+      }
     } else {
       const double *b = REAL(a);
       int K = (int) XLENGTH(a);
+      top = K + 1;
+      cnt = (int *) R_alloc((size_t) top + 1, sizeof(int));
+      memset(cnt, 0, ((size_t) top + 1) * sizeof(int));
       if (TYPEOF(x) == REALSXP) {
         const double *xv = REAL(x);
-        for (int i = 0; i < n; i++) ck[i] = bin_of(xv[i], b, K);
+        for (int i = 0; i < n; i++) {
+          int c = bin_of(xv[i], b, K);
+          ck[i] = c;
+          cnt[c]++;
+        }
       } else {
         const int *xv = INTEGER(x);
-        for (int i = 0; i < n; i++)
-          ck[i] = xv[i] == NA_INTEGER ? K + 1 : bin_of((double) xv[i], b, K);
+        for (int i = 0; i < n; i++) {
+          int c = xv[i] == NA_INTEGER ? K + 1 : bin_of((double) xv[i], b, K);
+          ck[i] = c;
+          cnt[c]++;
+        }
       }
-      for (int i = 0; i < n; i++) {
-        if (ck[i] == 0) n_below[k]++;
-        else if (ck[i] == K) n_above[k]++;
-      }
+      n_below[k] = cnt[0];
+      n_above[k] = cnt[K];
     }
-    /* distinct codes: they lie in 0..max */
-    int mx = 0;
-    for (int i = 0; i < n; i++) if (ck[i] > mx) mx = ck[i];
-    char *seen = (char *) R_alloc((size_t) mx + 1, 1);
-    memset(seen, 0, (size_t) mx + 1);
     int U = 0;
-    for (int i = 0; i < n; i++) {
-      if (!seen[ck[i]]) {
-        seen[ck[i]] = 1;
-        U++;
-      }
-    }
+    for (int c = 0; c <= top; c++) U += cnt[c] > 0;
     n_values[k] = U;
   }
   UNPROTECT(1);
@@ -342,7 +357,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
 /* ffi_cem_moments(x)
  *   x: REALSXP or INTSXP (or LGLSXP) vector.
  * Returns a double vector c(n_finite, min, max, var) over the finite values
- * (var as stats::var: two-pass, long double accumulation; NA when fewer than
+ * (var two-pass with a mean correction, as stats::var; NA when fewer than
  * two finite values; min/max NA when none) -- what the default breaks need
  * (nclass.Sturges, nclass.scott, the range) in one pass per moment. */
 SEXP ffi_cem_moments(SEXP x) {
@@ -351,30 +366,53 @@ SEXP ffi_cem_moments(SEXP x) {
     Rf_error("internal error in ffi_cem_moments(): bad type");
   R_xlen_t n = XLENGTH(x);
   R_xlen_t m = 0;
-  double mn = R_PosInf, mx = R_NegInf;
+  double mn = R_PosInf, mx = R_NegInf, var = NA_REAL;
   long double sum = 0.0;
-  for (R_xlen_t i = 0; i < n; i++) {
-    double v;
-    if (t == REALSXP) v = REAL(x)[i];
-    else v = INTEGER(x)[i] == NA_INTEGER ? NA_REAL : (double) INTEGER(x)[i];
-    if (!R_FINITE(v)) continue;
-    m++;
-    sum += v;
-    if (v < mn) mn = v;
-    if (v > mx) mx = v;
-  }
-  double var = NA_REAL;
-  if (m >= 2) {
-    long double mean = sum / m, ss = 0.0, corr = 0.0;
+  if (t == REALSXP) {
+    const double *xv = REAL(x);
     for (R_xlen_t i = 0; i < n; i++) {
-      double v;
-      if (t == REALSXP) v = REAL(x)[i];
-      else v = INTEGER(x)[i] == NA_INTEGER ? NA_REAL : (double) INTEGER(x)[i];
+      double v = xv[i];
       if (!R_FINITE(v)) continue;
-      ss += (v - mean) * (v - mean);
-      corr += (v - mean);
+      m++;
+      sum += v;
+      if (v < mn) mn = v;
+      if (v > mx) mx = v;
     }
-    var = (double) ((ss - corr * corr / m) / (m - 1));
+    if (m >= 2) {
+      double mean = (double) (sum / m), ss = 0.0, corr = 0.0;
+      for (R_xlen_t i = 0; i < n; i++) {
+        double v = xv[i];
+        if (!R_FINITE(v)) continue;
+        ss += (v - mean) * (v - mean);
+        corr += v - mean;
+      }
+      var = (ss - corr * corr / m) / (m - 1);
+    }
+  } else {
+    const int *xv = INTEGER(x);
+    int64_t isum = 0;
+    int imn = INT_MAX, imx = INT_MIN;
+    for (R_xlen_t i = 0; i < n; i++) {
+      if (xv[i] == NA_INTEGER) continue;
+      m++;
+      isum += xv[i];
+      if (xv[i] < imn) imn = xv[i];
+      if (xv[i] > imx) imx = xv[i];
+    }
+    if (m > 0) {
+      mn = imn;
+      mx = imx;
+    }
+    if (m >= 2) {
+      double mean = (double) isum / (double) m, ss = 0.0, corr = 0.0;
+      for (R_xlen_t i = 0; i < n; i++) {
+        if (xv[i] == NA_INTEGER) continue;
+        double d = xv[i] - mean;
+        ss += d * d;
+        corr += d;
+      }
+      var = (ss - corr * corr / m) / (m - 1);
+    }
   }
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 4));
   REAL(out)[0] = (double) m;
@@ -396,11 +434,14 @@ static void cem_weights(int n, int S, int G, const int *stratum,
                         const int *group, const int *treat, int normalise,
                         int *n_t, int *n_c, int *s_group, double *w,
                         int *matched) {
-  for (int s = 0; s < S; s++) n_t[s] = n_c[s] = 0;
-  for (int i = 0; i < n; i++) {
-    int s = stratum[i] - 1;
-    if (treat[i]) n_t[s]++; else n_c[s]++;
-    s_group[s] = group[i];
+  /* counts per stratum, arm-indexed (no branch on the arm) */
+  int *cnt = (int *) R_alloc(2 * (size_t) (S > 0 ? S : 1), sizeof(int));
+  memset(cnt, 0, 2 * (size_t) (S > 0 ? S : 1) * sizeof(int));
+  for (int i = 0; i < n; i++) cnt[2 * (stratum[i] - 1) + treat[i]]++;
+  for (int i = 0; i < n; i++) s_group[stratum[i] - 1] = group[i];
+  for (int s = 0; s < S; s++) {
+    n_c[s] = cnt[2 * s];
+    n_t[s] = cnt[2 * s + 1];
   }
   int n_norm = normalise ? G : 1;
   double *m_t = (double *) R_alloc(n_norm > 0 ? n_norm : 1, sizeof(double));
@@ -413,28 +454,31 @@ static void cem_weights(int n, int S, int G, const int *stratum,
       m_c[g] += n_c[s];
     }
   }
+  /* weight of a control and of a treated unit in each stratum */
+  double *ws = (double *) R_alloc(2 * (size_t) (S > 0 ? S : 1), sizeof(double));
+  int *ms = (int *) R_alloc(S > 0 ? S : 1, sizeof(int));
+  for (int s = 0; s < S; s++) {
+    ms[s] = n_t[s] > 0 && n_c[s] > 0;
+    if (ms[s]) {
+      int g = normalise ? s_group[s] - 1 : 0;
+      ws[2 * s] = (m_c[g] / m_t[g]) * ((double) n_t[s] / (double) n_c[s]);
+      ws[2 * s + 1] = 1.0;
+    } else {
+      ws[2 * s] = ws[2 * s + 1] = 0.0;
+    }
+  }
   for (int i = 0; i < n; i++) {
     int s = stratum[i] - 1;
-    if (n_t[s] > 0 && n_c[s] > 0) {
-      matched[i] = 1;
-      if (treat[i]) {
-        w[i] = 1.0;
-      } else {
-        int g = normalise ? s_group[s] - 1 : 0;
-        w[i] = (m_c[g] / m_t[g]) * ((double) n_t[s] / (double) n_c[s]);
-      }
-    } else {
-      matched[i] = 0;
-      w[i] = 0.0;
-    }
+    w[i] = ws[2 * s + treat[i]];
+    matched[i] = ms[s];
   }
 }
 
 /* ffi_cem_strata(codes, treat, n_exact, normalise)
- *   codes:     INTSXP matrix, n x p (column-major), one integer code per row
- *              and matching variable; any int values (NA_INTEGER included)
- *              are fine, equal codes mean equal coarsened values.  The last
- *              n_exact columns are the exact-match variables.
+ *   codes:     VECSXP of p INTSXP columns of length n, one integer code per
+ *              row and matching variable; any int values (NA_INTEGER
+ *              included) are fine, equal codes mean equal coarsened values.
+ *              The last n_exact columns are the exact-match variables.
  *   treat:     INTSXP length n, values 0 (control) or 1 (treated); R has
  *              checked this.
  *   n_exact:   INTSXP scalar, 0 <= n_exact <= p.
@@ -444,18 +488,21 @@ static void cem_weights(int n, int S, int G, const int *stratum,
  * stratum_group (int S each), exact_first (int G: 1-based first row of each
  * exact group). */
 SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
-  if (TYPEOF(codes) != INTSXP || TYPEOF(treat) != INTSXP ||
+  if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
       TYPEOF(n_exact) != INTSXP || TYPEOF(normalise) != INTSXP ||
       XLENGTH(n_exact) != 1 || XLENGTH(normalise) != 1)
     Rf_error("internal error in ffi_cem_strata(): bad argument types");
-  SEXP dim = Rf_getAttrib(codes, R_DimSymbol);
-  if (TYPEOF(dim) != INTSXP || XLENGTH(dim) != 2)
-    Rf_error("internal error in ffi_cem_strata(): `codes` must be a matrix");
-  int n = INTEGER(dim)[0], p = INTEGER(dim)[1];
+  int n = (int) XLENGTH(treat), p = (int) XLENGTH(codes);
   int ne = INTEGER(n_exact)[0];
-  if (XLENGTH(treat) != n || ne < 0 || ne > p)
+  if (ne < 0 || ne > p)
     Rf_error("internal error in ffi_cem_strata(): inconsistent sizes");
-  const int *x = INTEGER(codes);
+  const int **cols = (const int **) R_alloc(p > 0 ? p : 1, sizeof(int *));
+  for (int k = 0; k < p; k++) {
+    SEXP ck = VECTOR_ELT(codes, k);
+    if (TYPEOF(ck) != INTSXP || XLENGTH(ck) != n)
+      Rf_error("internal error in ffi_cem_strata(): bad code column");
+    cols[k] = INTEGER(ck);
+  }
   const int *tr = INTEGER(treat);
   for (int i = 0; i < n; i++) {
     if (tr[i] != 0 && tr[i] != 1)
@@ -476,8 +523,8 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
   int *stratum = INTEGER(VECTOR_ELT(out, 0));
   int *group = INTEGER(VECTOR_ELT(out, 1));
 
-  int S = group_rows(x, n, p, stratum, first);
-  int G = group_rows(x + (R_xlen_t) (p - ne) * n, n, ne, group, gfirst);
+  int S = group_rows(cols, n, p, stratum, first);
+  int G = group_rows(cols + (p - ne), n, ne, group, gfirst);
 
   SET_VECTOR_ELT(out, 4, Rf_allocVector(INTSXP, S));
   SET_VECTOR_ELT(out, 5, Rf_allocVector(INTSXP, S));
@@ -495,9 +542,9 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
 /* ---- L1 imbalance --------------------------------------------------------- */
 
 /* ffi_cem_l1(codes, treat, weights, values)
- *   codes:   INTSXP matrix n x p of binned values, one column per variable;
- *            every code is in 0..n + 1 (R builds them with findInterval() or
- *            match(), so they are small non-negative integers).
+ *   codes:   VECSXP of p INTSXP columns of length n (binned values, one
+ *            column per variable); every code is >= 0 (ffi_cem_codes() builds
+ *            them), so they index the margins.
  *   treat:   INTSXP length n, 0/1.
  *   weights: REALSXP matrix n x m, m weightings evaluated on one hashing of
  *            the cells (e.g. before and after matching); finite and >= 0 (R
@@ -521,29 +568,32 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
  *   sum w x (treated), sum w (treated), sum w x (control), sum w (control);
  *   0 for the other variables. */
 SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values) {
-  if (TYPEOF(codes) != INTSXP || TYPEOF(treat) != INTSXP ||
+  if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
       TYPEOF(weights) != REALSXP || TYPEOF(values) != VECSXP)
     Rf_error("internal error in ffi_cem_l1(): bad argument types");
-  SEXP dim = Rf_getAttrib(codes, R_DimSymbol);
   SEXP wdim = Rf_getAttrib(weights, R_DimSymbol);
-  if (TYPEOF(dim) != INTSXP || XLENGTH(dim) != 2 || TYPEOF(wdim) != INTSXP ||
-      XLENGTH(wdim) != 2)
-    Rf_error("internal error in ffi_cem_l1(): `codes`, `weights` must be matrices");
-  int n = INTEGER(dim)[0], p = INTEGER(dim)[1], m = INTEGER(wdim)[1];
-  if (XLENGTH(treat) != n || INTEGER(wdim)[0] != n || XLENGTH(values) != p)
+  if (TYPEOF(wdim) != INTSXP || XLENGTH(wdim) != 2)
+    Rf_error("internal error in ffi_cem_l1(): `weights` must be a matrix");
+  int n = (int) XLENGTH(treat), p = (int) XLENGTH(codes);
+  int m = INTEGER(wdim)[1];
+  if (INTEGER(wdim)[0] != n || XLENGTH(values) != p)
     Rf_error("internal error in ffi_cem_l1(): inconsistent sizes");
+  const int **cols = (const int **) R_alloc(p > 0 ? p : 1, sizeof(int *));
   for (int k = 0; k < p; k++) {
+    SEXP ck = VECTOR_ELT(codes, k);
+    if (TYPEOF(ck) != INTSXP || XLENGTH(ck) != n)
+      Rf_error("internal error in ffi_cem_l1(): bad code column");
+    cols[k] = INTEGER(ck);
     SEXP v = VECTOR_ELT(values, k);
     if (v != R_NilValue && ((TYPEOF(v) != REALSXP && TYPEOF(v) != INTSXP &&
                              TYPEOF(v) != LGLSXP) || XLENGTH(v) != n))
       Rf_error("internal error in ffi_cem_l1(): bad `values`");
   }
-  const int *x = INTEGER(codes);
   const int *tr = INTEGER(treat);
   const double *w = REAL(weights);
   int *maxc = (int *) R_alloc(p > 0 ? p : 1, sizeof(int));
   for (int k = 0; k < p; k++) {
-    const int *xk = x + (R_xlen_t) k * n;
+    const int *xk = cols[k];
     int mx = 0;
     for (int i = 0; i < n; i++) {
       if (xk[i] < 0)
@@ -555,12 +605,12 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values) {
 
   int *cell = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
   int *first = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
-  int C = group_rows(x, n, p, cell, first);
+  int C = group_rows(cols, n, p, cell, first);
   int Cs = C > 0 ? C : 1;
   /* one record per cell, so a row touches one cache line */
   typedef struct {
-    double ft, fc;
-    int nt, nc;
+    double f[2]; /* control, treated weight */
+    int n[2];    /* control, treated rows with positive weight */
   } cell_sum;
   cell_sum *cs = (cell_sum *) R_alloc(Cs, sizeof(cell_sum));
 
@@ -579,72 +629,60 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values) {
     for (R_xlen_t r = 0; r < (R_xlen_t) (maxc[k] + 1) * 2 * m; r++) mg[r] = 0.0;
   }
 
+  /* The loops below are branch-free in the arm (tr[i] indexes arrays): the
+   * arms are interleaved at random, so branches on them mispredict. */
   for (int j = 0; j < m; j++) {
     const double *wj = w + (R_xlen_t) j * n;
     for (int c = 0; c < C; c++) {
-      cs[c].ft = cs[c].fc = 0.0;
-      cs[c].nt = cs[c].nc = 0;
+      cs[c].f[0] = cs[c].f[1] = 0.0;
+      cs[c].n[0] = cs[c].n[1] = 0;
     }
-    double tot_t = 0.0, tot_c = 0.0;
+    double tot[2] = {0.0, 0.0};
     for (int i = 0; i < n; i++) {
-      if (!(wj[i] > 0.0)) continue;
-      int c = cell[i] - 1;
-      if (tr[i]) {
-        cs[c].ft += wj[i];
-        cs[c].nt++;
-        tot_t += wj[i];
-      } else {
-        cs[c].fc += wj[i];
-        cs[c].nc++;
-        tot_c += wj[i];
-      }
+      int c = cell[i] - 1, a = tr[i];
+      double wi = wj[i];
+      cs[c].f[a] += wi;
+      cs[c].n[a] += wi > 0.0;
+      tot[a] += wi;
     }
+    double tot_t = tot[1], tot_c = tot[0];
     for (int k = 0; k < p; k++) {
-      const int *xk = x + (R_xlen_t) k * n;
+      const int *xk = cols[k];
       int rows = maxc[k] + 1;
-      double *mt = REAL(VECTOR_ELT(margins, k)) + (R_xlen_t) 2 * j * rows;
-      double *mc = mt + rows;
-      for (int i = 0; i < n; i++) {
-        if (!(wj[i] > 0.0)) continue;
-        if (tr[i]) mt[xk[i]] += wj[i]; else mc[xk[i]] += wj[i];
-      }
+      /* treated in column 2j, control in column 2j + 1 */
+      double *mg = REAL(VECTOR_ELT(margins, k)) + (R_xlen_t) 2 * j * rows;
+      for (int i = 0; i < n; i++) mg[xk[i] + (1 - tr[i]) * rows] += wj[i];
       SEXP v = VECTOR_ELT(values, k);
       if (v == R_NilValue) continue;
-      int is_real = TYPEOF(v) == REALSXP;
-      const double *xr = is_real ? REAL(v) : NULL;
-      const int *xi = is_real ? NULL : INTEGER(v);
-      double swx_t = 0.0, sw_t = 0.0, swx_c = 0.0, sw_c = 0.0;
-      for (int i = 0; i < n; i++) {
-        double xv;
-        if (is_real) {
-          xv = xr[i];
-          if (!R_FINITE(xv)) continue;
-        } else {
-          if (xi[i] == NA_INTEGER) continue;
-          xv = (double) xi[i];
+      double swx[2] = {0.0, 0.0}, sw[2] = {0.0, 0.0};
+      if (TYPEOF(v) == REALSXP) {
+        const double *xr = REAL(v);
+        for (int i = 0; i < n; i++) {
+          if (!R_FINITE(xr[i])) continue;
+          swx[tr[i]] += wj[i] * xr[i];
+          sw[tr[i]] += wj[i];
         }
-        if (!(wj[i] > 0.0)) continue;
-        if (tr[i]) {
-          swx_t += wj[i] * xv;
-          sw_t += wj[i];
-        } else {
-          swx_c += wj[i] * xv;
-          sw_c += wj[i];
+      } else {
+        const int *xi = INTEGER(v);
+        for (int i = 0; i < n; i++) {
+          if (xi[i] == NA_INTEGER) continue;
+          swx[tr[i]] += wj[i] * (double) xi[i];
+          sw[tr[i]] += wj[i];
         }
       }
-      sums[k + (R_xlen_t) p * (4 * j + 0)] = swx_t;
-      sums[k + (R_xlen_t) p * (4 * j + 1)] = sw_t;
-      sums[k + (R_xlen_t) p * (4 * j + 2)] = swx_c;
-      sums[k + (R_xlen_t) p * (4 * j + 3)] = sw_c;
+      sums[k + (R_xlen_t) p * (4 * j + 0)] = swx[1];
+      sums[k + (R_xlen_t) p * (4 * j + 1)] = sw[1];
+      sums[k + (R_xlen_t) p * (4 * j + 2)] = swx[0];
+      sums[k + (R_xlen_t) p * (4 * j + 3)] = sw[0];
     }
     int occupied = 0, both = 0;
     double l1 = 0.0;
     int ok = tot_t > 0.0 && tot_c > 0.0;
     for (int c = 0; c < C; c++) {
-      if (cs[c].nt + cs[c].nc == 0) continue;
+      if (cs[c].n[0] + cs[c].n[1] == 0) continue;
       occupied++;
-      if (cs[c].nt > 0 && cs[c].nc > 0) both++;
-      if (ok) l1 += fabs(cs[c].ft / tot_t - cs[c].fc / tot_c);
+      if (cs[c].n[0] > 0 && cs[c].n[1] > 0) both++;
+      if (ok) l1 += fabs(cs[c].f[1] / tot_t - cs[c].f[0] / tot_c);
     }
     REAL(VECTOR_ELT(out, 0))[j] = ok ? l1 / 2.0 : NA_REAL;
     REAL(VECTOR_ELT(out, 1))[j] =
