@@ -185,7 +185,7 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
   prep <- l1_prepare(c(bf$vars, ex$vars), NULL, categorical = names(ex$vars),
                      precoded = precoded)
   imb <- l1_evaluate(prep, bf$treat, cbind(1, res$weight),
-                     weighted = c(FALSE, TRUE))
+                     weighted = c(FALSE, TRUE), univariate = FALSE)
 
   out_data <- NULL
   if (keep_all) {
@@ -293,7 +293,8 @@ fs_coarsening <- function(time = c("fin_year", "period"), pair = "pair") {
 #'   increasing vectors); variables not named get the default breaks.
 #' @return An object of class `sfp_imbalance`: a list with `L1`, `LCS`,
 #'   `n_cells` (occupied cells), `n_cells_both`, `univariate` (L1 of each
-#'   variable alone), `means` (weighted means by arm and their difference;
+#'   variable alone; in the `imbalance` of a [cem()] result, `NA` for numeric
+#'   variables, which `imbalance()` itself fills in), `means` (weighted means by arm and their difference;
 #'   one row per level for categorical variables), `n_treated`, `n_control`
 #'   (rows with positive weight), `share_treated_matched` (treated rows with
 #'   positive weight over all treated rows; `NA` without weights) and
@@ -778,8 +779,11 @@ l1_prepare <- function(vars, breaks, categorical = character(),
 }
 
 # The imbalance of each column of W (n x m weights) in one C call.
-l1_evaluate <- function(prep, treat, W, weighted) {
-  res <- .Call(ffi_cem_l1, prep$codes, treat, W, prep$values)
+# `univariate = FALSE` (cem()) skips the one-variable tables of numeric
+# variables (their univariate L1 is then NA).
+l1_evaluate <- function(prep, treat, W, weighted, univariate = TRUE) {
+  want <- if (univariate) rep(TRUE, length(prep$is_num)) else !prep$is_num
+  res <- .Call(ffi_cem_l1, prep$codes, treat, W, prep$values, want)
   vn <- names(prep$vars)
   t1 <- treat == 1L
   n_t <- sum(t1)
@@ -796,9 +800,13 @@ l1_evaluate <- function(prep, treat, W, weighted) {
     term <- treated <- control <- variable <- vector("list", length(vn))
     for (k in seq_along(vn)) {
       mg <- res$margins[[k]]
-      mt <- mg[, 2L * j - 1L]
-      mc <- mg[, 2L * j]
-      uni[k] <- sum(abs(mt / sum(mt) - mc / sum(mc))) / 2
+      if (is.null(mg)) {
+        uni[k] <- NA_real_
+      } else {
+        mt <- mg[, 2L * j - 1L]
+        mc <- mg[, 2L * j]
+        uni[k] <- sum(abs(mt / sum(mt) - mc / sum(mc))) / 2
+      }
       if (prep$is_num[k]) {
         sm <- res$sums[k, 4L * (j - 1L) + 1:4]
         term[[k]] <- vn[k]
@@ -889,13 +897,9 @@ summary.sfp_cem <- function(object, ...) {
                       diff_before = b$means$difference,
                       diff_after = a$means$difference,
                       stringsAsFactors = FALSE)
-  univ <- data.frame(variable = b$univariate$variable,
-                     L1_before = b$univariate$L1,
-                     L1_after = a$univariate$L1,
-                     stringsAsFactors = FALSE)
   structure(list(formula = object$formula, exact = object$exact,
                  normalise = object$normalise, overall = overall,
-                 means = means, univariate = univ,
+                 means = means,
                  coarsening = object$coarsening, by_exact = object$by_exact),
             class = "summary.sfp_cem")
 }
@@ -913,8 +917,6 @@ print.summary.sfp_cem <- function(x, digits = 4, ...) {
   print(x$overall, digits = digits)
   cat("\nDifferences in (weighted) means, treated - control:\n")
   print(zap_df(x$means, digits), digits = digits, row.names = FALSE)
-  cat("\nUnivariate L1:\n")
-  print(zap_df(x$univariate, digits), digits = digits, row.names = FALSE)
   cat("\nCoarsening:\n")
   print(x$coarsening, row.names = FALSE)
   if (length(x$exact) > 0L) {

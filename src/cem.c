@@ -291,7 +291,9 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
   int *n_values = INTEGER(VECTOR_ELT(out, 1));
   int *n_below = INTEGER(VECTOR_ELT(out, 2));
   int *n_above = INTEGER(VECTOR_ELT(out, 3));
-  int *first = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
+  int *first = NULL; /* only value-coded columns need it */
+  for (int k = 0; k < p && first == NULL; k++)
+    if (kind[k] == 0) first = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
 
   for (int k = 0; k < p; k++) {
     SEXP x = VECTOR_ELT(cols, k), a = VECTOR_ELT(args, k);
@@ -390,29 +392,22 @@ SEXP ffi_cem_moments(SEXP x) {
     }
   } else {
     const int *xv = INTEGER(x);
-    int64_t isum = 0;
+    long double isum = 0.0, isq = 0.0; /* exact for |x| < 2^31, n < 2^31 */
     int imn = INT_MAX, imx = INT_MIN;
     for (R_xlen_t i = 0; i < n; i++) {
-      if (xv[i] == NA_INTEGER) continue;
+      int v = xv[i];
+      if (v == NA_INTEGER) continue;
       m++;
-      isum += xv[i];
-      if (xv[i] < imn) imn = xv[i];
-      if (xv[i] > imx) imx = xv[i];
+      isum += v;
+      isq += (long double) v * v;
+      if (v < imn) imn = v;
+      if (v > imx) imx = v;
     }
     if (m > 0) {
       mn = imn;
       mx = imx;
     }
-    if (m >= 2) {
-      double mean = (double) isum / (double) m, ss = 0.0, corr = 0.0;
-      for (R_xlen_t i = 0; i < n; i++) {
-        if (xv[i] == NA_INTEGER) continue;
-        double d = xv[i] - mean;
-        ss += d * d;
-        corr += d;
-      }
-      var = (ss - corr * corr / m) / (m - 1);
-    }
+    if (m >= 2) var = (double) ((isq - isum * isum / m) / (m - 1));
   }
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 4));
   REAL(out)[0] = (double) m;
@@ -541,7 +536,7 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
 
 /* ---- L1 imbalance --------------------------------------------------------- */
 
-/* ffi_cem_l1(codes, treat, weights, values)
+/* ffi_cem_l1(codes, treat, weights, values, want)
  *   codes:   VECSXP of p INTSXP columns of length n (binned values, one
  *            column per variable); every code is >= 0 (ffi_cem_codes() builds
  *            them), so they index the margins.
@@ -553,13 +548,15 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
  *   values:  VECSXP of length p; element k is NULL or the REALSXP, INTSXP or
  *            LGLSXP (length n) of numeric variable k, whose weighted means
  *            are wanted (over its finite values).
+ *   want:    LGLSXP length p: TRUE for the columns whose margins are wanted.
  * For weighting j, L1 = 1/2 sum over cells of |f - g|, with f (g) the
  * treated (control) weight of the cell over the total treated (control)
  * weight. Returns a named list:
  *   L1, LCS (percent of the occupied cells holding both groups), n_cells
  *   (occupied cells), n_cells_both: double vectors of length m (L1 and LCS
  *   NA when a group has zero total weight);
- *   margins: a list of p double matrices, (max code + 1) x 2m, row c + 1
+ *   margins: a list of p double matrices (NULL where not wanted),
+ *   (max code + 1) x 2m, row c + 1
  *   holding for code c the treated and control weight sums of weighting j in
  *   columns 2j - 1 and 2j (the one-variable tables: univariate L1 and the
  *   shares of each level);
@@ -567,17 +564,20 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
  *   the weighted sums over rows with a finite value, columns 4j + 1..4j + 4:
  *   sum w x (treated), sum w (treated), sum w x (control), sum w (control);
  *   0 for the other variables. */
-SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values) {
+SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
+                SEXP want) {
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
-      TYPEOF(weights) != REALSXP || TYPEOF(values) != VECSXP)
+      TYPEOF(weights) != REALSXP || TYPEOF(values) != VECSXP ||
+      TYPEOF(want) != LGLSXP)
     Rf_error("internal error in ffi_cem_l1(): bad argument types");
   SEXP wdim = Rf_getAttrib(weights, R_DimSymbol);
   if (TYPEOF(wdim) != INTSXP || XLENGTH(wdim) != 2)
     Rf_error("internal error in ffi_cem_l1(): `weights` must be a matrix");
   int n = (int) XLENGTH(treat), p = (int) XLENGTH(codes);
   int m = INTEGER(wdim)[1];
-  if (INTEGER(wdim)[0] != n || XLENGTH(values) != p)
+  if (INTEGER(wdim)[0] != n || XLENGTH(values) != p || XLENGTH(want) != p)
     Rf_error("internal error in ffi_cem_l1(): inconsistent sizes");
+  const int *want_mg = LOGICAL(want);
   const int **cols = (const int **) R_alloc(p > 0 ? p : 1, sizeof(int *));
   for (int k = 0; k < p; k++) {
     SEXP ck = VECTOR_ELT(codes, k);
@@ -624,6 +624,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values) {
   double *sums = REAL(VECTOR_ELT(out, 5));
   for (R_xlen_t r = 0; r < (R_xlen_t) p * 4 * m; r++) sums[r] = 0.0;
   for (int k = 0; k < p; k++) {
+    if (!want_mg[k]) continue;
     SET_VECTOR_ELT(margins, k, Rf_allocMatrix(REALSXP, maxc[k] + 1, 2 * m));
     double *mg = REAL(VECTOR_ELT(margins, k));
     for (R_xlen_t r = 0; r < (R_xlen_t) (maxc[k] + 1) * 2 * m; r++) mg[r] = 0.0;
@@ -650,8 +651,10 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values) {
       const int *xk = cols[k];
       int rows = maxc[k] + 1;
       /* treated in column 2j, control in column 2j + 1 */
-      double *mg = REAL(VECTOR_ELT(margins, k)) + (R_xlen_t) 2 * j * rows;
-      for (int i = 0; i < n; i++) mg[xk[i] + (1 - tr[i]) * rows] += wj[i];
+      if (want_mg[k]) {
+        double *mg = REAL(VECTOR_ELT(margins, k)) + (R_xlen_t) 2 * j * rows;
+        for (int i = 0; i < n; i++) mg[xk[i] + (1 - tr[i]) * rows] += wj[i];
+      }
       SEXP v = VECTOR_ELT(values, k);
       if (v == R_NilValue) continue;
       double swx[2] = {0.0, 0.0}, sw[2] = {0.0, 0.0};

@@ -10,7 +10,7 @@ static const R_CallMethodDef call_entries[] = {
 
   /* matching */
   CALLDEF(ffi_cem_strata, 4),
-  CALLDEF(ffi_cem_l1, 4),
+  CALLDEF(ffi_cem_l1, 5),
   CALLDEF(ffi_cem_codes, 3),
   CALLDEF(ffi_cem_moments, 1),
 

@@ -236,6 +236,42 @@ test_that("many strata: hashing resolves collisions exactly", {
   expect_equal(m$weights, ref_weights(st, d$treated), tolerance = 1e-12)
 })
 
+test_that("every grouping path in C gives the reference strata", {
+  # The C kernel packs the codes of a row into one 64-bit key when it can:
+  # small key spaces are addressed directly, larger ones hashed; when the
+  # codes cannot be packed it hashes a mix of them and compares codes.
+  set.seed(16)
+  n <- 5000
+  mk <- function(levels, k) {
+    as.data.frame(lapply(seq_len(k), function(j)
+      factor(sample(levels, n, replace = TRUE), levels = seq_len(levels))))
+  }
+  for (shape in list(c(4, 3), c(200, 3), c(1000, 7))) {
+    X <- mk(shape[1], shape[2])
+    # every row twice (shuffled), so that even 1000^7 cells hold matches
+    X <- X[sample(rep(seq_len(n / 2), 2)), , drop = FALSE]
+    rownames(X) <- NULL
+    d <- cbind(treated = rbinom(n, 1, 0.5), X)
+    f <- stats::reformulate(names(X), "treated")
+    m <- cem(f, d)
+    st <- ref_strata(X)
+    expect_identical(m$stratum, st)
+    expect_equal(m$weights, ref_weights(st, d$treated), tolerance = 1e-12)
+    expect_equal(imbalance(f, d)$L1, ref_l1(d$treated, X)$L1, tolerance = 1e-12)
+  }
+  # Character, numeric and logical exact variables with missing values.
+  d <- make_children(2000, 17)
+  d$pair[sample(2000, 50)] <- NA
+  d$yr <- sample(c(2019L, 2020L, NA), 2000, replace = TRUE)
+  d$flag <- sample(c(TRUE, FALSE, NA), 2000, replace = TRUE)
+  m <- cem(treated ~ sex, d, exact = c("pair", "yr", "flag"))
+  st <- ref_strata(d[c("sex", "pair", "yr", "flag")])
+  expect_identical(m$stratum, st)
+  expect_identical(m$exact_group, ref_strata(d[c("pair", "yr", "flag")]))
+  expect_equal(m$weights, ref_weights(st, d$treated), tolerance = 1e-12)
+  expect_equal(sum(m$by_exact$n_treated + m$by_exact$n_control), 2000L)
+})
+
 test_that("L1 equals the plain-R reference of the cem formula", {
   d <- make_children(2500, 15)
   vars <- d[c("x", "u", "age", "sex", "eth")]
@@ -245,6 +281,7 @@ test_that("L1 equals the plain-R reference of the cem formula", {
   expect_equal(im$LCS, ref$LCS, tolerance = 1e-12)
   expect_identical(im$n_cells, ref$n_cells)
   expect_equal(im$breaks$x, pretty(range(d$x), nclass.scott(d$x), 1))
+  expect_equal(im$breaks$age, pretty(range(d$age), nclass.scott(d$age), 1))
   # Univariate L1 is the same formula on one variable.
   expect_equal(im$univariate$L1[im$univariate$variable == "u"],
                ref_l1(d$treated, d["u"])$L1, tolerance = 1e-12)
