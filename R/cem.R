@@ -1,8 +1,12 @@
 # Coarsened exact matching (Iacus, King & Porro) of children inside the
 # Family Safeguarding treated-comparator pairs, and the L1 imbalance.
 # METHODS.md section 1; the Family Safeguarding protocol, "Individual-level
-# Matching" (pp. 9-11). R coarsens and integer-codes every variable; the strata,
-# the counts and the weights are built in C (src/cem.c).
+# Matching" (pp. 9-11). R validates and plans the coarsening (breaks,
+# groupings, factor levels); C (src/cem.c) applies it, one pass per column
+# (findInterval() semantics for bins, match(x, unique(x)) semantics for values,
+# never pasting strings), builds the strata by hashing the integer codes,
+# counts treated and controls per stratum, assigns the weights, and computes
+# the L1 imbalance before and after in one pass over the cells.
 
 #' Coarsened exact matching
 #'
@@ -27,7 +31,9 @@
 #' their values unless `grouping` merges some of them: `grouping = list(x =
 #' list(c("a", "b"), c("c", "d")))` makes `a` and `b` one value and `c` and
 #' `d` another; values not in any group keep their own value. A missing value
-#' (`NA` or `NaN`) is a value of its own, so no child is dropped.
+#' (`NA` or `NaN`) is a value of its own, so no child is dropped. Strings
+#' are compared as R stores them (the same text declared in two different
+#' encodings counts as two values).
 #'
 #' **Weights** (the cem package's and MatchIt's ATT weights): 1 for a matched
 #' treated child; \eqn{(m_C/m_T)(m_T^s/m_C^s)} for a matched control child in
