@@ -791,12 +791,10 @@ l1_evaluate <- function(prep, treat, W, weighted, univariate = TRUE) {
   want <- if (univariate) rep(TRUE, length(prep$is_num)) else !prep$is_num
   res <- .Call(ffi_cem_l1, prep$codes, treat, W, prep$values, want)
   vn <- names(prep$vars)
-  t1 <- treat == 1L
-  n_t <- sum(t1)
+  n_t <- sum(treat)
   lapply(seq_len(ncol(W)), function(j) {
-    pos <- W[, j] > 0
-    pos_t <- sum(pos & t1)
-    pos_c <- sum(pos) - pos_t
+    pos_t <- res$n_positive[2L, j]
+    pos_c <- res$n_positive[1L, j]
     if (pos_t == 0L || pos_c == 0L) {
       stop_arg("weights", sprintf(
         "are 0 for every %s row", if (pos_t == 0L) "treated" else "control"),

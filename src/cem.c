@@ -87,7 +87,7 @@ static int group_general(const int *const *cols, int n, int p, int *id,
  * codes and collisions resolved by comparing the codes.  Scratch comes from
  * R_alloc, so an interrupt leaks nothing. */
 static int group_rows(const int *const *cols, int n, int p, int *id,
-                      int *first) {
+                      int *first, const int *maxes) {
   if (n == 0) return 0;
   if (p == 0) {
     for (int i = 0; i < n; i++) id[i] = 1;
@@ -98,11 +98,17 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
   uint64_t range = 1;
   int packed = 1;
   for (int k = 0; k < p && packed; k++) {
-    const int *xk = cols[k];
-    int mn = xk[0], mx = xk[0];
-    for (int i = 1; i < n; i++) {
-      if (xk[i] < mn) mn = xk[i];
-      if (xk[i] > mx) mx = xk[i];
+    int mn = 0, mx;
+    if (maxes != NULL) {
+      mx = maxes[k]; /* the caller knows the codes are in 0..maxes[k] */
+    } else {
+      const int *xk = cols[k];
+      mn = xk[0];
+      mx = xk[0];
+      for (int i = 1; i < n; i++) {
+        if (xk[i] < mn) mn = xk[i];
+        if (xk[i] > mx) mx = xk[i];
+      }
     }
     uint64_t r = (uint64_t) mx + 1;
     if (mn < 0 || range > (UINT64_C(1) << 62) / r) {
@@ -114,12 +120,12 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
   }
   if (!packed) return group_general(cols, n, p, id, first);
 
+  /* packed keys, one row at a time (one write per row) */
   uint64_t *key = (uint64_t *) R_alloc(n, sizeof(uint64_t));
-  memset(key, 0, (size_t) n * sizeof(uint64_t));
-  for (int k = 0; k < p; k++) {
-    const int *xk = cols[k];
-    uint64_t m = mult[k];
-    for (int i = 0; i < n; i++) key[i] += (uint64_t) xk[i] * m;
+  for (int i = 0; i < n; i++) {
+    uint64_t kk = 0;
+    for (int k = 0; k < p; k++) kk += (uint64_t) cols[k][i] * mult[k];
+    key[i] = kk;
   }
   int n_groups = 0;
   if (range <= 4 * (uint64_t) n + 65536) {
@@ -224,17 +230,24 @@ static int code_values(SEXP x, int n, int *out, int *first) {
 /* Bins of cut(x, breaks, include.lowest = TRUE) (findInterval(x, breaks,
  * left.open = TRUE, rightmost.closed = TRUE)): [b1, b2] -> 1, (b2, b3] -> 2,
  * ..., below b1 -> 0, above bK -> K, NA/NaN -> K + 1. */
-static inline int bin_of(double v, const double *b, int K) {
+static inline int bin_of(double v, const double *b, int K, double inv_h) {
   if (ISNAN(v)) return K + 1;
-  if (v < b[0]) return 0;
-  if (v == b[0]) return 1;
-  if (v > b[K - 1]) return K;
-  int lo = 0, hi = K - 1; /* b[lo] < v <= b[hi] */
-  while (hi - lo > 1) {
-    int mid = lo + (hi - lo) / 2;
-    if (b[mid] < v) lo = mid; else hi = mid;
+  int below; /* number of breaks strictly below v */
+  if (K <= 8) {
+    /* a few breaks: count them without branches (data arrive in random
+     * order, so branches on them would mispredict) */
+    below = 0;
+    for (int j = 0; j < K; j++) below += b[j] < v;
+  } else {
+    /* guess from the mean spacing (exact for the equally spaced breaks of
+     * seq() and pretty()), then correct the guess exactly */
+    double g = (v - b[0]) * inv_h;
+    int j = !(g > 0.0) ? 0 : (g >= K - 1 ? K : (int) g + 1);
+    while (j > 0 && !(b[j - 1] < v)) j--;
+    while (j < K && b[j] < v) j++;
+    below = j;
   }
-  return hi;
+  return below + (v == b[0]); /* include.lowest: b1 itself is in bin 1 */
 }
 
 /* ffi_cem_codes(cols, kinds, args)
@@ -327,20 +340,21 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
     } else {
       const double *b = REAL(a);
       int K = (int) XLENGTH(a);
+      double inv_h = (K - 1) / (b[K - 1] - b[0]);
       top = K + 1;
       cnt = (int *) R_alloc((size_t) top + 1, sizeof(int));
       memset(cnt, 0, ((size_t) top + 1) * sizeof(int));
       if (TYPEOF(x) == REALSXP) {
         const double *xv = REAL(x);
         for (int i = 0; i < n; i++) {
-          int c = bin_of(xv[i], b, K);
+          int c = bin_of(xv[i], b, K, inv_h);
           ck[i] = c;
           cnt[c]++;
         }
       } else {
         const int *xv = INTEGER(x);
         for (int i = 0; i < n; i++) {
-          int c = xv[i] == NA_INTEGER ? K + 1 : bin_of((double) xv[i], b, K);
+          int c = xv[i] == NA_INTEGER ? K + 1 : bin_of((double) xv[i], b, K, inv_h);
           ck[i] = c;
           cnt[c]++;
         }
@@ -518,8 +532,8 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
   int *stratum = INTEGER(VECTOR_ELT(out, 0));
   int *group = INTEGER(VECTOR_ELT(out, 1));
 
-  int S = group_rows(cols, n, p, stratum, first);
-  int G = group_rows(cols + (p - ne), n, ne, group, gfirst);
+  int S = group_rows(cols, n, p, stratum, first, NULL);
+  int G = group_rows(cols + (p - ne), n, ne, group, gfirst, NULL);
 
   SET_VECTOR_ELT(out, 4, Rf_allocVector(INTSXP, S));
   SET_VECTOR_ELT(out, 5, Rf_allocVector(INTSXP, S));
@@ -563,7 +577,9 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
  *   sums: a p x 4m double matrix, for numeric variable k and weighting j
  *   the weighted sums over rows with a finite value, columns 4j + 1..4j + 4:
  *   sum w x (treated), sum w (treated), sum w x (control), sum w (control);
- *   0 for the other variables. */
+ *   0 for the other variables;
+ *   n_positive: a 2 x m integer matrix, rows with positive weight (control,
+ *   treated) under each weighting. */
 SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
                 SEXP want) {
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
@@ -605,7 +621,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
 
   int *cell = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
   int *first = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
-  int C = group_rows(cols, n, p, cell, first);
+  int C = group_rows(cols, n, p, cell, first, maxc);
   int Cs = C > 0 ? C : 1;
   /* one record per cell, so a row touches one cache line */
   typedef struct {
@@ -615,13 +631,14 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
   cell_sum *cs = (cell_sum *) R_alloc(Cs, sizeof(cell_sum));
 
   const char *names[] = {"L1", "LCS", "n_cells", "n_cells_both", "margins",
-                         "sums", ""};
+                         "sums", "n_positive", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
   for (int k = 0; k < 4; k++) SET_VECTOR_ELT(out, k, Rf_allocVector(REALSXP, m));
   SET_VECTOR_ELT(out, 4, Rf_allocVector(VECSXP, p));
   SEXP margins = VECTOR_ELT(out, 4);
   SET_VECTOR_ELT(out, 5, Rf_allocMatrix(REALSXP, p, 4 * m));
   double *sums = REAL(VECTOR_ELT(out, 5));
+  SET_VECTOR_ELT(out, 6, Rf_allocMatrix(INTSXP, 2, m));
   for (R_xlen_t r = 0; r < (R_xlen_t) p * 4 * m; r++) sums[r] = 0.0;
   for (int k = 0; k < p; k++) {
     if (!want_mg[k]) continue;
@@ -639,13 +656,17 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
       cs[c].n[0] = cs[c].n[1] = 0;
     }
     double tot[2] = {0.0, 0.0};
+    int npos[2] = {0, 0};
     for (int i = 0; i < n; i++) {
       int c = cell[i] - 1, a = tr[i];
       double wi = wj[i];
       cs[c].f[a] += wi;
       cs[c].n[a] += wi > 0.0;
       tot[a] += wi;
+      npos[a] += wi > 0.0;
     }
+    INTEGER(VECTOR_ELT(out, 6))[2 * j] = npos[0];
+    INTEGER(VECTOR_ELT(out, 6))[2 * j + 1] = npos[1];
     double tot_t = tot[1], tot_c = tot[0];
     for (int k = 0; k < p; k++) {
       const int *xk = cols[k];
@@ -657,26 +678,34 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
       }
       SEXP v = VECTOR_ELT(values, k);
       if (v == R_NilValue) continue;
-      double swx[2] = {0.0, 0.0}, sw[2] = {0.0, 0.0};
+      /* accumulate in registers; the arm selects by multiplying by 0/1
+       * (exact), not by a branch or an indexed store */
+      double s1 = 0.0, s0 = 0.0, w1 = 0.0, w0 = 0.0;
       if (TYPEOF(v) == REALSXP) {
         const double *xr = REAL(v);
         for (int i = 0; i < n; i++) {
           if (!R_FINITE(xr[i])) continue;
-          swx[tr[i]] += wj[i] * xr[i];
-          sw[tr[i]] += wj[i];
+          double t = tr[i], wi = wj[i], wx = wi * xr[i];
+          s1 += t * wx;
+          s0 += wx - t * wx;
+          w1 += t * wi;
+          w0 += wi - t * wi;
         }
       } else {
         const int *xi = INTEGER(v);
         for (int i = 0; i < n; i++) {
           if (xi[i] == NA_INTEGER) continue;
-          swx[tr[i]] += wj[i] * (double) xi[i];
-          sw[tr[i]] += wj[i];
+          double t = tr[i], wi = wj[i], wx = wi * (double) xi[i];
+          s1 += t * wx;
+          s0 += wx - t * wx;
+          w1 += t * wi;
+          w0 += wi - t * wi;
         }
       }
-      sums[k + (R_xlen_t) p * (4 * j + 0)] = swx[1];
-      sums[k + (R_xlen_t) p * (4 * j + 1)] = sw[1];
-      sums[k + (R_xlen_t) p * (4 * j + 2)] = swx[0];
-      sums[k + (R_xlen_t) p * (4 * j + 3)] = sw[0];
+      sums[k + (R_xlen_t) p * (4 * j + 0)] = s1;
+      sums[k + (R_xlen_t) p * (4 * j + 1)] = w1;
+      sums[k + (R_xlen_t) p * (4 * j + 2)] = s0;
+      sums[k + (R_xlen_t) p * (4 * j + 3)] = w0;
     }
     int occupied = 0, both = 0;
     double l1 = 0.0;

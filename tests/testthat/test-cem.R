@@ -181,6 +181,30 @@ test_that("weights and strata equal the plain-R reference", {
   expect_equal(sum(m$strata$n_treated + m$strata$n_control), nrow(d))
 })
 
+test_that("binning in C is cut(include.lowest = TRUE) with open ends", {
+  # cut(x, b, include.lowest = TRUE) within [b1, bK]; below b1 is 0, above
+  # bK is K, NA/NaN is K + 1: findInterval(left.open, rightmost.closed).
+  set.seed(18)
+  for (K in c(2, 3, 4, 5, 13, 50, 101)) {
+    b <- sort(unique(round(runif(K, -5, 5), 1)))
+    x <- c(b, b - 1e-9, b + 1e-9, runif(2000, -6, 6), NA, NaN, -Inf, Inf,
+           round(runif(1000, -6, 6), 1))
+    ref <- findInterval(x, b, left.open = TRUE, rightmost.closed = TRUE)
+    ref[is.na(x)] <- length(b) + 1L
+    inside <- !is.na(x) & x >= b[1] & x <= b[length(b)]
+    expect_identical(ref[inside], cut(x[inside], b, include.lowest = TRUE,
+                                      labels = FALSE))
+    got <- .Call(ffi_cem_codes, list(x), 2L, list(b))
+    expect_identical(got$codes[[1]], ref)
+    expect_identical(got$n_below, sum(ref == 0L))
+    expect_identical(got$n_above, sum(ref == length(b)))
+    xi <- as.integer(round(x[is.finite(x)]))
+    gi <- .Call(ffi_cem_codes, list(xi), 2L, list(b))$codes[[1]]
+    expect_identical(gi, findInterval(xi, b, left.open = TRUE,
+                                      rightmost.closed = TRUE))
+  }
+})
+
 test_that("default Sturges coarsening is the cem package's", {
   # cem: nclass.Sturges(x) equally spaced breakpoints from min to max, then
   # cut(include.lowest = TRUE).
