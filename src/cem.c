@@ -1,11 +1,22 @@
 /* cem.c: coarsened exact matching strata, weights and the L1 imbalance.
  *
- * R (R/cem.R) coarsens every variable and hands over one integer code per
- * row and variable (a column-major n x p matrix).  Here the rows are grouped
- * by their whole code vector in one pass with an open-addressing hash table
- * keyed on a 64-bit mix of the codes; collisions are resolved exactly by
- * comparing the codes.  Group ids are 1-based and numbered in order of first
- * appearance, so they do not depend on how the codes were chosen.
+ * R (R/cem.R) validates the input and plans the coarsening: the breaks of
+ * each numeric variable, the groupings, the factor levels.  Here
+ *   ffi_cem_codes()   turns each column into integer codes in one pass
+ *                     (findInterval() semantics for bins, match(x, unique(x))
+ *                     semantics for values, strings by their cached CHARSXP);
+ *   ffi_cem_strata()  groups the rows by their code vectors, counts treated
+ *                     and controls per stratum and assigns the weights;
+ *   ffi_cem_l1()      groups the rows into L1 cells and computes the L1
+ *                     imbalance, the one-variable tables and weighted sums
+ *                     for several weightings (before and after) at once;
+ *   ffi_cem_moments() gives n, min, max and variance for the default breaks.
+ * Rows are grouped by hashing (open addressing, linear probing): the codes of
+ * a row are packed exactly into one 64-bit key whenever they fit, otherwise a
+ * 64-bit mix of them is hashed and collisions are resolved by comparing the
+ * codes.  Group ids are 1-based and numbered in order of first appearance.
+ * Loops over rows avoid branches on the treatment arm, which is interleaved
+ * at random (mispredicted branches dominated the first version).
  */
 #include "sfpceval.h"
 #include <math.h>
