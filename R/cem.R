@@ -166,7 +166,6 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
   storage.mode(counts) <- "integer"
 
   # Control weight of each matched stratum, the C kernel's formula.
-  G <- length(res$exact_first)
   sg <- res$stratum_group
   ratio <- if (normalise == "global") rep(mc / mt, S) else {
     m_g <- rowsum(cbind(nt * matched_strata, nc * matched_strata), sg,
@@ -719,7 +718,6 @@ l1_default_breaks <- function(x) {
 # exact variables).
 l1_prepare <- function(vars, breaks, categorical = character(),
                        precoded = NULL) {
-  n <- if (length(vars) > 0L) length(vars[[1L]]) else 0L
   vn <- names(vars)
   p <- length(vn)
   breaks <- check_named_list(breaks, "breaks", vn)

@@ -175,6 +175,10 @@ test_that("weights and strata equal the plain-R reference", {
   expect_equal(unname(tapply(m2$weights[ctrl], grp[ctrl], sum)),
                unname(tapply(m2$matched[ctrl], grp[ctrl], sum)))
   expect_equal(sum(m$weights[ctrl]), sum(m$matched[ctrl]))
+  # The strata table's control weight is the rows' weight.
+  mc <- ctrl & m2$matched
+  expect_equal(m2$strata$control_weight[m2$stratum[mc]], m2$weights[mc])
+  expect_equal(m$strata$control_weight[m$stratum[mc]], m$weights[mc])
   # Counts add up.
   expect_equal(colSums(m$n[c("Matched", "Unmatched"), ]), m$n["All", ])
   expect_equal(sum(m$by_exact$n_treated), sum(d$treated))
