@@ -141,7 +141,7 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
   warn_one_level(ex, coded$n_values[length(co$cols) + seq_along(ex$cols)], n)
 
   res <- .Call(ffi_cem_strata, coded$codes, bf$treat, length(ex$cols),
-               as.integer(normalise == "exact_group"))
+               as.integer(normalise == "exact_group"), coded$max_code)
 
   S <- length(res$stratum_treated)
   nt <- res$stratum_treated
@@ -184,8 +184,9 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
 
   reuse <- which(plan$kinds <= 1L & c(co$method == "values",
                                          rep(TRUE, length(ex$cols))))
-  precoded <- list(codes = coded$codes[reuse], first = coded$first[reuse])
-  names(precoded$codes) <- names(precoded$first) <-
+  precoded <- list(codes = coded$codes[reuse], first = coded$first[reuse],
+                   max_code = coded$max_code[reuse])
+  names(precoded$codes) <- names(precoded$first) <- names(precoded$max_code) <-
     c(names(co$cols), names(ex$cols))[reuse]
   prep <- l1_prepare(c(bf$vars, ex$vars), NULL, categorical = names(ex$vars),
                      precoded = precoded)
@@ -762,11 +763,14 @@ l1_prepare <- function(vars, breaks, categorical = character(),
   coded <- .Call(ffi_cem_codes, cols[todo], kinds[todo], args[todo])
   codes <- vector("list", p)
   first <- vector("list", p)
+  max_code <- integer(p)
   codes[todo] <- coded$codes
   first[todo] <- coded$first
+  max_code[todo] <- coded$max_code
   for (k in which(kinds < 0L)) {
     codes[k] <- list(cols[[k]])
     first[k] <- list(precoded$first[[vn[k]]])
+    max_code[k] <- precoded$max_code[[vn[k]]]
   }
   labels <- vector("list", p)
   for (k in which(!is_num)) {
@@ -778,8 +782,8 @@ l1_prepare <- function(vars, breaks, categorical = character(),
     }
     labels[[k]] <- ifelse(is.na(lab), "(missing)", lab)
   }
-  list(vars = vars, codes = codes, labels = labels, values = values,
-       is_num = is_num, breaks = used)
+  list(vars = vars, codes = codes, max_code = max_code, labels = labels,
+       values = values, is_num = is_num, breaks = used)
 }
 
 # The imbalance of each column of W (n x m weights) in one C call.
@@ -787,7 +791,8 @@ l1_prepare <- function(vars, breaks, categorical = character(),
 # variables (their univariate L1 is then NA).
 l1_evaluate <- function(prep, treat, W, weighted, univariate = TRUE) {
   want <- if (univariate) rep(TRUE, length(prep$is_num)) else !prep$is_num
-  res <- .Call(ffi_cem_l1, prep$codes, treat, W, prep$values, want)
+  res <- .Call(ffi_cem_l1, prep$codes, treat, W, prep$values, want,
+               prep$max_code)
   vn <- names(prep$vars)
   n_t <- sum(treat)
   lapply(seq_len(ncol(W)), function(j) {

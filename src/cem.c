@@ -241,24 +241,24 @@ static int code_values(SEXP x, int n, int *out, int *first) {
 /* Bins of cut(x, breaks, include.lowest = TRUE) (findInterval(x, breaks,
  * left.open = TRUE, rightmost.closed = TRUE)): [b1, b2] -> 1, (b2, b3] -> 2,
  * ..., below b1 -> 0, above bK -> K, NA/NaN -> K + 1. */
-static inline int bin_of(double v, const double *b, int K, double inv_h) {
+static inline int bin_few(double v, const double *b, int K) {
   if (ISNAN(v)) return K + 1;
-  int below; /* number of breaks strictly below v */
-  if (K <= 8) {
-    /* a few breaks: count them without branches (data arrive in random
-     * order, so branches on them would mispredict) */
-    below = 0;
-    for (int j = 0; j < K; j++) below += b[j] < v;
-  } else {
-    /* guess from the mean spacing (exact for the equally spaced breaks of
-     * seq() and pretty()), then correct the guess exactly */
-    double g = (v - b[0]) * inv_h;
-    int j = !(g > 0.0) ? 0 : (g >= K - 1 ? K : (int) g + 1);
-    while (j > 0 && !(b[j - 1] < v)) j--;
-    while (j < K && b[j] < v) j++;
-    below = j;
-  }
+  /* a few breaks: count those below v without branches (data arrive in
+   * random order, so branches on them would mispredict) */
+  int below = 0;
+  for (int j = 0; j < K; j++) below += b[j] < v;
   return below + (v == b[0]); /* include.lowest: b1 itself is in bin 1 */
+}
+
+static inline int bin_spaced(double v, const double *b, int K, double inv_h) {
+  if (ISNAN(v)) return K + 1;
+  /* guess the number of breaks below v from the mean spacing (right for the
+   * equally spaced breaks of seq() and pretty()), then correct it exactly */
+  double g = (v - b[0]) * inv_h;
+  int j = !(g > 0.0) ? 0 : (g >= K - 1 ? K : (int) g + 1);
+  while (j > 0 && !(b[j - 1] < v)) j--;
+  while (j < K && b[j] < v) j++;
+  return j + (v == b[0]);
 }
 
 /* ffi_cem_codes(cols, kinds, args)
@@ -266,7 +266,7 @@ static inline int bin_of(double v, const double *b, int K, double inv_h) {
  *   kinds: INTSXP length p: 0 = values (any atomic type; dense codes 1..U in
  *          order of first appearance, NA/NaN one value), 1 = factor (INTSXP
  *          level codes; NA becomes nlevels + 1), 2 = bins (LGLSXP, INTSXP or
- *          REALSXP; codes as bin_of() above).
+ *          REALSXP; codes as bin_few()/bin_spaced() above).
  *   args:  VECSXP length p: NULL (values), INTSXP scalar nlevels (factor),
  *          REALSXP strictly increasing breaks of length K >= 2 (bins); R has
  *          checked them.
@@ -274,7 +274,8 @@ static inline int bin_of(double v, const double *b, int K, double inv_h) {
  * every code >= 0),
  * n_values (INTSXP p: distinct codes), n_below, n_above (INTSXP p: rows in
  * bin 0 and bin K of binned columns), first (VECSXP p: for value-coded
- * columns the 1-based row of the first occurrence of each code, else NULL). */
+ * columns the 1-based row of the first occurrence of each code, else NULL),
+ * max_code (INTSXP p: the largest code present, 0 when n = 0). */
 SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
   if (TYPEOF(cols) != VECSXP || TYPEOF(kinds) != INTSXP ||
       TYPEOF(args) != VECSXP || XLENGTH(kinds) != XLENGTH(cols) ||
@@ -303,7 +304,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
     }
   }
   const char *names[] = {"codes", "n_values", "n_below", "n_above", "first",
-                         ""};
+                         "max_code", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
   SET_VECTOR_ELT(out, 0, Rf_allocVector(VECSXP, p));
   for (int k = 0; k < p; k++)
@@ -312,6 +313,8 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
   SET_VECTOR_ELT(out, 2, Rf_allocVector(INTSXP, p));
   SET_VECTOR_ELT(out, 3, Rf_allocVector(INTSXP, p));
   SET_VECTOR_ELT(out, 4, Rf_allocVector(VECSXP, p));
+  SET_VECTOR_ELT(out, 5, Rf_allocVector(INTSXP, p));
+  int *max_code = INTEGER(VECTOR_ELT(out, 5));
   int *n_values = INTEGER(VECTOR_ELT(out, 1));
   int *n_below = INTEGER(VECTOR_ELT(out, 2));
   int *n_above = INTEGER(VECTOR_ELT(out, 3));
@@ -326,6 +329,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
     if (kind[k] == 0) {
       int U = code_values(x, n, ck, first);
       n_values[k] = U;
+      max_code[k] = U;
       SET_VECTOR_ELT(VECTOR_ELT(out, 4), k, Rf_allocVector(INTSXP, U));
       int *fk = INTEGER(VECTOR_ELT(VECTOR_ELT(out, 4), k));
       for (int u = 0; u < U; u++) fk[u] = first[u] + 1;
@@ -357,25 +361,59 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
       memset(cnt, 0, ((size_t) top + 1) * sizeof(int));
       if (TYPEOF(x) == REALSXP) {
         const double *xv = REAL(x);
-        for (int i = 0; i < n; i++) {
-          int c = bin_of(xv[i], b, K, inv_h);
-          ck[i] = c;
-          cnt[c]++;
+        if (K <= 8) {
+          for (int i = 0; i < n; i++) {
+            int c = bin_few(xv[i], b, K);
+            ck[i] = c;
+            cnt[c]++;
+          }
+        } else {
+          for (int i = 0; i < n; i++) {
+            int c = bin_spaced(xv[i], b, K, inv_h);
+            ck[i] = c;
+            cnt[c]++;
+          }
         }
       } else {
+        /* integers: bin each distinct value once (a lookup table over the
+         * range) when the range is small, else value by value */
         const int *xv = INTEGER(x);
+        int mn = INT_MAX, mx = INT_MIN;
         for (int i = 0; i < n; i++) {
-          int c = xv[i] == NA_INTEGER ? K + 1 : bin_of((double) xv[i], b, K, inv_h);
-          ck[i] = c;
-          cnt[c]++;
+          if (xv[i] == NA_INTEGER) continue;
+          if (xv[i] < mn) mn = xv[i];
+          if (xv[i] > mx) mx = xv[i];
+        }
+        if (mn <= mx && (double) mx - mn < 4.0 * n + 1024) {
+          int span = mx - mn + 1;
+          int *lut = (int *) R_alloc((size_t) span, sizeof(int));
+          for (int v = 0; v < span; v++)
+            lut[v] = K <= 8 ? bin_few((double) mn + v, b, K)
+                            : bin_spaced((double) mn + v, b, K, inv_h);
+          for (int i = 0; i < n; i++) {
+            int c = xv[i] == NA_INTEGER ? K + 1 : lut[xv[i] - mn];
+            ck[i] = c;
+            cnt[c]++;
+          }
+        } else {
+          for (int i = 0; i < n; i++) {
+            int c = xv[i] == NA_INTEGER ? K + 1
+                                        : bin_spaced((double) xv[i], b, K, inv_h);
+            ck[i] = c;
+            cnt[c]++;
+          }
         }
       }
       n_below[k] = cnt[0];
       n_above[k] = cnt[K];
     }
-    int U = 0;
-    for (int c = 0; c <= top; c++) U += cnt[c] > 0;
+    int U = 0, mxc = 0;
+    for (int c = 0; c <= top; c++) {
+      U += cnt[c] > 0;
+      if (cnt[c] > 0) mxc = c;
+    }
     n_values[k] = U;
+    max_code[k] = mxc;
   }
   UNPROTECT(1);
   return out;
@@ -494,23 +532,27 @@ static void cem_weights(int n, int S, int G, const int *stratum,
   }
 }
 
-/* ffi_cem_strata(codes, treat, n_exact, normalise)
+/* ffi_cem_strata(codes, treat, n_exact, normalise, maxes)
  *   codes:     VECSXP of p INTSXP columns of length n, one integer code per
- *              row and matching variable; any int values (NA_INTEGER
- *              included) are fine, equal codes mean equal coarsened values.
+ *              row and matching variable (from ffi_cem_codes()); equal codes
+ *              mean equal coarsened values.
  *              The last n_exact columns are the exact-match variables.
  *   treat:     INTSXP length n, values 0 (control) or 1 (treated); R has
  *              checked this.
  *   n_exact:   INTSXP scalar, 0 <= n_exact <= p.
  *   normalise: INTSXP scalar, 0 = global m_C / m_T, 1 = within exact group.
+ *   maxes:     INTSXP length p: column k holds codes in 0..maxes[k] (the
+ *              max_code of ffi_cem_codes(), which made the codes; trusted).
  * Returns a named list: stratum (int n, 1..S), exact_group (int n, 1..G),
  * weight (double n), matched (logical n), stratum_treated, stratum_control,
  * stratum_group (int S each), exact_first (int G: 1-based first row of each
  * exact group). */
-SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
+SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
+                    SEXP maxes) {
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
       TYPEOF(n_exact) != INTSXP || TYPEOF(normalise) != INTSXP ||
-      XLENGTH(n_exact) != 1 || XLENGTH(normalise) != 1)
+      XLENGTH(n_exact) != 1 || XLENGTH(normalise) != 1 ||
+      TYPEOF(maxes) != INTSXP || XLENGTH(maxes) != XLENGTH(codes))
     Rf_error("internal error in ffi_cem_strata(): bad argument types");
   int n = (int) XLENGTH(treat), p = (int) XLENGTH(codes);
   int ne = INTEGER(n_exact)[0];
@@ -543,8 +585,9 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
   int *stratum = INTEGER(VECTOR_ELT(out, 0));
   int *group = INTEGER(VECTOR_ELT(out, 1));
 
-  int S = group_rows(cols, n, p, stratum, first, NULL);
-  int G = group_rows(cols + (p - ne), n, ne, group, gfirst, NULL);
+  const int *mx = INTEGER(maxes);
+  int S = group_rows(cols, n, p, stratum, first, mx);
+  int G = group_rows(cols + (p - ne), n, ne, group, gfirst, mx + (p - ne));
 
   SET_VECTOR_ELT(out, 4, Rf_allocVector(INTSXP, S));
   SET_VECTOR_ELT(out, 5, Rf_allocVector(INTSXP, S));
@@ -561,10 +604,10 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
 
 /* ---- L1 imbalance --------------------------------------------------------- */
 
-/* ffi_cem_l1(codes, treat, weights, values, want)
+/* ffi_cem_l1(codes, treat, weights, values, want, maxes)
  *   codes:   VECSXP of p INTSXP columns of length n (binned values, one
- *            column per variable); every code is >= 0 (ffi_cem_codes() builds
- *            them), so they index the margins.
+ *            column per variable, built by ffi_cem_codes()); they index the
+ *            margins.
  *   treat:   INTSXP length n, 0/1.
  *   weights: REALSXP matrix n x m, m weightings evaluated on one hashing of
  *            the cells (e.g. before and after matching); finite and >= 0 (R
@@ -574,6 +617,8 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
  *            LGLSXP (length n) of numeric variable k, whose weighted means
  *            are wanted (over its finite values).
  *   want:    LGLSXP length p: TRUE for the columns whose margins are wanted.
+ *   maxes:   INTSXP length p: column k holds codes in 0..maxes[k] (the
+ *            max_code of ffi_cem_codes(), which made the codes; trusted).
  * For weighting j, L1 = 1/2 sum over cells of |f - g|, with f (g) the
  * treated (control) weight of the cell over the total treated (control)
  * weight. Returns a named list:
@@ -592,17 +637,18 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise) {
  *   n_positive: a 2 x m integer matrix, rows with positive weight (control,
  *   treated) under each weighting. */
 SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
-                SEXP want) {
+                SEXP want, SEXP maxes) {
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
       TYPEOF(weights) != REALSXP || TYPEOF(values) != VECSXP ||
-      TYPEOF(want) != LGLSXP)
+      TYPEOF(want) != LGLSXP || TYPEOF(maxes) != INTSXP)
     Rf_error("internal error in ffi_cem_l1(): bad argument types");
   SEXP wdim = Rf_getAttrib(weights, R_DimSymbol);
   if (TYPEOF(wdim) != INTSXP || XLENGTH(wdim) != 2)
     Rf_error("internal error in ffi_cem_l1(): `weights` must be a matrix");
   int n = (int) XLENGTH(treat), p = (int) XLENGTH(codes);
   int m = INTEGER(wdim)[1];
-  if (INTEGER(wdim)[0] != n || XLENGTH(values) != p || XLENGTH(want) != p)
+  if (INTEGER(wdim)[0] != n || XLENGTH(values) != p || XLENGTH(want) != p ||
+      XLENGTH(maxes) != p)
     Rf_error("internal error in ffi_cem_l1(): inconsistent sizes");
   const int *want_mg = LOGICAL(want);
   const int **cols = (const int **) R_alloc(p > 0 ? p : 1, sizeof(int *));
@@ -618,17 +664,9 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
   }
   const int *tr = INTEGER(treat);
   const double *w = REAL(weights);
-  int *maxc = (int *) R_alloc(p > 0 ? p : 1, sizeof(int));
-  for (int k = 0; k < p; k++) {
-    const int *xk = cols[k];
-    int mx = 0;
-    for (int i = 0; i < n; i++) {
-      if (xk[i] < 0)
-        Rf_error("internal error in ffi_cem_l1(): code out of range");
-      if (xk[i] > mx) mx = xk[i];
-    }
-    maxc[k] = mx;
-  }
+  const int *maxc = INTEGER(maxes);
+  for (int k = 0; k < p; k++)
+    if (maxc[k] < 0) Rf_error("internal error in ffi_cem_l1(): bad `maxes`");
 
   int *cell = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
   int *first = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));

@@ -19,9 +19,10 @@
 /* ---- cohort: interval work on day numbers (intervals.c) ---- */
 
 /* ---- matching: CEM strata (cem.c) ---- */
-SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise);
+SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
+                    SEXP maxes);
 SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
-                SEXP want);
+                SEXP want, SEXP maxes);
 SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args);
 SEXP ffi_cem_moments(SEXP x);
 

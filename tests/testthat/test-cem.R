@@ -200,12 +200,17 @@ test_that("binning in C is cut(include.lowest = TRUE) with open ends", {
                                       labels = FALSE))
     got <- .Call(ffi_cem_codes, list(x), 2L, list(b))
     expect_identical(got$codes[[1]], ref)
+    expect_identical(got$max_code, max(ref))
     expect_identical(got$n_below, sum(ref == 0L))
     expect_identical(got$n_above, sum(ref == length(b)))
-    xi <- as.integer(round(x[is.finite(x)]))
-    gi <- .Call(ffi_cem_codes, list(xi), 2L, list(b))$codes[[1]]
-    expect_identical(gi, findInterval(xi, b, left.open = TRUE,
-                                      rightmost.closed = TRUE))
+    # integers: a lookup table over a short range, value by value otherwise
+    xi <- c(as.integer(round(x[is.finite(x)])), NA)
+    for (xx in list(xi, c(xi, 10L^9L))) {
+      gi <- .Call(ffi_cem_codes, list(xx), 2L, list(b))$codes[[1]]
+      ri <- findInterval(xx, b, left.open = TRUE, rightmost.closed = TRUE)
+      ri[is.na(xx)] <- length(b) + 1L
+      expect_identical(gi, ri)
+    }
   }
 })
 
