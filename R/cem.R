@@ -190,7 +190,7 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
     c(names(co$cols), names(ex$cols))[reuse]
   prep <- l1_prepare(c(bf$vars, ex$vars), NULL, categorical = names(ex$vars),
                      precoded = precoded)
-  imb <- l1_evaluate(prep, bf$treat, cbind(1, res$weight),
+  imb <- l1_evaluate(prep, bf$treat, list(NULL, res$weight),
                      weighted = c(FALSE, TRUE), univariate = FALSE)
 
   out_data <- NULL
@@ -344,7 +344,7 @@ imbalance <- function(formula, data, weights = NULL, breaks = NULL) {
     weights <- as.double(weights)
   }
   prep <- l1_prepare(bf$vars, breaks)
-  out <- l1_evaluate(prep, bf$treat, cbind(weights %||% rep(1, n)),
+  out <- l1_evaluate(prep, bf$treat, list(weights),
                      weighted = !is.null(weights))[[1L]]
   out$call <- match.call()
   out
@@ -786,7 +786,8 @@ l1_prepare <- function(vars, breaks, categorical = character(),
        values = values, is_num = is_num, breaks = used)
 }
 
-# The imbalance of each column of W (n x m weights) in one C call.
+# The imbalance under each weighting in W (a list of weight vectors, NULL
+# meaning every row weighs 1) in one C call.
 # `univariate = FALSE` (cem()) skips the one-variable tables of numeric
 # variables (their univariate L1 is then NA).
 l1_evaluate <- function(prep, treat, W, weighted, univariate = TRUE) {
@@ -795,7 +796,7 @@ l1_evaluate <- function(prep, treat, W, weighted, univariate = TRUE) {
                prep$max_code)
   vn <- names(prep$vars)
   n_t <- sum(treat)
-  lapply(seq_len(ncol(W)), function(j) {
+  lapply(seq_along(W), function(j) {
     pos_t <- res$n_positive[2L, j]
     pos_c <- res$n_positive[1L, j]
     if (pos_t == 0L || pos_c == 0L) {

@@ -271,7 +271,8 @@ static inline int bin_spaced(double v, const double *b, int K, double inv_h) {
  *          REALSXP strictly increasing breaks of length K >= 2 (bins); R has
  *          checked them.
  * Returns a named list: codes (VECSXP of p INTSXP columns of length n,
- * every code >= 0),
+ * every code >= 0; a factor column without NA is returned as it is, its level
+ * codes being the codes),
  * n_values (INTSXP p: distinct codes), n_below, n_above (INTSXP p: rows in
  * bin 0 and bin K of binned columns), first (VECSXP p: for value-coded
  * columns the 1-based row of the first occurrence of each code, else NULL),
@@ -307,8 +308,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
                          "max_code", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
   SET_VECTOR_ELT(out, 0, Rf_allocVector(VECSXP, p));
-  for (int k = 0; k < p; k++)
-    SET_VECTOR_ELT(VECTOR_ELT(out, 0), k, Rf_allocVector(INTSXP, n));
+  SEXP code_list = VECTOR_ELT(out, 0);
   SET_VECTOR_ELT(out, 1, Rf_allocVector(INTSXP, p));
   SET_VECTOR_ELT(out, 2, Rf_allocVector(INTSXP, p));
   SET_VECTOR_ELT(out, 3, Rf_allocVector(INTSXP, p));
@@ -324,8 +324,39 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
 
   for (int k = 0; k < p; k++) {
     SEXP x = VECTOR_ELT(cols, k), a = VECTOR_ELT(args, k);
-    int *ck = INTEGER(VECTOR_ELT(VECTOR_ELT(out, 0), k));
     n_below[k] = n_above[k] = 0;
+    if (kind[k] == 1) {
+      /* a factor: its level codes are the codes; without NA the column is
+       * returned as it is (no copy) */
+      int L = INTEGER(a)[0], top = L + 1, has_na = 0;
+      int *cnt = (int *) R_alloc((size_t) top + 1, sizeof(int));
+      memset(cnt, 0, ((size_t) top + 1) * sizeof(int));
+      const int *xv = INTEGER(x);
+      for (int i = 0; i < n; i++) {
+        int c = xv[i] == NA_INTEGER ? L + 1 : xv[i];
+        if (c < 1 || c > L + 1)
+          Rf_error("internal error in ffi_cem_codes(): bad factor code");
+        cnt[c]++;
+      }
+      has_na = cnt[L + 1] > 0;
+      if (has_na) {
+        SET_VECTOR_ELT(code_list, k, Rf_allocVector(INTSXP, n));
+        int *ck = INTEGER(VECTOR_ELT(code_list, k));
+        for (int i = 0; i < n; i++) ck[i] = xv[i] == NA_INTEGER ? L + 1 : xv[i];
+      } else {
+        SET_VECTOR_ELT(code_list, k, x);
+      }
+      int U = 0, mxc = 0;
+      for (int c = 0; c <= top; c++) {
+        U += cnt[c] > 0;
+        if (cnt[c] > 0) mxc = c;
+      }
+      n_values[k] = U;
+      max_code[k] = mxc;
+      continue;
+    }
+    SET_VECTOR_ELT(code_list, k, Rf_allocVector(INTSXP, n));
+    int *ck = INTEGER(VECTOR_ELT(code_list, k));
     if (kind[k] == 0) {
       int U = code_values(x, n, ck, first);
       n_values[k] = U;
@@ -339,20 +370,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
      * rows below and above the breaks). */
     int top;
     int *cnt;
-    if (kind[k] == 1) {
-      int L = INTEGER(a)[0];
-      top = L + 1;
-      cnt = (int *) R_alloc((size_t) top + 1, sizeof(int));
-      memset(cnt, 0, ((size_t) top + 1) * sizeof(int));
-      const int *xv = INTEGER(x);
-      for (int i = 0; i < n; i++) {
-        int c = xv[i] == NA_INTEGER ? L + 1 : xv[i];
-        if (c < 1 || c > L + 1)
-          Rf_error("internal error in ffi_cem_codes(): bad factor code");
-        ck[i] = c;
-        cnt[c]++;
-      }
-    } else {
+    {
       const double *b = REAL(a);
       int K = (int) XLENGTH(a);
       double inv_h = (K - 1) / (b[K - 1] - b[0]);
@@ -609,9 +627,9 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
  *            column per variable, built by ffi_cem_codes()); they index the
  *            margins.
  *   treat:   INTSXP length n, 0/1.
- *   weights: REALSXP matrix n x m, m weightings evaluated on one hashing of
- *            the cells (e.g. before and after matching); finite and >= 0 (R
- *            has checked). Rows with weight 0 are left out, as in the cem
+ *   weights: VECSXP of m weightings evaluated on one hashing of the cells
+ *            (e.g. before and after matching): each NULL (every row weighs 1)
+ *            or a REALSXP of length n, finite and >= 0 (R has checked). Rows with weight 0 are left out, as in the cem
  *            package.
  *   values:  VECSXP of length p; element k is NULL or the REALSXP, INTSXP or
  *            LGLSXP (length n) of numeric variable k, whose weighted means
@@ -639,16 +657,17 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
 SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
                 SEXP want, SEXP maxes) {
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
-      TYPEOF(weights) != REALSXP || TYPEOF(values) != VECSXP ||
+      TYPEOF(weights) != VECSXP || TYPEOF(values) != VECSXP ||
       TYPEOF(want) != LGLSXP || TYPEOF(maxes) != INTSXP)
     Rf_error("internal error in ffi_cem_l1(): bad argument types");
-  SEXP wdim = Rf_getAttrib(weights, R_DimSymbol);
-  if (TYPEOF(wdim) != INTSXP || XLENGTH(wdim) != 2)
-    Rf_error("internal error in ffi_cem_l1(): `weights` must be a matrix");
   int n = (int) XLENGTH(treat), p = (int) XLENGTH(codes);
-  int m = INTEGER(wdim)[1];
-  if (INTEGER(wdim)[0] != n || XLENGTH(values) != p || XLENGTH(want) != p ||
-      XLENGTH(maxes) != p)
+  int m = (int) XLENGTH(weights);
+  for (int j = 0; j < m; j++) {
+    SEXP wj = VECTOR_ELT(weights, j);
+    if (wj != R_NilValue && (TYPEOF(wj) != REALSXP || XLENGTH(wj) != n))
+      Rf_error("internal error in ffi_cem_l1(): bad `weights`");
+  }
+  if (XLENGTH(values) != p || XLENGTH(want) != p || XLENGTH(maxes) != p)
     Rf_error("internal error in ffi_cem_l1(): inconsistent sizes");
   const int *want_mg = LOGICAL(want);
   const int **cols = (const int **) R_alloc(p > 0 ? p : 1, sizeof(int *));
@@ -663,7 +682,6 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
       Rf_error("internal error in ffi_cem_l1(): bad `values`");
   }
   const int *tr = INTEGER(treat);
-  const double *w = REAL(weights);
   const int *maxc = INTEGER(maxes);
   for (int k = 0; k < p; k++)
     if (maxc[k] < 0) Rf_error("internal error in ffi_cem_l1(): bad `maxes`");
@@ -699,7 +717,10 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
   /* The loops below are branch-free in the arm (tr[i] indexes arrays): the
    * arms are interleaved at random, so branches on them mispredict. */
   for (int j = 0; j < m; j++) {
-    const double *wj = w + (R_xlen_t) j * n;
+    /* NULL weights: every row weighs 1 (no vector of ones is allocated) */
+    SEXP wsx = VECTOR_ELT(weights, j);
+    const double *wj = wsx == R_NilValue ? NULL : REAL(wsx);
+#define W_(i) (wj == NULL ? 1.0 : wj[i])
     for (int c = 0; c < C; c++) {
       cs[c].f[0] = cs[c].f[1] = 0.0;
       cs[c].n[0] = cs[c].n[1] = 0;
@@ -708,7 +729,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
     int npos[2] = {0, 0};
     for (int i = 0; i < n; i++) {
       int c = cell[i] - 1, a = tr[i];
-      double wi = wj[i];
+      double wi = W_(i);
       cs[c].f[a] += wi;
       cs[c].n[a] += wi > 0.0;
       tot[a] += wi;
@@ -723,7 +744,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
       /* treated in column 2j, control in column 2j + 1 */
       if (want_mg[k]) {
         double *mg = REAL(VECTOR_ELT(margins, k)) + (R_xlen_t) 2 * j * rows;
-        for (int i = 0; i < n; i++) mg[xk[i] + (1 - tr[i]) * rows] += wj[i];
+        for (int i = 0; i < n; i++) mg[xk[i] + (1 - tr[i]) * rows] += W_(i);
       }
       SEXP v = VECTOR_ELT(values, k);
       if (v == R_NilValue) continue;
@@ -734,7 +755,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
         const double *xr = REAL(v);
         for (int i = 0; i < n; i++) {
           if (!R_FINITE(xr[i])) continue;
-          double t = tr[i], wi = wj[i], wx = wi * xr[i];
+          double t = tr[i], wi = W_(i), wx = wi * xr[i];
           s1 += t * wx;
           s0 += wx - t * wx;
           w1 += t * wi;
@@ -744,7 +765,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
         const int *xi = INTEGER(v);
         for (int i = 0; i < n; i++) {
           if (xi[i] == NA_INTEGER) continue;
-          double t = tr[i], wi = wj[i], wx = wi * (double) xi[i];
+          double t = tr[i], wi = W_(i), wx = wi * (double) xi[i];
           s1 += t * wx;
           s0 += wx - t * wx;
           w1 += t * wi;
@@ -770,6 +791,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
       ok && occupied > 0 ? 100.0 * (double) both / (double) occupied : NA_REAL;
     REAL(VECTOR_ELT(out, 2))[j] = (double) occupied;
     REAL(VECTOR_ELT(out, 3))[j] = (double) both;
+#undef W_
   }
   UNPROTECT(1);
   return out;
