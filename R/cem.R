@@ -167,19 +167,18 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
 
   # Control weight of each matched stratum, the C kernel's formula.
   sg <- res$stratum_group
-  ratio <- if (normalise == "global") rep(mc / mt, S) else {
-    m_g <- rowsum(cbind(nt * matched_strata, nc * matched_strata), sg,
-                  reorder = TRUE)
-    (m_g[, 2L] / m_g[, 1L])[sg]
-  }
-  strata <- data.frame(
+  gc <- res$group_counts
+  ratio <- if (normalise == "global") mc / mt else (gc[, 4L] / gc[, 3L])[sg]
+  cw <- ratio * (nt / nc)
+  cw[!matched_strata] <- NA_real_
+  strata <- new_df(list(
     stratum = seq_len(S),
     exact_group = sg,
     n_treated = nt,
     n_control = nc,
     matched = matched_strata,
-    control_weight = ifelse(matched_strata, ratio * (nt / nc), NA_real_)
-  )
+    control_weight = cw
+  ))
   by_exact <- exact_table(ex, res, matched_strata)
 
   reuse <- which(plan$kinds <= 1L & c(co$method == "values",
@@ -366,7 +365,8 @@ balance_frame <- function(formula, data) {
   # Plain column names (the usual case): take the columns, no model frame.
   tl <- tryCatch(attr(stats::terms(formula, data = data), "term.labels"),
                  error = function(e) NULL)
-  resp <- deparse1(formula[[2L]])
+  resp <- if (is.name(formula[[2L]])) as.character(formula[[2L]]) else
+    deparse1(formula[[2L]])
   if (!is.null(tl) && all(c(resp, tl) %in% names(data))) {
     vars <- lapply(tl, function(v) data[[v]])
     names(vars) <- tl
@@ -501,31 +501,28 @@ warn_one_level <- function(ex, n_values, n) {
   }
 }
 
-# One row per exact group: counts by arm, matched counts, strata (from the
-# strata table, not the rows).
+# One row per exact group: counts by arm, matched counts, strata (counted
+# in C from the strata).
 exact_table <- function(ex, res, matched_strata) {
-  G <- length(res$exact_first)
-  out <- if (length(ex$vars) > 0L) {
-    as.data.frame(lapply(ex$vars, function(x) x[res$exact_first]),
-                  stringsAsFactors = FALSE)
-  } else {
-    data.frame(row.names = seq_len(G))
-  }
-  nt <- res$stratum_treated
-  nc <- res$stratum_control
-  agg <- rowsum(cbind(nt, nc, nt * matched_strata, nc * matched_strata, 1L,
-                      matched_strata), res$stratum_group, reorder = TRUE)
-  storage.mode(agg) <- "integer"
-  out$n_treated <- agg[, 1L]
-  out$n_control <- agg[, 2L]
-  out$matched_treated <- agg[, 3L]
-  out$matched_control <- agg[, 4L]
-  out$share_treated_matched <- ifelse(agg[, 1L] > 0L, agg[, 3L] / agg[, 1L],
-                                      NA_real_)
-  out$n_strata <- agg[, 5L]
-  out$matched_strata <- agg[, 6L]
-  rownames(out) <- NULL
-  out
+  gc <- res$group_counts
+  out <- lapply(ex$vars, function(x) x[res$exact_first])
+  out$n_treated <- gc[, 1L]
+  out$n_control <- gc[, 2L]
+  out$matched_treated <- gc[, 3L]
+  out$matched_control <- gc[, 4L]
+  share <- gc[, 3L] / gc[, 1L]
+  share[gc[, 1L] == 0L] <- NA_real_
+  out$share_treated_matched <- share
+  out$n_strata <- gc[, 5L]
+  out$matched_strata <- gc[, 6L]
+  new_df(out)
+}
+
+# A data frame from a list of equal-length columns, without data.frame()'s
+# checks and name mangling (internal results only).
+new_df <- function(cols) {
+  n <- if (length(cols) > 0L) length(cols[[1L]]) else 0L
+  structure(cols, class = "data.frame", row.names = .set_row_names(n))
 }
 
 # ---- internals: coarsening -------------------------------------------------
@@ -630,9 +627,8 @@ coarsen_record <- function(co, coded, vars) {
       keys = vars[[v]][out], key_name = "values",
       fix = sprintf("widen `cutpoints$%s` if they should share a bin.", v))
   }
-  record <- data.frame(variable = vn, method = co$method,
-                       n_values = coded$n_values[seq_len(p)],
-                       stringsAsFactors = FALSE)
+  record <- new_df(list(variable = vn, method = co$method,
+                        n_values = coded$n_values[seq_len(p)]))
   attr(record, "breaks") <- co$breaks
   record
 }
@@ -832,15 +828,16 @@ l1_evaluate <- function(prep, treat, W, weighted, univariate = TRUE) {
       }
       variable[[k]] <- rep(vn[k], length(term[[k]]))
     }
-    means <- data.frame(variable = as.character(unlist(variable)),
-                        term = as.character(unlist(term)),
-                        treated = as.double(unlist(treated)),
-                        control = as.double(unlist(control)),
-                        stringsAsFactors = FALSE)
-    means$difference <- means$treated - means$control
-    univariate <- data.frame(
-      variable = vn, type = ifelse(prep$is_num, "numeric", "categorical"),
-      L1 = uni, stringsAsFactors = FALSE)
+    tr_m <- as.double(unlist(treated))
+    co_m <- as.double(unlist(control))
+    means <- new_df(list(variable = as.character(unlist(variable)),
+                         term = as.character(unlist(term)),
+                         treated = tr_m, control = co_m,
+                         difference = tr_m - co_m))
+    univariate <- new_df(list(
+      variable = as.character(vn),
+      type = ifelse(prep$is_num, "numeric", "categorical"),
+      L1 = uni))
     structure(list(
       L1 = res$L1[j],
       LCS = res$LCS[j],

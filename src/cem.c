@@ -564,7 +564,8 @@ static void cem_weights(int n, int S, int G, const int *stratum,
  * Returns a named list: stratum (int n, 1..S), exact_group (int n, 1..G),
  * weight (double n), matched (logical n), stratum_treated, stratum_control,
  * stratum_group (int S each), exact_first (int G: 1-based first row of each
- * exact group). */
+ * exact group), group_counts (int G x 6: treated, controls, matched treated,
+ * matched controls, strata, matched strata of each exact group). */
 SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
                     SEXP maxes) {
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
@@ -594,7 +595,7 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
 
   const char *names[] = {"stratum", "exact_group", "weight", "matched",
                          "stratum_treated", "stratum_control",
-                         "stratum_group", "exact_first", ""};
+                         "stratum_group", "exact_first", "group_counts", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
   SET_VECTOR_ELT(out, 0, Rf_allocVector(INTSXP, n));
   SET_VECTOR_ELT(out, 1, Rf_allocVector(INTSXP, n));
@@ -616,6 +617,22 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
               INTEGER(VECTOR_ELT(out, 4)), INTEGER(VECTOR_ELT(out, 5)),
               INTEGER(VECTOR_ELT(out, 6)), REAL(VECTOR_ELT(out, 2)),
               LOGICAL(VECTOR_ELT(out, 3)));
+  /* per exact group: treated, controls, matched treated, matched controls,
+   * strata, matched strata */
+  SET_VECTOR_ELT(out, 8, Rf_allocMatrix(INTSXP, G, 6));
+  int *gc = INTEGER(VECTOR_ELT(out, 8));
+  memset(gc, 0, (size_t) G * 6 * sizeof(int));
+  const int *st_t = INTEGER(VECTOR_ELT(out, 4)), *st_c = INTEGER(VECTOR_ELT(out, 5));
+  const int *st_g = INTEGER(VECTOR_ELT(out, 6));
+  for (int s = 0; s < S; s++) {
+    int g = st_g[s] - 1, ms = st_t[s] > 0 && st_c[s] > 0;
+    gc[g] += st_t[s];
+    gc[g + G] += st_c[s];
+    gc[g + 2 * G] += ms * st_t[s];
+    gc[g + 3 * G] += ms * st_c[s];
+    gc[g + 4 * G] += 1;
+    gc[g + 5 * G] += ms;
+  }
   UNPROTECT(1);
   return out;
 }
