@@ -772,7 +772,9 @@ l1_prepare <- function(vars, breaks, categorical = character(),
   for (k in which(!is_num)) {
     x <- vars[[k]]
     lab <- if (is.factor(x)) {
-      c(levels(x), if (anyNA(x)) NA)
+      # the code nlevels + 1 (NA) is present iff the largest code exceeds
+      # nlevels
+      c(levels(x), if (max_code[k] > nlevels(x)) NA)
     } else {
       as.character(x[first[[k]]])
     }

@@ -131,22 +131,23 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
   }
   if (!packed) return group_general(cols, n, p, id, first);
 
-  /* packed keys, one row at a time (one write per row) */
-  uint64_t *key = (uint64_t *) R_alloc(n, sizeof(uint64_t));
-  for (int i = 0; i < n; i++) {
-    uint64_t kk = 0;
-    for (int k = 0; k < p; k++) kk += (uint64_t) cols[k][i] * mult[k];
-    key[i] = kk;
-  }
+  /* the packed key of row i, computed where it is needed (no key array) */
+#define PACKED_KEY(i, kk)                                                      \
+  do {                                                                         \
+    kk = 0;                                                                    \
+    for (int k_ = 0; k_ < p; k_++) kk += (uint64_t) cols[k_][i] * mult[k_];    \
+  } while (0)
   int n_groups = 0;
   if (range <= 4 * (uint64_t) n + 65536) {
     int *table = (int *) R_alloc((size_t) range, sizeof(int));
     memset(table, 0, (size_t) range * sizeof(int));
     for (int i = 0; i < n; i++) {
-      int g = table[key[i]];
+      uint64_t kk;
+      PACKED_KEY(i, kk);
+      int g = table[kk];
       if (g == 0) {
         first[n_groups] = i;
-        g = table[key[i]] = ++n_groups;
+        g = table[kk] = ++n_groups;
       }
       id[i] = g;
     }
@@ -160,23 +161,26 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
   memset(table, 0, size * sizeof(int));
   for (int i = 0; i < n; i++) {
     if ((i & 65535) == 65535) R_CheckUserInterrupt();
-    size_t slot = (size_t) (mix64(key[i]) & mask);
+    uint64_t kk;
+    PACKED_KEY(i, kk);
+    size_t slot = (size_t) (mix64(kk) & mask);
     for (;;) {
       int g = table[slot];
       if (g == 0) {
-        gkey[n_groups] = key[i];
+        gkey[n_groups] = kk;
         first[n_groups] = i;
         table[slot] = ++n_groups;
         id[i] = n_groups;
         break;
       }
-      if (gkey[g - 1] == key[i]) {
+      if (gkey[g - 1] == kk) {
         id[i] = g;
         break;
       }
       slot = (slot + 1) & mask;
     }
   }
+#undef PACKED_KEY
   return n_groups;
 }
 
