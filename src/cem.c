@@ -716,7 +716,6 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
     double f[2]; /* control, treated weight */
     int n[2];    /* control, treated rows with positive weight */
   } cell_sum;
-  cell_sum *cs = (cell_sum *) R_alloc(Cs, sizeof(cell_sum));
 
   const char *names[] = {"L1", "LCS", "n_cells", "n_cells_both", "margins",
                          "sums", "n_positive", ""};
@@ -735,48 +734,58 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
     for (R_xlen_t r = 0; r < (R_xlen_t) (maxc[k] + 1) * 2 * m; r++) mg[r] = 0.0;
   }
 
-  /* The loops below are branch-free in the arm (tr[i] indexes arrays): the
-   * arms are interleaved at random, so branches on them mispredict. */
+  /* One pass over the rows per table, all m weightings at once (NULL
+   * weights: every row weighs 1, no vector of ones is allocated).  The loops
+   * are branch-free in the arm (tr[i] indexes arrays or multiplies): the arms
+   * are interleaved at random, so branches on them would mispredict. */
+  const double **wp = (const double **) R_alloc(m > 0 ? m : 1, sizeof(double *));
   for (int j = 0; j < m; j++) {
-    /* NULL weights: every row weighs 1 (no vector of ones is allocated) */
     SEXP wsx = VECTOR_ELT(weights, j);
-    const double *wj = wsx == R_NilValue ? NULL : REAL(wsx);
-#define W_(i) (wj == NULL ? 1.0 : wj[i])
-    for (int c = 0; c < C; c++) {
-      cs[c].f[0] = cs[c].f[1] = 0.0;
-      cs[c].n[0] = cs[c].n[1] = 0;
+    wp[j] = wsx == R_NilValue ? NULL : REAL(wsx);
+  }
+#define W_(j, i) (wp[j] == NULL ? 1.0 : wp[j][i])
+  cell_sum *csm = (cell_sum *) R_alloc((size_t) Cs * (m > 0 ? m : 1),
+                                       sizeof(cell_sum));
+  memset(csm, 0, (size_t) Cs * (m > 0 ? m : 1) * sizeof(cell_sum));
+  double *tot = (double *) R_alloc(2 * (size_t) (m > 0 ? m : 1), sizeof(double));
+  int *npos = (int *) R_alloc(2 * (size_t) (m > 0 ? m : 1), sizeof(int));
+  for (int j = 0; j < 2 * m; j++) {
+    tot[j] = 0.0;
+    npos[j] = 0;
+  }
+  for (int i = 0; i < n; i++) {
+    int a = tr[i];
+    cell_sum *cc = csm + (size_t) (cell[i] - 1) * m;
+    for (int j = 0; j < m; j++) {
+      double wi = W_(j, i);
+      int pos = wi > 0.0;
+      cc[j].f[a] += wi;
+      cc[j].n[a] += pos;
+      tot[2 * j + a] += wi;
+      npos[2 * j + a] += pos;
     }
-    double tot[2] = {0.0, 0.0};
-    int npos[2] = {0, 0};
-    for (int i = 0; i < n; i++) {
-      int c = cell[i] - 1, a = tr[i];
-      double wi = W_(i);
-      cs[c].f[a] += wi;
-      cs[c].n[a] += wi > 0.0;
-      tot[a] += wi;
-      npos[a] += wi > 0.0;
-    }
-    INTEGER(VECTOR_ELT(out, 6))[2 * j] = npos[0];
-    INTEGER(VECTOR_ELT(out, 6))[2 * j + 1] = npos[1];
-    double tot_t = tot[1], tot_c = tot[0];
-    for (int k = 0; k < p; k++) {
-      const int *xk = cols[k];
-      int rows = maxc[k] + 1;
-      /* treated in column 2j, control in column 2j + 1 */
-      if (want_mg[k]) {
-        double *mg = REAL(VECTOR_ELT(margins, k)) + (R_xlen_t) 2 * j * rows;
-        for (int i = 0; i < n; i++) mg[xk[i] + (1 - tr[i]) * rows] += W_(i);
+  }
+  for (int k = 0; k < p; k++) {
+    const int *xk = cols[k];
+    int rows = maxc[k] + 1;
+    if (want_mg[k]) {
+      /* weighting j: treated in column 2j, control in column 2j + 1 */
+      double *mg = REAL(VECTOR_ELT(margins, k));
+      for (int i = 0; i < n; i++) {
+        int r = xk[i] + (1 - tr[i]) * rows;
+        for (int j = 0; j < m; j++) mg[r + (R_xlen_t) 2 * j * rows] += W_(j, i);
       }
-      SEXP v = VECTOR_ELT(values, k);
-      if (v == R_NilValue) continue;
-      /* accumulate in registers; the arm selects by multiplying by 0/1
-       * (exact), not by a branch or an indexed store */
+    }
+    SEXP v = VECTOR_ELT(values, k);
+    if (v == R_NilValue) continue;
+    /* the arm selects by multiplying by 0/1 (exact) */
+    for (int j = 0; j < m; j++) {
       double s1 = 0.0, s0 = 0.0, w1 = 0.0, w0 = 0.0;
       if (TYPEOF(v) == REALSXP) {
         const double *xr = REAL(v);
         for (int i = 0; i < n; i++) {
           if (!R_FINITE(xr[i])) continue;
-          double t = tr[i], wi = W_(i), wx = wi * xr[i];
+          double t = tr[i], wi = W_(j, i), wx = wi * xr[i];
           s1 += t * wx;
           s0 += wx - t * wx;
           w1 += t * wi;
@@ -786,7 +795,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
         const int *xi = INTEGER(v);
         for (int i = 0; i < n; i++) {
           if (xi[i] == NA_INTEGER) continue;
-          double t = tr[i], wi = W_(i), wx = wi * (double) xi[i];
+          double t = tr[i], wi = W_(j, i), wx = wi * (double) xi[i];
           s1 += t * wx;
           s0 += wx - t * wx;
           w1 += t * wi;
@@ -798,21 +807,27 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
       sums[k + (R_xlen_t) p * (4 * j + 2)] = s0;
       sums[k + (R_xlen_t) p * (4 * j + 3)] = w0;
     }
+  }
+#undef W_
+  for (int j = 0; j < m; j++) {
+    INTEGER(VECTOR_ELT(out, 6))[2 * j] = npos[2 * j];
+    INTEGER(VECTOR_ELT(out, 6))[2 * j + 1] = npos[2 * j + 1];
+    double tot_t = tot[2 * j + 1], tot_c = tot[2 * j];
     int occupied = 0, both = 0;
     double l1 = 0.0;
     int ok = tot_t > 0.0 && tot_c > 0.0;
     for (int c = 0; c < C; c++) {
-      if (cs[c].n[0] + cs[c].n[1] == 0) continue;
+      const cell_sum *cc = csm + (size_t) c * m + j;
+      if (cc->n[0] + cc->n[1] == 0) continue;
       occupied++;
-      if (cs[c].n[0] > 0 && cs[c].n[1] > 0) both++;
-      if (ok) l1 += fabs(cs[c].f[1] / tot_t - cs[c].f[0] / tot_c);
+      if (cc->n[0] > 0 && cc->n[1] > 0) both++;
+      if (ok) l1 += fabs(cc->f[1] / tot_t - cc->f[0] / tot_c);
     }
     REAL(VECTOR_ELT(out, 0))[j] = ok ? l1 / 2.0 : NA_REAL;
     REAL(VECTOR_ELT(out, 1))[j] =
       ok && occupied > 0 ? 100.0 * (double) both / (double) occupied : NA_REAL;
     REAL(VECTOR_ELT(out, 2))[j] = (double) occupied;
     REAL(VECTOR_ELT(out, 3))[j] = (double) both;
-#undef W_
   }
   UNPROTECT(1);
   return out;
