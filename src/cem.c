@@ -138,7 +138,7 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
     for (int k_ = 0; k_ < p; k_++) kk += (uint64_t) cols[k_][i] * mult[k_];    \
   } while (0)
   int n_groups = 0;
-  if (range <= 4 * (uint64_t) n + 65536) {
+  if (range <= 2 * (uint64_t) n + 65536) {
     int *table = (int *) R_alloc((size_t) range, sizeof(int));
     memset(table, 0, (size_t) range * sizeof(int));
     for (int i = 0; i < n; i++) {
@@ -153,8 +153,10 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
     }
     return n_groups;
   }
-  size_t size = 16;
-  while (size < 2 * (size_t) n) size <<= 1;
+  /* Open addressing on the packed keys.  The table starts small and doubles
+   * when half full, so it stays about the size of the number of groups (it
+   * fits in cache when groups are few, as strata and cells usually are). */
+  size_t size = 1024;
   size_t mask = size - 1;
   int *table = (int *) R_alloc(size, sizeof(int));
   uint64_t *gkey = (uint64_t *) R_alloc(n, sizeof(uint64_t));
@@ -163,6 +165,18 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
     if ((i & 65535) == 65535) R_CheckUserInterrupt();
     uint64_t kk;
     PACKED_KEY(i, kk);
+    if (2 * (size_t) (n_groups + 1) > size) {
+      /* grow: rehash the groups into a table twice the size */
+      size <<= 1;
+      mask = size - 1;
+      table = (int *) R_alloc(size, sizeof(int));
+      memset(table, 0, size * sizeof(int));
+      for (int g = 0; g < n_groups; g++) {
+        size_t sl = (size_t) (mix64(gkey[g]) & mask);
+        while (table[sl] != 0) sl = (sl + 1) & mask;
+        table[sl] = g + 1;
+      }
+    }
     size_t slot = (size_t) (mix64(kk) & mask);
     for (;;) {
       int g = table[slot];
