@@ -279,6 +279,17 @@ static inline int bin_spaced(double v, const double *b, int K, double inv_h) {
   return j + (v == b[0]);
 }
 
+/* Counting codes: four interleaved tables (row i counts in table i & 3), so
+ * that runs of equal codes do not chain increments of one counter; then
+ * folded into the first table. */
+#define CNT(c) cnt4[((size_t) (i & 3)) * ((size_t) top + 1) + (size_t) (c)]
+static int *fold_counts(int *cnt4, int top) {
+  size_t len = (size_t) top + 1;
+  for (size_t c = 0; c < len; c++)
+    cnt4[c] += cnt4[c + len] + cnt4[c + 2 * len] + cnt4[c + 3 * len];
+  return cnt4;
+}
+
 /* ffi_cem_codes(cols, kinds, args)
  *   cols:  VECSXP of p atomic vectors of one length n.
  *   kinds: INTSXP length p: 0 = values (any atomic type; dense codes 1..U in
@@ -347,15 +358,16 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
       /* a factor: its level codes are the codes; without NA the column is
        * returned as it is (no copy) */
       int L = INTEGER(a)[0], top = L + 1, has_na = 0;
-      int *cnt = (int *) R_alloc((size_t) top + 1, sizeof(int));
-      memset(cnt, 0, ((size_t) top + 1) * sizeof(int));
+      int *cnt4 = (int *) R_alloc(4 * ((size_t) top + 1), sizeof(int));
+      memset(cnt4, 0, 4 * ((size_t) top + 1) * sizeof(int));
       const int *xv = INTEGER(x);
       for (int i = 0; i < n; i++) {
         int c = xv[i] == NA_INTEGER ? L + 1 : xv[i];
         if (c < 1 || c > L + 1)
           Rf_error("internal error in ffi_cem_codes(): bad factor code");
-        cnt[c]++;
+        CNT(c)++;
       }
+      int *cnt = fold_counts(cnt4, top);
       has_na = cnt[L + 1] > 0;
       if (has_na) {
         SET_VECTOR_ELT(code_list, k, Rf_allocVector(INTSXP, n));
@@ -387,27 +399,27 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
     /* Codes lie in 0..top; tabulate them in the same pass (distinct codes,
      * rows below and above the breaks). */
     int top;
-    int *cnt;
+    int *cnt4, *cnt;
     {
       const double *b = REAL(a);
       int K = (int) XLENGTH(a);
       double inv_h = (K - 1) / (b[K - 1] - b[0]);
       top = K + 1;
-      cnt = (int *) R_alloc((size_t) top + 1, sizeof(int));
-      memset(cnt, 0, ((size_t) top + 1) * sizeof(int));
+      cnt4 = (int *) R_alloc(4 * ((size_t) top + 1), sizeof(int));
+      memset(cnt4, 0, 4 * ((size_t) top + 1) * sizeof(int));
       if (TYPEOF(x) == REALSXP) {
         const double *xv = REAL(x);
         if (K <= 8) {
           for (int i = 0; i < n; i++) {
             int c = bin_few(xv[i], b, K);
             ck[i] = c;
-            cnt[c]++;
+            CNT(c)++;
           }
         } else {
           for (int i = 0; i < n; i++) {
             int c = bin_spaced(xv[i], b, K, inv_h);
             ck[i] = c;
-            cnt[c]++;
+            CNT(c)++;
           }
         }
       } else {
@@ -429,17 +441,18 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
           for (int i = 0; i < n; i++) {
             int c = xv[i] == NA_INTEGER ? K + 1 : lut[xv[i] - mn];
             ck[i] = c;
-            cnt[c]++;
+            CNT(c)++;
           }
         } else {
           for (int i = 0; i < n; i++) {
             int c = xv[i] == NA_INTEGER ? K + 1
                                         : bin_spaced((double) xv[i], b, K, inv_h);
             ck[i] = c;
-            cnt[c]++;
+            CNT(c)++;
           }
         }
       }
+      cnt = fold_counts(cnt4, top);
       n_below[k] = cnt[0];
       n_above[k] = cnt[K];
     }
