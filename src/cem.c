@@ -53,7 +53,9 @@ static inline int rows_equal(const int *const *cols, int p, int i, int j) {
 }
 
 static int group_general(const int *const *cols, int n, int p, int *id,
-                         int *first) {
+                         int **first_out) {
+  int *first = (int *) R_alloc(n, sizeof(int));
+  if (first_out != NULL) *first_out = first;
   size_t size = 16;
   while (size < 2 * (size_t) n) size <<= 1;
   size_t mask = size - 1;
@@ -86,9 +88,10 @@ static int group_general(const int *const *cols, int n, int p, int *id,
 }
 
 /* Group the n rows of the p integer columns cols[0..p-1] by their code
- * vectors.  Writes id[i] in 1..G (order of first appearance) and
- * first[g] = 0-based row of the first member of group g (first has room for n
- * entries).  Returns G.  With p == 0 every row is in group 1.
+ * vectors.  Writes id[i] in 1..G (order of first appearance) and, when
+ * first_out is not NULL, points *first_out to an array whose entry g is the
+ * 0-based row of the first member of group g.  Returns G.  With p == 0 every
+ * row is in group 1.
  *
  * When every code is >= 0 and the product of the columns' (max + 1) is below
  * 2^62, the code vector is packed exactly into one 64-bit integer (mixed
@@ -98,13 +101,31 @@ static int group_general(const int *const *cols, int n, int p, int *id,
  * codes and collisions resolved by comparing the codes.  Scratch comes from
  * R_alloc, so an interrupt leaks nothing. */
 static int group_rows(const int *const *cols, int n, int p, int *id,
-                      int *first, const int *maxes) {
+                      int **first_out, const int *maxes) {
   if (n == 0) return 0;
   if (p == 0) {
     for (int i = 0; i < n; i++) id[i] = 1;
-    first[0] = 0;
+    if (first_out != NULL) {
+      *first_out = (int *) R_alloc(1, sizeof(int));
+      (*first_out)[0] = 0;
+    }
     return 1;
   }
+  /* first rows of the groups: grown as groups appear (only if wanted) */
+  size_t fcap = 1024;
+  int *first = first_out != NULL ? (int *) R_alloc(fcap, sizeof(int)) : NULL;
+#define NOTE_FIRST(g, i)                                                       \
+  do {                                                                         \
+    if (first != NULL) {                                                       \
+      if ((size_t) (g) >= fcap) {                                              \
+        int *nf = (int *) R_alloc(2 * fcap, sizeof(int));                      \
+        memcpy(nf, first, fcap * sizeof(int));                                 \
+        first = nf;                                                            \
+        fcap *= 2;                                                             \
+      }                                                                        \
+      first[g] = (i);                                                          \
+    }                                                                          \
+  } while (0)
   uint64_t *mult = (uint64_t *) R_alloc(p, sizeof(uint64_t));
   uint64_t range = 1;
   int packed = 1;
@@ -129,7 +150,7 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
       range *= r;
     }
   }
-  if (!packed) return group_general(cols, n, p, id, first);
+  if (!packed) return group_general(cols, n, p, id, first_out);
 
   /* the packed key of row i, computed where it is needed (no key array) */
 #define PACKED_KEY(i, kk)                                                      \
@@ -146,11 +167,12 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
       PACKED_KEY(i, kk);
       int g = table[kk];
       if (g == 0) {
-        first[n_groups] = i;
+        NOTE_FIRST(n_groups, i);
         g = table[kk] = ++n_groups;
       }
       id[i] = g;
     }
+    if (first_out != NULL) *first_out = first;
     return n_groups;
   }
   /* Open addressing on the packed keys.  The table starts small and doubles
@@ -159,7 +181,7 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
   size_t size = 1024;
   size_t mask = size - 1;
   int *table = (int *) R_alloc(size, sizeof(int));
-  uint64_t *gkey = (uint64_t *) R_alloc(n, sizeof(uint64_t));
+  uint64_t *gkey = (uint64_t *) R_alloc(size / 2, sizeof(uint64_t));
   memset(table, 0, size * sizeof(int));
   for (int i = 0; i < n; i++) {
     if ((i & 65535) == 65535) R_CheckUserInterrupt();
@@ -167,6 +189,9 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
     PACKED_KEY(i, kk);
     if (2 * (size_t) (n_groups + 1) > size) {
       /* grow: rehash the groups into a table twice the size */
+      uint64_t *nk = (uint64_t *) R_alloc(size, sizeof(uint64_t));
+      memcpy(nk, gkey, (size / 2) * sizeof(uint64_t));
+      gkey = nk;
       size <<= 1;
       mask = size - 1;
       table = (int *) R_alloc(size, sizeof(int));
@@ -182,7 +207,7 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
       int g = table[slot];
       if (g == 0) {
         gkey[n_groups] = kk;
-        first[n_groups] = i;
+        NOTE_FIRST(n_groups, i);
         table[slot] = ++n_groups;
         id[i] = n_groups;
         break;
@@ -195,6 +220,8 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
     }
   }
 #undef PACKED_KEY
+#undef NOTE_FIRST
+  if (first_out != NULL) *first_out = first;
   return n_groups;
 }
 
@@ -621,9 +648,6 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
       Rf_error("internal error in ffi_cem_strata(): `treat` must be 0/1");
   }
 
-  int *first = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
-  int *gfirst = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
-
   const char *names[] = {"stratum", "exact_group", "weight", "matched",
                          "stratum_treated", "stratum_control",
                          "stratum_group", "exact_first", "group_counts", ""};
@@ -636,8 +660,32 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
   int *group = INTEGER(VECTOR_ELT(out, 1));
 
   const int *mx = INTEGER(maxes);
-  int S = group_rows(cols, n, p, stratum, first, mx);
-  int G = group_rows(cols + (p - ne), n, ne, group, gfirst, mx + (p - ne));
+  int *sfirst = NULL;
+  int S = group_rows(cols, n, p, stratum, &sfirst, mx);
+  /* Exact groups: the exact variables are part of every stratum's key, so a
+   * stratum lies in one exact group; group the strata (their first rows),
+   * not the rows. Strata are numbered in order of first appearance, so the
+   * groups are too. */
+  int G = 0;
+  int *gfirst = (int *) R_alloc(S > 0 ? S : 1, sizeof(int)); /* as rows */
+  int *sgroup = (int *) R_alloc(S > 0 ? S : 1, sizeof(int));
+  if (ne > 0 && S > 0) {
+    const int **ecols = (const int **) R_alloc(ne, sizeof(int *));
+    for (int k = 0; k < ne; k++) {
+      int *e = (int *) R_alloc(S, sizeof(int));
+      const int *src = cols[p - ne + k];
+      for (int s_ = 0; s_ < S; s_++) e[s_] = src[sfirst[s_]];
+      ecols[k] = e;
+    }
+    int *gfs = NULL;
+    G = group_rows(ecols, S, ne, sgroup, &gfs, mx + (p - ne));
+    for (int g = 0; g < G; g++) gfirst[g] = sfirst[gfs[g]];
+  } else if (S > 0) {
+    G = 1;
+    for (int s_ = 0; s_ < S; s_++) sgroup[s_] = 1;
+    gfirst[0] = 0;
+  }
+  for (int i = 0; i < n; i++) group[i] = sgroup[stratum[i] - 1];
 
   SET_VECTOR_ELT(out, 4, Rf_allocVector(INTSXP, S));
   SET_VECTOR_ELT(out, 5, Rf_allocVector(INTSXP, S));
@@ -735,8 +783,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
     if (maxc[k] < 0) Rf_error("internal error in ffi_cem_l1(): bad `maxes`");
 
   int *cell = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
-  int *first = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
-  int C = group_rows(cols, n, p, cell, first, maxc);
+  int C = group_rows(cols, n, p, cell, NULL, maxc);
   int Cs = C > 0 ? C : 1;
   /* one record per cell, so a row touches one cache line */
   typedef struct {
