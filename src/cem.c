@@ -531,22 +531,31 @@ SEXP ffi_cem_moments(SEXP x) {
     }
   } else {
     const int *xv = INTEGER(x);
-    long double isum = 0.0, isq = 0.0; /* exact for |x| < 2^31, n < 2^31 */
+    int64_t isum = 0; /* exact: |x| < 2^31 and n < 2^31 */
     int imn = INT_MAX, imx = INT_MIN;
     for (R_xlen_t i = 0; i < n; i++) {
       int v = xv[i];
       if (v == NA_INTEGER) continue;
       m++;
       isum += v;
-      isq += (long double) v * v;
-      if (v < imn) imn = v;
-      if (v > imx) imx = v;
+      imn = v < imn ? v : imn;
+      imx = v > imx ? v : imx;
     }
     if (m > 0) {
       mn = imn;
       mx = imx;
     }
-    if (m >= 2) var = (double) ((isq - isum * isum / m) / (m - 1));
+    if (m >= 2) {
+      /* two passes, as stats::var: the mean, then squared deviations */
+      double mean = (double) isum / (double) m, ss = 0.0, corr = 0.0;
+      for (R_xlen_t i = 0; i < n; i++) {
+        if (xv[i] == NA_INTEGER) continue;
+        double d = xv[i] - mean;
+        ss += d * d;
+        corr += d;
+      }
+      var = (ss - corr * corr / m) / (m - 1);
+    }
   }
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 4));
   REAL(out)[0] = (double) m;

@@ -214,6 +214,20 @@ test_that("binning in C is cut(include.lowest = TRUE) with open ends", {
   }
 })
 
+test_that("moments in C match range() and var() over the finite values", {
+  set.seed(19)
+  xd <- c(rnorm(500, 1e4, 3), NA, NaN, Inf, -Inf)
+  xi <- c(sample(-50:2000, 500, replace = TRUE), NA)
+  for (x in list(xd, xi, c(TRUE, FALSE, NA, TRUE))) {
+    f <- as.double(x[is.finite(x)])
+    mom <- .Call(ffi_cem_moments, x)
+    expect_equal(mom[1:3], c(length(f), range(f)))
+    expect_equal(mom[4], var(f), tolerance = 1e-12)
+  }
+  expect_equal(.Call(ffi_cem_moments, c(NA, 2)), c(1, 2, 2, NA))
+  expect_equal(.Call(ffi_cem_moments, numeric()), c(0, NA, NA, NA))
+})
+
 test_that("default Sturges coarsening is the cem package's", {
   # cem: nclass.Sturges(x) equally spaced breakpoints from min to max, then
   # cut(include.lowest = TRUE).
