@@ -508,22 +508,22 @@ SEXP ffi_cem_moments(SEXP x) {
   R_xlen_t n = XLENGTH(x);
   R_xlen_t m = 0;
   double mn = R_PosInf, mx = R_NegInf, var = NA_REAL;
-  long double sum = 0.0;
+  double sum = 0.0; /* the second pass corrects the mean's rounding */
   if (t == REALSXP) {
     const double *xv = REAL(x);
     for (R_xlen_t i = 0; i < n; i++) {
       double v = xv[i];
-      if (!R_FINITE(v)) continue;
+      if (!isfinite(v)) continue;
       m++;
       sum += v;
-      if (v < mn) mn = v;
-      if (v > mx) mx = v;
+      mn = v < mn ? v : mn;
+      mx = v > mx ? v : mx;
     }
     if (m >= 2) {
-      double mean = (double) (sum / m), ss = 0.0, corr = 0.0;
+      double mean = sum / (double) m, ss = 0.0, corr = 0.0;
       for (R_xlen_t i = 0; i < n; i++) {
         double v = xv[i];
-        if (!R_FINITE(v)) continue;
+        if (!isfinite(v)) continue;
         ss += (v - mean) * (v - mean);
         corr += v - mean;
       }
@@ -531,13 +531,16 @@ SEXP ffi_cem_moments(SEXP x) {
     }
   } else {
     const int *xv = INTEGER(x);
-    int64_t isum = 0; /* exact: |x| < 2^31 and n < 2^31 */
+    /* exact integer sums: |x| < 2^31 and n < 2^31 keep sum x in int64;
+     * sum x^2 is also kept while |x| < 2^16 (x^2 < 2^32) */
+    int64_t isum = 0, isq = 0;
     int imn = INT_MAX, imx = INT_MIN;
     for (R_xlen_t i = 0; i < n; i++) {
       int v = xv[i];
       if (v == NA_INTEGER) continue;
       m++;
       isum += v;
+      isq += (int64_t) v * v;
       imn = v < imn ? v : imn;
       imx = v > imx ? v : imx;
     }
@@ -545,7 +548,11 @@ SEXP ffi_cem_moments(SEXP x) {
       mn = imn;
       mx = imx;
     }
-    if (m >= 2) {
+    if (m >= 2 && imn > -65536 && imx < 65536) {
+      /* exact sums, one rounding */
+      long double S1 = (long double) isum, S2 = (long double) isq;
+      var = (double) ((S2 - S1 * S1 / m) / (m - 1));
+    } else if (m >= 2) {
       /* two passes, as stats::var: the mean, then squared deviations */
       double mean = (double) isum / (double) m, ss = 0.0, corr = 0.0;
       for (R_xlen_t i = 0; i < n; i++) {
@@ -867,7 +874,7 @@ SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
       if (TYPEOF(v) == REALSXP) {
         const double *xr = REAL(v);
         for (int i = 0; i < n; i++) {
-          if (!R_FINITE(xr[i])) continue;
+          if (!isfinite(xr[i])) continue;
           double t = tr[i], wi = W_(j, i), wx = wi * xr[i];
           s1 += t * wx;
           s0 += wx - t * wx;
