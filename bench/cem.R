@@ -32,15 +32,19 @@ children <- data.frame(
 )
 
 fs <- fs_coarsening()
-# Times: the median over `reps` runs of elapsed and of CPU (user + system)
-# time; the machine may be shared, so CPU time is the steadier measure.
-reps <- 9L
-timed <- function(f) {
+# Timing: each sample times `inner` consecutive runs and divides (CPU clocks
+# tick too coarsely for one 15 ms run); `reps` samples each; we report the
+# minimum (the least disturbed sample: the machine may be shared) and the
+# median, of elapsed and of CPU (user + system) time per run.
+reps <- 7L
+timed <- function(f, inner) {
   t <- vapply(seq_len(reps), function(r) {
-    st <- system.time(f())
+    st <- system.time(for (i in seq_len(inner)) f()) / inner
     c(elapsed = st[["elapsed"]], cpu = st[["user.self"]] + st[["sys.self"]])
   }, numeric(2))
-  apply(t, 1, stats::median)
+  c(min_elapsed = min(t["elapsed", ]), min_cpu = min(t["cpu", ]),
+    med_elapsed = stats::median(t["elapsed", ]),
+    med_cpu = stats::median(t["cpu", ]))
 }
 run_sfp <- function() {
   cem(fs$formula, children, cutpoints = fs$cutpoints,
@@ -63,8 +67,8 @@ run_mi <- function() {
 
 m <- run_sfp()
 mi <- run_mi()
-t_sfp <- timed(run_sfp)
-t_mi <- timed(run_mi)
+t_sfp <- timed(run_sfp, inner = 20L)
+t_mi <- timed(run_mi, inner = 2L)
 
 cat(sprintf("children: %s; strata: %s (%s matched); treated matched: %.1f%%\n",
             format(n, big.mark = ","), format(nrow(m$strata), big.mark = ","),
@@ -74,10 +78,14 @@ cat(sprintf("L1: %.4f before, %.4f after\n", m$imbalance$before$L1,
             m$imbalance$after$L1))
 cat(sprintf("max |weight difference| sfpceval vs MatchIt: %.2e\n",
             max(abs(m$weights - unname(mi$weights)))))
-cat(sprintf("median of %d runs           elapsed      cpu\n", reps))
-cat(sprintf("sfpceval::cem()        %9.4f s %8.4f s (includes L1 before/after)\n",
-            t_sfp[["elapsed"]], t_sfp[["cpu"]]))
-cat(sprintf("MatchIt::matchit(cem)  %9.4f s %8.4f s\n",
-            t_mi[["elapsed"]], t_mi[["cpu"]]))
-cat(sprintf("ratio MatchIt / sfpceval: %.1f (elapsed), %.1f (cpu)\n",
-            t_mi[["elapsed"]] / t_sfp[["elapsed"]], t_mi[["cpu"]] / t_sfp[["cpu"]]))
+cat(sprintf("seconds per run (%d samples) min elapsed  min cpu  median elapsed  median cpu\n",
+            reps))
+row <- function(label, t) {
+  cat(sprintf("%-28s %11.4f %8.4f %15.4f %11.4f\n", label, t[["min_elapsed"]],
+              t[["min_cpu"]], t[["med_elapsed"]], t[["med_cpu"]]))
+}
+row("sfpceval::cem() (with L1)", t_sfp)
+row("MatchIt::matchit(cem)", t_mi)
+r <- t_mi / t_sfp
+cat(sprintf("ratio MatchIt / sfpceval: %.1f (min elapsed), %.1f (min cpu), %.1f (median elapsed), %.1f (median cpu)\n",
+            r[["min_elapsed"]], r[["min_cpu"]], r[["med_elapsed"]], r[["med_cpu"]]))
