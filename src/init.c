@@ -10,6 +10,10 @@ static const R_CallMethodDef call_entries[] = {
   /* cohort */
 
   /* matching */
+  CALLDEF(ffi_cem_strata, 5),
+  CALLDEF(ffi_cem_l1, 6),
+  CALLDEF(ffi_cem_codes, 3),
+  CALLDEF(ffi_cem_moments, 1),
 
   /* DiD: linear model */
   CALLDEF(ffi_demean, 6),

@@ -21,6 +21,12 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
 /* ---- cohort: interval work on day numbers (intervals.c) ---- */
 
 /* ---- matching: CEM strata (cem.c) ---- */
+SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
+                    SEXP maxes);
+SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
+                SEXP want, SEXP maxes);
+SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args);
+SEXP ffi_cem_moments(SEXP x);
 
 /* ---- DiD: weighted least squares and absorbed effects (linreg.c) ---- */
 SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit);
