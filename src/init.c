@@ -7,6 +7,11 @@ static const R_CallMethodDef call_entries[] = {
   /* data: records simulator */
 
   /* cohort */
+  CALLDEF(ffi_union_days, 5),
+  CALLDEF(ffi_first_in_range, 4),
+  CALLDEF(ffi_first_overlap, 5),
+  CALLDEF(ffi_care_period, 6),
+  CALLDEF(ffi_plan_return, 7),
 
   /* matching */
 

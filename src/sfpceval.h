@@ -17,6 +17,13 @@
 /* ---- data: records simulator (simulate.c) ---- */
 
 /* ---- cohort: interval work on day numbers (intervals.c) ---- */
+SEXP ffi_union_days(SEXP start, SEXP end, SEXP offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_first_in_range(SEXP start, SEXP offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_first_overlap(SEXP start, SEXP end, SEXP offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_care_period(SEXP decom, SEXP dec, SEXP starts_period, SEXP ends_period,
+                     SEXP offsets, SEXP ref);
+SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
+                     SEXP cla_offsets, SEXP win_lo, SEXP win_hi);
 
 /* ---- matching: CEM strata (cem.c) ---- */
 
