@@ -319,7 +319,7 @@ build_cohort <- function(data, design, treatment = "referral_date",
                as.integer(cla$rne[rows] %in% "S"), ends_period, cla_tab$offsets,
                as.integer(r))
     care <- list(first = m[, 1], pstart = m[, 2], pend = m[, 3], rows = rows)
-    care$pstart_day <- ifelse(care$pstart >= 0, as.integer(cla$decom[rows[care$pstart + 1L]]), NA_integer_)
+    care$pstart_day <- as.integer(cla$decom[orig_row(rows, care$pstart)])
   }
   if (treatment %in% c("open_days_half", "open_days_28")) {
     rows <- refs_tab$rows
@@ -391,8 +391,8 @@ build_cohort <- function(data, design, treatment = "referral_date",
     idx <- .Call(ffi_first_in_range, as.integer(cpp$start[rows]), cpp_tab$offsets,
                  as.integer(r), as.integer(W))
     has <- idx >= 0L
-    s <- ifelse(has, as.integer(cpp$start[rows[idx + 1L]]), NA_integer_)
-    e <- ifelse(has, as.integer(cpp$end[rows[idx + 1L]]), NA_integer_)
+    s <- as.integer(cpp$start[orig_row(rows, idx)])
+    e <- as.integer(cpp$end[orig_row(rows, idx)])
     cap <- add_months(s, w[["cpp_duration_cap"]])
     dur <- pmax(0L, pmin(ifelse(is.na(e), cap, e), cap) - s)
     obs <- observable(W) & (!has | observable(cap))
@@ -444,12 +444,12 @@ build_cohort <- function(data, design, treatment = "referral_date",
   }
   if (any(c("kinship_first", "reunified_18m") %in% outcomes)) {
     rows <- care$rows
-    pst <- ifelse(care$pstart >= 0L, rows[care$pstart + 1L], NA_integer_)
-    pen <- ifelse(care$pend >= 0L, rows[care$pend + 1L], NA_integer_)
+    pst <- orig_row(rows, care$pstart)
+    pen <- orig_row(rows, care$pend)
   }
   if ("kinship_first" %in% outcomes) {
     W <- win(w[["cla"]])
-    first_day <- ifelse(care$first >= 0L, as.integer(cla$decom[rows[care$first + 1L]]), NA_integer_)
+    first_day <- as.integer(cla$decom[orig_row(rows, care$first)])
     in_care <- !is.na(first_day) & first_day <= W
     kin <- ifelse(is.na(cla$place[pst]), NA_integer_,
                   as.integer(cla$place[pst] %in% design$codes$kinship))
@@ -597,6 +597,13 @@ index_table <- function(child, start, n) {
   k <- k[order(child[k], start[k], method = "radix")]
   list(rows = k,
        offsets = as.integer(c(0L, cumsum(tabulate(child[k], nbins = n)))))
+}
+
+# Original table row of 0-based sorted positions from C (-1 = none -> NA).
+orig_row <- function(rows, idx) {
+  i <- rows[pmax(idx, 0L) + 1L]
+  i[idx < 0L] <- NA_integer_
+  i
 }
 
 # ---- dates on integer day numbers -----------------------------------------
@@ -758,7 +765,7 @@ previous_cpp <- function(cpp, tab, r) {
   hi <- tab$offsets[-1L]
   counted <- ifelse(idx >= 0L, idx, hi) - lo
   if ("n_previous_cpp" %in% names(cpp)) {
-    rec <- ifelse(idx >= 0L, as.integer(cpp$n_previous_cpp[tab$rows[idx + 1L]]), NA_integer_)
+    rec <- as.integer(cpp$n_previous_cpp[orig_row(tab$rows, idx)])
     counted <- pmax(counted, rec, na.rm = TRUE)
   }
   as.integer(counted)

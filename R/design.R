@@ -452,6 +452,7 @@ print.sfp_design <- function(x, ...) {
   cat("Drop covariates missing for >  ", format(100 * x$max_missing), "%\n", sep = "")
   cat("Local authorities:\n")
   las <- x$las
+  las <- las[, vapply(las, function(v) !all(is.na(v)), TRUE), drop = FALSE]
   for (col in names(las)) if (inherits(las[[col]], "Date")) las[[col]] <- format(las[[col]])
   print(las, row.names = FALSE)
   invisible(x)

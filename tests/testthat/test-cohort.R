@@ -1,0 +1,607 @@
+# Cohorts and outcomes (#3). Hand-made children whose answers are derived on
+# paper (each case says how), a plain-R reference of every outcome compared
+# with the C kernels on generated records, and the exclusion flow.
+
+# ---- small builders for hand-made records ----------------------------------
+
+kids <- function(ids, dob = "2015-01-01", la = "101", ...) {
+  data.frame(child_id = ids, la_code = la, dob = as.Date(dob), gender_raw = "1",
+             ethnicity = "WBRI", ..., stringsAsFactors = FALSE)
+}
+refs <- function(ids, dates, closure = NA, rid = NULL, ...) {
+  data.frame(referral_id = rid %||% paste0("r_", ids), child_id = ids,
+             referral_date = as.Date(dates), closure_date = as.Date(closure), ...,
+             stringsAsFactors = FALSE)
+}
+eps <- function(ids, decom, dec = NA, rne = "S", ls = "C2", place = "U4", rec = NA) {
+  data.frame(child_id = ids, decom = as.Date(decom), dec = as.Date(dec), rne = rne,
+             ls = ls, place = place, rec = rec, stringsAsFactors = FALSE)
+}
+plans <- function(rid, start, end = NA, ...) {
+  data.frame(referral_id = rid, start = as.Date(start), end = as.Date(end), ...,
+             stringsAsFactors = FALSE)
+}
+`%||%` <- function(x, y) if (is.null(x)) y else x
+
+fs_rollout <- data.frame(la_code = c("101", "201"), programme = "FS",
+                         role = c("treated", "comparator"),
+                         go_live_date = as.Date(c("2020-01-01", NA)),
+                         stringsAsFactors = FALSE)
+fv_rollout <- data.frame(la_code = c("301", "302"), programme = "FV", role = "treated",
+                         go_live_date = as.Date(c("2020-01-01", "2020-07-01")),
+                         alt_go_live_date = as.Date(c("2020-03-01", "2020-09-01")),
+                         embed_start = as.Date(c("2019-10-01", "2020-04-01")),
+                         embed_end = as.Date(c("2019-12-31", "2020-06-30")),
+                         wedge_order = 1:2, stratum = c("high", "low"),
+                         stringsAsFactors = FALSE)
+
+fs_build <- function(..., outcomes, treatment = "referral_date", design_args = list()) {
+  d <- sfp_data(..., rollout = fs_rollout)
+  des <- do.call(design_family_safeguarding,
+                 c(list(d, data_end = as.Date("2023-12-31")), design_args))
+  suppressMessages(build_cohort(d, des, treatment = treatment, outcomes = outcomes))
+}
+fv_build <- function(..., outcomes, treatment = "referral_date", design_args = list()) {
+  d <- sfp_data(..., rollout = fv_rollout)
+  des <- do.call(design_family_valued,
+                 c(list(d, data_end = as.Date("2023-12-31")), design_args))
+  suppressMessages(build_cohort(d, des, treatment = treatment, outcomes = outcomes))
+}
+val <- function(cohort, col) stats::setNames(cohort[[col]], cohort$child_id)
+
+# The flow adds up: per LA and arm, the records equal the exclusions plus the
+# cohort; per outcome, the cohort equals the four outcome steps.
+expect_flow_adds_up <- function(cohort) {
+  f <- exclusion_flow(cohort)
+  pop <- f[f$stage == "population", ]
+  key <- paste(pop$la, pop$arm)
+  start <- tapply(pop$n[pop$step == "children in the records"],
+                  key[pop$step == "children in the records"], sum)
+  rest <- tapply(pop$n[pop$step != "children in the records"],
+                 key[pop$step != "children in the records"], sum)
+  expect_equal(c(start[names(rest)]), c(rest))
+  expect_equal(sum(pop$n[pop$step == "cohort"]), nrow(cohort))
+  for (s in setdiff(unique(f$stage), "population")) {
+    o <- f[f$stage == s, ]
+    k <- paste(o$la, o$arm)
+    a <- tapply(o$n[o$step == "cohort"], k[o$step == "cohort"], sum)
+    b <- tapply(o$n[o$step != "cohort"], k[o$step != "cohort"], sum)
+    expect_equal(c(a[names(b)]), c(b))
+    expect_equal(sum(o$n[o$step == "cohort"]), nrow(cohort))
+  }
+}
+
+# ---- dates -------------------------------------------------------------------
+
+test_that("month arithmetic clamps to the month end and agrees with seq.Date", {
+  am <- function(d, m) sfpceval:::day_to_date(sfpceval:::add_months(as.Date(d), m))
+  # Paper: 31 August + 6 months has no 31st, so the last day of February.
+  expect_equal(am("2020-08-31", 6), as.Date("2021-02-28"))
+  expect_equal(am("2019-08-31", 6), as.Date("2020-02-29"))
+  expect_equal(am("2020-02-29", 12), as.Date("2021-02-28"))
+  expect_equal(am("2020-02-29", 18), as.Date("2021-08-29"))
+  expect_equal(am("2020-02-29", 48), as.Date("2024-02-29"))
+  expect_equal(am("2020-01-31", -2), as.Date("2019-11-30"))
+  expect_equal(am(c("2019-03-01", NA), 18), as.Date(c("2020-09-01", NA)))
+  expect_equal(am(as.Date(character()), 18), as.Date(character()))
+  # Where no clamping is needed, seq.Date is the trusted reference.
+  set.seed(1)
+  days <- as.Date("1960-01-01") + sample(0:40000, 300)
+  days <- as.Date(format(days, "%Y-%m-15"))
+  for (m in c(-7, 1, 6, 12, 18, 36)) {
+    ref <- as.Date(vapply(days, function(d) as.numeric(seq(d, by = paste(m, "months"),
+                                                             length.out = 2)[2]), 0),
+                   origin = "1970-01-01")
+    expect_equal(am(days, m), ref)
+  }
+  # civil() and days_from_civil() invert each other; agree with format().
+  z <- c(-800000L, -1L, 0L, 59L, 60L, 11016L, 18321L, 2932896L)
+  cv <- sfpceval:::civil(z)
+  expect_equal(sprintf("%04d-%02d-%02d", cv$y, cv$m, cv$d),
+               format(as.Date(z, origin = "1970-01-01")))
+  expect_equal(sfpceval:::days_from_civil(cv$y, cv$m, cv$d), z)
+})
+
+test_that("age at referral counts completed years; 29 February birthdays on 1 March", {
+  age <- function(b, o) sfpceval:::age_years(as.integer(as.Date(b)), as.integer(as.Date(o)))
+  expect_equal(age("2006-07-01", "2019-06-30"), 12L)   # day before the 13th birthday
+  expect_equal(age("2006-07-01", "2019-07-01"), 13L)   # on it
+  expect_equal(age("2008-02-29", "2021-02-28"), 12L)   # non-leap year: not yet
+  expect_equal(age("2008-02-29", "2021-03-01"), 13L)
+  expect_equal(age("2008-02-29", "2020-02-29"), 12L)   # leap year: the day itself
+  expect_equal(age(c("2010-05-05", NA), c("2020-05-04", "2020-01-01")), c(9L, NA))
+})
+
+test_that("Easter and the school terms follow the calendar", {
+  # Easter Sundays from published calendars.
+  known <- as.Date(c("2017-04-16", "2018-04-01", "2019-04-21", "2020-04-12",
+                     "2021-04-04", "2022-04-17", "2023-04-09", "2024-03-31",
+                     "2025-04-20", "2026-04-05"))
+  expect_equal(sfpceval:::day_to_date(sfpceval:::easter_sunday(2017:2026)), known)
+})
+
+# ---- population ---------------------------------------------------------------
+
+test_that("population: first referral in the trial period, age range, unborn, referred twice", {
+  ch <- rbind(
+    kids(c("m", "n"), dob = "2006-07-01"),
+    kids(c("o", "p"), dob = "2008-02-29"),
+    kids("q", dob = NA, expected_dob = NA)[, names(kids("a"))],
+    kids(c("s", "t", "u")),
+    kids("v", la = "201"), kids("w", la = "202")
+  )
+  ch$expected_dob <- as.Date(NA)
+  ch <- rbind(ch, cbind(kids("un", dob = NA), expected_dob = as.Date("2019-08-01")),
+              cbind(kids("un2", dob = "2019-08-01"), expected_dob = as.Date(NA)))
+  rf <- rbind(
+    refs(c("m", "n"), c("2019-06-30", "2019-07-01")),     # 12 / 13 years old
+    refs(c("o", "p"), c("2021-02-28", "2021-03-01")),     # 12 / 13 (29 Feb birthday)
+    refs("q", "2019-05-01"),                              # no date of birth
+    refs("s", "2017-03-31"),                              # before the trial period
+    refs(c("t", "t", "t"), c("2019-06-01", "2016-05-01", "2020-03-01"),
+         rid = c("t2", "t1", "t3")),                      # unsorted, referred thrice
+    refs("u", "2020-01-01"),                              # on the go-live day
+    refs("v", "2021-05-01"), refs("w", "2021-05-01"),     # comparator / other LA
+    refs(c("un", "un2"), "2019-05-01"),                   # unborn at referral
+    refs("x", "2019-05-01")                               # not in the children table
+  )
+  cla <- eps("m", "2019-07-01")
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m")
+  expect_s3_class(co, "sfp_cohort")
+  expect_setequal(co$child_id, c("m", "o", "t", "u", "v", "w", "un", "un2"))
+  expect_equal(co$referral_date[co$child_id == "t"], as.Date("2019-06-01"))
+  expect_equal(co$referral_id[co$child_id == "t"], "t2")
+  expect_equal(val(co, "age")[c("m", "o", "un", "un2")], c(m = 12L, o = 12L, un = 0L, un2 = 0L))
+  expect_equal(val(co, "unborn")[c("m", "un", "un2")], c(m = FALSE, un = TRUE, un2 = TRUE))
+  # Arm: referral on or after go-live 2020-01-01 in LA 101; comparators never.
+  expect_equal(val(co, "treated")[c("m", "t", "u", "v", "w")],
+               c(m = 0L, t = 0L, u = 1L, v = 0L, w = 0L))
+  f <- exclusion_flow(co, stage = "population", by = "total")
+  expect_equal(f$n[match(c("children in the records", "not in the children table",
+                           "no referral in the trial period", "date of birth missing",
+                           "age out of range", "cohort"), f$step)],
+               c(13L, 1L, 1L, 1L, 2L, 8L))
+  expect_flow_adds_up(co)
+  co2 <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
+                  design_args = list(include_unborn = FALSE))
+  expect_false(any(c("un", "un2") %in% co2$child_id))
+  f2 <- exclusion_flow(co2, stage = "population", by = "total")
+  expect_equal(f2$n[f2$step == "unborn at referral"], 2L)
+  # FV age range 0-17 keeps the 13-year-olds, in the 13-17 band.
+})
+
+test_that("periods: financial year, quarter and stepped-wedge step", {
+  ch <- kids(c("a", "b", "c", "d", "e"), la = "301")
+  rf <- refs(c("a", "b", "c", "d", "e"),
+             c("2020-03-31", "2020-04-01", "2019-12-31", "2021-01-01", "2019-07-01"),
+             referral_nfa = FALSE)
+  co <- fv_build(children = ch, referrals = rf, cla_episodes = eps("a", "2019-01-01"),
+                 outcomes = "cla_18m")
+  expect_equal(val(co, "fin_year"), c(a = "2019/20", b = "2020/21", c = "2019/20",
+                                       d = "2020/21", e = "2019/20"))
+  expect_equal(val(co, "quarter"), c(a = "2020Q1", b = "2020Q2", c = "2019Q4",
+                                      d = "2021Q1", e = "2019Q3"))
+  # Trial period 2019-07-01 .. 2021-01-01: steps start 2019-07-01 (0),
+  # 2020-01-01 (1), 2020-07-01 (2); a referral on the last day stays in step 2.
+  expect_equal(val(co, "step"), c(a = 1L, b = 1L, c = 0L, d = 2L, e = 0L))
+  co_f <- fv_build(children = ch, referrals = rf, cla_episodes = eps("a", "2019-01-01"),
+                   outcomes = "cla_18m", design_args = list(quarter = "financial"))
+  expect_equal(val(co_f, "quarter")[c("a", "b")], c(a = "2019/20 Q4", b = "2020/21 Q1"))
+  expect_equal(as.character(val(co, "age_band")), rep("4-12", 5))
+})
+
+# ---- Family Safeguarding outcomes -------------------------------------------------
+
+test_that("cla_18m: window edges, straddling and open episodes, short breaks, leap years", {
+  ids <- c("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
+  ch <- kids(ids)
+  rf <- refs(ids, c("2019-03-01", "2019-03-01", "2020-02-29", "2020-08-31", "2020-08-31",
+                    "2019-05-01", "2019-05-01", "2019-05-01", "2019-06-01", "2019-07-01",
+                    "2022-12-01"))
+  cla <- rbind(
+    eps("a", "2020-09-01"),                      # 2019-03-01 + 18 m = 2020-09-01: last day counts
+    eps("b", "2020-09-02"),                      # one day late
+    eps("c", "2021-08-29"),                      # 2020-02-29 + 18 m = 2021-08-29
+    eps("d", "2022-02-28"),                      # 2020-08-31 + 18 m = 2022-02-28 (clamped)
+    eps("e", "2022-03-01"),                      # one day late
+    eps("f", "2018-06-01"),                      # in care since before the referral, open
+    eps("g", "2018-06-01", "2019-04-30", rec = "E4A"),  # left care the day before
+    eps("h", "2018-06-01", "2019-05-01", rec = "E4A"),  # left care on the referral day
+    eps("i", "2019-06-01", ls = "V3"),           # short break only
+    eps("j", "2019-07-01"),                      # same day as the referral
+    eps("k", "2023-01-01")                       # window ends 2024-06-01 > data end
+  )
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m")
+  expect_equal(val(co, "cla_18m"),
+               c(a = 1L, b = 0L, c = 1L, d = 1L, e = 0L, f = 1L, g = 0L, h = 1L, i = 0L,
+                 j = 1L, k = NA))
+  expect_equal(val(co, "cla_18m_observable")[c("a", "k")], c(a = TRUE, k = FALSE))
+  co2 <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
+                  design_args = list(short_breaks = "include"))
+  expect_equal(val(co2, "cla_18m")[["i"]], 1L)
+  f <- exclusion_flow(co, stage = "cla_18m", by = "total")
+  expect_equal(f$n[match(c("cohort", "window not yet observable", "analysed"), f$step)],
+               c(11L, 1L, 10L))
+  expect_flow_adds_up(co)
+})
+
+test_that("cpp_duration and days_cpp_18m: overlaps merged, open plans capped, same-day plans", {
+  ids <- c("a", "b", "c", "d", "e", "f", "g")
+  ch <- kids(ids)
+  rf <- rbind(refs(ids, "2019-03-01"), refs("d", "2019-03-20", rid = "r_d2"))
+  cp <- rbind(
+    plans("r_a", "2019-04-01", "2019-10-01"),    # 30+31+30+31+31+30 = 183 days
+    plans("r_b", "2019-09-01"),                  # last day of the 6-month window; open:
+                                                 # capped at 2020-09-01, 366 days (29 Feb)
+    plans("r_c", "2019-09-02"),                  # starts too late for cpp_duration
+    plans("r_d", "2019-03-10", "2019-04-10"),    # 31 days
+    plans("r_d2", "2019-04-01", "2019-05-01"),   # overlaps: union Mar 10 - May 1 = 52
+    plans("r_d", "2020-08-01"),                  # open past the window end: 31 days
+    plans("r_e", "2019-01-01"),                  # started before the referral, open
+    plans("r_f", "2019-05-01", "2019-05-01"),    # same-day plan: 0 days
+    cbind(plans("r_g", "2019-04-01", "2019-05-01"))
+  )
+  cp$n_previous_cpp <- c(NA, NA, NA, NA, NA, NA, NA, NA, 2L)
+  co <- fs_build(children = ch, referrals = rf, cp_plans = cp,
+                 outcomes = c("cpp_duration", "days_cpp_18m"))
+  expect_equal(val(co, "cpp_duration"),
+               c(a = 183L, b = 366L, c = NA, d = 31L, e = NA, f = 0L, g = 30L))
+  expect_equal(val(co, "cpp_duration_censored"),
+               c(a = FALSE, b = TRUE, c = NA, d = FALSE, e = NA, f = FALSE, g = FALSE))
+  expect_equal(val(co, "cpp_duration_observable"),
+               c(a = TRUE, b = TRUE, c = NA, d = TRUE, e = NA, f = TRUE, g = TRUE))
+  # Window 2019-03-01 .. 2020-09-01 (exclusive) is 550 days: e is on a plan
+  # throughout; c from 2019-09-02 is 365 days; d is 52 + 31.
+  expect_equal(val(co, "days_cpp_18m"),
+               c(a = 183L, b = 366L, c = 365L, d = 83L, e = 550L, f = 0L, g = 30L))
+  # Previous CPPs: e had one before the referral; g's recorded count is 2.
+  expect_equal(val(co, "n_previous_cpp"), c(a = 0L, b = 0L, c = 0L, d = 0L, e = 1L, f = 0L, g = 2L))
+  expect_flow_adds_up(co)
+})
+
+test_that("rereferral_18m: toxic-trio sample from the first assessment, same-day referrals", {
+  ids <- c("a", "b", "c", "d", "e", "f", "g")
+  ch <- kids(ids)
+  rf <- rbind(refs(ids, "2019-03-01"),
+              refs(c("a", "b", "d", "e", "g"),
+                   c("2020-09-01", "2020-09-02", "2019-03-01", "2019-06-01", "2019-06-01"),
+                   rid = paste0("z_", c("a", "b", "d", "e", "g"))))
+  as <- data.frame(assessment_id = c("A_a", "A_b", "A_c", "A_d", "A_e1", "A_e2", "A_g"),
+                   referral_id = c("r_a", "r_b", "r_c", "r_d", "r_e", "r_e", "r_g"),
+                   assessment_start = as.Date(c("2019-03-05", "2019-03-05", "2019-03-05",
+                                                "2019-03-05", "2019-03-02", "2019-05-01",
+                                                "2019-03-05")),
+                   assessment_end = as.Date("2019-04-01"), stringsAsFactors = FALSE)
+  fa <- data.frame(assessment_id = c("A_a", "A_b", "A_c", "A_d", "A_e1", "A_e2", "A_g"),
+                   factor = c("1B", "3C", "1A", "4B", "2A", "4B", "1C"),
+                   stringsAsFactors = FALSE)
+  co <- fs_build(children = ch, referrals = rf, assessments = as, assessment_factors = fa,
+                 outcomes = "rereferral_18m")
+  # a: re-referred on the window's last day; b: one day late; c: only the
+  # child's own factor (1A); d: a second referral on the same day is not a
+  # re-referral (same-day referrals are ordered by referral_id, so r_d is the
+  # first); e: toxic trio only at the second assessment; f: no
+  # assessment; g: 1C is in the broad set only.
+  expect_equal(val(co, "rereferral_18m"),
+               c(a = 1L, b = 0L, c = NA, d = 0L, e = NA, f = NA, g = NA))
+  co2 <- fs_build(children = ch, referrals = rf, assessments = as, assessment_factors = fa,
+                  outcomes = "rereferral_18m", design_args = list(toxic_trio = "broad"))
+  expect_equal(val(co2, "rereferral_18m")[["g"]], 1L)
+  expect_flow_adds_up(co)
+})
+
+test_that("absence: the three terms starting after the referral, Summer6th added", {
+  ch <- kids(c("a", "b", "c"))
+  rf <- refs(c("a", "b", "c"), c("2019-09-01", "2019-08-01", "2019-05-01"))
+  ab <- data.frame(
+    child_id = c("a", "a", "a", "a", "a", "a", "b", "b", "c"),
+    academic_year = c("2019/20", "2019/20", "2019/20", "2020/21", "2020/21", "2019/20",
+                      "2019/20", "2019/20", "2018/19"),
+    term = c("spring", "summer", "summer6th", "autumn", "spring", "autumn",
+             "autumn", "spring", "summer"),
+    sessions_possible = c(120L, 60L, 50L, 140L, 100L, 130L, 0L, 100L, 100L),
+    unauth_sessions = c(6L, 3L, 8L, 7L, 1L, 9L, 0L, 4L, 10L),
+    stringsAsFactors = FALSE)
+  co <- fs_build(children = ch, referrals = rf, absence = ab[sample(nrow(ab)), ],
+                 outcomes = "absence")
+  p <- absence_panel(co)
+  # a, referred 2019-09-01: spring 2020 (1 Jan), summer 2020 (Easter Monday
+  # 13 April; Summer + Summer6th = 110 sessions, 11 unauthorised), autumn
+  # 2020 (1 August). The autumn 2019 term started before the referral and
+  # spring 2021 is the fourth term.
+  pa <- p[p$child_id == "a", ]
+  expect_equal(pa$term, c("spring", "summer", "autumn"))
+  expect_equal(pa$term_index, 1:3)
+  expect_equal(pa$term_start, as.Date(c("2020-01-01", "2020-04-13", "2020-08-01")))
+  expect_equal(pa$sessions_possible, c(120L, 110L, 140L))
+  expect_equal(pa$absence_rate, 100 * c(6 / 120, 11 / 110, 7 / 140))
+  expect_equal(pa$days_since_referral, c(122L, 225L, 335L))
+  # b, referred on the first day of autumn 2019: that term does not start
+  # after the referral, so term 1 is spring 2020.
+  pb <- p[p$child_id == "b", ]
+  expect_equal(pb$term, "spring")
+  expect_equal(pb$term_index, 1L)
+  # c, referred 2019-05-01 in the summer term: next is autumn 2019; the
+  # summer 2019 record is not used.
+  expect_false("c" %in% p$child_id)
+  f <- exclusion_flow(co, stage = "absence", by = "total")
+  expect_equal(f$n, c(3L, 1L, 2L))
+  expect_flow_adds_up(co)
+})
+
+# ---- Family Valued outcomes -------------------------------------------------------
+
+fv_case <- function() {
+  ids <- c("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "m")
+  ch <- kids(ids, dob = "2010-01-01", la = "301")
+  ch$dob[ch$child_id == "i"] <- as.Date("2002-09-01")
+  rf <- refs(ids, "2019-08-01", referral_nfa = FALSE,
+             closure_reason = NA_character_)
+  rf$referral_nfa[rf$child_id == "a"] <- TRUE
+  rf$closure_reason[rf$child_id == "b"] <- "RC8"
+  rf <- rbind(rf, refs("b", "2019-10-01", rid = "r_b2", referral_nfa = FALSE,
+                       closure_reason = NA_character_))
+  cin <- rbind(
+    plans("r_c", "2019-08-10", "2019-12-01"),    # c: CIN plan ends ...
+    plans("r_d", "2019-08-10", "2019-12-01"),    # d: steps up to a CPP the same day
+    plans("r_f", "2019-01-01", "2019-07-15")     # f: ended before the referral
+  )
+  cpp <- rbind(
+    plans("r_c", "2020-03-01", "2020-06-01"),    # ... and a CPP starts later: a return
+    plans("r_d", "2019-12-01"),                  # open: the spell never ends
+    plans("r_e", "2019-09-01", "2020-01-01"),    # e: CPP ends, care starts that day
+    plans("r_f", "2019-09-01")
+  )
+  cla <- rbind(
+    eps("e", "2020-01-01", place = "U2"),
+    eps("g", "2020-02-01", "2020-05-01", place = "U5", rec = "X1"),
+    eps("g", "2020-05-01", "2021-06-01", rne = "P", place = "U1", rec = "E4A"),
+    eps("h", "2020-02-01", "2020-10-01", rec = "E4B"),
+    eps("i", "2019-10-01", "2020-06-01", rec = "E4A"),
+    eps("j", "2019-09-01", "2021-03-02", rec = "E4A"),
+    eps("k", "2019-05-01", place = "U3"),
+    eps("m", "2021-04-01", place = "U1")
+  )
+  list(children = ch, referrals = rf, cin_plans = cin, cp_plans = cpp, cla_episodes = cla)
+}
+
+test_that("Family Valued sample: case open after assessment", {
+  x <- fv_case()
+  co <- do.call(fv_build, c(x, list(outcomes = "cla_18m")))
+  expect_false(any(c("a", "b") %in% co$child_id))
+  f <- exclusion_flow(co, stage = "population", by = "total")
+  expect_equal(f$n[f$step == "closed after assessment"], 2L)
+  co2 <- do.call(fv_build, c(x, list(outcomes = "cla_18m",
+                                     design_args = list(entry = "first_open"))))
+  expect_true("b" %in% co2$child_id)
+  expect_equal(co2$referral_date[co2$child_id == "b"], as.Date("2019-10-01"))
+  expect_false("a" %in% co2$child_id)
+  co3 <- do.call(fv_build, c(x, list(outcomes = "cla_18m",
+                                     design_args = list(require_open_after_assessment = FALSE))))
+  expect_true(all(c("a", "b") %in% co3$child_id))
+  expect_flow_adds_up(co2)
+})
+
+test_that("Family Valued outcomes derived on paper", {
+  x <- fv_case()
+  co <- do.call(fv_build, c(x, list(outcomes = c("cla_18m", "return_36m", "cpp_12m",
+                                                 "days_plan_18m", "kinship_first",
+                                                 "reunified_18m"))))
+  ids <- c("c", "d", "e", "f", "g", "h", "i", "j", "k", "m")
+  expect_equal(co$child_id, ids)
+  # return_36m (window 2019-08-01 .. 2022-08-01): c's CIN plan ends and a CPP
+  # starts later; d steps up CIN -> CPP the same day (one spell, still open);
+  # e's CPP ends the day care starts (care counts as a return); f's plan ended
+  # before the referral and the next one is still open.
+  expect_equal(val(co, "return_36m")[c("c", "d", "e", "f", "g")],
+               c(c = 1L, d = 0L, e = 1L, f = 0L, g = 0L))
+  # cpp_12m: a CPP starting 2019-08-01 .. 2020-08-01.
+  expect_equal(val(co, "cpp_12m")[c("c", "d", "e", "f", "g")],
+               c(c = 1L, d = 1L, e = 1L, f = 1L, g = 0L))
+  # days_plan_18m, window 2019-08-01 .. 2021-02-01 (550 days):
+  # c: CIN Aug 10 - Dec 1 (113) + CPP Mar 1 - Jun 1 (92) = 205;
+  # d: from Aug 10 2019 on (CIN then open CPP) = 541; e: Sep 1 - Jan 1 = 122;
+  # f: open CPP from Sep 1 2019 = 519.
+  expect_equal(val(co, "days_plan_18m")[c("c", "d", "e", "f", "g")],
+               c(c = 205L, d = 541L, e = 122L, f = 519L, g = 0L))
+  # cla_18m: looked after 2019-08-01 .. 2021-02-01; m enters care in April 2021.
+  expect_equal(val(co, "cla_18m"),
+               c(c = 0L, d = 0L, e = 1L, f = 0L, g = 1L, h = 1L, i = 1L, j = 1L, k = 1L,
+                 m = 0L))
+  # kinship_first: first placement of the period of care: e U2, g U5 (moved
+  # to U1 later: still 0), h U4, i U4, j U4, k U3 (in care since before the
+  # referral: that period's first placement); m is not looked after in time.
+  expect_equal(val(co, "kinship_first"),
+               c(c = NA, d = NA, e = 1L, f = NA, g = 0L, h = 0L, i = 0L, j = 0L, k = 1L,
+                 m = NA))
+  # reunified_18m: g returns home (E4A) 2021-06-01 <= 2020-02-01 + 18 m;
+  # h returns home outside care planning (E4B); i turns 18 on 2020-09-01,
+  # within 18 months of entering care: excluded; j returns one day after
+  # 2019-09-01 + 18 m = 2021-03-01; k's period began before the trial
+  # period (2019-07-01); e is still in care 18 months on; m enters care
+  # 2021-04-01, after the trial period (ends 2021-01-01).
+  expect_equal(val(co, "reunified_18m"),
+               c(c = NA, d = NA, e = 0L, f = NA, g = 1L, h = 0L, i = NA, j = 0L, k = NA,
+                 m = NA))
+  co_s <- do.call(fv_build, c(x, list(outcomes = "reunified_18m",
+                                      design_args = list(reunification = "sensitivity"))))
+  expect_equal(val(co_s, "reunified_18m")[["h"]], 1L)
+  expect_flow_adds_up(co)
+})
+
+test_that("treatment definitions: open days, 28 days, care entry, alternative go-live, embedding", {
+  ids <- c("n", "o", "p", "g", "c")
+  ch <- kids(ids, la = "301")
+  rf <- rbind(
+    refs("n", "2019-11-22", "2020-02-09"),       # 40 open days before go-live, 40 after
+    refs("o", "2019-12-10", "2020-01-20"),       # 22 before, 20 after
+    refs(c("p", "p"), c("2019-08-01", "2020-03-01"), c("2019-08-10", "2020-03-30"),
+         rid = c("p1", "p2")),                   # 10 before, 30 after
+    refs(c("g", "c"), c("2019-08-01", "2020-02-15"))
+  )
+  rf$referral_nfa <- FALSE
+  cla <- eps("g", "2020-02-01")
+  mk <- function(tr) fv_build(children = ch, referrals = rf, cla_episodes = cla,
+                              outcomes = "cla_18m", treatment = tr)
+  expect_equal(val(mk("referral_date"), "treated")[ids], c(n = 0L, o = 0L, p = 0L, g = 0L, c = 1L))
+  expect_equal(val(mk("open_days_half"), "treated")[c("n", "o", "p")], c(n = 1L, o = 0L, p = 1L))
+  expect_equal(val(mk("open_days_28"), "treated")[c("n", "o", "p")], c(n = 1L, o = 0L, p = 1L))
+  # care entry: g enters care 2020-02-01, after go-live; others never in care.
+  expect_equal(val(mk("care_entry"), "treated")[ids], c(n = NA, o = NA, p = NA, g = 1L, c = NA))
+  # alternative go-live 2020-03-01: c (2020-02-15) is now control.
+  expect_equal(val(mk("alt_go_live"), "treated")[["c"]], 0L)
+  # embedding window 2019-10-01 .. 2019-12-31 excludes n and o.
+  co <- mk("embedding")
+  expect_setequal(co$child_id, c("c", "g", "p"))
+  f <- exclusion_flow(co, stage = "population", by = "total")
+  expect_equal(f$n[f$step == "referred in the embedding window"], 2L)
+  expect_flow_adds_up(co)
+  # Family Safeguarding open days: comparator LAs never accrue days under the model.
+  ch2 <- kids(c("n", "v"), la = c("101", "201"))
+  rf2 <- refs(c("n", "v"), c("2019-11-22", "2019-11-22"), c("2020-02-09", "2020-02-09"))
+  co2 <- fs_build(children = ch2, referrals = rf2, cla_episodes = cla,
+                  outcomes = "cla_18m", treatment = "open_days_half")
+  expect_equal(val(co2, "treated"), c(n = 1L, v = 0L))
+})
+
+# ---- covariates ----------------------------------------------------------------
+
+test_that("covariates over time: conflicts become missing, maxima up to the referral", {
+  ch <- data.frame(
+    child_id = c("z", "z", "y", "y", "x", "x", "w"),
+    la_code = "101", dob = as.Date("2012-01-01"),
+    gender_raw = c("1", "2", "0", "M", NA, "U", "F"),
+    ethnicity = c("WBRI", "WIRI", NA, "BAFR", "AIND", "BAFR", "REFU"),
+    fsm_ever6 = c(FALSE, TRUE, FALSE, TRUE, NA, NA, TRUE),
+    uasc = c(FALSE, FALSE, NA, NA, NA, TRUE, FALSE),
+    recorded_date = as.Date(c("2019-03-31", "2020-03-31", "2019-03-31", "2020-03-31",
+                              "2019-03-31", "2020-03-31", "2019-03-31")),
+    stringsAsFactors = FALSE)
+  ch$disability <- list("NONE", c("LD", "HEAR"), "NONE", "AUT", character(), "NONE", "MOB")
+  rf <- refs(c("z", "y", "x", "w"), c("2019-06-01", "2019-01-01", "2020-06-01", "2019-06-01"))
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("z", "2010-01-01", "2010-02-01"),
+                 outcomes = "cla_18m", design_args = list(max_missing = 1))
+  # z: male then female -> missing (4); White both times; disability, FSM only
+  # counted up to the referral (2019-06-01): the 2019 record says no.
+  # y: not recorded/unborn then male -> male; missing then Black -> Black; no
+  # record precedes the 2019-01-01 referral, so the earliest one is used.
+  # x: missing then indeterminate; Asian vs Black -> Missing; both records
+  # precede the referral: UASC yes; disability NONE -> 0.
+  expect_equal(as.character(val(co, "gender")),
+               c("missing", "male", "indeterminate", "female"))
+  expect_equal(as.integer(val(co, "gender")) - 1L, c(4L, 1L, 3L, 2L))
+  expect_equal(as.character(val(co, "ethnic_group")), c("White", "Black", "Missing", "Missing"))
+  expect_equal(unname(val(co, "disabled")), c(0L, 0L, 0L, 1L))
+  expect_equal(unname(val(co, "fsm")), c(0L, 0L, NA, 1L))
+  expect_equal(unname(val(co, "uasc")), c(0L, NA, 1L, 0L))
+  expect_equal(levels(co$gender),
+               c("not recorded/unborn", "male", "female", "indeterminate", "missing"))
+  # one row per child without recorded_date: a repeated child is an error
+  ch1 <- ch[!duplicated(ch$child_id), setdiff(names(ch), "recorded_date")]
+  expect_snapshot(fs_build(children = rbind(ch1, ch1[1, ]), referrals = rf,
+                           cla_episodes = eps("z", "2010-01-01"), outcomes = "cla_18m"),
+                  error = TRUE)
+})
+
+test_that("LA covariates: latest month before the referral, interpolated, carried at the ends", {
+  ch <- kids(c("a", "b", "c", "d"), la = c("101", "101", "101", "201"))
+  rf <- refs(c("a", "b", "c", "d"), c("2019-03-15", "2018-06-01", "2019-08-01", "2019-03-15"))
+  lac <- data.frame(la_code = "101",
+                    month = as.Date(c("2019-05-01", "2019-01-01", "2019-03-01")),
+                    prop_fsm = c(0.4, 0.2, NA),
+                    prop_white_british = c(NA, 0.8, NA),
+                    other_innovation_programme = c(NA, FALSE, TRUE))
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2010-01-01", "2010-02-01"),
+                 la_covariates = lac, outcomes = "cla_18m", design_args = list(max_missing = 1))
+  # a (2019-03-15): latest month 2019-03-01, interpolated between 0.2 on
+  # 2019-01-01 and 0.4 on 2019-05-01: 0.2 + 0.2 * 59 / 120.
+  # b (2018-06-01) precedes every month: next observation carried back (0.2).
+  # c (2019-08-01): latest month 2019-05-01: 0.4. d: LA without data: NA.
+  expect_equal(unname(val(co, "prop_fsm")), c(0.2 + 0.2 * 59 / 120, 0.2, 0.4, NA))
+  expect_equal(unname(val(co, "prop_white_british")), c(0.8, 0.8, 0.8, NA))
+  expect_equal(unname(val(co, "other_innovation_programme")), c(TRUE, FALSE, TRUE, NA))
+})
+
+test_that("covariates missing for more than 30% are reported and dropped", {
+  ch <- kids(c("a", "b", "c"))
+  ch$uasc <- c(TRUE, NA, NA)
+  rf <- refs(c("a", "b", "c"), "2019-03-01")
+  d <- sfp_data(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+                rollout = fs_rollout)
+  des <- design_family_safeguarding(d, data_end = as.Date("2023-12-31"))
+  expect_snapshot(co <- build_cohort(d, des, outcomes = "cla_18m"))
+  expect_false("uasc" %in% names(co))
+  expect_true("uasc" %in% attr(co, "covariates_dropped"))
+  expect_equal(attr(co, "covariate_missing")[["uasc"]], 2 / 3)
+})
+
+# ---- edge cases and errors ---------------------------------------------------------
+
+test_that("an empty cohort and a one-LA cohort work", {
+  ch <- kids("a", dob = "2000-01-01")        # too old
+  rf <- refs("a", "2019-03-01")
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+                 cp_plans = plans("r_a", "2019-03-02"), absence = data.frame(
+                   child_id = "a", academic_year = "2019/20", term = "spring",
+                   sessions_possible = 1L, unauth_sessions = 0L),
+                 assessments = data.frame(assessment_id = "x", referral_id = "r_a",
+                                          assessment_start = as.Date("2019-03-01"),
+                                          assessment_end = as.Date("2019-03-02")),
+                 assessment_factors = data.frame(assessment_id = "x", factor = "1B"),
+                 outcomes = NULL)
+  expect_equal(nrow(co), 0L)
+  expect_true(all(c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m") %in% names(co)))
+  expect_equal(nrow(absence_panel(co)), 0L)
+  expect_flow_adds_up(co)
+  expect_output(print(co), "0 children")
+  expect_equal(summary(co)$n[1], 1L)
+})
+
+test_that("bad input stops with clear errors", {
+  ch <- kids("a")
+  rf <- refs("a", "2019-03-01")
+  d <- sfp_data(children = ch, referrals = rf, rollout = fs_rollout)
+  des <- design_family_safeguarding(d, data_end = as.Date("2023-12-31"))
+  expect_snapshot(build_cohort(d, des, treatment = "first_contact"), error = TRUE)
+  expect_snapshot(build_cohort(d, des, treatment = "care_entry"), error = TRUE)
+  expect_snapshot(build_cohort(d, des), error = TRUE)
+  expect_snapshot(build_cohort(d, des, outcomes = "kinship_first"), error = TRUE)
+  expect_snapshot(build_cohort(d, "FS"), error = TRUE)
+  expect_snapshot(build_cohort(ch, des), error = TRUE)
+  d2 <- sfp_data(children = ch, referrals = rf, rollout = fs_rollout,
+                 cla_episodes = eps("a", "2019-04-01"))
+  d2$cla_episodes$ls <- NULL                   # as if built without validation
+  expect_snapshot(build_cohort(d2, des, outcomes = "cla_18m"), error = TRUE)
+  # Family Valued: no column to tell whether the case stayed open
+  ch3 <- kids("a", la = "301")
+  d3 <- sfp_data(children = ch3, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+                 rollout = fv_rollout)
+  des3 <- design_family_valued(d3, data_end = as.Date("2023-12-31"))
+  expect_snapshot(build_cohort(d3, des3, outcomes = "cla_18m"), error = TRUE)
+  # alternative go-live dates missing for an LA
+  ro <- fv_rollout
+  ro$alt_go_live_date[2] <- NA
+  rf3 <- refs("a", "2019-09-01", referral_nfa = FALSE)
+  d4 <- sfp_data(children = ch3, referrals = rf3, cla_episodes = eps("a", "2019-04-01"),
+                 rollout = ro)
+  des4 <- design_family_valued(d4, data_end = as.Date("2023-12-31"))
+  expect_snapshot(build_cohort(d4, des4, treatment = "alt_go_live", outcomes = "cla_18m"),
+                  error = TRUE)
+  co <- suppressMessages(build_cohort(d4, des4, outcomes = "cla_18m"))
+  expect_snapshot(exclusion_flow(co, stage = "absence"), error = TRUE)
+  expect_snapshot(absence_panel(co), error = TRUE)
+  expect_snapshot(exclusion_flow(data.frame()), error = TRUE)
+  # children in an LA the Family Valued design does not know are excluded, counted
+  ch5 <- rbind(ch3, kids("b", la = "999"))
+  rf5 <- refs(c("a", "b"), "2019-09-01", referral_nfa = FALSE)
+  d5 <- sfp_data(children = ch5, referrals = rf5, cla_episodes = eps("a", "2019-04-01"),
+                 rollout = fv_rollout)
+  co5 <- suppressMessages(build_cohort(d5, des4, outcomes = "cla_18m"))
+  f <- exclusion_flow(co5, stage = "population", by = "total")
+  expect_equal(f$n[f$step == "LA not in the trial"], 1L)
+  # records without any date and no data_end
+  d6 <- sfp_data(children = ch, referrals = rf[0, ], rollout = fs_rollout,
+                 cla_episodes = eps("a", "2019-04-01")[0, ])
+  expect_snapshot(build_cohort(d6, design_family_safeguarding(d6), outcomes = "cla_18m"),
+                  error = TRUE)
+})
