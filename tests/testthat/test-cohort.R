@@ -35,8 +35,11 @@ fv_rollout <- data.frame(la_code = c("301", "302"), programme = "FV", role = "tr
                          wedge_order = 1:2, stratum = c("high", "low"),
                          stringsAsFactors = FALSE)
 
-fs_build <- function(..., outcomes, treatment = "referral_date", design_args = list()) {
+fs_build <- function(..., outcomes, treatment = "referral_date", design_args = list(),
+                     extra_referrals = NULL) {
   d <- sfp_data(..., rollout = fs_rollout)
+  # records a validator would reject, added afterwards
+  if (!is.null(extra_referrals)) d$referrals <- rbind(d$referrals, extra_referrals)
   des <- do.call(design_family_safeguarding,
                  c(list(d, data_end = as.Date("2023-12-31")), design_args))
   suppressMessages(build_cohort(d, des, treatment = treatment, outcomes = outcomes))
@@ -142,11 +145,11 @@ test_that("population: first referral in the trial period, age range, unborn, re
          rid = c("t2", "t1", "t3")),                      # unsorted, referred thrice
     refs("u", "2020-01-01"),                              # on the go-live day
     refs("v", "2021-05-01"), refs("w", "2021-05-01"),     # comparator / other LA
-    refs(c("un", "un2"), "2019-05-01"),                   # unborn at referral
-    refs("x", "2019-05-01")                               # not in the children table
+    refs(c("un", "un2"), "2019-05-01")                    # unborn at referral
   )
   cla <- eps("m", "2019-07-01")
-  co <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m")
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
+                 extra_referrals = refs("x", "2019-05-01"))  # not in the children table
   expect_s3_class(co, "sfp_cohort")
   expect_setequal(co$child_id, c("m", "o", "t", "u", "v", "w", "un", "un2"))
   expect_equal(co$referral_date[co$child_id == "t"], as.Date("2019-06-01"))
@@ -164,6 +167,7 @@ test_that("population: first referral in the trial period, age range, unborn, re
   expect_flow_adds_up(co)
   co2 <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
                   design_args = list(include_unborn = FALSE))
+  expect_false("x" %in% co2$child_id)
   expect_false(any(c("un", "un2") %in% co2$child_id))
   f2 <- exclusion_flow(co2, stage = "population", by = "total")
   expect_equal(f2$n[f2$step == "unborn at referral"], 2L)
@@ -604,4 +608,391 @@ test_that("bad input stops with clear errors", {
                  cla_episodes = eps("a", "2019-04-01")[0, ])
   expect_snapshot(build_cohort(d6, design_family_safeguarding(d6), outcomes = "cla_18m"),
                   error = TRUE)
+})
+
+# ---- generated records: plain-R reference vs the C kernels ---------------------
+
+# A small generator of realistic-looking records (used until simulate_sfp()
+# is available): unsorted tables, ties, open plans and episodes, short
+# breaks, unborn children, several referrals and periods of care per child.
+gen_records <- function(n = 400, seed = 1, data_end = as.Date("2023-12-31")) {
+  set.seed(seed)
+  ids <- sprintf("c%04d", seq_len(n))
+  dob <- as.Date("2001-01-01") + sample(0:(365 * 22), n, TRUE)
+  unborn <- runif(n) < 0.04
+  edob <- dob
+  edob[!unborn] <- NA
+  dob[unborn] <- NA
+  dob[sample(n, 3)] <- NA                       # unknown date of birth
+  children <- data.frame(
+    child_id = ids, la_code = sample(c("301", "302", "303"), n, TRUE),
+    dob = dob, expected_dob = edob,
+    gender_raw = sample(c("0", "1", "2", "9", "M", "F", NA), n, TRUE),
+    ethnicity = sample(c("WBRI", "WOTH", "MWBC", "ABAN", "BAFR", "CHNE", "REFU", NA), n, TRUE),
+    fsm_ever6 = sample(c(TRUE, FALSE, NA), n, TRUE),
+    uasc = sample(c(TRUE, FALSE, FALSE, FALSE), n, TRUE),
+    stringsAsFactors = FALSE)
+  children$disability <- lapply(seq_len(n), function(i) sample(c("NONE", "LD", "AUT"), sample(0:2, 1)))
+  k <- sample(1:3, n, TRUE, prob = c(0.6, 0.3, 0.1))
+  rc <- rep(ids, k)
+  m <- length(rc)
+  rdate <- as.Date("2017-01-01") + sample(0:(365 * 7 - 1), m, TRUE)
+  dup <- which(duplicated(rc))[1:5]
+  rdate[dup] <- rdate[dup - 1L]                 # same-day referrals
+  closure <- rdate + sample(0:500, m, TRUE)
+  closure[runif(m) < 0.15 | closure > data_end] <- NA
+  referrals <- data.frame(
+    referral_id = sprintf("R%05d", sample(m)), child_id = rc, referral_date = rdate,
+    closure_date = closure, referral_nfa = runif(m) < 0.1,
+    closure_reason = ifelse(is.na(closure), NA, sample(paste0("RC", 1:9), m, TRUE)),
+    primary_need = sample(c(paste0("N", 0:9), NA), m, TRUE), stringsAsFactors = FALSE)
+  mk_plans <- function(p) {
+    has <- runif(m) < p
+    st <- referrals$referral_date[has] + sample(-30:250, sum(has), TRUE)
+    en <- st + sample(1:700, sum(has), TRUE)
+    en[runif(sum(has)) < 0.2 | en > data_end] <- NA
+    out <- data.frame(referral_id = referrals$referral_id[has], start = st, end = en,
+                      stringsAsFactors = FALSE)
+    out <- out[out$start <= data_end, ]
+    out[!duplicated(out[c("referral_id", "start")]), ]
+  }
+  cp <- mk_plans(0.35)
+  cp$n_previous_cpp <- sample(c(0L, 0L, 1L, 2L, NA), nrow(cp), TRUE)
+  cin <- mk_plans(0.45)
+  ep <- list()
+  for (i in which(runif(n) < 0.35)) {
+    day <- as.Date("2016-06-01") + sample(0:(365 * 7), 1)
+    for (p in seq_len(sample(1:2, 1))) {
+      ne <- sample(1:3, 1)
+      for (e in seq_len(ne)) {
+        end <- day + sample(20:500, 1)
+        last <- e == ne
+        ep[[length(ep) + 1L]] <- data.frame(
+          child_id = ids[i], decom = day, dec = end,
+          rne = if (e == 1L) "S" else sample(c("P", "L", "T"), 1),
+          ls = sample(c("C2", "C1", "J1", "V3", "V4"), 1, prob = c(0.5, 0.2, 0.1, 0.1, 0.1)),
+          place = sample(c("U1", "U2", "U3", "U4", "U5", "U6", "P1", "K2", "R1"), 1),
+          rec = if (last) sample(c("E4A", "E4B", "E13", "E11", "E41", "E2"), 1) else "X1",
+          stringsAsFactors = FALSE)
+        day <- end
+      }
+      day <- day + sample(10:600, 1)
+    }
+  }
+  cla <- do.call(rbind, ep)
+  cla <- cla[cla$decom <= data_end, ]
+  open <- cla$dec > data_end
+  cla$dec[open] <- NA
+  cla$rec[open] <- NA
+  has_a <- runif(m) < 0.7
+  as <- data.frame(assessment_id = sprintf("A%05d", seq_len(sum(has_a))),
+                   referral_id = referrals$referral_id[has_a],
+                   assessment_start = referrals$referral_date[has_a] + sample(0:20, sum(has_a), TRUE),
+                   stringsAsFactors = FALSE)
+  as$assessment_end <- as$assessment_start + sample(1:45, nrow(as), TRUE)
+  two <- as[sample(nrow(as), 20), ]
+  two$assessment_id <- paste0(two$assessment_id, "b")
+  two$assessment_start <- two$assessment_start + 1
+  two$assessment_end <- two$assessment_end + 1
+  as <- rbind(as, two)
+  fa <- do.call(rbind, lapply(as$assessment_id, function(a) {
+    f <- sample(c("1A", "1B", "1C", "2B", "3A", "3B", "4A", "4B", "4C", "6A", "24A"), sample(0:3, 1))
+    if (length(f)) data.frame(assessment_id = a, factor = f, stringsAsFactors = FALSE)
+  }))
+  ab <- expand.grid(child_id = ids, academic_year = paste0(2016:2023, "/", 17:24),
+                    term = c("autumn", "spring", "summer", "summer6th"),
+                    stringsAsFactors = FALSE)
+  ab <- ab[runif(nrow(ab)) < 0.6, ]
+  ab$sessions_possible <- sample(c(0L, 40:150), nrow(ab), TRUE)
+  ab$unauth_sessions <- pmin(ab$sessions_possible, sample(0:12, nrow(ab), TRUE))
+  lac <- expand.grid(la_code = c("301", "302", "303"),
+                     month = seq(as.Date("2017-06-01"), as.Date("2023-06-01"), by = "3 months"),
+                     stringsAsFactors = FALSE)
+  lac$prop_fsm <- ifelse(runif(nrow(lac)) < 0.3, NA, runif(nrow(lac), 0.1, 0.4))
+  lac$prop_white_british <- ifelse(runif(nrow(lac)) < 0.3, NA, runif(nrow(lac), 0.5, 0.9))
+  lac$other_innovation_programme <- ifelse(runif(nrow(lac)) < 0.3, NA, runif(nrow(lac)) < 0.5)
+  shuffle <- function(x) x[sample(nrow(x)), , drop = FALSE]
+  list(children = shuffle(children), referrals = shuffle(referrals),
+       assessments = shuffle(as), assessment_factors = shuffle(fa),
+       cin_plans = shuffle(cin), cp_plans = shuffle(cp), cla_episodes = shuffle(cla),
+       absence = shuffle(ab), la_covariates = shuffle(lac))
+}
+
+gen_rollout <- function(programme) {
+  if (programme == "FV") {
+    data.frame(la_code = c("301", "302", "303"), programme = "FV", role = "treated",
+               go_live_date = as.Date(c("2020-01-01", "2020-07-01", "2021-01-01")),
+               alt_go_live_date = as.Date(c("2020-03-01", "2020-09-01", "2021-03-01")),
+               embed_start = as.Date(c("2019-10-01", "2020-04-01", "2020-10-01")),
+               embed_end = as.Date(c("2019-12-31", "2020-06-30", "2020-12-31")),
+               stringsAsFactors = FALSE)
+  } else {
+    data.frame(la_code = c("301", "302", "303"), programme = "FS",
+               role = c("treated", "treated", "comparator"),
+               go_live_date = as.Date(c("2020-01-01", "2020-10-01", NA)),
+               stringsAsFactors = FALSE)
+  }
+}
+
+# Slow, obvious reference: one child at a time, days as sets of dates.
+r_add_months <- function(d, m) {
+  lt <- as.POSIXlt(d)
+  mo <- lt$mon + m
+  y <- lt$year + 1900 + mo %/% 12
+  first <- as.Date(sprintf("%04d-%02d-01", y, mo %% 12 + 1))
+  last <- seq(first, by = "month", length.out = 2)[2] - 1
+  min(first + (lt$mday - 1), last)
+}
+r_age <- function(dob, on) {
+  a <- as.POSIXlt(dob)
+  b <- as.POSIXlt(on)
+  age <- b$year - a$year
+  if (b$mon < a$mon || (b$mon == a$mon && b$mday < a$mday)) age <- age - 1
+  age
+}
+# days (as numbers) covered by half-open plans [start, end) inside [lo, hi)
+r_days <- function(start, end, lo, hi) {
+  d <- numeric()
+  for (j in seq_along(start)) {
+    e <- if (is.na(end[j])) hi else min(end[j], hi)
+    s <- max(start[j], lo)
+    if (e > s) d <- c(d, as.numeric(seq(s, e - 1, by = "day")))
+  }
+  length(unique(d))
+}
+r_easter <- c(`2017` = "2017-04-16", `2018` = "2018-04-01", `2019` = "2019-04-21",
+              `2020` = "2020-04-12", `2021` = "2021-04-04", `2022` = "2022-04-17",
+              `2023` = "2023-04-09", `2024` = "2024-03-31", `2025` = "2025-04-20")
+
+r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
+  fs <- design$programme == "FS"
+  las <- design$las
+  ts <- design$trial_start
+  te <- design$trial_end %||% data_end
+  w <- design$windows
+  ch <- x$children
+  out <- list()
+  for (id in sort(ch$child_id)) {
+    c1 <- ch[ch$child_id == id, ]
+    if (!fs && !c1$la_code %in% las$la_code) next
+    rf <- x$referrals[x$referrals$child_id == id, ]
+    rf <- rf[order(rf$referral_date, rf$referral_id), ]
+    inp <- rf[rf$referral_date >= ts & rf$referral_date <= te, ]
+    if (!nrow(inp)) next
+    if (!fs && design$entry == "first_open") {
+      op <- inp[!inp$referral_nfa & !inp$closure_reason %in% c("RC8", "RC9"), ]
+      if (!nrow(op)) next
+      first <- op[1, ]
+    } else {
+      first <- inp[1, ]
+    }
+    r <- first$referral_date
+    unborn <- (is.na(c1$dob) && !is.na(c1$expected_dob)) || (!is.na(c1$dob) && c1$dob > r)
+    if (unborn) age <- 0 else if (is.na(c1$dob)) next else age <- r_age(c1$dob, r)
+    if (age < design$age_range[1] || age > design$age_range[2]) next
+    if (!fs && (first$referral_nfa || first$closure_reason %in% c("RC8", "RC9"))) next
+    gl <- las$go_live_date[match(c1$la_code, las$la_code)]
+    if (treatment == "embedding") {
+      es <- las$embed_start[match(c1$la_code, las$la_code)]
+      ee <- las$embed_end[match(c1$la_code, las$la_code)]
+      if (r >= es && r <= ee) next
+    }
+    treated <- as.integer(!is.na(gl) && r >= gl)
+    if (treatment == "alt_go_live") treated <- as.integer(r >= las$alt_go_live_date[match(c1$la_code, las$la_code)])
+    if (treatment %in% c("open_days_half", "open_days_28")) {
+      total <- under <- 0
+      days <- numeric()
+      for (j in seq_len(nrow(rf))) {
+        s <- max(rf$referral_date[j], ts)
+        e <- min(if (is.na(rf$closure_date[j])) te else rf$closure_date[j], te)
+        if (e >= s) days <- c(days, as.numeric(seq(s, e, by = "day")))
+      }
+      days <- unique(days)
+      total <- length(days)
+      under <- if (is.na(gl)) 0 else sum(days >= as.numeric(gl))
+      treated <- if (treatment == "open_days_28") as.integer(under >= 28) else
+        if (total == 0) treated else as.integer(2 * under >= total)
+    }
+    cpp <- x$cp_plans[x$cp_plans$referral_id %in% rf$referral_id, ]
+    cpp <- cpp[order(cpp$start), ]
+    cin <- x$cin_plans[x$cin_plans$referral_id %in% rf$referral_id, ]
+    ep <- x$cla_episodes[x$cla_episodes$child_id == id, ]
+    if (design$short_breaks == "exclude") ep <- ep[!ep$ls %in% c("V3", "V4"), ]
+    ep <- ep[order(ep$decom), ]
+    row <- list(child_id = id, referral_date = r, age = as.integer(age), treated = treated)
+    if (!outcomes && treatment != "care_entry") {
+      out[[id]] <- row
+      next
+    }
+    W <- function(m) r_add_months(r, m)
+    obs <- function(end) end <= data_end
+    # care: first episode not ended before the referral, its period of care
+    fi <- which(is.na(ep$dec) | ep$dec >= r)[1]
+    ends <- !is.na(ep$dec) & !is.na(ep$rec) & ep$rec != "X1"
+    ps <- pe <- NA
+    if (!is.na(fi)) {
+      ps <- fi
+      if (ep$rne[fi] != "S") {
+        for (j in rev(seq_len(fi - 1))) {
+          if (ends[j]) break
+          if (ep$rne[j] == "S") { ps <- j; break }
+        }
+      }
+      for (j in ps:nrow(ep)) {
+        if (j > ps && ep$rne[j] == "S") break
+        if (ends[j]) { pe <- j; break }
+      }
+    }
+    if (treatment == "care_entry") {
+      treated <- if (is.na(ps)) NA_integer_ else as.integer(!is.na(gl) && ep$decom[ps] >= gl)
+      row$treated <- treated
+    }
+    if (!outcomes) {
+      out[[id]] <- row
+      next
+    }
+    cla_W <- W(w[["cla"]])
+    cla <- as.integer(any(ep$decom <= cla_W & (is.na(ep$dec) | ep$dec >= r)))
+    row$cla_18m <- if (obs(cla_W)) cla else NA_integer_
+    if (fs) {
+      W6 <- W(w[["cpp_start"]])
+      k <- which(cpp$start >= r & cpp$start <= W6)[1]
+      if (!obs(W6)) {
+        row$cpp_duration <- NA_integer_
+        row$cpp_duration_observable <- FALSE
+      } else if (is.na(k)) {
+        row$cpp_duration <- NA_integer_
+        row$cpp_duration_observable <- NA
+      } else {
+        cap <- r_add_months(cpp$start[k], w[["cpp_duration_cap"]])
+        e <- if (is.na(cpp$end[k])) cap else min(cpp$end[k], cap)
+        row$cpp_duration <- if (obs(cap)) as.integer(max(0, e - cpp$start[k])) else NA_integer_
+        row$cpp_duration_observable <- obs(cap)
+      }
+      Wd <- W(w[["days_cpp"]])
+      row$days_cpp_18m <- if (obs(Wd)) as.integer(r_days(cpp$start, cpp$end, r, Wd)) else NA_integer_
+      a <- x$assessments[x$assessments$referral_id == first$referral_id, ]
+      a <- a[order(a$assessment_start, a$assessment_id), ]
+      tt <- nrow(a) > 0 && any(x$assessment_factors$factor[x$assessment_factors$assessment_id == a$assessment_id[1]] %in%
+                                 design$codes$toxic_trio)
+      Wr <- W(w[["rereferral"]])
+      rr <- as.integer(any(rf$referral_date > r & rf$referral_date <= Wr))
+      row$rereferral_18m <- if (tt && obs(Wr)) rr else NA_integer_
+    } else {
+      W36 <- W(w[["return"]])
+      pl <- rbind(cpp[c("start", "end")], cin[c("start", "end")])
+      ret <- 0L
+      if (nrow(pl)) {
+        span <- seq(min(pl$start, r) - 1, W36 + 1, by = "day")
+        covered <- numeric()
+        for (j in seq_len(nrow(pl))) {
+          e <- if (is.na(pl$end[j])) W36 + 2 else pl$end[j]
+          if (e > pl$start[j]) covered <- c(covered, as.numeric(seq(pl$start[j], e - 1, by = "day")))
+        }
+        on <- as.numeric(span) %in% covered
+        E <- span[which(!on & c(FALSE, head(on, -1)) & span >= r & span <= W36)[1]]
+        if (!is.na(E)) {
+          ret <- as.integer(any(on[span >= E & span <= W36]) ||
+                              any(ep$decom >= E & ep$decom <= W36))
+        }
+      }
+      row$return_36m <- if (obs(W36)) ret else NA_integer_
+      W12 <- W(w[["cpp"]])
+      row$cpp_12m <- if (obs(W12)) as.integer(any(cpp$start >= r & cpp$start <= W12)) else NA_integer_
+      Wd <- W(w[["days_plan"]])
+      row$days_plan_18m <- if (obs(Wd)) as.integer(r_days(pl$start, pl$end, r, Wd)) else NA_integer_
+      row$kinship_first <- if (!obs(cla_W) || cla == 0L) NA_integer_ else
+        as.integer(ep$place[ps] %in% c("U1", "U2", "U3"))
+      reun <- NA_integer_
+      if (!is.na(ps) && ep$decom[ps] >= ts && ep$decom[ps] <= te) {
+        WR <- r_add_months(ep$decom[ps], w[["reunification"]])
+        birth <- if (is.na(c1$dob)) c1$expected_dob else c1$dob
+        if (!is.na(birth) && r_add_months(birth, 216) > WR && obs(WR)) {
+          reun <- as.integer(!is.na(pe) && ep$dec[pe] <= WR && ep$rec[pe] %in% design$codes$reunification)
+        }
+      }
+      row$reunified_18m <- reun
+    }
+    out[[id]] <- row
+  }
+  do.call(rbind, lapply(out, as.data.frame, stringsAsFactors = FALSE))
+}
+
+r_absence <- function(x, cohort) {
+  starts <- do.call(rbind, lapply(2016:2024, function(y) data.frame(
+    y = y, term = c("autumn", "spring", "summer"),
+    start = c(as.Date(sprintf("%d-08-01", y)), as.Date(sprintf("%d-01-01", y + 1)),
+              as.Date(r_easter[[as.character(y + 1)]]) + 1))))
+  ab <- x$absence
+  ab$term[ab$term == "summer6th"] <- "summer"
+  ab$y <- as.integer(substr(ab$academic_year, 1, 4))
+  out <- list()
+  for (i in seq_len(nrow(cohort))) {
+    nx <- starts[starts$start > cohort$referral_date[i], ]
+    nx <- nx[order(nx$start), ][1:3, ]
+    for (t in 1:3) {
+      recs <- ab[ab$child_id == cohort$child_id[i] & ab$y == nx$y[t] & ab$term == nx$term[t], ]
+      if (!nrow(recs)) next
+      out[[length(out) + 1]] <- data.frame(
+        child_id = cohort$child_id[i], term_index = t, term = nx$term[t],
+        term_start = nx$start[t], sessions_possible = sum(recs$sessions_possible),
+        unauth_sessions = sum(recs$unauth_sessions), stringsAsFactors = FALSE)
+    }
+  }
+  do.call(rbind, out)
+}
+
+compare_with_reference <- function(programme, treatment = "referral_date", design_args = list(),
+                                   outcomes = TRUE) {
+  x <- gen_records(n = 250, seed = if (programme == "FS") 11 else 12)
+  data_end <- as.Date("2023-12-31")
+  d <- do.call(sfp_data, c(x, list(rollout = gen_rollout(programme))))
+  design <- do.call(if (programme == "FS") design_family_safeguarding else design_family_valued,
+                    c(list(d, data_end = data_end), design_args))
+  co <- suppressMessages(build_cohort(d, design, treatment = treatment))
+  ref <- r_cohort(x, design, treatment, data_end, outcomes)
+  co <- co[order(co$child_id), ]
+  expect_equal(co$child_id, ref$child_id)
+  expect_equal(co$referral_date, ref$referral_date)
+  expect_equal(co$age, ref$age)
+  expect_equal(co$treated, ref$treated)
+  outs <- if (outcomes) setdiff(design$outcomes, "absence") else character()
+  for (o in outs) expect_equal(co[[o]], ref[[o]], info = o)
+  if (programme == "FS" && outcomes) {
+    expect_equal(co$cpp_duration_observable, ref$cpp_duration_observable)
+  }
+  expect_flow_adds_up(co)
+  list(cohort = co, data = x)
+}
+
+test_that("Family Safeguarding cohort matches the plain-R reference on generated records", {
+  res <- compare_with_reference("FS")
+  co <- res$cohort
+  expect_gt(nrow(co), 50)
+  # every outcome has both values among the analysed children
+  for (o in c("cla_18m", "rereferral_18m")) expect_setequal(na.omit(co[[o]]), 0:1)
+  expect_gt(sum(!is.na(co$cpp_duration)), 5)
+  p <- absence_panel(co)
+  rp <- r_absence(res$data, co)
+  p <- p[order(p$child_id, p$term_index), ]
+  rp <- rp[order(rp$child_id, rp$term_index), ]
+  expect_equal(p$child_id, rp$child_id)
+  expect_equal(p$term_start, rp$term_start)
+  expect_equal(p$term, rp$term)
+  expect_equal(p$sessions_possible, rp$sessions_possible)
+  expect_equal(p$unauth_sessions, rp$unauth_sessions)
+  compare_with_reference("FS", treatment = "open_days_half", outcomes = FALSE)
+  compare_with_reference("FS", treatment = "open_days_28", outcomes = FALSE)
+  compare_with_reference("FS", design_args = list(toxic_trio = "broad", short_breaks = "include"))
+})
+
+test_that("Family Valued cohort matches the plain-R reference on generated records", {
+  co <- compare_with_reference("FV")$cohort
+  expect_gt(nrow(co), 50)
+  for (o in c("cla_18m", "return_36m", "cpp_12m", "kinship_first", "reunified_18m"))
+    expect_equal(sort(unique(c(na.omit(co[[o]])))), 0:1, info = o)
+  for (tr in c("care_entry", "alt_go_live", "embedding", "open_days_half"))
+    compare_with_reference("FV", treatment = tr, outcomes = FALSE)
+  compare_with_reference("FV", design_args = list(entry = "first_open",
+                                                  reunification = "sensitivity"))
 })
