@@ -619,7 +619,7 @@ civil <- function(z) {
   doy <- doe - (365L * yoe + yoe %/% 4L - yoe %/% 100L)
   mp <- (5L * doy + 2L) %/% 153L
   d <- doy - (153L * mp + 2L) %/% 5L + 1L
-  m <- ifelse(mp < 10L, mp + 3L, mp - 9L)
+  m <- mp + 3L - 12L * (mp >= 10L)
   y <- yoe + era * 400L + (m <= 2L)
   list(y = as.integer(y), m = as.integer(m), d = as.integer(d))
 }
@@ -685,16 +685,19 @@ gender_code <- function(x) {
 # missing-like ones; conflicting values give `conflict`; none gives the best
 # missing-like value (`fallback`, in order of preference).
 resolve_over_time <- function(g, v, missing_like, conflict, fallback, n) {
-  ok <- !is.na(g) & !v %in% missing_like
-  u <- unique(data.frame(g = g[ok], v = v[ok], stringsAsFactors = FALSE))
-  k <- tabulate(u$g, nbins = n)
+  v <- as.integer(v)
+  ok <- !is.na(g) & !is.na(v) & !v %in% missing_like
+  u <- unique(g[ok] * 64L + v[ok])                 # distinct (child, value) pairs
+  ug <- u %/% 64L
+  uv <- u %% 64L
+  k <- tabulate(ug, nbins = n)
   out <- rep(fallback[length(fallback)], n)
   for (f in rev(fallback)) {
     has <- unique(g[!is.na(g) & v %in% f])
     out[has] <- f
   }
-  one <- u[k[u$g] == 1L, , drop = FALSE]
-  out[one$g] <- one$v
+  one <- k[ug] == 1L
+  out[ug[one]] <- uv[one]
   out[k > 1L] <- conflict
   out
 }
@@ -712,8 +715,9 @@ child_covariates <- function(ch, ids, r, over_time, design) {
   n <- length(ids)
   g <- match(as.character(ch$child_id), ids)
   gen <- resolve_over_time(g, gender_code(ch$gender_raw), c(0L, 4L), 4L, c(0L, 4L), n)
-  eth <- as.character(ethnic_group(ch$ethnicity, chne = design$chne))
-  eth <- resolve_over_time(g, eth, "Missing", "Missing", "Missing", n)
+  eth_levels <- levels(ethnic_group(character()))
+  eth <- as.integer(ethnic_group(ch$ethnicity, chne = design$chne))   # 6 = Missing
+  eth <- eth_levels[resolve_over_time(g, eth, 6L, 6L, 6L, n)]
   # rows that count for "maximum up to the referral"
   if (over_time) {
     rd <- as.integer(ch$recorded_date)
@@ -833,8 +837,10 @@ easter_sunday <- function(y) {
 
 # Start days of the terms of academic year y (starting in August of y).
 term_starts <- function(y) {
-  cbind(autumn = days_from_civil(y, 8L, 1L), spring = days_from_civil(y + 1L, 1L, 1L),
-        summer = easter_sunday(y + 1L) + 1L)
+  u <- unique(y)
+  i <- match(y, u)
+  cbind(autumn = days_from_civil(u, 8L, 1L)[i], spring = days_from_civil(u + 1L, 1L, 1L)[i],
+        summer = easter_sunday(u + 1L)[i] + 1L)
 }
 
 academic_year_start <- function(x) {
@@ -843,7 +849,10 @@ academic_year_start <- function(x) {
 }
 
 # The `k` terms starting after each referral, matched with the absence
-# records (Summer and Summer6th added together).
+# records (Summer and Summer6th added together). Terms are numbered by an
+# ordinal 3 * academic year + (0 autumn, 1 spring, 2 summer), so matching a
+# record to a child's term index is integer arithmetic: the record's ordinal
+# minus the ordinal of the child's first term after the referral, plus one.
 absence_terms <- function(ab, ids, r, k) {
   n <- length(ids)
   empty <- data.frame(child_id = character(), term_index = integer(),
@@ -853,41 +862,39 @@ absence_terms <- function(ab, ids, r, k) {
                       absence_rate = numeric(), stringsAsFactors = FALSE)
   if (!n) return(empty)
   civ <- civil(r)
-  y0 <- civ$y - (civ$m < 8L)
+  y0 <- civ$y - (civ$m < 8L)                      # academic year of the referral
   cand <- cbind(term_starts(y0), term_starts(y0 + 1L))
-  cand[cand <= r] <- NA_integer_                   # terms starting after the referral
-  yrs <- cbind(y0, y0, y0, y0 + 1L, y0 + 1L, y0 + 1L)
-  nm <- rep(c("autumn", "spring", "summer"), 2L)
-  first <- rowSums(is.na(cand)) + 1L              # later terms are a suffix
-  col <- as.vector(outer(first, seq_len(k) - 1L, `+`))
-  child <- rep(seq_len(n), k)
-  idx <- cbind(child, col)
-  panel <- data.frame(ci = child, term_index = rep(seq_len(k), each = n),
-                      y = yrs[idx], term = nm[col], start = cand[idx],
-                      stringsAsFactors = FALSE)
-  # aggregate the records per child, year and term
-  term <- ifelse(tolower(ab$term) == "summer6th", "summer", tolower(ab$term))
-  keep <- as.character(ab$child_id) %in% ids
-  key_ab <- paste(ab$child_id, academic_year_start(ab$academic_year), term,
-                  sep = "\r")[keep]
-  if (!length(key_ab)) return(empty)
-  sp <- rowsum(cbind(as.numeric(ab$sessions_possible[keep]),
-                     as.numeric(ab$unauth_sessions[keep])), key_ab, reorder = FALSE)
-  key_p <- paste(ids[panel$ci], panel$y, panel$term, sep = "\r")
-  m <- match(key_p, rownames(sp))
-  panel$possible <- sp[m, 1]
-  panel$unauth <- sp[m, 2]
-  panel <- panel[!is.na(m), , drop = FALSE]
-  panel <- panel[order(panel$ci, panel$term_index), , drop = FALSE]
+  first <- rowSums(cand <= r) + 1L                 # later terms are a suffix
+  ord0 <- 3L * y0 + first - 1L                     # ordinal of term 1
+  # the records: child, academic year and term as integers (codes parsed once)
+  ci <- match(as.character(ab$child_id), ids)
+  ay <- as.character(ab$academic_year)
+  ay_u <- unique(ay)
+  y <- academic_year_start(ay_u)[match(ay, ay_u)]
+  tm <- as.character(ab$term)
+  tm_u <- unique(tm)
+  t <- match(tolower(tm_u), c("autumn", "spring", "summer", "summer6th"))[match(tm, tm_u)]
+  t[t == 4L] <- 3L
+  sums <- .Call(ffi_term_sums, ci, as.integer(y), as.integer(t), as.integer(ord0),
+                as.integer(k), as.integer(ab$sessions_possible), as.integer(ab$unauth_sessions))
+  cell <- which(sums[[1]] > 0L)
+  if (!length(cell)) return(empty)
+  child <- (cell - 1L) %/% k + 1L
+  idx <- (cell - 1L) %% k + 1L
+  o <- ord0[child] + idx - 1L                      # term ordinal
+  yy <- o %/% 3L
+  tt <- o %% 3L + 1L
+  start <- term_starts(yy)[cbind(seq_along(yy), tt)]
+  sp <- cbind(sums[[2]][cell], sums[[3]][cell])
   out <- data.frame(
-    child_id = ids[panel$ci],
-    term_index = panel$term_index,
-    academic_year = sprintf("%d/%02d", panel$y, (panel$y + 1L) %% 100L),
-    term = panel$term,
-    term_start = day_to_date(panel$start),
-    days_since_referral = as.integer(panel$start - r[panel$ci]),
-    sessions_possible = as.integer(panel$possible),
-    unauth_sessions = as.integer(panel$unauth),
+    child_id = ids[child],
+    term_index = idx,
+    academic_year = sprintf("%d/%02d", yy, (yy + 1L) %% 100L),
+    term = c("autumn", "spring", "summer")[tt],
+    term_start = day_to_date(start),
+    days_since_referral = as.integer(start - r[child]),
+    sessions_possible = as.integer(sp[, 1]),
+    unauth_sessions = as.integer(sp[, 2]),
     stringsAsFactors = FALSE
   )
   out$absence_rate <- ifelse(!is.na(out$sessions_possible) & out$sessions_possible > 0,
@@ -906,14 +913,20 @@ absence_terms <- function(ab, ids, r, k) {
                        "referred in the embedding window")
 
 build_flow <- function(la, arm, reason, keep, coh, outcomes, absence, fs) {
-  arm_lab <- ifelse(is.na(arm), "unassigned", ifelse(arm == 1L, "treated", "control"))
+  arm_levels <- c("control", "treated", "unassigned")
+  ai <- ifelse(is.na(arm), 3L, ifelse(arm == 1L, 2L, 1L))
   la_lab <- ifelse(is.na(la), "(unknown)", la)
-  count <- function(sel) {
-    if (!any(sel)) return(NULL)
-    tab <- as.data.frame(table(la = la_lab[sel], arm = arm_lab[sel]),
-                         stringsAsFactors = FALSE)
-    tab[tab$Freq > 0, , drop = FALSE]
+  la_levels <- sort(unique(la_lab))
+  cell <- (match(la_lab, la_levels) - 1L) * 3L + ai
+  ncell <- 3L * length(la_levels)
+  tab_cells <- function(cells) {
+    tab <- tabulate(cells, nbins = ncell)
+    nz <- which(tab > 0L)
+    if (!length(nz)) return(NULL)
+    data.frame(la = la_levels[(nz - 1L) %/% 3L + 1L], arm = arm_levels[(nz - 1L) %% 3L + 1L],
+               Freq = tab[nz], stringsAsFactors = FALSE)
   }
+  count <- function(sel) tab_cells(cell[sel])
   rows <- list()
   add <- function(stage, step, tab) {
     if (is.null(tab) || !nrow(tab)) return()
@@ -927,13 +940,8 @@ build_flow <- function(la, arm, reason, keep, coh, outcomes, absence, fs) {
   in_c <- seq_along(la) %in% keep
   add("population", "cohort", count(in_c))
   # outcome samples, among the cohort
-  la_c <- la_lab[keep]
-  arm_c <- arm_lab[keep]
-  count_c <- function(sel) {
-    if (!any(sel)) return(NULL)
-    tab <- as.data.frame(table(la = la_c[sel], arm = arm_c[sel]), stringsAsFactors = FALSE)
-    tab[tab$Freq > 0, , drop = FALSE]
-  }
+  cell_c <- cell[keep]
+  count_c <- function(sel) tab_cells(cell_c[sel])
   for (o in setdiff(outcomes, "absence")) {
     if (!o %in% names(coh)) next
     obs <- coh[[paste0(o, "_observable")]]

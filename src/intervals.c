@@ -307,3 +307,65 @@ SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
   UNPROTECT(1);
   return out;
 }
+
+/* ---- school terms after the referral ---------------------------------- */
+
+/* ffi_term_sums(child, year, term, ord0, k, possible, unauth)
+ *   child:    integer, one per absence record: the 1-based cohort child, NA
+ *             for records of children outside the cohort.
+ *   year:     integer, the academic year's first calendar year (NA allowed).
+ *   term:     integer 1 autumn, 2 spring, 3 summer (Summer6th already mapped
+ *             to 3), NA allowed.
+ *   ord0:     integer, length n: ordinal 3 * year + (term - 1) of each
+ *             child's first term starting after the referral.
+ *   k:        integer scalar, terms kept per child (1..3).
+ *   possible, unauth: integer sessions of each record (NA allowed).
+ * Records are matched to the child's term index i = ordinal - ord0 + 1 and
+ * summed per child and index.  Returns a list of three vectors of length
+ * n * k, child-major (cell (c, i) at (c - 1) * k + i - 1): `present`
+ * (integer count of records), `possible`, `unauth` (double sums, NA if any
+ * summed value is NA). */
+SEXP ffi_term_sums(SEXP child, SEXP year, SEXP term, SEXP ord0, SEXP k,
+                   SEXP possible, SEXP unauth) {
+  R_xlen_t m = XLENGTH(child), n = XLENGTH(ord0);
+  check_int(child, m, "child", "ffi_term_sums");
+  check_int(year, m, "year", "ffi_term_sums");
+  check_int(term, m, "term", "ffi_term_sums");
+  check_int(possible, m, "possible", "ffi_term_sums");
+  check_int(unauth, m, "unauth", "ffi_term_sums");
+  check_int(ord0, n, "ord0", "ffi_term_sums");
+  if (TYPEOF(k) != INTSXP || XLENGTH(k) != 1 || INTEGER_RO(k)[0] < 1 ||
+      INTEGER_RO(k)[0] > 3)
+    Rf_error("internal error in ffi_term_sums(): `k` must be 1, 2 or 3");
+  int kk = INTEGER_RO(k)[0];
+  const int *ch = INTEGER_RO(child), *y = INTEGER_RO(year), *t = INTEGER_RO(term),
+            *o0 = INTEGER_RO(ord0), *ps = INTEGER_RO(possible),
+            *un = INTEGER_RO(unauth);
+  R_xlen_t cells = n * kk;
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 3));
+  SET_VECTOR_ELT(out, 0, Rf_allocVector(INTSXP, cells));
+  SET_VECTOR_ELT(out, 1, Rf_allocVector(REALSXP, cells));
+  SET_VECTOR_ELT(out, 2, Rf_allocVector(REALSXP, cells));
+  int *pr = INTEGER(VECTOR_ELT(out, 0));
+  double *sp = REAL(VECTOR_ELT(out, 1)), *su = REAL(VECTOR_ELT(out, 2));
+  for (R_xlen_t c = 0; c < cells; c++) {
+    pr[c] = 0;
+    sp[c] = 0.0;
+    su[c] = 0.0;
+  }
+  for (R_xlen_t r = 0; r < m; r++) {
+    if ((r & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+    int c = ch[r];
+    if (c == NA_INTEGER || c < 1 || c > n || y[r] == NA_INTEGER ||
+        t[r] == NA_INTEGER || o0[c - 1] == NA_INTEGER)
+      continue;
+    long long idx = 3LL * y[r] + (t[r] - 1) - o0[c - 1] + 1;
+    if (idx < 1 || idx > kk) continue;
+    R_xlen_t cell = (R_xlen_t) (c - 1) * kk + (R_xlen_t) (idx - 1);
+    pr[cell]++;
+    sp[cell] = (ps[r] == NA_INTEGER) ? NA_REAL : sp[cell] + ps[r];
+    su[cell] = (un[r] == NA_INTEGER) ? NA_REAL : su[cell] + un[r];
+  }
+  UNPROTECT(1);
+  return out;
+}

@@ -24,6 +24,8 @@ SEXP ffi_care_period(SEXP decom, SEXP dec, SEXP starts_period, SEXP ends_period,
                      SEXP offsets, SEXP ref);
 SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
                      SEXP cla_offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_term_sums(SEXP child, SEXP year, SEXP term, SEXP ord0, SEXP k,
+                   SEXP possible, SEXP unauth);
 
 /* ---- matching: CEM strata (cem.c) ---- */
 

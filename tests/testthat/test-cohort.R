@@ -22,6 +22,8 @@ plans <- function(rid, start, end = NA, ...) {
              stringsAsFactors = FALSE)
 }
 `%||%` <- function(x, y) if (is.null(x)) y else x
+# The validator warns about open referrals, plans and episodes: expected here.
+quiet_data <- function(...) suppressWarnings(sfp_data(...))
 
 fs_rollout <- data.frame(la_code = c("101", "201"), programme = "FS",
                          role = c("treated", "comparator"),
@@ -37,7 +39,7 @@ fv_rollout <- data.frame(la_code = c("301", "302"), programme = "FV", role = "tr
 
 fs_build <- function(..., outcomes, treatment = "referral_date", design_args = list(),
                      extra_referrals = NULL) {
-  d <- sfp_data(..., rollout = fs_rollout)
+  d <- quiet_data(..., rollout = fs_rollout)
   # records a validator would reject, added afterwards
   if (!is.null(extra_referrals)) d$referrals <- rbind(d$referrals, extra_referrals)
   des <- do.call(design_family_safeguarding,
@@ -45,7 +47,7 @@ fs_build <- function(..., outcomes, treatment = "referral_date", design_args = l
   suppressMessages(build_cohort(d, des, treatment = treatment, outcomes = outcomes))
 }
 fv_build <- function(..., outcomes, treatment = "referral_date", design_args = list()) {
-  d <- sfp_data(..., rollout = fv_rollout)
+  d <- quiet_data(..., rollout = fv_rollout)
   des <- do.call(design_family_valued,
                  c(list(d, data_end = as.Date("2023-12-31")), design_args))
   suppressMessages(build_cohort(d, des, treatment = treatment, outcomes = outcomes))
@@ -463,7 +465,7 @@ test_that("treatment definitions: open days, 28 days, care entry, alternative go
   # Family Safeguarding open days: comparator LAs never accrue days under the model.
   ch2 <- kids(c("n", "v"), la = c("101", "201"))
   rf2 <- refs(c("n", "v"), c("2019-11-22", "2019-11-22"), c("2020-02-09", "2020-02-09"))
-  co2 <- fs_build(children = ch2, referrals = rf2, cla_episodes = cla,
+  co2 <- fs_build(children = ch2, referrals = rf2, cla_episodes = eps("n", "2019-01-01"),
                   outcomes = "cla_18m", treatment = "open_days_half")
   expect_equal(val(co2, "treated"), c(n = 1L, v = 0L))
 })
@@ -530,7 +532,7 @@ test_that("covariates missing for more than 30% are reported and dropped", {
   ch <- kids(c("a", "b", "c"))
   ch$uasc <- c(TRUE, NA, NA)
   rf <- refs(c("a", "b", "c"), "2019-03-01")
-  d <- sfp_data(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+  d <- quiet_data(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
                 rollout = fs_rollout)
   des <- design_family_safeguarding(d, data_end = as.Date("2023-12-31"))
   expect_snapshot(co <- build_cohort(d, des, outcomes = "cla_18m"))
@@ -564,7 +566,7 @@ test_that("an empty cohort and a one-LA cohort work", {
 test_that("bad input stops with clear errors", {
   ch <- kids("a")
   rf <- refs("a", "2019-03-01")
-  d <- sfp_data(children = ch, referrals = rf, rollout = fs_rollout)
+  d <- quiet_data(children = ch, referrals = rf, rollout = fs_rollout)
   des <- design_family_safeguarding(d, data_end = as.Date("2023-12-31"))
   expect_snapshot(build_cohort(d, des, treatment = "first_contact"), error = TRUE)
   expect_snapshot(build_cohort(d, des, treatment = "care_entry"), error = TRUE)
@@ -572,13 +574,13 @@ test_that("bad input stops with clear errors", {
   expect_snapshot(build_cohort(d, des, outcomes = "kinship_first"), error = TRUE)
   expect_snapshot(build_cohort(d, "FS"), error = TRUE)
   expect_snapshot(build_cohort(ch, des), error = TRUE)
-  d2 <- sfp_data(children = ch, referrals = rf, rollout = fs_rollout,
+  d2 <- quiet_data(children = ch, referrals = rf, rollout = fs_rollout,
                  cla_episodes = eps("a", "2019-04-01"))
   d2$cla_episodes$ls <- NULL                   # as if built without validation
   expect_snapshot(build_cohort(d2, des, outcomes = "cla_18m"), error = TRUE)
   # Family Valued: no column to tell whether the case stayed open
   ch3 <- kids("a", la = "301")
-  d3 <- sfp_data(children = ch3, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+  d3 <- quiet_data(children = ch3, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
                  rollout = fv_rollout)
   des3 <- design_family_valued(d3, data_end = as.Date("2023-12-31"))
   expect_snapshot(build_cohort(d3, des3, outcomes = "cla_18m"), error = TRUE)
@@ -586,7 +588,7 @@ test_that("bad input stops with clear errors", {
   ro <- fv_rollout
   ro$alt_go_live_date[2] <- NA
   rf3 <- refs("a", "2019-09-01", referral_nfa = FALSE)
-  d4 <- sfp_data(children = ch3, referrals = rf3, cla_episodes = eps("a", "2019-04-01"),
+  d4 <- quiet_data(children = ch3, referrals = rf3, cla_episodes = eps("a", "2019-04-01"),
                  rollout = ro)
   des4 <- design_family_valued(d4, data_end = as.Date("2023-12-31"))
   expect_snapshot(build_cohort(d4, des4, treatment = "alt_go_live", outcomes = "cla_18m"),
@@ -598,13 +600,13 @@ test_that("bad input stops with clear errors", {
   # children in an LA the Family Valued design does not know are excluded, counted
   ch5 <- rbind(ch3, kids("b", la = "999"))
   rf5 <- refs(c("a", "b"), "2019-09-01", referral_nfa = FALSE)
-  d5 <- sfp_data(children = ch5, referrals = rf5, cla_episodes = eps("a", "2019-04-01"),
+  d5 <- quiet_data(children = ch5, referrals = rf5, cla_episodes = eps("a", "2019-04-01"),
                  rollout = fv_rollout)
   co5 <- suppressMessages(build_cohort(d5, des4, outcomes = "cla_18m"))
   f <- exclusion_flow(co5, stage = "population", by = "total")
   expect_equal(f$n[f$step == "LA not in the trial"], 1L)
   # records without any date and no data_end
-  d6 <- sfp_data(children = ch, referrals = rf[0, ], rollout = fs_rollout,
+  d6 <- quiet_data(children = ch, referrals = rf[0, ], rollout = fs_rollout,
                  cla_episodes = eps("a", "2019-04-01")[0, ])
   expect_snapshot(build_cohort(d6, design_family_safeguarding(d6), outcomes = "cla_18m"),
                   error = TRUE)

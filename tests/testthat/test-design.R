@@ -37,7 +37,7 @@ test_that("Family Valued trial period is 6 months before the first to 6 after th
 })
 
 test_that("a design takes the roll-out table from an sfp_data object", {
-  d <- design_family_valued(sfp_data(rollout = fv_rollout()))
+  d <- design_family_valued(suppressWarnings(sfp_data(rollout = fv_rollout())))
   expect_s3_class(d, "sfp_design")
   expect_equal(nrow(d$las), 5L)
   # rows of the other programme are ignored
