@@ -1073,9 +1073,8 @@ print.sfp_cohort <- function(x, ...) {
   cat("<sfp_cohort> ", d$name, ": ", format(nrow(x), big.mark = ","),
       " children in ", length(unique(x$la)), " LAs; treatment = \"",
       attr(x, "treatment"), "\"; data end ", format(attr(x, "data_end")), "\n", sep = "")
-  cat("Arms: ", paste(names(table(x$treated, useNA = "ifany")),
-                      table(x$treated, useNA = "ifany"), sep = " = ", collapse = ", "),
-      "\n", sep = "")
+  cat("Arms: control ", sum(x$treated %in% 0L), ", treated ", sum(x$treated %in% 1L),
+      if (anyNA(x$treated)) paste0(", undefined ", sum(is.na(x$treated))), "\n", sep = "")
   outs <- intersect(d$outcomes, names(x))
   for (o in outs) {
     v <- x[[o]]

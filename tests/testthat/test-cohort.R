@@ -333,6 +333,20 @@ test_that("absence: the three terms starting after the referral, Summer6th added
   f <- exclusion_flow(co, stage = "absence", by = "total")
   expect_equal(f$n, c(3L, 1L, 2L))
   expect_flow_adds_up(co)
+  # No session possible gives no rate; a missing count makes the term's sum
+  # missing (never a silent zero); one term kept with absence_terms = 1.
+  ab2 <- ab
+  ab2$sessions_possible[ab2$child_id == "a" & ab2$term == "summer6th"] <- NA
+  co2 <- fs_build(children = ch, referrals = rf, absence = ab2, outcomes = "absence",
+                  design_args = list(absence_terms = 1))
+  p2 <- absence_panel(co2)
+  expect_equal(p2$term_index, c(1L, 1L))
+  expect_equal(p2$absence_rate, c(5, 4))
+  co3 <- fs_build(children = ch, referrals = rf, absence = ab2, outcomes = "absence")
+  p3 <- absence_panel(co3)
+  expect_equal(p3$sessions_possible[p3$child_id == "a"], c(120L, NA, 140L))
+  expect_equal(p3$absence_rate[p3$child_id == "a"], c(5, NA, 5))
+  expect_equal(p3$absence_rate[p3$child_id == "b"], 4)
 })
 
 # ---- Family Valued outcomes -------------------------------------------------------
@@ -509,6 +523,13 @@ test_that("covariates over time: conflicts become missing, maxima up to the refe
                   error = TRUE)
 })
 
+test_that("print() summarises the cohort", {
+  x <- fv_case()
+  co <- do.call(fv_build, c(x, list(outcomes = c("cla_18m", "kinship_first"))))
+  expect_snapshot(print(co))
+  expect_snapshot(exclusion_flow(co, by = "total"))
+})
+
 test_that("LA covariates: latest month before the referral, interpolated, carried at the ends", {
   ch <- kids(c("a", "b", "c", "d"), la = c("101", "101", "101", "201"))
   rf <- refs(c("a", "b", "c", "d"), c("2019-03-15", "2018-06-01", "2019-08-01", "2019-03-15"))
@@ -560,6 +581,8 @@ test_that("an empty cohort and a one-LA cohort work", {
   expect_equal(nrow(absence_panel(co)), 0L)
   expect_flow_adds_up(co)
   expect_output(print(co), "0 children")
+  expect_s3_class(as.data.frame(co), "data.frame")
+  expect_null(attr(as.data.frame(co), "exclusion_flow"))
   expect_equal(summary(co)$n[1], 1L)
 })
 
