@@ -6,7 +6,7 @@
 #
 # Types: "chr" character codes/ids, "date" Date, "lgl" logical, "int" integer
 # count, "dbl" double, "list_chr" list of character vectors (or a character
-# column of codes separated by ";").
+# column of codes separated by ";" or ",").
 
 col_spec <- function(type, required = TRUE, na = TRUE, codes = NULL,
                      unknown = c("error", "warning")) {

@@ -36,6 +36,7 @@ warn_rows <- function(table, column, rows, problem, fix, keys = NULL,
 rows_message <- function(table, column, rows, problem, fix, keys = NULL,
                          key_name = NULL) {
   n <- length(rows)
+  if (n == 1L) problem <- singular_verb(problem)
   where <- if (is.null(column)) sprintf("Table `%s`", table) else
     sprintf("Table `%s`, column `%s`", table, column)
   paste0(where, ": ", format(n, big.mark = ","), if (n == 1L) " row " else " rows ",
@@ -51,3 +52,11 @@ stop_arg <- function(arg, problem, fix = NULL) {
 }
 
 `%||%` <- function(x, y) if (is.null(x)) y else x
+
+# "are not valid" -> "is not valid" etc. for a single row.
+singular_verb <- function(problem) {
+  sub("^(are|have|hold|start|end|lie|fall|use|give)\\b", "\\1@", problem) |>
+    sub(pattern = "^are@", replacement = "is") |>
+    sub(pattern = "^have@", replacement = "has") |>
+    sub(pattern = "^(hold|start|end|lie|fall|use|give)@", replacement = "\\1s")
+}

@@ -5,6 +5,7 @@
 
 static const R_CallMethodDef call_entries[] = {
   /* data: records simulator */
+  CALLDEF(ffi_simulate_sfp, 8),
 
   /* cohort */
   CALLDEF(ffi_union_days, 5),
@@ -23,6 +24,7 @@ static const R_CallMethodDef call_entries[] = {
   /* DiD: wild bootstrap */
 
   /* other models */
+  CALLDEF(ffi_mle_newton, 8),
 
   /* stepped wedge: GLMM / LMM */
 

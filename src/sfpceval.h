@@ -15,6 +15,8 @@
 #include <R_ext/Visibility.h>
 
 /* ---- data: records simulator (simulate.c) ---- */
+SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
+                      SEXP qday, SEXP par, SEXP eff, SEXP terms);
 
 /* ---- cohort: interval work on day numbers (intervals.c) ---- */
 SEXP ffi_union_days(SEXP start, SEXP end, SEXP offsets, SEXP win_lo, SEXP win_hi);
@@ -36,6 +38,8 @@ SEXP ffi_term_sums(SEXP child, SEXP year, SEXP term, SEXP ord0, SEXP k,
 /* ---- DiD: wild cluster bootstrap (wildboot.c) ---- */
 
 /* ---- other models: hurdle, tobit (mle.c) ---- */
+SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
+                    SEXP limits, SEXP start, SEXP control);
 
 /* ---- stepped wedge: GLMM / LMM (glmm.c) ---- */
 

@@ -9,6 +9,8 @@ R CMD build --no-manual . > check/build.log 2>&1 || { cat check/build.log; echo 
 tarball=$(ls -t sfpceval_*.tar.gz | head -n 1)
 mv "$tarball" check/
 export _R_CHECK_FORCE_SUGGESTS_=false
+# Run the snapshot tests of error messages too (testthat skips them "on CRAN").
+export NOT_CRAN=true
 export _R_CHECK_CRAN_INCOMING_=false
 export _R_CHECK_TESTS_NLINES_=0
 export OMP_THREAD_LIMIT=2

@@ -1,0 +1,268 @@
+# fgls_bcj(), hansen_plim().  Least-squares steps are compared to rounding
+# (1e-10); the simulated plim uses a tolerance of 4 Monte Carlo standard
+# errors computed in the test.
+
+make_panel <- function(G = 8, T = 10, rho = 0.5, beta = 0.3, seed = 1) {
+  set.seed(seed)
+  d <- expand.grid(la = 1:G, year = 2010 + 1:T)
+  d$treated <- as.integer(d$la <= G / 2 & d$year > 2010 + T / 2)
+  d$x <- rnorm(G * T)
+  e <- matrix(0, G, T)
+  e[, 1] <- rnorm(G) / sqrt(1 - rho^2)
+  for (t in 2:T) e[, t] <- rho * e[, t - 1] + rnorm(G)
+  d$y <- beta * d$treated + 0.5 * d$x + rnorm(G)[d$la] + rnorm(T)[d$year - 2010] +
+    e[cbind(d$la, d$year - 2010)]
+  d
+}
+
+# exact plim by the expectation of each demeaned cross-product, in loops:
+# E[u~_a u~_b] = g(a - b) - r_a / T - r_b / T + S / T^2
+plim_ref <- function(rho, T) {
+  p <- length(rho)
+  # autocorrelations by simulating the Yule-Walker recursion on a long
+  # AR(p) impulse response: gamma_h = sum_j psi_j psi_{j+h} / sum_j psi_j^2
+  psi <- numeric(5000)
+  psi[1] <- 1
+  for (j in 2:5000) for (l in seq_len(p)) if (j - l >= 1) psi[j] <- psi[j] + rho[l] * psi[j - l]
+  g <- function(h) {
+    h <- abs(h)
+    sum(psi[1:(5000 - h)] * psi[(1 + h):5000]) / sum(psi^2)
+  }
+  R <- outer(1:T, 1:T, Vectorize(function(a, b) g(a - b)))
+  r <- rowSums(R)
+  S <- sum(R)
+  Ecp <- function(a, b) R[a, b] - r[a] / T - r[b] / T + S / T^2
+  A <- matrix(0, p, p)
+  b <- numeric(p)
+  for (t in (p + 1):T) {
+    for (i in 1:p) {
+      b[i] <- b[i] + Ecp(t - i, t)
+      for (j in 1:p) A[i, j] <- A[i, j] + Ecp(t - i, t - j)
+    }
+  }
+  solve(A, b)
+}
+
+test_that("hansen_plim: exact formula equals the expectation, by hand and METHODS numbers", {
+  expect_equal(hansen_plim(0.5, 10, "exact"), plim_ref(0.5, 10), tolerance = 1e-10)
+  expect_equal(hansen_plim(c(0.5, 0.2), 12, "exact"), plim_ref(c(0.5, 0.2), 12),
+               tolerance = 1e-10)
+  # by hand: white noise, E[u~_t u~_{t-1}] = -1/T and E[u~^2] = 1 - 1/T, so
+  # pi_T(0) = -1/(T - 1) (Nickell's bias; the H0 of Wooldridge's test)
+  for (T in c(3, 5, 10)) expect_equal(hansen_plim(0, T, "exact"), -1 / (T - 1))
+  # METHODS.md s2: AR(1), rho = 0.5, T = 10: exact 0.312, ado formula 0.368
+  expect_equal(round(hansen_plim(0.5, 10, "exact"), 3), 0.312)
+  expect_equal(round(hansen_plim(0.5, 10, "hansen"), 3), 0.368)
+  # correcting the exact plim: the ado's iteration recovers about 0.44, the
+  # exact inversion 0.50
+  r <- hansen_plim(0.5, 10, "exact")
+  h <- hansen_correct_(r, 10, "hansen", 1e-10, 100)
+  e <- hansen_correct_(r, 10, "exact", 1e-10, 100)
+  expect_true(h$converged && e$converged)
+  expect_equal(round(h$rho, 2), 0.44)
+  expect_equal(e$rho, 0.5, tolerance = 1e-8)
+  expect_equal(hansen_correct_(r, 10, "none", 1e-6, 100)$rho, r)
+})
+
+test_that("the exact plim reproduces a simulated plim; the ado formula does not", {
+  set.seed(42)
+  G <- 4000
+  T <- 10
+  rho <- 0.5
+  u <- matrix(0, G, T)
+  u[, 1] <- rnorm(G) / sqrt(1 - rho^2)
+  for (t in 2:T) u[, t] <- rho * u[, t - 1] + rnorm(G)
+  ud <- u - rowMeans(u)
+  a <- rowSums(ud[, 2:T] * ud[, 1:(T - 1)])
+  b <- rowSums(ud[, 1:(T - 1)]^2)
+  est <- sum(a) / sum(b)
+  # Monte Carlo SE of a ratio of sums over independent panels (delta method)
+  mc_se <- sd(a - est * b) / (sqrt(G) * mean(b))
+  expect_lt(abs(est - hansen_plim(rho, T, "exact")), 4 * mc_se)
+  expect_gt(abs(est - hansen_plim(rho, T, "hansen")), 4 * mc_se)
+})
+
+# plain-R BCJ FGLS: lm() with dummies, loops for the AR regression and the
+# quasi-differencing, a loop over clusters for CR1
+fgls_ref <- function(d, p, correct = identity) {
+  G <- max(d$la)
+  T <- length(unique(d$year))
+  d$t <- match(d$year, sort(unique(d$year)))
+  W <- model.matrix(~ treated + x + factor(la) + factor(t), d)
+  u <- residuals(lm(d$y ~ W - 1))
+  U <- matrix(NA, G, T)
+  for (i in seq_len(nrow(d))) U[d$la[i], d$t[i]] <- u[i]
+  resp <- numeric()
+  Z <- NULL
+  for (g in 1:G) for (t in (p + 1):T) {
+    resp <- c(resp, U[g, t])
+    Z <- rbind(Z, U[g, t - seq_len(p)])
+  }
+  rho <- correct(drop(solve(crossprod(Z), crossprod(Z, resp))))
+  ys <- numeric()
+  Ws <- NULL
+  cl <- integer()
+  for (g in 1:G) for (t in (p + 1):T) {
+    i <- which(d$la == g & d$t == t)
+    wi <- W[i, ]
+    yi <- d$y[i]
+    for (l in seq_len(p)) {
+      j <- which(d$la == g & d$t == t - l)
+      wi <- wi - rho[l] * W[j, ]
+      yi <- yi - rho[l] * d$y[j]
+    }
+    ys <- c(ys, yi)
+    Ws <- rbind(Ws, wi)
+    cl <- c(cl, g)
+  }
+  f <- lm(ys ~ Ws - 1)
+  Ws <- Ws[, !is.na(coef(f)), drop = FALSE]     # lm drops the redundant dummies
+  f <- lm(ys ~ Ws - 1)
+  e <- residuals(f)
+  bread <- solve(crossprod(Ws))
+  meat <- 0
+  for (g in unique(cl)) {
+    s <- crossprod(Ws[cl == g, , drop = FALSE], e[cl == g])
+    meat <- meat + s %*% t(s)
+  }
+  N <- nrow(Ws)
+  K <- ncol(Ws)
+  V <- G / (G - 1) * (N - 1) / (N - K) * bread %*% meat %*% bread
+  list(coef = unname(coef(f)[2:3]), se = unname(sqrt(diag(V))[2:3]), rho = rho,
+       fit = f, Ws = Ws, cl = cl, N = N, K = K)
+}
+
+test_that("fgls_bcj equals a plain-R implementation on a balanced panel", {
+  d <- make_panel()
+  for (p in 1:2) {
+    ref <- fgls_ref(d, p)
+    fit <- fgls_bcj(y ~ treated + x, d, "la", "year", p = p, bc = "none")
+    expect_equal(unname(coef(fit)), ref$coef, tolerance = 1e-10)
+    expect_equal(unname(sqrt(diag(vcov(fit)))), ref$se, tolerance = 1e-10)
+    expect_equal(unname(fit$rho), ref$rho, tolerance = 1e-10)
+    expect_equal(c(fit$nobs, fit$K), c(ref$N, ref$K))
+    for (bc in c("exact", "hansen")) {
+      corr <- function(r) hansen_correct_(r, 10, bc, 1e-6, 100)$rho
+      ref <- fgls_ref(d, p, corr)
+      fit <- fgls_bcj(y ~ treated + x, d, "la", "year", p = p, bc = bc)
+      expect_equal(unname(coef(fit)), ref$coef, tolerance = 1e-10)
+      expect_equal(unname(sqrt(diag(vcov(fit)))), ref$se, tolerance = 1e-10)
+    }
+  }
+  expect_equal(fit$df, 7)
+})
+
+test_that("fgls_bcj's CR1 equals sandwich::vcovCL(type = 'HC1') on the quasi-differenced data", {
+  skip_if_not_installed("sandwich")
+  d <- make_panel(seed = 2)
+  ref <- fgls_ref(d, 1)
+  fit <- fgls_bcj(y ~ treated + x, d, "la", "year", p = 1, bc = "none")
+  V <- sandwich::vcovCL(ref$fit, cluster = ref$cl, type = "HC1")
+  expect_equal(unname(vcov(fit)), unname(V[2:3, 2:3]), tolerance = 1e-10)
+})
+
+test_that("micro data: cell effects from a within-cell regression, then the panel FGLS", {
+  d <- make_panel(seed = 3)
+  set.seed(3)
+  m <- d[rep(seq_len(nrow(d)), times = sample(2:6, nrow(d), TRUE)), ]
+  m$age <- rnorm(nrow(m))
+  m$y <- m$y + 0.4 * m$age + rnorm(nrow(m))
+  fit <- fgls_bcj(y ~ treated + x + age, m, "la", "year", p = 1, bc = "exact")
+  cell <- interaction(m$la, m$year, drop = TRUE)
+  gamma <- coef(lm(y ~ age + cell, m))[["age"]]
+  expect_equal(fit$first_step[["age"]], gamma, tolerance = 1e-10)
+  cm <- aggregate(cbind(r = m$y - gamma * m$age, treated = m$treated, x = m$x),
+                  list(la = m$la, year = m$year), mean)
+  panel <- fgls_bcj(r ~ treated + x, cm, "la", "year", p = 1, bc = "exact")
+  expect_equal(coef(fit), coef(panel), tolerance = 1e-10)
+  expect_equal(vcov(fit), vcov(panel), tolerance = 1e-10)
+  expect_true(fit$micro)
+  expect_output(print(fit), "cell effects from micro data")
+})
+
+test_that("fgls_bcj: FE absorb group and period shifts; unsorted, integer input, NA rows", {
+  d <- make_panel(seed = 4)
+  a <- fgls_bcj(y ~ treated + x, d, "la", "year", p = 2)
+  d2 <- d
+  d2$y <- d2$y + 3 * d2$la - 0.5 * d2$year          # on paper: absorbed by the FE
+  expect_equal(coef(fgls_bcj(y ~ treated + x, d2, "la", "year", p = 2)), coef(a),
+               tolerance = 1e-8)
+  b <- fgls_bcj(y ~ treated + x, d[sample(nrow(d)), ], "la", "year", p = 2)
+  expect_equal(coef(b), coef(a), tolerance = 1e-10)
+  expect_equal(vcov(b), vcov(a), tolerance = 1e-10)
+  di <- d
+  di$treated <- as.double(di$treated)
+  di$la <- paste0("LA", di$la)                        # character groups sort alike
+  expect_equal(coef(fgls_bcj(y ~ treated + x, di, "la", "year", p = 2)), coef(a),
+               tolerance = 1e-10)
+  m <- d[rep(seq_len(nrow(d)), 2), ]
+  m$x[1] <- NA
+  expect_warning(fgls_bcj(y ~ treated + x, m, "la", "year", p = 1), "1 row with a missing value")
+})
+
+test_that("fgls_bcj(method = 're') equals plm's random effects (Amemiya) and vcovCL", {
+  skip_if_not_installed("plm")
+  skip_if_not_installed("sandwich")
+  d <- make_panel(seed = 5)
+  set.seed(5)
+  m <- d[rep(seq_len(nrow(d)), times = sample(1:4, nrow(d), TRUE)), ]
+  m$age <- rnorm(nrow(m))
+  m$y <- m$y + 0.4 * m$age + rnorm(nrow(m))
+  m$row <- ave(m$la, m$la, FUN = seq_along)
+  fit <- fgls_bcj(y ~ treated + age, m, "la", "year", method = "re")
+  pr <- plm::plm(y ~ treated + age + factor(year), m, index = c("la", "row"),
+                 model = "random", random.method = "amemiya")
+  expect_equal(unname(fit$coefficients_all), unname(coef(pr)), tolerance = 1e-10)
+  expect_equal(fit$sigma2, pr$ercomp$sigma2, tolerance = 1e-10, ignore_attr = TRUE)
+  # CR1 on the quasi-demeaned data with plm's theta
+  th <- pr$ercomp$theta[as.character(m$la)]
+  if (length(pr$ercomp$theta) == 1L) th <- rep(pr$ercomp$theta, nrow(m))
+  X <- model.matrix(~ treated + age + factor(year), m)
+  gm <- function(v) ave(v, m$la)
+  Xs <- X - th * apply(X, 2, gm)
+  ys <- m$y - th * gm(m$y)
+  lf <- lm(ys ~ Xs - 1)
+  V <- sandwich::vcovCL(lf, cluster = m$la, type = "HC1")
+  expect_equal(unname(vcov(fit)), unname(V[2:3, 2:3]), tolerance = 1e-10)
+  expect_equal(fit$df, 7)
+  expect_output(print(fit), "Random-effects GLS")
+})
+
+test_that("fgls_bcj methods", {
+  d <- make_panel(seed = 6)
+  fit <- fgls_bcj(y ~ treated + x, d, "la", "year", p = 1)
+  td <- tidy.sfp_fgls(fit)
+  expect_equal(td$term, c("treated", "x"))
+  expect_equal(td$conf.high - td$estimate, qt(0.975, 7) * td$std.error)
+  expect_equal(nobs(fit), 8L * 9L)
+  expect_equal(glance.sfp_fgls(fit)$n_groups, 8L)
+  expect_equal(confint(fit)["x", ], c(td$conf.low[2], td$conf.high[2]), ignore_attr = TRUE)
+  expect_output(print(summary(fit)), "t\\(7\\) reference")
+  expect_equal(nrow(fit$panel), 80L)
+})
+
+test_that("bias correction of a non-stationary estimate is skipped with a note", {
+  h <- hansen_correct_(c(1.2), 10, "hansen", 1e-6, 100)
+  expect_equal(h$rho, 1.2)
+  expect_false(h$converged)
+  expect_match(h$note, "not stationary")
+})
+
+test_that("fgls_bcj errors are clear", {
+  d <- make_panel(G = 4, T = 5, seed = 7)
+  expect_snapshot(fgls_bcj(y ~ treated, d[-c(3, 9), ], "la", "year", p = 1), error = TRUE)
+  expect_snapshot(fgls_bcj(y ~ treated, d, "la", "year", p = 5), error = TRUE)
+  expect_snapshot(fgls_bcj(y ~ treated, d, "la", "year", p = 3), error = TRUE)
+  expect_snapshot(fgls_bcj(y ~ treated, d[d$la == 1, ], "la", "year"), error = TRUE)
+  d$stratum <- as.integer(d$la <= 2)
+  expect_snapshot(fgls_bcj(y ~ treated + stratum, d, "la", "year", p = 1), error = TRUE)
+  expect_snapshot(fgls_bcj(y ~ 1, d, "la", "year"), error = TRUE)
+  expect_snapshot(fgls_bcj(y ~ treated, d, "LA", "year"), error = TRUE)
+  expect_snapshot(fgls_bcj(y ~ treated, d, "la", "year", p = 0), error = TRUE)
+  m <- d[rep(seq_len(nrow(d)), 2), ]
+  m$age <- rnorm(nrow(m))
+  expect_snapshot(fgls_bcj(y ~ age, m, "la", "year", p = 1), error = TRUE)
+  expect_snapshot(fgls_bcj(y ~ treated, d[0, ], "la", "year"), error = TRUE)
+  expect_snapshot(hansen_plim(0.5, 2), error = TRUE)
+  expect_snapshot(hansen_plim(1.1, 10), error = TRUE)
+})

@@ -1,0 +1,78 @@
+# A cohort whose LA x quarter outcome means follow given trajectories: each
+# LA has `n` children per quarter from 2016Q1, a share traj[la, q] with y = 1.
+trend_cohort <- function(traj, n = 50) {
+  qs <- seq_len(ncol(traj))
+  rows <- expand.grid(la = rownames(traj), q = qs, i = seq_len(n), stringsAsFactors = FALSE)
+  start <- as.Date("2016-01-01")
+  rows$referral_date <- as.Date(sapply(rows$q, function(q) format(seq(start, by = "3 months", length.out = q)[q])))
+  k <- round(traj[cbind(match(rows$la, rownames(traj)), rows$q)] * n)
+  rows$cla_18m <- as.integer(rows$i <= k)
+  rows[, c("la", "referral_date", "cla_18m")]
+}
+
+test_that("an exact copy of the treated trend (at another level) ranks first, at distance 0", {
+  set.seed(1)
+  nq <- 24
+  base <- cumsum(rnorm(nq, 0, 0.02)) + 0.3
+  traj <- rbind(T1 = base,
+                P1 = base + 0.1,                                   # parallel
+                N1 = 0.3 + cumsum(rnorm(nq, 0, 0.02)),
+                N2 = 0.3 + cumsum(rnorm(nq, 0, 0.02)),
+                N3 = 0.35 + 0.005 * seq_len(nq))
+  traj <- pmin(pmax(traj, 0.02), 0.98)
+  d <- trend_cohort(traj)
+  go <- data.frame(la_code = "T1", go_live_date = as.Date("2021-04-01"))
+  m <- match_trends(d, go, "cla_18m", n_candidates = 4)
+  expect_equal(m$candidates$comparator_la[1], "P1")
+  expect_equal(m$candidates$rank, 1:4)
+  expect_true(m$candidates$selected[1] && !any(m$candidates$selected[-1]))
+  # plain-R reference of the distance: z-scores per quarter across LAs, changes
+  # over the 8 quarters ending before go-live - 18 months.
+  cells <- aggregate(cla_18m ~ la + q, transform(d, q = as.integer(format(referral_date, "%Y")) * 4 +
+                                                   (as.integer(format(referral_date, "%m")) - 1) %/% 3),
+                     mean)
+  cells <- cells[cells$q < 2019 * 4 + 3, ]         # before 2019-10-01 = go-live - 18 months
+  z <- do.call(rbind, lapply(split(cells, cells$q), function(s) transform(s, z = (cla_18m - mean(cla_18m)) / sd(cla_18m))))
+  last <- 2019 * 4 + 2                            # 2019Q3
+  Z <- sapply(c("T1", "P1", "N1", "N2", "N3"), function(a) z$z[z$la == a & z$q %in% (last - 7):last][order(z$q[z$la == a & z$q %in% (last - 7):last])])
+  dZ <- diff(Z)
+  ref <- sqrt(colMeans((dZ - dZ[, "T1"])^2))[c("P1", "N1", "N2", "N3")]
+  got <- setNames(m$candidates$distance, m$candidates$comparator_la)[names(ref)]
+  expect_equal(got, ref, tolerance = 1e-12)
+  # (not 0: z-scores divide by each quarter's SD across authorities, so a
+  # shifted copy is parallel only up to that scaling)
+  expect_lt(unname(got["P1"]), min(got[c("N1", "N2", "N3")]))
+  expect_equal(m$windows$T1$quarters, c("2017Q4", "2018Q1", "2018Q2", "2018Q3", "2018Q4",
+                                        "2019Q1", "2019Q2", "2019Q3"))
+})
+
+test_that("exclusions and eligibility are respected", {
+  set.seed(2)
+  nq <- 24
+  traj <- pmin(pmax(0.3 + matrix(rnorm(5 * nq, 0, 0.03), 5, dimnames = list(c("T1", "T2", "A", "B", "C"), NULL)), 0.02), 0.98)
+  d <- trend_cohort(traj, n = 30)
+  go <- data.frame(la_code = c("T1", "T2"), go_live_date = as.Date(c("2021-04-01", "2021-07-01")))
+  m <- match_trends(d, go, "cla_18m", n_candidates = 10, exclude = "B")
+  expect_false(any(m$candidates$comparator_la %in% c("T1", "T2", "B")))
+  expect_setequal(m$candidates$comparator_la[m$candidates$treated_la == "T1"], c("A", "C"))
+  # a comparator whose data start late is not eligible
+  late <- d[!(d$la == "C" & d$referral_date < as.Date("2019-06-01")), ]
+  m2 <- match_trends(late, go, "cla_18m")
+  expect_false("C" %in% m2$candidates$comparator_la)
+  s <- select_matches(m, list(T1 = "C", T2 = character()))
+  expect_equal(s$pairs$treated_la, "T1")
+  expect_equal(s$pairs$comparator_la, "C")
+})
+
+test_that("match_trends and select_matches reject bad input", {
+  set.seed(3)
+  traj <- matrix(0.3, 3, 24, dimnames = list(c("T1", "A", "B"), NULL))
+  d <- trend_cohort(traj, n = 10)
+  go <- data.frame(la_code = "T1", go_live_date = as.Date("2021-04-01"))
+  expect_snapshot(match_trends(d, data.frame(la_code = "ZZ", go_live_date = as.Date("2021-04-01")), "cla_18m"), error = TRUE)
+  expect_snapshot(match_trends(d, go, "nope"), error = TRUE)
+  expect_snapshot(match_trends(d, data.frame(la_code = "T1", go_live_date = as.Date("2017-04-01")), "cla_18m"), error = TRUE)
+  expect_snapshot(match_trends(d, go, "cla_18m", exclude = c("A", "B")), error = TRUE)
+  m <- match_trends(d, go, "cla_18m")
+  expect_snapshot(select_matches(m, list(T1 = "ZZ")), error = TRUE)
+})

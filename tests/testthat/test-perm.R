@@ -1,0 +1,173 @@
+# A stepped-wedge data set: 5 clusters going live at steps 1..5, 6 periods.
+sw_data <- function(n_per_cell = 30, effect = 0.4, seed = 1) {
+  set.seed(seed)
+  d <- expand.grid(la = paste0("L", 1:5), step = 0:5, rep = seq_len(n_per_cell),
+                   stringsAsFactors = FALSE)
+  go <- c(L1 = 1, L2 = 2, L3 = 3, L4 = 4, L5 = 5)
+  d$treated <- as.integer(d$step >= go[d$la])
+  u <- c(L1 = -0.3, L2 = 0.2, L3 = 0, L4 = 0.4, L5 = -0.2)
+  d$age <- sample(0:17, nrow(d), replace = TRUE)
+  d$y <- rbinom(nrow(d), 1, plogis(-1.2 + u[d$la] + 0.05 * d$step +
+                                     effect * d$treated - 0.03 * d$age))
+  d
+}
+fv_strata <- c(L1 = "high", L2 = "high", L3 = "low", L4 = "low", L5 = "low")
+
+test_that("sw_randomise follows the protocol's stratified scheme", {
+  las <- c("A", "B", "C", "D", "E")
+  st <- c("low", "high", "low", "high", "low")
+  a <- sw_randomise(las, strata = st, seed = 7)
+  expect_equal(nrow(a$admissible), 12L)                # 2! x 3!
+  expect_equal(anyDuplicated(a$admissible), 0L)
+  # high-readiness authorities take steps 1-2 in every admissible allocation
+  expect_true(all(a$admissible[, c("B", "D")] %in% 1:2))
+  expect_true(all(a$admissible[, c("A", "C", "E")] %in% 3:5))
+  expect_true(all(apply(a$admissible, 1, function(r) setequal(r, 1:5))))
+  # the drawn allocation is admissible and reproducible from its seed
+  drawn <- a$allocation$step[match(las, a$allocation$la)]
+  expect_true(any(apply(a$admissible, 1, function(r) all(r == drawn))))
+  expect_identical(sw_randomise(las, strata = st, seed = 7)$allocation, a$allocation)
+  expect_equal(nrow(sw_randomise(las, seed = 7)$admissible), 120L)   # 5!
+  # the user's random stream is left alone
+  set.seed(99); x1 <- runif(1)
+  set.seed(99); sw_randomise(las, strata = st, seed = 1); x2 <- runif(1)
+  expect_identical(x1, x2)
+})
+
+test_that("sw_randomise rejects bad input", {
+  expect_snapshot(sw_randomise(c("A", "A"), seed = 1), error = TRUE)
+  expect_snapshot(sw_randomise(c("A", "B")), error = TRUE)
+  expect_snapshot(sw_randomise(c("A", "B"), strata = "high", seed = 1), error = TRUE)
+})
+
+test_that("model statistic equals a plain-R loop refitting glm under each allocation", {
+  d <- sw_data()
+  fit <- glm(y ~ treated + factor(step) + la + age, binomial, data = d)
+  res <- perm_test(fit, stratum = fv_strata, data = d)
+  # Plain R: the 12 allocations permute go-live steps within strata.
+  high <- list(c(1, 2), c(2, 1))
+  low <- list(c(3, 4, 5), c(3, 5, 4), c(4, 3, 5), c(4, 5, 3), c(5, 3, 4), c(5, 4, 3))
+  est <- c()
+  for (h in high) for (l in low) {
+    go <- setNames(c(h, l), c("L1", "L2", "L3", "L4", "L5"))
+    dd <- d
+    dd$treated <- as.integer(dd$step >= go[dd$la])
+    est <- c(est, coef(glm(y ~ treated + factor(step) + la + age, binomial, data = dd))[["treated"]])
+  }
+  obs <- coef(fit)[["treated"]]
+  expect_equal(res$estimate, obs)
+  expect_equal(sort(res$statistics), sort(est), tolerance = 1e-10)
+  expect_equal(res$p_value, mean(abs(est) >= abs(obs) - 1e-12))
+  expect_equal(res$n_allocations, 12L)
+  expect_false(res$can_reject)
+  expect_equal(res$min_p, 1 / 12)
+  expect_match(res$note, "can never reject")
+  all120 <- perm_test(fit, strata = FALSE, data = d)
+  expect_equal(all120$n_allocations, 120L)
+  expect_true(all120$can_reject)
+})
+
+test_that("model statistic refits lme4::glmer like a plain-R loop", {
+  skip_if_not_installed("lme4")
+  d <- sw_data(n_per_cell = 25, seed = 3)
+  fit <- lme4::glmer(y ~ treated + factor(step) + (1 | la), family = binomial, data = d)
+  res <- perm_test(fit, stratum = fv_strata, data = d)
+  est <- apply(res$allocations, 1, function(go) {
+    dd <- d
+    dd$treated <- as.integer(dd$step >= go[dd$la])
+    lme4::fixef(lme4::glmer(y ~ treated + factor(step) + (1 | la),
+                            family = binomial, data = dd))[["treated"]]
+  })
+  expect_equal(res$statistics, unname(est), tolerance = 1e-8)
+  expect_equal(res$p_value, mean(abs(est) >= abs(lme4::fixef(fit)[["treated"]]) - 1e-12))
+})
+
+test_that("NPWP statistic matches the hand-derived value", {
+  # Three clusters, periods 0-2; A goes live at 1, B at 2, C never.
+  # Period 1: A = 5 treated; B = 1, C = 3 control: theta = 5 - 2 = 3,
+  #   pooled variance = var(1, 3) = 2 on 1 df, w = 1 / (2 * (1 + 1/2)) = 1/3.
+  # Period 2: A = 7, B = 3 treated; C = 1 control: theta = 5 - 1 = 4,
+  #   pooled SS = 2^2 + 2^2 = 8 on 1 df, w = 1 / (8 * (1/2 + 1)) = 1/12.
+  # Estimate = (3/3 + 4/12) / (1/3 + 1/12) = 16/5.
+  d <- data.frame(la = rep(c("A", "B", "C"), 3), step = rep(0:2, each = 3),
+                  y = c(2, 2, 2, 5, 1, 3, 7, 3, 1))
+  d$treated <- as.integer((d$la == "A" & d$step >= 1) | (d$la == "B" & d$step >= 2))
+  res <- perm_test(y ~ 1, statistic = "npwp", strata = FALSE, data = d, adjust = FALSE)
+  expect_equal(res$estimate, 16 / 5)
+  expect_equal(res$n_allocations, 6L)   # 3! sequences for 3 distinct go-lives
+})
+
+# Plain-R reference of Thompson et al.'s statistic on cluster-period means.
+npwp_ref <- function(d, go) {
+  cp <- aggregate(y ~ la + step, d, mean)
+  cp$tr <- cp$step >= go[cp$la]
+  num <- den <- 0
+  for (j in unique(cp$step)) {
+    a <- cp$y[cp$step == j & cp$tr]; b <- cp$y[cp$step == j & !cp$tr]
+    if (!length(a) || !length(b) || length(a) + length(b) < 3) next
+    s2 <- (sum((a - mean(a))^2) + sum((b - mean(b))^2)) / (length(a) + length(b) - 2)
+    w <- 1 / (s2 * (1 / length(a) + 1 / length(b)))
+    num <- num + w * (mean(a) - mean(b)); den <- den + w
+  }
+  num / den
+}
+
+test_that("NPWP p-value and statistics equal a plain-R reference", {
+  d <- sw_data(n_per_cell = 40, seed = 11)
+  res <- perm_test(y ~ 1, statistic = "npwp", strata = FALSE, data = d, adjust = FALSE)
+  go <- c(L1 = 1, L2 = 2, L3 = 3, L4 = 4, L5 = 5)
+  ref <- apply(res$allocations, 1, function(g) npwp_ref(d, g))
+  expect_equal(res$statistics, unname(ref), tolerance = 1e-12)
+  obs <- npwp_ref(d, go)
+  expect_equal(res$estimate, obs, tolerance = 1e-12)
+  expect_equal(res$p_value, mean(abs(ref) >= abs(obs) - 1e-12))
+  # The CI inverts the test: at its ends the p-value crosses alpha.
+  ci <- res$conf_int
+  expect_true(ci[1] < obs && obs < ci[2])
+  shifted_p <- function(theta) {
+    dd <- d
+    dd$y <- dd$y - theta * dd$treated
+    ps <- apply(res$allocations, 1, function(g) npwp_ref(dd, g))
+    mean(abs(ps) >= abs(npwp_ref(dd, go)) - 1e-12)
+  }
+  eps <- 1e-4 * diff(ci)
+  expect_gt(shifted_p(ci[1] + eps), 0.05)
+  expect_lte(shifted_p(ci[1] - eps), 0.05)
+  expect_gt(shifted_p(ci[2] - eps), 0.05)
+  expect_lte(shifted_p(ci[2] + eps), 0.05)
+})
+
+test_that("covariate adjustment uses null-model residuals", {
+  d <- sw_data(n_per_cell = 40, seed = 5)
+  res <- perm_test(y ~ age, statistic = "npwp", strata = FALSE, data = d)
+  null <- glm(y ~ factor(step) + age, binomial, data = d)
+  dd <- d
+  dd$y <- d$y - fitted(null)
+  expect_equal(res$estimate,
+               npwp_ref(dd, c(L1 = 1, L2 = 2, L3 = 3, L4 = 4, L5 = 5)),
+               tolerance = 1e-10)
+})
+
+test_that("sampling is used past max_enumerate and is reproducible", {
+  d <- sw_data(n_per_cell = 10, seed = 2)
+  a <- perm_test(y ~ 1, statistic = "npwp", strata = FALSE, data = d,
+                 adjust = FALSE, max_enumerate = 10, n_perm = 50, seed = 4)
+  b <- perm_test(y ~ 1, statistic = "npwp", strata = FALSE, data = d,
+                 adjust = FALSE, max_enumerate = 10, n_perm = 50, seed = 4)
+  expect_true(a$sampled)
+  expect_identical(a$statistics, b$statistics)
+  expect_equal(a$min_p, 1 / 51)
+})
+
+test_that("perm_test rejects bad input clearly", {
+  d <- sw_data(n_per_cell = 5)
+  fit <- glm(y ~ treated + factor(step) + la, binomial, data = d)
+  expect_snapshot(perm_test(fit, data = d), error = TRUE)          # no strata given
+  bad <- d; bad$treated[1] <- 2L
+  expect_snapshot(perm_test(fit, data = bad, strata = FALSE), error = TRUE)
+  back <- d; back$treated[back$la == "L1" & back$step == 5] <- 0L
+  expect_snapshot(perm_test(fit, data = back, strata = FALSE), error = TRUE)
+  one <- d[d$la == "L1", ]
+  expect_snapshot(perm_test(fit, data = one, strata = FALSE), error = TRUE)
+  expect_snapshot(perm_test(fit, data = d[, -1], strata = FALSE), error = TRUE)
+})

@@ -1,0 +1,220 @@
+# Panel data: clusters with first-treated periods `go` (Inf = never), `n`
+# individuals per cluster-period, effects growing with time since go-live.
+stagger_data <- function(go, TT = 6, n = 5, seed = 1, dynamic = 0.2, sizes = NULL) {
+  set.seed(seed)
+  d <- expand.grid(la = names(go), year = seq_len(TT), child = seq_len(n),
+                   stringsAsFactors = FALSE)
+  if (!is.null(sizes)) d <- d[d$child <= sizes[d$la], ]
+  g <- go[d$la]
+  d$treated <- as.integer(d$year >= g)
+  u <- setNames(rnorm(length(go)), names(go))
+  since <- ifelse(d$treated == 1, d$year - g, 0)
+  d$y <- u[d$la] + 0.3 * d$year + d$treated * (0.5 + dynamic * since) + rnorm(nrow(d))
+  d
+}
+panel_of <- function(d) {
+  p <- aggregate(cbind(y, treated) ~ la + year, d, mean)
+  p[order(p$la, p$year), ]
+}
+
+test_that("bacon: weighted 2x2 estimates sum to the TWFE coefficient", {
+  go <- c(A = 3, B = 3, C = 5, D = Inf, E = Inf, F = 4, G = 2)
+  d <- stagger_data(go, sizes = c(A = 5, B = 3, C = 4, D = 5, E = 2, F = 5, G = 3))
+  b <- bacon(y ~ treated, d, id = "la", time = "year")
+  twfe <- coef(lm(y ~ treated + factor(la) + factor(year), panel_of(d)))[["treated"]]
+  expect_equal(b$estimate, twfe, tolerance = 1e-10)
+  expect_equal(sum(b$comparisons$estimate * b$comparisons$weight), twfe, tolerance = 1e-10)
+  expect_equal(sum(b$comparisons$weight), 1)
+  # no never-treated group
+  go2 <- c(A = 2, B = 3, C = 5, D = 4)
+  d2 <- stagger_data(go2, TT = 7, seed = 2)
+  b2 <- bacon(y ~ treated, d2, id = "la", time = "year")
+  twfe2 <- coef(lm(y ~ treated + factor(la) + factor(year), panel_of(d2)))[["treated"]]
+  expect_equal(sum(b2$comparisons$estimate * b2$comparisons$weight), twfe2, tolerance = 1e-10)
+  expect_false(any(b2$comparisons$type == "treated vs never"))
+})
+
+test_that("bacon: 2x2 estimates and weights equal a plain-R reference", {
+  go <- c(A = 3, B = 5, C = Inf, D = Inf, E = 4)
+  d <- stagger_data(go, TT = 7, seed = 3)
+  p <- panel_of(d)
+  b <- bacon(y ~ treated, d, id = "la", time = "year")
+  g <- go[p$la]
+  # Goodman-Bacon: s = (N_sub / N)^2 * V_sub / V, with V the mean squared
+  # residual of D on unit and time dummies (in the subsample / full panel).
+  vD <- function(s) mean(resid(lm(treated ~ factor(la) + factor(year), p[s, ]))^2)
+  V <- vD(rep(TRUE, nrow(p)))
+  for (i in seq_len(nrow(b$comparisons))) {
+    cmp <- b$comparisons[i, ]
+    a <- cmp$treated; c0 <- cmp$control
+    win <- switch(cmp$type,
+      "treated vs never" = rep(TRUE, nrow(p)),
+      "earlier vs later" = p$year < c0,
+      "later vs earlier" = p$year >= c0)
+    s <- (g == a | g == c0) & win
+    sub <- p[s, ]
+    sub$D <- as.integer(sub$year >= go[sub$la] & go[sub$la] == a)
+    est <- coef(lm(y ~ D + factor(la) + factor(year), sub))[["D"]]
+    expect_equal(cmp$estimate, est, tolerance = 1e-10)
+    sub$treated <- sub$D
+    wt <- (sum(s) / nrow(p))^2 * mean(resid(lm(treated ~ factor(la) + factor(year), sub))^2) / V
+    expect_equal(cmp$weight, wt, tolerance = 1e-10)
+  }
+})
+
+test_that("bacon: hand-made 2 x 2 case and weighted cell means", {
+  # A treated from period 2, B never: one comparison, weight 1, estimate the
+  # difference in differences (4 - 1) - (2 - 1) = 2.
+  d <- data.frame(la = c("A", "A", "B", "B"), year = c(1, 2, 1, 2),
+                  y = c(1, 4, 1, 2), treated = c(0, 1, 0, 0))
+  b <- bacon(y ~ treated, d, id = "la", time = "year")
+  expect_equal(nrow(b$comparisons), 1L)
+  expect_equal(b$comparisons$weight, 1)
+  expect_equal(b$comparisons$estimate, 2)
+  # individual weights enter the cell means
+  d2 <- rbind(d, data.frame(la = "A", year = 2, y = 10, treated = 1))
+  b2 <- bacon(y ~ treated, d2, id = "la", time = "year", weights = c(1, 3, 1, 1, 1))
+  expect_equal(unname(b2$panel["A", 2]), (3 * 4 + 10) / 4)
+  expect_equal(b2$estimate, ((3 * 4 + 10) / 4 - 1) - (2 - 1))
+})
+
+test_that("bacon: bad input gives clear errors", {
+  go <- c(A = 3, B = Inf, C = 4)
+  d <- stagger_data(go, n = 2)
+  expect_snapshot(bacon(y ~ treated, d[!(d$la == "A" & d$year == 2), ], id = "la", time = "year"), error = TRUE)
+  d1 <- stagger_data(c(A = 1, B = Inf, C = 3), n = 2)
+  expect_snapshot(bacon(y ~ treated, d1, id = "la", time = "year"), error = TRUE)
+  back <- d; back$treated[back$la == "A" & back$year == 6] <- 0
+  expect_snapshot(bacon(y ~ treated, back, id = "la", time = "year"), error = TRUE)
+  expect_snapshot(bacon(y ~ treated + x, d, id = "la", time = "year"), error = TRUE)
+})
+
+# Plain-R reference for ATT(g, t) in repeated cross-sections.
+att_ref <- function(d, g, t, base, control, X = NULL, delta = 0) {
+  G <- tapply(ifelse(d$treated == 1, d$year, Inf), d$la, min)
+  gr <- G[d$la]
+  ctrl <- if (control == "never") is.infinite(gr) else
+    (is.infinite(gr) | gr > max(t, base) + delta) & gr != g
+  m <- function(s) mean(d$y[s])
+  tr <- m(gr == g & d$year == t) - m(gr == g & d$year == base)
+  if (is.null(X)) return(tr - (m(ctrl & d$year == t) - m(ctrl & d$year == base)))
+  ft <- lm(y ~ x, d[ctrl & d$year == t, ])
+  fb <- lm(y ~ x, d[ctrl & d$year == base, ])
+  both <- d[gr == g & d$year %in% c(t, base), ]
+  tr - mean(predict(ft, both) - predict(fb, both))
+}
+
+test_that("att_gt equals a plain-R reference (never, not yet, covariates)", {
+  go <- c(A = 3, B = 3, C = 5, D = Inf, E = Inf, F = 4)
+  d <- stagger_data(go, TT = 6, n = 8, seed = 4, sizes = c(A = 8, B = 5, C = 6, D = 8, E = 7, F = 4))
+  d$x <- rnorm(nrow(d))
+  for (control in c("never", "not_yet")) {
+    a <- att_gt(d, outcome = "y", time = "year", control = control)
+    for (i in seq_len(nrow(a$att))) {
+      r <- a$att[i, ]
+      base <- if (r$post) r$group - 1 else r$time - 1
+      expect_equal(r$att, att_ref(d, r$group, r$time, base, control), tolerance = 1e-12)
+    }
+    ac <- att_gt(d, outcome = "y", time = "year", control = control, covariates = ~x)
+    for (i in seq_len(nrow(ac$att))) {
+      r <- ac$att[i, ]
+      base <- if (r$post) r$group - 1 else r$time - 1
+      expect_equal(r$att, att_ref(d, r$group, r$time, base, control, X = TRUE), tolerance = 1e-10)
+    }
+  }
+  au <- att_gt(d, outcome = "y", time = "year", base_period = "universal")
+  r <- au$att[!au$att$post, ][1, ]
+  expect_equal(r$att, att_ref(d, r$group, r$time, r$group - 1, "never"), tolerance = 1e-12)
+  ad <- att_gt(d, outcome = "y", time = "year", anticipation = 1)
+  r <- ad$att[ad$att$post, ][1, ]
+  expect_equal(r$att, att_ref(d, r$group, r$time, r$group - 2, "never"), tolerance = 1e-12)
+})
+
+test_that("aggregations follow the did package's formulas", {
+  go <- c(A = 3, B = 3, C = 5, D = Inf, E = Inf, F = 4)
+  d <- stagger_data(go, TT = 6, n = 6, seed = 5, sizes = c(A = 6, B = 3, C = 5, D = 6, E = 6, F = 2))
+  a <- att_gt(d, outcome = "y", time = "year")
+  at <- a$att
+  G <- tapply(ifelse(d$treated == 1, d$year, Inf), d$la, min)
+  pg <- c(`3` = mean(G[d$la] == 3), `4` = mean(G[d$la] == 4), `5` = mean(G[d$la] == 5))
+  at$pg <- pg[as.character(at$group)]
+  post <- at[at$post, ]
+  s <- aggregate_att(a, "simple", inference = "none")
+  expect_equal(s$overall$estimate, sum(post$att * post$pg) / sum(post$pg))
+  dy <- aggregate_att(a, "dynamic", inference = "none")
+  theta <- sapply(sort(unique(at$event_time)), function(e) {
+    k <- at$event_time == e; sum(at$att[k] * at$pg[k]) / sum(at$pg[k]) })
+  expect_equal(dy$by$estimate, theta)
+  expect_equal(dy$overall$estimate, mean(theta[sort(unique(at$event_time)) >= 0]))
+  gr <- aggregate_att(a, "group", inference = "none")
+  tg <- sapply(3:5, function(g) mean(post$att[post$group == g]))
+  expect_equal(gr$by$estimate, tg)
+  expect_equal(gr$overall$estimate, sum(tg * pg) / sum(pg))
+  ca <- aggregate_att(a, "calendar", inference = "none")
+  tt <- sapply(3:6, function(t) { k <- post$time == t; sum(post$att[k] * post$pg[k]) / sum(post$pg[k]) })
+  expect_equal(ca$by$estimate, tt)
+  expect_equal(ca$overall$estimate, mean(tt))
+})
+
+test_that("one treated cohort: the event study equals the event-time DiD regression", {
+  go <- c(A = 4, B = 4, C = Inf, D = Inf, E = Inf)
+  d <- stagger_data(go, TT = 6, n = 4, seed = 6)   # balanced cells
+  a <- att_gt(d, outcome = "y", time = "year", base_period = "universal")
+  dy <- aggregate_att(a, "dynamic", inference = "none")
+  e <- ifelse(is.finite(go[d$la]), d$year - go[d$la], NA)
+  for (k in setdiff(sort(unique(e[!is.na(e)])), -1)) {
+    d[[paste0("e", k + 10)]] <- as.integer(!is.na(e) & e == k)
+  }
+  f <- reformulate(c(grep("^e[0-9]", names(d), value = TRUE), "factor(la)", "factor(year)"), "y")
+  b <- coef(lm(f, d))
+  es <- dy$by$event_time[dy$by$event_time != -1]
+  expect_equal(dy$by$estimate[dy$by$event_time != -1], unname(b[paste0("e", es + 10)]),
+               tolerance = 1e-10)
+})
+
+test_that("randomisation inference equals a plain-R loop over go-live assignments", {
+  go <- c(A = 3, B = 4, C = Inf, D = Inf, E = Inf)
+  d <- stagger_data(go, TT = 5, n = 4, seed = 7)
+  a <- att_gt(d, outcome = "y", time = "year")
+  s <- aggregate_att(a, "simple")
+  # all 5! / 3! = 20 distinct assignments of (3, 4, Inf, Inf, Inf)
+  assign <- unique(t(apply(sfpceval:::permutations(5), 1, function(p) go[p])))
+  expect_equal(nrow(assign), 20L)
+  stat <- apply(assign, 1, function(gv) {
+    gv <- setNames(gv, names(go))
+    dd <- d
+    dd$treated <- as.integer(dd$year >= gv[dd$la])
+    aggregate_att(att_gt(dd, outcome = "y", time = "year"), "simple", inference = "none")$overall$estimate
+  })
+  expect_equal(s$overall$p_value, mean(abs(stat) >= abs(s$overall$estimate) - 1e-12))
+  expect_equal(s$n_assignments, 20)
+  expect_equal(s$min_p, 1 / 20)
+})
+
+test_that("the randomisation interval inverts the test", {
+  go <- c(A = 3, B = 4, C = 5, D = Inf, E = Inf, F = Inf, G = Inf)
+  d <- stagger_data(go, TT = 6, n = 5, seed = 8, dynamic = 0)
+  a <- att_gt(d, outcome = "y", time = "year")
+  s <- aggregate_att(a, "simple")
+  ci <- c(s$overall$conf.low, s$overall$conf.high)
+  pval <- function(theta) {
+    dd <- d
+    dd$y <- dd$y - theta * dd$treated
+    aggregate_att(att_gt(dd, outcome = "y", time = "year"), "simple")$overall$p_value
+  }
+  eps <- 1e-4 * diff(ci)
+  expect_gt(pval(ci[1] + eps), 0.05)
+  expect_lte(pval(ci[1] - eps), 0.05)
+  expect_gt(pval(ci[2] - eps), 0.05)
+  expect_lte(pval(ci[2] + eps), 0.05)
+})
+
+test_that("att_gt: bad input gives clear errors", {
+  go <- c(A = 3, B = 4, C = 5)
+  d <- stagger_data(go, TT = 6, n = 2)
+  expect_snapshot(att_gt(d, outcome = "y", time = "year"), error = TRUE)   # no never-treated
+  expect_s3_class(att_gt(d, outcome = "y", time = "year", control = "not_yet"), "sfp_att_gt")
+  d1 <- stagger_data(c(A = 1, B = Inf), TT = 3, n = 2)
+  expect_snapshot(att_gt(d1, outcome = "y", time = "year"), error = TRUE)
+  expect_snapshot(att_gt(d, outcome = "nope", time = "year"), error = TRUE)
+})
