@@ -314,7 +314,7 @@ design_rollout <- function(x, programme) {
   for (col in intersect(c("go_live_date", "trial_start", "trial_end",
                           "embed_start", "embed_end", "alt_go_live_date"),
                         names(x))) {
-    x[[col]] <- as_date_column(x[[col]], "rollout", col)
+    x[[col]] <- rollout_date(x[[col]], col)
   }
   x$la_code <- as.character(x$la_code)
   if ("programme" %in% names(x)) x <- x[x$programme %in% programme, , drop = FALSE]
@@ -377,6 +377,29 @@ design_las <- function(ro, programme) {
   }
   rownames(las) <- NULL
   las
+}
+
+# A date column of a roll-out table given directly (not through sfp_data()):
+# Date as is, character as YYYY-MM-DD or dd/mm/YYYY, anything else an error.
+rollout_date <- function(v, column) {
+  if (inherits(v, "Date")) return(v)
+  if (inherits(v, "POSIXt")) return(as.Date(v))
+  if (is.logical(v) && all(is.na(v))) return(as.Date(rep(NA_real_, length(v))))
+  if (is.factor(v)) v <- as.character(v)
+  out <- as.Date(rep(NA_real_, length(v)))
+  if (is.character(v)) {
+    iso <- !is.na(v) & grepl("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", v)
+    dmy <- !is.na(v) & grepl("^[0-9]{2}/[0-9]{2}/[0-9]{4}$", v)
+    out[iso] <- as.Date(v[iso], format = "%Y-%m-%d")
+    out[dmy] <- as.Date(v[dmy], format = "%d/%m/%Y")
+  }
+  bad <- which(!is.na(v) & is.na(out))
+  if (length(bad)) {
+    stop_rows("rollout", column, bad, "are not dates",
+              "give `Date` values or character dates as YYYY-MM-DD or dd/mm/YYYY.",
+              keys = utils::head(as.character(v[bad]), 5), key_name = "values")
+  }
+  out
 }
 
 check_date_arg <- function(x, arg) {
