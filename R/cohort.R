@@ -203,7 +203,7 @@ build_cohort <- function(data, design, treatment = "referral_date",
   over_time <- "recorded_date" %in% names(ch)
   if (!over_time && anyDuplicated(ch$child_id)) {
     dup <- which(duplicated(ch$child_id))
-    stop_rows("children", "child_id", dup, "repeat a child",
+    stop_rows("children", "child_id", dup, "have a child_id already seen",
               "give one row per child, or add `recorded_date` for one row per child per return.",
               keys = ch$child_id[dup], key_name = "child_id")
   }
@@ -566,11 +566,11 @@ referral_open_after_assessment <- function(rf, design) {
   !nfa & !closed
 }
 
-# Latest day in the records: the end of the data.
+# End of the data: the latest referral, closure, care start or care end day
+# in the records (the CIN and SSDA903 spines; plan and assessment dates are
+# nested in referrals and cannot legitimately be later).
 records_end <- function(data) {
   cols <- list(referrals = c("referral_date", "closure_date"),
-               assessments = c("assessment_start", "assessment_end"),
-               cin_plans = c("start", "end"), cp_plans = c("start", "end"),
                cla_episodes = c("decom", "dec"))
   days <- unlist(lapply(names(cols), function(t) {
     x <- data[[t]]

@@ -46,8 +46,10 @@
 #' @param trial_start First referral day of the trial period (`Date`).
 #' @param trial_end Last referral day of the trial period; `NULL` for the end
 #'   of the data.
-#' @param data_end Last day the records cover; `NULL` to take the latest date
-#'   found in the records when the cohort is built.
+#' @param data_end Last day the records cover; `NULL` to take, when the
+#'   cohort is built, the latest referral, closure, care-start or care-end
+#'   date in the records. Give it explicitly when the extraction date is
+#'   known.
 #' @param age_range Age in completed years at referral, inclusive (FS p. 6).
 #' @param age_bands Lower limits of the age bands (FS p. 9: 0-3, 4-12); the
 #'   last band ends at the upper age limit.
@@ -339,7 +341,7 @@ design_las <- function(ro, programme) {
   bad <- which(treated & is.na(ro$go_live_date))
   if (length(bad)) {
     stop_rows("rollout", "go_live_date", bad,
-              "of treated LAs have no go-live date",
+              "have no go-live date for a treated LA",
               "give each treated LA its Operationally Live date.",
               keys = ro$la_code[bad], key_name = "la_code")
   }
