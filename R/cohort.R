@@ -124,15 +124,18 @@
 #' referrals <- data.frame(
 #'   referral_id = c("r1", "r2", "r3"), child_id = c("a", "b", "c"),
 #'   referral_date = as.Date(c("2019-09-01", "2020-02-01", "2019-10-01")),
-#'   closure_date = as.Date(c("2020-03-01", NA, "2019-12-01")),
+#'   closure_date = as.Date(c("2020-03-01", "2021-02-01", "2019-12-01")),
 #'   referral_nfa = FALSE
 #' )
 #' cla <- data.frame(
-#'   child_id = "a", decom = as.Date("2020-01-15"), dec = as.Date(NA),
-#'   rne = "S", ls = "C2", place = "U1", rec = NA
+#'   child_id = "a", decom = as.Date("2020-01-15"),
+#'   dec = as.Date("2020-11-30"), rne = "S", ls = "C2", place = "U1",
+#'   rec = "E4A"
 #' )
 #' rollout <- data.frame(la_code = "301", programme = "FV", role = "treated",
-#'                       go_live_date = as.Date("2020-01-01"))
+#'                       go_live_date = as.Date("2020-01-01"),
+#'                       trial_start = as.Date("2019-07-01"),
+#'                       trial_end = as.Date("2020-07-01"))
 #' d <- sfp_data(children = children, referrals = referrals,
 #'               cla_episodes = cla, rollout = rollout)
 #' design <- design_family_valued(d, data_end = as.Date("2022-12-31"))
@@ -989,15 +992,16 @@ build_flow <- function(la, arm, reason, keep, coh, outcomes, absence, fs) {
 #'                        gender_raw = "1", ethnicity = "WBRI")
 #' referrals <- data.frame(referral_id = c("r1", "r2"), child_id = c("a", "b"),
 #'                         referral_date = as.Date("2019-09-01"),
-#'                         closure_date = as.Date(NA))
+#'                         closure_date = as.Date("2019-12-01"))
 #' cla <- data.frame(child_id = "a", decom = as.Date("2020-01-15"),
-#'                   dec = as.Date(NA), rne = "S", ls = "C2", place = "U1",
-#'                   rec = NA)
+#'                   dec = as.Date("2020-06-01"), rne = "S", ls = "C2",
+#'                   place = "U1", rec = "E4A")
 #' rollout <- data.frame(la_code = "301", programme = "FS", role = "treated",
 #'                       go_live_date = as.Date("2020-01-01"))
 #' d <- sfp_data(children = children, referrals = referrals,
 #'               cla_episodes = cla, rollout = rollout)
-#' cohort <- build_cohort(d, design_family_safeguarding(d), outcomes = "cla_18m")
+#' design <- design_family_safeguarding(d, data_end = as.Date("2022-03-31"))
+#' cohort <- build_cohort(d, design, outcomes = "cla_18m")
 #' exclusion_flow(cohort, by = "total")
 #' @export
 exclusion_flow <- function(cohort, stage = NULL, by = c("la_arm", "total")) {
@@ -1043,7 +1047,7 @@ exclusion_flow <- function(cohort, stage = NULL, by = c("la_arm", "total")) {
 #'                        ethnicity = "WBRI")
 #' referrals <- data.frame(referral_id = "r1", child_id = "a",
 #'                         referral_date = as.Date("2019-09-01"),
-#'                         closure_date = as.Date(NA))
+#'                         closure_date = as.Date("2019-10-01"))
 #' absence <- data.frame(child_id = "a", academic_year = "2019/20",
 #'                       term = c("spring", "summer", "summer6th"),
 #'                       sessions_possible = c(120L, 60L, 50L),
@@ -1087,6 +1091,20 @@ print.sfp_cohort <- function(x, ...) {
   cat("\n")
   print(utils::head(as.data.frame(x)), ...)
   invisible(x)
+}
+
+# Subsetting gives a plain data frame: the exclusion flow and absence panel
+# describe the whole cohort, not a subset.
+#' @export
+`[.sfp_cohort` <- function(x, ...) {
+  out <- NextMethod()
+  if (is.data.frame(out)) {
+    attr(out, "exclusion_flow") <- NULL
+    attr(out, "absence") <- NULL
+    attr(out, "design") <- NULL
+    class(out) <- "data.frame"
+  }
+  out
 }
 
 #' @export

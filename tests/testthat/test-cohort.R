@@ -585,6 +585,8 @@ test_that("an empty cohort and a one-LA cohort work", {
   expect_flow_adds_up(co)
   expect_output(print(co), "0 children")
   expect_s3_class(as.data.frame(co), "data.frame")
+  expect_identical(class(co[, c("child_id", "la")]), "data.frame")
+  expect_null(attr(co[co$la == "101", ], "exclusion_flow"))
   expect_null(attr(as.data.frame(co), "exclusion_flow"))
   expect_equal(summary(co)$n[1], 1L)
 })
