@@ -125,6 +125,66 @@ test_that("Easter and the school terms follow the calendar", {
   expect_equal(sfpceval:::day_to_date(sfpceval:::easter_sunday(2017:2026)), known)
 })
 
+# ---- C kernels against slow references -----------------------------------------
+
+test_that("interval kernels match day-by-day references; length 0, NA windows, ties", {
+  set.seed(42)
+  n <- 40
+  child <- sample(n, 300, TRUE)
+  start <- sample(0:400, 300, TRUE)
+  start[1:10] <- start[11:20]                            # ties
+  child[1:10] <- child[11:20]
+  end <- start + sample(0:90, 300, TRUE)
+  end[sample(300, 30)] <- NA                             # open
+  tab <- sfpceval:::index_table(child, start, n)
+  s <- as.integer(start[tab$rows])
+  e <- as.integer(end[tab$rows])
+  lo <- as.integer(sample(0:300, n, TRUE))
+  hi <- lo + sample(0:200, n, TRUE)
+  lo[3] <- NA
+  days <- .Call(sfpceval:::ffi_union_days, s, e, tab$offsets, lo, hi)
+  first <- .Call(sfpceval:::ffi_first_in_range, s, tab$offsets, lo, hi)
+  ovl <- .Call(sfpceval:::ffi_first_overlap, s, e, tab$offsets, lo, hi)
+  for (i in seq_len(n)) {
+    k <- which(child == i)
+    if (is.na(lo[i])) {
+      expect_true(is.na(days[i]))
+      expect_equal(first[i], -1L)
+      next
+    }
+    covered <- unlist(lapply(k, function(j) {
+      b <- if (is.na(end[j])) hi[i] else min(end[j], hi[i])
+      a <- max(start[j], lo[i])
+      if (b > a) a:(b - 1) else integer()
+    }))
+    expect_equal(days[i], length(unique(covered)))
+    cand <- k[start[k] >= lo[i] & start[k] <= hi[i]]
+    expect_equal(if (length(cand)) min(start[cand]) else NA,
+                 if (first[i] >= 0) s[first[i] + 1] else NA)
+    cand <- k[start[k] <= hi[i] & (is.na(end[k]) | end[k] >= lo[i])]
+    expect_equal(length(cand) > 0, ovl[i] >= 0)
+    if (length(cand)) expect_equal(min(start[cand]), s[ovl[i] + 1])
+  }
+  # length 0: no children, or children without records
+  z <- integer()
+  expect_equal(.Call(sfpceval:::ffi_union_days, z, z, 0L, z, z), integer())
+  expect_equal(.Call(sfpceval:::ffi_union_days, z, z, c(0L, 0L), 5L, 9L), 0L)
+  expect_equal(.Call(sfpceval:::ffi_first_in_range, z, c(0L, 0L), 5L, 9L), -1L)
+  expect_equal(.Call(sfpceval:::ffi_plan_return, z, z, c(0L, 0L), z, c(0L, 0L), 5L, 9L), 0L)
+})
+
+test_that("C entry points refuse internal misuse instead of crashing", {
+  expect_error(.Call(sfpceval:::ffi_union_days, 1, 2L, c(0L, 1L), 0L, 5L), "internal error")
+  expect_error(.Call(sfpceval:::ffi_union_days, 1L, 2L, c(0L, 2L), 0L, 5L), "internal error")
+  expect_error(.Call(sfpceval:::ffi_union_days, 1:2, 2:3, c(0L, 2L, 1L), 0:1, 5:6),
+               "internal error")
+  expect_error(.Call(sfpceval:::ffi_first_in_range, 1L, 0L, 0L, 5L), "internal error")
+  expect_error(.Call(sfpceval:::ffi_care_period, 1L, 2L, 1L, 0L, c(0L, 1L), 1.5), "internal error")
+  expect_error(.Call(sfpceval:::ffi_term_sums, 1L, 2019L, 1L, 6057L, 4L, 10L, 1L), "internal error")
+  expect_error(.Call(sfpceval:::ffi_plan_return, 1L, 2L, c(0L, 1L), 1L, c(0L, 2L), 0L, 5L),
+               "internal error")
+})
+
 # ---- population ---------------------------------------------------------------
 
 test_that("population: first referral in the trial period, age range, unborn, referred twice", {
