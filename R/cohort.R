@@ -375,7 +375,6 @@ build_cohort <- function(data, design, treatment = "referral_date",
 
   # ---- outcomes ----------------------------------------------------------
   w <- design$windows
-  flags <- list()
   put <- function(name, value, in_sample, obs) {
     value[!in_sample | !obs] <- NA
     coh[[name]] <<- value
@@ -494,7 +493,7 @@ build_cohort <- function(data, design, treatment = "referral_date",
   # ---- exclusion flow ----------------------------------------------------
   arm_all <- arm_ref
   arm_all[keep] <- coh$treated
-  flow <- build_flow(la, arm_all, reason, keep, coh, outcomes, absence, fs)
+  flow <- build_flow(la, arm_all, reason, keep, coh, outcomes, absence)
 
   class(coh) <- c("sfp_cohort", "data.frame")
   attr(coh, "design") <- design
@@ -551,8 +550,8 @@ check_columns <- function(data, outcomes, design) {
     for (col in intersect(need[[t]], c("dob", "referral_date", "decom", "dec",
                                       "start", "end", "assessment_start"))) {
       if (!inherits(data[[t]][[col]], "Date")) {
-        stop_rows(t, col, 1L, "is not a `Date` column",
-                  "build the data with sfp_data(), which converts dates.")
+        stop(sprintf("Table `%s`, column `%s` holds %s values, not dates.\nFix: build the data with sfp_data(), which converts dates.",
+                     t, col, class(data[[t]][[col]])[1]), call. = FALSE)
       }
     }
   }
@@ -915,7 +914,7 @@ absence_terms <- function(ab, ids, r, k) {
                        "age out of range", "closed after assessment",
                        "referred in the embedding window")
 
-build_flow <- function(la, arm, reason, keep, coh, outcomes, absence, fs) {
+build_flow <- function(la, arm, reason, keep, coh, outcomes, absence) {
   arm_levels <- c("control", "treated", "unassigned")
   ai <- ifelse(is.na(arm), 3L, ifelse(arm == 1L, 2L, 1L))
   la_lab <- ifelse(is.na(la), "(unknown)", la)

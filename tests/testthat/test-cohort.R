@@ -666,6 +666,10 @@ test_that("bad input stops with clear errors", {
                  cla_episodes = eps("a", "2019-04-01"))
   d2$cla_episodes$ls <- NULL                   # as if built without validation
   expect_snapshot(build_cohort(d2, des, outcomes = "cla_18m"), error = TRUE)
+  d2b <- quiet_data(children = ch, referrals = rf, rollout = fs_rollout,
+                    cla_episodes = eps("a", "2019-04-01"))
+  d2b$cla_episodes$decom <- "2019-04-01"       # as if built without validation
+  expect_snapshot(build_cohort(d2b, des, outcomes = "cla_18m"), error = TRUE)
   # Family Valued: no column to tell whether the case stayed open
   ch3 <- kids("a", la = "301")
   d3 <- quiet_data(children = ch3, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
