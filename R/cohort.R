@@ -49,7 +49,8 @@
 #'   counted once.
 #' * `cla_18m`: a care episode (short breaks V3/V4 excluded by default)
 #'   overlaps the window, i.e. the child is looked after on some day of it
-#'   (whether or not the episode results from this referral, FS footnote 16).
+#'   (whether or not the episode results from this referral, FS footnote 16);
+#'   with the design's `cla_definition = "entered"`, an episode starts in it.
 #' * `cpp_duration` (FS): days on the first CPP starting within 6 months of
 #'   the referral, capped at 12 months from its start;
 #'   `cpp_duration_censored` is `TRUE` when the plan ran past the cap (or is
@@ -383,8 +384,13 @@ build_cohort <- function(data, design, treatment = "referral_date",
   if ("cla_18m" %in% outcomes) {
     W <- win(w[["cla"]])
     rows <- cla_tab$rows
-    idx <- .Call(ffi_first_overlap, as.integer(cla$decom[rows]), as.integer(cla$dec[rows]),
-                 cla_tab$offsets, as.integer(r), as.integer(W))
+    idx <- if (identical(design$cla_definition, "entered")) {
+      .Call(ffi_first_in_range, as.integer(cla$decom[rows]), cla_tab$offsets,
+            as.integer(r), as.integer(W))
+    } else {
+      .Call(ffi_first_overlap, as.integer(cla$decom[rows]), as.integer(cla$dec[rows]),
+            cla_tab$offsets, as.integer(r), as.integer(W))
+    }
     put("cla_18m", as.integer(idx >= 0L), rep(TRUE, n), observable(W))
   }
   if ("cpp_duration" %in% outcomes) {

@@ -54,6 +54,12 @@
 #' @param age_bands Lower limits of the age bands (FS p. 9: 0-3, 4-12); the
 #'   last band ends at the upper age limit.
 #' @param cla_window Months after referral for `cla_18m` (design table).
+#' @param cla_definition What "has become looked after at any point within 18
+#'   months" (design table, FS p. 6; FV p. 6) counts: `"looked_after"` (the
+#'   child is looked after on some day of the window, including a child
+#'   already in care at referral) or `"entered"` (a care episode starts in the
+#'   window). It affects `cla_18m` only: the Family Valued kinship sample is
+#'   always the children looked after on some day of the window.
 #' @param cpp_start_window Months after referral within which the CPP of
 #'   `cpp_duration` must start (design table: 6).
 #' @param cpp_duration_cap Months from the CPP start at which `cpp_duration`
@@ -93,6 +99,7 @@ design_family_safeguarding <- function(data_or_rollout,
                                        age_range = c(0L, 12L),
                                        age_bands = c(0L, 4L),
                                        cla_window = 18L,
+                                       cla_definition = c("looked_after", "entered"),
                                        cpp_start_window = 6L,
                                        cpp_duration_cap = 12L,
                                        days_cpp_window = 18L,
@@ -140,6 +147,7 @@ design_family_safeguarding <- function(data_or_rollout,
     outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m",
                  "absence"),
     toxic_trio = toxic_trio,
+    cla_definition = match.arg(cla_definition),
     codes = list(toxic_trio = sfp_codes(paste0("toxic_trio_", toxic_trio)),
                  short_breaks = sfp_codes("short_breaks")),
     absence_terms = as.integer(absence_terms),
@@ -226,7 +234,9 @@ design_family_safeguarding <- function(data_or_rollout,
 design_family_valued <- function(data_or_rollout, data_end = NULL,
                                  age_range = c(0L, 17L),
                                  age_bands = c(0L, 4L, 13L),
-                                 cla_window = 18L, return_window = 36L,
+                                 cla_window = 18L,
+                                 cla_definition = c("looked_after", "entered"),
+                                 return_window = 36L,
                                  cpp_window = 12L, days_plan_window = 18L,
                                  reunification_window = 18L,
                                  reunification = c("primary", "sensitivity"),
@@ -270,6 +280,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
     outcomes = c("cla_18m", "return_36m", "cpp_12m", "days_plan_18m",
                  "kinship_first", "reunified_18m", "absence"),
     reunification = reunification,
+    cla_definition = match.arg(cla_definition),
     codes = list(kinship = sfp_codes("kinship"),
                  reunification = sfp_codes(if (reunification == "primary")
                    "reunification" else "reunification_sensitivity"),
@@ -472,6 +483,7 @@ print.sfp_design <- function(x, ...) {
     cat("Open after assessment:         ", x$require_open_after_assessment,
         " (entry: ", x$entry, ")\n", sep = "")
   }
+  cat("Looked after counts:           ", x$cla_definition, "\n", sep = "")
   cat("Short breaks (V3/V4):          ", x$short_breaks, "\n", sep = "")
   cat("Covariates:                    ", paste(x$covariates, collapse = ", "), "\n", sep = "")
   cat("Drop covariates missing for >  ", format(100 * x$max_missing), "%\n", sep = "")

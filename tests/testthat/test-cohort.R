@@ -285,6 +285,10 @@ test_that("cla_18m: window edges, straddling and open episodes, short breaks, le
   co2 <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
                   design_args = list(short_breaks = "include"))
   expect_equal(val(co2, "cla_18m")[["i"]], 1L)
+  # "entered": f and h were already in care at referral, so they are 0.
+  co3 <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
+                  design_args = list(cla_definition = "entered"))
+  expect_equal(val(co3, "cla_18m")[c("a", "f", "h", "j")], c(a = 1L, f = 0L, h = 0L, j = 1L))
   f <- exclusion_flow(co, stage = "cla_18m", by = "total")
   expect_equal(f$n[match(c("cohort", "window not yet observable", "analysed"), f$step)],
                c(11L, 1L, 10L))
@@ -957,7 +961,11 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
       next
     }
     cla_W <- W(w[["cla"]])
-    cla <- as.integer(any(ep$decom <= cla_W & (is.na(ep$dec) | ep$dec >= r)))
+    cla <- if (identical(design$cla_definition, "entered")) {
+      as.integer(any(ep$decom >= r & ep$decom <= cla_W))
+    } else {
+      as.integer(any(ep$decom <= cla_W & (is.na(ep$dec) | ep$dec >= r)))
+    }
     row$cla_18m <- if (obs(cla_W)) cla else NA_integer_
     if (fs) {
       W6 <- W(w[["cpp_start"]])
@@ -1092,7 +1100,8 @@ test_that("Family Safeguarding cohort matches the plain-R reference on generated
   expect_equal(p$sessions_possible, rp$sessions_possible)
   expect_equal(p$unauth_sessions, rp$unauth_sessions)
   compare_with_reference("FS", treatment = "open_days_28", outcomes = FALSE)
-  compare_with_reference("FS", design_args = list(toxic_trio = "broad", short_breaks = "include"))
+  compare_with_reference("FS", design_args = list(toxic_trio = "broad", short_breaks = "include",
+                                                  cla_definition = "entered"))
 })
 
 test_that("Family Valued cohort matches the plain-R reference on generated records", {
