@@ -84,7 +84,8 @@
 #' `age_band`, `disabled`, `fsm`, `uasc` (maximum over the records up to the
 #' referral, or the earliest record if none precedes it), `n_previous_cpp`
 #' (CPPs starting before the referral in the records, or the recorded
-#' NumberOfPreviousCPP of the next CPP if larger), `primary_need`, and the LA
+#' NumberOfPreviousCPP of the next CPP if larger) and `previous_cpp` (0/1, for
+#' CEM), `primary_need`, and the LA
 #' covariates at the latest month on or before the referral (gaps filled by
 #' linear interpolation, last/next observation carried at the ends; the
 #' innovation-programme flag is carried forward). Covariates missing for more
@@ -366,8 +367,9 @@ build_cohort <- function(data, design, treatment = "referral_date",
   coh$age_band <- factor(findInterval(coh$age, design$age_bands),
                          levels = seq_along(design$age_bands),
                          labels = age_band_labels(design$age_bands, design$age_range[2]))
-  coh$n_previous_cpp <- if (is.null(cpp_tab)) NA_integer_ else
+  coh$n_previous_cpp <- if (is.null(cpp_tab)) rep(NA_integer_, n) else
     previous_cpp(cpp, cpp_tab, r)
+  coh$previous_cpp <- as.integer(coh$n_previous_cpp > 0L)   # CEM (FS p. 9)
   pn <- rf$primary_need[first_ref[keep]]
   coh$primary_need <- factor(if (is.null(pn)) rep(NA_character_, n) else pn,
                              levels = paste0("N", 0:9), labels = .primary_need_labels)
@@ -483,7 +485,7 @@ build_cohort <- function(data, design, treatment = "referral_date",
 
   # ---- missing covariates ------------------------------------------------
   cov_cols <- intersect(c("gender", "ethnic_group", "age", "disabled", "fsm", "uasc",
-                          "n_previous_cpp", "primary_need", "prop_fsm",
+                          "n_previous_cpp", "previous_cpp", "primary_need", "prop_fsm",
                           "prop_white_british", "other_innovation_programme"),
                         names(coh))
   miss <- vapply(coh[cov_cols], function(v) if (n) mean(is.na(v)) else 0, 0)

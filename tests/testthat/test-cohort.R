@@ -326,6 +326,7 @@ test_that("cpp_duration and days_cpp_18m: overlaps merged, open plans capped, sa
                c(a = 183L, b = 366L, c = 365L, d = 83L, e = 550L, f = 0L, g = 30L))
   # Previous CPPs: e had one before the referral; g's recorded count is 2.
   expect_equal(val(co, "n_previous_cpp"), c(a = 0L, b = 0L, c = 0L, d = 0L, e = 1L, f = 0L, g = 2L))
+  expect_equal(val(co, "previous_cpp"), c(a = 0L, b = 0L, c = 0L, d = 0L, e = 1L, f = 0L, g = 1L))
   expect_flow_adds_up(co)
 })
 
