@@ -493,7 +493,7 @@ build_cohort <- function(data, design, treatment = "referral_date",
   if (length(drop) && n) {
     message(sprintf("Covariate%s missing for more than %s%% of the cohort, dropped: %s.",
                     if (length(drop) > 1) "s" else "", format(100 * design$max_missing),
-                    paste0(drop, " (", format(round(100 * miss[drop], 1)), "%)",
+                    paste0(drop, " (", sprintf("%.1f", 100 * miss[drop]), "%)",
                            collapse = ", ")))
     coh[drop] <- NULL
   }
