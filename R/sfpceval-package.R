@@ -14,4 +14,5 @@
 #'
 #' @keywords internal
 #' @useDynLib sfpceval, .registration = TRUE
+#' @importFrom stats coef confint logLik nobs vcov update
 "_PACKAGE"

@@ -58,7 +58,7 @@
   p_rc9 = 0.10,        # closed after assessment, early help
   p_reref12 = 0.26,    # re-referral within 12 months of the referral
   p_reref_later = 0.30,# later re-referral otherwise
-  p_kin = 0.24,        # first placement with relatives or friends (U1-U3)
+  p_kin = 0.21,        # first placement with relatives or friends (U1-U3)
   p_reunify = 0.36,    # period of care ends with a return home
   abs_cin = 0.25,      # absence logit shift in terms after the referral
   cla_w1 = 0.65, cla_w2 = 0.22,          # CLA delay mixture weights
@@ -130,7 +130,30 @@ sim_age_logit <- function(age) {
 #' becoming looked after within 18 months in the protocol's population equals
 #' `baseline` and its between-LA variance divided by `baseline * (1 -
 #' baseline)` (the one-way ANOVA / Stata `loneway` scale) equals `icc`, by
-#' Gauss-Hermite quadrature over the random effect.
+#' Gauss-Hermite quadrature over the random effect, on the model's own age
+#' distribution at referral. A pilot walk of 60,000 children (one LA, no LA
+#' effects or trends; its own fixed seed, so the data still depend only on
+#' `seed`; cached for the session) corrects the analytic rate for
+#' re-referrals and the timing rules.
+#'
+#' What the records look like (defaults, roughly): 7% of referrals NFA
+#' (closed within days, RC7); 88% of the others assessed (assessment within
+#' two weeks, 1-45 days long, 1-5 factors: domestic violence 3A/3B/3C in
+#' about 30% of assessments, parental mental health 4B 25%, parental
+#' substance misuse 1B/2B 17%); after assessment 16.5% a child protection
+#' plan (median 8-9 months, about 3% over two years, often followed by a
+#' CIN plan), 29% a CIN plan (median 5-6 months), 14.5% open without a plan
+#' (closed RC7 within months), 30% closed RC8 and 10% RC9. "Open after
+#' assessment" (the Family Valued population) means assessed, not NFA and
+#' not closed RC8/RC9. Only open cases lead to care, with odds higher for
+#' infants, teenagers, UASC and children on a CPP; most entries come within
+#' six months of the referral, some up to 2.5 years later. A period of care
+#' has up to three further episodes; first placements are with relatives or
+#' friends (U1-U3) for about 17-18%; about 24% of periods end with a return
+#' home (E4A) within 18 months, others with adoption, SGO, CAO, at 18 or
+#' stay open. About 21% of referrals are followed by another within 12
+#' months. Children with a CPP before the records start are counted in
+#' `n_previous_cpp`.
 #'
 #' Effects (all zero by default) apply to referrals on or after the child's
 #' LA's go-live date and to what flows from them: `cla` (log odds ratio of
@@ -144,13 +167,17 @@ sim_age_logit <- function(age) {
 #' added to the rate of unauthorised absence in terms starting after such a
 #' referral).
 #'
-#' Other realistic features: about 1.5% of children are unborn at referral
+#' Other realistic features: first referrals fall by a quarter in the first
+#' 2020 lockdown (23 March to 30 June); about 1.5% of children are unborn at
+#' referral
 #' (`expected_dob` set); factor codes 18A/19A before 2020-04-01 and
 #' 18B/18C/19B/19C after, 24A from 2021-04-01; placement H5 becomes K3 from
 #' 2024-04-01, P2 is not used after 2023-10-28, Z1 becomes Z11-Z14 from
 #' 2025-04-01; about 1% of children have only short-break (V3/V4) episodes;
 #' children still in care at 18 leave on their 18th birthday; summer-term
-#' 2019/20 absence is absent (it was not collected); the monthly LA
+#' 2019/20 absence is absent (it was not collected); one summer term in ten
+#' is split, as the NPD does, into a `summer` row (first half-term) and a
+#' `summer6th` row (sixth half-term), to be added together; the monthly LA
 #' covariates have gaps.
 #'
 #' @param design `"family_safeguarding"` or `"family_valued"`.
@@ -172,9 +199,12 @@ sim_age_logit <- function(age) {
 #' @param start,end First and last dates of the records (`Date` or
 #'   `"YYYY-MM-DD"`; `NULL` for the design's defaults).
 #' @param ... Design settings: `n_treated` (Family Safeguarding, 1-5 treated
-#'   LAs, default 5) and `last_referral` (last date of a first referral;
+#'   LAs, default 5), `last_referral` (last date of a first referral;
 #'   default the end of the trial period for Family Valued, `end` for Family
-#'   Safeguarding).
+#'   Safeguarding) and `standardise_la` (default `TRUE`: with 3 or more LAs
+#'   the drawn LA effects are centred and scaled to have SD exactly
+#'   `sigma_la`, so that a few LAs still show the target baseline and ICC;
+#'   `FALSE` for plain independent draws).
 #' @return An [sfp_data()] object with the ten tables, and in
 #'   `attr(x, "truth")` a list: `design`, `seed`, `effects`, `baseline`,
 #'   `icc`, `sigma_la` (SD of the LA random intercept, logit scale),
@@ -273,7 +303,6 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
 
   # ---- children ----
   ch <- sim_children(la, start, last_ref)
-  n <- nrow(ch)
 
   # ---- LA x quarter trajectories ----
   qstart <- seq(as.Date(cut(start, "quarter")), end, by = "quarter")
@@ -299,8 +328,7 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
   terms <- sim_terms(start, end)
   pilot <- sim_pilot(design, def$age_max, baseline, icc, start, end,
                      last_ref, par_of, qday)
-  cal <- sim_calibrate(ch, design, def$age_max, baseline, icc,
-                       inflation = pilot)
+  cal <- sim_calibrate_cached(design, def$age_max, baseline, icc, pilot)
   z <- stats::rnorm(n_la)
   if (isTRUE(dots$standardise_la %||% TRUE) && n_la >= 3) {
     z <- (z - mean(z)) / stats::sd(z)
@@ -545,10 +573,15 @@ sim_children <- function(la, start, last_ref) {
   n <- sum(n_by)
   la_i <- rep(seq_len(nrow(la)), n_by)
   span <- as.integer(last_ref - start)
-  ref0 <- as.integer(unclass(start)) + sample.int(span + 1L, n, replace = TRUE) - 1L
+  # referrals fell by about a quarter in the first 2020 lockdown
+  days <- as.integer(unclass(start)) + 0:span
+  w_day <- ifelse(days >= as.integer(unclass(as.Date("2020-03-23"))) &
+                    days <= as.integer(unclass(as.Date("2020-06-30"))), 0.75, 1)
+  ref0 <- days[sample.int(span + 1L, n, replace = TRUE, prob = w_day)]
   unborn <- stats::runif(n) < 0.015
   age_y <- sample.int(18L, n, replace = TRUE, prob = .sim_age_weights) - 1L
-  dob <- ref0 - as.integer(floor((age_y + stats::runif(n)) * 365.25))
+  # (0.997: the age stays under 18 years, which may be 6,574 days)
+  dob <- ref0 - as.integer(floor((age_y + 0.997 * stats::runif(n)) * 365.25))
   dob[unborn] <- ref0[unborn] + sample.int(150L, sum(unborn), replace = TRUE)
   expected_dob <- rep(NA_integer_, n)
   expected_dob[unborn] <- dob[unborn] + sample(-14:14, sum(unborn), replace = TRUE)
@@ -640,7 +673,7 @@ sim_pilot <- function(design, age_max, baseline, icc, start, end, last_ref,
            sample.kind = "Rejection")
   one <- data.frame(n_children = n_pilot, prop_white_british = 0.7)
   pc <- sim_children(one, start, last_ref)
-  a0 <- sim_calibrate(pc, design, age_max, baseline, icc)$intercept
+  a0 <- sim_calibrate_cached(design, age_max, baseline, icc, 1)$intercept
   day_end <- as.integer(unclass(end))
   eta <- pc$age_logit + .sim_uasc_logit * pc$uasc
   no_terms <- list(start = integer(), end = integer(), ay = integer(),
@@ -674,6 +707,36 @@ sim_pilot <- function(design, age_max, baseline, icc, start, end, last_ref,
 
 # ---- calibration ----
 
+# The distribution of children at their first referral that sim_children()
+# draws from, as weighted groups by month of age (-1 = unborn) and UASC.
+sim_age_groups <- function() {
+  wy <- .sim_age_weights / sum(.sim_age_weights)
+  months <- 0:215
+  y <- months %/% 12
+  p_uasc <- 0.515 * 0.12
+  born <- data.frame(age = y, age_exact = (months + 0.5) / 12, uasc = FALSE,
+                     w = 0.985 * wy[y + 1] / 12)
+  teen <- born$age >= 14
+  u <- born[teen, ]
+  u$uasc <- TRUE
+  u$w <- u$w * p_uasc
+  born$w[teen] <- born$w[teen] * (1 - p_uasc)
+  out <- rbind(data.frame(age = -1, age_exact = 0, uasc = FALSE, w = 0.015),
+               born, u)
+  out$age_logit <- sim_age_logit(out$age)
+  out
+}
+
+# Cached: the calibration depends only on the design and its targets.
+sim_calibrate_cached <- function(design, age_max, baseline, icc, inflation) {
+  key <- paste("cal", design, age_max, baseline, icc, inflation, sep = "|")
+  if (is.null(.sim_cache[[key]])) {
+    .sim_cache[[key]] <- sim_calibrate(sim_age_groups(), design, age_max,
+                                       baseline, icc, inflation = inflation)
+  }
+  .sim_cache[[key]]
+}
+
 # Gauss-Hermite nodes and weights for E f(Z), Z ~ N(0, 1) (Golub-Welsch).
 gauss_hermite <- function(n = 40L) {
   j <- matrix(0, n, n)
@@ -697,6 +760,8 @@ sim_cla_delay_cdf <- function(x) {
 # becoming looked after within 18 months of the first referral, in the
 # protocol's population, is `baseline` and its between-LA variance is
 # icc * baseline * (1 - baseline).
+# `ch` holds children (age, age_exact, uasc, age_logit) or, with a column
+# `w`, groups of children with their weights (sim_age_groups()).
 # With `a0` given, returns the analytic rate at u = 0 instead. `inflation`
 # multiplies the analytic rate (from the pilot walk).
 sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
@@ -704,9 +769,14 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
   m <- .sim_model
   pop <- ch$age <= age_max
   months <- ifelse(ch$age[pop] < 0, -1, floor(ch$age_exact[pop] * 12))
-  key <- paste(months, ch$uasc[pop])
-  g <- !duplicated(key)
-  w <- as.vector(table(factor(key, levels = key[g])))
+  if (is.null(ch$w)) {
+    key <- (months + 1L) * 2L + ch$uasc[pop] + 1L
+    g <- !duplicated(key)
+    w <- tabulate(key, nbins = max(key))[key[g]]
+  } else {
+    g <- rep(TRUE, sum(pop))
+    w <- ch$w[pop]
+  }
   w <- w / sum(w)
   eta <- (ch$age_logit + .sim_uasc_logit * ch$uasc)[pop][g]
   days_to_18 <- (18 * 12 - (months[g] + 0.5)) * 365.25 / 12
@@ -726,6 +796,13 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
   }
   if (!is.null(a0)) return(la_rate(a0, 0))
   gh <- gauss_hermite(30L)
+  top <- sum(gh$w * la_rate(8, 0 * gh$z))
+  if (baseline >= top) {
+    stop_arg("baseline", sprintf(
+      "is more than the %s design can reach (at most about %.3f)",
+      gsub("_", " ", design), top),
+      "give a smaller rate of becoming looked after within 18 months.")
+  }
   solve_a0 <- function(sigma) {
     stats::uniroot(function(a0) sum(gh$w * la_rate(a0, sigma * gh$z)) - baseline,
                    c(-15, 8), tol = 1e-7)$root
@@ -735,6 +812,12 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
     r <- la_rate(a0, sigma * gh$z)
     mu <- sum(gh$w * r)
     sum(gh$w * (r - mu)^2) / (mu * (1 - mu))
+  }
+  if (icc > 0 && icc_of(5) <= icc) {
+    stop_arg("icc", sprintf(
+      "is more than the %s design can reach at this baseline (at most about %.3f)",
+      gsub("_", " ", design), icc_of(5)),
+      "give a smaller intracluster correlation.")
   }
   sigma <- if (icc <= 0) 0 else
     stats::uniroot(function(s) icc_of(s) - icc, c(1e-6, 5), tol = 1e-6)$root
@@ -814,8 +897,7 @@ sim_la_covariates <- function(la, start, end) {
 as_day_date <- function(x) structure(as.double(x), class = "Date")
 
 sim_tables <- function(raw, ch, la, terms, rollout, start, end) {
-  n <- nrow(ch)
-  child_id <- sprintf("C%07d", seq_len(n))
+  child_id <- sprintf("C%07d", seq_len(nrow(ch)))
   codes <- .sim_codes
   children <- data.frame(
     child_id = child_id, la_code = la$la_code[ch$la],
@@ -880,9 +962,27 @@ sim_tables <- function(raw, ch, la, terms, rollout, start, end) {
     term = codes$term[b[[3]]], sessions_possible = b[[4]],
     unauth_sessions = b[[5]], stringsAsFactors = FALSE)
 
-  sfp_data(
+  # The extract holds only what had started by its date: an assessment or a
+  # plan the walk scheduled after `end` is not in the records (its referral
+  # stays open).
+  cut <- as.Date(end)
+  late_a <- assessments$assessment_start > cut
+  assessment_factors <- assessment_factors[!assessment_factors$assessment_id %in%
+                                             assessments$assessment_id[late_a], ]
+  assessments <- assessments[!late_a, ]
+  cin_plans <- cin_plans[cin_plans$start <= cut, ]
+  cp_plans <- cp_plans[cp_plans$start <= cut, ]
+  rownames(assessments) <- rownames(assessment_factors) <- NULL
+  rownames(cin_plans) <- rownames(cp_plans) <- NULL
+
+  args <- list(
     children = children, referrals = referrals, assessments = assessments,
     assessment_factors = assessment_factors, cin_plans = cin_plans,
     cp_plans = cp_plans, cla_episodes = cla_episodes, absence = absence,
     la_covariates = sim_la_covariates(la, start, end), rollout = rollout)
+  # Open referrals, plans and episodes are soft problems of the validator;
+  # here they are by design, so they are kept in attr(x, "problems") rather
+  # than raised as warnings.
+  if ("warn" %in% names(formals(sfp_data))) args$warn <- FALSE
+  do.call(sfp_data, args)
 }

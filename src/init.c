@@ -18,10 +18,15 @@ static const R_CallMethodDef call_entries[] = {
   /* matching */
 
   /* DiD: linear model */
+  CALLDEF(ffi_demean, 6),
+  CALLDEF(ffi_wls, 4),
 
   /* DiD: cluster-robust variance */
+  CALLDEF(ffi_crve, 11),
 
   /* DiD: wild bootstrap */
+  CALLDEF(ffi_boot_weights, 4),
+  CALLDEF(ffi_wcr_stats, 5),
 
   /* other models */
   CALLDEF(ffi_mle_newton, 8),

@@ -32,10 +32,16 @@ SEXP ffi_term_sums(SEXP child, SEXP year, SEXP term, SEXP ord0, SEXP k,
 /* ---- matching: CEM strata (cem.c) ---- */
 
 /* ---- DiD: weighted least squares and absorbed effects (linreg.c) ---- */
+SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit);
+SEXP ffi_wls(SEXP X, SEXP y, SEXP w, SEXP tol);
 
 /* ---- DiD: cluster-robust variance (crve.c) ---- */
+SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
+              SEXP Ls, SEXP B, SEXP C, SEXP type, SEXP satt);
 
 /* ---- DiD: wild cluster bootstrap (wildboot.c) ---- */
+SEXP ffi_boot_weights(SEXP Gs, SEXP type, SEXP Bs, SEXP enumerate);
+SEXP ffi_wcr_stats(SEXP V, SEXP a0, SEXP a1, SEXP K0, SEXP K1);
 
 /* ---- other models: hurdle, tobit (mle.c) ---- */
 SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,

@@ -736,12 +736,19 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
       if (ts >= first_treated_ref) rate += e[E_ABS] / 100.0;
       if (rate < 0) rate = 0;
       if (rate > 1) rate = 1;
-      R_xlen_t r = tbl_add(&S.abs);
-      S.abs.col[ABS_CHILD][r] = ci_;
-      S.abs.col[ABS_AY][r] = t_ay[k];
-      S.abs.col[ABS_TERM][r] = t_code[k];
-      S.abs.col[ABS_POSS][r] = poss;
-      S.abs.col[ABS_UNAUTH][r] = (int) Rf_rbinom((double) poss, rate);
+      /* now and then the NPD splits the summer term into "summer" (first
+       * half) and "summer6th" (the sixth half-term) */
+      int split = t_code[k] == 3 && unif_rand() < 0.1;
+      int poss1 = split ? (int) (poss * 0.55) : poss;
+      for (int h = 0; h <= split; h++) {
+        int ph = h == 0 ? poss1 : poss - poss1;
+        R_xlen_t r = tbl_add(&S.abs);
+        S.abs.col[ABS_CHILD][r] = ci_;
+        S.abs.col[ABS_AY][r] = t_ay[k];
+        S.abs.col[ABS_TERM][r] = h == 0 ? t_code[k] : 4;
+        S.abs.col[ABS_POSS][r] = ph;
+        S.abs.col[ABS_UNAUTH][r] = (int) Rf_rbinom((double) ph, rate);
+      }
     }
   }
   PutRNGstate();

@@ -79,6 +79,7 @@ check_schema <- function(x) {
                                          "term")]) > 0)
   expect_false(anyDuplicated(x$la_covariates[c("la_code", "month")]) > 0)
   expect_true(all(x$referrals$child_id %in% x$children$child_id))
+  expect_true(all(x$children$child_id %in% x$referrals$child_id))
   expect_true(all(x$assessments$referral_id %in% x$referrals$referral_id))
   expect_true(all(x$assessment_factors$assessment_id %in%
                     x$assessments$assessment_id))
@@ -112,6 +113,12 @@ test_that("the same seed gives the same records, another seed others", {
   other <- simulate_sfp("family_valued", children_per_la_year = 150,
                         seed = 12)
   expect_false(identical(other$referrals, fv_small$referrals))
+  # the cached calibration does not change the data: a fresh session's
+  # first call (pilot walk run again) gives the same records
+  cache <- sfpceval:::.sim_cache
+  rm(list = ls(cache, all.names = TRUE), envir = cache)
+  expect_identical(simulate_sfp("family_valued", children_per_la_year = 150,
+                                seed = 11), fv_small)
   # integer and double arguments, list and vector effects: same data
   expect_identical(
     simulate_sfp("family_valued", n_la = 5L, children_per_la_year = 150L,
@@ -143,8 +150,14 @@ test_that("the output is a valid sfp_data in the schema, for both designs", {
   for (x in list(fv_small, fs_small)) {
     expect_s3_class(x, "sfp_data")
     expect_identical(names(x), sfp_tables())
-    expect_no_error(v <- do.call(sfp_data, unclass(x)))
+    # open records are soft problems (warnings) of the validator by design
+    expect_no_error(v <- suppressWarnings(do.call(sfp_data, unclass(x))))
     expect_s3_class(v, "sfp_data")
+    # ... and the only soft problems, when the validator records them
+    prob <- attr(v, "problems")
+    if (is.data.frame(prob) && nrow(prob)) {
+      expect_true(all(prob$column %in% c("closure_date", "end", "dec")))
+    }
     check_schema(x)
   }
 })
@@ -410,7 +423,15 @@ test_that("shares of referrals, assessments, plans and placements", {
   expect_lte(mean(unborn), 0.02)
   expect_true(all(x$children$gender_raw[unborn] == "0"))
   # summer 2019/20 absence was not collected
-  expect_false(any(ab$academic_year == "2019/20" & ab$term == "summer"))
+  expect_false(any(ab$academic_year == "2019/20" &
+                     ab$term %in% c("summer", "summer6th")))
+  # a summer6th row always comes with its summer row; about 10% split
+  s6 <- paste(ab$child_id, ab$academic_year)[ab$term == "summer6th"]
+  expect_true(all(s6 %in% paste(ab$child_id, ab$academic_year)[
+    ab$term == "summer"]))
+  split <- length(s6) / sum(ab$term == "summer")
+  expect_gt(split, 0.05)
+  expect_lt(split, 0.15)
   # some children's first referral in the trial period is a repeat
   tr <- attr(x, "truth")$period
   before <- unique(r$child_id[r$referral_date < tr$trial_start])
@@ -419,10 +440,34 @@ test_that("shares of referrals, assessments, plans and placements", {
   expect_gt(length(intersect(before, during)), 0)
 })
 
+test_that("monthly LA covariates: plausible, with gaps and switch-ons", {
+  lc <- fs_big$la_covariates
+  months <- seq(as.Date("2015-04-01"), as.Date("2024-03-01"), by = "month")
+  per_la <- split(lc, lc$la_code)
+  expect_length(per_la, 60L)
+  n_missing <- vapply(per_la, function(d) sum(!months %in% d$month), 0L)
+  late_start <- vapply(per_la, function(d) min(d$month) > months[1], TRUE)
+  expect_gt(sum(late_start), 0)            # gaps at the start ...
+  expect_gt(sum(n_missing > 0 & !late_start), 0)   # ... and in the middle
+  expect_lt(mean(n_missing), 6)
+  expect_true(all(lc$prop_fsm >= 0.05 & lc$prop_fsm <= 0.6))
+  expect_true(all(lc$prop_white_british > 0 & lc$prop_white_british < 1))
+  # the other programme switches on once and stays on
+  on <- vapply(per_la, function(d) {
+    x <- d$other_innovation_programme[order(d$month)]
+    if (!any(x)) return(0L)
+    if (all(x[which.max(x):length(x)])) 1L else NA_integer_
+  }, 0L)
+  expect_false(anyNA(on))
+  expect_gt(sum(on), 0)
+  expect_lt(sum(on), 30)
+})
+
 test_that("non-zero effects move the treated-period outcomes", {
-  base <- simulate_sfp("family_valued", children_per_la_year = 1500, seed = 8)
-  up <- simulate_sfp("family_valued", children_per_la_year = 1500, seed = 8,
-                     effects = list(cla = 1, absence = 5))
+  base <- simulate_sfp("family_valued", children_per_la_year = 1000, seed = 8)
+  up <- simulate_sfp("family_valued", children_per_la_year = 1000, seed = 8,
+                     effects = list(cla = 1, absence = 5, cpp = 1,
+                                    kinship = 1.5))
   tr <- attr(base, "truth")
   # referrals from the last go-live to the end of the trial: all treated
   treated_rate <- function(x) {
@@ -436,8 +481,39 @@ test_that("non-zero effects move the treated-period outcomes", {
   ab <- function(x) sum(x$absence$unauth_sessions) /
     sum(x$absence$sessions_possible)
   expect_gt(ab(up), ab(base) + 0.005)
+  # CPPs among referrals after the last go-live, kinship among first
+  # placements in periods starting then
+  cpp_share <- function(x) {
+    r <- x$referrals[x$referrals$referral_date >= as.Date("2022-04-01"), ]
+    mean(r$referral_id %in% x$cp_plans$referral_id)
+  }
+  expect_gt(cpp_share(up), cpp_share(base) + 0.05)
+  kin_share <- function(x) {
+    e <- x$cla_episodes
+    e <- e[e$rne == "S" & e$decom >= as.Date("2022-06-01") &
+             !e$ls %in% c("V3", "V4"), ]
+    mean(e$place %in% sfp_codes("kinship"))
+  }
+  expect_gt(kin_share(up), kin_share(base) + 0.05)
   # the children themselves do not change
   expect_identical(up$children, base$children)
+})
+
+test_that("LA effects are standardised to SD sigma_la unless asked not to", {
+  tr <- attr(fs_small, "truth")
+  u <- tr$la$random_effect
+  expect_equal(mean(u), 0, tolerance = 1e-12)
+  expect_equal(stats::sd(u), tr$sigma_la)
+  raw <- attr(simulate_sfp("family_safeguarding", n_la = 8,
+                           children_per_la_year = 80, seed = 11,
+                           n_treated = 3, standardise_la = FALSE), "truth")
+  expect_false(isTRUE(all.equal(stats::sd(raw$la$random_effect),
+                                raw$sigma_la)))
+  # ICC 0: no LA variation at all
+  flat <- attr(simulate_sfp("family_valued", n_la = 3, icc = 0,
+                            children_per_la_year = 5), "truth")
+  expect_identical(flat$sigma_la, 0)
+  expect_identical(flat$la$random_effect, c(0, 0, 0))
 })
 
 # ---- calibration pieces ----
@@ -509,6 +585,9 @@ test_that("bad arguments give clear errors", {
   expect_snapshot(simulate_sfp(icc = 1), error = TRUE)
   expect_snapshot(simulate_sfp(icc = -0.01), error = TRUE)
   expect_snapshot(simulate_sfp(baseline = 0), error = TRUE)
+  expect_snapshot(simulate_sfp(baseline = 0.45, n_la = 2), error = TRUE)
+  expect_snapshot(simulate_sfp("family_valued", icc = 0.9, n_la = 2),
+                  error = TRUE)
   expect_snapshot(simulate_sfp(seed = NA), error = TRUE)
   expect_snapshot(simulate_sfp(start = "yesterday"), error = TRUE)
   expect_snapshot(simulate_sfp(start = "2020-01-01", end = "2020-06-30"),
@@ -517,4 +596,31 @@ test_that("bad arguments give clear errors", {
   expect_snapshot(simulate_sfp(n_treated = 7), error = TRUE)
   expect_snapshot(simulate_sfp(colour = "red"), error = TRUE)
   expect_snapshot(simulate_sfp(last_referral = "2030-01-01"), error = TRUE)
+})
+
+test_that("the bundled examples are valid and as documented", {
+  env <- new.env()
+  utils::data("sfp_example_fv", "sfp_example_fs", package = "sfpceval",
+              envir = env)
+  fv <- env$sfp_example_fv
+  fs <- env$sfp_example_fs
+  check_schema(fv)
+  check_schema(fs)
+  expect_identical(attr(fv, "truth")$design, "family_valued")
+  expect_identical(nrow(fv$rollout), 5L)
+  expect_identical(attr(fs, "truth")$design, "family_safeguarding")
+  expect_identical(nrow(fs$rollout), 3L)
+  expect_identical(sum(attr(fs, "truth")$la$role == "comparator"), 5L)
+  expect_true(all(unlist(attr(fv, "truth")$effects) == 0))
+})
+
+test_that("no record starts after the extract date", {
+  x <- simulate_sfp("family_valued", children_per_la_year = 200, seed = 11)
+  end <- as.Date("2025-09-30")
+  expect_true(all(x$referrals$referral_date <= end))
+  expect_true(all(x$assessments$assessment_start <= end))
+  expect_true(all(x$cin_plans$start <= end))
+  expect_true(all(x$cp_plans$start <= end))
+  expect_true(all(x$cla_episodes$decom <= end))
+  expect_true(all(x$assessment_factors$assessment_id %in% x$assessments$assessment_id))
 })

@@ -1,0 +1,884 @@
+# did_fit(): the Family Safeguarding difference-in-differences regression
+# (protocol "Analysis plan", pp. 14-17) with absorbed fixed effects and
+# inference that stays honest with few clusters (METHODS.md sections 0 and 3).
+#
+# Layers: did_fit() parses the formula, validates and counts exclusions,
+# absorbs the fixed effects (ffi_demean, linreg.c), fits by weighted least
+# squares (ffi_wls) and hands the absorbed design to the variance code
+# (ffi_crve, crve.c). A fit keeps what re-inference needs (absorbed design,
+# residuals, weights, cluster and fixed-effect codes), never the data frame.
+
+#' Difference-in-differences regression with absorbed fixed effects and
+#' few-cluster inference
+#'
+#' Fits the Family Safeguarding protocol's primary regression, e.g.
+#' `y ~ treated + age + sex | la + year`: covariates before `|`, fixed
+#' effects after it. Fixed effects are absorbed by the weighted
+#' within-transformation (exact group demeaning for one effect, alternating
+#' projections to tolerance `1e-10` for several), then the model is fitted by
+#' weighted least squares in C (rank by LINPACK `dqrdc2` as in [lm()],
+#' Cholesky through LAPACK).
+#'
+#' **Family.** `family = "auto"` applies the protocol's rule (footnote 22): a
+#' linear probability model when the outcome's *baseline rate* lies in
+#' \[5%, 95%\], logistic regression otherwise. The baseline rate is the
+#' (weighted) mean outcome over the untreated observations, i.e. the rows
+#' where the first right-hand-side term (the treatment indicator) is 0:
+#' comparator LAs in every period and treated LAs before go-live. A
+#' non-binary outcome is always fitted as `"gaussian"`. `"binomial"` fits a
+#' logit with the fixed effects as dummies (IRLS through the same C WLS
+#' kernel) and a cluster-robust sandwich on the score; `"conditional_logit"`
+#' conditions on the first fixed effect (LA-stratified) with the Breslow
+#' approximation to the conditional likelihood, which equals
+#' `survival::clogit(..., method = "approximate")` (the exact conditional
+#' likelihood is combinatorial in the stratum size and infeasible for LAs
+#' with thousands of children); further fixed effects enter as dummies.
+#'
+#' **Variance** (`vcov`), with \eqn{V = c\,M \sum_g X_g' W_g A_g e_g e_g' A_g' W_g X_g M}
+#' and \eqn{M = (X'WX)^{-1}}:
+#' * `"CR0"`: \eqn{A_g = I}, \eqn{c = 1}.
+#' * `"CR1"`: Stata's factor \eqn{c = G/(G-1) \cdot (N-1)/(N-K)}, where K counts
+#'   the absorbed fixed-effect parameters (the rank of the dummy matrix) as an
+#'   `lm()` with dummies does, so that it equals
+#'   `sandwich::vcovCL(type = "HC1")` on that fit (Stata's `areg`; `reghdfe`
+#'   and fixest by default do not count fixed effects nested in the
+#'   clusters, which changes c by a factor close to 1 when N is large).
+#'   Reference distribution \eqn{t(G-1)}.
+#' * `"CR2"` (default): Bell-McCaffrey, \eqn{A_g = (I - H_{gg})^{-1/2}}
+#'   (symmetric pseudo-power, eigenvalues below 1e-12 set to zero, the
+#'   weighted analogue for weighted fits exactly as `clubSandwich::vcovCR()`
+#'   on `lm()`), with Satterthwaite (Bell-McCaffrey) degrees of freedom per
+#'   coefficient. The hat matrix includes the fixed-effect projection.
+#'   Computed in k x k blocks, never forming an \eqn{n_g \times n_g} matrix.
+#' * `"CR3"`: \eqn{A_g = (I - H_{gg})^{-1}} (clubSandwich's CR3, no (G-1)/G
+#'   factor; Moore-Penrose inverse when fixed effects nested in the clusters
+#'   make \eqn{I - H_{gg}} singular, which then equals the leave-one-cluster-out
+#'   jackknife). Reference \eqn{t(G-1)}.
+#'
+#' For the logit models only `"CR0"` and `"CR1"` are available; a request for
+#' CR2/CR3 falls back to CR1 with a message. Use [wild_boot()] for the wild
+#' cluster restricted bootstrap (linear) or the score bootstrap (logit).
+#'
+#' **Exclusions.** Rows with a missing value in any variable used, and rows
+#' with zero weight (e.g. unmatched in CEM), are dropped with a message that
+#' counts them; they are recorded in `fit$exclusions`. Infinite values,
+#' negative or missing weights are errors.
+#'
+#' @param formula A two-sided formula `y ~ treated + covariates | fe1 + fe2`.
+#'   The first right-hand-side term is the treatment (it may not be absorbed
+#'   by the fixed effects). The part after `|` is optional.
+#' @param data A data frame.
+#' @param cluster The clustering variable (the physical LA, METHODS.md section
+#'   0 item 5): a one-sided formula such as `~ la` or a column name.
+#' @param weights Optional non-negative weights (e.g. CEM weights): a column
+#'   name, a one-sided formula or a numeric vector with one value per row.
+#' @param family `"auto"` (protocol rule, see Details), `"gaussian"`,
+#'   `"binomial"` or `"conditional_logit"`.
+#' @param vcov `"CR2"` (default), `"CR1"`, `"CR3"` or `"CR0"`.
+#' @param ... Control settings: `tol` (absorption tolerance, default 1e-10),
+#'   `maxit` (absorption sweeps, default 10000), `baseline` (a number in
+#'   (0, 1) overriding the baseline rate used by `family = "auto"`).
+#' @return An object of class `did_fit`: a list with `call`, `formula`,
+#'   `coefficients`, `vcov`, `df` (per coefficient), `vcov_type`,
+#'   `family`, `nobs`, `n_clusters`, `dropped` (collinear covariates),
+#'   `exclusions`, the absorbed design `X`, `residuals`, `weights`, cluster
+#'   and fixed-effect codes (what [update()] and [wild_boot()] need).
+#' @examples
+#' set.seed(1)
+#' d <- expand.grid(child = 1:40, la = letters[1:6], year = 2015:2019)
+#' d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2018)
+#' d$age <- sample(0:17, nrow(d), replace = TRUE)
+#' d$y <- 0.3 + 0.1 * d$treated + 0.01 * d$age + rnorm(nrow(d), sd = 0.3)
+#' fit <- did_fit(y ~ treated + age | la + year, d, cluster = ~la)
+#' fit
+#' update(fit, vcov = "CR1")
+#' @export
+did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
+                    vcov = "CR2", ...) {
+  call <- match.call()
+  ctrl <- did_control(...)
+  if (!is.data.frame(data)) {
+    stop_arg("data", "must be a data frame", "pass the analysis cohort as a data frame.")
+  }
+  parts <- split_did_formula(formula)
+  family <- match_choice(family, c("auto", "gaussian", "binomial", "conditional_logit"), "family")
+  vcov <- match_choice(vcov, c("CR2", "CR1", "CR3", "CR0"), "vcov")
+  n_data <- nrow(data)
+
+  # ---- evaluate everything on the full data, then one exclusion step ----
+  mf <- tryCatch(stats::model.frame(parts$main, data, na.action = stats::na.pass),
+                 error = function(e) stop_arg("formula", paste0("could not be evaluated in `data`: ", conditionMessage(e)),
+                                              "check the variable names."))
+  tt <- stats::terms(mf)
+  y <- stats::model.response(mf)
+  yname <- deparse(parts$main[[2]])
+  if (is.logical(y)) y <- as.numeric(y)
+  if (!is.numeric(y) || !is.null(dim(y))) {
+    stop_arg("formula", sprintf("has outcome `%s` that is not numeric", yname),
+             "use a numeric or 0/1 outcome.")
+  }
+  y <- as.double(y)
+  X <- stats::model.matrix(tt, mf)
+  labs <- attr(tt, "term.labels")
+  if (length(labs) == 0L) {
+    stop_arg("formula", "has no treatment term on the right-hand side",
+             "write `y ~ treated + covariates | la + year`.")
+  }
+  treat_cols <- which(attr(X, "assign") == 1L)
+  treat_name <- colnames(X)[treat_cols[1L]]
+  fe_vals <- lapply(parts$fe, function(lab) {
+    v <- tryCatch(eval(str2lang(lab), data, environment(formula)),
+                  error = function(e) stop_arg("formula", sprintf("has fixed effect `%s` that could not be evaluated in `data`", lab),
+                                               "check the variable name after `|`."))
+    if (length(v) != n_data) {
+      stop_arg("formula", sprintf("has fixed effect `%s` of length %d, not %d", lab, length(v), n_data))
+    }
+    v
+  })
+  names(fe_vals) <- parts$fe
+  cl <- eval_column(cluster, data, "cluster")
+  w <- if (is.null(weights)) NULL else eval_column(weights, data, "weights")
+  if (!is.null(w)) {
+    if (!is.numeric(w)) stop_arg("weights", "must be numeric", "pass non-negative numeric weights.")
+    bad <- which(is.na(w))
+    if (length(bad)) {
+      stop_rows("data", "weights", bad, "have missing weights",
+                "give every row a weight (0 to exclude it, e.g. unmatched in CEM).")
+    }
+    bad <- which(!is.finite(w) | w < 0)
+    if (length(bad)) {
+      stop_rows("data", "weights", bad, "have negative or infinite weights",
+                "weights must be finite and >= 0.")
+    }
+  }
+
+  # infinite values are errors, NA rows are counted exclusions
+  inf_y <- which(is.infinite(y) | is.nan(y))
+  if (length(inf_y)) {
+    stop_rows("data", yname, inf_y, "have infinite or NaN outcomes", "recode or drop them before fitting.")
+  }
+  inf_x <- which(rowSums(!is.finite(X) & !is.na(X)) > 0 | rowSums(is.nan(X)) > 0)
+  if (length(inf_x)) {
+    bad_cols <- colnames(X)[colSums(!is.finite(X) & !is.na(X)) > 0 | colSums(is.nan(X)) > 0]
+    stop_rows("data", paste(bad_cols, collapse = ", "), inf_x,
+              "have infinite or NaN covariate values", "recode or drop them before fitting.")
+  }
+  miss <- is.na(y) | rowSums(is.na(X)) > 0 | is.na(cl)
+  for (v in fe_vals) miss <- miss | is.na(v)
+  excl <- data.frame(reason = character(0), n = integer(0))
+  if (any(miss)) {
+    rows <- which(miss)
+    message(sprintf("did_fit(): %s row%s with a missing outcome, covariate, fixed effect or cluster excluded (%s).",
+                    format(length(rows), big.mark = ","), if (length(rows) == 1) "" else "s",
+                    describe_rows(rows)))
+    excl <- rbind(excl, data.frame(reason = "missing value", n = length(rows)))
+  }
+  zero_w <- if (is.null(w)) rep(FALSE, n_data) else (w == 0 & !miss)
+  if (any(zero_w)) {
+    rows <- which(zero_w)
+    message(sprintf("did_fit(): %s row%s with zero weight excluded (%s).",
+                    format(length(rows), big.mark = ","), if (length(rows) == 1) "" else "s",
+                    describe_rows(rows)))
+    excl <- rbind(excl, data.frame(reason = "zero weight", n = length(rows)))
+  }
+  keep <- !miss & !zero_w
+  if (!any(keep)) {
+    stop_arg("data", "has no usable rows after excluding missing values and zero weights")
+  }
+  y <- y[keep]
+  X <- X[keep, , drop = FALSE]
+  cl <- droplevels(as.factor(cl[keep]))
+  fe_f <- lapply(fe_vals, function(v) droplevels(as.factor(v[keep])))
+  if (!is.null(w)) w <- as.double(w[keep])
+  G <- nlevels(cl)
+  if (G < 2L) {
+    stop(sprintf(paste0("`cluster` has %d cluster after exclusions (%s): cluster-robust inference ",
+                        "needs at least 2 (and is only trustworthy with more).\n",
+                        "Fix: cluster on the physical LA across treated and comparator LAs."),
+                 G, paste(utils::head(levels(cl), 3), collapse = ", ")), call. = FALSE)
+  }
+
+  # ---- family rule ----
+  binary <- all(y %in% c(0, 1))
+  rule <- NULL
+  if (family == "auto") {
+    untreated <- X[, treat_cols[1L]] == 0
+    base_rate <- ctrl$baseline %||% if (any(untreated)) {
+      stats::weighted.mean(y[untreated], if (is.null(w)) rep(1, sum(untreated)) else w[untreated])
+    } else NA_real_
+    family <- if (!binary || is.na(base_rate)) "gaussian" else
+      if (base_rate >= 0.05 && base_rate <= 0.95) "gaussian" else "binomial"
+    rule <- list(binary = binary, baseline_rate = base_rate, chosen = family)
+    if (binary) message(sprintf("did_fit(): family = \"auto\" chose %s (%s).", family,
+                      sprintf("baseline rate among untreated rows %.3f %s [0.05, 0.95]", base_rate,
+                              if (family == "gaussian") "in" else "outside")))
+  }
+  if (family %in% c("binomial", "conditional_logit") && !binary) {
+    stop_arg("family", sprintf("is \"%s\" but outcome `%s` is not 0/1", family, yname),
+             "use family = \"gaussian\" or recode the outcome.")
+  }
+
+  fit <- switch(family,
+    gaussian = fit_gaussian(y, X, fe_f, w, cl, treat_name, ctrl),
+    binomial = fit_logit(y, X, fe_f, w, cl, treat_name, yname),
+    conditional_logit = fit_clogit(y, X, fe_f, w, cl, treat_name, yname)
+  )
+  fit$call <- call
+  fit$formula <- formula
+  fit$family <- family
+  fit$family_rule <- rule
+  fit$treatment <- treat_name
+  fit$fe_names <- names(fe_f)
+  fit$exclusions <- excl
+  fit$n_clusters <- G
+  fit$cluster_levels <- levels(cl)
+  fit$cluster <- as.integer(cl)
+  fit$weights <- w
+  fit$nobs <- length(y)
+  class(fit) <- "did_fit"
+  fit <- set_inference(fit, vcov)
+  fit
+}
+
+did_control <- function(tol = 1e-10, maxit = 10000L, baseline = NULL, ...) {
+  extra <- list(...)
+  if (length(extra)) {
+    stop_arg(names(extra)[1] %||% "...", "is not an argument of did_fit()",
+             "the control settings are tol, maxit and baseline.")
+  }
+  if (!is.numeric(tol) || length(tol) != 1 || !(tol > 0)) stop_arg("tol", "must be a positive number")
+  if (!is.null(baseline) && (!is.numeric(baseline) || length(baseline) != 1 || !(baseline > 0 && baseline < 1))) {
+    stop_arg("baseline", "must be a single number in (0, 1)")
+  }
+  list(tol = tol, maxit = as.integer(maxit), baseline = baseline)
+}
+
+match_choice <- function(x, choices, arg) {
+  if (!is.character(x) || length(x) != 1L || !(x %in% choices)) {
+    stop_arg(arg, sprintf("must be one of %s", paste0("\"", choices, "\"", collapse = ", ")),
+             sprintf("for example %s = \"%s\".", arg, choices[1]))
+  }
+  x
+}
+
+# Split `y ~ x1 + x2 | fe1 + fe2` into the main formula and FE labels.
+split_did_formula <- function(formula) {
+  if (!inherits(formula, "formula") || length(formula) != 3L) {
+    stop_arg("formula", "must be a two-sided formula",
+             "write `y ~ treated + covariates | la + year`.")
+  }
+  rhs <- formula[[3]]
+  fe <- character(0)
+  if (is.call(rhs) && identical(rhs[[1]], as.name("|"))) {
+    fe_f <- stats::as.formula(call("~", rhs[[3]]))
+    fe <- attr(stats::terms(fe_f), "term.labels")
+    rhs <- rhs[[2]]
+  }
+  main <- stats::as.formula(call("~", formula[[2]], rhs), env = environment(formula))
+  list(main = main, fe = fe)
+}
+
+eval_column <- function(x, data, arg) {
+  if (inherits(x, "formula")) {
+    if (length(x) != 2L) stop_arg(arg, "must be a one-sided formula such as `~ la` or a column name")
+    v <- tryCatch(eval(x[[2]], data, environment(x)),
+                  error = function(e) stop_arg(arg, sprintf("refers to `%s`, which is not a column of `data`", deparse(x[[2]]))))
+  } else if (is.character(x) && length(x) == 1L) {
+    if (!x %in% names(data)) {
+      stop_arg(arg, sprintf("refers to column `%s`, which is not in `data`", x),
+               sprintf("use one of: %s.", paste(utils::head(names(data), 8), collapse = ", ")))
+    }
+    v <- data[[x]]
+  } else if (length(x) == nrow(data)) {
+    v <- x
+  } else {
+    stop_arg(arg, "must be a one-sided formula, a column name, or a vector with one value per row of `data`")
+  }
+  if (length(v) != nrow(data)) stop_arg(arg, sprintf("has length %d, not nrow(data) = %d", length(v), nrow(data)))
+  v
+}
+
+# Codes of the fixed effects: global 0-based level index (n x nfe integer
+# matrix), levels per effect.
+fe_codes <- function(fe_f, n) {
+  nlev <- vapply(fe_f, nlevels, 1L)
+  off <- c(0L, cumsum(nlev))[seq_along(fe_f)]
+  m <- matrix(0L, n, length(fe_f))
+  for (f in seq_along(fe_f)) m[, f] <- as.integer(fe_f[[f]]) - 1L + off[f]
+  list(codes = m, nlev = as.integer(nlev), L = sum(nlev))
+}
+
+# D'WD for the stacked dummies of all fixed effects (L x L).
+fe_crossprod <- function(fe, w, L) {
+  n <- nrow(fe$codes)
+  ww <- if (is.null(w)) rep(1, n) else w
+  out <- matrix(0, L, L)
+  nfe <- ncol(fe$codes)
+  for (a in seq_len(nfe)) for (b in seq_len(nfe)) {
+    if (b < a) next
+    idx <- fe$codes[, a] + 1 + L * fe$codes[, b]
+    s <- rowsum(ww, idx, reorder = FALSE)
+    ii <- as.numeric(rownames(s))
+    out[ii] <- s[, 1]
+  }
+  out[lower.tri(out)] <- t(out)[lower.tri(out)]
+  out
+}
+
+pinv_sym <- function(A, rel = 1e-10) {
+  if (!length(A)) return(list(inv = A, rank = 0L))
+  e <- eigen(A, symmetric = TRUE)
+  keep <- e$values > rel * max(e$values)
+  V <- e$vectors[, keep, drop = FALSE]
+  list(inv = V %*% (t(V) / e$values[keep]), rank = sum(keep))
+}
+
+fit_gaussian <- function(y, X, fe_f, w, cl, treat_name, ctrl) {
+  nfe <- length(fe_f)
+  if (nfe > 0L) {
+    X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
+  }
+  fe <- fe_codes(fe_f, length(y))
+  codes0 <- lapply(seq_len(nfe), function(f) as.integer(fe_f[[f]]) - 1L)
+  Xy <- cbind(X, .y = y)
+  if (nfe > 0L) {
+    Xt_all <- .Call(ffi_demean, Xy, codes0, fe$nlev, w, ctrl$tol, ctrl$maxit)
+    if (!isTRUE(attr(Xt_all, "converged"))) {
+      warning(sprintf("did_fit(): absorbing %d fixed effects did not converge in %d sweeps; estimates may be inaccurate.",
+                      nfe, ctrl$maxit), call. = FALSE)
+    }
+  } else {
+    Xt_all <- Xy
+  }
+  Xt <- Xt_all[, seq_len(ncol(X)), drop = FALSE]
+  yt <- Xt_all[, ncol(Xy)]
+  colnames(Xt) <- colnames(X)
+  # columns absorbed by the fixed effects
+  absorbed <- character(0)
+  if (nfe > 0L && ncol(X)) {
+    ww <- if (is.null(w)) rep(1, length(y)) else w
+    before <- sqrt(colSums(ww * sweep(X, 2, colSums(ww * X) / sum(ww))^2))
+    after <- sqrt(colSums(ww * Xt^2))
+    gone <- after <= 1e-6 * pmax(before, 1e-300) | after == 0
+    if (gone[1L] && colnames(X)[1L] == treat_name) {
+      stop(sprintf(paste0("The treatment `%s` never varies within the fixed effects (%s): its effect is not identified.\n",
+                          "Fix: check the treatment coding, or remove a fixed effect that absorbs it ",
+                          "(e.g. an LA-by-period effect)."),
+                   treat_name, paste(names(fe_f), collapse = " + ")), call. = FALSE)
+    }
+    absorbed <- colnames(X)[gone]
+  }
+  use <- !(colnames(X) %in% absorbed)
+  res <- .Call(ffi_wls, Xt[, use, drop = FALSE], yt, w, 1e-7)
+  collinear <- colnames(X)[use][!res$keep]
+  if (!res$keep[1L] && colnames(X)[use][1L] == treat_name) {
+    stop(sprintf("The treatment `%s` is collinear with the fixed effects and covariates: its effect is not identified.", treat_name),
+         call. = FALSE)
+  }
+  dropped <- c(absorbed, collinear)
+  if (length(dropped)) {
+    message(sprintf("did_fit(): dropped %d covariate%s collinear with the fixed effects or other covariates: %s.",
+                    length(dropped), if (length(dropped) == 1) "" else "s",
+                    paste0("`", dropped, "`", collapse = ", ")))
+  }
+  kept <- colnames(X)[use][res$keep]
+  Xk <- Xt[, kept, drop = FALSE]
+  coef <- res$coef[res$keep]
+  names(coef) <- kept
+  bread <- res$bread
+  dimnames(bread) <- list(kept, kept)
+  # rank of the fixed-effect dummies (K_fe) for the CR1 factor
+  K_fe <- 0L
+  Dplus <- NULL
+  if (nfe == 1L) {
+    K_fe <- fe$nlev[1L]
+  } else if (nfe > 1L) {
+    if (fe$L <= 3000L) {
+      pi <- pinv_sym(fe_crossprod(fe, w, fe$L))
+      K_fe <- pi$rank
+      Dplus <- pi$inv
+    } else {
+      K_fe <- fe$L - (nfe - 1L)
+    }
+  }
+  list(coefficients = coef, dropped = dropped, X = Xk, residuals = res$resid,
+       fitted_absorbed = yt - res$resid, bread = bread, fe = fe,
+       fe_names = names(fe_f), K = length(coef) + K_fe, K_fe = K_fe, Dplus = Dplus,
+       iterations = attr(Xt_all, "iterations") %||% 0L)
+}
+
+# ---- inference ----
+
+set_inference <- function(fit, type) {
+  if (fit$family != "gaussian" && type %in% c("CR2", "CR3")) {
+    message(sprintf("did_fit(): %s is not available for family \"%s\"; using CR1 with t(G - 1).",
+                    type, fit$family))
+    type <- "CR1"
+  }
+  inf <- if (fit$family == "gaussian") crve_gaussian(fit, type) else crve_score(fit, type)
+  fit$vcov <- inf$vcov
+  fit$df <- inf$df
+  fit$vcov_type <- type
+  fit
+}
+
+cluster_order <- function(fit) {
+  cl <- fit$cluster
+  ord <- order(cl) - 1L
+  starts <- c(0L, cumsum(tabulate(cl, fit$n_clusters)))
+  list(ord = as.integer(ord), starts = as.integer(starts))
+}
+
+cr1_factor <- function(fit) {
+  G <- fit$n_clusters
+  N <- fit$nobs
+  G / (G - 1) * (N - 1) / (N - fit$K)
+}
+
+# B = diag((D'WD)^+, M) and, for weighted fits, C = B (U'W^2 U) B
+hat_blocks <- function(fit) {
+  fe <- fit$fe
+  L <- fe$L
+  k <- ncol(fit$X)
+  w <- fit$weights
+  if (L > 3000L) {
+    stop(sprintf("vcov = \"CR2\"/\"CR3\" with %d fixed-effect levels is not supported (limit 3000).\nFix: use vcov = \"CR1\" or wild_boot().", L),
+         call. = FALSE)
+  }
+  Dplus <- fit$Dplus
+  if (is.null(Dplus) && L > 0) Dplus <- pinv_sym(fe_crossprod(fe, w, L))$inv
+  B <- matrix(0, L + k, L + k)
+  if (L > 0) B[seq_len(L), seq_len(L)] <- Dplus
+  B[L + seq_len(k), L + seq_len(k)] <- fit$bread
+  C <- NULL
+  if (!is.null(w)) {
+    w2 <- w^2
+    UW2U <- matrix(0, L + k, L + k)
+    if (L > 0) {
+      UW2U[seq_len(L), seq_len(L)] <- fe_crossprod(fe, w2, L)
+      DX <- matrix(0, L, k)
+      for (f in seq_len(ncol(fe$codes))) {
+        s <- rowsum(w2 * fit$X, fe$codes[, f])
+        DX[as.integer(rownames(s)) + 1L, ] <- s
+      }
+      UW2U[seq_len(L), L + seq_len(k)] <- DX
+      UW2U[L + seq_len(k), seq_len(L)] <- t(DX)
+    }
+    UW2U[L + seq_len(k), L + seq_len(k)] <- crossprod(fit$X, w2 * fit$X)
+    C <- B %*% UW2U %*% B
+  }
+  list(B = B, C = C, L = L)
+}
+
+crve_gaussian <- function(fit, type) {
+  co <- cluster_order(fit)
+  k <- ncol(fit$X)
+  G <- fit$n_clusters
+  M <- fit$bread
+  nm <- names(fit$coefficients)
+  if (type %in% c("CR0", "CR1")) {
+    r <- .Call(ffi_crve, fit$X, fit$residuals, fit$weights, co$ord, co$starts,
+               matrix(0L, nrow(fit$X), 0L), 0L, NULL, NULL, 0L, FALSE)
+  } else {
+    hb <- hat_blocks(fit)
+    r <- .Call(ffi_crve, fit$X, fit$residuals, fit$weights, co$ord, co$starts,
+               fit$fe$codes, hb$L, hb$B, hb$C, if (type == "CR2") 2L else 3L, type == "CR2")
+  }
+  meat <- tcrossprod(r$scores)
+  cf <- if (type == "CR1") cr1_factor(fit) else 1
+  V <- cf * M %*% meat %*% M
+  dimnames(V) <- list(nm, nm)
+  df <- rep(G - 1, k)
+  if (type == "CR2") {
+    pk <- hb$L + k
+    K1 <- array(r$K1, c(k, k, G))
+    Ua <- array(r$Ua, c(pk, k, G))
+    Ub <- if (is.null(r$Ub)) NULL else array(r$Ub, c(pk, k, G))
+    for (j in seq_len(k)) {
+      m <- M[, j]
+      d <- vapply(seq_len(G), function(g) sum(m * (matrix(K1[, , g], k, k) %*% m)), 0)
+      A <- vapply(seq_len(G), function(g) matrix(Ua[, , g], pk, k) %*% m, numeric(pk))
+      A <- matrix(A, pk, G)
+      if (is.null(Ub)) {
+        P <- -crossprod(A, hb$B %*% A)
+      } else {
+        Bm <- matrix(vapply(seq_len(G), function(g) matrix(Ub[, , g], pk, k) %*% m, numeric(pk)), pk, G)
+        cross <- crossprod(A, hb$B %*% Bm)
+        P <- crossprod(A, hb$C %*% A) - cross - t(cross)
+      }
+      diag(P) <- diag(P) + d
+      df[j] <- sum(diag(P))^2 / sum(P^2)
+    }
+  }
+  names(df) <- nm
+  list(vcov = V, df = df)
+}
+
+crve_score <- function(fit, type) {
+  S <- rowsum(fit$score_obs, fit$cluster, reorder = TRUE)
+  M <- fit$bread_full
+  cf <- if (type == "CR1") cr1_factor(fit) else 1
+  V <- (cf * M %*% crossprod(S) %*% M)[fit$sel, fit$sel, drop = FALSE]
+  nm <- names(fit$coefficients)
+  dimnames(V) <- list(nm, nm)
+  df <- stats::setNames(rep(fit$n_clusters - 1, length(nm)), nm)
+  list(vcov = V, df = df)
+}
+
+# ---- logit models ----
+
+# Error when the outcome is constant within a fixed-effect level (the
+# level's dummy separates the data perfectly).
+check_fe_separation <- function(y, fe_f, yname) {
+  for (f in names(fe_f)) {
+    r <- tapply(y, fe_f[[f]], function(v) if (all(v == 0)) 0 else if (all(v == 1)) 1 else NA)
+    bad <- names(r)[!is.na(r)]
+    if (length(bad)) {
+      stop(sprintf(paste0("Perfect separation: outcome `%s` is constant within %d level%s of fixed effect `%s` (%s): ",
+                          "their dummies make fitted probabilities exactly 0 or 1.\n",
+                          "Fix: exclude these levels, pool them, or use family = \"gaussian\"."),
+                   yname, length(bad), if (length(bad) == 1) "" else "s", f,
+                   paste(utils::head(bad, 5), collapse = ", ")), call. = FALSE)
+    }
+  }
+}
+
+dummy_matrix <- function(fe_f) {
+  if (!length(fe_f)) return(NULL)
+  df <- as.data.frame(fe_f)
+  names(df) <- paste0("fe", seq_along(fe_f))
+  D <- stats::model.matrix(stats::as.formula(paste("~", paste(names(df), collapse = " + "))), df)
+  D[, colnames(D) != "(Intercept)", drop = FALSE]
+}
+
+irls_logit <- function(y, X, w, offset = 0, tol = 1e-12, maxit = 100L) {
+  n <- length(y)
+  ww <- if (is.null(w)) rep(1, n) else w
+  mu <- (ww * y + 0.5) / (ww + 1)
+  eta <- stats::qlogis(mu)
+  dev_old <- Inf
+  conv <- FALSE
+  for (it in seq_len(maxit)) {
+    v <- mu * (1 - mu)
+    z <- eta - offset + (y - mu) / v
+    res <- .Call(ffi_wls, X, z, ww * v, 1e-7)
+    b_old <- if (it == 1L) rep(Inf, ncol(X)) else b
+    b <- res$coef
+    b[is.na(b)] <- 0
+    eta <- drop(X %*% b) + offset
+    mu <- stats::plogis(eta)
+    dev <- -2 * sum(ww * (y * log(pmax(mu, 1e-300)) + (1 - y) * log(pmax(1 - mu, 1e-300))))
+    if (abs(dev - dev_old) / (abs(dev) + 0.1) < tol && max(abs(b - b_old)) < 1e-10) {
+      conv <- TRUE
+      break
+    }
+    dev_old <- dev
+  }
+  v <- mu * (1 - mu)
+  res <- .Call(ffi_wls, X, eta - offset + (y - mu) / v, ww * v, 1e-7)
+  list(coef = res$coef, keep = res$keep, bread = res$bread, mu = mu, eta = eta,
+       converged = conv, iterations = it)
+}
+
+fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname) {
+  check_fe_separation(y, fe_f, yname)
+  if (length(fe_f)) X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
+  D <- dummy_matrix(fe_f)
+  Z <- if (is.null(D)) X else cbind(X, D)
+  if (length(fe_f)) Z <- cbind(`(Intercept)` = 1, Z)
+  r <- irls_logit(y, Z, w)
+  extreme <- which(r$mu < 1e-10 | r$mu > 1 - 1e-10)
+  if (length(extreme)) {
+    stop(sprintf(paste0("Perfect separation in the logit: %s row%s have fitted probabilities within 1e-10 of 0 or 1 (%s).\n",
+                        "Fix: find the covariate that predicts the outcome perfectly and drop or pool it, ",
+                        "or use family = \"gaussian\"."),
+                 format(length(extreme), big.mark = ","), if (length(extreme) == 1) "" else "s",
+                 describe_rows(extreme)), call. = FALSE)
+  }
+  if (!r$converged) {
+    stop(paste0("The logit did not converge in 100 IRLS iterations: the outcome is (quasi-)perfectly separated ",
+                "by a covariate or a combination of covariates.\n",
+                "Fix: find the covariate that predicts the outcome perfectly and drop or pool it, ",
+                "or use family = \"gaussian\"."), call. = FALSE)
+  }
+  keep <- r$keep
+  xcols <- colnames(Z) %in% colnames(X)
+  if (!keep[match(treat_name, colnames(Z))]) {
+    stop(sprintf("The treatment `%s` is collinear with the fixed effects and covariates: its effect is not identified.", treat_name),
+         call. = FALSE)
+  }
+  dropped <- colnames(Z)[xcols & !keep]
+  if (length(dropped)) {
+    message(sprintf("did_fit(): dropped %d covariate%s collinear with the fixed effects or other covariates: %s.",
+                    length(dropped), if (length(dropped) == 1) "" else "s", paste0("`", dropped, "`", collapse = ", ")))
+  }
+  kz <- colnames(Z)[keep]
+  b <- r$coef[keep]
+  names(b) <- kz
+  ww <- if (is.null(w)) rep(1, length(y)) else w
+  Zk <- Z[, keep, drop = FALSE]
+  score_obs <- Zk * (ww * (y - r$mu))
+  bread <- r$bread
+  dimnames(bread) <- list(kz, kz)
+  sel <- kz %in% colnames(X)
+  list(coefficients = b[sel], coef_all = b, dropped = dropped, bread_full = bread,
+       bread = bread[sel, sel, drop = FALSE], score_obs = score_obs, sel = sel,
+       K = length(b), fitted = r$mu, residuals = y - r$mu, iterations = r$iterations,
+       design = Zk, y = y)
+}
+
+fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname) {
+  if (!length(fe_f)) {
+    stop_arg("formula", "needs the stratum (LA) as the first fixed effect for family = \"conditional_logit\"",
+             "write `y ~ treated + covariates | la + year`.")
+  }
+  X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
+  strata <- fe_f[[1]]
+  D <- dummy_matrix(fe_f[-1])
+  Z <- if (is.null(D)) X else cbind(X, D)
+  ww <- if (is.null(w)) rep(1, length(y)) else w
+  # strata with no variation in y carry no information: count and drop
+  dS <- tapply(ww * y, strata, sum)
+  nS <- tapply(ww, strata, sum)
+  uninf <- names(dS)[dS == 0 | dS == nS]
+  keep_rows <- !(as.character(strata) %in% uninf)
+  if (length(uninf)) {
+    message(sprintf("did_fit(): %d stratum/strata of `%s` with a constant outcome carry no information and were excluded (%s rows): %s.",
+                    length(uninf), names(fe_f)[1], format(sum(!keep_rows), big.mark = ","),
+                    paste(utils::head(uninf, 5), collapse = ", ")))
+  }
+  if (!any(keep_rows)) stop("No stratum has both outcomes 0 and 1: the conditional logit is not identified.", call. = FALSE)
+  s <- as.integer(droplevels(strata[keep_rows]))
+  Zr <- Z[keep_rows, , drop = FALSE]
+  # collinearity (within strata)
+  Zc <- Zr - rowsum(Zr, s)[s, , drop = FALSE] / tabulate(s)[s]
+  q <- qr(Zc * sqrt(ww[keep_rows]), tol = 1e-7)
+  kp <- rep(FALSE, ncol(Zr))
+  kp[q$pivot[seq_len(q$rank)]] <- TRUE
+  if (!kp[match(treat_name, colnames(Zr))]) {
+    stop(sprintf("The treatment `%s` never varies within the strata: its effect is not identified.", treat_name), call. = FALSE)
+  }
+  dropped <- colnames(Zr)[!kp & colnames(Zr) %in% colnames(X)]
+  if (length(dropped)) {
+    message(sprintf("did_fit(): dropped %d covariate%s collinear with the fixed effects or other covariates: %s.",
+                    length(dropped), if (length(dropped) == 1) "" else "s", paste0("`", dropped, "`", collapse = ", ")))
+  }
+  Zr <- Zr[, kp, drop = FALSE]
+  yr <- y[keep_rows]
+  wr <- ww[keep_rows]
+  r <- clogit_newton(yr, Zr, wr, s)
+  score_obs <- matrix(0, length(y), ncol(Zr))
+  score_obs[keep_rows, ] <- r$score_obs
+  kz <- colnames(Zr)
+  names(r$coef) <- kz
+  bread <- r$bread
+  dimnames(bread) <- list(kz, kz)
+  sel <- kz %in% colnames(X)
+  list(coefficients = r$coef[sel], coef_all = r$coef, dropped = dropped, bread_full = bread,
+       bread = bread[sel, sel, drop = FALSE], score_obs = score_obs, sel = sel,
+       K = ncol(Zr), loglik = r$loglik, vcov_model = bread[sel, sel, drop = FALSE],
+       iterations = r$iterations, residuals = NULL)
+}
+
+# Newton-Raphson on the Breslow conditional log-likelihood
+#   l(b) = sum_s [ sum_{i in s} w_i y_i eta_i - d_s log sum_{j in s} w_j exp(eta_j) ],
+# d_s = sum_{i in s} w_i y_i (= clogit(method = "approximate") = coxph Breslow).
+clogit_newton <- function(y, Z, w, s, tol = 1e-12, maxit = 100L) {
+  k <- ncol(Z)
+  b <- rep(0, k)
+  d <- rowsum(w * y, s)[, 1]
+  ll_old <- -Inf
+  for (it in seq_len(maxit)) {
+    eta <- drop(Z %*% b)
+    eta <- eta - stats::ave(eta, s, FUN = max)
+    ew <- w * exp(eta)
+    den <- rowsum(ew, s)[, 1]
+    p <- ew / den[s]
+    xbar <- rowsum(p * Z, s)
+    grad <- colSums(w * y * Z) - colSums(d * xbar)
+    Zc <- Z - xbar[s, , drop = FALSE]
+    H <- crossprod(Zc, (p * d[s]) * Zc)
+    ll <- sum(w * y * eta) - sum(d * log(den))
+    step <- solve(H, grad)
+    b <- b + step
+    if (abs(ll - ll_old) < tol * (abs(ll) + 1) && max(abs(step)) < 1e-8) break
+    ll_old <- ll
+  }
+  eta <- drop(Z %*% b)
+  eta <- eta - stats::ave(eta, s, FUN = max)
+  ew <- w * exp(eta)
+  den <- rowsum(ew, s)[, 1]
+  p <- ew / den[s]
+  xbar <- rowsum(p * Z, s)
+  Zc <- Z - xbar[s, , drop = FALSE]
+  H <- crossprod(Zc, (p * d[s]) * Zc)
+  if (any(abs(b) > 30)) {
+    stop("Perfect separation in the conditional logit: a coefficient diverges.\nFix: drop or pool the covariate that predicts the outcome perfectly within strata.",
+         call. = FALSE)
+  }
+  list(coef = b, bread = solve(H), score_obs = (w * y - d[s] * p) * Zc,
+       loglik = sum(w * y * eta) - sum(d * log(den)), iterations = it)
+}
+
+# ---- methods ----
+
+#' @export
+coef.did_fit <- function(object, ...) object$coefficients
+
+#' @export
+vcov.did_fit <- function(object, ...) object$vcov
+
+#' @export
+nobs.did_fit <- function(object, ...) object$nobs
+
+did_table <- function(object, level = 0.95) {
+  b <- object$coefficients
+  se <- sqrt(diag(object$vcov))
+  df <- object$df
+  t <- b / se
+  p <- 2 * stats::pt(abs(t), df = df, lower.tail = FALSE)
+  q <- stats::qt(1 - (1 - level) / 2, df = df)
+  data.frame(term = names(b), estimate = unname(b), std.error = unname(se),
+             statistic = unname(t), df = unname(df), p.value = unname(p),
+             conf.low = unname(b - q * se), conf.high = unname(b + q * se),
+             stringsAsFactors = FALSE)
+}
+
+#' @export
+confint.did_fit <- function(object, parm, level = 0.95, ...) {
+  tab <- did_table(object, level)
+  out <- cbind(tab$conf.low, tab$conf.high)
+  a <- (1 - level) / 2
+  dimnames(out) <- list(tab$term, paste(format(100 * c(a, 1 - a), trim = TRUE), "%"))
+  if (!missing(parm)) out <- out[parm, , drop = FALSE]
+  out
+}
+
+df_label <- function(object) {
+  if (object$vcov_type == "CR2") "Satterthwaite (Bell-McCaffrey) df" else
+    sprintf("t(G - 1) = t(%d)", object$n_clusters - 1L)
+}
+
+#' @export
+print.did_fit <- function(x, digits = 4, ...) {
+  cat(sprintf("Difference-in-differences fit (%s), %s observations, %d clusters\n",
+              x$family, format(x$nobs, big.mark = ","), x$n_clusters))
+  if (length(x$fe_names)) cat("Absorbed fixed effects:", paste(x$fe_names, collapse = " + "), "\n")
+  cat(sprintf("Variance: %s; reference distribution: %s\n", x$vcov_type, df_label(x)))
+  tab <- did_table(x)
+  rownames(tab) <- tab$term
+  print(tab[, c("estimate", "std.error", "statistic", "df", "p.value")], digits = digits)
+  if (length(x$dropped)) cat("Dropped (collinear):", paste(x$dropped, collapse = ", "), "\n")
+  invisible(x)
+}
+
+#' @export
+summary.did_fit <- function(object, level = 0.95, ...) {
+  out <- list(table = did_table(object, level), family = object$family,
+              family_rule = object$family_rule, vcov_type = object$vcov_type,
+              nobs = object$nobs, n_clusters = object$n_clusters,
+              exclusions = object$exclusions, dropped = object$dropped,
+              fe_names = object$fe_names, level = level, df_label = df_label(object))
+  class(out) <- "summary.did_fit"
+  out
+}
+
+#' @export
+print.summary.did_fit <- function(x, digits = 4, ...) {
+  cat(sprintf("Difference-in-differences fit (%s)\n", x$family))
+  if (!is.null(x$family_rule)) {
+    cat(sprintf("  family = \"auto\": baseline rate %.4f among untreated rows -> %s\n",
+                x$family_rule$baseline_rate, x$family_rule$chosen))
+  }
+  cat(sprintf("  %s observations in %d clusters", format(x$nobs, big.mark = ","), x$n_clusters))
+  if (nrow(x$exclusions)) {
+    cat("; excluded:", paste(sprintf("%s %s", format(x$exclusions$n, big.mark = ","), x$exclusions$reason), collapse = ", "))
+  }
+  cat("\n")
+  if (length(x$fe_names)) cat("  Absorbed fixed effects:", paste(x$fe_names, collapse = " + "), "\n")
+  cat(sprintf("  Variance %s, %s, %g%% intervals\n\n", x$vcov_type, x$df_label, 100 * x$level))
+  tab <- x$table
+  rownames(tab) <- tab$term
+  print(tab[, -1], digits = digits)
+  if (length(x$dropped)) cat("\nDropped (collinear):", paste(x$dropped, collapse = ", "), "\n")
+  invisible(x)
+}
+
+#' @export
+update.did_fit <- function(object, ..., evaluate = TRUE) {
+  args <- list(...)
+  if (length(args) == 1L && identical(names(args), "vcov")) {
+    return(set_inference(object, match_choice(args$vcov, c("CR2", "CR1", "CR3", "CR0"), "vcov")))
+  }
+  call <- object$call
+  for (nm in names(args)) call[[nm]] <- args[[nm]]
+  if (evaluate) eval(call, parent.frame()) else call
+}
+
+#' @exportS3Method generics::tidy
+tidy.did_fit <- function(x, conf.int = TRUE, conf.level = 0.95, ...) {
+  tab <- did_table(x, conf.level)
+  if (!conf.int) tab$conf.low <- tab$conf.high <- NULL
+  tab
+}
+
+#' @exportS3Method generics::glance
+glance.did_fit <- function(x, ...) {
+  data.frame(nobs = x$nobs, n_clusters = x$n_clusters, family = x$family,
+             vcov_type = x$vcov_type, n_fixed_effects = length(x$fe_names),
+             n_dropped = length(x$dropped), stringsAsFactors = FALSE)
+}
+
+#' Event-time (periods since go-live) interaction dummies
+#'
+#' Builds the protocol's differential-time-effects regressors ("Differential
+#' time effects": \eqn{\sum_m FS_{iat} T_m \beta_m}): for an observation in a
+#' treated LA at time `time` with go-live `go_live`, period
+#' \eqn{m = \lfloor (time - go\_live)/period \rfloor + 1} (m = 1 is the
+#' first period after implementation, the go-live date itself counts as
+#' period 1); rows before go-live, or in LAs that never go live (`go_live`
+#' NA), get 0 in every dummy. Periods beyond `max_period` are pooled into the
+#' last dummy. Put the new columns in place of the single treatment term:
+#' `y ~ event_1 + event_2 + ... | la + year`.
+#'
+#' @param data A data frame.
+#' @param go_live Name of the column with the LA's go-live time (numeric
+#'   period index or Date; NA for LAs that never implement).
+#' @param time Name of the column with the observation's time (same type).
+#' @param period Length of one period in the units of `time` (e.g. 1 for a
+#'   year index, 365.25 or 91.3125 for Dates). Default 1.
+#' @param max_period Optional: pool periods >= `max_period`. Default: the
+#'   largest period observed.
+#' @param prefix Prefix of the new column names (default `"event_"`).
+#' @return `data` with the columns `event_1` ... `event_M` (integer 0/1)
+#'   added; attribute `"event_terms"` holds their names.
+#' @examples
+#' d <- data.frame(la = rep(c("a", "b"), each = 4), year = rep(1:4, 2),
+#'                 go = rep(c(2, NA), each = 4))
+#' event_time(d, "go", "year")
+#' @export
+event_time <- function(data, go_live, time, period = 1, max_period = NULL, prefix = "event_") {
+  if (!is.data.frame(data)) stop_arg("data", "must be a data frame")
+  for (a in list(c("go_live", go_live), c("time", time))) {
+    if (!is.character(a[2]) || !a[2] %in% names(data)) {
+      stop_arg(a[1], sprintf("must name a column of `data` (got \"%s\")", a[2]))
+    }
+  }
+  g <- data[[go_live]]
+  t <- data[[time]]
+  if (inherits(g, "Date") != inherits(t, "Date")) {
+    stop_arg("go_live", "and `time` must both be Dates or both be numeric")
+  }
+  if (!is.numeric(period) || length(period) != 1 || !(period > 0)) stop_arg("period", "must be a positive number")
+  bad <- which(is.na(t))
+  if (length(bad)) stop_rows("data", time, bad, "have a missing time", "give every row its period.")
+  m <- floor(as.numeric(t - g) / period) + 1
+  m[is.na(m) | m < 1] <- 0
+  M <- max_period %||% max(c(m, 1))
+  if (!is.numeric(M) || length(M) != 1 || M < 1) stop_arg("max_period", "must be a number >= 1")
+  m <- pmin(m, M)
+  nms <- paste0(prefix, seq_len(M))
+  for (j in seq_len(M)) data[[nms[j]]] <- as.integer(m == j)
+  attr(data, "event_terms") <- nms
+  data
+}

@@ -1,0 +1,278 @@
+# wild_boot(): wild cluster restricted (WCR) bootstrap-t for one coefficient
+# of a linear did_fit(), and the Kline-Santos score bootstrap for a logit
+# did_fit() (METHODS.md section 3; Roodman, MacKinnon, Nielsen & Webb 2019).
+#
+# Fast algebra (linear model with absorbed fixed effects D, absorbed design
+# Xt, weights W, M = (Xt'W Xt)^{-1}, m = M e_j):
+#   restricted residuals u(r) = u0 + r z, u0 = M_{Xt[-j]} yt, z = -M_{Xt[-j]} xt_j;
+#   a_g(u)   = m' Xt_g' W_g u_g                     (numerator: beta*_j - r = a'v)
+#   K_hg(u)  = delta_hg a_h - Phi_h' (D'WD)^+ Psi_g - Xi_h' M Omega_g
+#     with Phi_h = D_h'W_h Xt_h m, Psi_g = D_g'W_g u_g, Xi_h = Xt_h'W_h Xt_h m,
+#     Omega_g = Xt_g'W_g u_g, so that the bootstrap residual scores are
+#     m' Xt_h'W_h (M_Z (v o u))_h = (K v)_h, the fixed-effect projection
+#     included (needed when an effect, e.g. year, crosses clusters);
+#   t*(v; r) = a(r)'v / sqrt(c sum_h (K(r) v)_h^2), c the CR1 factor.
+# a and K are affine in r, so each draw reduces to five scalars (wildboot.c)
+# and p(r) for the test inversion costs O(B).
+
+#' Wild cluster restricted bootstrap (and score bootstrap) for a
+#' difference-in-differences coefficient
+#'
+#' For a linear [did_fit()], the wild cluster restricted bootstrap-t (WCR,
+#' Cameron, Gelbach & Miller 2008) of \eqn{H_0: \beta_{param} = r}: the model
+#' is refitted under the null, the restricted residuals are multiplied by
+#' cluster-level weights, and each bootstrap sample's CR1 t-statistic is
+#' compared with the observed one. It uses the single-restriction algebra of
+#' Roodman et al. (2019) (METHODS.md section 3), including the projection on
+#' absorbed fixed effects that cross clusters, so a draw costs
+#' \eqn{O(G^2)}. With `B = "enumerate"` all \eqn{2^G} Rademacher vectors
+#' (G <= 12) or all \eqn{6^G} Webb vectors (G <= 6) are used; otherwise (or
+#' with Mammen weights) `B` random draws (10,000 by default when enumeration
+#' is impossible), seeded by `seed`.
+#'
+#' Two p-values are reported: `p_value`, with the strict inequality
+#' \eqn{\#\{|t^*| > |t|\}/B} (as boottest), and `p_value_geq` with
+#' \eqn{\ge} (ties counted; Webb 2013: with few clusters p is only known up
+#' to that interval). Ties are judged with a relative tolerance of 1e-8. The
+#' confidence interval inverts the strict-inequality test: p(r) is evaluated
+#' on a 25-point grid each side of the estimate and the crossing of
+#' \eqn{1 - level} is found by bisection. When the number of distinct draws
+#' bounds the smallest attainable p-value above \eqn{1 - level}, the result
+#' says so.
+#'
+#' For a logistic fit (`family = "binomial"`), the score bootstrap of Kline &
+#' Santos (2012): the restricted ML fit's cluster scores \eqn{s_g} and
+#' Hessian give \eqn{a_g = (H^{-1} s_g)_{param}};
+#' \eqn{t^* = \sum_g v_g a_g / \sqrt{\sum_g (v_g a_g - \pi_g \sum_h v_h a_h)^2}}
+#' with \eqn{\pi_g = N_g/N}, no refitting; no confidence interval.
+#'
+#' @param fit A [did_fit()] object (family `"gaussian"` or `"binomial"`).
+#' @param param Name of the coefficient to test (default `"treated"`).
+#' @param weights `"webb"` (default; six-point, METHODS.md section 0 item 7),
+#'   `"rademacher"` or `"mammen"`.
+#' @param B `"enumerate"` (default) or a number of random draws.
+#' @param level Confidence level of the interval (default 0.95).
+#' @param r The null value (default 0).
+#' @param seed Optional integer seed for random draws (the global RNG state is
+#'   restored afterwards).
+#' @param conf_int Compute the confidence interval by test inversion
+#'   (default `TRUE`; set `FALSE` in simulations to save time).
+#' @param ... Unused.
+#' @return An object of class `wild_boot`: a list with `param`, `estimate`,
+#'   `null`, `statistic` (observed CR1 t), `p_value` (strict), `p_value_geq`,
+#'   `conf_int`, `level`, `B`, `enumerated`, `weights`, `p_min` (smallest
+#'   attainable p-value with ties counted), `note`, `tstar` (bootstrap t at r)
+#'   and `method`.
+#' @examples
+#' set.seed(1)
+#' d <- expand.grid(child = 1:30, la = letters[1:6], year = 2015:2019)
+#' d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2018)
+#' d$y <- 0.1 * d$treated + rnorm(nrow(d))
+#' fit <- did_fit(y ~ treated | la + year, d, cluster = ~la)
+#' wild_boot(fit, "treated", weights = "webb")
+#' @export
+wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", "mammen"),
+                      B = "enumerate", level = 0.95, r = 0, seed = NULL, conf_int = TRUE, ...) {
+  if (!inherits(fit, "did_fit")) stop_arg("fit", "must be a did_fit() object")
+  weights <- match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights")
+  if (!is.character(param) || length(param) != 1L || !param %in% names(fit$coefficients)) {
+    stop_arg("param", sprintf("must name one coefficient of the fit (got \"%s\")", paste(param, collapse = ", ")),
+             sprintf("use one of: %s.", paste(names(fit$coefficients), collapse = ", ")))
+  }
+  if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
+    stop_arg("level", "must be a number in (0, 1)")
+  }
+  if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) stop_arg("r", "must be a finite number")
+  if (fit$family == "conditional_logit") {
+    stop_arg("fit", "is a conditional logit: the bootstrap is available for the linear and logistic fits",
+             "refit with family = \"binomial\" or \"gaussian\".")
+  }
+  G <- fit$n_clusters
+  draws <- boot_draws(G, weights, B, seed)
+  res <- if (fit$family == "gaussian") wcr_linear(fit, param, draws, level, r, isTRUE(conf_int)) else
+    score_boot(fit, param, draws, r)
+  res$param <- param
+  res$weights <- weights
+  res$B <- ncol(draws$V)
+  res$enumerated <- draws$enumerated
+  res$level <- level
+  res$null <- r
+  res$n_clusters <- G
+  # smallest attainable p-value (ties counted): with enumeration the draws
+  # v and -v give the same |t*|, and v = 1 reproduces the observed t.
+  res$p_min <- if (draws$enumerated) 2 / res$B else 1 / res$B
+  res$note <- if (res$p_min > 1 - level) {
+    sprintf(paste0("With G = %d clusters and %s weights there are only %s distinct draws: the smallest attainable ",
+                   "p-value (ties counted) is %.4g > %.4g, so the test cannot reject at that level%s."),
+            G, weights, format(res$B, big.mark = ","), res$p_min, 1 - level,
+            if (weights == "rademacher" && G <= 6) "; use weights = \"webb\"" else "")
+  } else NULL
+  class(res) <- "wild_boot"
+  res
+}
+
+boot_draws <- function(G, weights, B, seed) {
+  type <- match(weights, c("rademacher", "webb", "mammen"))
+  enumerated <- FALSE
+  if (identical(B, "enumerate")) {
+    if (weights == "rademacher" && G <= 12) {
+      B <- 2^G
+      enumerated <- TRUE
+    } else if (weights == "webb" && G <= 6) {
+      B <- 6^G
+      enumerated <- TRUE
+    } else {
+      B <- 9999L
+      message(sprintf("wild_boot(): %s weights cannot be enumerated with G = %d clusters; using B = 9999 random draws.",
+                      weights, G))
+    }
+  } else if (!is.numeric(B) || length(B) != 1L || !is.finite(B) || B < 1) {
+    stop_arg("B", "must be \"enumerate\" or a positive number of draws", "for example B = 9999.")
+  }
+  B <- as.integer(B)
+  if (!enumerated && !is.null(seed)) {
+    old <- if (exists(".Random.seed", globalenv())) get(".Random.seed", globalenv()) else NULL
+    on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, globalenv()))
+    set.seed(seed)
+  }
+  V <- .Call(ffi_boot_weights, as.integer(G), as.integer(type), B, enumerated)
+  list(V = V, enumerated = enumerated)
+}
+
+# residuals of weighted LS of v on X (no fixed effects: X is absorbed already)
+wls_resid <- function(X, v, w) .Call(ffi_wls, X, v, w, 1e-7)$resid
+
+wcr_linear <- function(fit, param, draws, level, r, want_ci = TRUE) {
+  X <- fit$X
+  j <- match(param, colnames(X))
+  w <- fit$weights
+  ww <- if (is.null(w)) rep(1, nrow(X)) else w
+  yt <- fit$fitted_absorbed + fit$residuals
+  Xmj <- X[, -j, drop = FALSE]
+  u0 <- wls_resid(Xmj, yt, w)
+  z <- -wls_resid(Xmj, X[, j], w)
+  M <- fit$bread
+  m <- M[, j]
+  cl <- fit$cluster
+  G <- fit$n_clusters
+  xm <- drop(X %*% m)
+  Xi <- rowsum(X * (ww * xm), cl, reorder = TRUE)              # G x k
+  fe <- fit$fe
+  L <- fe$L
+  Phi <- NULL
+  if (L > 0) {
+    if (L > 3000L) stop("wild_boot() supports at most 3000 fixed-effect levels.", call. = FALSE)
+    Dplus <- fit$Dplus %||% pinv_sym(fe_crossprod(fe, w, L))$inv
+    lc <- function(v) {
+      out <- matrix(0, L, G)
+      for (f in seq_len(ncol(fe$codes))) {
+        s <- rowsum(v, fe$codes[, f] + L * (cl - 1L))
+        out[as.numeric(rownames(s)) + 1] <- out[as.numeric(rownames(s)) + 1] + s[, 1]
+      }
+      out
+    }
+    Phi <- lc(ww * xm)
+    PhiD <- crossprod(Phi, Dplus)                               # G x L
+  }
+  aK <- function(u) {
+    Om <- rowsum(X * (ww * u), cl, reorder = TRUE)              # G x k
+    a <- drop(Om %*% m)
+    K <- diag(a, G) - Xi %*% M %*% t(Om)
+    if (L > 0) K <- K - PhiD %*% lc(ww * u)
+    list(a = a, K = K)
+  }
+  p0 <- aK(u0)
+  p1 <- aK(z)
+  st <- .Call(ffi_wcr_stats, draws$V, p0$a, p1$a, p0$K, p1$K)
+  cf <- cr1_factor(fit)
+  beta <- unname(fit$coefficients[j])
+  k1 <- rowSums(p0$K)
+  se <- sqrt(cf * sum(k1^2))
+  tstar <- function(rr) {
+    num <- st[1, ] + rr * st[2, ]
+    den <- cf * (st[3, ] + 2 * rr * st[4, ] + rr^2 * st[5, ])
+    ifelse(den > 0, num / sqrt(pmax(den, 0)), ifelse(num == 0, 0, sign(num) * Inf))
+  }
+  pv <- function(rr, strict = TRUE) {
+    t0 <- abs((beta - rr) / se)
+    ts <- abs(tstar(rr))
+    tol <- 1e-8 * max(1, t0)
+    if (strict) mean(ts > t0 + tol) else mean(ts >= t0 - tol)
+  }
+  alpha <- 1 - level
+  ci <- c(NA_real_, NA_real_)
+  if (se > 0 && want_ci) {
+    for (side in c(-1, 1)) {
+      # expand until p < alpha, then a 25-point grid, then bisection
+      width <- 2 * se
+      it <- 0
+      while (pv(beta + side * width) >= alpha && it < 60) {
+        width <- width * 2
+        it <- it + 1
+      }
+      if (it >= 60) next
+      grid <- beta + side * width * seq(0, 1, length.out = 25)
+      pg <- vapply(grid, pv, 0)
+      first <- which(pg < alpha)[1]
+      lo <- grid[first - 1]
+      hi <- grid[first]
+      for (b in 1:80) {
+        mid <- (lo + hi) / 2
+        if (pv(mid) >= alpha) lo <- mid else hi <- mid
+        if (abs(hi - lo) <= 1e-10 * se) break
+      }
+      ci[(side + 3) / 2] <- (lo + hi) / 2
+    }
+  }
+  list(method = "wild cluster restricted bootstrap-t (CR1)", estimate = beta,
+       statistic = (beta - r) / se, std.error = se, p_value = pv(r, TRUE),
+       p_value_geq = pv(r, FALSE), conf_int = ci, tstar = tstar(r))
+}
+
+score_boot <- function(fit, param, draws, r) {
+  Z <- fit$design
+  y <- fit$y
+  j <- match(param, colnames(Z))
+  w <- fit$weights
+  ww <- if (is.null(w)) rep(1, length(y)) else w
+  rf <- irls_logit(y, Z[, -j, drop = FALSE], w, offset = r * Z[, j])
+  mu <- rf$mu
+  S <- rowsum(Z * (ww * (y - mu)), fit$cluster, reorder = TRUE)     # G x K
+  H <- crossprod(Z, (ww * mu * (1 - mu)) * Z)
+  a <- drop(S %*% solve(H)[, j])
+  pig <- tabulate(fit$cluster, fit$n_clusters) / length(y)
+  V <- draws$V
+  va <- V * a
+  Nst <- colSums(va)
+  Vst <- colSums((va - outer(pig, Nst))^2)
+  tst <- Nst / sqrt(Vst)
+  t0 <- sum(a) / sqrt(sum((a - pig * sum(a))^2))
+  tol <- 1e-8 * max(1, abs(t0))
+  list(method = "score bootstrap (Kline & Santos)", estimate = unname(fit$coefficients[param]),
+       statistic = t0, std.error = NA_real_, p_value = mean(abs(tst) > abs(t0) + tol),
+       p_value_geq = mean(abs(tst) >= abs(t0) - tol), conf_int = c(NA_real_, NA_real_),
+       tstar = tst)
+}
+
+#' @export
+print.wild_boot <- function(x, digits = 4, ...) {
+  cat(sprintf("%s, %s weights, %s draws (%s), G = %d clusters\n", x$method, x$weights,
+              format(x$B, big.mark = ","), if (x$enumerated) "full enumeration" else "random", x$n_clusters))
+  cat(sprintf("H0: %s = %s\n", x$param, format(x$null)))
+  cat(sprintf("  estimate %s, t = %s\n", format(x$estimate, digits = digits), format(x$statistic, digits = digits)))
+  cat(sprintf("  p-value %s (|t*| > |t|), %s (|t*| >= |t|)\n", format(x$p_value, digits = digits),
+              format(x$p_value_geq, digits = digits)))
+  if (all(is.finite(x$conf_int))) {
+    cat(sprintf("  %g%% confidence interval (test inversion): [%s, %s]\n", 100 * x$level,
+                format(x$conf_int[1], digits = digits), format(x$conf_int[2], digits = digits)))
+  }
+  if (!is.null(x$note)) cat("Note:", x$note, "\n")
+  invisible(x)
+}
+
+#' @exportS3Method generics::tidy
+tidy.wild_boot <- function(x, ...) {
+  data.frame(term = x$param, estimate = x$estimate, statistic = x$statistic,
+             p.value = x$p_value, p.value.geq = x$p_value_geq,
+             conf.low = x$conf_int[1], conf.high = x$conf_int[2], stringsAsFactors = FALSE)
+}

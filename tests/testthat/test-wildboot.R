@@ -1,0 +1,172 @@
+# wild_boot(): WCR p-values under full enumeration against a plain-R loop
+# that refits lm() with dummies under H0 for every weight vector.
+
+make_wb <- function(n = 150, G = 5, seed = 3) {
+  set.seed(seed)
+  d <- data.frame(la = sample(letters[seq_len(G)], n, TRUE), year = sample(2015:2018, n, TRUE),
+                  stringsAsFactors = FALSE)
+  d$treated <- as.integer(d$la %in% c("a", "b") & d$year >= 2017)
+  d$x <- rnorm(n)
+  d$w <- runif(n, 0.5, 2)
+  d$y <- 0.2 * d$treated + 0.3 * d$x + rnorm(n)
+  d
+}
+
+# All weight vectors in the order wild_boot() enumerates them (first cluster
+# fastest): Rademacher digit 0 -> +1, 1 -> -1; Webb digits 0..5.
+enum_weights <- function(G, type) {
+  vals <- if (type == "rademacher") c(1, -1) else
+    c(-sqrt(3 / 2), -1, -sqrt(1 / 2), sqrt(1 / 2), 1, sqrt(3 / 2))
+  as.matrix(expand.grid(rep(list(vals), G)))
+}
+
+# The plain loop: y* = restricted fit + v_g * restricted residual, refit
+# lm() with dummies, CR1 t-statistic computed by hand.
+loop_wcr <- function(d, fml, r0, V, wt) {
+  X <- model.matrix(fml, d)
+  j <- match("treated", colnames(X))
+  w <- if (wt) d$w else rep(1, nrow(d))
+  cl <- as.integer(factor(d$la))
+  G <- max(cl)
+  fit_t <- function(yy) {
+    m <- lm.wfit(X, yy, w)
+    M <- chol2inv(m$qr$qr[seq_len(m$rank), seq_len(m$rank)])
+    piv <- m$qr$pivot[seq_len(m$rank)]
+    Xk <- X[, piv]
+    jj <- match(j, piv)
+    s <- rowsum(Xk * (w * m$residuals), cl)
+    V1 <- G / (G - 1) * (nrow(d) - 1) / (nrow(d) - m$rank) * M %*% crossprod(s) %*% M
+    (m$coefficients[j] - r0) / sqrt(V1[jj, jj])
+  }
+  mr <- lm.wfit(X[, -j], d$y - r0 * X[, j], w)
+  fr <- mr$fitted.values + r0 * X[, j]
+  ur <- mr$residuals
+  list(t = fit_t(d$y), tstar = apply(V, 1, function(v) fit_t(fr + v[cl] * ur)))
+}
+
+test_that("WCR p-values under full enumeration equal the plain-R loop", {
+  d <- make_wb()
+  fml <- ~ factor(la) + factor(year) + treated + x
+  for (wt in c(FALSE, TRUE)) {
+    for (type in c("rademacher", "webb")) {
+      G <- 5
+      if (type == "webb") {
+        d4 <- d[d$la != "e", ]           # 6^4 = 1296 refits keep the loop fast
+        G <- 4
+      } else {
+        d4 <- d
+      }
+      f <- did_fit(y ~ treated + x | la + year, d4, cluster = ~la, weights = if (wt) d4$w else NULL,
+                   vcov = "CR1")
+      for (r0 in c(0, 0.15)) {
+        wb <- wild_boot(f, "treated", weights = type, r = r0)
+        ref <- loop_wcr(d4, fml, r0, enum_weights(G, type), wt)
+        expect_equal(wb$B, nrow(enum_weights(G, type)))
+        expect_true(wb$enumerated)
+        expect_equal(wb$statistic, unname(ref$t), tolerance = 1e-9)
+        expect_equal(wb$tstar, unname(ref$tstar), tolerance = 1e-8)
+        tol <- 1e-8 * max(1, abs(ref$t))
+        expect_equal(wb$p_value, mean(abs(ref$tstar) > abs(ref$t) + tol))
+        expect_equal(wb$p_value_geq, mean(abs(ref$tstar) >= abs(ref$t) - tol))
+      }
+    }
+  }
+})
+
+test_that("observed t equals the CR1 t of did_fit(); v = 1 reproduces it", {
+  d <- make_wb()
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, vcov = "CR1")
+  wb <- wild_boot(f, "treated", weights = "rademacher")
+  expect_equal(wb$statistic, unname(coef(f)["treated"] / sqrt(vcov(f)["treated", "treated"])))
+  expect_equal(wb$tstar[1], wb$statistic)          # first enumerated vector is all +1
+  expect_equal(wb$tstar[32], -wb$statistic)        # and the last all -1
+})
+
+test_that("the confidence interval inverts the strict-inequality test", {
+  d <- make_wb(n = 200, G = 6, seed = 5)
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, vcov = "CR1")
+  wb <- wild_boot(f, "treated", weights = "webb", level = 0.9)
+  ci <- wb$conf_int
+  expect_true(ci[1] < wb$estimate && wb$estimate < ci[2])
+  eps <- 1e-6 * wb$std.error
+  expect_gte(wild_boot(f, "treated", r = ci[1] + eps)$p_value, 0.1)
+  expect_lt(wild_boot(f, "treated", r = ci[1] - eps)$p_value, 0.1)
+  expect_gte(wild_boot(f, "treated", r = ci[2] - eps)$p_value, 0.1)
+  expect_lt(wild_boot(f, "treated", r = ci[2] + eps)$p_value, 0.1)
+})
+
+test_that("few distinct draws are reported (Rademacher with G = 5)", {
+  d <- make_wb()
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, vcov = "CR1")
+  wb <- wild_boot(f, "treated", weights = "rademacher")
+  # 2^5 = 32 draws, v and -v tie with the observed t: smallest p = 2/32
+  expect_equal(wb$p_min, 2 / 32)
+  expect_gte(wb$p_value_geq, 2 / 32)
+  expect_match(wb$note, "smallest attainable")
+  expect_output(print(wb), "Note")
+  expect_null(wild_boot(f, "treated", weights = "webb")$note)
+})
+
+test_that("random draws are reproducible with a seed and leave the RNG alone", {
+  d <- make_wb()
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, vcov = "CR1")
+  set.seed(42)
+  before <- .Random.seed
+  a <- wild_boot(f, "treated", weights = "mammen", B = 499, seed = 1)
+  expect_identical(.Random.seed, before)
+  b <- wild_boot(f, "treated", weights = "mammen", B = 499, seed = 1)
+  expect_identical(a$tstar, b$tstar)
+  expect_false(a$enumerated)
+  expect_equal(a$B, 499)
+  # the same draws through the plain loop
+  set.seed(1)
+  V <- t(.Call(sfpceval:::ffi_boot_weights, 5L, 3L, 499L, FALSE))
+  ref <- loop_wcr(d, ~ factor(la) + factor(year) + treated + x, 0, V, FALSE)
+  expect_equal(a$tstar, unname(ref$tstar), tolerance = 1e-8)
+  # Mammen weights have mean 0 and variance 1
+  phi <- (1 + sqrt(5)) / 2
+  expect_setequal(unique(round(as.vector(V), 12)), round(c(1 - phi, phi), 12))
+  expect_snapshot(wild_boot(f, "treated", weights = "webb", B = "enumerate", seed = 1)$B)
+  d7 <- make_wb(n = 210, G = 7)
+  f7 <- did_fit(y ~ treated + x | la + year, d7, cluster = ~la, vcov = "CR1")
+  expect_snapshot(w7 <- wild_boot(f7, "treated", weights = "webb", seed = 2))
+  expect_equal(w7$B, 9999)
+})
+
+test_that("score bootstrap for the logit equals a plain-R computation", {
+  set.seed(12)
+  n <- 500
+  d <- data.frame(la = sample(letters[1:5], n, TRUE), year = sample(2015:2018, n, TRUE))
+  d$treated <- as.integer(d$la %in% c("a", "b") & d$year >= 2017)
+  d$x <- rnorm(n)
+  d$y <- rbinom(n, 1, plogis(-2 + 0.3 * d$treated + 0.5 * d$x))
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial", vcov = "CR1")
+  wb <- wild_boot(f, "treated", weights = "rademacher")
+  # restricted ML with treated fixed at 0, via glm
+  g <- glm(y ~ x + factor(la) + factor(year), binomial, d, control = glm.control(epsilon = 1e-14))
+  X <- model.matrix(~ treated + x + factor(la) + factor(year), d)
+  mu <- fitted(g)
+  S <- rowsum(X * (d$y - mu), d$la)
+  H <- crossprod(X, (mu * (1 - mu)) * X)
+  a <- drop(S %*% solve(H)[, "treated"])
+  pig <- as.vector(table(d$la)) / n
+  V <- enum_weights(5, "rademacher")
+  tst <- apply(V, 1, function(v) sum(v * a) / sqrt(sum((v * a - pig * sum(v * a))^2)))
+  t0 <- sum(a) / sqrt(sum((a - pig * sum(a))^2))
+  expect_equal(wb$statistic, t0, tolerance = 1e-7)
+  expect_equal(wb$tstar, unname(tst), tolerance = 1e-7)
+  expect_equal(wb$p_value_geq, mean(abs(tst) >= abs(t0) - 1e-8 * max(1, abs(t0))))
+})
+
+test_that("bad input to wild_boot() gives clear errors (snapshots)", {
+  d <- make_wb()
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, vcov = "CR1")
+  expect_snapshot(error = TRUE, wild_boot(f, "treatment"))
+  expect_snapshot(error = TRUE, wild_boot(f, "treated", B = -5))
+  expect_snapshot(error = TRUE, wild_boot(f, "treated", weights = "normal"))
+  expect_snapshot(error = TRUE, wild_boot(f, "treated", level = 2))
+  expect_snapshot(error = TRUE, wild_boot(lm(y ~ x, d)))
+  d$yb <- rbinom(nrow(d), 1, 0.4)
+  fc <- did_fit(yb ~ treated + x | la + year, d, cluster = ~la, family = "conditional_logit", vcov = "CR1")
+  expect_snapshot(error = TRUE, wild_boot(fc, "treated"))
+})
