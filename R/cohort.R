@@ -30,7 +30,9 @@
 #' in range, and for Family Valued a case still open after assessment. Adds
 #' the arm, the period (financial year, quarter and for Family Valued the
 #' six-month step), the covariates and every outcome of the design, and
-#' counts every child left out in an exclusion flow.
+#' counts every child left out in an exclusion flow. Rows follow the order
+#' of the `children` table; referrals on the same day are ordered by
+#' `referral_id`.
 #'
 #' Outcomes are 0/1 integers (binary) or day counts, `NA` where the child is
 #' outside the outcome's sample or its window is not yet observable. The
@@ -65,7 +67,8 @@
 #'   within 36 months of the referral and the child then starts a new plan or
 #'   a care episode within the 36 months.
 #' * `cpp_12m` (FV): a CPP starts within 12 months of the referral.
-#' * `kinship_first` (FV): children with `cla_18m == 1`; the first placement
+#' * `kinship_first` (FV): children looked after on some day of the 18-month
+#'   window (`cla_18m == 1` by the default definition); the first placement
 #'   of the period of care (started by the latest `rne == "S"` episode) that
 #'   the child is in on or after the referral is `U1`-`U3`.
 #' * `reunified_18m` (FV): children whose period of care (as for kinship)
@@ -95,7 +98,9 @@
 #' started on or after go-live; primary), `"open_days_half"` (at least half
 #' of the child's open-referral days in the trial period were on or after
 #' go-live; a referral is open from its referral day to its closure day
-#' inclusive), `"open_days_28"` (at least 28 such days), `"care_entry"` (FV:
+#' inclusive, open referrals to the end of the trial period; a child with no
+#' open day in it keeps the referral-date arm), `"open_days_28"` (at least 28
+#' such days), `"care_entry"` (FV:
 #' the period of care used for `kinship_first` and `reunified_18m` began on or
 #' after go-live; `NA` for children with no care), `"alt_go_live"` (FV: the
 #' roll-out table's `alt_go_live_date`) and `"embedding"` (FV: children
