@@ -408,6 +408,12 @@ test_that("absence: the three terms starting after the referral, Summer6th added
   p2 <- absence_panel(co2)
   expect_equal(p2$term_index, c(1L, 1L))
   expect_equal(p2$absence_rate, c(5, 4))
+  # double sessions and double design arguments give the same panel
+  ab_dbl <- transform(ab, sessions_possible = as.double(sessions_possible),
+                      unauth_sessions = as.double(unauth_sessions))
+  co_dbl <- fs_build(children = ch, referrals = rf, absence = ab_dbl, outcomes = "absence",
+                     design_args = list(absence_terms = 3, age_range = c(0, 12)))
+  expect_identical(absence_panel(co_dbl), absence_panel(co))
   co3 <- fs_build(children = ch, referrals = rf, absence = ab2, outcomes = "absence")
   p3 <- absence_panel(co3)
   expect_equal(p3$sessions_possible[p3$child_id == "a"], c(120L, NA, 140L))
