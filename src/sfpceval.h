@@ -19,6 +19,15 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
                       SEXP qday, SEXP par, SEXP eff, SEXP terms);
 
 /* ---- cohort: interval work on day numbers (intervals.c) ---- */
+SEXP ffi_union_days(SEXP start, SEXP end, SEXP offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_first_in_range(SEXP start, SEXP offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_first_overlap(SEXP start, SEXP end, SEXP offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_care_period(SEXP decom, SEXP dec, SEXP starts_period, SEXP ends_period,
+                     SEXP offsets, SEXP ref);
+SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
+                     SEXP cla_offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_term_sums(SEXP child, SEXP year, SEXP term, SEXP ord0, SEXP k,
+                   SEXP possible, SEXP unauth);
 
 /* ---- matching: CEM strata (cem.c) ---- */
 SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
