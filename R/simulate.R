@@ -504,13 +504,18 @@ sim_la_fs <- function(n_la, def, n_treated = NULL) {
 sim_trajectories <- function(design, la, las, qstart) {
   nq <- length(qstart)
   tyr <- as.numeric(qstart - as.Date("2020-01-01")) / 365.25
+  # Quarter-to-quarter movement of an authority's outcome (logit scale): in
+  # the Family Safeguarding pool it must stand out from the binomial noise of
+  # quarterly rates, or no pre-period matching could find the parallel
+  # comparators; the Family Valued authorities share a smoother path.
+  wobble_sd <- if (design == "family_safeguarding") 0.4 else 0.06
   one <- function(trend = NULL) {
     if (is.null(trend)) {
       trend <- stats::rnorm(1, 0, 0.04) * tyr +
         stats::rnorm(1, 0, 0.008) * tyr^2
     }
     wob <- numeric(nq)
-    e <- stats::rnorm(nq, 0, 0.06)
+    e <- stats::rnorm(nq, 0, wobble_sd)
     for (q in seq_len(nq)) wob[q] <- (if (q > 1) 0.5 * wob[q - 1] else 0) + e[q]
     amp <- stats::runif(1, 0.3, 0.5) * (if (stats::runif(1) < 0.3) -1 else 1)
     onset <- as.Date("2020-01-01") + 91 * sample(0:2, 1)
