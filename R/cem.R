@@ -71,6 +71,9 @@
 #'   `cem_matched` (unmatched rows weigh 0), ready for a weighted regression.
 #'   If `FALSE` (default), the result holds only the per-row vectors (no copy
 #'   of the data); `data[m$matched, ]` gives the matched rows.
+#' @param design Optional Family Safeguarding design: its protocol coarsening
+#'   (`design$cem`, see [fs_coarsening()]) supplies `formula`, `cutpoints`,
+#'   `grouping` and `exact` where they are not given.
 #' @param l1 Compute the multivariate L1 imbalance before and after matching
 #'   (about half the run time on large data; `FALSE` matches only).
 #' @return An object of class `sfp_cem`, a list with
@@ -112,8 +115,18 @@
 #' @export
 cem <- function(formula, data, cutpoints = list(), grouping = list(),
                 exact = NULL, normalise = c("global", "exact_group"),
-                keep_all = FALSE, l1 = TRUE) {
+                keep_all = FALSE, l1 = TRUE, design = NULL) {
   call <- match.call()
+  if (!is.null(design)) {
+    spec <- design$cem
+    if (is.null(spec$formula)) {
+      stop_arg("design", "carries no CEM coarsening (only the Family Safeguarding design does)")
+    }
+    if (missing(formula)) formula <- spec$formula
+    if (missing(cutpoints)) cutpoints <- spec$cutpoints
+    if (missing(grouping)) grouping <- spec$grouping
+    if (missing(exact)) exact <- spec$exact
+  }
   if (!is.logical(l1) || length(l1) != 1L || is.na(l1)) stop_arg("l1", "must be TRUE or FALSE")
   normalise <- match.arg(normalise)
   if (!is.logical(keep_all) || length(keep_all) != 1L || is.na(keep_all)) {
@@ -249,24 +262,32 @@ cem <- function(formula, data, cutpoints = list(), grouping = list(),
 #'   matching within financial year dismisses a considerable share of the
 #'   treated children).
 #' @param pair Name of the column identifying the treated-comparator LA pair.
+#' @param group Name of the 0/1 column marking children of the pair's treated
+#'   authority (before and after its go-live), the "treated" side of the
+#'   match; [stack_pairs()] makes it.
 #' @return A list with `formula`, `cutpoints`, `grouping` (empty: the
 #'   protocol merges no levels) and `exact` (a character vector), ready for
-#'   [cem()].
+#'   [cem()]. `design_family_safeguarding()` carries it as `design$cem`, so
+#'   `cem(data = stacked, design = design)` matches as the protocol says.
 #' @examples
 #' fs <- fs_coarsening()
+#' fs$formula
 #' fs$cutpoints
 #' fs$exact
-#' # cem(fs$formula, cohort, cutpoints = fs$cutpoints,
-#' #     grouping = fs$grouping, exact = fs$exact)
 #' @export
-fs_coarsening <- function(time = c("fin_year", "period"), pair = "pair") {
+fs_coarsening <- function(time = c("fin_year", "period"), pair = "pair",
+                          group = "in_treated_la") {
   time <- match.arg(time)
   if (!is.character(pair) || length(pair) != 1L || is.na(pair)) {
     stop_arg("pair", "must be one column name")
   }
+  if (!is.character(group) || length(group) != 1L || is.na(group)) {
+    stop_arg("group", "must be one column name")
+  }
+  f <- stats::as.formula(paste(group, "~ gender + age + ethnic_group + disabled + fsm + uasc + n_previous_cpp"),
+                         env = baseenv())
   list(
-    formula = treated ~ gender + age + ethnic_group + disabled + fsm + uasc +
-      n_previous_cpp,
+    formula = f,
     cutpoints = list(age = c(0, 3, 12), disabled = c(0, 0.5, 1),
                      fsm = c(0, 0.5, 1), uasc = c(0, 0.5, 1),
                      n_previous_cpp = c(0, 0.5, Inf)),

@@ -162,12 +162,13 @@ design_family_safeguarding <- function(data_or_rollout,
     # primary outcome and re-referrals.
     covariates_exclude = list(cla_18m = "primary_need",
                               rereferral_18m = "primary_need"),
-    cem = list(variables = c("gender", "age_band", "ethnic_group", "disabled",
+    cem = c(fs_coarsening(),
+            list(variables = c("gender", "age_band", "ethnic_group", "disabled",
                              "fsm", "uasc", "previous_cpp"),
                coarsening = list(gender = "codes 0-3", age_band = "0-3, 4-12",
                                  ethnic_group = "major group",
                                  previous_cpp = "n_previous_cpp > 0"),
-               within = c("pair", "fin_year"), widen_to = "period")
+               within = c("pair", "fin_year"), widen_to = "period"))
   ), class = "sfp_design")
 }
 

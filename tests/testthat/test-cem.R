@@ -469,12 +469,12 @@ test_that("fs_coarsening() carries the protocol's coarsening", {
   expect_equal(fs$exact, c("pair", "fin_year"))
   expect_equal(fs_coarsening("period")$exact, c("pair", "period"))
   expect_equal(all.vars(fs$formula),
-               c("treated", "gender", "age", "ethnic_group", "disabled", "fsm",
+               c("in_treated_la", "gender", "age", "ethnic_group", "disabled", "fsm",
                  "uasc", "n_previous_cpp"))
   set.seed(33)
   n <- 3000
   co <- data.frame(
-    treated = rbinom(n, 1, 0.5),
+    in_treated_la = rbinom(n, 1, 0.5),
     gender = factor(sample(c("male", "female", "not recorded"), n, TRUE,
                            prob = c(.49, .49, .02))),
     age = sample(0:12, n, replace = TRUE),
@@ -492,7 +492,7 @@ test_that("fs_coarsening() carries the protocol's coarsening", {
                      co$fin_year)
   st <- ref_strata(keys)
   expect_identical(m$stratum, st)
-  expect_equal(m$weights, ref_weights(st, co$treated), tolerance = 1e-12)
+  expect_equal(m$weights, ref_weights(st, co$in_treated_la), tolerance = 1e-12)
 })
 
 # ---- bad input: clear errors and warnings ------------------------------------
