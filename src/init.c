@@ -19,6 +19,7 @@ static const R_CallMethodDef call_entries[] = {
   /* other models */
 
   /* stepped wedge: GLMM / LMM */
+  CALLDEF(ffi_glmm_binom, 10),
 
   /* stepped wedge: permutations */
 

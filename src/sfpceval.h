@@ -29,6 +29,8 @@
 /* ---- other models: hurdle, tobit (mle.c) ---- */
 
 /* ---- stepped wedge: GLMM / LMM (glmm.c) ---- */
+SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
+                    SEXP x, SEXP w, SEXP u0, SEXP what);
 
 /* ---- stepped wedge: permutations (perm.c) ---- */
 
