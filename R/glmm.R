@@ -330,7 +330,7 @@ glmm_prepare <- function(formula, data, family, treatment) {
   child <- NULL
   lev2 <- NULL
   if (length(grp) == 2L) {
-    key <- paste(g1, as.character(grp[[2L]]), sep = "\r")
+    key <- paste(as.character(grp[[2L]]), g1, sep = ":")
     lev2 <- unique(key)
     child <- match(key, lev2)
   }
@@ -854,7 +854,7 @@ lmm_fit <- function(prep, REML, ctrl) {
   if (s$nested) {
     Sr <- s$S[, p + 1L] - drop(s$S[, 1:p, drop = FALSE] %*% pc$beta)
     b2 <- th[2]^2 * (Sr - s$nc * b1[s$ccl]) / (1 + s$nc * th[2]^2)
-    re[[2]] <- stats::setNames(b2, sub("\r", ":", prep$child_levels, fixed = TRUE))
+    re[[2]] <- stats::setNames(b2, prep$child_levels)
   }
   names(re) <- c(prep$groups[1], if (s$nested) paste0(prep$groups[2], ":", prep$groups[1]))
   out <- list(coefficients = beta, vcov = vc, sigma = sds, residual_sd = sqrt(sig2),
@@ -974,7 +974,8 @@ profile_ci <- function(fit, j, level) {
 #' fit <- sw_glmm(y ~ treated + factor(period) + (1 | la), d)
 #' coef(fit, type = "random")
 #' confint(fit, "treated", method = "profile")
-#' tidy.sw_glmm(fit)
+#' summary(fit)
+#' if (requireNamespace("lme4", quietly = TRUE)) lme4::fixef(fit)
 NULL
 
 #' @rdname sw_glmm-methods
@@ -1174,4 +1175,145 @@ print.summary.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L),
     print(x$fit$design, row.names = FALSE)
   }
   invisible(x)
+}
+
+# ---- sw_terms(): the design columns of the protocol's specifications ------------
+
+#' Stepped-wedge design columns: treatment, period, exposure time, readiness
+#'
+#' Adds to a one-row-per-child (or per-observation) table the columns that the
+#' Family Valued models use, from each LA's roll-out dates:
+#' * `period`: the 6-month (by default) step of the referral date, 0 for the
+#'   first step (the trial starts `period_months` before the first go-live);
+#' * `treated`: 1 if the referral date is on or after the LA's go-live date;
+#' * `exposure`: a factor, `"control"` before go-live and `"0"`, `"1"`, ...
+#'   for the number of whole periods since go-live (the differential time
+#'   effects sensitivity analysis: `y ~ exposure + factor(period) + (1 | la)`
+#'   estimates one effect per exposure time; the protocol's
+#'   `FV + sum_m FV x T_m` parametrisation is the same model with the effects
+#'   written as differences);
+#' * `high_readiness`: 1 for LAs in the high-readiness stratum (the
+#'   exploratory interaction `y ~ treated * high_readiness + ...`).
+#'
+#' `go_live = "alt_go_live_date"` gives the alternative implementation date
+#' (deep-dive training complete) of the sensitivity analysis;
+#' `embedding = TRUE` excludes referrals between an LA's `embed_start`
+#' (inclusive) and `embed_end` (exclusive) dates. Rows outside the trial
+#' period and embedding exclusions are dropped with a warning and counted in
+#' the `exclusion_flow` attribute of the result.
+#'
+#' @param data A data frame with the cluster and date columns.
+#' @param rollout One row per LA: the cluster column, the go-live column,
+#'   and as needed `stratum` (`"high"`/`"low"`), `embed_start`, `embed_end`.
+#'   Rows with `programme` other than `"FV"` are ignored if that column exists.
+#' @param date Name of the date column of `data` (Date).
+#' @param cluster Name of the LA column, in both tables.
+#' @param go_live Name of the go-live column of `rollout`
+#'   (`"go_live_date"`, or `"alt_go_live_date"` for the sensitivity analysis).
+#' @param trial_start Start of the trial period (Date); default
+#'   `period_months` before the first go-live.
+#' @param period_months Length of a step in months.
+#' @param n_periods Number of periods in the trial; rows after them are
+#'   excluded. Default: one more than the number of LAs (a complete wedge).
+#' @param embedding Exclude referrals in each LA's embedding window?
+#' @return `data` with the columns `period`, `treated`, `exposure` and
+#'   `high_readiness` (if `rollout` has `stratum`) added, rows excluded as
+#'   described, and an `exclusion_flow` attribute (a data frame of steps and
+#'   counts).
+#' @examples
+#' rollout <- data.frame(la_code = c("201", "202", "203"),
+#'                       go_live_date = as.Date(c("2022-01-01", "2022-07-01", "2023-01-01")),
+#'                       stratum = c("high", "low", "low"))
+#' kids <- data.frame(la_code = c("201", "202", "203", "201"),
+#'                    referral_date = as.Date(c("2021-08-01", "2022-08-01",
+#'                                              "2022-10-01", "2023-02-01")))
+#' sw_terms(kids, rollout)
+#' @export
+sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
+                     go_live = "go_live_date", trial_start = NULL,
+                     period_months = 6L, n_periods = NULL, embedding = FALSE) {
+  if (!is.data.frame(data)) stop_arg("data", "must be a data frame")
+  if (!is.data.frame(rollout)) stop_arg("rollout", "must be a data frame")
+  for (a in c("date", "cluster", "go_live")) {
+    v <- get(a)
+    if (!is.character(v) || length(v) != 1L) stop_arg(a, "must be one column name")
+  }
+  if (!date %in% names(data)) stop_arg("date", sprintf("is `%s`, which is not a column of `data`", date))
+  if (!cluster %in% names(data)) stop_arg("cluster", sprintf("is `%s`, which is not a column of `data`", cluster))
+  need <- c(cluster, go_live, if (embedding) c("embed_start", "embed_end"))
+  miss <- setdiff(need, names(rollout))
+  if (length(miss)) {
+    stop_arg("rollout", sprintf("lacks column%s %s", if (length(miss) > 1) "s" else "",
+                                paste0("`", miss, "`", collapse = ", ")),
+             "add the roll-out dates (see sfp_tables(\"rollout\")).")
+  }
+  if ("programme" %in% names(rollout)) rollout <- rollout[rollout$programme %in% "FV", , drop = FALSE]
+  if (!inherits(data[[date]], "Date")) {
+    stop_arg("date", sprintf("names column `%s`, which is %s, not Date", date, class(data[[date]])[1]),
+             "convert it with as.Date().")
+  }
+  if (!inherits(rollout[[go_live]], "Date")) {
+    stop_arg("go_live", sprintf("names column `%s` of `rollout`, which is not Date", go_live),
+             "convert it with as.Date().")
+  }
+  gl <- rollout[[go_live]]
+  bad <- which(is.na(gl) | duplicated(rollout[[cluster]]))
+  if (length(bad)) {
+    stop_rows("rollout", go_live, bad, "have a missing go-live date or a repeated LA",
+              "give one row per LA with its go-live date.", keys = rollout[[cluster]][bad], key_name = cluster)
+  }
+  idx <- match(as.character(data[[cluster]]), as.character(rollout[[cluster]]))
+  bad <- which(is.na(idx))
+  if (length(bad)) {
+    stop_rows("data", cluster, bad, "name an LA that is not in `rollout`",
+              "add the LA to `rollout` or drop its rows.", keys = data[[cluster]][bad], key_name = cluster)
+  }
+  dt <- data[[date]]
+  bad <- which(is.na(dt))
+  if (length(bad)) {
+    stop_rows("data", date, bad, "have no date", "fill in the date or drop the rows.")
+  }
+  months <- function(from, to) {
+    lt0 <- as.POSIXlt(from)
+    lt1 <- as.POSIXlt(to)
+    m <- (lt1$year - lt0$year) * 12 + (lt1$mon - lt0$mon)
+    m - (lt1$mday < lt0$mday)
+  }
+  start <- trial_start %||% seq(min(gl), by = paste(-period_months, "months"), length.out = 2L)[2]
+  np <- n_periods %||% (nrow(rollout) + 1L)
+  period <- months(rep(start, length(dt)), dt) %/% period_months
+  treated <- as.integer(dt >= gl[idx])
+  since <- ifelse(treated == 1L, months(gl[idx], dt) %/% period_months, NA)
+  data$period <- as.integer(period)
+  data$treated <- treated
+  data$exposure <- factor(ifelse(treated == 1L, as.character(since), "control"),
+                          levels = c("control", as.character(sort(unique(since[!is.na(since)])))))
+  if ("stratum" %in% names(rollout)) {
+    data$high_readiness <- as.integer(tolower(as.character(rollout$stratum[idx])) == "high")
+  }
+  flow <- data.frame(step = "rows in data", excluded = 0L, remaining = nrow(data))
+  out <- dt < start | period >= np
+  if (any(out)) {
+    warn_rows("data", date, which(out), "fall outside the trial period and were excluded",
+              sprintf("the trial runs from %s for %d periods of %d months; check `trial_start`/`n_periods`.",
+                      format(start), np, period_months))
+    flow <- rbind(flow, data.frame(step = "outside the trial period", excluded = sum(out),
+                                   remaining = sum(!out)))
+  }
+  keep <- !out
+  if (embedding) {
+    es <- rollout$embed_start[idx]
+    ee <- rollout$embed_end[idx]
+    emb <- !is.na(es) & !is.na(ee) & dt >= es & dt < ee & keep
+    if (any(emb)) {
+      warn_rows("data", date, which(emb), "fall in their LA's embedding period and were excluded",
+                "this is the embedding-period sensitivity analysis; use embedding = FALSE for the primary analysis.")
+    }
+    flow <- rbind(flow, data.frame(step = "embedding period", excluded = sum(emb),
+                                   remaining = sum(keep & !emb)))
+    keep <- keep & !emb
+  }
+  res <- data[keep, , drop = FALSE]
+  attr(res, "exclusion_flow") <- flow
+  res
 }
