@@ -132,7 +132,7 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   if (!is.character(treatment) || length(treatment) != 1L) {
     stop_arg("treatment", "must be one variable name")
   }
-  prep <- glmm_prepare(formula, data, family, treatment)
+  prep <- glmm_prepare(formula, data, family, treatment, sigma)
   fit <- if (family$family == "binomial") {
     binom_fit(prep, as.integer(nAGQ), sigma, ctrl)
   } else {
@@ -152,6 +152,8 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   }
   fit
 }
+
+plural <- function(n, one, many) if (n == 1L) one else many
 
 glmm_family <- function(family) {
   if (is.character(family)) {
@@ -239,7 +241,7 @@ parse_glmm_formula <- function(formula) {
 
 # ---- data preparation --------------------------------------------------------
 
-glmm_prepare <- function(formula, data, family, treatment) {
+glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
   pf <- parse_glmm_formula(formula)
   env <- environment(formula) %||% parent.frame()
   if (family$family == "binomial" && length(pf$groups) > 1L) {
@@ -270,7 +272,7 @@ glmm_prepare <- function(formula, data, family, treatment) {
     if (is.numeric(v)) {
       bad <- which(is.infinite(v))
       if (length(bad)) {
-        stop_rows("data", names(mf)[j], bad, "are infinite",
+        stop_rows("data", names(mf)[j], bad, if (length(bad) == 1L) "is infinite" else "are infinite",
                   "replace Inf/-Inf by a finite value or NA (NA rows are excluded and counted).")
       }
     }
@@ -283,7 +285,7 @@ glmm_prepare <- function(formula, data, family, treatment) {
     which_cols <- cols[c(vapply(mf, function(v) any(is.na(v)), TRUE),
                          vapply(grp, function(v) any(is.na(v)), TRUE))]
     warn_rows("data", paste(which_cols, collapse = ", "), which(miss),
-              "have a missing (NA/NaN) value in a model variable and were excluded",
+              paste(plural(sum(miss), "has", "have"), "a missing (NA/NaN) value in a model variable and", plural(sum(miss), "was", "were"), "excluded"),
               "impute or drop them before fitting if this is not intended (see `exclusion_flow`).")
     flow <- rbind(flow, data.frame(step = "missing value in a model variable",
                                    excluded = sum(miss), remaining = sum(!miss)))
@@ -297,10 +299,10 @@ glmm_prepare <- function(formula, data, family, treatment) {
              "check that `data` is not empty and the model variables are filled in.")
   }
   if (is.factor(y) || is.character(y)) {
-    stop_rows("data", yname, seq_along(y),
-              sprintf("are %s; the outcome must be numeric", class(y)[1]),
-              if (family$family == "binomial") "code the outcome as 0/1 or TRUE/FALSE." else
-                "convert the outcome to numbers.")
+    stop_arg("formula", sprintf("has outcome `%s`, which is a %s column of `data`; the outcome must be numeric or logical",
+                                yname, class(y)[1]),
+             if (family$family == "binomial") "code the outcome as 0/1 or TRUE/FALSE." else
+               "convert the outcome to numbers.")
   }
   if (is.logical(y)) y <- as.numeric(y)
   if (!is.null(dim(y))) {
@@ -310,7 +312,9 @@ glmm_prepare <- function(formula, data, family, treatment) {
   if (family$family == "binomial") {
     bad <- which(!(y %in% c(0, 1)))
     if (length(bad)) {
-      stop_rows("data", yname, kept[bad], "are not 0 or 1 (the binomial family needs a binary outcome)",
+      stop_rows("data", yname, kept[bad],
+                sprintf("%s not 0 or 1 (the binomial family needs a binary outcome)",
+                        if (length(bad) == 1L) "is" else "are"),
                 "code the outcome as 0/1 or TRUE/FALSE, or use family = gaussian().",
                 keys = utils::head(y[bad], 5), key_name = "values")
     }
@@ -334,18 +338,28 @@ glmm_prepare <- function(formula, data, family, treatment) {
     lev2 <- unique(key)
     child <- match(key, lev2)
   }
+  if (length(lev1) < 2L && (family$family == "gaussian" || is.null(sigma))) {
+    stop_arg("data", sprintf("has a single cluster (`%s` = %s), so the random-intercept variance cannot be estimated",
+                             pf$group_names[1], lev1[1]),
+             if (family$family == "binomial") "fit several clusters, or fix `sigma = 0` to fit a plain logistic regression." else
+               "fit several clusters, or use lm() for a single one.")
+  }
   # rank
   qrX <- qr(X)
   if (qrX$rank < ncol(X)) {
+    jt <- match(c(treatment, paste0(treatment, "TRUE")), colnames(X))
+    jt <- jt[!is.na(jt)]
+    if (length(jt) && qr(X[, -jt, drop = FALSE])$rank == qrX$rank) {
+      stop_arg("formula", sprintf("gives a design in which the treatment `%s` is a linear combination of the other terms (in a stepped wedge: no period has both treated and control clusters)",
+                                  colnames(X)[jt[1]]),
+               "check the go-live dates and the period definition (see sw_terms()).")
+    }
     alias <- colnames(X)[qrX$pivot[seq.int(qrX$rank + 1L, ncol(X))]]
-    extra <- if (!is.null(treatment) && any(startsWith(alias, treatment))) {
-      " The treatment is confounded with the other terms: in a stepped wedge this happens when no period has both treated and control clusters."
-    } else ""
-    stop_arg("formula", sprintf("gives a rank-deficient design: column%s %s %s linear combination%s of the others.%s",
+    stop_arg("formula", sprintf("gives a rank-deficient design: column%s %s %s linear combination%s of the others",
                                 if (length(alias) > 1) "s" else "",
                                 paste0("`", alias, "`", collapse = ", "),
                                 if (length(alias) > 1) "are" else "is a",
-                                if (length(alias) > 1) "s" else "", extra),
+                                if (length(alias) > 1) "s" else ""),
              "drop or merge the aliased terms (for example empty factor levels or covariates constant within periods).")
   }
   # treatment: its coefficient and counterfactual model matrices
@@ -478,6 +492,14 @@ binom_newton <- function(d, theta, free, ctrl) {
     dec <- sum(step * g)
     if (ctrl$verbose) message(sprintf("iter %d: loglik %.10f, decrement %.3g", it, cur$loglik, dec))
     if (is.finite(dec) && dec < ctrl$tol) {
+      # the last Newton step is nearly free and squares the error
+      th <- theta
+      th[free] <- theta[free] + step
+      new <- ev(th)
+      if (is.finite(new$loglik) && new$loglik >= cur$loglik) {
+        theta <- th
+        cur <- new
+      }
       converged <- TRUE
       break
     }
@@ -522,11 +544,6 @@ binom_hessian <- function(d, theta, free, u0) {
 
 binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
   G <- length(prep$levels)
-  if (G < 2L && is.null(sigma_fixed)) {
-    stop_arg("data", sprintf("has a single cluster (`%s` = %s), so the random-intercept variance cannot be estimated",
-                             prep$groups[1], prep$levels[1]),
-             "fit several clusters, or fix `sigma = 0` to fit a plain logistic regression.")
-  }
   ev_by <- tapply(prep$y, prep$cl, sum)
   none <- which(ev_by == 0)
   if (length(none) && G >= 2L) {
@@ -669,7 +686,7 @@ sw_glmm_refit <- function(fit, treated, se = TRUE) {
   cellv <- treated[first]
   bad <- which(treated != cellv[d$row_cell])
   if (length(bad)) {
-    stop_rows("treated", NULL, bad, "change the treatment within a cell of the original fit",
+    stop_rows("treated", NULL, bad, paste(plural(length(bad), "changes", "change"), "the treatment within a cell of the original fit"),
               "make the treatment a function of cluster and period (with the period in the model), or refit with sw_glmm().")
   }
   d$X[, ti$coef] <- cellv
@@ -775,6 +792,43 @@ lmm_setup <- function(X, y, cl, child, G) {
   out
 }
 
+# Newton polish of the optimum of a smooth criterion in 1-2 parameters
+# (nlminb stops on the criterion, which is flat at the optimum, so its
+# parameters are only accurate to about the square root of its tolerance).
+lmm_polish <- function(obj, th) {
+  f0 <- obj(th)
+  for (it in 1:20) {
+    if (any(th < 1e-6)) break
+    k <- length(th)
+    h <- 1e-4 * pmax(th, 1e-2)
+    g <- double(k)
+    H <- matrix(0, k, k)
+    for (i in seq_len(k)) {
+      ei <- replace(double(k), i, h[i])
+      fp <- obj(th + ei)
+      fm <- obj(th - ei)
+      g[i] <- (fp - fm) / (2 * h[i])
+      H[i, i] <- (fp - 2 * f0 + fm) / h[i]^2
+      for (j in seq_len(i - 1L)) {
+        ej <- replace(double(k), j, h[j])
+        H[i, j] <- H[j, i] <- (obj(th + ei + ej) - obj(th + ei - ej) - obj(th - ei + ej) +
+                                 obj(th - ei - ej)) / (4 * h[i] * h[j])
+      }
+    }
+    step <- tryCatch(solve(H, g), error = function(e) NULL)
+    if (is.null(step) || any(!is.finite(step)) ||
+        any(eigen(H, symmetric = TRUE, only.values = TRUE)$values <= 0)) break
+    new <- pmax(th - step, 0)
+    fn <- obj(new)
+    if (!(fn <= f0)) break
+    done <- max(abs(new - th) / pmax(th, 1e-8)) < 1e-12
+    th <- new
+    f0 <- fn
+    if (done) break
+  }
+  th
+}
+
 # Profiled -2 log-likelihood (ML) or REML criterion at the relative SDs
 # t = (t1, t2) (t2 = 0 without a nested term). Returns the criterion and the
 # pieces needed afterwards.
@@ -810,11 +864,6 @@ lmm_crit <- function(s, t, REML, pieces = FALSE) {
 
 lmm_fit <- function(prep, REML, ctrl) {
   G <- length(prep$levels)
-  if (G < 2L) {
-    stop_arg("data", sprintf("has a single cluster (`%s` = %s), so the cluster variance cannot be estimated",
-                             prep$groups[1], prep$levels[1]),
-             "fit several clusters, or use lm() for a single one.")
-  }
   p <- ncol(prep$X)
   if (length(prep$y) <= p) {
     stop_arg("data", sprintf("has %d rows for %d fixed effects", length(prep$y), p),
@@ -829,8 +878,8 @@ lmm_fit <- function(prep, REML, ctrl) {
                        control = list(rel.tol = 1e-14, x.tol = 1e-12, eval.max = 1000, iter.max = 500))
     if (is.null(best) || o$objective < best$objective) best <- o
   }
-  # polish each component at the boundary: is 0 better?
-  th <- best$par
+  th <- lmm_polish(obj, best$par)
+  # each component at the boundary: is 0 better?
   for (i in seq_len(k)) {
     t0 <- th
     t0[i] <- 0
@@ -1259,19 +1308,19 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
   gl <- rollout[[go_live]]
   bad <- which(is.na(gl) | duplicated(rollout[[cluster]]))
   if (length(bad)) {
-    stop_rows("rollout", go_live, bad, "have a missing go-live date or a repeated LA",
+    stop_rows("rollout", go_live, bad, paste(plural(length(bad), "has", "have"), "a missing go-live date or a repeated LA"),
               "give one row per LA with its go-live date.", keys = rollout[[cluster]][bad], key_name = cluster)
   }
   idx <- match(as.character(data[[cluster]]), as.character(rollout[[cluster]]))
   bad <- which(is.na(idx))
   if (length(bad)) {
-    stop_rows("data", cluster, bad, "name an LA that is not in `rollout`",
+    stop_rows("data", cluster, bad, paste(plural(length(bad), "names", "name"), "an LA that is not in `rollout`"),
               "add the LA to `rollout` or drop its rows.", keys = data[[cluster]][bad], key_name = cluster)
   }
   dt <- data[[date]]
   bad <- which(is.na(dt))
   if (length(bad)) {
-    stop_rows("data", date, bad, "have no date", "fill in the date or drop the rows.")
+    stop_rows("data", date, bad, paste(plural(length(bad), "has", "have"), "no date"), "fill in the date or drop the rows.")
   }
   months <- function(from, to) {
     lt0 <- as.POSIXlt(from)
@@ -1279,7 +1328,13 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
     m <- (lt1$year - lt0$year) * 12 + (lt1$mon - lt0$mon)
     m - (lt1$mday < lt0$mday)
   }
-  start <- trial_start %||% seq(min(gl), by = paste(-period_months, "months"), length.out = 2L)[2]
+  # the trial period is fixed by the primary (Operationally Live) dates, also
+  # when the alternative implementation date defines the treatment
+  gl_trial <- if ("go_live_date" %in% names(rollout) && inherits(rollout$go_live_date, "Date")) {
+    rollout$go_live_date
+  } else gl
+  start <- trial_start %||% seq(min(gl_trial, na.rm = TRUE), by = paste(-period_months, "months"),
+                                length.out = 2L)[2]
   np <- n_periods %||% (nrow(rollout) + 1L)
   period <- months(rep(start, length(dt)), dt) %/% period_months
   treated <- as.integer(dt >= gl[idx])
@@ -1294,7 +1349,7 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
   flow <- data.frame(step = "rows in data", excluded = 0L, remaining = nrow(data))
   out <- dt < start | period >= np
   if (any(out)) {
-    warn_rows("data", date, which(out), "fall outside the trial period and were excluded",
+    warn_rows("data", date, which(out), paste(plural(sum(out), "falls", "fall"), "outside the trial period and", plural(sum(out), "was", "were"), "excluded"),
               sprintf("the trial runs from %s for %d periods of %d months; check `trial_start`/`n_periods`.",
                       format(start), np, period_months))
     flow <- rbind(flow, data.frame(step = "outside the trial period", excluded = sum(out),
@@ -1306,7 +1361,7 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
     ee <- rollout$embed_end[idx]
     emb <- !is.na(es) & !is.na(ee) & dt >= es & dt < ee & keep
     if (any(emb)) {
-      warn_rows("data", date, which(emb), "fall in their LA's embedding period and were excluded",
+      warn_rows("data", date, which(emb), paste(plural(sum(emb), "falls in its", "fall in their"), "LA's embedding period and", plural(sum(emb), "was", "were"), "excluded"),
                 "this is the embedding-period sensitivity analysis; use embedding = FALSE for the primary analysis.")
     }
     flow <- rbind(flow, data.frame(step = "embedding period", excluded = sum(emb),
