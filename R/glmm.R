@@ -147,8 +147,14 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   fit$kept_rows <- prep$kept
   fit$n_data <- nrow(data)
   if (isTRUE(fit$boundary) && is.null(sigma)) {
-    message("sw_glmm(): the random-intercept SD is estimated at the boundary (sigma = 0); ",
-            "the model was refitted as a plain logistic regression (sigma = 0).")
+    if (family$family == "binomial") {
+      message("sw_glmm(): the random-intercept SD is estimated at the boundary (sigma = 0); ",
+              "the model was refitted as a plain logistic regression (sigma = 0).")
+    } else {
+      zero <- names(fit$sigma)[fit$theta < ctrl$boundary_tol]
+      message(sprintf("sw_glmm(): the random-intercept SD of %s is estimated at the boundary (0).",
+                      paste0("`", zero, "`", collapse = " and ")))
+    }
   }
   fit
 }

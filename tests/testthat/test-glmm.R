@@ -424,7 +424,7 @@ test_that("LMM on a balanced one-way layout has the ANOVA REML estimates (derive
   expect_equal(unname(vcov(fit)[1, 1]), msb / 9, tolerance = 1e-8)
   # group means all equal: sigma_a at the boundary, reported as such
   d2 <- data.frame(y = c(1, 2, 3, 3, 2, 1, 2, 1, 3), g = rep(c("a", "b", "c"), each = 3))
-  f2 <- sw_glmm(y ~ 1 + (1 | g), d2, family = gaussian)
+  expect_snapshot(f2 <- sw_glmm(y ~ 1 + (1 | g), d2, family = gaussian))
   expect_equal(unname(f2$sigma), 0)
   expect_true(f2$boundary)
   expect_equal(f2$residual_sd^2, stats::var(d2$y), tolerance = 1e-8)
