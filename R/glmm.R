@@ -350,12 +350,13 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
              if (family$family == "binomial") "fit several clusters, or fix `sigma = 0` to fit a plain logistic regression." else
                "fit several clusters, or use lm() for a single one.")
   }
-  # rank
-  qrX <- qr(X)
+  # rank (of the distinct rows, which is the rank of X)
+  Xu <- X[!duplicated(cell_key(X, rep(1L, nrow(X)))), , drop = FALSE]
+  qrX <- qr(Xu)
   if (qrX$rank < ncol(X)) {
     jt <- match(c(treatment, paste0(treatment, "TRUE")), colnames(X))
     jt <- jt[!is.na(jt)]
-    if (length(jt) && qr(X[, -jt, drop = FALSE])$rank == qrX$rank) {
+    if (length(jt) && qr(Xu[, -jt, drop = FALSE])$rank == qrX$rank) {
       stop_arg("formula", sprintf("gives a design in which the treatment `%s` is a linear combination of the other terms (in a stepped wedge: no period has both treated and control clusters)",
                                   colnames(X)[jt[1]]),
                "check the go-live dates and the period definition (see sw_terms()).")
@@ -373,14 +374,19 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
   if (treatment %in% names(mf)) {
     tv <- mf[[treatment]]
     if ((is.numeric(tv) || is.logical(tv)) && all(tv %in% c(0, 1))) {
-      cf <- lapply(c(0, 1), function(val) {
+      coef_name <- intersect(colnames(X), c(treatment, paste0(treatment, "TRUE")))
+      fac <- attr(terms, "factors")
+      main_only <- length(coef_name) == 1L && treatment %in% rownames(fac) &&
+        sum(fac[treatment, ] != 0) == 1L
+      # counterfactual model matrices; with a main effect only they are X with
+      # the treatment column set, built later from the binomial cells
+      cf <- if (main_only) list(NULL, NULL) else lapply(c(0, 1), function(val) {
         m1 <- mf
         m1[[treatment]] <- if (is.logical(tv)) as.logical(val) else val
         stats::model.matrix(terms, m1)
       })
-      coef_name <- intersect(colnames(X), c(treatment, paste0(treatment, "TRUE")))
       trt <- list(name = treatment, coef = if (length(coef_name)) coef_name[1] else NULL,
-                  X0 = cf[[1]], X1 = cf[[2]], value = as.double(tv))
+                  X0 = cf[[1]], X1 = cf[[2]], main_only = main_only, value = as.double(tv))
     }
   }
   design <- NULL
@@ -417,18 +423,11 @@ gauss_hermite <- function(Q) {
   list(x = x, w = sqrt(pi) * e$vectors[1L, o]^2)
 }
 
-# Integer key of identical (cluster, model-matrix row) patterns, built column
-# by column with match() so that it never overflows.
+# Integer key of identical (cluster, model-matrix row) patterns, numbered in
+# order of first appearance (a hash table in C).
 cell_key <- function(X, cl) {
-  key <- cl
-  for (j in seq_len(ncol(X))) {
-    u <- unique(X[, j])
-    if (length(u) == 1L) next
-    cj <- match(X[, j], u)
-    key <- (key - 1) * length(u) + cj
-    key <- match(key, unique(key))
-  }
-  key
+  if (!is.double(X)) storage.mode(X) <- "double"
+  .Call(ffi_glmm_row_groups, X, as.integer(cl))
 }
 
 # Collapse rows to binomial cells sorted by cluster.
@@ -477,10 +476,8 @@ binom_info <- function(d, theta, cur, free) {
 # Damped Newton over the parameters `free` of theta = (beta, sigma).
 binom_newton <- function(d, theta, free, ctrl) {
   p <- ncol(d$X)
-  ev <- function(th) {
-    r <- binom_eval(d, th[1:p], th[p + 1L], 2L)
-    r
-  }
+  u0 <- d$u0
+  ev <- function(th) binom_eval(d, th[1:p], th[p + 1L], 2L, u0)
   cur <- ev(theta)
   converged <- FALSE
   it <- 0L
@@ -524,6 +521,7 @@ binom_newton <- function(d, theta, free, ctrl) {
     }
     theta <- th
     cur <- new
+    u0 <- cur$mode
   }
   list(theta = theta, cur = cur, converged = converged, iterations = it)
 }
@@ -550,7 +548,7 @@ binom_hessian <- function(d, theta, free, u0) {
 
 binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
   G <- length(prep$levels)
-  ev_by <- tapply(prep$y, prep$cl, sum)
+  ev_by <- as.vector(rowsum(prep$y, prep$cl, reorder = TRUE))
   none <- which(ev_by == 0)
   if (length(none) && G >= 2L) {
     warning(sprintf("Cluster%s %s of `%s` ha%s no events (outcome 0 in all %s rows); %s random intercept is pulled towards -Inf and held back only by its normal distribution.",
@@ -568,11 +566,17 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
   trt_info <- NULL
   if (!is.null(prep$treatment)) {
     tr <- prep$treatment
-    dX <- tr$X1 - tr$X0
-    trt_info <- list(name = tr$name, coef = tr$coef,
-                     cf = list(X0 = unique_rows(tr$X0), X1 = unique_rows(tr$X1)),
-                     main_only = !is.null(tr$coef) &&
-                       all(dX[, setdiff(colnames(dX), tr$coef)] == 0))
+    cf <- if (tr$main_only) {
+      lapply(c(0, 1), function(val) {
+        Xc <- d$X
+        Xc[, tr$coef] <- val
+        unique_rows(Xc, d$n)
+      })
+    } else {
+      list(unique_rows(tr$X0), unique_rows(tr$X1))
+    }
+    trt_info <- list(name = tr$name, coef = tr$coef, cf = list(X0 = cf[[1]], X1 = cf[[2]]),
+                     main_only = tr$main_only)
   }
   info <- list(levels = prep$levels, groups = prep$groups, Q = Q,
                sigma_fixed = sigma_fixed, trt_info = trt_info)
@@ -598,6 +602,13 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
       binom_newton(d, c(f0$theta[1:p], sigma_fixed), seq_len(p), ctrl)
     free <- seq_len(p)
   } else {
+    if (is.null(start) && info$Q > 1L) {
+      # AGQ starts from the Laplace estimates, which are cheap and close
+      dl <- d
+      dl$gh <- gauss_hermite(1L)
+      lap <- binom_newton(dl, c(f0$theta[1:p], 1), seq_len(p + 1L), ctrl)
+      if (abs(lap$theta[p + 1L]) > ctrl$boundary_tol) start <- lap$theta
+    }
     s0 <- if (is.null(start)) 1 else max(abs(start[p + 1L]), 0.1)
     b0 <- if (is.null(start)) f0$theta[1:p] else start[1:p]
     res <- binom_newton(d, c(b0, s0), seq_len(p + 1L), ctrl)
@@ -702,24 +713,33 @@ sw_glmm_refit <- function(fit, treated, se = TRUE) {
   fit2
 }
 
-# Unique rows with counts.
-unique_rows <- function(X) {
+# Unique rows with counts (rows weighted by w).
+unique_rows <- function(X, w = rep(1, nrow(X))) {
   key <- cell_key(X, rep(1L, nrow(X)))
   K <- max(key)
   first <- match(seq_len(K), key)
-  list(X = X[first, , drop = FALSE], w = as.double(tabulate(key, K)))
+  list(X = X[first, , drop = FALSE], w = as.double(rowsum(w, key, reorder = TRUE)))
 }
 
-# Risk of each counterfactual row: at b = 0, or integrated over N(0, sigma^2)
-# with a 25-node Gauss-Hermite rule.
+# Average risk over the counterfactual rows (with counts w) and its gradient
+# in (beta, sigma): at b = 0, or integrated over N(0, sigma^2) with a 25-node
+# Gauss-Hermite rule.
 mean_risk <- function(cf, beta, sigma, marginal, gh) {
   eta <- drop(cf$X %*% beta)
-  r <- if (!marginal || sigma == 0) stats::plogis(eta) else {
-    z <- sqrt(2) * gh$x
-    om <- gh$w / sqrt(pi)
-    drop(stats::plogis(outer(eta, sigma * z, "+")) %*% om)
+  W <- sum(cf$w)
+  if (!marginal || sigma == 0) {
+    p <- stats::plogis(eta)
+    dp <- cf$w * p * (1 - p)
+    return(list(value = sum(cf$w * p) / W,
+                gradient = c(drop(crossprod(cf$X, dp)), 0) / W))
   }
-  sum(cf$w * r) / sum(cf$w)
+  z <- sqrt(2) * gh$x
+  om <- gh$w / sqrt(pi)
+  P <- stats::plogis(outer(eta, sigma * z, "+"))
+  D <- P * (1 - P)
+  dp <- drop(D %*% om) * cf$w
+  list(value = sum(cf$w * drop(P %*% om)) / W,
+       gradient = c(drop(crossprod(cf$X, dp)), sum(cf$w * drop(D %*% (om * z)))) / W)
 }
 
 binom_treatment <- function(fit) {
@@ -734,22 +754,13 @@ binom_treatment <- function(fit) {
                    odds_ratio = exp(unname(b)), conf.low = exp(unname(b) - z * se),
                    conf.high = exp(unname(b) + z * se))
   gh <- gauss_hermite(25L)
-  rd_fun <- function(theta, marginal) {
-    mean_risk(ti$cf$X1, theta[1:p], abs(theta[p + 1L]), marginal, gh) -
-      mean_risk(ti$cf$X0, theta[1:p], abs(theta[p + 1L]), marginal, gh)
-  }
   V <- fit$vcov_theta
   free <- fit$free
   rd <- lapply(c(conditional = FALSE, marginal = TRUE), function(marg) {
-    est <- rd_fun(fit$theta, marg)
-    gr <- vapply(free, function(k) {
-      h <- 1e-6 * max(1, abs(fit$theta[k]))
-      tp <- fit$theta
-      tm <- fit$theta
-      tp[k] <- tp[k] + h
-      tm[k] <- tm[k] - h
-      (rd_fun(tp, marg) - rd_fun(tm, marg)) / (2 * h)
-    }, 0)
+    r1 <- mean_risk(ti$cf$X1, fit$theta[1:p], fit$theta[p + 1L], marg, gh)
+    r0 <- mean_risk(ti$cf$X0, fit$theta[1:p], fit$theta[p + 1L], marg, gh)
+    est <- r1$value - r0$value
+    gr <- (r1$gradient - r0$gradient)[free]
     se <- sqrt(drop(crossprod(gr, V[free, free, drop = FALSE] %*% gr)))
     c(estimate = est, std.error = se, conf.low = est - z * se, conf.high = est + z * se)
   })

@@ -19,6 +19,8 @@
  */
 #include "sfpceval.h"
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #define GLMM_MAX_NEWTON 200
 
@@ -43,11 +45,13 @@ static double h_value(const double *eta, const double *s, const double *n,
   return out;
 }
 
-/* Newton for the mode of h_a, started at u0; returns u_hat. Step halving keeps
- * every step uphill, so it converges from any start (h_a is strictly concave). */
+/* Newton for the mode of h_a, started at u0; returns u_hat. Large steps
+ * (|step| > 0.1, i.e. far from the mode) are halved until h_a increases, so it
+ * converges from any start (h_a is strictly concave); small steps near the
+ * mode, the usual case with a warm start, skip the line search. */
 static double mode_cluster(const double *eta, const double *s, const double *n,
                            int k0, int k1, double sigma, double u0, int *fail) {
-  double u = u0, hu = h_value(eta, s, n, k0, k1, sigma, u);
+  double u = u0;
   for (int it = 0; it < GLMM_MAX_NEWTON; it++) {
     double g = -u, H = 1.0;
     for (int k = k0; k < k1; k++) {
@@ -57,6 +61,11 @@ static double mode_cluster(const double *eta, const double *s, const double *n,
     }
     double step = g / H;
     if (fabs(step) < 1e-12 * (1.0 + fabs(u))) return u + step;
+    if (fabs(step) <= 0.1) {
+      u += step;
+      continue;
+    }
+    double hu = h_value(eta, s, n, k0, k1, sigma, u);
     double unew = u + step, hnew = h_value(eta, s, n, k0, k1, sigma, unew);
     int halvings = 0;
     while (!(hnew >= hu - 1e-13 * (1.0 + fabs(hu))) && halvings < 60) {
@@ -66,8 +75,6 @@ static double mode_cluster(const double *eta, const double *s, const double *n,
       halvings++;
     }
     u = unew;
-    hu = hnew;
-    if (fabs(step) < 1e-12 * (1.0 + fabs(u))) return u;
   }
   *fail = 1;
   return u;
@@ -75,7 +82,7 @@ static double mode_cluster(const double *eta, const double *s, const double *n,
 
 /* One cluster: log L_a (returned), and if coef != NULL its gradient pieces:
  * coef[k] for the cells (g_beta += sum_k coef[k] x_k) and *gsig (d/d sigma).
- * rq: scratch of length (k1 - k0) * Q; lq: scratch of length Q.
+ * rq: scratch of length (k1 - k0) * Q; lq: scratch of length Q + (k1 - k0).
  * Also returns the mode and the scale through *uhat, *shat. */
 static double agq_cluster(const double *eta, const double *s, const double *n,
                           int k0, int k1, double sigma, const double *x,
@@ -97,17 +104,39 @@ static double agq_cluster(const double *eta, const double *s, const double *n,
   int K = k1 - k0;
   /* log of each quadrature term, and r_k(u_q) = s_k - n_k p_k(u_q) */
   double lmax = -INFINITY;
+  /* e^(eta_k + sigma u_q) = e^(eta_k + sigma u_hat) * e^(sigma (u_q - u_hat)):
+   * one exp per cell (ek) and one per node instead of one per cell and node,
+   * when no exponent can overflow; otherwise the stable per-term formulas. */
+  double dmax = fabs(sigma * M_SQRT2 * sh * x[0]);
+  if (fabs(sigma * M_SQRT2 * sh * x[Q - 1]) > dmax) dmax = fabs(sigma * M_SQRT2 * sh * x[Q - 1]);
+  double *ek = lq + Q;
+  int fast = dmax < 300;
+  for (int k = k0; k < k1 && fast; k++) {
+    double lp0 = eta[k] + sigma * u;
+    if (fabs(lp0) > 300) fast = 0;
+    else ek[k - k0] = exp(lp0);
+  }
   for (int q = 0; q < Q; q++) {
     double uq = u + M_SQRT2 * sh * x[q];
     double hq = -0.5 * uq * uq;
     double *r = rq + (size_t) q * K;
-    for (int k = k0; k < k1; k++) {
-      double lp = eta[k] + sigma * uq;
-      double e = exp(-fabs(lp));
-      double l1 = log1p(e);
-      double p = lp > 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-      hq += s[k] * lp - n[k] * (lp > 0 ? lp + l1 : l1);
-      r[k - k0] = s[k] - n[k] * p;
+    if (fast) {
+      double cq = exp(sigma * (uq - u));
+      for (int k = k0; k < k1; k++) {
+        double lp = eta[k] + sigma * uq;
+        double e = ek[k - k0] * cq;
+        hq += s[k] * lp - n[k] * log1p(e);
+        r[k - k0] = s[k] - n[k] * (e / (1.0 + e));
+      }
+    } else {
+      for (int k = k0; k < k1; k++) {
+        double lp = eta[k] + sigma * uq;
+        double e = exp(-fabs(lp));
+        double l1 = log1p(e);
+        double p = lp > 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        hq += s[k] * lp - n[k] * (lp > 0 ? lp + l1 : l1);
+        r[k - k0] = s[k] - n[k] * p;
+      }
     }
     lq[q] = log(w[q]) + x[q] * x[q] + hq;
     if (lq[q] > lmax) lmax = lq[q];
@@ -204,7 +233,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
     for (int k = 0; k < K; k++) eta[k] += col[k] * b;
   }
   double *rq = (double *) R_alloc((size_t) (mx > 0 ? mx : 1) * Q, sizeof(double));
-  double *lq = (double *) R_alloc(Q, sizeof(double));
+  double *lq = (double *) R_alloc((size_t) Q + (mx > 0 ? mx : 1), sizeof(double));
   double *coef = wh >= 1 ? (double *) R_alloc(K > 0 ? K : 1, sizeof(double)) : NULL;
 
   const char *names[] = {"loglik", "gradient", "mode", "scale", "loglik_cluster",
@@ -251,6 +280,84 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
         rp[k] = sp[k] - np[k] * pk;
       }
     }
+  }
+  UNPROTECT(1);
+  return out;
+}
+
+/* Row grouping by hashing: rows i, j of the K x p double matrix X with the
+ * same group g[i] == g[j] and bitwise-equal entries (after mapping -0 to 0)
+ * get the same key. */
+static inline uint64_t mix64(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+/* Hashes of all rows, column by column (cache-friendly for column-major X). */
+static void row_hashes(const double *X, R_xlen_t N, int p, const int *g, uint64_t *h) {
+  for (R_xlen_t i = 0; i < N; i++) h[i] = mix64((uint64_t) (int64_t) g[i] + 0x9e3779b97f4a7c15ULL);
+  for (int j = 0; j < p; j++) {
+    const double *col = X + (R_xlen_t) j * N;
+    for (R_xlen_t i = 0; i < N; i++) {
+      double v = col[i] + 0.0;
+      uint64_t b;
+      memcpy(&b, &v, sizeof b);
+      h[i] = mix64(h[i] ^ (b + 0x9e3779b97f4a7c15ULL + (h[i] << 6) + (h[i] >> 2)));
+    }
+  }
+}
+
+static int rows_equal(const double *X, R_xlen_t N, int p, R_xlen_t i, R_xlen_t k) {
+  for (int j = 0; j < p; j++) {
+    if (X[i + (R_xlen_t) j * N] + 0.0 != X[k + (R_xlen_t) j * N] + 0.0) return 0;
+  }
+  return 1;
+}
+
+/* ffi_glmm_row_groups(X, g)
+ *   X  double N x p matrix without NA/NaN (R checks)
+ *   g  integer N group codes (e.g. cluster; all equal to group rows alone)
+ * Returns integer N: 1-based key of the distinct (g, X-row) patterns, numbered
+ * in order of first appearance. Open addressing with linear probing on a
+ * table of at least 2N slots; expected O(N p). */
+SEXP ffi_glmm_row_groups(SEXP X, SEXP g) {
+  if (TYPEOF(X) != REALSXP || TYPEOF(g) != INTSXP)
+    Rf_error("internal error in ffi_glmm_row_groups(): wrong argument types");
+  R_xlen_t N = Rf_xlength(g);
+  int p = N > 0 ? (int) (Rf_xlength(X) / N) : 0;
+  if ((R_xlen_t) p * N != Rf_xlength(X))
+    Rf_error("internal error in ffi_glmm_row_groups(): wrong dimensions");
+  const double *Xp = REAL_RO(X);
+  const int *gp = INTEGER_RO(g);
+  SEXP out = PROTECT(Rf_allocVector(INTSXP, N));
+  int *key = INTEGER(out);
+  size_t size = 16;
+  while (size < (size_t) (2 * N)) size <<= 1;
+  R_xlen_t *slot = (R_xlen_t *) R_alloc(size, sizeof(R_xlen_t));
+  for (size_t s = 0; s < size; s++) slot[s] = -1;
+  uint64_t *hh = (uint64_t *) R_alloc(N > 0 ? N : 1, sizeof(uint64_t));
+  row_hashes(Xp, N, p, gp, hh);
+  int next = 0;
+  for (R_xlen_t i = 0; i < N; i++) {
+    size_t s = (size_t) hh[i] & (size - 1);
+    for (;;) {
+      R_xlen_t k = slot[s];
+      if (k < 0) {
+        slot[s] = i;
+        key[i] = ++next;
+        break;
+      }
+      if (hh[k] == hh[i] && gp[k] == gp[i] && rows_equal(Xp, N, p, i, k)) {
+        key[i] = key[k];
+        break;
+      }
+      s = (s + 1) & (size - 1);
+    }
+    if ((i + 1) % 65536 == 0) R_CheckUserInterrupt();
   }
   UNPROTECT(1);
   return out;
