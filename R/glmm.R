@@ -105,7 +105,7 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   if (...length()) {
     stop_arg("...", sprintf("has unused argument%s %s",
                             if (...length() > 1) "s" else "",
-                            paste0("`", names(list(...)), "`", collapse = ", ")),
+                            paste0("`", ...names() %||% rep("", ...length()), "`", collapse = ", ")),
              "check the spelling of the argument names.")
   }
   cl <- match.call()
@@ -132,11 +132,13 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   if (!is.character(treatment) || length(treatment) != 1L) {
     stop_arg("treatment", "must be one variable name")
   }
+  if (!is.null(sigma) && family$family != "binomial") {
+    stop_arg("sigma", "can only be fixed for the binomial family")
+  }
   prep <- glmm_prepare(formula, data, family, treatment, sigma)
   fit <- if (family$family == "binomial") {
     binom_fit(prep, as.integer(nAGQ), sigma, ctrl)
   } else {
-    if (!is.null(sigma)) stop_arg("sigma", "can only be fixed for the binomial family")
     lmm_fit(prep, REML, ctrl)
   }
   fit$call <- cl
@@ -595,7 +597,11 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
     if (length(j0)) b[j0] <- stats::qlogis(sum(d$s) / sum(d$n))
     b
   } else start[1:p]
-  f0 <- binom_newton(d, c(beta0, 0), seq_len(p), ctrl)
+  # at sigma = 0 every quadrature rule gives the plain logistic likelihood
+  # exactly, so the one-node rule is used there
+  d1 <- d
+  d1$gh <- gauss_hermite(1L)
+  f0 <- binom_newton(d1, c(beta0, 0), seq_len(p), ctrl)
   boundary <- FALSE
   if (!is.null(sigma_fixed)) {
     res <- if (sigma_fixed == 0) f0 else
@@ -604,9 +610,7 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
   } else {
     if (is.null(start) && info$Q > 1L) {
       # AGQ starts from the Laplace estimates, which are cheap and close
-      dl <- d
-      dl$gh <- gauss_hermite(1L)
-      lap <- binom_newton(dl, c(f0$theta[1:p], 1), seq_len(p + 1L), ctrl)
+      lap <- binom_newton(d1, c(f0$theta[1:p], 1), seq_len(p + 1L), ctrl)
       if (abs(lap$theta[p + 1L]) > ctrl$boundary_tol) start <- lap$theta
     }
     s0 <- if (is.null(start)) 1 else max(abs(start[p + 1L]), 0.1)
@@ -622,11 +626,12 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
   }
   theta <- res$theta
   theta[p + 1L] <- abs(theta[p + 1L])
-  cur <- binom_eval(d, theta[1:p], theta[p + 1L], 1L)
+  dd <- if (theta[p + 1L] == 0) d1 else d
+  cur <- binom_eval(dd, theta[1:p], theta[p + 1L], 1L)
   nm <- colnames(d$X)
   Vfull <- matrix(NA_real_, p + 1L, p + 1L)
   if (se) {
-    Hs <- binom_hessian(d, theta, free, cur$mode)
+    Hs <- binom_hessian(dd, theta, free, cur$mode)
     Vi <- tryCatch(solve(-Hs), error = function(e) NULL)
     if (is.null(Vi) || any(!is.finite(diag(Vi))) || any(diag(Vi) <= 0)) {
       warning("sw_glmm(): the Hessian is not negative definite at the estimate (separation or a flat likelihood); standard errors are not available.",
@@ -687,8 +692,13 @@ sw_glmm_refit <- function(fit, treated, se = TRUE) {
     stop_arg("fit", "must be a binomial sw_glmm() fit")
   }
   ti <- fit$trt_info
-  if (is.null(ti) || is.null(ti$coef) || !isTRUE(ti$main_only)) {
-    stop_arg("fit", "has no treatment main effect to replace",
+  if (is.null(ti) || is.null(ti$coef)) {
+    stop_arg("fit", "has no 0/1 treatment variable to replace",
+             "refit with sw_glmm() on data with the new treatment column.")
+  }
+  if (!isTRUE(ti$main_only)) {
+    stop_arg("fit", sprintf("has the treatment `%s` in an interaction; only a main effect can be replaced in place",
+                            ti$name),
              "refit with sw_glmm() on data with the new treatment column.")
   }
   d <- fit$cells
@@ -1233,6 +1243,8 @@ print.summary.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L),
     if (x$fit$family$family == "binomial") {
       cat(sprintf(" (odds ratio %s to %s)", format(exp(x$profile[1]), digits = digits),
                   format(exp(x$profile[2]), digits = digits)))
+    } else {
+      cat(" (maximum-likelihood profile)")
     }
     cat("\n")
   }

@@ -186,6 +186,25 @@ test_that("risk differences equal a plain-R computation", {
   expect_equal(fit$treatment$odds_ratio$odds_ratio, unname(exp(b["treated"])))
 })
 
+test_that("risk difference with a treatment x readiness interaction equals plain R", {
+  d <- sim_sw(12, 0.5, 33)
+  d$high_readiness <- as.integer(d$la %in% c("LA1", "LA2"))
+  f <- y ~ treated * high_readiness + factor(period) + (1 | la)
+  fit <- suppressMessages(sw_glmm(f, d))
+  expect_false(fit$trt_info$main_only)
+  b <- coef(fit)
+  X1 <- stats::model.matrix(~ treated * high_readiness + factor(period), transform(d, treated = 1))
+  X0 <- stats::model.matrix(~ treated * high_readiness + factor(period), transform(d, treated = 0))
+  rd <- fit$treatment$risk_difference
+  expect_equal(rd$estimate[rd$type == "conditional"],
+               mean(stats::plogis(X1 %*% b)) - mean(stats::plogis(X0 %*% b)), tolerance = 1e-10)
+  expect_snapshot(sw_glmm_refit(fit, d$treated), error = TRUE)
+  if (requireNamespace("lme4", quietly = TRUE)) {
+    g <- glmer_tight(f, d, 1L)
+    expect_equal(unname(coef(fit)), unname(lme4::fixef(g)), tolerance = 1e-4)
+  }
+})
+
 test_that("profile interval for the treatment agrees with lme4", {
   skip_if_not_installed("lme4")
   d <- sim_sw(15, 0.5, 21)
