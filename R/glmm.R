@@ -59,6 +59,30 @@
 #' With 5 LAs the Wald tests are optimistic; the protocol's permutation test
 #' is the reference for inference on the treatment effect.
 #'
+#' **Choices where the protocol is silent** (see also METHODS.md section 10):
+#' * sigma is the SD of the random intercept, optimised on its own scale
+#'   (b = sigma u, u ~ N(0, 1), as lme4's theta) rather than on log(sigma), so
+#'   that a fit at or near sigma = 0 is regular; the boundary rule is
+#'   sigma < `control$boundary_tol` (1e-4, lme4's singularity tolerance) or a
+#'   log-likelihood no better than that of the plain logistic regression.
+#' * Standard errors are the inverse of the Hessian of the log-likelihood in
+#'   (beta, sigma), obtained numerically by central differences of the
+#'   analytic gradient (as lme4's default `vcov()` for `glmer`, which also
+#'   inverts the joint Hessian); Wald tests use the normal distribution.
+#' * The profile interval of a gaussian model uses the maximum-likelihood
+#'   profile with the coefficient as an offset (REML is not a likelihood for
+#'   the fixed effects); lme4's profile intervals for a REML fit agree with
+#'   it (they refit by ML).
+#' * Rows are always collapsed to cells; when every row is distinct (a
+#'   continuous covariate) the cells are the rows, so the sufficient-statistics
+#'   and row-wise computations are one code path.
+#' * Missing values in any model variable exclude the row (counted in
+#'   `exclusion_flow`, with a warning); the protocol's multiple imputation is
+#'   done before calling `sw_glmm()`.
+#' * Rows are identified by `kept_rows` (row numbers of `data`), so a
+#'   permutation test can refit under another treatment allocation cheaply
+#'   (internal `sw_glmm_refit()`), reusing the cells.
+#'
 #' @param formula A two-sided formula with fixed effects and exactly one
 #'   random-intercept term: `y ~ treated + factor(period) + x1 + (1 | la)`.
 #'   Gaussian models also accept the nested form `(1 | la / child_id)`.
@@ -1214,11 +1238,29 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
     cat(sprintf("\nNote: the random-intercept SD was fixed at %s, not estimated.\n",
                 format(x$sigma_fixed)))
   }
+  note <- design_note(x$design)
+  if (!is.null(note)) cat(note, "\n", sep = "")
   if (x$ngroups[1] < 10) {
     cat(sprintf("Note: only %d clusters: Wald tests are optimistic; use the permutation test.\n",
                 x$ngroups[1]))
   }
   invisible(x)
+}
+
+# Periods without a treatment contrast (all clusters treated or all control):
+# normal at the ends of a stepped wedge, worth saying.
+design_note <- function(design) {
+  if (is.null(design)) return(NULL)
+  none_t <- design$period[design$treated_clusters == 0]
+  none_c <- design$period[design$control_clusters == 0]
+  if (!length(none_t) && !length(none_c)) return(NULL)
+  paste0("Note: ", paste(c(
+    if (length(none_t)) sprintf("period%s %s %s no treated cluster", if (length(none_t) > 1) "s" else "",
+                                paste(none_t, collapse = ", "), if (length(none_t) > 1) "have" else "has"),
+    if (length(none_c)) sprintf("period%s %s %s no control cluster", if (length(none_c) > 1) "s" else "",
+                                paste(none_c, collapse = ", "), if (length(none_c) > 1) "have" else "has")),
+    collapse = " and "),
+    "; such periods inform the period and cluster effects, not the treatment contrast.")
 }
 
 #' @rdname sw_glmm-methods

@@ -68,3 +68,27 @@ if (requireNamespace("lme4", quietly = TRUE)) {
   cat(sprintf("sigma: sw_glmm %.6f, glmer %.6f; logLik: sw_glmm %.4f, glmer %.4f\n",
               s1$value$sigma, g1$value@theta, s1$value$loglik, as.numeric(logLik(g1$value))))
 }
+
+# Not a target: the nested linear mixed model of the school absence outcome
+# (50,000 children, 1-3 terms each) against lme4::lmer.
+set.seed(7)
+nch <- 50000L
+ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE), period = sample(0:5, nch, TRUE),
+                 sex = sample(c("F", "M"), nch, TRUE), age_band = sample(c("0-3", "4-12", "13-17"), nch, TRUE))
+ch$treated <- as.integer(ch$period >= match(ch$la, las))
+nt <- sample(1:3, nch, TRUE, prob = c(0.2, 0.3, 0.5))
+ab <- ch[rep(seq_len(nch), nt), ]
+ab$term <- factor(unlist(lapply(nt, seq_len)))
+ab$since <- as.numeric(ab$term) * 4 + runif(nrow(ab))
+ab$absence <- 10 + 2 * ab$treated + 0.3 * ab$since + rnorm(5, sd = 2)[match(ab$la, las)] +
+  rnorm(nch, sd = 3)[ab$child_id] + rnorm(nrow(ab), sd = 4)
+fa <- absence ~ treated + factor(period) + term + since + sex + age_band + (1 | la / child_id)
+m1 <- time_it(sw_glmm(fa, ab, family = gaussian()))
+cat(sprintf("\nLMM (1 | la / child_id), %d rows: sw_glmm %.3f s elapsed, %.3f s CPU\n",
+            nrow(ab), m1$time, m1$cpu))
+if (requireNamespace("lme4", quietly = TRUE)) {
+  l1 <- time_it(lme4::lmer(fa, ab))
+  cat(sprintf("lme4::lmer: %.3f s elapsed, %.3f s CPU; ratio %.0f (CPU); max |fixed-effect difference| %.2g; REML logLik %.4f vs %.4f\n",
+              l1$time, l1$cpu, l1$cpu / m1$cpu, max(abs(coef(m1$value) - lme4::fixef(l1$value))),
+              m1$value$loglik, as.numeric(logLik(l1$value))))
+}

@@ -336,6 +336,10 @@ test_that("methods: coef, fixef, ranef, vcov, nobs, logLik, tidy, glance, print,
   expect_true(any(grepl("odds ratio", out)))
   expect_true(any(grepl("Clusters treated / control by period", out)))
   expect_equal(s$fit$design$treated_clusters, 0:5)
+  # periods without a treated or a control LA are reported, not an error
+  expect_snapshot(cat(design_note(fit$design)))
+  expect_true(any(grepl("period 0 has no treated cluster", out)))
+  expect_null(design_note(fit$design[2:5, ]))
 })
 
 test_that("refit under another treatment vector equals a fresh fit", {
@@ -455,11 +459,13 @@ test_that("LMM profile interval agrees with lme4 (ML profile)", {
   skip_if_not_installed("lme4")
   d <- sim_absence(120, 92)
   f <- absence ~ treated + since + (1 | la / child_id)
-  fit <- sw_glmm(f, d, family = gaussian, REML = FALSE)
-  l <- lme4::lmer(f, d, REML = FALSE)
-  ci <- confint(fit, "treated", method = "profile")
-  ci_l <- suppressMessages(stats::confint(l, parm = "treated", method = "profile", quiet = TRUE))
-  expect_equal(unname(ci[1, ]), unname(ci_l[1, ]), tolerance = 1e-4)
+  for (reml in c(FALSE, TRUE)) {
+    fit <- sw_glmm(f, d, family = gaussian, REML = reml)
+    l <- lme4::lmer(f, d, REML = reml)
+    ci <- confint(fit, "treated", method = "profile")
+    ci_l <- suppressMessages(stats::confint(l, parm = "treated", method = "profile", quiet = TRUE))
+    expect_equal(unname(ci[1, ]), unname(ci_l[1, ]), tolerance = 1e-4)
+  }
 })
 
 # ---- sw_terms ------------------------------------------------------------------------
