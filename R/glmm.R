@@ -324,6 +324,8 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
   }
   kept <- which(!miss)
   mf <- mf[kept, , drop = FALSE]
+  # levels present only in excluded rows would give empty columns
+  mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
   y <- stats::model.response(mf)
   grp <- lapply(grp, function(v) v[kept])
   if (!length(kept)) {

@@ -265,6 +265,12 @@ test_that("missing and infinite values: counted exclusion or error", {
   expect_equal(nobs(fit), nrow(d) - 3L)
   expect_equal(fit$exclusion_flow$excluded, c(0L, 3L))
   expect_equal(coef(fit), coef(suppressMessages(sw_glmm(f_main, d[-c(3, 7, 40), ]))))
+  # a factor level present only in an excluded row is dropped, not an empty column
+  d2 <- d
+  d2$sex <- as.character(d2$sex)
+  d2$sex[3] <- "U"
+  f2 <- suppressMessages(suppressWarnings(sw_glmm(f_main, d2)))
+  expect_equal(names(coef(f2)), names(coef(fit)))
   d$x1[5] <- Inf
   expect_snapshot(sw_glmm(f_main, d), error = TRUE)
 })
