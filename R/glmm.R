@@ -361,6 +361,9 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
   terms <- attr(mf, "terms")
   X <- stats::model.matrix(terms, mf)
   storage.mode(X) <- "double"
+  if (!ncol(X)) {
+    stop_arg("formula", "has no fixed effects", "keep the intercept (`y ~ 1 + (1 | la)` at least).")
+  }
   # clusters
   g1 <- as.character(grp[[1L]])
   lev1 <- sort(unique(g1))

@@ -245,7 +245,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
   SEXP lc = SET_VECTOR_ELT(out, 4, Rf_allocVector(REALSXP, G));
   SEXP fl = SET_VECTOR_ELT(out, 7, Rf_allocVector(INTSXP, 1));
   double *mdp = REAL(md), *scp = REAL(sc), *lcp = REAL(lc);
-  double total = 0, gsig_tot = 0;
+  double total = 0, gsig_tot = 0, work = 0;
   int fail = 0;
   for (int a = 0; a < G; a++) {
     double gs = 0;
@@ -254,7 +254,11 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
                          lq, &fail);
     total += lcp[a];
     gsig_tot += gs;
-    if ((a + 1) % 64 == 0) R_CheckUserInterrupt();
+    work += (double) (cs[a + 1] - cs[a]) * Q;
+    if (work >= 65536.0) {
+      R_CheckUserInterrupt();
+      work = 0;
+    }
   }
   REAL(ll)[0] = total;
   INTEGER(fl)[0] = fail;

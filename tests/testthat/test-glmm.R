@@ -303,6 +303,7 @@ test_that("bad input gives clear errors or warnings", {
   # formula and arguments
   expect_snapshot(sw_glmm(y ~ treated + (1 | la) + (1 | sex), d), error = TRUE)
   expect_snapshot(sw_glmm(y ~ treated, d), error = TRUE)
+  expect_snapshot(sw_glmm(y ~ 0 + (1 | la), d), error = TRUE)
   expect_snapshot(sw_glmm(y ~ treated + (x1 | la), d), error = TRUE)
   expect_snapshot(sw_glmm(y ~ treated + (1 | la / child), d), error = TRUE)
   expect_snapshot(sw_glmm(y ~ treated + (1 | region), d), error = TRUE)
