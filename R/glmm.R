@@ -122,6 +122,12 @@
 #' fit <- sw_glmm(y ~ treated + factor(period) + x + (1 | la), d)
 #' fit
 #' coef(fit)
+#'
+#' # repeated outcomes per child (as school absence): nested random intercepts
+#' d$child_id <- d$child
+#' d$absence <- 10 + 2 * d$treated + rnorm(40)[d$child] + rnorm(nrow(d), sd = 3)
+#' sw_glmm(absence ~ treated + factor(period) + (1 | la / child_id), d,
+#'         family = gaussian())
 #' @export
 sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
                     REML = TRUE, treatment = "treated", sigma = NULL,
@@ -672,7 +678,7 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
   dimnames(Vfull) <- list(c(nm, "sigma"), c(nm, "sigma"))
   beta <- stats::setNames(theta[1:p], nm)
   vc <- Vfull[1:p, 1:p, drop = FALSE]
-  if (!res$converged) {
+  if (!res$converged || isTRUE(cur$fail == 1L)) {
     warning("sw_glmm(): the optimiser did not converge; treat the estimates with caution.",
             call. = FALSE)
   }

@@ -515,3 +515,23 @@ test_that("sw_terms() builds period, treatment, exposure and readiness (by hand)
   # length 0
   expect_equal(nrow(sw_terms(kids[0, ], rollout)), 0L)
 })
+
+test_that("sw_terms() columns feed sw_glmm() (stepped wedge from go-live dates)", {
+  set.seed(101)
+  rollout <- data.frame(la_code = las, go_live_date = as.Date("2022-01-01") + c(0, 181, 365, 546, 730),
+                        stratum = c("high", "high", "low", "low", "low"))
+  n <- 1500
+  kids <- data.frame(la_code = sample(las, n, TRUE),
+                     referral_date = as.Date("2021-07-01") + sample(0:1094, n, TRUE))
+  kids <- sw_terms(kids, rollout)
+  expect_equal(sort(unique(kids$period)), 0:5)
+  kids$y <- rbinom(n, 1, plogis(-1 + 0.3 * kids$treated + rnorm(5, sd = 0.4)[match(kids$la_code, las)]))
+  fit <- suppressMessages(sw_glmm(y ~ treated + factor(period) + (1 | la_code), kids))
+  expect_true(all(fit$design$treated_clusters + fit$design$control_clusters >= 5))
+  fit2 <- suppressMessages(sw_glmm(y ~ treated * high_readiness + factor(period) + (1 | la_code), kids))
+  expect_true("treated:high_readiness" %in% names(coef(fit2)))
+  fit3 <- suppressMessages(sw_glmm(y ~ exposure + factor(period) + (1 | la_code), kids, treatment = "exposure"))
+  expect_null(fit3$treatment)
+  expect_true(all(paste0("exposure", 0:4) %in% names(coef(fit3))))
+})
+
