@@ -189,12 +189,14 @@ static double agq_cluster(const double *eta, const double *s, const double *n,
  *   x, w   double Q: Gauss-Hermite nodes and weights for int e^(-x^2) f(x) dx
  *   u0     double G: starting values for the modes (or length 0: start at 0)
  *   what   integer 1: 0 = log-likelihood only, 1 = also the gradient,
- *          2 = also v_k = n p (1 - p) and r_k = s - n p at the modes (for the
- *          approximate information matrix)
+ *          2 = also v_k = n p (1 - p) and r_k = s - n p at the modes and the
+ *          G x p matrix xv of per-cluster sums of v_k x_k and the p x p matrix
+ *          xvx = sum_k v_k x_k x_k' (for the approximate information matrix)
  * Returns list(loglik = double 1, gradient = double p + 1 (beta, sigma) or NULL,
  *   mode = double G (u_hat), scale = double G (s_hat), loglik_cluster = double G,
  *   v = double K or NULL, r = double K or NULL, fail = integer 1 (1 if a mode
- *   search hit the iteration limit)).
+ *   search hit the iteration limit), xv = double G x p or NULL,
+ *   xvx = double p x p or NULL).
  * R validates everything; this only guards against internal misuse. */
 SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
                     SEXP x, SEXP w, SEXP u0, SEXP what) {
@@ -237,7 +239,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
   double *coef = wh >= 1 ? (double *) R_alloc(K > 0 ? K : 1, sizeof(double)) : NULL;
 
   const char *names[] = {"loglik", "gradient", "mode", "scale", "loglik_cluster",
-                         "v", "r", "fail", ""};
+                         "v", "r", "fail", "xv", "xvx", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
   SEXP ll = SET_VECTOR_ELT(out, 0, Rf_allocVector(REALSXP, 1));
   SEXP md = SET_VECTOR_ELT(out, 2, Rf_allocVector(REALSXP, G));
@@ -276,7 +278,8 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
   if (wh >= 2) {
     SEXP vv = SET_VECTOR_ELT(out, 5, Rf_allocVector(REALSXP, K));
     SEXP rr = SET_VECTOR_ELT(out, 6, Rf_allocVector(REALSXP, K));
-    double *vp = REAL(vv), *rp = REAL(rr);
+    SEXP xv = SET_VECTOR_ELT(out, 8, Rf_allocMatrix(REALSXP, G, p));
+    double *vp = REAL(vv), *rp = REAL(rr), *xvp = REAL(xv);
     for (int a = 0; a < G; a++) {
       for (int k = cs[a]; k < cs[a + 1]; k++) {
         double pk = plogis1(eta[k] + sig * mdp[a]);
@@ -284,6 +287,39 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
         rp[k] = sp[k] - np[k] * pk;
       }
     }
+    for (int j = 0; j < p; j++) {
+      const double *col = Xp + (size_t) j * K;
+      for (int a = 0; a < G; a++) {
+        double acc = 0;
+        for (int k = cs[a]; k < cs[a + 1]; k++) acc += col[k] * vp[k];
+        xvp[a + (size_t) j * G] = acc;
+      }
+    }
+    /* X' diag(v) X, skipping the zeros of each row (dummy-coded designs are
+     * mostly zeros, so this is several times cheaper than a dense product) */
+    SEXP xx = SET_VECTOR_ELT(out, 9, Rf_allocMatrix(REALSXP, p, p));
+    double *xxp = REAL(xx);
+    for (size_t i = 0; i < (size_t) p * p; i++) xxp[i] = 0;
+    int *nz = (int *) R_alloc(p > 0 ? p : 1, sizeof(int));
+    double *val = (double *) R_alloc(p > 0 ? p : 1, sizeof(double));
+    for (int k = 0; k < K; k++) {
+      int m = 0;
+      for (int j = 0; j < p; j++) {
+        double xkj = Xp[k + (size_t) j * K];
+        if (xkj != 0) {
+          nz[m] = j;
+          val[m++] = xkj;
+        }
+      }
+      double vk = vp[k];
+      for (int i1 = 0; i1 < m; i1++) {
+        double a1 = vk * val[i1];
+        double *colp = xxp + (size_t) nz[i1] * p;
+        for (int i2 = 0; i2 <= i1; i2++) colp[nz[i2]] += a1 * val[i2];
+      }
+    }
+    for (int j = 0; j < p; j++)
+      for (int i = 0; i < j; i++) xxp[j + (size_t) i * p] = xxp[i + (size_t) j * p];
   }
   UNPROTECT(1);
   return out;

@@ -108,6 +108,15 @@ test_that("analytic gradient equals central differences (Laplace and AGQ)", {
     }, 0)
     expect_equal(g, num, tolerance = 1e-6)
   }
+  # the information pieces returned for the Newton steps, against plain R
+  cells <- fit$cells
+  r <- binom_eval(cells, coef(fit), 0.7, 2L)
+  eta <- drop(cells$X %*% coef(fit)) + 0.7 * r$mode[cells$cell_cluster]
+  v <- cells$n * stats::plogis(eta) * (1 - stats::plogis(eta))
+  expect_equal(r$v, v, tolerance = 1e-12, ignore_attr = TRUE)
+  expect_equal(r$r, cells$s - cells$n * stats::plogis(eta), tolerance = 1e-12, ignore_attr = TRUE)
+  expect_equal(r$xvx, crossprod(cells$X * sqrt(v)), tolerance = 1e-12, ignore_attr = TRUE)
+  expect_equal(r$xv, rowsum(cells$X * v, cells$cell_cluster), tolerance = 1e-12, ignore_attr = TRUE)
 })
 
 test_that("binomial fits agree with lme4::glmer (Laplace and 25-node AGQ)", {
