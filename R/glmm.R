@@ -466,9 +466,9 @@ gauss_hermite <- function(Q) {
 
 # Integer key of identical (cluster, model-matrix row) patterns, numbered in
 # order of first appearance (a hash table in C).
-cell_key <- function(X, cl) {
+cell_key <- function(X, cl, full = FALSE) {
   if (!is.double(X)) storage.mode(X) <- "double"
-  .Call(ffi_glmm_row_groups, X, as.integer(cl))
+  .Call(ffi_glmm_row_groups, X, as.integer(cl), as.integer(full))
 }
 
 # Collapse rows to binomial cells sorted by cluster.

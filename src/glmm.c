@@ -358,14 +358,51 @@ static int rows_equal(const double *X, R_xlen_t N, int p, R_xlen_t i, R_xlen_t k
   return 1;
 }
 
-/* ffi_glmm_row_groups(X, g)
- *   X  double N x p matrix without NA/NaN (R checks)
- *   g  integer N group codes (e.g. cluster; all equal to group rows alone)
+/* Group rows by (g, hash of the row) only, then verify column by column that
+ * every row equals its group's first row (sequential reads, unlike a
+ * row-by-row comparison of a column-major matrix). Returns 0 if a hash
+ * collision joined different rows (then the caller compares rows in full). */
+static int group_by_hash(const double *X, R_xlen_t N, int p, const int *g,
+                         const uint64_t *hh, R_xlen_t *slot, size_t size,
+                         int *key, R_xlen_t *first) {
+  int next = 0;
+  for (R_xlen_t i = 0; i < N; i++) {
+    size_t s = (size_t) hh[i] & (size - 1);
+    for (;;) {
+      R_xlen_t k = slot[s];
+      if (k < 0) {
+        slot[s] = i;
+        first[next] = i;
+        key[i] = ++next;
+        break;
+      }
+      if (hh[k] == hh[i] && g[k] == g[i]) {
+        key[i] = key[k];
+        break;
+      }
+      s = (s + 1) & (size - 1);
+    }
+  }
+  for (int j = 0; j < p; j++) {
+    const double *col = X + (R_xlen_t) j * N;
+    for (R_xlen_t i = 0; i < N; i++) {
+      if (col[i] + 0.0 != col[first[key[i] - 1]] + 0.0) return 0;
+    }
+  }
+  return 1;
+}
+
+/* ffi_glmm_row_groups(X, g, full)
+ *   X     double N x p matrix without NA/NaN (R checks)
+ *   g     integer N group codes (e.g. cluster; all equal to group rows alone)
+ *   full  integer 1: 1 = compare rows in full while hashing (the fallback
+ *         after a hash collision; for tests), 0 = hash then verify
  * Returns integer N: 1-based key of the distinct (g, X-row) patterns, numbered
  * in order of first appearance. Open addressing with linear probing on a
  * table of at least 2N slots; expected O(N p). */
-SEXP ffi_glmm_row_groups(SEXP X, SEXP g) {
-  if (TYPEOF(X) != REALSXP || TYPEOF(g) != INTSXP)
+SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full) {
+  if (TYPEOF(X) != REALSXP || TYPEOF(g) != INTSXP || TYPEOF(full) != INTSXP ||
+      Rf_length(full) != 1)
     Rf_error("internal error in ffi_glmm_row_groups(): wrong argument types");
   R_xlen_t N = Rf_xlength(g);
   int p = N > 0 ? (int) (Rf_xlength(X) / N) : 0;
@@ -381,6 +418,13 @@ SEXP ffi_glmm_row_groups(SEXP X, SEXP g) {
   for (size_t s = 0; s < size; s++) slot[s] = -1;
   uint64_t *hh = (uint64_t *) R_alloc(N > 0 ? N : 1, sizeof(uint64_t));
   row_hashes(Xp, N, p, gp, hh);
+  R_xlen_t *first = (R_xlen_t *) R_alloc(N > 0 ? N : 1, sizeof(R_xlen_t));
+  if (!INTEGER_RO(full)[0] && group_by_hash(Xp, N, p, gp, hh, slot, size, key, first)) {
+    UNPROTECT(1);
+    return out;
+  }
+  /* a 64-bit hash collision: compare rows in full */
+  for (size_t s = 0; s < size; s++) slot[s] = -1;
   int next = 0;
   for (R_xlen_t i = 0; i < N; i++) {
     size_t s = (size_t) hh[i] & (size - 1);

@@ -20,7 +20,7 @@ static const R_CallMethodDef call_entries[] = {
 
   /* stepped wedge: GLMM / LMM */
   CALLDEF(ffi_glmm_binom, 10),
-  CALLDEF(ffi_glmm_row_groups, 2),
+  CALLDEF(ffi_glmm_row_groups, 3),
 
   /* stepped wedge: permutations */
 

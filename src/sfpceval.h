@@ -31,7 +31,7 @@
 /* ---- stepped wedge: GLMM / LMM (glmm.c) ---- */
 SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
                     SEXP x, SEXP w, SEXP u0, SEXP what);
-SEXP ffi_glmm_row_groups(SEXP X, SEXP g);
+SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full);
 
 /* ---- stepped wedge: permutations (perm.c) ---- */
 

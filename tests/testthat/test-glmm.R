@@ -246,6 +246,15 @@ test_that("collapsing to cells, row order, integer/logical outcome do not change
   expect_equal(fit$ncells, nrow(key))
   expect_equal(sum(fit$cells$n), nrow(d))
   expect_equal(sum(fit$cells$s), sum(d$y))
+  # the hash grouping equals a plain-R grouping, and its full-comparison path
+  X <- stats::model.matrix(~ treated + factor(period) + sex, d)
+  X[5, 2] <- -0 # -0 and 0 are the same value
+  k <- cell_key(X, match(d$la, las))
+  ref <- match(paste(d$la, apply(X + 0, 1, paste, collapse = " ")),
+               unique(paste(d$la, apply(X + 0, 1, paste, collapse = " "))))
+  expect_identical(k, ref)
+  expect_identical(cell_key(X, match(d$la, las), full = TRUE), ref)
+  expect_identical(cell_key(X[0, ], integer(0)), integer(0))
   # unsorted rows
   d2 <- d[sample(nrow(d)), ]
   fit2 <- sw_glmm(f_main, d2)
