@@ -295,31 +295,30 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
         xvp[a + (size_t) j * G] = acc;
       }
     }
-    /* X' diag(v) X, skipping the zeros of each row (dummy-coded designs are
-     * mostly zeros, so this is several times cheaper than a dense product) */
+    /* X' diag(v) X column pair by column pair, visiting only the rows where
+     * the first column is non-zero (dummy-coded designs are mostly zeros);
+     * all reads run down the columns of the column-major X. */
     SEXP xx = SET_VECTOR_ELT(out, 9, Rf_allocMatrix(REALSXP, p, p));
     double *xxp = REAL(xx);
-    for (size_t i = 0; i < (size_t) p * p; i++) xxp[i] = 0;
-    int *nz = (int *) R_alloc(p > 0 ? p : 1, sizeof(int));
-    double *val = (double *) R_alloc(p > 0 ? p : 1, sizeof(double));
-    for (int k = 0; k < K; k++) {
+    int *rows = (int *) R_alloc(K > 0 ? K : 1, sizeof(int));
+    double *wv = (double *) R_alloc(K > 0 ? K : 1, sizeof(double));
+    for (int j1 = 0; j1 < p; j1++) {
+      const double *c1 = Xp + (size_t) j1 * K;
       int m = 0;
-      for (int j = 0; j < p; j++) {
-        double xkj = Xp[k + (size_t) j * K];
-        if (xkj != 0) {
-          nz[m] = j;
-          val[m++] = xkj;
+      for (int k = 0; k < K; k++) {
+        if (c1[k] != 0) {
+          rows[m] = k;
+          wv[m++] = c1[k] * vp[k];
         }
       }
-      double vk = vp[k];
-      for (int i1 = 0; i1 < m; i1++) {
-        double a1 = vk * val[i1];
-        double *colp = xxp + (size_t) nz[i1] * p;
-        for (int i2 = 0; i2 <= i1; i2++) colp[nz[i2]] += a1 * val[i2];
+      for (int j2 = j1; j2 < p; j2++) {
+        const double *c2 = Xp + (size_t) j2 * K;
+        double acc = 0;
+        for (int i = 0; i < m; i++) acc += wv[i] * c2[rows[i]];
+        xxp[j1 + (size_t) j2 * p] = acc;
+        xxp[j2 + (size_t) j1 * p] = acc;
       }
     }
-    for (int j = 0; j < p; j++)
-      for (int i = 0; i < j; i++) xxp[j + (size_t) i * p] = xxp[i + (size_t) j * p];
   }
   UNPROTECT(1);
   return out;
