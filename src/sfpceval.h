@@ -54,6 +54,9 @@ SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
                     SEXP limits, SEXP start, SEXP control);
 
 /* ---- stepped wedge: GLMM / LMM (glmm.c) ---- */
+SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
+                    SEXP x, SEXP w, SEXP u0, SEXP what);
+SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full);
 
 /* ---- stepped wedge: permutations (perm.c) ---- */
 
