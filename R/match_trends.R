@@ -276,3 +276,51 @@ standardise_quarters <- function(M) {
   sdv[!is.finite(sdv) | sdv == 0] <- 1
   sweep(sweep(M, 2, mu), 2, sdv, "/")
 }
+
+#' Stack the cohort by treated-comparator pair
+#'
+#' The Family Safeguarding analysis compares each treated authority with its
+#' selected comparator(s). Because comparators are chosen with replacement,
+#' one comparator's children can belong to several pairs: `stack_pairs()`
+#' returns one block of rows per pair (the treated authority's children and
+#' the comparator's), so that CEM matches within pair (and financial year)
+#' and the DiD is a stacked regression clustered on the physical authority
+#' (METHODS.md section 0 item 5).
+#'
+#' @param cohort The cohort (needs `la` and `referral_date`).
+#' @param matches An `sfp_trend_match` (its selected pairs) or a data frame
+#'   with `treated_la` and `comparator_la`.
+#' @param design The design or a data frame of treated authorities' go-live
+#'   dates; default: the one `matches` was made with.
+#' @return The stacked rows of `cohort` (a data frame) with `pair` (e.g.
+#'   `"901-906"`), `in_treated_la` (1 for the pair's treated authority) and
+#'   `period` (`"pre"`/`"post"` relative to the pair's go-live date).
+#' @examples
+#' co <- data.frame(la = c("A", "B", "C"), referral_date = as.Date("2020-01-01") + 0:2)
+#' pairs <- data.frame(treated_la = c("A", "B"), comparator_la = c("C", "C"))
+#' go <- data.frame(la_code = c("A", "B"), go_live_date = as.Date("2020-01-02"))
+#' stack_pairs(co, pairs, go)
+#' @export
+stack_pairs <- function(cohort, matches, design = NULL) {
+  pairs <- selected_pairs(matches)
+  treated <- treated_go_live(design %||% matches$treated)
+  if (!all(c("la", "referral_date") %in% names(cohort))) {
+    stop_arg("cohort", "must have columns `la` and `referral_date`")
+  }
+  df <- as.data.frame(cohort)
+  la <- as.character(df$la)
+  blocks <- lapply(seq_len(nrow(pairs)), function(i) {
+    tla <- pairs$treated_la[i]
+    go <- treated$go_live_date[match(tla, treated$la_code)]
+    if (is.na(go)) stop_arg("design", sprintf("has no go-live date for %s", tla))
+    rows <- which(la %in% c(tla, pairs$comparator_la[i]))
+    b <- df[rows, , drop = FALSE]
+    b$pair <- paste(tla, pairs$comparator_la[i], sep = "-")
+    b$in_treated_la <- as.integer(la[rows] == tla)
+    b$period <- ifelse(as.Date(b$referral_date) >= go, "post", "pre")
+    b
+  })
+  out <- do.call(rbind, blocks)
+  rownames(out) <- NULL
+  out
+}

@@ -351,6 +351,17 @@ model_statistic <- function(fit, data, treatment, cl, per, clusters) {
     stop_arg("fit", "must be a fitted model for `statistic = \"model\"`")
   }
   idx <- match(cl, clusters)
+  if (inherits(fit, "sw_glmm")) {
+    # refit on the fit's binomial cells: no data frame, warm start
+    if (fit$nobs != nrow(data) && (fit$n_data %||% -1L) != nrow(data)) {
+      stop_arg("data", sprintf("has %d rows but the fit used %d", nrow(data), fit$nobs),
+               "pass the data the model was fitted to.")
+    }
+    return(list(at = function(go) {
+      tr <- as.integer(per >= go[idx])
+      unname(stats::coef(sw_glmm_refit(fit, tr, se = FALSE))[[treatment]])
+    }))
+  }
   list(at = function(go) {
     d <- data
     d[[treatment]] <- as.integer(per >= go[idx])
@@ -358,17 +369,10 @@ model_statistic <- function(fit, data, treatment, cl, per, clusters) {
   })
 }
 
-refit_with <- function(fit, data) {
-  if (inherits(fit, "sw_glmm")) return(stats::update(fit, data = data))
-  stats::update(fit, data = data, evaluate = TRUE)
-}
+refit_with <- function(fit, data) stats::update(fit, data = data, evaluate = TRUE)
 
 treatment_estimate <- function(fit, treatment) {
-  b <- if (inherits(fit, "merMod")) {
-    getExportedValue("lme4", "fixef")(fit)
-  } else if (inherits(fit, "sw_glmm")) {
-    stats::coef(fit)
-  } else stats::coef(fit)
+  b <- if (inherits(fit, "merMod")) getExportedValue("lme4", "fixef")(fit) else stats::coef(fit)
   if (!treatment %in% names(b)) {
     stop_arg("fit", sprintf("has no coefficient `%s`", treatment))
   }

@@ -118,11 +118,12 @@ print.sfp_power_design <- function(x, ...) {
 # intercept giving that mean: list(sigma, intercept).
 icc_to_sigma <- function(icc, p0) {
   if (icc == 0) return(list(sigma = 0, intercept = stats::qlogis(p0)))
+  gh <- normal_quadrature(40L)
   f <- function(s) {
     mu <- logit_mean_solve(p0, s)
-    p <- stats::plogis(mu + s * .gh40$x)
-    m1 <- sum(.gh40$w * p)
-    (sum(.gh40$w * p^2) - m1^2) / (p0 * (1 - p0)) - icc
+    p <- stats::plogis(mu + s * gh$z)
+    m1 <- sum(gh$w * p)
+    (sum(gh$w * p^2) - m1^2) / (p0 * (1 - p0)) - icc
   }
   s <- stats::uniroot(f, c(1e-8, 8), tol = 1e-12)$root
   list(sigma = s, intercept = logit_mean_solve(p0, s))
@@ -131,20 +132,11 @@ icc_to_sigma <- function(icc, p0) {
 # The intercept mu with E[plogis(mu + sigma Z)] = p, Z standard normal.
 logit_mean_solve <- function(p, sigma) {
   if (sigma == 0) return(stats::qlogis(p))
-  stats::uniroot(function(mu) sum(.gh40$w * stats::plogis(mu + sigma * .gh40$x)) - p,
+  gh <- normal_quadrature(40L)
+  stats::uniroot(function(mu) sum(gh$w * stats::plogis(mu + sigma * gh$z)) - p,
                  c(-60, 60), tol = 1e-12)$root
 }
 
-# Gauss-Hermite rule for a standard normal (nodes x, weights w summing to 1).
-gh_standard <- function(Q) {
-  J <- matrix(0, Q, Q)
-  off <- sqrt(seq_len(Q - 1L))
-  J[cbind(seq_len(Q - 1L), 2:Q)] <- off
-  J[cbind(2:Q, seq_len(Q - 1L))] <- off
-  e <- eigen(J, symmetric = TRUE)
-  list(x = e$values, w = e$vectors[1L, ]^2)
-}
-.gh40 <- gh_standard(40L)
 
 covariate_patterns <- function(covariates) {
   if (is.null(covariates) || !length(covariates)) {
@@ -464,4 +456,70 @@ power_did <- function(cells, design) {
   df <- fit$df[["treated"]]
   q <- stats::qt(0.975, df)
   c(est, se, 2 * stats::pt(-abs(est / se), df), est - q * se, est + q * se)
+}
+
+# The stepped-wedge GLMM (random intercept per cluster, period fixed effects,
+# covariate patterns), fitted by Laplace on the trial's binomial cells: the
+# same code sw_glmm() runs after collapsing rows, without building 78,000
+# rows. Wald test, as sw_glmm() reports.
+power_glmm <- function(cells, design) {
+  fit <- tryCatch(glmm_fit_trial(cells, design, se = TRUE), error = function(e) NULL)
+  if (is.null(fit)) return(rep(NA_real_, 5))
+  est <- fit$coefficients[["treated"]]
+  se <- sqrt(fit$vcov["treated", "treated"])
+  if (!is.finite(se)) return(c(est, NA, NA, NA, NA))
+  q <- stats::qnorm(0.975)
+  c(est, se, 2 * stats::pnorm(-abs(est / se)), est - q * se, est + q * se)
+}
+
+# The GLMM estimate with the stratified permutation test (Wang & De Gruttola)
+# over the design's admissible allocations (within `design$strata`).
+power_glmm_perm <- function(cells, design) {
+  fit <- tryCatch(glmm_fit_trial(cells, design, se = FALSE), error = function(e) NULL)
+  if (is.null(fit)) return(rep(NA_real_, 5))
+  go <- design$go_live
+  strat <- design$strata
+  groups <- if (is.null(strat)) list(seq_along(go)) else lapply(unique(strat), function(s) which(strat == s))
+  allocs <- allocations_for(stats::setNames(go, seq_along(go)),
+                            if (is.null(strat)) NULL else strat)
+  obs <- fit$coefficients[["treated"]]
+  d <- fit$cells
+  cl <- d$cell_cluster
+  per <- attr(d, "period")
+  stats <- apply(allocs, 1L, function(g) {
+    tr <- as.integer(per >= g[cl])
+    stats::coef(sw_glmm_refit(fit, tr, se = FALSE))[["treated"]]
+  })
+  p <- mean(abs(stats) >= abs(obs) - 1e-12 * max(1, abs(obs)))
+  c(obs, NA_real_, p, NA_real_, NA_real_)
+}
+
+# Fit the stepped-wedge GLMM on simulated cells through sw_glmm()'s own
+# cell-level code (R/glmm.R): model matrix per cell, cells sorted by cluster.
+glmm_fit_trial <- function(cells, design, se = TRUE) {
+  keep <- cells$n > 0
+  cells <- cells[keep, ]
+  o <- order(cells$cluster)
+  cells <- cells[o, ]
+  J <- design$periods
+  P <- outer(cells$period, seq_len(J - 1L), "==") * 1
+  colnames(P) <- paste0("period", seq_len(J - 1L))
+  X <- cbind(`(Intercept)` = 1, treated = as.numeric(cells$treated), P,
+             design$patterns$X[cells$pattern, , drop = FALSE])
+  G <- length(design$go_live)
+  d <- list(X = X, n = as.double(cells$n), s = as.double(cells$s),
+            cell_cluster = cells$cluster,
+            cstart = as.integer(c(0L, cumsum(tabulate(cells$cluster, G)))),
+            row_cell = seq_len(nrow(cells)))
+  attr(d, "period") <- cells$period
+  d$gh <- gauss_hermite(1L)
+  d$u0 <- double(0)
+  trt_info <- list(name = "treated", coef = 2L, main_only = TRUE, cf = NULL)
+  info <- list(levels = as.character(seq_len(G)), groups = "cluster", Q = 1L,
+               sigma_fixed = NULL, trt_info = trt_info)
+  fit <- binom_estimate(d, info, glmm_control(list()), start = NULL, se = se)
+  fit$n_data <- nrow(cells)
+  fit$kept_rows <- seq_len(nrow(cells))
+  attr(fit$cells, "period") <- cells$period
+  fit
 }

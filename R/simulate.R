@@ -504,13 +504,18 @@ sim_la_fs <- function(n_la, def, n_treated = NULL) {
 sim_trajectories <- function(design, la, las, qstart) {
   nq <- length(qstart)
   tyr <- as.numeric(qstart - as.Date("2020-01-01")) / 365.25
+  # Quarter-to-quarter movement of an authority's outcome (logit scale): in
+  # the Family Safeguarding pool it must stand out from the binomial noise of
+  # quarterly rates, or no pre-period matching could find the parallel
+  # comparators; the Family Valued authorities share a smoother path.
+  wobble_sd <- if (design == "family_safeguarding") 0.4 else 0.06
   one <- function(trend = NULL) {
     if (is.null(trend)) {
       trend <- stats::rnorm(1, 0, 0.04) * tyr +
         stats::rnorm(1, 0, 0.008) * tyr^2
     }
     wob <- numeric(nq)
-    e <- stats::rnorm(nq, 0, 0.06)
+    e <- stats::rnorm(nq, 0, wobble_sd)
     for (q in seq_len(nq)) wob[q] <- (if (q > 1) 0.5 * wob[q - 1] else 0) + e[q]
     amp <- stats::runif(1, 0.3, 0.5) * (if (stats::runif(1) < 0.3) -1 else 1)
     onset <- as.Date("2020-01-01") + 91 * sample(0:2, 1)
@@ -738,14 +743,6 @@ sim_calibrate_cached <- function(design, age_max, baseline, icc, inflation) {
 }
 
 # Gauss-Hermite nodes and weights for E f(Z), Z ~ N(0, 1) (Golub-Welsch).
-gauss_hermite <- function(n = 40L) {
-  j <- matrix(0, n, n)
-  off <- sqrt(seq_len(n - 1) / 2)
-  j[cbind(1:(n - 1), 2:n)] <- off
-  j[cbind(2:n, 1:(n - 1))] <- off
-  e <- eigen(j, symmetric = TRUE)
-  list(z = sqrt(2) * e$values, w = e$vectors[1, ]^2)
-}
 
 # Probability that the CLA delay (days) is at most x, for the mixture of
 # uniforms in .sim_model.
@@ -795,7 +792,7 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
     colSums(wf * p)
   }
   if (!is.null(a0)) return(la_rate(a0, 0))
-  gh <- gauss_hermite(30L)
+  gh <- normal_quadrature(30L)
   top <- sum(gh$w * la_rate(8, 0 * gh$z))
   if (baseline >= top) {
     stop_arg("baseline", sprintf(
@@ -827,15 +824,6 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
 # ---- school terms (NPD) ----
 
 # Easter Sunday (Gregorian, anonymous algorithm).
-easter_sunday <- function(y) {
-  a <- y %% 19; b <- y %/% 100; c <- y %% 100; d <- b %/% 4; e <- b %% 4
-  f <- (b + 8) %/% 25; g <- (b - f + 1) %/% 3
-  h <- (19 * a + b - d - g + 15) %% 30; i <- c %/% 4; k <- c %% 4
-  l <- (32 + 2 * e + 2 * i - h - k) %% 7; m <- (a + 11 * h + 22 * l) %/% 451
-  month <- (h + l - 7 * m + 114) %/% 31
-  day <- ((h + l - 7 * m + 114) %% 31) + 1
-  as.Date(sprintf("%04d-%02d-%02d", y, month, day))
-}
 
 # One row per term: autumn (1 Sep-31 Dec), spring (1 Jan-Easter Sunday),
 # summer (Easter Monday-31 Jul); summer 2019/20 was not collected.
@@ -843,7 +831,7 @@ sim_terms <- function(start, end) {
   y0 <- as.integer(format(start, "%Y")) - 2L
   y1 <- as.integer(format(end, "%Y"))
   ys <- y0:y1
-  easter <- easter_sunday(ys + 1L)
+  easter <- day_to_date(easter_sunday(ys + 1L))
   st <- c(as.Date(sprintf("%d-09-01", ys)), as.Date(sprintf("%d-01-01", ys + 1L)),
           easter + 1)
   en <- c(as.Date(sprintf("%d-12-31", ys)), easter,
@@ -894,14 +882,13 @@ sim_la_covariates <- function(la, start, end) {
 
 # ---- assembling the tables ----
 
-as_day_date <- function(x) structure(as.double(x), class = "Date")
 
 sim_tables <- function(raw, ch, la, terms, rollout, start, end) {
   child_id <- sprintf("C%07d", seq_len(nrow(ch)))
   codes <- .sim_codes
   children <- data.frame(
     child_id = child_id, la_code = la$la_code[ch$la],
-    dob = as_day_date(ch$dob), expected_dob = as_day_date(ch$expected_dob),
+    dob = day_to_date(ch$dob), expected_dob = day_to_date(ch$expected_dob),
     gender_raw = ch$gender_raw, ethnicity = ch$ethnicity,
     uasc = ch$uasc, fsm_ever6 = ch$fsm_ever6, fsm_ever = ch$fsm_ever,
     stringsAsFactors = FALSE)
@@ -914,10 +901,10 @@ sim_tables <- function(raw, ch, la, terms, rollout, start, end) {
   referral_id <- sprintf("R%08d", seq_along(r[[1]]))
   referrals <- data.frame(
     referral_id = referral_id, child_id = child_id[r[[1]]],
-    referral_date = as_day_date(r[[2]]),
+    referral_date = day_to_date(r[[2]]),
     referral_source = codes$referral_source[r[[3]]],
     primary_need = codes$primary_need[r[[4]]],
-    closure_date = as_day_date(r[[5]]),
+    closure_date = day_to_date(r[[5]]),
     closure_reason = codes$closure_reason[r[[6]]],
     referral_nfa = r[[7]] == 1L, stringsAsFactors = FALSE)
 
@@ -925,8 +912,8 @@ sim_tables <- function(raw, ch, la, terms, rollout, start, end) {
   assessment_id <- sprintf("A%08d", seq_along(a[[1]]))
   assessments <- data.frame(
     assessment_id = assessment_id, referral_id = referral_id[a[[1]]],
-    assessment_start = as_day_date(a[[2]]),
-    assessment_end = as_day_date(a[[3]]), stringsAsFactors = FALSE)
+    assessment_start = day_to_date(a[[2]]),
+    assessment_end = day_to_date(a[[3]]), stringsAsFactors = FALSE)
 
   f <- raw[[3]]
   assessment_factors <- data.frame(
@@ -935,21 +922,21 @@ sim_tables <- function(raw, ch, la, terms, rollout, start, end) {
 
   s <- raw[[4]]
   cin_plans <- data.frame(
-    referral_id = referral_id[s[[1]]], start = as_day_date(s[[2]]),
-    end = as_day_date(s[[3]]), stringsAsFactors = FALSE)
+    referral_id = referral_id[s[[1]]], start = day_to_date(s[[2]]),
+    end = day_to_date(s[[3]]), stringsAsFactors = FALSE)
 
   p <- raw[[5]]
   cp_plans <- data.frame(
-    referral_id = referral_id[p[[1]]], start = as_day_date(p[[2]]),
-    end = as_day_date(p[[3]]),
+    referral_id = referral_id[p[[1]]], start = day_to_date(p[[2]]),
+    end = day_to_date(p[[3]]),
     initial_category = codes$cp_category[p[[4]]],
     latest_category = codes$cp_category[p[[5]]],
     n_previous_cpp = p[[6]], stringsAsFactors = FALSE)
 
   e <- raw[[6]]
   cla_episodes <- data.frame(
-    child_id = child_id[e[[1]]], decom = as_day_date(e[[2]]),
-    dec = as_day_date(e[[3]]), rne = codes$rne[e[[4]]],
+    child_id = child_id[e[[1]]], decom = day_to_date(e[[2]]),
+    dec = day_to_date(e[[3]]), rne = codes$rne[e[[4]]],
     ls = codes$ls[e[[5]]], cin = codes$cin_903[e[[6]]],
     place = codes$place[e[[7]]], place_provider = codes$place_provider[e[[8]]],
     rec = codes$rec[e[[9]]], stringsAsFactors = FALSE)

@@ -60,3 +60,11 @@ singular_verb <- function(problem) {
     sub(pattern = "^have@", replacement = "has") |>
     sub(pattern = "^(hold|start|end|lie|fall|use|give)@", replacement = "\\1s")
 }
+
+# Gauss-Hermite rule for a standard normal: nodes z and weights w (summing to
+# 1) with E f(Z) ~ sum(w * f(z)). From gauss_hermite() (R/glmm.R), the rule
+# for the weight exp(-x^2): z = sqrt(2) x, w = w / sqrt(pi).
+normal_quadrature <- function(Q) {
+  gh <- gauss_hermite(Q)
+  list(z = sqrt(2) * gh$x, w = gh$w / sqrt(pi))
+}

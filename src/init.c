@@ -8,8 +8,18 @@ static const R_CallMethodDef call_entries[] = {
   CALLDEF(ffi_simulate_sfp, 8),
 
   /* cohort */
+  CALLDEF(ffi_union_days, 5),
+  CALLDEF(ffi_first_in_range, 4),
+  CALLDEF(ffi_first_overlap, 5),
+  CALLDEF(ffi_care_period, 6),
+  CALLDEF(ffi_plan_return, 7),
+  CALLDEF(ffi_term_sums, 7),
 
   /* matching */
+  CALLDEF(ffi_cem_strata, 5),
+  CALLDEF(ffi_cem_l1, 6),
+  CALLDEF(ffi_cem_codes, 3),
+  CALLDEF(ffi_cem_moments, 1),
 
   /* DiD: linear model */
   CALLDEF(ffi_demean, 6),
@@ -26,6 +36,8 @@ static const R_CallMethodDef call_entries[] = {
   CALLDEF(ffi_mle_newton, 8),
 
   /* stepped wedge: GLMM / LMM */
+  CALLDEF(ffi_glmm_binom, 10),
+  CALLDEF(ffi_glmm_row_groups, 3),
 
   /* stepped wedge: permutations */
 

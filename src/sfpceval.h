@@ -19,8 +19,23 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
                       SEXP qday, SEXP par, SEXP eff, SEXP terms);
 
 /* ---- cohort: interval work on day numbers (intervals.c) ---- */
+SEXP ffi_union_days(SEXP start, SEXP end, SEXP offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_first_in_range(SEXP start, SEXP offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_first_overlap(SEXP start, SEXP end, SEXP offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_care_period(SEXP decom, SEXP dec, SEXP starts_period, SEXP ends_period,
+                     SEXP offsets, SEXP ref);
+SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
+                     SEXP cla_offsets, SEXP win_lo, SEXP win_hi);
+SEXP ffi_term_sums(SEXP child, SEXP year, SEXP term, SEXP ord0, SEXP k,
+                   SEXP possible, SEXP unauth);
 
 /* ---- matching: CEM strata (cem.c) ---- */
+SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
+                    SEXP maxes);
+SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
+                SEXP want, SEXP maxes);
+SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args);
+SEXP ffi_cem_moments(SEXP x);
 
 /* ---- DiD: weighted least squares and absorbed effects (linreg.c) ---- */
 SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit);
@@ -39,6 +54,9 @@ SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
                     SEXP limits, SEXP start, SEXP control);
 
 /* ---- stepped wedge: GLMM / LMM (glmm.c) ---- */
+SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
+                    SEXP x, SEXP w, SEXP u0, SEXP what);
+SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full);
 
 /* ---- stepped wedge: permutations (perm.c) ---- */
 

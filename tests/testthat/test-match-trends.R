@@ -76,3 +76,37 @@ test_that("match_trends and select_matches reject bad input", {
   m <- match_trends(d, go, "cla_18m")
   expect_snapshot(select_matches(m, list(T1 = "ZZ")), error = TRUE)
 })
+
+test_that("stack_pairs repeats a comparator once per pair and marks the treated side", {
+  co <- data.frame(la = c("A", "A", "B", "C", "C"),
+                   referral_date = as.Date(c("2019-01-01", "2021-01-01", "2021-06-01",
+                                             "2019-05-01", "2021-02-01")),
+                   y = 1:5)
+  pairs <- data.frame(treated_la = c("A", "B"), comparator_la = c("C", "C"))
+  go <- data.frame(la_code = c("A", "B"), go_live_date = as.Date(c("2020-01-01", "2021-03-01")))
+  s <- stack_pairs(co, pairs, go)
+  expect_equal(nrow(s), 2 + 2 + 1 + 2)                 # C's two children appear twice
+  expect_equal(s$pair, rep(c("A-C", "B-C"), c(4, 3)))
+  expect_equal(s$in_treated_la, c(1, 1, 0, 0, 1, 0, 0))
+  expect_equal(s$period, c("pre", "post", "pre", "post", "post", "pre", "pre"))
+  expect_equal(s$y, c(1, 2, 4, 5, 3, 4, 5))
+})
+
+test_that("the protocol's CEM is one call with the design", {
+  set.seed(4)
+  n <- 600
+  st <- data.frame(in_treated_la = rbinom(n, 1, 0.5), pair = sample(c("A-C", "B-C"), n, TRUE),
+                   fin_year = sample(c("2019/20", "2020/21"), n, TRUE),
+                   gender = factor(sample(c("male", "female"), n, TRUE)),
+                   age = sample(0:12, n, TRUE), ethnic_group = ethnic_group(sample(c("WBRI", "BAFR"), n, TRUE)),
+                   disabled = rbinom(n, 1, 0.1), fsm = rbinom(n, 1, 0.4), uasc = rbinom(n, 1, 0.02),
+                   n_previous_cpp = rpois(n, 0.3))
+  ro <- data.frame(la_code = c("A", "B"), programme = "FS", role = "treated",
+                   go_live_date = as.Date(c("2020-04-01", "2020-10-01")))
+  d <- design_family_safeguarding(ro)
+  fs <- fs_coarsening()
+  a <- cem(data = st, design = d)
+  b <- cem(fs$formula, st, cutpoints = fs$cutpoints, grouping = fs$grouping, exact = fs$exact)
+  expect_identical(a$weights, b$weights)
+  expect_equal(a$exact, c("pair", "fin_year"))
+})

@@ -171,3 +171,25 @@ test_that("perm_test rejects bad input clearly", {
   expect_snapshot(perm_test(fit, data = one, strata = FALSE), error = TRUE)
   expect_snapshot(perm_test(fit, data = d[, -1], strata = FALSE), error = TRUE)
 })
+
+test_that("model statistic on an sw_glmm fit equals refitting sw_glmm under each allocation", {
+  d <- sw_data(n_per_cell = 30, seed = 9)
+  fit <- sw_glmm(y ~ treated + factor(step) + age + (1 | la), d)
+  res <- perm_test(fit, stratum = fv_strata, data = d)
+  est <- apply(res$allocations, 1, function(go) {
+    dd <- d
+    dd$treated <- as.integer(dd$step >= go[dd$la])
+    coef(sw_glmm(y ~ treated + factor(step) + age + (1 | la), dd))[["treated"]]
+  })
+  expect_equal(res$statistics, unname(est), tolerance = 1e-6)
+  expect_equal(res$estimate, coef(fit)[["treated"]])
+  skip_if_not_installed("lme4")
+  # glmer converged tightly, so that the comparison tests sw_glmm, not
+  # glmer's default stopping rule
+  g <- lme4::glmer(y ~ treated + factor(step) + age + (1 | la), family = binomial, data = d,
+                   control = lme4::glmerControl(optimizer = "bobyqa",
+                                                optCtrl = list(rhoend = 1e-10, maxfun = 1e5)))
+  rg <- perm_test(g, stratum = fv_strata, data = d)
+  expect_equal(res$statistics, rg$statistics, tolerance = 1e-4)   # the issue's glmer tolerance
+  expect_equal(res$p_value, rg$p_value)
+})

@@ -519,7 +519,7 @@ test_that("LA effects are standardised to SD sigma_la unless asked not to", {
 # ---- calibration pieces ----
 
 test_that("Gauss-Hermite rule integrates normal moments (paper values)", {
-  gh <- sfpceval:::gauss_hermite(30L)
+  gh <- sfpceval:::normal_quadrature(30L)
   expect_equal(sum(gh$w), 1)
   expect_equal(sum(gh$w * gh$z), 0, tolerance = 1e-10)
   expect_equal(sum(gh$w * gh$z^2), 1)            # E Z^2 = 1
@@ -563,7 +563,7 @@ test_that("CLA delay distribution and Easter dates (paper values)", {
   expect_equal(cdf(c(0, 182, 548, 900, 2000)), c(0, 0.65, 0.87, 1, 1))
   # 365 is day 183 of the 366 days 183-548: half of the second piece
   expect_equal(cdf(365), 0.65 + 0.22 / 2)
-  expect_identical(sfpceval:::easter_sunday(c(2019L, 2020L, 2021L, 2024L)),
+  expect_identical(sfpceval:::day_to_date(sfpceval:::easter_sunday(c(2019L, 2020L, 2021L, 2024L))),
                    as.Date(c("2019-04-21", "2020-04-12", "2021-04-04",
                              "2024-03-31")))
 })

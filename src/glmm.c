@@ -1,0 +1,447 @@
+/* glmm.c: random-intercept logistic GLMM on binomial cells.
+ *
+ * Model: logit P(y = 1 | u_a) = eta_k + sigma * u_a, u_a ~ N(0, 1) (the
+ * "spherical" parametrisation of lme4, so sigma = 0 is an ordinary point and
+ * the likelihood is symmetric in sigma).  Cells k are (cluster, x-row)
+ * patterns with n_k trials and s_k successes; a Bernoulli row is a cell with
+ * n_k = 1.  The binomial coefficient is omitted, so the log-likelihood equals
+ * lme4::glmer's on Bernoulli rows.
+ *
+ * Per cluster a:  h_a(u) = sum_k [s_k (eta_k + sigma u) - n_k log(1 + e^(eta_k + sigma u))] - u^2 / 2
+ *   mode u_hat by Newton (h_a is strictly concave), H = -h''(u_hat) = sigma^2 sum v_k + 1,
+ *   s_hat = H^(-1/2), and with the Gauss-Hermite rule (x_q, w_q) for int e^(-x^2) f(x) dx
+ *   L_a = sqrt(2) s_hat sum_q w_q e^(x_q^2) exp(h_a(u_hat + sqrt(2) s_hat x_q)) / sqrt(2 pi).
+ *   Q = 1 (x = 0, w = sqrt(pi)) is the Laplace approximation.
+ *
+ * The gradient is exact for the approximation (it differentiates through the
+ * mode and the curvature by the implicit function theorem).  See METHODS.md
+ * section 10 and the comments in agq_cluster().
+ */
+#include "sfpceval.h"
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define GLMM_MAX_NEWTON 200
+
+static inline double log1pexp(double x) {
+  return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+static inline double plogis1(double x) {
+  if (x > 0) return 1.0 / (1.0 + exp(-x));
+  double e = exp(x);
+  return e / (1.0 + e);
+}
+
+/* h_a(u) for the cells [k0, k1). */
+static double h_value(const double *eta, const double *s, const double *n,
+                      int k0, int k1, double sigma, double u) {
+  double out = -0.5 * u * u;
+  for (int k = k0; k < k1; k++) {
+    double lp = eta[k] + sigma * u;
+    out += s[k] * lp - n[k] * log1pexp(lp);
+  }
+  return out;
+}
+
+/* Newton for the mode of h_a, started at u0; returns u_hat. Large steps
+ * (|step| > 0.1, i.e. far from the mode) are halved until h_a increases, so it
+ * converges from any start (h_a is strictly concave); small steps near the
+ * mode, the usual case with a warm start, skip the line search. */
+static double mode_cluster(const double *eta, const double *s, const double *n,
+                           int k0, int k1, double sigma, double u0, int *fail) {
+  double u = u0;
+  for (int it = 0; it < GLMM_MAX_NEWTON; it++) {
+    double g = -u, H = 1.0;
+    for (int k = k0; k < k1; k++) {
+      double p = plogis1(eta[k] + sigma * u);
+      g += sigma * (s[k] - n[k] * p);
+      H += sigma * sigma * n[k] * p * (1.0 - p);
+    }
+    double step = g / H;
+    if (fabs(step) < 1e-12 * (1.0 + fabs(u))) return u + step;
+    if (fabs(step) <= 0.1) {
+      u += step;
+      continue;
+    }
+    double hu = h_value(eta, s, n, k0, k1, sigma, u);
+    double unew = u + step, hnew = h_value(eta, s, n, k0, k1, sigma, unew);
+    int halvings = 0;
+    while (!(hnew >= hu - 1e-13 * (1.0 + fabs(hu))) && halvings < 60) {
+      step *= 0.5;
+      unew = u + step;
+      hnew = h_value(eta, s, n, k0, k1, sigma, unew);
+      halvings++;
+    }
+    u = unew;
+  }
+  *fail = 1;
+  return u;
+}
+
+/* One cluster: log L_a (returned), and if coef != NULL its gradient pieces:
+ * coef[k] for the cells (g_beta += sum_k coef[k] x_k) and *gsig (d/d sigma).
+ * rq: scratch of length (k1 - k0) * Q; lq: scratch of length Q + (k1 - k0).
+ * Also returns the mode and the scale through *uhat, *shat. */
+static double agq_cluster(const double *eta, const double *s, const double *n,
+                          int k0, int k1, double sigma, const double *x,
+                          const double *w, int Q, double u0, double *uhat,
+                          double *shat, double *coef, double *gsig,
+                          double *rq, double *lq, int *fail) {
+  double u = mode_cluster(eta, s, n, k0, k1, sigma, u0, fail);
+  double V = 0, T = 0, R0 = 0;
+  for (int k = k0; k < k1; k++) {
+    double p = plogis1(eta[k] + sigma * u);
+    double v = n[k] * p * (1.0 - p);
+    V += v;
+    T += v * (1.0 - 2.0 * p);
+    R0 += s[k] - n[k] * p;
+  }
+  double H = sigma * sigma * V + 1.0, sh = 1.0 / sqrt(H);
+  *uhat = u;
+  *shat = sh;
+  int K = k1 - k0;
+  /* log of each quadrature term, and r_k(u_q) = s_k - n_k p_k(u_q) */
+  double lmax = -INFINITY;
+  /* e^(eta_k + sigma u_q) = e^(eta_k + sigma u_hat) * e^(sigma (u_q - u_hat)):
+   * one exp per cell (ek) and one per node instead of one per cell and node,
+   * when no exponent can overflow; otherwise the stable per-term formulas. */
+  double dmax = fabs(sigma * M_SQRT2 * sh * x[0]);
+  if (fabs(sigma * M_SQRT2 * sh * x[Q - 1]) > dmax) dmax = fabs(sigma * M_SQRT2 * sh * x[Q - 1]);
+  double *ek = lq + Q;
+  int fast = dmax < 300;
+  for (int k = k0; k < k1 && fast; k++) {
+    double lp0 = eta[k] + sigma * u;
+    if (fabs(lp0) > 300) fast = 0;
+    else ek[k - k0] = exp(lp0);
+  }
+  for (int q = 0; q < Q; q++) {
+    double uq = u + M_SQRT2 * sh * x[q];
+    double hq = -0.5 * uq * uq;
+    double *r = rq + (size_t) q * K;
+    if (fast) {
+      double cq = exp(sigma * (uq - u));
+      for (int k = k0; k < k1; k++) {
+        double lp = eta[k] + sigma * uq;
+        double e = ek[k - k0] * cq;
+        hq += s[k] * lp - n[k] * log1p(e);
+        r[k - k0] = s[k] - n[k] * (e / (1.0 + e));
+      }
+    } else {
+      for (int k = k0; k < k1; k++) {
+        double lp = eta[k] + sigma * uq;
+        double e = exp(-fabs(lp));
+        double l1 = log1p(e);
+        double p = lp > 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+        hq += s[k] * lp - n[k] * (lp > 0 ? lp + l1 : l1);
+        r[k - k0] = s[k] - n[k] * p;
+      }
+    }
+    lq[q] = log(w[q]) + x[q] * x[q] + hq;
+    if (lq[q] > lmax) lmax = lq[q];
+  }
+  double tot = 0;
+  for (int q = 0; q < Q; q++) tot += exp(lq[q] - lmax);
+  double logL = log(M_SQRT2 * sh) - 0.5 * log(2.0 * M_PI) + lmax + log(tot);
+  if (coef == NULL) return logL;
+
+  /* pi_q: normalised quadrature weights; A = sum pi_q h'(u_q),
+   * B = sum pi_q h'(u_q) sqrt(2) x_q s_hat, dh/dsigma(u) = u sum_k r_k(u). */
+  double A = 0, B = 0, Gs = 0;
+  for (int k = 0; k < K; k++) coef[k0 + k] = 0;
+  for (int q = 0; q < Q; q++) {
+    double piq = exp(lq[q] - lmax) / tot;
+    double uq = u + M_SQRT2 * sh * x[q];
+    const double *r = rq + (size_t) q * K;
+    double rho = 0;
+    for (int k = 0; k < K; k++) {
+      rho += r[k];
+      coef[k0 + k] += piq * r[k];
+    }
+    double hp = sigma * rho - uq;
+    A += piq * hp;
+    B += piq * hp * M_SQRT2 * x[q] * sh;
+    Gs += piq * uq * rho;
+  }
+  /* du/dsigma = (R0 - sigma u V) / H;  dH/dsigma = 2 sigma V + sigma^2 T (u + sigma du/dsigma);
+   * dlog s_hat = -dH / (2H).  Beta: du/dbeta = -(sigma/H) sum v_k x_k,
+   * dH/dbeta = sigma^2 sum t_k x_k - (sigma^4 T / H) sum v_k x_k. */
+  double dus = (R0 - sigma * u * V) / H;
+  double dHs = 2.0 * sigma * V + sigma * sigma * T * (u + sigma * dus);
+  *gsig = (1.0 + B) * (-0.5 * dHs / H) + Gs + A * dus;
+  double ct = -(1.0 + B) * sigma * sigma / (2.0 * H);
+  double cv = (1.0 + B) * pow(sigma, 4) * T / (2.0 * H * H) - A * sigma / H;
+  for (int k = k0; k < k1; k++) {
+    double p = plogis1(eta[k] + sigma * u);
+    double v = n[k] * p * (1.0 - p);
+    coef[k] += ct * v * (1.0 - 2.0 * p) + cv * v;
+  }
+  return logL;
+}
+
+/* ffi_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what)
+ *   X      double K x p matrix (column-major), cells sorted by cluster
+ *   s, n   double K: successes and trials, 0 <= s <= n, n > 0
+ *   cstart integer G + 1: 0-based first cell of each cluster, cstart[G] = K,
+ *          nondecreasing, every cluster non-empty
+ *   beta   double p;  sigma: double 1 (any real; the likelihood is even in sigma)
+ *   x, w   double Q: Gauss-Hermite nodes and weights for int e^(-x^2) f(x) dx
+ *   u0     double G: starting values for the modes (or length 0: start at 0)
+ *   what   integer 1: 0 = log-likelihood only, 1 = also the gradient,
+ *          2 = also v_k = n p (1 - p) and r_k = s - n p at the modes and the
+ *          G x p matrix xv of per-cluster sums of v_k x_k and the p x p matrix
+ *          xvx = sum_k v_k x_k x_k' (for the approximate information matrix)
+ * Returns list(loglik = double 1, gradient = double p + 1 (beta, sigma) or NULL,
+ *   mode = double G (u_hat), scale = double G (s_hat), loglik_cluster = double G,
+ *   v = double K or NULL, r = double K or NULL, fail = integer 1 (1 if a mode
+ *   search hit the iteration limit), xv = double G x p or NULL,
+ *   xvx = double p x p or NULL).
+ * R validates everything; this only guards against internal misuse. */
+SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
+                    SEXP x, SEXP w, SEXP u0, SEXP what) {
+  if (TYPEOF(X) != REALSXP || TYPEOF(s) != REALSXP || TYPEOF(n) != REALSXP ||
+      TYPEOF(cstart) != INTSXP || TYPEOF(beta) != REALSXP ||
+      TYPEOF(sigma) != REALSXP || TYPEOF(x) != REALSXP ||
+      TYPEOF(w) != REALSXP || TYPEOF(u0) != REALSXP || TYPEOF(what) != INTSXP)
+    Rf_error("internal error in ffi_glmm_binom(): wrong argument types");
+  int K = Rf_length(s), p = Rf_length(beta), G = Rf_length(cstart) - 1,
+      Q = Rf_length(x);
+  if (Rf_length(n) != K || Rf_xlength(X) != (R_xlen_t) K * p || G < 0 ||
+      Rf_length(w) != Q || Q < 1 || Rf_length(sigma) != 1 ||
+      (Rf_length(u0) != 0 && Rf_length(u0) != G) || Rf_length(what) != 1)
+    Rf_error("internal error in ffi_glmm_binom(): wrong argument lengths");
+  const double *Xp = REAL_RO(X), *sp = REAL_RO(s), *np = REAL_RO(n),
+               *bp = REAL_RO(beta), *xp = REAL_RO(x), *wp = REAL_RO(w),
+               *u0p = Rf_length(u0) ? REAL_RO(u0) : NULL;
+  const int *cs = INTEGER_RO(cstart);
+  if (cs[0] != 0 || cs[G] != K)
+    Rf_error("internal error in ffi_glmm_binom(): bad cstart");
+  int mx = 0;
+  for (int a = 0; a < G; a++) {
+    if (cs[a + 1] <= cs[a])
+      Rf_error("internal error in ffi_glmm_binom(): empty or unsorted cluster");
+    if (cs[a + 1] - cs[a] > mx) mx = cs[a + 1] - cs[a];
+  }
+  double sig = REAL_RO(sigma)[0];
+  int wh = INTEGER_RO(what)[0];
+
+  double *eta = (double *) R_alloc(K > 0 ? K : 1, sizeof(double));
+  for (int k = 0; k < K; k++) eta[k] = 0;
+  for (int j = 0; j < p; j++) {
+    const double *col = Xp + (size_t) j * K;
+    double b = bp[j];
+    if (b == 0) continue;
+    for (int k = 0; k < K; k++) eta[k] += col[k] * b;
+  }
+  double *rq = (double *) R_alloc((size_t) (mx > 0 ? mx : 1) * Q, sizeof(double));
+  double *lq = (double *) R_alloc((size_t) Q + (mx > 0 ? mx : 1), sizeof(double));
+  double *coef = wh >= 1 ? (double *) R_alloc(K > 0 ? K : 1, sizeof(double)) : NULL;
+
+  const char *names[] = {"loglik", "gradient", "mode", "scale", "loglik_cluster",
+                         "v", "r", "fail", "xv", "xvx", ""};
+  SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
+  SEXP ll = SET_VECTOR_ELT(out, 0, Rf_allocVector(REALSXP, 1));
+  SEXP md = SET_VECTOR_ELT(out, 2, Rf_allocVector(REALSXP, G));
+  SEXP sc = SET_VECTOR_ELT(out, 3, Rf_allocVector(REALSXP, G));
+  SEXP lc = SET_VECTOR_ELT(out, 4, Rf_allocVector(REALSXP, G));
+  SEXP fl = SET_VECTOR_ELT(out, 7, Rf_allocVector(INTSXP, 1));
+  double *mdp = REAL(md), *scp = REAL(sc), *lcp = REAL(lc);
+  double total = 0, gsig_tot = 0, work = 0;
+  int fail = 0;
+  for (int a = 0; a < G; a++) {
+    double gs = 0;
+    lcp[a] = agq_cluster(eta, sp, np, cs[a], cs[a + 1], sig, xp, wp, Q,
+                         u0p ? u0p[a] : 0.0, mdp + a, scp + a, coef, &gs, rq,
+                         lq, &fail);
+    total += lcp[a];
+    gsig_tot += gs;
+    work += (double) (cs[a + 1] - cs[a]) * Q;
+    if (work >= 65536.0) {
+      R_CheckUserInterrupt();
+      work = 0;
+    }
+  }
+  REAL(ll)[0] = total;
+  INTEGER(fl)[0] = fail;
+  if (wh >= 1) {
+    SEXP gr = SET_VECTOR_ELT(out, 1, Rf_allocVector(REALSXP, p + 1));
+    double *g = REAL(gr);
+    for (int j = 0; j < p; j++) {
+      const double *col = Xp + (size_t) j * K;
+      double acc = 0;
+      for (int k = 0; k < K; k++) acc += col[k] * coef[k];
+      g[j] = acc;
+    }
+    g[p] = gsig_tot;
+  }
+  if (wh >= 2) {
+    SEXP vv = SET_VECTOR_ELT(out, 5, Rf_allocVector(REALSXP, K));
+    SEXP rr = SET_VECTOR_ELT(out, 6, Rf_allocVector(REALSXP, K));
+    SEXP xv = SET_VECTOR_ELT(out, 8, Rf_allocMatrix(REALSXP, G, p));
+    double *vp = REAL(vv), *rp = REAL(rr), *xvp = REAL(xv);
+    for (int a = 0; a < G; a++) {
+      for (int k = cs[a]; k < cs[a + 1]; k++) {
+        double pk = plogis1(eta[k] + sig * mdp[a]);
+        vp[k] = np[k] * pk * (1.0 - pk);
+        rp[k] = sp[k] - np[k] * pk;
+      }
+    }
+    for (int j = 0; j < p; j++) {
+      const double *col = Xp + (size_t) j * K;
+      for (int a = 0; a < G; a++) {
+        double acc = 0;
+        for (int k = cs[a]; k < cs[a + 1]; k++) acc += col[k] * vp[k];
+        xvp[a + (size_t) j * G] = acc;
+      }
+    }
+    /* X' diag(v) X column pair by column pair, visiting only the rows where
+     * the first column is non-zero (dummy-coded designs are mostly zeros);
+     * all reads run down the columns of the column-major X. */
+    SEXP xx = SET_VECTOR_ELT(out, 9, Rf_allocMatrix(REALSXP, p, p));
+    double *xxp = REAL(xx);
+    int *rows = (int *) R_alloc(K > 0 ? K : 1, sizeof(int));
+    double *wv = (double *) R_alloc(K > 0 ? K : 1, sizeof(double));
+    for (int j1 = 0; j1 < p; j1++) {
+      const double *c1 = Xp + (size_t) j1 * K;
+      int m = 0;
+      for (int k = 0; k < K; k++) {
+        if (c1[k] != 0) {
+          rows[m] = k;
+          wv[m++] = c1[k] * vp[k];
+        }
+      }
+      for (int j2 = j1; j2 < p; j2++) {
+        const double *c2 = Xp + (size_t) j2 * K;
+        double acc = 0;
+        for (int i = 0; i < m; i++) acc += wv[i] * c2[rows[i]];
+        xxp[j1 + (size_t) j2 * p] = acc;
+        xxp[j2 + (size_t) j1 * p] = acc;
+      }
+    }
+  }
+  UNPROTECT(1);
+  return out;
+}
+
+/* Row grouping by hashing: rows i, j of the K x p double matrix X with the
+ * same group g[i] == g[j] and bitwise-equal entries (after mapping -0 to 0)
+ * get the same key. */
+static inline uint64_t mix64(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+/* Hashes of all rows, column by column (cache-friendly for column-major X). */
+static void row_hashes(const double *X, R_xlen_t N, int p, const int *g, uint64_t *h) {
+  for (R_xlen_t i = 0; i < N; i++) h[i] = mix64((uint64_t) (int64_t) g[i] + 0x9e3779b97f4a7c15ULL);
+  for (int j = 0; j < p; j++) {
+    const double *col = X + (R_xlen_t) j * N;
+    for (R_xlen_t i = 0; i < N; i++) {
+      double v = col[i] + 0.0;
+      uint64_t b;
+      memcpy(&b, &v, sizeof b);
+      h[i] = mix64(h[i] ^ (b + 0x9e3779b97f4a7c15ULL + (h[i] << 6) + (h[i] >> 2)));
+    }
+  }
+}
+
+static int rows_equal(const double *X, R_xlen_t N, int p, R_xlen_t i, R_xlen_t k) {
+  for (int j = 0; j < p; j++) {
+    if (X[i + (R_xlen_t) j * N] + 0.0 != X[k + (R_xlen_t) j * N] + 0.0) return 0;
+  }
+  return 1;
+}
+
+/* Group rows by (g, hash of the row) only, then verify column by column that
+ * every row equals its group's first row (sequential reads, unlike a
+ * row-by-row comparison of a column-major matrix). Returns 0 if a hash
+ * collision joined different rows (then the caller compares rows in full). */
+static int group_by_hash(const double *X, R_xlen_t N, int p, const int *g,
+                         const uint64_t *hh, R_xlen_t *slot, size_t size,
+                         int *key, R_xlen_t *first) {
+  int next = 0;
+  for (R_xlen_t i = 0; i < N; i++) {
+    size_t s = (size_t) hh[i] & (size - 1);
+    for (;;) {
+      R_xlen_t k = slot[s];
+      if (k < 0) {
+        slot[s] = i;
+        first[next] = i;
+        key[i] = ++next;
+        break;
+      }
+      if (hh[k] == hh[i] && g[k] == g[i]) {
+        key[i] = key[k];
+        break;
+      }
+      s = (s + 1) & (size - 1);
+    }
+  }
+  for (int j = 0; j < p; j++) {
+    const double *col = X + (R_xlen_t) j * N;
+    for (R_xlen_t i = 0; i < N; i++) {
+      if (col[i] + 0.0 != col[first[key[i] - 1]] + 0.0) return 0;
+    }
+  }
+  return 1;
+}
+
+/* ffi_glmm_row_groups(X, g, full)
+ *   X     double N x p matrix without NA/NaN (R checks)
+ *   g     integer N group codes (e.g. cluster; all equal to group rows alone)
+ *   full  integer 1: 1 = compare rows in full while hashing (the fallback
+ *         after a hash collision; for tests), 0 = hash then verify
+ * Returns integer N: 1-based key of the distinct (g, X-row) patterns, numbered
+ * in order of first appearance. Open addressing with linear probing on a
+ * table of at least 2N slots; expected O(N p). */
+SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full) {
+  if (TYPEOF(X) != REALSXP || TYPEOF(g) != INTSXP || TYPEOF(full) != INTSXP ||
+      Rf_length(full) != 1)
+    Rf_error("internal error in ffi_glmm_row_groups(): wrong argument types");
+  R_xlen_t N = Rf_xlength(g);
+  int p = N > 0 ? (int) (Rf_xlength(X) / N) : 0;
+  if ((R_xlen_t) p * N != Rf_xlength(X))
+    Rf_error("internal error in ffi_glmm_row_groups(): wrong dimensions");
+  const double *Xp = REAL_RO(X);
+  const int *gp = INTEGER_RO(g);
+  SEXP out = PROTECT(Rf_allocVector(INTSXP, N));
+  int *key = INTEGER(out);
+  size_t size = 16;
+  while (size < (size_t) (2 * N)) size <<= 1;
+  R_xlen_t *slot = (R_xlen_t *) R_alloc(size, sizeof(R_xlen_t));
+  for (size_t s = 0; s < size; s++) slot[s] = -1;
+  uint64_t *hh = (uint64_t *) R_alloc(N > 0 ? N : 1, sizeof(uint64_t));
+  row_hashes(Xp, N, p, gp, hh);
+  R_xlen_t *first = (R_xlen_t *) R_alloc(N > 0 ? N : 1, sizeof(R_xlen_t));
+  if (!INTEGER_RO(full)[0] && group_by_hash(Xp, N, p, gp, hh, slot, size, key, first)) {
+    UNPROTECT(1);
+    return out;
+  }
+  /* a 64-bit hash collision: compare rows in full */
+  for (size_t s = 0; s < size; s++) slot[s] = -1;
+  int next = 0;
+  for (R_xlen_t i = 0; i < N; i++) {
+    size_t s = (size_t) hh[i] & (size - 1);
+    for (;;) {
+      R_xlen_t k = slot[s];
+      if (k < 0) {
+        slot[s] = i;
+        key[i] = ++next;
+        break;
+      }
+      if (hh[k] == hh[i] && gp[k] == gp[i] && rows_equal(Xp, N, p, i, k)) {
+        key[i] = key[k];
+        break;
+      }
+      s = (s + 1) & (size - 1);
+    }
+    if ((i + 1) % 65536 == 0) R_CheckUserInterrupt();
+  }
+  UNPROTECT(1);
+  return out;
+}

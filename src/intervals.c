@@ -1,0 +1,371 @@
+/* intervals.c: interval work on integer day numbers for the cohort builder.
+ *
+ * Every entry point works on one table of records (referrals, plans, care
+ * episodes) sorted by child and then by start day, plus an index vector
+ * `offsets` of length n + 1: the rows of child i are offsets[i] ..
+ * offsets[i + 1] - 1 (0-based).  The R side (R/cohort.R) builds the sort
+ * order and the offsets with order()/tabulate(); C trusts them after a cheap
+ * check and never allocates per child.  Day numbers are days since
+ * 1970-01-01 (as.integer(Date)); NA_INTEGER in an end column means "still
+ * open".  Windows are given per child; an NA window bound yields NA (or -1
+ * for row indices).
+ */
+#include "sfpceval.h"
+#include <limits.h>
+
+#define OPEN_END INT_MAX
+
+/* Check the index vector: length n + 1, starts at 0, non-decreasing, ends at
+ * the table length.  Internal misuse only, so Rf_error. */
+static void check_offsets(SEXP offsets, R_xlen_t n, R_xlen_t nrow,
+                          const char *fn) {
+  if (TYPEOF(offsets) != INTSXP || XLENGTH(offsets) != n + 1)
+    Rf_error("internal error in %s(): `offsets` must be integer of length n + 1", fn);
+  const int *o = INTEGER_RO(offsets);
+  if (o[0] != 0 || o[n] != nrow)
+    Rf_error("internal error in %s(): `offsets` must run from 0 to nrow", fn);
+  for (R_xlen_t i = 0; i < n; i++)
+    if (o[i + 1] < o[i])
+      Rf_error("internal error in %s(): `offsets` must be non-decreasing", fn);
+}
+
+static void check_int(SEXP x, R_xlen_t len, const char *what, const char *fn) {
+  if (TYPEOF(x) != INTSXP || XLENGTH(x) != len)
+    Rf_error("internal error in %s(): `%s` must be integer of length %lld", fn,
+             what, (long long) len);
+}
+
+/* ---- union of intervals inside a window ------------------------------ */
+
+/* Days covered by the union of the half-open intervals [s, e) of rows
+ * lo..hi-1 (sorted by s), clipped to the half-open window [wlo, whi). */
+static int union_days_one(const int *s, const int *e, int from, int to,
+                          int wlo, int whi) {
+  long long total = 0;
+  int cur_a = 0, cur_b = 0, have = 0;
+  for (int r = from; r < to; r++) {
+    int a = s[r], b = (e[r] == NA_INTEGER) ? OPEN_END : e[r];
+    if (a == NA_INTEGER) continue;
+    if (a < wlo) a = wlo;
+    if (b > whi) b = whi;
+    if (b <= a) continue;
+    if (!have) {
+      cur_a = a; cur_b = b; have = 1;
+    } else if (a > cur_b) {
+      total += (long long) cur_b - cur_a;
+      cur_a = a; cur_b = b;
+    } else if (b > cur_b) {
+      cur_b = b;
+    }
+  }
+  if (have) total += (long long) cur_b - cur_a;
+  return (int) total;
+}
+
+/* ffi_union_days(start, end, offsets, win_lo, win_hi)
+ *   start, end: integer day numbers of one table sorted by child then start;
+ *               end NA = open.  Each row is the half-open interval
+ *               [start, end): the end day is not counted (CIN convention:
+ *               duration = end - start).
+ *   offsets:    integer, length n + 1 (see top of file).
+ *   win_lo, win_hi: integer, length n; the half-open window [lo, hi).
+ * Returns an integer vector of length n: days in the window covered by at
+ * least one interval (overlaps merged), NA where a window bound is NA. */
+SEXP ffi_union_days(SEXP start, SEXP end, SEXP offsets, SEXP win_lo,
+                    SEXP win_hi) {
+  R_xlen_t nrow = XLENGTH(start), n = XLENGTH(win_lo);
+  check_int(start, nrow, "start", "ffi_union_days");
+  check_int(end, nrow, "end", "ffi_union_days");
+  check_int(win_lo, n, "win_lo", "ffi_union_days");
+  check_int(win_hi, n, "win_hi", "ffi_union_days");
+  check_offsets(offsets, n, nrow, "ffi_union_days");
+  const int *s = INTEGER_RO(start), *e = INTEGER_RO(end),
+            *o = INTEGER_RO(offsets), *lo = INTEGER_RO(win_lo),
+            *hi = INTEGER_RO(win_hi);
+  SEXP out = PROTECT(Rf_allocVector(INTSXP, n));
+  int *po = INTEGER(out);
+  for (R_xlen_t i = 0; i < n; i++) {
+    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+    if (lo[i] == NA_INTEGER || hi[i] == NA_INTEGER) {
+      po[i] = NA_INTEGER;
+      continue;
+    }
+    po[i] = union_days_one(s, e, o[i], o[i + 1], lo[i], hi[i]);
+  }
+  UNPROTECT(1);
+  return out;
+}
+
+/* ---- first record starting inside a window ---------------------------- */
+
+/* ffi_first_in_range(start, offsets, win_lo, win_hi)
+ *   start:   integer day numbers sorted by child then start.
+ *   offsets: integer, length n + 1.
+ *   win_lo, win_hi: integer, length n; the closed window [lo, hi].
+ * Returns an integer vector of length n: the 0-based row of the child's first
+ * record with lo <= start <= hi, or -1 if there is none (or a bound is NA).
+ * With win_hi = .Machine$integer.max this is "first record on or after lo". */
+SEXP ffi_first_in_range(SEXP start, SEXP offsets, SEXP win_lo, SEXP win_hi) {
+  R_xlen_t nrow = XLENGTH(start), n = XLENGTH(win_lo);
+  check_int(start, nrow, "start", "ffi_first_in_range");
+  check_int(win_lo, n, "win_lo", "ffi_first_in_range");
+  check_int(win_hi, n, "win_hi", "ffi_first_in_range");
+  check_offsets(offsets, n, nrow, "ffi_first_in_range");
+  const int *s = INTEGER_RO(start), *o = INTEGER_RO(offsets),
+            *lo = INTEGER_RO(win_lo), *hi = INTEGER_RO(win_hi);
+  SEXP out = PROTECT(Rf_allocVector(INTSXP, n));
+  int *po = INTEGER(out);
+  for (R_xlen_t i = 0; i < n; i++) {
+    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+    po[i] = -1;
+    if (lo[i] == NA_INTEGER || hi[i] == NA_INTEGER) continue;
+    for (int r = o[i]; r < o[i + 1]; r++) {
+      if (s[r] == NA_INTEGER || s[r] < lo[i]) continue;
+      if (s[r] <= hi[i]) po[i] = r;
+      break; /* sorted: the first start >= lo decides */
+    }
+  }
+  UNPROTECT(1);
+  return out;
+}
+
+/* ---- first record overlapping a window -------------------------------- */
+
+/* ffi_first_overlap(start, end, offsets, win_lo, win_hi)
+ *   start, end: integer day numbers sorted by child then start; end NA =
+ *               open.  Each row is the closed interval [start, end] (a care
+ *               episode: the child is looked after on both days).
+ *   offsets:    integer, length n + 1.
+ *   win_lo, win_hi: integer, length n; the closed window [lo, hi].
+ * Returns an integer vector of length n: the 0-based row of the child's first
+ * record (in start order) with start <= hi and (end NA or end >= lo), or -1. */
+SEXP ffi_first_overlap(SEXP start, SEXP end, SEXP offsets, SEXP win_lo,
+                       SEXP win_hi) {
+  R_xlen_t nrow = XLENGTH(start), n = XLENGTH(win_lo);
+  check_int(start, nrow, "start", "ffi_first_overlap");
+  check_int(end, nrow, "end", "ffi_first_overlap");
+  check_int(win_lo, n, "win_lo", "ffi_first_overlap");
+  check_int(win_hi, n, "win_hi", "ffi_first_overlap");
+  check_offsets(offsets, n, nrow, "ffi_first_overlap");
+  const int *s = INTEGER_RO(start), *e = INTEGER_RO(end),
+            *o = INTEGER_RO(offsets), *lo = INTEGER_RO(win_lo),
+            *hi = INTEGER_RO(win_hi);
+  SEXP out = PROTECT(Rf_allocVector(INTSXP, n));
+  int *po = INTEGER(out);
+  for (R_xlen_t i = 0; i < n; i++) {
+    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+    po[i] = -1;
+    if (lo[i] == NA_INTEGER || hi[i] == NA_INTEGER) continue;
+    for (int r = o[i]; r < o[i + 1]; r++) {
+      if (s[r] == NA_INTEGER) continue;
+      if (s[r] > hi[i]) break;
+      if (e[r] == NA_INTEGER || e[r] >= lo[i]) {
+        po[i] = r;
+        break;
+      }
+    }
+  }
+  UNPROTECT(1);
+  return out;
+}
+
+/* ---- periods of care --------------------------------------------------- */
+
+/* ffi_care_period(decom, dec, starts_period, ends_period, offsets, ref)
+ *   decom, dec:    integer day numbers of care episodes sorted by child then
+ *                  decom; dec NA = open.
+ *   starts_period: integer 0/1, 1 where the episode starts a period of care
+ *                  (rne == "S").
+ *   ends_period:   integer 0/1, 1 where the episode ends the period of care
+ *                  (it has ceased and rec is not "X1").
+ *   offsets:       integer, length n + 1.
+ *   ref:           integer, length n; the referral day.
+ * Returns an integer matrix n x 3 of 0-based rows (-1 = none):
+ *   [, 1] the first episode not ceased before ref (dec NA or dec >= ref);
+ *   [, 2] the episode that starts its period of care: the latest episode at
+ *         or before [, 1] with starts_period == 1 and no period-ending
+ *         episode in between, else [, 1] itself;
+ *   [, 3] the first episode at or after [, 2] with ends_period == 1 (the
+ *         episode whose dec and rec end the period), -1 while still open (or
+ *         if another period starts first: inconsistent records). */
+SEXP ffi_care_period(SEXP decom, SEXP dec, SEXP starts_period,
+                     SEXP ends_period, SEXP offsets, SEXP ref) {
+  R_xlen_t nrow = XLENGTH(decom), n = XLENGTH(ref);
+  check_int(decom, nrow, "decom", "ffi_care_period");
+  check_int(dec, nrow, "dec", "ffi_care_period");
+  check_int(starts_period, nrow, "starts_period", "ffi_care_period");
+  check_int(ends_period, nrow, "ends_period", "ffi_care_period");
+  check_int(ref, n, "ref", "ffi_care_period");
+  check_offsets(offsets, n, nrow, "ffi_care_period");
+  const int *e = INTEGER_RO(dec),
+            *sp = INTEGER_RO(starts_period), *ep = INTEGER_RO(ends_period),
+            *o = INTEGER_RO(offsets), *rf = INTEGER_RO(ref);
+  SEXP out = PROTECT(Rf_allocMatrix(INTSXP, (int) n, 3));
+  int *first = INTEGER(out), *pstart = first + n, *pend = first + 2 * n;
+  for (R_xlen_t i = 0; i < n; i++) {
+    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+    first[i] = pstart[i] = pend[i] = -1;
+    if (rf[i] == NA_INTEGER) continue;
+    int last_start = -1;
+    for (int r = o[i]; r < o[i + 1]; r++) {
+      if (sp[r] == 1) last_start = r;
+      if (e[r] == NA_INTEGER || e[r] >= rf[i]) {
+        first[i] = r;
+        break;
+      }
+      if (ep[r] == 1) last_start = -1; /* that period ended before ref */
+    }
+    if (first[i] < 0) continue;
+    pstart[i] = last_start >= 0 ? last_start : first[i];
+    for (int r = pstart[i]; r < o[i + 1]; r++) {
+      if (r > pstart[i] && sp[r] == 1) break; /* a new period began: treat as open */
+      if (ep[r] == 1) {
+        pend[i] = r;
+        break;
+      }
+    }
+  }
+  UNPROTECT(1);
+  return out;
+}
+
+/* ---- return to statutory services after a plan ends ------------------- */
+
+/* ffi_plan_return(start, end, offsets, cla_start, cla_offsets, win_lo, win_hi)
+ *   start, end:  integer day numbers of CPP and CIN plans together, sorted by
+ *                child then start; end NA = open.  Plans are half-open
+ *                [start, end); plans that overlap or touch (a plan starting
+ *                on the day another ends) are merged into one spell, so a
+ *                step up from CIN plan to CPP is not a return.
+ *   offsets:     integer, length n + 1, rows of each child in the plans.
+ *   cla_start:   integer day numbers of care episode starts sorted by child
+ *                then day; cla_offsets their index vector (length n + 1).
+ *   win_lo, win_hi: integer, length n; the closed window [lo, hi] (referral
+ *                day, referral + 36 months).
+ * Returns an integer vector of length n: 1 if a merged spell of plans ends
+ * on a day E with lo <= E <= hi and afterwards (a new plan starting on or
+ * before hi, or a care episode starting in [E, hi]) the child returns to
+ * statutory services; 0 otherwise; NA where a bound is NA. */
+SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
+                     SEXP cla_offsets, SEXP win_lo, SEXP win_hi) {
+  R_xlen_t nrow = XLENGTH(start), n = XLENGTH(win_lo),
+           ncla = XLENGTH(cla_start);
+  check_int(start, nrow, "start", "ffi_plan_return");
+  check_int(end, nrow, "end", "ffi_plan_return");
+  check_int(cla_start, ncla, "cla_start", "ffi_plan_return");
+  check_int(win_lo, n, "win_lo", "ffi_plan_return");
+  check_int(win_hi, n, "win_hi", "ffi_plan_return");
+  check_offsets(offsets, n, nrow, "ffi_plan_return");
+  check_offsets(cla_offsets, n, ncla, "ffi_plan_return");
+  const int *s = INTEGER_RO(start), *e = INTEGER_RO(end),
+            *o = INTEGER_RO(offsets), *cs = INTEGER_RO(cla_start),
+            *co = INTEGER_RO(cla_offsets), *lo = INTEGER_RO(win_lo),
+            *hi = INTEGER_RO(win_hi);
+  SEXP out = PROTECT(Rf_allocVector(INTSXP, n));
+  int *po = INTEGER(out);
+  for (R_xlen_t i = 0; i < n; i++) {
+    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+    if (lo[i] == NA_INTEGER || hi[i] == NA_INTEGER) {
+      po[i] = NA_INTEGER;
+      continue;
+    }
+    po[i] = 0;
+    /* Walk the merged spells; find the first closed spell ending in [lo, hi]. */
+    int have = 0, cur_b = 0, ended = 0, spell_end = 0, next_start = OPEN_END;
+    for (int r = o[i]; r < o[i + 1]; r++) {
+      int a = s[r], b = (e[r] == NA_INTEGER) ? OPEN_END : e[r];
+      if (a == NA_INTEGER) continue;
+      if (b < a) b = a;
+      if (!have) {
+        cur_b = b; have = 1;
+      } else if (a > cur_b) {
+        /* the spell ending at cur_b is closed */
+        if (cur_b != OPEN_END && cur_b >= lo[i] && cur_b <= hi[i]) {
+          ended = 1; spell_end = cur_b; next_start = a;
+          break;
+        }
+        if (cur_b > hi[i]) break;
+        cur_b = b;
+      } else if (b > cur_b) {
+        cur_b = b;
+      }
+    }
+    if (!ended && have && cur_b != OPEN_END && cur_b >= lo[i] && cur_b <= hi[i]) {
+      ended = 1; spell_end = cur_b; next_start = OPEN_END;
+    }
+    if (!ended) continue;
+    if (next_start <= hi[i]) {
+      po[i] = 1;
+      continue;
+    }
+    for (int r = co[i]; r < co[i + 1]; r++) {
+      if (cs[r] == NA_INTEGER || cs[r] < spell_end) continue;
+      if (cs[r] <= hi[i]) po[i] = 1;
+      break;
+    }
+  }
+  UNPROTECT(1);
+  return out;
+}
+
+/* ---- school terms after the referral ---------------------------------- */
+
+/* ffi_term_sums(child, year, term, ord0, k, possible, unauth)
+ *   child:    integer, one per absence record: the 1-based cohort child, NA
+ *             for records of children outside the cohort.
+ *   year:     integer, the academic year's first calendar year (NA allowed).
+ *   term:     integer 1 autumn, 2 spring, 3 summer (Summer6th already mapped
+ *             to 3), NA allowed.
+ *   ord0:     integer, length n: ordinal 3 * year + (term - 1) of each
+ *             child's first term starting after the referral.
+ *   k:        integer scalar, terms kept per child (1..3).
+ *   possible, unauth: integer sessions of each record (NA allowed).
+ * Records are matched to the child's term index i = ordinal - ord0 + 1 and
+ * summed per child and index.  Returns a list of three vectors of length
+ * n * k, child-major (cell (c, i) at (c - 1) * k + i - 1): `present`
+ * (integer count of records), `possible`, `unauth` (double sums, NA if any
+ * summed value is NA). */
+SEXP ffi_term_sums(SEXP child, SEXP year, SEXP term, SEXP ord0, SEXP k,
+                   SEXP possible, SEXP unauth) {
+  R_xlen_t m = XLENGTH(child), n = XLENGTH(ord0);
+  check_int(child, m, "child", "ffi_term_sums");
+  check_int(year, m, "year", "ffi_term_sums");
+  check_int(term, m, "term", "ffi_term_sums");
+  check_int(possible, m, "possible", "ffi_term_sums");
+  check_int(unauth, m, "unauth", "ffi_term_sums");
+  check_int(ord0, n, "ord0", "ffi_term_sums");
+  if (TYPEOF(k) != INTSXP || XLENGTH(k) != 1 || INTEGER_RO(k)[0] < 1 ||
+      INTEGER_RO(k)[0] > 3)
+    Rf_error("internal error in ffi_term_sums(): `k` must be 1, 2 or 3");
+  int kk = INTEGER_RO(k)[0];
+  const int *ch = INTEGER_RO(child), *y = INTEGER_RO(year), *t = INTEGER_RO(term),
+            *o0 = INTEGER_RO(ord0), *ps = INTEGER_RO(possible),
+            *un = INTEGER_RO(unauth);
+  R_xlen_t cells = n * kk;
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 3));
+  SET_VECTOR_ELT(out, 0, Rf_allocVector(INTSXP, cells));
+  SET_VECTOR_ELT(out, 1, Rf_allocVector(REALSXP, cells));
+  SET_VECTOR_ELT(out, 2, Rf_allocVector(REALSXP, cells));
+  int *pr = INTEGER(VECTOR_ELT(out, 0));
+  double *sp = REAL(VECTOR_ELT(out, 1)), *su = REAL(VECTOR_ELT(out, 2));
+  for (R_xlen_t c = 0; c < cells; c++) {
+    pr[c] = 0;
+    sp[c] = 0.0;
+    su[c] = 0.0;
+  }
+  for (R_xlen_t r = 0; r < m; r++) {
+    if ((r & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+    int c = ch[r];
+    if (c == NA_INTEGER || c < 1 || c > n || y[r] == NA_INTEGER ||
+        t[r] == NA_INTEGER || o0[c - 1] == NA_INTEGER)
+      continue;
+    long long idx = 3LL * y[r] + (t[r] - 1) - o0[c - 1] + 1;
+    if (idx < 1 || idx > kk) continue;
+    R_xlen_t cell = (R_xlen_t) (c - 1) * kk + (R_xlen_t) (idx - 1);
+    pr[cell]++;
+    sp[cell] = (ps[r] == NA_INTEGER) ? NA_REAL : sp[cell] + ps[r];
+    su[cell] = (un[r] == NA_INTEGER) ? NA_REAL : su[cell] + un[r];
+  }
+  UNPROTECT(1);
+  return out;
+}

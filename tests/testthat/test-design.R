@@ -1,0 +1,108 @@
+fv_rollout <- function() {
+  data.frame(
+    la_code = c("303", "301", "302", "304", "305"), programme = "FV",
+    role = "treated",
+    go_live_date = as.Date(c("2021-01-01", "2020-01-01", "2020-07-01",
+                             "2021-07-01", "2022-01-01")),
+    wedge_order = c(3L, 1L, 2L, 4L, 5L),
+    stratum = c("low", "high", "high", "low", "low"),
+    stringsAsFactors = FALSE
+  )
+}
+
+test_that("Family Valued trial period is 6 months before the first to 6 after the last go-live", {
+  d <- design_family_valued(fv_rollout())
+  # FV p. 8: first go-live 2020-01-01 - 6 months; last 2022-01-01 + 6 months.
+  expect_equal(d$trial_start, as.Date("2019-07-01"))
+  expect_equal(d$trial_end, as.Date("2022-07-01"))
+  expect_equal(d$las$la_code, c("301", "302", "303", "304", "305"))
+  expect_equal(unname(d$strata[c("301", "305")]), c("high", "low"))
+  expect_equal(d$windows[["cla"]], 18)
+  expect_equal(d$windows[["return"]], 36)
+  expect_equal(d$age_range, c(0L, 17L))
+  expect_equal(d$codes$reunification, "E4A")
+  expect_equal(design_family_valued(fv_rollout(), reunification = "sensitivity")$codes$reunification,
+               c("E4A", "E4B"))
+  # explicit trial period in the roll-out table wins
+  ro <- fv_rollout()
+  ro$trial_start <- as.Date("2019-06-01")
+  ro$trial_end <- as.Date("2022-08-01")
+  d2 <- design_family_valued(ro)
+  expect_equal(c(d2$trial_start, d2$trial_end), as.Date(c("2019-06-01", "2022-08-01")))
+  # month-end clamping: 2020-08-31 - 6 months = 2020-02-29 (leap year)
+  ro <- fv_rollout()[1, ]
+  ro$go_live_date <- as.Date("2020-08-31")
+  expect_equal(design_family_valued(ro)$trial_start, as.Date("2020-02-29"))
+  expect_equal(design_family_valued(ro)$trial_end, as.Date("2021-02-28"))
+})
+
+test_that("a design takes the roll-out table from an sfp_data object", {
+  d <- design_family_valued(suppressWarnings(sfp_data(rollout = fv_rollout())))
+  expect_s3_class(d, "sfp_design")
+  expect_equal(nrow(d$las), 5L)
+  # rows of the other programme are ignored
+  ro <- rbind(fv_rollout(), data.frame(la_code = "999", programme = "FS", role = "treated",
+                                       go_live_date = as.Date(NA), wedge_order = NA,
+                                       stratum = NA))
+  expect_equal(nrow(design_family_valued(ro)$las), 5L)
+})
+
+test_that("Family Safeguarding design keeps treated LAs, comparators and pairs", {
+  ro <- data.frame(
+    la_code = c("101", "102", "201", "201", "202"), programme = "FS",
+    role = c("treated", "treated", "comparator", "comparator", "comparator"),
+    matched_to_la = c(NA, NA, "101", "102", "101"),
+    outcome = c(NA, NA, "cla_18m", "cla_18m", "cla_18m"),
+    go_live_date = as.Date(c("2020-04-01", "2020-10-01", NA, NA, NA)),
+    stringsAsFactors = FALSE
+  )
+  d <- design_family_safeguarding(ro)
+  expect_equal(d$las$la_code, c("101", "102", "201", "202"))
+  expect_equal(d$las$role, c("treated", "treated", "comparator", "comparator"))
+  expect_equal(nrow(d$pairs), 3L)
+  expect_equal(d$trial_start, as.Date("2017-04-01"))
+  expect_null(d$trial_end)
+  # design table values (FS p. 6), not the text's
+  expect_equal(d$windows[["cla"]], 18)
+  expect_equal(d$windows[["cpp_duration_cap"]], 12)
+  expect_equal(d$windows[["days_cpp"]], 18)
+  expect_equal(d$age_range, c(0L, 12L))
+  expect_equal(d$codes$toxic_trio, c("1B", "2B", "3A", "3B", "3C", "4B"))
+  expect_true(all(c("4C", "1C") %in%
+                    design_family_safeguarding(ro, toxic_trio = "broad")$codes$toxic_trio))
+  expect_equal(design_family_safeguarding(ro, cla_window = 24)$windows[["cla"]], 24)
+})
+
+test_that("print() shows the whole design", {
+  ro <- data.frame(la_code = c("101", "201"), programme = "FS",
+                   role = c("treated", "comparator"),
+                   go_live_date = as.Date(c("2020-04-01", NA)))
+  expect_snapshot(print(design_family_safeguarding(ro, data_end = as.Date("2023-03-31"))))
+  expect_snapshot(print(design_family_valued(fv_rollout())))
+})
+
+test_that("bad designs stop with clear errors", {
+  ro <- fv_rollout()
+  ro$go_live_date[c(2, 4)] <- NA
+  expect_snapshot(design_family_valued(ro), error = TRUE)
+  fs <- data.frame(la_code = c("101", "201"), programme = "FS",
+                   role = c("treated", "comparator"),
+                   go_live_date = as.Date(c(NA, NA)))
+  expect_snapshot(design_family_safeguarding(fs), error = TRUE)
+  expect_snapshot(design_family_valued(sfp_data()), error = TRUE)
+  expect_snapshot(design_family_valued(fv_rollout()[, -4]), error = TRUE)
+  expect_snapshot(design_family_safeguarding(fv_rollout()), error = TRUE)
+  expect_snapshot(design_family_valued(fv_rollout(), cla_window = 0), error = TRUE)
+  expect_snapshot(design_family_valued(fv_rollout(), age_range = c(17, 0)), error = TRUE)
+  expect_snapshot(design_family_valued(fv_rollout(), age_bands = c(4, 0)), error = TRUE)
+  fs$go_live_date[1] <- as.Date("2020-01-01")
+  expect_snapshot(design_family_safeguarding(fs, trial_start = "not a date"), error = TRUE)
+  ro <- fv_rollout()
+  ro <- rbind(ro, ro[1, ])
+  ro$stratum[6] <- "high"
+  expect_snapshot(design_family_valued(ro), error = TRUE)
+  ro <- fv_rollout()
+  ro$role[1] <- "comparator"
+  expect_snapshot(design_family_valued(ro), error = TRUE)
+  expect_snapshot(design_family_valued(fv_rollout(), absence_terms = 4), error = TRUE)
+})

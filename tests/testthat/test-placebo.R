@@ -1,0 +1,69 @@
+placebo_data <- function(seed = 1, n = 9000) {
+  set.seed(seed)
+  las <- sprintf("L%02d", 1:8)
+  d <- data.frame(la = sample(las, n, TRUE),
+                  referral_date = as.Date("2016-04-01") + sample(0:2400, n, TRUE))
+  d$cla_18m <- rbinom(nrow(d), 1, 0.06 + 0.02 * (d$la %in% c("L01", "L03")))
+  d
+}
+go <- data.frame(la_code = c("L01", "L02"), go_live_date = as.Date(c("2020-09-01", "2021-01-01")))
+
+test_that("placebo estimates equal plain-R DiDs of means and a stacked lm", {
+  d <- placebo_data()
+  m <- match_trends(d, go, "cla_18m", n_candidates = 3)
+  p <- placebo_test(m, d)
+  pairs <- m$candidates[m$candidates$selected, ]
+  stack <- list()
+  for (i in seq_len(nrow(pairs))) {
+    g <- go$go_live_date[go$la_code == pairs$treated_la[i]]
+    cut <- seq(g, by = "-18 months", length.out = 2)[2]
+    false <- seq(cut, by = "-12 months", length.out = 2)[2]
+    s <- d[d$la %in% c(pairs$treated_la[i], pairs$comparator_la[i]) & d$referral_date < cut, ]
+    tr <- s$la == pairs$treated_la[i]
+    post <- s$referral_date >= false
+    ref <- (mean(s$cla_18m[tr & post]) - mean(s$cla_18m[tr & !post])) -
+      (mean(s$cla_18m[!tr & post]) - mean(s$cla_18m[!tr & !post]))
+    expect_equal(p$pairs$estimate[i], ref, tolerance = 1e-12)
+    expect_equal(p$pairs$false_go_live[i], false)
+    s$placebo <- as.integer(tr & post)
+    s$pair_la <- paste(i, s$la)
+    s$pair_post <- paste(i, post)
+    stack[[i]] <- s
+  }
+  s <- do.call(rbind, stack)
+  b <- coef(lm(cla_18m ~ placebo + factor(pair_la) + factor(pair_post), s))[["placebo"]]
+  expect_equal(p$stacked$estimate, b, tolerance = 1e-10)
+  skip_if_not_installed("clubSandwich")
+  fit <- lm(cla_18m ~ placebo + factor(pair_la) + factor(pair_post), s)
+  ct <- clubSandwich::coef_test(fit, vcov = "CR2", cluster = s$la, test = "Satterthwaite")
+  expect_equal(p$stacked$std.error, ct$SE[ct$Coef == "placebo"], tolerance = 1e-8)
+})
+
+test_that("common-shock interaction equals a plain-R regression", {
+  d <- placebo_data(2)
+  go2 <- data.frame(la_code = c("L01", "L02"), go_live_date = as.Date(c("2019-09-01", "2020-01-01")))
+  m <- match_trends(d, go2, "cla_18m", n_candidates = 2)
+  shock <- as.Date("2021-06-01")
+  r <- common_shock_test(d, m, shock = shock)
+  pairs <- m$candidates[m$candidates$selected, ]
+  rows <- lapply(seq_len(nrow(pairs)), function(i) {
+    g <- go2$go_live_date[go2$la_code == pairs$treated_la[i]]
+    s <- d[d$la %in% c(pairs$treated_la[i], pairs$comparator_la[i]) & d$referral_date >= g, ]
+    s$x <- as.integer(s$la == pairs$treated_la[i] & s$referral_date >= shock)
+    s$q <- paste(i, format(s$referral_date, "%Y"), (as.integer(format(s$referral_date, "%m")) - 1) %/% 3)
+    s$pl <- paste(i, s$la)
+    s
+  })
+  s <- do.call(rbind, rows)
+  b <- coef(lm(cla_18m ~ x + factor(pl) + factor(q), s))[["x"]]
+  expect_equal(r$estimate, b, tolerance = 1e-10)
+  expect_equal(r$n_children, nrow(s))
+})
+
+test_that("placebo and common-shock checks reject bad input", {
+  d <- placebo_data(3, n = 3000)
+  m <- match_trends(d, go, "cla_18m", n_candidates = 2)
+  expect_snapshot(placebo_test(data.frame(), d), error = TRUE)
+  expect_snapshot(common_shock_test(d, m, shock = as.Date("2010-01-01")), error = TRUE)
+  expect_snapshot(common_shock_test(d, m, shock = "nope"), error = TRUE)
+})
