@@ -37,6 +37,12 @@
 #'   `log_odds` (effects relative to the first level, first element 0).
 #' @param strata For stepped wedges: each cluster's randomisation stratum,
 #'   used by the permutation test.
+#' @param outcome `"binary"` (the default, above) or `"continuous"`: the
+#'   Hussey & Hughes linear model `y = period + theta * treated + a + c + e`
+#'   with total variance `sd^2` of which a share `icc` lies between clusters;
+#'   `effect` is then a mean difference, and the analysis a linear mixed
+#'   model.
+#' @param sd Standard deviation of a continuous outcome.
 #' @return An object of class `sfp_power_design`.
 #' @examples
 #' power_design()                     # the Family Valued trial
@@ -45,8 +51,10 @@
 power_design <- function(type = c("stepped_wedge", "did"), go_live = NULL,
                          periods = NULL, m = NULL, p0 = NULL, icc = NULL,
                          autocorr = 1, period_effects = NULL, covariates = NULL,
-                         strata = NULL) {
+                         strata = NULL, outcome = c("binary", "continuous"),
+                         sd = 1) {
   type <- match.arg(type)
+  outcome <- match.arg(outcome)
   if (type == "stepped_wedge") {
     go_live <- go_live %||% 1:5
     periods <- periods %||% 6L
@@ -73,6 +81,10 @@ power_design <- function(type = c("stepped_wedge", "did"), go_live = NULL,
     stop_arg("go_live", "must be finite for a stepped wedge (every cluster is treated)",
              "use `type = \"did\"` for designs with never-treated comparators.")
   }
+  if (outcome == "continuous") {
+    p0 <- 0.5                    # unused: the mean is 0 in period 0
+    if (!is.numeric(sd) || length(sd) != 1L || !(sd > 0)) stop_arg("sd", "must be positive")
+  }
   if (!is.numeric(p0) || length(p0) != 1L || !(p0 > 0 && p0 < 1)) {
     stop_arg("p0", "must be a baseline rate strictly between 0 and 1")
   }
@@ -92,12 +104,14 @@ power_design <- function(type = c("stepped_wedge", "did"), go_live = NULL,
   }
   pat <- covariate_patterns(covariates)
   X <- outer(go_live, seq_len(periods) - 1L, "<=") * 1
-  cal <- icc_to_sigma(icc, p0)
+  cal <- if (outcome == "binary") icc_to_sigma(icc, p0) else
+    list(sigma = sd * sqrt(icc), intercept = 0)
   structure(list(type = type, go_live = go_live, periods = as.integer(periods),
                  m = matrix(as.integer(round(M)), I), p0 = p0, icc = icc,
                  autocorr = autocorr, period_effects = pe, covariates = covariates,
                  patterns = pat, treated = X, strata = strata,
-                 sigma = cal$sigma, intercept = cal$intercept),
+                 sigma = cal$sigma, intercept = cal$intercept,
+                 outcome = outcome, sd = sd),
             class = "sfp_power_design")
 }
 
@@ -176,6 +190,7 @@ covariate_patterns <- function(covariates) {
 # One simulated trial as binomial cells (data frame: cluster, period, pattern,
 # treated, n, s), drawn with R's current random stream.
 simulate_trial_cells <- function(design, theta) {
+  if (identical(design$outcome, "continuous")) return(simulate_trial_gaussian(design, theta))
   pat <- design$patterns
   alpha <- design$intercept + c(0, design$period_effects)
   out <- .Call(ffi_sim_trial, design$m, design$treated * 1.0, as.double(alpha),
@@ -189,6 +204,23 @@ simulate_trial_cells <- function(design, theta) {
              pattern = rep(seq_len(K), I * J),
              treated = rep(as.vector(t(design$treated)), each = K),
              n = out$n, s = out$s)
+}
+
+# A continuous-outcome trial, one row per individual (Hussey & Hughes).
+simulate_trial_gaussian <- function(design, theta) {
+  I <- length(design$go_live)
+  J <- design$periods
+  r <- design$autocorr
+  a <- stats::rnorm(I, 0, design$sigma * sqrt(r))
+  cc <- matrix(stats::rnorm(I * J, 0, design$sigma * sqrt(1 - r)), I, J)
+  m <- design$m
+  cl <- rep(rep(seq_len(I), J), as.vector(m))
+  pe <- rep(rep(seq_len(J), each = I), as.vector(m))
+  alpha <- c(0, design$period_effects)
+  mu <- alpha[pe] + theta * design$treated[cbind(cl, pe)] + a[cl] + cc[cbind(cl, pe)]
+  e_sd <- design$sd * sqrt(1 - design$icc)
+  data.frame(cluster = cl, period = pe - 1L, treated = design$treated[cbind(cl, pe)],
+             y = mu + stats::rnorm(length(mu), 0, e_sd))
 }
 
 #' Simulate trial data from a power design
@@ -213,7 +245,7 @@ simulate_trial <- function(design, effect = 0, seed = 1, rows = FALSE) {
   with_seed(seed, {
     cells <- simulate_trial_cells(design, effect_to_theta(effect, design))
   })
-  if (!rows) return(cells)
+  if (!rows || identical(design$outcome, "continuous")) return(cells)
   expand_cells(cells, design)
 }
 
@@ -232,6 +264,7 @@ expand_cells <- function(cells, design) {
 }
 
 effect_to_theta <- function(effect, design) {
+  if (identical(design$outcome, "continuous")) return(effect)
   p1 <- design$p0 + effect
   if (!is.numeric(effect) || length(effect) != 1L || !(p1 > 0 && p1 < 1)) {
     stop_arg("effect", sprintf("must be one risk difference keeping p0 + effect inside (0, 1) (p0 = %g)",
@@ -273,8 +306,8 @@ with_seed <- function(seed, expr, kind = "Mersenne-Twister") {
 #'   [simulate_trial()]). Several give a power curve ([plot()] draws it).
 #' @param n_sims Number of simulated trials per effect.
 #' @param analysis `NULL` (the design's default: `"glmm"` for a stepped
-#'   wedge, `"did"` for a DiD design), one of `"glmm"`, `"glmm_perm"`,
-#'   `"did"`, or a function.
+#'   wedge, `"did"` for a DiD design, `"lmm"` for a continuous outcome), one
+#'   of `"glmm"`, `"glmm_perm"`, `"lmm"`, `"did"`, or a function.
 #' @param seed Seed of the replicate streams.
 #' @param parallel `TRUE` (forked cores where available), `FALSE`, or
 #'   `"future"` (the current future plan via future.apply).
@@ -321,7 +354,7 @@ power_sim <- function(design, effect, n_sims = 1000L, analysis = NULL, seed = 1,
   est <- do.call(rbind, res)
   colnames(est) <- c("estimate", "std.error", "p.value", "conf.low", "conf.high")
   reps <- cbind(jobs, est)
-  truth_of <- function(k) if (identical(attr(fun, "scale"), "risk_difference")) {
+  truth_of <- function(k) if (attr(fun, "scale") %in% c("risk_difference", "mean_difference")) {
     if (k == 0L) 0 else effect[k]
   } else if (k == 0L) 0 else thetas[k]
   summarise <- function(k) {
@@ -427,14 +460,20 @@ power_analysis <- function(analysis, design) {
     attr(f, "scale") <- "user"
     return(f)
   }
-  analysis <- analysis %||% if (design$type == "stepped_wedge") "glmm" else "did"
+  continuous <- identical(design$outcome, "continuous")
+  analysis <- analysis %||% if (continuous) "lmm" else if (design$type == "stepped_wedge") "glmm" else "did"
+  if (continuous && analysis %in% c("glmm", "glmm_perm")) {
+    stop_arg("analysis", "must be \"lmm\" or \"did\" for a continuous outcome")
+  }
+  if (!continuous && analysis == "lmm") stop_arg("analysis", "\"lmm\" is for continuous outcomes")
   f <- switch(analysis,
     glmm = power_glmm,
     glmm_perm = power_glmm_perm,
+    lmm = power_lmm,
     did = power_did,
-    stop_arg("analysis", "must be \"glmm\", \"glmm_perm\", \"did\" or a function"))
+    stop_arg("analysis", "must be \"glmm\", \"glmm_perm\", \"lmm\", \"did\" or a function"))
   attr(f, "label") <- analysis
-  attr(f, "scale") <- if (analysis == "did") "risk_difference" else "log_odds"
+  attr(f, "scale") <- if (continuous) "mean_difference" else if (analysis == "did") "risk_difference" else "log_odds"
   f
 }
 
@@ -443,7 +482,7 @@ power_analysis <- function(analysis, design) {
 # The DiD regression (linear probability model, cluster and period fixed
 # effects, CR2 with Satterthwaite df), on one row per child.
 power_did <- function(cells, design) {
-  d <- expand_cells(cells, design)
+  d <- if (identical(design$outcome, "continuous")) cells else expand_cells(cells, design)
   covs <- colnames(design$patterns$X)
   f <- stats::as.formula(paste("y ~", paste(c("treated", covs), collapse = " + "),
                                "| cluster + period"))
@@ -514,7 +553,13 @@ glmm_fit_trial <- function(cells, design, se = TRUE) {
   attr(d, "period") <- cells$period
   d$gh <- gauss_hermite(1L)
   d$u0 <- double(0)
-  trt_info <- list(name = "treated", coef = 2L, main_only = TRUE, cf = NULL)
+  cf <- lapply(c(0, 1), function(val) {
+    Xc <- d$X
+    Xc[, 2L] <- val
+    unique_rows(Xc, d$n)
+  })
+  trt_info <- list(name = "treated", coef = 2L, main_only = TRUE,
+                   cf = list(X0 = cf[[1]], X1 = cf[[2]]))
   info <- list(levels = as.character(seq_len(G)), groups = "cluster", Q = 1L,
                sigma_fixed = NULL, trt_info = trt_info)
   fit <- binom_estimate(d, info, glmm_control(list()), start = NULL, se = se)
@@ -522,4 +567,17 @@ glmm_fit_trial <- function(cells, design, se = TRUE) {
   fit$kept_rows <- seq_len(nrow(cells))
   attr(fit$cells, "period") <- cells$period
   fit
+}
+
+# The linear mixed model (random intercept per cluster, period effects) on a
+# continuous outcome, Wald test with normal quantiles as Hussey & Hughes.
+power_lmm <- function(rows, design) {
+  fit <- tryCatch(suppressWarnings(suppressMessages(
+    sw_glmm(y ~ treated + factor(period) + (1 | cluster), rows, family = stats::gaussian()))),
+    error = function(e) NULL)
+  if (is.null(fit)) return(rep(NA_real_, 5))
+  est <- fit$coefficients[["treated"]]
+  se <- sqrt(fit$vcov["treated", "treated"])
+  q <- stats::qnorm(0.975)
+  c(est, se, 2 * stats::pnorm(-abs(est / se)), est - q * se, est + q * se)
 }
