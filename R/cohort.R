@@ -362,7 +362,9 @@ build_cohort <- function(data, design, treatment = "referral_date",
   }
   if (!fs) {
     breaks <- add_months(rep(ts, 64L), design$step_months * (0:63))
-    n_steps <- max(1L, sum(breaks[-1] <= te))       # complete steps in the trial period
+    # complete steps in the trial period: a step's break is the day after it
+    # ends, and the trial end date is inclusive
+    n_steps <- max(1L, sum(breaks[-1] <= te + 1L))
     coh$step <- pmin(findInterval(r, breaks) - 1L, n_steps - 1L)
   }
 

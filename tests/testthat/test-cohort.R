@@ -1155,3 +1155,18 @@ test_that("simulated records (simulate_sfp): C matches the plain-R reference, th
   expect_true(all(is.na(co_fs$cla_18m[late])))
   expect_true(all(co_fs$cla_18m_observable[late] %in% FALSE))
 })
+
+test_that("a trial period ending on the last day of a step has all its steps", {
+  # FV: 2019-10-01 .. 2022-09-30 inclusive is six six-month steps (0-5); a
+  # referral on 2022-04-01 or on the last day is in step 5, not merged into 4.
+  ro <- fv_rollout
+  ro$trial_start <- as.Date("2019-10-01")
+  ro$trial_end <- as.Date("2022-09-30")
+  ch <- kids(c("a", "b", "c", "d"), la = "301")
+  rf <- refs(c("a", "b", "c", "d"), c("2019-10-01", "2022-03-31", "2022-04-01", "2022-09-30"),
+             referral_nfa = FALSE)
+  d <- quiet_data(children = ch, referrals = rf, rollout = ro)
+  des <- design_family_valued(d, data_end = as.Date("2025-12-31"))
+  co <- suppressMessages(build_cohort(d, des, outcomes = character()))
+  expect_equal(val(co, "step"), c(a = 0L, b = 4L, c = 5L, d = 5L))
+})
