@@ -315,7 +315,8 @@ with_seed <- function(seed, expr, kind = "Mersenne-Twister") {
 #'   at most 4).
 #' @param alpha Significance level.
 #' @param null Also simulate under no effect and report the rejection rate.
-#' @param progress Show a progress bar.
+#' @param progress Show a progress bar (cli's when installed, else
+#'   `utils::txtProgressBar()`) on serial runs of 20 trials or more.
 #' @return An object of class `sfp_power_sim`: a data frame `results` with,
 #'   per effect, `power` and its 95% Monte Carlo interval, `mean_estimate`,
 #'   `truth`, `bias`, `coverage`, and (with `null = TRUE`) `null_rejection`;
@@ -438,12 +439,19 @@ run_jobs <- function(n, one, parallel, cores, progress) {
   if (isTRUE(parallel) && cores > 1L && .Platform$OS.type == "unix") {
     return(parallel::mclapply(seq_len(n), one, mc.cores = cores, mc.set.seed = FALSE))
   }
-  bar <- if (progress && n >= 20L) utils::txtProgressBar(0, n, style = 3) else NULL
+  show <- progress && n >= 20L
+  use_cli <- show && requireNamespace("cli", quietly = TRUE)
+  if (use_cli) {
+    id <- cli::cli_progress_bar("Simulating trials", total = n, .auto_close = FALSE)
+  }
+  bar <- if (show && !use_cli) utils::txtProgressBar(0, n, style = 3) else NULL
   out <- vector("list", n)
   for (i in seq_len(n)) {
     out[[i]] <- one(i)
+    if (use_cli) cli::cli_progress_update(id = id)
     if (!is.null(bar)) utils::setTxtProgressBar(bar, i)
   }
+  if (use_cli) cli::cli_progress_done(id = id)
   if (!is.null(bar)) close(bar)
   out
 }

@@ -218,3 +218,16 @@ test_that("att_gt: bad input gives clear errors", {
   expect_snapshot(att_gt(d1, outcome = "y", time = "year"), error = TRUE)
   expect_snapshot(att_gt(d, outcome = "nope", time = "year"), error = TRUE)
 })
+
+test_that("one cohort, one pre-period: the event study equals did_fit() with event_time()", {
+  go <- c(A = 2, B = 2, C = Inf, D = Inf, E = Inf)
+  d <- stagger_data(go, TT = 4, n = 5, seed = 12)
+  d$go <- ifelse(is.finite(go[d$la]), go[d$la], NA)
+  d <- event_time(d, "go", "year")
+  fit <- did_fit(y ~ event_1 + event_2 + event_3 | la + year, d, cluster = ~la,
+                 family = "gaussian", vcov = "CR1")
+  a <- att_gt(d, outcome = "y", time = "year")
+  dy <- aggregate_att(a, "dynamic", inference = "none")
+  expect_equal(dy$by$estimate, unname(coef(fit)[c("event_1", "event_2", "event_3")]),
+               tolerance = 1e-10)
+})
