@@ -318,7 +318,7 @@ with_seed <- function(seed, expr, kind = "Mersenne-Twister") {
 #' @param progress Show a progress bar (cli's when installed, else
 #'   `utils::txtProgressBar()`) on serial runs of 20 trials or more.
 #' @return An object of class `sfp_power_sim`: a data frame `results` with,
-#'   per effect, `power` and its 95% Monte Carlo interval, `mean_estimate`,
+#'   per effect, `power` and its 95% Monte Carlo (Wilson) interval, `mean_estimate`,
 #'   `truth`, `bias`, `coverage`, and (with `null = TRUE`) `null_rejection`;
 #'   and the estimates of every replicate in `replicates`.
 #' @examples
@@ -363,7 +363,7 @@ power_sim <- function(design, effect, n_sims = 1000L, analysis = NULL, seed = 1,
     rej <- r$p.value < alpha
     n_ok <- sum(!is.na(rej))
     pw <- mean(rej, na.rm = TRUE)
-    ci <- if (n_ok) stats::prop.test(sum(rej, na.rm = TRUE), n_ok, correct = FALSE)$conf.int else c(NA, NA)
+    ci <- wilson_interval(sum(rej, na.rm = TRUE), n_ok)
     tr <- truth_of(k)
     data.frame(effect = if (k == 0L) 0 else effect[k], power = pw,
                power_low = ci[1], power_high = ci[2],
@@ -588,4 +588,14 @@ power_lmm <- function(rows, design) {
   se <- sqrt(fit$vcov["treated", "treated"])
   q <- stats::qnorm(0.975)
   c(est, se, 2 * stats::pnorm(-abs(est / se)), est - q * se, est + q * se)
+}
+
+# Wilson score interval for a proportion x / n (95%).
+wilson_interval <- function(x, n, level = 0.95) {
+  if (n == 0) return(c(NA_real_, NA_real_))
+  z <- stats::qnorm(1 - (1 - level) / 2)
+  p <- x / n
+  centre <- (p + z^2 / (2 * n)) / (1 + z^2 / n)
+  half <- z * sqrt(p * (1 - p) / n + z^2 / (4 * n^2)) / (1 + z^2 / n)
+  c(centre - half, centre + half)
 }

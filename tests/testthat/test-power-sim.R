@@ -92,3 +92,10 @@ test_that("power designs reject bad input", {
   expect_snapshot(power_sim(power_design(m = 10), effect = 0.99, n_sims = 1), error = TRUE)
   expect_snapshot(power_sim(power_design(m = 10), effect = 0.01, n_sims = 0), error = TRUE)
 })
+
+test_that("the Monte Carlo interval is Wilson's", {
+  # equals prop.test() without continuity correction, which is Wilson's
+  expect_equal(sfpceval:::wilson_interval(30, 100),
+               as.numeric(prop.test(30, 100, correct = FALSE)$conf.int))
+  expect_equal(sfpceval:::wilson_interval(0, 5)[1], 0)
+})
