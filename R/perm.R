@@ -45,19 +45,12 @@ sw_randomise <- function(las, strata = NULL, steps = seq_along(las), seed,
   groups <- allocation_groups(las, strata, stratum_order)
   steps <- sort(as.integer(steps))
   slots <- split(steps, rep(seq_along(groups$sizes), groups$sizes))
-  # Draw, with the user's RNG state restored on exit.
-  if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-    old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
-    on.exit(assign(".Random.seed", old, envir = globalenv()), add = TRUE)
-  } else {
-    on.exit(rm(".Random.seed", envir = globalenv()), add = TRUE)
-  }
-  set.seed(seed)
+  # Draw, with the user's generator and random state restored afterwards.
   step_of <- integer(length(las))
-  for (k in seq_along(groups$members)) {
+  with_seed(seed, for (k in seq_along(groups$members)) {
     who <- groups$members[[k]]
     step_of[who] <- slots[[k]][sample.int(length(who))]
-  }
+  })
   allocation <- data.frame(la = las, stratum = groups$label, step = step_of,
                            stringsAsFactors = FALSE)
   structure(list(allocation = allocation[order(allocation$step), ],
@@ -329,18 +322,13 @@ allocations_for <- function(go_live, strat) {
 }
 
 sample_allocations <- function(go_live, strat, n_perm, seed) {
-  if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-    old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
-    on.exit(assign(".Random.seed", old, envir = globalenv()), add = TRUE)
-  }
-  set.seed(seed)
   groups <- if (is.null(strat)) list(seq_along(go_live)) else
     lapply(unique(strat), function(s) which(strat == s))
-  out <- t(replicate(n_perm, {
+  out <- with_seed(seed, t(replicate(n_perm, {
     v <- go_live
     for (g in groups) v[g] <- go_live[g][sample.int(length(g))]
     v
-  }))
+  })))
   colnames(out) <- names(go_live)
   out
 }

@@ -273,19 +273,6 @@ effect_to_theta <- function(effect, design) {
   logit_mean_solve(p1, design$sigma) - design$intercept
 }
 
-with_seed <- function(seed, expr, kind = "Mersenne-Twister") {
-  old_kind <- RNGkind()
-  had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
-  if (had) old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
-  on.exit({
-    RNGkind(old_kind[1], old_kind[2], old_kind[3])
-    if (had) assign(".Random.seed", old, envir = globalenv()) else
-      rm(".Random.seed", envir = globalenv())
-  })
-  RNGkind(kind, "Inversion", "Rejection")
-  set.seed(seed)
-  expr
-}
 
 #' Simulation-based power, reusing the real analysis
 #'
@@ -411,21 +398,6 @@ replicate_streams <- function(seed, n) {
   out
 }
 
-# Evaluate expr with R's generator set to `stream` (L'Ecuyer-CMRG), restoring
-# the caller's generator and state.
-with_stream <- function(stream, expr) {
-  old_kind <- RNGkind()
-  had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
-  if (had) old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
-  on.exit({
-    RNGkind(old_kind[1], old_kind[2], old_kind[3])
-    if (had) assign(".Random.seed", old, envir = globalenv()) else
-      rm(".Random.seed", envir = globalenv())
-  })
-  RNGkind("L'Ecuyer-CMRG", "Inversion", "Rejection")
-  assign(".Random.seed", stream, envir = globalenv())
-  expr
-}
 
 run_jobs <- function(n, one, parallel, cores, progress) {
   if (identical(parallel, "future")) {

@@ -3,34 +3,12 @@
 # routine (src/simulate.c) walks each child's history and emits every event
 # record as integer columns, which are turned into the ten tables here.
 
-# The code vectors the C kernel indexes (1-based). Their order mirrors the
-# enums at the top of src/simulate.c: change both together.
-.sim_codes <- list(
-  referral_source = c("1A", "1B", "1C", "1D", "2A", "2B", "3A", "3B", "3C",
-                      "3D", "3E", "3F", "4", "5A", "5B", "5C", "5D", "6", "7",
-                      "8", "9", "10"),
-  primary_need = paste0("N", 0:9),
-  closure_reason = paste0("RC", 1:9),
-  factor = c("1A", "1B", "1C", "2A", "2B", "2C", "3A", "3B", "3C",
-             "4A", "4B", "4C", "5A", "5B", "5C", "6A", "6B", "6C", "7A",
-             "8B", "8C", "8D", "8E", "8F", "9A", "10A", "11A", "12A", "13A",
-             "14A", "15A", "16A", "17A", "18A", "19A", "18B", "18C", "19B",
-             "19C", "20", "21", "22A", "23A", "24A"),
-  cp_category = c("NEG", "PHY", "SAB", "EMO", "MUL"),
-  rne = c("S", "L", "P", "T", "B", "U"),
-  ls = c("C1", "C2", "D1", "E1", "V2", "V3", "V4", "L1", "L2", "L3",
-         "J1", "J2", "J3"),
-  cin_903 = paste0("N", 1:8),
-  place = c("A3", "A4", "A5", "A6", "H5", "K1", "K2", "K3", "P1", "P2", "P3",
-            "R1", "R2", "R3", "R5", "S1", "T0", "T1", "T2", "T3", "T4",
-            "U1", "U2", "U3", "U4", "U5", "U6", "Z1", "Z11", "Z12", "Z13",
-            "Z14"),
-  place_provider = paste0("PR", 0:5),
-  rec = c("X1", "E11", "E12", "E2", "E3", "E4A", "E4B", "E13", "E41", "E45",
-          "E46", "E47", "E48", "E5", "E6", "E7", "E8", "E9", "E14", "E15",
-          "E16", "E17"),
-  term = c("autumn", "spring", "summer", "summer6th")
-)
+# The code vectors the C kernel indexes (1-based): the official lists of
+# R/codes.R, whose order the enums at the top of src/simulate.c mirror, so
+# a change to a list there must be made in the C enums too.
+.sim_codes <- .code_lists[c("referral_source", "primary_need", "closure_reason",
+                             "factor", "cp_category", "rne", "ls", "cin_903",
+                             "place", "place_provider", "rec", "term")]
 
 # The true effects simulate_sfp() understands, in the order of the C enum.
 .sim_effect_names <- c("cla", "cpp", "cpp_duration", "rereferral", "return",

@@ -633,12 +633,7 @@ group_assignments <- function(G, max_enumerate, n_perm, seed) {
     out <- matrix(as.numeric(idx), nrow = nrow(idx))
     return(list(assignments = out, n_distinct = round(n_distinct), sampled = FALSE))
   }
-  if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-    old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
-    on.exit(assign(".Random.seed", old, envir = globalenv()), add = TRUE)
-  }
-  set.seed(seed)
-  out <- t(replicate(n_perm, G[sample.int(length(G))]))
+  out <- with_seed(seed, t(replicate(n_perm, G[sample.int(length(G))])))
   list(assignments = unname(out), n_distinct = n_distinct, sampled = TRUE)
 }
 

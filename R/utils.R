@@ -68,3 +68,28 @@ normal_quadrature <- function(Q) {
   gh <- gauss_hermite(Q)
   list(z = sqrt(2) * gh$x, w = gh$w / sqrt(pi))
 }
+
+# Evaluate `expr` with R's generator of `kind` initialised by `init()`, and
+# restore the caller's generator and random state afterwards.
+with_rng <- function(kind, init, expr) {
+  old_kind <- RNGkind()
+  had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
+  if (had) old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
+  on.exit({
+    RNGkind(old_kind[1], old_kind[2], old_kind[3])
+    if (had) assign(".Random.seed", old, envir = globalenv()) else
+      if (exists(".Random.seed", envir = globalenv(), inherits = FALSE))
+        rm(".Random.seed", envir = globalenv())
+  })
+  RNGkind(kind, "Inversion", "Rejection")
+  init()
+  expr
+}
+
+# ... from a seed (default generator), or from a saved L'Ecuyer-CMRG stream.
+with_seed <- function(seed, expr, kind = "Mersenne-Twister") {
+  with_rng(kind, function() set.seed(seed), expr)
+}
+with_stream <- function(stream, expr) {
+  with_rng("L'Ecuyer-CMRG", function() assign(".Random.seed", stream, envir = globalenv()), expr)
+}
