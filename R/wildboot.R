@@ -40,13 +40,19 @@
 #' bounds the smallest attainable p-value above \eqn{1 - level}, the result
 #' says so.
 #'
+#' For a binomial [sw_glmm()] fit (the Family Valued GLMM), the same score
+#' bootstrap uses the scores of each cluster's integrated log-likelihood at
+#' the fit restricted to `param = 0` and the Hessian there (METHODS.md
+#' section 3), as a further sensitivity analysis.
+#'
 #' For a logistic fit (`family = "binomial"`), the score bootstrap of Kline &
 #' Santos (2012): the restricted ML fit's cluster scores \eqn{s_g} and
 #' Hessian give \eqn{a_g = (H^{-1} s_g)_{param}};
 #' \eqn{t^* = \sum_g v_g a_g / \sqrt{\sum_g (v_g a_g - \pi_g \sum_h v_h a_h)^2}}
 #' with \eqn{\pi_g = N_g/N}, no refitting; no confidence interval.
 #'
-#' @param fit A [did_fit()] object (family `"gaussian"` or `"binomial"`).
+#' @param fit A [did_fit()] object (family `"gaussian"` or `"binomial"`), or a
+#'   binomial [sw_glmm()] fit.
 #' @param param Name of the coefficient to test (default `"treated"`).
 #' @param weights `"webb"` (default; six-point, METHODS.md section 0 item 7),
 #'   `"rademacher"` or `"mammen"`.
@@ -73,7 +79,11 @@
 #' @export
 wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", "mammen"),
                       B = "enumerate", level = 0.95, r = 0, seed = NULL, conf_int = TRUE, ...) {
-  if (!inherits(fit, "did_fit")) stop_arg("fit", "must be a did_fit() object")
+  if (inherits(fit, "sw_glmm")) {
+    return(glmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"),
+                          B, level, r, seed))
+  }
+  if (!inherits(fit, "did_fit")) stop_arg("fit", "must be a did_fit() or a binomial sw_glmm() object")
   weights <- match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights")
   if (!is.character(param) || length(param) != 1L || !param %in% names(fit$coefficients)) {
     stop_arg("param", sprintf("must name one coefficient of the fit (got \"%s\")", paste(param, collapse = ", ")),
@@ -241,17 +251,75 @@ score_boot <- function(fit, param, draws, r) {
   H <- crossprod(Z, (ww * mu * (1 - mu)) * Z)
   a <- drop(S %*% solve(H)[, j])
   pig <- tabulate(fit$cluster, fit$n_clusters) / length(y)
-  V <- draws$V
+  score_boot_test(a, pig, draws$V, unname(fit$coefficients[param]))
+}
+
+# Kline-Santos score bootstrap from the cluster contributions a_g = R H^-1 s_g
+# and cluster shares pi_g (METHODS.md section 3): t*(v) = N*(v) / sqrt(V*(v)),
+# N* = sum_g v_g a_g, V* = sum_g (v_g a_g - pi_g N*)^2; v = 1 gives t.
+score_boot_test <- function(a, pig, V, estimate) {
   va <- V * a
   Nst <- colSums(va)
   Vst <- colSums((va - outer(pig, Nst))^2)
   tst <- Nst / sqrt(Vst)
   t0 <- sum(a) / sqrt(sum((a - pig * sum(a))^2))
   tol <- 1e-8 * max(1, abs(t0))
-  list(method = "score bootstrap (Kline & Santos)", estimate = unname(fit$coefficients[param]),
+  list(method = "score bootstrap (Kline & Santos)", estimate = estimate,
        statistic = t0, std.error = NA_real_, p_value = mean(abs(tst) > abs(t0) + tol),
        p_value_geq = mean(abs(tst) >= abs(t0) - tol), conf_int = c(NA_real_, NA_real_),
        tstar = tst)
+}
+
+# The score bootstrap for the stepped-wedge GLMM: scores of each cluster's
+# integrated (Laplace / AGQ) log-likelihood at the fit restricted to
+# param = 0, and the Hessian of the whole integrated log-likelihood there.
+glmm_wild_boot <- function(fit, param, weights, B, level, r, seed) {
+  d <- fit$cells
+  if (is.null(d)) stop_arg("fit", "must be a binomial sw_glmm() fit")
+  if (!identical(r, 0)) stop_arg("r", "must be 0 for a GLMM (the restricted fit drops the term)")
+  j <- match(param, colnames(d$X))
+  if (is.na(j)) {
+    stop_arg("param", sprintf("must name one coefficient of the fit (got \"%s\")", param))
+  }
+  p <- ncol(d$X)
+  G <- length(d$cstart) - 1L
+  d0 <- d
+  d0$X <- d$X[, -j, drop = FALSE]
+  info0 <- fit$info
+  info0$trt_info <- NULL
+  rf <- suppressWarnings(suppressMessages(
+    binom_estimate(d0, info0, fit$ctrl, start = NULL, se = FALSE)))
+  beta <- append(rf$theta[seq_len(p - 1L)], 0, after = j - 1L)
+  sigma <- abs(rf$theta[p])
+  free <- if (isTRUE(rf$boundary) || sigma == 0) seq_len(p) else seq_len(p + 1L)
+  S <- t(vapply(seq_len(G), function(g) {
+    idx <- (d$cstart[g] + 1L):d$cstart[g + 1L]
+    dg <- list(X = d$X[idx, , drop = FALSE], s = d$s[idx], n = d$n[idx],
+               cstart = c(0L, length(idx)), gh = d$gh, u0 = double(0))
+    binom_eval(dg, beta, sigma, 1L)$gradient
+  }, numeric(p + 1L)))
+  cur <- binom_eval(d, beta, sigma, 1L)
+  H <- binom_hessian(d, c(beta, sigma), free, cur$mode, cur$gradient)
+  a <- drop(S[, free, drop = FALSE] %*% solve(-H)[, match(j, free)])
+  pig <- vapply(seq_len(G), function(g) sum(d$n[(d$cstart[g] + 1L):d$cstart[g + 1L]]), 0) / sum(d$n)
+  draws <- boot_draws(G, weights, B, seed)
+  res <- score_boot_test(a, pig, draws$V, unname(fit$coefficients[[param]]))
+  res$scores <- S
+  res$restricted <- stats::setNames(c(beta, sigma), c(colnames(d$X), "sigma"))
+  res$param <- param
+  res$weights <- weights
+  res$B <- ncol(draws$V)
+  res$enumerated <- draws$enumerated
+  res$level <- level
+  res$null <- r
+  res$n_clusters <- G
+  res$p_min <- if (draws$enumerated) 2 / res$B else 1 / res$B
+  res$note <- if (res$p_min > 1 - level) {
+    sprintf("With G = %d clusters and %s weights there are only %s distinct draws: the smallest attainable p-value (ties counted) is %.4g > %.4g, so the test cannot reject at that level.",
+            G, weights, format(res$B, big.mark = ","), res$p_min, 1 - level)
+  } else NULL
+  class(res) <- "wild_boot"
+  res
 }
 
 #' @export
