@@ -79,13 +79,8 @@ placebo_test <- function(matches, cohort, design = NULL, outcome = NULL,
   s$pair_post <- paste(s$pair, s$post)
   fit <- did_fit(y ~ placebo | pair_la + pair_post, s, cluster = ~la,
                  family = "gaussian", vcov = vcov)
-  b <- fit$coefficients[["placebo"]]
-  se <- sqrt(fit$vcov["placebo", "placebo"])
-  df <- fit$df[["placebo"]]
   structure(list(pairs = do.call(rbind, per_pair),
-                 stacked = data.frame(estimate = b, std.error = se, df = df,
-                                      p.value = 2 * stats::pt(-abs(b / se), df),
-                                      clusters = length(unique(s$la))),
+                 stacked = cbind(did_term(fit, "placebo"), clusters = length(unique(s$la))),
                  outcome = outcome, months_before = months_before, vcov = vcov),
             class = "sfp_placebo")
 }
@@ -169,12 +164,18 @@ common_shock_test <- function(cohort, matches, shock, outcome = NULL, design = N
   d$pair_period <- paste(d$pair, d$period)
   fit <- did_fit(y ~ fs_shock | pair_la + pair_period, d, cluster = ~la,
                  family = "gaussian", vcov = vcov)
-  b <- fit$coefficients[["fs_shock"]]
-  se <- sqrt(fit$vcov["fs_shock", "fs_shock"])
-  df <- fit$df[["fs_shock"]]
-  data.frame(term = "programme x shock", estimate = b, std.error = se, df = df,
-             p.value = 2 * stats::pt(-abs(b / se), df), n_children = nrow(d),
-             authorities = length(unique(d$la)))
+  cbind(term = "programme x shock", did_term(fit, "fs_shock"), n_children = nrow(d),
+        authorities = length(unique(d$la)))
+}
+
+# One term of a did_fit(): estimate, standard error, its reference df and the
+# two-sided p-value.
+did_term <- function(fit, term) {
+  b <- fit$coefficients[[term]]
+  se <- sqrt(fit$vcov[term, term])
+  df <- fit$df[[term]]
+  data.frame(estimate = b, std.error = se, df = df,
+             p.value = 2 * stats::pt(-abs(b / se), df))
 }
 
 selected_pairs <- function(matches) {

@@ -470,11 +470,9 @@ power_did <- function(cells, design) {
                                            vcov = "CR2")),
                   error = function(e) NULL)
   if (is.null(fit)) return(rep(NA_real_, 5))
-  est <- fit$coefficients[["treated"]]
-  se <- sqrt(fit$vcov["treated", "treated"])
-  df <- fit$df[["treated"]]
-  q <- stats::qt(0.975, df)
-  c(est, se, 2 * stats::pt(-abs(est / se), df), est - q * se, est + q * se)
+  r <- did_term(fit, "treated")
+  q <- stats::qt(0.975, r$df)
+  c(r$estimate, r$std.error, r$p.value, r$estimate - q * r$std.error, r$estimate + q * r$std.error)
 }
 
 # The stepped-wedge GLMM (random intercept per cluster, period fixed effects,
