@@ -101,6 +101,13 @@ wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", 
   draws <- boot_draws(G, weights, B, seed)
   res <- if (fit$family == "gaussian") wcr_linear(fit, param, draws, level, r, isTRUE(conf_int)) else
     score_boot(fit, param, draws, r)
+  finish_boot(res, draws, param, weights, level, r, G)
+}
+
+# The fields every bootstrap result carries, and a note when the number of
+# distinct draws bounds the smallest attainable p-value (ties counted: with
+# enumeration v and -v give the same |t*|, and v = 1 reproduces t).
+finish_boot <- function(res, draws, param, weights, level, r, G) {
   res$param <- param
   res$weights <- weights
   res$B <- ncol(draws$V)
@@ -108,8 +115,6 @@ wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", 
   res$level <- level
   res$null <- r
   res$n_clusters <- G
-  # smallest attainable p-value (ties counted): with enumeration the draws
-  # v and -v give the same |t*|, and v = 1 reproduces the observed t.
   res$p_min <- if (draws$enumerated) 2 / res$B else 1 / res$B
   res$note <- if (res$p_min > 1 - level) {
     sprintf(paste0("With G = %d clusters and %s weights there are only %s distinct draws: the smallest attainable ",
@@ -306,20 +311,7 @@ glmm_wild_boot <- function(fit, param, weights, B, level, r, seed) {
   res <- score_boot_test(a, pig, draws$V, unname(fit$coefficients[[param]]))
   res$scores <- S
   res$restricted <- stats::setNames(c(beta, sigma), c(colnames(d$X), "sigma"))
-  res$param <- param
-  res$weights <- weights
-  res$B <- ncol(draws$V)
-  res$enumerated <- draws$enumerated
-  res$level <- level
-  res$null <- r
-  res$n_clusters <- G
-  res$p_min <- if (draws$enumerated) 2 / res$B else 1 / res$B
-  res$note <- if (res$p_min > 1 - level) {
-    sprintf("With G = %d clusters and %s weights there are only %s distinct draws: the smallest attainable p-value (ties counted) is %.4g > %.4g, so the test cannot reject at that level.",
-            G, weights, format(res$B, big.mark = ","), res$p_min, 1 - level)
-  } else NULL
-  class(res) <- "wild_boot"
-  res
+  finish_boot(res, draws, param, weights, level, r, G)
 }
 
 #' @export
