@@ -234,20 +234,13 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   f_all <- stats::as.formula(call("~", formula[[2]],
                                   call("+", f_count[[3]], f_zero[[3]])),
                              env = environment(formula))
-  cvec <- resolve_cluster_(cluster, data)
-  wvec <- resolve_weights_(weights, data)
-  ok <- complete_rows_(f_all, data, cvec)
-  n_dropped <- report_dropped_(ok, "the outcome, a regressor or the cluster")
-  n_zero_weight <- if (is.null(wvec)) 0L else sum(ok & wvec == 0)
-  if (!is.null(wvec)) ok <- ok & wvec > 0
-  d <- data[ok, , drop = FALSE]
-  cvec <- cvec[ok]
-  wvec <- wvec[ok]
+  use <- analysed_rows_(f_all, data, cluster, weights)
+  d <- use$data
+  cvec <- use$cluster
+  wvec <- use$weights
+  n_dropped <- use$n_dropped
+  n_zero_weight <- use$n_zero_weight
   yname <- deparse(formula[[2]])
-  if (nrow(d) == 0L) {
-    stop_arg("data", "has no complete rows with a positive weight for this formula",
-             "check the variables for missing values and the weights")
-  }
   y <- stats::model.response(stats::model.frame(f_count, d))
   if (!is.numeric(y)) {
     stop_arg("formula", sprintf("has outcome `%s` that is not numeric", yname),
@@ -256,7 +249,7 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   X <- stats::model.matrix(f_count, d)
   Z <- stats::model.matrix(f_zero, d)
   check_finite_(cbind(X, Z), y, yname)
-  rows <- which(ok)
+  rows <- use$kept
   bad <- which(y < 0)
   if (length(bad)) {
     stop_rows("data", yname, rows[bad], "with a negative count",
@@ -418,20 +411,13 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
                              format(right)),
              "give the lower censoring point as `left` and the cap as `right`")
   }
-  cvec <- resolve_cluster_(cluster, data)
-  wvec <- resolve_weights_(weights, data)
-  ok <- complete_rows_(formula, data, cvec)
-  n_dropped <- report_dropped_(ok, "the outcome, a regressor or the cluster")
-  n_zero_weight <- if (is.null(wvec)) 0L else sum(ok & wvec == 0)
-  if (!is.null(wvec)) ok <- ok & wvec > 0
-  d <- data[ok, , drop = FALSE]
-  cvec <- cvec[ok]
-  wvec <- wvec[ok]
+  use <- analysed_rows_(formula, data, cluster, weights)
+  d <- use$data
+  cvec <- use$cluster
+  wvec <- use$weights
+  n_dropped <- use$n_dropped
+  n_zero_weight <- use$n_zero_weight
   yname <- deparse(formula[[2]])
-  if (nrow(d) == 0L) {
-    stop_arg("data", "has no complete rows with a positive weight for this formula",
-             "check the variables for missing values and the weights")
-  }
   y <- stats::model.response(stats::model.frame(formula, d))
   if (!is.numeric(y)) {
     stop_arg("formula", sprintf("has outcome `%s` that is not numeric", yname))
@@ -443,7 +429,7 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
   }
   check_finite_(X, y, yname)
   check_rank_(X, "Tobit")
-  rows <- which(ok)
+  rows <- use$kept
   status <- ifelse(y <= left, 1L, ifelse(y >= right, 2L, 0L))
   if (all(status != 0L)) {
     stop_arg("data", sprintf("has `%s` at a censoring limit in all %d rows", yname, length(y)),
@@ -757,4 +743,22 @@ print.sfp_zero_check <- function(x, digits = 4, ...) {
                 format(x$statistic, digits = digits), format_p_(x$p.value, digits)))
   }
   invisible(x)
+}
+
+# The rows a hurdle or tobit fit analyses: complete in every variable of
+# `f_all` and the cluster, with a positive weight; the exclusions are
+# reported and counted.
+analysed_rows_ <- function(f_all, data, cluster, weights) {
+  cvec <- resolve_cluster_(cluster, data)
+  wvec <- resolve_weights_(weights, data)
+  ok <- complete_rows_(f_all, data, cvec)
+  n_dropped <- report_dropped_(ok, "the outcome, a regressor or the cluster")
+  n_zero_weight <- if (is.null(wvec)) 0L else sum(ok & wvec == 0)
+  if (!is.null(wvec)) ok <- ok & wvec > 0
+  if (!any(ok)) {
+    stop_arg("data", "has no complete rows with a positive weight for this formula",
+             "check the variables for missing values and the weights")
+  }
+  list(data = data[ok, , drop = FALSE], cluster = cvec[ok], weights = wvec[ok],
+       kept = which(ok), n_dropped = n_dropped, n_zero_weight = n_zero_weight)
 }
