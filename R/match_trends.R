@@ -82,6 +82,7 @@ match_trends <- function(cohort, design, outcome, n_candidates = 10L, exclude = 
   out <- list()
   windows <- list()
   zs <- list()
+  short <- character()
   for (k in seq_len(nrow(treated))) {
     tla <- treated$la_code[k]
     go <- treated$go_live_date[k]
@@ -100,6 +101,10 @@ match_trends <- function(cohort, design, outcome, n_candidates = 10L, exclude = 
       stop(sprintf("Treated authority %s has only %d usable pre-period quarter%s before %s.\nFix: check the cohort starts early enough (at least %d quarters before %s), or use `window = \"exclusion\"`.",
                    tla, length(qs), if (length(qs) == 1) "" else "s", format(cut),
                    n_quarters, format(cut)), call. = FALSE)
+    }
+    if (length(qs) < n_quarters) {
+      short <- c(short, sprintf("%s: %d of %d quarters (%s to %s)", tla, length(qs),
+                                n_quarters, quarter_label(min(qs)), quarter_label(max(qs))))
     }
     Z <- zq[, as.character(qs), drop = FALSE]
     dZ <- Z[, -1, drop = FALSE] - Z[, -ncol(Z), drop = FALSE]
@@ -125,6 +130,12 @@ match_trends <- function(cohort, design, outcome, n_candidates = 10L, exclude = 
     windows[[tla]] <- list(quarters = quarter_label(qs), exclusion_from = cut,
                            go_live = go)
     zs[[tla]] <- zq
+  }
+  if (length(short)) {
+    warning(sprintf("The matching window is short for %d treated authorit%s, as the cohort has no earlier data:\n%s\nFix: the matching cohort needs the %d quarters before each go-live minus %d months; build it from earlier records, e.g. with design_family_safeguarding(x, trial_start = ...).",
+                    length(short), if (length(short) == 1) "y" else "ies",
+                    paste0("  ", short, collapse = "\n"), n_quarters, exclusion_months),
+            call. = FALSE)
   }
   structure(list(candidates = do.call(rbind, out), trends = zs, windows = windows,
                  outcome = outcome, treated = treated, n_quarters = n_quarters,

@@ -64,13 +64,13 @@ sim_age_logit <- function(age) {
     start = "2017-10-01", end = "2025-09-30",
     go_live = c("2020-04-01", "2020-10-01", "2021-04-01", "2021-10-01",
                 "2022-04-01"),
-    age_max = 17),
+    age_max = 17, trend_sd = 0.06, trend_ar = 0.5),
   family_safeguarding = list(
-    n_la = 25L, children_per_la_year = 1500, icc = 0.00722, baseline = 0.06,
+    n_la = 25L, children_per_la_year = 4700, icc = 0.00722, baseline = 0.06,
     start = "2015-04-01", end = "2024-03-31",
     go_live = c("2020-09-01", "2021-01-01", "2021-05-01", "2021-10-01",
                 "2022-04-01"),
-    age_max = 12)
+    age_max = 12, trend_sd = 0.8, trend_ar = 0)
 )
 
 #' Simulate synthetic children's social care records
@@ -94,15 +94,28 @@ sim_age_logit <- function(age) {
 #'
 #' **Family Safeguarding** (defaults): 25 LAs, 5 treated going live between
 #' 2020-09-01 and 2022-04-01 and 20 never-treated candidate comparators;
-#' records from 2015-04-01 to 2024-03-31; 1,500 new children per LA per year;
-#' becoming looked after within 18 months about 6% among referred children
-#' aged 0-12; ICC 0.00722. Each treated LA has its own LA x quarter trajectory
-#' on the logit scale (secular trend, quarter-to-quarter wobble and a 2020
-#' pandemic shock of LA-specific size and timing); two comparators per
-#' treated LA copy that trajectory (at their own level), the others have
-#' independent trajectories. The `rollout` table holds rows for the treated
-#' LAs only: the comparators are a candidate pool, matched later (they are
-#' listed in `attr(x, "truth")$la`).
+#' records from 2015-04-01 to 2024-03-31; 4,700 new children per LA per year
+#' (about 3,400 aged 0-12 referred per LA per year, the protocol's cluster
+#' size); becoming looked after within 18 months about 6% among referred
+#' children aged 0-12; ICC 0.00722. Each treated LA, and each comparator
+#' built with its own path, has an LA x quarter trajectory on the logit
+#' scale: a secular trend, a quarter-to-quarter movement (independent from
+#' quarter to quarter, SD `trend_sd` = 0.8) and a 2020 pandemic shock of
+#' LA-specific size and timing, shifted so that its average rate before the
+#' first go-live is the LA's calibrated level. Three comparators per treated
+#' LA (fifteen in all; in general three per treated LA while a quarter of
+#' the comparators keep their own paths) are built parallel to it: their
+#' level is near the treated LA's and their expected rate in the protocol's
+#' population moves, quarter by quarter, by as much as the treated LA's (on
+#' the probability scale, the scale of the protocol's linear DiD; a rate
+#' cannot fall below zero, so where the treated LA's falls by more than the
+#' comparator's whole level the comparator's stops near zero). The movement
+#' is large on purpose: against the binomial noise of quarterly rates of
+#' about 850 children, a more realistic movement (SD 0.4) often leaves the parallel
+#' comparators indistinguishable from the others in the protocol's
+#' pre-period matching (`bench/match_trends.R`). The `rollout` table holds
+#' rows for the treated LAs only: the comparators are a candidate pool,
+#' matched later (they are listed in `attr(x, "truth")$la`).
 #'
 #' The LA random intercept is calibrated so that the expected LA rate of
 #' becoming looked after within 18 months in the protocol's population equals
@@ -162,7 +175,7 @@ sim_age_logit <- function(age) {
 #' @param n_la Number of LAs (`NULL` for the design's default: 5 for Family
 #'   Valued, 25 for Family Safeguarding).
 #' @param children_per_la_year New children referred per LA per year, before
-#'   an LA size factor (`NULL`: 5,200 for Family Valued, 1,500 for Family
+#'   an LA size factor (`NULL`: 5,200 for Family Valued, 4,700 for Family
 #'   Safeguarding).
 #' @param effects Named list (or named numeric vector) of true effects; names
 #'   from `cla`, `cpp`, `cpp_duration`, `rereferral`, `return`, `kinship`,
@@ -182,7 +195,9 @@ sim_age_logit <- function(age) {
 #'   Safeguarding) and `standardise_la` (default `TRUE`: with 3 or more LAs
 #'   the drawn LA effects are centred and scaled to have SD exactly
 #'   `sigma_la`, so that a few LAs still show the target baseline and ICC;
-#'   `FALSE` for plain independent draws).
+#'   `FALSE` for plain independent draws) and `trend_sd` (SD of an LA's
+#'   quarter-to-quarter movement on the logit scale, from 0 to 3; default
+#'   0.8 for Family Safeguarding, 0.06 for Family Valued).
 #' @return An [sfp_data()] object with the ten tables, and in
 #'   `attr(x, "truth")` a list: `design`, `seed`, `effects`, `baseline`,
 #'   `icc`, `sigma_la` (SD of the LA random intercept, logit scale),
@@ -211,12 +226,12 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
   def <- .sim_defaults[[design]]
   dots <- list(...)
   bad <- setdiff(names(dots) %||% rep("", length(dots)),
-                 c("n_treated", "last_referral", "standardise_la"))
+                 c("n_treated", "last_referral", "standardise_la", "trend_sd"))
   if (length(dots) && (is.null(names(dots)) || length(bad))) {
     stop_arg("...", sprintf("has unknown setting%s %s",
                             if (length(bad) > 1) "s" else "",
                             paste0("`", bad, "`", collapse = ", ")),
-             "name them: `n_treated`, `last_referral` or `standardise_la`.")
+             "name them: `n_treated`, `last_referral`, `standardise_la` or `trend_sd`.")
   }
   n_la <- check_count(n_la %||% def$n_la, "n_la")
   cpy <- check_positive(children_per_la_year %||% def$children_per_la_year,
@@ -284,7 +299,13 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
 
   # ---- LA x quarter trajectories ----
   qstart <- seq(as.Date(cut(start, "quarter")), end, by = "quarter")
-  traj <- sim_trajectories(design, la, las, qstart)
+  trend_sd <- dots$trend_sd %||% def$trend_sd
+  if (!is.numeric(trend_sd) || length(trend_sd) != 1L || !is.finite(trend_sd) ||
+      trend_sd < 0 || trend_sd > 3) {
+    stop_arg("trend_sd", "must be one number from 0 to 3",
+             "give the SD of an LA's quarter-to-quarter movement on the logit scale, e.g. `trend_sd = 0.5`.")
+  }
+  traj <- sim_trajectories(design, la, las, qstart, trend_sd, def$trend_ar)
 
   # ---- calibrate the LA random intercept to baseline and ICC ----
   # First analytically (first referral only); then a pilot walk of 60,000
@@ -311,7 +332,12 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
   if (isTRUE(dots$standardise_la %||% TRUE) && n_la >= 3) {
     z <- (z - mean(z)) / stats::sd(z)
   }
+  if (design == "family_safeguarding") z <- sim_parallel_levels(z, la, dots)
   la$random_effect <- cal$sigma * z
+  if (design == "family_safeguarding") {
+    traj <- sim_rate_paths(traj, la, cal$intercept, design, def$age_max,
+                           pilot, qstart < las$ref_date)
+  }
   ch_eta <- ch$age_logit + .sim_uasc_logit * ch$uasc +
     la$random_effect[ch$la]
 
@@ -448,7 +474,7 @@ sim_la_fs <- function(n_la, def, n_treated = NULL) {
   codes <- sim_la_codes(n_la)
   go <- as.Date(def$go_live)[seq_len(n_treated)]
   n_comp <- n_la - n_treated
-  n_par <- min(2L * n_treated, n_comp %/% 2L)
+  n_par <- min(3L * n_treated, n_comp - n_comp %/% 4L)
   parallel_to <- rep(NA_character_, n_la)
   if (n_par > 0) {
     comp_idx <- n_treated + seq_len(n_par)
@@ -472,21 +498,21 @@ sim_la_fs <- function(n_la, def, n_treated = NULL) {
        ref_date = min(go))
 }
 
-# LA x quarter logit shifts: smooth secular trend, AR(1) wobble and a 2020
+# LA x quarter logit shifts: smooth secular trend, AR(1) quarter-to-quarter
+# movement (SD `wobble_sd`, autocorrelation `wobble_ar`) and a 2020
 # pandemic shock of LA-specific size (0.3-0.5, sometimes negative), onset
 # (2020 Q1-Q3) and decay; centred on the quarters before the first go-live
 # so that the LA random intercept alone sets each LA's pre-period level.
 # Family Safeguarding: own trajectory per treated LA and independent
-# comparator, parallel comparators copy their treated LA's. Family Valued: a
-# common secular trend, LA-specific shock and wobble.
-sim_trajectories <- function(design, la, las, qstart) {
+# comparator, parallel comparators copy their treated LA's (made parallel in
+# rates by sim_rate_paths()); the movement is large (SD 0.8, independent
+# from quarter to quarter) so that it stands out from the binomial noise of
+# quarterly rates, or no pre-period matching could find the parallel
+# comparators. Family Valued: a common secular trend, LA-specific shock and
+# a small smooth movement (SD 0.06, autocorrelation 0.5).
+sim_trajectories <- function(design, la, las, qstart, wobble_sd, wobble_ar) {
   nq <- length(qstart)
   tyr <- as.numeric(qstart - as.Date("2020-01-01")) / 365.25
-  # Quarter-to-quarter movement of an authority's outcome (logit scale): in
-  # the Family Safeguarding pool it must stand out from the binomial noise of
-  # quarterly rates, or no pre-period matching could find the parallel
-  # comparators; the Family Valued authorities share a smoother path.
-  wobble_sd <- if (design == "family_safeguarding") 0.4 else 0.06
   one <- function(trend = NULL) {
     if (is.null(trend)) {
       trend <- stats::rnorm(1, 0, 0.04) * tyr +
@@ -494,7 +520,7 @@ sim_trajectories <- function(design, la, las, qstart) {
     }
     wob <- numeric(nq)
     e <- stats::rnorm(nq, 0, wobble_sd)
-    for (q in seq_len(nq)) wob[q] <- (if (q > 1) 0.5 * wob[q - 1] else 0) + e[q]
+    for (q in seq_len(nq)) wob[q] <- (if (q > 1) wobble_ar * wob[q - 1] else 0) + e[q]
     amp <- stats::runif(1, 0.3, 0.5) * (if (stats::runif(1) < 0.3) -1 else 1)
     onset <- as.Date("2020-01-01") + 91 * sample(0:2, 1)
     tau <- stats::runif(1, 1.5, 3)
@@ -535,6 +561,67 @@ sim_trajectories <- function(design, la, las, qstart) {
   named <- m
   dimnames(named) <- list(la$la_code, format(qstart))
   list(matrix = m, matrix_named = named, shocks = shocks)
+}
+
+# Family Safeguarding: a comparator built parallel to a treated LA sits near
+# its level (its standardised LA effect is the treated LA's plus N(0,
+# 0.25^2)). The protocol standardises each quarter's outcome across
+# authorities; when that spread moves from quarter to quarter, authorities
+# at different levels with the same movements in their rates get different
+# standardised changes, so a distant level would blur the parallel trend the
+# matching is meant to find.
+sim_parallel_levels <- function(z, la, dots) {
+  par <- which(!is.na(la$parallel_to))
+  if (!length(par)) return(z)
+  src <- match(la$parallel_to[par], la$la_code)
+  z[par] <- z[src] + stats::rnorm(length(par), 0, 0.25)
+  if (isTRUE(dots$standardise_la %||% TRUE) && length(z) >= 3) {
+    z <- (z - mean(z)) / stats::sd(z)
+  }
+  z
+}
+
+# Family Safeguarding paths on the probability scale, the scale of the
+# protocol's linear DiD (footnote 22: a linear model at baseline rates of
+# 5-95%) and of its matching on standardised rates.
+# * Each authority with its own path is shifted so that its expected rate
+#   averaged over the pre-period quarters is the one its LA effect alone
+#   gives: large quarter-to-quarter movements on the logit scale would
+#   otherwise raise the average rate above the calibrated baseline.
+# * A comparator built parallel to a treated LA follows that LA's path in
+#   rates: each quarter's shift is the one that moves its expected rate (in
+#   the protocol's population, by the calibration's quadrature over ages)
+#   by as much as the treated LA's moves from its own level. Copying the
+#   logit shifts would not do: at a different level the same logit shift
+#   moves the rate by a different amount.
+sim_rate_paths <- function(traj, la, intercept, design, age_max, inflation,
+                           pre) {
+  groups <- sim_age_groups()
+  rate <- function(base, shift) {
+    sim_calibrate(groups, design, age_max, NA, 0, inflation = inflation,
+                  a0 = base, shift = shift)
+  }
+  m <- traj$matrix
+  base <- intercept + la$random_effect
+  if (any(pre)) {
+    for (j in which(is.na(la$parallel_to))) {
+      level <- rate(base[j], 0)
+      gap <- function(c) mean(rate(base[j], m[j, pre] + c)) - level
+      m[j, ] <- m[j, ] + stats::uniroot(gap, c(-2, 2), extendInt = "upX",
+                                        tol = 1e-9)$root
+    }
+  }
+  grid <- seq(-8, 8, by = 0.004)
+  for (j in which(!is.na(la$parallel_to))) {
+    src <- match(la$parallel_to[j], la$la_code)
+    target <- rate(base[j], 0) + rate(base[src], m[src, ]) - rate(base[src], 0)
+    on_grid <- rate(base[j], grid)
+    target <- pmin(pmax(target, on_grid[1]), on_grid[length(on_grid)])
+    m[j, ] <- stats::approx(on_grid, grid, target, ties = "ordered")$y
+  }
+  traj$matrix <- m
+  traj$matrix_named[] <- m
+  traj
 }
 
 # ---- children ----
@@ -740,7 +827,7 @@ sim_cla_delay_cdf <- function(x) {
 # With `a0` given, returns the analytic rate at u = 0 instead. `inflation`
 # multiplies the analytic rate (from the pilot walk).
 sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
-                          a0 = NULL) {
+                          a0 = NULL, shift = 0) {
   m <- .sim_model
   pop <- ch$age <= age_max
   months <- ifelse(ch$age[pop] < 0, -1, floor(ch$age_exact[pop] * 12))
@@ -769,7 +856,7 @@ sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
     }
     colSums(wf * p)
   }
-  if (!is.null(a0)) return(la_rate(a0, 0))
+  if (!is.null(a0)) return(la_rate(a0, shift))
   gh <- normal_quadrature(30L)
   top <- sum(gh$w * la_rate(8, 0 * gh$z))
   if (baseline >= top) {

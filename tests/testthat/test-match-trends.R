@@ -64,6 +64,41 @@ test_that("exclusions and eligibility are respected", {
   expect_equal(s$pairs$comparator_la, "C")
 })
 
+test_that("on the simulated Family Safeguarding data a parallel comparator ranks first for every treated LA", {
+  skip_on_cran()   # about 30 s: the full-size pool (25 LAs, about 1 million children)
+  x <- simulate_sfp("family_safeguarding")
+  # the protocol matches on the four years before go-live: the matching
+  # cohort starts with the records (the analysis period starts in 2017)
+  design <- design_family_safeguarding(x, trial_start = as.Date("2015-04-01"))
+  cohort <- suppressMessages(build_cohort(x, design, outcomes = "cla_18m"))
+  m <- match_trends(cohort, design, "cla_18m", n_candidates = 20)
+  parallel_to <- attr(x, "truth")$parallel_to
+  cand <- m$candidates
+  built_parallel <- !is.na(parallel_to[cand$comparator_la]) &
+    parallel_to[cand$comparator_la] == cand$treated_la
+  first <- cand[cand$rank == 1, ]
+  expect_setequal(first$treated_la, design$las$la_code[design$las$role == "treated"])
+  expect_true(all(built_parallel[cand$rank == 1]))
+  # each treated LA: every comparator built with its trend is nearer than
+  # every comparator that was not
+  for (tla in unique(cand$treated_la)) {
+    rows <- cand$treated_la == tla
+    expect_lt(max(cand$distance[rows & built_parallel]),
+              min(cand$distance[rows & !built_parallel]))
+  }
+  # the protocol's window: 8 quarters ending where the 18-month exclusion starts
+  expect_true(all(lengths(lapply(m$windows, `[[`, "quarters")) == 8L))
+})
+
+test_that("a cohort that starts too late for the window gives a warning naming the authorities", {
+  set.seed(5)
+  traj <- matrix(0.3, 3, 24, dimnames = list(c("T1", "A", "B"), NULL))
+  d <- trend_cohort(traj, n = 10)
+  go <- data.frame(la_code = "T1", go_live_date = as.Date("2019-04-01"))
+  expect_snapshot(m <- match_trends(d, go, "cla_18m"))
+  expect_length(m$windows$T1$quarters, 7L)     # 2016Q1 to 2017Q3: the data start in 2016
+})
+
 test_that("match_trends and select_matches reject bad input", {
   set.seed(3)
   traj <- matrix(0.3, 3, 24, dimnames = list(c("T1", "A", "B"), NULL))

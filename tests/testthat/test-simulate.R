@@ -276,14 +276,54 @@ test_that("Family Safeguarding: treated LAs, comparators, parallel trends", {
   expect_setequal(unique(fs$children$la_code), tr$la$la_code)
   expect_identical(min(fs$referrals$referral_date) >= as.Date("2015-04-01"),
                    TRUE)
-  # two comparators per treated LA copy its trajectory, ten do not
+  # three comparators per treated LA follow its path, five do not
   pt <- tr$parallel_to
   expect_length(pt, 20L)
-  expect_identical(sum(!is.na(pt)), 10L)
-  expect_identical(as.vector(table(pt)), rep(2L, 5))
+  expect_identical(sum(!is.na(pt)), 15L)
+  expect_identical(as.vector(table(pt)), rep(3L, 5))
   m <- tr$trajectories
+  # parallel in rates (the scale of the protocol's linear DiD): each quarter
+  # the comparator's expected rate moves from its own level by as much as
+  # the treated LA's does. Plain-R reference of the expected rate in the
+  # protocol's population (children aged 0-12 at their first referral): the
+  # mixture over ages and UASC, over CPP / CIN plan / open without a plan,
+  # of the logistic model, times the chance the entry falls within 18 months.
+  mod <- tr$model
+  g <- sim_age_groups()
+  g <- g[g$age <= 12, ]
+  months <- ifelse(g$age < 0, -1, floor(g$age_exact * 12))
+  f18 <- sim_cla_delay_cdf(pmin(548, (18 * 12 - (months + 0.5)) * 365.25 / 12))
+  open <- mod$p_cpp + mod$p_cin + mod$p_noplan
+  share <- c(mod$p_cpp, mod$p_cin, mod$p_noplan) / open
+  b <- c(mod$b_cpp, 0, mod$b_noplan)
+  w <- g$w / sum(g$w) * f18 * (1 - mod$p_nfa) * mod$p_assessed * open *
+    tr$calibration_inflation
+  rate <- function(la, shift) {
+    a <- tr$intercept + tr$la$random_effect[match(la, tr$la$la_code)]
+    vapply(shift, function(s) {
+      eta <- a + g$age_logit + 3 * g$uasc + s
+      sum(w * (share[1] * plogis(eta + b[1]) + share[2] * plogis(eta + b[2]) +
+                 share[3] * plogis(eta + b[3])))
+    }, 0)
+  }
   for (cmp in names(pt)[!is.na(pt)]) {
-    expect_identical(m[cmp, ], m[pt[[cmp]], ])
+    moved_cmp <- rate(cmp, m[cmp, ]) - rate(cmp, 0)
+    moved_tr <- rate(pt[[cmp]], m[pt[[cmp]], ]) - rate(pt[[cmp]], 0)
+    # the shifts are interpolated on a grid 0.004 apart on the logit scale:
+    # the error is of order 0.004^2 x the rate's curvature (under 0.1)
+    floor <- m[cmp, ] <= -8
+    expect_lt(max(abs(moved_cmp - moved_tr)[!floor]), 0.004^2 * 0.1)
+    expect_gt(stats::sd(moved_tr), 0.01)
+    # where the treated LA's rate falls by more than the comparator's whole
+    # level, the comparator's rate stops at (almost) zero
+    expect_true(all(moved_tr[floor] < moved_cmp[floor]))
+    expect_true(all(rate(cmp, m[cmp, floor]) < 1e-3))
+  }
+  # authorities with their own path average their calibrated level over the
+  # quarters before the first go-live
+  pre <- as.Date(colnames(m)) < min(fs$rollout$go_live_date)
+  for (la in c(fs$rollout$la_code, names(pt)[is.na(pt)])) {
+    expect_equal(mean(rate(la, m[la, pre])), rate(la, 0), tolerance = 1e-7)
   }
   for (cmp in names(pt)[is.na(pt)]) {
     expect_false(any(apply(m[fs$rollout$la_code, ], 1,
@@ -595,6 +635,7 @@ test_that("bad arguments give clear errors", {
   expect_snapshot(simulate_sfp(design = "stepped"), error = TRUE)
   expect_snapshot(simulate_sfp(n_treated = 7), error = TRUE)
   expect_snapshot(simulate_sfp(colour = "red"), error = TRUE)
+  expect_snapshot(simulate_sfp(trend_sd = -1), error = TRUE)
   expect_snapshot(simulate_sfp(last_referral = "2030-01-01"), error = TRUE)
 })
 
