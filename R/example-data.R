@@ -8,7 +8,7 @@
 #' 2019-10-01 to 2022-09-30, 400 new children per LA per year, records to
 #' 2025-09-30). `sfp_example_fs` follows the Family Safeguarding
 #' difference-in-differences design, scaled down to 3 treated LAs (going live
-#' 2020-09-01, 2021-01-01 and 2021-05-01) and 5 candidate comparators (two
+#' 2020-09-01, 2021-01-01 and 2021-05-01) and 5 candidate comparators (four
 #' with trajectories parallel to a treated LA), 150 new children per LA per
 #' year, records 2015-04-01 to 2024-03-31.
 #'

@@ -31,6 +31,26 @@
 #' in Practice authorities), and have data at least `min_pre_years` (2) years
 #' before the treated authority's go-live.
 #'
+#' **The matching cohort.** The protocol matches on "the four years prior to
+#' the intervention, excluding cases that entered the sample population in
+#' the final 18 months", and on the changes "for all quarters in the two
+#' years prior": the default window is the 8 quarters before the exclusion
+#' starts, so the cohort must reach back 3.5 years before each go-live --
+#' further than the analysis period of [design_family_safeguarding()] (from
+#' 2017-04-01) does for the early go-lives. Build the matching cohort with an
+#' earlier `trial_start`; when the cohort is too short, `match_trends()` uses
+#' the quarters it has and warns.
+#'
+#' **What standardising does.** Each quarter is standardised across the
+#' authorities in the cohort. When that spread changes from quarter to
+#' quarter, two authorities whose rates move in parallel but sit at
+#' different levels get different standardised changes; and the binomial
+#' noise of a quarterly rate (about 0.8 percentage points at 850 children
+#' and a 6% rate) is of the size of real quarter-to-quarter movements, so a
+#' comparator with a truly parallel trend need not rank first. Inspect the
+#' candidates (`plot()`), as the protocol asks, and see `bench/match_trends.R`
+#' for how often the parallel comparator ranks first on simulated data.
+#'
 #' @param cohort A cohort with columns `la`, `referral_date` and the outcome
 #'   (one row per child; an `sfp_cohort` from `build_cohort()`).
 #' @param design The Family Safeguarding design (`design$las` gives the

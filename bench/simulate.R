@@ -25,7 +25,8 @@ r1 <- time_it(simulate_sfp("family_valued", children_per_la_year = 4000,
 cat(sprintf("again (calibration cached): %.2f s elapsed (%.2f s user)\n",
             r1$t[["elapsed"]], r1$t[["user.self"]]))
 
-# Family Safeguarding defaults: 25 LAs x 1,500 a year x 9 years.
+# Family Safeguarding defaults: 25 LAs x 4,700 a year x 9 years (the
+# protocol's cluster size; about a million children).
 r2 <- time_it(simulate_sfp("family_safeguarding", seed = 1))
 cat(sprintf("family_safeguarding (defaults): %s children in %.2f s elapsed (%.2f s user)\n",
             format(nrow(r2$x$children), big.mark = ","), r2$t[["elapsed"]],

@@ -8,7 +8,7 @@ pkgload::load_all(quiet = TRUE)
 sfp_example_fv <- simulate_sfp("family_valued", children_per_la_year = 400,
                                seed = 2020)
 
-# Family Safeguarding: 3 treated LAs and 5 candidate comparators (2 with
+# Family Safeguarding: 3 treated LAs and 5 candidate comparators (4 with
 # trajectories parallel to a treated LA) at 150 new children per LA per year,
 # records 2015-04-01 to 2024-03-31.
 sfp_example_fs <- simulate_sfp("family_safeguarding", n_la = 8, n_treated = 3,

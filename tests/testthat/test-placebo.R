@@ -1,8 +1,9 @@
-placebo_data <- function(seed = 1, n = 9000) {
+placebo_data <- function(seed = 1, n = 9000, start = "2016-04-01") {
   set.seed(seed)
   las <- sprintf("L%02d", 1:8)
+  span <- as.integer(as.Date("2022-11-26") - as.Date(start))
   d <- data.frame(la = sample(las, n, TRUE),
-                  referral_date = as.Date("2016-04-01") + sample(0:2400, n, TRUE))
+                  referral_date = as.Date(start) + sample(0:span, n, TRUE))
   d$cla_18m <- rbinom(nrow(d), 1, 0.06 + 0.02 * (d$la %in% c("L01", "L03")))
   d
 }
@@ -40,7 +41,7 @@ test_that("placebo estimates equal plain-R DiDs of means and a stacked lm", {
 })
 
 test_that("common-shock interaction equals a plain-R regression", {
-  d <- placebo_data(2)
+  d <- placebo_data(2, start = "2015-07-01")   # the window for a 2019-09 go-live starts in 2015Q4
   go2 <- data.frame(la_code = c("L01", "L02"), go_live_date = as.Date(c("2019-09-01", "2020-01-01")))
   m <- match_trends(d, go2, "cla_18m", n_candidates = 2)
   shock <- as.Date("2021-06-01")
