@@ -165,22 +165,20 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   }
   miss <- is.na(y) | rowSums(is.na(X)) > 0 | is.na(cl)
   for (v in fe_vals) miss <- miss | is.na(v)
-  excl <- data.frame(reason = character(0), n = integer(0))
-  if (any(miss)) {
-    rows <- which(miss)
-    message(sprintf("did_fit(): %s row%s with a missing outcome, covariate, fixed effect or cluster excluded (%s).",
-                    format(length(rows), big.mark = ","), if (length(rows) == 1) "" else "s",
-                    describe_rows(rows)))
-    excl <- rbind(excl, data.frame(reason = "missing value", n = length(rows)))
-  }
   zero_w <- if (is.null(w)) rep(FALSE, n_data) else (w == 0 & !miss)
-  if (any(zero_w)) {
-    rows <- which(zero_w)
-    message(sprintf("did_fit(): %s row%s with zero weight excluded (%s).",
+  # each exclusion: a message naming the first rows, and a line of the flow
+  excluded <- function(drop, what, reason) {
+    rows <- which(drop)
+    if (!length(rows)) return(NULL)
+    message(sprintf("did_fit(): %s row%s with %s excluded (%s).",
                     format(length(rows), big.mark = ","), if (length(rows) == 1) "" else "s",
-                    describe_rows(rows)))
-    excl <- rbind(excl, data.frame(reason = "zero weight", n = length(rows)))
+                    what, describe_rows(rows)))
+    data.frame(reason = reason, n = length(rows))
   }
+  excl <- rbind(data.frame(reason = character(0), n = integer(0)),
+                excluded(miss, "a missing outcome, covariate, fixed effect or cluster",
+                         "missing value"),
+                excluded(zero_w, "zero weight", "zero weight"))
   keep <- !miss & !zero_w
   if (!any(keep)) {
     stop_arg("data", "has no usable rows after excluding missing values and zero weights")
