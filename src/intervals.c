@@ -35,6 +35,52 @@ static void check_int(SEXP x, R_xlen_t len, const char *what, const char *fn) {
              what, (long long) len);
 }
 
+/* The arguments most entry points share: one table's start (and end) days
+ * with its offsets, and one window [lo, hi] per child, checked and unpacked.
+ * `end` may be R_NilValue (then e is NULL). */
+typedef struct {
+  R_xlen_t n, nrow;
+  const int *s, *e, *o, *lo, *hi;
+} child_windows;
+
+static child_windows windows_arg(SEXP start, SEXP end, SEXP offsets,
+                                 SEXP win_lo, SEXP win_hi, const char *fn) {
+  child_windows w;
+  w.nrow = XLENGTH(start);
+  w.n = XLENGTH(win_lo);
+  check_int(start, w.nrow, "start", fn);
+  if (end != R_NilValue) check_int(end, w.nrow, "end", fn);
+  check_int(win_lo, w.n, "win_lo", fn);
+  check_int(win_hi, w.n, "win_hi", fn);
+  check_offsets(offsets, w.n, w.nrow, fn);
+  w.s = INTEGER_RO(start);
+  w.e = end == R_NilValue ? NULL : INTEGER_RO(end);
+  w.o = INTEGER_RO(offsets);
+  w.lo = INTEGER_RO(win_lo);
+  w.hi = INTEGER_RO(win_hi);
+  return w;
+}
+
+/* The result for child i (its window bounds are not NA); `extra` carries
+ * what one entry point needs besides the windows. */
+typedef int (*child_kernel)(const child_windows *w, R_xlen_t i,
+                            const void *extra);
+
+/* An integer vector of length n: kernel() per child, `na_window` where a
+ * window bound is NA. */
+static SEXP map_children(const child_windows *w, child_kernel kernel,
+                         int na_window, const void *extra) {
+  SEXP out = PROTECT(Rf_allocVector(INTSXP, w->n));
+  int *po = INTEGER(out);
+  for (R_xlen_t i = 0; i < w->n; i++) {
+    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+    po[i] = (w->lo[i] == NA_INTEGER || w->hi[i] == NA_INTEGER)
+              ? na_window : kernel(w, i, extra);
+  }
+  UNPROTECT(1);
+  return out;
+}
+
 /* ---- union of intervals inside a window ------------------------------ */
 
 /* Days covered by the union of the half-open intervals [s, e) of rows
@@ -71,29 +117,17 @@ static int union_days_one(const int *s, const int *e, int from, int to,
  *   win_lo, win_hi: integer, length n; the half-open window [lo, hi).
  * Returns an integer vector of length n: days in the window covered by at
  * least one interval (overlaps merged), NA where a window bound is NA. */
+static int union_days_kernel(const child_windows *w, R_xlen_t i,
+                             const void *extra) {
+  (void) extra;
+  return union_days_one(w->s, w->e, w->o[i], w->o[i + 1], w->lo[i], w->hi[i]);
+}
+
 SEXP ffi_union_days(SEXP start, SEXP end, SEXP offsets, SEXP win_lo,
                     SEXP win_hi) {
-  R_xlen_t nrow = XLENGTH(start), n = XLENGTH(win_lo);
-  check_int(start, nrow, "start", "ffi_union_days");
-  check_int(end, nrow, "end", "ffi_union_days");
-  check_int(win_lo, n, "win_lo", "ffi_union_days");
-  check_int(win_hi, n, "win_hi", "ffi_union_days");
-  check_offsets(offsets, n, nrow, "ffi_union_days");
-  const int *s = INTEGER_RO(start), *e = INTEGER_RO(end),
-            *o = INTEGER_RO(offsets), *lo = INTEGER_RO(win_lo),
-            *hi = INTEGER_RO(win_hi);
-  SEXP out = PROTECT(Rf_allocVector(INTSXP, n));
-  int *po = INTEGER(out);
-  for (R_xlen_t i = 0; i < n; i++) {
-    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
-    if (lo[i] == NA_INTEGER || hi[i] == NA_INTEGER) {
-      po[i] = NA_INTEGER;
-      continue;
-    }
-    po[i] = union_days_one(s, e, o[i], o[i + 1], lo[i], hi[i]);
-  }
-  UNPROTECT(1);
-  return out;
+  child_windows w = windows_arg(start, end, offsets, win_lo, win_hi,
+                                "ffi_union_days");
+  return map_children(&w, union_days_kernel, NA_INTEGER, NULL);
 }
 
 /* ---- first record starting inside a window ---------------------------- */
@@ -105,28 +139,20 @@ SEXP ffi_union_days(SEXP start, SEXP end, SEXP offsets, SEXP win_lo,
  * Returns an integer vector of length n: the 0-based row of the child's first
  * record with lo <= start <= hi, or -1 if there is none (or a bound is NA).
  * With win_hi = .Machine$integer.max this is "first record on or after lo". */
-SEXP ffi_first_in_range(SEXP start, SEXP offsets, SEXP win_lo, SEXP win_hi) {
-  R_xlen_t nrow = XLENGTH(start), n = XLENGTH(win_lo);
-  check_int(start, nrow, "start", "ffi_first_in_range");
-  check_int(win_lo, n, "win_lo", "ffi_first_in_range");
-  check_int(win_hi, n, "win_hi", "ffi_first_in_range");
-  check_offsets(offsets, n, nrow, "ffi_first_in_range");
-  const int *s = INTEGER_RO(start), *o = INTEGER_RO(offsets),
-            *lo = INTEGER_RO(win_lo), *hi = INTEGER_RO(win_hi);
-  SEXP out = PROTECT(Rf_allocVector(INTSXP, n));
-  int *po = INTEGER(out);
-  for (R_xlen_t i = 0; i < n; i++) {
-    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
-    po[i] = -1;
-    if (lo[i] == NA_INTEGER || hi[i] == NA_INTEGER) continue;
-    for (int r = o[i]; r < o[i + 1]; r++) {
-      if (s[r] == NA_INTEGER || s[r] < lo[i]) continue;
-      if (s[r] <= hi[i]) po[i] = r;
-      break; /* sorted: the first start >= lo decides */
-    }
+static int first_in_range_kernel(const child_windows *w, R_xlen_t i,
+                                 const void *extra) {
+  (void) extra;
+  for (int r = w->o[i]; r < w->o[i + 1]; r++) {
+    if (w->s[r] == NA_INTEGER || w->s[r] < w->lo[i]) continue;
+    return w->s[r] <= w->hi[i] ? r : -1; /* sorted: the first start >= lo decides */
   }
-  UNPROTECT(1);
-  return out;
+  return -1;
+}
+
+SEXP ffi_first_in_range(SEXP start, SEXP offsets, SEXP win_lo, SEXP win_hi) {
+  child_windows w = windows_arg(start, R_NilValue, offsets, win_lo, win_hi,
+                                "ffi_first_in_range");
+  return map_children(&w, first_in_range_kernel, -1, NULL);
 }
 
 /* ---- first record overlapping a window -------------------------------- */
@@ -139,34 +165,22 @@ SEXP ffi_first_in_range(SEXP start, SEXP offsets, SEXP win_lo, SEXP win_hi) {
  *   win_lo, win_hi: integer, length n; the closed window [lo, hi].
  * Returns an integer vector of length n: the 0-based row of the child's first
  * record (in start order) with start <= hi and (end NA or end >= lo), or -1. */
+static int first_overlap_kernel(const child_windows *w, R_xlen_t i,
+                                const void *extra) {
+  (void) extra;
+  for (int r = w->o[i]; r < w->o[i + 1]; r++) {
+    if (w->s[r] == NA_INTEGER) continue;
+    if (w->s[r] > w->hi[i]) break;
+    if (w->e[r] == NA_INTEGER || w->e[r] >= w->lo[i]) return r;
+  }
+  return -1;
+}
+
 SEXP ffi_first_overlap(SEXP start, SEXP end, SEXP offsets, SEXP win_lo,
                        SEXP win_hi) {
-  R_xlen_t nrow = XLENGTH(start), n = XLENGTH(win_lo);
-  check_int(start, nrow, "start", "ffi_first_overlap");
-  check_int(end, nrow, "end", "ffi_first_overlap");
-  check_int(win_lo, n, "win_lo", "ffi_first_overlap");
-  check_int(win_hi, n, "win_hi", "ffi_first_overlap");
-  check_offsets(offsets, n, nrow, "ffi_first_overlap");
-  const int *s = INTEGER_RO(start), *e = INTEGER_RO(end),
-            *o = INTEGER_RO(offsets), *lo = INTEGER_RO(win_lo),
-            *hi = INTEGER_RO(win_hi);
-  SEXP out = PROTECT(Rf_allocVector(INTSXP, n));
-  int *po = INTEGER(out);
-  for (R_xlen_t i = 0; i < n; i++) {
-    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
-    po[i] = -1;
-    if (lo[i] == NA_INTEGER || hi[i] == NA_INTEGER) continue;
-    for (int r = o[i]; r < o[i + 1]; r++) {
-      if (s[r] == NA_INTEGER) continue;
-      if (s[r] > hi[i]) break;
-      if (e[r] == NA_INTEGER || e[r] >= lo[i]) {
-        po[i] = r;
-        break;
-      }
-    }
-  }
-  UNPROTECT(1);
-  return out;
+  child_windows w = windows_arg(start, end, offsets, win_lo, win_hi,
+                                "ffi_first_overlap");
+  return map_children(&w, first_overlap_kernel, -1, NULL);
 }
 
 /* ---- periods of care --------------------------------------------------- */
@@ -246,66 +260,55 @@ SEXP ffi_care_period(SEXP decom, SEXP dec, SEXP starts_period,
  * on a day E with lo <= E <= hi and afterwards (a new plan starting on or
  * before hi, or a care episode starting in [E, hi]) the child returns to
  * statutory services; 0 otherwise; NA where a bound is NA. */
-SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
-                     SEXP cla_offsets, SEXP win_lo, SEXP win_hi) {
-  R_xlen_t nrow = XLENGTH(start), n = XLENGTH(win_lo),
-           ncla = XLENGTH(cla_start);
-  check_int(start, nrow, "start", "ffi_plan_return");
-  check_int(end, nrow, "end", "ffi_plan_return");
-  check_int(cla_start, ncla, "cla_start", "ffi_plan_return");
-  check_int(win_lo, n, "win_lo", "ffi_plan_return");
-  check_int(win_hi, n, "win_hi", "ffi_plan_return");
-  check_offsets(offsets, n, nrow, "ffi_plan_return");
-  check_offsets(cla_offsets, n, ncla, "ffi_plan_return");
-  const int *s = INTEGER_RO(start), *e = INTEGER_RO(end),
-            *o = INTEGER_RO(offsets), *cs = INTEGER_RO(cla_start),
-            *co = INTEGER_RO(cla_offsets), *lo = INTEGER_RO(win_lo),
-            *hi = INTEGER_RO(win_hi);
-  SEXP out = PROTECT(Rf_allocVector(INTSXP, n));
-  int *po = INTEGER(out);
-  for (R_xlen_t i = 0; i < n; i++) {
-    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
-    if (lo[i] == NA_INTEGER || hi[i] == NA_INTEGER) {
-      po[i] = NA_INTEGER;
-      continue;
-    }
-    po[i] = 0;
-    /* Walk the merged spells; find the first closed spell ending in [lo, hi]. */
-    int have = 0, cur_b = 0, ended = 0, spell_end = 0, next_start = OPEN_END;
-    for (int r = o[i]; r < o[i + 1]; r++) {
-      int a = s[r], b = (e[r] == NA_INTEGER) ? OPEN_END : e[r];
-      if (a == NA_INTEGER) continue;
-      if (b < a) b = a;
-      if (!have) {
-        cur_b = b; have = 1;
-      } else if (a > cur_b) {
-        /* the spell ending at cur_b is closed */
-        if (cur_b != OPEN_END && cur_b >= lo[i] && cur_b <= hi[i]) {
-          ended = 1; spell_end = cur_b; next_start = a;
-          break;
-        }
-        if (cur_b > hi[i]) break;
-        cur_b = b;
-      } else if (b > cur_b) {
-        cur_b = b;
+typedef struct {
+  const int *cs, *co; /* care episode starts and their offsets */
+} care_starts;
+
+static int plan_return_kernel(const child_windows *w, R_xlen_t i,
+                              const void *extra) {
+  const care_starts *cla = (const care_starts *) extra;
+  const int *s = w->s, *e = w->e, lo = w->lo[i], hi = w->hi[i];
+  /* Walk the merged spells; find the first closed spell ending in [lo, hi]. */
+  int have = 0, cur_b = 0, ended = 0, spell_end = 0, next_start = OPEN_END;
+  for (int r = w->o[i]; r < w->o[i + 1]; r++) {
+    int a = s[r], b = (e[r] == NA_INTEGER) ? OPEN_END : e[r];
+    if (a == NA_INTEGER) continue;
+    if (b < a) b = a;
+    if (!have) {
+      cur_b = b; have = 1;
+    } else if (a > cur_b) {
+      /* the spell ending at cur_b is closed */
+      if (cur_b != OPEN_END && cur_b >= lo && cur_b <= hi) {
+        ended = 1; spell_end = cur_b; next_start = a;
+        break;
       }
-    }
-    if (!ended && have && cur_b != OPEN_END && cur_b >= lo[i] && cur_b <= hi[i]) {
-      ended = 1; spell_end = cur_b; next_start = OPEN_END;
-    }
-    if (!ended) continue;
-    if (next_start <= hi[i]) {
-      po[i] = 1;
-      continue;
-    }
-    for (int r = co[i]; r < co[i + 1]; r++) {
-      if (cs[r] == NA_INTEGER || cs[r] < spell_end) continue;
-      if (cs[r] <= hi[i]) po[i] = 1;
-      break;
+      if (cur_b > hi) break;
+      cur_b = b;
+    } else if (b > cur_b) {
+      cur_b = b;
     }
   }
-  UNPROTECT(1);
-  return out;
+  if (!ended && have && cur_b != OPEN_END && cur_b >= lo && cur_b <= hi) {
+    ended = 1; spell_end = cur_b; next_start = OPEN_END;
+  }
+  if (!ended) return 0;
+  if (next_start <= hi) return 1;
+  for (int r = cla->co[i]; r < cla->co[i + 1]; r++) {
+    if (cla->cs[r] == NA_INTEGER || cla->cs[r] < spell_end) continue;
+    return cla->cs[r] <= hi;
+  }
+  return 0;
+}
+
+SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
+                     SEXP cla_offsets, SEXP win_lo, SEXP win_hi) {
+  child_windows w = windows_arg(start, end, offsets, win_lo, win_hi,
+                                "ffi_plan_return");
+  R_xlen_t ncla = XLENGTH(cla_start);
+  check_int(cla_start, ncla, "cla_start", "ffi_plan_return");
+  check_offsets(cla_offsets, w.n, ncla, "ffi_plan_return");
+  care_starts cla = {INTEGER_RO(cla_start), INTEGER_RO(cla_offsets)};
+  return map_children(&w, plan_return_kernel, NA_INTEGER, &cla);
 }
 
 /* ---- school terms after the referral ---------------------------------- */
