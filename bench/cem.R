@@ -14,7 +14,7 @@ children <- data.frame(
   fin_year = factor(sample(c("2017/18", "2018/19", "2019/20", "2020/21",
                              "2021/22", "2022/23", "2023/24"), n,
                            replace = TRUE)),
-  treated = rbinom(n, 1, 0.45),
+  in_treated_la = rbinom(n, 1, 0.45),
   gender = factor(sample(c("not recorded/unborn", "male", "female",
                            "indeterminate", "missing"), n, replace = TRUE,
                          prob = c(0.03, 0.48, 0.46, 0.005, 0.025))),
@@ -62,7 +62,7 @@ run_sfp_match <- function() {
 # so every vector has two cutpoints).
 run_mi <- function() {
   MatchIt::matchit(
-    treated ~ gender + age + ethnic_group + disabled + fsm + uasc +
+    in_treated_la ~ gender + age + ethnic_group + disabled + fsm + uasc +
       n_previous_cpp + pair + fin_year,
     data = children, method = "cem", estimand = "ATT", k2k = FALSE,
     cutpoints = list(age = c(0, 3.5), disabled = c(0.5, 1.5),

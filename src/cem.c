@@ -45,6 +45,67 @@ static inline uint64_t row_key(const int *const *cols, int p, int i) {
   return h;
 }
 
+/* Dense codes 1..U of 64-bit words in order of first insertion: open
+ * addressing with linear probing on mix64(word). The table starts small and
+ * doubles when half full, so it stays about the size of the number of codes
+ * (it fits in cache when codes are few, as strata and cells usually are).
+ * Scratch comes from R_alloc, so an interrupt leaks nothing. */
+typedef struct {
+  size_t size;
+  int *table;     /* code, 0 = empty */
+  uint64_t *word; /* word of code u + 1; room for size / 2 */
+  int n;          /* codes so far */
+} word_codes;
+
+static void word_codes_init(word_codes *t) {
+  t->size = 1024;
+  t->table = (int *) R_alloc(t->size, sizeof(int));
+  memset(t->table, 0, t->size * sizeof(int));
+  t->word = (uint64_t *) R_alloc(t->size / 2, sizeof(uint64_t));
+  t->n = 0;
+}
+
+static void word_codes_grow(word_codes *t) {
+  uint64_t *nw = (uint64_t *) R_alloc(t->size, sizeof(uint64_t));
+  memcpy(nw, t->word, (t->size / 2) * sizeof(uint64_t));
+  t->word = nw;
+  t->size <<= 1;
+  size_t mask = t->size - 1;
+  t->table = (int *) R_alloc(t->size, sizeof(int));
+  memset(t->table, 0, t->size * sizeof(int));
+  for (int g = 0; g < t->n; g++) {
+    size_t sl = (size_t) (mix64(t->word[g]) & mask);
+    while (t->table[sl] != 0) sl = (sl + 1) & mask;
+    t->table[sl] = g + 1;
+  }
+}
+
+/* The code of w, adding it as code n + 1 (and setting *added) if new. It is
+ * the inner step of every grouping loop here, so it must be inlined. */
+#if defined(__GNUC__)
+#define HOT_INLINE static inline __attribute__((always_inline))
+#else
+#define HOT_INLINE static inline
+#endif
+HOT_INLINE int word_code(word_codes *t, uint64_t w, int *added) {
+  if (2 * (size_t) (t->n + 1) > t->size) word_codes_grow(t);
+  size_t mask = t->size - 1, slot = (size_t) (mix64(w) & mask);
+  for (;;) {
+    int g = t->table[slot];
+    if (g == 0) {
+      t->word[t->n] = w;
+      t->table[slot] = ++t->n;
+      *added = 1;
+      return t->n;
+    }
+    if (t->word[g - 1] == w) {
+      *added = 0;
+      return g;
+    }
+    slot = (slot + 1) & mask;
+  }
+}
+
 static inline int rows_equal(const int *const *cols, int p, int i, int j) {
   for (int k = 0; k < p; k++) {
     if (cols[k][i] != cols[k][j]) return 0;
@@ -175,50 +236,18 @@ static int group_rows(const int *const *cols, int n, int p, int *id,
     if (first_out != NULL) *first_out = first;
     return n_groups;
   }
-  /* Open addressing on the packed keys.  The table starts small and doubles
-   * when half full, so it stays about the size of the number of groups (it
-   * fits in cache when groups are few, as strata and cells usually are). */
-  size_t size = 1024;
-  size_t mask = size - 1;
-  int *table = (int *) R_alloc(size, sizeof(int));
-  uint64_t *gkey = (uint64_t *) R_alloc(size / 2, sizeof(uint64_t));
-  memset(table, 0, size * sizeof(int));
+  /* larger key spaces: hash the packed keys */
+  word_codes t;
+  word_codes_init(&t);
   for (int i = 0; i < n; i++) {
     if ((i & 65535) == 65535) R_CheckUserInterrupt();
     uint64_t kk;
     PACKED_KEY(i, kk);
-    if (2 * (size_t) (n_groups + 1) > size) {
-      /* grow: rehash the groups into a table twice the size */
-      uint64_t *nk = (uint64_t *) R_alloc(size, sizeof(uint64_t));
-      memcpy(nk, gkey, (size / 2) * sizeof(uint64_t));
-      gkey = nk;
-      size <<= 1;
-      mask = size - 1;
-      table = (int *) R_alloc(size, sizeof(int));
-      memset(table, 0, size * sizeof(int));
-      for (int g = 0; g < n_groups; g++) {
-        size_t sl = (size_t) (mix64(gkey[g]) & mask);
-        while (table[sl] != 0) sl = (sl + 1) & mask;
-        table[sl] = g + 1;
-      }
-    }
-    size_t slot = (size_t) (mix64(kk) & mask);
-    for (;;) {
-      int g = table[slot];
-      if (g == 0) {
-        gkey[n_groups] = kk;
-        NOTE_FIRST(n_groups, i);
-        table[slot] = ++n_groups;
-        id[i] = n_groups;
-        break;
-      }
-      if (gkey[g - 1] == kk) {
-        id[i] = g;
-        break;
-      }
-      slot = (slot + 1) & mask;
-    }
+    int added, g = word_code(&t, kk, &added);
+    if (added) NOTE_FIRST(g - 1, i);
+    id[i] = g;
   }
+  n_groups = t.n;
 #undef PACKED_KEY
 #undef NOTE_FIRST
   if (first_out != NULL) *first_out = first;
@@ -253,34 +282,14 @@ static inline uint64_t value_word(SEXP x, R_xlen_t i) {
  * (match(x, unique(x)) in R, but NA and NaN are one value). Writes first[u]
  * = 0-based row of the first occurrence of code u + 1. Returns U. */
 static int code_values(SEXP x, int n, int *out, int *first) {
-  if (n == 0) return 0;
-  size_t size = 16;
-  while (size < 2 * (size_t) n) size <<= 1;
-  size_t mask = size - 1;
-  int *table = (int *) R_alloc(size, sizeof(int));
-  uint64_t *word = (uint64_t *) R_alloc(n, sizeof(uint64_t));
-  memset(table, 0, size * sizeof(int));
-  int U = 0;
+  word_codes t;
+  word_codes_init(&t);
   for (int i = 0; i < n; i++) {
-    uint64_t w = value_word(x, i);
-    size_t slot = (size_t) (mix64(w) & mask);
-    for (;;) {
-      int g = table[slot];
-      if (g == 0) {
-        word[U] = w;
-        first[U] = i;
-        table[slot] = ++U;
-        out[i] = U;
-        break;
-      }
-      if (word[g - 1] == w) {
-        out[i] = g;
-        break;
-      }
-      slot = (slot + 1) & mask;
-    }
+    int added;
+    out[i] = word_code(&t, value_word(x, i), &added);
+    if (added) first[out[i] - 1] = i;
   }
-  return U;
+  return t.n;
 }
 
 /* Bins of cut(x, breaks, include.lowest = TRUE) (findInterval(x, breaks,
@@ -315,6 +324,19 @@ static int *fold_counts(int *cnt4, int top) {
   for (size_t c = 0; c < len; c++)
     cnt4[c] += cnt4[c + len] + cnt4[c + 2 * len] + cnt4[c + 3 * len];
   return cnt4;
+}
+
+/* How many of the codes 0..top are in use (cnt[c] > 0), and the largest. */
+static void codes_in_use(const int *cnt, int top, int *n_used, int *largest) {
+  int u = 0, mx = 0;
+  for (int c = 0; c <= top; c++) {
+    if (cnt[c] > 0) {
+      u++;
+      mx = c;
+    }
+  }
+  *n_used = u;
+  *largest = mx;
 }
 
 /* ffi_cem_codes(cols, kinds, args)
@@ -403,13 +425,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
       } else {
         SET_VECTOR_ELT(code_list, k, x);
       }
-      int U = 0, mxc = 0;
-      for (int c = 0; c <= top; c++) {
-        U += cnt[c] > 0;
-        if (cnt[c] > 0) mxc = c;
-      }
-      n_values[k] = U;
-      max_code[k] = mxc;
+      codes_in_use(cnt, top, &n_values[k], &max_code[k]);
       continue;
     }
     SET_VECTOR_ELT(code_list, k, Rf_allocVector(INTSXP, n));
@@ -483,13 +499,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
       n_below[k] = cnt[0];
       n_above[k] = cnt[K];
     }
-    int U = 0, mxc = 0;
-    for (int c = 0; c <= top; c++) {
-      U += cnt[c] > 0;
-      if (cnt[c] > 0) mxc = c;
-    }
-    n_values[k] = U;
-    max_code[k] = mxc;
+    codes_in_use(cnt, top, &n_values[k], &max_code[k]);
   }
   UNPROTECT(1);
   return out;
