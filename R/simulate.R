@@ -111,8 +111,8 @@ sim_age_logit <- function(age) {
 #' cannot fall below zero, so where the treated LA's falls by more than the
 #' comparator's whole level the comparator's stops near zero). The movement
 #' is large on purpose: against the binomial noise of quarterly rates of
-#' about 850 children, a more realistic movement (SD 0.4) often leaves the parallel
-#' comparators indistinguishable from the others in the protocol's
+#' about 850 children, a more realistic movement (SD 0.4) often leaves the
+#' parallel comparators indistinguishable from the others in the protocol's
 #' pre-period matching (`bench/match_trends.R`). The `rollout` table holds
 #' rows for the treated LAs only: the comparators are a candidate pool,
 #' matched later (they are listed in `attr(x, "truth")$la`).
@@ -824,7 +824,8 @@ sim_cla_delay_cdf <- function(x) {
 # icc * baseline * (1 - baseline).
 # `ch` holds children (age, age_exact, uasc, age_logit) or, with a column
 # `w`, groups of children with their weights (sim_age_groups()).
-# With `a0` given, returns the analytic rate at u = 0 instead. `inflation`
+# With `a0` given, returns the analytic rate at u = `shift` (a vector of
+# logit shifts) instead. `inflation`
 # multiplies the analytic rate (from the pilot walk).
 sim_calibrate <- function(ch, design, age_max, baseline, icc, inflation = 1,
                           a0 = NULL, shift = 0) {
