@@ -234,18 +234,13 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   f_all <- stats::as.formula(call("~", formula[[2]],
                                   call("+", f_count[[3]], f_zero[[3]])),
                              env = environment(formula))
-  use <- analysed_rows_(f_all, data, cluster, weights)
+  use <- analysed_rows_(f_all, data, cluster, weights, f_count,
+                        "give a count (non-negative whole numbers)")
   d <- use$data
   cvec <- use$cluster
   wvec <- use$weights
-  n_dropped <- use$n_dropped
-  n_zero_weight <- use$n_zero_weight
-  yname <- deparse(formula[[2]])
-  y <- stats::model.response(stats::model.frame(f_count, d))
-  if (!is.numeric(y)) {
-    stop_arg("formula", sprintf("has outcome `%s` that is not numeric", yname),
-             "give a count (non-negative whole numbers)")
-  }
+  yname <- use$yname
+  y <- use$y
   X <- stats::model.matrix(f_count, d)
   Z <- stats::model.matrix(f_zero, d)
   check_finite_(cbind(X, Z), y, yname)
@@ -352,8 +347,8 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
     coefficients = est, theta = theta, se_log_theta = se_log_theta,
     loglik = fc$loglik + fz$loglik, vcov = V, vcov_model = vm, df = df,
     npar = length(est) + (dist == "negbin"), nobs = length(y),
-    n_zero = sum(!pos), n_clusters = G, n_dropped = n_dropped,
-    n_zero_weight = n_zero_weight, weighted = !is.null(wvec),
+    n_zero = sum(!pos), n_clusters = G, n_dropped = use$n_dropped,
+    n_zero_weight = use$n_zero_weight, weighted = !is.null(wvec),
     dist = dist, converged = fc$converged && fz$converged,
     iterations = c(count = fc$iter, zero = fz$iter), call = cl
   ), class = c("sfp_hurdle", "sfp_mle"))
@@ -411,18 +406,12 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
                              format(right)),
              "give the lower censoring point as `left` and the cap as `right`")
   }
-  use <- analysed_rows_(formula, data, cluster, weights)
+  use <- analysed_rows_(formula, data, cluster, weights, formula)
   d <- use$data
   cvec <- use$cluster
   wvec <- use$weights
-  n_dropped <- use$n_dropped
-  n_zero_weight <- use$n_zero_weight
-  yname <- deparse(formula[[2]])
-  y <- stats::model.response(stats::model.frame(formula, d))
-  if (!is.numeric(y)) {
-    stop_arg("formula", sprintf("has outcome `%s` that is not numeric", yname))
-  }
-  y <- as.double(y)
+  yname <- use$yname
+  y <- as.double(use$y)
   X <- stats::model.matrix(formula, d)
   if (ncol(X) == 0L) {
     stop_arg("formula", "gives no columns", "keep the intercept or add a regressor")
@@ -499,8 +488,8 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
     coefficients = est, scale = exp(f$par[length(f$par)]), loglik = f$loglik,
     vcov = V, vcov_model = vm, df = df, npar = length(est), nobs = length(y),
     n_left = sum(status == 1L), n_right = sum(status == 2L),
-    left = left, right = right, n_clusters = G, n_dropped = n_dropped,
-    n_zero_weight = n_zero_weight, weighted = !is.null(wvec),
+    left = left, right = right, n_clusters = G, n_dropped = use$n_dropped,
+    n_zero_weight = use$n_zero_weight, weighted = !is.null(wvec),
     effects = effects, converged = f$converged, iterations = f$iter, call = cl
   ), class = c("sfp_tobit", "sfp_mle"))
 }
@@ -747,8 +736,9 @@ print.sfp_zero_check <- function(x, digits = 4, ...) {
 
 # The rows a hurdle or tobit fit analyses: complete in every variable of
 # `f_all` and the cluster, with a positive weight; the exclusions are
-# reported and counted.
-analysed_rows_ <- function(f_all, data, cluster, weights) {
+# reported and counted. Also the numeric response of `f_y` on those rows
+# (an error with `y_fix` if it is not numeric).
+analysed_rows_ <- function(f_all, data, cluster, weights, f_y, y_fix = NULL) {
   cvec <- resolve_cluster_(cluster, data)
   wvec <- resolve_weights_(weights, data)
   ok <- complete_rows_(f_all, data, cvec)
@@ -759,6 +749,12 @@ analysed_rows_ <- function(f_all, data, cluster, weights) {
     stop_arg("data", "has no complete rows with a positive weight for this formula",
              "check the variables for missing values and the weights")
   }
-  list(data = data[ok, , drop = FALSE], cluster = cvec[ok], weights = wvec[ok],
+  d <- data[ok, , drop = FALSE]
+  yname <- deparse(f_y[[2]])
+  y <- stats::model.response(stats::model.frame(f_y, d))
+  if (!is.numeric(y)) {
+    stop_arg("formula", sprintf("has outcome `%s` that is not numeric", yname), y_fix)
+  }
+  list(data = d, y = y, yname = yname, cluster = cvec[ok], weights = wvec[ok],
        kept = which(ok), n_dropped = n_dropped, n_zero_weight = n_zero_weight)
 }
