@@ -26,16 +26,6 @@
 
 /* ---- hashing ------------------------------------------------------------ */
 
-/* splitmix64 finaliser: a bijective, well-mixing map of 64-bit words. */
-static inline uint64_t mix64(uint64_t z) {
-  z ^= z >> 30;
-  z *= 0xbf58476d1ce4e5b9ULL;
-  z ^= z >> 27;
-  z *= 0x94d049bb133111ebULL;
-  z ^= z >> 31;
-  return z;
-}
-
 static inline uint64_t row_key(const int *const *cols, int p, int i) {
   uint64_t h = 0x9e3779b97f4a7c15ULL;
   for (int k = 0; k < p; k++) {

@@ -326,15 +326,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
 
 /* Row grouping by hashing: rows i, j of the K x p double matrix X with the
  * same group g[i] == g[j] and bitwise-equal entries (after mapping -0 to 0)
- * get the same key. */
-static inline uint64_t mix64(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
+ * get the same key (mix64() is in sfpceval.h). */
 
 /* Hashes of all rows, column by column (cache-friendly for column-major X). */
 static void row_hashes(const double *X, R_xlen_t N, int p, const int *g, uint64_t *h) {

@@ -13,6 +13,18 @@
 #include <R_ext/Rdynload.h>
 #include <R_ext/Utils.h>
 #include <R_ext/Visibility.h>
+#include <stdint.h>
+
+/* splitmix64 finaliser: a bijective, well-mixing map of 64-bit words, for
+ * the hash tables that group rows (cem.c, glmm.c). */
+static inline uint64_t mix64(uint64_t z) {
+  z ^= z >> 30;
+  z *= 0xbf58476d1ce4e5b9ULL;
+  z ^= z >> 27;
+  z *= 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return z;
+}
 
 /* ---- data: records simulator (simulate.c) ---- */
 SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
