@@ -318,14 +318,9 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
     se_log_theta <- sqrt(bread_c[kx + 1L, kx + 1L])
   }
   V <- vm
-  G <- NA_integer_
+  G <- use$n_clusters
   df <- Inf
   if (!is.null(cvec)) {
-    G <- length(unique(cvec))
-    if (G < 2L) {
-      stop_arg("cluster", "has a single cluster, so a cluster-robust variance is undefined",
-               "use cluster = NULL, or data from two or more clusters")
-    }
     # full score matrix (n x (ncp + kz)); count scores are zero where y = 0
     sc <- matrix(0, length(y), ncp + kz)
     sc[pos, seq_len(ncp)] <- fc$score
@@ -449,14 +444,9 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
   vm <- safe_inverse_(-f$hessian)
   dimnames(vm) <- list(nm, nm)
   V <- vm
-  G <- NA_integer_
+  G <- use$n_clusters
   df <- Inf
   if (!is.null(cvec)) {
-    G <- length(unique(cvec))
-    if (G < 2L) {
-      stop_arg("cluster", "has a single cluster, so a cluster-robust variance is undefined",
-               "use cluster = NULL, or data from two or more clusters")
-    }
     V <- sandwich_cl_(vm, f$score, cvec)
     dimnames(V) <- list(nm, nm)
     df <- G - 1
@@ -737,7 +727,8 @@ print.sfp_zero_check <- function(x, digits = 4, ...) {
 # The rows a hurdle or tobit fit analyses: complete in every variable of
 # `f_all` and the cluster, with a positive weight; the exclusions are
 # reported and counted. Also the numeric response of `f_y` on those rows
-# (an error with `y_fix` if it is not numeric).
+# (an error with `y_fix` if it is not numeric) and the number of clusters
+# (NA without a cluster; an error if there is only one).
 analysed_rows_ <- function(f_all, data, cluster, weights, f_y, y_fix = NULL) {
   cvec <- resolve_cluster_(cluster, data)
   wvec <- resolve_weights_(weights, data)
@@ -755,6 +746,12 @@ analysed_rows_ <- function(f_all, data, cluster, weights, f_y, y_fix = NULL) {
   if (!is.numeric(y)) {
     stop_arg("formula", sprintf("has outcome `%s` that is not numeric", yname), y_fix)
   }
+  n_clusters <- if (is.null(cvec)) NA_integer_ else length(unique(cvec[ok]))
+  if (isTRUE(n_clusters < 2L)) {
+    stop_arg("cluster", "has a single cluster, so a cluster-robust variance is undefined",
+             "use cluster = NULL, or data from two or more clusters")
+  }
   list(data = d, y = y, yname = yname, cluster = cvec[ok], weights = wvec[ok],
-       kept = which(ok), n_dropped = n_dropped, n_zero_weight = n_zero_weight)
+       n_clusters = n_clusters, kept = which(ok), n_dropped = n_dropped,
+       n_zero_weight = n_zero_weight)
 }
