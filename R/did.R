@@ -682,40 +682,37 @@ fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname) {
 #   l(b) = sum_s [ sum_{i in s} w_i y_i eta_i - d_s log sum_{j in s} w_j exp(eta_j) ],
 # d_s = sum_{i in s} w_i y_i (= clogit(method = "approximate") = coxph Breslow).
 clogit_newton <- function(y, Z, w, s, tol = 1e-12, maxit = 100L) {
-  k <- ncol(Z)
-  b <- rep(0, k)
   d <- rowsum(w * y, s)[, 1]
-  ll_old <- -Inf
-  for (it in seq_len(maxit)) {
+  # the log-likelihood, within-stratum probabilities, centred covariates and
+  # information at b
+  at <- function(b) {
     eta <- drop(Z %*% b)
     eta <- eta - stats::ave(eta, s, FUN = max)
     ew <- w * exp(eta)
     den <- rowsum(ew, s)[, 1]
     p <- ew / den[s]
-    xbar <- rowsum(p * Z, s)
-    grad <- colSums(w * y * Z) - colSums(d * xbar)
-    Zc <- Z - xbar[s, , drop = FALSE]
-    H <- crossprod(Zc, (p * d[s]) * Zc)
-    ll <- sum(w * y * eta) - sum(d * log(den))
-    step <- solve(H, grad)
-    b <- b + step
-    if (abs(ll - ll_old) < tol * (abs(ll) + 1) && max(abs(step)) < 1e-8) break
-    ll_old <- ll
+    Zc <- Z - rowsum(p * Z, s)[s, , drop = FALSE]
+    list(ll = sum(w * y * eta) - sum(d * log(den)), p = p, Zc = Zc,
+         H = crossprod(Zc, (p * d[s]) * Zc))
   }
-  eta <- drop(Z %*% b)
-  eta <- eta - stats::ave(eta, s, FUN = max)
-  ew <- w * exp(eta)
-  den <- rowsum(ew, s)[, 1]
-  p <- ew / den[s]
-  xbar <- rowsum(p * Z, s)
-  Zc <- Z - xbar[s, , drop = FALSE]
-  H <- crossprod(Zc, (p * d[s]) * Zc)
+  b <- rep(0, ncol(Z))
+  ll_old <- -Inf
+  for (it in seq_len(maxit)) {
+    f <- at(b)
+    # sum_i w_i y_i Z_i - sum_s d_s xbar_s, with xbar the p-weighted mean
+    grad <- colSums((w * y - d[s] * f$p) * Z)
+    step <- solve(f$H, grad)
+    b <- b + step
+    if (abs(f$ll - ll_old) < tol * (abs(f$ll) + 1) && max(abs(step)) < 1e-8) break
+    ll_old <- f$ll
+  }
+  f <- at(b)
   if (any(abs(b) > 30)) {
     stop("Perfect separation in the conditional logit: a coefficient diverges.\nFix: drop or pool the covariate that predicts the outcome perfectly within strata.",
          call. = FALSE)
   }
-  list(coef = b, bread = solve(H), score_obs = (w * y - d[s] * p) * Zc,
-       loglik = sum(w * y * eta) - sum(d * log(den)), iterations = it)
+  list(coef = b, bread = solve(f$H), score_obs = (w * y - d[s] * f$p) * f$Zc,
+       loglik = f$ll, iterations = it)
 }
 
 # ---- methods ----
