@@ -441,6 +441,15 @@ static int emit_period(sim *S, int child, int decom, int b18, double age,
   return open ? NA_INTEGER : dec;
 }
 
+/* A CIN plan of referral row ref_row from start to end (end NA when it
+ * falls after the data). */
+static void emit_cin_plan(sim *S, int ref_row, int start, int end) {
+  R_xlen_t r = tbl_add(&S->cin);
+  S->cin.col[CIN_REF][r] = ref_row;
+  S->cin.col[CIN_START][r] = start;
+  S->cin.col[CIN_END][r] = na_if_after(end, S->day_end);
+}
+
 /* Short breaks: a disabled child's V3 single breaks or one V4 series,
  * each its own period (rne S), none overlapping. */
 static void emit_short_breaks(sim *S, int child, int lo, int hi) {
@@ -649,10 +658,7 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
             if ((cla_day == NA_INTEGER || cla_day > ce + 1) && unif_rand() < 0.6) {
               int se = ce + rlnorm_days(120, 0.6);
               if (cla_day != NA_INTEGER && se > cla_day) se = cla_day;
-              R_xlen_t s = tbl_add(&S.cin);
-              S.cin.col[CIN_REF][s] = ref_row;
-              S.cin.col[CIN_START][s] = ce;
-              S.cin.col[CIN_END][s] = na_if_after(se, day_end);
+              emit_cin_plan(&S, ref_row, ce, se);
               plan_end = se;
             }
             hadplan = 1;
@@ -662,10 +668,7 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
             if (cla_day == NA_INTEGER || cla_day > ss) {
               int se = ss + rlnorm_days(p[P_CIN_MEDIAN], p[P_CIN_SDLOG]);
               if (cla_day != NA_INTEGER && se > cla_day) se = cla_day;
-              R_xlen_t s = tbl_add(&S.cin);
-              S.cin.col[CIN_REF][s] = ref_row;
-              S.cin.col[CIN_START][s] = ss;
-              S.cin.col[CIN_END][s] = na_if_after(se, day_end);
+              emit_cin_plan(&S, ref_row, ss, se);
               plan_end = se;
               hadplan = 1;
             }
