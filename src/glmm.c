@@ -349,13 +349,17 @@ static int rows_equal(const double *X, R_xlen_t N, int p, R_xlen_t i, R_xlen_t k
   return 1;
 }
 
-/* Group rows by (g, hash of the row) only, then verify column by column that
- * every row equals its group's first row (sequential reads, unlike a
- * row-by-row comparison of a column-major matrix). Returns 0 if a hash
- * collision joined different rows (then the caller compares rows in full). */
+/* Group rows by (g, hash of the row) into key[] (numbered in order of first
+ * appearance), probing a table of `size` slots. With full = 0 rows are
+ * joined on the hash alone and then verified column by column against their
+ * group's first row (sequential reads, unlike a row-by-row comparison of a
+ * column-major matrix): returns 0 if a hash collision joined different rows.
+ * With full = 1 rows are compared in full while probing (returns 1). */
 static int group_by_hash(const double *X, R_xlen_t N, int p, const int *g,
-                         const uint64_t *hh, R_xlen_t *slot, size_t size,
-                         int *key, R_xlen_t *first) {
+                         const uint64_t *hh, size_t size, int *key,
+                         R_xlen_t *first, int full) {
+  R_xlen_t *slot = (R_xlen_t *) R_alloc(size, sizeof(R_xlen_t));
+  for (size_t s = 0; s < size; s++) slot[s] = -1;
   int next = 0;
   for (R_xlen_t i = 0; i < N; i++) {
     size_t s = (size_t) hh[i] & (size - 1);
@@ -367,13 +371,16 @@ static int group_by_hash(const double *X, R_xlen_t N, int p, const int *g,
         key[i] = ++next;
         break;
       }
-      if (hh[k] == hh[i] && g[k] == g[i]) {
+      if (hh[k] == hh[i] && g[k] == g[i] &&
+          (!full || rows_equal(X, N, p, i, k))) {
         key[i] = key[k];
         break;
       }
       s = (s + 1) & (size - 1);
     }
+    if ((i + 1) % 65536 == 0) R_CheckUserInterrupt();
   }
+  if (full) return 1;
   for (int j = 0; j < p; j++) {
     const double *col = X + (R_xlen_t) j * N;
     for (R_xlen_t i = 0; i < N; i++) {
@@ -405,34 +412,13 @@ SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full) {
   int *key = INTEGER(out);
   size_t size = 16;
   while (size < (size_t) (2 * N)) size <<= 1;
-  R_xlen_t *slot = (R_xlen_t *) R_alloc(size, sizeof(R_xlen_t));
-  for (size_t s = 0; s < size; s++) slot[s] = -1;
   uint64_t *hh = (uint64_t *) R_alloc(N > 0 ? N : 1, sizeof(uint64_t));
   row_hashes(Xp, N, p, gp, hh);
   R_xlen_t *first = (R_xlen_t *) R_alloc(N > 0 ? N : 1, sizeof(R_xlen_t));
-  if (!INTEGER_RO(full)[0] && group_by_hash(Xp, N, p, gp, hh, slot, size, key, first)) {
-    UNPROTECT(1);
-    return out;
-  }
-  /* a 64-bit hash collision: compare rows in full */
-  for (size_t s = 0; s < size; s++) slot[s] = -1;
-  int next = 0;
-  for (R_xlen_t i = 0; i < N; i++) {
-    size_t s = (size_t) hh[i] & (size - 1);
-    for (;;) {
-      R_xlen_t k = slot[s];
-      if (k < 0) {
-        slot[s] = i;
-        key[i] = ++next;
-        break;
-      }
-      if (hh[k] == hh[i] && gp[k] == gp[i] && rows_equal(Xp, N, p, i, k)) {
-        key[i] = key[k];
-        break;
-      }
-      s = (s + 1) & (size - 1);
-    }
-    if ((i + 1) % 65536 == 0) R_CheckUserInterrupt();
+  int full_only = INTEGER_RO(full)[0];
+  if (full_only || !group_by_hash(Xp, N, p, gp, hh, size, key, first, 0)) {
+    /* a 64-bit hash collision (or asked for): compare rows in full */
+    group_by_hash(Xp, N, p, gp, hh, size, key, first, 1);
   }
   UNPROTECT(1);
   return out;
