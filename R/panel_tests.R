@@ -8,8 +8,10 @@
 
 # Validate and sort a panel: returns y, X (model matrix), integer id and
 # time codes (sorted by id then time), the original row numbers and the
-# number of rows left out for missing values.
-panel_prep_ <- function(formula, data, id, time, cluster = NULL) {
+# number of rows left out for missing values. Stops if there is a single
+# unit (`test` names what needs more).
+panel_prep_ <- function(formula, data, id, time, cluster = NULL,
+                        test = "a panel test") {
   if (!inherits(formula, "formula") || length(formula) != 3L) {
     stop_arg("formula", "must be a two-sided formula such as `y ~ treated + x`")
   }
@@ -44,6 +46,10 @@ panel_prep_ <- function(formula, data, id, time, cluster = NULL) {
     stop_rows("data", paste0(id, ", ", time), rows[dup],
               "with an (id, time) pair seen in an earlier row",
               "a panel has one row per unit and period; aggregate or fix the keys")
+  }
+  if (max(idc) < 2L) {
+    stop_arg("data", sprintf("has a single unit in `%s`", id),
+             sprintf("%s needs two or more units", test))
   }
   list(y = as.double(y), X = X, id = idc, time = tc, rows = rows,
        cluster = if (is.null(cvec)) idc else cvec[rows],
@@ -266,10 +272,6 @@ serial_test <- function(formula, data, id, time, test = c("bg", "wooldridge"),
   type <- match.arg(type)
   random_method <- match.arg(random_method)
   P <- panel_prep_(formula, data, id, time, cluster)
-  if (P$N < 2L) {
-    stop_arg("data", sprintf("has a single unit in `%s`", id),
-             "a panel test needs two or more units")
-  }
   if (P$T < 2L) {
     stop_arg("data", sprintf("has a single period in `%s`", time),
              "serial correlation needs two or more periods per unit")
@@ -426,11 +428,7 @@ hausman_test <- function(formula, data, id, time, method = c("aux", "classic"),
   method <- match.arg(method)
   vcov <- match.arg(vcov)
   random_method <- match.arg(random_method)
-  P <- panel_prep_(formula, data, id, time, cluster)
-  if (P$N < 2L) {
-    stop_arg("data", sprintf("has a single unit in `%s`", id),
-             "the Hausman test needs two or more units")
-  }
+  P <- panel_prep_(formula, data, id, time, cluster, test = "the Hausman test")
   if (!"(Intercept)" %in% colnames(P$X)) {
     stop_arg("formula", "has no intercept", "keep the intercept (drop `- 1` / `+ 0`)")
   }
