@@ -99,6 +99,7 @@ match_trends <- function(cohort, design, outcome, n_candidates = 10L, exclude = 
                                paste(missing_la, collapse = ", ")))
   }
   all_treated <- treated$la_code
+  first_date <- tapply(date, la, min)
   out <- list()
   windows <- list()
   zs <- list()
@@ -128,7 +129,6 @@ match_trends <- function(cohort, design, outcome, n_candidates = 10L, exclude = 
     }
     Z <- zq[, as.character(qs), drop = FALSE]
     dZ <- Z[, -1, drop = FALSE] - Z[, -ncol(Z), drop = FALSE]
-    first_date <- tapply(date, la, min)
     eligible <- setdiff(rownames(dZ), c(all_treated, exclude))
     eligible <- eligible[as.Date(first_date[eligible], origin = "1970-01-01") <=
                            add_months_date(go, -12 * min_pre_years)]
