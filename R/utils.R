@@ -93,3 +93,26 @@ with_seed <- function(seed, expr, kind = "Mersenne-Twister") {
 with_stream <- function(stream, expr) {
   with_rng("L'Ecuyer-CMRG", function() assign(".Random.seed", stream, envir = globalenv()), expr)
 }
+
+# One convention for the package's optimisers (Laplace/AGQ, the linear mixed
+# model, the count-model Newton, conditional logit, IRLS, fixed-effect
+# demeaning): each returns the list made by optim_status(), stored in the fit
+# as `convergence`, and a fit that did not converge calls warn_not_converged().
+#   converged:  TRUE when the optimiser's own criterion was met
+#   iterations: iterations (or sweeps, or function evaluations) used
+#   message:    the optimiser's message, or what was checked
+optim_status <- function(converged, iterations, message = NULL) {
+  converged <- isTRUE(converged)
+  list(converged = converged, iterations = as.integer(iterations)[1L],
+       message = message %||% if (converged) "converged" else "did not converge")
+}
+
+# Warn, with class "sfpceval_not_converged", that `what` (e.g. "sw_glmm():
+# the linear mixed model") did not converge, giving the optimiser's message and
+# what to do.
+warn_not_converged <- function(what, status, fix) {
+  msg <- sprintf("%s did not converge after %d iterations (%s).\nFix: %s",
+                 what, status$iterations, status$message, fix)
+  warning(structure(class = c("sfpceval_not_converged", "warning", "condition"),
+                    list(message = msg, call = NULL)))
+}
