@@ -346,6 +346,7 @@ static void codes_in_use(const int *cnt, int top, int *n_used, int *largest) {
  * columns the 1-based row of the first occurrence of each code, else NULL),
  * max_code (INTSXP p: the largest code present, 0 when n = 0). */
 SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
+  sfp_check_cem_codes(cols, kinds, args);
   if (TYPEOF(cols) != VECSXP || TYPEOF(kinds) != INTSXP ||
       TYPEOF(args) != VECSXP || XLENGTH(kinds) != XLENGTH(cols) ||
       XLENGTH(args) != XLENGTH(cols))
@@ -502,6 +503,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
  * two finite values; min/max NA when none) -- what the default breaks need
  * (nclass.Sturges, nclass.scott, the range) in one pass per moment. */
 SEXP ffi_cem_moments(SEXP x) {
+  sfp_check_cem_moments(x);
   int t = TYPEOF(x);
   if (t != REALSXP && t != INTSXP && t != LGLSXP)
     Rf_error("internal error in ffi_cem_moments(): bad type");
@@ -531,16 +533,19 @@ SEXP ffi_cem_moments(SEXP x) {
     }
   } else {
     const int *xv = INTEGER(x);
-    /* exact integer sums: |x| < 2^31 and n < 2^31 keep sum x in int64;
-     * sum x^2 is also kept while |x| < 2^16 (x^2 < 2^32) */
-    int64_t isum = 0, isq = 0;
+    /* exact integer sums: |x| < 2^31 and n <= 2^32 keep sum x in int64;
+     * sum x^2 is exact while |x| < 2^16 (x^2 < 2^32) and n < 2^31.  The
+     * sums run in uint64_t, whose wrap-around is defined: the range checks
+     * after the loop decide whether they are used (accumulating in int64_t
+     * could overflow, undefined behaviour, before a check could reject it). */
+    uint64_t usum = 0, usq = 0;
     int imn = INT_MAX, imx = INT_MIN;
     for (R_xlen_t i = 0; i < n; i++) {
       int v = xv[i];
       if (v == NA_INTEGER) continue;
       m++;
-      isum += v;
-      isq += (int64_t) v * v;
+      usum += (uint64_t) (int64_t) v;
+      usq += (uint64_t) ((int64_t) v * v);
       imn = v < imn ? v : imn;
       imx = v > imx ? v : imx;
     }
@@ -548,13 +553,21 @@ SEXP ffi_cem_moments(SEXP x) {
       mn = imn;
       mx = imx;
     }
-    if (m >= 2 && imn > -65536 && imx < 65536) {
+    /* the wrapped sums are the exact sums when they cannot have wrapped */
+    int exact_sum = n <= (R_xlen_t) UINT32_MAX;
+    int exact_sq = exact_sum && m < INT_MAX && imn > -65536 && imx < 65536;
+    double dsum = 0.0; /* n > 2^32 only: the mean from a plain sum */
+    if (!exact_sum)
+      for (R_xlen_t i = 0; i < n; i++)
+        if (xv[i] != NA_INTEGER) dsum += xv[i];
+    if (m >= 2 && exact_sq) {
+      long double S1 = (long double) (int64_t) usum, S2 = (long double) usq;
       /* exact sums, one rounding */
-      long double S1 = (long double) isum, S2 = (long double) isq;
       var = (double) ((S2 - S1 * S1 / m) / (m - 1));
     } else if (m >= 2) {
       /* two passes, as stats::var: the mean, then squared deviations */
-      double mean = (double) isum / (double) m, ss = 0.0, corr = 0.0;
+      double mean = (exact_sum ? (double) (int64_t) usum : dsum) / (double) m,
+             ss = 0.0, corr = 0.0;
       for (R_xlen_t i = 0; i < n; i++) {
         if (xv[i] == NA_INTEGER) continue;
         double d = xv[i] - mean;
@@ -642,6 +655,7 @@ static void cem_weights(int n, int S, int G, const int *stratum,
  * matched controls, strata, matched strata of each exact group). */
 SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
                     SEXP maxes) {
+  sfp_check_cem_strata(codes, treat, n_exact, normalise, maxes);
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
       TYPEOF(n_exact) != INTSXP || TYPEOF(normalise) != INTSXP ||
       XLENGTH(n_exact) != 1 || XLENGTH(normalise) != 1 ||
@@ -768,6 +782,7 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
  *   treated) under each weighting. */
 SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
                 SEXP want, SEXP maxes) {
+  sfp_check_cem_l1(codes, treat, weights, values, want, maxes);
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
       TYPEOF(weights) != VECSXP || TYPEOF(values) != VECSXP ||
       TYPEOF(want) != LGLSXP || TYPEOF(maxes) != INTSXP)

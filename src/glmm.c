@@ -200,6 +200,7 @@ static double agq_cluster(const double *eta, const double *s, const double *n,
  * R validates everything; this only guards against internal misuse. */
 SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
                     SEXP x, SEXP w, SEXP u0, SEXP what) {
+  sfp_check_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what);
   if (TYPEOF(X) != REALSXP || TYPEOF(s) != REALSXP || TYPEOF(n) != REALSXP ||
       TYPEOF(cstart) != INTSXP || TYPEOF(beta) != REALSXP ||
       TYPEOF(sigma) != REALSXP || TYPEOF(x) != REALSXP ||
@@ -399,6 +400,7 @@ static int group_by_hash(const double *X, R_xlen_t N, int p, const int *g,
  * in order of first appearance. Open addressing with linear probing on a
  * table of at least 2N slots; expected O(N p). */
 SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full) {
+  sfp_check_glmm_row_groups(X, g, full);
   if (TYPEOF(X) != REALSXP || TYPEOF(g) != INTSXP || TYPEOF(full) != INTSXP ||
       Rf_length(full) != 1)
     Rf_error("internal error in ffi_glmm_row_groups(): wrong argument types");

@@ -1,8 +1,18 @@
 /* sfpceval.h: the one shared header of the C core.
  *
  * Every .Call entry point (ffi_*) is declared here, grouped by topic, and
- * registered in init.c.  Everything else in a .c file is static.  Kernels
- * work on plain C arrays and never touch a SEXP, so they are safe in threads.
+ * registered in init.c.  Everything else in a .c file is static, except the
+ * shared validators of checks.c declared below.
+ *
+ * Threads: none.  The package is built without OpenMP and every kernel runs
+ * on R's main thread; several kernels call the R API (R_alloc scratch,
+ * R_CheckUserInterrupt, R's random numbers), so none may be moved into a
+ * thread without first removing those calls.
+ *
+ * Validation: every entry point checks, at its top and in O(n), what it
+ * indexes with, using the sfp_* validators (checks.c); a failed check raises
+ * an R condition of class "sfpceval_internal_error" naming the entry point
+ * and the argument.
  */
 #ifndef SFPCEVAL_H
 #define SFPCEVAL_H
@@ -25,6 +35,69 @@ static inline uint64_t mix64(uint64_t z) {
   z ^= z >> 31;
   return z;
 }
+
+/* ---- validators and condition (checks.c) ----
+ * fn is the entry point's name ("ffi_crve"), arg the argument's name.  Each
+ * returns only if the check passes; otherwise sfp_abort() raises
+ * "internal error in <fn>(): `<arg>` <problem>" of class
+ * c("sfpceval_internal_error", "error", "condition"). */
+#if defined(__GNUC__)
+#define SFP_NORETURN __attribute__((noreturn))
+#else
+#define SFP_NORETURN
+#endif
+SFP_NORETURN void sfp_abort(const char *fn, const char *arg, const char *fmt, ...);
+/* type `type`, and length `len` unless len < 0 */
+void sfp_check_vec(SEXP x, int type, R_xlen_t len, const char *fn, const char *arg);
+const int *sfp_int(SEXP x, R_xlen_t len, const char *fn, const char *arg);
+const double *sfp_dbl(SEXP x, R_xlen_t len, const char *fn, const char *arg);
+/* NULL for R_NilValue, else as sfp_dbl() */
+const double *sfp_dbl_or_null(SEXP x, R_xlen_t len, const char *fn, const char *arg);
+/* a matrix of `type`; nrow/ncol checked unless < 0 */
+void sfp_check_matrix(SEXP x, int type, int nrow, int ncol, const char *fn,
+                      const char *arg);
+/* a length-1 integer, logical or double holding a whole number in lo..hi */
+int sfp_int1(SEXP x, int lo, int hi, const char *fn, const char *arg);
+/* a length-1 integer or double (finite if `finite`) */
+double sfp_dbl1(SEXP x, int finite, const char *fn, const char *arg);
+/* every x[i] in lo..hi (NA allowed if na_ok) */
+void sfp_check_codes(const int *x, R_xlen_t n, int lo, int hi, int na_ok,
+                     const char *fn, const char *arg);
+void sfp_check_finite(const double *x, R_xlen_t n, const char *fn, const char *arg);
+/* integer offsets of length n + 1: 0, non-decreasing, ending at nrow */
+const int *sfp_offsets(SEXP o, R_xlen_t n, R_xlen_t nrow, const char *fn,
+                       const char *arg);
+/* a result of `size` elements is allowed: 0 <= size <= 2^31 - 1 */
+int sfp_check_size(double size, const char *fn, const char *arg);
+/* R_CheckUserInterrupt() for loops between GetRNGstate() and PutRNGstate():
+ * when the user interrupts, the generator's state is saved (PutRNGstate)
+ * before the interrupt unwinds the loop, so the next draw in R continues the
+ * stream instead of repeating it. */
+void sfp_check_interrupt_rng(void);
+
+/* the argument contracts of the entry points (checks.c), one per entry
+ * point, called as its first line */
+void sfp_check_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
+                          SEXP maxes);
+void sfp_check_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
+                      SEXP want, SEXP maxes);
+void sfp_check_cem_codes(SEXP cols, SEXP kinds, SEXP args);
+void sfp_check_cem_moments(SEXP x);
+void sfp_check_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol,
+                      SEXP maxit);
+void sfp_check_wls(SEXP X, SEXP y, SEXP w, SEXP tol);
+void sfp_check_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
+                    SEXP Ls, SEXP B, SEXP C, SEXP type, SEXP satt);
+void sfp_check_boot_weights(SEXP Gs, SEXP type, SEXP Bs, SEXP enumerate);
+void sfp_check_wcr_stats(SEXP V, SEXP a0, SEXP a1, SEXP K0, SEXP K1);
+void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
+                          SEXP sigma, SEXP x, SEXP w, SEXP u0, SEXP what);
+void sfp_check_glmm_row_groups(SEXP X, SEXP g, SEXP full);
+void sfp_check_sim_trial(SEXP m, SEXP X, SEXP alpha, SEXP gamma, SEXP prev,
+                         SEXP theta, SEXP sigma, SEXP r);
+void sfp_check_simulate(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
+                        SEXP qday, SEXP par, int n_par, SEXP eff, int n_eff,
+                        SEXP terms);
 
 /* ---- data: records simulator (simulate.c) ---- */
 SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
