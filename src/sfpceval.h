@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 /* splitmix64 finaliser: a bijective, well-mixing map of 64-bit words, for
- * the hash tables that group rows (cem.c, glmm.c). */
+ * the hash tables of rowgroup.c. */
 static inline uint64_t mix64(uint64_t z) {
   z ^= z >> 30;
   z *= 0xbf58476d1ce4e5b9ULL;
@@ -35,6 +35,53 @@ static inline uint64_t mix64(uint64_t z) {
   z ^= z >> 31;
   return z;
 }
+
+/* ---- row grouping (rowgroup.c) ----
+ * Dense codes 1..U of 64-bit words in order of first insertion: open
+ * addressing with linear probing on mix64(word); the table starts small and
+ * doubles when half full.  Scratch from R_alloc. */
+typedef struct {
+  size_t size;
+  int *table;     /* code, 0 = empty */
+  uint64_t *word; /* word of code u + 1; room for size / 2 */
+  int n;          /* codes so far */
+} sfp_word_codes;
+void sfp_word_codes_init(sfp_word_codes *t);
+void sfp_word_codes_grow(sfp_word_codes *t);
+/* The code of w, adding it as code n + 1 (and setting *added) if new; the
+ * inner step of grouping loops, so inline. */
+static inline int sfp_word_code(sfp_word_codes *t, uint64_t w, int *added) {
+  if (2 * (size_t) (t->n + 1) > t->size) sfp_word_codes_grow(t);
+  size_t mask = t->size - 1, slot = (size_t) (mix64(w) & mask);
+  for (;;) {
+    int g = t->table[slot];
+    if (g == 0) {
+      t->word[t->n] = w;
+      t->table[slot] = ++t->n;
+      *added = 1;
+      return t->n;
+    }
+    if (t->word[g - 1] == w) {
+      *added = 0;
+      return g;
+    }
+    slot = (slot + 1) & mask;
+  }
+}
+/* A key column: integer codes (i, with max >= 0 when every code is known to
+ * lie in 0..max -- validated by the caller, it sizes a table -- or max = -1)
+ * or doubles (d, when i is NULL; compared bitwise after -0 -> 0). */
+typedef struct {
+  const int *i;
+  const double *d;
+  int max;
+} sfp_key_col;
+/* Number the distinct rows of the p key columns (n rows) in order of first
+ * appearance: id[i] in 1..G; *first_out (if not NULL) gets the 0-based first
+ * row of each group.  full = 1 compares rows in full while hashing (else the
+ * fastest exact way is chosen).  Returns G. */
+int sfp_group_rows(const sfp_key_col *cols, int p, int n, int *id,
+                   int **first_out, int full);
 
 /* ---- validators and condition (checks.c) ----
  * fn is the entry point's name ("ffi_crve"), arg the argument's name.  Each
