@@ -26,3 +26,14 @@ bench: install
 
 clean:
 	rm -rf check src/*.o src/*.so sfpceval_*.tar.gz
+
+# Memory checks of the C core (see README, "Development"); results in check/.
+.PHONY: sanitize valgrind gctorture
+sanitize:
+	tools/memcheck.sh sanitize
+
+valgrind:
+	tools/memcheck.sh valgrind
+
+gctorture:
+	tools/memcheck.sh gctorture
