@@ -487,7 +487,7 @@ coerce_list_chr <- function(v, table, column, spec, log) {
       stop_type(table, column, "list_chr", bad, "list elements that are not character")
     }
     v <- lapply(v, function(e) if (is.null(e)) character() else as.character(e))
-    flat <- unlist(v, use.names = FALSE)
+    flat <- as.character(unlist(v, use.names = FALSE)) # character(0) for no rows
     row <- rep(seq_along(v), lengths(v))
     na <- rep(FALSE, length(v))
   } else {

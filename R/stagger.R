@@ -87,6 +87,7 @@ bacon <- function(formula, data, id, time, weights = NULL) {
   for (v in c(vars, id, time)) {
     if (!v %in% names(data)) stop_arg("data", sprintf("has no column `%s`", v))
   }
+  if (nrow(data) == 0L) stop_arg("data", "has no rows", "give the cluster x period panel.")
   y <- data[[vars[1]]]
   d <- data[[vars[2]]]
   w <- if (is.null(weights)) rep(1, nrow(data)) else
