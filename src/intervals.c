@@ -16,7 +16,7 @@
 #define OPEN_END INT_MAX
 
 /* Check the index vector: length n + 1, starts at 0, non-decreasing, ends at
- * the table length.  Internal misuse only, so Rf_error. */
+ * the table length.  Internal misuse only: the classed error of checks.c. */
 static void check_offsets(SEXP offsets, R_xlen_t n, R_xlen_t nrow,
                           const char *fn) {
   sfp_offsets(offsets, n, nrow, fn, "offsets");

@@ -66,7 +66,7 @@ MK
         grep -cE "ERROR: AddressSanitizer|runtime error:")
   ;;
 valgrind)
-  filter=${filter:-fuzz|cem|did|glmm|count-models|wildboot|power-sim|cohort}
+  filter=${filter:-^(fuzz|cem|did|count-models|glmm-boot)$}
   install_into ""
   write_run_r "$filter"
   R_LIBS="$PWD/$out/lib" nice R --vanilla -q \
