@@ -21,7 +21,7 @@ export NOT_CRAN=true OMP_THREAD_LIMIT=2
 
 install_into() { # $1 = Makevars file or ""; installs a copy of the sources
   mkdir -p "$out/pkg"
-  for f in DESCRIPTION NAMESPACE R src data man inst; do
+  for f in DESCRIPTION NAMESPACE R src data man inst tests; do
     [ -e "$f" ] && cp -r "$f" "$out/pkg/"
   done
   rm -f "$out"/pkg/src/*.o "$out"/pkg/src/*.so
@@ -33,11 +33,12 @@ install_into() { # $1 = Makevars file or ""; installs a copy of the sources
   fi || { tail -n 30 "$out/install.log"; echo "$tool: install failed"; exit 2; }
 }
 
-# $out/run.R: run the test files matching $1 against the installed copy.
+# $out/run.R: run the test files matching $1 (of the same copy) against the
+# installed copy.
 write_run_r() {
   cat > "$out/run.R" <<RR
 library(testthat)
-res <- test_dir("tests/testthat", package = "sfpceval", load_package = "installed",
+res <- test_dir("$out/pkg/tests/testthat", package = "sfpceval", load_package = "installed",
                 filter = if (nzchar("$1")) "$1" else NULL,
                 reporter = "summary", stop_on_failure = FALSE)
 df <- as.data.frame(res)
