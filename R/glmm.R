@@ -1371,8 +1371,10 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
     v <- get(a)
     if (!is.character(v) || length(v) != 1L) stop_arg(a, "must be one column name")
   }
-  if (!date %in% names(data)) stop_arg("date", sprintf("is `%s`, which is not a column of `data`", date))
-  if (!cluster %in% names(data)) stop_arg("cluster", sprintf("is `%s`, which is not a column of `data`", cluster))
+  if (!date %in% names(data)) stop_arg("date", sprintf("is `%s`, which is not a column of `data`", date),
+                                       "name the column holding each row's date.")
+  if (!cluster %in% names(data)) stop_arg("cluster", sprintf("is `%s`, which is not a column of `data`", cluster),
+                                          "name the column holding each row's local authority.")
   need <- c(cluster, go_live, if (embedding) c("embed_start", "embed_end"))
   miss <- setdiff(need, names(rollout))
   if (length(miss)) {

@@ -555,7 +555,7 @@ print.sfp_repeat_share <- function(x, ...) {
 #' @export
 practically_different <- function(est_alt, est_main, threshold = 0.2) {
   if (!is.numeric(est_alt) || !is.numeric(est_main)) {
-    stop_arg("est_alt/est_main", "must be numeric")
+    stop_arg("est_alt/est_main", "must be numeric", "give the two estimates as numbers.")
   }
   if (!is.numeric(threshold) || length(threshold) != 1L || is.na(threshold) ||
       threshold < 0) {

@@ -47,7 +47,8 @@ placebo_test <- function(matches, cohort, design = NULL, outcome = NULL,
   if (is.null(outcome)) stop_arg("outcome", "must name the outcome column")
   treated <- treated_go_live(design %||% matches$treated)
   for (v in c("la", "referral_date", outcome)) {
-    if (!v %in% names(cohort)) stop_arg("cohort", sprintf("has no column `%s`", v))
+    if (!v %in% names(cohort)) stop_arg("cohort", sprintf("has no column `%s`", v),
+                                        "give the cohort from build_cohort().")
   }
   la <- as.character(cohort$la)
   date <- as.Date(cohort$referral_date)
@@ -183,7 +184,8 @@ selected_pairs <- function(matches) {
     matches$candidates[matches$candidates$selected, c("treated_la", "comparator_la")]
   } else matches
   if (!is.data.frame(p) || !all(c("treated_la", "comparator_la") %in% names(p)) || !nrow(p)) {
-    stop_arg("matches", "must hold at least one selected treated-comparator pair")
+    stop_arg("matches", "must hold at least one selected treated-comparator pair",
+             "select pairs with select_matches() first.")
   }
   p
 }

@@ -85,7 +85,8 @@ bacon <- function(formula, data, id, time, weights = NULL) {
     stop_arg("formula", "must be `outcome ~ treatment` (covariates are not decomposed)")
   }
   for (v in c(vars, id, time)) {
-    if (!v %in% names(data)) stop_arg("data", sprintf("has no column `%s`", v))
+    if (!v %in% names(data)) stop_arg("data", sprintf("has no column `%s`", v),
+                                      "name columns of `data`.")
   }
   if (nrow(data) == 0L) stop_arg("data", "has no rows", "give the cluster x period panel.")
   y <- data[[vars[1]]]
@@ -281,7 +282,8 @@ att_gt <- function(cohort, design = NULL, outcome, control = c("never", "not_yet
     time <- if (!is.null(design) && identical(design$programme, "FV")) "step" else "fin_year"
   }
   for (v in c(outcome, time, cluster, treatment)) {
-    if (!v %in% names(data)) stop_arg("cohort", sprintf("has no column `%s`", v))
+    if (!v %in% names(data)) stop_arg("cohort", sprintf("has no column `%s`", v),
+                                      "name columns of `cohort` (or give the cohort from build_cohort()).")
   }
   if (!is.numeric(anticipation) || length(anticipation) != 1L || anticipation < 0) {
     stop_arg("anticipation", "must be one non-negative whole number of periods")

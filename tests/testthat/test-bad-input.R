@@ -77,6 +77,7 @@ test_that("the input tables: wrong types, unknown codes, reversed dates, duplica
 
 test_that("the models: no events, all events, separation, collinearity, zero weights, one cluster, one period", {
   d <- battery_panel()
+  fit_cr1 <- did_fit(y ~ treated | la + year, d, cluster = ~la, vcov = "CR1")
   cases <- list(
     did_char_outcome = quote(did_fit(y ~ treated | la + year,
                                      transform(d, y = as.character(y)), cluster = ~la)),
@@ -117,7 +118,18 @@ test_that("the models: no events, all events, separation, collinearity, zero wei
     bacon_empty = quote(bacon(y ~ treated, d[0, ], "la", "year")),
     sw_randomise_duplicates = quote(sw_randomise(c("A", "A", "B"), seed = 1)),
     power_sim_bad_effect = quote(power_sim(power_design(m = 50), effect = NA)),
-    event_time_bad_column = quote(event_time(d, go_live = "nope", time = "year"))
+    event_time_bad_column = quote(event_time(d, go_live = "nope", time = "year")),
+    wild_boot_unknown_param = quote(wild_boot(fit_cr1, "nope")),
+    wild_boot_negative_B = quote(wild_boot(fit_cr1, "treated", B = -5)),
+    att_gt_unknown_outcome = quote(att_gt(d, outcome = "nope", time = "year")),
+    sw_terms_no_date = quote(sw_terms(d, rollout = data.frame())),
+    practically_different_char = quote(practically_different("a", 1)),
+    placebo_no_pairs = quote(placebo_test(list(), d)),
+    select_matches_wrong_input = quote(select_matches(list(), 1)),
+    repeat_share_empty = quote(repeat_share(character(0))),
+    icc_empty = quote(icc_anova(numeric(0), character(0))),
+    sfp_codes_unknown_list = quote(sfp_codes("nope")),
+    fin_year_not_a_date = quote(fin_year("x"))
   )
   msgs <- vapply(cases, function(e) error_message(eval(e)), "")
   for (nm in names(cases)) {
