@@ -1,0 +1,191 @@
+# disclose(): every pattern below is worked out by hand from the rules in
+# ?disclose (mask counts < 10, then give every relation holding one masked
+# cell a second one: the smallest published member, a margin only when no
+# member is left; then no masked cell may be recoverable by linear algebra).
+
+masked <- function(d) attr(d, "suppressed")
+
+test_that("a two-way table with both margins: the masked cell and its rectangle", {
+  tab <- data.frame(la = c("A", "B", "C", "Total"),
+                    control = c(25L, 4L, 30L, 59L),
+                    treated = c(22L, 18L, 35L, 75L),
+                    Total = c(47L, 22L, 65L, 134L))
+  d <- disclose(tab)
+  # By hand: B/control = 4 is primary. Column `control` then holds one masked
+  # cell: its smallest published member is A/control (25 < 30). Row A holds one:
+  # A/treated (22, a member, before A/Total). Row B holds one: B/treated (18).
+  # Column `treated` now holds two; every relation holds 0 or 2.
+  want <- matrix(FALSE, 4, 4, dimnames = list(NULL, names(tab)))
+  want[1:2, c("control", "treated")] <- TRUE
+  expect_identical(masked(d), want)
+  expect_true(all(is.na(d$control[1:2])) && all(is.na(d$treated[1:2])))
+  expect_identical(d$Total, tab$Total)
+  expect_identical(d$control[3:4], c(30L, 59L))
+  log <- disclosure_log(d)
+  expect_identical(log$rule[log$row == 2 & log$column == "control"], "primary")
+  expect_equal(sum(log$rule == "secondary"), 3)
+  # the log never carries a masked value
+  expect_false(any(grepl("\\b4\\b|\\b25\\b|\\b22\\b|\\b18\\b", unlist(log[c("reason")]))))
+  # published as [c]
+  pub <- sfpceval:::published_table_(d)
+  expect_identical(pub$control, c("[c]", "[c]", "30", "59"))
+  expect_output(print(d), "1 primary, 3 secondary")
+})
+
+test_that("row order and label case do not change the pattern", {
+  tab <- data.frame(la = c("total", "C", "B", "A"),
+                    control = c(59L, 30L, 4L, 25L),
+                    treated = c(75L, 35L, 18L, 22L),
+                    ALL = c(134L, 65L, 22L, 47L))
+  d <- disclose(tab)
+  expect_identical(unname(masked(d)[, "control"]), c(FALSE, FALSE, TRUE, TRUE))
+  expect_identical(unname(masked(d)[, "treated"]), c(FALSE, FALSE, TRUE, TRUE))
+  expect_false(any(masked(d)[, "ALL"]))
+})
+
+test_that("margins named by argument; without margins only primary suppression", {
+  tab <- data.frame(group = c("x", "y", "sum"), n = c(3L, 50L, 53L))
+  expect_identical(unname(masked(disclose(tab))[, "n"]), c(TRUE, FALSE, FALSE))
+  # "sum" declared a margin: y becomes the partner (53 would give 3 back)
+  d <- disclose(tab, margins = "sum")
+  expect_identical(unname(masked(d)[, "n"]), c(TRUE, TRUE, FALSE))
+})
+
+test_that("a margin is masked only when no member is left", {
+  # y is the only other member: partner is y; both masked, total published
+  tab <- data.frame(g = c("x", "y", "All"), n = c(3L, 12L, 15L))
+  expect_identical(unname(masked(disclose(tab))[, "n"]), c(TRUE, TRUE, FALSE))
+  # long table, two label columns, margins in both: the 2 x 2 interior with a
+  # small cell masks the whole interior (each row and column needs a partner)
+  long <- data.frame(la = c("A", "A", "A", "B", "B", "B", "All", "All", "All"),
+                     arm = rep(c("c", "t", "All"), 3),
+                     n = c(5L, 20L, 25L, 30L, 40L, 70L, 35L, 60L, 95L))
+  d <- disclose(long)
+  # By hand: A/c = 5 primary; relation la-margin for arm c: {A/c, B/c} -> B/c
+  # (30); arm-margin for la A: {A/c, A/t} -> A/t (20); then B/t (40) closes
+  # the rectangle; margins untouched.
+  expect_identical(unname(masked(d)[, "n"]),
+                   c(TRUE, TRUE, FALSE, TRUE, TRUE, FALSE, FALSE, FALSE, FALSE))
+})
+
+test_that("exact recovery through several relations is detected (row space audit)", {
+  # a + b, b + c, a + c published: each relation holds two masked cells, yet
+  # a = (t1 - t2 + t3) / 2. With only a + b and b + c, the null space
+  # (1, -1, 1) leaves each free.
+  r <- function(total, members) sfpceval:::relation_(total, members)
+  rel3 <- list(r(4, c(1, 2)), r(5, c(2, 3)), r(6, c(1, 3)))
+  supp <- c(TRUE, TRUE, TRUE, FALSE, FALSE, FALSE)
+  expect_identical(sfpceval:::determined_cells_(rel3, supp), 1:3)
+  expect_identical(sfpceval:::determined_cells_(rel3[1:2], supp), integer())
+  # the engine then masks a further cell: one of the published sums
+  x <- data.frame(cell = c("a", "b", "c", "ab", "bc", "ac"), n = c(4, 30, 40, 34, 70, 44))
+  d <- sfpceval:::disclose_table_(x, 10, counts = "n", margins = character(),
+                                  relations = rel3)
+  m <- unname(masked(d)[, "n"])
+  expect_true(all(m[1:3]))
+  expect_true(any(m[4:6]))
+  expect_identical(sfpceval:::determined_cells_(rel3, m), integer())
+})
+
+test_that("derived statistics are masked with the count they come from", {
+  tab <- data.frame(arm = c("control", "treated", "All"), n = c(8L, 40L, 48L),
+                    pct = c(16.7, 83.3, 100), mean_age = c(7.1, 8.2, 8.0))
+  d <- disclose(tab)
+  # control (8) primary, treated (40) its partner; pct and mean_age of those
+  # rows go with them; the margin row is published.
+  expect_identical(unname(masked(d)[, "pct"]), c(TRUE, TRUE, FALSE))
+  expect_identical(unname(masked(d)[, "mean_age"]), c(TRUE, TRUE, FALSE))
+  expect_equal(d$pct[3], 100)
+  # derived named explicitly: pct from n only, mean_age left alone
+  d2 <- disclose(tab, derived = list(pct = "n"))
+  expect_identical(unname(masked(d2)[, "mean_age"]), c(FALSE, FALSE, FALSE))
+  expect_identical(sum(disclosure_log(d2)$rule == "derived"), 2L)
+})
+
+test_that("zeros are counts below 10 unless zeros = FALSE; NA counts stay unpublished", {
+  tab <- data.frame(g = c("a", "b", "c"), n = c(0L, 15L, NA))
+  expect_identical(unname(masked(disclose(tab))[, "n"]), c(TRUE, FALSE, FALSE))
+  expect_identical(unname(masked(disclose(tab, zeros = FALSE))[, "n"]), c(FALSE, FALSE, FALSE))
+})
+
+test_that("rounding to 5 applies to published counts only", {
+  tab <- data.frame(g = c("a", "b", "c"), n = c(12L, 13L, 7L))
+  d <- disclose(tab, round_to = 5)
+  expect_equal(d$n, c(10, 15, NA))
+  expect_output(print(d), "rounded to 5")
+})
+
+test_that("the threshold is the protocol's 10 and can be raised", {
+  tab <- data.frame(g = c("a", "b"), n = c(10L, 11L))
+  expect_false(any(masked(disclose(tab))))
+  expect_identical(unname(masked(disclose(tab, threshold = 11))[, "n"]), c(TRUE, FALSE))
+})
+
+test_that("an exclusion flow: each step's parts and the linked cohorts are protected", {
+  # By hand (one authority, one arm):
+  #  population: 100 = 3 + 20 + 77   -> 3 primary; partner 20 (smallest member)
+  #  cla_18m:    77 = 5 + 72         -> 5 primary; partner 72
+  #  population cohort == cla_18m cohort: both published, nothing to do.
+  flow <- data.frame(stage = c(rep("population", 4), rep("cla_18m", 3)),
+                     step = c("children in the records", "x1", "x2", "cohort",
+                              "cohort", "missing outcome", "analysed"),
+                     n = c(100L, 3L, 20L, 77L, 77L, 5L, 72L))
+  d <- disclose(flow)
+  expect_identical(unname(masked(d)[, "n"]), c(FALSE, TRUE, TRUE, FALSE, FALSE, TRUE, TRUE))
+  # Two authorities with All rows: a step masked in one authority needs a
+  # partner authority in that step too (else All - other = masked value).
+  flow2 <- rbind(cbind(flow, la = "A", arm = "treated"),
+                 cbind(transform(flow, n = c(200L, 30L, 40L, 130L, 130L, 30L, 100L)),
+                       la = "B", arm = "treated"))
+  d2 <- disclose(flow2)
+  sup <- masked(d2)[, "n"]
+  # every relation: 0 or >= 2 masked
+  rel_rows <- split(seq_len(nrow(d2)), paste(d2$stage, d2$step))
+  for (g in rel_rows) expect_false(sum(sup[g]) == 1L)
+  grp <- split(seq_len(nrow(d2)), paste(d2$stage, d2$la, d2$arm))
+  for (g in grp) expect_false(sum(sup[g]) == 1L)
+  expect_identical(sfpceval:::determined_cells_(list(), sup), integer())
+  expect_true(all(c("All") %in% d2$la))
+})
+
+test_that("the package's objects: cohort flow, sfp_data summary, cem counts", {
+  data(sfp_example_fv, package = "sfpceval", envir = environment())
+  coh <- build_cohort(sfp_example_fv, design_family_valued(sfp_example_fv))
+  f <- disclose(coh)
+  expect_s3_class(f, "sfp_disclosed")
+  expect_true(all(is.na(f$n) | f$n >= 10))
+  n_below <- sum(exclusion_flow(coh)$n < 10)
+  expect_equal(sum(disclosure_log(f)$rule == "primary"), n_below)
+  s <- disclose(summary(sfp_example_fv))
+  expect_s3_class(s, "sfp_disclosed_list")
+  expect_named(s, c("per_la", "per_year"))
+  for (t in s) {
+    num <- Filter(is.numeric, t)
+    expect_true(all(is.na(unlist(num)) | unlist(num) >= 10))
+  }
+  expect_true(any(grepl("date ranges", attr(s, "withheld"))))
+  # cem: All = Matched + Unmatched per column
+  m <- structure(list(n = rbind(All = c(Control = 500L, Treated = 80L),
+                                Matched = c(495L, 80L), Unmatched = c(5L, 0L))),
+                 class = "sfp_cem")
+  d <- disclose(m)
+  # By hand: Control/Unmatched 5 primary -> partner Control/Matched (495);
+  # Treated/Unmatched 0 primary -> partner Treated/Matched (80).
+  expect_identical(unname(masked(d)[, "Control"]), c(FALSE, TRUE, TRUE))
+  expect_identical(unname(masked(d)[, "Treated"]), c(FALSE, TRUE, TRUE))
+})
+
+test_that("bad input names the argument and the fix", {
+  expect_snapshot(error = TRUE, disclose(data.frame(g = "a", n = 3L), threshold = 0))
+  expect_snapshot(error = TRUE, disclose(data.frame(g = "a", n = 3L), counts = "m"))
+  expect_snapshot(error = TRUE, disclose(data.frame(g = c("a", "b"), n = c(3L, -1L)), counts = "n"))
+  expect_snapshot(error = TRUE, disclose("a"))
+})
+
+test_that("disclosure_status() reports whether printed counts are safe", {
+  expect_output(expect_false(sfpceval:::disclosure_status(c(3, 40))),
+                "NOT safe to release \\(1 count below 10\\)")
+  expect_output(expect_true(sfpceval:::disclosure_status(c(30, 40))), "no count below 10")
+  expect_output(sfpceval:::disclosure_status(c(30, 40), unsafe = "row-level records"),
+                "NOT safe.*row-level records")
+})
