@@ -721,6 +721,7 @@ print.sfp_zero_check <- function(x, digits = 4, ...) {
     cat(sprintf("van den Broek score test: chi-squared(1) = %s, %s\n",
                 format(x$statistic, digits = digits), format_p_(x$p.value, digits)))
   }
+  disclosure_status(c(x$nobs, x$observed))
   invisible(x)
 }
 

@@ -796,6 +796,7 @@ print.summary.did_fit <- function(x, digits = 4, ...) {
   rownames(tab) <- tab$term
   print(tab[, -1], digits = digits)
   if (length(x$dropped)) cat("\nDropped (collinear):", paste(x$dropped, collapse = ", "), "\n")
+  disclosure_status(c(x$nobs, x$exclusions$n))
   invisible(x)
 }
 
