@@ -188,7 +188,7 @@ disclose.sfp_disclosed_list <- function(x, threshold = 10, ...) {
 disclose.sfp_analysis <- function(x, threshold = 10, ...) {
   tabs <- x$tables
   tabs <- tabs[!vapply(tabs, is.null, TRUE)]
-  res <- as.data.frame(x)
+  res <- as.data.frame(x$results %||% data.frame())
   out <- c(list(results = disclose_table_(res, threshold, counts = count_cols_(res))),
            lapply(tabs, disclose, threshold = threshold, ...))
   new_disclosed_list_(out)
@@ -488,11 +488,11 @@ disclose_flow_ <- function(flow, threshold, round_to = NULL, zeros = TRUE) {
 
 # The table as published: masked cells shown as "[c]" (the Government
 # Statistical Service's mark for confidential).
-published_table_ <- function(x, mark = "[c]") {
+published_table_ <- function(x, mark = "[c]", digits = NULL) {
   sup <- attr(x, "suppressed")
   out <- as.data.frame(lapply(seq_along(x), function(j) {
     v <- x[[j]]
-    s <- if (is.numeric(v)) format_num_(v) else as.character(v)
+    s <- if (is.numeric(v)) format_num_(v, digits) else as.character(v)
     s[is.na(v) & !sup[, j]] <- ""
     s[sup[, j]] <- mark
     s
@@ -501,13 +501,16 @@ published_table_ <- function(x, mark = "[c]") {
   out
 }
 
-format_num_ <- function(v) {
+# Whole numbers as integers; others in full (CSV) or to `digits` significant
+# digits (printing).
+format_num_ <- function(v, digits = NULL) {
   out <- rep(NA_character_, length(v))
   ok <- !is.na(v)
-  whole <- ok & v == round(v)
+  whole <- ok & is.finite(v) & v == round(v)
   out[whole] <- format(v[whole], big.mark = "", scientific = FALSE, trim = TRUE)
-  out[ok & !whole] <- formatC(v[ok & !whole], digits = 4, format = "fg", flag = "#")
-  trimws(out)
+  frac <- ok & !whole
+  out[frac] <- as.character(if (is.null(digits)) v[frac] else signif(v[frac], digits))
+  out
 }
 
 disclosure_summary_ <- function(x) {
@@ -521,7 +524,7 @@ disclosure_summary_ <- function(x) {
 
 #' @export
 print.sfp_disclosed <- function(x, ...) {
-  print(published_table_(x), row.names = FALSE, right = TRUE)
+  print(published_table_(x, digits = 4), row.names = FALSE, right = TRUE)
   cat(disclosure_summary_(x), "\n")
   invisible(x)
 }
