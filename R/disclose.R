@@ -56,7 +56,8 @@
 #' @param counts Names of the count columns. Default: whole-number numeric
 #'   columns, except those whose names say they count clusters, authorities,
 #'   periods, strata or cells (units, not children) or hold estimates,
-#'   p-values, degrees of freedom, years, codes or indices.
+#'   p-values, degrees of freedom, years, codes, indices, ranks, distances or
+#'   numbers of draws.
 #' @param margins Labels of margin rows and columns.
 #' @param derived `NULL` (every numeric non-count column depends on all the
 #'   row's counts), or a named list: derived column = the count column(s) it is
@@ -237,7 +238,8 @@ is_flow_ <- function(x) all(c("stage", "step", "n") %in% names(x))
 .not_counts <- paste0("cluster|(^|_)las?($|_)|authorit|period|strat|cell|step|year|",
                       "estimate|std|conf|p\\.|^p_|p_value|adjusted|statistic|",
                       "^df|_df$|code|index|^id$|_id$|term|^l1$|^lcs$|icc|rho|mdes|",
-                      "power|alpha|ratio|effect|months|days|share|pct|percent|prop|rate")
+                      "power|alpha|ratio|effect|months|days|share|pct|percent|prop|rate|",
+                      "rank|order|quarter|distance|iteration|draws|allocation|seed|^b$")
 
 count_cols_ <- function(x) {
   nm <- names(x)

@@ -294,7 +294,8 @@ plot_distribution_ <- function(stats, observed, main, xlab) {
 plot_power_ <- function(pw) {
   p <- pw$power
   graphics::plot(p$effect, p$power, type = "b", pch = 19, ylim = c(0, 1),
-                 xlab = "Effect", ylab = "Power", main = "Power curve")
+                 xlab = "Effect (difference in the outcome's rate)", ylab = "Power",
+                 main = "Power curve")
   graphics::abline(h = 0.8, lty = 2, col = "grey40")
 }
 

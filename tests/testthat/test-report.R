@@ -120,6 +120,10 @@ test_that("report() writes every table as CSV with no count below 10 and no lone
   coh <- fl[fl$step == "cohort", ]
   for (g in split(coh$n == "[c]", paste(coh$la, coh$arm))) expect_true(all(g) || !any(g))
   expect_true(any(m))
+  # the matching table has no child count: ranks and distances published
+  mt <- read_csv_chr(file.path(dir, "matching.csv"))
+  expect_false(any(unlist(mt) == "[c]"))
+  expect_setequal(mt$rank, c("1", "2", "3"))
   # the listing names every masked cell of every table
   lst <- read_csv_chr(file.path(dir, "disclosure.csv"))
   expect_equal(sum(lst$table == "exclusion_flow"), sum(m))
