@@ -100,8 +100,10 @@ disclose.default <- function(x, threshold = 10, ...) {
 disclose.data.frame <- function(x, threshold = 10, counts = NULL,
                                 margins = c("Total", "All"), derived = NULL,
                                 round_to = NULL, zeros = TRUE, ...) {
-  if (is.null(counts) && is_flow_(x)) {
-    return(disclose_flow_(x, threshold, round_to = round_to, zeros = zeros))
+  if (is.null(counts)) {
+    if (is_flow_(x)) return(disclose_flow_(x, threshold, round_to = round_to, zeros = zeros))
+    if (is_table1_(x)) return(disclose_table1_(x, threshold, round_to = round_to, zeros = zeros))
+    if (is_cem_table_(x)) return(disclose_cem_table_(x, threshold, round_to = round_to, zeros = zeros))
   }
   disclose_table_(x, threshold, counts = counts, margins = margins,
                   derived = derived, round_to = round_to, zeros = zeros)
@@ -190,8 +192,11 @@ disclose.sfp_analysis <- function(x, threshold = 10, ...) {
   tabs <- x$tables
   tabs <- tabs[!vapply(tabs, is.null, TRUE)]
   res <- as.data.frame(x$results %||% data.frame())
+  mt <- tabs$missing
+  tabs$missing <- NULL
   out <- c(list(results = disclose_table_(res, threshold, counts = count_cols_(res))),
            lapply(tabs, disclose, threshold = threshold, ...))
+  if (!is.null(mt)) out$missing <- disclose_missing_(mt, tabs$table1, threshold)
   new_disclosed_list_(out)
 }
 
@@ -297,7 +302,7 @@ margin_relations_ <- function(x, labels, count_cols, margins, cell_of) {
 
 disclose_table_ <- function(x, threshold, counts = NULL, margins = c("Total", "All"),
                             derived = NULL, round_to = NULL, zeros = TRUE,
-                            relations = NULL, ...) {
+                            relations = NULL, hidden = numeric(), ...) {
   if (!is.data.frame(x)) stop_arg("x", "must be a data frame")
   x <- as.data.frame(x, stringsAsFactors = FALSE)
   counts <- counts %||% count_cols_(x)
@@ -327,12 +332,19 @@ disclose_table_ <- function(x, threshold, counts = NULL, margins = c("Total", "A
 
   n <- nrow(x)
   cell_of <- function(i, cc) (match(cc, counts) - 1L) * n + i
-  values <- unlist(lapply(counts, function(cc) as.numeric(x[[cc]])), use.names = FALSE)
+  # Hidden cells are counts the table implies without showing (the other
+  # level of a 0/1 covariate, the unmatched children): they are protected
+  # like published ones, except that an implied zero is not masked.
+  hidden_of <- function(k) n * length(counts) + k
+  values <- c(unlist(lapply(counts, function(cc) as.numeric(x[[cc]])), use.names = FALSE),
+              as.numeric(hidden))
+  if (is.function(relations)) relations <- relations(cell_of, hidden_of)
   rel <- c(margin_relations_(x, labels, counts, margins, cell_of), relations)
   # a relation with a missing count cannot be used (nor published as exact)
   rel <- Filter(function(r) !anyNA(values[r$cells]), rel)
 
-  primary <- !is.na(values) & values < threshold & (zeros | values > 0)
+  is_hidden <- seq_along(values) > n * length(counts)
+  primary <- !is.na(values) & values < threshold & (zeros & !is_hidden | values > 0)
   is_total <- rep(FALSE, length(values))
   for (r in rel) is_total[r$cells[r$coef < 0]] <- TRUE
   supp <- secondary_suppression_(values, rel, primary, is_total)
@@ -441,7 +453,120 @@ determined_cells_ <- function(rel, supp) {
   s[rowSums(N^2) < 1e-10]
 }
 
-# ---- exclusion flows -----------------------------------------------------------
+# ---- Table 1, CEM and missingness tables ---------------------------------------
+
+# Table 1 as table1() lays it out: one row per covariate level, counts per arm
+# in n_control / n_treated, a "children" row with the arm sizes. Within each
+# covariate and arm, the rows add up to the arm size, with the level a 0/1
+# covariate does not show as a hidden cell; percentages, means and SDs go
+# with their arm's count.
+is_table1_ <- function(x) {
+  all(c("variable", "level", "statistic", "n_control", "n_treated") %in% names(x))
+}
+
+disclose_table1_ <- function(x, threshold, round_to = NULL, zeros = TRUE) {
+  arms <- c("n_control", "n_treated")
+  tot <- which(x$variable == "children")
+  spec <- list()
+  if (length(tot) == 1L) {
+    for (v in setdiff(unique(x$variable), "children")) {
+      rows <- which(x$variable == v)
+      for (a in arms) {
+        rest <- x[[a]][tot] - sum(x[[a]][rows])
+        spec[[length(spec) + 1L]] <- list(rows = rows, arm = a,
+                                          rest = if (is.na(rest) || rest < 0) NA_real_ else rest)
+      }
+    }
+  }
+  has_hidden <- vapply(spec, function(s) isTRUE(s$rest > 0), TRUE)
+  hidden <- vapply(spec[has_hidden], `[[`, 0, "rest")
+  relations <- function(cell_of, hidden_of) {
+    k <- cumsum(has_hidden)
+    lapply(seq_along(spec), function(i) {
+      s <- spec[[i]]
+      if (is.na(s$rest)) return(list(cells = NA_integer_, coef = 0))
+      relation_(cell_of(tot, s$arm), c(cell_of(s$rows, s$arm), if (has_hidden[i]) hidden_of(k[i])))
+    })
+  }
+  derived <- list(value_control = "n_control", sd_control = "n_control",
+                  value_treated = "n_treated", sd_treated = "n_treated")
+  derived <- derived[names(derived) %in% names(x)]
+  disclose_table_(x, threshold, counts = arms, margins = character(), derived = derived,
+                  round_to = round_to, zeros = zeros, relations = relations, hidden = hidden)
+}
+
+# The CEM table of an analysis: per model, children per arm before
+# (n_treated, n_control) and after matching (matched_*); the unmatched are
+# hidden cells.
+is_cem_table_ <- function(x) {
+  all(c("n_treated", "n_control", "matched_treated", "matched_control") %in% names(x))
+}
+
+disclose_cem_table_ <- function(x, threshold, round_to = NULL, zeros = TRUE) {
+  pairs <- list(c("n_treated", "matched_treated"), c("n_control", "matched_control"))
+  counts <- c("n_treated", "n_control", "matched_treated", "matched_control")
+  spec <- list()
+  for (p in pairs) {
+    for (i in seq_len(nrow(x))) {
+      spec[[length(spec) + 1L]] <- list(i = i, total = p[1], part = p[2],
+                                        rest = x[[p[1]]][i] - x[[p[2]]][i])
+    }
+  }
+  has_hidden <- vapply(spec, function(s) isTRUE(s$rest > 0), TRUE)
+  hidden <- vapply(spec[has_hidden], `[[`, 0, "rest")
+  relations <- function(cell_of, hidden_of) {
+    k <- cumsum(has_hidden)
+    lapply(seq_along(spec), function(j) {
+      s <- spec[[j]]
+      relation_(cell_of(s$i, s$total), c(cell_of(s$i, s$part), if (has_hidden[j]) hidden_of(k[j])))
+    })
+  }
+  other <- setdiff(names(x)[vapply(x, is.numeric, TRUE)], counts)
+  derived <- stats::setNames(rep(list(counts), length(other)), other)
+  derived <- derived[!grepl("^strata", names(derived))]
+  disclose_table_(x, threshold, counts = counts, margins = character(), derived = derived,
+                  round_to = round_to, zeros = zeros, relations = relations, hidden = hidden)
+}
+
+# The missingness table gives shares; with Table 1's arm sizes they are
+# counts (share x arm size), so they are disclosed as counts per arm with
+# their total and masked with them.
+disclose_missing_ <- function(mt, t1, threshold) {
+  need <- c("share_missing", "share_missing_control", "share_missing_treated")
+  if (!all(need %in% names(mt)) || is.null(t1) || !is_table1_(t1) ||
+      sum(t1$variable == "children") != 1L) {
+    return(disclose(mt, threshold))
+  }
+  n_c <- t1$n_control[t1$variable == "children"]
+  n_t <- t1$n_treated[t1$variable == "children"]
+  cnt <- data.frame(key = seq_len(nrow(mt)),
+                    control = round(mt$share_missing_control * n_c),
+                    treated = round(mt$share_missing_treated * n_t))
+  cnt$Total <- cnt$control + cnt$treated
+  cnt$key <- as.character(cnt$key)
+  d <- disclose_table_(cnt, threshold, counts = c("control", "treated", "Total"))
+  sup <- attr(d, "suppressed")
+  out <- mt
+  mask <- matrix(FALSE, nrow(mt), ncol(mt), dimnames = list(NULL, names(mt)))
+  mask[, "share_missing_control"] <- sup[, "control"]
+  mask[, "share_missing_treated"] <- sup[, "treated"]
+  mask[, "share_missing"] <- sup[, "Total"]
+  if ("p_arm" %in% names(mt)) mask[, "p_arm"] <- sup[, "control"] | sup[, "treated"]
+  for (nm in colnames(mask)) out[[nm]][mask[, nm]] <- NA
+  lab <- as.character(mt[[1]])
+  log <- do.call(rbind, c(list(empty_log_()), lapply(colnames(mask), function(nm) {
+    i <- which(mask[, nm])
+    if (!length(i)) return(NULL)
+    data.frame(row = i, label = lab[i], column = nm, rule = "derived",
+               reason = "share x arm size of Table 1 is a masked count", stringsAsFactors = FALSE)
+  })))
+  attr(out, "suppressed") <- mask
+  attr(out, "disclosure") <- list(threshold = threshold, round_to = NULL,
+                                  counts = character(), log = log)
+  class(out) <- c("sfp_disclosed", "data.frame")
+  out
+}
+# ---- exclusion flows -------------------------------------------------------
 
 # An exclusion flow is published with its totals over authorities and arms;
 # its relations: within each stage (and LA and arm) the first step is the sum

@@ -101,34 +101,30 @@ print.sfp_report <- function(x, ...) {
 
 report_tables_ <- function(analysis, threshold, round_to) {
   res <- as.data.frame(analysis$results %||% data.frame())
-  tabs <- c(list(results = res), analysis$tables %||% list())
+  tabs <- analysis$tables %||% list()
   tabs <- tabs[!vapply(tabs, is.null, TRUE)]
   withheld <- list()
-  out <- list()
+  hold <- function(nm, why) {
+    withheld[[length(withheld) + 1L]] <<- data.frame(item = paste0("table ", nm), reason = why,
+                                                     stringsAsFactors = FALSE)
+  }
+  keep <- list()
   for (nm in names(tabs)) {
     t <- tabs[[nm]]
-    if (inherits(t, "sfp_disclosed")) {
-      out[[nm]] <- disclose(t, threshold)
-      next
-    }
     if (is.matrix(t) || is.table(t)) t <- matrix_to_df_(unclass(t))
-    if (!is.data.frame(t)) {
-      withheld[[length(withheld) + 1L]] <- data.frame(
-        item = paste0("table ", nm), reason = "not a data frame", stringsAsFactors = FALSE)
-      next
-    }
-    if (any(tolower(names(t)) %in% .row_level_columns)) {
-      withheld[[length(withheld) + 1L]] <- data.frame(
-        item = paste0("table ", nm), reason = "holds row-level identifiers",
-        stringsAsFactors = FALSE)
-      next
-    }
-    out[[nm]] <- if (nm == "results") {
-      disclose_table_(t, threshold, counts = count_cols_(t), round_to = round_to)
+    if (is.character(t)) {
+      hold(nm, "free text, which may quote counts: check it by hand before release")
+    } else if (!is.data.frame(t)) {
+      hold(nm, "not a data frame")
+    } else if (any(tolower(names(t)) %in% .row_level_columns)) {
+      hold(nm, "holds row-level identifiers")
     } else {
-      disclose(t, threshold = threshold, round_to = round_to)
+      keep[[nm]] <- t
     }
   }
+  out <- disclose(structure(list(results = res, tables = keep), class = "sfp_analysis"),
+                  threshold = threshold, round_to = round_to)
+  out <- unclass(out)
   attr(out, "withheld") <- withheld
   out
 }

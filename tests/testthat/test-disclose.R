@@ -189,3 +189,71 @@ test_that("disclosure_status() reports whether printed counts are safe", {
   expect_output(sfpceval:::disclosure_status(c(30, 40), unsafe = "row-level records"),
                 "NOT safe.*row-level records")
 })
+
+t1_hand <- function() {
+  data.frame(variable = c("children", "disabled", "age", "ethnic", "ethnic", "ethnic"),
+             level = c("", "1", "", "White", "Black", "missing"),
+             statistic = c("n", "n (%)", "mean (SD)", "n (%)", "n (%)", "n (%)"),
+             n_control = c(100L, 6L, 100L, 70L, 25L, 5L),
+             value_control = c(NA, 6, 8.1, 70, 25, 5),
+             sd_control = c(NA, NA, 4.0, NA, NA, NA),
+             n_treated = c(80L, 30L, 80L, 50L, 22L, 8L),
+             value_treated = c(NA, 37.5, 7.9, 62.5, 27.5, 10),
+             sd_treated = c(NA, NA, 4.2, NA, NA, NA), stringsAsFactors = FALSE)
+}
+
+test_that("Table 1 (table1()'s layout): levels add up to the arm, the hidden level of a 0/1 covariate counts", {
+  d <- disclose(t1_hand())
+  # By hand, control arm (100 children): disabled = 6 is primary; its
+  # relation 100 = 6 + (94 not disabled, not shown) is protected by the hidden
+  # 94, so nothing published is added. Ethnicity: 100 = 70 + 25 + 5: missing
+  # (5) primary, partner Black (25). Treated arm (80): 80 = 50 + 22 + 8:
+  # missing (8) primary, partner Black (22); disabled 30 of 80 is published.
+  # Percentages go with their arm's count; means and SDs of 100 and 80 stay.
+  expect_identical(unname(masked(d)[, "n_control"]), c(FALSE, TRUE, FALSE, FALSE, TRUE, TRUE))
+  expect_identical(unname(masked(d)[, "n_treated"]), c(FALSE, FALSE, FALSE, FALSE, TRUE, TRUE))
+  expect_identical(unname(masked(d)[, "value_control"]), c(FALSE, TRUE, FALSE, FALSE, TRUE, TRUE))
+  expect_identical(unname(masked(d)[, "value_treated"]), c(FALSE, FALSE, FALSE, FALSE, TRUE, TRUE))
+  expect_false(any(masked(d)[, c("sd_control", "sd_treated")]))
+  # a 0/1 covariate whose hidden level is small: 80 = 75 + (5 hidden) masks 75
+  t1 <- t1_hand()
+  t1$n_treated[2] <- 75L
+  d2 <- disclose(t1)
+  expect_true(masked(d2)[2, "n_treated"])
+  expect_true(masked(d2)[2, "value_treated"])
+})
+
+test_that("the CEM table of an analysis: the unmatched children are hidden cells", {
+  cm <- data.frame(model = c("m1", "m2"), outcome = c("cla", "cpp"),
+                   n_treated = c(500L, 300L), n_control = c(2000L, 1500L),
+                   matched_treated = c(495L, 300L), matched_control = c(1800L, 1500L),
+                   pct_treated_matched = c(99, 100), strata = c(40L, 40L),
+                   strata_matched = c(30L, 3L), l1_before = c(0.3, 0.3), l1_after = c(0.1, 0.1))
+  d <- disclose(cm)
+  # By hand: m1 treated 500 = 495 matched + 5 unmatched (hidden, primary):
+  # matched_treated (495) is the partner; the share matched and L1 go with it.
+  # m2: all matched (an implied zero is not masked); 3 matched strata are
+  # strata, not children.
+  expect_identical(unname(masked(d)[, "matched_treated"]), c(TRUE, FALSE))
+  expect_identical(unname(masked(d)[, "pct_treated_matched"]), c(TRUE, FALSE))
+  expect_false(any(masked(d)[, c("n_treated", "n_control", "matched_control", "strata",
+                                 "strata_matched")]))
+})
+
+test_that("an analysis: missingness shares are counts through Table 1's arm sizes", {
+  mt <- data.frame(covariate = c("ethnic", "fsm"), share_missing = c(13 / 180, 60 / 180),
+                   share_missing_control = c(0.05, 0.3), share_missing_treated = c(0.1, 0.375),
+                   p_arm = c(0.2, 0.3), action = "none needed", stringsAsFactors = FALSE)
+  a <- structure(list(results = data.frame(estimate = 0.1, p.value = 0.5),
+                      tables = list(table1 = t1_hand(), missing = mt)),
+                 class = "sfp_analysis")
+  d <- disclose(a)
+  expect_named(d, c("results", "table1", "missing"))
+  # ethnic: 5 of 100 control and 8 of 80 treated missing -> both masked (the
+  # total 13 is published: it holds two masked cells); fsm: 30 and 30.
+  m <- attr(d$missing, "suppressed")
+  expect_identical(unname(m[, "share_missing_control"]), c(TRUE, FALSE))
+  expect_identical(unname(m[, "share_missing_treated"]), c(TRUE, FALSE))
+  expect_identical(unname(m[, "share_missing"]), c(FALSE, FALSE))
+  expect_true(is.na(d$missing$p_arm[1]))
+})
