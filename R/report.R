@@ -32,11 +32,15 @@
 #'   `withheld` (figures and tables not written, with the reason) and
 #'   `headline` (the primary estimates).
 #' @examples
-#' \dontrun{
-#' a <- analyse(sfp_example_fv, design_family_valued(sfp_example_fv))
-#' r <- report(a, file.path(tempdir(), "fv-report"))
+#' data(sfp_example_fv)
+#' cohort <- build_cohort(sfp_example_fv, design_family_valued(sfp_example_fv))
+#' # the shape analyse() returns, here with one table and no estimate
+#' a <- structure(list(results = data.frame(),
+#'                     tables = list(exclusion_flow = exclusion_flow(cohort))),
+#'                class = "sfp_analysis")
+#' r <- report(a, file.path(tempdir(), "sfp-report"), html = FALSE)
 #' r
-#' }
+#' head(read.csv(file.path(r$dir, "exclusion_flow.csv")))
 #' @export
 report <- function(analysis, dir, threshold = 10, round_to = NULL, html = TRUE,
                    title = "sfpceval analysis report") {
