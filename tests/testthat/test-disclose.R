@@ -257,3 +257,30 @@ test_that("an analysis: missingness shares are counts through Table 1's arm size
   expect_identical(unname(m[, "share_missing"]), c(FALSE, FALSE))
   expect_true(is.na(d$missing$p_arm[1]))
 })
+
+test_that("random two-way tables: every small count masked, none recoverable (plain-R check)", {
+  set.seed(42)
+  for (rep in 1:6) {
+    nr <- sample(3:12, 1)
+    nc <- sample(2:5, 1)
+    m <- matrix(rpois(nr * nc, sample(c(2, 15, 80), nr * nc, TRUE)), nr, nc)
+    tab <- data.frame(g = c(paste0("r", seq_len(nr)), "Total"), rbind(m, colSums(m)))
+    tab$Total <- rowSums(tab[-1])
+    d <- disclose(tab)
+    S <- masked(d)[, -1]
+    full <- as.matrix(tab[-1])
+    expect_true(all(S[full < 10]))
+    # relations: each row's cells = its Total; each column's rows = its Total
+    cells <- matrix(seq_along(full), nrow(full))
+    rel <- c(lapply(seq_len(nrow(full)), function(i) cells[i, ]),
+             lapply(seq_len(ncol(full)), function(j) cells[, j]))
+    coef <- function(r) { v <- numeric(length(full)); v[r] <- 1; v[r[length(r)]] <- -1; v }
+    A <- do.call(rbind, lapply(rel, coef))[, which(S), drop = FALSE]
+    for (r in rel) expect_false(sum(S[r]) == 1L)
+    rk <- qr(A)$rank
+    for (j in seq_len(ncol(A))) {
+      e <- numeric(ncol(A)); e[j] <- 1
+      expect_gt(qr(rbind(A, e))$rank, rk)   # e_j is not a combination of the relations
+    }
+  }
+})
