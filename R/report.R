@@ -102,6 +102,18 @@ print.sfp_report <- function(x, ...) {
 # ---- tables -----------------------------------------------------------------------
 
 .row_level_columns <- c("child_id", "referral_id", "upn", "dob", "date_of_birth")
+.text_columns <- c("note", "notes", "message", "warning", "comment")
+
+# Whole numbers below the threshold in free text (messages quoting counts)
+# become "[c]"; decimals, identifiers such as "cla_18m" and larger numbers stay.
+redact_numbers_ <- function(x, threshold) {
+  re <- "(?<![0-9A-Za-z_.])[0-9]+(?![0-9A-Za-z_]|\\.[0-9])"
+  m <- gregexpr(re, x, perl = TRUE)
+  regmatches(x, m) <- lapply(regmatches(x, m), function(v) {
+    ifelse(as.numeric(v) < threshold, "[c]", v)
+  })
+  x
+}
 
 report_tables_ <- function(analysis, threshold, round_to) {
   res <- as.data.frame(analysis$results %||% data.frame())
@@ -116,9 +128,15 @@ report_tables_ <- function(analysis, threshold, round_to) {
   for (nm in names(tabs)) {
     t <- tabs[[nm]]
     if (is.matrix(t) || is.table(t)) t <- matrix_to_df_(unclass(t))
-    if (is.character(t)) {
-      hold(nm, "free text, which may quote counts: check it by hand before release")
-    } else if (!is.data.frame(t)) {
+    if (is.character(t)) t <- data.frame(note = t, stringsAsFactors = FALSE)
+    text_cols <- if (is.data.frame(t)) intersect(names(t), .text_columns) else character()
+    if (length(text_cols)) {
+      for (tc in text_cols) t[[tc]] <- redact_numbers_(as.character(t[[tc]]), threshold)
+      hold(paste0(nm, " (partly)"), sprintf(
+        "free text: whole numbers below %s redacted as [c]; check the rest by hand before release",
+        format(threshold)))
+    }
+    if (!is.data.frame(t)) {
       hold(nm, "not a data frame")
     } else if (any(tolower(names(t)) %in% .row_level_columns)) {
       hold(nm, "holds row-level identifiers")

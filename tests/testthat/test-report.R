@@ -233,3 +233,18 @@ test_that("bad input names the argument", {
   a <- structure(list(results = data.frame()), class = "sfp_analysis")
   expect_snapshot(error = TRUE, report(a, c("a", "b")))
 })
+
+test_that("free-text notes: whole numbers below 10 are redacted, the rest flagged for a hand check", {
+  a <- structure(list(results = data.frame(),
+                      tables = list(notes = data.frame(model = c("m1", "m2"),
+                                                       note = c("sw_glmm(): 3 rows with a missing value excluded",
+                                                                "did_fit(): 12 rows excluded; sigma 0.5 in cla_18m"),
+                                                       stringsAsFactors = FALSE))),
+                 class = "sfp_analysis")
+  dir <- withr::local_tempdir()
+  r <- report(a, dir, html = FALSE)
+  n <- read_csv_chr(file.path(dir, "notes.csv"))
+  expect_identical(n$note, c("sw_glmm(): [c] rows with a missing value excluded",
+                             "did_fit(): 12 rows excluded; sigma 0.5 in cla_18m"))
+  expect_true(any(grepl("notes", r$withheld$item) & grepl("by hand", r$withheld$reason)))
+})
