@@ -284,3 +284,31 @@ test_that("random two-way tables: every small count masked, none recoverable (pl
     }
   }
 })
+
+test_that("the exact audit catches a cell that every relation's pair check misses", {
+  # The 4 x 4 table with margins of sdcTable's tests (test-simpleheuristic.R):
+  # nine masked cells, at least two in every row and column, yet by hand
+  # w|b = 141 - (wa + wc), wa + wc = 129 + 60 - 95 = 94, so w|b = 47.
+  x <- data.frame(v1 = c("w", "x", "y", "z", "tot"),
+                  a = c(30, 90, 92, 800, 1012), b = c(47, 124, 100, 991, 1262),
+                  c = c(64, 5, 59, 651, 779), d = c(89, 31, 85, 685, 890),
+                  tot = c(230, 250, 336, 3127, 3943))
+  x$a[5] <- sum(x$a[1:4])
+  x$c[5] <- sum(x$c[1:4])
+  x$tot <- rowSums(x[c("a", "b", "c", "d")])
+  counts <- c("a", "b", "c", "d", "tot")
+  cell_of <- function(i, cc) (match(cc, counts) - 1L) * 5L + i
+  rel <- sfpceval:::margin_relations_(x, "v1", counts, "tot", cell_of)
+  values <- unlist(x[counts], use.names = FALSE)
+  supp <- rep(FALSE, length(values))
+  supp[c(cell_of(1, c("a", "b", "c")), cell_of(2, c("a", "c")), cell_of(3, c("b", "d")),
+         cell_of(4, c("b", "d")))] <- TRUE
+  for (r in rel) expect_false(sum(supp[r$cells]) == 1L)
+  expect_identical(sfpceval:::determined_cells_(rel, supp), as.integer(cell_of(1, "b")))
+  is_total <- rep(FALSE, length(values))
+  for (r in rel) is_total[r$cells[r$coef < 0]] <- TRUE
+  out <- sfpceval:::secondary_suppression_(values, rel, supp, is_total)
+  expect_true(all(out[supp]))
+  expect_gt(sum(out), sum(supp))
+  expect_identical(sfpceval:::determined_cells_(rel, out), integer())
+})
