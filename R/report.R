@@ -215,7 +215,7 @@ report_figures_ <- function(analysis, tabs, dir, threshold) {
     add(png_figure_(dir, paste0("trend_matching_", id),
                     sprintf("Standardised pre-period trends of `%s`: each treated authority and its nearest candidates (z-scores across authorities per quarter; no count is shown).", m$outcome),
                     function() graphics::plot(m),
-                    height = max(650, 300 * length(unique(m$candidates$treated_la)))))
+                    height = max(650, 330 * grDevices::n2mfrow(length(unique(m$candidates$treated_la)))[1])))
   }
   for (id in names(fits_of_class_(fits, "sfp_cem"))) {
     cm <- fits[[id]]
