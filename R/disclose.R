@@ -40,10 +40,21 @@
 #'   nearest multiple of 5 after suppression (margins are rounded on their own,
 #'   so they need not add up).
 #'
-#' The search is a heuristic, not an optimal (minimum loss) pattern, and it
-#' protects against exact recovery, not against narrow feasibility intervals
-#' from the non-negativity of counts; `sdcTable` solves those linear programmes
-#' when a checker asks for them.
+#' @section Compared with sdcTable:
+#' `sdcTable::primarySuppression(type = "freq", maxN = 9)` marks the same
+#' primary cells, except zeros, which it leaves published by default
+#' (`zeros = FALSE` here does the same). Its `"SIMPLEHEURISTIC"` also gives
+#' every relation with one masked cell a second one, choosing by cell weight
+#' (frequency), and then attacks each primary cell with linear programmes
+#' (`solve_attackerprobs = TRUE`), adding cells until no primary cell's
+#' feasible interval is too narrow. `disclose()` keeps the first step, with
+#' margins chosen last, and replaces the linear programmes by an exact linear
+#' algebra audit: it catches every exactly recoverable cell (the case in
+#' sdcTable's own tests that the pairwise rule misses is one of ours), but
+#' not narrow intervals implied by the non-negativity of counts, and it does
+#' not minimise the information lost as sdcTable's `"OPT"` and `"HITAS"`
+#' methods do. Where a checker asks for protection intervals, export the
+#' masked pattern and run `sdcTable` on it.
 #'
 #' @param x A data frame of counts (long, with label columns, or wide, with a
 #'   count column per category), a matrix or `table` of counts, an exclusion
