@@ -764,6 +764,7 @@ print.did_fit <- function(x, digits = 4, ...) {
   rownames(tab) <- tab$term
   print(tab[, c("estimate", "std.error", "statistic", "df", "p.value")], digits = digits)
   if (length(x$dropped)) cat("Dropped (collinear):", paste(x$dropped, collapse = ", "), "\n")
+  disclosure_status(x$nobs)
   invisible(x)
 }
 
