@@ -199,12 +199,38 @@ png_figure_ <- function(dir, name, caption, draw, width = 1000, height = 650) {
   list(file = data.frame(file = f, name = name, caption = caption, stringsAsFactors = FALSE))
 }
 
+.figure_classes <- c("sfp_trend_match", "sfp_cem", "sfp_aggte", "did_fit", "sw_perm_test",
+                     "wild_boot", "sfp_sw_power", "sfp_power_sim")
+
+# The fitted objects a figure can be drawn from, wherever the analysis keeps
+# them: `fits` by model id, and lists nested in it or in `extras` (matching
+# and CEM objects), named by their path.
+figure_objects_ <- function(analysis) {
+  found <- list()
+  walk <- function(x, path, depth) {
+    if (inherits(x, .figure_classes)) {
+      found[[paste(path, collapse = "_")]] <<- x
+    } else if (is.list(x) && !is.data.frame(x) && is.null(oldClass(x)) && depth < 3L) {
+      nms <- names(x) %||% as.character(seq_along(x))
+      for (i in seq_along(x)) walk(x[[i]], c(path, nms[i]), depth + 1L)
+    }
+  }
+  for (part in c("fits", "extras")) {
+    obj <- analysis[[part]]
+    if (is.list(obj)) {
+      nms <- names(obj) %||% as.character(seq_along(obj))
+      for (i in seq_along(obj)) walk(obj[[i]], nms[i], 0L)
+    }
+  }
+  found[!duplicated(names(found))]
+}
+
 fits_of_class_ <- function(fits, cls) {
   fits[vapply(fits, function(f) inherits(f, cls), TRUE)]
 }
 
 report_figures_ <- function(analysis, tabs, dir, threshold) {
-  fits <- analysis$fits %||% list()
+  fits <- figure_objects_(analysis)
   out <- list()
   add <- function(r) out[[length(out) + 1L]] <<- r
   withhold <- function(item, reason) {

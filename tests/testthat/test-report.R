@@ -248,3 +248,17 @@ test_that("free-text notes: whole numbers below 10 are redacted, the rest flagge
                              "did_fit(): 12 rows excluded; sigma 0.5 in cla_18m"))
   expect_true(any(grepl("notes", r$withheld$item) & grepl("by hand", r$withheld$reason)))
 })
+
+test_that("figures are found in fits and in nested lists (matching and CEM kept as extras)", {
+  a <- get_analysis()
+  b <- a
+  b$fits <- a$fits[c("fv_perm")]
+  b$extras <- list(fs_did_primary = list(cem = a$fits$fs_cem, matches = list(cla_18m = a$fits$fs_match)))
+  found <- sfpceval:::figure_objects_(b)
+  expect_setequal(names(found), c("fv_perm", "fs_did_primary_cem", "fs_did_primary_matches_cla_18m"))
+  dir <- withr::local_tempdir()
+  r <- suppressMessages(report(b, dir, html = FALSE))
+  expect_setequal(r$figures$name, c("permutation_fv_perm", "balance_fs_did_primary_cem",
+                                    "trend_matching_fs_did_primary_matches_cla_18m",
+                                    "exclusion_flow"))
+})
