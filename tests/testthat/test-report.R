@@ -262,3 +262,16 @@ test_that("figures are found in fits and in nested lists (matching and CEM kept 
                                     "trend_matching_fs_did_primary_matches_cla_18m",
                                     "exclusion_flow"))
 })
+
+test_that("report(round_to = 5) publishes counts rounded to 5", {
+  skip_on_cran()
+  dir <- withr::local_tempdir()
+  r <- suppressMessages(report(get_analysis(), dir, round_to = 5, html = FALSE))
+  for (f in c("exclusion_flow.csv", "table1.csv")) {
+    d <- read_csv_chr(file.path(dir, f))
+    for (nm in names(d)[count_like(names(d))]) {
+      v <- as.numeric(d[[nm]][d[[nm]] != "[c]"])
+      expect_true(all(v %% 5 == 0), info = paste(f, nm))
+    }
+  }
+})
