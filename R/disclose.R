@@ -67,8 +67,8 @@
 #' @param counts Names of the count columns. Default: whole-number numeric
 #'   columns, except those whose names say they count clusters, authorities,
 #'   periods, strata or cells (units, not children) or hold estimates,
-#'   p-values, degrees of freedom, years, codes, indices, ranks, distances or
-#'   numbers of draws.
+#'   p-values, degrees of freedom, years, codes, indices, ranks, distances,
+#'   numbers of draws or imputations.
 #' @param margins Labels of margin rows and columns.
 #' @param derived `NULL` (every numeric non-count column depends on all the
 #'   row's counts), or a named list: derived column = the count column(s) it is
@@ -255,7 +255,7 @@ is_flow_ <- function(x) all(c("stage", "step", "n") %in% names(x))
                       "estimate|std|conf|p\\.|^p_|p_value|adjusted|statistic|",
                       "^df|_df$|code|index|^id$|_id$|term|^l1$|^lcs$|icc|rho|mdes|",
                       "power|alpha|ratio|effect|months|days|share|pct|percent|prop|rate|",
-                      "rank|order|quarter|distance|iteration|draws|allocation|seed|^b$")
+                      "rank|order|quarter|distance|iteration|draws|allocation|seed|^b$|imput")
 
 count_cols_ <- function(x) {
   nm <- names(x)
@@ -555,7 +555,9 @@ disclose_missing_ <- function(mt, t1, threshold) {
                     treated = round(mt$share_missing_treated * n_t))
   cnt$Total <- cnt$control + cnt$treated
   cnt$key <- as.character(cnt$key)
-  d <- disclose_table_(cnt, threshold, counts = c("control", "treated", "Total"))
+  # a zero here says a covariate is complete: a fact about the records, not
+  # about any child, so it is published
+  d <- disclose_table_(cnt, threshold, counts = c("control", "treated", "Total"), zeros = FALSE)
   sup <- attr(d, "suppressed")
   out <- mt
   mask <- matrix(FALSE, nrow(mt), ncol(mt), dimnames = list(NULL, names(mt)))

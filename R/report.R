@@ -169,6 +169,7 @@ disclosure_listing_ <- function(tabs) {
 headline_table_ <- function(res) {
   if (is.null(res) || !nrow(res) || !"analysis" %in% names(res)) return(NULL)
   h <- res[res$analysis %in% "primary", , drop = FALSE]
+  if ("status" %in% names(h)) h <- h[h$status %in% "ok", , drop = FALSE]
   keep <- intersect(c("programme", "strand", "outcome", "term", "scale", "estimate",
                       "conf.low", "conf.high", "p.value"), names(h))
   h <- as.data.frame(h)[keep]
