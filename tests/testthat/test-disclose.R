@@ -321,3 +321,14 @@ test_that("the exact audit catches a cell that every relation's pair check misse
 # cells, and an exact recoverability audit in place of its attacker linear
 # programmes; the test above replays the table of its own simple-heuristic
 # test, where the pairwise rule leaves a recoverable cell.
+
+test_that("a results table has no child count: estimates, df, imputation numbers published", {
+  res <- data.frame(programme = "FV", outcome = "cla_18m", term = "treated",
+                    estimate = c(0.4, 3), std.error = 0.3, df = c(4, 8), conf.low = -0.2,
+                    conf.high = 1, p.value = c(0.2, 1), n_imputations = 5L,
+                    model = "m", stringsAsFactors = FALSE)
+  a <- structure(list(results = res, tables = list()), class = "sfp_analysis")
+  d <- disclose(a)
+  expect_false(any(masked(d$results)))
+  expect_identical(attr(d$results, "disclosure")$counts, character())
+})
