@@ -60,7 +60,7 @@ report <- function(analysis, dir, threshold = 10, round_to = NULL, html = TRUE,
   withheld <- c(withheld, attr(tabs, "withheld"))
   csv <- character()
   for (nm in names(tabs)) {
-    f <- file.path(dir, paste0(nm, ".csv"))
+    f <- file.path(dir, paste0(file_name_(nm), ".csv"))
     utils::write.csv(published_table_(tabs[[nm]]), f, row.names = FALSE, na = "")
     csv <- c(csv, f)
   }
@@ -97,6 +97,13 @@ print.sfp_report <- function(x, ...) {
     print(x$headline, row.names = FALSE, right = TRUE)
   }
   invisible(x)
+}
+
+# A table's or figure's name as a file name inside `dir`: letters, digits,
+# "_", "-" and "." only, never a path.
+file_name_ <- function(nm) {
+  nm <- gsub("[^A-Za-z0-9_.-]", "_", nm)
+  sub("^[.]+", "_", nm)
 }
 
 # ---- tables -----------------------------------------------------------------------
@@ -184,7 +191,7 @@ headline_table_ <- function(res) {
 
 # One PNG: draws with `draw()` unless `unsafe` gives a reason to withhold.
 png_figure_ <- function(dir, name, caption, draw, width = 1000, height = 650) {
-  f <- file.path(dir, paste0(name, ".png"))
+  f <- file.path(dir, paste0(file_name_(name), ".png"))
   grDevices::png(f, width = width, height = height, res = 110,
                  type = if (capabilities("cairo")) "cairo" else getOption("bitmapType"))
   ok <- tryCatch({

@@ -275,3 +275,14 @@ test_that("report(round_to = 5) publishes counts rounded to 5", {
     }
   }
 })
+
+test_that("table names cannot write outside dir", {
+  parent <- withr::local_tempdir()
+  a <- structure(list(results = data.frame(),
+                      tables = list(`../escape` = data.frame(g = "a", n = 20L))),
+                 class = "sfp_analysis")
+  r <- report(a, file.path(parent, "out"), html = FALSE)
+  expect_false(file.exists(file.path(parent, "escape.csv")))
+  expect_true(all(dirname(r$csv) == r$dir))
+  expect_identical(sfpceval:::file_name_(c("../a b", ".x", "ok_1.2")), c("__a_b", "_x", "ok_1.2"))
+})
