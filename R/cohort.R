@@ -1104,6 +1104,7 @@ print.sfp_cohort <- function(x, ...) {
         paste(attr(x, "covariates_dropped"), collapse = ", "), "\n", sep = "")
   cat("\n")
   print(utils::head(as.data.frame(x)), ...)
+  disclosure_status(NULL, unsafe = "it shows row-level records")
   invisible(x)
 }
 

@@ -929,6 +929,7 @@ print.sfp_data <- function(x, ...) {
     cat(sprintf("  %d soft problem%s (attr(x, \"problems\"))\n", nrow(prob),
                 if (nrow(prob) == 1L) "" else "s"))
   }
+  disclosure_status(vapply(x[given], nrow, 1L))
   invisible(x)
 }
 
@@ -1080,5 +1081,6 @@ print.summary.sfp_data <- function(x, ...) {
     cat(paste0("  * ", gsub("\n", "\n    ", x$problems$problem), collapse = "\n"),
         "\n", sep = "")
   }
+  disclosure_status(c(x$per_la[-1], x$per_year[-1]), unsafe = if (nrow(x$date_ranges)) "the date ranges are single records' dates")
   invisible(x)
 }

@@ -767,6 +767,7 @@ print.did_fit <- function(x, digits = 4, ...) {
   rownames(tab) <- tab$term
   print(tab[, c("estimate", "std.error", "statistic", "df", "p.value")], digits = digits)
   if (length(x$dropped)) cat("Dropped (collinear):", paste(x$dropped, collapse = ", "), "\n")
+  disclosure_status(x$nobs)
   invisible(x)
 }
 
@@ -799,6 +800,7 @@ print.summary.did_fit <- function(x, digits = 4, ...) {
   rownames(tab) <- tab$term
   print(tab[, -1], digits = digits)
   if (length(x$dropped)) cat("\nDropped (collinear):", paste(x$dropped, collapse = ", "), "\n")
+  disclosure_status(c(x$nobs, x$exclusions$n))
   invisible(x)
 }
 

@@ -1257,6 +1257,7 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
     cat(sprintf("Note: only %d clusters: Wald tests are optimistic; use the permutation test.\n",
                 x$ngroups[1]))
   }
+  disclosure_status(c(x$nobs, if (NROW(x$exclusion_flow) > 1L) sum(x$exclusion_flow$excluded)))
   invisible(x)
 }
 

@@ -536,6 +536,7 @@ print.sfp_repeat_share <- function(x, ...) {
   cat(sprintf("Rule (share of %s > %.0f%%): %s\n", x$basis, 100 * x$threshold,
               if (x$consider_multilevel) "try individual fixed/random effects" else
                 "keep the main specification"))
+  disclosure_status(c(x$n_observations, x$n_individuals, x$n_repeated))
   invisible(x)
 }
 

@@ -176,6 +176,7 @@ print.sfp_bacon <- function(x, ...) {
     cat(sprintf("\n%.0f%% of the weight comes from comparisons that use already-treated clusters as controls:\nwith effects that change over time since go-live these bias the TWFE estimate; consider att_gt().\n",
                 100 * later))
   }
+  disclosure_status(x$excluded[x$excluded > 0])
   invisible(x)
 }
 
