@@ -520,6 +520,8 @@ binom_newton <- function(d, theta, free, ctrl) {
   cur <- ev(theta)
   converged <- FALSE
   it <- 0L
+  msg <- NULL
+  dec <- NA_real_
   for (it in seq_len(ctrl$maxit)) {
     g <- cur$gradient[free]
     I <- binom_info(d, theta, cur, free)
@@ -556,13 +558,16 @@ binom_newton <- function(d, theta, free, ctrl) {
     }
     if (t < 1e-12) {
       converged <- dec < 1e-6
+      msg <- sprintf("step halving failed with Newton decrement %.2g", dec)
       break
     }
     theta <- th
     cur <- new
     u0 <- cur$mode
   }
-  list(theta = theta, cur = cur, converged = converged, iterations = it)
+  msg <- if (converged) sprintf("Newton decrement %.2g below %.2g", dec, ctrl$tol) else
+    msg %||% sprintf("iteration limit (%d) reached, Newton decrement %.2g", ctrl$maxit, dec)
+  list(theta = theta, cur = cur, converged = converged, iterations = it, message = msg)
 }
 
 # Hessian of the log-likelihood over `free` by forward differences of the
@@ -680,9 +685,11 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
   dimnames(Vfull) <- list(c(nm, "sigma"), c(nm, "sigma"))
   beta <- stats::setNames(theta[1:p], nm)
   vc <- Vfull[1:p, 1:p, drop = FALSE]
-  if (!res$converged || isTRUE(cur$fail == 1L)) {
-    warning("sw_glmm(): the optimiser did not converge; treat the estimates with caution.",
-            call. = FALSE)
+  conv <- optim_status(res$converged && !isTRUE(cur$fail == 1L), res$iterations,
+                       if (isTRUE(cur$fail == 1L)) "a cluster's conditional-mode search hit its iteration limit" else res$message)
+  if (!conv$converged) {
+    warn_not_converged(sprintf("sw_glmm(): the %s Newton iteration", if (info$Q == 1L) "Laplace" else "adaptive quadrature"),
+                       conv, "treat the estimates with caution; merge sparse categories or increase `control$maxit`.")
   }
   big <- abs(beta) > 20
   if (any(big)) {
@@ -701,7 +708,7 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
               ncells = nrow(d$X),
               method = if (info$Q == 1L) "Laplace" else sprintf("adaptive Gauss-Hermite quadrature, %d nodes", info$Q),
               nAGQ = info$Q, boundary = boundary, sigma_fixed = sigma_fixed,
-              converged = res$converged, iterations = res$iterations,
+              converged = conv$converged, convergence = conv, iterations = res$iterations,
               ranef = re, ranef_sd = re_sd, cells = d, theta = theta,
               free = free, ctrl = ctrl, info = info, trt_info = info$trt_info)
   class(out) <- "sw_glmm"
@@ -884,7 +891,10 @@ lmm_polish <- function(obj, th) {
         any(eigen(H, symmetric = TRUE, only.values = TRUE)$values <= 0)) break
     new <- pmax(th - step, 0)
     fn <- obj(new)
-    if (!(fn <= f0)) break
+    # near the optimum the criterion is flat to rounding (a change of 1e-7 in
+    # th moves it by 1e-16 relative); the Newton step, from differences over
+    # 1e-4 th, is then more accurate than a comparison of the two values
+    if (!(fn <= f0 + 8 * .Machine$double.eps * abs(f0))) break
     done <- max(abs(new - th) / pmax(th, 1e-8)) < 1e-12
     th <- new
     f0 <- fn
@@ -926,6 +936,34 @@ lmm_crit <- function(s, t, REML, pieces = FALSE) {
   list(dev = dev, beta = beta, rss = rss, R = R, Ta = Ta, q = q, f = f)
 }
 
+# Centre and scale the columns of Z = [X y] so that the cross-products below
+# do not cancel (an outcome of 10,000 + noise, a covariate in days since
+# 1970): Z = Zs T with Zs = [Xs ys] and T (p + 1) x (p + 1) invertible.
+# With an intercept column every other column (y included) is centred at its
+# mean and divided by its SD; without one the columns are only scaled (a
+# shift is then not a reparametrisation). The fit in the Zs frame maps back
+# exactly: beta = Tx^-1 (s beta_s + t), the residual variance times s^2, and
+# the criterion changes by 2 log|det Tx| (REML only) + 2 (N - p) log s (REML)
+# or 2 N log s (ML).
+lmm_standardise <- function(X, y) {
+  Z <- cbind(X, y)
+  k <- ncol(Z)
+  j0 <- which(colnames(X) == "(Intercept)")
+  j0 <- if (length(j0) == 1L && all(X[, j0] == 1)) j0 else integer()
+  T <- diag(k)
+  for (j in setdiff(seq_len(k), j0)) {
+    v <- Z[, j]
+    m <- if (length(j0)) sum(v) / length(v) else 0
+    v <- v - m
+    sdv <- sqrt(sum(v^2) / length(v))
+    if (!(sdv > 0)) sdv <- 1
+    Z[, j] <- v / sdv
+    T[j, j] <- sdv
+    if (length(j0)) T[j0, j] <- m
+  }
+  list(X = Z[, -k, drop = FALSE], y = Z[, k], T = T, j0 = j0)
+}
+
 lmm_fit <- function(prep, REML, ctrl) {
   G <- length(prep$levels)
   p <- ncol(prep$X)
@@ -933,12 +971,15 @@ lmm_fit <- function(prep, REML, ctrl) {
     stop_arg("data", sprintf("has %d rows for %d fixed effects", length(prep$y), p),
              "use more data or fewer terms.")
   }
-  s <- lmm_setup(prep$X, prep$y, prep$cl, prep$child, G)
+  st <- lmm_standardise(prep$X, prep$y)
+  s <- lmm_setup(st$X, st$y, prep$cl, prep$child, G)
+  s$T <- st$T
+  s$j0 <- st$j0
   k <- if (s$nested) 2L else 1L
   obj <- function(t) lmm_crit(s, t, REML)
   best <- NULL
-  for (st in list(rep(1, k), rep(0.1, k))) {
-    o <- stats::nlminb(st, obj, lower = rep(0, k), upper = rep(1e4, k),
+  for (st0 in list(rep(1, k), rep(0.1, k))) {
+    o <- stats::nlminb(st0, obj, lower = rep(0, k), upper = rep(1e4, k),
                        control = list(rel.tol = 1e-14, x.tol = 1e-12, eval.max = 1000, iter.max = 500))
     if (is.null(best) || o$objective < best$objective) best <- o
   }
@@ -949,38 +990,67 @@ lmm_fit <- function(prep, REML, ctrl) {
     t0[i] <- 0
     if (obj(t0) <= obj(th)) th <- t0
   }
+  conv <- lmm_convergence(obj, th, best, ctrl)
   pc <- lmm_crit(s, th, REML, pieces = TRUE)
   N <- s$N
-  sig2 <- pc$rss / (if (REML) N - p else N)
+  ss <- st$T[p + 1L, p + 1L]
+  Tx <- st$T[1:p, 1:p, drop = FALSE]
+  Txi <- solve(Tx)
+  sig2 <- ss^2 * pc$rss / (if (REML) N - p else N)
   nm <- colnames(prep$X)
-  beta <- stats::setNames(pc$beta, nm)
+  beta <- stats::setNames(drop(Txi %*% (ss * pc$beta + st$T[1:p, p + 1L])), nm)
   Ri <- backsolve(pc$R, diag(p))
-  vc <- sig2 * tcrossprod(Ri)
+  TRi <- Txi %*% Ri
+  vc <- sig2 * tcrossprod(TRi)
   dimnames(vc) <- list(nm, nm)
+  dev <- pc$dev + (if (REML) 2 * sum(log(abs(diag(Tx)))) + 2 * (N - p) * log(ss) else 2 * N * log(ss))
   sds <- sqrt(sig2) * th
   names(sds) <- prep$groups
   boundary <- any(th < ctrl$boundary_tol)
-  # conditional modes (BLUPs)
+  # conditional modes (BLUPs), in the standardised frame, times s
   rT <- pc$Ta[, p + 1L] - drop(pc$Ta[, 1:p, drop = FALSE] %*% pc$beta)
   b1 <- th[1]^2 * rT / (1 + th[1]^2 * pc$q)
-  re <- list(stats::setNames(b1, prep$levels))
+  re <- list(stats::setNames(ss * b1, prep$levels))
   if (s$nested) {
     Sr <- s$S[, p + 1L] - drop(s$S[, 1:p, drop = FALSE] %*% pc$beta)
     b2 <- th[2]^2 * (Sr - s$nc * b1[s$ccl]) / (1 + s$nc * th[2]^2)
-    re[[2]] <- stats::setNames(b2, prep$child_levels)
+    re[[2]] <- stats::setNames(ss * b2, prep$child_levels)
   }
   names(re) <- c(prep$groups[1], if (s$nested) paste0(prep$groups[2], ":", prep$groups[1]))
+  if (!conv$converged) {
+    warn_not_converged("sw_glmm(): the linear mixed model", conv,
+                       "check the model for a variance component that is not identified, or simplify the random effects.")
+  }
   out <- list(coefficients = beta, vcov = vc, sigma = sds, residual_sd = sqrt(sig2),
-              theta = th, loglik = -pc$dev / 2, df = p + k + 1L, REML = REML,
+              theta = th, loglik = -dev / 2, df = p + k + 1L, REML = REML,
               nobs = N, ngroups = stats::setNames(c(G, if (s$nested) nrow(s$S)), prep$groups),
               method = if (REML) "REML" else "ML", boundary = boundary,
-              converged = best$convergence == 0, ranef = re,
+              converged = conv$converged, convergence = conv, ranef = re,
               setup = s[setdiff(names(s), c("S", "nc", "ccl"))])
   if (!is.null(prep$treatment) && !is.null(prep$treatment$coef)) {
     out$trt_info <- list(name = prep$treatment$name, coef = prep$treatment$coef)
   }
   class(out) <- "sw_glmm"
   out
+}
+
+# Convergence of the LMM optimisation: nlminb's message (an iteration or
+# evaluation limit is a failure; "false convergence" on a flat optimum is not
+# by itself) and the gradient of the criterion at the final relative SDs by
+# central differences, over the components inside the parameter space (a
+# component at 0 may have a positive derivative). Tolerance 1e-3 on the
+# deviance scale, lme4's check of the scaled gradient (2e-3) made stricter.
+lmm_convergence <- function(obj, th, opt, ctrl) {
+  inside <- which(th >= ctrl$boundary_tol)
+  g <- vapply(inside, function(i) {
+    h <- 1e-5 * max(th[i], 1e-2)
+    (obj(replace(th, i, th[i] + h)) - obj(replace(th, i, th[i] - h))) / (2 * h)
+  }, 0)
+  gmax <- if (length(g)) max(abs(g * pmax(th[inside], 1))) else 0
+  limit <- grepl("limit", opt$message)
+  ok <- is.finite(gmax) && gmax < 1e-3 && !limit
+  optim_status(ok, opt$iterations,
+               sprintf("nlminb: %s; largest scaled gradient %.2g", opt$message, gmax))
 }
 
 # ---- profile likelihood -------------------------------------------------------
@@ -1008,6 +1078,7 @@ profile_loglik_fun <- function(fit, j) {
     ll_at <- function(b) {
       L <- diag(p + 1L)[, -j, drop = FALSE]
       L[j, p] <- -b
+      L <- lmm_profile_map(s, L, j, b)
       s2 <- s
       s2$ZZ <- crossprod(L, s$ZZ %*% L)
       if (s$nested) s2$M <- lapply(s$M, function(M) crossprod(L, M %*% L))
@@ -1020,6 +1091,30 @@ profile_loglik_fun <- function(fit, j) {
     }
     ll_at
   }
+}
+
+# The cross-products are kept in the standardised frame Zs (Z = Zs T, see
+# lmm_standardise()); the profile at beta_j = b needs [X_-j, y - b x_j] =
+# Zs T L. Columns may be changed by multiples of the intercept column and
+# the X columns rescaled without changing the ML deviance, and the new
+# outcome column is divided by s for every b alike, so the profile's
+# differences are exact and the columns stay well scaled.
+lmm_profile_map <- function(s, L, j, b) {
+  T <- s$T %||% diag(nrow(L))
+  K <- T %*% L
+  p1 <- nrow(K)
+  j0 <- s$j0 %||% integer()
+  if (length(j0) && j != j0) {
+    keep0 <- match(j0, seq_len(p1)[-j])
+    K[j0, -keep0] <- 0
+  }
+  m <- ncol(K)
+  K[, m] <- K[, m] / T[p1, p1]
+  if (m > 1L) {
+    sc <- apply(abs(K[, -m, drop = FALSE]), 2L, max)
+    K[, -m] <- sweep(K[, -m, drop = FALSE], 2L, sc, "/")
+  }
+  K
 }
 
 profile_ci <- function(fit, j, level) {

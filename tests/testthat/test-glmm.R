@@ -553,3 +553,73 @@ test_that("sw_terms() columns feed sw_glmm() (stepped wedge from go-live dates)"
   expect_true(all(paste0("exposure", 0:4) %in% names(coef(fit3))))
 })
 
+
+test_that("LMM is invariant to shifting and scaling the outcome and covariates (against lme4)", {
+  skip_if_not_installed("lme4")
+  d <- sim_absence(150, 91)
+  base <- list(absence ~ treated + factor(period) + since + (1 | la),
+               absence ~ treated + since + (1 | la / child_id))
+  for (f in base) {
+    f0 <- sw_glmm(f, d, family = gaussian())
+    for (k in 1:3) {
+      d2 <- d
+      a <- c(0, 1e4, 1e4)[k]
+      b <- c(1000, 1, 1000)[k]
+      d2$absence <- (d$absence + a) * b
+      d2$since <- d$since + 2e4  # a covariate far from 0 (days since 1970)
+      fit <- sw_glmm(f, d2, family = gaussian())
+      l <- lme4::lmer(f, d2)
+      vc <- as.data.frame(lme4::VarCorr(l))
+      expect_true(fit$converged)
+      expect_equal(fit$convergence$converged, TRUE)
+      expect_equal(fit$loglik, as.numeric(logLik(l)), tolerance = 1e-6)
+      expect_equal(unname(fit$sigma[1]), vc$sdcor[vc$grp == "la"], tolerance = 1e-5)
+      expect_equal(fit$residual_sd, stats::sigma(l), tolerance = 1e-5)
+      expect_equal(unname(coef(fit)), unname(lme4::fixef(l)), tolerance = 1e-6)
+      expect_equal(sqrt(diag(vcov(fit))), sqrt(diag(as.matrix(stats::vcov(l)))),
+                   tolerance = 1e-5, ignore_attr = TRUE)
+      # and the fit is the affine image of the untransformed fit
+      expect_equal(unname(coef(fit)["treated"]), b * unname(coef(f0)["treated"]), tolerance = 1e-8)
+      expect_equal(unname(fit$sigma), b * unname(f0$sigma), tolerance = 1e-6)
+      # REML: V scales by b^2 and X'V^-1 X by b^-2, so the log-likelihood
+      # moves by -(N - p) log b; the shift of `since` has Jacobian 1
+      expect_equal(fit$loglik, f0$loglik - (fit$nobs - length(coef(fit))) * log(b),
+                   tolerance = 1e-9)
+      ci <- confint(fit, "treated", method = "profile")
+      expect_equal(unname(ci[1, ]), b * unname(confint(f0, "treated", method = "profile")[1, ]),
+                   tolerance = 1e-6)
+    }
+  }
+})
+
+test_that("LMM convergence is judged from nlminb's message and the gradient", {
+  obj <- function(t) sum((t - c(0.7, 1.3))^2) * 10
+  ok <- lmm_convergence(obj, c(0.7, 1.3), list(message = "false convergence (8)", iterations = 9L),
+                        list(boundary_tol = 1e-4))
+  expect_true(ok$converged)
+  expect_match(ok$message, "false convergence")
+  lim <- lmm_convergence(obj, c(0.7, 1.3), list(message = "iteration limit reached without convergence (10)",
+                                                iterations = 500L), list(boundary_tol = 1e-4))
+  expect_false(lim$converged)
+  off <- lmm_convergence(obj, c(0.9, 1.3), list(message = "relative convergence (4)", iterations = 9L),
+                         list(boundary_tol = 1e-4))
+  expect_false(off$converged)
+  expect_match(off$message, "scaled gradient 4")
+  # a component at the boundary is not judged by its one-sided derivative
+  bd <- lmm_convergence(function(t) t[1] + (t[2] - 1)^2, c(0, 1),
+                        list(message = "relative convergence (4)", iterations = 9L),
+                        list(boundary_tol = 1e-4))
+  expect_true(bd$converged)
+})
+
+test_that("the Laplace Newton reports non-convergence with the package's convention", {
+  d <- sim_sw(20, 0.5, 5)
+  expect_warning(fit <- sw_glmm(f_main, d, control = list(maxit = 1L)),
+                 class = "sfpceval_not_converged")
+  expect_false(fit$converged)
+  expect_false(glance.sw_glmm(fit)$converged)
+  expect_match(fit$convergence$message, "iteration limit")
+  fit2 <- sw_glmm(f_main, d)
+  expect_true(fit2$convergence$converged)
+  expect_match(fit2$convergence$message, "Newton decrement")
+})
