@@ -59,7 +59,7 @@
 #' With 5 LAs the Wald tests are optimistic; the protocol's permutation test
 #' is the reference for inference on the treatment effect.
 #'
-#' **Choices where the protocol is silent** (see also METHODS.md section 10):
+#' **Choices where the protocol is silent**:
 #' * sigma is the SD of the random intercept, optimised on its own scale
 #'   (b = sigma u, u ~ N(0, 1), as lme4's theta) rather than on log(sigma), so
 #'   that a fit at or near sigma = 0 is regular; the boundary rule is
@@ -471,19 +471,52 @@ cell_key <- function(X, cl, full = FALSE) {
   .Call(ffi_glmm_row_groups, X, as.integer(cl), as.integer(full))
 }
 
-# Collapse rows to binomial cells sorted by cluster.
-binom_cells <- function(X, y, cl, G) {
-  key <- cell_key(X, cl)
+# Collapse rows to binomial cells sorted by cluster. `y`: successes per row
+# (0/1 for Bernoulli rows); `trials`: trials per row (NULL: 1 each).
+binom_cells <- function(X, y, cl, G, trials = NULL) {
+  cells_by_key(cell_key(X, cl), function(i) X[i, , drop = FALSE], y, trials, cl, G)
+}
+
+# Binomial cells from a row key (1..K in order of first appearance): the
+# model-matrix rows come from rows_of(first row of each cell). The row-level
+# successes and trials are kept (`row_s`, `row_n`) so that the cells can be
+# split further (glmm_split_cells()).
+cells_by_key <- function(key, rows_of, y, trials, cl, G) {
   K <- max(key)
   first <- match(seq_len(K), key)
   ccl <- cl[first]
   o <- order(ccl, first)
-  n <- tabulate(key, K)
-  s <- tabulate(key[y == 1], K)
-  list(X = X[first[o], , drop = FALSE], n = as.double(n[o]), s = as.double(s[o]),
+  n <- if (is.null(trials)) tabulate(key, K) else as.vector(rowsum(trials, key, reorder = TRUE))
+  s <- as.vector(rowsum(y, key, reorder = TRUE))
+  inv <- integer(K)
+  inv[o] <- seq_len(K)
+  list(X = rows_of(first[o]), n = as.double(n[o]), s = as.double(s[o]),
        cell_cluster = ccl[o],
        cstart = as.integer(c(0L, cumsum(tabulate(ccl[o], G)))),
-       row_cell = match(key, seq_len(K)[o]))
+       row_cell = inv[key], row_s = as.double(y),
+       row_n = if (is.null(trials)) NULL else as.double(trials))
+}
+
+# The fit with its cells split by `split` (an integer per analysed row), so
+# that a treatment that is a function of (cluster, split) is constant within
+# every cell; the likelihood, and so the fit, is unchanged (the binomial
+# coefficient is omitted). Used by the permutation test when go-live dates
+# fall inside periods.
+glmm_split_cells <- function(fit, split) {
+  d <- fit$cells
+  if (is.null(d$row_s)) {
+    stop_arg("fit", "was made by an older version of sfpceval", "refit it with sw_glmm().")
+  }
+  S <- max(split) + 1
+  k <- (d$row_cell - 1) * S + split
+  key <- match(k, unique(k))
+  if (max(key) == nrow(d$X)) return(fit)
+  G <- length(fit$info$levels)
+  d2 <- cells_by_key(key, function(i) d$X[d$row_cell[i], , drop = FALSE], d$row_s, d$row_n,
+                     d$cell_cluster[d$row_cell], G)
+  d2[c("gh", "u0")] <- d[c("gh", "u0")]
+  fit$cells <- d2
+  fit
 }
 
 binom_eval <- function(d, beta, sigma, what = 0L, u0 = d$u0) {
