@@ -42,6 +42,16 @@
 #' model is refitted with sigma = 0 (a plain logistic regression), a message
 #' says so, and `print()` repeats it.
 #'
+#' **Successes out of trials.** A response `cbind(successes, failures)`
+#' (e.g. `cbind(missed, possible - missed)`, sessions of unauthorised absence
+#' out of sessions possible: the protocol's logit robustness check for
+#' absence) is fitted as binomial counts; the rows collapse into cells as
+#' above, `nobs()` counts rows and `ntrials` the trials, and the
+#' log-likelihood then includes the binomial coefficients, as glmer's does.
+#' Negative counts, successes above the trials (negative failures) and
+#' non-whole counts are errors naming the rows; rows with no trials are
+#' excluded and counted.
+#'
 #' The treatment effect is reported as an odds ratio and as a marginal risk
 #' difference: the average over the analysed rows of the predicted risk with
 #' `treatment` set to 1 minus that with `treatment` set to 0, either at
@@ -88,9 +98,10 @@
 #'   Gaussian models also accept the nested form `(1 | la / child_id)`.
 #'   Random slopes are not supported.
 #' @param data A data frame holding every variable of `formula`.
-#' @param family `binomial()` (logit link; the outcome must be 0/1 or
-#'   logical) or `gaussian()` (identity link), as a family object, a function
-#'   or a string.
+#' @param family `binomial()` (logit link; the outcome is 0/1 or logical,
+#'   or successes out of trials written `cbind(successes, failures)` as for
+#'   `glm()` and `lme4::glmer()`) or `gaussian()` (identity link), as a
+#'   family object, a function or a string.
 #' @param nAGQ Number of adaptive Gauss-Hermite quadrature nodes per cluster
 #'   for the binomial family: 1 (Laplace approximation) to 25.
 #' @param REML For the gaussian family: `TRUE` (default) for REML, `FALSE`
@@ -328,6 +339,18 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
     flow <- rbind(flow, data.frame(step = "missing value in a model variable",
                                    excluded = sum(miss), remaining = sum(!miss)))
   }
+  y0 <- stats::model.response(mf)
+  if (!is.null(dim(y0)) && family$family == "binomial") {
+    z <- binom_matrix_response(y0, miss, yname)
+    if (any(z)) {
+      warn_rows("data", yname, which(z),
+                paste(plural(sum(z), "has", "have"), "no trials (successes + failures = 0) and", plural(sum(z), "was", "were"), "excluded"),
+                "such rows carry no information; drop them before fitting to silence this warning.")
+      flow <- rbind(flow, data.frame(step = "no trials (successes + failures = 0)",
+                                     excluded = sum(z), remaining = sum(!(miss | z))))
+      miss <- miss | z
+    }
+  }
   kept <- which(!miss)
   mf <- mf[kept, , drop = FALSE]
   # levels present only in excluded rows would give empty columns
@@ -345,11 +368,22 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
                "convert the outcome to numbers.")
   }
   if (is.logical(y)) y <- as.numeric(y)
+  trials <- NULL
   if (!is.null(dim(y))) {
-    stop_arg("formula", "has a matrix response", "use one 0/1 column per row.")
+    if (family$family != "binomial") {
+      stop_arg("formula", "has a matrix response", "use one numeric column per row.")
+    }
+    trials <- as.double(y[, 1] + y[, 2])
+    y <- y[, 1]
   }
   y <- as.double(y)
-  if (family$family == "binomial") {
+  if (!is.null(trials)) {
+    if (sum(y) == 0 || sum(y) == sum(trials)) {
+      stop_rows("data", yname, seq_along(y),
+                sprintf("all have %s, so there is nothing to model", if (sum(y) == 0) "no successes" else "no failures"),
+                "check the outcome definition.")
+    }
+  } else if (family$family == "binomial") {
     bad <- which(!(y %in% c(0, 1)))
     if (length(bad)) {
       stop_rows("data", yname, kept[bad],
@@ -439,10 +473,39 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
                          control_clusters = rowSums(matrix(n_all - n_trt > 0, ncol = G, byrow = TRUE)),
                          row.names = NULL)
   }
-  list(X = X, y = y, cl = cl, child = child, groups = pf$group_names,
+  list(X = X, y = y, trials = trials, cl = cl, child = child, groups = pf$group_names,
        levels = lev1, child_levels = lev2, terms = terms, flow = flow,
        kept = kept, yname = yname, treatment = trt, design = design,
        xlevels = stats::.getXlevels(terms, mf))
+}
+
+# A binomial response written cbind(successes, failures) (as glm() and
+# lme4::glmer() take it): checks the rows not already excluded and returns
+# the rows with no trials (to be excluded and counted).
+binom_matrix_response <- function(y, miss, yname) {
+  if (ncol(y) != 2L) {
+    stop_arg("formula", sprintf("has a %d-column matrix response", ncol(y)),
+             "write a binomial response as cbind(successes, failures), e.g. cbind(missed, possible - missed).")
+  }
+  ok <- !miss
+  s <- y[, 1]
+  f <- y[, 2]
+  checks <- list(
+    list(bad = ok & s < 0, what = "have a negative number of successes (first column of cbind(successes, failures))",
+         fix = "check the successes column."),
+    list(bad = ok & f < 0, what = "have more successes than trials (a negative number of failures in the second column of cbind(successes, failures))",
+         fix = "the response is cbind(successes, failures), not cbind(successes, trials): write cbind(missed, possible - missed), and check rows where successes exceed the trials."),
+    list(bad = ok & (s != round(s) | f != round(f)), what = "are not whole numbers of successes and failures",
+         fix = "give counts (sessions missed and sessions attended), not rates."))
+  for (ck in checks) {
+    if (any(ck$bad)) {
+      b <- which(ck$bad)
+      stop_rows("data", yname, b, ck$what, ck$fix,
+                keys = paste0("(", utils::head(s[b], 5), ", ", utils::head(f[b], 5), ")"),
+                key_name = "(successes, failures)")
+    }
+  }
+  ok & s + f == 0
 }
 
 # ---- binomial: cells, quadrature rule, likelihood ---------------------------
@@ -637,7 +700,7 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
             "\nFix: check the outcome in that cluster; the estimates are valid but the cluster says little about the treatment effect.",
             call. = FALSE)
   }
-  d <- binom_cells(prep$X, prep$y, prep$cl, G)
+  d <- binom_cells(prep$X, prep$y, prep$cl, G, prep$trials)
   d$gh <- gauss_hermite(Q)
   d$u0 <- double(0)
   trt_info <- NULL
@@ -650,13 +713,17 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
         unique_rows(Xc, d$n)
       })
     } else {
-      list(unique_rows(tr$X0), unique_rows(tr$X1))
+      w <- prep$trials %||% rep(1, nrow(tr$X0))
+      list(unique_rows(tr$X0, w), unique_rows(tr$X1, w))
     }
     trt_info <- list(name = tr$name, coef = tr$coef, cf = list(X0 = cf[[1]], X1 = cf[[2]]),
                      main_only = tr$main_only)
   }
+  # glmer's log-likelihood of a cbind(successes, failures) response has the
+  # binomial coefficients (0 for Bernoulli rows); the C code omits them
+  lchoose_sum <- if (is.null(prep$trials)) 0 else sum(lchoose(prep$trials, prep$y))
   info <- list(levels = prep$levels, groups = prep$groups, Q = Q,
-               sigma_fixed = sigma_fixed, trt_info = trt_info)
+               sigma_fixed = sigma_fixed, trt_info = trt_info, loglik_const = lchoose_sum)
   binom_estimate(d, info, ctrl, start = NULL)
 }
 
@@ -736,8 +803,9 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
   re_sd <- stats::setNames(list(stats::setNames(sig * cur$scale, info$levels)), info$groups[1])
   out <- list(coefficients = beta, vcov = vc, vcov_theta = Vfull,
               sigma = stats::setNames(sig, info$groups[1]),
-              loglik = cur$loglik, df = length(free),
-              nobs = as.integer(sum(d$n)), ngroups = stats::setNames(G, info$groups[1]),
+              loglik = cur$loglik + (info$loglik_const %||% 0), df = length(free),
+              nobs = length(d$row_cell), ntrials = sum(d$n),
+              ngroups = stats::setNames(G, info$groups[1]),
               ncells = nrow(d$X),
               method = if (info$Q == 1L) "Laplace" else sprintf("adaptive Gauss-Hermite quadrature, %d nodes", info$Q),
               nAGQ = info$Q, boundary = boundary, sigma_fixed = sigma_fixed,
@@ -1102,7 +1170,7 @@ profile_loglik_fun <- function(fit, j) {
       th[j] <- b
       r <- binom_newton(d, th, free, fit$ctrl)
       last <<- r$theta
-      r$cur$loglik
+      r$cur$loglik + (fit$info$loglik_const %||% 0)
     }
   } else {
     s <- fit$setup
@@ -1337,6 +1405,7 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   if (!is.null(x$formula)) cat("Formula: ", paste(deparse(x$formula), collapse = " "), "\n", sep = "")
   cat(sprintf("Rows: %s in %s clusters", format(x$nobs, big.mark = ","),
               paste(paste(x$ngroups, names(x$ngroups)), collapse = " / ")))
+  if (!is.null(x$ntrials) && x$ntrials != x$nobs) cat(sprintf(", %s trials", format(x$ntrials, big.mark = ",")))
   if (!is.null(x$ncells)) cat(sprintf(" (%s binomial cells)", format(x$ncells, big.mark = ",")))
   cat("\n")
   if (!is.null(x$exclusion_flow) && nrow(x$exclusion_flow) > 1L) {

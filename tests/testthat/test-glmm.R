@@ -623,3 +623,87 @@ test_that("the Laplace Newton reports non-convergence with the package's convent
   expect_true(fit2$convergence$converged)
   expect_match(fit2$convergence$message, "Newton decrement")
 })
+
+# ---- successes out of trials (#13) ----------------------------------------------
+
+sim_counts <- function(seed) {
+  set.seed(seed)
+  d <- expand.grid(child = 1:25, period = 0:5, la = las, stringsAsFactors = FALSE)
+  d$treated <- as.integer(d$period >= match(d$la, las))
+  d$x <- round(rnorm(nrow(d)), 1)
+  d$possible <- sample(10:40, nrow(d), TRUE)
+  b <- rnorm(5, sd = 0.4)[match(d$la, las)]
+  d$missed <- rbinom(nrow(d), d$possible, plogis(-2 + 0.2 * d$treated + 0.3 * d$x + b))
+  d
+}
+
+test_that("cbind(successes, failures) equals the Bernoulli expansion (plain R) and lme4::glmer", {
+  d <- sim_counts(31)
+  f <- cbind(missed, possible - missed) ~ treated + factor(period) + x + (1 | la)
+  fit <- sw_glmm(f, d)
+  # plain R: one Bernoulli row per trial gives the same likelihood up to the
+  # binomial coefficients
+  long <- d[rep(seq_len(nrow(d)), d$possible), ]
+  long$y <- unlist(lapply(seq_len(nrow(d)), function(i) rep(c(1, 0), c(d$missed[i], d$possible[i] - d$missed[i]))))
+  fb <- sw_glmm(y ~ treated + factor(period) + x + (1 | la), long)
+  expect_equal(coef(fit), coef(fb), tolerance = 1e-10)
+  expect_equal(fit$sigma, fb$sigma, tolerance = 1e-10)
+  expect_equal(fit$loglik, fb$loglik + sum(lchoose(d$possible, d$missed)), tolerance = 1e-10)
+  expect_equal(nobs(fit), nrow(d))
+  expect_equal(fit$ntrials, sum(d$possible))
+  expect_equal(fit$treatment$risk_difference, fb$treatment$risk_difference, tolerance = 1e-8)
+  expect_equal(vcov(fit), vcov(fb), tolerance = 1e-6)
+  # the likelihood at the estimate equals the dense plain-R integral on the long rows
+  X <- model.matrix(~ treated + factor(period) + x, long)
+  expect_equal(fit$loglik - sum(lchoose(d$possible, d$missed)),
+               ref_laplace(X, long$y, long$la, coef(fit), fit$sigma), tolerance = 1e-8)
+  skip_if_not_installed("lme4")
+  for (q in c(1L, 25L)) {
+    fq <- sw_glmm(f, d, nAGQ = q)
+    g <- glmer_tight(f, d, q)
+    expect_equal(unname(coef(fq)), unname(lme4::fixef(g)), tolerance = 1e-5)
+    expect_equal(unname(fq$sigma), as.data.frame(lme4::VarCorr(g))$sdcor, tolerance = 1e-4)
+    # glmer's AGQ (nAGQ > 1) log-likelihood is relative to the saturated
+    # model (its deviance residuals); its Laplace one has the coefficients
+    sat <- if (q > 1L) sum(dbinom(d$missed, d$possible, d$missed / d$possible, log = TRUE)) else 0
+    expect_equal(fq$loglik - sat, as.numeric(logLik(g)), tolerance = 1e-8)
+    # glmer's vcov() comes from its own finite-difference Hessian (lme4's
+    # deriv12, accurate to about 1e-4 relative), so this checks agreement
+    # at that accuracy; the exact check is the Bernoulli expansion below
+    expect_equal(unname(sqrt(diag(vcov(fq)))), unname(sqrt(diag(as.matrix(vcov(g))))), tolerance = 1e-3)
+  }
+  fb25 <- sw_glmm(y ~ treated + factor(period) + x + (1 | la), long, nAGQ = 25)
+  expect_equal(vcov(sw_glmm(f, d, nAGQ = 25)), vcov(fb25), tolerance = 1e-6)
+})
+
+test_that("cbind response: a hand-made one-cluster table (sigma = 0) is the 2 x 2 logit", {
+  # control 3 of 10, treated 6 of 8: log odds ratio log((6/2) / (3/7))
+  d <- data.frame(la = "A", treated = c(0, 0, 1, 1), s = c(1, 2, 4, 2), f = c(4, 3, 1, 1))
+  fit <- sw_glmm(cbind(s, f) ~ treated + (1 | la), d, sigma = 0)
+  expect_equal(unname(coef(fit)), c(log(3 / 7), log((6 / 2) / (3 / 7))), tolerance = 1e-9)
+  expect_equal(fit$loglik, sum(dbinom(d$s, d$s + d$f, ifelse(d$treated == 1, 6 / 8, 3 / 10), log = TRUE)),
+               tolerance = 1e-10)
+})
+
+test_that("cbind response: bad counts are errors naming rows; rows with no trials are counted", {
+  d <- sim_counts(32)[1:200, ]
+  f <- cbind(missed, possible - missed) ~ treated + factor(period) + (1 | la)
+  bad <- d
+  bad$missed[c(7, 9)] <- bad$possible[c(7, 9)] + 2
+  expect_snapshot(sw_glmm(f, bad), error = TRUE)
+  neg <- d
+  neg$missed[3] <- -1
+  expect_snapshot(sw_glmm(f, neg), error = TRUE)
+  frac <- d
+  frac$missed[5] <- 2.5
+  expect_snapshot(sw_glmm(f, frac), error = TRUE)
+  expect_snapshot(sw_glmm(cbind(missed, possible, x) ~ treated + (1 | la), d), error = TRUE)
+  expect_snapshot(sw_glmm(f, d, family = gaussian()), error = TRUE)
+  zero <- d
+  zero$possible[c(2, 4)] <- 0
+  zero$missed[c(2, 4)] <- 0
+  expect_warning(fz <- sw_glmm(f, zero), "no trials")
+  expect_equal(fz$exclusion_flow$excluded[2], 2)
+  expect_equal(nobs(fz), 198L)
+  expect_equal(coef(fz), coef(sw_glmm(f, zero[-c(2, 4), ])), tolerance = 1e-10)
+})
