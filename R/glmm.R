@@ -67,7 +67,14 @@
 #' equals lme4's REML criterion / deviance.
 #'
 #' With 5 LAs the Wald tests are optimistic; the protocol's permutation test
-#' is the reference for inference on the treatment effect.
+#' is the reference for inference on the treatment effect. For a gaussian
+#' fit, [wild_boot()] gives the wild cluster restricted bootstrap-t at the
+#' level of the outer grouping (the LA): the restricted GLS fit with the
+#' variance components held at their estimates, its residuals multiplied by
+#' cluster weights (Rademacher, or Webb's six-point weights, enumerated when
+#' there are 2^G / 6^G <= 4,096 / 46,656 vectors), the CR1 t-statistic of each
+#' bootstrap GLS fit; the confidence interval inverts the test. It works from
+#' per-cluster cross-products kept in the fit, so a draw costs O(G^2).
 #'
 #' **Choices where the protocol is silent**:
 #' * sigma is the SD of the random intercept, optimised on its own scale
@@ -936,6 +943,11 @@ lmm_setup <- function(X, y, cl, child, G) {
   Z <- cbind(X, y)
   out <- list(ZZ = crossprod(Z), N = nrow(X), p = ncol(X), G = G,
               nested = !is.null(child))
+  # the same cross-products per cluster (for the cluster bootstrap):
+  # ZZg[, , a] = Z_a'Z_a, Mg[[i]][, , a] = sum of S_c S_c' over cluster a's
+  # children with m_i rows
+  rows <- split(seq_len(nrow(Z)), factor(cl, levels = seq_len(G)))
+  out$ZZg <- vapply(rows, function(i) crossprod(Z[i, , drop = FALSE]), Z[1:ncol(Z), , drop = FALSE] * 0)
   if (is.null(child)) {
     out$m <- 1
     out$Tam <- list(rowsum(Z, cl, reorder = TRUE))
@@ -957,6 +969,10 @@ lmm_setup <- function(X, y, cl, child, G) {
     })
     out$cnt <- vapply(m, function(k) tabulate(ccl[nc == k], G), double(G))
     dim(out$cnt) <- c(G, length(m))
+    out$Mg <- lapply(m, function(k) {
+      vapply(seq_len(G), function(a) crossprod(S[nc == k & ccl == a, , drop = FALSE]),
+             out$ZZ * 0)
+    })
     out$S <- S
     out$nc <- nc
     out$ccl <- ccl
