@@ -247,6 +247,8 @@ strata_groups <- function(strat, n) {
 #' @param seed Seed for sampling allocations.
 #' @param alpha Level for the confidence interval and the attainability check.
 #' @param adjust For `"npwp"`: residualise on the null model first.
+#' @param conf_int For `"npwp"`: compute the confidence interval by test
+#'   inversion (default `TRUE`; `FALSE` saves time in simulations).
 #' @return An object of class `sw_perm_test` with `estimate`, `p_value`,
 #'   `n_allocations` (the count of distinct admissible allocations),
 #'   `sampled`, `n_used`, `min_p`, `can_reject`, `statistics` (one per
@@ -271,7 +273,7 @@ perm_test <- function(fit, design = NULL, statistic = c("model", "npwp"),
                       cluster = "la", period = "step", stratum = NULL,
                       go_live = NULL, date = "referral_date",
                       max_enumerate = 10000L, n_perm = 2000L, seed = 1,
-                      alpha = 0.05, adjust = TRUE) {
+                      alpha = 0.05, adjust = TRUE, conf_int = TRUE) {
   statistic <- match.arg(statistic)
   check_count_arg(max_enumerate, "max_enumerate")
   check_count_arg(n_perm, "n_perm")
@@ -339,7 +341,7 @@ perm_test <- function(fit, design = NULL, statistic = c("model", "npwp"),
   can_reject <- min_p <= alpha
   ci <- NULL
   ci_note <- NULL
-  if (statistic == "npwp") {
+  if (statistic == "npwp" && isTRUE(conf_int)) {
     if (can_reject) {
       ci <- stat_fun$invert(allocs, observed, alpha, sampled)
     } else {
