@@ -122,14 +122,30 @@
 #' @param control A list of tuning values: `tol` (Newton decrement at
 #'   convergence, default `1e-10`), `maxit` (default `100`),
 #'   `boundary_tol` (default `1e-4`), `verbose` (default `FALSE`).
+#' @param cluster For the gaussian family: the column of `data` (the local
+#'   authority) by which to cluster CR2 standard errors of the fixed effects,
+#'   with Satterthwaite (Bell-McCaffrey) degrees of freedom, as
+#'   `clubSandwich::vcovCR(type = "CR2")` and `coef_test(test =
+#'   "Satterthwaite")` give for an lmer fit (Pustejovsky & Tipton 2018): the
+#'   working covariance of the fit is the target. The random-effect groups
+#'   must nest in the clusters: cluster by the outer grouping of
+#'   `(1 | la)` / `(1 | la / child_id)`, or by the LA for a child random
+#'   effect `(1 | child_id)` with LA fixed effects (the Family Safeguarding
+#'   absence model). Computed per cluster from low-rank updates, without
+#'   n_g x n_g matrices. `NULL` (default): none.
 #' @param ... Not used; an error if given.
 #' @return An object of class `sw_glmm`, a list with `coefficients`, `vcov`,
 #'   `sigma` (random-intercept SD(s)), `loglik`, `nobs`, `ngroups`, `family`,
 #'   `method`, `boundary`, `treatment` (odds ratio and risk differences for
 #'   the binomial family), `ranef`, `exclusion_flow` (rows dropped for
 #'   missing values), `design` (treated and control clusters per value of
-#'   the period variable when there is one) and what is needed to refit
-#'   it cheaply.
+#'   the period variable when there is one), `converged` and `convergence`
+#'   (`converged`, `iterations`, `message`: the optimiser's report), for the
+#'   gaussian family `residual_sd`, `theta` (the SDs relative to the
+#'   residual SD) and, with `cluster`, `cr2` (`vcov`, `df` per coefficient,
+#'   `cluster`, `n_clusters`; also `vcov(fit, type = "CR2")`), for a
+#'   binomial response written `cbind(successes, failures)` `ntrials`, and
+#'   what is needed to refit it cheaply.
 #' @examples
 #' set.seed(1)
 #' d <- expand.grid(la = paste0("LA", 1:5), period = 0:5, child = 1:40)
@@ -149,7 +165,7 @@
 #' @export
 sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
                     REML = TRUE, treatment = "treated", sigma = NULL,
-                    control = list(), ...) {
+                    control = list(), cluster = NULL, ...) {
   if (...length()) {
     stop_arg("...", sprintf("has unused argument%s %s",
                             if (...length() > 1) "s" else "",
@@ -183,11 +199,21 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   if (!is.null(sigma) && family$family != "binomial") {
     stop_arg("sigma", "can only be fixed for the binomial family")
   }
+  if (!is.null(cluster)) {
+    if (family$family != "gaussian") {
+      stop_arg("cluster", "gives CR2 standard errors for the linear mixed model only",
+               "drop `cluster` for a binomial fit (use wild_boot() or perm_test() for few clusters).")
+    }
+    if (!is.character(cluster) || length(cluster) != 1L || !cluster %in% names(data)) {
+      stop_arg("cluster", "must name one column of `data` (the local authority)")
+    }
+  }
   prep <- glmm_prepare(formula, data, family, treatment, sigma)
   fit <- if (family$family == "binomial") {
     binom_fit(prep, as.integer(nAGQ), sigma, ctrl)
   } else {
-    lmm_fit(prep, REML, ctrl)
+    lmm_fit(prep, REML, ctrl, if (is.null(cluster)) NULL else
+      list(name = cluster, values = data[[cluster]][prep$kept], kept = prep$kept))
   }
   fit$call <- cl
   fit$formula <- formula
@@ -1081,7 +1107,7 @@ lmm_standardise <- function(X, y) {
   list(X = Z[, -k, drop = FALSE], y = Z[, k], T = T, j0 = j0)
 }
 
-lmm_fit <- function(prep, REML, ctrl) {
+lmm_fit <- function(prep, REML, ctrl, cluster = NULL) {
   G <- length(prep$levels)
   p <- ncol(prep$X)
   if (length(prep$y) <= p) {
@@ -1147,8 +1173,53 @@ lmm_fit <- function(prep, REML, ctrl) {
   if (!is.null(prep$treatment) && !is.null(prep$treatment$coef)) {
     out$trt_info <- list(name = prep$treatment$name, coef = prep$treatment$coef)
   }
+  if (!is.null(cluster)) {
+    e_s <- st$y - drop(st$X %*% pc$beta)
+    out$cr2 <- lmm_fit_cr2(prep, st, th, e_s, tcrossprod(Ri), Txi, ss, cluster, nm)
+  }
   class(out) <- "sw_glmm"
   out
+}
+
+# The CR2 variance of the fixed effects clustered by `cluster` (list(name,
+# values, kept)), in the original frame: units and (a, b) of lmm_cr2() from
+# the random-effect structure, which must nest in the clusters.
+lmm_fit_cr2 <- function(prep, st, th, e_s, M, Txi, ss, cluster, nm) {
+  v <- cluster$values
+  bad <- which(is.na(v))
+  if (length(bad)) {
+    stop_rows("data", cluster$name, cluster$kept[bad], "have no cluster", "fill in the cluster or drop the rows.")
+  }
+  ccl <- match(as.character(v), sort(unique(as.character(v))))
+  G <- max(ccl)
+  if (G < 2L) stop_arg("cluster", sprintf("has one value (`%s`); CR2 needs several clusters", cluster$name))
+  top <- prep$cl
+  per_top <- tapply(ccl, top, function(z) length(unique(z)))
+  if (any(per_top > 1L)) {
+    g <- prep$levels[as.integer(names(per_top))[per_top > 1L]]
+    stop_arg("cluster", sprintf("does not nest the random-effect groups: `%s` = %s lies in several clusters",
+                                prep$groups[1], paste(utils::head(g, 3), collapse = ", ")),
+             sprintf("cluster by `%s` or by a grouping that contains each of its levels.", prep$groups[1]))
+  }
+  same <- length(unique(top)) == G
+  if (same) {
+    unit <- if (is.null(prep$child)) seq_along(ccl) else prep$child
+    a <- if (is.null(prep$child)) 0 else th[2]^2
+    b <- th[1]^2
+  } else {
+    if (!is.null(prep$child)) {
+      stop_arg("cluster", sprintf("is coarser than `%s` in a nested random-effect model, which CR2 here does not support",
+                                  prep$groups[1]),
+               sprintf("cluster by `%s`.", prep$groups[1]))
+    }
+    unit <- top
+    a <- th[1]^2
+    b <- 0
+  }
+  r <- lmm_cr2(st$X, e_s, ccl, unit, a, b, M, L = t(Txi))
+  V <- ss^2 * Txi %*% r$vcov %*% t(Txi)
+  dimnames(V) <- list(nm, nm)
+  list(vcov = V, df = stats::setNames(r$df, nm), cluster = cluster$name, n_clusters = G)
 }
 
 # Convergence of the LMM optimisation: nlminb's message (an iteration or
@@ -1277,6 +1348,8 @@ profile_ci <- function(fit, j, level) {
 #' used, since REML is not a likelihood for the fixed effects).
 #'
 #' @param object,x An `sw_glmm` fit.
+#' @param type For `vcov()`: `"model"` (the model-based variance) or `"CR2"`
+#'   (cluster-robust, for a gaussian fit made with `cluster`).
 #' @param type `"fixed"` or `"random"`.
 #' @param parm Coefficient names or indices (default: all; profile
 #'   intervals default to the treatment coefficient).
@@ -1320,7 +1393,15 @@ ranef.sw_glmm <- function(object, ...) object$ranef
 
 #' @rdname sw_glmm-methods
 #' @export
-vcov.sw_glmm <- function(object, ...) object$vcov
+vcov.sw_glmm <- function(object, type = c("model", "CR2"), ...) {
+  type <- match.arg(type)
+  if (type == "model") return(object$vcov)
+  if (is.null(object$cr2)) {
+    stop_arg("type", "is \"CR2\" but the fit has no cluster-robust variance",
+             "refit the linear mixed model with sw_glmm(..., cluster = \"la\").")
+  }
+  object$cr2$vcov
+}
 
 #' @rdname sw_glmm-methods
 #' @export
@@ -1434,6 +1515,16 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   rownames(m) <- tab$term
   colnames(m) <- c("Estimate", "Std. Error", "z value", "Pr(>|z|)")
   stats::printCoefmat(m, digits = digits, has.Pvalue = TRUE, P.values = TRUE)
+  if (!is.null(x$cr2)) {
+    cat(sprintf("\nFixed effects, CR2 standard errors clustered by `%s` (%d clusters), Satterthwaite df:\n",
+                x$cr2$cluster, x$cr2$n_clusters))
+    est <- x$coefficients
+    se <- sqrt(diag(x$cr2$vcov))
+    tt <- est / se
+    m2 <- cbind(Estimate = est, `Std. Error` = se, df = x$cr2$df, `t value` = tt,
+                `Pr(>|t|)` = 2 * stats::pt(-abs(tt), x$cr2$df))
+    stats::printCoefmat(m2, digits = digits, has.Pvalue = TRUE, P.values = TRUE, cs.ind = 1:2, tst.ind = 4)
+  }
   cat("\nRandom effects (SD):", paste(sprintf("%s %s", names(x$sigma),
                                               format(x$sigma, digits = digits)), collapse = ", "))
   if (!is.null(x$residual_sd)) cat(", residual", format(x$residual_sd, digits = digits))

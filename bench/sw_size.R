@@ -10,12 +10,16 @@
 # misspecification few-cluster inference has to survive), child noise; no
 # treatment effect. Rejection rate at 5% with its Monte Carlo standard error.
 # Not a test: run once,
-#   nice Rscript bench/sw_size.R [reps] [paths]
-# paths: comma-separated from wcr, perm_npwp, perm_glmm (default all).
+#   nice Rscript bench/sw_size.R [reps] [paths] [shock_sd]
+# paths: comma-separated from wcr, perm_npwp, perm_glmm (default all);
+# shock_sd: SD of the LA x step shocks (default 0.25; 0 = the random-intercept
+# model holds).
 suppressMessages(pkgload::load_all(".", quiet = TRUE))
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args)) as.integer(args[1]) else 1000L
 paths <- if (length(args) > 1) strsplit(args[2], ",")[[1]] else c("wcr", "perm_npwp", "perm_glmm")
+shock_sd <- if (length(args) > 2) as.numeric(args[3]) else 0.25
+cat(sprintf("%d null data sets, LA x step shock SD %g\n", reps, shock_sd))
 set.seed(20261203)
 las <- paste0("L", 1:5)
 strata <- c(L1 = "high", L2 = "high", L3 = "low", L4 = "low", L5 = "low")
@@ -30,7 +34,7 @@ sim_one <- function(binary = FALSE) {
   d$step <- as.integer(d$referral_date - start) %/% 182L
   d$treated <- as.integer(d$referral_date >= go_live[d$la])
   u <- stats::rnorm(5, sd = 0.4)[match(d$la, las)]
-  shock <- matrix(stats::rnorm(30, sd = 0.25), 5, 6)[cbind(match(d$la, las), d$step + 1L)]
+  shock <- matrix(stats::rnorm(30, sd = shock_sd), 5, 6)[cbind(match(d$la, las), d$step + 1L)]
   lin <- 0.05 * d$step + u + shock
   d$y <- if (binary) stats::rbinom(n, 1, stats::plogis(-1 + lin)) else lin + stats::rnorm(n)
   d

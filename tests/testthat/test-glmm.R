@@ -707,3 +707,117 @@ test_that("cbind response: bad counts are errors naming rows; rows with no trial
   expect_equal(nobs(fz), 198L)
   expect_equal(coef(fz), coef(sw_glmm(f, zero[-c(2, 4), ])), tolerance = 1e-10)
 })
+
+# ---- CR2 for the linear mixed model (#13) -------------------------------------------
+
+cr2_data <- function(seed, G = 6, nch = 150) {
+  set.seed(seed)
+  las <- paste0("L", seq_len(G))
+  ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE), period = sample(0:5, nch, TRUE))
+  ch$treated <- as.integer(ch$period >= match(ch$la, las) * 5 / G)
+  nt <- sample(1:3, nch, TRUE)
+  d <- ch[rep(seq_len(nch), nt), ]
+  d$since <- unlist(lapply(nt, seq_len)) * 4 + round(runif(nrow(d)), 2)
+  d$yr <- factor(d$since %/% 4)
+  d$y <- 10 + d$treated + 0.3 * d$since + rnorm(G)[match(d$la, las)] +
+    rnorm(nch, sd = 2)[d$child_id] + rnorm(nrow(d), sd = 3)
+  d
+}
+
+# Plain R, dense: Pustejovsky & Tipton's CR2 with the working model as target
+# (A_g = R' (R (I - H)_gg Phi_g R')^-1/2 R, R = chol(Phi_g)) and the
+# Satterthwaite df from the full n x n matrices.
+ref_cr2 <- function(X, y, cl, Phi) {
+  n <- length(y)
+  Phii <- solve(Phi)
+  M <- solve(crossprod(X, Phii %*% X))
+  beta <- M %*% crossprod(X, Phii %*% y)
+  e <- drop(y - X %*% beta)
+  IH <- diag(n) - X %*% M %*% crossprod(X, Phii)
+  mpow <- function(x) {
+    ev <- eigen(x, symmetric = TRUE)
+    ev$vectors %*% (ifelse(ev$values > 1e-12 * max(ev$values), ev$values^-0.5, 0) * t(ev$vectors))
+  }
+  A <- lapply(sort(unique(cl)), function(g) {
+    i <- which(cl == g)
+    R <- chol(Phi[i, i])
+    t(R) %*% mpow(R %*% IH[i, i] %*% Phi[i, i] %*% t(R)) %*% R
+  })
+  gs <- sort(unique(cl))
+  E <- sapply(seq_along(gs), function(k) {
+    i <- which(cl == gs[k])
+    crossprod(X[i, , drop = FALSE], Phii[i, i] %*% A[[k]] %*% e[i])
+  })
+  V <- M %*% tcrossprod(E) %*% M
+  df <- vapply(seq_len(ncol(X)), function(j) {
+    Q <- sapply(seq_along(gs), function(k) {
+      i <- which(cl == gs[k])
+      p <- A[[k]] %*% Phii[i, i] %*% X[i, , drop = FALSE] %*% M[, j]
+      q <- double(n)
+      q <- drop(t(IH[i, , drop = FALSE]) %*% p)
+      q
+    })
+    T <- crossprod(Q, Phi %*% Q)
+    sum(diag(T))^2 / sum(T^2)
+  }, 0)
+  list(vcov = V, df = df)
+}
+
+test_that("LMM CR2 and its Satterthwaite df equal a dense plain-R reference and clubSandwich", {
+  d <- cr2_data(3)
+  cl <- match(d$la, sort(unique(d$la)))
+  ch <- paste(d$child_id, d$la)
+  cases <- list(
+    list(f = y ~ treated + since + (1 | la / child_id), phi = function(th) th[1]^2 * outer(cl, cl, "==") + th[2]^2 * outer(ch, ch, "==")),
+    list(f = y ~ treated + factor(period) + since + (1 | la), phi = function(th) th[1]^2 * outer(cl, cl, "==")),
+    # Family Safeguarding absence: child random effects, LA and year fixed
+    # effects, clustered by LA (LA-level columns make (I - H)_gg singular)
+    list(f = y ~ treated + factor(la) + yr + (1 | child_id), phi = function(th) th[1]^2 * outer(d$child_id, d$child_id, "==")))
+  for (cs in cases) {
+    fit <- sw_glmm(cs$f, d, family = gaussian(), cluster = "la")
+    X <- model.matrix(parse_glmm_formula(cs$f)$fixed, d)
+    ref <- ref_cr2(X, d$y, cl, diag(nrow(d)) + cs$phi(fit$theta))
+    expect_equal(unname(vcov(fit, type = "CR2")), unname(ref$vcov), tolerance = 1e-8)
+    expect_equal(unname(fit$cr2$df), ref$df, tolerance = 1e-8)
+    expect_equal(fit$cr2$n_clusters, 6L)
+    skip_if_not_installed("clubSandwich")
+    skip_if_not_installed("lme4")
+    l <- lme4::lmer(cs$f, d)
+    vc <- clubSandwich::vcovCR(l, cluster = d$la, type = "CR2")
+    ct <- clubSandwich::coef_test(l, vcov = vc, test = "Satterthwaite")
+    # lmer's variance components agree with sw_glmm's to about 1e-6
+    expect_equal(sqrt(diag(vcov(fit, type = "CR2"))), sqrt(diag(as.matrix(vc))), tolerance = 1e-5,
+                 ignore_attr = TRUE)
+    expect_equal(unname(fit$cr2$df), ct$df_Satt, tolerance = 1e-5)
+  }
+})
+
+test_that("LMM CR2 is invariant to shifting and scaling the outcome; bad clusters are errors", {
+  d <- cr2_data(4)
+  f <- y ~ treated + since + (1 | la / child_id)
+  f0 <- sw_glmm(f, d, family = gaussian(), cluster = "la")
+  d2 <- d
+  d2$y <- (d$y + 1e4) * 1000
+  d2$since <- d$since + 2e4
+  f2 <- sw_glmm(f, d2, family = gaussian(), cluster = "la")
+  expect_equal(sqrt(diag(vcov(f2, type = "CR2")))[-1], 1000 * sqrt(diag(vcov(f0, type = "CR2")))[-1],
+               tolerance = 1e-6)
+  expect_equal(f2$cr2$df[-1], f0$cr2$df[-1], tolerance = 1e-6)
+  expect_error(vcov(sw_glmm(f, d, family = gaussian()), type = "CR2"), "no cluster-robust")
+  d$half <- ifelse(d$child_id %% 2 == 0, "A", "B")
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), cluster = "half"), error = TRUE)
+  d$region <- ifelse(d$la %in% c("L1", "L2", "L3"), "north", "south")
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), cluster = "region"), error = TRUE)
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), cluster = "nope"), error = TRUE)
+  db <- d
+  db$yb <- as.integer(db$y > 15)
+  expect_snapshot(sw_glmm(yb ~ treated + (1 | la), db, cluster = "la"), error = TRUE)
+  # a coarser cluster over a single random-effect level: LAs in regions
+  fr <- sw_glmm(y ~ treated + since + (1 | la), d, family = gaussian(), cluster = "region")
+  X <- model.matrix(~ treated + since, d)
+  cl <- match(d$la, sort(unique(d$la)))
+  reg <- match(d$region, c("north", "south"))
+  ref <- ref_cr2(X, d$y, reg, diag(nrow(d)) + fr$theta[1]^2 * outer(cl, cl, "=="))
+  expect_equal(unname(vcov(fr, type = "CR2")), unname(ref$vcov), tolerance = 1e-8)
+  expect_equal(unname(fr$cr2$df), ref$df, tolerance = 1e-8)
+})
