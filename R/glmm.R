@@ -971,9 +971,13 @@ lmm_setup <- function(X, y, cl, child, G) {
               nested = !is.null(child))
   # the same cross-products per cluster (for the cluster bootstrap):
   # ZZg[, , a] = Z_a'Z_a, Mg[[i]][, , a] = sum of S_c S_c' over cluster a's
-  # children with m_i rows
-  rows <- split(seq_len(nrow(Z)), factor(cl, levels = seq_len(G)))
-  out$ZZg <- vapply(rows, function(i) crossprod(Z[i, , drop = FALSE]), Z[1:ncol(Z), , drop = FALSE] * 0)
+  # children with m_i rows; kept only when they are no larger than the data
+  # (G (p + 1) <= N: LAs, not children as the outer grouping)
+  keep_g <- G * ncol(Z) <= nrow(Z)
+  if (keep_g) {
+    rows <- split(seq_len(nrow(Z)), factor(cl, levels = seq_len(G)))
+    out$ZZg <- vapply(rows, function(i) crossprod(Z[i, , drop = FALSE]), out$ZZ * 0)
+  }
   if (is.null(child)) {
     out$m <- 1
     out$Tam <- list(rowsum(Z, cl, reorder = TRUE))
@@ -995,7 +999,7 @@ lmm_setup <- function(X, y, cl, child, G) {
     })
     out$cnt <- vapply(m, function(k) tabulate(ccl[nc == k], G), double(G))
     dim(out$cnt) <- c(G, length(m))
-    out$Mg <- lapply(m, function(k) {
+    if (keep_g) out$Mg <- lapply(m, function(k) {
       vapply(seq_len(G), function(a) crossprod(S[nc == k & ccl == a, , drop = FALSE]),
              out$ZZ * 0)
     })

@@ -39,7 +39,11 @@ lmm_cluster_xprod <- function(s, th) {
 
 lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE) {
   s <- fit$setup
-  if (is.null(s$ZZg)) stop_arg("fit", "was made by an older version of sfpceval", "refit it with sw_glmm().")
+  if (is.null(s$ZZg)) {
+    stop_arg("fit", sprintf("has %s clusters of `%s` for %s rows: the wild cluster bootstrap is for a few clusters (the LAs)",
+                            format(s$G, big.mark = ","), names(fit$ngroups)[1], format(s$N, big.mark = ",")),
+             "make the LA the outer random-effect grouping, e.g. (1 | la / child_id).")
+  }
   nm <- names(fit$coefficients)
   if (!is.character(param) || length(param) != 1L || !param %in% nm) {
     stop_arg("param", sprintf("must name one coefficient of the fit (got \"%s\")", paste(param, collapse = ", ")),

@@ -17,7 +17,7 @@
 # off span E) and U = [E u, E Lambda u, E Lambda^2 u, F X]. The span S of the
 # class projections of U is invariant under D, so with Q an orthonormal basis
 # of S:  G^-1/2 = Q (Q'GQ)^-1/2 Q' + D^-1/2 (I - QQ').  Cost per cluster
-# O(n_g r^2), r = (classes) x (p + 3) + p.
+# O(n_g r^2), r = (classes) x (p_g + 3) + p_g, p_g the rank of X_g.
 #
 # The meat is sum_g (X_g' Phi_g^-1 A_g e_g)(...)', e = y - X beta; for a
 # coefficient j with p_g = A_g Phi_g^-1 X_g M e_j the Satterthwaite df is
@@ -73,18 +73,26 @@ cr2_cluster <- function(X, unit, a, b) {
 cr2_awx <- function(X, unit, a, b, M) {
   op <- cr2_cluster(X, unit, a, b)
   FX <- op$Fmul(X)
-  # class projections of U = [E u, E Lambda u, E Lambda^2 u, F X]
+  # class projections of U = [E u, E Lambda u, E Lambda^2 u, F X]; only the
+  # span of F X matters, so F is applied to a basis of the cluster's column
+  # space (a few columns when most fixed effects are other clusters' dummies)
+  sx <- svd(X, nv = 0L)
+  FB <- op$Fmul(sx$u[, sx$d > 1e-10 * max(sx$d, 0), drop = FALSE])
   Uc <- cbind(op$u, op$lam * op$u, op$lam^2 * op$u)                 # in E coordinates
-  FXc <- op$Et(FX)
-  FXp <- op$perp(FX)
+  FXc <- op$Et(FB)
+  FXp <- op$perp(FB)
   cls <- sort(unique(op$lam))
   blocks <- lapply(cls, function(l) {
     sel <- as.numeric(op$lam == l)
     op$E(cbind(Uc, FXc) * sel)
   })
   S <- do.call(cbind, c(blocks, list(FXp)))
-  q <- qr(S)
-  Q <- qr.Q(q)[, seq_len(q$rank), drop = FALSE]
+  # columns that vanish in this cluster (other clusters' fixed effects) are
+  # dropped; an orthonormal basis of the span from the SVD (S may be wider
+  # than tall in a small cluster)
+  S <- S[, colSums(abs(S)) > 0, drop = FALSE]
+  sv <- svd(S, nv = 0L)
+  Q <- sv$u[, sv$d > 1e-10 * max(sv$d, 0), drop = FALSE]
   GQ <- op$FFt(op$FFt(Q)) - FX %*% (M %*% crossprod(FX, Q))
   Gs <- crossprod(Q, GQ)
   ev <- eigen((Gs + t(Gs)) / 2, symmetric = TRUE)

@@ -52,13 +52,17 @@ if ("wcr" %in% paths) {
   res <- t(replicate(reps, {
     d <- sim_one()
     fit <- suppressWarnings(suppressMessages(
-      sw_glmm(y ~ treated + factor(step) + (1 | la), d, family = gaussian())))
+      sw_glmm(y ~ treated + factor(step) + (1 | la), d, family = gaussian(), cluster = "la")))
     wb <- wild_boot(fit, "treated", weights = "webb", conf_int = FALSE)
     z <- coef(fit)[["treated"]] / sqrt(vcov(fit)["treated", "treated"])
-    c(wald = 2 * stats::pnorm(-abs(z)), wcr = wb$p_value)
+    t2 <- coef(fit)[["treated"]] / sqrt(vcov(fit, type = "CR2")["treated", "treated"])
+    c(wald = 2 * stats::pnorm(-abs(z)), wcr = wb$p_value, wcr_geq = wb$p_value_geq,
+      cr2 = 2 * stats::pt(-abs(t2), fit$cr2$df[["treated"]]))
   }))
-  cat(sprintf("LMM, Wald (model-based SE, normal):          %s\n", rate(res[, "wald"] < 0.05)))
-  cat(sprintf("LMM, wild cluster restricted bootstrap, Webb: %s\n", rate(res[, "wcr"] < 0.05)))
+  cat(sprintf("LMM, Wald (model-based SE, normal):               %s\n", rate(res[, "wald"] < 0.05)))
+  cat(sprintf("LMM, CR2 by LA, Satterthwaite df:                 %s\n", rate(res[, "cr2"] < 0.05)))
+  cat(sprintf("LMM, wild cluster restricted bootstrap, Webb:     %s\n", rate(res[, "wcr"] < 0.05)))
+  cat(sprintf("LMM, WCR Webb, ties counted (|t*| >= |t|):        %s\n", rate(res[, "wcr_geq"] < 0.05)))
   cat(sprintf("  (%.0f s)\n", proc.time()[["elapsed"]] - t0))
   out$wcr <- res
 }
