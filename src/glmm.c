@@ -14,8 +14,8 @@
  *   Q = 1 (x = 0, w = sqrt(pi)) is the Laplace approximation.
  *
  * The gradient is exact for the approximation (it differentiates through the
- * mode and the curvature by the implicit function theorem).  See METHODS.md
- * section 10 and the comments in agq_cluster().
+ * mode and the curvature by the implicit function theorem); see the
+ * comments in agq_cluster().
  */
 #include "sfpceval.h"
 #include <math.h>
