@@ -46,20 +46,26 @@
 #' @param trial_start First referral day of the trial period (`Date`).
 #' @param trial_end Last referral day of the trial period; `NULL` for the end
 #'   of the data.
-#' @param data_end Last day the records cover; `NULL` to take, when the
-#'   cohort is built, the latest referral, closure, care-start or care-end
-#'   date in the records. Give it explicitly when the extraction date is
-#'   known.
+#' @param data_end Last day the records cover: one date, or one per source
+#'   (a named `Date` vector, names among `cin` for the CIN census, `ssda903`
+#'   for care episodes, `npd` for school records), since the returns lag
+#'   differently; each outcome's window is observable by the end of the
+#'   source it comes from (see [outcome_table()]). `NULL` (or a missing name)
+#'   takes, when the cohort is built, the latest referral or closure date
+#'   (CIN) and the latest care start or end date (SSDA903). Give it
+#'   explicitly when the extraction dates are known.
 #' @param age_range Age in completed years at referral, inclusive (FS p. 6).
 #' @param age_bands Lower limits of the age bands (FS p. 9: 0-3, 4-12); the
 #'   last band ends at the upper age limit.
 #' @param cla_window Months after referral for `cla_18m` (design table).
 #' @param cla_definition What "has become looked after at any point within 18
-#'   months" (design table, FS p. 6; FV p. 6) counts: `"looked_after"` (the
-#'   child is looked after on some day of the window, including a child
-#'   already in care at referral) or `"entered"` (a care episode starts in the
-#'   window). It affects `cla_18m` only: the Family Valued kinship sample is
-#'   always the children looked after on some day of the window.
+#'   months" (design table, FS p. 6; FV p. 6) counts: `"entered"` (the
+#'   default: a new period of care starts in the window, so a child already
+#'   in care at referral counts only if they leave and enter care again) or
+#'   `"looked_after"` (sensitivity: the child is looked after on some day of
+#'   the window, including a child already in care at referral). It affects
+#'   `cla_18m` only: the Family Valued kinship sample is always the children
+#'   entering care in the window.
 #' @param cpp_start_window Months after referral within which the CPP of
 #'   `cpp_duration` must start (design table: 6).
 #' @param cpp_duration_cap Months from the CPP start at which `cpp_duration`
@@ -99,7 +105,7 @@ design_family_safeguarding <- function(data_or_rollout,
                                        age_range = c(0L, 12L),
                                        age_bands = c(0L, 4L),
                                        cla_window = 18L,
-                                       cla_definition = c("looked_after", "entered"),
+                                       cla_definition = c("entered", "looked_after"),
                                        cpp_start_window = 6L,
                                        cpp_duration_cap = 12L,
                                        days_cpp_window = 18L,
@@ -120,7 +126,7 @@ design_family_safeguarding <- function(data_or_rollout,
   las <- design_las(ro, "FS")
   trial_start <- check_date_arg(trial_start, "trial_start")
   trial_end <- if (is.null(trial_end)) NULL else check_date_arg(trial_end, "trial_end")
-  data_end <- if (is.null(data_end)) NULL else check_date_arg(data_end, "data_end")
+  data_end <- check_data_end(data_end)
   check_age_args(age_range, age_bands)
   windows <- c(cla = cla_window, cpp_start = cpp_start_window,
                cpp_duration_cap = cpp_duration_cap, days_cpp = days_cpp_window,
@@ -236,7 +242,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                                  age_range = c(0L, 17L),
                                  age_bands = c(0L, 4L, 13L),
                                  cla_window = 18L,
-                                 cla_definition = c("looked_after", "entered"),
+                                 cla_definition = c("entered", "looked_after"),
                                  return_window = 36L,
                                  cpp_window = 12L, days_plan_window = 18L,
                                  reunification_window = 18L,
@@ -257,7 +263,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
   quarter <- match.arg(quarter)
   ro <- design_rollout(data_or_rollout, "FV")
   las <- design_las(ro, "FV")
-  data_end <- if (is.null(data_end)) NULL else check_date_arg(data_end, "data_end")
+  data_end <- check_data_end(data_end)
   check_age_args(age_range, age_bands)
   windows <- c(cla = cla_window, return = return_window, cpp = cpp_window,
                days_plan = days_plan_window,
@@ -414,6 +420,51 @@ rollout_date <- function(v, column) {
               keys = utils::head(as.character(v[bad]), 5), key_name = "values")
   }
   out
+}
+
+# data_end: NULL, one date, or one date per source (names cin, ssda903, npd).
+check_data_end <- function(x) {
+  if (is.null(x)) return(NULL)
+  if (length(x) == 1L && is.null(names(x))) return(check_date_arg(x, "data_end"))
+  if (is.character(x)) x <- stats::setNames(tryCatch(as.Date(x), error = function(e)
+    as.Date(rep(NA, length(x)))), names(x))
+  nm <- names(x)
+  if (!inherits(x, "Date") || anyNA(x) || is.null(nm) || !all(nm %in% .sources) ||
+      anyDuplicated(nm)) {
+    stop_arg("data_end", "must be one date or one date per source named among cin, ssda903, npd",
+             "give e.g. c(cin = as.Date(\"2023-03-31\"), ssda903 = as.Date(\"2023-03-31\"), npd = as.Date(\"2022-08-31\")).")
+  }
+  x
+}
+.sources <- c("cin", "ssda903", "npd")
+
+# ---- the one definition of go-live, embedding and step boundaries ----------
+# Used by build_cohort() and sw_terms() alike. A day is treated from the
+# go-live day on (a referral on the go-live day is treated). The embedding
+# period runs from `embed_start` to `embed_end` inclusive but never includes
+# a treated day. Steps are `months`-long from the trial start: step k starts
+# on trial_start + k * months (calendar months, month-end clamped); days
+# after the last complete step belong to it.
+
+treated_on <- function(day, go_live) {
+  day <- as.integer(day)
+  go_live <- as.integer(go_live)
+  out <- as.integer(!is.na(go_live) & day >= go_live)
+  out[is.na(day)] <- NA_integer_
+  out
+}
+
+in_embedding <- function(day, start, end, go_live) {
+  day <- as.integer(day)
+  !is.na(day) & !is.na(start) & !is.na(end) & day >= as.integer(start) &
+    day <= as.integer(end) & !(treated_on(day, go_live) %in% 1L)
+}
+
+sw_step <- function(day, trial_start, months, trial_end = NULL) {
+  breaks <- add_months(rep(as.integer(trial_start), 64L), months * (0:63))
+  n_steps <- if (is.null(trial_end) || !length(trial_end) || is.na(trial_end)) 64L else
+    max(1L, sum(breaks[-1] <= as.integer(trial_end) + 1L))
+  pmin(findInterval(as.integer(day), breaks) - 1L, n_steps - 1L)
 }
 
 check_date_arg <- function(x, arg) {

@@ -67,7 +67,7 @@ expect_flow_adds_up <- function(cohort) {
   expect_equal(c(start[names(rest)]), c(rest))
   expect_equal(sum(pop$n[pop$step == "cohort"]), nrow(cohort))
   for (s in setdiff(unique(f$stage), "population")) {
-    o <- f[f$stage == s, ]
+    o <- f[f$stage == s & !startsWith(f$step, "of which"), ]
     k <- paste(o$la, o$arm)
     a <- tapply(o$n[o$step == "cohort"], k[o$step == "cohort"], sum)
     b <- tapply(o$n[o$step != "cohort"], k[o$step != "cohort"], sum)
@@ -277,18 +277,30 @@ test_that("cla_18m: window edges, straddling and open episodes, short breaks, le
     eps("j", "2019-07-01"),                      # same day as the referral
     eps("k", "2023-01-01")                       # window ends 2024-06-01 > data end
   )
+  # Primary outcome, both protocols: "Coded 1 if the child has become looked
+  # after at any point within 18 months of the referral": a new period of
+  # care starts in the window. f (in care since 2018, still open) and h (in
+  # care on the referral day, leaving that day) never start a new period: 0,
+  # kept in the sample and flagged in_care_at_referral.
   co <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m")
   expect_equal(val(co, "cla_18m"),
-               c(a = 1L, b = 0L, c = 1L, d = 1L, e = 0L, f = 1L, g = 0L, h = 1L, i = 0L,
+               c(a = 1L, b = 0L, c = 1L, d = 1L, e = 0L, f = 0L, g = 0L, h = 0L, i = 0L,
                  j = 1L, k = NA))
+  expect_equal(val(co, "in_care_at_referral"),
+               c(a = FALSE, b = FALSE, c = FALSE, d = FALSE, e = FALSE, f = TRUE, g = FALSE,
+                 h = TRUE, i = FALSE, j = FALSE, k = FALSE))
   expect_equal(val(co, "cla_18m_observable")[c("a", "k")], c(a = TRUE, k = FALSE))
   co2 <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
                   design_args = list(short_breaks = "include"))
   expect_equal(val(co2, "cla_18m")[["i"]], 1L)
-  # "entered": f and h were already in care at referral, so they are 0.
+  # the sensitivity reading "looked after on some day of the window": f and h are 1
   co3 <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
-                  design_args = list(cla_definition = "entered"))
-  expect_equal(val(co3, "cla_18m")[c("a", "f", "h", "j")], c(a = 1L, f = 0L, h = 0L, j = 1L))
+                  design_args = list(cla_definition = "looked_after"))
+  expect_equal(val(co3, "cla_18m"),
+               c(a = 1L, b = 0L, c = 1L, d = 1L, e = 0L, f = 1L, g = 0L, h = 1L, i = 0L,
+                 j = 1L, k = NA))
+  fl <- exclusion_flow(co, stage = "cla_18m", by = "total")
+  expect_equal(fl$n[fl$step == "of which in care at referral (kept)"], 2L)
   f <- exclusion_flow(co, stage = "cla_18m", by = "total")
   expect_equal(f$n[match(c("cohort", "window not yet observable", "analysed"), f$step)],
                c(11L, 1L, 10L))
@@ -477,8 +489,7 @@ test_that("Family Valued sample: case open after assessment", {
 test_that("Family Valued outcomes derived on paper", {
   x <- fv_case()
   co <- do.call(fv_build, c(x, list(outcomes = c("cla_18m", "return_36m", "cpp_12m",
-                                                 "days_plan_18m", "kinship_first",
-                                                 "reunified_18m"))))
+                                                 "days_plan_18m", "kinship_first"))))
   ids <- c("c", "d", "e", "f", "g", "h", "i", "j", "k", "m")
   expect_equal(co$child_id, ids)
   # return_36m (window 2019-08-01 .. 2022-08-01): c's CIN plan ends and a CPP
@@ -496,29 +507,43 @@ test_that("Family Valued outcomes derived on paper", {
   # f: open CPP from Sep 1 2019 = 519.
   expect_equal(val(co, "days_plan_18m")[c("c", "d", "e", "f", "g")],
                c(c = 205L, d = 541L, e = 122L, f = 519L, g = 0L))
-  # cla_18m: looked after 2019-08-01 .. 2021-02-01; m enters care in April 2021.
+  # cla_18m: a new period of care starts 2019-08-01 .. 2021-02-01; k has
+  # been in care since 2019-05-01 (no new period: 0); m enters in April 2021.
   expect_equal(val(co, "cla_18m"),
-               c(c = 0L, d = 0L, e = 1L, f = 0L, g = 1L, h = 1L, i = 1L, j = 1L, k = 1L,
+               c(c = 0L, d = 0L, e = 1L, f = 0L, g = 1L, h = 1L, i = 1L, j = 1L, k = 0L,
                  m = 0L))
-  # kinship_first: first placement of the period of care: e U2, g U5 (moved
-  # to U1 later: still 0), h U4, i U4, j U4, k U3 (in care since before the
-  # referral: that period's first placement); m is not looked after in time.
+  # kinship_first (FV secondary 5), sample "became looked after within 18
+  # months of the referral start date", "Coded 1 if the child went into
+  # kinship foster care as their first episode of care": e U2, g U5 (moved
+  # to U1 later: still 0), h U4, i U4, j U4; k's period began before the
+  # referral: never supplies it (outside the sample); m enters too late.
   expect_equal(val(co, "kinship_first"),
-               c(c = NA, d = NA, e = 1L, f = NA, g = 0L, h = 0L, i = 0L, j = 0L, k = 1L,
+               c(c = NA, d = NA, e = 1L, f = NA, g = 0L, h = 0L, i = 0L, j = 0L, k = NA,
                  m = NA))
-  # reunified_18m: g returns home (E4A) 2021-06-01 <= 2020-02-01 + 18 m;
-  # h returns home outside care planning (E4B); i turns 18 on 2020-09-01,
-  # within 18 months of entering care: excluded; j returns one day after
-  # 2019-09-01 + 18 m = 2021-03-01; k's period began before the trial
-  # period (2019-07-01); e is still in care 18 months on; m enters care
-  # 2021-04-01, after the trial period (ends 2021-01-01).
-  expect_equal(val(co, "reunified_18m"),
-               c(c = NA, d = NA, e = 0L, f = NA, g = 1L, h = 0L, i = NA, j = 0L, k = NA,
-                 m = NA))
+  expect_flow_adds_up(co)
+  # reunified_18m (FV secondary 6) is its own population: "children/young
+  # people aged 0-17 that became looked after within the trial period"
+  # (2019-07-01 .. 2021-01-01), whatever their referral: e, g, h, i, j (k
+  # entered in May 2019, m in April 2021: not in it). g returns home (E4A)
+  # 2021-06-01 <= 2020-02-01 + 18 m; h returns home outside care planning
+  # (E4B); i turns 18 on 2020-09-01, within 18 months of entering care:
+  # outside the sample; j returns one day after 2019-09-01 + 18 m =
+  # 2021-03-01; e is still in care 18 months on.
+  cr <- do.call(fv_build, c(x, list(outcomes = "reunified_18m")))
+  expect_equal(val(cr, "reunified_18m"), c(e = 0L, g = 1L, h = 0L, i = NA, j = 0L))
+  expect_equal(val(cr, "care_start"),
+               c(e = as.Date("2020-01-01"), g = as.Date("2020-02-01"), h = as.Date("2020-02-01"),
+                 i = as.Date("2019-10-01"), j = as.Date("2019-09-01")))
+  expect_equal(val(cr, "treated"), c(e = 1L, g = 1L, h = 1L, i = 0L, j = 0L))
+  fl <- exclusion_flow(cr, stage = "reunified_18m", by = "total")
+  expect_equal(fl$n[fl$step == "turns 18 within the window"], 1L)
+  expect_flow_adds_up(cr)
   co_s <- do.call(fv_build, c(x, list(outcomes = "reunified_18m",
                                       design_args = list(reunification = "sensitivity"))))
   expect_equal(val(co_s, "reunified_18m")[["h"]], 1L)
-  expect_flow_adds_up(co)
+  # asking for it with referral-based outcomes is an error
+  expect_snapshot(do.call(fv_build, c(x, list(outcomes = c("cla_18m", "reunified_18m")))),
+                  error = TRUE)
 })
 
 test_that("treatment definitions: open days, 28 days, care entry, alternative go-live, embedding", {
@@ -911,7 +936,7 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
     if (treatment == "embedding") {
       es <- las$embed_start[match(c1$la_code, las$la_code)]
       ee <- las$embed_end[match(c1$la_code, las$la_code)]
-      if (r >= es && r <= ee) next
+      if (r >= es && r <= ee && r < gl) next
     }
     treated <- as.integer(!is.na(gl) && r >= gl)
     if (treatment == "alt_go_live") treated <- as.integer(r >= las$alt_go_live_date[match(c1$la_code, las$la_code)])
@@ -942,23 +967,9 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
     }
     W <- function(m) r_add_months(r, m)
     obs <- function(end) end <= data_end
-    # care: first episode not ended before the referral, its period of care
-    fi <- which(is.na(ep$dec) | ep$dec >= r)[1]
-    ends <- !is.na(ep$dec) & !is.na(ep$rec) & ep$rec != "X1"
-    ps <- pe <- NA
-    if (!is.na(fi)) {
-      ps <- fi
-      if (ep$rne[fi] != "S") {
-        for (j in rev(seq_len(fi - 1))) {
-          if (ends[j]) break
-          if (ep$rne[j] == "S") { ps <- j; break }
-        }
-      }
-      for (j in ps:nrow(ep)) {
-        if (j > ps && ep$rne[j] == "S") break
-        if (ends[j]) { pe <- j; break }
-      }
-    }
+    cla_W <- W(w[["cla"]])
+    # care: the first new period of care starting in [r, r + 18 months]
+    ps <- which(r_new_period(ep) & ep$decom >= r & ep$decom <= cla_W)[1]
     if (treatment == "care_entry") {
       treated <- if (is.na(ps)) NA_integer_ else as.integer(!is.na(gl) && ep$decom[ps] >= gl)
       row$treated <- treated
@@ -967,9 +978,8 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
       out[[id]] <- row
       next
     }
-    cla_W <- W(w[["cla"]])
     cla <- if (identical(design$cla_definition, "entered")) {
-      as.integer(any(ep$decom >= r & ep$decom <= cla_W))
+      as.integer(!is.na(ps))
     } else {
       as.integer(any(ep$decom <= cla_W & (is.na(ep$dec) | ep$dec >= r)))
     }
@@ -1021,19 +1031,52 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
       row$cpp_12m <- if (obs(W12)) as.integer(any(cpp$start >= r & cpp$start <= W12)) else NA_integer_
       Wd <- W(w[["days_plan"]])
       row$days_plan_18m <- if (obs(Wd)) as.integer(r_days(pl$start, pl$end, r, Wd)) else NA_integer_
-      row$kinship_first <- if (!obs(cla_W) || cla == 0L) NA_integer_ else
+      row$kinship_first <- if (!obs(cla_W) || is.na(ps)) NA_integer_ else
         as.integer(ep$place[ps] %in% c("U1", "U2", "U3"))
-      reun <- NA_integer_
-      if (!is.na(ps) && ep$decom[ps] >= ts && ep$decom[ps] <= te) {
-        WR <- r_add_months(ep$decom[ps], w[["reunification"]])
-        birth <- if (is.na(c1$dob)) c1$expected_dob else c1$dob
-        if (!is.na(birth) && r_add_months(birth, 216) > WR && obs(WR)) {
-          reun <- as.integer(!is.na(pe) && ep$dec[pe] <= WR && ep$rec[pe] %in% design$codes$reunification)
-        }
-      }
-      row$reunified_18m <- reun
     }
     out[[id]] <- row
+  }
+  do.call(rbind, lapply(out, as.data.frame, stringsAsFactors = FALSE))
+}
+
+# An episode starts a new period of care when its reason for new episode is
+# S or no earlier episode (sorted by start) is still open on its start day.
+r_new_period <- function(ep) {
+  vapply(seq_len(nrow(ep)), function(j) {
+    if (ep$rne[j] == "S" || j == 1L) return(TRUE)
+    prev <- ep[seq_len(j - 1L), ]
+    !any(is.na(prev$dec) | prev$dec >= ep$decom[j])
+  }, TRUE)
+}
+
+# Reunification population: one row per child whose (first) new period of
+# care starts in the trial period, LA in the trial, aged 0-17 then.
+r_care_cohort <- function(x, design, treatment, data_end) {
+  las <- design$las
+  w <- design$windows
+  out <- list()
+  for (id in sort(x$children$child_id)) {
+    c1 <- x$children[x$children$child_id == id, ]
+    ep <- x$cla_episodes[x$cla_episodes$child_id == id, ]
+    if (design$short_breaks == "exclude") ep <- ep[!ep$ls %in% c("V3", "V4"), ]
+    ep <- ep[order(ep$decom), ]
+    k <- which(r_new_period(ep) & ep$decom >= design$trial_start & ep$decom <= design$trial_end)[1]
+    if (is.na(k) || !c1$la_code %in% las$la_code || is.na(c1$dob)) next
+    P <- ep$decom[k]
+    age <- max(0, r_age(c1$dob, P))
+    if (age > design$age_range[2]) next
+    m <- match(c1$la_code, las$la_code)
+    gl <- if (treatment == "alt_go_live") las$alt_go_live_date[m] else las$go_live_date[m]
+    if (treatment == "embedding" && P >= las$embed_start[m] && P <= las$embed_end[m] && P < gl) next
+    WR <- r_add_months(P, w[["reunification"]])
+    reun <- NA_integer_
+    if (r_add_months(c1$dob, 216) > WR && WR <= data_end) {
+      ends <- which(seq_len(nrow(ep)) >= k & !is.na(ep$dec) & !is.na(ep$rec) & ep$rec != "X1")
+      pe <- ends[1]
+      reun <- as.integer(!is.na(pe) && ep$dec[pe] <= WR && ep$rec[pe] %in% design$codes$reunification)
+    }
+    out[[id]] <- list(child_id = id, care_start = P, age = as.integer(age),
+                      treated = as.integer(P >= gl), reunified_18m = reun)
   }
   do.call(rbind, lapply(out, as.data.frame, stringsAsFactors = FALSE))
 }
@@ -1082,10 +1125,22 @@ compare_with_reference <- function(programme, treatment = "referral_date", desig
   expect_equal(co$referral_date, ref$referral_date)
   expect_equal(co$age, ref$age)
   expect_equal(co$treated, ref$treated)
-  outs <- if (outcomes) setdiff(design$outcomes, "absence") else character()
+  outs <- if (outcomes) setdiff(design$outcomes, c("absence", "reunified_18m")) else character()
   for (o in outs) expect_equal(co[[o]], ref[[o]], info = o)
   if (programme == "FS" && outcomes) {
     expect_equal(co$cpp_duration_observable, ref$cpp_duration_observable)
+  }
+  if (programme == "FV" && treatment %in% c("referral_date", "alt_go_live", "embedding")) {
+    cr <- suppressMessages(build_cohort(d, design, treatment = treatment,
+                                        outcomes = "reunified_18m"))
+    expect_flow_adds_up(cr)
+    cr <- cr[order(cr$child_id), ]
+    rr <- r_care_cohort(x, design, treatment, data_end)
+    expect_equal(cr$child_id, rr$child_id)
+    expect_equal(cr$care_start, rr$care_start)
+    expect_equal(cr$age, rr$age)
+    expect_equal(cr$treated, rr$treated)
+    expect_equal(cr$reunified_18m, rr$reunified_18m)
   }
   list(cohort = cohort, data = x)
 }
@@ -1114,7 +1169,7 @@ test_that("Family Safeguarding cohort matches the plain-R reference on generated
 test_that("Family Valued cohort matches the plain-R reference on generated records", {
   co <- compare_with_reference("FV")$cohort
   expect_gt(nrow(co), 50)
-  for (o in c("cla_18m", "return_36m", "cpp_12m", "kinship_first", "reunified_18m"))
+  for (o in c("cla_18m", "return_36m", "cpp_12m", "kinship_first"))
     expect_equal(sort(unique(c(na.omit(co[[o]])))), 0:1, info = o)
   for (tr in c("care_entry", "alt_go_live", "embedding"))
     compare_with_reference("FV", treatment = tr, outcomes = FALSE)
