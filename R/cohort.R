@@ -1521,6 +1521,12 @@ print.sfp_cohort <- function(x, ...) {
       attr(x, "treatment"), "\"; data end ", format(attr(x, "data_end")), "\n", sep = "")
   cat("Arms: control ", sum(x$treated %in% 0L), ", treated ", sum(x$treated %in% 1L),
       if (anyNA(x$treated)) paste0(", undefined ", sum(is.na(x$treated))), "\n", sep = "")
+  if (isTRUE(attr(x, "la_changed") > 0)) {
+    cat("Children whose authority changed over their records: ", attr(x, "la_changed"),
+        " (each placed in the authority at the ",
+        if (identical(attr(x, "population"), "care_entry")) "care start" else "referral",
+        ")\n", sep = "")
+  }
   outs <- intersect(d$outcomes, names(x))
   for (o in outs) {
     v <- x[[o]]

@@ -307,6 +307,27 @@ test_that("cla_18m: window edges, straddling and open episodes, short breaks, le
   expect_flow_adds_up(co)
 })
 
+test_that("a new period of care: S, or an episode that continues none (short breaks excluded)", {
+  # l: a short break (S, V3) then full care (L, C2) from the day it ends; with
+  # short breaks excluded the C2 episode continues no episode, so it starts a
+  # new period in the window (2019-08-01 .. 2021-02-01): 1, and its
+  # placement is the first of that period. q: episodes with no S after a
+  # gap (records missing the code) also start one. s: a placement move (P)
+  # inside a period that began before the referral does not.
+  ch <- kids(c("l", "q", "s"), la = "301")
+  rf <- refs(c("l", "q", "s"), "2019-08-01", referral_nfa = FALSE)
+  cla <- rbind(eps("l", "2019-05-01", "2019-09-01", ls = "V3", rec = "X1"),
+               eps("l", "2019-09-01", rne = "L", place = "U2"),
+               eps("q", "2019-10-01", rne = "P", place = "U1"),
+               eps("s", "2019-01-01", "2019-09-01", rec = "X1", place = "U1"),
+               eps("s", "2019-09-01", rne = "P", place = "U1"))
+  co <- fv_build(children = ch, referrals = rf, cla_episodes = cla,
+                 outcomes = c("cla_18m", "kinship_first"))
+  expect_equal(val(co, "cla_18m"), c(l = 1L, q = 1L, s = 0L))
+  expect_equal(val(co, "kinship_first"), c(l = 1L, q = 1L, s = NA))
+  expect_equal(val(co, "in_care_at_referral"), c(l = FALSE, q = FALSE, s = TRUE))
+})
+
 test_that("cpp_duration and days_cpp_18m: overlaps merged, open plans capped, same-day plans", {
   ids <- c("a", "b", "c", "d", "e", "f", "g")
   ch <- kids(ids)
@@ -579,6 +600,34 @@ test_that("treatment definitions: open days, 28 days, care entry, alternative go
   co2 <- fs_build(children = ch2, referrals = rf2, cla_episodes = eps("n", "2019-01-01"),
                   outcomes = "cla_18m", treatment = "open_days_half")
   expect_equal(val(co2, "treated"), c(n = 1L, v = 0L))
+})
+
+test_that("the authority is the one at the time of the referral; movers are counted", {
+  # FV Conditions: "according to whether Family Valued was implemented in
+  # their local authority at the time of their referral start date". 301
+  # goes live 2020-01-01, 302 on 2020-07-01.
+  ch <- data.frame(
+    child_id = c("mv", "mv", "mr", "ea", "ea", "st"),
+    la_code = c("301", "302", "301", "302", "301", "302"),
+    dob = as.Date("2012-01-01"), gender_raw = "1", ethnicity = "WBRI",
+    recorded_date = as.Date(c("2019-03-31", "2020-03-31", "2019-03-31", "2019-09-30",
+                              "2020-03-31", "2019-03-31")),
+    stringsAsFactors = FALSE)
+  rf <- refs(c("mv", "mr", "ea", "st"), c("2020-02-01", "2020-02-01", "2019-08-01", "2020-02-01"),
+             referral_nfa = FALSE, la_code = c(NA, "302", NA, NA))
+  lac <- data.frame(la_code = c("301", "302"), month = as.Date("2019-01-01"),
+                    prop_fsm = c(0.1, 0.4), stringsAsFactors = FALSE)
+  co <- fv_build(children = ch, referrals = rf, la_covariates = lac, outcomes = character(),
+                 design_args = list(max_missing = 1))
+  # mv: the row current on 2020-02-01 is the 2019-03-31 one (301, live since
+  # January: treated), not the latest (302); mr: the referral names 302
+  # (not yet live: control); ea: no row precedes the 2019-08-01 referral, so
+  # the earliest (302); st never moved.
+  expect_equal(val(co, "la"), c(mv = "301", mr = "302", ea = "302", st = "302"))
+  expect_equal(val(co, "treated"), c(mv = 1L, mr = 0L, ea = 0L, st = 0L))
+  expect_equal(val(co, "prop_fsm"), c(mv = 0.1, mr = 0.4, ea = 0.4, st = 0.4))
+  expect_equal(attr(co, "la_changed"), 3L)
+  expect_output(print(co), "authority changed over their records: 3")
 })
 
 # ---- covariates ----------------------------------------------------------------
