@@ -218,8 +218,19 @@ outcome_table <- function(design) {
 #' CEM), `primary_need`, and the LA
 #' covariates at the latest month on or before the referral (gaps filled by
 #' linear interpolation, last/next observation carried at the ends; the
-#' innovation-programme flag is carried forward). Covariates missing for more
-#' than `design$max_missing` of the cohort are reported and dropped.
+#' innovation-programme flag is carried forward).
+#'
+#' Missing data ("will drop covariates that are missing at a rate greater
+#' than 30%", both protocols): levels that record nothing count as missing
+#' (ethnicity "Missing" -- refused, not obtained or conflicting -- gender
+#' "missing", primary need "not stated"), and so does FSM below school age.
+#' The rule is applied to each outcome's analysed sample (and to the whole
+#' cohort): the attribute `missing_covariates` has one row per sample and
+#' covariate (`n`, `n_missing`, `share`, `dropped`, `reason`),
+#' `covariates_dropped` lists the dropped ones per sample, and
+#' [cohort_covariates()] gives an outcome's model covariates. The columns
+#' stay in the cohort: multiple imputation and [cem()] use them (CEM matches
+#' a missing FSM as its own "not recorded" level).
 #'
 #' Treatment definitions (`treatment`): `"referral_date"` (the referral
 #' started on or after go-live; primary), `"open_days_half"` (at least half
@@ -253,7 +264,8 @@ outcome_table <- function(design) {
 #'   outcomes and their `_observable` companions. Attributes: `design`,
 #'   `treatment`, `population`, `data_end` (one per source),
 #'   `exclusion_flow` (see [exclusion_flow()]), `absence` (see
-#'   [absence_panel()]), `covariates_dropped`, `la_changed`.
+#'   [absence_panel()]), `missing_covariates`, `covariates_dropped` (a list
+#'   per sample), `covariate_missing` (shares in the cohort), `la_changed`.
 #' @examples
 #' children <- data.frame(
 #'   child_id = c("a", "b", "c"), la_code = "301",
@@ -342,8 +354,7 @@ build_cohort <- function(data, design, treatment = "referral_date",
     coh$cpp_duration_censored[is.na(coh$cpp_duration)] <- NA
   }
 
-  dropped <- drop_missing_covariates(coh, design)
-  coh[dropped$drop] <- NULL
+  dropped <- drop_missing_covariates(coh, design, outcomes, absence)
 
   arm_all <- arm$arm
   arm_all[keep] <- coh$treated
@@ -359,6 +370,7 @@ build_cohort <- function(data, design, treatment = "referral_date",
   attr(coh, "exclusion_flow") <- flow
   attr(coh, "absence") <- absence
   attr(coh, "covariate_missing") <- dropped$miss
+  attr(coh, "missing_covariates") <- dropped$table
   attr(coh, "covariates_dropped") <- dropped$drop
   attr(coh, "la_changed") <- sum(pop$la_changed[keep])
   coh
@@ -435,6 +447,36 @@ check_rollout_dates <- function(las, treatment) {
                 keys = las$la_code[bad], key_name = "la_code")
     }
   }
+}
+
+#' Covariates of a cohort's model for one outcome
+#'
+#' The design's covariates for an outcome's regression: less those the
+#' protocol leaves out for it (FS footnote 31: primary need for the primary
+#' outcome and re-referrals), those the 30% missing-data rule dropped on the
+#' outcome's analysed sample (see the `missing_covariates` attribute of
+#' [build_cohort()]'s result), and those not in the cohort.
+#'
+#' @param cohort An `sfp_cohort`.
+#' @param outcome One outcome of the cohort.
+#' @return A character vector of column names.
+#' @examples
+#' x <- sfp_example_fs
+#' co <- suppressMessages(build_cohort(x, design_family_safeguarding(x),
+#'                                     outcomes = "cla_18m"))
+#' cohort_covariates(co, "cla_18m")
+#' @export
+cohort_covariates <- function(cohort, outcome) {
+  if (!inherits(cohort, "sfp_cohort")) {
+    stop_arg("cohort", "must be an `sfp_cohort`", "build it with build_cohort().")
+  }
+  d <- attr(cohort, "design")
+  if (!is.character(outcome) || length(outcome) != 1L || !outcome %in% names(cohort)) {
+    stop_arg("outcome", "must be one outcome of the cohort")
+  }
+  dr <- attr(cohort, "covariates_dropped")[[outcome]]
+  cv <- setdiff(d$covariates, c(d$covariates_exclude[[outcome]], dr))
+  intersect(cv, names(cohort))
 }
 
 # ---- populations ------------------------------------------------------------------
@@ -910,23 +952,65 @@ add_covariates <- function(coh, x) {
   coh
 }
 
-# Covariates missing for more than design$max_missing of the cohort are
-# reported and dropped.
-drop_missing_covariates <- function(coh, design) {
-  n <- nrow(coh)
+# The 30% rule (FS and FV "Handling missing data": "will drop covariates
+# that are missing at a rate greater than 30%"), applied to the sample each
+# outcome is analysed on (the children with a value of it; for absence, the
+# children with an absence rate) and to the whole cohort. Levels that record
+# no information count as missing: ethnicity "Missing" (refused, not
+# obtained, conflicting), gender "missing" (code 4) and primary need "not
+# stated". FSM is structurally missing below school age and counts too.
+# Columns stay in the cohort (multiple imputation and CEM use them); what is
+# dropped is reported per sample.
+.missing_like <- list(ethnic_group = "Missing", gender = "missing",
+                      primary_need = "not stated")
+
+drop_missing_covariates <- function(coh, design, outcomes, absence) {
   cov_cols <- intersect(c("gender", "ethnic_group", "age", "disabled", "fsm", "uasc",
                           "n_previous_cpp", "previous_cpp", "primary_need", "prop_fsm",
                           "prop_white_british", "other_innovation_programme"),
                         names(coh))
-  miss <- vapply(coh[cov_cols], function(v) if (n) mean(is.na(v)) else 0, 0)
-  drop <- names(miss)[miss > design$max_missing]
-  if (length(drop) && n) {
-    message(sprintf("Covariate%s missing for more than %s%% of the cohort, dropped: %s.",
-                    if (length(drop) > 1) "s" else "", format(100 * design$max_missing),
-                    paste0(drop, " (", sprintf("%.1f", 100 * miss[drop]), "%)",
-                           collapse = ", ")))
+  is_miss <- lapply(coh[cov_cols], function(v) {
+    m <- is.na(v)
+    if (is.factor(v)) m <- m | as.character(v) %in% unlist(.missing_like)
+    m
+  })
+  samples <- list(cohort = rep(TRUE, nrow(coh)))
+  for (o in setdiff(outcomes, "absence")) samples[[o]] <- !is.na(coh[[o]])
+  if ("absence" %in% outcomes && !is.null(absence)) {
+    samples$absence <- coh$child_id %in% absence$child_id[!is.na(absence$absence_rate)]
   }
-  list(miss = miss, drop = if (n) drop else character())
+  rows <- lapply(names(samples), function(s) {
+    in_s <- samples[[s]]
+    n <- sum(in_s)
+    nm <- vapply(is_miss, function(m) sum(m & in_s), 0L)
+    share <- if (n) nm / n else rep(0, length(nm))
+    data.frame(sample = rep(s, length(cov_cols)), covariate = cov_cols, n = rep(n, length(cov_cols)),
+               n_missing = as.integer(nm), share = unname(share),
+               dropped = unname(n > 0 & share > design$max_missing),
+               stringsAsFactors = FALSE)
+  })
+  tab <- do.call(rbind, rows)
+  if (is.null(tab)) tab <- data.frame(sample = character(), covariate = character(),
+                                      n = integer(), n_missing = integer(), share = numeric(),
+                                      dropped = logical(), stringsAsFactors = FALSE)
+  tab$reason <- ifelse(tab$dropped,
+                       sprintf("%.1f%% missing > %s%%", 100 * tab$share,
+                               format(100 * design$max_missing)), NA_character_)
+  rownames(tab) <- NULL
+  drop <- lapply(split(tab$covariate[tab$dropped], factor(tab$sample[tab$dropped],
+                                                           levels = names(samples))), unique)
+  msg <- tab[tab$dropped, , drop = FALSE]
+  if (nrow(msg)) {
+    by_s <- split(paste0(msg$covariate, " (", sprintf("%.1f", 100 * msg$share), "%)"),
+                  factor(msg$sample, levels = names(samples)))
+    by_s <- by_s[lengths(by_s) > 0L]
+    message(sprintf("Covariates missing for more than %s%% of the sample, dropped from its models: %s.",
+                    format(100 * design$max_missing),
+                    paste(names(by_s), vapply(by_s, paste, "", collapse = ", "),
+                          sep = ": ", collapse = "; ")))
+  }
+  miss <- stats::setNames(tab$share[tab$sample == "cohort"], tab$covariate[tab$sample == "cohort"])
+  list(table = tab, drop = drop, miss = miss)
 }
 
 .primary_need_labels <- c("not stated", "abuse or neglect",
@@ -1533,9 +1617,12 @@ print.sfp_cohort <- function(x, ...) {
     cat(sprintf("  %-15s analysed %7d  mean %s\n", o, sum(!is.na(v)),
                 if (any(!is.na(v))) format(round(mean(v, na.rm = TRUE), 3)) else "-"))
   }
-  if (length(attr(x, "covariates_dropped")))
-    cat("Dropped covariates (missing > ", 100 * d$max_missing, "%): ",
-        paste(attr(x, "covariates_dropped"), collapse = ", "), "\n", sep = "")
+  dr <- attr(x, "covariates_dropped")
+  dr <- dr[lengths(dr) > 0L]
+  if (length(dr))
+    cat("Covariates dropped (missing > ", 100 * d$max_missing, "% of the sample): ",
+        paste(names(dr), vapply(dr, paste, "", collapse = ", "), sep = ": ", collapse = "; "),
+        "\n", sep = "")
   cat("\n")
   print(utils::head(as.data.frame(x)), ...)
   invisible(x)

@@ -705,9 +705,73 @@ test_that("covariates missing for more than 30% are reported and dropped", {
                 rollout = fs_rollout)
   des <- design_family_safeguarding(d, data_end = as.Date("2023-12-31"))
   expect_snapshot(co <- build_cohort(d, des, outcomes = "cla_18m"))
-  expect_false("uasc" %in% names(co))
-  expect_true("uasc" %in% attr(co, "covariates_dropped"))
+  # the column stays (imputation and CEM use it); the models drop it
+  expect_true("uasc" %in% names(co))
+  expect_true("uasc" %in% attr(co, "covariates_dropped")$cla_18m)
+  expect_true("uasc" %in% attr(co, "covariates_dropped")$cohort)
   expect_equal(attr(co, "covariate_missing")[["uasc"]], 2 / 3)
+  tab <- attr(co, "missing_covariates")
+  expect_equal(tab[tab$sample == "cla_18m" & tab$covariate == "uasc",
+                   c("n", "n_missing", "dropped", "reason")],
+               data.frame(n = 3L, n_missing = 2L, dropped = TRUE, reason = "66.7% missing > 30%"),
+               ignore_attr = TRUE)
+})
+
+test_that("the 30% rule: 'Missing' levels are missing, and it applies per analysed sample", {
+  # "will drop covariates that are missing at a rate greater than 30%" (FS
+  # and FV, Handling missing data). a, b, c: ethnicity refused (REFU) or not
+  # obtained (NOBT) is the level "Missing": 2 of 3 (67%) missing, so dropped,
+  # where it used to pass as observed.
+  ch <- kids(c("a", "b", "c"))
+  ch$ethnicity <- c("WBRI", "REFU", "NOBT")
+  rf <- refs(c("a", "b", "c"), "2019-03-01")
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+                 outcomes = "cla_18m")
+  expect_equal(as.character(co$ethnic_group), c("White", "Missing", "Missing"))
+  expect_true("ethnic_group" %in% attr(co, "covariates_dropped")$cla_18m)
+  tab <- attr(co, "missing_covariates")
+  expect_equal(tab$n_missing[tab$sample == "cla_18m" & tab$covariate == "ethnic_group"], 2L)
+  # The analysed sample decides: p, q enter care (the kinship sample), r, s
+  # do not. UASC is unknown for p only: 1 of 4 in the cohort (25%: kept for
+  # cla_18m), 1 of 2 in the kinship sample (50%: dropped for kinship_first).
+  ch2 <- kids(c("p", "q", "r", "s"), la = "301", uasc = c(NA, TRUE, FALSE, FALSE))
+  rf2 <- refs(c("p", "q", "r", "s"), "2019-08-01", referral_nfa = FALSE)
+  cla2 <- rbind(eps("p", "2019-09-01", place = "U1"), eps("q", "2019-10-01"))
+  co2 <- fv_build(children = ch2, referrals = rf2, cla_episodes = cla2,
+                  outcomes = c("cla_18m", "kinship_first"))
+  dr <- attr(co2, "covariates_dropped")
+  expect_false("uasc" %in% dr$cla_18m)
+  expect_true("uasc" %in% dr$kinship_first)
+  tab <- attr(co2, "missing_covariates")
+  expect_equal(tab$share[tab$covariate == "uasc"], c(0.25, 0.25, 0.5))
+  expect_equal(tab$sample[tab$covariate == "uasc"], c("cohort", "cla_18m", "kinship_first"))
+  expect_equal(cohort_covariates(co2, "kinship_first"),
+               setdiff(attr(co2, "design")$covariates,
+                       c(dr$kinship_first, "n_previous_cpp", "primary_need")))
+})
+
+test_that("FSM missing below school age: dropped from the regression, its own level in cem()", {
+  # Children below school age have no FSM record (structural). Here 3 of 4
+  # children are 0-3: FSM is 75% missing, dropped from the cla_18m model,
+  # but the column stays and cem() matches on it with the missing values as
+  # one explicit level, counted in the coarsening.
+  ch <- kids(c("a", "b", "c", "d", "e", "f", "g", "h"),
+             dob = rep(c("2018-01-01", "2018-06-01", "2017-09-01", "2010-01-01"), 2),
+             la = rep(c("101", "201"), each = 4), fsm_ever6 = rep(c(NA, NA, NA, TRUE), 2))
+  rf <- refs(ch$child_id, rep(c("2019-03-01", "2020-03-01"), 4))
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+                 outcomes = "cla_18m")
+  expect_true("fsm" %in% attr(co, "covariates_dropped")$cla_18m)
+  expect_equal(sum(is.na(co$fsm)), 6L)
+  st <- as.data.frame(co)
+  st$in_treated_la <- as.integer(st$la == "101")
+  st$pair <- "101-201"
+  m <- cem(data = st, design = attr(co, "design"), exact = "fin_year", l1 = FALSE)
+  expect_length(m$weights, 8L)
+  # FSM: the one observed value (yes) and the explicit not-recorded level
+  expect_equal(m$coarsening$n_values[m$coarsening$variable == "fsm"], 2L)
+  tab <- attr(co, "missing_covariates")
+  expect_equal(tab$n_missing[tab$sample == "cohort" & tab$covariate == "fsm"], 6L)
 })
 
 # ---- edge cases and errors ---------------------------------------------------------
