@@ -342,6 +342,7 @@ build_cohort <- function(data, design, treatment = "referral_date",
     res <- outcome_scorers[[o]](x)
     if (o == "absence") {
       absence <- res
+      coh$absence_rate <- absence_rate_per_child(absence, coh$child_id)
       next
     }
     value <- res$value
@@ -927,7 +928,8 @@ outcome_scorers <- list(
          observable = !is.na(WR) & x$observable("ssda903", WR))
   },
   absence = function(x) {
-    absence_terms(x$data$absence, x$coh$child_id, x$r, x$design$absence_terms)
+    absence_terms(x$data$absence, x$coh$child_id, x$r, x$design$absence_terms,
+                  x$design$term_dates)
   }
 )
 
@@ -1362,12 +1364,25 @@ easter_sunday <- function(y) {
   days_from_civil(y, month, day)
 }
 
-# Start days of the terms of academic year y (starting in August of y).
-term_starts <- function(y) {
+# Start days of the terms of academic year y (starting in September of y):
+# autumn 1 September, spring 1 January, summer Easter Monday -- the real
+# term starts ("the closest school term beginning after" the referral, FS;
+# "the three closest school terms beginning after", FV), not the census
+# collection windows. `dates` (design$term_dates: academic year, term,
+# start) replaces the starts it lists.
+term_starts <- function(y, dates = NULL) {
   u <- unique(y)
   i <- match(y, u)
-  cbind(autumn = days_from_civil(u, 8L, 1L)[i], spring = days_from_civil(u + 1L, 1L, 1L)[i],
-        summer = easter_sunday(u + 1L)[i] + 1L)
+  out <- cbind(autumn = days_from_civil(u, 9L, 1L)[i], spring = days_from_civil(u + 1L, 1L, 1L)[i],
+               summer = easter_sunday(u + 1L)[i] + 1L)
+  if (!is.null(dates) && nrow(dates)) {
+    key <- 3L * dates$year + dates$term - 1L
+    for (t in 1:3) {
+      m <- match(3L * y + t - 1L, key)
+      out[!is.na(m), t] <- dates$start[m[!is.na(m)]]
+    }
+  }
+  out
 }
 
 academic_year_start <- function(x) {
@@ -1380,7 +1395,7 @@ academic_year_start <- function(x) {
 # ordinal 3 * academic year + (0 autumn, 1 spring, 2 summer), so matching a
 # record to a child's term index is integer arithmetic: the record's ordinal
 # minus the ordinal of the child's first term after the referral, plus one.
-absence_terms <- function(ab, ids, r, k) {
+absence_terms <- function(ab, ids, r, k, dates = NULL) {
   n <- length(ids)
   empty <- data.frame(child_id = character(), term_index = integer(),
                       academic_year = character(), term = character(),
@@ -1389,8 +1404,9 @@ absence_terms <- function(ab, ids, r, k) {
                       absence_rate = numeric(), stringsAsFactors = FALSE)
   if (!n) return(empty)
   civ <- civil(r)
-  y0 <- civ$y - (civ$m < 8L)                      # academic year of the referral
-  cand <- cbind(term_starts(y0), term_starts(y0 + 1L))
+  y0 <- civ$y - (civ$m < 9L) - 1L                 # the year before the referral's
+  cand <- cbind(term_starts(y0, dates), term_starts(y0 + 1L, dates),
+                term_starts(y0 + 2L, dates))
   first <- rowSums(cand <= r) + 1L                 # later terms are a suffix
   ord0 <- 3L * y0 + first - 1L                     # ordinal of term 1
   # the records: child, academic year and term as integers (codes parsed once)
@@ -1411,7 +1427,7 @@ absence_terms <- function(ab, ids, r, k) {
   o <- ord0[child] + idx - 1L                      # term ordinal
   yy <- o %/% 3L
   tt <- o %% 3L + 1L
-  start <- term_starts(yy)[cbind(seq_along(yy), tt)]
+  start <- term_starts(yy, dates)[cbind(seq_along(yy), tt)]
   sp <- cbind(sums[[2]][cell], sums[[3]][cell])
   out <- data.frame(
     child_id = ids[child],
@@ -1427,6 +1443,25 @@ absence_terms <- function(ab, ids, r, k) {
   out$absence_rate <- ifelse(!is.na(out$sessions_possible) & out$sessions_possible > 0,
                              100 * out$unauth_sessions / out$sessions_possible, NA_real_)
   rownames(out) <- NULL
+  out
+}
+
+# One rate per child over the terms of the panel (FS outcome table: "the
+# percentage of sessions missed due to unauthorised absence out of all the
+# school sessions the child was expected to attend for the three terms"):
+# 100 x unauthorised / possible sessions summed over the terms with a
+# record; NA without records, without a possible session, or when a term's
+# count is missing.
+absence_rate_per_child <- function(panel, ids) {
+  n <- length(ids)
+  out <- rep(NA_real_, n)
+  if (!nrow(panel)) return(out)
+  g <- match(panel$child_id, ids)
+  s <- rowsum(cbind(as.numeric(panel$sessions_possible), as.numeric(panel$unauth_sessions)), g,
+              reorder = FALSE)
+  gi <- as.integer(rownames(s))
+  ok <- !is.na(s[, 1]) & s[, 1] > 0
+  out[gi[ok]] <- 100 * s[ok, 2] / s[ok, 1]
   out
 }
 

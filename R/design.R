@@ -75,6 +75,11 @@
 #' @param rereferral_window Months after referral for `rereferral_18m`.
 #' @param toxic_trio `"core"` or `"broad"` factor set (see [sfp_codes()]).
 #' @param absence_terms Number of school terms starting after the referral.
+#' @param term_dates `NULL` for the standard term starts (autumn 1 September,
+#'   spring 1 January, summer Easter Monday), or a data frame of the
+#'   authorities' real term starts with columns `academic_year` ("2019/20"
+#'   or its first year, 2019), `term` ("autumn", "spring", "summer") and
+#'   `start` (`Date`); the terms it lists replace the standard ones.
 #' @param short_breaks `"exclude"` (default) or `"include"` care episodes with
 #'   legal status V3/V4.
 #' @param include_unborn Keep children referred before birth (age 0).
@@ -111,7 +116,7 @@ design_family_safeguarding <- function(data_or_rollout,
                                        days_cpp_window = 18L,
                                        rereferral_window = 18L,
                                        toxic_trio = c("core", "broad"),
-                                       absence_terms = 3L,
+                                       absence_terms = 3L, term_dates = NULL,
                                        short_breaks = c("exclude", "include"),
                                        include_unborn = TRUE,
                                        chne = c("other", "asian"),
@@ -157,6 +162,7 @@ design_family_safeguarding <- function(data_or_rollout,
     codes = list(toxic_trio = sfp_codes(paste0("toxic_trio_", toxic_trio)),
                  short_breaks = sfp_codes("short_breaks")),
     absence_terms = as.integer(absence_terms),
+    term_dates = check_term_dates(term_dates),
     short_breaks = short_breaks, include_unborn = isTRUE(include_unborn),
     chne = chne, fsm_column = fsm_column, max_missing = max_missing,
     quarter = quarter,
@@ -250,6 +256,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                                  require_open_after_assessment = TRUE,
                                  entry = c("first", "first_open"),
                                  step_months = 6L, absence_terms = 3L,
+                                 term_dates = NULL,
                                  short_breaks = c("exclude", "include"),
                                  include_unborn = TRUE,
                                  chne = c("other", "asian"),
@@ -294,6 +301,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                  short_breaks = sfp_codes("short_breaks"),
                  closed_after_assessment = sfp_codes("closed_after_assessment")),
     absence_terms = as.integer(absence_terms),
+    term_dates = check_term_dates(term_dates),
     short_breaks = short_breaks, include_unborn = isTRUE(include_unborn),
     chne = chne, fsm_column = fsm_column, max_missing = max_missing,
     quarter = quarter,
@@ -494,6 +502,36 @@ check_terms <- function(absence_terms) {
       !absence_terms %in% 1:3) {
     stop_arg("absence_terms", "must be 1, 2 or 3 (school terms after the referral)")
   }
+}
+
+# A term-dates table as year (first calendar year of the academic year),
+# term (1 autumn, 2 spring, 3 summer) and start (day number).
+check_term_dates <- function(x) {
+  if (is.null(x)) return(NULL)
+  if (!is.data.frame(x) || !all(c("academic_year", "term", "start") %in% names(x))) {
+    stop_arg("term_dates", "must be a data frame with columns `academic_year`, `term` and `start`",
+             "give one row per academic year and term, e.g. academic_year = \"2019/20\", term = \"autumn\", start = as.Date(\"2019-09-04\").")
+  }
+  y <- suppressWarnings(as.integer(substr(gsub("[^0-9]", "", as.character(x$academic_year)), 1L, 4L)))
+  t <- match(tolower(as.character(x$term)), c("autumn", "spring", "summer"))
+  st <- if (inherits(x$start, "Date")) as.integer(x$start) else rep(NA_integer_, nrow(x))
+  bad <- which(is.na(y) | is.na(t) | is.na(st))
+  if (length(bad)) {
+    stop_rows("term_dates", NULL, bad, "have no academic year, a term other than autumn/spring/summer, or no start date",
+              "give `academic_year` as \"2019/20\", `term` as autumn, spring or summer and `start` as a Date.")
+  }
+  ord <- 3L * y + t - 1L
+  bad <- which(duplicated(ord))
+  if (length(bad)) {
+    stop_rows("term_dates", "term", bad, "give an academic year and term already given", "give one start per term.")
+  }
+  o <- order(ord)
+  bad <- o[-1][diff(st[o]) <= 0L]
+  if (length(bad)) {
+    stop_rows("term_dates", "start", bad, "start on or before the term before them",
+              "check the dates: each term starts after the previous one.")
+  }
+  data.frame(year = y, term = t, start = st)
 }
 
 check_windows <- function(windows) {

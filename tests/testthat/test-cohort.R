@@ -410,22 +410,30 @@ test_that("absence: the three terms starting after the referral, Summer6th added
   co <- fs_build(children = ch, referrals = rf, absence = ab[sample(nrow(ab)), ],
                  outcomes = "absence")
   p <- absence_panel(co)
-  # a, referred 2019-09-01: spring 2020 (1 Jan), summer 2020 (Easter Monday
-  # 13 April; Summer + Summer6th = 110 sessions, 11 unauthorised), autumn
-  # 2020 (1 August). The autumn 2019 term started before the referral and
-  # spring 2021 is the fourth term.
+  # "three consecutive school terms, beginning with the closest school term
+  # beginning after the start of the" referral (FS): real term starts,
+  # autumn in September, spring in January, summer after Easter.
+  # a, referred 2019-09-01, the first day of autumn 2019 (which therefore
+  # does not begin after it): spring 2020 (1 Jan), summer 2020 (Easter
+  # Monday 13 April; Summer + Summer6th = 110 sessions, 11 unauthorised),
+  # autumn 2020 (1 September). Spring 2021 is the fourth term.
   pa <- p[p$child_id == "a", ]
   expect_equal(pa$term, c("spring", "summer", "autumn"))
   expect_equal(pa$term_index, 1:3)
-  expect_equal(pa$term_start, as.Date(c("2020-01-01", "2020-04-13", "2020-08-01")))
+  expect_equal(pa$term_start, as.Date(c("2020-01-01", "2020-04-13", "2020-09-01")))
   expect_equal(pa$sessions_possible, c(120L, 110L, 140L))
   expect_equal(pa$absence_rate, 100 * c(6 / 120, 11 / 110, 7 / 140))
-  expect_equal(pa$days_since_referral, c(122L, 225L, 335L))
-  # b, referred on the first day of autumn 2019: that term does not start
-  # after the referral, so term 1 is spring 2020.
+  expect_equal(pa$days_since_referral, c(122L, 225L, 366L))
+  # b, an August referral (2019-08-01): term 1 is autumn 2019, starting
+  # 1 September (it used to be spring 2020, the census window starting in
+  # August); no session was possible in it, so its rate is missing.
   pb <- p[p$child_id == "b", ]
-  expect_equal(pb$term, "spring")
-  expect_equal(pb$term_index, 1L)
+  expect_equal(pb$term, c("autumn", "spring"))
+  expect_equal(pb$term_index, 1:2)
+  expect_equal(pb$absence_rate, c(NA, 4))
+  # one row per child with the rate over the three terms: a 100 x (6 + 11 +
+  # 7) / (120 + 110 + 140); b 100 x 4 / 100; c has no record.
+  expect_equal(val(co, "absence_rate"), c(a = 100 * 24 / 370, b = 4, c = NA))
   # c, referred 2019-05-01 in the summer term: next is autumn 2019; the
   # summer 2019 record is not used.
   expect_false("c" %in% p$child_id)
@@ -440,7 +448,7 @@ test_that("absence: the three terms starting after the referral, Summer6th added
                   design_args = list(absence_terms = 1))
   p2 <- absence_panel(co2)
   expect_equal(p2$term_index, c(1L, 1L))
-  expect_equal(p2$absence_rate, c(5, 4))
+  expect_equal(p2$absence_rate, c(5, NA))
   # double sessions and double design arguments give the same panel
   ab_dbl <- transform(ab, sessions_possible = as.double(sessions_possible),
                       unauth_sessions = as.double(unauth_sessions))
@@ -451,7 +459,17 @@ test_that("absence: the three terms starting after the referral, Summer6th added
   p3 <- absence_panel(co3)
   expect_equal(p3$sessions_possible[p3$child_id == "a"], c(120L, NA, 140L))
   expect_equal(p3$absence_rate[p3$child_id == "a"], c(5, NA, 5))
-  expect_equal(p3$absence_rate[p3$child_id == "b"], 4)
+  expect_equal(p3$absence_rate[p3$child_id == "b"], c(NA, 4))
+  expect_equal(val(co3, "absence_rate")[["a"]], NA_real_)
+  # a term-dates table replaces the standard starts: autumn 2019 starting
+  # 4 September leaves a (referred 2019-09-01) in that term first.
+  td <- data.frame(academic_year = "2019/20", term = "autumn", start = as.Date("2019-09-04"))
+  co4 <- fs_build(children = ch, referrals = rf, absence = ab, outcomes = "absence",
+                  design_args = list(term_dates = td))
+  p4 <- absence_panel(co4)
+  expect_equal(p4$term[p4$child_id == "a"], c("autumn", "spring", "summer"))
+  expect_equal(p4$term_start[p4$child_id == "a"], as.Date(c("2019-09-04", "2020-01-01", "2020-04-13")))
+  expect_snapshot(design_family_safeguarding(fs_rollout, term_dates = rbind(td, td)), error = TRUE)
 })
 
 # ---- Family Valued outcomes -------------------------------------------------------
@@ -1197,7 +1215,7 @@ r_care_cohort <- function(x, design, treatment, data_end) {
 r_absence <- function(x, cohort) {
   starts <- do.call(rbind, lapply(2016:2024, function(y) data.frame(
     y = y, term = c("autumn", "spring", "summer"),
-    start = c(as.Date(sprintf("%d-08-01", y)), as.Date(sprintf("%d-01-01", y + 1)),
+    start = c(as.Date(sprintf("%d-09-01", y)), as.Date(sprintf("%d-01-01", y + 1)),
               as.Date(r_easter[[as.character(y + 1)]]) + 1))))
   ab <- x$absence
   ab$term[ab$term == "summer6th"] <- "summer"
