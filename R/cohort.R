@@ -174,7 +174,9 @@ outcome_table <- function(design) {
 #'   in the window; at most the window's length (the censoring point).
 #' * `rereferral_18m` (FS): a later referral (strictly after the first
 #'   referral's day) within 18 months, for children whose first assessment
-#'   after the first referral recorded a toxic-trio factor.
+#'   after the first referral recorded a toxic-trio factor; referrals marked
+#'   `marac` (leading directly to a Multi Agency Risk Assessment Conference)
+#'   are not re-referrals (FS footnote 18).
 #' * `return_36m` (FV): a spell of CPP/CIN plans (overlapping or touching
 #'   plans merged, so stepping up from CIN plan to CPP is not a return) ends
 #'   within 36 months of the referral and the child then starts a new plan or
@@ -208,8 +210,15 @@ outcome_table <- function(design) {
 #'
 #' Covariates: `gender` (protocol codes 0-4 as a factor; values that conflict
 #' over time become "missing" unless the others are missing or "not
-#' recorded"), `ethnic_group` (major group, conflicting groups become
-#' Missing), `age` in completed years at referral (a 29 February birthday
+#' recorded"), `ethnicity_cin` (the CIN census categories, "Ethnicity: in
+#' the categories defined in the DfE's CIN census", FS footnote 27, FV
+#' footnote 10; conflicting codes missing, REFU/NOBT only where nothing else
+#' is recorded), `ethnic_group` (major group, for CEM and with the design's
+#' `ethnicity = "major"`; conflicting groups become Missing),
+#' `academic_year` of the referral (September-August, FV), `fsm_ever` (ever
+#' eligible, the regression covariate of both protocols, from the column
+#' `fsm_ever`, else the design's `fsm_column`) and `fsm` (the design's
+#' `fsm_column`, FSM in the last six years, for CEM), `age` in completed years at referral (a 29 February birthday
 #' falls on 1 March in other years; children referred before birth are 0),
 #' `age_band`, `disabled`, `fsm`, `uasc` (maximum over the records up to the
 #' referral, or the earliest record if none precedes it), `n_previous_cpp`
@@ -726,6 +735,8 @@ add_periods <- function(coh, r, design) {
   } else {
     sprintf("%s Q%d", coh$fin_year, ((civ$m - 4L) %% 12L) %/% 3L + 1L)
   }
+  ay <- civ$y - (civ$m < 9L)
+  coh$academic_year <- sprintf("%d/%02d", ay, (ay + 1L) %% 100L)
   if (design$programme == "FV") {
     coh$step <- sw_step(r, as.integer(design$trial_start), design$step_months,
                         as.integer(design$trial_end))
@@ -765,6 +776,9 @@ cohort_context <- function(data, design, coh, r, ends, pop, keep) {
       cache[[what]] <- switch(
         what,
         refs = index_table(ci_rf, as.integer(rf$referral_date), x$n),
+        # referrals leading directly to a MARAC are no re-referral (FS fn 18)
+        rerefs = index_table(replace(ci_rf, as.logical(rf$marac) %in% TRUE, NA_integer_),
+                             as.integer(rf$referral_date), x$n),
         cpp = index_table(x$ci_of_ref(data$cp_plans$referral_id),
                           as.integer(data$cp_plans$start), x$n),
         care = care_table(data$cla_episodes, design,
@@ -869,7 +883,7 @@ outcome_scorers <- list(
   rereferral_18m = function(x) {
     W <- x$win("rereferral")
     tt <- toxic_trio_at_assessment(x$data, x$coh$referral_id, x$design$codes$toxic_trio)
-    tab <- x$tab("refs")
+    tab <- x$tab("rerefs")
     idx <- .Call(ffi_first_in_range, as.integer(x$data$referrals$referral_date[tab$rows]),
                  tab$offsets, as.integer(x$r + 1L), as.integer(W))
     list(value = as.integer(idx >= 0L), in_sample = tt, observable = x$observable("cin", W))
@@ -964,10 +978,11 @@ add_covariates <- function(coh, x) {
 # Columns stay in the cohort (multiple imputation and CEM use them); what is
 # dropped is reported per sample.
 .missing_like <- list(ethnic_group = "Missing", gender = "missing",
-                      primary_need = "not stated")
+                      primary_need = "not stated", ethnicity_cin = c("REFU", "NOBT"))
 
 drop_missing_covariates <- function(coh, design, outcomes, absence) {
-  cov_cols <- intersect(c("gender", "ethnic_group", "age", "disabled", "fsm", "uasc",
+  cov_cols <- intersect(c("gender", "ethnic_group", "ethnicity_cin", "age", "disabled", "fsm",
+                          "fsm_ever", "uasc",
                           "n_previous_cpp", "previous_cpp", "primary_need", "prop_fsm",
                           "prop_white_british", "other_innovation_programme"),
                         names(coh))
@@ -1263,12 +1278,21 @@ child_covariates <- function(ch, ids, r, over_time, design) {
   }
   dis <- if ("disability" %in% names(ch)) disabled_flag(ch$disability) else rep(NA, nrow(ch))
   fsm <- if (design$fsm_column %in% names(ch)) ch[[design$fsm_column]] else rep(NA, nrow(ch))
+  fsm_ever <- if ("fsm_ever" %in% names(ch)) ch$fsm_ever else fsm
   uasc <- if ("uasc" %in% names(ch)) ch$uasc else rep(NA, nrow(ch))
+  # CIN census categories: refused/not obtained only where nothing else is
+  # recorded, conflicting codes missing
+  cin <- sfp_codes("ethnicity")
+  ec <- match(toupper(trimws(as.character(ch$ethnicity))), cin)
+  miss_codes <- match(c("REFU", "NOBT"), cin)
+  ec <- resolve_over_time(g, ec, miss_codes, NA_integer_, c(miss_codes, NA_integer_), n)
   list(
     gender = factor(gen, levels = 0:4, labels = .gender_labels),
     ethnic_group = factor(eth, levels = levels(ethnic_group(character()))),
+    ethnicity_cin = factor(cin[ec], levels = cin),
     disabled = group_max01(gu, dis, n),
     fsm = group_max01(gu, fsm, n),
+    fsm_ever = group_max01(gu, fsm_ever, n),
     uasc = group_max01(gu, uasc, n)
   )
 }

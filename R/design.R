@@ -84,8 +84,16 @@
 #'   legal status V3/V4.
 #' @param include_unborn Keep children referred before birth (age 0).
 #' @param chne Where Chinese ethnicity goes, see [ethnic_group()].
-#' @param fsm_column Column of `children` used for FSM eligibility
-#'   (`"fsm_ever6"`: FSM in the last six years or early-years pupil premium).
+#' @param ethnicity The ethnicity covariate of the regressions: `"cin"` (the
+#'   CIN census categories, as both protocols write: "In the categories
+#'   defined in the DfE's CIN census") or `"major"` (the five major groups,
+#'   `ethnic_group`). CEM always uses the major groups (FS p. 9).
+#' @param fsm_column Column of `children` used for the CEM's FSM eligibility
+#'   (`"fsm_ever6"`: FSM in the last six years or early-years pupil premium,
+#'   FS p. 9). The regressions use `fsm_ever` ("ever been recorded as
+#'   eligible for free school meals on Census day in any Spring Census up to
+#'   the pupil's current year"), or this column when `children` has no
+#'   `fsm_ever`.
 #' @param max_missing Covariates missing for more than this share of the
 #'   cohort are reported and dropped (FS p. 16: 30%).
 #' @param quarter `"calendar"` quarters ("2020Q2", April-June) or
@@ -120,12 +128,14 @@ design_family_safeguarding <- function(data_or_rollout,
                                        short_breaks = c("exclude", "include"),
                                        include_unborn = TRUE,
                                        chne = c("other", "asian"),
+                                       ethnicity = c("cin", "major"),
                                        fsm_column = "fsm_ever6",
                                        max_missing = 0.3,
                                        quarter = c("calendar", "financial")) {
   toxic_trio <- match.arg(toxic_trio)
   short_breaks <- match.arg(short_breaks)
   chne <- match.arg(chne)
+  ethnicity <- match.arg(ethnicity)
   quarter <- match.arg(quarter)
   ro <- design_rollout(data_or_rollout, "FS")
   las <- design_las(ro, "FS")
@@ -164,10 +174,10 @@ design_family_safeguarding <- function(data_or_rollout,
     absence_terms = as.integer(absence_terms),
     term_dates = check_term_dates(term_dates),
     short_breaks = short_breaks, include_unborn = isTRUE(include_unborn),
-    chne = chne, fsm_column = fsm_column, max_missing = max_missing,
+    chne = chne, ethnicity = ethnicity, fsm_column = fsm_column, max_missing = max_missing,
     quarter = quarter,
     require_open_after_assessment = FALSE, entry = "first",
-    covariates = c("gender", "ethnic_group", "age", "disabled", "fsm", "uasc",
+    covariates = c("gender", eth_covariate(ethnicity), "age", "disabled", "fsm_ever", "uasc",
                    "n_previous_cpp", "primary_need", "prop_fsm",
                    "prop_white_british", "other_innovation_programme"),
     # FS footnote 31 (p. 15): primary need is left out of the models for the
@@ -260,6 +270,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                                  short_breaks = c("exclude", "include"),
                                  include_unborn = TRUE,
                                  chne = c("other", "asian"),
+                                 ethnicity = c("cin", "major"),
                                  fsm_column = "fsm_ever6",
                                  max_missing = 0.3,
                                  quarter = c("calendar", "financial")) {
@@ -267,6 +278,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
   entry <- match.arg(entry)
   short_breaks <- match.arg(short_breaks)
   chne <- match.arg(chne)
+  ethnicity <- match.arg(ethnicity)
   quarter <- match.arg(quarter)
   ro <- design_rollout(data_or_rollout, "FV")
   las <- design_las(ro, "FV")
@@ -303,13 +315,13 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
     absence_terms = as.integer(absence_terms),
     term_dates = check_term_dates(term_dates),
     short_breaks = short_breaks, include_unborn = isTRUE(include_unborn),
-    chne = chne, fsm_column = fsm_column, max_missing = max_missing,
+    chne = chne, ethnicity = ethnicity, fsm_column = fsm_column, max_missing = max_missing,
     quarter = quarter,
     require_open_after_assessment = isTRUE(require_open_after_assessment),
     entry = entry,
-    covariates = c("gender", "ethnic_group", "age_band", "disabled", "fsm",
-                   "uasc", "n_previous_cpp", "primary_need", "prop_fsm",
-                   "prop_white_british", "other_innovation_programme"),
+    covariates = c("gender", eth_covariate(ethnicity), "age_band", "academic_year",
+                   "disabled", "fsm_ever", "uasc", "n_previous_cpp", "primary_need",
+                   "prop_fsm", "prop_white_british", "other_innovation_programme"),
     covariates_exclude = list(),
     strata = stats::setNames(las$stratum, las$la_code),
     cem = NULL
@@ -532,6 +544,10 @@ check_term_dates <- function(x) {
               "check the dates: each term starts after the previous one.")
   }
   data.frame(year = y, term = t, start = st)
+}
+
+eth_covariate <- function(ethnicity) {
+  if (match.arg(ethnicity, c("cin", "major")) == "cin") "ethnicity_cin" else "ethnic_group"
 }
 
 check_windows <- function(windows) {

@@ -1356,3 +1356,39 @@ test_that("a trial period ending on the last day of a step has all its steps", {
   co <- suppressMessages(build_cohort(d, des, outcomes = character()))
   expect_equal(val(co, "step"), c(a = 0L, b = 4L, c = 5L, d = 5L))
 })
+
+test_that("covariates as written: CIN ethnicity, FSM ever, academic year, MARAC re-referrals", {
+  # Ethnicity "In the categories defined in the DfE's CIN census" (FS fn 27,
+  # FV fn 10): a keeps WIRI; b is REFU then BAFR -> BAFR; c WBRI then MWBC
+  # conflicts -> missing. FSM: "ever been recorded as eligible ... up to the
+  # pupil's current year" (fsm_ever) for the regression, ever-6 for CEM.
+  ch <- data.frame(child_id = c("a", "b", "b", "c", "c"), la_code = "101",
+                   dob = as.Date("2012-01-01"), gender_raw = "1",
+                   ethnicity = c("WIRI", "REFU", "BAFR", "WBRI", "MWBC"),
+                   fsm_ever6 = c(FALSE, FALSE, FALSE, NA, NA),
+                   fsm_ever = c(TRUE, FALSE, FALSE, NA, NA),
+                   recorded_date = as.Date(c("2019-01-31", "2018-01-31", "2019-01-31",
+                                             "2018-01-31", "2019-01-31")),
+                   stringsAsFactors = FALSE)
+  # FS footnote 18: a re-referral "does not include cases that lead directly
+  # to a MARAC": a's only later referral (2019-06-01) is a MARAC one, so 0;
+  # b's later referral is an ordinary one, so 1.
+  rf <- rbind(refs(c("a", "b", "c"), c("2019-08-31", "2019-09-01", "2019-03-01"), marac = FALSE),
+              refs(c("a", "b"), "2020-06-01", rid = c("a2", "b2"), marac = c(TRUE, FALSE)))
+  as <- data.frame(assessment_id = c("A1", "B1"), referral_id = c("r_a", "r_b"),
+                   assessment_start = as.Date(c("2019-09-01", "2019-09-02")),
+                   assessment_end = as.Date(c("2019-09-10", "2019-09-12")))
+  fa <- data.frame(assessment_id = c("A1", "B1"), factor = "1B")
+  co <- fs_build(children = ch, referrals = rf, assessments = as, assessment_factors = fa,
+                 outcomes = "rereferral_18m", design_args = list(max_missing = 1))
+  expect_equal(as.character(val(co, "ethnicity_cin")), c("WIRI", "BAFR", NA))
+  expect_equal(as.character(val(co, "ethnic_group")), c("White", "Black", "Missing"))
+  expect_equal(val(co, "fsm_ever"), c(a = 1L, b = 0L, c = NA))
+  expect_equal(val(co, "fsm"), c(a = 0L, b = 0L, c = NA))
+  expect_equal(val(co, "rereferral_18m"), c(a = 0L, b = 1L, c = NA))
+  # the academic year runs September-August: a (31 August) is 2018/19
+  expect_equal(val(co, "academic_year"), c(a = "2018/19", b = "2019/20", c = "2018/19"))
+  des <- attr(co, "design")
+  expect_true(all(c("ethnicity_cin", "fsm_ever") %in% des$covariates))
+  expect_true("ethnic_group" %in% design_family_safeguarding(fs_rollout, ethnicity = "major")$covariates)
+})
