@@ -1392,3 +1392,24 @@ test_that("covariates as written: CIN ethnicity, FSM ever, academic year, MARAC 
   expect_true(all(c("ethnicity_cin", "fsm_ever") %in% des$covariates))
   expect_true("ethnic_group" %in% design_family_safeguarding(fs_rollout, ethnicity = "major")$covariates)
 })
+
+test_that("one data end per source: each outcome is observable by its own source", {
+  # CIN census to 2021-12-31, SSDA903 to 2020-12-31. a (referred 2019-03-01):
+  # both 18-month windows end 2020-09-01, observable. b (2019-08-01): the
+  # windows end 2021-02-01, after the 903 end (cla_18m not yet observable)
+  # but before the CIN end (days_cpp_18m observable).
+  ch <- kids(c("a", "b"))
+  rf <- refs(c("a", "b"), c("2019-03-01", "2019-08-01"))
+  d <- quiet_data(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+                  cp_plans = plans("r_b", "2019-09-01", "2019-10-01"), rollout = fs_rollout)
+  des <- design_family_safeguarding(d, data_end = c(cin = as.Date("2021-12-31"),
+                                                    ssda903 = as.Date("2020-12-31")))
+  co <- suppressMessages(build_cohort(d, des, outcomes = c("cla_18m", "days_cpp_18m")))
+  expect_equal(val(co, "cla_18m_observable"), c(a = TRUE, b = FALSE))
+  expect_equal(val(co, "days_cpp_18m"), c(a = 0L, b = 30L))
+  expect_equal(attr(co, "data_ends"),
+               c(cin = as.Date("2021-12-31"), ssda903 = as.Date("2020-12-31"),
+                 npd = as.Date("2021-12-31")))
+  expect_error(design_family_safeguarding(d, data_end = c(census = as.Date("2021-12-31"))),
+               "one date per source")
+})
