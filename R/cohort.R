@@ -965,7 +965,47 @@ add_covariates <- function(coh, x) {
                              levels = paste0("N", 0:9), labels = .primary_need_labels)
   lac <- la_covariates(x$data$la_covariates, coh$la, x$r)
   for (nm in names(lac)) coh[[nm]] <- lac[[nm]]
+  # "continuous variable based on all children in our sample" (FS, FV):
+  # shares the user does not supply come from the cohort itself
+  own <- sample_la_shares(coh, x$r)
+  for (nm in names(own)) {
+    given <- x$data$la_covariates[[nm]]
+    if (is.null(given) || all(is.na(given))) coh[[nm]] <- own[[nm]]
+  }
+  attr(coh, "la_shares_from_sample") <- names(own)[vapply(names(own), function(nm) {
+    given <- x$data$la_covariates[[nm]]
+    is.null(given) || all(is.na(given))
+  }, TRUE)]
   coh
+}
+
+# LA shares of FSM-eligible (fsm_ever) and White British (CIN code WBRI)
+# children among the cohort's children referred in each authority and
+# calendar quarter, known (as the protocols take "the most recently
+# available measurement that took place prior to the referral date") from
+# the first day of the next quarter; gaps interpolated and the ends carried
+# as for supplied LA covariates (la_covariates()).
+sample_la_shares <- function(coh, r) {
+  if (!nrow(coh)) return(list(prop_fsm = numeric(), prop_white_british = numeric()))
+  civ <- civil(r)
+  q <- civ$y * 4L + (civ$m - 1L) %/% 3L
+  key <- interaction(coh$la, q, drop = TRUE, lex.order = TRUE)
+  share <- function(v) {
+    s <- tapply(v, key, function(z) if (all(is.na(z))) NA_real_ else mean(z, na.rm = TRUE))
+    as.numeric(s)
+  }
+  eth <- as.character(coh$ethnicity_cin)
+  eth[eth %in% c("REFU", "NOBT")] <- NA
+  first <- !duplicated(key)
+  lk <- key[first]
+  qn <- q[first][order(key[first])] + 1L                 # the next quarter
+  lac <- data.frame(la_code = as.character(coh$la[first][order(key[first])]),
+                    month = day_to_date(days_from_civil(qn %/% 4L, (qn %% 4L) * 3L + 1L, 1L)),
+                    prop_fsm = share(as.numeric(coh$fsm_ever)),
+                    prop_white_british = share(as.numeric(eth == "WBRI")),
+                    stringsAsFactors = FALSE)
+  out <- la_covariates(lac, coh$la, r)
+  out[c("prop_fsm", "prop_white_british")]
 }
 
 # The 30% rule (FS and FV "Handling missing data": "will drop covariates

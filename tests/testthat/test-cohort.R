@@ -1413,3 +1413,22 @@ test_that("one data end per source: each outcome is observable by its own source
   expect_error(design_family_safeguarding(d, data_end = c(census = as.Date("2021-12-31"))),
                "one date per source")
 })
+
+test_that("LA shares come from the sample when none are supplied", {
+  # "Proportion of children / young people eligible for Free School Meals
+  # (continuous variable based on all children in our sample)", using "the
+  # most recently available measurement that took place prior to the
+  # referral date": the shares of each LA's children referred in a quarter
+  # are known from the next quarter on. 2019Q1: a (FSM, WBRI), b (no, BAFR)
+  # -> 0.5, 0.5 from 2019-04-01; 2019Q3: c (FSM, WBRI), d (unknown, REFU)
+  # -> 1, 1 from 2019-10-01. a, b (before the first value) take the next;
+  # c, d (July) the 2019-04-01 one; e (November) the 2019-10-01 one.
+  ch <- kids(c("a", "b", "c", "d", "e"), fsm_ever = c(TRUE, FALSE, TRUE, NA, FALSE))
+  ch$ethnicity <- c("WBRI", "BAFR", "WBRI", "REFU", "WOTH")
+  rf <- refs(ch$child_id, c("2019-01-15", "2019-03-01", "2019-07-01", "2019-08-01", "2019-11-01"))
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2010-01-01", "2010-02-01"),
+                 outcomes = "cla_18m", design_args = list(max_missing = 1))
+  expect_equal(val(co, "prop_fsm"), c(a = 0.5, b = 0.5, c = 0.5, d = 0.5, e = 1))
+  expect_equal(val(co, "prop_white_british"), c(a = 0.5, b = 0.5, c = 0.5, d = 0.5, e = 1))
+  expect_setequal(attr(co, "la_shares_from_sample"), c("prop_fsm", "prop_white_british"))
+})
