@@ -498,7 +498,7 @@ new_reasons <- function(n) {
   rs
 }
 set_reason <- function(rs, cond, why) {
-  cond <- cond %in% TRUE & is.na(rs$why)
+  cond <- !is.na(cond) & cond & is.na(rs$why)
   rs$why[cond] <- why
   invisible(rs)
 }
@@ -677,8 +677,9 @@ la_changed <- function(pc, la, rf) {
   l <- c(as.character(pc$ch$la_code),
          if (!is.null(rf) && "la_code" %in% names(rf)) as.character(rf$la_code))
   ok <- !is.na(g) & !is.na(l)
-  pairs <- unique(data.frame(g = g[ok], l = l[ok]))
-  tabulate(pairs$g, nbins = n) > 1L
+  li <- match(l[ok], unique(l[ok]))
+  key <- unique(as.numeric(g[ok]) * (max(li, 0L) + 1) + li)   # distinct (child, LA)
+  tabulate(as.integer(key %/% (max(li, 0L) + 1)), nbins = n) > 1L
 }
 
 # ---- arm ------------------------------------------------------------------------
@@ -797,11 +798,13 @@ cohort_context <- function(data, design, coh, r, ends, pop, keep) {
   }
   # first new period of care starting in [r, hi]: its day and episode row
   x$entry <- function(hi) {
+    if (identical(hi, cache$entry_hi)) return(cache$entry)
     care <- x$tab("care")
     idx <- .Call(ffi_first_in_range, care$pstart_day, care$ptab$offsets,
                  as.integer(r), as.integer(hi))
     at <- orig_row(seq_along(care$prow), idx)
-    list(day = care$pstart_day[at], row = care$prow[at])
+    cache$entry_hi <- hi
+    cache$entry <- list(day = care$pstart_day[at], row = care$prow[at])
   }
   # looked after on day d by a period that began before it
   x$in_care_at <- function(d) {
@@ -1028,7 +1031,7 @@ drop_missing_covariates <- function(coh, design, outcomes, absence) {
                         names(coh))
   is_miss <- lapply(coh[cov_cols], function(v) {
     m <- is.na(v)
-    if (is.factor(v)) m <- m | as.character(v) %in% unlist(.missing_like)
+    if (is.factor(v)) m <- m | as.integer(v) %in% which(levels(v) %in% unlist(.missing_like))
     m
   })
   samples <- list(cohort = rep(TRUE, nrow(coh)))
