@@ -507,7 +507,8 @@ set_reason <- function(rs, cond, why) {
                      "no referral open after assessment", "LA not in the trial",
                      "date of birth missing", "unborn at referral",
                      "age out of range", "closed after assessment",
-                     "referred in the embedding window")
+                     "referred in the embedding window",
+                     "referred in the months before go-live")
 .care_steps <- c("not in the children table",
                  "no period of care starting in the trial period",
                  "LA not in the trial", "date of birth missing",
@@ -693,6 +694,21 @@ assign_arm <- function(pop, design, treatment) {
     gl <- as.integer(las$alt_go_live_date[match(pop$la, las$la_code)])
   }
   arm <- treated_on(pop$anchor, gl)
+  gap <- design$pre_go_live_exclusion %||% 0L
+  if (gap > 0L) {
+    # FS footnote 7: referrals in the `gap` months before go-live (the
+    # matched treated LA's go-live for a comparator)
+    own <- pop$go_live
+    pr <- design$pairs
+    if (!is.null(pr) && nrow(pr)) {
+      via <- las$go_live_date[match(pr$treated_la, las$la_code)]
+      m <- match(pop$la, pr$comparator_la)
+      own[is.na(own) & !is.na(m)] <- as.integer(via[m[is.na(own) & !is.na(m)]])
+    }
+    before <- !is.na(own) & !is.na(pop$anchor) & pop$anchor < own &
+      pop$anchor >= add_months(own, -gap)
+    set_reason(pop$reason, before, "referred in the months before go-live")
+  }
   if (treatment == "embedding") {
     m <- match(pop$la, las$la_code)
     emb <- in_embedding(pop$anchor, las$embed_start[m], las$embed_end[m], gl)

@@ -96,6 +96,12 @@
 #'   `fsm_ever`.
 #' @param max_missing Covariates missing for more than this share of the
 #'   cohort are reported and dropped (FS p. 16: 30%).
+#' @param pre_go_live_exclusion Months before go-live whose referrals are
+#'   left out (FS footnote 7: "excluding cases that entered the sample
+#'   population in the final 18 months prior to implementation", for the
+#'   sensitivity analysis of the under-estimation of treatment; 0, the
+#'   default, keeps them). For a comparator LA the go-live of its matched
+#'   treated LA (roll-out `matched_to_la`) is used.
 #' @param quarter `"calendar"` quarters ("2020Q2", April-June) or
 #'   `"financial"` ("2020/21 Q1", April-June).
 #' @return An object of class `sfp_design`: a list with `programme` ("FS"),
@@ -131,8 +137,15 @@ design_family_safeguarding <- function(data_or_rollout,
                                        ethnicity = c("cin", "major"),
                                        fsm_column = "fsm_ever6",
                                        max_missing = 0.3,
+                                       pre_go_live_exclusion = 0L,
                                        quarter = c("calendar", "financial")) {
   toxic_trio <- match.arg(toxic_trio)
+  if (!is.numeric(pre_go_live_exclusion) || length(pre_go_live_exclusion) != 1L ||
+      is.na(pre_go_live_exclusion) || pre_go_live_exclusion < 0 ||
+      pre_go_live_exclusion != round(pre_go_live_exclusion)) {
+    stop_arg("pre_go_live_exclusion", "must be a whole number of months (0 for none)",
+             "give 18 for the footnote-7 sensitivity analysis.")
+  }
   short_breaks <- match.arg(short_breaks)
   chne <- match.arg(chne)
   ethnicity <- match.arg(ethnicity)
@@ -168,6 +181,7 @@ design_family_safeguarding <- function(data_or_rollout,
     outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m",
                  "absence"),
     toxic_trio = toxic_trio,
+    pre_go_live_exclusion = as.integer(pre_go_live_exclusion),
     cla_definition = match.arg(cla_definition),
     codes = list(toxic_trio = sfp_codes(paste0("toxic_trio_", toxic_trio)),
                  short_breaks = sfp_codes("short_breaks")),

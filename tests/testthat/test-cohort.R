@@ -1432,3 +1432,25 @@ test_that("LA shares come from the sample when none are supplied", {
   expect_equal(val(co, "prop_white_british"), c(a = 0.5, b = 0.5, c = 0.5, d = 0.5, e = 1))
   expect_setequal(attr(co, "la_shares_from_sample"), c("prop_fsm", "prop_white_british"))
 })
+
+test_that("FS footnote 7 sensitivity: referrals in the 18 months before go-live left out", {
+  # "excluding cases that entered the sample population in the final 18
+  # months prior to implementation" (FS fn 7). 101 goes live 2020-01-01: the
+  # window is 2018-07-01 .. 2019-12-31. a (2018-06-30) stays, b (2018-07-01)
+  # and c (2019-12-31) go, d (on go-live day) stays; comparator 201 is
+  # matched to 101, so e (2019-01-01) goes and f (2018-01-01) stays.
+  ro <- fs_rollout
+  ro$matched_to_la <- c(NA, "101")
+  ro$outcome <- c(NA, "cla_18m")
+  ch <- kids(c("a", "b", "c", "d", "e", "f"), la = c("101", "101", "101", "101", "201", "201"))
+  rf <- refs(ch$child_id, c("2018-06-30", "2018-07-01", "2019-12-31", "2020-01-01",
+                            "2019-01-01", "2018-01-01"))
+  d <- quiet_data(children = ch, referrals = rf, rollout = ro)
+  des <- design_family_safeguarding(d, data_end = as.Date("2023-12-31"), pre_go_live_exclusion = 18)
+  co <- suppressMessages(build_cohort(d, des, outcomes = character()))
+  expect_equal(co$child_id, c("a", "d", "f"))
+  f <- exclusion_flow(co, stage = "population", by = "total")
+  expect_equal(f$n[f$step == "referred in the months before go-live"], 3L)
+  expect_equal(nrow(suppressMessages(build_cohort(d, design_family_safeguarding(d),
+                                                  outcomes = character()))), 6L)
+})
