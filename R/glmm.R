@@ -1642,8 +1642,9 @@ print.summary.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L),
 #'
 #' `go_live = "alt_go_live_date"` gives the alternative implementation date
 #' (deep-dive training complete) of the sensitivity analysis;
-#' `embedding = TRUE` excludes referrals between an LA's `embed_start`
-#' (inclusive) and `embed_end` (exclusive) dates. Rows outside the trial
+#' `embedding = TRUE` excludes referrals between an LA's `embed_start` and
+#' `embed_end` dates (both inclusive) that are not on or after its go-live
+#' date, as [build_cohort()] does. Rows outside the trial
 #' period and embedding exclusions are dropped with a warning and counted in
 #' the `exclusion_flow` attribute of the result.
 #'
@@ -1734,8 +1735,10 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
   start <- trial_start %||% seq(min(gl_trial, na.rm = TRUE), by = paste(-period_months, "months"),
                                 length.out = 2L)[2]
   np <- n_periods %||% (nrow(rollout) + 1L)
-  period <- months(rep(start, length(dt)), dt) %/% period_months
-  treated <- as.integer(dt >= gl[idx])
+  # the one definition of step and go-live boundaries (R/design.R), shared
+  # with build_cohort(): a referral on the go-live day is treated
+  period <- sw_step(dt, start, period_months)
+  treated <- treated_on(dt, gl[idx])
   since <- ifelse(treated == 1L, months(gl[idx], dt) %/% period_months, NA)
   data$period <- as.integer(period)
   data$treated <- treated
@@ -1757,7 +1760,7 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
   if (embedding) {
     es <- rollout$embed_start[idx]
     ee <- rollout$embed_end[idx]
-    emb <- !is.na(es) & !is.na(ee) & dt >= es & dt < ee & keep
+    emb <- in_embedding(dt, es, ee, gl[idx]) & keep
     if (any(emb)) {
       warn_rows("data", date, which(emb), paste(plural(sum(emb), "falls in its", "fall in their"), "LA's embedding period and", plural(sum(emb), "was", "were"), "excluded"),
                 "this is the embedding-period sensitivity analysis; use embedding = FALSE for the primary analysis.")
