@@ -603,7 +603,7 @@ read_cin_census <- function(path, la_code = NULL, history = FALSE, warn = TRUE) 
       t
     })
   })
-  log_conversion(log, "children", NA, "files read", length(files))
+  log_conversion(log, "(files)", NA, "files read", length(files))
   stack <- function(nm) {
     ts <- lapply(raw, `[[`, nm)
     cols <- unique(unlist(lapply(ts, names)))
