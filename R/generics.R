@@ -112,6 +112,7 @@ glmm_newdata <- function(object, newdata) {
 #' anova(fit0, fit)
 #' AIC(fit0, fit)
 #' @name sw_glmm-lme4
+#' @importFrom stats predict fitted residuals anova formula
 NULL
 
 #' @rdname sw_glmm-lme4

@@ -289,7 +289,6 @@ cin_read_xml <- function(file, log) {
                  where_child(file, NULL), root), call. = FALSE)
   }
   leaf <- which(ev$leaf)
-  pname <- ev$name[ev$parent[leaf]]
   hdr <- leaf[xml_enclosing(ev, "Header")[leaf] %in% 1L]
   header <- stats::setNames(ev$text[hdr], ev$name[hdr])
   child_i <- xml_enclosing(ev, "Child")
@@ -409,7 +408,7 @@ cin_read_csv <- function(file) {
   }
   d[] <- lapply(d, function(v) { v[!is.na(v) & !nzchar(v)] <- NA; v })
   col <- function(nm) if (nm %in% names(d)) d[[nm]] else rep(NA_character_, nrow(d))
-  pick <- function(rows, key, fields, what, cols = fields) {
+  pick <- function(rows, key, fields, what) {
     sub <- d[rows, , drop = FALSE]
     k <- do.call(paste, c(lapply(key, function(x) sub[[x]]), sep = "\r"))
     vals <- lapply(names(fields), function(f) if (f %in% names(sub)) sub[[f]] else rep(NA_character_, nrow(sub)))
@@ -645,7 +644,8 @@ cin_tables <- function(t, history, log) {
   g_cur <- !is.na(ch$gender_current)
   log_conversion(log, "children", "gender_raw", "GenderCurrent -> gender_raw", sum(g_cur))
   log_conversion(log, "children", "gender_raw", "Sex -> gender_raw", sum(!g_cur & !is.na(ch$sex)))
-  ch$gender_raw <- ifelse(g_cur, ch$gender_current, ch$sex)
+  ch$gender_raw <- as.character(ch$gender_current)
+  ch$gender_raw[!g_cur] <- as.character(ch$sex[!g_cur])
   ch$gender_raw <- check_return_codes(ch$gender_raw, "gender_raw", ch$.file, ch$.child,
                                       "GenderCurrent/Sex", "children", log)
   ch <- conv_codes(ch, c("ethnicity", "disability"), "children")
@@ -719,7 +719,9 @@ cin_tables <- function(t, history, log) {
   seqn <- stats::ave(seq_along(base), base, FUN = seq_along)
   a$assessment_id <- ifelse(seqn > 1L, paste0(base, "#", seqn), base)
   assessments <- a[c("assessment_id", "referral_id", "assessment_start", "assessment_end")]
-  fl <- strsplit(ifelse(is.na(a$factor), "", a$factor), ",", fixed = TRUE)
+  fac <- as.character(a$factor)
+  fac[is.na(fac)] <- ""
+  fl <- strsplit(fac, ",", fixed = TRUE)
   assessment_factors <- data.frame(assessment_id = rep(a$assessment_id, lengths(fl)),
                                    factor = unlist(fl), stringsAsFactors = FALSE)
 
@@ -1132,7 +1134,6 @@ cin_write_xml <- function(x, rr, a, ch, la, ref, file) {
   k <- cin_known(x, rr, a, ch, ref)
   kids <- k$kids
   rr <- rr[order(rr$child_id, rr$referral_date), , drop = FALSE]
-  ri <- match(rr$referral_id, rr$referral_id)
   # Assessments, with their factors.
   a <- k$a[order(k$a$referral_id, k$a$assessment_start), , drop = FALSE]
   ai <- match(k$f$assessment_id, a$assessment_id)

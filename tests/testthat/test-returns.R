@@ -389,3 +389,31 @@ test_that("bad arguments are named", {
   d <- tempfile(); dir.create(d)
   expect_error(read_cin_census(d), "`path` holds no .xml or .csv files")
 })
+
+test_that("the flat CSV form: conflicting rows and missing columns are named", {
+  d <- data.frame(LAchildID = c("A1", "A1"), Date = c("2021-05-03", "2021-06-01"),
+                  Type = c("CINreferralDate", "CINclosureDate"),
+                  CINreferralDate = "2021-05-03", ReferralSource = c("1A", "1B"),
+                  CINclosureDate = "2021-06-01", PersonBirthDate = "2015-01-01",
+                  GenderCurrent = "1", Ethnicity = "WBRI", LEA = "201", YEAR = "2022")
+  f <- file.path(tempfile(), "flat.csv")
+  dir.create(dirname(f))
+  utils::write.csv(d, f, row.names = FALSE)
+  expect_error(read_cin_census(f),
+               "file flat.csv, child A1: column `ReferralSource` has two values for one referral \\(rows 2 and 3")
+  d$ReferralSource <- "1A"
+  utils::write.csv(d, f, row.names = FALSE)
+  x <- read_cin_census(f)
+  expect_equal(x$referrals$la_code, "201")
+  expect_equal(x$referrals$closure_date, as.Date("2021-06-01"))
+  expect_equal(read_cin_census(f, history = TRUE)$children$recorded_date, as.Date("2022-03-31"))
+  utils::write.csv(d[c("LAchildID", "Date")], f, row.names = FALSE)
+  expect_error(read_cin_census(f), "flat.csv lacks column `CINreferralDate`")
+  d$LEA <- NULL
+  d$YEAR <- NULL
+  utils::write.csv(d, f, row.names = FALSE)
+  expect_error(read_cin_census(f), "no authority code")
+  expect_equal(read_cin_census(f, la_code = "305")$children$la_code, "305")
+  expect_error(read_cin_census(f, la_code = "305", history = TRUE),
+               "`history` needs each return's reference date")
+})
