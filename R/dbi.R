@@ -5,10 +5,12 @@
 # date-times) to the schema's types, counting each conversion. DBI and
 # dbplyr are Suggests: used only when a table comes from a database.
 
-# Is `x` something dbi_collect() reads from a database?
-is_db_table <- function(x) {
+# Is `x` something dbi_collect() reads from a database? A character string
+# is a table name or query only when a connection is given (without one,
+# sfp_data() says a data frame is needed).
+is_db_table <- function(x, con) {
   inherits(x, c("tbl_lazy", "tbl_sql", "Id", "SQL")) ||
-    (is.character(x) && length(x) == 1L)
+    (!is.null(con) && is.character(x) && length(x) == 1L)
 }
 
 # Read one table from the database.
@@ -59,7 +61,7 @@ dbi_collect <- function(tables, con) {
   for (nm in names(tables)) {
     x <- tables[[nm]]
     if (is.null(x) || is.data.frame(x) && !inherits(x, c("tbl_lazy", "tbl_sql"))) next
-    if (!is_db_table(x)) next                 # sfp_data() reports the wrong type
+    if (!is_db_table(x, con)) next            # sfp_data() reports the wrong type
     d <- dbi_read(x, con, nm)
     note(nm, NA_character_, "read from the database (rows)", nrow(d))
     cols <- .schema[[nm]]$columns

@@ -79,8 +79,9 @@ test_that("database arguments are checked", {
   x <- simulate_sfp("family_valued", children_per_la_year = 20, seed = 2)
   con <- sqlite_with(x)
   on.exit(DBI::dbDisconnect(con))
-  expect_error(sfp_data(children = "children"),
-               "`children` is the text \"children\", so `con` must be a DBI connection")
+  expect_error(sfp_data(children = "children"), "`children` must be a data frame or NULL")
+  expect_error(sfp_data(children = DBI::Id(table = "children")),
+               "`children` is a database table, so `con` must be a DBI connection")
   expect_error(sfp_data(children = "kids", con = con),
                "`children` names the database table \"kids\", which `con` does not hold")
   expect_error(sfp_data(children = x$children, con = "db"), "`con` must be a DBI connection")
