@@ -249,6 +249,8 @@ anova.sw_glmm <- function(object, ...) {
 #'   predictor at b = 0) and `.resid`;
 #' * `augment()` of a [cem()] result: `data` with `.weight`, `.stratum` and
 #'   `.matched`;
+#' * `augment()` of a linear [did_fit()]: `data` with `.fitted` and `.resid`
+#'   (the fixed effects included), when no row was excluded;
 #' * `tidy()` of a [cem()] result: matched and unmatched counts per group;
 #' * `tidy()` / `glance()` of a permutation test ([perm_test()]), of the
 #'   panel tests ([serial_test()], [hausman_test()]), of a placebo test
@@ -256,8 +258,8 @@ anova.sw_glmm <- function(object, ...) {
 #'   ([wild_boot()]).
 #'
 #' @param x A fit, test or bootstrap result.
-#' @param data For `augment()` of a [cem()] result made without
-#'   `keep_all = TRUE`: the data frame it was run on.
+#' @param data For `augment()`: the data frame the fit was made on (for a
+#'   [cem()] result made with `keep_all = TRUE` it may be left out).
 #' @param ... Not used.
 #' @return A data frame.
 #' @examples
@@ -284,6 +286,24 @@ augment.sw_glmm <- function(x, data = NULL, ...) {
   data$.fitted <- unname(predict(x, newdata = data, type = "response"))
   data$.fixed <- unname(predict(x, newdata = data, re.form = NA))
   data$.resid <- y - data$.fitted
+  data
+}
+
+#' @rdname sfpceval-tidiers
+#' @exportS3Method generics::augment
+augment.did_fit <- function(x, data, ...) {
+  if (x$family != "gaussian") {
+    stop_arg("x", sprintf("is a %s DiD: augment() gives the residuals of linear (gaussian) fits", x$family))
+  }
+  dropped <- sum(x$exclusions$n)
+  if (missing(data) || !is.data.frame(data) || nrow(data) != x$nobs + dropped || dropped > 0) {
+    stop_arg("data", sprintf("must be the data frame did_fit() was run on, with no rows excluded (the fit used %d rows%s)",
+                             x$nobs, if (dropped) sprintf(" of %d", x$nobs + dropped) else ""),
+             "give the data, after removing the rows with missing values or zero weights.")
+  }
+  y <- eval(x$formula[[2L]], data, environment(x$formula))
+  data$.resid <- x$residuals
+  data$.fitted <- y - x$residuals
   data
 }
 

@@ -168,6 +168,13 @@ test_that("tidy() and glance() exist for every fit, test and bootstrap", {
   for (obj in list(did, hur, tob, boot, cm)) {
     expect_equal(nrow(generics::glance(obj)), 1L)
   }
+  # augment() of a linear DiD: residuals and fitted values of the full
+  # fixed-effects regression (plain R: lm with factor fixed effects)
+  a <- generics::augment(did, d)
+  ref <- lm(y ~ D + x + factor(la) + factor(year), d)
+  expect_equal(a$.resid, unname(residuals(ref)), tolerance = 1e-8)
+  expect_equal(a$.fitted, unname(fitted(ref)), tolerance = 1e-8)
+  expect_error(generics::augment(did, d[-1, ]), "`data` must be the data frame did_fit\\(\\) was run on")
   # the tidied estimates are the fits' own
   expect_equal(generics::tidy(boot)$estimate, boot$estimate)
   expect_equal(generics::glance(boot)$B, boot$B)
