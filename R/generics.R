@@ -252,6 +252,8 @@ anova.sw_glmm <- function(object, ...) {
 #' * `augment()` of a linear [did_fit()]: `data` with `.fitted` and `.resid`
 #'   (the fixed effects included), when no row was excluded;
 #' * `tidy()` of a [cem()] result: matched and unmatched counts per group;
+#' * `tidy()` of the staggered-adoption results ([att_gt()],
+#'   [aggregate_att()], [bacon()]; `glance()` of [bacon()]);
 #' * `tidy()` / `glance()` of a permutation test ([perm_test()]), of the
 #'   panel tests ([serial_test()], [hausman_test()]), of a placebo test
 #'   ([placebo_test()]), of [zero_check()], and `glance()` of a bootstrap
@@ -382,4 +384,45 @@ tidy.sfp_placebo <- function(x, ...) {
 tidy.sfp_zero_check <- function(x, ...) {
   keep <- vapply(unclass(x), function(v) is.atomic(v) && length(v) == 1L, TRUE)
   as.data.frame(unclass(x)[keep], stringsAsFactors = FALSE)
+}
+
+#' @rdname sfpceval-tidiers
+#' @exportS3Method generics::tidy
+tidy.sfp_att_gt <- function(x, ...) {
+  a <- x$att
+  attr(a, "att_matrix") <- NULL
+  data.frame(term = sprintf("ATT(%s,%s)", a$group, a$time), a[setdiff(names(a), "att")],
+             estimate = a$att, stringsAsFactors = FALSE, row.names = NULL)
+}
+
+#' @rdname sfpceval-tidiers
+#' @exportS3Method generics::tidy
+tidy.sfp_aggte <- function(x, ...) {
+  o <- cbind(data.frame(term = "overall", stringsAsFactors = FALSE), x$overall)
+  if (is.null(x$by)) return(`rownames<-`(o, NULL))
+  by <- x$by
+  key <- names(by)[1]
+  b <- cbind(data.frame(term = paste0(key, " ", by[[key]]), stringsAsFactors = FALSE),
+             by[setdiff(names(by), key)])
+  cols <- union(names(o), names(b))
+  o[setdiff(cols, names(o))] <- NA
+  b[setdiff(cols, names(b))] <- NA
+  out <- rbind(o[cols], b[cols])
+  rownames(out) <- NULL
+  out
+}
+
+#' @rdname sfpceval-tidiers
+#' @exportS3Method generics::tidy
+tidy.sfp_bacon <- function(x, ...) {
+  out <- x$comparisons
+  rownames(out) <- NULL
+  out
+}
+
+#' @rdname sfpceval-tidiers
+#' @exportS3Method generics::glance
+glance.sfp_bacon <- function(x, ...) {
+  data.frame(estimate = x$estimate, n_comparisons = nrow(x$comparisons),
+             n_periods = length(x$periods))
 }
