@@ -1342,7 +1342,7 @@ read_returns <- function(path, ...) {
     only <- lac$children[!lac$children$child_id %in% children$child_id, , drop = FALSE]
     if (nrow(only)) {
       only$expected_dob <- .Date(rep(NA_real_, nrow(only)))
-      only$disability <- rep(list("NONE"), nrow(only))
+      only$disability <- rep(list(NA_character_), nrow(only))
       children <- rbind(children, only[names(children)])
     }
   }
