@@ -772,11 +772,12 @@ return_files <- function(path, ext, arg) {
   sort(unique(files))
 }
 
-# A 3-digit authority code in a file's path (e.g. "cin/201_2023.xml").
+# A 3-digit authority code in a file's path (e.g. "cin/201_2023.xml",
+# "ssda903/201/2023/episodes.csv"): the one nearest the file name.
 return_la_from_path <- function(f) {
-  m <- regmatches(f, regexpr("(^|[/_\\-])[0-9]{3}(?=[/_.\\-])", f, perl = TRUE))
+  m <- regmatches(f, gregexpr("(^|[/_\\-])[0-9]{3}(?=[/_.\\-])", f, perl = TRUE))[[1]]
   if (!length(m)) return(NULL)
-  sub("^[/_\\-]", "", m)
+  sub("^[/_\\-]", "", m[length(m)])
 }
 # A 4-digit collection year in a file's path.
 return_year_from_path <- function(f) {

@@ -417,3 +417,36 @@ test_that("the flat CSV form: conflicting rows and missing columns are named", {
   expect_error(read_cin_census(f, la_code = "305", history = TRUE),
                "`history` needs each return's reference date")
 })
+
+test_that("read_returns(): a child only in the SSDA903 comes from its header", {
+  x <- simulate_sfp("family_valued", children_per_la_year = 40, seed = 7)
+  kid <- x$cla_episodes$child_id[1]
+  refs <- x$referrals$referral_id[x$referrals$child_id == kid]
+  ass <- x$assessments$assessment_id[x$assessments$referral_id %in% refs]
+  y <- suppressWarnings(sfp_data(
+    children = x$children, referrals = x$referrals[!x$referrals$referral_id %in% refs, ],
+    assessments = x$assessments[!x$assessments$assessment_id %in% ass, ],
+    assessment_factors = x$assessment_factors[!x$assessment_factors$assessment_id %in% ass, ],
+    cin_plans = x$cin_plans[!x$cin_plans$referral_id %in% refs, ],
+    cp_plans = x$cp_plans[!x$cp_plans$referral_id %in% refs, ],
+    cla_episodes = x$cla_episodes))
+  write_returns(y, dir <- tempfile())
+  z <- suppressWarnings(read_returns(dir))
+  got <- z$children[z$children$child_id == kid, ]
+  want <- x$children[x$children$child_id == kid, ]
+  expect_equal(nrow(got), 1L)
+  expect_equal(got$dob, want$dob)
+  expect_equal(got$gender_raw, want$gender_raw)
+  expect_equal(got$la_code, want$la_code)
+  expect_equal(got$uasc, want$uasc)
+  expect_true(is.na(got$expected_dob))
+  expect_true(is.na(got$disability[[1]]))
+  expect_equal(nrow(z$children), nrow(x$children))
+})
+
+test_that("the authority code is the 3-digit code nearest the file name", {
+  expect_equal(return_la_from_path("/home/u_001/r/ssda903/901/2018/header.csv"), "901")
+  expect_equal(return_la_from_path("/x/cin/201_2023.xml"), "201")
+  expect_null(return_la_from_path("/x/2023/cin.xml"))
+  expect_equal(return_year_from_path("/x/ssda903/901/2018/header.csv"), 2018L)
+})
