@@ -969,7 +969,7 @@ s903_episodes <- function(ep, log) {
 }
 
 # ---------------------------------------------------------------------------
-# Writing the returns
+# Writing the returns (elements in the order of the DfE's CIN census schema)
 
 #' Write records in the layouts of the statutory returns
 #'
@@ -983,9 +983,12 @@ s903_episodes <- function(ep, log) {
 #' reference date: referrals open at any time in the year with the
 #' assessments, plans and episodes started by then; ends after the reference
 #' date are left blank (a birth date too, for a child not yet born), and the
-#' record appears again, completed, in a later return. Gender is written as
-#' `GenderCurrent` (codes 0/1/2/9) or `Sex` (M/F/U) as stored; 903 dates as
-#' `dd/mm/YYYY`.
+#' record appears again, completed, in a later return. `CINPlanDates` are
+#' written in every year's return, although the census has collected them
+#' only since 2021-22 (real earlier returns hold no CIN plan dates). Gender
+#' is written as `GenderCurrent` (codes 0/1/2/9) or `Sex` (M/F/U) as stored;
+#' 903 dates as `dd/mm/YYYY`. The elements follow the order of the DfE's
+#' schema.
 #'
 #' The tables no return carries are written in the package's own layout as
 #' CSV files under `tables/`: `children.csv` (`child_id`, `uasc`,
@@ -1116,8 +1119,7 @@ cin_known <- function(x, rr, a, ch, ref) {
   pl <- x$cin_plans
   pl <- if (is.null(pl)) NULL else as_known(pl[pl$referral_id %in% rr$referral_id, , drop = FALSE], "start", "end", ref)
   cp <- x$cp_plans
-  cp <- if (is.null(cp)) NULL else as_known(cp[cp$referral_id %in% rr$referral_id, , drop = FALSE], "start", "end", ref,
-                                             intersect("latest_category", names(cp)))
+  cp <- if (is.null(cp)) NULL else as_known(cp[cp$referral_id %in% rr$referral_id, , drop = FALSE], "start", "end", ref)
   kids <- ch[ch$child_id %in% rr$child_id, , drop = FALSE]
   kids <- kids[order(kids$child_id), , drop = FALSE]
   later <- !is.na(kids$.last_year) & kids$.last_year > as.integer(format(ref, "%Y"))
@@ -1164,8 +1166,8 @@ cin_write_xml <- function(x, rr, a, ch, la, ref, file) {
                  xml_leaf("LatestCategoryOfAbuse", opt("latest_category"), "          "),
                  xml_leaf("NumberOfPreviousCPP", as.character(opt("n_previous_cpp")), "          "),
                  "        </ChildProtectionPlans>\n")
-    blocks <- paste0(blocks, join_by(cb, match(cp$referral_id, rr$referral_id), nrow(rr)))
-  }
+    cpp_blocks <- join_by(cb, match(cp$referral_id, rr$referral_id), nrow(rr))
+  } else cpp_blocks <- character(nrow(rr))
   ropt <- function(nm) if (nm %in% names(rr)) rr[[nm]] else rep(NA, nrow(rr))
   nfa <- ropt("referral_nfa")
   cin <- paste0("      <CINdetails>\n",
@@ -1174,8 +1176,9 @@ cin_write_xml <- function(x, rr, a, ch, la, ref, file) {
                 xml_leaf("PrimaryNeedCode", ropt("primary_need"), "        "),
                 xml_leaf("CINclosureDate", fmt_iso(rr$closure_date), "        "),
                 xml_leaf("ReasonForClosure", ropt("closure_reason"), "        "),
+                blocks,
                 xml_leaf("ReferralNFA", ifelse(is.na(nfa), NA, ifelse(nfa, "true", "false")), "        "),
-                blocks, "      </CINdetails>\n")
+                cpp_blocks, "      </CINdetails>\n")
   cins <- join_by(cin, match(rr$child_id, kids$child_id), nrow(kids))
   dis <- disability_string(kids$disability)
   dis_x <- if (is.null(dis)) "" else vapply(strsplit(ifelse(is.na(dis), "", dis), ",", fixed = TRUE),
