@@ -792,7 +792,7 @@ return_year_from_path <- function(f) {
 #' Read SSDA903 returns
 #'
 #' Reads the looked-after children return (SSDA903) as local authorities
-#' keep it: one CSV per table and year with the published column names —
+#' keep it: one CSV per table and year with the published column names:
 #' the header (`CHILD`, `SEX`, `DOB`, `ETHNIC`, `UPN`, `MOTHER`, `MC_DOB`),
 #' the episodes (`CHILD`, `DECOM`, `RNE`, `LS`, `CIN`, `PLACE`,
 #' `PLACE_PROVIDER`, `DEC`, `REC`, `REASON_PLACE_CHANGE`, `HOME_POST`,
