@@ -265,14 +265,9 @@ test_that("several returns: a referral open at year end is joined, latest kept",
   expect_equal(x$children$ethnicity[1], "WIRI")
 })
 
-test_that("simulate -> write as returns -> read gives the same tables (XML and flat CSV)", {
-  x <- simulate_sfp("family_valued", children_per_la_year = 40, seed = 11,
-                    format = "returns", path = dir <- tempfile())
-  expect_true(all(c("cin", "ssda903", "tables") %in% list.files(dir)))
-  y <- suppressWarnings(read_returns(dir))
-  expect_s3_class(y, "sfp_data")
-  # The census has no referral or assessment keys: map the simulated ones to
-  # the derived <child>/<date> keys, then compare every table as a whole.
+# The census has no referral or assessment keys: map the simulated ones to
+# the derived <child>/<date> keys, then compare every table as a whole.
+expect_round_trip <- function(x, y) {
   rid <- stats::setNames(paste(x$referrals$child_id, x$referrals$referral_date, sep = "/"),
                          x$referrals$referral_id)
   aid <- stats::setNames(paste(rid[x$assessments$referral_id], x$assessments$assessment_start, sep = "/"),
@@ -282,13 +277,31 @@ test_that("simulate -> write as returns -> read gives the same tables (XML and f
   for (t in c("assessments", "cin_plans", "cp_plans")) e[[t]]$referral_id <- unname(rid[e[[t]]$referral_id])
   e$assessments$assessment_id <- unname(aid[e$assessments$assessment_id])
   e$assessment_factors$assessment_id <- unname(aid[e$assessment_factors$assessment_id])
-  same <- function(a, b) {
+  for (t in names(e)[!vapply(e, is.null, TRUE)]) {
+    a <- e[[t]]
+    b <- y[[t]]
     a <- a[do.call(order, unname(as.list(a[1:2]))), , drop = FALSE]
     b <- b[do.call(order, unname(as.list(b[1:2]))), names(a), drop = FALSE]
     rownames(a) <- rownames(b) <- NULL
-    expect_equal(b, a, ignore_attr = TRUE)
+    expect_equal(b, a, label = paste("table", t, "read back"))
   }
-  for (t in names(e)[names(e) %in% names(y)]) same(e[[t]], y[[t]])
+}
+
+test_that("Family Safeguarding records round-trip too (more authorities, comparators)", {
+  x <- simulate_sfp("family_safeguarding", n_la = 8, children_per_la_year = 15, seed = 12,
+                    format = "returns", path = dir <- tempfile())
+  y <- suppressWarnings(read_returns(dir))
+  expect_round_trip(x, y)
+  expect_setequal(unique(y$referrals$la_code), unique(x$children$la_code))
+})
+
+test_that("simulate -> write as returns -> read gives the same tables (XML and flat CSV)", {
+  x <- simulate_sfp("family_valued", children_per_la_year = 40, seed = 11,
+                    format = "returns", path = dir <- tempfile())
+  expect_true(all(c("cin", "ssda903", "tables") %in% list.files(dir)))
+  y <- suppressWarnings(read_returns(dir))
+  expect_s3_class(y, "sfp_data")
+  expect_round_trip(x, y)
   # Each referral knows its authority.
   expect_equal(y$referrals$la_code,
                x$children$la_code[match(y$referrals$child_id, x$children$child_id)])
