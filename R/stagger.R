@@ -1,26 +1,62 @@
 # Staggered roll-out: the Goodman-Bacon decomposition and Callaway-Sant'Anna
 # group-time effects for repeated cross-sections of children (Family
-# Safeguarding protocol, "Decomposition", p. 18; METHODS.md section 6).
+# Safeguarding protocol, "Decomposition").
 
 # ---- shared: cluster x period cells ----------------------------------------
 
-# Index a period column: numeric kept as is (must be whole numbers); factor,
-# character or Date mapped to 1..T in sorted order, labels kept.
+# Index a period column by its sorted distinct values: the analyst's periods
+# (calendar years 2015..2020, 0..5, financial years as numbers, labels such
+# as "2020/21", dates, factors in level order) become positions 1..T.
+# A gap -- a value between two others that no row has, e.g. no 2017 in
+# 2015..2020 -- is not a period: 2018 follows 2016 (base periods, event times
+# and the decomposition's shares count the periods present); numeric periods
+# with uneven steps get a warning saying so. Returns index, labels and gaps
+# (the missing numeric values, for the result).
 period_index <- function(x, arg) {
-  if (is.numeric(x) && !inherits(x, "Date")) {
-    if (anyNA(x) || any(x != round(x))) {
-      stop_rows("data", arg, which(is.na(x) | x != round(x)),
-                "are missing or not whole numbers",
-                "give periods as integers (or as labels such as \"2020/21\").")
-    }
-    return(list(index = as.integer(x), labels = sort(unique(x))))
-  }
   if (anyNA(x)) {
     stop_rows("data", arg, which(is.na(x)), "are missing",
               "drop or fill rows with a missing period first (and count them).")
   }
+  if (is.numeric(x) && !inherits(x, "Date")) {
+    if (any(!is.finite(x))) {
+      stop_rows("data", arg, which(!is.finite(x)), "are not finite",
+                "give periods as numbers (e.g. 2019) or as labels such as \"2019/20\".")
+    }
+    lev <- sort(unique(x))
+    gaps <- period_gaps(lev)
+    if (length(gaps)) {
+      warning(sprintf(paste0(
+        "`%s` has no rows at %s (its values step by %s otherwise): a period with no ",
+        "rows is not a period, so %s follows %s; base periods and event times count ",
+        "the periods present.\nFix: if those periods were dropped by mistake, restore them."),
+        arg, paste(utils::head(gaps, 5), collapse = ", "), format(min(diff(lev))),
+        format(lev[findInterval(gaps[1], lev) + 1L]), format(lev[findInterval(gaps[1], lev)])),
+        call. = FALSE)
+    }
+    return(list(index = match(x, lev), labels = lev, gaps = gaps))
+  }
   lev <- if (is.factor(x)) levels(x)[levels(x) %in% x] else sort(unique(x))
-  list(index = match(as.character(x), as.character(lev)), labels = lev)
+  list(index = match(as.character(x), as.character(lev)), labels = lev, gaps = NULL)
+}
+
+# Values missing from an otherwise evenly stepped sorted vector: with the
+# smallest step s, every multiple of s between neighbours that is absent.
+period_gaps <- function(lev) {
+  if (length(lev) < 3L) return(numeric())
+  s <- min(diff(lev))
+  k <- round(diff(lev) / s)
+  if (all(k == 1L) || any(abs(diff(lev) / s - k) > 1e-8)) return(numeric())
+  unlist(lapply(which(k > 1L), function(i) lev[i] + s * seq_len(k[i] - 1L)))
+}
+
+# Labels of period positions for results: the analyst's numbers when the
+# periods are numeric (Inf stays Inf, the never treated), positions otherwise.
+period_label <- function(i, labels) {
+  if (!is.numeric(labels) || inherits(labels, "Date")) return(i)
+  out <- rep(Inf, length(i))
+  fin <- is.finite(i)
+  out[fin] <- labels[i[fin]]
+  out
 }
 
 # Each cluster's first treated period (Inf = never treated), checking that the
@@ -61,14 +97,20 @@ first_treated <- function(treated, cl, t, treatment) {
 #' @param formula `outcome ~ treatment`, the treatment 0/1 and absorbing.
 #' @param data Individual-level data (or a panel).
 #' @param id Column naming the cluster (local authority).
-#' @param time Column naming the period (numbers, or labels sorted in time
-#'   order such as financial years `"2019/20"`).
+#' @param time Column naming the period: numbers as the analyst has them
+#'   (calendar years 2015, ..., 2020, or 0, ..., 5), labels sorted in time
+#'   order such as financial years `"2019/20"`, dates or a factor. Periods
+#'   are the distinct values present, in sorted order; a value no row has
+#'   (a gap, e.g. no 2017) is not a period, so the period after 2016 is 2018
+#'   (a warning says so for numeric periods).
 #' @param weights Optional individual weights (e.g. CEM weights) for the cell
 #'   means: a column name or a numeric vector.
 #' @return An object of class `sfp_bacon`: `comparisons` (data frame with
-#'   `treated`, `control` (timing groups, by first treated period; `Inf` =
+#'   `treated`, `control` (timing groups, by first treated period: the
+#'   period's value when periods are numeric, else its position; `Inf` =
 #'   never), `type`, `estimate`, `weight`), `estimate` (the two-way
-#'   fixed-effects coefficient), `panel` (the cell means) and `by_type`.
+#'   fixed-effects coefficient), `panel` (the cell means), `by_type`,
+#'   `first_treated`, `periods` and `gaps` (numeric periods with no rows).
 #' @examples
 #' set.seed(1)
 #' d <- expand.grid(la = paste0("L", 1:6), year = 1:6, child = 1:20)
@@ -151,8 +193,12 @@ bacon <- function(formula, data, id, time, weights = NULL) {
                estimate = sum(s$estimate * s$weight) / sum(s$weight))
   }))
   rownames(by_type) <- NULL
+  comp$treated <- period_label(comp$treated, tp$labels)
+  comp$control <- period_label(comp$control, tp$labels)
+  colnames(Y) <- as.character(tp$labels)
   structure(list(comparisons = comp, estimate = twfe, by_type = by_type,
-                 panel = Y, first_treated = g, periods = tp$labels,
+                 panel = Y, first_treated = stats::setNames(period_label(g, tp$labels), names(g)),
+                 periods = tp$labels, gaps = tp$gaps,
                  excluded = excluded, call = match.call()),
             class = "sfp_bacon")
 }
@@ -225,7 +271,7 @@ twfe_panel <- function(Y, D) {
 #' in the period of their first referral): for the authorities first treated
 #' in period `g` (their "group"), the change in the mean outcome from the base
 #' period to period `t`, minus the same change among the control authorities
-#' (Callaway & Sant'Anna 2021; METHODS.md section 6). Controls are the
+#' (Callaway & Sant'Anna 2021). Controls are the
 #' never-treated authorities (`control = "never"`) or those not yet treated by
 #' period `max(t, base) + anticipation` (`"not_yet"`). With `covariates`, the
 #' control change is the outcome-regression prediction for the group's
@@ -249,7 +295,13 @@ twfe_panel <- function(Y, D) {
 #' @param control `"never"` or `"not_yet"`.
 #' @param covariates `NULL`, or a one-sided formula or character vector of
 #'   covariate names for the outcome-regression adjustment.
-#' @param time Period column (numbers, or labels sorted in time order).
+#' @param time Period column: numbers as the analyst has them (calendar years,
+#'   0, 1, ...), labels sorted in time order, dates or a factor. Periods are
+#'   the distinct values present, sorted; a gap (a value no row has) is not a
+#'   period, so base periods and event times count the periods present (a
+#'   warning says so for numeric periods). `group` and `time` in the results
+#'   are the period values when periods are numeric (group `Inf` = never
+#'   treated), positions 1..T otherwise (`labels` holds the labels).
 #' @param cluster Authority column.
 #' @param treatment 0/1 treatment column (absorbing within an authority); each
 #'   authority's group is its first treated period.
@@ -332,6 +384,9 @@ att_gt <- function(cohort, design = NULL, outcome, control = c("never", "not_yet
   if (all(is.na(obj$att$att))) {
     stop("No group-time effect could be estimated: no group has both a base period and controls.\nFix: check the periods and the control group.", call. = FALSE)
   }
+  obj$att$group <- period_label(obj$att$group, tp$labels)
+  obj$att$time <- period_label(obj$att$time, tp$labels)
+  obj$gaps <- tp$gaps
   class(obj) <- "sfp_att_gt"
   obj
 }
@@ -470,15 +525,17 @@ print.sfp_att_gt <- function(x, ...) {
               if (x$control == "never") "never treated" else "not yet treated",
               x$base_period, x$anticipation))
   a <- x$att
-  a$group <- x$labels[a$group]
-  a$time <- x$labels[a$time]
+  if (!is.numeric(x$labels) || inherits(x$labels, "Date")) {
+    a$group <- x$labels[a$group]
+    a$time <- x$labels[a$time]
+  }
   print(a, row.names = FALSE, digits = 4)
   invisible(x)
 }
 
 #' Aggregate group-time effects, with randomisation inference
 #'
-#' Aggregates ATT(g, t) as the did package does (METHODS.md section 6), with
+#' Aggregates ATT(g, t) as the did package does, with
 #' group weights `p_g` the (weighted) share of children in group `g`:
 #' `"simple"` (post-treatment ATT(g, t) weighted by `p_g`), `"dynamic"` (event
 #' study: for each time since go-live e, ATT(g, g + e) weighted by `p_g`;
@@ -532,6 +589,11 @@ aggregate_att <- function(x, type = c("simple", "dynamic", "group", "calendar"),
   obs <- estimates(x$y, x$G)
   by <- obs$by
   if (!is.null(by)) by$estimate <- obs$est[-1, 1]
+  relabel <- function(b) {
+    if (!is.null(b$group)) b$group <- period_label(b$group, x$labels)
+    if (!is.null(b$time)) b$time <- period_label(b$time, x$labels)
+    b
+  }
   res <- list(type = type, overall = data.frame(estimate = obs$est[1, 1]), by = by,
               inference = inference, call = match.call())
   if (inference == "randomisation") {
@@ -578,6 +640,7 @@ aggregate_att <- function(x, type = c("simple", "dynamic", "group", "calendar"),
     res$min_p <- if (perms$sampled) 1 / (nrow(Gs) + 1) else 1 / perms$n_distinct
     res$alpha <- alpha
   }
+  if (!is.null(res$by)) res$by <- relabel(res$by)
   class(res) <- "sfp_aggte"
   res
 }
