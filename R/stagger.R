@@ -392,30 +392,14 @@ att_gt <- function(cohort, design = NULL, outcome, control = c("never", "not_yet
 }
 
 # ATT(g, t) for all groups and periods, for outcome vector y (aligned with
-# obj$t, obj$cl) and groups G (named by cluster): linear in y. Without
-# covariates everything goes through cluster x period cell sums, so a
-# permutation of the groups costs O(clusters x periods), not O(children).
+# obj$t, obj$cl) and groups G (named by cluster): linear in y. Everything goes
+# through cluster x period sufficient statistics, so a permutation of the
+# groups costs O(clusters x periods) (times k^2 with covariates), not
+# O(children).
 att_table <- function(obj, y, G, cells = NULL) {
-  if (is.null(obj$X)) {
-    cells <- cells %||% att_cells(obj, y)
-    return(att_from_cells(obj, cells, G))
-  }
-  if (is.matrix(y)) y <- y[, 1]      # other columns: att_matrix()
-  g_row <- G[obj$cl]
-  out <- list()
-  for (gt in att_pairs(obj, G)) {
-    g <- gt[1]; t <- gt[2]; base <- gt[3]
-    ctrl_ok <- control_mask(obj, g_row, g, t, base)
-    in_g <- g_row == g
-    out[[length(out) + 1]] <- data.frame(
-      group = g, time = t, event_time = t - g,
-      att = att_one(obj, y, in_g, ctrl_ok, t, base),
-      n_group = sum(in_g & obj$t %in% c(t, base)),
-      n_control = sum(ctrl_ok & obj$t %in% c(t, base)), post = t >= g - obj$anticipation)
-  }
-  do.call(rbind, out)
+  cells <- cells %||% att_cells(obj, y)
+  if (is.null(obj$X)) att_from_cells(obj, cells, G) else att_from_xcells(obj, cells, G)
 }
-
 # The (group, time, base) triples to estimate.
 att_pairs <- function(obj, G) {
   d <- obj$anticipation
@@ -443,8 +427,94 @@ att_cells <- function(obj, y) {
   key <- (obj$t - 1L) * nc + match(obj$cl, cls)
   n <- nc * obj$TT
   S <- vapply(seq_len(ncol(y)), function(k) tabulate_sum(obj$w * y[, k], key, n), numeric(n))
-  list(S = matrix(S, nc), W = matrix(tabulate_sum(obj$w, key, n), nc),
-       N = matrix(tabulate(key, n), nc), K = ncol(y))
+  out <- list(S = matrix(S, nc), W = matrix(tabulate_sum(obj$w, key, n), nc),
+              N = matrix(tabulate(key, n), nc), K = ncol(y))
+  if (!is.null(obj$X)) out <- c(out, att_xcells(obj, y, key, n, nc))
+  out
+}
+
+# Covariate sufficient statistics of every cluster x period cell, as arrays
+# [cluster, statistic, period]: SX = sum w x (k), XX = sum w x x' (k^2),
+# XY = sum w x y (k per outcome column). Built one covariate at a time, so
+# no n x k^2 matrix.
+att_xcells <- function(obj, y, key, n, nc) {
+  X <- obj$X
+  k <- ncol(X)
+  w <- obj$w
+  cellsum <- function(M) {
+    M <- as.matrix(M)
+    out <- matrix(0, n, ncol(M))
+    s <- rowsum(M, key, reorder = TRUE)
+    out[as.integer(rownames(s)), ] <- s
+    aperm(array(out, c(nc, obj$TT, ncol(M))), c(1L, 3L, 2L))
+  }
+  XX <- array(0, c(nc, k * k, obj$TT))
+  for (j in seq_len(k)) XX[, (j - 1L) * k + seq_len(k), ] <- cellsum(w * X[, j] * X)
+  XY <- array(0, c(nc, k * ncol(y), obj$TT))
+  for (m in seq_len(ncol(y))) XY[, (m - 1L) * k + seq_len(k), ] <- cellsum(w * y[, m] * X)
+  list(SX = cellsum(w * X), XX = XX, XY = XY, k = k)
+}
+
+# ATT(g, t) with the outcome-regression adjustment from the cells: for each
+# (g, t, base), the control regressions in t and base are weighted least
+# squares from the summed cross-products of the control clusters, and the
+# adjustment is the group's summed covariates times their difference. Equal
+# to fitting lm.wfit() on the control rows (a column the controls cannot
+# identify gets coefficient 0, as there).
+att_from_xcells <- function(obj, cells, G) {
+  P <- do.call(rbind, att_pairs(obj, G))
+  k <- cells$k
+  K <- cells$K
+  np <- nrow(P)
+  g_of <- G[names(obj$G)]
+  own <- outer(P[, 1], g_of, "==") * 1
+  ctl <- t(vapply(seq_len(np), function(i) control_mask(obj, g_of, P[i, 1], P[i, 2], P[i, 3]) * 1,
+                  numeric(length(g_of))))
+  ctl <- matrix(ctl, np)
+  # masked sums of a [cluster, stat, period] array at each pair's period
+  at <- function(mask, A, tcol) {
+    out <- matrix(0, np, dim(A)[2])
+    for (tt in unique(tcol)) {
+      r <- which(tcol == tt)
+      out[r, ] <- mask[r, , drop = FALSE] %*% A[, , tt]
+    }
+    out
+  }
+  cellarr <- function(M, m) aperm(array(M, c(nrow(M), obj$TT, m)), c(1L, 3L, 2L))
+  S <- cellarr(cells$S, K)
+  W <- cellarr(cells$W, 1L)
+  N <- cellarr(cells$N, 1L)
+  tt <- P[, 2]
+  bb <- P[, 3]
+  Wt <- at(own, W, tt)[, 1]
+  Wb <- at(own, W, bb)[, 1]
+  treated <- at(own, S, tt) / Wt - at(own, S, bb) / Wb
+  sx <- at(own, cells$SX, tt) + at(own, cells$SX, bb)
+  XXt <- at(ctl, cells$XX, tt)
+  XXb <- at(ctl, cells$XX, bb)
+  XYt <- at(ctl, cells$XY, tt)
+  XYb <- at(ctl, cells$XY, bb)
+  Nct <- at(ctl, N, tt)[, 1]
+  Ncb <- at(ctl, N, bb)[, 1]
+  Not <- at(own, N, tt)[, 1]
+  Nob <- at(own, N, bb)[, 1]
+  wls <- function(xx, xy) {
+    q <- qr(matrix(xx, k), tol = 1e-10)
+    b <- qr.coef(q, matrix(xy, k))
+    b[is.na(b)] <- 0
+    b
+  }
+  att <- matrix(NA_real_, np, K)
+  for (i in seq_len(np)) {
+    if (Nct[i] == 0 || Ncb[i] == 0 || Not[i] == 0 || Nob[i] == 0) next
+    d <- wls(XXt[i, ], XYt[i, ]) - wls(XXb[i, ], XYb[i, ])
+    att[i, ] <- treated[i, ] - drop(sx[i, ] %*% d) / (Wt[i] + Wb[i])
+  }
+  out <- data.frame(group = P[, 1], time = tt, event_time = tt - P[, 1], att = att[, 1],
+                    n_group = Not + Nob, n_control = Nct + Ncb,
+                    post = tt >= P[, 1] - obj$anticipation)
+  attr(out, "att_matrix") <- att
+  out
 }
 
 att_from_cells <- function(obj, cells, G) {
@@ -494,27 +564,6 @@ att_from_cells <- function(obj, cells, G) {
                     post = tt >= P[, 1] - obj$anticipation)
   attr(out, "att_matrix") <- att
   out
-}
-
-att_one <- function(obj, y, in_g, ctrl, t, base) {
-  w <- obj$w
-  wm <- function(s) if (any(s)) sum(w[s] * y[s]) / sum(w[s]) else NA_real_
-  gt <- in_g & obj$t == t
-  gb <- in_g & obj$t == base
-  ct <- ctrl & obj$t == t
-  cb <- ctrl & obj$t == base
-  if (!any(gt) || !any(gb) || !any(ct) || !any(cb)) return(NA_real_)
-  treated_change <- wm(gt) - wm(gb)
-  if (is.null(obj$X)) return(treated_change - (wm(ct) - wm(cb)))
-  beta <- function(s) {
-    fit <- stats::lm.wfit(obj$X[s, , drop = FALSE], y[s], w[s])
-    b <- fit$coefficients
-    b[is.na(b)] <- 0
-    b
-  }
-  both <- gt | gb
-  pred <- obj$X[both, , drop = FALSE] %*% (beta(ct) - beta(cb))
-  treated_change - sum(w[both] * pred) / sum(w[both])
 }
 
 #' @export
@@ -609,7 +658,7 @@ aggregate_att <- function(x, type = c("simple", "dynamic", "group", "calendar"),
         Y <- cbind(Y, x$y - other * post_row, as.numeric(e_row == e & is.finite(e_row)))
       }
     }
-    cells <- if (is.null(x$X)) att_cells(x, Y) else NULL
+    cells <- att_cells(x, Y)
     R <- vapply(seq_len(nrow(Gs)), function(i) {
       estimates(Y, stats::setNames(Gs[i, ], names(x$G)), cells)$est
     }, matrix(0, nrow(obs$est), ncol(Y)))
@@ -645,15 +694,8 @@ aggregate_att <- function(x, type = c("simple", "dynamic", "group", "calendar"),
   res
 }
 
-# ATT(g, t) for every column of Y: from the cells' matrix, or one column at a
-# time on the individual rows (covariate adjustment).
-att_matrix <- function(tab, x, Y, G) {
-  m <- attr(tab, "att_matrix")
-  if (!is.null(m)) return(m)
-  Y <- as.matrix(Y)
-  if (ncol(Y) == 1L) return(matrix(tab$att))
-  vapply(seq_len(ncol(Y)), function(k) att_table(x, Y[, k], G)$att, numeric(nrow(tab)))
-}
+# ATT(g, t) for every column of Y (the cells' matrix).
+att_matrix <- function(tab, x, Y, G) attr(tab, "att_matrix")
 
 # The aggregation as a weight matrix over the ATT(g, t) rows of `tab`: first
 # row the overall estimate, then one row per event time / group / period.

@@ -342,3 +342,85 @@ test_that("a gap in numeric periods is not a period: warned, and equal to the pe
   expect_equal(a3$att$att, a$att$att, tolerance = 1e-12)
   expect_output(print(a3), "2017/18")
 })
+
+# ---- randomisation inference with covariates from cell statistics (#16) ----
+
+# plain-R reference: for every assignment of the groups, each ATT(g, t) by
+# weighted lm() fits on the control rows (Sant'Anna & Zhao's reg_did), for the
+# outcome and the post-treatment indicator; the package's aggregation
+# weights, p-values and test inversion then act on these.
+ri_ref <- function(a, type, n_perm, max_enumerate, seed = 1) {
+  obj <- a
+  perms <- group_assignments(obj$G, max_enumerate, n_perm, seed)
+  d <- data.frame(y = obj$y, w = obj$w, t = obj$t, cl = obj$cl, obj$X[, -1, drop = FALSE])
+  xs <- colnames(obj$X)[-1]
+  one <- function(G, ycol) {
+    gr <- G[d$cl]
+    P <- do.call(rbind, att_pairs(obj, G))
+    vapply(seq_len(nrow(P)), function(i) {
+      g <- P[i, 1]; t <- P[i, 2]; b <- P[i, 3]
+      ctrl <- if (obj$control == "never") is.infinite(gr) else
+        (is.infinite(gr) | gr > max(t, b) + obj$anticipation) & gr != g
+      m <- function(s) sum(d$w[s] * ycol[s]) / sum(d$w[s])
+      tr <- m(gr == g & d$t == t) - m(gr == g & d$t == b)
+      dd <- d
+      dd$yy <- ycol
+      f <- reformulate(xs, "yy")
+      ft <- lm(f, dd[ctrl & d$t == t, ], weights = w)
+      fb <- lm(f, dd[ctrl & d$t == b, ], weights = w)
+      both <- dd[gr == g & d$t %in% c(t, b), ]
+      tr - sum(both$w * (predict(ft, both) - predict(fb, both))) / sum(both$w)
+    }, 0)
+  }
+  post <- as.numeric(obj$t >= obj$G[obj$cl] - obj$anticipation)
+  est <- function(G, ycol) {
+    tab <- att_table(obj, ycol, G)
+    tab$att <- one(G, ycol)
+    A <- aggregation_weights(obj, tab, G, type)$A
+    drop(A %*% tab$att)[1]
+  }
+  Ry <- apply(perms$assignments, 1, function(g) est(setNames(g, names(obj$G)), obj$y))
+  Rp <- apply(perms$assignments, 1, function(g) est(setNames(g, names(obj$G)), post))
+  a0 <- est(obj$G, obj$y)
+  b0 <- est(obj$G, post)
+  list(estimate = a0, p = perm_pvalues(Ry, a0, perms$sampled),
+       ci = invert_linear(Ry, Rp, a0, b0, 0.05, perms$sampled))
+}
+
+test_that("randomisation inference with covariates equals row-level regressions for every draw", {
+  go <- c(A = 3, B = 3, C = 5, D = Inf, E = Inf, F = 4, G = Inf)
+  d <- stagger_data(go, TT = 6, n = 6, seed = 51,
+                    sizes = c(A = 6, B = 4, C = 5, D = 6, E = 3, F = 4, G = 5))
+  d$x <- rnorm(nrow(d)) + 0.2 * d$year
+  d$z <- rbinom(nrow(d), 1, 0.4)
+  d$wt <- runif(nrow(d), 0.5, 2)
+  for (control in c("never", "not_yet")) {
+    a <- att_gt(d, outcome = "y", time = "year", control = control, covariates = ~ x + z,
+                weights = "wt")
+    s <- aggregate_att(a, "simple", max_enumerate = 500)   # 420 assignments, all
+    ref <- ri_ref(a, "simple", 999, 500)
+    expect_equal(s$overall$estimate, ref$estimate, tolerance = 1e-10)
+    expect_equal(s$overall$p_value, ref$p, tolerance = 1e-12)
+    expect_equal(c(s$overall$conf.low, s$overall$conf.high), ref$ci, tolerance = 1e-8)
+    expect_false(s$sampled)
+  }
+  # sampled draws
+  s <- aggregate_att(a, "group", max_enumerate = 10, n_perm = 60, seed = 3)
+  ref <- ri_ref(a, "group", 60, 10, seed = 3)
+  expect_equal(s$overall$p_value, ref$p, tolerance = 1e-12)
+  expect_true(s$sampled)
+})
+
+test_that("covariate-adjusted ATT(g, t): a covariate only the controls cannot identify gets 0, as lm.wfit", {
+  go <- c(A = 3, B = Inf, C = Inf, D = 4)
+  d <- stagger_data(go, TT = 5, n = 6, seed = 52)
+  d$x <- rnorm(nrow(d))
+  d$x2 <- 2 * d$x                                    # collinear: lm drops it
+  a <- att_gt(d, outcome = "y", time = "year", covariates = ~ x + x2)
+  b <- att_gt(d, outcome = "y", time = "year", covariates = ~ x)
+  expect_equal(a$att$att, b$att$att, tolerance = 1e-8)
+  # shifting and scaling the covariate changes nothing
+  d$x <- 1000 + 50 * d$x
+  b2 <- att_gt(d, outcome = "y", time = "year", covariates = ~ x)
+  expect_equal(b2$att$att, b$att$att, tolerance = 1e-8)
+})
