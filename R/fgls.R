@@ -219,17 +219,6 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
   cl <- match.call()
   bc <- match.arg(bc)
   method <- match.arg(method)
-  if (!inherits(formula, "formula") || length(formula) != 3L) {
-    stop_arg("formula", "must be a two-sided formula such as `y ~ treated + age`")
-  }
-  if (!is.data.frame(data)) stop_arg("data", "must be a data frame")
-  for (a in c("group", "time")) {
-    v <- get(a)
-    if (!is.character(v) || length(v) != 1L || !v %in% names(data)) {
-      stop_arg(a, "must be the name of a column of `data`",
-               sprintf("e.g. %s = \"%s\"", a, if (a == "group") "la_code" else "year"))
-    }
-  }
   if (!is.numeric(p) || length(p) != 1L || is.na(p) || p < 1 || p != round(p)) {
     stop_arg("p", "must be a whole number of at least 1")
   }
@@ -237,62 +226,25 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
   if (!is.numeric(maxit) || length(maxit) != 1L || !(maxit >= 1)) {
     stop_arg("maxit", "must be at least 1")
   }
-  wname <- if (is.character(weights) && length(weights) == 1L) weights else "weights"
-  w <- resolve_weights_(weights, data)
-  weighted <- !is.null(w)
-  ok <- complete_rows_(formula, data, NULL) & !is.na(data[[group]]) &
-    !is.na(data[[time]])
-  n_dropped <- report_dropped_(ok, "the outcome, a regressor, the group or the period")
-  rows <- which(ok)
-  d <- data[ok, , drop = FALSE]
-  if (nrow(d) == 0L) stop_arg("data", "has no complete rows for this formula")
-  w <- if (weighted) w[ok] else rep(1, nrow(d))
-  if (!any(w > 0)) {
-    stop_rows("data", wname, rows, "all have weight 0, so nothing is estimated",
-              "check the weights (CEM gives 0 to unmatched children); at least the matched rows need a positive weight")
-  }
-  y <- stats::model.response(stats::model.frame(formula, d))
-  if (!is.numeric(y)) stop_arg("formula", "has an outcome that is not numeric")
-  y <- as.double(y)
-  X <- stats::model.matrix(formula, d)
-  check_finite_(X, y, deparse(formula[[2]]))
-  X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
-  if (ncol(X) == 0L) {
-    stop_arg("formula", "has no regressors", "give the treatment indicator, e.g. y ~ treated")
-  }
-  glev <- sort(unique(d[[group]]))
-  tlev <- sort(unique(d[[time]]))
-  gi <- match(d[[group]], glev)
-  ti <- match(d[[time]], tlev)
-  G <- length(glev)
-  T <- length(tlev)
-  if (G < 2L) {
-    stop_arg("data", sprintf("has a single group in `%s`", group),
-             "FGLS with group fixed effects and clustering needs two or more groups")
-  }
+  P <- panel_rows_(formula, data, group, time, weights)
+  y <- P$y
+  X <- P$X
+  w <- P$w
+  weighted <- P$weighted
+  gi <- P$gi
+  ti <- P$ti
+  glev <- P$glev
+  tlev <- P$tlev
+  G <- P$G
+  T <- P$T
+  n_dropped <- P$n_dropped
   if (method == "re") {
     if (weighted) {
       stop_arg("weights", "are not used by method = \"re\"", "use method = \"ar\" for a weighted FGLS")
     }
     return(fgls_re_(y, X, gi, ti, glev, tlev, n_dropped, cl))
   }
-  cell <- gi + (ti - 1L) * G
-  counts <- tabulate(cell[w > 0], G * T)
-  if (any(counts == 0L)) {
-    miss <- which(counts == 0L)
-    mg <- glev[(miss - 1L) %% G + 1L]
-    mt <- tlev[(miss - 1L) %/% G + 1L]
-    stop(sprintf(paste0(
-      "Table `data`: the %s x %s panel is unbalanced: %d of %d cells have no rows%s (%s%s).\n",
-      "Fix: BCJ's FGLS needs every group observed in every period. Use coarser periods ",
-      "(e.g. years instead of quarters) so every cell has data, drop the groups or ",
-      "periods with empty cells, or use method = \"re\"."),
-      group, time, length(miss), G * T,
-      if (any(w == 0)) " with a positive weight" else "",
-      paste(utils::head(paste0(group, " ", mg, " in ", time, " ", mt), 5), collapse = ", "),
-      if (length(miss) > 5) sprintf(" and %d more", length(miss) - 5) else ""),
-      call. = FALSE)
-  }
+  check_balanced_(P, group, time)
   if (T <= p) {
     stop_arg("p", sprintf("(%d) must be below the number of periods T = %d", as.integer(p), T),
              "use a lower AR order or more (shorter) periods")
@@ -399,6 +351,88 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
   ), class = "sfp_fgls")
 }
 
+# Rows of a group x period analysis (fgls_bcj(), few_treated_test()): checks
+# the formula, data, group and time arguments and the weights, leaves out
+# (and counts) incomplete rows, and returns y, X (no intercept), w (1 without
+# weights), weighted, wname, gi, ti (codes of the sorted groups and periods),
+# glev, tlev, G, T, n_dropped and rows (row numbers in `data`).
+panel_rows_ <- function(formula, data, group, time, weights) {
+  if (!inherits(formula, "formula") || length(formula) != 3L) {
+    stop_arg("formula", "must be a two-sided formula such as `y ~ treated + age`")
+  }
+  if (!is.data.frame(data)) stop_arg("data", "must be a data frame")
+  for (a in c("group", "time")) {
+    v <- if (a == "group") group else time
+    if (!is.character(v) || length(v) != 1L || !v %in% names(data)) {
+      stop_arg(a, "must be the name of a column of `data`",
+               sprintf("e.g. %s = \"%s\"", a, if (a == "group") "la_code" else "year"))
+    }
+  }
+  wname <- if (is.character(weights) && length(weights) == 1L) weights else "weights"
+  w <- resolve_weights_(weights, data)
+  weighted <- !is.null(w)
+  ok <- complete_rows_(formula, data, NULL) & !is.na(data[[group]]) &
+    !is.na(data[[time]])
+  n_dropped <- report_dropped_(ok, "the outcome, a regressor, the group or the period")
+  rows <- which(ok)
+  d <- data[ok, , drop = FALSE]
+  if (nrow(d) == 0L) stop_arg("data", "has no complete rows for this formula")
+  w <- if (weighted) w[ok] else rep(1, nrow(d))
+  if (!any(w > 0)) {
+    stop_rows("data", wname, rows, "all have weight 0, so nothing is estimated",
+              "check the weights (CEM gives 0 to unmatched children); at least the matched rows need a positive weight")
+  }
+  y <- stats::model.response(stats::model.frame(formula, d))
+  if (!is.numeric(y)) stop_arg("formula", "has an outcome that is not numeric")
+  y <- as.double(y)
+  X <- stats::model.matrix(formula, d)
+  check_finite_(X, y, deparse(formula[[2]]))
+  X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
+  if (ncol(X) == 0L) {
+    stop_arg("formula", "has no regressors", "give the treatment indicator, e.g. y ~ treated")
+  }
+  glev <- sort(unique(d[[group]]))
+  tlev <- sort(unique(d[[time]]))
+  gi <- match(d[[group]], glev)
+  ti <- match(d[[time]], tlev)
+  G <- length(glev)
+  T <- length(tlev)
+  if (G < 2L) {
+    stop_arg("data", sprintf("has a single group in `%s`", group),
+             "FGLS with group fixed effects and clustering needs two or more groups")
+  }
+  list(y = y, X = X, w = w, weighted = weighted, wname = wname, gi = gi, ti = ti,
+       glev = glev, tlev = tlev, G = G, T = T, n_dropped = n_dropped, rows = rows)
+}
+
+
+# Stop unless every group x period cell has a row of positive weight.
+check_balanced_ <- function(P, group, time) {
+  G <- P$G
+  T <- P$T
+  glev <- P$glev
+  tlev <- P$tlev
+  w <- P$w
+  cell <- P$gi + (P$ti - 1L) * G
+  counts <- tabulate(cell[w > 0], G * T)
+  if (any(counts == 0L)) {
+    miss <- which(counts == 0L)
+    mg <- glev[(miss - 1L) %% G + 1L]
+    mt <- tlev[(miss - 1L) %/% G + 1L]
+    stop(sprintf(paste0(
+      "Table `data`: the %s x %s panel is unbalanced: %d of %d cells have no rows%s (%s%s).\n",
+      "Fix: BCJ's FGLS needs every group observed in every period. Use coarser periods ",
+      "(e.g. years instead of quarters) so every cell has data, drop the groups or ",
+      "periods with empty cells, or use method = \"re\"."),
+      group, time, length(miss), G * T,
+      if (any(w == 0)) " with a positive weight" else "",
+      paste(utils::head(paste0(group, " ", mg, " in ", time, " ", mt), 5), collapse = ", "),
+      if (length(miss) > 5) sprintf(" and %d more", length(miss) - 5) else ""),
+      call. = FALSE)
+  }
+  invisible(TRUE)
+}
+
 # Cell effects for BCJ's FGLS.  Rows (weight w > 0) fall in group x period
 # cells; a cell where the treatment (the first regressor, when it is 0/1)
 # changes -- a go-live inside the period -- is split into its
@@ -406,7 +440,8 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
 # least squares with arm effects; the rest are weighted arm means.
 #   returns y, X (arm means, arms ordered by period, group, arm), tab (g, t,
 #   n rows, wsum, share of the cell's weight, Kish n_eff = wsum^2 / sum w^2,
-#   var_mean = sum w^2 (r - rbar)^2 / wsum^2 of the adjusted outcome r),
+#   var_mean = sum w^2 (r - rbar)^2 / wsum^2 of the adjusted outcome r,
+#   ssw = sum w (r - rbar)^2, w2 = sum w^2),
 #   first_step (named coefficients or NULL), micro (any arm with > 1 row).
 fgls_cells_ <- function(y, X, w, gi, ti, G, T) {
   cell <- gi + (ti - 1L) * G
@@ -447,7 +482,9 @@ fgls_cells_ <- function(y, X, w, gi, ti, G, T) {
                     n = tabulate(a, na), wsum = wsum, share = wsum / ctot,
                     n_eff = wsum^2 / as.vector(rowsum(w^2, a, reorder = TRUE)),
                     var_mean = as.vector(rowsum(w^2 * (r - ybar[a])^2, a, reorder = TRUE)) /
-                      wsum^2)
+                      wsum^2,
+                    ssw = as.vector(rowsum(w * (r - ybar[a])^2, a, reorder = TRUE)),
+                    w2 = as.vector(rowsum(w^2, a, reorder = TRUE)))
   Xm <- wmean(Xc)
   colnames(Xm) <- colnames(X)[!varies]
   list(y = ybar, X = Xm, tab = tab, first_step = first_step, micro = any(tab$n > 1L))
