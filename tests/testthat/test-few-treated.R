@@ -24,7 +24,7 @@ ft_data <- function(G = 6, treated = 1, Tn = 6, n = 25, seed = 1, effect = 0) {
 }
 
 # plain-R: cells, sigma2_e, the moments' exact expectations by brute force
-ft_ref <- function(d, weights = NULL) {
+ft_ref <- function(d, weights = NULL, k_treated = 1) {
   w <- if (is.null(weights)) rep(1, nrow(d)) else d[[weights]]
   d$w_ <- w
   d$arm <- interaction(d$la, d$year, d$treated, drop = TRUE)
@@ -56,12 +56,13 @@ ft_ref <- function(d, weights = NULL) {
   # brute-force model covariance and expectations (cells g-fastest)
   M <- diag(G * TT) - qr.Q(qr(model.matrix(~ g + t, cells))) %*%
     t(qr.Q(qr(model.matrix(~ g + t, cells))))
+  k <- ifelse(rowSums(D) > 0, k_treated, 1)
   Sig <- function(rho, s2v) {
     S <- matrix(0, G * TT, G * TT)
     for (i in seq_len(G * TT)) for (j in seq_len(G * TT)) {
       gi <- (i - 1) %% G; gj <- (j - 1) %% G
       ti <- (i - 1) %/% G; tj <- (j - 1) %/% G
-      if (gi == gj) S[i, j] <- s2v * rho^abs(ti - tj)
+      if (gi == gj) S[i, j] <- s2v * k[gi + 1] * rho^abs(ti - tj)
     }
     S + diag(c(V))
   }
@@ -98,6 +99,15 @@ test_that("few_treated_test equals a plain-R reference: cells, moments, estimate
   }
   expect_equal(f$n_treated, 1L)
   expect_equal(sum(f$cells$treated > 0 & f$cells$treated < 1), 1L)  # the go-live year is split
+  # the treated authority's shock variance 3 times the comparators'
+  ref <- ft_ref(d, "w", k_treated = 3)
+  f3 <- few_treated_test(y ~ treated + age, d, "la", "year", weights = "w", B = 99,
+                         conf_int = FALSE, shock_ratio = 3)
+  expect_equal(f3$rho, ref$rho, tolerance = 1e-4)
+  expect_equal(f3$sigma2[["v"]], ref$s2v, tolerance = 1e-3)
+  expect_equal(f3$std.error, ref$se, tolerance = 1e-3)
+  expect_gt(f3$std.error, f$std.error)
+  expect_output(print(f3), "treated authorities x 3")
 })
 
 test_that("few_treated_test's bootstrap equals a plain-R loop over the same draws", {
@@ -169,6 +179,7 @@ test_that("few_treated_test: bad input is named", {
   expect_error(few_treated_test(y ~ treated + size, d, "la", "year"),
                "constant within cells besides the treatment: `size`")
   expect_error(few_treated_test(y ~ treated, d, "la", "year", B = 5), "`B` must be")
+  expect_error(few_treated_test(y ~ treated, d, "la", "year", shock_ratio = 0), "`shock_ratio`")
   expect_error(few_treated_test(y ~ treated, d[!(d$la == "LA2" & d$year == 2018), ], "la", "year"),
                "panel is unbalanced")
   d$w[1:3] <- -1
