@@ -567,8 +567,7 @@ hausman_compare_ <- function(P, data, rd, wf, main, param, prefer, threshold, le
     b <- qr.coef(q, y)
     e <- drop(y - X %*% b)
     j <- match(param, colnames(X))
-    a <- backsolve(qr.R(q), diag(ncol(X)))[, , drop = FALSE]
-    Bi <- tcrossprod(a)[order(q$pivot), order(q$pivot)]
+    Bi <- chol2inv(qr.R(q))[order(q$pivot), order(q$pivot), drop = FALSE]
     psi <- drop(rowsum(X * e, P$cluster, reorder = TRUE) %*% Bi[, j])
     list(b = unname(b[j]), psi = psi)
   }

@@ -387,6 +387,18 @@ test_that("the protocol's decision: different only when statistically AND practi
   expect_false(cm$different)
 })
 
+test_that("hausman_test(main =) with one time-varying regressor (a 1 x 1 bread)", {
+  d <- sim_panel(seed = 12)
+  h <- hausman_test(y ~ x1, d, "id", "t", cluster = "la", main = y ~ x1 + factor(t),
+                    param = "x1")
+  s <- d[order(d$id, d$t), ]
+  fe <- coef(lm(y ~ x1 + factor(id), s))[["x1"]]
+  expect_equal(h$prefer, "fixed effects")
+  expect_equal(h$comparison$estimate_chosen, fe, tolerance = 1e-10)
+  expect_equal(h$comparison$estimate_main, coef(lm(y ~ x1 + factor(t), s))[["x1"]],
+               tolerance = 1e-10)
+})
+
 test_that("hausman_test(main =) errors name the problem", {
   d <- sim_panel(seed = 8)
   expect_error(hausman_test(y ~ x1 + x2, d, "id", "t", main = "y ~ x1"),
