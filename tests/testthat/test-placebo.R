@@ -12,7 +12,7 @@ go <- data.frame(la_code = c("L01", "L02"), go_live_date = as.Date(c("2020-09-01
 test_that("placebo estimates equal plain-R DiDs of means and a stacked lm", {
   d <- placebo_data()
   m <- match_trends(d, go, "cla_18m", n_candidates = 3)
-  p <- placebo_test(m, d)
+  expect_warning(p <- placebo_test(m, d), class = "sfpceval_few_treated")  # two treated LAs
   pairs <- m$candidates[m$candidates$selected, ]
   stack <- list()
   for (i in seq_len(nrow(pairs))) {
@@ -45,7 +45,7 @@ test_that("common-shock interaction equals a plain-R regression", {
   go2 <- data.frame(la_code = c("L01", "L02"), go_live_date = as.Date(c("2019-09-01", "2020-01-01")))
   m <- match_trends(d, go2, "cla_18m", n_candidates = 2)
   shock <- as.Date("2021-06-01")
-  r <- common_shock_test(d, m, shock = shock)
+  expect_warning(r <- common_shock_test(d, m, shock = shock), class = "sfpceval_few_treated")
   pairs <- m$candidates[m$candidates$selected, ]
   rows <- lapply(seq_len(nrow(pairs)), function(i) {
     g <- go2$go_live_date[go2$la_code == pairs$treated_la[i]]
@@ -69,7 +69,8 @@ test_that("common-shock interaction equals a plain-R regression", {
   ct <- clubSandwich::coef_test(f, vcov = "CR2", cluster = s$la, test = "Satterthwaite")
   expect_equal(r$std.error, ct$SE[match(c("x", "shock"), ct$Coef)], tolerance = 1e-8)
   # a shock on a quarter boundary: the quarter effects absorb its main effect
-  r2 <- common_shock_test(d, m, shock = as.Date("2021-07-01"))
+  expect_warning(r2 <- common_shock_test(d, m, shock = as.Date("2021-07-01")),
+                 class = "sfpceval_few_treated")
   s$x <- s$tr * (s$referral_date >= as.Date("2021-07-01"))
   b2 <- coef(lm(cla_18m ~ x + factor(pl) + factor(q), s))[["x"]]
   expect_equal(r2$estimate[1], b2, tolerance = 1e-10)
@@ -84,12 +85,14 @@ test_that("common-shock test by hand: a shock hitting every authority alike is n
   m <- data.frame(treated_la = c("L01", "L02"), comparator_la = c("L05", "L06"))
   shock <- as.Date("2021-05-15")
   d$y <- 1 + 0.5 * (d$referral_date >= shock) + 1e-3 * sin(seq_len(nrow(d)))
-  r <- common_shock_test(d, m, shock = shock, outcome = "y", design = go2)
+  expect_warning(r <- common_shock_test(d, m, shock = shock, outcome = "y", design = go2),
+                 class = "sfpceval_few_treated")
   expect_equal(r$estimate[2], 0.5, tolerance = 1e-3)
   expect_equal(r$estimate[1], 0, tolerance = 1e-3)
   # a child-level 0/1 column as the shock
   d$hit <- as.integer(d$referral_date >= shock & d$la %in% c("L01", "L05"))
-  r3 <- common_shock_test(d, m, shock = "hit", outcome = "y", design = go2)
+  expect_warning(r3 <- common_shock_test(d, m, shock = "hit", outcome = "y", design = go2),
+                 class = "sfpceval_few_treated")
   expect_false(r3$absorbed[2])
 })
 
