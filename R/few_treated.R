@@ -116,6 +116,11 @@ few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999
     stop_arg("formula", sprintf("has %s treated group", if (ntr == 0L) "no" else "no untreated"),
              "the DiD needs treated and comparator authorities")
   }
+  Dt <- ft$D - outer(rowMeans(ft$D), colMeans(ft$D), "+") + mean(ft$D)
+  if (sum(Dt^2) <= 1e-12 * max(1, sum(ft$D^2))) {
+    stop_arg("formula", "has a treatment collinear with the authority and period effects",
+             "the treated authorities need periods before their go-live (and the comparators none after)")
+  }
   k <- ifelse(rowSums(ft$D) > 0, shock_ratio, 1)
   mom <- few_treated_moments_(ft, G, TT, k)
   draws <- with_seed(seed, list(Z = array(stats::rnorm(B * G * TT), c(B, G, TT)),

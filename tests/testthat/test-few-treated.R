@@ -180,6 +180,9 @@ test_that("few_treated_test: bad input is named", {
                "constant within cells besides the treatment: `size`")
   expect_error(few_treated_test(y ~ treated, d, "la", "year", B = 5), "`B` must be")
   expect_error(few_treated_test(y ~ treated, d, "la", "year", shock_ratio = 0), "`shock_ratio`")
+  d$treated <- as.integer(d$la == "LA1")                 # treated in every period
+  expect_error(few_treated_test(y ~ treated, d, "la", "year"),
+               "collinear with the authority and period effects")
   expect_error(few_treated_test(y ~ treated, d[!(d$la == "LA2" & d$year == 2018), ], "la", "year"),
                "panel is unbalanced")
   d$w[1:3] <- -1
