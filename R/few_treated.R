@@ -57,6 +57,8 @@
 #' @inheritParams fgls_bcj
 #' @param formula `outcome ~ treated + child covariates`; the treatment (0/1,
 #'   the child's: referred on or after the go-live) first.
+#' @param weights `NULL`, the name of a column of `data` or a vector with
+#'   one non-negative weight per row (e.g. CEM weights).
 #' @param B Bootstrap draws.
 #' @param seed Seed of the draws (the caller's random state is restored).
 #' @param level Confidence level.
