@@ -438,8 +438,9 @@ print.sfp_panel_test <- function(x, digits = 4, ...) {
 #'   variance from the clusters' joint influence on both estimators
 #'   (\eqn{\psi_g = (X'X)^{-1}X_g'e_g}, \eqn{V = G/(G-1)\sum_g(\psi_{chosen,g}
 #'   - \psi_{main,g})^2}), tested with t(G - 1) at `1 - level`; practically
-#'   different is [practically_different()] with `threshold`. `NULL` (default)
-#'   skips the step.
+#'   different is [practically_different()] with `threshold`; on null
+#'   children x terms panels it rejected 6.1% at 5% with 6 authorities and
+#'   5.8% with 30 (`bench/hausman_size.R`). `NULL` (default) skips the step.
 #' @return An object of class `c("sfp_panel_test", "htest")` with
 #'   `statistic`, `parameter`, `p.value`, `method`, `sigma2` (variance
 #'   components), `nobs`, `prefer` (`"fixed effects"` if p < 0.05, else
