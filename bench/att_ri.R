@@ -5,7 +5,7 @@
 # fixed groups). The "before" is the row-level implementation, kept here as
 # the reference. Not a test: run once with
 #   nice Rscript bench/att_ri.R
-pkgload::load_all(quiet = TRUE)
+library(sfpceval)   # installed: R CMD INSTALL . (or make bench)
 ns <- asNamespace("sfpceval")
 
 # ---- the previous row-level implementation --------------------------------

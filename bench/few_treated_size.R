@@ -11,7 +11,7 @@
 # give it little to learn from: one comparator only, rho = 0.8, a treated
 # authority with twice the shock SD (analysed with shock_ratio 1 and 4),
 # treated authorities four times larger.
-pkgload::load_all(quiet = TRUE)
+library(sfpceval)   # installed: R CMD INSTALL . (or make bench)
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args) >= 1) as.integer(args[1]) else 1000L
 B <- if (length(args) >= 2) as.integer(args[2]) else 399L

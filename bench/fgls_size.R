@@ -6,7 +6,7 @@
 # Rejection rate at 5% (t(G - 1), CR1 as BCJ) with its Monte Carlo SE.
 # Not a test: run once with
 #   nice Rscript bench/fgls_size.R [reps]
-pkgload::load_all(quiet = TRUE)
+library(sfpceval)   # installed: R CMD INSTALL . (or make bench)
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args)) as.integer(args[1]) else 1000L
 G <- 10

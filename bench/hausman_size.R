@@ -4,7 +4,7 @@
 # (children x three terms, clustered by authority), with few authorities.
 # Rejection rate at 5% with its Monte Carlo SE. Not a test: run once with
 #   nice Rscript bench/hausman_size.R [reps]
-pkgload::load_all(quiet = TRUE)
+library(sfpceval)   # installed: R CMD INSTALL . (or make bench)
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args)) as.integer(args[1]) else 1000L
 sim_one <- function(G, n_per) {
