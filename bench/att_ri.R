@@ -84,7 +84,7 @@ for (n in c(4000L, 16000L)) {
 # authorities would need far more assignments; here 8 authorities, 999 draws
 d <- make(1e6, seed = 2)
 a <- att_gt(d, outcome = "y", time = "year", covariates = ~ age + girl)
-gc(reset = TRUE)
+invisible(gc(reset = TRUE))
 t_big <- system.time(s_big <- aggregate_att(a, "dynamic", n_perm = 999L, max_enumerate = 10))
 cat(sprintf("1,000,000 rows, dynamic, 999 draws: %.1f s, peak %.0f MB (data %.0f MB)\n",
             t_big[["elapsed"]], sum(gc()[, 6]), as.numeric(object.size(d)) / 2^20))
