@@ -115,7 +115,7 @@ few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999
   ft <- few_treated_cells_(cells, G, TT)
   ntr <- sum(rowSums(ft$D) > 0)
   if (ntr == 0L || ntr == G) {
-    stop_arg("formula", sprintf("has %s treated group", if (ntr == 0L) "no" else "no untreated"),
+    stop_arg("formula", if (ntr == 0L) "has no treated group" else "has no untreated group",
              "the DiD needs treated and comparator authorities")
   }
   Dt <- ft$D - outer(rowMeans(ft$D), colMeans(ft$D), "+") + mean(ft$D)

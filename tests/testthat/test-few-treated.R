@@ -174,6 +174,8 @@ test_that("few_treated_test: bad input is named", {
   d <- ft_data(seed = 5)
   d$treated <- 0
   expect_error(few_treated_test(y ~ treated, d, "la", "year"), "has no treated group")
+  d$treated <- as.integer(d$year >= 2020)
+  expect_error(few_treated_test(y ~ treated, d, "la", "year"), "has no untreated group")
   d <- ft_data(seed = 5)
   d$size <- match(d$la, unique(d$la))
   expect_error(few_treated_test(y ~ treated + size, d, "la", "year"),
