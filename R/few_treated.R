@@ -77,7 +77,7 @@
 #'   (model-based), `statistic`, `p_value`, `conf_int`, `level`, `rho`,
 #'   `sigma2` (shock `v`, child `e`), `n_treated`, `G`, `T`, `B`,
 #'   `n_dropped`, `n_zero_weight` and `cells` (the G x T matrices `y`,
-#'   `treated` and `noise_var`).
+#'   `treated` and `noise_var`). Methods: `print`, `tidy`, `glance`.
 #' @examples
 #' set.seed(3)
 #' d <- expand.grid(child = 1:40, la = 1:6, year = 1:6)
@@ -315,4 +315,18 @@ few_treated_warn_ <- function(n_treated, n_clusters, method, caller) {
   warning(structure(class = c("sfpceval_few_treated", "warning", "condition"),
                     list(message = msg, call = NULL)))
   invisible(TRUE)
+}
+
+#' @exportS3Method generics::tidy
+tidy.sfp_few_treated <- function(x, ...) {
+  data.frame(term = "treated", estimate = x$estimate, std.error = x$std.error,
+             statistic = x$statistic, p.value = x$p_value, conf.low = x$conf_int[1],
+             conf.high = x$conf_int[2])
+}
+
+#' @exportS3Method generics::glance
+glance.sfp_few_treated <- function(x, ...) {
+  data.frame(n_groups = x$G, n_treated = x$n_treated, n_periods = x$T, rho = x$rho,
+             sigma2_shock = x$sigma2[["v"]], sigma2_child = x$sigma2[["e"]],
+             shock_ratio = x$shock_ratio, B = x$B)
 }

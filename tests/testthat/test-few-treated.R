@@ -168,6 +168,10 @@ test_that("few_treated_test: invariances and a known effect", {
   expect_lt(e$p_value, 0.05)
   expect_true(e$conf_int[1] < 1.5 && 1.5 < e$conf_int[2])
   expect_output(print(a), "6 authorities \\(1 treated\\) x 6 periods")
+  td <- tidy.sfp_few_treated(a)
+  expect_equal(c(td$estimate, td$p.value, td$conf.low, td$conf.high),
+               c(a$estimate, a$p_value, a$conf_int))
+  expect_equal(glance.sfp_few_treated(a)$n_treated, 1L)
 })
 
 test_that("few_treated_test: bad input is named", {
