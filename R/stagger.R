@@ -41,12 +41,15 @@ period_index <- function(x, arg) {
 
 # Values missing from an otherwise evenly stepped sorted vector: with the
 # smallest step s, every multiple of s between neighbours that is absent.
+# As many values missing as present, or more, is a coding, not a gap
+# (quarters as 20171..20174, 20181, months as 201701..201712): not reported.
 period_gaps <- function(lev) {
   if (length(lev) < 3L) return(numeric())
   s <- min(diff(lev))
   k <- round(diff(lev) / s)
   if (all(k == 1L) || any(abs(diff(lev) / s - k) > 1e-8)) return(numeric())
-  unlist(lapply(which(k > 1L), function(i) lev[i] + s * seq_len(k[i] - 1L)))
+  gaps <- unlist(lapply(which(k > 1L), function(i) lev[i] + s * seq_len(k[i] - 1L)))
+  if (length(gaps) >= length(lev)) numeric() else gaps
 }
 
 # Labels of period positions for results: the analyst's numbers when the

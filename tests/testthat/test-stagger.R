@@ -336,6 +336,12 @@ test_that("a gap in numeric periods is not a period: warned, and equal to the pe
   d2$year <- 2010 + 2 * d2$year
   expect_silent(a2 <- att_gt(d2, outcome = "y", time = "year"))
   expect_equal(a2$att$att, a$att$att, tolerance = 1e-12)
+  # quarters coded as numbers (20171, ..., 20174, 20181, ...) are no gap
+  d4 <- d
+  d4$year <- c(20171, 20172, 20173, 20174, 20181, 20182)[d4$year]
+  expect_silent(a4 <- att_gt(d4, outcome = "y", time = "year"))
+  expect_equal(a4$att$att, a$att$att, tolerance = 1e-12)
+  expect_equal(period_gaps(c(2015, 2016, 2018, 2020)), c(2017, 2019))
   # financial years as labels keep working, results in positions
   d3 <- d
   d3$year <- sprintf("%d/%02d", 2014 + d3$year, (15 + d3$year) %% 100)
