@@ -232,6 +232,7 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   fit$n_clusters <- G
   fit$cluster_levels <- levels(cl)
   fit$cluster <- as.integer(cl)
+  fit$n_treated_clusters <- few_treated_check_(X[, treat_cols[1L]], cl, vcov, "did_fit()")
   fit$weights <- w
   fit$nobs <- length(y)
   class(fit) <- "did_fit"
