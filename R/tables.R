@@ -98,7 +98,7 @@ mdes_table <- function(cohort, design) {
   n_tr <- sum(ok & df$la %in% treated_las)
   if (design$programme == "FS") {
     m_year <- n_tr / G / yrs
-    md <- tryCatch(did_mdes(clusters = G, m = m_year, icc = max(icc, 1e-6), p0 = base)$mdes,
+    md <- tryCatch(suppressWarnings(did_mdes(clusters = G, m = m_year, icc = max(icc, 1e-6), p0 = base))$mdes,
                    error = function(e) NULL)
     mdes_pp <- if (is.null(md)) NA_real_ else abs(md$effect[md$direction == "decrease"])
     p_sd <- sqrt(base * (1 - base))
@@ -119,8 +119,8 @@ mdes_table <- function(cohort, design) {
   } else {
     steps <- length(unique(df$step[ok]))
     m_cell <- n_tr / G / max(steps, 1)
-    sp <- tryCatch(sw_power(clusters_per_step = 1, steps = G, m = m_cell, p0 = base,
-                            icc = max(icc, 1e-6), power = 0.8),
+    sp <- tryCatch(suppressWarnings(sw_power(clusters_per_step = 1, steps = G, m = m_cell, p0 = base,
+                            icc = max(icc, 1e-6), power = 0.8)),
                    error = function(e) NULL)
     mdes <- if (is.null(sp)) NA_real_ else abs(sp$mdes$effect[sp$mdes$direction == "decrease"])
     data.frame(row = c("MDES", "Baseline measures", "Intracluster correlation (ICC) Local authority",
