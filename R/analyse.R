@@ -98,7 +98,7 @@ analyse <- function(data, design, models = NULL, outcomes = NULL, sensitivity = 
                     strands = NULL, imputations = 5L, matches = NULL, shock = NULL,
                     assumptions = c(did = NA, stepped_wedge = NA), cost = NULL,
                     fidelity = NULL, alpha = 0.05, censor_share = 0.05,
-                    bacon_risk = 0.1, seed = 1L, progress = FALSE) {
+                    bacon_risk = 0.1, seed = 1L, progress = interactive()) {
   call <- match.call()
   if (!inherits(design, "sfp_design")) {
     stop_arg("design", "must be an `sfp_design`",
