@@ -265,7 +265,10 @@ plan_impute <- function(cohort, design, vars, m, seed) {
   meth <- mice::make.method(d)
   meth[setdiff(names(meth), vars)] <- ""
   # with_seed() restores the caller's random state afterwards
-  imp <- with_seed(seed, suppressWarnings(mice::mice(d, m = m, method = meth,
+  # with one incomplete variable the chained equations converge in one
+  # iteration (nothing else is imputed), so maxit = 1 is exact
+  maxit <- if (length(vars) == 1L) 1L else 5L
+  imp <- with_seed(seed, suppressWarnings(mice::mice(d, m = m, method = meth, maxit = maxit,
                                                       printFlag = FALSE, seed = seed)))
   lapply(seq_len(m), function(k) {
     comp <- mice::complete(imp, k)[vars]
@@ -336,7 +339,9 @@ plan_data <- function(row, ctx, k, cache) {
     tr <- design$las$la_code[design$las$role == "treated"]
     out$df <- df[df$la %in% tr, , drop = FALSE]
   }
-  assign(key, out, envir = cache)
+  # only the FS DiD data (stacking and CEM) are worth keeping between rows;
+  # the rest is cheap to rebuild and would hold a copy per imputation
+  if (row$strand == "did") assign(key, out, envir = cache)
   out
 }
 
