@@ -8,7 +8,7 @@ battery_panel <- function(n = 120, seed = 3) {
   set.seed(seed)
   d <- data.frame(la = sample(letters[1:6], n, TRUE), year = sample(2015:2019, n, TRUE),
                   stringsAsFactors = FALSE)
-  d$treated <- as.integer(d$la %in% c("a", "b") & d$year >= 2017)
+  d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2017)
   d$x <- rnorm(n)
   d$w <- runif(n, 0.5, 2)
   d$y <- 0.2 * d$treated + d$x + rnorm(n)

@@ -15,7 +15,7 @@ wb_data <- function() {
   set.seed(3)
   d <- data.frame(la = sample(letters[1:6], 120, TRUE), year = sample(2015:2018, 120, TRUE),
                   stringsAsFactors = FALSE)
-  d$treated <- as.integer(d$la %in% c("a", "b") & d$year >= 2017)
+  d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2017)
   d$y <- 0.2 * d$treated + rnorm(120)
   d
 }
