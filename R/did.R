@@ -14,10 +14,17 @@
 #' Fits the Family Safeguarding protocol's primary regression, e.g.
 #' `y ~ treated + age + sex | la + year`: covariates before `|`, fixed
 #' effects after it. Fixed effects are absorbed by the weighted
-#' within-transformation (exact group demeaning for one effect, alternating
-#' projections to tolerance `1e-10` for several), then the model is fitted by
-#' weighted least squares in C (rank by LINPACK `dqrdc2` as in [lm()],
-#' Cholesky through LAPACK).
+#' within-transformation: exact group demeaning for one effect; for two, the
+#' alternating projections iterated on the coefficients of the effect with
+#' fewer levels over the sparse cross-tabulation of the two (as fixest),
+#' accelerated by Irons & Tuck (1969); for three or more, the same
+#' acceleration on the demeaned vectors; to tolerance `1e-10`. The
+#' absorption's convergence is reported in `fit$convergence` (and
+#' [glance()]), with a warning when the sweep limit is reached. The model is
+#' then fitted by weighted least squares from the QR of \eqn{W^{1/2}X} in C
+#' (LINPACK `dqrls`, as [lm.fit()]: the same rank detection, so the same
+#' collinear covariates are dropped and named; triangular solves on R, the
+#' bread \eqn{(R'R)^{-1}}; the normal equations are never formed).
 #'
 #' **Family.** `family = "auto"` applies the protocol's rule (footnote 22): a
 #' linear probability model when the outcome's *baseline rate* lies in
@@ -49,7 +56,9 @@
 #'   weighted analogue for weighted fits exactly as `clubSandwich::vcovCR()`
 #'   on `lm()`), with Satterthwaite (Bell-McCaffrey) degrees of freedom per
 #'   coefficient. The hat matrix includes the fixed-effect projection.
-#'   Computed in k x k blocks, never forming an \eqn{n_g \times n_g} matrix.
+#'   Computed in k x k blocks, never forming an \eqn{n_g \times n_g} matrix,
+#'   on the orthonormalised design \eqn{X R^{-1}} so that nearly collinear
+#'   covariates do not cost the adjustment its precision.
 #' * `"CR3"`: \eqn{A_g = (I - H_{gg})^{-1}} (clubSandwich's CR3, no (G-1)/G
 #'   factor; Moore-Penrose inverse when fixed effects nested in the clusters
 #'   make \eqn{I - H_{gg}} singular, which then equals the leave-one-cluster-out
@@ -81,8 +90,10 @@
 #' @return An object of class `did_fit`: a list with `call`, `formula`,
 #'   `coefficients`, `vcov`, `df` (per coefficient), `vcov_type`,
 #'   `family`, `nobs`, `n_clusters`, `dropped` (collinear covariates),
-#'   `exclusions`, the absorbed design `X`, `residuals`, `weights`, cluster
-#'   and fixed-effect codes (what [update()] and [wild_boot()] need).
+#'   `exclusions`, `convergence` (see `optim_status()`: the absorption for
+#'   the linear model, IRLS or Newton for the logit models), the absorbed
+#'   design `X`, `residuals`, `weights`, cluster and fixed-effect codes (what
+#'   [update()] and [wild_boot()] need).
 #' @examples
 #' set.seed(1)
 #' d <- expand.grid(child = 1:40, la = letters[1:6], year = 2015:2019)
@@ -341,12 +352,10 @@ fit_gaussian <- function(y, X, fe_f, w, cl, treat_name, ctrl) {
   Xy <- cbind(X, .y = y)
   if (nfe > 0L) {
     Xt_all <- .Call(ffi_demean, Xy, codes0, fe$nlev, w, ctrl$tol, ctrl$maxit)
-    if (!isTRUE(attr(Xt_all, "converged"))) {
-      warning(sprintf("did_fit(): absorbing %d fixed effects did not converge in %d sweeps; estimates may be inaccurate.",
-                      nfe, ctrl$maxit), call. = FALSE)
-    }
+    conv <- demean_status(Xt_all, nfe, ctrl)
   } else {
     Xt_all <- Xy
+    conv <- optim_status(TRUE, 0L, "no fixed effects to absorb")
   }
   Xt <- Xt_all[, seq_len(ncol(X)), drop = FALSE]
   yt <- Xt_all[, ncol(Xy)]
@@ -385,6 +394,8 @@ fit_gaussian <- function(y, X, fe_f, w, cl, treat_name, ctrl) {
   names(coef) <- kept
   bread <- res$bread
   dimnames(bread) <- list(kept, kept)
+  qr_R <- res$R
+  dimnames(qr_R) <- list(kept, kept)
   # rank of the fixed-effect dummies (K_fe) for the CR1 factor
   K_fe <- 0L
   Dplus <- NULL
@@ -400,9 +411,25 @@ fit_gaussian <- function(y, X, fe_f, w, cl, treat_name, ctrl) {
     }
   }
   list(coefficients = coef, dropped = dropped, X = Xk, residuals = res$resid,
-       fitted_absorbed = yt - res$resid, bread = bread, fe = fe,
+       fitted_absorbed = yt - res$resid, bread = bread, qr_R = qr_R, fe = fe,
        fe_names = names(fe_f), K = length(coef) + K_fe, K_fe = K_fe, Dplus = Dplus,
-       iterations = attr(Xt_all, "iterations") %||% 0L)
+       iterations = attr(Xt_all, "iterations") %||% 0L, convergence = conv)
+}
+
+# The convergence report of an absorption by ffi_demean() (alternating
+# projections with Irons-Tuck acceleration; one effect is exact), with the
+# package's warning when the sweep limit was reached.
+demean_status <- function(Xt, nfe, ctrl) {
+  its <- attr(Xt, "iterations") %||% 0L
+  ok <- isTRUE(attr(Xt, "converged"))
+  conv <- optim_status(ok, its, if (nfe == 1L) "one fixed effect: exact group demeaning" else if (ok)
+    sprintf("alternating projections (Irons-Tuck) moved no value by more than tol = %g in the last sweep", ctrl$tol) else
+      sprintf("sweep limit maxit = %d reached before the tolerance tol = %g", ctrl$maxit, ctrl$tol))
+  if (!ok) {
+    warn_not_converged(sprintf("did_fit(): absorbing %d fixed effects", nfe), conv,
+                       "raise `maxit` (e.g. maxit = 1e5), or check for fixed effects that are only weakly connected.")
+  }
+  conv
 }
 
 # ---- inference ----
@@ -468,11 +495,21 @@ hat_blocks <- function(fit) {
   list(B = B, C = C, L = L)
 }
 
+# Computed on the W-orthonormal Q = Xt R^{-1} (R from the QR of sqrt(W) Xt),
+# whose bread is the identity, so that the hat blocks and the CR2/CR3
+# adjustments do not lose the precision that (Xt'W Xt)^{-1} loses when the
+# covariates are nearly collinear; back-transformed by V = R^{-1} V_Q R^{-T}
+# (the score of cluster g is R' Q_g'W_g A_g e_g; the contrast of coefficient j
+# is R^{-T} e_j).
 crve_gaussian <- function(fit, type) {
   co <- cluster_order(fit)
   k <- ncol(fit$X)
   G <- fit$n_clusters
-  M <- fit$bread
+  Rr <- fit$qr_R %||% chol(solve(fit$bread))
+  Ri <- backsolve(Rr, diag(k))
+  fit$X <- fit$X %*% Ri
+  fit$bread <- diag(k)
+  M <- diag(k)
   nm <- names(fit$coefficients)
   if (type %in% c("CR0", "CR1")) {
     r <- .Call(ffi_crve, fit$X, fit$residuals, fit$weights, co$ord, co$starts,
@@ -484,7 +521,8 @@ crve_gaussian <- function(fit, type) {
   }
   meat <- tcrossprod(r$scores)
   cf <- if (type == "CR1") cr1_factor(fit) else 1
-  V <- cf * M %*% meat %*% M
+  V <- cf * Ri %*% meat %*% t(Ri)
+  V <- (V + t(V)) / 2
   dimnames(V) <- list(nm, nm)
   df <- rep(G - 1, k)
   if (type == "CR2") {
@@ -493,7 +531,7 @@ crve_gaussian <- function(fit, type) {
     Ua <- array(r$Ua, c(pk, k, G))
     Ub <- if (is.null(r$Ub)) NULL else array(r$Ub, c(pk, k, G))
     for (j in seq_len(k)) {
-      m <- M[, j]
+      m <- Ri[j, ]
       d <- vapply(seq_len(G), function(g) sum(m * (matrix(K1[, , g], k, k) %*% m)), 0)
       A <- vapply(seq_len(G), function(g) matrix(Ua[, , g], pk, k) %*% m, numeric(pk))
       A <- matrix(A, pk, G)
@@ -821,7 +859,8 @@ tidy.did_fit <- function(x, conf.int = TRUE, conf.level = 0.95, ...) {
 glance.did_fit <- function(x, ...) {
   data.frame(nobs = x$nobs, n_clusters = x$n_clusters, family = x$family,
              vcov_type = x$vcov_type, n_fixed_effects = length(x$fe_names),
-             n_dropped = length(x$dropped), stringsAsFactors = FALSE)
+             n_dropped = length(x$dropped), converged = isTRUE(x$convergence$converged),
+             iterations = x$convergence$iterations %||% NA_integer_, stringsAsFactors = FALSE)
 }
 
 #' Event-time (periods since go-live) interaction dummies

@@ -364,6 +364,139 @@ test_that("alternating projections reach the exact two-way solution on unbalance
   expect_equal(unname(vcov(f))[1, 1], V["treated", "treated"], tolerance = 1e-8)
 })
 
+# ---- numerically sound at any scale (#16) ----
+
+# Nearly collinear covariates: x2 = x1 + eps * noise, so that the condition
+# number of (x1, x2) is about 1 / eps.
+make_illcond <- function(eps, n = 1500, seed = 21) {
+  set.seed(seed)
+  d <- data.frame(la = sample(letters[1:8], n, TRUE), year = sample(2015:2020, n, TRUE))
+  d$treated <- as.integer(d$la %in% letters[1:4] & d$year >= 2018)
+  d$x1 <- rnorm(n, 5)
+  d$x2 <- d$x1 + eps * rnorm(n)
+  d$x3 <- rnorm(n)
+  d$w <- runif(n, 0.2, 4)
+  d$y <- 0.2 * d$treated + d$x1 - 0.5 * d$x2 + 0.3 * d$x3 + as.integer(factor(d$la)) / 5 + rnorm(n)
+  d
+}
+
+test_that("least squares from the QR equals lm() to 1e-8 on ill-conditioned covariates", {
+  # Reference: the same model on the well-conditioned parametrisation
+  # (x1, dd = x2 - x1, exact in floating point by Sterbenz's lemma), mapped
+  # back by b_x1 = c_x1 - c_dd, b_x2 = c_dd (and V = A V_c A'). Least
+  # squares itself is sensitive to kappa^2 * eps (about 1e-4 at kappa = 1e6)
+  # when the residuals are not small, so the two exact-arithmetic-equal
+  # answers can differ by more than lm()'s 1e-8; clubSandwich's CR2 on the
+  # ill-conditioned lm() itself is off by up to 50% here.
+  nm <- c("treated", "x1", "x2", "x3")
+  A <- diag(4)
+  A[2, 3] <- -1
+  for (eps in c(1e-5, 1e-6)) {
+    d <- make_illcond(eps)
+    d$dd <- d$x2 - d$x1
+    expect_gt(kappa(scale(cbind(d$x1, d$x2)), exact = TRUE), 0.1 / eps)
+    for (wt in c(FALSE, TRUE)) {
+      W <- if (wt) d$w else NULL
+      cases <- list(
+        list(f = y ~ treated + x1 + x2 + x3, m = y ~ treated + x1 + x2 + x3, r = y ~ treated + x1 + dd + x3),
+        list(f = y ~ treated + x1 + x2 + x3 | la, m = y ~ factor(la) + treated + x1 + x2 + x3,
+             r = y ~ factor(la) + treated + x1 + dd + x3),
+        list(f = y ~ treated + x1 + x2 + x3 | la + year,
+             m = y ~ factor(la) + factor(year) + treated + x1 + x2 + x3,
+             r = y ~ factor(la) + factor(year) + treated + x1 + dd + x3))
+      for (cs in cases) {
+        fit <- did_fit(cs$f, d, cluster = ~la, weights = W, vcov = "CR1")
+        m <- lm_dummies(cs$m, d, wt)
+        expect_false(anyNA(coef(m)))                   # lm() keeps every column
+        expect_equal(coef(fit)[nm], coef(m)[nm], tolerance = 1e-8)
+        r <- lm_dummies(cs$r, d, wt)
+        rn <- c("treated", "x1", "dd", "x3")
+        expect_equal(unname(coef(fit)[nm]), drop(A %*% coef(r)[rn]), tolerance = 1e-7)
+        Vr <- A %*% sandwich::vcovCL(r, cluster = ~la, type = "HC1")[rn, rn] %*% t(A)
+        expect_equal(unname(vcov(fit)[nm, nm]), Vr, tolerance = 1e-7)
+      }
+      # CR2 (hat blocks from the orthonormal Q = X R^{-1}) against clubSandwich
+      # on the well-conditioned parametrisation
+      skip_if_not_installed("clubSandwich")
+      f2 <- did_fit(y ~ treated + x1 + x2 + x3 | la + year, d, cluster = ~la, weights = W)
+      r <- lm_dummies(y ~ factor(la) + factor(year) + treated + x1 + dd + x3, d, wt)
+      rn <- c("treated", "x1", "dd", "x3")
+      V2 <- A %*% as.matrix(clubSandwich::vcovCR(r, cluster = d$la, type = "CR2"))[rn, rn] %*% t(A)
+      expect_equal(unname(diag(vcov(f2))), diag(V2), tolerance = 1e-5)
+    }
+  }
+})
+
+test_that("the bread is (R'R)^{-1} from the QR: plain-R reference and a hand-made case", {
+  d <- make_illcond(1e-6)
+  X <- cbind(1, d$treated, d$x1, d$x2)
+  q <- qr(sqrt(d$w) * X)
+  r <- .Call(ffi_wls, X, d$y, d$w, 1e-7)
+  expect_equal(r$coef, drop(qr.coef(q, sqrt(d$w) * d$y)), tolerance = 1e-10)
+  expect_equal(r$bread, chol2inv(qr.R(q)), tolerance = 1e-10)
+  expect_equal(r$resid, drop(d$y - X %*% r$coef), tolerance = 1e-12)
+  # hand-made: y = 1 + 2x on x = 0, 1, 2 exactly; X'X = [[3, 3], [3, 5]],
+  # (X'X)^{-1} = [[5, -3], [-3, 3]] / 6
+  h <- .Call(ffi_wls, cbind(1, c(0, 1, 2)), c(1, 3, 5), NULL, 1e-7)
+  expect_equal(h$coef, c(1, 2), tolerance = 1e-14)
+  expect_equal(h$bread, matrix(c(5, -3, -3, 3), 2) / 6, tolerance = 1e-14)
+  expect_equal(h$resid, c(0, 0, 0), tolerance = 1e-14)
+  # a column collinear with those before it is dropped, as by lm()
+  h2 <- .Call(ffi_wls, cbind(1, c(0, 1, 2), c(0, 2, 4), c(1, 0, 0)), c(1, 3, 5), NULL, 1e-7)
+  expect_identical(h2$keep, c(TRUE, TRUE, FALSE, TRUE))
+  expect_true(is.na(h2$coef[3]))
+})
+
+test_that("exact collinearity is reported by column name, as lm() drops it", {
+  d <- make_illcond(1e-6)
+  d$x4 <- d$x1 - d$x3
+  expect_message(fit <- did_fit(y ~ treated + x1 + x3 + x4 | la + year, d, cluster = ~la),
+                 "dropped 1 covariate.*`x4`")
+  expect_identical(fit$dropped, "x4")
+  m <- lm(y ~ factor(la) + factor(year) + treated + x1 + x3 + x4, d)
+  expect_true(is.na(coef(m)["x4"]))
+  expect_equal(coef(fit), coef(m)[c("treated", "x1", "x3")], tolerance = 1e-8)
+})
+
+# Two fixed effects connected only along a chain (level a of the first meets
+# levels a and a + 1 of the second): plain alternating projections converge
+# very slowly here.
+make_chain <- function(L = 150, per = 20, seed = 31) {
+  set.seed(seed)
+  d <- data.frame(a = rep(seq_len(L), each = per))
+  d$b <- pmin(d$a + rep(0:1, length.out = nrow(d)), L)
+  d$x <- rnorm(nrow(d))
+  d$treated <- rbinom(nrow(d), 1, 0.5)
+  d$y <- 0.3 * d$treated + d$x + d$a / 10 + sin(d$b) + rnorm(nrow(d))
+  d$cl <- (d$a - 1) %/% 10
+  d
+}
+
+test_that("chain-connected fixed effects (150 levels) equal lm() to 1e-8, with a convergence report", {
+  d <- make_chain()
+  fit <- did_fit(y ~ treated + x | a + b, d, cluster = ~cl, vcov = "CR1")
+  m <- lm(y ~ factor(a) + factor(b) + treated + x, d)
+  expect_equal(coef(fit), coef(m)[c("treated", "x")], tolerance = 1e-8)
+  expect_true(fit$convergence$converged)
+  expect_lt(fit$convergence$iterations, 10000L)
+  expect_true(sfpceval:::glance.did_fit(fit)$converged)
+  # weighted, and row order does not matter
+  d$w <- runif(nrow(d), 0.5, 2)
+  o <- sample(nrow(d))
+  fw <- did_fit(y ~ treated + x | a + b, d[o, ], cluster = ~cl, weights = ~w, vcov = "CR1")
+  mw <- lm(y ~ factor(a) + factor(b) + treated + x, d, weights = w)
+  expect_equal(coef(fw), coef(mw)[c("treated", "x")], tolerance = 1e-8)
+  # the sweep limit reached: the package's warning, and the report says so
+  expect_warning(f1 <- did_fit(y ~ treated + x | a + b, d, cluster = ~cl, vcov = "CR1", maxit = 5),
+                 class = "sfpceval_not_converged")
+  expect_false(f1$convergence$converged)
+  expect_identical(f1$convergence$iterations, 5L)
+  expect_false(sfpceval:::glance.did_fit(f1)$converged)
+  # one fixed effect is exact: one sweep
+  f0 <- did_fit(y ~ treated + x | a, d, cluster = ~cl, vcov = "CR1")
+  expect_identical(f0$convergence$iterations, 1L)
+})
+
 test_that("event_time() builds the periods-since-go-live dummies", {
   # LA a goes live in year 2: years 1..4 -> periods 0, 1, 2, 3; b never does.
   d <- data.frame(la = rep(c("a", "b"), each = 4), year = rep(1:4, 2), go = rep(c(2, NA), each = 4))
