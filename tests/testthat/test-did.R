@@ -284,8 +284,7 @@ test_that("binomial fit equals glm() with dummies and vcovCL(HC1)", {
   d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2017)
   d$x <- rnorm(n)
   d$y <- rbinom(n, 1, plogis(-2 + 0.4 * d$treated + 0.5 * d$x + as.integer(factor(d$la)) / 6))
-  expect_message(f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial"),
-                 "CR2 is not available")
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial", vcov = "CR1")
   g0 <- glm(y ~ treated + x + factor(la) + factor(year), binomial, d, control = glm.control(epsilon = 1e-14))
   # one more IRLS pass from the optimum so that glm's stored working weights
   # are evaluated at the converged coefficients
@@ -495,6 +494,154 @@ test_that("chain-connected fixed effects (150 levels) equal lm() to 1e-8, with a
   # one fixed effect is exact: one sweep
   f0 <- did_fit(y ~ treated + x | a, d, cluster = ~cl, vcov = "CR1")
   expect_identical(f0$convergence$iterations, 1L)
+})
+
+# ---- logit with the fixed effects absorbed inside IRLS (#16, #13) ----
+
+make_logit <- function(n = 600, G = 6, seed = 4) {
+  set.seed(seed)
+  d <- data.frame(la = sample(letters[seq_len(G)], n, TRUE), year = sample(2015:2018, n, TRUE))
+  d$treated <- as.integer(d$la %in% letters[1:3] & d$year >= 2017)
+  d$x <- rnorm(n)
+  d$w <- runif(n, 0.5, 2)
+  d$y <- rbinom(n, 1, plogis(-1.5 + 0.4 * d$treated + 0.5 * d$x + as.integer(factor(d$la)) / 6))
+  d
+}
+
+# glm() at its optimum, with the working weights evaluated there
+glm_opt <- function(fml, d, wt = FALSE) {
+  d$.w <- if (wt) d$w else 1
+  g0 <- suppressWarnings(glm(fml, binomial, d, weights = .w, control = glm.control(epsilon = 1e-14)))
+  suppressWarnings(glm(fml, binomial, d, weights = .w, start = coef(g0), control = glm.control(epsilon = 1e-14)))
+}
+
+test_that("logit with absorbed fixed effects equals glm() with dummies (no, one, two effects; weights)", {
+  d <- make_logit()
+  for (wt in c(FALSE, TRUE)) {
+    W <- if (wt) d$w else NULL
+    cases <- list(list(f = y ~ treated + x, m = y ~ treated + x),
+                  list(f = y ~ treated + x | la, m = y ~ treated + x + factor(la)),
+                  list(f = y ~ treated + x | la + year, m = y ~ treated + x + factor(la) + factor(year)))
+    for (cs in cases) {
+      f <- did_fit(cs$f, d, cluster = ~la, weights = W, family = "binomial", vcov = "CR1")
+      g <- glm_opt(cs$m, d, wt)
+      nm <- names(coef(f))
+      expect_equal(coef(f), coef(g)[nm], tolerance = 1e-8)
+      expect_equal(vcov(f), sandwich::vcovCL(g, cluster = ~la, type = "HC1")[nm, nm], tolerance = 1e-7)
+      expect_true(f$convergence$converged)
+    }
+  }
+  # row order and shifting a covariate do not matter
+  f1 <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial")
+  o <- sample(nrow(d))
+  f2 <- did_fit(y ~ treated + x | la + year, d[o, ], cluster = ~la, family = "binomial")
+  expect_equal(coef(f1), coef(f2), tolerance = 1e-9)
+  expect_equal(vcov(f1), vcov(f2), tolerance = 1e-8)
+  d$x <- d$x + 1000
+  f3 <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial")
+  expect_equal(coef(f1), coef(f3), tolerance = 1e-8)
+})
+
+# Plain-R reference for the logit's CR2/CR3: the last IRLS step as a
+# regression of the scaled working response on the scaled full dummy design
+# (sqrt(w v) X), where the working model is homoskedastic: ref_crve() above,
+# unweighted, on that system.
+ref_logit_crve <- function(g, d, type, coefs) {
+  X <- model.matrix(g)
+  mu <- fitted(g)
+  wv <- weights(g, type = "working")
+  z <- g$linear.predictors + (g$y - mu) / (mu * (1 - mu))
+  ref_crve(sqrt(wv) * X, sqrt(wv) * z, NULL, d$la, type, coefs)
+}
+
+test_that("logit CR2/CR3 and Satterthwaite df: plain-R reference and clubSandwich", {
+  skip_if_not_installed("clubSandwich")
+  d <- make_logit()
+  for (wt in c(FALSE, TRUE)) {
+    W <- if (wt) d$w else NULL
+    g <- glm_opt(y ~ treated + x + factor(la) + factor(year), d, wt)
+    nm <- c("treated", "x")
+    f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, weights = W, family = "binomial", vcov = "CR2")
+    ref <- ref_logit_crve(g, d, "CR2", nm)
+    expect_equal(unname(vcov(f)), unname(ref$V), tolerance = 1e-7)
+    expect_equal(unname(f$df), unname(ref$df), tolerance = 1e-7)
+    # CR3 (I - H_gg invertible: LA not absorbed) equals the reference and
+    # clubSandwich's CR3 on the glm
+    g3 <- glm_opt(y ~ treated + x + factor(year), d, wt)
+    f3 <- did_fit(y ~ treated + x | year, d, cluster = ~la, weights = W, family = "binomial", vcov = "CR3")
+    expect_equal(unname(vcov(f3)), unname(ref_logit_crve(g3, d, "CR3", nm)$V), tolerance = 1e-7)
+    V3 <- as.matrix(clubSandwich::vcovCR(g3, cluster = d$la, type = "CR3"))[nm, nm]
+    expect_equal(unname(vcov(f3)), unname(V3), tolerance = 1e-7)
+  }
+  # CR2: with working weights constant within clusters (cluster-level
+  # covariates only) the symmetric adjustment is clubSandwich's CR2 on the glm,
+  # degrees of freedom included
+  set.seed(5)
+  G <- 12
+  e <- data.frame(la = rep(sprintf("la%02d", seq_len(G)), each = 40))
+  e$treated <- as.integer(e$la %in% sprintf("la%02d", 1:6))
+  e$size <- rep(rnorm(G), each = 40)
+  e$y <- rbinom(nrow(e), 1, plogis(-1 + 0.5 * e$treated + 0.3 * e$size))
+  f <- did_fit(y ~ treated + size, e, cluster = ~la, family = "binomial", vcov = "CR2")
+  g <- glm_opt(y ~ treated + size, e)
+  V2 <- clubSandwich::vcovCR(g, cluster = e$la, type = "CR2")
+  expect_equal(unname(vcov(f)), unname(as.matrix(V2)), tolerance = 1e-7)
+  ct <- clubSandwich::coef_test(g, vcov = V2, test = "Satterthwaite")
+  expect_equal(unname(f$df), ct$df_Satt, tolerance = 1e-6)
+})
+
+test_that("hand-made logit: two clusters of two rows, CR0 from the score on paper", {
+  # y ~ 1: mu = mean(y) = 1/2, score of cluster g = sum_g (y - mu),
+  # bread = 1 / (n mu (1 - mu)) = 1; clusters {1, 0}, {1, 0}... use {1, 1}, {0, 0}:
+  # scores +1 and -1, so CR0 = 1 * (1 + 1) * 1 = 2 on the intercept.
+  d <- data.frame(y = c(1, 1, 0, 0), g = c("a", "a", "b", "b"), treated = c(1, 0, 1, 0))
+  f <- did_fit(y ~ treated, d, cluster = ~g, family = "binomial", vcov = "CR0")
+  expect_equal(unname(coef(f)), c(0, 0), tolerance = 1e-12)
+  # bread = (X'VX)^{-1} with V = 1/4: X'X = [[4, 2], [2, 2]] -> X'VX^{-1} = 4 * [[.5, -.5], [-.5, 1]]
+  # scores: a: (1/2 + 1/2, 1/2) = (1, .5), b: (-1, -.5)
+  M <- 4 * matrix(c(0.5, -0.5, -0.5, 1), 2)
+  s <- rbind(c(1, 0.5), c(-1, -0.5))
+  expect_equal(unname(vcov(f)), unname(M %*% crossprod(s) %*% M), tolerance = 1e-12)
+})
+
+test_that("logit DiD on 1,000,000 rows with 150 LAs + 8 years: fit object < 5x the data", {
+  set.seed(1)
+  n <- 1e6
+  d <- data.frame(la = sample.int(150, n, TRUE), year = sample.int(8, n, TRUE) + 2014L)
+  d$treated <- as.integer(d$la <= 5 & d$year >= 2019)
+  d$y <- rbinom(n, 1, plogis(-3.5 + 0.2 * d$treated + d$la / 300 + (d$year - 2018) / 20))
+  f <- did_fit(y ~ treated | la + year, d, cluster = ~la, family = "binomial", vcov = "CR1")
+  expect_lt(as.numeric(object.size(f)), 5 * as.numeric(object.size(d)))
+  expect_true(f$convergence$converged)
+  expect_true(is.finite(f$vcov[1, 1]) && f$vcov[1, 1] > 0)
+  # the same estimate as the fit with LA dummies on the 1,200 LA x year cells
+  # (a binomial logit on cell counts is the same likelihood)
+  cells <- aggregate(cbind(s = y, n = 1) ~ la + year + treated, d, sum)
+  g <- glm(cbind(s, n - s) ~ treated + factor(la) + factor(year), binomial, cells,
+           control = glm.control(epsilon = 1e-14))
+  expect_equal(unname(coef(f)), unname(coef(g)["treated"]), tolerance = 1e-7)
+})
+
+test_that("conditional logit: Newton with step halving reports convergence", {
+  skip_if_not_installed("survival")
+  set.seed(8)
+  n <- 400
+  d <- data.frame(la = sample(letters[1:6], n, TRUE), x = rnorm(n))
+  d$y <- rbinom(n, 1, plogis(-1 + 2 * d$x))
+  s <- as.integer(factor(d$la))
+  r <- clogit_newton(d$y, cbind(x = d$x), rep(1, n), s)
+  expect_true(r$convergence$converged)
+  strata <- survival::strata
+  cl <- survival::coxph(survival::Surv(rep(1, n), y) ~ x + strata(la), d, ties = "breslow")
+  expect_identical(names(coef(cl)), "x")
+  expect_equal(unname(r$coef), unname(coef(cl)), tolerance = 1e-8)
+  r1 <- clogit_newton(d$y, cbind(x = d$x), rep(1, n), s, maxit = 1L)
+  expect_false(r1$convergence$converged)
+  # a far start (b = 8): the full Newton step overshoots; halving keeps the
+  # log-likelihood rising and reaches the same optimum
+  r8 <- clogit_newton(d$y, cbind(x = d$x), rep(1, n), s, start = 8)
+  expect_true(r8$convergence$converged)
+  expect_equal(r8$coef, r$coef, tolerance = 1e-8)
 })
 
 test_that("event_time() builds the periods-since-go-live dummies", {
