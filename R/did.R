@@ -470,13 +470,26 @@ set_inference <- function(fit, type) {
     type <- "CR1"
   }
   inf <- switch(fit$family,
-    gaussian = crve_gaussian(fit, type),
+    gaussian = crve_gaussian(fit, type, inv_var = isTRUE(fit$freq_weights)),
     binomial = crve_gaussian(logit_working(fit), type, inv_var = TRUE),
     conditional_logit = crve_score(fit, type))
   fit$vcov <- inf$vcov
   fit$df <- inf$df
   fit$vcov_type <- type
   fit
+}
+
+# A linear did_fit() on cells (rows sharing every regressor collapsed to
+# their mean, weights = the number of rows) turned into the fit on the rows:
+# the coefficients are the same; nobs is the number of rows; and, because the
+# rows' hat matrix has the cells' structure, the rows' CR2 adjustment is the
+# symmetric one on the scaled cell system (crve.c type 4, the adjustment for
+# inverse-variance weights), CR3 the cells' CR3 with weights n, Satterthwaite
+# df included. Residual-free quantities are unaffected.
+did_freq_weights <- function(fit, type) {
+  fit$nobs <- sum(fit$weights)
+  fit$freq_weights <- TRUE
+  set_inference(fit, type)
 }
 
 cluster_order <- function(fit) {
