@@ -18,7 +18,8 @@
 #' alternating projections iterated on the coefficients of the effect with
 #' fewer levels over the sparse cross-tabulation of the two (as fixest),
 #' accelerated by Irons & Tuck (1969); for three or more, the same
-#' acceleration on the demeaned vectors; to tolerance `1e-10`. The
+#' acceleration on the demeaned vectors, each sweep projecting out the two
+#' largest effects together as above; to tolerance `1e-10`. The
 #' absorption's convergence is reported in `fit$convergence` (and
 #' [glance()]), with a warning when the sweep limit is reached. The model is
 #' then fitted by weighted least squares from the QR of \eqn{W^{1/2}X} in C

@@ -18,93 +18,6 @@
 #include <math.h>
 #include <string.h>
 
-/* One sweep of alternating projections over the nfe effects, in place:
- * for each effect in turn, subtract the weighted level means. */
-static void ap_sweep(double *x, int n, int nfe, const int **codes,
-                     const int *nlev, const double *w, double **sw,
-                     double **acc) {
-  for (int f = 0; f < nfe; ++f) {
-    double *s = acc[f];
-    const int *cf = codes[f];
-    memset(s, 0, sizeof(double) * (size_t) nlev[f]);
-    if (w) {
-      for (int i = 0; i < n; ++i) s[cf[i]] += w[i] * x[i];
-    } else {
-      for (int i = 0; i < n; ++i) s[cf[i]] += x[i];
-    }
-    for (int l = 0; l < nlev[f]; ++l) s[l] = sw[f][l] > 0 ? s[l] / sw[f][l] : 0.0;
-    for (int i = 0; i < n; ++i) x[i] -= s[cf[i]];
-  }
-}
-
-/* Demean one column x (length n) in place over nfe effects (used for one
- * effect, and for three or more).
- * codes[f] holds 0-based level codes (length n) of effect f, nlev[f] levels.
- * w: weights or NULL. sw[f]: per-level weight totals (precomputed).
- * x0, x1: scratch of length n.
- * One effect: one sweep is exact. Several: alternating projections F
- * (one sweep over all effects) accelerated by Irons & Tuck (1969), as in
- * fixest (Berge 2018): from x0, x1 = F(x0), x2 = F(x1),
- *   x <- x2 - (d2'D2 / D2'D2) d2,  d2 = x2 - x1,  D2 = x2 - 2 x1 + x0.
- * Converged when a sweep moves no value by more than tol * max(1, max|x|).
- * Returns the number of sweeps used; *conv = 1 when converged. */
-static int demean_column(double *x, int n, int nfe, const int **codes,
-                         const int *nlev, const double *w, double **sw,
-                         double **acc, double *x0, double *x1, double tol,
-                         int maxit, int *conv) {
-  double scale = 0.0;
-  for (int i = 0; i < n; ++i) {
-    double a = fabs(x[i]);
-    if (a > scale) scale = a;
-  }
-  if (scale < 1.0) scale = 1.0;
-  double lim = tol * scale;
-  *conv = 0;
-  if (nfe == 1) {
-    ap_sweep(x, n, nfe, codes, nlev, w, sw, acc);
-    *conv = 1;
-    return 1;
-  }
-  int sweeps = 0;
-  while (sweeps < maxit) {
-    memcpy(x0, x, sizeof(double) * (size_t) n);
-    ap_sweep(x, n, nfe, codes, nlev, w, sw, acc);
-    ++sweeps;
-    double move = 0.0;
-    for (int i = 0; i < n; ++i) {
-      double d = fabs(x[i] - x0[i]);
-      if (d > move) move = d;
-    }
-    if (move <= lim) {
-      *conv = 1;
-      break;
-    }
-    if (sweeps >= maxit) break;
-    memcpy(x1, x, sizeof(double) * (size_t) n);
-    ap_sweep(x, n, nfe, codes, nlev, w, sw, acc);
-    ++sweeps;
-    double num = 0.0, den = 0.0;
-    move = 0.0;
-    for (int i = 0; i < n; ++i) {
-      double d2 = x[i] - x1[i];
-      double D2 = d2 - (x1[i] - x0[i]);
-      num += d2 * D2;
-      den += D2 * D2;
-      if (fabs(d2) > move) move = fabs(d2);
-    }
-    if (move <= lim) {
-      *conv = 1;
-      break;
-    }
-    if (den > 0) {
-      double s = num / den;
-      for (int i = 0; i < n; ++i) x[i] -= s * (x[i] - x1[i]);
-    }
-    if ((sweeps & 63) == 0) R_CheckUserInterrupt();
-  }
-  return sweeps;
-}
-
 /* Two fixed effects, in the space of the coefficients (as fixest, Berge
  * 2018): with a the levels of one effect and b of the other (b the one with
  * fewer levels), the weighted cross-tabulation C[a, b] (sparse, rows by a)
@@ -235,6 +148,103 @@ static int demean_fe2(double *x, int n, const fe2_tab *t, const double *w,
   return sweeps;
 }
 
+/* One sweep of alternating projections over the nfe effects, in place:
+ * for each effect in turn, subtract the weighted level means. */
+static void ap_sweep(double *x, int n, int nfe, const int **codes,
+                     const int *nlev, const double *w, double **sw,
+                     double **acc, const fe2_tab *t2, int f1, int f2,
+                     double tol, int maxit) {
+  if (t2) {
+    /* the two largest effects projected out together (coefficient space) */
+    const void *vmax = vmaxget();
+    int conv = 0;
+    demean_fe2(x, n, t2, w, tol, maxit, &conv);
+    vmaxset(vmax);
+  }
+  for (int f = 0; f < nfe; ++f) {
+    if (t2 && (f == f1 || f == f2)) continue;
+    double *s = acc[f];
+    const int *cf = codes[f];
+    memset(s, 0, sizeof(double) * (size_t) nlev[f]);
+    if (w) {
+      for (int i = 0; i < n; ++i) s[cf[i]] += w[i] * x[i];
+    } else {
+      for (int i = 0; i < n; ++i) s[cf[i]] += x[i];
+    }
+    for (int l = 0; l < nlev[f]; ++l) s[l] = sw[f][l] > 0 ? s[l] / sw[f][l] : 0.0;
+    for (int i = 0; i < n; ++i) x[i] -= s[cf[i]];
+  }
+}
+
+/* Demean one column x (length n) in place over nfe effects (used for one
+ * effect, and for three or more, where t2 holds the cross-tabulation of the
+ * two largest effects f1, f2, projected out together in each sweep).
+ * codes[f] holds 0-based level codes (length n) of effect f, nlev[f] levels.
+ * w: weights or NULL. sw[f]: per-level weight totals (precomputed).
+ * x0, x1: scratch of length n.
+ * One effect: one sweep is exact. Several: alternating projections F
+ * (one sweep over all effects) accelerated by Irons & Tuck (1969), as in
+ * fixest (Berge 2018): from x0, x1 = F(x0), x2 = F(x1),
+ *   x <- x2 - (d2'D2 / D2'D2) d2,  d2 = x2 - x1,  D2 = x2 - 2 x1 + x0.
+ * Converged when a sweep moves no value by more than tol * max(1, max|x|).
+ * Returns the number of sweeps used; *conv = 1 when converged. */
+static int demean_column(double *x, int n, int nfe, const int **codes,
+                         const int *nlev, const double *w, double **sw,
+                         double **acc, double *x0, double *x1, double tol,
+                         int maxit, int *conv, const fe2_tab *t2, int f1, int f2) {
+  double scale = 0.0;
+  for (int i = 0; i < n; ++i) {
+    double a = fabs(x[i]);
+    if (a > scale) scale = a;
+  }
+  if (scale < 1.0) scale = 1.0;
+  double lim = tol * scale;
+  *conv = 0;
+  if (nfe == 1) {
+    ap_sweep(x, n, nfe, codes, nlev, w, sw, acc, t2, f1, f2, tol, maxit);
+    *conv = 1;
+    return 1;
+  }
+  int sweeps = 0;
+  while (sweeps < maxit) {
+    memcpy(x0, x, sizeof(double) * (size_t) n);
+    ap_sweep(x, n, nfe, codes, nlev, w, sw, acc, t2, f1, f2, tol, maxit);
+    ++sweeps;
+    double move = 0.0;
+    for (int i = 0; i < n; ++i) {
+      double d = fabs(x[i] - x0[i]);
+      if (d > move) move = d;
+    }
+    if (move <= lim) {
+      *conv = 1;
+      break;
+    }
+    if (sweeps >= maxit) break;
+    memcpy(x1, x, sizeof(double) * (size_t) n);
+    ap_sweep(x, n, nfe, codes, nlev, w, sw, acc, t2, f1, f2, tol, maxit);
+    ++sweeps;
+    double num = 0.0, den = 0.0;
+    move = 0.0;
+    for (int i = 0; i < n; ++i) {
+      double d2 = x[i] - x1[i];
+      double D2 = d2 - (x1[i] - x0[i]);
+      num += d2 * D2;
+      den += D2 * D2;
+      if (fabs(d2) > move) move = fabs(d2);
+    }
+    if (move <= lim) {
+      *conv = 1;
+      break;
+    }
+    if (den > 0) {
+      double s = num / den;
+      for (int i = 0; i < n; ++i) x[i] -= s * (x[i] - x1[i]);
+    }
+    if ((sweeps & 63) == 0) R_CheckUserInterrupt();
+  }
+  return sweeps;
+}
+
 /* ffi_demean(X, codes, nlev, w, tol, maxit)
  *   X:     double matrix n x p (or a vector, p = 1); not modified.
  *   codes: list of nfe integer vectors, each length n, 0-based level codes
@@ -244,7 +254,8 @@ static int demean_fe2(double *x, int n, const fe2_tab *t, const double *w,
  *   tol:   convergence tolerance (max absolute change in a sweep, relative
  *          to max(1, max|x|)); maxit: sweep limit.
  * One effect: exact. Two: coefficient-space iteration (demean_fe2). Three
- * or more: accelerated alternating projections on the vectors. 
+ * or more: accelerated alternating projections on the vectors, the two
+ * largest effects projected out together in each sweep. 
  * Returns a new double matrix n x p, the weighted within-transformation,
  * with attributes "iterations" (max sweeps over columns) and "converged". */
 SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit) {
@@ -306,12 +317,29 @@ SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit) {
       vmaxset(vmax);
     }
   } else if (nfe > 0) {
+    /* three or more: the two effects with the most levels are projected out
+     * together by demean_fe2() in every sweep, the others one by one */
+    fe2_tab t;
+    int t3 = nfe >= 3, f1 = -1, f2 = -1;
+    if (t3) {
+      for (int f = 0; f < nfe; ++f)
+        if (f1 < 0 || nl[f] > nl[f1]) f1 = f;
+      for (int f = 0; f < nfe; ++f)
+        if (f != f1 && (f2 < 0 || nl[f] > nl[f2])) f2 = f;
+      t.na = nl[f1];
+      t.nb = nl[f2];
+      t.ca = cp[f1];
+      t.cb = cp[f2];
+      t.swa = sw[f1];
+      t.swb = sw[f2];
+      fe2_build(&t, n, wp);
+    }
     double *x0 = (double *) R_alloc((size_t) n + 1, sizeof(double));
     double *x1 = (double *) R_alloc((size_t) n + 1, sizeof(double));
     for (int j = 0; j < p; ++j) {
       int conv = 0;
       int its = demean_column(o + (size_t) j * n, n, nfe, cp, nl, wp, sw, acc,
-                              x0, x1, tl, mi, &conv);
+                              x0, x1, tl, mi, &conv, t3 ? &t : NULL, f1, f2);
       if (its > maxits) maxits = its;
       if (!conv) allconv = 0;
     }

@@ -491,6 +491,12 @@ test_that("chain-connected fixed effects (150 levels) equal lm() to 1e-8, with a
   expect_false(f1$convergence$converged)
   expect_identical(f1$convergence$iterations, 5L)
   expect_false(sfpceval:::glance.did_fit(f1)$converged)
+  # three effects: the accelerated projections on the vectors
+  d$c3 <- sample(1:7, nrow(d), TRUE)
+  f3 <- did_fit(y ~ treated + x | a + b + c3, d, cluster = ~cl, vcov = "CR1")
+  m3 <- lm(y ~ factor(a) + factor(b) + factor(c3) + treated + x, d)
+  expect_equal(coef(f3), coef(m3)[c("treated", "x")], tolerance = 1e-8)
+  expect_true(f3$convergence$converged)
   # one fixed effect is exact: one sweep
   f0 <- did_fit(y ~ treated + x | a, d, cluster = ~cl, vcov = "CR1")
   expect_identical(f0$convergence$iterations, 1L)
