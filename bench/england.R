@@ -85,7 +85,19 @@ t_chain <- system.time({
   rm(mcoh)
   stacked <- step("stack_pairs", stack_pairs(cohort, m))
   rm(cohort)
-  matched <- step("cem", cem(data = stacked, design = design))
+  # the design's CEM variables that the cohort kept (build_cohort() drops a
+  # covariate missing for more than design$max_missing of the children, e.g.
+  # FSM, which is unknown before school age)
+  spec <- design$cem
+  gone <- setdiff(all.vars(spec$formula[[3]]), names(stacked))
+  if (length(gone)) {
+    cat("CEM without", paste(gone, collapse = ", "), "(dropped from the cohort as mostly missing)\n")
+    spec$formula <- stats::update(spec$formula, stats::as.formula(paste(". ~ . -", paste(gone, collapse = " - "))))
+    spec$cutpoints <- spec$cutpoints[setdiff(names(spec$cutpoints), gone)]
+    spec$grouping <- spec$grouping[setdiff(names(spec$grouping), gone)]
+  }
+  matched <- step("cem", cem(spec$formula, data = stacked, cutpoints = spec$cutpoints,
+                             grouping = spec$grouping, exact = spec$exact))
   stacked$cem_weight <- matched$weights
   primary <- stacked[!is.na(stacked$cla_18m) & stacked$cem_weight > 0,
                      c("cla_18m", "treated", "age", "gender", "la", "fin_year", "cem_weight")]
