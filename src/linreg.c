@@ -259,6 +259,7 @@ static int demean_column(double *x, int n, int nfe, const int **codes,
  * Returns a new double matrix n x p, the weighted within-transformation,
  * with attributes "iterations" (max sweeps over columns) and "converged". */
 SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit) {
+  sfp_check_demean(X, codes, nlev, w, tol, maxit);
   if (TYPEOF(X) != REALSXP || TYPEOF(codes) != VECSXP ||
       TYPEOF(nlev) != INTSXP)
     Rf_error("internal error in ffi_demean(): bad argument types");
@@ -367,6 +368,7 @@ SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit) {
  * xtwx = R'R = X'WX over kept columns, R = the k x k triangular factor
  * of sqrt(w) X over kept columns, so that X R^{-1} is W-orthonormal). */
 SEXP ffi_wls(SEXP X, SEXP y, SEXP w, SEXP tol) {
+  sfp_check_wls(X, y, w, tol);
   if (TYPEOF(X) != REALSXP || TYPEOF(y) != REALSXP || !Rf_isMatrix(X))
     Rf_error("internal error in ffi_wls(): bad argument types");
   int n = Rf_nrows(X), p = Rf_ncols(X);
@@ -444,7 +446,7 @@ SEXP ffi_wls(SEXP X, SEXP y, SEXP w, SEXP tol) {
     for (int a = 0; a < k; ++a)
       for (int c = a + 1; c < k; ++c) xtwx[c + (size_t) a * k] = xtwx[a + (size_t) c * k];
     F77_CALL(dpotri)("U", &kk, bread, &kk, &info FCONE);
-    if (info != 0) Rf_error("internal error in ffi_wls(): singular R after rank detection");
+    if (info != 0) sfp_abort("ffi_wls", "X", "gives a singular R after rank detection");
     for (int a = 0; a < k; ++a)
       for (int c = a + 1; c < k; ++c) bread[c + (size_t) a * k] = bread[a + (size_t) c * k];
   }

@@ -601,7 +601,8 @@ test_that("hand-made logit: two clusters of two rows, CR0 from the score on pape
   # bread = 1 / (n mu (1 - mu)) = 1; clusters {1, 0}, {1, 0}... use {1, 1}, {0, 0}:
   # scores +1 and -1, so CR0 = 1 * (1 + 1) * 1 = 2 on the intercept.
   d <- data.frame(y = c(1, 1, 0, 0), g = c("a", "a", "b", "b"), treated = c(1, 0, 1, 0))
-  f <- did_fit(y ~ treated, d, cluster = ~g, family = "binomial", vcov = "CR0")
+  expect_warning(f <- did_fit(y ~ treated, d, cluster = ~g, family = "binomial", vcov = "CR0"),
+                 "treated clusters")
   expect_equal(unname(coef(f)), c(0, 0), tolerance = 1e-12)
   # bread = (X'VX)^{-1} with V = 1/4: X'X = [[4, 2], [2, 2]] -> X'VX^{-1} = 4 * [[.5, -.5], [-.5, 1]]
   # scores: a: (1/2 + 1/2, 1/2) = (1, .5), b: (-1, -.5)
