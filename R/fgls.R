@@ -1,7 +1,7 @@
-# Brewer, Crossley & Joyce's feasible GLS for few groups (METHODS.md s2),
+# Brewer, Crossley & Joyce's feasible GLS for few groups (`vignette("methods")`, section 2),
 # with Hansen's (2007) bias correction of the AR(p) coefficients, and the
 # LA random-effects GLS that the Family Safeguarding protocol's "feasible
-# GLS ... random effects" wording allows (METHODS.md s0 item 3).  The panel is
+# GLS ... random effects" wording allows (`vignette("methods")`, section 0 item 3).  The panel is
 # G x T cells (a few LAs by years or quarters), so this is plain R.
 
 # ---- Hansen's bias correction ------------------------------------------------
@@ -39,7 +39,7 @@ ar_stationary_ <- function(rho) {
 #' * `method = "hansen"`: the approximation coded in Brewer, Crossley and
 #'   Joyce's Stata ado, \eqn{[\Gamma_p + \Delta_{\cdot,2:p+1}/(T-p)]^{-1}
 #'   [\gamma_p + \Delta_{\cdot,1}/(T-p)]} with \eqn{\Delta_{ij} = (S - C2_i
-#'   - C3_j)/T} (METHODS.md s2). For AR(1), \eqn{\rho = 0.5}, T = 10 it gives
+#'   - C3_j)/T} (`vignette("methods")`, section 2). For AR(1), \eqn{\rho = 0.5}, T = 10 it gives
 #'   0.368 where the exact limit is 0.312.
 #'
 #' @param rho AR coefficients \eqn{(\rho_1, \dots, \rho_p)} of a stationary
@@ -120,7 +120,7 @@ hansen_correct_ <- function(rho_hat, T, bc, tol, maxit) {
 #' Feasible GLS for difference-in-differences with few groups
 #'
 #' Brewer, Crossley and Joyce's (2018) bias-corrected FGLS on the group x
-#' period panel (METHODS.md s2), which the Family Safeguarding protocol's
+#' period panel (`vignette("methods")`, section 2), which the Family Safeguarding protocol's
 #' primary analysis refers to:
 #' 1. Micro data (several rows per LA x period cell) are first reduced to
 #'    cell effects \eqn{\hat\delta_{gt}} from \eqn{Y_{igt} = X_{igt}\gamma +

@@ -59,7 +59,7 @@
 #' With 5 LAs the Wald tests are optimistic; the protocol's permutation test
 #' is the reference for inference on the treatment effect.
 #'
-#' **Choices where the protocol is silent** (see also METHODS.md section 10):
+#' **Choices where the protocol is silent** (see also `vignette("methods")`, section 10):
 #' * sigma is the SD of the random intercept, optimised on its own scale
 #'   (b = sigma u, u ~ N(0, 1), as lme4's theta) rather than on log(sigma), so
 #'   that a fit at or near sigma = 0 is regular; the boundary rule is

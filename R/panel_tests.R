@@ -1,5 +1,5 @@
 # Panel diagnostics of the Family Safeguarding protocol ("Analysis plan",
-# METHODS.md s7): Breusch-Godfrey/Wooldridge and Wooldridge's FE tests for
+# `vignette("methods")`, section 7): Breusch-Godfrey/Wooldridge and Wooldridge's FE tests for
 # serial correlation, the (cluster-robust) Hausman test, and the protocol's
 # 15%-repeat and 20%-practical-difference rules.  The panels are small
 # (LA x period cells, or children x three terms), so this is plain R.
@@ -210,7 +210,7 @@ htest_ <- function(stat, df, p, method, extra = list()) {
 #' The Family Safeguarding protocol checks for serial correlation with the
 #' Breusch-Godfrey test (footnote 23: serial correlation if p < 0.05). As
 #' each child appears once, the test runs on a panel where serial
-#' correlation can live (METHODS.md s0 item 4): the LA x period panel of
+#' correlation can live (`vignette("methods")`, section 0 item 4): the LA x period panel of
 #' cell means or residuals, or the three-term school-absence panel (child x
 #' term).
 #'
@@ -384,7 +384,7 @@ print.sfp_panel_test <- function(x, digits = 4, ...) {
 #' Hausman test: fixed or random effects
 #'
 #' The protocol chooses between individual fixed and random effects "using
-#' a cluster-robust Hausman test" (METHODS.md s7).
+#' a cluster-robust Hausman test" (`vignette("methods")`, section 7).
 #'
 #' * `method = "aux"` (default): Wooldridge's (2010 s10.7.3) auxiliary
 #'   regression. The random-effects quasi-demeaned outcome is regressed on the

@@ -1,5 +1,5 @@
 # Stepped-wedge randomisation and permutation tests (Family Valued protocol,
-# "Randomisation" p. 8-9 and "Non-parametric permutation test"; METHODS.md
+# "Randomisation" p. 8-9 and "Non-parametric permutation test"; `vignette("methods")`
 # section 5 and section 0 item 6).
 
 #' Draw the stepped-wedge allocation, and list every admissible one
@@ -121,7 +121,7 @@ admissible_allocations <- function(members, slots, las) {
 #' request. Every admissible allocation is enumerated when there are at most
 #' `max_enumerate`; otherwise `n_perm` are sampled.
 #'
-#' Statistics (METHODS.md section 5):
+#' Statistics (`vignette("methods")`, section 5):
 #' * `"model"`: the treatment estimate of the fitted model, refitted under each
 #'   allocation (Wang & De Gruttola 2017). Works for `glm` fits, lme4 fits and
 #'   sfpceval's stepped-wedge GLMM.

@@ -1,6 +1,6 @@
 # Staggered roll-out: the Goodman-Bacon decomposition and Callaway-Sant'Anna
 # group-time effects for repeated cross-sections of children (Family
-# Safeguarding protocol, "Decomposition", p. 18; METHODS.md section 6).
+# Safeguarding protocol, "Decomposition", p. 18; `vignette("methods")`, section 6).
 
 # ---- shared: cluster x period cells ----------------------------------------
 
@@ -225,7 +225,7 @@ twfe_panel <- function(Y, D) {
 #' in the period of their first referral): for the authorities first treated
 #' in period `g` (their "group"), the change in the mean outcome from the base
 #' period to period `t`, minus the same change among the control authorities
-#' (Callaway & Sant'Anna 2021; METHODS.md section 6). Controls are the
+#' (Callaway & Sant'Anna 2021; `vignette("methods")`, section 6). Controls are the
 #' never-treated authorities (`control = "never"`) or those not yet treated by
 #' period `max(t, base) + anticipation` (`"not_yet"`). With `covariates`, the
 #' control change is the outcome-regression prediction for the group's
@@ -478,7 +478,7 @@ print.sfp_att_gt <- function(x, ...) {
 
 #' Aggregate group-time effects, with randomisation inference
 #'
-#' Aggregates ATT(g, t) as the did package does (METHODS.md section 6), with
+#' Aggregates ATT(g, t) as the did package does (`vignette("methods")`, section 6), with
 #' group weights `p_g` the (weighted) share of children in group `g`:
 #' `"simple"` (post-treatment ATT(g, t) weighted by `p_g`), `"dynamic"` (event
 #' study: for each time since go-live e, ATT(g, g + e) weighted by `p_g`;

@@ -14,7 +14,7 @@
  *   Q = 1 (x = 0, w = sqrt(pi)) is the Laplace approximation.
  *
  * The gradient is exact for the approximation (it differentiates through the
- * mode and the curvature by the implicit function theorem).  See METHODS.md
+ * mode and the curvature by the implicit function theorem).  See `vignette("methods")`
  * section 10 and the comments in agq_cluster().
  */
 #include "sfpceval.h"
