@@ -31,3 +31,14 @@ site: install
 
 clean:
 	rm -rf check docs src/*.o src/*.so sfpceval_*.tar.gz
+
+# Memory checks of the C core (see README, "Development"); results in check/.
+.PHONY: sanitize valgrind gctorture
+sanitize:
+	tools/memcheck.sh sanitize
+
+valgrind:
+	tools/memcheck.sh valgrind
+
+gctorture:
+	tools/memcheck.sh gctorture

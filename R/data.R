@@ -496,7 +496,7 @@ coerce_list_chr <- function(v, table, column, spec, log) {
       stop_type(table, column, "list_chr", bad, "list elements that are not character")
     }
     v <- lapply(v, function(e) if (is.null(e)) character() else as.character(e))
-    flat <- unlist(v, use.names = FALSE)
+    flat <- as.character(unlist(v, use.names = FALSE)) # character(0) for no rows
     row <- rep(seq_along(v), lengths(v))
     na <- rep(FALSE, length(v))
   } else {
@@ -938,6 +938,7 @@ print.sfp_data <- function(x, ...) {
     cat(sprintf("  %d soft problem%s (attr(x, \"problems\"))\n", nrow(prob),
                 if (nrow(prob) == 1L) "" else "s"))
   }
+  disclosure_status(vapply(x[given], nrow, 1L))
   invisible(x)
 }
 
@@ -1089,5 +1090,6 @@ print.summary.sfp_data <- function(x, ...) {
     cat(paste0("  * ", gsub("\n", "\n    ", x$problems$problem), collapse = "\n"),
         "\n", sep = "")
   }
+  disclosure_status(c(x$per_la[-1], x$per_year[-1]), unsafe = if (nrow(x$date_ranges)) "the date ranges are single records' dates")
   invisible(x)
 }

@@ -146,7 +146,7 @@ test_that("tidy() and glance() exist for every fit, test and bootstrap", {
   skip_if_not_installed("generics")
   set.seed(37)
   d <- expand.grid(la = las, year = 2015:2022, child = 1:15, stringsAsFactors = FALSE)
-  d$treated_la <- d$la %in% las[1:2]
+  d$treated_la <- d$la %in% las[1:3]   # 3 treated: did_fit() warns with fewer
   d$post <- d$year >= 2019
   d$D <- as.integer(d$treated_la & d$post)
   d$x <- rnorm(nrow(d))
