@@ -233,7 +233,7 @@ plan_sw_rows <- function(design, prefix) {
   pid <- paste0(prefix, "_cla_18m_primary")
   rows <- list(sw_one("cla_18m", "primary", pid))
   rows[[2]] <- plan_row(paste0(prefix, "_cla_18m_wild"), prog, "stepped_wedge",
-                        "wild_bootstrap", "cla_18m", plan_population(design, "cla_18m"),
+                        "primary", "cla_18m", plan_population(design, "cla_18m"),
                         "wild_boot", NA_character_, depends_on = pid,
                         family = plan_family(design, "cla_18m"),
                         inference = "score wild cluster bootstrap, Webb weights, enumerated",
@@ -355,7 +355,7 @@ plan_did_rows <- function(design, prefix) {
              protocol = "FS Primary Analysis: \"we will use feasible GLS estimates employing a random effects model that accounts for cluster-robust estimates\""),
     did_one("cla_18m", "primary", pid,
             protocol = "FS Primary Analysis (regression with LA and year fixed effects, clustered by LA, few-cluster inference)"),
-    plan_row(paste0(prefix, "_cla_18m_wild"), prog, "did", "wild_bootstrap", "cla_18m",
+    plan_row(paste0(prefix, "_cla_18m_wild"), prog, "did", "primary", "cla_18m",
              plan_population(design, "cla_18m"), "wild_boot", NA_character_,
              depends_on = pid, family = plan_family(design, "cla_18m"),
              inference = "wild cluster restricted bootstrap (score bootstrap for a logit), Webb weights",

@@ -288,3 +288,23 @@ test_that("analyse(): cost-benefit and fidelity tables when asked", {
   expect_equal(cb$pv_benefit, ref$summary$pv_benefit)
   expect_true(a$tables$fidelity$met)
 })
+
+test_that("analyse(FS): CEM and the DiD refitted per imputation and pooled", {
+  skip_if_not_installed("mice")
+  run <- fs_run()
+  a <- suppressMessages(analyse(run$x, run$d, imputations = 2, outcomes = "cla_18m",
+                                sensitivity = FALSE))
+  imp <- a$tables$imputation
+  it <- imp[imp$model == "fs_did_cla_18m_primary", ]
+  expect_equal(nrow(it), 2L)
+  # fsm is a CEM variable: the imputations give different matched samples
+  expect_false(isTRUE(all.equal(it$estimate[1], it$estimate[2])))
+  p <- pool_rubin(it$estimate, it$std.error, df_complete = it$df[1])
+  r <- a$results[a$results$model == "fs_did_cla_18m_primary", ]
+  expect_equal(r$estimate, p$estimate)
+  expect_equal(r$std.error, p$std.error)
+  expect_equal(r$df, p$df)
+  expect_lt(r$df, it$df[1])   # never more than the complete-data df
+  wb <- a$results[a$results$model == "fs_did_cla_18m_wild", ]
+  expect_equal(wb$n_imputations, 2L)
+})

@@ -51,6 +51,12 @@ test_that("FV: 'we will consider ... a wild bootstrap with a correction for the 
   r <- row_of(m, "fv_sw_cla_18m_wild")
   expect_equal(r$estimator, "wild_boot")
   expect_equal(r$depends_on, "fv_sw_cla_18m_primary")
+  expect_equal(r$analysis, "primary")   # inference of the primary analysis
+  # FS: "Due to the small number of clusters, we will employ a robust inference technique"
+  fs <- protocol_models(design_family_safeguarding(fs_rollout()))
+  w <- row_of(fs, "fs_did_cla_18m_wild")
+  expect_equal(w$analysis, "primary")
+  expect_equal(w$depends_on, "fs_did_cla_18m_primary")
 })
 
 test_that("FV secondary: 'For all binary secondary outcomes ... the same regression specification as for the primary outcome'", {
