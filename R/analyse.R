@@ -197,7 +197,7 @@ plan_context <- function(data, design, models, settings, matches) {
     cohorts[[t]] <- suppressMessages(build_cohort(data, design, treatment = t))
   }
   primary <- cohorts[["referral_date"]]
-  dropped <- attr(primary, "covariates_dropped") %||% character()
+  dropped <- attr(primary, "covariates_dropped") %||% list()
   models <- plan_drop_covariates(models, dropped)
   miss <- attr(primary, "covariate_missing")
   to_impute <- names(miss)[miss > 0 & miss <= design$max_missing]
@@ -229,14 +229,19 @@ plan_model_covariates <- function(models) {
   unique(unlist(strsplit(paste(models$x, models$z, sep = ", "), ", ")))
 }
 
-# Remove covariates dropped for missingness from every formula.
+# Remove the covariates dropped for missingness (more than max_missing of
+# an outcome's analysed sample, build_cohort()'s `covariates_dropped`, a list
+# by outcome; a plain vector applies to every outcome) from the formulas.
 plan_drop_covariates <- function(models, dropped) {
   if (!length(dropped)) return(models)
-  for (v in dropped) {
-    pat <- paste0(" \\+ ", v, "(?=( \\+| \\||$|\\)))")
-    models$formula <- gsub(pat, "", models$formula, perl = TRUE)
-    models$x <- vapply(strsplit(models$x, ", "), function(s) paste(setdiff(s, v), collapse = ", "), "")
-    models$z <- vapply(strsplit(models$z, ", "), function(s) paste(setdiff(s, v), collapse = ", "), "")
+  for (i in seq_len(nrow(models))) {
+    vs <- if (is.list(dropped)) dropped[[models$outcome[i]]] else dropped
+    for (v in vs) {
+      pat <- paste0(" \\+ ", v, "(?=( \\+| \\||$|\\)))")
+      models$formula[i] <- gsub(pat, "", models$formula[i], perl = TRUE)
+      models$x[i] <- paste(setdiff(strsplit(models$x[i], ", ")[[1]], v), collapse = ", ")
+      models$z[i] <- paste(setdiff(strsplit(models$z[i], ", ")[[1]], v), collapse = ", ")
+    }
   }
   models
 }
@@ -557,7 +562,9 @@ run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
   d <- plan_data(row, ctx, k, cache)
   pf <- plan_formula(row, d$df)
   df <- pf$df
-  args <- list(pf$formula, df, group = row$cluster, time = row$time, method = "re")
+  # Brewer, Crossley & Joyce's FGLS (the protocol's "feasible GLS ... robust
+  # inference technique and bias corrections suggested by Brewer et al.")
+  args <- list(pf$formula, df, group = row$cluster, time = row$time, method = "ar")
   if (!is.na(row$weights) && "weights" %in% names(formals(fgls_bcj))) {
     df <- df[df[[row$weights]] > 0, , drop = FALSE]
     args[[2]] <- df

@@ -19,10 +19,11 @@
 #' * **Family Safeguarding, primary** (DiD protocol, "Primary Analysis"):
 #'   \eqn{Y_{iat} = \beta_0 + \beta_1 FS_a + \gamma X_{iat} + \rho Z_{at} +
 #'   \theta Year_t + \delta LA_a + \varepsilon_{iat}}, with standard errors
-#'   clustered by authority, estimated by feasible GLS "employing a random
-#'   effects model" ([fgls_bcj()] with `method = "re"`) and by the
-#'   CEM-weighted regression with few-cluster inference ([did_fit()] with CR2
-#'   and [wild_boot()]). Family: "a linear regression if the baseline rate of
+#'   clustered by authority, estimated by feasible GLS with "the robust
+#'   inference technique and bias corrections suggested by Brewer et al."
+#'   ([fgls_bcj()]: AR(2) authority x quarter shocks, CEM-weighted) and by
+#'   the CEM-weighted regression with few-cluster inference ([did_fit()] with
+#'   CR2 and [wild_boot()]). Family: "a linear regression if the baseline rate of
 #'   our outcome is between 5 and 95%", logistic otherwise (`family =
 #'   "auto"`, resolved on the data). Secondary outcomes: re-referrals by the
 #'   same rule, CPP duration, days on CPPs and absence linear; absence with
@@ -348,9 +349,9 @@ plan_did_rows <- function(design, prefix) {
     plan_row(paste0(prefix, "_cla_18m_fgls"), prog, "did", "primary", "cla_18m",
              plan_population(design, "cla_18m"), "fgls_bcj",
              paste("cla_18m ~", plan_rhs("treated", cv$x, cv$z)), cv$x, cv$z,
-             family = "gaussian", fixed_effects = "la (random) + fin_year",
-             random_effects = "la (GLS)", weights = "cem_weight", time = "fin_year",
-             inference = "cluster-robust, t(G - 1) (Brewer, Crossley & Joyce)",
+             family = "gaussian", fixed_effects = "la + quarter",
+             weights = "cem_weight", time = "quarter",
+             inference = "Brewer, Crossley & Joyce FGLS: AR(2) authority x quarter shocks, Hansen bias correction, cluster-robust, t(G - 1)",
              requires = fgls_req,
              protocol = "FS Primary Analysis: \"we will use feasible GLS estimates employing a random effects model that accounts for cluster-robust estimates\""),
     did_one("cla_18m", "primary", pid,
