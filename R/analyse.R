@@ -570,6 +570,10 @@ run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
     args[[2]] <- df
     args$weights <- df[[row$weights]]
   }
+  pr <- plan_prune(row, args[[1]], args[[2]], cache)
+  args[[1]] <- pr$formula
+  args[[2]] <- pr$df
+  if (!is.null(args$weights)) args$weights <- pr$df[[row$weights]]
   fit <- do.call(fgls_bcj, args)
   y <- all.vars(pf$formula[[2]])[1]
   scale <- if (all(df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
