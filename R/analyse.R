@@ -191,13 +191,24 @@ plan_check_models <- function(models, design) {
 
 plan_context <- function(data, design, models, settings, matches) {
   runnable <- is.na(models$requires)
-  treatments <- unique(c("referral_date", models$treatment[runnable]))
+  # the referral cohort per treatment definition; outcomes with their own
+  # population (reunification: children entering care) are built alone
+  keys <- unique(c("referral_date", plan_cohort_key(models$treatment[runnable], models$outcome[runnable])))
   cohorts <- list()
-  for (t in treatments) {
-    cohorts[[t]] <- suppressMessages(build_cohort(data, design, treatment = t))
+  cohort_errors <- list()
+  for (key in keys) {
+    parts <- strsplit(key, "|", fixed = TRUE)[[1]]
+    outs <- if (length(parts) > 1L) parts[2] else setdiff(design$outcomes, plan_own_population)
+    r <- tryCatch(suppressMessages(build_cohort(data, design, treatment = parts[1], outcomes = outs)),
+                  error = function(e) e)
+    if (inherits(r, "error")) cohort_errors[[key]] <- conditionMessage(r) else cohorts[[key]] <- r
   }
   primary <- cohorts[["referral_date"]]
   dropped <- attr(primary, "covariates_dropped") %||% list()
+  for (key in grep("|", names(cohorts), fixed = TRUE, value = TRUE)) {
+    o <- strsplit(key, "|", fixed = TRUE)[[1]][2]
+    dropped[[o]] <- unique(c(dropped[[o]], attr(cohorts[[key]], "covariates_dropped")[[o]]))
+  }
   models <- plan_drop_covariates(models, dropped)
   miss <- attr(primary, "covariate_missing")
   to_impute <- names(miss)[miss > 0 & miss <= design$max_missing]
@@ -216,13 +227,21 @@ plan_context <- function(data, design, models, settings, matches) {
   } else if (!length(to_impute)) {
     m <- 0L
   }
-  ctx <- list(data = data, design = design, cohorts = cohorts, models = models,
+  ctx <- list(data = data, design = design, cohorts = cohorts, cohort_errors = cohort_errors,
+              models = models,
               settings = settings, m = as.integer(m), imputed = imputed,
               to_impute = to_impute, dropped = dropped, missing = miss)
   if (design$programme == "FS" && any(models$strand == "did" & runnable)) {
     ctx$matches <- plan_matches(data, design, models, matches)
   }
   ctx
+}
+
+# Outcomes whose sample is not the referral cohort (build_cohort() builds
+# them alone).
+plan_own_population <- c("reunified_18m")
+plan_cohort_key <- function(treatment, outcome) {
+  ifelse(outcome %in% plan_own_population, paste0(treatment, "|", outcome), treatment)
 }
 
 plan_model_covariates <- function(models) {
@@ -329,11 +348,15 @@ plan_matches <- function(data, design, models, matches) {
 plan_data <- function(row, ctx, k, cache) {
   key <- paste(row$treatment, row$outcome, row$strand, k, row$estimator, sep = "|")
   if (!is.null(cache[[key]])) return(cache[[key]])
-  cohort <- ctx$cohorts[[row$treatment]]
+  cohort <- ctx$cohorts[[plan_cohort_key(row$treatment, row$outcome)]]
+  if (is.null(cohort)) stop(ctx$cohort_errors[[plan_cohort_key(row$treatment, row$outcome)]] %||%
+                              "the cohort could not be built", call. = FALSE)
   df <- plan_fill(as.data.frame(cohort), ctx, k)
   design <- ctx$design
   if (row$outcome == "absence") {
     ab <- absence_panel(cohort)
+    # the panel's columns (per term) replace the cohort's per-child summaries
+    df <- df[setdiff(names(df), setdiff(names(ab), "child_id"))]
     df <- merge(ab, df, by = "child_id", sort = FALSE)
   }
   df <- plan_derived(df, design)
