@@ -861,7 +861,12 @@ plan_run <- function(models, ctx, progress) {
       done[[row$id]] <- list(status = row$requires, runs = list())
     } else {
       ctx$fits_so_far <- lapply(done, `[[`, "fit")
-      done[[row$id]] <- plan_run_one(row, ctx, done, cache)
+      res <- plan_run_one(row, ctx, done, cache)
+      # keep the other imputations' fits only where a later row re-uses them
+      if (length(res$runs) > 1L && !row$id %in% models$depends_on) {
+        for (j in seq_along(res$runs)[-1]) res$runs[[j]]["fit"] <- list(NULL)
+      }
+      done[[row$id]] <- res
     }
     tick()
   }
