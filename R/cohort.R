@@ -563,7 +563,9 @@ referral_population <- function(data, design, ends) {
   anchor <- rf_day[first_ref]
   rf_la <- if ("la_code" %in% names(rf)) as.character(rf$la_code[first_ref]) else NULL
   la <- la_at(pc, anchor, rf_la)
-  if (!fs) set_reason(rs, !la %in% design$las$la_code, "LA not in the trial")
+  if (!fs || identical(design$strand, "stepped_wedge")) {
+    set_reason(rs, !la %in% design$las$la_code, "LA not in the trial")
+  }
 
   unborn <- !is.na(anchor) & ((is.na(pc$dob) & !is.na(pc$edob)) |
                                 (!is.na(pc$dob) & pc$dob > anchor))
@@ -754,7 +756,7 @@ add_periods <- function(coh, r, design) {
   }
   ay <- civ$y - (civ$m < 9L)
   coh$academic_year <- sprintf("%d/%02d", ay, (ay + 1L) %% 100L)
-  if (design$programme == "FV") {
+  if (!is.null(design$step_months)) {
     coh$step <- sw_step(r, as.integer(design$trial_start), design$step_months,
                         as.integer(design$trial_end))
   }
