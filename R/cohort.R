@@ -1745,6 +1745,7 @@ print.sfp_cohort <- function(x, ...) {
         "\n", sep = "")
   cat("\n")
   print(utils::head(as.data.frame(x)), ...)
+  disclosure_status(NULL, unsafe = "it shows row-level records")
   invisible(x)
 }
 
