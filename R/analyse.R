@@ -196,6 +196,13 @@ plan_context <- function(data, design, models, settings, matches) {
   for (t in treatments) {
     cohorts[[t]] <- suppressMessages(build_cohort(data, design, treatment = t))
   }
+  # outcomes with their own population (reunification: children entering
+  # care) are built on their own, one cohort per treatment definition
+  care <- runnable & models$outcome %in% plan_care_outcomes
+  for (t in unique(models$treatment[care])) {
+    cohorts[[paste0(t, "|care_entry")]] <-
+      suppressMessages(build_cohort(data, design, treatment = t, outcomes = "reunified_18m"))
+  }
   primary <- cohorts[["referral_date"]]
   dropped <- attr(primary, "covariates_dropped") %||% character()
   models <- plan_drop_covariates(models, dropped)
@@ -317,6 +324,9 @@ plan_matches <- function(data, design, models, matches) {
   res
 }
 
+# Outcomes defined on the children entering care, not the referral cohort.
+plan_care_outcomes <- "reunified_18m"
+
 # --- data for one row ------------------------------------------------------
 
 # Analysis data of a row on imputation k (0: as recorded). Cached per
@@ -324,7 +334,8 @@ plan_matches <- function(data, design, models, matches) {
 plan_data <- function(row, ctx, k, cache) {
   key <- paste(row$treatment, row$outcome, row$strand, k, row$estimator, sep = "|")
   if (!is.null(cache[[key]])) return(cache[[key]])
-  cohort <- ctx$cohorts[[row$treatment]]
+  cohort <- ctx$cohorts[[if (row$outcome %in% plan_care_outcomes)
+    paste0(row$treatment, "|care_entry") else row$treatment]]
   df <- plan_fill(as.data.frame(cohort), ctx, k)
   design <- ctx$design
   if (row$outcome == "absence") {

@@ -178,7 +178,7 @@ test_that("analyse(): multiple imputation pools every model by Rubin's rules", {
                                 strands = "stepped_wedge", outcomes = c("cla_18m", "cpp_12m")))
   imp <- a$tables$imputation
   expect_setequal(unique(imp$imputation), 1:2)
-  expect_match(a$tables$missing$action[a$tables$missing$covariate == "fsm"], "imputed")
+  expect_match(a$tables$missing$action[a$tables$missing$covariate == "fsm_ever"], "imputed")
   for (id in c("fv_sw_cla_18m_primary", "fv_sw_cpp_12m_secondary")) {
     it <- imp[imp$model == id & imp$scale == "log_odds", ]
     p <- pool_rubin(it$estimate, it$std.error)
@@ -207,7 +207,7 @@ test_that("analyse(): imputation without mice says what was done", {
                               strands = "stepped_wedge", outcomes = "cla_18m"),
                  "mice is not installed.*complete cases")
   expect_equal(a$settings$imputations, 0L)
-  expect_match(a$tables$missing$action[a$tables$missing$covariate == "fsm"], "complete cases")
+  expect_match(a$tables$missing$action[a$tables$missing$covariate == "fsm_ever"], "complete cases")
 })
 
 test_that("analyse(): bad input gives clear errors", {
