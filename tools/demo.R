@@ -4,11 +4,26 @@
 # programme with report(), and prints where the reports are and the headline
 # table.
 #
-# Until analyse() lands, the analysis object is assembled here from the
-# individual calls (sw_glmm, perm_test, wild_boot, match_trends, cem, did_fit,
-# att_gt, sw_power ...) in the shape analyse() returns.
+# With analyse() (the protocols' plans), each programme runs its primary and
+# secondary models with their few-cluster inference (the permutation test,
+# the wild bootstrap, the event study) on complete cases; the full plan, with
+# the sensitivity grid and 5 imputations, is analyse(x, design). Without it
+# (or with SFPCEVAL_DEMO_BY_HAND=1) the analysis object is assembled here
+# from the individual calls (sw_glmm, perm_test, wild_boot, match_trends, cem,
+# did_fit, att_gt, sw_power ...) in the shape analyse() returns.
 suppressPackageStartupMessages(library(sfpceval))
 options(width = 110)
+use_analyse <- exists("analyse", envir = asNamespace("sfpceval"), inherits = FALSE) &&
+  !nzchar(Sys.getenv("SFPCEVAL_DEMO_BY_HAND"))
+demo_rows <- c("primary", "secondary", "wild_bootstrap", "permutation", "callaway_santanna")
+
+plan_analysis <- function(x, design) {
+  models <- protocol_models(design)
+  models <- models[models$analysis %in% demo_rows, ]
+  a <- analyse(x, design, models = models, imputations = 0L, progress = FALSE)
+  step_time(sprintf("analyse(): %d models", nrow(models)))
+  a
+}
 
 out_dir <- Sys.getenv("SFPCEVAL_DEMO_DIR", "demo-report")
 seed <- 20201001
@@ -72,6 +87,12 @@ family_valued <- function() {
   x <- simulate_sfp("family_valued", seed = seed, effects = list(cla = true_cla))
   step_time(sprintf("simulated %s children", format(nrow(x$children), big.mark = ",")))
   design <- design_family_valued(x)
+  power <- sw_power(p0 = 0.04, icc = 0.01566, effect = seq(-0.02, 0, by = 0.002))
+  if (use_analyse) {
+    a <- plan_analysis(x, design)
+    a$fits$fv_power <- power
+    return(a)
+  }
   cohort <- build_cohort(x, design)
   step_time(sprintf("cohort of %s children", format(nrow(cohort), big.mark = ",")))
   d <- as.data.frame(cohort)
@@ -85,7 +106,6 @@ family_valued <- function() {
   cpp <- d[!is.na(d$cpp_12m), ]
   fit_cpp <- sw_glmm(cpp_12m ~ treated + factor(step) + gender + age_band + (1 | la), cpp)
   step_time("secondary GLMM (CPP within 12 months)")
-  power <- sw_power(p0 = 0.04, icc = 0.01566, effect = seq(-0.02, 0, by = 0.002))
   res <- rbind(glmm_row(fit, "FV", "cla_18m", "primary", "fv_primary"),
                results_row("FV", "stepped_wedge", "cla_18m", "permutation", perm$estimate, NA,
                            first_or_na(perm$conf_int), first_or_na(perm$conf_int, 2), perm$p_value, "log_odds", "fv_perm"),
@@ -109,6 +129,7 @@ family_safeguarding <- function() {
                     effects = list(cla = true_cla))
   step_time(sprintf("simulated %s children", format(nrow(x$children), big.mark = ",")))
   design <- design_family_safeguarding(x)
+  if (use_analyse) return(plan_analysis(x, design))
   cohort <- build_cohort(x, design)
   step_time(sprintf("cohort of %s children", format(nrow(cohort), big.mark = ",")))
   mc <- build_cohort(x, design_family_safeguarding(x, trial_start = as.Date("2015-04-01")),
@@ -171,5 +192,6 @@ rownames(h) <- NULL
 print(h, row.names = FALSE, right = TRUE)
 cat(sprintf("\nTrue effect in the simulations: odds ratio %.2f of care entry within 18 months (log odds %.3f).\n",
             exp(true_cla), true_cla))
+if (!use_analyse) cat("\n(The analysis objects were assembled from the individual calls, not by analyse().)\n")
 cat(sprintf("\nDemo finished in %.0f s. Reports: %s\n", proc.time()[["elapsed"]] - t_start,
             normalizePath(out_dir)))
