@@ -44,24 +44,29 @@ results_row <- function(programme, strand, outcome, analysis, est, se, lo, hi, p
              stringsAsFactors = FALSE)
 }
 
-# Baseline characteristics by arm: counts with both margins and column %.
+# Baseline characteristics by arm, laid out as analyse()'s Table 1: a
+# "children" row with the arm sizes, then per covariate level the number and
+# percentage of each arm.
 table1_by_arm <- function(d, vars, arm = "treated") {
-  a <- factor(d[[arm]], 0:1, c("control", "treated"))
-  rows <- lapply(vars, function(v) {
-    g <- table(addNA(factor(d[[v]]), ifany = TRUE), a)
-    data.frame(characteristic = v, level = ifelse(is.na(rownames(g)), "missing", rownames(g)),
-               control = as.integer(g[, 1]), treated = as.integer(g[, 2]),
-               stringsAsFactors = FALSE)
-  })
-  t1 <- do.call(rbind, rows)
-  tot <- data.frame(characteristic = "All", level = "All",
-                    control = sum(a == "control", na.rm = TRUE),
-                    treated = sum(a == "treated", na.rm = TRUE))
-  t1 <- rbind(t1, tot)
-  t1$Total <- t1$control + t1$treated
-  t1$pct_control <- round(100 * t1$control / tot$control, 1)
-  t1$pct_treated <- round(100 * t1$treated / tot$treated, 1)
-  t1
+  a <- d[[arm]]
+  row <- function(v, l, s, n0, p0, n1, p1) {
+    data.frame(variable = v, level = l, statistic = s, n_control = n0, value_control = p0,
+               n_treated = n1, value_treated = p1, stringsAsFactors = FALSE)
+  }
+  n0 <- sum(a %in% 0)
+  n1 <- sum(a %in% 1)
+  rows <- list(row("children", "", "n", n0, NA, n1, NA))
+  for (v in vars) {
+    x <- d[[v]]
+    lv <- if (is.factor(x)) levels(x) else sort(unique(as.character(x[!is.na(x)])))
+    for (l in c(lv, if (anyNA(x)) "missing")) {
+      hit <- if (l == "missing" && anyNA(x)) is.na(x) else !is.na(x) & as.character(x) == l
+      c0 <- sum(hit & a %in% 0)
+      c1 <- sum(hit & a %in% 1)
+      rows[[length(rows) + 1L]] <- row(v, l, "n (%)", c0, 100 * c0 / n0, c1, 100 * c1 / n1)
+    }
+  }
+  do.call(rbind, rows)
 }
 
 first_or_na <- function(x, i = 1L) if (length(x) >= i) x[[i]] else NA_real_
