@@ -15,7 +15,7 @@ suppressPackageStartupMessages(library(sfpceval))
 options(width = 110)
 use_analyse <- exists("analyse", envir = asNamespace("sfpceval"), inherits = FALSE) &&
   !nzchar(Sys.getenv("SFPCEVAL_DEMO_BY_HAND"))
-demo_rows <- c("primary", "secondary", "wild_bootstrap", "permutation", "callaway_santanna")
+demo_rows <- c("primary", "secondary", "wild_bootstrap", "permutation", "bacon", "callaway_santanna")
 
 plan_analysis <- function(x, design) {
   models <- protocol_models(design)
