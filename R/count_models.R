@@ -401,7 +401,8 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
                              format(right)),
              "give the lower censoring point as `left` and the cap as `right`")
   }
-  use <- analysed_rows_(formula, data, cluster, weights, formula)
+  use <- analysed_rows_(formula, data, cluster, weights, formula,
+                        y_fix = "give the outcome as a number (e.g. days).")
   d <- use$data
   cvec <- use$cluster
   wvec <- use$weights

@@ -42,6 +42,16 @@
 #' model is refitted with sigma = 0 (a plain logistic regression), a message
 #' says so, and `print()` repeats it.
 #'
+#' **Successes out of trials.** A response `cbind(successes, failures)`
+#' (e.g. `cbind(missed, possible - missed)`, sessions of unauthorised absence
+#' out of sessions possible: the protocol's logit robustness check for
+#' absence) is fitted as binomial counts; the rows collapse into cells as
+#' above, `nobs()` counts rows and `ntrials` the trials, and the
+#' log-likelihood then includes the binomial coefficients, as glmer's does.
+#' Negative counts, successes above the trials (negative failures) and
+#' non-whole counts are errors naming the rows; rows with no trials are
+#' excluded and counted.
+#'
 #' The treatment effect is reported as an odds ratio and as a marginal risk
 #' difference: the average over the analysed rows of the predicted risk with
 #' `treatment` set to 1 minus that with `treatment` set to 0, either at
@@ -57,9 +67,19 @@
 #' equals lme4's REML criterion / deviance.
 #'
 #' With 5 LAs the Wald tests are optimistic; the protocol's permutation test
-#' is the reference for inference on the treatment effect.
+#' is the reference for inference on the treatment effect. For a gaussian
+#' fit, [wild_boot()] gives the wild cluster restricted bootstrap-t at the
+#' level of the outer grouping (the LA): the restricted GLS fit with the
+#' variance components held at their estimates, its residuals multiplied by
+#' cluster weights (Rademacher, or Webb's six-point weights, enumerated when
+#' there are 2^G / 6^G <= 4,096 / 46,656 vectors), the CR1 t-statistic of each
+#' bootstrap GLS fit; the confidence interval inverts the test. It works from
+#' per-cluster cross-products kept in the fit, so a draw costs O(G^2). With
+#' 5 LAs it over-rejects (about 10% at 5% in a size simulation shaped like
+#' the Family Valued trial), while CR2 standard errors with Satterthwaite df
+#' (`cluster = "la"`) held 5.5-7%; the result's note says so.
 #'
-#' **Choices where the protocol is silent** (see also METHODS.md section 10):
+#' **Choices where the protocol is silent**:
 #' * sigma is the SD of the random intercept, optimised on its own scale
 #'   (b = sigma u, u ~ N(0, 1), as lme4's theta) rather than on log(sigma), so
 #'   that a fit at or near sigma = 0 is regular; the boundary rule is
@@ -88,9 +108,10 @@
 #'   Gaussian models also accept the nested form `(1 | la / child_id)`.
 #'   Random slopes are not supported.
 #' @param data A data frame holding every variable of `formula`.
-#' @param family `binomial()` (logit link; the outcome must be 0/1 or
-#'   logical) or `gaussian()` (identity link), as a family object, a function
-#'   or a string.
+#' @param family `binomial()` (logit link; the outcome is 0/1 or logical,
+#'   or successes out of trials written `cbind(successes, failures)` as for
+#'   `glm()` and `lme4::glmer()`) or `gaussian()` (identity link), as a
+#'   family object, a function or a string.
 #' @param nAGQ Number of adaptive Gauss-Hermite quadrature nodes per cluster
 #'   for the binomial family: 1 (Laplace approximation) to 25.
 #' @param REML For the gaussian family: `TRUE` (default) for REML, `FALSE`
@@ -104,14 +125,30 @@
 #' @param control A list of tuning values: `tol` (Newton decrement at
 #'   convergence, default `1e-10`), `maxit` (default `100`),
 #'   `boundary_tol` (default `1e-4`), `verbose` (default `FALSE`).
+#' @param cluster For the gaussian family: the column of `data` (the local
+#'   authority) by which to cluster CR2 standard errors of the fixed effects,
+#'   with Satterthwaite (Bell-McCaffrey) degrees of freedom, as
+#'   `clubSandwich::vcovCR(type = "CR2")` and `coef_test(test =
+#'   "Satterthwaite")` give for an lmer fit (Pustejovsky & Tipton 2018): the
+#'   working covariance of the fit is the target. The random-effect groups
+#'   must nest in the clusters: cluster by the outer grouping of
+#'   `(1 | la)` / `(1 | la / child_id)`, or by the LA for a child random
+#'   effect `(1 | child_id)` with LA fixed effects (the Family Safeguarding
+#'   absence model). Computed per cluster from low-rank updates, without
+#'   n_g x n_g matrices. `NULL` (default): none.
 #' @param ... Not used; an error if given.
 #' @return An object of class `sw_glmm`, a list with `coefficients`, `vcov`,
 #'   `sigma` (random-intercept SD(s)), `loglik`, `nobs`, `ngroups`, `family`,
 #'   `method`, `boundary`, `treatment` (odds ratio and risk differences for
 #'   the binomial family), `ranef`, `exclusion_flow` (rows dropped for
 #'   missing values), `design` (treated and control clusters per value of
-#'   the period variable when there is one) and what is needed to refit
-#'   it cheaply.
+#'   the period variable when there is one), `converged` and `convergence`
+#'   (`converged`, `iterations`, `message`: the optimiser's report), for the
+#'   gaussian family `residual_sd`, `theta` (the SDs relative to the
+#'   residual SD) and, with `cluster`, `cr2` (`vcov`, `df` per coefficient,
+#'   `cluster`, `n_clusters`; also `vcov(fit, type = "CR2")`), for a
+#'   binomial response written `cbind(successes, failures)` `ntrials`, and
+#'   what is needed to refit it cheaply.
 #' @examples
 #' set.seed(1)
 #' d <- expand.grid(la = paste0("LA", 1:5), period = 0:5, child = 1:40)
@@ -131,7 +168,7 @@
 #' @export
 sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
                     REML = TRUE, treatment = "treated", sigma = NULL,
-                    control = list(), ...) {
+                    control = list(), cluster = NULL, ...) {
   if (...length()) {
     stop_arg("...", sprintf("has unused argument%s %s",
                             if (...length() > 1) "s" else "",
@@ -165,11 +202,21 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   if (!is.null(sigma) && family$family != "binomial") {
     stop_arg("sigma", "can only be fixed for the binomial family")
   }
+  if (!is.null(cluster)) {
+    if (family$family != "gaussian") {
+      stop_arg("cluster", "gives CR2 standard errors for the linear mixed model only",
+               "drop `cluster` for a binomial fit (use wild_boot() or perm_test() for few clusters).")
+    }
+    if (!is.character(cluster) || length(cluster) != 1L || !cluster %in% names(data)) {
+      stop_arg("cluster", "must name one column of `data` (the local authority)")
+    }
+  }
   prep <- glmm_prepare(formula, data, family, treatment, sigma)
   fit <- if (family$family == "binomial") {
     binom_fit(prep, as.integer(nAGQ), sigma, ctrl)
   } else {
-    lmm_fit(prep, REML, ctrl)
+    lmm_fit(prep, REML, ctrl, if (is.null(cluster)) NULL else
+      list(name = cluster, values = data[[cluster]][prep$kept], kept = prep$kept))
   }
   fit$call <- cl
   fit$formula <- formula
@@ -328,6 +375,18 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
     flow <- rbind(flow, data.frame(step = "missing value in a model variable",
                                    excluded = sum(miss), remaining = sum(!miss)))
   }
+  y0 <- stats::model.response(mf)
+  if (!is.null(dim(y0)) && family$family == "binomial") {
+    z <- binom_matrix_response(y0, miss, yname)
+    if (any(z)) {
+      warn_rows("data", yname, which(z),
+                paste(plural(sum(z), "has", "have"), "no trials (successes + failures = 0) and", plural(sum(z), "was", "were"), "excluded"),
+                "such rows carry no information; drop them before fitting to silence this warning.")
+      flow <- rbind(flow, data.frame(step = "no trials (successes + failures = 0)",
+                                     excluded = sum(z), remaining = sum(!(miss | z))))
+      miss <- miss | z
+    }
+  }
   kept <- which(!miss)
   mf <- mf[kept, , drop = FALSE]
   # levels present only in excluded rows would give empty columns
@@ -345,11 +404,22 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
                "convert the outcome to numbers.")
   }
   if (is.logical(y)) y <- as.numeric(y)
+  trials <- NULL
   if (!is.null(dim(y))) {
-    stop_arg("formula", "has a matrix response", "use one 0/1 column per row.")
+    if (family$family != "binomial") {
+      stop_arg("formula", "has a matrix response", "use one numeric column per row.")
+    }
+    trials <- as.double(y[, 1] + y[, 2])
+    y <- y[, 1]
   }
   y <- as.double(y)
-  if (family$family == "binomial") {
+  if (!is.null(trials)) {
+    if (sum(y) == 0 || sum(y) == sum(trials)) {
+      stop_rows("data", yname, seq_along(y),
+                sprintf("all have %s, so there is nothing to model", if (sum(y) == 0) "no successes" else "no failures"),
+                "check the outcome definition.")
+    }
+  } else if (family$family == "binomial") {
     bad <- which(!(y %in% c(0, 1)))
     if (length(bad)) {
       stop_rows("data", yname, kept[bad],
@@ -439,10 +509,39 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
                          control_clusters = rowSums(matrix(n_all - n_trt > 0, ncol = G, byrow = TRUE)),
                          row.names = NULL)
   }
-  list(X = X, y = y, cl = cl, child = child, groups = pf$group_names,
+  list(X = X, y = y, trials = trials, cl = cl, child = child, groups = pf$group_names,
        levels = lev1, child_levels = lev2, terms = terms, flow = flow,
        kept = kept, yname = yname, treatment = trt, design = design,
        xlevels = stats::.getXlevels(terms, mf))
+}
+
+# A binomial response written cbind(successes, failures) (as glm() and
+# lme4::glmer() take it): checks the rows not already excluded and returns
+# the rows with no trials (to be excluded and counted).
+binom_matrix_response <- function(y, miss, yname) {
+  if (ncol(y) != 2L) {
+    stop_arg("formula", sprintf("has a %d-column matrix response", ncol(y)),
+             "write a binomial response as cbind(successes, failures), e.g. cbind(missed, possible - missed).")
+  }
+  ok <- !miss
+  s <- y[, 1]
+  f <- y[, 2]
+  checks <- list(
+    list(bad = ok & s < 0, what = "have a negative number of successes (first column of cbind(successes, failures))",
+         fix = "check the successes column."),
+    list(bad = ok & f < 0, what = "have more successes than trials (a negative number of failures in the second column of cbind(successes, failures))",
+         fix = "the response is cbind(successes, failures), not cbind(successes, trials): write cbind(missed, possible - missed), and check rows where successes exceed the trials."),
+    list(bad = ok & (s != round(s) | f != round(f)), what = "are not whole numbers of successes and failures",
+         fix = "give counts (sessions missed and sessions attended), not rates."))
+  for (ck in checks) {
+    if (any(ck$bad)) {
+      b <- which(ck$bad)
+      stop_rows("data", yname, b, ck$what, ck$fix,
+                keys = paste0("(", utils::head(s[b], 5), ", ", utils::head(f[b], 5), ")"),
+                key_name = "(successes, failures)")
+    }
+  }
+  ok & s + f == 0
 }
 
 # ---- binomial: cells, quadrature rule, likelihood ---------------------------
@@ -471,19 +570,52 @@ cell_key <- function(X, cl, full = FALSE) {
   .Call(ffi_glmm_row_groups, X, as.integer(cl), as.integer(full))
 }
 
-# Collapse rows to binomial cells sorted by cluster.
-binom_cells <- function(X, y, cl, G) {
-  key <- cell_key(X, cl)
+# Collapse rows to binomial cells sorted by cluster. `y`: successes per row
+# (0/1 for Bernoulli rows); `trials`: trials per row (NULL: 1 each).
+binom_cells <- function(X, y, cl, G, trials = NULL) {
+  cells_by_key(cell_key(X, cl), function(i) X[i, , drop = FALSE], y, trials, cl, G)
+}
+
+# Binomial cells from a row key (1..K in order of first appearance): the
+# model-matrix rows come from rows_of(first row of each cell). The row-level
+# successes and trials are kept (`row_s`, `row_n`) so that the cells can be
+# split further (glmm_split_cells()).
+cells_by_key <- function(key, rows_of, y, trials, cl, G) {
   K <- max(key)
   first <- match(seq_len(K), key)
   ccl <- cl[first]
   o <- order(ccl, first)
-  n <- tabulate(key, K)
-  s <- tabulate(key[y == 1], K)
-  list(X = X[first[o], , drop = FALSE], n = as.double(n[o]), s = as.double(s[o]),
+  n <- if (is.null(trials)) tabulate(key, K) else as.vector(rowsum(trials, key, reorder = TRUE))
+  s <- as.vector(rowsum(y, key, reorder = TRUE))
+  inv <- integer(K)
+  inv[o] <- seq_len(K)
+  list(X = rows_of(first[o]), n = as.double(n[o]), s = as.double(s[o]),
        cell_cluster = ccl[o],
        cstart = as.integer(c(0L, cumsum(tabulate(ccl[o], G)))),
-       row_cell = match(key, seq_len(K)[o]))
+       row_cell = inv[key], row_s = as.double(y),
+       row_n = if (is.null(trials)) NULL else as.double(trials))
+}
+
+# The fit with its cells split by `split` (an integer per analysed row), so
+# that a treatment that is a function of (cluster, split) is constant within
+# every cell; the likelihood, and so the fit, is unchanged (the binomial
+# coefficient is omitted). Used by the permutation test when go-live dates
+# fall inside periods.
+glmm_split_cells <- function(fit, split) {
+  d <- fit$cells
+  if (is.null(d$row_s)) {
+    stop_arg("fit", "was made by an older version of sfpceval", "refit it with sw_glmm().")
+  }
+  S <- max(split) + 1
+  k <- (d$row_cell - 1) * S + split
+  key <- match(k, unique(k))
+  if (max(key) == nrow(d$X)) return(fit)
+  G <- length(fit$info$levels)
+  d2 <- cells_by_key(key, function(i) d$X[d$row_cell[i], , drop = FALSE], d$row_s, d$row_n,
+                     d$cell_cluster[d$row_cell], G)
+  d2[c("gh", "u0")] <- d[c("gh", "u0")]
+  fit$cells <- d2
+  fit
 }
 
 binom_eval <- function(d, beta, sigma, what = 0L, u0 = d$u0) {
@@ -520,6 +652,8 @@ binom_newton <- function(d, theta, free, ctrl) {
   cur <- ev(theta)
   converged <- FALSE
   it <- 0L
+  msg <- NULL
+  dec <- NA_real_
   for (it in seq_len(ctrl$maxit)) {
     g <- cur$gradient[free]
     I <- binom_info(d, theta, cur, free)
@@ -556,13 +690,16 @@ binom_newton <- function(d, theta, free, ctrl) {
     }
     if (t < 1e-12) {
       converged <- dec < 1e-6
+      msg <- sprintf("step halving failed with Newton decrement %.2g", dec)
       break
     }
     theta <- th
     cur <- new
     u0 <- cur$mode
   }
-  list(theta = theta, cur = cur, converged = converged, iterations = it)
+  msg <- if (converged) sprintf("Newton decrement %.2g below %.2g", dec, ctrl$tol) else
+    msg %||% sprintf("iteration limit (%d) reached, Newton decrement %.2g", ctrl$maxit, dec)
+  list(theta = theta, cur = cur, converged = converged, iterations = it, message = msg)
 }
 
 # Hessian of the log-likelihood over `free` by forward differences of the
@@ -599,7 +736,7 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
             "\nFix: check the outcome in that cluster; the estimates are valid but the cluster says little about the treatment effect.",
             call. = FALSE)
   }
-  d <- binom_cells(prep$X, prep$y, prep$cl, G)
+  d <- binom_cells(prep$X, prep$y, prep$cl, G, prep$trials)
   d$gh <- gauss_hermite(Q)
   d$u0 <- double(0)
   trt_info <- NULL
@@ -612,13 +749,17 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
         unique_rows(Xc, d$n)
       })
     } else {
-      list(unique_rows(tr$X0), unique_rows(tr$X1))
+      w <- prep$trials %||% rep(1, nrow(tr$X0))
+      list(unique_rows(tr$X0, w), unique_rows(tr$X1, w))
     }
     trt_info <- list(name = tr$name, coef = tr$coef, cf = list(X0 = cf[[1]], X1 = cf[[2]]),
                      main_only = tr$main_only)
   }
+  # glmer's log-likelihood of a cbind(successes, failures) response has the
+  # binomial coefficients (0 for Bernoulli rows); the C code omits them
+  lchoose_sum <- if (is.null(prep$trials)) 0 else sum(lchoose(prep$trials, prep$y))
   info <- list(levels = prep$levels, groups = prep$groups, Q = Q,
-               sigma_fixed = sigma_fixed, trt_info = trt_info)
+               sigma_fixed = sigma_fixed, trt_info = trt_info, loglik_const = lchoose_sum)
   binom_estimate(d, info, ctrl, start = NULL)
 }
 
@@ -680,9 +821,11 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
   dimnames(Vfull) <- list(c(nm, "sigma"), c(nm, "sigma"))
   beta <- stats::setNames(theta[1:p], nm)
   vc <- Vfull[1:p, 1:p, drop = FALSE]
-  if (!res$converged || isTRUE(cur$fail == 1L)) {
-    warning("sw_glmm(): the optimiser did not converge; treat the estimates with caution.",
-            call. = FALSE)
+  conv <- optim_status(res$converged && !isTRUE(cur$fail == 1L), res$iterations,
+                       if (isTRUE(cur$fail == 1L)) "a cluster's conditional-mode search hit its iteration limit" else res$message)
+  if (!conv$converged) {
+    warn_not_converged(sprintf("sw_glmm(): the %s Newton iteration", if (info$Q == 1L) "Laplace" else "adaptive quadrature"),
+                       conv, "treat the estimates with caution; merge sparse categories or increase `control$maxit`.")
   }
   big <- abs(beta) > 20
   if (any(big)) {
@@ -696,12 +839,13 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
   re_sd <- stats::setNames(list(stats::setNames(sig * cur$scale, info$levels)), info$groups[1])
   out <- list(coefficients = beta, vcov = vc, vcov_theta = Vfull,
               sigma = stats::setNames(sig, info$groups[1]),
-              loglik = cur$loglik, df = length(free),
-              nobs = as.integer(sum(d$n)), ngroups = stats::setNames(G, info$groups[1]),
+              loglik = cur$loglik + (info$loglik_const %||% 0), df = length(free),
+              nobs = length(d$row_cell), ntrials = sum(d$n),
+              ngroups = stats::setNames(G, info$groups[1]),
               ncells = nrow(d$X),
               method = if (info$Q == 1L) "Laplace" else sprintf("adaptive Gauss-Hermite quadrature, %d nodes", info$Q),
               nAGQ = info$Q, boundary = boundary, sigma_fixed = sigma_fixed,
-              converged = res$converged, iterations = res$iterations,
+              converged = conv$converged, convergence = conv, iterations = res$iterations,
               ranef = re, ranef_sd = re_sd, cells = d, theta = theta,
               free = free, ctrl = ctrl, info = info, trt_info = info$trt_info)
   class(out) <- "sw_glmm"
@@ -828,6 +972,15 @@ lmm_setup <- function(X, y, cl, child, G) {
   Z <- cbind(X, y)
   out <- list(ZZ = crossprod(Z), N = nrow(X), p = ncol(X), G = G,
               nested = !is.null(child))
+  # the same cross-products per cluster (for the cluster bootstrap):
+  # ZZg[, , a] = Z_a'Z_a, Mg[[i]][, , a] = sum of S_c S_c' over cluster a's
+  # children with m_i rows; kept only when they are no larger than the data
+  # (G (p + 1) <= N: LAs, not children as the outer grouping)
+  keep_g <- G * ncol(Z) <= nrow(Z)
+  if (keep_g) {
+    rows <- split(seq_len(nrow(Z)), factor(cl, levels = seq_len(G)))
+    out$ZZg <- vapply(rows, function(i) crossprod(Z[i, , drop = FALSE]), out$ZZ * 0)
+  }
   if (is.null(child)) {
     out$m <- 1
     out$Tam <- list(rowsum(Z, cl, reorder = TRUE))
@@ -849,6 +1002,10 @@ lmm_setup <- function(X, y, cl, child, G) {
     })
     out$cnt <- vapply(m, function(k) tabulate(ccl[nc == k], G), double(G))
     dim(out$cnt) <- c(G, length(m))
+    if (keep_g) out$Mg <- lapply(m, function(k) {
+      vapply(seq_len(G), function(a) crossprod(S[nc == k & ccl == a, , drop = FALSE]),
+             out$ZZ * 0)
+    })
     out$S <- S
     out$nc <- nc
     out$ccl <- ccl
@@ -884,7 +1041,10 @@ lmm_polish <- function(obj, th) {
         any(eigen(H, symmetric = TRUE, only.values = TRUE)$values <= 0)) break
     new <- pmax(th - step, 0)
     fn <- obj(new)
-    if (!(fn <= f0)) break
+    # near the optimum the criterion is flat to rounding (a change of 1e-7 in
+    # th moves it by 1e-16 relative); the Newton step, from differences over
+    # 1e-4 th, is then more accurate than a comparison of the two values
+    if (!(fn <= f0 + 8 * .Machine$double.eps * abs(f0))) break
     done <- max(abs(new - th) / pmax(th, 1e-8)) < 1e-12
     th <- new
     f0 <- fn
@@ -926,19 +1086,50 @@ lmm_crit <- function(s, t, REML, pieces = FALSE) {
   list(dev = dev, beta = beta, rss = rss, R = R, Ta = Ta, q = q, f = f)
 }
 
-lmm_fit <- function(prep, REML, ctrl) {
+# Centre and scale the columns of Z = [X y] so that the cross-products below
+# do not cancel (an outcome of 10,000 + noise, a covariate in days since
+# 1970): Z = Zs T with Zs = [Xs ys] and T (p + 1) x (p + 1) invertible.
+# With an intercept column every other column (y included) is centred at its
+# mean and divided by its SD; without one the columns are only scaled (a
+# shift is then not a reparametrisation). The fit in the Zs frame maps back
+# exactly: beta = Tx^-1 (s beta_s + t), the residual variance times s^2, and
+# the criterion changes by 2 log|det Tx| (REML only) + 2 (N - p) log s (REML)
+# or 2 N log s (ML).
+lmm_standardise <- function(X, y) {
+  Z <- cbind(X, y)
+  k <- ncol(Z)
+  j0 <- which(colnames(X) == "(Intercept)")
+  j0 <- if (length(j0) == 1L && all(X[, j0] == 1)) j0 else integer()
+  T <- diag(k)
+  for (j in setdiff(seq_len(k), j0)) {
+    v <- Z[, j]
+    m <- if (length(j0)) sum(v) / length(v) else 0
+    v <- v - m
+    sdv <- sqrt(sum(v^2) / length(v))
+    if (!(sdv > 0)) sdv <- 1
+    Z[, j] <- v / sdv
+    T[j, j] <- sdv
+    if (length(j0)) T[j0, j] <- m
+  }
+  list(X = Z[, -k, drop = FALSE], y = Z[, k], T = T, j0 = j0)
+}
+
+lmm_fit <- function(prep, REML, ctrl, cluster = NULL) {
   G <- length(prep$levels)
   p <- ncol(prep$X)
   if (length(prep$y) <= p) {
     stop_arg("data", sprintf("has %d rows for %d fixed effects", length(prep$y), p),
              "use more data or fewer terms.")
   }
-  s <- lmm_setup(prep$X, prep$y, prep$cl, prep$child, G)
+  st <- lmm_standardise(prep$X, prep$y)
+  s <- lmm_setup(st$X, st$y, prep$cl, prep$child, G)
+  s$T <- st$T
+  s$j0 <- st$j0
   k <- if (s$nested) 2L else 1L
   obj <- function(t) lmm_crit(s, t, REML)
   best <- NULL
-  for (st in list(rep(1, k), rep(0.1, k))) {
-    o <- stats::nlminb(st, obj, lower = rep(0, k), upper = rep(1e4, k),
+  for (st0 in list(rep(1, k), rep(0.1, k))) {
+    o <- stats::nlminb(st0, obj, lower = rep(0, k), upper = rep(1e4, k),
                        control = list(rel.tol = 1e-14, x.tol = 1e-12, eval.max = 1000, iter.max = 500))
     if (is.null(best) || o$objective < best$objective) best <- o
   }
@@ -949,38 +1140,112 @@ lmm_fit <- function(prep, REML, ctrl) {
     t0[i] <- 0
     if (obj(t0) <= obj(th)) th <- t0
   }
+  conv <- lmm_convergence(obj, th, best, ctrl)
   pc <- lmm_crit(s, th, REML, pieces = TRUE)
   N <- s$N
-  sig2 <- pc$rss / (if (REML) N - p else N)
+  ss <- st$T[p + 1L, p + 1L]
+  Tx <- st$T[1:p, 1:p, drop = FALSE]
+  Txi <- solve(Tx)
+  sig2 <- ss^2 * pc$rss / (if (REML) N - p else N)
   nm <- colnames(prep$X)
-  beta <- stats::setNames(pc$beta, nm)
+  beta <- stats::setNames(drop(Txi %*% (ss * pc$beta + st$T[1:p, p + 1L])), nm)
   Ri <- backsolve(pc$R, diag(p))
-  vc <- sig2 * tcrossprod(Ri)
+  TRi <- Txi %*% Ri
+  vc <- sig2 * tcrossprod(TRi)
   dimnames(vc) <- list(nm, nm)
+  dev <- pc$dev + (if (REML) 2 * sum(log(abs(diag(Tx)))) + 2 * (N - p) * log(ss) else 2 * N * log(ss))
   sds <- sqrt(sig2) * th
   names(sds) <- prep$groups
   boundary <- any(th < ctrl$boundary_tol)
-  # conditional modes (BLUPs)
+  # conditional modes (BLUPs), in the standardised frame, times s
   rT <- pc$Ta[, p + 1L] - drop(pc$Ta[, 1:p, drop = FALSE] %*% pc$beta)
   b1 <- th[1]^2 * rT / (1 + th[1]^2 * pc$q)
-  re <- list(stats::setNames(b1, prep$levels))
+  re <- list(stats::setNames(ss * b1, prep$levels))
   if (s$nested) {
     Sr <- s$S[, p + 1L] - drop(s$S[, 1:p, drop = FALSE] %*% pc$beta)
     b2 <- th[2]^2 * (Sr - s$nc * b1[s$ccl]) / (1 + s$nc * th[2]^2)
-    re[[2]] <- stats::setNames(b2, prep$child_levels)
+    re[[2]] <- stats::setNames(ss * b2, prep$child_levels)
   }
   names(re) <- c(prep$groups[1], if (s$nested) paste0(prep$groups[2], ":", prep$groups[1]))
+  if (!conv$converged) {
+    warn_not_converged("sw_glmm(): the linear mixed model", conv,
+                       "check the model for a variance component that is not identified, or simplify the random effects.")
+  }
   out <- list(coefficients = beta, vcov = vc, sigma = sds, residual_sd = sqrt(sig2),
-              theta = th, loglik = -pc$dev / 2, df = p + k + 1L, REML = REML,
+              theta = th, loglik = -dev / 2, df = p + k + 1L, REML = REML,
               nobs = N, ngroups = stats::setNames(c(G, if (s$nested) nrow(s$S)), prep$groups),
               method = if (REML) "REML" else "ML", boundary = boundary,
-              converged = best$convergence == 0, ranef = re,
+              converged = conv$converged, convergence = conv, ranef = re,
               setup = s[setdiff(names(s), c("S", "nc", "ccl"))])
   if (!is.null(prep$treatment) && !is.null(prep$treatment$coef)) {
     out$trt_info <- list(name = prep$treatment$name, coef = prep$treatment$coef)
   }
+  if (!is.null(cluster)) {
+    e_s <- st$y - drop(st$X %*% pc$beta)
+    out$cr2 <- lmm_fit_cr2(prep, st, th, e_s, tcrossprod(Ri), Txi, ss, cluster, nm)
+  }
   class(out) <- "sw_glmm"
   out
+}
+
+# The CR2 variance of the fixed effects clustered by `cluster` (list(name,
+# values, kept)), in the original frame: units and (a, b) of lmm_cr2() from
+# the random-effect structure, which must nest in the clusters.
+lmm_fit_cr2 <- function(prep, st, th, e_s, M, Txi, ss, cluster, nm) {
+  v <- cluster$values
+  bad <- which(is.na(v))
+  if (length(bad)) {
+    stop_rows("data", cluster$name, cluster$kept[bad], "have no cluster", "fill in the cluster or drop the rows.")
+  }
+  ccl <- match(as.character(v), sort(unique(as.character(v))))
+  G <- max(ccl)
+  if (G < 2L) stop_arg("cluster", sprintf("has one value (`%s`); CR2 needs several clusters", cluster$name))
+  top <- prep$cl
+  per_top <- tapply(ccl, top, function(z) length(unique(z)))
+  if (any(per_top > 1L)) {
+    g <- prep$levels[as.integer(names(per_top))[per_top > 1L]]
+    stop_arg("cluster", sprintf("does not nest the random-effect groups: `%s` = %s lies in several clusters",
+                                prep$groups[1], paste(utils::head(g, 3), collapse = ", ")),
+             sprintf("cluster by `%s` or by a grouping that contains each of its levels.", prep$groups[1]))
+  }
+  same <- length(unique(top)) == G
+  if (same) {
+    unit <- if (is.null(prep$child)) seq_along(ccl) else prep$child
+    a <- if (is.null(prep$child)) 0 else th[2]^2
+    b <- th[1]^2
+  } else {
+    if (!is.null(prep$child)) {
+      stop_arg("cluster", sprintf("is coarser than `%s` in a nested random-effect model, which CR2 here does not support",
+                                  prep$groups[1]),
+               sprintf("cluster by `%s`.", prep$groups[1]))
+    }
+    unit <- top
+    a <- th[1]^2
+    b <- 0
+  }
+  r <- lmm_cr2(st$X, e_s, ccl, unit, a, b, M, L = t(Txi))
+  V <- ss^2 * Txi %*% r$vcov %*% t(Txi)
+  dimnames(V) <- list(nm, nm)
+  list(vcov = V, df = stats::setNames(r$df, nm), cluster = cluster$name, n_clusters = G)
+}
+
+# Convergence of the LMM optimisation: nlminb's message (an iteration or
+# evaluation limit is a failure; "false convergence" on a flat optimum is not
+# by itself) and the gradient of the criterion at the final relative SDs by
+# central differences, over the components inside the parameter space (a
+# component at 0 may have a positive derivative). Tolerance 1e-3 on the
+# deviance scale, lme4's check of the scaled gradient (2e-3) made stricter.
+lmm_convergence <- function(obj, th, opt, ctrl) {
+  inside <- which(th >= ctrl$boundary_tol)
+  g <- vapply(inside, function(i) {
+    h <- 1e-5 * max(th[i], 1e-2)
+    (obj(replace(th, i, th[i] + h)) - obj(replace(th, i, th[i] - h))) / (2 * h)
+  }, 0)
+  gmax <- if (length(g)) max(abs(g * pmax(th[inside], 1))) else 0
+  limit <- grepl("limit", opt$message)
+  ok <- is.finite(gmax) && gmax < 1e-3 && !limit
+  optim_status(ok, opt$iterations,
+               sprintf("nlminb: %s; largest scaled gradient %.2g", opt$message, gmax))
 }
 
 # ---- profile likelihood -------------------------------------------------------
@@ -999,7 +1264,7 @@ profile_loglik_fun <- function(fit, j) {
       th[j] <- b
       r <- binom_newton(d, th, free, fit$ctrl)
       last <<- r$theta
-      r$cur$loglik
+      r$cur$loglik + (fit$info$loglik_const %||% 0)
     }
   } else {
     s <- fit$setup
@@ -1008,6 +1273,7 @@ profile_loglik_fun <- function(fit, j) {
     ll_at <- function(b) {
       L <- diag(p + 1L)[, -j, drop = FALSE]
       L[j, p] <- -b
+      L <- lmm_profile_map(s, L, j, b)
       s2 <- s
       s2$ZZ <- crossprod(L, s$ZZ %*% L)
       if (s$nested) s2$M <- lapply(s$M, function(M) crossprod(L, M %*% L))
@@ -1020,6 +1286,30 @@ profile_loglik_fun <- function(fit, j) {
     }
     ll_at
   }
+}
+
+# The cross-products are kept in the standardised frame Zs (Z = Zs T, see
+# lmm_standardise()); the profile at beta_j = b needs [X_-j, y - b x_j] =
+# Zs T L. Columns may be changed by multiples of the intercept column and
+# the X columns rescaled without changing the ML deviance, and the new
+# outcome column is divided by s for every b alike, so the profile's
+# differences are exact and the columns stay well scaled.
+lmm_profile_map <- function(s, L, j, b) {
+  T <- s$T %||% diag(nrow(L))
+  K <- T %*% L
+  p1 <- nrow(K)
+  j0 <- s$j0 %||% integer()
+  if (length(j0) && j != j0) {
+    keep0 <- match(j0, seq_len(p1)[-j])
+    K[j0, -keep0] <- 0
+  }
+  m <- ncol(K)
+  K[, m] <- K[, m] / T[p1, p1]
+  if (m > 1L) {
+    sc <- apply(abs(K[, -m, drop = FALSE]), 2L, max)
+    K[, -m] <- sweep(K[, -m, drop = FALSE], 2L, sc, "/")
+  }
+  K
 }
 
 profile_ci <- function(fit, j, level) {
@@ -1065,6 +1355,8 @@ profile_ci <- function(fit, j, level) {
 #' used, since REML is not a likelihood for the fixed effects).
 #'
 #' @param object,x An `sw_glmm` fit.
+#' @param type For `vcov()`: `"model"` (the model-based variance) or `"CR2"`
+#'   (cluster-robust, for a gaussian fit made with `cluster`).
 #' @param type `"fixed"` or `"random"`.
 #' @param parm Coefficient names or indices (default: all; profile
 #'   intervals default to the treatment coefficient).
@@ -1108,7 +1400,15 @@ ranef.sw_glmm <- function(object, ...) object$ranef
 
 #' @rdname sw_glmm-methods
 #' @export
-vcov.sw_glmm <- function(object, ...) object$vcov
+vcov.sw_glmm <- function(object, type = c("model", "CR2"), ...) {
+  type <- match.arg(type)
+  if (type == "model") return(object$vcov)
+  if (is.null(object$cr2)) {
+    stop_arg("type", "is \"CR2\" but the fit has no cluster-robust variance",
+             "refit the linear mixed model with sw_glmm(..., cluster = \"la\").")
+  }
+  object$cr2$vcov
+}
 
 #' @rdname sw_glmm-methods
 #' @export
@@ -1209,6 +1509,7 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   if (!is.null(x$formula)) cat("Formula: ", paste(deparse(x$formula), collapse = " "), "\n", sep = "")
   cat(sprintf("Rows: %s in %s clusters", format(x$nobs, big.mark = ","),
               paste(paste(x$ngroups, names(x$ngroups)), collapse = " / ")))
+  if (!is.null(x$ntrials) && x$ntrials != x$nobs) cat(sprintf(", %s trials", format(x$ntrials, big.mark = ",")))
   if (!is.null(x$ncells)) cat(sprintf(" (%s binomial cells)", format(x$ncells, big.mark = ",")))
   cat("\n")
   if (!is.null(x$exclusion_flow) && nrow(x$exclusion_flow) > 1L) {
@@ -1221,6 +1522,16 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   rownames(m) <- tab$term
   colnames(m) <- c("Estimate", "Std. Error", "z value", "Pr(>|z|)")
   stats::printCoefmat(m, digits = digits, has.Pvalue = TRUE, P.values = TRUE)
+  if (!is.null(x$cr2)) {
+    cat(sprintf("\nFixed effects, CR2 standard errors clustered by `%s` (%d clusters), Satterthwaite df:\n",
+                x$cr2$cluster, x$cr2$n_clusters))
+    est <- x$coefficients
+    se <- sqrt(diag(x$cr2$vcov))
+    tt <- est / se
+    m2 <- cbind(Estimate = est, `Std. Error` = se, df = x$cr2$df, `t value` = tt,
+                `Pr(>|t|)` = 2 * stats::pt(-abs(tt), x$cr2$df))
+    stats::printCoefmat(m2, digits = digits, has.Pvalue = TRUE, P.values = TRUE, cs.ind = 1:2, tst.ind = 4)
+  }
   cat("\nRandom effects (SD):", paste(sprintf("%s %s", names(x$sigma),
                                               format(x$sigma, digits = digits)), collapse = ", "))
   if (!is.null(x$residual_sd)) cat(", residual", format(x$residual_sd, digits = digits))
@@ -1331,8 +1642,9 @@ print.summary.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L),
 #'
 #' `go_live = "alt_go_live_date"` gives the alternative implementation date
 #' (deep-dive training complete) of the sensitivity analysis;
-#' `embedding = TRUE` excludes referrals between an LA's `embed_start`
-#' (inclusive) and `embed_end` (exclusive) dates. Rows outside the trial
+#' `embedding = TRUE` excludes referrals between an LA's `embed_start` and
+#' `embed_end` dates (both inclusive) that are not on or after its go-live
+#' date, as [build_cohort()] does. Rows outside the trial
 #' period and embedding exclusions are dropped with a warning and counted in
 #' the `exclusion_flow` attribute of the result.
 #'
@@ -1372,8 +1684,10 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
     v <- get(a)
     if (!is.character(v) || length(v) != 1L) stop_arg(a, "must be one column name")
   }
-  if (!date %in% names(data)) stop_arg("date", sprintf("is `%s`, which is not a column of `data`", date))
-  if (!cluster %in% names(data)) stop_arg("cluster", sprintf("is `%s`, which is not a column of `data`", cluster))
+  if (!date %in% names(data)) stop_arg("date", sprintf("is `%s`, which is not a column of `data`", date),
+                                       "name the column holding each row's date.")
+  if (!cluster %in% names(data)) stop_arg("cluster", sprintf("is `%s`, which is not a column of `data`", cluster),
+                                          "name the column holding each row's local authority.")
   need <- c(cluster, go_live, if (embedding) c("embed_start", "embed_end"))
   miss <- setdiff(need, names(rollout))
   if (length(miss)) {
@@ -1421,8 +1735,10 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
   start <- trial_start %||% seq(min(gl_trial, na.rm = TRUE), by = paste(-period_months, "months"),
                                 length.out = 2L)[2]
   np <- n_periods %||% (nrow(rollout) + 1L)
-  period <- months(rep(start, length(dt)), dt) %/% period_months
-  treated <- as.integer(dt >= gl[idx])
+  # the one definition of step and go-live boundaries (R/design.R), shared
+  # with build_cohort(): a referral on the go-live day is treated
+  period <- sw_step(dt, start, period_months)
+  treated <- treated_on(dt, gl[idx])
   since <- ifelse(treated == 1L, months(gl[idx], dt) %/% period_months, NA)
   data$period <- as.integer(period)
   data$treated <- treated
@@ -1444,7 +1760,7 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
   if (embedding) {
     es <- rollout$embed_start[idx]
     ee <- rollout$embed_end[idx]
-    emb <- !is.na(es) & !is.na(ee) & dt >= es & dt < ee & keep
+    emb <- in_embedding(dt, es, ee, gl[idx]) & keep
     if (any(emb)) {
       warn_rows("data", date, which(emb), paste(plural(sum(emb), "falls in its", "fall in their"), "LA's embedding period and", plural(sum(emb), "was", "were"), "excluded"),
                 "this is the embedding-period sensitivity analysis; use embedding = FALSE for the primary analysis.")

@@ -1,6 +1,6 @@
 # Stepped-wedge randomisation and permutation tests (Family Valued protocol,
-# "Randomisation" p. 8-9 and "Non-parametric permutation test"; METHODS.md
-# section 5 and section 0 item 6).
+# "Randomisation" p. 8-9 and "Non-parametric permutation test"; Wang & De
+# Gruttola 2017, Thompson et al. 2018).
 
 #' Draw the stepped-wedge allocation, and list every admissible one
 #'
@@ -20,10 +20,14 @@
 #' @param stratum_order Order in which strata take the steps. Default: `"high"`
 #'   before `"low"` when the strata are readiness levels, else the factor
 #'   levels (or sorted unique values) of `strata`.
+#' @param max_enumerate List the admissible allocations only when there are
+#'   at most this many. They are counted first (the product over strata of
+#'   the number of distinct orderings), so a large design costs nothing.
 #' @return An object of class `sw_allocation`: `allocation` (data frame with
 #'   `la`, `stratum`, `step`), `admissible` (integer matrix, one row per
-#'   admissible allocation, one column per authority, giving its step),
-#'   `seed`, `strata`.
+#'   admissible allocation, one column per authority, giving its step; `NULL`
+#'   when there are more than `max_enumerate`), `n_admissible` (their
+#'   number), `seed`, `strata`.
 #' @examples
 #' a <- sw_randomise(c("L1", "L2", "L3", "L4", "L5"),
 #'                   strata = c("high", "low", "high", "low", "low"), seed = 42)
@@ -31,17 +35,19 @@
 #' nrow(a$admissible)   # 2! x 3! = 12
 #' @export
 sw_randomise <- function(las, strata = NULL, steps = seq_along(las), seed,
-                         stratum_order = NULL) {
+                         stratum_order = NULL, max_enumerate = 10000L) {
   if (missing(seed) || !is.numeric(seed) || length(seed) != 1L || is.na(seed)) {
     stop_arg("seed", "must be one number", "record the seed you randomise with, e.g. `seed = 20200101`.")
   }
   las <- as.character(las)
   if (!length(las) || anyNA(las) || anyDuplicated(las)) {
-    stop_arg("las", "must be unique, non-missing local authority codes")
+    stop_arg("las", "must be unique, non-missing local authority codes",
+             "give each local authority once.")
   }
   if (length(steps) != length(las) || anyNA(steps)) {
     stop_arg("steps", sprintf("must give one step per authority (%d)", length(las)))
   }
+  check_count_arg(max_enumerate, "max_enumerate")
   groups <- allocation_groups(las, strata, stratum_order)
   steps <- sort(as.integer(steps))
   slots <- split(steps, rep(seq_along(groups$sizes), groups$sizes))
@@ -53,8 +59,15 @@ sw_randomise <- function(las, strata = NULL, steps = seq_along(las), seed,
   })
   allocation <- data.frame(la = las, stratum = groups$label, step = step_of,
                            stringsAsFactors = FALSE)
+  # every admissible allocation: each group's slots permuted among its members
+  slot_of <- integer(length(las))
+  for (k in seq_along(groups$members)) slot_of[groups$members[[k]]] <- slots[[k]]
+  names(slot_of) <- las
+  n_adm <- count_allocations(slot_of, groups$members)
+  adm <- if (n_adm <= max_enumerate) enumerate_allocations(slot_of, groups$members) else NULL
+  if (!is.null(adm)) storage.mode(adm) <- "integer"
   structure(list(allocation = allocation[order(allocation$step), ],
-                 admissible = admissible_allocations(groups$members, slots, las),
+                 admissible = adm, n_admissible = n_adm,
                  seed = seed, strata = groups$order),
             class = "sw_allocation")
 }
@@ -63,9 +76,11 @@ sw_randomise <- function(las, strata = NULL, steps = seq_along(las), seed,
 print.sw_allocation <- function(x, ...) {
   cat("Stepped-wedge allocation (seed ", x$seed, ")\n", sep = "")
   print(x$allocation, row.names = FALSE)
-  n <- nrow(x$admissible)
-  cat(sprintf("%d admissible allocations%s; smallest attainable two-sided permutation p-value %s\n",
-              n, if (length(x$strata) > 1) " within strata" else "",
+  n <- x$n_admissible
+  cat(sprintf("%s admissible allocations%s%s; smallest attainable two-sided permutation p-value %s\n",
+              format(n, big.mark = ",", scientific = FALSE),
+              if (length(x$strata) > 1) " within strata" else "",
+              if (is.null(x$admissible)) " (not listed: more than `max_enumerate`)" else "",
               format(1 / n, digits = 3)))
   invisible(x)
 }
@@ -92,25 +107,68 @@ allocation_groups <- function(las, strata, stratum_order) {
        order = stratum_order)
 }
 
-# Every permutation of 1..n, one per row.
-permutations <- function(n) {
-  if (n == 1L) return(matrix(1L, 1L, 1L))
-  p <- permutations(n - 1L)
-  do.call(rbind, lapply(seq_len(n), function(i) cbind(i, p + (p >= i))))
+# ---- allocations: count first, enumerate only what is small ------------------
+#
+# An allocation gives each cluster a value (a step, or a go-live date) by
+# permuting the observed values within groups (strata). Clusters sharing a
+# value give identical allocations, so the distinct allocations of a group of
+# n clusters with value multiplicities k_1, k_2, ... number
+# n! / (k_1! k_2! ...), and the total is the product over groups. It is
+# computed (in doubles, exact up to 2^53) before anything is listed: listing
+# is done only when the count is at most `max_enumerate`; otherwise
+# allocations are sampled, uniformly over the distinct ones (a uniform
+# permutation within each group is uniform over its distinct arrangements).
+
+count_allocations <- function(values, groups) {
+  prod(vapply(groups, function(g) {
+    k <- tabulate(match(values[g], unique(values[g])))
+    round(exp(lfactorial(length(g)) - sum(lfactorial(k))))
+  }, 0))
 }
 
-# All allocations that permute authorities within their group's slots.
-admissible_allocations <- function(members, slots, las) {
-  per_group <- lapply(seq_along(members), function(k) {
-    p <- permutations(length(members[[k]]))
-    matrix(slots[[k]][p], nrow = nrow(p))
+# Every distinct allocation (a matrix, one row per allocation, one column per
+# cluster, named by `names(values)`). Callers check the count first.
+enumerate_allocations <- function(values, groups) {
+  # multiset_permutations() (R/stagger.R) lists distinct arrangements of a
+  # character vector; the values are coded as the index of their first match
+  per_group <- lapply(groups, function(g) {
+    v <- values[g]
+    code <- multiset_permutations(as.character(match(v, v)))
+    matrix(v[as.integer(code)], nrow = nrow(code))
   })
   idx <- expand.grid(lapply(per_group, function(m) seq_len(nrow(m))))
-  out <- matrix(0L, nrow(idx), length(las), dimnames = list(NULL, las))
-  for (k in seq_along(members)) {
-    out[, members[[k]]] <- per_group[[k]][idx[[k]], , drop = FALSE]
-  }
+  out <- matrix(values[1L], nrow(idx), length(values), dimnames = list(NULL, names(values)))
+  for (k in seq_along(groups)) out[, groups[[k]]] <- per_group[[k]][idx[[k]], , drop = FALSE]
   out
+}
+
+# n allocations drawn uniformly (with replacement), seeded; the user's random
+# state is restored.
+sample_allocations <- function(values, groups, n, seed) {
+  out <- with_seed(seed, t(vapply(seq_len(n), function(i) {
+    v <- values
+    for (g in groups) v[g] <- values[g][sample.int(length(g))]
+    v
+  }, values)))
+  if (length(values) == 1L) out <- t(out)
+  colnames(out) <- names(values)
+  out
+}
+
+# The allocations a test or simulation uses: list(allocations, count,
+# sampled). `groups`: list of cluster indices per stratum.
+allocation_set <- function(values, groups, max_enumerate, n_perm, seed) {
+  count <- count_allocations(values, groups)
+  if (count <= max_enumerate) {
+    list(allocations = enumerate_allocations(values, groups), count = count, sampled = FALSE)
+  } else {
+    list(allocations = sample_allocations(values, groups, n_perm, seed), count = count,
+         sampled = TRUE)
+  }
+}
+
+strata_groups <- function(strat, n) {
+  if (is.null(strat)) list(seq_len(n)) else lapply(unique(strat), function(s) which(strat == s))
 }
 
 #' Permutation test for a stepped-wedge trial
@@ -118,10 +176,31 @@ admissible_allocations <- function(members, slots, las) {
 #' Permutes local authorities to roll-out sequences (never individuals),
 #' respecting the randomisation: within readiness strata by default (the
 #' Family Valued design admits 2! x 3! = 12 allocations), all allocations on
-#' request. Every admissible allocation is enumerated when there are at most
-#' `max_enumerate`; otherwise `n_perm` are sampled.
+#' request. The allocations are counted first (n! / (k_1! k_2! ...) per
+#' stratum, clusters sharing a go-live giving the same allocation); every
+#' distinct one is enumerated when there are at most `max_enumerate`,
+#' otherwise `n_perm` are sampled uniformly with `seed`.
 #'
-#' Statistics (METHODS.md section 5):
+#' **What is permuted.** With go-live dates (from `design` or `go_live`) the
+#' test permutes the allocation of the go-live *dates* to authorities within
+#' strata, the randomisation that actually happened, and rebuilds each
+#' child's treatment from its own `date`: treated when the date is on or
+#' after its authority's go-live under that allocation. This is the
+#' protocol's treatment, so it holds when a go-live falls inside a six-month
+#' step (the COVID-shifted dates), for the alternative implementation date
+#' (`go_live = "alt_go_live_date"`) and for the embedding-period analysis
+#' (the rows analysed are those of the data given, that is, with the
+#' observed embedding exclusions). The treatment in `data` must equal the one
+#' rebuilt from the observed dates; rows where it does not are named.
+#' Without dates (no `design`, no `go_live`) an authority's go-live is its
+#' first treated period and a row is treated from that period on, which
+#' needs every go-live on a period boundary.
+#'
+#' If no allocation other than the observed one is admissible (every
+#' stratum holds one authority, or its authorities share one go-live) the
+#' test stops: it could not reject anything.
+#'
+#' Statistics:
 #' * `"model"`: the treatment estimate of the fitted model, refitted under each
 #'   allocation (Wang & De Gruttola 2017). Works for `glm` fits, lme4 fits and
 #'   sfpceval's stepped-wedge GLMM.
@@ -130,7 +209,9 @@ admissible_allocations <- function(members, slots, las) {
 #'   mean of the treated and of the control cluster-period summaries, weighted
 #'   by the inverse of its pooled-variance estimate. With `adjust = TRUE` the
 #'   summaries are cluster-period means of residuals from the null model
-#'   (period effects and covariates, no treatment) fitted once.
+#'   (period effects and covariates, no treatment) fitted once. A go-live
+#'   inside a period gives that cluster a treated and a control summary (the
+#'   means of its rows in each arm) in that period.
 #'
 #' The p-value is the share of allocations whose statistic is at least as
 #' extreme as the observed one, counting the observed allocation. When the
@@ -152,14 +233,31 @@ admissible_allocations <- function(members, slots, las) {
 #'   cluster (local authority) and the period (integer step).
 #' @param stratum Column name in `data` or a vector named by cluster giving
 #'   each cluster's stratum; taken from `design` when `NULL`.
-#' @param max_enumerate Enumerate when there are at most this many allocations.
+#' @param go_live Each cluster's go-live date: a vector of dates named by
+#'   cluster, or the name of a date column of `design$las`
+#'   (`"alt_go_live_date"` for the alternative implementation date). Default:
+#'   the design's Operationally Live dates when `design` is given, else none
+#'   (the period rule).
+#' @param date Column of `data` with each child's own date (default
+#'   `"referral_date"`), from which the treatment is rebuilt under each
+#'   allocation of go-live dates. Used only with go-live dates.
+#' @param max_enumerate Enumerate when there are at most this many
+#'   allocations. They are counted first, in closed form, so a large design
+#'   is never listed.
 #' @param n_perm Number of sampled allocations otherwise.
 #' @param seed Seed for sampling allocations.
 #' @param alpha Level for the confidence interval and the attainability check.
 #' @param adjust For `"npwp"`: residualise on the null model first.
+#' @param conf_int For `"npwp"`: compute the confidence interval by test
+#'   inversion (default `TRUE`; `FALSE` saves time in simulations).
 #' @return An object of class `sw_perm_test` with `estimate`, `p_value`,
-#'   `n_allocations`, `min_p`, `can_reject`, `statistics` (one per allocation),
-#'   `conf_int` (or `NULL`) and a `note`.
+#'   `n_allocations` (the count of distinct admissible allocations),
+#'   `sampled`, `n_used`, `min_p`, `can_reject`, `statistics` (one per
+#'   allocation used), `allocations` (one row per allocation used: each
+#'   cluster's go-live period, or its go-live date as a number of days since
+#'   1970 with the dates in attribute `go_live_dates`), `permuted`
+#'   (`"go-live dates"` or `"go-live periods"`), `conf_int` (or `NULL`) and a
+#'   `note`.
 #' @examples
 #' set.seed(1)
 #' d <- expand.grid(la = paste0("L", 1:5), step = 0:5, rep = 1:40)
@@ -174,9 +272,12 @@ admissible_allocations <- function(members, slots, las) {
 perm_test <- function(fit, design = NULL, statistic = c("model", "npwp"),
                       strata = TRUE, data = NULL, treatment = "treated",
                       cluster = "la", period = "step", stratum = NULL,
+                      go_live = NULL, date = "referral_date",
                       max_enumerate = 10000L, n_perm = 2000L, seed = 1,
-                      alpha = 0.05, adjust = TRUE) {
+                      alpha = 0.05, adjust = TRUE, conf_int = TRUE) {
   statistic <- match.arg(statistic)
+  check_count_arg(max_enumerate, "max_enumerate")
+  check_count_arg(n_perm, "n_perm")
   data <- data %||% model_data(fit)
   if (!is.data.frame(data)) {
     stop_arg("data", "must be the data frame the model was fitted to",
@@ -203,31 +304,35 @@ perm_test <- function(fit, design = NULL, statistic = c("model", "npwp"),
   if (length(clusters) < 2L) {
     stop_arg("data", sprintf("has %d cluster; a permutation test needs at least 2", length(clusters)))
   }
-  # Each cluster's first treated period (its sequence); Inf if never treated.
-  go_live <- vapply(clusters, function(a) {
-    p <- per[cl == a & trt == 1]
-    if (length(p)) min(p) else Inf
-  }, numeric(1))
-  switched_back <- vapply(clusters, function(a) {
-    any(trt[cl == a & per >= go_live[[a]]] == 0)
-  }, logical(1))
-  if (any(switched_back)) {
-    stop(sprintf("Treatment in `data` is not a stepped wedge: cluster%s %s ha%s control rows after its first treated period.\nFix: check `%s` against the go-live dates.",
-                 if (sum(switched_back) > 1) "s" else "",
-                 paste(clusters[switched_back], collapse = ", "),
-                 if (sum(switched_back) > 1) "ve" else "s", treatment), call. = FALSE)
+  idx <- match(cl, clusters)
+  gl <- resolve_go_live(go_live, design, clusters)
+  rule <- if (is.null(gl)) {
+    period_rule(trt, per, idx, clusters, treatment)
+  } else {
+    date_rule(gl, data, date, trt, idx, clusters, treatment)
   }
   strat <- if (isTRUE(strata)) resolve_strata(stratum, design, data, cl, clusters) else NULL
-  allocs <- allocations_for(go_live, strat)
-  n_alloc <- nrow(allocs)
-  sampled <- n_alloc > max_enumerate
-  if (sampled) allocs <- sample_allocations(go_live, strat, n_perm, seed)
+  groups <- strata_groups(strat, length(clusters))
+  aset <- allocation_set(rule$values, groups, max_enumerate, n_perm, seed)
+  n_alloc <- aset$count
+  if (n_alloc < 2) {
+    stop(sprintf(paste0("No allocation other than the observed one is admissible: %s.\n",
+                        "Fix: permute across strata (`strata = FALSE`) or check the go-live %s of each cluster."),
+                 if (is.null(strat)) "every cluster has the same go-live" else
+                   "each stratum holds one cluster, or its clusters share one go-live",
+                 if (is.null(gl)) "periods" else "dates"), call. = FALSE)
+  }
+  allocs <- aset$allocations
+  sampled <- aset$sampled
+  # rows whose treatment agrees under every allocation: same cluster and same
+  # position among the candidate go-lives
+  split <- findInterval(rule$when, sort(unique(rule$values)))
   stat_fun <- switch(statistic,
-    model = model_statistic(fit, data, treatment, cl, per, clusters),
-    npwp = npwp_statistic(fit, data, treatment, cluster, period, cl, per,
-                          clusters, adjust))
+    model = model_statistic(fit, data, treatment, idx, rule$when, split),
+    npwp = npwp_statistic(fit, data, treatment, cluster, period, idx, per, rule$when,
+                          split, rule$values, adjust))
   stats <- apply(allocs, 1L, stat_fun$at)
-  observed <- stat_fun$at(go_live)
+  observed <- stat_fun$at(rule$values)
   if (!is.finite(observed)) {
     stop("The observed permutation statistic is not finite.\nFix: check that each period with both conditions has at least 3 clusters and varying outcomes.", call. = FALSE)
   }
@@ -237,7 +342,7 @@ perm_test <- function(fit, design = NULL, statistic = c("model", "npwp"),
   can_reject <- min_p <= alpha
   ci <- NULL
   ci_note <- NULL
-  if (statistic == "npwp") {
+  if (statistic == "npwp" && isTRUE(conf_int)) {
     if (can_reject) {
       ci <- stat_fun$invert(allocs, observed, alpha, sampled)
     } else {
@@ -245,16 +350,104 @@ perm_test <- function(fit, design = NULL, statistic = c("model", "npwp"),
     }
   }
   note <- if (!can_reject) {
-    sprintf("With %d admissible allocations the smallest attainable p-value is %s > alpha = %s: this test can never reject at that level.",
-            n_alloc, format(min_p, digits = 3), format(alpha))
+    sprintf("With %s admissible allocations the smallest attainable p-value is %s > alpha = %s: this test can never reject at that level.",
+            format(n_alloc, big.mark = ",", scientific = FALSE), format(min_p, digits = 3), format(alpha))
   } else NULL
   structure(list(statistic = statistic, estimate = observed, p_value = p,
                  n_allocations = n_alloc, sampled = sampled,
                  n_used = length(stats), min_p = min_p,
                  can_reject = can_reject, statistics = stats,
-                 allocations = allocs, conf_int = ci, alpha = alpha,
+                 allocations = if (is.null(gl)) allocs else
+                   structure(allocs, go_live_dates = rule$dates),
+                 permuted = if (is.null(gl)) "go-live periods" else "go-live dates",
+                 conf_int = ci, alpha = alpha,
                  strata = !is.null(strat), note = c(note, ci_note)),
             class = "sw_perm_test")
+}
+
+check_count_arg <- function(x, arg) {
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < 1) {
+    stop_arg(arg, "must be one whole number of at least 1")
+  }
+}
+
+# Each cluster's go-live date, or NULL for the period rule: from `go_live`
+# (a vector named by cluster, or a column of `design$las`) or the design's
+# Operationally Live dates.
+resolve_go_live <- function(go_live, design, clusters) {
+  if (is.null(go_live)) {
+    if (is.null(design) || is.null(design$las$go_live_date)) return(NULL)
+    go_live <- "go_live_date"
+  }
+  if (is.character(go_live) && length(go_live) == 1L && is.null(names(go_live))) {
+    las <- design$las
+    if (is.null(las) || !go_live %in% names(las)) {
+      stop_arg("go_live", sprintf("is \"%s\", which is not a column of `design$las`", go_live),
+               "give a design from design_family_valued() holding that date, or a vector of dates named by cluster.")
+    }
+    go_live <- stats::setNames(las[[go_live]], as.character(las$la_code))
+  }
+  if (!(inherits(go_live, "Date") || is.numeric(go_live)) || is.null(names(go_live))) {
+    stop_arg("go_live", "must be a vector of go-live dates named by cluster, or the name of a date column of `design$las`")
+  }
+  miss <- setdiff(clusters, names(go_live))
+  if (length(miss)) {
+    stop_arg("go_live", sprintf("has no date for cluster%s %s", if (length(miss) > 1) "s" else "",
+                                paste(utils::head(miss, 5), collapse = ", ")),
+             "give a go-live date for every cluster in `data`.")
+  }
+  g <- go_live[clusters]
+  if (anyNA(g)) {
+    stop_arg("go_live", sprintf("is missing for cluster%s %s", if (sum(is.na(g)) > 1) "s" else "",
+                                paste(clusters[is.na(g)], collapse = ", ")),
+             "every cluster of a stepped wedge goes live; give its date.")
+  }
+  g
+}
+
+# The period rule: a cluster's go-live is its first treated period, and a row
+# is treated from that period on. `values`: per cluster; `when`: per row.
+period_rule <- function(trt, per, idx, clusters, treatment) {
+  first <- rep(Inf, length(clusters))
+  tp <- tapply(per[trt == 1], idx[trt == 1], min)
+  first[as.integer(names(tp))] <- tp
+  back <- which(trt == 0 & per >= first[idx])
+  if (length(back)) {
+    who <- unique(clusters[idx[back]])
+    stop(sprintf(paste0("Treatment in `data` is not a function of the period: cluster%s %s ha%s control rows in or after its first treated period ",
+                        "(%s; a go-live inside a period, or a switch back).\n",
+                        "Fix: give each child's date (`date`, e.g. \"referral_date\") and the go-live dates (`design` or `go_live`), ",
+                        "so that the dates are permuted; or check `%s`."),
+                 if (length(who) > 1) "s" else "", paste(who, collapse = ", "),
+                 if (length(who) > 1) "ve" else "s", describe_rows(back), treatment), call. = FALSE)
+  }
+  list(values = stats::setNames(first, clusters), when = as.numeric(per), dates = NULL)
+}
+
+# The date rule (the protocol's treatment): a child is treated if its own
+# date is on or after its LA's go-live date; the go-live dates are permuted.
+date_rule <- function(gl, data, date, trt, idx, clusters, treatment) {
+  if (!is.character(date) || length(date) != 1L || !date %in% names(data)) {
+    stop_arg("date", sprintf("is `%s`, which is not a column of `data`", paste(date, collapse = ", ")),
+             "name the column with each child's date (e.g. \"referral_date\") from which the treatment was built.")
+  }
+  dt <- data[[date]]
+  if (!(inherits(dt, "Date") || is.numeric(dt)) || inherits(dt, "Date") != inherits(gl, "Date")) {
+    stop_arg("date", sprintf("names column `%s`, which is %s; it must be a Date like the go-live dates", date,
+                             class(dt)[1]), "convert it with as.Date().")
+  }
+  bad <- which(is.na(dt))
+  if (length(bad)) stop_rows("data", date, bad, "are missing", "fill in the date or drop the rows (and count them).")
+  when <- as.numeric(dt)
+  values <- stats::setNames(as.numeric(gl), clusters)
+  rebuilt <- as.integer(when >= values[idx])
+  bad <- which(rebuilt != trt)
+  if (length(bad)) {
+    stop_rows("data", treatment, bad,
+              sprintf("differ from the treatment rebuilt from `%s` and the go-live dates (treated = on or after the LA's go-live)", date),
+              "give the go-live dates the treatment was built from (e.g. `go_live = \"alt_go_live_date\"` for the alternative implementation date).")
+  }
+  list(values = values, when = when, dates = gl)
 }
 
 #' @export
@@ -262,7 +455,8 @@ print.sw_perm_test <- function(x, ...) {
   cat(sprintf("Stepped-wedge permutation test (%s statistic)\n",
               if (x$statistic == "model") "model-based, Wang & De Gruttola" else
                 "within-period cluster summaries, Thompson et al."))
-  cat(sprintf("  allocations: %d%s%s\n", x$n_allocations,
+  cat(sprintf("  allocations of %s: %s%s%s\n", x$permuted %||% "go-live periods",
+              format(x$n_allocations, big.mark = ",", scientific = FALSE),
               if (x$strata) " (within strata)" else " (unstratified)",
               if (x$sampled) sprintf(", %d sampled", x$n_used) else ", all enumerated"))
   cat(sprintf("  estimate: %s   p-value: %s\n", format(x$estimate, digits = 4),
@@ -303,56 +497,36 @@ resolve_strata <- function(stratum, design, data, cl, clusters) {
   as.character(s[clusters])
 }
 
-allocations_for <- function(go_live, strat) {
-  clusters <- names(go_live)
-  if (is.null(strat)) {
-    groups <- list(seq_along(clusters))
-  } else {
-    groups <- lapply(unique(strat), function(s) which(strat == s))
-  }
-  per_group <- lapply(groups, function(g) {
-    p <- permutations(length(g))
-    matrix(go_live[g][p], nrow = nrow(p))
-  })
-  idx <- expand.grid(lapply(per_group, function(m) seq_len(nrow(m))))
-  out <- matrix(0, nrow(idx), length(clusters), dimnames = list(NULL, clusters))
-  for (k in seq_along(groups)) out[, groups[[k]]] <- per_group[[k]][idx[[k]], , drop = FALSE]
-  # Clusters sharing a sequence give identical allocations: keep distinct ones.
-  out[!duplicated(out), , drop = FALSE]
-}
-
-sample_allocations <- function(go_live, strat, n_perm, seed) {
-  groups <- if (is.null(strat)) list(seq_along(go_live)) else
-    lapply(unique(strat), function(s) which(strat == s))
-  out <- with_seed(seed, t(replicate(n_perm, {
-    v <- go_live
-    for (g in groups) v[g] <- go_live[g][sample.int(length(g))]
-    v
-  })))
-  colnames(out) <- names(go_live)
-  out
-}
-
-# The model statistic: refit with the treatment implied by an allocation.
-model_statistic <- function(fit, data, treatment, cl, per, clusters) {
+# The model statistic: refit with the treatment implied by an allocation
+# (`go`, one go-live per cluster; a row is treated when its `when` is on or
+# after its cluster's go-live).
+model_statistic <- function(fit, data, treatment, idx, when, split) {
   if (inherits(fit, "formula")) {
     stop_arg("fit", "must be a fitted model for `statistic = \"model\"`")
   }
-  idx <- match(cl, clusters)
   if (inherits(fit, "sw_glmm")) {
-    # refit on the fit's binomial cells: no data frame, warm start
+    # refit on the fit's binomial cells, split so that every allocation's
+    # treatment is constant within a cell: no data frame, warm start
     if (fit$nobs != nrow(data) && (fit$n_data %||% -1L) != nrow(data)) {
       stop_arg("data", sprintf("has %d rows but the fit used %d", nrow(data), fit$nobs),
                "pass the data the model was fitted to.")
     }
+    if (is.null(fit$cells)) {
+      stop_arg("fit", "is a gaussian sw_glmm() fit; the model statistic refits binomial fits",
+               "use `statistic = \"npwp\"`, or wild_boot() for the linear mixed model.")
+    }
+    rows <- if (length(when) == fit$n_data) fit$kept_rows else seq_along(when)
+    fit_s <- glmm_split_cells(fit, split[rows] + (idx[rows] - 1) * (max(split) + 1))
+    w <- when[rows]
+    ix <- idx[rows]
     return(list(at = function(go) {
-      tr <- as.integer(per >= go[idx])
-      unname(stats::coef(sw_glmm_refit(fit, tr, se = FALSE))[[treatment]])
+      tr <- as.integer(w >= go[ix])
+      unname(stats::coef(sw_glmm_refit(fit_s, tr, se = FALSE))[[treatment]])
     }))
   }
   list(at = function(go) {
     d <- data
-    d[[treatment]] <- as.integer(per >= go[idx])
+    d[[treatment]] <- as.integer(when >= go[idx])
     treatment_estimate(refit_with(fit, d), treatment)
   })
 }
@@ -369,13 +543,18 @@ treatment_estimate <- function(fit, treatment) {
 
 # Thompson et al.'s within-period statistic on cluster-period summaries.
 # Returns closures: at(go) gives the statistic under the allocation `go`
-# (each cluster's first treated period); invert() the CI by test inversion.
-npwp_statistic <- function(fit, data, treatment, cluster, period, cl, per,
-                           clusters, adjust) {
+# (each cluster's go-live); invert() the CI by test inversion. The rows are
+# held as units (cluster x period x position among the candidate go-lives)
+# whose treatment is the same under every allocation; a cluster-period
+# summary is the mean over its rows of one arm, so a go-live inside a period
+# gives that cluster a treated and a control summary in that period.
+npwp_statistic <- function(fit, data, treatment, cluster, period, idx, per, when,
+                           split, values, adjust) {
   f <- if (inherits(fit, "formula")) fit else stats::formula(fit)
+  if (inherits(fit, "sw_glmm")) f <- parse_glmm_formula(f)$fixed
   y <- eval(f[[2L]], data, environment(f))
   if (is.logical(y)) y <- as.numeric(y)
-  if (!is.numeric(y) || anyNA(y)) {
+  if (!is.numeric(y) || anyNA(y) || !is.null(dim(y))) {
     stop_arg("data", "has a missing or non-numeric outcome",
              "drop rows with a missing outcome first (and count them).")
   }
@@ -394,29 +573,33 @@ npwp_statistic <- function(fit, data, treatment, cluster, period, cl, per,
     fam <- if (all(y %in% c(0, 1))) stats::binomial() else stats::gaussian()
     y <- y - stats::fitted(stats::glm(nf, family = fam, data = d0))
   }
-  key <- (match(cl, clusters) - 1) * (max(per) + 1) + (per - min(per))
-  ukey <- sort(unique(key))
-  kidx <- match(key, ukey)
-  summ <- as.numeric(tapply(y, kidx, mean))
-  first <- match(seq_along(ukey), kidx)
-  s_cl <- match(cl, clusters)[first]
-  s_per <- per[first]
-  s_trt <- as.numeric(tapply(data[[treatment]], kidx, max)) == 1
-  go_obs <- vapply(seq_along(clusters), function(a) {
-    p <- s_per[s_cl == a & s_trt]
-    if (length(p)) min(p) else Inf
-  }, numeric(1))
-  treated_obs <- s_per >= go_obs[s_cl]
-  periods <- sort(unique(s_per))
+  pl <- sort(unique(per))
+  pidx <- match(per, pl)
+  S <- max(split) + 1
+  ukey <- ((idx - 1) * length(pl) + (pidx - 1)) * S + split
+  uk <- unique(ukey)
+  u <- match(ukey, uk)
+  first <- match(seq_along(uk), u)
+  u_sum <- as.vector(rowsum(y, u, reorder = TRUE))
+  u_n <- tabulate(u, length(uk))
+  u_cl <- idx[first]
+  u_per <- pidx[first]
+  u_when <- when[first]
+  tr_obs <- u_when >= values[u_cl]
+  np <- length(pl)
   npwp <- function(go, shift = 0) {
-    tr <- s_per >= go[s_cl]
-    v <- summ - shift * treated_obs
+    tr <- u_when >= go[u_cl]
+    g <- ((u_cl - 1) * np + (u_per - 1)) * 2 + tr
+    gs <- rowsum(cbind(u_sum - shift * u_n * tr_obs, u_n), g, reorder = TRUE)
+    gk <- as.numeric(rownames(gs))
+    m <- gs[, 1] / gs[, 2]
+    g_per <- (gk %/% 2) %% np
+    g_tr <- gk %% 2 == 1
     num <- 0
     den <- 0
-    for (j in periods) {
-      inj <- s_per == j
-      a <- v[inj & tr]
-      b <- v[inj & !tr]
+    for (j in unique(g_per)) {
+      a <- m[g_per == j & g_tr]
+      b <- m[g_per == j & !g_tr]
       nI <- length(a)
       nC <- length(b)
       if (nI == 0L || nC == 0L || nI + nC < 3L) next
@@ -430,13 +613,13 @@ npwp_statistic <- function(fit, data, treatment, cluster, period, cl, per,
     if (den == 0) NA_real_ else num / den
   }
   pval <- function(theta, allocs, sampled) {
-    t_obs <- npwp(go_obs, theta)
+    t_obs <- npwp(values, theta)
     st <- apply(allocs, 1L, function(g) npwp(g, theta))
     ext <- abs(st) >= abs(t_obs) - 1e-12 * max(1, abs(t_obs))
     if (sampled) (1 + sum(ext)) / (length(st) + 1) else mean(ext)
   }
   invert <- function(allocs, observed, alpha, sampled) {
-    spread <- max(1e-8, 4 * stats::sd(summ))
+    spread <- max(1e-8, 4 * stats::sd(u_sum / u_n))
     bound <- function(dir) {
       inside <- observed
       step <- spread

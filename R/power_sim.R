@@ -96,7 +96,8 @@ power_design <- function(type = c("stepped_wedge", "did"), go_live = NULL,
   }
   M <- if (length(m) == 1L) matrix(m, I, periods) else as.matrix(m)
   if (!identical(dim(M), c(I, as.integer(periods))) || anyNA(M) || any(M < 0)) {
-    stop_arg("m", sprintf("must be one number or a %d x %d matrix of non-negative sizes", I, periods))
+    stop_arg("m", sprintf("must be one number or a %d x %d matrix of non-negative sizes", I, periods),
+             "give the children per cluster and period, e.g. `m = 100`.")
   }
   pe <- period_effects %||% rep(0, periods - 1L)
   if (length(pe) != periods - 1L) {
@@ -304,6 +305,10 @@ effect_to_theta <- function(effect, design) {
 #' @param null Also simulate under no effect and report the rejection rate.
 #' @param progress Show a progress bar (cli's when installed, else
 #'   `utils::txtProgressBar()`) on serial runs of 20 trials or more.
+#' @param max_enumerate,n_perm For `analysis = "glmm_perm"`: the admissible
+#'   allocations are counted first and listed when there are at most
+#'   `max_enumerate`, otherwise `n_perm` are sampled (seeded by `seed`); the
+#'   set is made once and used for every simulated trial.
 #' @return An object of class `sfp_power_sim`: a data frame `results` with,
 #'   per effect, `power` and its 95% Monte Carlo (Wilson) interval, `mean_estimate`,
 #'   `truth`, `bias`, `coverage`, and (with `null = TRUE`) `null_rejection`;
@@ -315,16 +320,20 @@ effect_to_theta <- function(effect, design) {
 #' @export
 power_sim <- function(design, effect, n_sims = 1000L, analysis = NULL, seed = 1,
                       parallel = TRUE, cores = NULL, alpha = 0.05, null = FALSE,
-                      progress = interactive()) {
+                      progress = interactive(), max_enumerate = 10000L, n_perm = 1000L) {
   if (!inherits(design, "sfp_power_design")) stop_arg("design", "must come from power_design()")
   if (!is.numeric(effect) || !length(effect) || anyNA(effect)) {
-    stop_arg("effect", "must be one or more risk differences")
+    stop_arg("effect", "must be one or more risk differences",
+             "give e.g. `effect = 0.05` (finite numbers).")
   }
   if (!is.numeric(n_sims) || length(n_sims) != 1L || n_sims < 1) {
     stop_arg("n_sims", "must be a positive whole number")
   }
   n_sims <- as.integer(n_sims)
-  fun <- power_analysis(analysis, design)
+  check_count_arg(max_enumerate, "max_enumerate")
+  check_count_arg(n_perm, "n_perm")
+  fun <- power_analysis(analysis, design, list(max_enumerate = max_enumerate, n_perm = n_perm,
+                                               seed = seed))
   thetas <- vapply(effect, effect_to_theta, 0, design = design)
   jobs <- expand.grid(rep = seq_len(n_sims), k = seq_along(effect))
   if (null) jobs <- rbind(jobs, data.frame(rep = seq_len(n_sims), k = 0L))
@@ -429,7 +438,8 @@ run_jobs <- function(n, one, parallel, cores, progress) {
 }
 
 # The analysis run on each simulated trial.
-power_analysis <- function(analysis, design) {
+power_analysis <- function(analysis, design,
+                           perm = list(max_enumerate = 10000L, n_perm = 1000L, seed = 1L)) {
   if (is.function(analysis)) {
     f <- function(cells, design) {
       out <- tryCatch(as.numeric(analysis(cells, design)), error = function(e) rep(NA_real_, 5))
@@ -448,7 +458,10 @@ power_analysis <- function(analysis, design) {
   if (!continuous && analysis == "lmm") stop_arg("analysis", "\"lmm\" is for continuous outcomes")
   f <- switch(analysis,
     glmm = power_glmm,
-    glmm_perm = power_glmm_perm,
+    glmm_perm = local({
+      al <- power_perm_allocations(design, perm$max_enumerate, perm$n_perm, perm$seed)
+      function(cells, design) power_glmm_perm(cells, design, al)
+    }),
     lmm = power_lmm,
     did = power_did,
     stop_arg("analysis", "must be \"glmm\", \"glmm_perm\", \"lmm\", \"did\" or a function"))
@@ -490,25 +503,31 @@ power_glmm <- function(cells, design) {
 }
 
 # The GLMM estimate with the stratified permutation test (Wang & De Gruttola)
-# over the design's admissible allocations (within `design$strata`).
-power_glmm_perm <- function(cells, design) {
+# over the design's admissible allocations (within `design$strata`). The
+# allocations are counted, then listed (at most `max_enumerate`) or sampled
+# once per design (power_perm_allocations()), not once per trial.
+power_glmm_perm <- function(cells, design, allocs = power_perm_allocations(design)) {
   fit <- tryCatch(glmm_fit_trial(cells, design, se = FALSE), error = function(e) NULL)
   if (is.null(fit)) return(rep(NA_real_, 5))
-  go <- design$go_live
-  strat <- design$strata
-  groups <- if (is.null(strat)) list(seq_along(go)) else lapply(unique(strat), function(s) which(strat == s))
-  allocs <- allocations_for(stats::setNames(go, seq_along(go)),
-                            if (is.null(strat)) NULL else strat)
   obs <- fit$coefficients[["treated"]]
   d <- fit$cells
   cl <- d$cell_cluster
   per <- attr(d, "period")
-  stats <- apply(allocs, 1L, function(g) {
+  stats <- apply(allocs$allocations, 1L, function(g) {
     tr <- as.integer(per >= g[cl])
     stats::coef(sw_glmm_refit(fit, tr, se = FALSE))[["treated"]]
   })
-  p <- mean(abs(stats) >= abs(obs) - 1e-12 * max(1, abs(obs)))
+  ext <- abs(stats) >= abs(obs) - 1e-12 * max(1, abs(obs))
+  p <- if (allocs$sampled) (1 + sum(ext)) / (length(stats) + 1) else mean(ext)
   c(obs, NA_real_, p, NA_real_, NA_real_)
+}
+
+# The allocations of the design's go-live periods within its strata: all of
+# them when there are at most `max_enumerate`, else `n_perm` sampled with
+# `seed` (the same set for every simulated trial).
+power_perm_allocations <- function(design, max_enumerate = 10000L, n_perm = 1000L, seed = 1L) {
+  go <- stats::setNames(as.numeric(design$go_live), seq_along(design$go_live))
+  allocation_set(go, strata_groups(design$strata, length(go)), max_enumerate, n_perm, seed)
 }
 
 # Fit the stepped-wedge GLMM on simulated cells through sw_glmm()'s own
@@ -527,7 +546,8 @@ glmm_fit_trial <- function(cells, design, se = TRUE) {
   d <- list(X = X, n = as.double(cells$n), s = as.double(cells$s),
             cell_cluster = cells$cluster,
             cstart = as.integer(c(0L, cumsum(tabulate(cells$cluster, G)))),
-            row_cell = seq_len(nrow(cells)))
+            row_cell = seq_len(nrow(cells)), row_s = as.double(cells$s),
+            row_n = as.double(cells$n))
   attr(d, "period") <- cells$period
   d$gh <- gauss_hermite(1L)
   d$u0 <- double(0)

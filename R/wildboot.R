@@ -79,6 +79,7 @@
 #' @export
 wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", "mammen"),
                       B = "enumerate", level = 0.95, r = 0, seed = NULL, conf_int = TRUE, ...) {
+  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"), B, level, r, seed, conf_int))
   if (inherits(fit, "sw_glmm")) {
     return(glmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"),
                           B, level, r, seed))
@@ -98,6 +99,7 @@ wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", 
              "refit with family = \"binomial\" or \"gaussian\".")
   }
   G <- fit$n_clusters
+  few_treated_warn_(fit$n_treated_clusters, G, weights, "wild_boot()")
   draws <- boot_draws(G, weights, B, seed)
   res <- if (fit$family == "gaussian") wcr_linear(fit, param, draws, level, r, isTRUE(conf_int)) else
     score_boot(fit, param, draws, r)

@@ -71,3 +71,107 @@ test_that("the GLMM score bootstrap says when it cannot reject", {
   expect_match(wr$note, "cannot reject")
   expect_snapshot(wild_boot(fit, "nope"), error = TRUE)
 })
+
+# ---- the wild cluster restricted bootstrap for the linear mixed model (#13) ----
+
+lmm_boot_data <- function(nch = 120, seed = 1, G = 5) {
+  set.seed(seed)
+  las <- paste0("L", seq_len(G))
+  ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE),
+                   period = sample(0:5, nch, TRUE))
+  ch$treated <- as.integer(ch$period >= match(ch$la, las) * 5 / G)
+  nt <- sample(1:3, nch, TRUE)
+  d <- ch[rep(seq_len(nch), nt), ]
+  d$since <- unlist(lapply(nt, seq_len)) * 4 + round(runif(nrow(d)), 2)
+  d$y <- 10 + 1 * d$treated + 0.3 * d$since + rnorm(G, sd = 1)[match(d$la, las)] +
+    rnorm(nch, sd = 2)[d$child_id] + rnorm(nrow(d), sd = 3)
+  d
+}
+
+# Plain R: dense V, GLS with the variance components fixed at the fit's,
+# restricted residuals, every Rademacher vector, CR1 t-statistics.
+ref_lmm_wcr <- function(fit, d, X, j, r, nested) {
+  th <- fit$theta
+  cl <- match(d$la, sort(unique(d$la)))
+  G <- max(cl)
+  V <- diag(nrow(d)) + th[1]^2 * outer(cl, cl, "==")
+  if (nested) {
+    ch <- paste(d$child_id, d$la)
+    V <- V + th[2]^2 * outer(ch, ch, "==")
+  }
+  W <- solve(V)
+  M <- solve(crossprod(X, W %*% X))
+  bh <- M %*% crossprod(X, W %*% d$y)
+  b0 <- bh - M[, j] * (bh[j] - r) / M[j, j]
+  u0 <- drop(d$y - X %*% b0)
+  tstat <- function(yy) {
+    b <- M %*% crossprod(X, W %*% yy)
+    u <- drop(yy - X %*% b)
+    sc <- vapply(seq_len(G), function(g) {
+      i <- cl == g
+      sum(M[j, ] * crossprod(X[i, , drop = FALSE], W[i, i] %*% u[i]))
+    }, 0)
+    (b[j] - r) / sqrt(G / (G - 1) * sum(sc^2))
+  }
+  Vr <- as.matrix(expand.grid(rep(list(c(-1, 1)), G)))
+  list(t = tstat(d$y), tstar = apply(Vr, 1, function(v) tstat(drop(X %*% b0) + u0 * v[cl])),
+       beta = bh[j])
+}
+
+# the fixed-effects part of an sw_glmm formula, for model.matrix()
+fixed_part <- function(f) parse_glmm_formula(f)$fixed
+
+test_that("LMM wild bootstrap equals a plain-R GLS loop over every Rademacher vector", {
+  d <- lmm_boot_data(seed = 3)
+  cases <- list(list(f = y ~ treated + factor(period) + since + (1 | la / child_id), nested = TRUE, r = 0),
+                list(f = y ~ treated + since + (1 | la), nested = FALSE, r = 0.5))
+  for (cs in cases) {
+    fit <- sw_glmm(cs$f, d, family = gaussian())
+    X <- model.matrix(fixed_part(cs$f), d)
+    wb <- wild_boot(fit, "treated", weights = "rademacher", r = cs$r)
+    ref <- ref_lmm_wcr(fit, d, X, 2L, cs$r, cs$nested)
+    expect_equal(wb$statistic, ref$t, tolerance = 1e-9)
+    expect_equal(sort(wb$tstar), sort(ref$tstar), tolerance = 1e-9)
+    tol <- 1e-8 * max(1, abs(ref$t))
+    expect_equal(wb$p_value, mean(abs(ref$tstar) > abs(ref$t) + tol))
+    expect_equal(wb$p_value_geq, mean(abs(ref$tstar) >= abs(ref$t) - tol))
+    expect_equal(wb$estimate, unname(coef(fit)["treated"]))
+    expect_equal(wb$B, 32L)
+    expect_true(wb$enumerated)
+  }
+})
+
+test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invariance, output", {
+  d <- lmm_boot_data(seed = 4)
+  f <- y ~ treated + since + (1 | la / child_id)
+  fit <- sw_glmm(f, d, family = gaussian())
+  wb <- wild_boot(fit, "treated")
+  expect_equal(wb$B, 6^5)
+  expect_equal(wb$weights, "webb")
+  # the interval's ends are where the p-value crosses 1 - level
+  pv_at <- function(r) wild_boot(fit, "treated", r = r, conf_int = FALSE)$p_value
+  for (k in 1:2) {
+    e <- wb$conf_int[k]
+    step <- 1e-6 * wb$std.error * c(-1, 1)[k]
+    expect_gte(pv_at(e - step), 0.05)
+    expect_lt(pv_at(e + step), 0.05)
+  }
+  # shifting and scaling the outcome moves nothing but the scale
+  d2 <- d
+  d2$y <- (d$y + 1e4) * 1000
+  wb2 <- wild_boot(sw_glmm(f, d2, family = gaussian()), "treated")
+  expect_equal(wb2$statistic, wb$statistic, tolerance = 1e-7)
+  expect_equal(wb2$p_value, wb$p_value)
+  expect_equal(wb2$conf_int, 1000 * wb$conf_int, tolerance = 1e-6)
+  # the same fields as the bootstrap of a did_fit()
+  dd <- expand.grid(child = 1:10, la = letters[1:6], year = 2015:2019)
+  dd$treated <- as.integer(dd$la %in% c("a", "b", "c") & dd$year >= 2018)
+  set.seed(1)
+  dd$y <- rnorm(nrow(dd))
+  wd <- wild_boot(did_fit(y ~ treated | la + year, dd, cluster = ~la), "treated")
+  expect_setequal(setdiff(names(wb), "note"), setdiff(names(wd), "note"))   # note: NULL when none
+  expect_match(wb$note, "over-rejects")
+  expect_s3_class(wb, "wild_boot")
+  expect_output(print(wb), "linear mixed model")
+  expect_error(wild_boot(fit, "nope"), "must name one coefficient")
+})

@@ -553,3 +553,271 @@ test_that("sw_terms() columns feed sw_glmm() (stepped wedge from go-live dates)"
   expect_true(all(paste0("exposure", 0:4) %in% names(coef(fit3))))
 })
 
+
+test_that("LMM is invariant to shifting and scaling the outcome and covariates (against lme4)", {
+  skip_if_not_installed("lme4")
+  d <- sim_absence(150, 91)
+  base <- list(absence ~ treated + factor(period) + since + (1 | la),
+               absence ~ treated + since + (1 | la / child_id))
+  for (f in base) {
+    f0 <- sw_glmm(f, d, family = gaussian())
+    for (k in 1:3) {
+      d2 <- d
+      a <- c(0, 1e4, 1e4)[k]
+      b <- c(1000, 1, 1000)[k]
+      d2$absence <- (d$absence + a) * b
+      d2$since <- d$since + 2e4  # a covariate far from 0 (days since 1970)
+      fit <- sw_glmm(f, d2, family = gaussian())
+      l <- lme4::lmer(f, d2)
+      vc <- as.data.frame(lme4::VarCorr(l))
+      expect_true(fit$converged)
+      expect_equal(fit$convergence$converged, TRUE)
+      expect_equal(fit$loglik, as.numeric(logLik(l)), tolerance = 1e-6)
+      expect_equal(unname(fit$sigma[1]), vc$sdcor[vc$grp == "la"], tolerance = 1e-5)
+      expect_equal(fit$residual_sd, stats::sigma(l), tolerance = 1e-5)
+      expect_equal(unname(coef(fit)), unname(lme4::fixef(l)), tolerance = 1e-6)
+      expect_equal(sqrt(diag(vcov(fit))), sqrt(diag(as.matrix(stats::vcov(l)))),
+                   tolerance = 1e-5, ignore_attr = TRUE)
+      # and the fit is the affine image of the untransformed fit
+      expect_equal(unname(coef(fit)["treated"]), b * unname(coef(f0)["treated"]), tolerance = 1e-8)
+      expect_equal(unname(fit$sigma), b * unname(f0$sigma), tolerance = 1e-6)
+      # REML: V scales by b^2 and X'V^-1 X by b^-2, so the log-likelihood
+      # moves by -(N - p) log b; the shift of `since` has Jacobian 1
+      expect_equal(fit$loglik, f0$loglik - (fit$nobs - length(coef(fit))) * log(b),
+                   tolerance = 1e-9)
+      ci <- confint(fit, "treated", method = "profile")
+      expect_equal(unname(ci[1, ]), b * unname(confint(f0, "treated", method = "profile")[1, ]),
+                   tolerance = 1e-6)
+    }
+  }
+})
+
+test_that("LMM convergence is judged from nlminb's message and the gradient", {
+  obj <- function(t) sum((t - c(0.7, 1.3))^2) * 10
+  ok <- lmm_convergence(obj, c(0.7, 1.3), list(message = "false convergence (8)", iterations = 9L),
+                        list(boundary_tol = 1e-4))
+  expect_true(ok$converged)
+  expect_match(ok$message, "false convergence")
+  lim <- lmm_convergence(obj, c(0.7, 1.3), list(message = "iteration limit reached without convergence (10)",
+                                                iterations = 500L), list(boundary_tol = 1e-4))
+  expect_false(lim$converged)
+  off <- lmm_convergence(obj, c(0.9, 1.3), list(message = "relative convergence (4)", iterations = 9L),
+                         list(boundary_tol = 1e-4))
+  expect_false(off$converged)
+  expect_match(off$message, "scaled gradient 4")
+  # a component at the boundary is not judged by its one-sided derivative
+  bd <- lmm_convergence(function(t) t[1] + (t[2] - 1)^2, c(0, 1),
+                        list(message = "relative convergence (4)", iterations = 9L),
+                        list(boundary_tol = 1e-4))
+  expect_true(bd$converged)
+})
+
+test_that("the Laplace Newton reports non-convergence with the package's convention", {
+  d <- sim_sw(20, 0.5, 5)
+  expect_warning(fit <- sw_glmm(f_main, d, control = list(maxit = 1L)),
+                 class = "sfpceval_not_converged")
+  expect_false(fit$converged)
+  expect_false(glance.sw_glmm(fit)$converged)
+  expect_match(fit$convergence$message, "iteration limit")
+  fit2 <- sw_glmm(f_main, d)
+  expect_true(fit2$convergence$converged)
+  expect_match(fit2$convergence$message, "Newton decrement")
+})
+
+# ---- successes out of trials (#13) ----------------------------------------------
+
+sim_counts <- function(seed) {
+  set.seed(seed)
+  d <- expand.grid(child = 1:25, period = 0:5, la = las, stringsAsFactors = FALSE)
+  d$treated <- as.integer(d$period >= match(d$la, las))
+  d$x <- round(rnorm(nrow(d)), 1)
+  d$possible <- sample(10:40, nrow(d), TRUE)
+  b <- rnorm(5, sd = 0.4)[match(d$la, las)]
+  d$missed <- rbinom(nrow(d), d$possible, plogis(-2 + 0.2 * d$treated + 0.3 * d$x + b))
+  d
+}
+
+test_that("cbind(successes, failures) equals the Bernoulli expansion (plain R) and lme4::glmer", {
+  d <- sim_counts(31)
+  f <- cbind(missed, possible - missed) ~ treated + factor(period) + x + (1 | la)
+  fit <- sw_glmm(f, d)
+  # plain R: one Bernoulli row per trial gives the same likelihood up to the
+  # binomial coefficients
+  long <- d[rep(seq_len(nrow(d)), d$possible), ]
+  long$y <- unlist(lapply(seq_len(nrow(d)), function(i) rep(c(1, 0), c(d$missed[i], d$possible[i] - d$missed[i]))))
+  fb <- sw_glmm(y ~ treated + factor(period) + x + (1 | la), long)
+  expect_equal(coef(fit), coef(fb), tolerance = 1e-10)
+  expect_equal(fit$sigma, fb$sigma, tolerance = 1e-10)
+  expect_equal(fit$loglik, fb$loglik + sum(lchoose(d$possible, d$missed)), tolerance = 1e-10)
+  expect_equal(nobs(fit), nrow(d))
+  expect_equal(fit$ntrials, sum(d$possible))
+  expect_equal(fit$treatment$risk_difference, fb$treatment$risk_difference, tolerance = 1e-8)
+  expect_equal(vcov(fit), vcov(fb), tolerance = 1e-6)
+  # the likelihood at the estimate equals the dense plain-R integral on the long rows
+  X <- model.matrix(~ treated + factor(period) + x, long)
+  expect_equal(fit$loglik - sum(lchoose(d$possible, d$missed)),
+               ref_laplace(X, long$y, long$la, coef(fit), fit$sigma), tolerance = 1e-8)
+  skip_if_not_installed("lme4")
+  for (q in c(1L, 25L)) {
+    fq <- sw_glmm(f, d, nAGQ = q)
+    g <- glmer_tight(f, d, q)
+    expect_equal(unname(coef(fq)), unname(lme4::fixef(g)), tolerance = 1e-5)
+    expect_equal(unname(fq$sigma), as.data.frame(lme4::VarCorr(g))$sdcor, tolerance = 1e-4)
+    # glmer's AGQ (nAGQ > 1) log-likelihood is relative to the saturated
+    # model (its deviance residuals); its Laplace one has the coefficients
+    sat <- if (q > 1L) sum(dbinom(d$missed, d$possible, d$missed / d$possible, log = TRUE)) else 0
+    expect_equal(fq$loglik - sat, as.numeric(logLik(g)), tolerance = 1e-8)
+    # glmer's vcov() comes from its own finite-difference Hessian (lme4's
+    # deriv12, accurate to about 1e-4 relative), so this checks agreement
+    # at that accuracy; the exact check is the Bernoulli expansion below
+    expect_equal(unname(sqrt(diag(vcov(fq)))), unname(sqrt(diag(as.matrix(vcov(g))))), tolerance = 1e-3)
+  }
+  fb25 <- sw_glmm(y ~ treated + factor(period) + x + (1 | la), long, nAGQ = 25)
+  expect_equal(vcov(sw_glmm(f, d, nAGQ = 25)), vcov(fb25), tolerance = 1e-6)
+})
+
+test_that("cbind response: a hand-made one-cluster table (sigma = 0) is the 2 x 2 logit", {
+  # control 3 of 10, treated 6 of 8: log odds ratio log((6/2) / (3/7))
+  d <- data.frame(la = "A", treated = c(0, 0, 1, 1), s = c(1, 2, 4, 2), f = c(4, 3, 1, 1))
+  fit <- sw_glmm(cbind(s, f) ~ treated + (1 | la), d, sigma = 0)
+  expect_equal(unname(coef(fit)), c(log(3 / 7), log((6 / 2) / (3 / 7))), tolerance = 1e-9)
+  expect_equal(fit$loglik, sum(dbinom(d$s, d$s + d$f, ifelse(d$treated == 1, 6 / 8, 3 / 10), log = TRUE)),
+               tolerance = 1e-10)
+})
+
+test_that("cbind response: bad counts are errors naming rows; rows with no trials are counted", {
+  d <- sim_counts(32)[1:200, ]
+  f <- cbind(missed, possible - missed) ~ treated + factor(period) + (1 | la)
+  bad <- d
+  bad$missed[c(7, 9)] <- bad$possible[c(7, 9)] + 2
+  expect_snapshot(sw_glmm(f, bad), error = TRUE)
+  neg <- d
+  neg$missed[3] <- -1
+  expect_snapshot(sw_glmm(f, neg), error = TRUE)
+  frac <- d
+  frac$missed[5] <- 2.5
+  expect_snapshot(sw_glmm(f, frac), error = TRUE)
+  expect_snapshot(sw_glmm(cbind(missed, possible, x) ~ treated + (1 | la), d), error = TRUE)
+  expect_snapshot(sw_glmm(f, d, family = gaussian()), error = TRUE)
+  zero <- d
+  zero$possible[c(2, 4)] <- 0
+  zero$missed[c(2, 4)] <- 0
+  expect_warning(fz <- sw_glmm(f, zero), "no trials")
+  expect_equal(fz$exclusion_flow$excluded[2], 2)
+  expect_equal(nobs(fz), 198L)
+  expect_equal(coef(fz), coef(sw_glmm(f, zero[-c(2, 4), ])), tolerance = 1e-10)
+})
+
+# ---- CR2 for the linear mixed model (#13) -------------------------------------------
+
+cr2_data <- function(seed, G = 6, nch = 150) {
+  set.seed(seed)
+  las <- paste0("L", seq_len(G))
+  ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE), period = sample(0:5, nch, TRUE))
+  ch$treated <- as.integer(ch$period >= match(ch$la, las) * 5 / G)
+  nt <- sample(1:3, nch, TRUE)
+  d <- ch[rep(seq_len(nch), nt), ]
+  d$since <- unlist(lapply(nt, seq_len)) * 4 + round(runif(nrow(d)), 2)
+  d$yr <- factor(d$since %/% 4)
+  d$y <- 10 + d$treated + 0.3 * d$since + rnorm(G)[match(d$la, las)] +
+    rnorm(nch, sd = 2)[d$child_id] + rnorm(nrow(d), sd = 3)
+  d
+}
+
+# Plain R, dense: Pustejovsky & Tipton's CR2 with the working model as target
+# (A_g = R' (R (I - H)_gg Phi_g R')^-1/2 R, R = chol(Phi_g)) and the
+# Satterthwaite df from the full n x n matrices.
+ref_cr2 <- function(X, y, cl, Phi) {
+  n <- length(y)
+  Phii <- solve(Phi)
+  M <- solve(crossprod(X, Phii %*% X))
+  beta <- M %*% crossprod(X, Phii %*% y)
+  e <- drop(y - X %*% beta)
+  IH <- diag(n) - X %*% M %*% crossprod(X, Phii)
+  mpow <- function(x) {
+    ev <- eigen(x, symmetric = TRUE)
+    ev$vectors %*% (ifelse(ev$values > 1e-12 * max(ev$values), ev$values^-0.5, 0) * t(ev$vectors))
+  }
+  A <- lapply(sort(unique(cl)), function(g) {
+    i <- which(cl == g)
+    R <- chol(Phi[i, i])
+    t(R) %*% mpow(R %*% IH[i, i] %*% Phi[i, i] %*% t(R)) %*% R
+  })
+  gs <- sort(unique(cl))
+  E <- sapply(seq_along(gs), function(k) {
+    i <- which(cl == gs[k])
+    crossprod(X[i, , drop = FALSE], Phii[i, i] %*% A[[k]] %*% e[i])
+  })
+  V <- M %*% tcrossprod(E) %*% M
+  df <- vapply(seq_len(ncol(X)), function(j) {
+    Q <- sapply(seq_along(gs), function(k) {
+      i <- which(cl == gs[k])
+      p <- A[[k]] %*% Phii[i, i] %*% X[i, , drop = FALSE] %*% M[, j]
+      q <- double(n)
+      q <- drop(t(IH[i, , drop = FALSE]) %*% p)
+      q
+    })
+    T <- crossprod(Q, Phi %*% Q)
+    sum(diag(T))^2 / sum(T^2)
+  }, 0)
+  list(vcov = V, df = df)
+}
+
+test_that("LMM CR2 and its Satterthwaite df equal a dense plain-R reference and clubSandwich", {
+  d <- cr2_data(3)
+  cl <- match(d$la, sort(unique(d$la)))
+  ch <- paste(d$child_id, d$la)
+  cases <- list(
+    list(f = y ~ treated + since + (1 | la / child_id), phi = function(th) th[1]^2 * outer(cl, cl, "==") + th[2]^2 * outer(ch, ch, "==")),
+    list(f = y ~ treated + factor(period) + since + (1 | la), phi = function(th) th[1]^2 * outer(cl, cl, "==")),
+    # Family Safeguarding absence: child random effects, LA and year fixed
+    # effects, clustered by LA (LA-level columns make (I - H)_gg singular)
+    list(f = y ~ treated + factor(la) + yr + (1 | child_id), phi = function(th) th[1]^2 * outer(d$child_id, d$child_id, "==")))
+  for (cs in cases) {
+    fit <- sw_glmm(cs$f, d, family = gaussian(), cluster = "la")
+    X <- model.matrix(parse_glmm_formula(cs$f)$fixed, d)
+    ref <- ref_cr2(X, d$y, cl, diag(nrow(d)) + cs$phi(fit$theta))
+    expect_equal(unname(vcov(fit, type = "CR2")), unname(ref$vcov), tolerance = 1e-8)
+    expect_equal(unname(fit$cr2$df), ref$df, tolerance = 1e-8)
+    expect_equal(fit$cr2$n_clusters, 6L)
+    skip_if_not_installed("clubSandwich")
+    skip_if_not_installed("lme4")
+    l <- lme4::lmer(cs$f, d)
+    vc <- clubSandwich::vcovCR(l, cluster = d$la, type = "CR2")
+    ct <- clubSandwich::coef_test(l, vcov = vc, test = "Satterthwaite")
+    # lmer's variance components agree with sw_glmm's to about 1e-6
+    expect_equal(sqrt(diag(vcov(fit, type = "CR2"))), sqrt(diag(as.matrix(vc))), tolerance = 1e-5,
+                 ignore_attr = TRUE)
+    expect_equal(unname(fit$cr2$df), ct$df_Satt, tolerance = 1e-5)
+  }
+})
+
+test_that("LMM CR2 is invariant to shifting and scaling the outcome; bad clusters are errors", {
+  d <- cr2_data(4)
+  f <- y ~ treated + since + (1 | la / child_id)
+  f0 <- sw_glmm(f, d, family = gaussian(), cluster = "la")
+  d2 <- d
+  d2$y <- (d$y + 1e4) * 1000
+  d2$since <- d$since + 2e4
+  f2 <- sw_glmm(f, d2, family = gaussian(), cluster = "la")
+  expect_equal(sqrt(diag(vcov(f2, type = "CR2")))[-1], 1000 * sqrt(diag(vcov(f0, type = "CR2")))[-1],
+               tolerance = 1e-6)
+  expect_equal(f2$cr2$df[-1], f0$cr2$df[-1], tolerance = 1e-6)
+  expect_error(vcov(sw_glmm(f, d, family = gaussian()), type = "CR2"), "no cluster-robust")
+  d$half <- ifelse(d$child_id %% 2 == 0, "A", "B")
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), cluster = "half"), error = TRUE)
+  d$region <- ifelse(d$la %in% c("L1", "L2", "L3"), "north", "south")
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), cluster = "region"), error = TRUE)
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), cluster = "nope"), error = TRUE)
+  db <- d
+  db$yb <- as.integer(db$y > 15)
+  expect_snapshot(sw_glmm(yb ~ treated + (1 | la), db, cluster = "la"), error = TRUE)
+  # a coarser cluster over a single random-effect level: LAs in regions
+  fr <- sw_glmm(y ~ treated + since + (1 | la), d, family = gaussian(), cluster = "region")
+  X <- model.matrix(~ treated + since, d)
+  cl <- match(d$la, sort(unique(d$la)))
+  reg <- match(d$region, c("north", "south"))
+  ref <- ref_cr2(X, d$y, reg, diag(nrow(d)) + fr$theta[1]^2 * outer(cl, cl, "=="))
+  expect_equal(unname(vcov(fr, type = "CR2")), unname(ref$vcov), tolerance = 1e-8)
+  expect_equal(unname(fr$cr2$df), ref$df, tolerance = 1e-8)
+})

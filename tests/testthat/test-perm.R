@@ -193,3 +193,195 @@ test_that("model statistic on an sw_glmm fit equals refitting sw_glmm under each
   expect_equal(res$statistics, rg$statistics, tolerance = 1e-4)   # the issue's glmer tolerance
   expect_equal(res$p_value, rg$p_value)
 })
+
+# ---- counting before enumerating (#16) -----------------------------------------
+
+test_that("allocations are counted before they are listed (ties, strata)", {
+  # plain R: all permutations within groups, then distinct rows
+  all_perms <- function(v) {
+    if (length(v) == 1L) return(matrix(v, 1L))
+    do.call(rbind, lapply(seq_along(v), function(i) cbind(v[i], all_perms(v[-i]))))
+  }
+  ref <- function(values, groups) {
+    pg <- lapply(groups, function(g) unique(all_perms(values[g])))
+    idx <- expand.grid(lapply(pg, function(m) seq_len(nrow(m))))
+    out <- matrix(0, nrow(idx), length(values))
+    for (k in seq_along(groups)) out[, groups[[k]]] <- pg[[k]][idx[[k]], , drop = FALSE]
+    out
+  }
+  cases <- list(
+    list(v = c(1, 2, 3, 4, 5), g = list(1:2, 3:5), n = 12),
+    list(v = c(1, 1, 2, 3), g = list(1:4), n = 12),            # 4! / 2!
+    list(v = c(10, 10, 20, 20, 20, 30), g = list(1:6), n = 60), # 6! / (2! 3!)
+    list(v = c(5, 6, 6, 7, 7), g = list(c(1, 3), c(2, 4, 5)), n = 2 * 3))
+  for (cs in cases) {
+    names(cs$v) <- letters[seq_along(cs$v)]
+    expect_equal(count_allocations(cs$v, cs$g), cs$n)
+    e <- enumerate_allocations(cs$v, cs$g)
+    r <- ref(unname(cs$v), cs$g)
+    expect_equal(nrow(e), cs$n)
+    expect_equal(anyDuplicated(e), 0L)
+    key <- function(m) sort(apply(m, 1, paste, collapse = ","))
+    expect_equal(key(e), key(r))
+  }
+  # far too many to list: counted in closed form, nothing listed
+  expect_equal(count_allocations(stats::setNames(1:20, letters[1:20]), list(1:20)), factorial(20))
+})
+
+test_that("sw_randomise() and perm_test() on 12 unstratified clusters count, then sample", {
+  a <- sw_randomise(paste0("L", 1:12), seed = 3)
+  expect_null(a$admissible)
+  expect_equal(a$n_admissible, factorial(12))
+  expect_output(print(a), "479,001,600 admissible allocations")
+  expect_equal(sw_randomise(paste0("L", 1:5), seed = 3, max_enumerate = 100)$n_admissible, 120)
+  set.seed(12)
+  d <- expand.grid(la = sprintf("L%02d", 1:12), step = 0:12, rep = 1:6, stringsAsFactors = FALSE)
+  go <- stats::setNames(1:12, sprintf("L%02d", 1:12))
+  d$treated <- as.integer(d$step >= go[d$la])
+  d$y <- rnorm(nrow(d)) + 0.2 * d$treated
+  res <- perm_test(y ~ 1, statistic = "npwp", strata = FALSE, data = d, adjust = FALSE,
+                   n_perm = 500, seed = 5)
+  expect_true(res$sampled)
+  expect_equal(res$n_allocations, factorial(12))
+  expect_equal(nrow(res$allocations), 500L)
+  expect_equal(res$min_p, 1 / 501)
+  # each sampled allocation is a permutation of the observed go-lives
+  expect_true(all(apply(res$allocations, 1, function(r) setequal(r, 1:12))))
+  fit <- glm(y ~ treated + factor(step) + la, data = d)
+  res2 <- perm_test(fit, strata = FALSE, data = d, n_perm = 100, seed = 5)
+  expect_equal(res2$n_used, 100L)
+})
+
+# ---- permuting go-live dates (#13) -----------------------------------------------
+
+# 5 LAs with go-lives inside their 6-month steps (the protocol's COVID
+# shifts); each child's treatment comes from its own referral date.
+date_data <- function(seed, n = 400) {
+  set.seed(seed)
+  las <- paste0("L", 1:5)
+  start <- as.Date("2020-01-01")
+  gl <- stats::setNames(as.Date(c("2020-08-15", "2021-02-01", "2021-09-20",
+                                  "2022-01-10", "2022-10-05")), las)
+  alt <- gl + c(30, 45, 20, 60, 10)
+  d <- data.frame(la = sample(las, n * 5, TRUE),
+                  referral_date = start + sample(0:(6 * 182), n * 5, TRUE))
+  d$step <- pmin(as.integer(d$referral_date - start) %/% 183L, 5L)
+  d$treated <- as.integer(d$referral_date >= gl[d$la])
+  d$age <- sample(0:17, nrow(d), TRUE)
+  u <- c(L1 = -0.3, L2 = 0.2, L3 = 0, L4 = 0.4, L5 = -0.2)
+  d$y <- rbinom(nrow(d), 1, plogis(-1 + u[d$la] + 0.05 * d$step + 0.4 * d$treated))
+  d$z <- rnorm(nrow(d)) + u[d$la] + 0.3 * d$treated
+  list(d = d, gl = gl, alt = alt,
+       design = list(las = data.frame(la_code = las, go_live_date = gl, alt_go_live_date = alt),
+                     strata = fv_strata))
+}
+
+# Plain R: the 12 stratified allocations of the dates, each child's treatment
+# rebuilt from its referral date.
+date_allocations <- function(gl) {
+  high <- list(c(1, 2), c(2, 1))
+  low <- list(c(3, 4, 5), c(3, 5, 4), c(4, 3, 5), c(4, 5, 3), c(5, 3, 4), c(5, 4, 3))
+  out <- list()
+  for (h in high) for (l in low) out[[length(out) + 1]] <- stats::setNames(gl[c(h, l)], names(gl))
+  out
+}
+
+test_that("the model statistic permutes go-live dates within strata (glm, plain-R loop)", {
+  x <- date_data(21)
+  d <- x$d
+  # go-lives inside steps: the period rule cannot express the treatment
+  expect_true(any(tapply(d$treated, paste(d$la, d$step), function(v) length(unique(v))) > 1))
+  fit <- glm(y ~ treated + factor(step) + la + age, binomial, data = d)
+  expect_error(perm_test(fit, stratum = fv_strata, data = d), "not a function of the period")
+  res <- perm_test(fit, stratum = fv_strata, data = d, go_live = x$gl, date = "referral_date")
+  est <- vapply(date_allocations(x$gl), function(g) {
+    dd <- d
+    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
+    coef(glm(y ~ treated + factor(step) + la + age, binomial, data = dd))[["treated"]]
+  }, 0)
+  expect_equal(res$n_allocations, 12)
+  expect_equal(sort(res$statistics), sort(est), tolerance = 1e-10)
+  expect_equal(res$estimate, coef(fit)[["treated"]])
+  expect_equal(res$p_value, mean(abs(est) >= abs(coef(fit)[["treated"]]) - 1e-12))
+  expect_equal(res$permuted, "go-live dates")
+  # the design supplies dates and strata
+  res_d <- perm_test(fit, x$design, data = d)
+  expect_equal(res_d$statistics, res$statistics)
+})
+
+test_that("sw_glmm under permuted dates equals refitting sw_glmm on each allocation", {
+  x <- date_data(22, n = 300)
+  d <- x$d
+  fit <- sw_glmm(y ~ treated + factor(step) + age + (1 | la), d)
+  res <- perm_test(fit, x$design, data = d)
+  est <- vapply(date_allocations(x$gl), function(g) {
+    dd <- d
+    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
+    coef(sw_glmm(y ~ treated + factor(step) + age + (1 | la), dd))[["treated"]]
+  }, 0)
+  expect_equal(sort(res$statistics), sort(unname(est)), tolerance = 1e-6)
+  expect_equal(res$estimate, coef(fit)[["treated"]])
+})
+
+test_that("the alternative date and the embedding exclusion permute the same way", {
+  x <- date_data(23)
+  d <- x$d
+  d$treated <- as.integer(d$referral_date >= x$alt[d$la])
+  fit <- glm(y ~ treated + factor(step) + la, binomial, data = d)
+  # the Operationally Live dates did not build this treatment: an error naming rows
+  expect_snapshot(perm_test(fit, x$design, data = d), error = TRUE)
+  res <- perm_test(fit, x$design, data = d, go_live = "alt_go_live_date")
+  est <- vapply(date_allocations(x$alt), function(g) {
+    dd <- d
+    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
+    coef(glm(y ~ treated + factor(step) + la, binomial, data = dd))[["treated"]]
+  }, 0)
+  expect_equal(sort(res$statistics), sort(est), tolerance = 1e-10)
+  # embedding: rows in a window before each go-live are excluded; the test
+  # runs on the rows analysed
+  d$treated <- as.integer(d$referral_date >= x$gl[d$la])
+  emb <- d$referral_date >= x$gl[d$la] - 60 & d$referral_date < x$gl[d$la]
+  de <- d[!emb, ]
+  fe <- glm(y ~ treated + factor(step) + la, binomial, data = de)
+  re <- perm_test(fe, x$design, data = de)
+  est_e <- vapply(date_allocations(x$gl), function(g) {
+    dd <- de
+    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
+    coef(glm(y ~ treated + factor(step) + la, binomial, data = dd))[["treated"]]
+  }, 0)
+  expect_equal(sort(re$statistics), sort(est_e), tolerance = 1e-10)
+})
+
+test_that("NPWP with go-lives inside periods: one summary per cluster, period and arm", {
+  x <- date_data(24)
+  d <- x$d
+  res <- perm_test(z ~ 1, x$design, statistic = "npwp", data = d, adjust = FALSE)
+  # plain R: cluster-period-arm means, Thompson's weighted within-period difference
+  npwp_ref <- function(tr) {
+    m <- aggregate(z ~ la + step + tr, data.frame(d, tr = tr), mean)
+    num <- den <- 0
+    for (j in unique(m$step)) {
+      a <- m$z[m$step == j & m$tr == 1]
+      b <- m$z[m$step == j & m$tr == 0]
+      if (!length(a) || !length(b) || length(a) + length(b) < 3) next
+      s2 <- (sum((a - mean(a))^2) + sum((b - mean(b))^2)) / (length(a) + length(b) - 2)
+      w <- 1 / (s2 * (1 / length(a) + 1 / length(b)))
+      num <- num + w * (mean(a) - mean(b))
+      den <- den + w
+    }
+    num / den
+  }
+  ref <- vapply(date_allocations(x$gl), function(g) npwp_ref(as.integer(d$referral_date >= g[d$la])), 0)
+  expect_equal(sort(res$statistics), sort(ref), tolerance = 1e-12)
+  expect_equal(res$estimate, npwp_ref(d$treated), tolerance = 1e-12)
+})
+
+test_that("no admissible allocation other than the observed one is an error", {
+  x <- date_data(25)
+  d <- x$d
+  fit <- glm(y ~ treated + factor(step) + la, binomial, data = d)
+  one_each <- stats::setNames(paste0("s", 1:5), names(x$gl))
+  expect_snapshot(perm_test(fit, data = d, go_live = x$gl, stratum = one_each), error = TRUE)
+  expect_snapshot(perm_test(fit, data = d, go_live = x$gl[1:4], strata = FALSE), error = TRUE)
+  expect_snapshot(perm_test(fit, data = d, go_live = x$gl, date = "when", strata = FALSE), error = TRUE)
+})

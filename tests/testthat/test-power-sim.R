@@ -99,3 +99,29 @@ test_that("the Monte Carlo interval is Wilson's", {
                as.numeric(prop.test(30, 100, correct = FALSE)$conf.int))
   expect_equal(sfpceval:::wilson_interval(0, 5)[1], 0)
 })
+
+test_that("glmm_perm counts allocations and samples them once per design (20 clusters)", {
+  d <- power_design(go_live = 1:20, periods = 21, m = 40)
+  al <- power_perm_allocations(d, max_enumerate = 10000, n_perm = 200, seed = 4)
+  expect_true(al$sampled)
+  expect_equal(al$count, factorial(20))
+  expect_equal(dim(al$allocations), c(200L, 20L))
+  expect_true(all(apply(al$allocations, 1, function(r) setequal(r, 1:20))))
+  ps <- power_sim(d, effect = 0.02, n_sims = 2, analysis = "glmm_perm", parallel = FALSE,
+                  n_perm = 200, seed = 4)
+  expect_equal(sum(is.na(ps$replicates$p.value)), 0L)
+  # replicate 1 by hand: the same trial, the same 200 allocations
+  cells <- with_stream(replicate_streams(4, 1)[[1]], simulate_trial_cells(d, effect_to_theta(0.02, d)))
+  fit <- glmm_fit_trial(cells, d, se = FALSE)
+  per <- attr(fit$cells, "period")
+  st <- apply(al$allocations, 1, function(g) {
+    coef(sw_glmm_refit(fit, as.integer(per >= g[fit$cells$cell_cluster]), se = FALSE))[["treated"]]
+  })
+  obs <- coef(fit)[["treated"]]
+  expect_equal(ps$replicates$p.value[1], (1 + sum(abs(st) >= abs(obs) - 1e-12 * max(1, abs(obs)))) / 201)
+  expect_equal(ps$replicates$estimate[1], obs)
+  # the stratified Family Valued design is enumerated: 2! x 3!
+  a5 <- power_perm_allocations(power_design())
+  expect_false(a5$sampled)
+  expect_equal(nrow(a5$allocations), 12L)
+})
