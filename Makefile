@@ -2,7 +2,7 @@
 R ?= R
 RSCRIPT ?= Rscript
 
-.PHONY: demo test deps doc install bench clean
+.PHONY: demo test deps doc install bench clean site
 
 demo: install
 	$(RSCRIPT) --vanilla tools/demo.R
@@ -24,5 +24,21 @@ install:
 bench: install
 	for f in bench/*.R; do echo "== $$f"; $(RSCRIPT) --vanilla $$f; done
 
+# The pkgdown site (docs/), where pkgdown is installed; the reference is
+# grouped by the protocols' stages in _pkgdown.yml.
+site: install
+	$(RSCRIPT) --vanilla -e 'if (!requireNamespace("pkgdown", quietly = TRUE)) stop("make site needs the pkgdown package (apt-get install r-cran-pkgdown)"); pkgdown::build_site(preview = FALSE)'
+
 clean:
-	rm -rf check src/*.o src/*.so sfpceval_*.tar.gz
+	rm -rf check docs src/*.o src/*.so sfpceval_*.tar.gz
+
+# Memory checks of the C core (see README, "Development"); results in check/.
+.PHONY: sanitize valgrind gctorture
+sanitize:
+	tools/memcheck.sh sanitize
+
+valgrind:
+	tools/memcheck.sh valgrind
+
+gctorture:
+	tools/memcheck.sh gctorture

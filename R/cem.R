@@ -913,6 +913,7 @@ print.sfp_cem <- function(x, ...) {
     cat(sprintf("L1 imbalance: %.4f before, %.4f after\n",
                 x$imbalance$before$L1, x$imbalance$after$L1))
   }
+  disclosure_status(x$n)
   invisible(x)
 }
 
@@ -965,6 +966,7 @@ print.summary.sfp_cem <- function(x, digits = 4, ...) {
     cat("\nBy exact group:\n")
     print(x$by_exact, digits = digits, row.names = FALSE)
   }
+  disclosure_status(x$overall[c("treated", "control")])
   invisible(x)
 }
 
@@ -1009,5 +1011,6 @@ print.sfp_imbalance <- function(x, digits = 4, ...) {
   }
   cat("\n\nDifferences in (weighted) means, treated - control:\n")
   print(zap_df(x$means, digits), digits = digits, row.names = FALSE)
+  disclosure_status(c(x$n_treated, x$n_control))
   invisible(x)
 }

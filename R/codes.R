@@ -80,6 +80,7 @@ sfp_codes <- function(name = NULL) {
   if (is.null(name)) return(all)
   if (!is.character(name) || length(name) != 1L || !name %in% names(all)) {
     stop("`name` must be one of: ", paste(names(all), collapse = ", "), ".",
+         "\nFix: give one of these names, or call sfp_codes() for all the lists.",
          call. = FALSE)
   }
   all[[name]]

@@ -401,7 +401,8 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
                              format(right)),
              "give the lower censoring point as `left` and the cap as `right`")
   }
-  use <- analysed_rows_(formula, data, cluster, weights, formula)
+  use <- analysed_rows_(formula, data, cluster, weights, formula,
+                        y_fix = "give the outcome as a number (e.g. days).")
   d <- use$data
   cvec <- use$cluster
   wvec <- use$weights
@@ -591,6 +592,7 @@ print.sfp_mle <- function(x, digits = 4, table = NULL, ...) {
   }
   if (!is.null(x$scale)) cat(sprintf("scale = %s\n", format(x$scale, digits = digits)))
   cat(sprintf("log-likelihood %s\n", format(x$loglik, digits = digits + 3)))
+  disclosure_status(c(x$nobs, x$n_zero, x$n_left, x$n_right, if (x$n_dropped > 0) x$n_dropped))
   invisible(x)
 }
 
@@ -721,6 +723,7 @@ print.sfp_zero_check <- function(x, digits = 4, ...) {
     cat(sprintf("van den Broek score test: chi-squared(1) = %s, %s\n",
                 format(x$statistic, digits = digits), format_p_(x$p.value, digits)))
   }
+  disclosure_status(c(x$nobs, x$observed))
   invisible(x)
 }
 

@@ -62,6 +62,13 @@
 #' @param children,referrals,assessments,assessment_factors,cin_plans,cp_plans,cla_episodes,absence,la_covariates,rollout
 #'   Data frames in the schema of [sfp_tables()], or `NULL` for a table an
 #'   analysis does not need.
+#'   Each may also come from a database: a table name or a `SELECT` query
+#'   (with `con`), a `DBI::Id()`, or a lazy table (dbplyr); see [write_db()].
+#' @param con A DBI connection for tables given by name or query (`NULL`
+#'   when all tables are data frames or lazy tables). Dates a database keeps
+#'   as numbers (days since 1970-01-01, as SQLite does) or date-times become
+#'   `Date` and logicals kept as 0/1 become logical; these conversions are
+#'   counted with the others.
 #' @param date_range A list with two `Date` (or ISO string) ranges of length
 #'   2: `dob` for `dob` and `expected_dob` (default 1980-01-01 to 2035-12-31)
 #'   and `events` for every other date (default 1990-01-01 to 2035-12-31).
@@ -99,19 +106,21 @@ sfp_data <- function(children = NULL, referrals = NULL, assessments = NULL,
                      la_covariates = NULL, rollout = NULL,
                      date_range = list(dob = c("1980-01-01", "2035-12-31"),
                                        events = c("1990-01-01", "2035-12-31")),
-                     warn = TRUE) {
+                     warn = TRUE, con = NULL) {
   tables <- list(children = children, referrals = referrals,
                  assessments = assessments,
                  assessment_factors = assessment_factors,
                  cin_plans = cin_plans, cp_plans = cp_plans,
                  cla_episodes = cla_episodes, absence = absence,
                  la_covariates = la_covariates, rollout = rollout)
+  db <- dbi_collect(tables, con)   # database tables and queries (R/dbi.R)
+  tables <- db$tables
   date_range <- check_date_range(date_range)
   if (!is.logical(warn) || length(warn) != 1L || is.na(warn)) {
     stop_arg("warn", "must be TRUE or FALSE")
   }
   log <- new.env(parent = emptyenv())
-  log$conversions <- list()
+  log$conversions <- db$conversions
   log$problems <- list()
   for (nm in names(tables)) {
     if (!is.null(tables[[nm]])) {
@@ -487,7 +496,7 @@ coerce_list_chr <- function(v, table, column, spec, log) {
       stop_type(table, column, "list_chr", bad, "list elements that are not character")
     }
     v <- lapply(v, function(e) if (is.null(e)) character() else as.character(e))
-    flat <- unlist(v, use.names = FALSE)
+    flat <- as.character(unlist(v, use.names = FALSE)) # character(0) for no rows
     row <- rep(seq_along(v), lengths(v))
     na <- rep(FALSE, length(v))
   } else {
@@ -929,6 +938,7 @@ print.sfp_data <- function(x, ...) {
     cat(sprintf("  %d soft problem%s (attr(x, \"problems\"))\n", nrow(prob),
                 if (nrow(prob) == 1L) "" else "s"))
   }
+  disclosure_status(vapply(x[given], nrow, 1L))
   invisible(x)
 }
 
@@ -1080,5 +1090,6 @@ print.summary.sfp_data <- function(x, ...) {
     cat(paste0("  * ", gsub("\n", "\n    ", x$problems$problem), collapse = "\n"),
         "\n", sep = "")
   }
+  disclosure_status(c(x$per_la[-1], x$per_year[-1]), unsafe = if (nrow(x$date_ranges)) "the date ranges are single records' dates")
   invisible(x)
 }

@@ -46,20 +46,26 @@
 #' @param trial_start First referral day of the trial period (`Date`).
 #' @param trial_end Last referral day of the trial period; `NULL` for the end
 #'   of the data.
-#' @param data_end Last day the records cover; `NULL` to take, when the
-#'   cohort is built, the latest referral, closure, care-start or care-end
-#'   date in the records. Give it explicitly when the extraction date is
-#'   known.
+#' @param data_end Last day the records cover: one date, or one per source
+#'   (a named `Date` vector, names among `cin` for the CIN census, `ssda903`
+#'   for care episodes, `npd` for school records), since the returns lag
+#'   differently; each outcome's window is observable by the end of the
+#'   source it comes from (see [outcome_table()]). `NULL` (or a missing name)
+#'   takes, when the cohort is built, the latest referral or closure date
+#'   (CIN) and the latest care start or end date (SSDA903). Give it
+#'   explicitly when the extraction dates are known.
 #' @param age_range Age in completed years at referral, inclusive (FS p. 6).
 #' @param age_bands Lower limits of the age bands (FS p. 9: 0-3, 4-12); the
 #'   last band ends at the upper age limit.
 #' @param cla_window Months after referral for `cla_18m` (design table).
 #' @param cla_definition What "has become looked after at any point within 18
-#'   months" (design table, FS p. 6; FV p. 6) counts: `"looked_after"` (the
-#'   child is looked after on some day of the window, including a child
-#'   already in care at referral) or `"entered"` (a care episode starts in the
-#'   window). It affects `cla_18m` only: the Family Valued kinship sample is
-#'   always the children looked after on some day of the window.
+#'   months" (design table, FS p. 6; FV p. 6) counts: `"entered"` (the
+#'   default: a new period of care starts in the window, so a child already
+#'   in care at referral counts only if they leave and enter care again) or
+#'   `"looked_after"` (sensitivity: the child is looked after on some day of
+#'   the window, including a child already in care at referral). It affects
+#'   `cla_18m` only: the Family Valued kinship sample is always the children
+#'   entering care in the window.
 #' @param cpp_start_window Months after referral within which the CPP of
 #'   `cpp_duration` must start (design table: 6).
 #' @param cpp_duration_cap Months from the CPP start at which `cpp_duration`
@@ -69,14 +75,33 @@
 #' @param rereferral_window Months after referral for `rereferral_18m`.
 #' @param toxic_trio `"core"` or `"broad"` factor set (see [sfp_codes()]).
 #' @param absence_terms Number of school terms starting after the referral.
+#' @param term_dates `NULL` for the standard term starts (autumn 1 September,
+#'   spring 1 January, summer Easter Monday), or a data frame of the
+#'   authorities' real term starts with columns `academic_year` ("2019/20"
+#'   or its first year, 2019), `term` ("autumn", "spring", "summer") and
+#'   `start` (`Date`); the terms it lists replace the standard ones.
 #' @param short_breaks `"exclude"` (default) or `"include"` care episodes with
 #'   legal status V3/V4.
 #' @param include_unborn Keep children referred before birth (age 0).
 #' @param chne Where Chinese ethnicity goes, see [ethnic_group()].
-#' @param fsm_column Column of `children` used for FSM eligibility
-#'   (`"fsm_ever6"`: FSM in the last six years or early-years pupil premium).
+#' @param ethnicity The ethnicity covariate of the regressions: `"cin"` (the
+#'   CIN census categories, as both protocols write: "In the categories
+#'   defined in the DfE's CIN census") or `"major"` (the five major groups,
+#'   `ethnic_group`). CEM always uses the major groups (FS p. 9).
+#' @param fsm_column Column of `children` used for the CEM's FSM eligibility
+#'   (`"fsm_ever6"`: FSM in the last six years or early-years pupil premium,
+#'   FS p. 9). The regressions use `fsm_ever` ("ever been recorded as
+#'   eligible for free school meals on Census day in any Spring Census up to
+#'   the pupil's current year"), or this column when `children` has no
+#'   `fsm_ever`.
 #' @param max_missing Covariates missing for more than this share of the
 #'   cohort are reported and dropped (FS p. 16: 30%).
+#' @param pre_go_live_exclusion Months before go-live whose referrals are
+#'   left out (FS footnote 7: "excluding cases that entered the sample
+#'   population in the final 18 months prior to implementation", for the
+#'   sensitivity analysis of the under-estimation of treatment; 0, the
+#'   default, keeps them). For a comparator LA the go-live of its matched
+#'   treated LA (roll-out `matched_to_la`) is used.
 #' @param quarter `"calendar"` quarters ("2020Q2", April-June) or
 #'   `"financial"` ("2020/21 Q1", April-June).
 #' @return An object of class `sfp_design`: a list with `programme` ("FS"),
@@ -99,28 +124,37 @@ design_family_safeguarding <- function(data_or_rollout,
                                        age_range = c(0L, 12L),
                                        age_bands = c(0L, 4L),
                                        cla_window = 18L,
-                                       cla_definition = c("looked_after", "entered"),
+                                       cla_definition = c("entered", "looked_after"),
                                        cpp_start_window = 6L,
                                        cpp_duration_cap = 12L,
                                        days_cpp_window = 18L,
                                        rereferral_window = 18L,
                                        toxic_trio = c("core", "broad"),
-                                       absence_terms = 3L,
+                                       absence_terms = 3L, term_dates = NULL,
                                        short_breaks = c("exclude", "include"),
                                        include_unborn = TRUE,
                                        chne = c("other", "asian"),
+                                       ethnicity = c("cin", "major"),
                                        fsm_column = "fsm_ever6",
                                        max_missing = 0.3,
+                                       pre_go_live_exclusion = 0L,
                                        quarter = c("calendar", "financial")) {
   toxic_trio <- match.arg(toxic_trio)
+  if (!is.numeric(pre_go_live_exclusion) || length(pre_go_live_exclusion) != 1L ||
+      is.na(pre_go_live_exclusion) || pre_go_live_exclusion < 0 ||
+      pre_go_live_exclusion != round(pre_go_live_exclusion)) {
+    stop_arg("pre_go_live_exclusion", "must be a whole number of months (0 for none)",
+             "give 18 for the footnote-7 sensitivity analysis.")
+  }
   short_breaks <- match.arg(short_breaks)
   chne <- match.arg(chne)
+  ethnicity <- match.arg(ethnicity)
   quarter <- match.arg(quarter)
   ro <- design_rollout(data_or_rollout, "FS")
   las <- design_las(ro, "FS")
   trial_start <- check_date_arg(trial_start, "trial_start")
   trial_end <- if (is.null(trial_end)) NULL else check_date_arg(trial_end, "trial_end")
-  data_end <- if (is.null(data_end)) NULL else check_date_arg(data_end, "data_end")
+  data_end <- check_data_end(data_end)
   check_age_args(age_range, age_bands)
   windows <- c(cla = cla_window, cpp_start = cpp_start_window,
                cpp_duration_cap = cpp_duration_cap, days_cpp = days_cpp_window,
@@ -147,15 +181,17 @@ design_family_safeguarding <- function(data_or_rollout,
     outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m",
                  "absence"),
     toxic_trio = toxic_trio,
+    pre_go_live_exclusion = as.integer(pre_go_live_exclusion),
     cla_definition = match.arg(cla_definition),
     codes = list(toxic_trio = sfp_codes(paste0("toxic_trio_", toxic_trio)),
                  short_breaks = sfp_codes("short_breaks")),
     absence_terms = as.integer(absence_terms),
+    term_dates = check_term_dates(term_dates),
     short_breaks = short_breaks, include_unborn = isTRUE(include_unborn),
-    chne = chne, fsm_column = fsm_column, max_missing = max_missing,
+    chne = chne, ethnicity = ethnicity, fsm_column = fsm_column, max_missing = max_missing,
     quarter = quarter,
     require_open_after_assessment = FALSE, entry = "first",
-    covariates = c("gender", "ethnic_group", "age", "disabled", "fsm", "uasc",
+    covariates = c("gender", eth_covariate(ethnicity), "age", "disabled", "fsm_ever", "uasc",
                    "n_previous_cpp", "primary_need", "prop_fsm",
                    "prop_white_british", "other_innovation_programme"),
     # FS footnote 31 (p. 15): primary need is left out of the models for the
@@ -236,7 +272,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                                  age_range = c(0L, 17L),
                                  age_bands = c(0L, 4L, 13L),
                                  cla_window = 18L,
-                                 cla_definition = c("looked_after", "entered"),
+                                 cla_definition = c("entered", "looked_after"),
                                  return_window = 36L,
                                  cpp_window = 12L, days_plan_window = 18L,
                                  reunification_window = 18L,
@@ -244,9 +280,11 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                                  require_open_after_assessment = TRUE,
                                  entry = c("first", "first_open"),
                                  step_months = 6L, absence_terms = 3L,
+                                 term_dates = NULL,
                                  short_breaks = c("exclude", "include"),
                                  include_unborn = TRUE,
                                  chne = c("other", "asian"),
+                                 ethnicity = c("cin", "major"),
                                  fsm_column = "fsm_ever6",
                                  max_missing = 0.3,
                                  quarter = c("calendar", "financial")) {
@@ -254,10 +292,11 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
   entry <- match.arg(entry)
   short_breaks <- match.arg(short_breaks)
   chne <- match.arg(chne)
+  ethnicity <- match.arg(ethnicity)
   quarter <- match.arg(quarter)
   ro <- design_rollout(data_or_rollout, "FV")
   las <- design_las(ro, "FV")
-  data_end <- if (is.null(data_end)) NULL else check_date_arg(data_end, "data_end")
+  data_end <- check_data_end(data_end)
   check_age_args(age_range, age_bands)
   windows <- c(cla = cla_window, return = return_window, cpp = cpp_window,
                days_plan = days_plan_window,
@@ -288,14 +327,15 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                  short_breaks = sfp_codes("short_breaks"),
                  closed_after_assessment = sfp_codes("closed_after_assessment")),
     absence_terms = as.integer(absence_terms),
+    term_dates = check_term_dates(term_dates),
     short_breaks = short_breaks, include_unborn = isTRUE(include_unborn),
-    chne = chne, fsm_column = fsm_column, max_missing = max_missing,
+    chne = chne, ethnicity = ethnicity, fsm_column = fsm_column, max_missing = max_missing,
     quarter = quarter,
     require_open_after_assessment = isTRUE(require_open_after_assessment),
     entry = entry,
-    covariates = c("gender", "ethnic_group", "age_band", "disabled", "fsm",
-                   "uasc", "n_previous_cpp", "primary_need", "prop_fsm",
-                   "prop_white_british", "other_innovation_programme"),
+    covariates = c("gender", eth_covariate(ethnicity), "age_band", "academic_year",
+                   "disabled", "fsm_ever", "uasc", "n_previous_cpp", "primary_need",
+                   "prop_fsm", "prop_white_british", "other_innovation_programme"),
     covariates_exclude = list(),
     strata = stats::setNames(las$stratum, las$la_code),
     cem = NULL
@@ -416,6 +456,51 @@ rollout_date <- function(v, column) {
   out
 }
 
+# data_end: NULL, one date, or one date per source (names cin, ssda903, npd).
+check_data_end <- function(x) {
+  if (is.null(x)) return(NULL)
+  if (length(x) == 1L && is.null(names(x))) return(check_date_arg(x, "data_end"))
+  if (is.character(x)) x <- stats::setNames(tryCatch(as.Date(x), error = function(e)
+    as.Date(rep(NA, length(x)))), names(x))
+  nm <- names(x)
+  if (!inherits(x, "Date") || anyNA(x) || is.null(nm) || !all(nm %in% .sources) ||
+      anyDuplicated(nm)) {
+    stop_arg("data_end", "must be one date or one date per source named among cin, ssda903, npd",
+             "give e.g. c(cin = as.Date(\"2023-03-31\"), ssda903 = as.Date(\"2023-03-31\"), npd = as.Date(\"2022-08-31\")).")
+  }
+  x
+}
+.sources <- c("cin", "ssda903", "npd")
+
+# ---- the one definition of go-live, embedding and step boundaries ----------
+# Used by build_cohort() and sw_terms() alike. A day is treated from the
+# go-live day on (a referral on the go-live day is treated). The embedding
+# period runs from `embed_start` to `embed_end` inclusive but never includes
+# a treated day. Steps are `months`-long from the trial start: step k starts
+# on trial_start + k * months (calendar months, month-end clamped); days
+# after the last complete step belong to it.
+
+treated_on <- function(day, go_live) {
+  day <- as.integer(day)
+  go_live <- as.integer(go_live)
+  out <- as.integer(!is.na(go_live) & day >= go_live)
+  out[is.na(day)] <- NA_integer_
+  out
+}
+
+in_embedding <- function(day, start, end, go_live) {
+  day <- as.integer(day)
+  !is.na(day) & !is.na(start) & !is.na(end) & day >= as.integer(start) &
+    day <= as.integer(end) & !(treated_on(day, go_live) %in% 1L)
+}
+
+sw_step <- function(day, trial_start, months, trial_end = NULL) {
+  breaks <- add_months(rep(as.integer(trial_start), 64L), months * (0:63))
+  n_steps <- if (is.null(trial_end) || !length(trial_end) || is.na(trial_end)) 64L else
+    max(1L, sum(breaks[-1] <= as.integer(trial_end) + 1L))
+  pmin(findInterval(as.integer(day), breaks) - 1L, n_steps - 1L)
+}
+
 check_date_arg <- function(x, arg) {
   if (is.character(x)) x <- tryCatch(as.Date(x), error = function(e) as.Date(NA))
   if (!inherits(x, "Date") || length(x) != 1L || is.na(x)) {
@@ -443,6 +528,40 @@ check_terms <- function(absence_terms) {
       !absence_terms %in% 1:3) {
     stop_arg("absence_terms", "must be 1, 2 or 3 (school terms after the referral)")
   }
+}
+
+# A term-dates table as year (first calendar year of the academic year),
+# term (1 autumn, 2 spring, 3 summer) and start (day number).
+check_term_dates <- function(x) {
+  if (is.null(x)) return(NULL)
+  if (!is.data.frame(x) || !all(c("academic_year", "term", "start") %in% names(x))) {
+    stop_arg("term_dates", "must be a data frame with columns `academic_year`, `term` and `start`",
+             "give one row per academic year and term, e.g. academic_year = \"2019/20\", term = \"autumn\", start = as.Date(\"2019-09-04\").")
+  }
+  y <- suppressWarnings(as.integer(substr(gsub("[^0-9]", "", as.character(x$academic_year)), 1L, 4L)))
+  t <- match(tolower(as.character(x$term)), c("autumn", "spring", "summer"))
+  st <- if (inherits(x$start, "Date")) as.integer(x$start) else rep(NA_integer_, nrow(x))
+  bad <- which(is.na(y) | is.na(t) | is.na(st))
+  if (length(bad)) {
+    stop_rows("term_dates", NULL, bad, "have no academic year, a term other than autumn/spring/summer, or no start date",
+              "give `academic_year` as \"2019/20\", `term` as autumn, spring or summer and `start` as a Date.")
+  }
+  ord <- 3L * y + t - 1L
+  bad <- which(duplicated(ord))
+  if (length(bad)) {
+    stop_rows("term_dates", "term", bad, "give an academic year and term already given", "give one start per term.")
+  }
+  o <- order(ord)
+  bad <- o[-1][diff(st[o]) <= 0L]
+  if (length(bad)) {
+    stop_rows("term_dates", "start", bad, "start on or before the term before them",
+              "check the dates: each term starts after the previous one.")
+  }
+  data.frame(year = y, term = t, start = st)
+}
+
+eth_covariate <- function(ethnicity) {
+  if (match.arg(ethnicity, c("cin", "major")) == "cin") "ethnicity_cin" else "ethnic_group"
 }
 
 check_windows <- function(windows) {

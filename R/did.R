@@ -181,7 +181,8 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
                 excluded(zero_w, "zero weight", "zero weight"))
   keep <- !miss & !zero_w
   if (!any(keep)) {
-    stop_arg("data", "has no usable rows after excluding missing values and zero weights")
+    stop_arg("data", "has no usable rows after excluding missing values and zero weights",
+             "check that `data` has rows and that the model variables and weights are filled in.")
   }
   y <- y[keep]
   X <- X[keep, , drop = FALSE]
@@ -231,6 +232,7 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   fit$n_clusters <- G
   fit$cluster_levels <- levels(cl)
   fit$cluster <- as.integer(cl)
+  fit$n_treated_clusters <- few_treated_check_(X[, treat_cols[1L]], cl, vcov, "did_fit()")
   fit$weights <- w
   fit$nobs <- length(y)
   class(fit) <- "did_fit"
@@ -559,6 +561,7 @@ irls_logit <- function(y, X, w, offset = 0, tol = 1e-12, maxit = 100L) {
   for (it in seq_len(maxit)) {
     v <- mu * (1 - mu)
     z <- eta - offset + (y - mu) / v
+    if (!all(is.finite(z))) break # fitted 0 or 1: separation, reported by the caller
     res <- .Call(ffi_wls, X, z, ww * v, 1e-7)
     b_old <- if (it == 1L) rep(Inf, ncol(X)) else b
     b <- res$coef
@@ -573,7 +576,8 @@ irls_logit <- function(y, X, w, offset = 0, tol = 1e-12, maxit = 100L) {
     dev_old <- dev
   }
   v <- mu * (1 - mu)
-  res <- .Call(ffi_wls, X, eta - offset + (y - mu) / v, ww * v, 1e-7)
+  z <- eta - offset + (y - mu) / v
+  if (all(is.finite(z))) res <- .Call(ffi_wls, X, z, ww * v, 1e-7)
   list(coef = res$coef, keep = res$keep, bread = res$bread, mu = mu, eta = eta,
        converged = conv, iterations = it)
 }
@@ -587,11 +591,11 @@ fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname) {
   r <- irls_logit(y, Z, w)
   extreme <- which(r$mu < 1e-10 | r$mu > 1 - 1e-10)
   if (length(extreme)) {
-    stop(sprintf(paste0("Perfect separation in the logit: %s row%s have fitted probabilities within 1e-10 of 0 or 1 (%s).\n",
+    stop(sprintf(paste0("Perfect separation in the logit of `%s`: %s row%s of `data` have fitted probabilities within 1e-10 of 0 or 1 (%s).\n",
                         "Fix: find the covariate that predicts the outcome perfectly and drop or pool it, ",
                         "or use family = \"gaussian\"."),
-                 format(length(extreme), big.mark = ","), if (length(extreme) == 1) "" else "s",
-                 describe_rows(extreme)), call. = FALSE)
+                 yname, format(length(extreme), big.mark = ","),
+                 if (length(extreme) == 1) "" else "s", describe_rows(extreme)), call. = FALSE)
   }
   if (!r$converged) {
     stop(paste0("The logit did not converge in 100 IRLS iterations: the outcome is (quasi-)perfectly separated ",
@@ -764,6 +768,7 @@ print.did_fit <- function(x, digits = 4, ...) {
   rownames(tab) <- tab$term
   print(tab[, c("estimate", "std.error", "statistic", "df", "p.value")], digits = digits)
   if (length(x$dropped)) cat("Dropped (collinear):", paste(x$dropped, collapse = ", "), "\n")
+  disclosure_status(x$nobs)
   invisible(x)
 }
 
@@ -796,6 +801,7 @@ print.summary.did_fit <- function(x, digits = 4, ...) {
   rownames(tab) <- tab$term
   print(tab[, -1], digits = digits)
   if (length(x$dropped)) cat("\nDropped (collinear):", paste(x$dropped, collapse = ", "), "\n")
+  disclosure_status(c(x$nobs, x$exclusions$n))
   invisible(x)
 }
 
@@ -856,7 +862,8 @@ event_time <- function(data, go_live, time, period = 1, max_period = NULL, prefi
   if (!is.data.frame(data)) stop_arg("data", "must be a data frame")
   for (a in list(c("go_live", go_live), c("time", time))) {
     if (!is.character(a[2]) || !a[2] %in% names(data)) {
-      stop_arg(a[1], sprintf("must name a column of `data` (got \"%s\")", a[2]))
+      stop_arg(a[1], sprintf("must name a column of `data` (got \"%s\")", a[2]),
+               "give the column's name as a string.")
     }
   }
   g <- data[[go_live]]

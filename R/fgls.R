@@ -1,7 +1,7 @@
-# Brewer, Crossley & Joyce's feasible GLS for few groups (METHODS.md s2),
+# Brewer, Crossley & Joyce's feasible GLS for few groups,
 # with Hansen's (2007) bias correction of the AR(p) coefficients, and the
 # LA random-effects GLS that the Family Safeguarding protocol's "feasible
-# GLS ... random effects" wording allows (METHODS.md s0 item 3).  The panel is
+# GLS ... random effects" wording allows.  The panel is
 # G x T cells (a few LAs by years or quarters), so this is plain R.
 
 # ---- Hansen's bias correction ------------------------------------------------
@@ -39,7 +39,7 @@ ar_stationary_ <- function(rho) {
 #' * `method = "hansen"`: the approximation coded in Brewer, Crossley and
 #'   Joyce's Stata ado, \eqn{[\Gamma_p + \Delta_{\cdot,2:p+1}/(T-p)]^{-1}
 #'   [\gamma_p + \Delta_{\cdot,1}/(T-p)]} with \eqn{\Delta_{ij} = (S - C2_i
-#'   - C3_j)/T} (METHODS.md s2). For AR(1), \eqn{\rho = 0.5}, T = 10 it gives
+#'   - C3_j)/T}. For AR(1), \eqn{\rho = 0.5}, T = 10 it gives
 #'   0.368 where the exact limit is 0.312.
 #'
 #' @param rho AR coefficients \eqn{(\rho_1, \dots, \rho_p)} of a stationary
@@ -120,7 +120,7 @@ hansen_correct_ <- function(rho_hat, T, bc, tol, maxit) {
 #' Feasible GLS for difference-in-differences with few groups
 #'
 #' Brewer, Crossley and Joyce's (2018) bias-corrected FGLS on the group x
-#' period panel (METHODS.md s2), which the Family Safeguarding protocol's
+#' period panel, which the Family Safeguarding protocol's
 #' primary analysis refers to:
 #' 1. Micro data (several rows per LA x period cell) are first reduced to
 #'    cell effects \eqn{\hat\delta_{gt}} from \eqn{Y_{igt} = X_{igt}\gamma +
@@ -155,8 +155,31 @@ hansen_correct_ <- function(rho_hat, T, bc, tol, maxit) {
 #' \eqn{\hat\theta_g = 1 - \sqrt{\sigma_e^2/(\sigma_e^2 + n_g\sigma_u^2)}},
 #' OLS, and the same cluster-robust variance and t(G - 1).
 #'
-#' The cell effects are unweighted cell means (BCJ). The panel must be
-#' balanced: every group has at least one row in every period.
+#' **Treatment that starts inside a period.** The Family Safeguarding
+#' treatment is the child's: 1 when the first referral falls on or after
+#' the authority's go-live date. In the period that contains a go-live a
+#' cell holds both treated and untreated children, so the cell is split by
+#' the treatment (the first regressor, when it is 0/1) into its arms
+#' (authority x period x arm). Each arm has its own cell effect and enters
+#' the panel regression with a weight equal to its share of the cell's
+#' weight, so a split cell counts as much as a whole one; the
+#' group-period shock is the share-weighted residual of the cell's arms
+#' (the AR regression uses it), and quasi-differencing subtracts from each
+#' arm \eqn{\rho_l} times the share-weighted cell value of period
+#' \eqn{t - l}. A panel without split cells and with equal weights gives
+#' BCJ's estimator unchanged.
+#'
+#' **Weights** (e.g. CEM weights) enter the within-cell regression (weighted
+#' least squares), the cell means (weighted means) and the arm shares. The
+#' `panel` reports, per arm, the rows `n`, the weight, the share, Kish's
+#' effective size \eqn{(\sum w)^2/\sum w^2} and the estimated sampling
+#' variance of the weighted cell mean, \eqn{\sum w^2(r - \bar r)^2/(\sum
+#' w)^2}. Rows of weight 0 are left out of every step and counted in
+#' `n_zero_weight`.
+#'
+#' Without weights the cell effects are unweighted cell means (BCJ). The
+#' panel must be balanced: every group has at least one row (of positive
+#' weight) in every period.
 #'
 #' @param formula `outcome ~ treated + covariates` (fixed effects are added
 #'   by the function; do not put group or period dummies in the formula).
@@ -168,11 +191,15 @@ hansen_correct_ <- function(rho_hat, T, bc, tol, maxit) {
 #' @param method `"ar"` (BCJ's FGLS) or `"re"` (LA random-effects GLS).
 #' @param tol,maxit Convergence tolerance (largest change relative to
 #'   \eqn{|\rho| + 1}) and maximum iterations of the bias correction.
+#' @param weights `NULL`, the name of a column of `data` or a vector with
+#'   one non-negative weight per row (e.g. CEM weights); `method = "ar"` only.
 #' @return An object of class `sfp_fgls`: `coefficients` and `vcov` of the
 #'   regressors, `df` (G - 1), `rho_hat` (uncorrected) and `rho` (used),
 #'   `bc`, `bc_converged`, `G`, `T`, `p`, `nobs` (N), `K`, `micro`,
 #'   `first_step` (coefficients of within-cell regressors), `panel` (the
-#'   cell data: group, time, outcome, regressors, FE residual), `n_dropped`
+#'   arm data: group, time, outcome, regressors, FE residual, `n`, `weight`,
+#'   `share`, `n_eff`, `var_mean`), `n_split` (cells split by treatment),
+#'   `weighted`, `n_zero_weight`, `n_dropped`
 #'   and `call`; for `method = "re"`, `sigma2` and `theta` instead of the AR
 #'   terms. Methods: `print`, `summary`, `coef`, `vcov`, `confint`, `nobs`,
 #'   `tidy`, `glance`.
@@ -188,21 +215,10 @@ hansen_correct_ <- function(rho_hat, T, bc, tol, maxit) {
 #' @export
 fgls_bcj <- function(formula, data, group, time, p = 2,
                      bc = c("hansen", "exact", "none"), method = c("ar", "re"),
-                     tol = 1e-6, maxit = 100) {
+                     tol = 1e-6, maxit = 100, weights = NULL) {
   cl <- match.call()
   bc <- match.arg(bc)
   method <- match.arg(method)
-  if (!inherits(formula, "formula") || length(formula) != 3L) {
-    stop_arg("formula", "must be a two-sided formula such as `y ~ treated + age`")
-  }
-  if (!is.data.frame(data)) stop_arg("data", "must be a data frame")
-  for (a in c("group", "time")) {
-    v <- get(a)
-    if (!is.character(v) || length(v) != 1L || !v %in% names(data)) {
-      stop_arg(a, "must be the name of a column of `data`",
-               sprintf("e.g. %s = \"%s\"", a, if (a == "group") "la_code" else "year"))
-    }
-  }
   if (!is.numeric(p) || length(p) != 1L || is.na(p) || p < 1 || p != round(p)) {
     stop_arg("p", "must be a whole number of at least 1")
   }
@@ -210,12 +226,162 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
   if (!is.numeric(maxit) || length(maxit) != 1L || !(maxit >= 1)) {
     stop_arg("maxit", "must be at least 1")
   }
+  P <- panel_rows_(formula, data, group, time, weights)
+  y <- P$y
+  X <- P$X
+  w <- P$w
+  weighted <- P$weighted
+  gi <- P$gi
+  ti <- P$ti
+  glev <- P$glev
+  tlev <- P$tlev
+  G <- P$G
+  T <- P$T
+  n_dropped <- P$n_dropped
+  if (method == "re") {
+    if (weighted) {
+      stop_arg("weights", "are not used by method = \"re\"", "use method = \"ar\" for a weighted FGLS")
+    }
+    return(fgls_re_(y, X, gi, ti, glev, tlev, n_dropped, cl))
+  }
+  check_balanced_(P, group, time)
+  if (T <= p) {
+    stop_arg("p", sprintf("(%d) must be below the number of periods T = %d", as.integer(p), T),
+             "use a lower AR order or more (shorter) periods")
+  }
+  # rows of weight 0 carry nothing into any mean or regression: set aside, counted
+  pos <- w > 0
+  n_zero_weight <- sum(!pos)
+  cells <- fgls_cells_(y[pos], X[pos, , drop = FALSE], w[pos],
+                       gi[pos], ti[pos], G, T)
+  Xcell <- cells$X
+  kx <- ncol(Xcell)
+  cg <- cells$tab$g
+  ct <- cells$tab$t
+  s <- cells$tab$share
+  sw <- sqrt(s)
+  FE <- cbind(stats::model.matrix(~ factor(cg, seq_len(G)))[, -1, drop = FALSE],
+              stats::model.matrix(~ factor(ct, seq_len(T)))[, -1, drop = FALSE])
+  W <- cbind("(Intercept)" = 1, Xcell, FE)
+  q <- qr(sw * W)
+  if (q$rank < ncol(W)) {
+    bad <- colnames(W)[q$pivot[(q$rank + 1):ncol(W)]]
+    bad <- intersect(bad, colnames(Xcell))
+    if (!length(bad)) bad <- colnames(Xcell)[kx]
+    stop_arg("formula", sprintf(
+      "has regressors collinear with the group and period fixed effects: %s",
+      paste0("`", bad, "`", collapse = ", ")),
+      "a regressor constant within groups (or within periods) is absorbed; remove it")
+  }
+  ycell <- cells$y
+  u <- ycell - drop(W %*% qr.coef(q, sw * ycell))
+  # the group x period shock: the share-weighted residual of the cell's arms
+  cagg <- function(v) {
+    a <- rowsum(s * as.matrix(v), cg + (ct - 1L) * G, reorder = TRUE)
+    matrix(a, G * T)
+  }
+  U <- matrix(cagg(u), G, T)
+  # AR(p) on FE residuals: pooled OLS without constant, t > p
+  resp <- c(U[, (p + 1):T])
+  Z <- vapply(seq_len(p), function(l) c(U[, (p + 1 - l):(T - l)]), numeric(G * (T - p)))
+  Z <- matrix(Z, ncol = p)
+  rho_hat <- drop(solve(crossprod(Z), crossprod(Z, resp)))
+  names(rho_hat) <- paste0("rho", seq_len(p))
+  if (bc != "none" && T <= 2 * p) {
+    stop_arg("p", sprintf("(%d) needs T > 2p periods for the bias correction; T = %d",
+                          as.integer(p), T),
+             "use a lower AR order, more periods, or bc = \"none\"")
+  }
+  hc <- hansen_correct_(rho_hat, T, bc, tol, maxit)
+  if (!is.null(hc$note)) warning("fgls_bcj(): ", hc$note, ".", call. = FALSE)
+  rho <- stats::setNames(hc$rho, names(rho_hat))
+  # With the first p periods dropped, the intercept and T - 1 period dummies
+  # span only T - p dimensions: drop the dummies of periods 2..p+1 (Stata
+  # omits p of them too; the regressors' coefficients do not depend on which).
+  redundant <- kx + 1L + (G - 1L) + seq_len(min(p, T - 1L))
+  W <- W[, -redundant, drop = FALSE]
+  # quasi-difference every column: each arm of cell (g, t) minus rho_l times
+  # the share-weighted cell value of (g, t - l); the first p periods are dropped
+  keep_rows <- ct > p
+  qd <- function(v) {
+    v <- as.matrix(v)
+    A <- cagg(v)
+    out <- v[keep_rows, , drop = FALSE]
+    for (l in seq_len(p)) {
+      lag <- cg[keep_rows] + (ct[keep_rows] - l - 1L) * G
+      out <- out - rho[l] * A[lag, , drop = FALSE]
+    }
+    out
+  }
+  ys <- drop(qd(ycell))
+  Ws <- qd(W)
+  colnames(Ws) <- colnames(W)
+  sk <- sw[keep_rows]
+  qs <- qr(sk * Ws)
+  if (qs$rank < ncol(Ws)) {
+    stop_arg("formula", "is collinear with the fixed effects after quasi-differencing",
+             "check the AR coefficients (a sum near 1 removes the group effects) and the regressors")
+  }
+  N <- nrow(Ws)
+  K <- ncol(Ws)
+  if (N <= K) {
+    stop_arg("p", sprintf("leaves N = G(T - p) = %d quasi-differenced cells for K = %d columns",
+                          N, K),
+             "use a lower AR order or more periods")
+  }
+  b <- qr.coef(qs, sk * ys)
+  e <- drop(ys - Ws %*% b)
+  Vall <- ols_vcov_cl_(sk * Ws, sk * e, cg[keep_rows], "CR1")
+  dimnames(Vall) <- list(colnames(W), colnames(W))
+  names(b) <- colnames(W)
+  keep <- colnames(Xcell)
+  tab <- cells$tab
+  panel <- data.frame(glev[cg], tlev[ct], ycell, Xcell, fe_residual = u,
+                      n = tab$n, weight = tab$wsum, share = s, n_eff = tab$n_eff,
+                      var_mean = tab$var_mean, check.names = FALSE)
+  names(panel)[1:3] <- c(group, time, deparse(formula[[2]]))
+  structure(list(
+    coefficients = b[keep], vcov = Vall[keep, keep, drop = FALSE],
+    coefficients_all = b, vcov_all = Vall, df = G - 1, method = "ar",
+    rho_hat = rho_hat, rho = rho, bc = bc, bc_converged = hc$converged,
+    bc_iterations = hc$iterations, G = G, T = T, p = as.integer(p), nobs = N,
+    K = K, micro = cells$micro, first_step = cells$first_step, panel = panel,
+    n_split = sum(duplicated(cg + (ct - 1L) * G)), weighted = weighted,
+    n_zero_weight = n_zero_weight, n_dropped = n_dropped, call = cl
+  ), class = "sfp_fgls")
+}
+
+# Rows of a group x period analysis (fgls_bcj(), few_treated_test()): checks
+# the formula, data, group and time arguments and the weights, leaves out
+# (and counts) incomplete rows, and returns y, X (no intercept), w (1 without
+# weights), weighted, wname, gi, ti (codes of the sorted groups and periods),
+# glev, tlev, G, T, n_dropped and rows (row numbers in `data`).
+panel_rows_ <- function(formula, data, group, time, weights) {
+  if (!inherits(formula, "formula") || length(formula) != 3L) {
+    stop_arg("formula", "must be a two-sided formula such as `y ~ treated + age`")
+  }
+  if (!is.data.frame(data)) stop_arg("data", "must be a data frame")
+  for (a in c("group", "time")) {
+    v <- if (a == "group") group else time
+    if (!is.character(v) || length(v) != 1L || !v %in% names(data)) {
+      stop_arg(a, "must be the name of a column of `data`",
+               sprintf("e.g. %s = \"%s\"", a, if (a == "group") "la_code" else "year"))
+    }
+  }
+  wname <- if (is.character(weights) && length(weights) == 1L) weights else "weights"
+  w <- resolve_weights_(weights, data)
+  weighted <- !is.null(w)
   ok <- complete_rows_(formula, data, NULL) & !is.na(data[[group]]) &
     !is.na(data[[time]])
   n_dropped <- report_dropped_(ok, "the outcome, a regressor, the group or the period")
   rows <- which(ok)
   d <- data[ok, , drop = FALSE]
   if (nrow(d) == 0L) stop_arg("data", "has no complete rows for this formula")
+  w <- if (weighted) w[ok] else rep(1, nrow(d))
+  if (!any(w > 0)) {
+    stop_rows("data", wname, rows, "all have weight 0, so nothing is estimated",
+              "check the weights (CEM gives 0 to unmatched children); at least the matched rows need a positive weight")
+  }
   y <- stats::model.response(stats::model.frame(formula, d))
   if (!is.numeric(y)) stop_arg("formula", "has an outcome that is not numeric")
   y <- as.double(y)
@@ -235,143 +401,93 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
     stop_arg("data", sprintf("has a single group in `%s`", group),
              "FGLS with group fixed effects and clustering needs two or more groups")
   }
-  if (method == "re") {
-    return(fgls_re_(y, X, gi, ti, glev, tlev, n_dropped, cl))
-  }
-  cell <- gi + (ti - 1L) * G
-  counts <- tabulate(cell, G * T)
+  list(y = y, X = X, w = w, weighted = weighted, wname = wname, gi = gi, ti = ti,
+       glev = glev, tlev = tlev, G = G, T = T, n_dropped = n_dropped, rows = rows)
+}
+
+
+# Stop unless every group x period cell has a row of positive weight.
+check_balanced_ <- function(P, group, time) {
+  G <- P$G
+  T <- P$T
+  glev <- P$glev
+  tlev <- P$tlev
+  w <- P$w
+  cell <- P$gi + (P$ti - 1L) * G
+  counts <- tabulate(cell[w > 0], G * T)
   if (any(counts == 0L)) {
     miss <- which(counts == 0L)
     mg <- glev[(miss - 1L) %% G + 1L]
     mt <- tlev[(miss - 1L) %/% G + 1L]
     stop(sprintf(paste0(
-      "Table `data`: the %s x %s panel is unbalanced: %d of %d cells have no rows (%s%s).\n",
+      "Table `data`: the %s x %s panel is unbalanced: %d of %d cells have no rows%s (%s%s).\n",
       "Fix: BCJ's FGLS needs every group observed in every period. Use coarser periods ",
       "(e.g. years instead of quarters) so every cell has data, drop the groups or ",
       "periods with empty cells, or use method = \"re\"."),
       group, time, length(miss), G * T,
+      if (any(w == 0)) " with a positive weight" else "",
       paste(utils::head(paste0(group, " ", mg, " in ", time, " ", mt), 5), collapse = ", "),
       if (length(miss) > 5) sprintf(" and %d more", length(miss) - 5) else ""),
       call. = FALSE)
   }
-  if (T <= p) {
-    stop_arg("p", sprintf("(%d) must be below the number of periods T = %d", as.integer(p), T),
-             "use a lower AR order or more (shorter) periods")
+  invisible(TRUE)
+}
+
+# Cell effects for BCJ's FGLS.  Rows (weight w > 0) fall in group x period
+# cells; a cell where the treatment (the first regressor, when it is 0/1)
+# changes -- a go-live inside the period -- is split into its
+# arms.  Within arms, regressors that vary are partialled out by weighted
+# least squares with arm effects; the rest are weighted arm means.
+#   returns y, X (arm means, arms ordered by period, group, arm), tab (g, t,
+#   n rows, wsum, share of the cell's weight, Kish n_eff = wsum^2 / sum w^2,
+#   var_mean = sum w^2 (r - rbar)^2 / wsum^2 of the adjusted outcome r,
+#   ssw = sum w (r - rbar)^2, w2 = sum w^2),
+#   first_step (named coefficients or NULL), micro (any arm with > 1 row).
+fgls_cells_ <- function(y, X, w, gi, ti, G, T) {
+  cell <- gi + (ti - 1L) * G
+  d1 <- X[, 1]
+  arm <- if (all(d1 %in% c(0, 1))) as.integer(d1) + 1L else rep(1L, length(y))
+  key <- (cell - 1L) * 2L + arm
+  ukey <- sort(unique(key))
+  a <- match(key, ukey)
+  na <- length(ukey)
+  wsum <- as.vector(rowsum(w, a, reorder = TRUE))
+  wmean <- function(M) rowsum(w * as.matrix(M), a, reorder = TRUE) / wsum
+  within_var <- colSums(w * (X - wmean(X)[a, , drop = FALSE])^2)
+  varies <- within_var > 1e-10 * pmax(1, colSums(w * X^2))
+  Xi <- X[, varies, drop = FALSE]
+  Xc <- X[, !varies, drop = FALSE]
+  if (ncol(Xc) == 0L) {
+    stop_arg("formula", "has no regressor that is constant within group x period cells",
+             "the panel regression needs a cell-level regressor such as the treatment indicator")
   }
-  micro <- any(counts > 1L)
   first_step <- NULL
-  if (micro) {
-    cmean <- function(M) rowsum(as.matrix(M), cell, reorder = TRUE) / counts
-    within_var <- colSums((X - cmean(X)[cell, , drop = FALSE])^2)
-    varies <- within_var > 1e-10 * pmax(1, colSums(X^2))
-    Xi <- X[, varies, drop = FALSE]
-    Xc <- X[, !varies, drop = FALSE]
-    if (ncol(Xc) == 0L) {
-      stop_arg("formula", "has no regressor that is constant within group x period cells",
-               "the panel regression needs a cell-level regressor such as the treatment indicator")
+  r <- y
+  if (ncol(Xi)) {
+    Xd <- Xi - wmean(Xi)[a, , drop = FALSE]
+    qd <- qr(sqrt(w) * Xd)
+    if (qd$rank < ncol(Xd)) {
+      stop_arg("formula", sprintf("has collinear individual-level regressors: %s",
+                                  paste0("`", colnames(Xd)[qd$pivot[(qd$rank + 1):ncol(Xd)]],
+                                         "`", collapse = ", ")),
+               "remove them")
     }
-    gamma <- numeric()
-    yr <- y
-    if (ncol(Xi)) {
-      Xd <- Xi - cmean(Xi)[cell, , drop = FALSE]
-      qd <- qr(Xd)
-      if (qd$rank < ncol(Xd)) {
-        stop_arg("formula", sprintf("has collinear individual-level regressors: %s",
-                                    paste0("`", colnames(Xd)[qd$pivot[(qd$rank + 1):ncol(Xd)]],
-                                           "`", collapse = ", ")),
-                 "remove them")
-      }
-      gamma <- qr.coef(qd, y - cmean(y)[cell])
-      names(gamma) <- colnames(Xi)
-      yr <- y - drop(Xi %*% gamma)
-      first_step <- gamma
-    }
-    ycell <- drop(cmean(yr))
-    Xcell <- cmean(Xc)
-  } else {
-    o <- order(cell)
-    ycell <- y[o]
-    Xcell <- X[o, , drop = FALSE]
+    first_step <- stats::setNames(qr.coef(qd, sqrt(w) * (y - wmean(y)[a])), colnames(Xi))
+    r <- y - drop(Xi %*% first_step)
   }
-  colnames(Xcell) <- colnames(X)[if (micro) !varies else seq_len(ncol(X))]
-  # cells are ordered group-fastest: index g + (t - 1) G
-  cg <- rep(seq_len(G), T)
-  ct <- rep(seq_len(T), each = G)
-  FE <- cbind(stats::model.matrix(~ factor(cg))[, -1, drop = FALSE],
-              stats::model.matrix(~ factor(ct))[, -1, drop = FALSE])
-  W <- cbind("(Intercept)" = 1, Xcell, FE)
-  kx <- ncol(Xcell)
-  q <- qr(W)
-  if (q$rank < ncol(W)) {
-    bad <- colnames(W)[q$pivot[(q$rank + 1):ncol(W)]]
-    bad <- intersect(bad, colnames(Xcell))
-    if (!length(bad)) bad <- colnames(Xcell)[kx]
-    stop_arg("formula", sprintf(
-      "has regressors collinear with the group and period fixed effects: %s",
-      paste0("`", bad, "`", collapse = ", ")),
-      "a regressor constant within groups (or within periods) is absorbed; remove it")
-  }
-  u <- qr.resid(q, ycell)
-  U <- matrix(u, G, T)
-  # AR(p) on FE residuals: pooled OLS without constant, t > p
-  resp <- c(U[, (p + 1):T])
-  Z <- vapply(seq_len(p), function(l) c(U[, (p + 1 - l):(T - l)]), numeric(G * (T - p)))
-  Z <- matrix(Z, ncol = p)
-  rho_hat <- drop(solve(crossprod(Z), crossprod(Z, resp)))
-  names(rho_hat) <- paste0("rho", seq_len(p))
-  if (bc != "none" && T <= 2 * p) {
-    stop_arg("p", sprintf("(%d) needs T > 2p periods for the bias correction; T = %d",
-                          as.integer(p), T),
-             "use a lower AR order, more periods, or bc = \"none\"")
-  }
-  hc <- hansen_correct_(rho_hat, T, bc, tol, maxit)
-  if (!is.null(hc$note)) warning("fgls_bcj(): ", hc$note, ".", call. = FALSE)
-  rho <- stats::setNames(hc$rho, names(rho_hat))
-  # quasi-difference every column, drop the first p periods
-  qd <- function(v) {
-    V <- matrix(v, G, T)
-    out <- V[, (p + 1):T, drop = FALSE]
-    for (l in seq_len(p)) out <- out - rho[l] * V[, (p + 1 - l):(T - l), drop = FALSE]
-    c(out)
-  }
-  # With the first p periods dropped, the intercept and T - 1 period dummies
-  # span only T - p dimensions: drop the dummies of periods 2..p+1 (Stata
-  # omits p of them too; the regressors' coefficients do not depend on which).
-  redundant <- kx + 1L + (G - 1L) + seq_len(min(p, T - 1L))
-  W <- W[, -redundant, drop = FALSE]
-  ys <- qd(ycell)
-  Ws <- apply(W, 2, qd)
-  Ws <- matrix(Ws, ncol = ncol(W), dimnames = list(NULL, colnames(W)))
-  qs <- qr(Ws)
-  if (qs$rank < ncol(Ws)) {
-    stop_arg("formula", "is collinear with the fixed effects after quasi-differencing",
-             "check the AR coefficients (a sum near 1 removes the group effects) and the regressors")
-  }
-  N <- nrow(Ws)
-  K <- ncol(Ws)
-  if (N <= K) {
-    stop_arg("p", sprintf("leaves N = G(T - p) = %d quasi-differenced cells for K = %d columns",
-                          N, K),
-             "use a lower AR order or more periods")
-  }
-  b <- qr.coef(qs, ys)
-  e <- drop(ys - Ws %*% b)
-  gs <- rep(seq_len(G), T - p)
-  Vall <- ols_vcov_cl_(Ws, e, gs, "CR1")
-  dimnames(Vall) <- list(colnames(W), colnames(W))
-  names(b) <- colnames(W)
-  keep <- colnames(Xcell)
-  panel <- data.frame(glev[cg], tlev[ct], ycell, Xcell, fe_residual = u,
-                      check.names = FALSE)
-  names(panel)[1:3] <- c(group, time, deparse(formula[[2]]))
-  structure(list(
-    coefficients = b[keep], vcov = Vall[keep, keep, drop = FALSE],
-    coefficients_all = b, vcov_all = Vall, df = G - 1, method = "ar",
-    rho_hat = rho_hat, rho = rho, bc = bc, bc_converged = hc$converged,
-    bc_iterations = hc$iterations, G = G, T = T, p = as.integer(p), nobs = N,
-    K = K, micro = micro, first_step = first_step, panel = panel,
-    n_dropped = n_dropped, call = cl
-  ), class = "sfp_fgls")
+  ybar <- drop(wmean(r))
+  ucell <- (ukey - 1L) %/% 2L + 1L
+  ctot <- as.vector(rowsum(wsum, ucell, reorder = FALSE))[match(ucell, unique(ucell))]
+  tab <- data.frame(g = (ucell - 1L) %% G + 1L, t = (ucell - 1L) %/% G + 1L,
+                    n = tabulate(a, na), wsum = wsum, share = wsum / ctot,
+                    n_eff = wsum^2 / as.vector(rowsum(w^2, a, reorder = TRUE)),
+                    var_mean = as.vector(rowsum(w^2 * (r - ybar[a])^2, a, reorder = TRUE)) /
+                      wsum^2,
+                    ssw = as.vector(rowsum(w * (r - ybar[a])^2, a, reorder = TRUE)),
+                    w2 = as.vector(rowsum(w^2, a, reorder = TRUE)))
+  Xm <- wmean(Xc)
+  colnames(Xm) <- colnames(X)[!varies]
+  list(y = ybar, X = Xm, tab = tab, first_step = first_step, micro = any(tab$n > 1L))
 }
 
 # LA random-effects GLS (Amemiya variance components), CR1 by LA, t(G - 1).
@@ -466,6 +582,15 @@ print.sfp_fgls <- function(x, digits = 4, ...) {
     cat(sprintf("%d groups x %d periods%s; %d quasi-differenced cells, %d columns\n",
                 x$G, x$T, if (x$micro) " (cell effects from micro data)" else "",
                 x$nobs, x$K))
+    if (isTRUE(x$n_split > 0) || isTRUE(x$weighted)) {
+      cat(sprintf("%s%s\n",
+                  if (isTRUE(x$n_split > 0)) sprintf(
+                    "%d cells split by treatment (go-live inside the period)", x$n_split) else "",
+                  if (isTRUE(x$weighted)) sprintf(
+                    "%sweighted cell means%s", if (isTRUE(x$n_split > 0)) "; " else "",
+                    if (x$n_zero_weight > 0) sprintf(", %d rows of weight 0 left out",
+                                                     x$n_zero_weight) else "") else ""))
+    }
     cat("rho (uncorrected):", format(x$rho_hat, digits = digits), "\n")
     cat("rho (used):       ", format(x$rho, digits = digits),
         if (isFALSE(x$bc_converged)) "(correction not converged: first iterate)" else "",

@@ -1568,6 +1568,7 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
     cat(sprintf("Note: only %d clusters: Wald tests are optimistic; use the permutation test.\n",
                 x$ngroups[1]))
   }
+  disclosure_status(c(x$nobs, if (NROW(x$exclusion_flow) > 1L) sum(x$exclusion_flow$excluded)))
   invisible(x)
 }
 
@@ -1641,8 +1642,9 @@ print.summary.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L),
 #'
 #' `go_live = "alt_go_live_date"` gives the alternative implementation date
 #' (deep-dive training complete) of the sensitivity analysis;
-#' `embedding = TRUE` excludes referrals between an LA's `embed_start`
-#' (inclusive) and `embed_end` (exclusive) dates. Rows outside the trial
+#' `embedding = TRUE` excludes referrals between an LA's `embed_start` and
+#' `embed_end` dates (both inclusive) that are not on or after its go-live
+#' date, as [build_cohort()] does. Rows outside the trial
 #' period and embedding exclusions are dropped with a warning and counted in
 #' the `exclusion_flow` attribute of the result.
 #'
@@ -1682,8 +1684,10 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
     v <- get(a)
     if (!is.character(v) || length(v) != 1L) stop_arg(a, "must be one column name")
   }
-  if (!date %in% names(data)) stop_arg("date", sprintf("is `%s`, which is not a column of `data`", date))
-  if (!cluster %in% names(data)) stop_arg("cluster", sprintf("is `%s`, which is not a column of `data`", cluster))
+  if (!date %in% names(data)) stop_arg("date", sprintf("is `%s`, which is not a column of `data`", date),
+                                       "name the column holding each row's date.")
+  if (!cluster %in% names(data)) stop_arg("cluster", sprintf("is `%s`, which is not a column of `data`", cluster),
+                                          "name the column holding each row's local authority.")
   need <- c(cluster, go_live, if (embedding) c("embed_start", "embed_end"))
   miss <- setdiff(need, names(rollout))
   if (length(miss)) {
@@ -1731,8 +1735,10 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
   start <- trial_start %||% seq(min(gl_trial, na.rm = TRUE), by = paste(-period_months, "months"),
                                 length.out = 2L)[2]
   np <- n_periods %||% (nrow(rollout) + 1L)
-  period <- months(rep(start, length(dt)), dt) %/% period_months
-  treated <- as.integer(dt >= gl[idx])
+  # the one definition of step and go-live boundaries (R/design.R), shared
+  # with build_cohort(): a referral on the go-live day is treated
+  period <- sw_step(dt, start, period_months)
+  treated <- treated_on(dt, gl[idx])
   since <- ifelse(treated == 1L, months(gl[idx], dt) %/% period_months, NA)
   data$period <- as.integer(period)
   data$treated <- treated
@@ -1754,7 +1760,7 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
   if (embedding) {
     es <- rollout$embed_start[idx]
     ee <- rollout$embed_end[idx]
-    emb <- !is.na(es) & !is.na(ee) & dt >= es & dt < ee & keep
+    emb <- in_embedding(dt, es, ee, gl[idx]) & keep
     if (any(emb)) {
       warn_rows("data", date, which(emb), paste(plural(sum(emb), "falls in its", "fall in their"), "LA's embedding period and", plural(sum(emb), "was", "were"), "excluded"),
                 "this is the embedding-period sensitivity analysis; use embedding = FALSE for the primary analysis.")

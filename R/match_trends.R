@@ -84,7 +84,8 @@ match_trends <- function(cohort, design, outcome, n_candidates = 10L, exclude = 
   window <- match.arg(window)
   treated <- treated_go_live(design)
   for (v in c("la", "referral_date", outcome)) {
-    if (!v %in% names(cohort)) stop_arg("cohort", sprintf("has no column `%s`", v))
+    if (!v %in% names(cohort)) stop_arg("cohort", sprintf("has no column `%s`", v),
+                                        "give the cohort from build_cohort().")
   }
   y <- cohort[[outcome]]
   if (is.logical(y)) y <- as.numeric(y)
@@ -189,7 +190,8 @@ match_trends <- function(cohort, design, outcome, n_candidates = 10L, exclude = 
 #' m2$pairs
 #' @export
 select_matches <- function(x, selection) {
-  if (!inherits(x, "sfp_trend_match")) stop_arg("x", "must come from match_trends()")
+  if (!inherits(x, "sfp_trend_match")) stop_arg("x", "must come from match_trends()",
+                                                "give the result of match_trends().")
   if (!is.list(selection) || is.null(names(selection))) {
     stop_arg("selection", "must be a list named by treated authority")
   }

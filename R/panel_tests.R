@@ -1,5 +1,4 @@
-# Panel diagnostics of the Family Safeguarding protocol ("Analysis plan",
-# METHODS.md s7): Breusch-Godfrey/Wooldridge and Wooldridge's FE tests for
+# Panel diagnostics of the Family Safeguarding protocol ("Analysis plan"): Breusch-Godfrey/Wooldridge and Wooldridge's FE tests for
 # serial correlation, the (cluster-robust) Hausman test, and the protocol's
 # 15%-repeat and 20%-practical-difference rules.  The panels are small
 # (LA x period cells, or children x three terms), so this is plain R.
@@ -210,7 +209,7 @@ htest_ <- function(stat, df, p, method, extra = list()) {
 #' The Family Safeguarding protocol checks for serial correlation with the
 #' Breusch-Godfrey test (footnote 23: serial correlation if p < 0.05). As
 #' each child appears once, the test runs on a panel where serial
-#' correlation can live (METHODS.md s0 item 4): the LA x period panel of
+#' correlation can live: the LA x period panel of
 #' cell means or residuals, or the three-term school-absence panel (child x
 #' term).
 #'
@@ -376,6 +375,23 @@ print.sfp_panel_test <- function(x, digits = 4, ...) {
       "No evidence of serial correlation at the 5% level.\n")
   }
   if (!is.null(x$prefer)) cat(sprintf("Prefer the %s model (5%% level).\n", x$prefer))
+  if (!is.null(x$comparison)) {
+    cm <- x$comparison
+    cat(sprintf(paste0(
+      "%s: %s estimate %s vs main regression %s; difference %s (SE %s, t(%d), %s): %s\n",
+      "  relative difference %+.1f%%: %s\n",
+      "Protocol decision: %s\n"),
+      cm$term, cm$chosen, format(cm$estimate_chosen, digits = digits),
+      format(cm$estimate_main, digits = digits), format(cm$difference, digits = digits),
+      format(cm$se_difference, digits = digits), as.integer(cm$df),
+      format_p_(cm$p.value, digits),
+      if (cm$statistically_different) "statistically different" else "not statistically different",
+      100 * cm$relative_difference,
+      if (cm$practically_different) "practically different (beyond 20%)" else
+        "not practically different (within 20%)",
+      if (cm$different) "statistically and practically different from the main regression" else
+        "not both statistically and practically different: the main regression stands"))
+  }
   invisible(x)
 }
 
@@ -384,7 +400,9 @@ print.sfp_panel_test <- function(x, digits = 4, ...) {
 #' Hausman test: fixed or random effects
 #'
 #' The protocol chooses between individual fixed and random effects "using
-#' a cluster-robust Hausman test" (METHODS.md s7).
+#' a cluster-robust Hausman test" and then asks whether the chosen model's
+#' treatment estimate is "statistically different and practically different"
+#' from the main regression's (`main`).
 #'
 #' * `method = "aux"` (default): Wooldridge's (2010 s10.7.3) auxiliary
 #'   regression. The random-effects quasi-demeaned outcome is regressed on the
@@ -409,10 +427,28 @@ print.sfp_panel_test <- function(x, digits = 4, ...) {
 #' @param vcov For `"aux"`: `"CR1"`, `"CR0"` or `"classical"`.
 #' @param cluster Cluster for the robust variance: `NULL` (the unit) or a
 #'   column name, e.g. the LA when units are children.
+#' @param main,param,threshold,level The protocol's second step: "whether
+#'   the chosen model produces a statistically different and practically
+#'   different estimate of the treatment effect to the treatment effect
+#'   estimated from the main regression (where we take practically different
+#'   to be 20% above or below)". `main` is the main regression as a formula
+#'   (e.g. `y ~ treated + age + factor(la) + factor(year)`), fitted by least
+#'   squares on the same rows; `param` the treatment term. The difference of
+#'   the chosen model's estimate and the main one has a cluster-robust
+#'   variance from the clusters' joint influence on both estimators
+#'   (\eqn{\psi_g = (X'X)^{-1}X_g'e_g}, \eqn{V = G/(G-1)\sum_g(\psi_{chosen,g}
+#'   - \psi_{main,g})^2}), tested with t(G - 1) at `1 - level`; practically
+#'   different is [practically_different()] with `threshold`; on null
+#'   children x terms panels it rejected 6.1% at 5% with 6 authorities and
+#'   5.8% with 30 (`bench/hausman_size.R`). `NULL` (default) skips the step.
 #' @return An object of class `c("sfp_panel_test", "htest")` with
 #'   `statistic`, `parameter`, `p.value`, `method`, `sigma2` (variance
-#'   components), `nobs` and `prefer` (`"fixed effects"` if p < 0.05, else
-#'   `"random effects"`).
+#'   components), `nobs`, `prefer` (`"fixed effects"` if p < 0.05, else
+#'   `"random effects"`) and, with `main`, `comparison`: a one-row data frame
+#'   with both estimates and standard errors, the difference, its SE,
+#'   statistic, df and p-value, `statistically_different`,
+#'   `relative_difference`, `practically_different` and `different` (both:
+#'   the protocol's decision).
 #' @examples
 #' set.seed(5)
 #' d <- expand.grid(child = 1:60, term = 1:3)
@@ -421,10 +457,14 @@ print.sfp_panel_test <- function(x, digits = 4, ...) {
 #' d$x <- rnorm(180) + 0.5 * u[d$child]
 #' d$absence <- 2 + d$x + u[d$child] + rnorm(180)
 #' hausman_test(absence ~ x, d, id = "child", time = "term", cluster = "la")
+#' # and the protocol's comparison with the main regression
+#' hausman_test(absence ~ x, d, id = "child", time = "term", cluster = "la",
+#'              main = absence ~ x + factor(term), param = "x")
 #' @export
 hausman_test <- function(formula, data, id, time, method = c("aux", "classic"),
                          vcov = c("CR1", "CR0", "classical"), cluster = NULL,
-                         random_method = c("swar", "amemiya")) {
+                         random_method = c("swar", "amemiya"), main = NULL,
+                         param = "treated", threshold = 0.2, level = 0.95) {
   method <- match.arg(method)
   vcov <- match.arg(vcov)
   random_method <- match.arg(random_method)
@@ -473,9 +513,85 @@ hausman_test <- function(formula, data, id, time, method = c("aux", "classic"),
   }
   stat <- c(chisq = stat)
   p <- stats::pchisq(stat, k, lower.tail = FALSE)
+  prefer <- if (p < 0.05) "fixed effects" else "random effects"
+  comparison <- if (is.null(main)) NULL else
+    hausman_compare_(P, data, rd, wf, main, param, prefer, threshold, level)
   htest_(stat, c(df = k), p, label,
-         list(sigma2 = rc$sigma2, nobs = length(P$y),
-              prefer = if (p < 0.05) "fixed effects" else "random effects"))
+         list(sigma2 = rc$sigma2, nobs = length(P$y), prefer = prefer,
+              comparison = comparison))
+}
+
+# The protocol's second step: is the chosen (FE or RE) model's estimate of
+# `param` statistically and practically different from the main
+# regression's? Both are least squares on the same rows, so the variance of
+# the difference comes from the clusters' joint influence:
+# psi_g = (X'X)^{-1} X_g' e_g for each estimator, V = G/(G-1) sum_g
+# (psi_chosen,g - psi_main,g)^2, t(G - 1) reference.
+hausman_compare_ <- function(P, data, rd, wf, main, param, prefer, threshold, level) {
+  if (!inherits(main, "formula") || length(main) != 3L) {
+    stop_arg("main", "must be the main regression as a two-sided formula",
+             "e.g. main = absence ~ treated + age + factor(la) + factor(term)")
+  }
+  if (!is.character(param) || length(param) != 1L) {
+    stop_arg("param", "must name the treatment term compared with the main regression",
+             "e.g. param = \"treated\"")
+  }
+  miss <- setdiff(all.vars(main), names(data))
+  if (length(miss)) {
+    stop_arg("main", sprintf("uses %s, not found in `data`",
+                             paste0("`", miss, "`", collapse = ", ")))
+  }
+  dm <- data[P$rows, , drop = FALSE]
+  na <- which(!stats::complete.cases(dm[all.vars(main)]))
+  if (length(na)) {
+    stop_rows("data", NULL, P$rows[na], "with a missing value in a variable of `main`",
+              "compare the models on the same rows: remove those rows first")
+  }
+  Xm <- stats::model.matrix(main, dm)
+  ym <- as.double(stats::model.response(stats::model.frame(main, dm)))
+  ch <- if (prefer == "fixed effects") list(X = wf$Xw, y = wf$yw) else rd
+  for (nm in c("main", "chosen")) {
+    cols <- colnames(if (nm == "main") Xm else ch$X)
+    if (!param %in% cols) {
+      stop_arg("param", sprintf("(`%s`) is not a coefficient of the %s model%s", param,
+                                if (nm == "main") "main" else prefer,
+                                if (nm == "chosen" && prefer == "fixed effects")
+                                  " (it must vary within units)" else ""),
+               sprintf("use one of %s", paste0("`", utils::head(cols, 6), "`", collapse = ", ")))
+    }
+  }
+  infl <- function(X, y) {
+    q <- qr(X)
+    if (q$rank < ncol(X)) {
+      stop_arg("main", "has collinear regressors", "remove the redundant terms")
+    }
+    b <- qr.coef(q, y)
+    e <- drop(y - X %*% b)
+    j <- match(param, colnames(X))
+    Bi <- chol2inv(qr.R(q))[order(q$pivot), order(q$pivot), drop = FALSE]
+    psi <- drop(rowsum(X * e, P$cluster, reorder = TRUE) %*% Bi[, j])
+    list(b = unname(b[j]), psi = psi)
+  }
+  m <- infl(Xm, ym)
+  c_ <- infl(ch$X, ch$y)
+  G <- length(m$psi)
+  cf <- G / (G - 1)
+  se <- function(psi) sqrt(cf * sum(psi^2))
+  d <- c_$b - m$b
+  se_d <- se(c_$psi - m$psi)
+  # the same estimator twice (e.g. RE with no unit variance against pooled
+  # OLS): the difference is rounding, not a statistic
+  same <- abs(d) <= sqrt(.Machine$double.eps) * max(abs(c(c_$b, m$b)), 1e-300)
+  tstat <- if (same) 0 else d / se_d
+  pv <- 2 * stats::pt(-abs(tstat), G - 1)
+  pr <- practically_different(c_$b, m$b, threshold)
+  stat_diff <- pv < 1 - level
+  data.frame(term = param, chosen = prefer, estimate_chosen = c_$b,
+             se_chosen = se(c_$psi), estimate_main = m$b, se_main = se(m$psi),
+             difference = d, se_difference = se_d, statistic = tstat, df = G - 1,
+             p.value = pv, statistically_different = stat_diff,
+             relative_difference = attr(pr, "relative_difference"),
+             practically_different = as.vector(pr), different = stat_diff & as.vector(pr))
 }
 
 # ---- protocol decision rules -----------------------------------------------------
@@ -536,6 +652,7 @@ print.sfp_repeat_share <- function(x, ...) {
   cat(sprintf("Rule (share of %s > %.0f%%): %s\n", x$basis, 100 * x$threshold,
               if (x$consider_multilevel) "try individual fixed/random effects" else
                 "keep the main specification"))
+  disclosure_status(c(x$n_observations, x$n_individuals, x$n_repeated))
   invisible(x)
 }
 
@@ -555,7 +672,7 @@ print.sfp_repeat_share <- function(x, ...) {
 #' @export
 practically_different <- function(est_alt, est_main, threshold = 0.2) {
   if (!is.numeric(est_alt) || !is.numeric(est_main)) {
-    stop_arg("est_alt/est_main", "must be numeric")
+    stop_arg("est_alt/est_main", "must be numeric", "give the two estimates as numbers.")
   }
   if (!is.numeric(threshold) || length(threshold) != 1L || is.na(threshold) ||
       threshold < 0) {

@@ -41,7 +41,8 @@ sw_randomise <- function(las, strata = NULL, steps = seq_along(las), seed,
   }
   las <- as.character(las)
   if (!length(las) || anyNA(las) || anyDuplicated(las)) {
-    stop_arg("las", "must be unique, non-missing local authority codes")
+    stop_arg("las", "must be unique, non-missing local authority codes",
+             "give each local authority once.")
   }
   if (length(steps) != length(las) || anyNA(steps)) {
     stop_arg("steps", sprintf("must give one step per authority (%d)", length(las)))

@@ -47,7 +47,8 @@ placebo_test <- function(matches, cohort, design = NULL, outcome = NULL,
   if (is.null(outcome)) stop_arg("outcome", "must name the outcome column")
   treated <- treated_go_live(design %||% matches$treated)
   for (v in c("la", "referral_date", outcome)) {
-    if (!v %in% names(cohort)) stop_arg("cohort", sprintf("has no column `%s`", v))
+    if (!v %in% names(cohort)) stop_arg("cohort", sprintf("has no column `%s`", v),
+                                        "give the cohort from build_cohort().")
   }
   la <- as.character(cohort$la)
   date <- as.Date(cohort$referral_date)
@@ -103,9 +104,15 @@ print.sfp_placebo <- function(x, ...) {
 #' the treated authorities went live: a shock that should hit all authorities
 #' alike (a new practice model, a serious case review) is interacted with the
 #' presence of the programme; a significant interaction suggests the matched
-#' comparators did not respond like the treated authorities. The model is
-#' `y ~ treated_la:shock | la + period` (the main effects are absorbed),
-#' clustered by authority.
+#' comparators did not respond like the treated authorities. The protocol
+#' says "we control for the common shock and its interaction with the
+#' presence of Family Safeguarding", so the model is `y ~ treated_la:shock +
+#' shock | pair x la + pair x period`, clustered by authority (the
+#' authority's main effect is in its fixed effect). When the shock starts on
+#' a period boundary its main effect is constant within pair x period cells
+#' and the period effects absorb it: the `shock` row is then `NA` with
+#' `absorbed = TRUE`; a shock dated inside a period, or a child-level 0/1
+#' column, keeps its own coefficient.
 #'
 #' @param cohort The cohort (`la`, `referral_date`, the outcome).
 #' @param matches Selected pairs (`sfp_trend_match` or data frame).
@@ -116,8 +123,10 @@ print.sfp_placebo <- function(x, ...) {
 #' @param period Period fixed effects: `"quarter"` (calendar quarter of
 #'   referral) or the name of a column of `cohort`.
 #' @param vcov Variance (see [did_fit()]).
-#' @return A data frame with the interaction's estimate, standard error,
-#'   df, p-value and the number of children and authorities used.
+#' @return A data frame with two rows, the interaction (`"programme x
+#'   shock"`, the test) and the shock's main effect (`"shock"`): estimate,
+#'   standard error, df, p-value, `absorbed` and the number of children and
+#'   authorities used.
 #' @examples
 #' set.seed(1)
 #' las <- sprintf("L%02d", 1:8)
@@ -162,10 +171,19 @@ common_shock_test <- function(cohort, matches, shock, outcome = NULL, design = N
   d$fs_shock <- d$treated_la * d$shock
   d$pair_la <- paste(d$pair, d$la)
   d$pair_period <- paste(d$pair, d$period)
-  fit <- did_fit(y ~ fs_shock | pair_la + pair_period, d, cluster = ~la,
-                 family = "gaussian", vcov = vcov)
-  cbind(term = "programme x shock", did_term(fit, "fs_shock"), n_children = nrow(d),
-        authorities = length(unique(d$la)))
+  # the shock's main effect, unless the pair x period effects absorb it (a
+  # shock that starts on a period boundary): then it is controlled for by them
+  absorbed <- all(tapply(d$shock, d$pair_period, function(v) all(v == v[1])))
+  f <- if (absorbed) y ~ fs_shock | pair_la + pair_period else
+    y ~ fs_shock + shock | pair_la + pair_period
+  fit <- did_fit(f, d, cluster = ~la, family = "gaussian", vcov = vcov)
+  main <- if (absorbed || "shock" %in% fit$dropped) {
+    data.frame(estimate = NA_real_, std.error = NA_real_, df = NA_real_, p.value = NA_real_)
+  } else did_term(fit, "shock")
+  cbind(term = c("programme x shock", "shock"),
+        rbind(did_term(fit, "fs_shock"), main),
+        absorbed = c(FALSE, absorbed || "shock" %in% fit$dropped),
+        n_children = nrow(d), authorities = length(unique(d$la)))
 }
 
 # One term of a did_fit(): estimate, standard error, its reference df and the
@@ -183,7 +201,8 @@ selected_pairs <- function(matches) {
     matches$candidates[matches$candidates$selected, c("treated_la", "comparator_la")]
   } else matches
   if (!is.data.frame(p) || !all(c("treated_la", "comparator_la") %in% names(p)) || !nrow(p)) {
-    stop_arg("matches", "must hold at least one selected treated-comparator pair")
+    stop_arg("matches", "must hold at least one selected treated-comparator pair",
+             "select pairs with select_matches() first.")
   }
   p
 }

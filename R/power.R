@@ -884,7 +884,8 @@ icc_anova <- function(y, cluster = NULL, data = NULL, truncate = TRUE, level = 0
     c_name <- "cluster"
   }
   if (!is.numeric(y) && !is.logical(y)) {
-    stop_arg(y_name, sprintf("must be numeric or logical, not %s", class(y)[1]))
+    stop_arg(y_name, sprintf("must be numeric or logical, not %s", class(y)[1]),
+             "give a numeric or 0/1 outcome.")
   }
   if (is.null(cluster) || !is.atomic(cluster) || length(cluster) != length(y)) {
     stop_arg(c_name, sprintf("must be an atomic vector as long as `%s` (%d), not %s",

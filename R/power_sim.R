@@ -96,7 +96,8 @@ power_design <- function(type = c("stepped_wedge", "did"), go_live = NULL,
   }
   M <- if (length(m) == 1L) matrix(m, I, periods) else as.matrix(m)
   if (!identical(dim(M), c(I, as.integer(periods))) || anyNA(M) || any(M < 0)) {
-    stop_arg("m", sprintf("must be one number or a %d x %d matrix of non-negative sizes", I, periods))
+    stop_arg("m", sprintf("must be one number or a %d x %d matrix of non-negative sizes", I, periods),
+             "give the children per cluster and period, e.g. `m = 100`.")
   }
   pe <- period_effects %||% rep(0, periods - 1L)
   if (length(pe) != periods - 1L) {
@@ -322,7 +323,8 @@ power_sim <- function(design, effect, n_sims = 1000L, analysis = NULL, seed = 1,
                       progress = interactive(), max_enumerate = 10000L, n_perm = 1000L) {
   if (!inherits(design, "sfp_power_design")) stop_arg("design", "must come from power_design()")
   if (!is.numeric(effect) || !length(effect) || anyNA(effect)) {
-    stop_arg("effect", "must be one or more risk differences")
+    stop_arg("effect", "must be one or more risk differences",
+             "give e.g. `effect = 0.05` (finite numbers).")
   }
   if (!is.numeric(n_sims) || length(n_sims) != 1L || n_sims < 1) {
     stop_arg("n_sims", "must be a positive whole number")

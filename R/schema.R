@@ -48,7 +48,11 @@ col_spec <- function(type, required = TRUE, na = TRUE, codes = NULL,
       primary_need = col_spec("chr", required = FALSE, codes = "primary_need"),
       closure_date = col_spec("date"),
       closure_reason = col_spec("chr", required = FALSE, codes = "closure_reason"),
-      referral_nfa = col_spec("lgl", required = FALSE)
+      referral_nfa = col_spec("lgl", required = FALSE),
+      # the authority the referral was made to, where the extract records it
+      la_code = col_spec("chr", required = FALSE),
+      # the referral led directly to a MARAC (FS re-referral outcome)
+      marac = col_spec("lgl", required = FALSE)
     ),
     foreign = list(child_id = "children"),
     order = list(c("referral_date", "closure_date"))

@@ -198,6 +198,11 @@ sim_age_logit <- function(age) {
 #'   `FALSE` for plain independent draws) and `trend_sd` (SD of an LA's
 #'   quarter-to-quarter movement on the logit scale, from 0 to 3; default
 #'   0.8 for Family Safeguarding, 0.06 for Family Valued).
+#' @param format `"tables"` (default) to return the tables only, or
+#'   `"returns"` to also write them to `path` in the layouts of the CIN census
+#'   and SSDA903 returns with [write_returns()] (read back with
+#'   [read_returns()]).
+#' @param path Directory for `format = "returns"`.
 #' @return An [sfp_data()] object with the ten tables, and in
 #'   `attr(x, "truth")` a list: `design`, `seed`, `effects`, `baseline`,
 #'   `icc`, `sigma_la` (SD of the LA random intercept, logit scale),
@@ -216,7 +221,13 @@ sim_age_logit <- function(age) {
 simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
                          n_la = NULL, children_per_la_year = NULL,
                          effects = list(), seed = 1, icc = NULL,
-                         baseline = NULL, start = NULL, end = NULL, ...) {
+                         baseline = NULL, start = NULL, end = NULL,
+                         format = c("tables", "returns"), path = NULL, ...) {
+  format <- match.arg(format)
+  if (format == "returns" && (!is.character(path) || length(path) != 1L)) {
+    stop_arg("path", "must be one directory path when format = \"returns\"",
+             "give e.g. `path = tempfile()`.")
+  }
   if (!is.character(design) || length(design) < 1L ||
       !design[1] %in% c("family_safeguarding", "family_valued")) {
     stop_arg("design", "must be \"family_safeguarding\" or \"family_valued\"",
@@ -360,6 +371,7 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
                   trial_start = las$trial_start, trial_end = las$trial_end)
   )
   attr(x, "truth") <- truth
+  if (format == "returns") write_returns(x, path)
   x
 }
 

@@ -1,26 +1,65 @@
 # Staggered roll-out: the Goodman-Bacon decomposition and Callaway-Sant'Anna
 # group-time effects for repeated cross-sections of children (Family
-# Safeguarding protocol, "Decomposition", p. 18; METHODS.md section 6).
+# Safeguarding protocol, "Decomposition").
 
 # ---- shared: cluster x period cells ----------------------------------------
 
-# Index a period column: numeric kept as is (must be whole numbers); factor,
-# character or Date mapped to 1..T in sorted order, labels kept.
+# Index a period column by its sorted distinct values: the analyst's periods
+# (calendar years 2015..2020, 0..5, financial years as numbers, labels such
+# as "2020/21", dates, factors in level order) become positions 1..T.
+# A gap -- a value between two others that no row has, e.g. no 2017 in
+# 2015..2020 -- is not a period: 2018 follows 2016 (base periods, event times
+# and the decomposition's shares count the periods present); numeric periods
+# with uneven steps get a warning saying so. Returns index, labels and gaps
+# (the missing numeric values, for the result).
 period_index <- function(x, arg) {
-  if (is.numeric(x) && !inherits(x, "Date")) {
-    if (anyNA(x) || any(x != round(x))) {
-      stop_rows("data", arg, which(is.na(x) | x != round(x)),
-                "are missing or not whole numbers",
-                "give periods as integers (or as labels such as \"2020/21\").")
-    }
-    return(list(index = as.integer(x), labels = sort(unique(x))))
-  }
   if (anyNA(x)) {
     stop_rows("data", arg, which(is.na(x)), "are missing",
               "drop or fill rows with a missing period first (and count them).")
   }
+  if (is.numeric(x) && !inherits(x, "Date")) {
+    if (any(!is.finite(x))) {
+      stop_rows("data", arg, which(!is.finite(x)), "are not finite",
+                "give periods as numbers (e.g. 2019) or as labels such as \"2019/20\".")
+    }
+    lev <- sort(unique(x))
+    gaps <- period_gaps(lev)
+    if (length(gaps)) {
+      warning(sprintf(paste0(
+        "`%s` has no rows at %s (its values step by %s otherwise): a period with no ",
+        "rows is not a period, so %s follows %s; base periods and event times count ",
+        "the periods present.\nFix: if those periods were dropped by mistake, restore them."),
+        arg, paste(utils::head(gaps, 5), collapse = ", "), format(min(diff(lev))),
+        format(lev[findInterval(gaps[1], lev) + 1L]), format(lev[findInterval(gaps[1], lev)])),
+        call. = FALSE)
+    }
+    return(list(index = match(x, lev), labels = lev, gaps = gaps))
+  }
   lev <- if (is.factor(x)) levels(x)[levels(x) %in% x] else sort(unique(x))
-  list(index = match(as.character(x), as.character(lev)), labels = lev)
+  list(index = match(as.character(x), as.character(lev)), labels = lev, gaps = NULL)
+}
+
+# Values missing from an otherwise evenly stepped sorted vector: with the
+# smallest step s, every multiple of s between neighbours that is absent.
+# As many values missing as present, or more, is a coding, not a gap
+# (quarters as 20171..20174, 20181, months as 201701..201712): not reported.
+period_gaps <- function(lev) {
+  if (length(lev) < 3L) return(numeric())
+  s <- min(diff(lev))
+  k <- round(diff(lev) / s)
+  if (all(k == 1L) || any(abs(diff(lev) / s - k) > 1e-8)) return(numeric())
+  gaps <- unlist(lapply(which(k > 1L), function(i) lev[i] + s * seq_len(k[i] - 1L)))
+  if (length(gaps) >= length(lev)) numeric() else gaps
+}
+
+# Labels of period positions for results: the analyst's numbers when the
+# periods are numeric (Inf stays Inf, the never treated), positions otherwise.
+period_label <- function(i, labels) {
+  if (!is.numeric(labels) || inherits(labels, "Date")) return(i)
+  out <- rep(Inf, length(i))
+  fin <- is.finite(i)
+  out[fin] <- labels[i[fin]]
+  out
 }
 
 # Each cluster's first treated period (Inf = never treated), checking that the
@@ -61,14 +100,20 @@ first_treated <- function(treated, cl, t, treatment) {
 #' @param formula `outcome ~ treatment`, the treatment 0/1 and absorbing.
 #' @param data Individual-level data (or a panel).
 #' @param id Column naming the cluster (local authority).
-#' @param time Column naming the period (numbers, or labels sorted in time
-#'   order such as financial years `"2019/20"`).
+#' @param time Column naming the period: numbers as the analyst has them
+#'   (calendar years 2015, ..., 2020, or 0, ..., 5), labels sorted in time
+#'   order such as financial years `"2019/20"`, dates or a factor. Periods
+#'   are the distinct values present, in sorted order; a value no row has
+#'   (a gap, e.g. no 2017) is not a period, so the period after 2016 is 2018
+#'   (a warning says so for numeric periods).
 #' @param weights Optional individual weights (e.g. CEM weights) for the cell
 #'   means: a column name or a numeric vector.
 #' @return An object of class `sfp_bacon`: `comparisons` (data frame with
-#'   `treated`, `control` (timing groups, by first treated period; `Inf` =
+#'   `treated`, `control` (timing groups, by first treated period: the
+#'   period's value when periods are numeric, else its position; `Inf` =
 #'   never), `type`, `estimate`, `weight`), `estimate` (the two-way
-#'   fixed-effects coefficient), `panel` (the cell means) and `by_type`.
+#'   fixed-effects coefficient), `panel` (the cell means), `by_type`,
+#'   `first_treated`, `periods` and `gaps` (numeric periods with no rows).
 #' @examples
 #' set.seed(1)
 #' d <- expand.grid(la = paste0("L", 1:6), year = 1:6, child = 1:20)
@@ -85,8 +130,10 @@ bacon <- function(formula, data, id, time, weights = NULL) {
     stop_arg("formula", "must be `outcome ~ treatment` (covariates are not decomposed)")
   }
   for (v in c(vars, id, time)) {
-    if (!v %in% names(data)) stop_arg("data", sprintf("has no column `%s`", v))
+    if (!v %in% names(data)) stop_arg("data", sprintf("has no column `%s`", v),
+                                      "name columns of `data`.")
   }
+  if (nrow(data) == 0L) stop_arg("data", "has no rows", "give the cluster x period panel.")
   y <- data[[vars[1]]]
   d <- data[[vars[2]]]
   w <- if (is.null(weights)) rep(1, nrow(data)) else
@@ -151,8 +198,12 @@ bacon <- function(formula, data, id, time, weights = NULL) {
                estimate = sum(s$estimate * s$weight) / sum(s$weight))
   }))
   rownames(by_type) <- NULL
+  comp$treated <- period_label(comp$treated, tp$labels)
+  comp$control <- period_label(comp$control, tp$labels)
+  colnames(Y) <- as.character(tp$labels)
   structure(list(comparisons = comp, estimate = twfe, by_type = by_type,
-                 panel = Y, first_treated = g, periods = tp$labels,
+                 panel = Y, first_treated = stats::setNames(period_label(g, tp$labels), names(g)),
+                 periods = tp$labels, gaps = tp$gaps,
                  excluded = excluded, call = match.call()),
             class = "sfp_bacon")
 }
@@ -174,6 +225,7 @@ print.sfp_bacon <- function(x, ...) {
     cat(sprintf("\n%.0f%% of the weight comes from comparisons that use already-treated clusters as controls:\nwith effects that change over time since go-live these bias the TWFE estimate; consider att_gt().\n",
                 100 * later))
   }
+  disclosure_status(x$excluded[x$excluded > 0])
   invisible(x)
 }
 
@@ -225,7 +277,7 @@ twfe_panel <- function(Y, D) {
 #' in the period of their first referral): for the authorities first treated
 #' in period `g` (their "group"), the change in the mean outcome from the base
 #' period to period `t`, minus the same change among the control authorities
-#' (Callaway & Sant'Anna 2021; METHODS.md section 6). Controls are the
+#' (Callaway & Sant'Anna 2021). Controls are the
 #' never-treated authorities (`control = "never"`) or those not yet treated by
 #' period `max(t, base) + anticipation` (`"not_yet"`). With `covariates`, the
 #' control change is the outcome-regression prediction for the group's
@@ -249,7 +301,13 @@ twfe_panel <- function(Y, D) {
 #' @param control `"never"` or `"not_yet"`.
 #' @param covariates `NULL`, or a one-sided formula or character vector of
 #'   covariate names for the outcome-regression adjustment.
-#' @param time Period column (numbers, or labels sorted in time order).
+#' @param time Period column: numbers as the analyst has them (calendar years,
+#'   0, 1, ...), labels sorted in time order, dates or a factor. Periods are
+#'   the distinct values present, sorted; a gap (a value no row has) is not a
+#'   period, so base periods and event times count the periods present (a
+#'   warning says so for numeric periods). `group` and `time` in the results
+#'   are the period values when periods are numeric (group `Inf` = never
+#'   treated), positions 1..T otherwise (`labels` holds the labels).
 #' @param cluster Authority column.
 #' @param treatment 0/1 treatment column (absorbing within an authority); each
 #'   authority's group is its first treated period.
@@ -280,7 +338,8 @@ att_gt <- function(cohort, design = NULL, outcome, control = c("never", "not_yet
     time <- if (!is.null(design) && identical(design$programme, "FV")) "step" else "fin_year"
   }
   for (v in c(outcome, time, cluster, treatment)) {
-    if (!v %in% names(data)) stop_arg("cohort", sprintf("has no column `%s`", v))
+    if (!v %in% names(data)) stop_arg("cohort", sprintf("has no column `%s`", v),
+                                      "name columns of `cohort` (or give the cohort from build_cohort()).")
   }
   if (!is.numeric(anticipation) || length(anticipation) != 1L || anticipation < 0) {
     stop_arg("anticipation", "must be one non-negative whole number of periods")
@@ -332,35 +391,22 @@ att_gt <- function(cohort, design = NULL, outcome, control = c("never", "not_yet
   if (all(is.na(obj$att$att))) {
     stop("No group-time effect could be estimated: no group has both a base period and controls.\nFix: check the periods and the control group.", call. = FALSE)
   }
+  obj$att$group <- period_label(obj$att$group, tp$labels)
+  obj$att$time <- period_label(obj$att$time, tp$labels)
+  obj$gaps <- tp$gaps
   class(obj) <- "sfp_att_gt"
   obj
 }
 
 # ATT(g, t) for all groups and periods, for outcome vector y (aligned with
-# obj$t, obj$cl) and groups G (named by cluster): linear in y. Without
-# covariates everything goes through cluster x period cell sums, so a
-# permutation of the groups costs O(clusters x periods), not O(children).
+# obj$t, obj$cl) and groups G (named by cluster): linear in y. Everything goes
+# through cluster x period sufficient statistics, so a permutation of the
+# groups costs O(clusters x periods) (times k^2 with covariates), not
+# O(children).
 att_table <- function(obj, y, G, cells = NULL) {
-  if (is.null(obj$X)) {
-    cells <- cells %||% att_cells(obj, y)
-    return(att_from_cells(obj, cells, G))
-  }
-  if (is.matrix(y)) y <- y[, 1]      # other columns: att_matrix()
-  g_row <- G[obj$cl]
-  out <- list()
-  for (gt in att_pairs(obj, G)) {
-    g <- gt[1]; t <- gt[2]; base <- gt[3]
-    ctrl_ok <- control_mask(obj, g_row, g, t, base)
-    in_g <- g_row == g
-    out[[length(out) + 1]] <- data.frame(
-      group = g, time = t, event_time = t - g,
-      att = att_one(obj, y, in_g, ctrl_ok, t, base),
-      n_group = sum(in_g & obj$t %in% c(t, base)),
-      n_control = sum(ctrl_ok & obj$t %in% c(t, base)), post = t >= g - obj$anticipation)
-  }
-  do.call(rbind, out)
+  cells <- cells %||% att_cells(obj, y)
+  if (is.null(obj$X)) att_from_cells(obj, cells, G) else att_from_xcells(obj, cells, G)
 }
-
 # The (group, time, base) triples to estimate.
 att_pairs <- function(obj, G) {
   d <- obj$anticipation
@@ -388,8 +434,94 @@ att_cells <- function(obj, y) {
   key <- (obj$t - 1L) * nc + match(obj$cl, cls)
   n <- nc * obj$TT
   S <- vapply(seq_len(ncol(y)), function(k) tabulate_sum(obj$w * y[, k], key, n), numeric(n))
-  list(S = matrix(S, nc), W = matrix(tabulate_sum(obj$w, key, n), nc),
-       N = matrix(tabulate(key, n), nc), K = ncol(y))
+  out <- list(S = matrix(S, nc), W = matrix(tabulate_sum(obj$w, key, n), nc),
+              N = matrix(tabulate(key, n), nc), K = ncol(y))
+  if (!is.null(obj$X)) out <- c(out, att_xcells(obj, y, key, n, nc))
+  out
+}
+
+# Covariate sufficient statistics of every cluster x period cell, as arrays
+# [cluster, statistic, period]: SX = sum w x (k), XX = sum w x x' (k^2),
+# XY = sum w x y (k per outcome column). Built one covariate at a time, so
+# no n x k^2 matrix.
+att_xcells <- function(obj, y, key, n, nc) {
+  X <- obj$X
+  k <- ncol(X)
+  w <- obj$w
+  cellsum <- function(M) {
+    M <- as.matrix(M)
+    out <- matrix(0, n, ncol(M))
+    s <- rowsum(M, key, reorder = TRUE)
+    out[as.integer(rownames(s)), ] <- s
+    aperm(array(out, c(nc, obj$TT, ncol(M))), c(1L, 3L, 2L))
+  }
+  XX <- array(0, c(nc, k * k, obj$TT))
+  for (j in seq_len(k)) XX[, (j - 1L) * k + seq_len(k), ] <- cellsum(w * X[, j] * X)
+  XY <- array(0, c(nc, k * ncol(y), obj$TT))
+  for (m in seq_len(ncol(y))) XY[, (m - 1L) * k + seq_len(k), ] <- cellsum(w * y[, m] * X)
+  list(SX = cellsum(w * X), XX = XX, XY = XY, k = k)
+}
+
+# ATT(g, t) with the outcome-regression adjustment from the cells: for each
+# (g, t, base), the control regressions in t and base are weighted least
+# squares from the summed cross-products of the control clusters, and the
+# adjustment is the group's summed covariates times their difference. Equal
+# to fitting lm.wfit() on the control rows (a column the controls cannot
+# identify gets coefficient 0, as there).
+att_from_xcells <- function(obj, cells, G) {
+  P <- do.call(rbind, att_pairs(obj, G))
+  k <- cells$k
+  K <- cells$K
+  np <- nrow(P)
+  g_of <- G[names(obj$G)]
+  own <- outer(P[, 1], g_of, "==") * 1
+  ctl <- t(vapply(seq_len(np), function(i) control_mask(obj, g_of, P[i, 1], P[i, 2], P[i, 3]) * 1,
+                  numeric(length(g_of))))
+  ctl <- matrix(ctl, np)
+  # masked sums of a [cluster, stat, period] array at each pair's period
+  at <- function(mask, A, tcol) {
+    out <- matrix(0, np, dim(A)[2])
+    for (tt in unique(tcol)) {
+      r <- which(tcol == tt)
+      out[r, ] <- mask[r, , drop = FALSE] %*% A[, , tt]
+    }
+    out
+  }
+  cellarr <- function(M, m) aperm(array(M, c(nrow(M), obj$TT, m)), c(1L, 3L, 2L))
+  S <- cellarr(cells$S, K)
+  W <- cellarr(cells$W, 1L)
+  N <- cellarr(cells$N, 1L)
+  tt <- P[, 2]
+  bb <- P[, 3]
+  Wt <- at(own, W, tt)[, 1]
+  Wb <- at(own, W, bb)[, 1]
+  treated <- at(own, S, tt) / Wt - at(own, S, bb) / Wb
+  sx <- at(own, cells$SX, tt) + at(own, cells$SX, bb)
+  XXt <- at(ctl, cells$XX, tt)
+  XXb <- at(ctl, cells$XX, bb)
+  XYt <- at(ctl, cells$XY, tt)
+  XYb <- at(ctl, cells$XY, bb)
+  Nct <- at(ctl, N, tt)[, 1]
+  Ncb <- at(ctl, N, bb)[, 1]
+  Not <- at(own, N, tt)[, 1]
+  Nob <- at(own, N, bb)[, 1]
+  wls <- function(xx, xy) {
+    q <- qr(matrix(xx, k), tol = 1e-10)
+    b <- qr.coef(q, matrix(xy, k))
+    b[is.na(b)] <- 0
+    b
+  }
+  att <- matrix(NA_real_, np, K)
+  for (i in seq_len(np)) {
+    if (Nct[i] == 0 || Ncb[i] == 0 || Not[i] == 0 || Nob[i] == 0) next
+    d <- wls(XXt[i, ], XYt[i, ]) - wls(XXb[i, ], XYb[i, ])
+    att[i, ] <- treated[i, ] - drop(sx[i, ] %*% d) / (Wt[i] + Wb[i])
+  }
+  out <- data.frame(group = P[, 1], time = tt, event_time = tt - P[, 1], att = att[, 1],
+                    n_group = Not + Nob, n_control = Nct + Ncb,
+                    post = tt >= P[, 1] - obj$anticipation)
+  attr(out, "att_matrix") <- att
+  out
 }
 
 att_from_cells <- function(obj, cells, G) {
@@ -441,27 +573,6 @@ att_from_cells <- function(obj, cells, G) {
   out
 }
 
-att_one <- function(obj, y, in_g, ctrl, t, base) {
-  w <- obj$w
-  wm <- function(s) if (any(s)) sum(w[s] * y[s]) / sum(w[s]) else NA_real_
-  gt <- in_g & obj$t == t
-  gb <- in_g & obj$t == base
-  ct <- ctrl & obj$t == t
-  cb <- ctrl & obj$t == base
-  if (!any(gt) || !any(gb) || !any(ct) || !any(cb)) return(NA_real_)
-  treated_change <- wm(gt) - wm(gb)
-  if (is.null(obj$X)) return(treated_change - (wm(ct) - wm(cb)))
-  beta <- function(s) {
-    fit <- stats::lm.wfit(obj$X[s, , drop = FALSE], y[s], w[s])
-    b <- fit$coefficients
-    b[is.na(b)] <- 0
-    b
-  }
-  both <- gt | gb
-  pred <- obj$X[both, , drop = FALSE] %*% (beta(ct) - beta(cb))
-  treated_change - sum(w[both] * pred) / sum(w[both])
-}
-
 #' @export
 print.sfp_att_gt <- function(x, ...) {
   cat(sprintf("Group-time average treatment effects (Callaway & Sant'Anna), outcome `%s`\n",
@@ -470,15 +581,17 @@ print.sfp_att_gt <- function(x, ...) {
               if (x$control == "never") "never treated" else "not yet treated",
               x$base_period, x$anticipation))
   a <- x$att
-  a$group <- x$labels[a$group]
-  a$time <- x$labels[a$time]
+  if (!is.numeric(x$labels) || inherits(x$labels, "Date")) {
+    a$group <- x$labels[a$group]
+    a$time <- x$labels[a$time]
+  }
   print(a, row.names = FALSE, digits = 4)
   invisible(x)
 }
 
 #' Aggregate group-time effects, with randomisation inference
 #'
-#' Aggregates ATT(g, t) as the did package does (METHODS.md section 6), with
+#' Aggregates ATT(g, t) as the did package does, with
 #' group weights `p_g` the (weighted) share of children in group `g`:
 #' `"simple"` (post-treatment ATT(g, t) weighted by `p_g`), `"dynamic"` (event
 #' study: for each time since go-live e, ATT(g, g + e) weighted by `p_g`;
@@ -532,6 +645,11 @@ aggregate_att <- function(x, type = c("simple", "dynamic", "group", "calendar"),
   obs <- estimates(x$y, x$G)
   by <- obs$by
   if (!is.null(by)) by$estimate <- obs$est[-1, 1]
+  relabel <- function(b) {
+    if (!is.null(b$group)) b$group <- period_label(b$group, x$labels)
+    if (!is.null(b$time)) b$time <- period_label(b$time, x$labels)
+    b
+  }
   res <- list(type = type, overall = data.frame(estimate = obs$est[1, 1]), by = by,
               inference = inference, call = match.call())
   if (inference == "randomisation") {
@@ -547,7 +665,7 @@ aggregate_att <- function(x, type = c("simple", "dynamic", "group", "calendar"),
         Y <- cbind(Y, x$y - other * post_row, as.numeric(e_row == e & is.finite(e_row)))
       }
     }
-    cells <- if (is.null(x$X)) att_cells(x, Y) else NULL
+    cells <- att_cells(x, Y)
     R <- vapply(seq_len(nrow(Gs)), function(i) {
       estimates(Y, stats::setNames(Gs[i, ], names(x$G)), cells)$est
     }, matrix(0, nrow(obs$est), ncol(Y)))
@@ -578,19 +696,13 @@ aggregate_att <- function(x, type = c("simple", "dynamic", "group", "calendar"),
     res$min_p <- if (perms$sampled) 1 / (nrow(Gs) + 1) else 1 / perms$n_distinct
     res$alpha <- alpha
   }
+  if (!is.null(res$by)) res$by <- relabel(res$by)
   class(res) <- "sfp_aggte"
   res
 }
 
-# ATT(g, t) for every column of Y: from the cells' matrix, or one column at a
-# time on the individual rows (covariate adjustment).
-att_matrix <- function(tab, x, Y, G) {
-  m <- attr(tab, "att_matrix")
-  if (!is.null(m)) return(m)
-  Y <- as.matrix(Y)
-  if (ncol(Y) == 1L) return(matrix(tab$att))
-  vapply(seq_len(ncol(Y)), function(k) att_table(x, Y[, k], G)$att, numeric(nrow(tab)))
-}
+# ATT(g, t) for every column of Y (the cells' matrix).
+att_matrix <- function(tab, x, Y, G) attr(tab, "att_matrix")
 
 # The aggregation as a weight matrix over the ATT(g, t) rows of `tab`: first
 # row the overall estimate, then one row per event time / group / period.

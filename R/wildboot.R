@@ -99,6 +99,7 @@ wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", 
              "refit with family = \"binomial\" or \"gaussian\".")
   }
   G <- fit$n_clusters
+  few_treated_warn_(fit$n_treated_clusters, G, weights, "wild_boot()")
   draws <- boot_draws(G, weights, B, seed)
   res <- if (fit$family == "gaussian") wcr_linear(fit, param, draws, level, r, isTRUE(conf_int)) else
     score_boot(fit, param, draws, r)

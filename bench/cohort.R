@@ -33,14 +33,21 @@ for (design in names(settings)) {
   n_children <- length(unique(x$children$child_id))
   des <- if (design == "family_valued") design_family_valued(x) else
     design_family_safeguarding(x)
+  invisible(gc(reset = TRUE))
+  mem0 <- sum(gc()[, 2])
   t_build <- time_it(co <- suppressMessages(build_cohort(x, des)))
+  peak_mb <- sum(gc()[, 6]) - mem0                  # "max used" (Mb) since the reset
   # a second run (warm caches), report the faster
   t_build2 <- time_it(co <- suppressMessages(build_cohort(x, des)))
+  # Family Valued: the reunification population (children entering care)
+  t_care <- if (design == "family_valued")
+    time_it(suppressMessages(build_cohort(x, des, outcomes = "reunified_18m"))) else NA
   res[[design]] <- data.frame(
     design = design, children = n_children,
     records = sum(vapply(x, NROW, 1L)), cohort = nrow(co),
     absence_rows = nrow(absence_panel(co)), simulate_s = round(t_sim, 2),
     build_cohort_s = round(min(t_build, t_build2), 2),
+    reunification_s = round(t_care, 2), peak_mem_mb = round(peak_mb),
     target_s = 2, ratio_to_target = round(min(t_build, t_build2) / 2, 2))
 }
 out <- do.call(rbind, res)

@@ -11,10 +11,10 @@
  *                     imbalance, the one-variable tables and weighted sums
  *                     for several weightings (before and after) at once;
  *   ffi_cem_moments() gives n, min, max and variance for the default breaks.
- * Rows are grouped by hashing (open addressing, linear probing): the codes of
- * a row are packed exactly into one 64-bit key whenever they fit, otherwise a
- * 64-bit mix of them is hashed and collisions are resolved by comparing the
- * codes.  Group ids are 1-based and numbered in order of first appearance.
+ * Rows are grouped by the engine of rowgroup.c (codes packed exactly into one
+ * 64-bit key whenever they fit, else hashed with collisions resolved by
+ * comparing the codes).  Group ids are 1-based and numbered in order of first
+ * appearance.
  * Loops over rows avoid branches on the treatment arm, which is interleaved
  * at random (mispredicted branches dominated the first version).
  */
@@ -24,224 +24,23 @@
 #include <string.h>
 #include <limits.h>
 
-/* ---- hashing ------------------------------------------------------------ */
-
-static inline uint64_t row_key(const int *const *cols, int p, int i) {
-  uint64_t h = 0x9e3779b97f4a7c15ULL;
-  for (int k = 0; k < p; k++) {
-    h = mix64(h ^ ((uint64_t) (uint32_t) cols[k][i] +
-                   0x9e3779b97f4a7c15ULL * (uint64_t) (k + 1)));
-  }
-  return h;
-}
-
-/* Dense codes 1..U of 64-bit words in order of first insertion: open
- * addressing with linear probing on mix64(word). The table starts small and
- * doubles when half full, so it stays about the size of the number of codes
- * (it fits in cache when codes are few, as strata and cells usually are).
- * Scratch comes from R_alloc, so an interrupt leaks nothing. */
-typedef struct {
-  size_t size;
-  int *table;     /* code, 0 = empty */
-  uint64_t *word; /* word of code u + 1; room for size / 2 */
-  int n;          /* codes so far */
-} word_codes;
-
-static void word_codes_init(word_codes *t) {
-  t->size = 1024;
-  t->table = (int *) R_alloc(t->size, sizeof(int));
-  memset(t->table, 0, t->size * sizeof(int));
-  t->word = (uint64_t *) R_alloc(t->size / 2, sizeof(uint64_t));
-  t->n = 0;
-}
-
-static void word_codes_grow(word_codes *t) {
-  uint64_t *nw = (uint64_t *) R_alloc(t->size, sizeof(uint64_t));
-  memcpy(nw, t->word, (t->size / 2) * sizeof(uint64_t));
-  t->word = nw;
-  t->size <<= 1;
-  size_t mask = t->size - 1;
-  t->table = (int *) R_alloc(t->size, sizeof(int));
-  memset(t->table, 0, t->size * sizeof(int));
-  for (int g = 0; g < t->n; g++) {
-    size_t sl = (size_t) (mix64(t->word[g]) & mask);
-    while (t->table[sl] != 0) sl = (sl + 1) & mask;
-    t->table[sl] = g + 1;
-  }
-}
-
-/* The code of w, adding it as code n + 1 (and setting *added) if new. It is
- * the inner step of every grouping loop here, so it must be inlined. */
-#if defined(__GNUC__)
-#define HOT_INLINE static inline __attribute__((always_inline))
-#else
-#define HOT_INLINE static inline
-#endif
-HOT_INLINE int word_code(word_codes *t, uint64_t w, int *added) {
-  if (2 * (size_t) (t->n + 1) > t->size) word_codes_grow(t);
-  size_t mask = t->size - 1, slot = (size_t) (mix64(w) & mask);
-  for (;;) {
-    int g = t->table[slot];
-    if (g == 0) {
-      t->word[t->n] = w;
-      t->table[slot] = ++t->n;
-      *added = 1;
-      return t->n;
-    }
-    if (t->word[g - 1] == w) {
-      *added = 0;
-      return g;
-    }
-    slot = (slot + 1) & mask;
-  }
-}
-
-static inline int rows_equal(const int *const *cols, int p, int i, int j) {
-  for (int k = 0; k < p; k++) {
-    if (cols[k][i] != cols[k][j]) return 0;
-  }
-  return 1;
-}
-
-static int group_general(const int *const *cols, int n, int p, int *id,
-                         int **first_out) {
-  int *first = (int *) R_alloc(n, sizeof(int));
-  if (first_out != NULL) *first_out = first;
-  size_t size = 16;
-  while (size < 2 * (size_t) n) size <<= 1;
-  size_t mask = size - 1;
-  int *table = (int *) R_alloc(size, sizeof(int)); /* group + 1, 0 = empty */
-  uint64_t *keys = (uint64_t *) R_alloc(n, sizeof(uint64_t));
-  memset(table, 0, size * sizeof(int));
-
-  int n_groups = 0;
-  for (int i = 0; i < n; i++) {
-    if ((i & 65535) == 65535) R_CheckUserInterrupt();
-    uint64_t key = row_key(cols, p, i);
-    size_t slot = (size_t) (key & mask);
-    for (;;) {
-      int g = table[slot];
-      if (g == 0) {
-        keys[n_groups] = key;
-        first[n_groups] = i;
-        table[slot] = ++n_groups;
-        id[i] = n_groups;
-        break;
-      }
-      if (keys[g - 1] == key && rows_equal(cols, p, first[g - 1], i)) {
-        id[i] = g;
-        break;
-      }
-      slot = (slot + 1) & mask;
-    }
-  }
-  return n_groups;
-}
+/* ---- grouping rows ------------------------------------------------------ */
 
 /* Group the n rows of the p integer columns cols[0..p-1] by their code
- * vectors.  Writes id[i] in 1..G (order of first appearance) and, when
- * first_out is not NULL, points *first_out to an array whose entry g is the
- * 0-based row of the first member of group g.  Returns G.  With p == 0 every
- * row is in group 1.
- *
- * When every code is >= 0 and the product of the columns' (max + 1) is below
- * 2^62, the code vector is packed exactly into one 64-bit integer (mixed
- * radix), so rows are equal iff their packed keys are: small key spaces are
- * addressed directly, larger ones hashed (open addressing, linear probing,
- * comparing the packed keys).  Otherwise the rows are hashed on a mix of their
- * codes and collisions resolved by comparing the codes.  Scratch comes from
- * R_alloc, so an interrupt leaks nothing. */
+ * vectors, with the engine of rowgroup.c.  Writes id[i] in 1..G (order of
+ * first appearance) and, when first_out is not NULL, points *first_out to
+ * the 0-based first row of each group.  Returns G.  Column k holds codes in
+ * 0..maxes[k] (checked at the entry point: the engine sizes its table from
+ * them). */
 static int group_rows(const int *const *cols, int n, int p, int *id,
                       int **first_out, const int *maxes) {
-  if (n == 0) return 0;
-  if (p == 0) {
-    for (int i = 0; i < n; i++) id[i] = 1;
-    if (first_out != NULL) {
-      *first_out = (int *) R_alloc(1, sizeof(int));
-      (*first_out)[0] = 0;
-    }
-    return 1;
+  sfp_key_col *kc = (sfp_key_col *) R_alloc(p > 0 ? p : 1, sizeof(sfp_key_col));
+  for (int k = 0; k < p; k++) {
+    kc[k].i = cols[k];
+    kc[k].d = NULL;
+    kc[k].max = maxes[k];
   }
-  /* first rows of the groups: grown as groups appear (only if wanted) */
-  size_t fcap = 1024;
-  int *first = first_out != NULL ? (int *) R_alloc(fcap, sizeof(int)) : NULL;
-#define NOTE_FIRST(g, i)                                                       \
-  do {                                                                         \
-    if (first != NULL) {                                                       \
-      if ((size_t) (g) >= fcap) {                                              \
-        int *nf = (int *) R_alloc(2 * fcap, sizeof(int));                      \
-        memcpy(nf, first, fcap * sizeof(int));                                 \
-        first = nf;                                                            \
-        fcap *= 2;                                                             \
-      }                                                                        \
-      first[g] = (i);                                                          \
-    }                                                                          \
-  } while (0)
-  uint64_t *mult = (uint64_t *) R_alloc(p, sizeof(uint64_t));
-  uint64_t range = 1;
-  int packed = 1;
-  for (int k = 0; k < p && packed; k++) {
-    int mn = 0, mx;
-    if (maxes != NULL) {
-      mx = maxes[k]; /* the caller knows the codes are in 0..maxes[k] */
-    } else {
-      const int *xk = cols[k];
-      mn = xk[0];
-      mx = xk[0];
-      for (int i = 1; i < n; i++) {
-        if (xk[i] < mn) mn = xk[i];
-        if (xk[i] > mx) mx = xk[i];
-      }
-    }
-    uint64_t r = (uint64_t) mx + 1;
-    if (mn < 0 || range > (UINT64_C(1) << 62) / r) {
-      packed = 0;
-    } else {
-      mult[k] = range;
-      range *= r;
-    }
-  }
-  if (!packed) return group_general(cols, n, p, id, first_out);
-
-  /* the packed key of row i, computed where it is needed (no key array) */
-#define PACKED_KEY(i, kk)                                                      \
-  do {                                                                         \
-    kk = 0;                                                                    \
-    for (int k_ = 0; k_ < p; k_++) kk += (uint64_t) cols[k_][i] * mult[k_];    \
-  } while (0)
-  int n_groups = 0;
-  if (range <= 2 * (uint64_t) n + 65536) {
-    int *table = (int *) R_alloc((size_t) range, sizeof(int));
-    memset(table, 0, (size_t) range * sizeof(int));
-    for (int i = 0; i < n; i++) {
-      uint64_t kk;
-      PACKED_KEY(i, kk);
-      int g = table[kk];
-      if (g == 0) {
-        NOTE_FIRST(n_groups, i);
-        g = table[kk] = ++n_groups;
-      }
-      id[i] = g;
-    }
-    if (first_out != NULL) *first_out = first;
-    return n_groups;
-  }
-  /* larger key spaces: hash the packed keys */
-  word_codes t;
-  word_codes_init(&t);
-  for (int i = 0; i < n; i++) {
-    if ((i & 65535) == 65535) R_CheckUserInterrupt();
-    uint64_t kk;
-    PACKED_KEY(i, kk);
-    int added, g = word_code(&t, kk, &added);
-    if (added) NOTE_FIRST(g - 1, i);
-    id[i] = g;
-  }
-  n_groups = t.n;
-#undef PACKED_KEY
-#undef NOTE_FIRST
-  if (first_out != NULL) *first_out = first;
-  return n_groups;
+  return sfp_group_rows(kc, p, n, id, first_out, 0);
 }
 
 /* ---- coding the variables -------------------------------------------------- */
@@ -272,11 +71,11 @@ static inline uint64_t value_word(SEXP x, R_xlen_t i) {
  * (match(x, unique(x)) in R, but NA and NaN are one value). Writes first[u]
  * = 0-based row of the first occurrence of code u + 1. Returns U. */
 static int code_values(SEXP x, int n, int *out, int *first) {
-  word_codes t;
-  word_codes_init(&t);
+  sfp_word_codes t;
+  sfp_word_codes_init(&t);
   for (int i = 0; i < n; i++) {
     int added;
-    out[i] = word_code(&t, value_word(x, i), &added);
+    out[i] = sfp_word_code(&t, value_word(x, i), &added);
     if (added) first[out[i] - 1] = i;
   }
   return t.n;
@@ -346,6 +145,7 @@ static void codes_in_use(const int *cnt, int top, int *n_used, int *largest) {
  * columns the 1-based row of the first occurrence of each code, else NULL),
  * max_code (INTSXP p: the largest code present, 0 when n = 0). */
 SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
+  sfp_check_cem_codes(cols, kinds, args);
   if (TYPEOF(cols) != VECSXP || TYPEOF(kinds) != INTSXP ||
       TYPEOF(args) != VECSXP || XLENGTH(kinds) != XLENGTH(cols) ||
       XLENGTH(args) != XLENGTH(cols))
@@ -502,6 +302,7 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
  * two finite values; min/max NA when none) -- what the default breaks need
  * (nclass.Sturges, nclass.scott, the range) in one pass per moment. */
 SEXP ffi_cem_moments(SEXP x) {
+  sfp_check_cem_moments(x);
   int t = TYPEOF(x);
   if (t != REALSXP && t != INTSXP && t != LGLSXP)
     Rf_error("internal error in ffi_cem_moments(): bad type");
@@ -531,16 +332,19 @@ SEXP ffi_cem_moments(SEXP x) {
     }
   } else {
     const int *xv = INTEGER(x);
-    /* exact integer sums: |x| < 2^31 and n < 2^31 keep sum x in int64;
-     * sum x^2 is also kept while |x| < 2^16 (x^2 < 2^32) */
-    int64_t isum = 0, isq = 0;
+    /* exact integer sums: |x| < 2^31 and n <= 2^32 keep sum x in int64;
+     * sum x^2 is exact while |x| < 2^16 (x^2 < 2^32) and n < 2^31.  The
+     * sums run in uint64_t, whose wrap-around is defined: the range checks
+     * after the loop decide whether they are used (accumulating in int64_t
+     * could overflow, undefined behaviour, before a check could reject it). */
+    uint64_t usum = 0, usq = 0;
     int imn = INT_MAX, imx = INT_MIN;
     for (R_xlen_t i = 0; i < n; i++) {
       int v = xv[i];
       if (v == NA_INTEGER) continue;
       m++;
-      isum += v;
-      isq += (int64_t) v * v;
+      usum += (uint64_t) (int64_t) v;
+      usq += (uint64_t) ((int64_t) v * v);
       imn = v < imn ? v : imn;
       imx = v > imx ? v : imx;
     }
@@ -548,13 +352,21 @@ SEXP ffi_cem_moments(SEXP x) {
       mn = imn;
       mx = imx;
     }
-    if (m >= 2 && imn > -65536 && imx < 65536) {
+    /* the wrapped sums are the exact sums when they cannot have wrapped */
+    int exact_sum = n <= (R_xlen_t) UINT32_MAX;
+    int exact_sq = exact_sum && m < INT_MAX && imn > -65536 && imx < 65536;
+    double dsum = 0.0; /* n > 2^32 only: the mean from a plain sum */
+    if (!exact_sum)
+      for (R_xlen_t i = 0; i < n; i++)
+        if (xv[i] != NA_INTEGER) dsum += xv[i];
+    if (m >= 2 && exact_sq) {
+      long double S1 = (long double) (int64_t) usum, S2 = (long double) usq;
       /* exact sums, one rounding */
-      long double S1 = (long double) isum, S2 = (long double) isq;
       var = (double) ((S2 - S1 * S1 / m) / (m - 1));
     } else if (m >= 2) {
       /* two passes, as stats::var: the mean, then squared deviations */
-      double mean = (double) isum / (double) m, ss = 0.0, corr = 0.0;
+      double mean = (exact_sum ? (double) (int64_t) usum : dsum) / (double) m,
+             ss = 0.0, corr = 0.0;
       for (R_xlen_t i = 0; i < n; i++) {
         if (xv[i] == NA_INTEGER) continue;
         double d = xv[i] - mean;
@@ -642,6 +454,7 @@ static void cem_weights(int n, int S, int G, const int *stratum,
  * matched controls, strata, matched strata of each exact group). */
 SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
                     SEXP maxes) {
+  sfp_check_cem_strata(codes, treat, n_exact, normalise, maxes);
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
       TYPEOF(n_exact) != INTSXP || TYPEOF(normalise) != INTSXP ||
       XLENGTH(n_exact) != 1 || XLENGTH(normalise) != 1 ||
@@ -768,6 +581,7 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
  *   treated) under each weighting. */
 SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
                 SEXP want, SEXP maxes) {
+  sfp_check_cem_l1(codes, treat, weights, values, want, maxes);
   if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
       TYPEOF(weights) != VECSXP || TYPEOF(values) != VECSXP ||
       TYPEOF(want) != LGLSXP || TYPEOF(maxes) != INTSXP)

@@ -59,7 +59,7 @@ static void sym_eigen(double *a, int m, double *vals) {
   if (lwork < 3 * m) lwork = 3 * m;
   double *work = (double *) R_alloc((size_t) lwork, sizeof(double));
   F77_CALL(dsyev)("V", "U", &m, a, &m, vals, work, &lwork, &info FCONE FCONE);
-  if (info != 0) Rf_error("internal error in crve: dsyev failed (%d)", info);
+  if (info != 0) sfp_abort("ffi_crve", "B", "gives a matrix whose eigen-decomposition failed (dsyev info %d)", info);
 }
 
 /* N (m x m) such that h(I + V T V') = I + V N V' (see the header).
@@ -147,6 +147,7 @@ static void lowrank_power(double *V, int n, int m, const double *T,
  *   three NULL unless satt). */
 SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
               SEXP Ls, SEXP B, SEXP C, SEXP type, SEXP satt) {
+  sfp_check_crve(Xt, e, w, ord, starts, fe, Ls, B, C, type, satt);
   if (TYPEOF(Xt) != REALSXP || !Rf_isMatrix(Xt) || TYPEOF(e) != REALSXP ||
       TYPEOF(ord) != INTSXP || TYPEOF(starts) != INTSXP ||
       TYPEOF(fe) != INTSXP || !Rf_isMatrix(fe))

@@ -200,6 +200,7 @@ static double agq_cluster(const double *eta, const double *s, const double *n,
  * R validates everything; this only guards against internal misuse. */
 SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
                     SEXP x, SEXP w, SEXP u0, SEXP what) {
+  sfp_check_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what);
   if (TYPEOF(X) != REALSXP || TYPEOF(s) != REALSXP || TYPEOF(n) != REALSXP ||
       TYPEOF(cstart) != INTSXP || TYPEOF(beta) != REALSXP ||
       TYPEOF(sigma) != REALSXP || TYPEOF(x) != REALSXP ||
@@ -324,81 +325,16 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
   return out;
 }
 
-/* Row grouping by hashing: rows i, j of the K x p double matrix X with the
- * same group g[i] == g[j] and bitwise-equal entries (after mapping -0 to 0)
- * get the same key (mix64() is in sfpceval.h). */
-
-/* Hashes of all rows, column by column (cache-friendly for column-major X). */
-static void row_hashes(const double *X, R_xlen_t N, int p, const int *g, uint64_t *h) {
-  for (R_xlen_t i = 0; i < N; i++) h[i] = mix64((uint64_t) (int64_t) g[i] + 0x9e3779b97f4a7c15ULL);
-  for (int j = 0; j < p; j++) {
-    const double *col = X + (R_xlen_t) j * N;
-    for (R_xlen_t i = 0; i < N; i++) {
-      double v = col[i] + 0.0;
-      uint64_t b;
-      memcpy(&b, &v, sizeof b);
-      h[i] = mix64(h[i] ^ (b + 0x9e3779b97f4a7c15ULL + (h[i] << 6) + (h[i] >> 2)));
-    }
-  }
-}
-
-static int rows_equal(const double *X, R_xlen_t N, int p, R_xlen_t i, R_xlen_t k) {
-  for (int j = 0; j < p; j++) {
-    if (X[i + (R_xlen_t) j * N] + 0.0 != X[k + (R_xlen_t) j * N] + 0.0) return 0;
-  }
-  return 1;
-}
-
-/* Group rows by (g, hash of the row) into key[] (numbered in order of first
- * appearance), probing a table of `size` slots. With full = 0 rows are
- * joined on the hash alone and then verified column by column against their
- * group's first row (sequential reads, unlike a row-by-row comparison of a
- * column-major matrix): returns 0 if a hash collision joined different rows.
- * With full = 1 rows are compared in full while probing (returns 1). */
-static int group_by_hash(const double *X, R_xlen_t N, int p, const int *g,
-                         const uint64_t *hh, size_t size, int *key,
-                         R_xlen_t *first, int full) {
-  R_xlen_t *slot = (R_xlen_t *) R_alloc(size, sizeof(R_xlen_t));
-  for (size_t s = 0; s < size; s++) slot[s] = -1;
-  int next = 0;
-  for (R_xlen_t i = 0; i < N; i++) {
-    size_t s = (size_t) hh[i] & (size - 1);
-    for (;;) {
-      R_xlen_t k = slot[s];
-      if (k < 0) {
-        slot[s] = i;
-        first[next] = i;
-        key[i] = ++next;
-        break;
-      }
-      if (hh[k] == hh[i] && g[k] == g[i] &&
-          (!full || rows_equal(X, N, p, i, k))) {
-        key[i] = key[k];
-        break;
-      }
-      s = (s + 1) & (size - 1);
-    }
-    if ((i + 1) % 65536 == 0) R_CheckUserInterrupt();
-  }
-  if (full) return 1;
-  for (int j = 0; j < p; j++) {
-    const double *col = X + (R_xlen_t) j * N;
-    for (R_xlen_t i = 0; i < N; i++) {
-      if (col[i] + 0.0 != col[first[key[i] - 1]] + 0.0) return 0;
-    }
-  }
-  return 1;
-}
-
 /* ffi_glmm_row_groups(X, g, full)
  *   X     double N x p matrix without NA/NaN (R checks)
  *   g     integer N group codes (e.g. cluster; all equal to group rows alone)
  *   full  integer 1: 1 = compare rows in full while hashing (the fallback
  *         after a hash collision; for tests), 0 = hash then verify
  * Returns integer N: 1-based key of the distinct (g, X-row) patterns, numbered
- * in order of first appearance. Open addressing with linear probing on a
- * table of at least 2N slots; expected O(N p). */
+ * in order of first appearance, by the row-grouping engine of rowgroup.c
+ * (hashing; expected O(N p)). */
 SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full) {
+  sfp_check_glmm_row_groups(X, g, full);
   if (TYPEOF(X) != REALSXP || TYPEOF(g) != INTSXP || TYPEOF(full) != INTSXP ||
       Rf_length(full) != 1)
     Rf_error("internal error in ffi_glmm_row_groups(): wrong argument types");
@@ -409,17 +345,17 @@ SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full) {
   const double *Xp = REAL_RO(X);
   const int *gp = INTEGER_RO(g);
   SEXP out = PROTECT(Rf_allocVector(INTSXP, N));
-  int *key = INTEGER(out);
-  size_t size = 16;
-  while (size < (size_t) (2 * N)) size <<= 1;
-  uint64_t *hh = (uint64_t *) R_alloc(N > 0 ? N : 1, sizeof(uint64_t));
-  row_hashes(Xp, N, p, gp, hh);
-  R_xlen_t *first = (R_xlen_t *) R_alloc(N > 0 ? N : 1, sizeof(R_xlen_t));
-  int full_only = INTEGER_RO(full)[0];
-  if (full_only || !group_by_hash(Xp, N, p, gp, hh, size, key, first, 0)) {
-    /* a 64-bit hash collision (or asked for): compare rows in full */
-    group_by_hash(Xp, N, p, gp, hh, size, key, first, 1);
+  /* key columns: the group, then the columns of X (rowgroup.c) */
+  sfp_key_col *kc = (sfp_key_col *) R_alloc((size_t) p + 1, sizeof(sfp_key_col));
+  kc[0].i = gp;
+  kc[0].d = NULL;
+  kc[0].max = -1;
+  for (int j = 0; j < p; j++) {
+    kc[j + 1].i = NULL;
+    kc[j + 1].d = Xp + (R_xlen_t) j * N;
+    kc[j + 1].max = -1;
   }
+  sfp_group_rows(kc, p + 1, (int) N, INTEGER(out), NULL, INTEGER_RO(full)[0]);
   UNPROTECT(1);
   return out;
 }

@@ -16,23 +16,14 @@
 #define OPEN_END INT_MAX
 
 /* Check the index vector: length n + 1, starts at 0, non-decreasing, ends at
- * the table length.  Internal misuse only, so Rf_error. */
+ * the table length.  Internal misuse only: the classed error of checks.c. */
 static void check_offsets(SEXP offsets, R_xlen_t n, R_xlen_t nrow,
                           const char *fn) {
-  if (TYPEOF(offsets) != INTSXP || XLENGTH(offsets) != n + 1)
-    Rf_error("internal error in %s(): `offsets` must be integer of length n + 1", fn);
-  const int *o = INTEGER_RO(offsets);
-  if (o[0] != 0 || o[n] != nrow)
-    Rf_error("internal error in %s(): `offsets` must run from 0 to nrow", fn);
-  for (R_xlen_t i = 0; i < n; i++)
-    if (o[i + 1] < o[i])
-      Rf_error("internal error in %s(): `offsets` must be non-decreasing", fn);
+  sfp_offsets(offsets, n, nrow, fn, "offsets");
 }
 
 static void check_int(SEXP x, R_xlen_t len, const char *what, const char *fn) {
-  if (TYPEOF(x) != INTSXP || XLENGTH(x) != len)
-    Rf_error("internal error in %s(): `%s` must be integer of length %lld", fn,
-             what, (long long) len);
+  sfp_int(x, len, fn, what);
 }
 
 /* The arguments most entry points share: one table's start (and end) days
@@ -46,8 +37,8 @@ typedef struct {
 static child_windows windows_arg(SEXP start, SEXP end, SEXP offsets,
                                  SEXP win_lo, SEXP win_hi, const char *fn) {
   child_windows w;
-  w.nrow = XLENGTH(start);
-  w.n = XLENGTH(win_lo);
+  w.nrow = Rf_xlength(start);
+  w.n = Rf_xlength(win_lo);
   check_int(start, w.nrow, "start", fn);
   if (end != R_NilValue) check_int(end, w.nrow, "end", fn);
   check_int(win_lo, w.n, "win_lo", fn);
@@ -125,6 +116,7 @@ static int union_days_kernel(const child_windows *w, R_xlen_t i,
 
 SEXP ffi_union_days(SEXP start, SEXP end, SEXP offsets, SEXP win_lo,
                     SEXP win_hi) {
+  sfp_check_vec(end, INTSXP, -1, "ffi_union_days", "end"); /* NULL would mean no end */
   child_windows w = windows_arg(start, end, offsets, win_lo, win_hi,
                                 "ffi_union_days");
   return map_children(&w, union_days_kernel, NA_INTEGER, NULL);
@@ -178,6 +170,7 @@ static int first_overlap_kernel(const child_windows *w, R_xlen_t i,
 
 SEXP ffi_first_overlap(SEXP start, SEXP end, SEXP offsets, SEXP win_lo,
                        SEXP win_hi) {
+  sfp_check_vec(end, INTSXP, -1, "ffi_first_overlap", "end"); /* NULL would mean no end */
   child_windows w = windows_arg(start, end, offsets, win_lo, win_hi,
                                 "ffi_first_overlap");
   return map_children(&w, first_overlap_kernel, -1, NULL);
@@ -204,7 +197,7 @@ SEXP ffi_first_overlap(SEXP start, SEXP end, SEXP offsets, SEXP win_lo,
  *         if another period starts first: inconsistent records). */
 SEXP ffi_care_period(SEXP decom, SEXP dec, SEXP starts_period,
                      SEXP ends_period, SEXP offsets, SEXP ref) {
-  R_xlen_t nrow = XLENGTH(decom), n = XLENGTH(ref);
+  R_xlen_t nrow = Rf_xlength(decom), n = Rf_xlength(ref);
   check_int(decom, nrow, "decom", "ffi_care_period");
   check_int(dec, nrow, "dec", "ffi_care_period");
   check_int(starts_period, nrow, "starts_period", "ffi_care_period");
@@ -302,9 +295,10 @@ static int plan_return_kernel(const child_windows *w, R_xlen_t i,
 
 SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
                      SEXP cla_offsets, SEXP win_lo, SEXP win_hi) {
+  sfp_check_vec(end, INTSXP, -1, "ffi_plan_return", "end"); /* NULL would mean no end */
   child_windows w = windows_arg(start, end, offsets, win_lo, win_hi,
                                 "ffi_plan_return");
-  R_xlen_t ncla = XLENGTH(cla_start);
+  R_xlen_t ncla = Rf_xlength(cla_start);
   check_int(cla_start, ncla, "cla_start", "ffi_plan_return");
   check_offsets(cla_offsets, w.n, ncla, "ffi_plan_return");
   care_starts cla = {INTEGER_RO(cla_start), INTEGER_RO(cla_offsets)};
@@ -330,16 +324,15 @@ SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
  * summed value is NA). */
 SEXP ffi_term_sums(SEXP child, SEXP year, SEXP term, SEXP ord0, SEXP k,
                    SEXP possible, SEXP unauth) {
-  R_xlen_t m = XLENGTH(child), n = XLENGTH(ord0);
+  R_xlen_t m = Rf_xlength(child), n = Rf_xlength(ord0);
   check_int(child, m, "child", "ffi_term_sums");
   check_int(year, m, "year", "ffi_term_sums");
   check_int(term, m, "term", "ffi_term_sums");
   check_int(possible, m, "possible", "ffi_term_sums");
   check_int(unauth, m, "unauth", "ffi_term_sums");
   check_int(ord0, n, "ord0", "ffi_term_sums");
-  if (TYPEOF(k) != INTSXP || XLENGTH(k) != 1 || INTEGER_RO(k)[0] < 1 ||
-      INTEGER_RO(k)[0] > 3)
-    Rf_error("internal error in ffi_term_sums(): `k` must be 1, 2 or 3");
+  sfp_int1(k, 1, 3, "ffi_term_sums", "k");
+  sfp_int(k, 1, "ffi_term_sums", "k");
   int kk = INTEGER_RO(k)[0];
   const int *ch = INTEGER_RO(child), *y = INTEGER_RO(year), *t = INTEGER_RO(term),
             *o0 = INTEGER_RO(ord0), *ps = INTEGER_RO(possible),

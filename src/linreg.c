@@ -69,6 +69,7 @@ static int demean_column(double *x, int n, int nfe, const int **codes,
  * Returns a new double matrix n x p, the weighted within-transformation,
  * with attributes "iterations" (max sweeps over columns) and "converged". */
 SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit) {
+  sfp_check_demean(X, codes, nlev, w, tol, maxit);
   if (TYPEOF(X) != REALSXP || TYPEOF(codes) != VECSXP ||
       TYPEOF(nlev) != INTSXP)
     Rf_error("internal error in ffi_demean(): bad argument types");
@@ -136,6 +137,7 @@ SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit) {
  * p, resid = n vector y - X b, bread = (X'WX)^{-1} over kept columns,
  * xtwx = X'WX over kept columns). */
 SEXP ffi_wls(SEXP X, SEXP y, SEXP w, SEXP tol) {
+  sfp_check_wls(X, y, w, tol);
   if (TYPEOF(X) != REALSXP || TYPEOF(y) != REALSXP || !Rf_isMatrix(X))
     Rf_error("internal error in ffi_wls(): bad argument types");
   int n = Rf_nrows(X), p = Rf_ncols(X);
@@ -213,7 +215,7 @@ SEXP ffi_wls(SEXP X, SEXP y, SEXP w, SEXP tol) {
     F77_CALL(dgemv)("T", &nn, &kk, &one, xs, &nn, ys, &inc, &zero, b, &inc FCONE);
     memcpy(bread, xtwx, sizeof(double) * (size_t) k * k);
     F77_CALL(dpotrf)("U", &kk, bread, &kk, &info FCONE);
-    if (info != 0) Rf_error("internal error in ffi_wls(): X'WX not positive definite");
+    if (info != 0) sfp_abort("ffi_wls", "X", "gives X'WX that is not positive definite");
     int one_i = 1;
     F77_CALL(dpotrs)("U", &kk, &one_i, bread, &kk, b, &kk, &info FCONE);
     F77_CALL(dpotri)("U", &kk, bread, &kk, &info FCONE);

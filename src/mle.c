@@ -12,12 +12,14 @@
  * Hessian is not negative definite) maximises the sum, and returns the
  * per-observation scores (for cluster-robust variances) and the Hessian.
  */
+#define USE_FC_LEN_T /* hidden Fortran string lengths: FCONE after "L" */
 #include "sfpceval.h"
 #include <Rmath.h>
 #include <R_ext/Lapack.h>
 #include <R_ext/BLAS.h>
 #include <math.h>
 #include <float.h>
+#include <limits.h>
 
 #ifndef FCONE
 #define FCONE
@@ -284,15 +286,23 @@ static int mle_newton(const mle_problem *P, double *par, double tol,
  */
 SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
                     SEXP limits, SEXP start, SEXP control) {
-  if (TYPEOF(model) != INTSXP || TYPEOF(X) != REALSXP ||
-      TYPEOF(y) != REALSXP || TYPEOF(weights) != REALSXP ||
-      TYPEOF(status) != INTSXP ||
-      TYPEOF(limits) != REALSXP || TYPEOF(start) != REALSXP ||
-      TYPEOF(control) != REALSXP || XLENGTH(limits) != 2 ||
-      XLENGTH(control) != 2 || !Rf_isMatrix(X))
-    Rf_error("internal error in ffi_mle_newton(): bad argument types");
+  const char *fn = "ffi_mle_newton";
+  int mdl = sfp_int1(model, 0, 5, fn, "model");
+  sfp_check_matrix(X, REALSXP, -1, -1, fn, "X");
+  R_xlen_t nx = Rf_nrows(X);
+  sfp_dbl(y, nx, fn, "y");
+  sfp_dbl(weights, -1, fn, "weights");
+  if (XLENGTH(weights) != 0 && XLENGTH(weights) != nx)
+    sfp_abort(fn, "weights", "must have length 0 or %lld", (long long) nx);
+  if (mdl == MLE_TOBIT) sfp_check_codes(sfp_int(status, nx, fn, "status"), nx, 0, 2, 0, fn, "status");
+  else sfp_int(status, -1, fn, "status");
+  sfp_dbl(limits, 2, fn, "limits");
+  sfp_dbl(start, Rf_ncols(X) + has_extra(mdl), fn, "start");
+  const double *ctl = sfp_dbl(control, 2, fn, "control");
+  if (!(ctl[0] >= 0) || !(ctl[1] >= 0 && ctl[1] <= INT_MAX))
+    sfp_abort(fn, "control", "must hold tol >= 0 and maxit in 0..%d", INT_MAX);
   mle_problem P;
-  P.model = INTEGER(model)[0];
+  P.model = mdl;
   P.n = Rf_nrows(X);
   P.k = Rf_ncols(X);
   P.np = P.k + has_extra(P.model);
@@ -302,11 +312,6 @@ SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
   P.status = INTEGER(status);
   P.lo = REAL(limits)[0];
   P.hi = REAL(limits)[1];
-  if (P.model < 0 || P.model > 5 || XLENGTH(y) != P.n ||
-      XLENGTH(start) != P.np ||
-      (XLENGTH(weights) != 0 && XLENGTH(weights) != P.n) ||
-      (P.model == MLE_TOBIT && XLENGTH(status) != P.n))
-    Rf_error("internal error in ffi_mle_newton(): inconsistent lengths");
   double tol = REAL(control)[0];
   int maxit = (int)REAL(control)[1];
   int np = P.np;

@@ -59,6 +59,7 @@ static void sim_cells(int I, int J, int K, const int *m, const double *X,
  * Returns list(n, s): integer vectors of length I * J * K. */
 SEXP ffi_sim_trial(SEXP m, SEXP X, SEXP alpha, SEXP gamma, SEXP prev,
                    SEXP theta, SEXP sigma, SEXP r) {
+  sfp_check_sim_trial(m, X, alpha, gamma, prev, theta, sigma, r);
   if (TYPEOF(m) != INTSXP || TYPEOF(X) != REALSXP || TYPEOF(alpha) != REALSXP ||
       TYPEOF(gamma) != REALSXP || TYPEOF(prev) != REALSXP)
     Rf_error("internal error in ffi_sim_trial(): bad argument types");

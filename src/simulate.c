@@ -501,6 +501,7 @@ static void emit_short_breaks(sim *S, int child, int lo, int hi) {
  */
 SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
                       SEXP qday, SEXP par, SEXP eff, SEXP terms) {
+  sfp_check_simulate(ci, cd, la_go_live, traj, qday, par, N_PAR, eff, N_EFF, terms);
   if (TYPEOF(ci) != VECSXP || XLENGTH(ci) != 8 || TYPEOF(cd) != VECSXP ||
       XLENGTH(cd) != 2 || TYPEOF(la_go_live) != INTSXP ||
       TYPEOF(traj) != REALSXP || TYPEOF(qday) != INTSXP ||
@@ -566,7 +567,7 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
 
   GetRNGstate();
   for (R_xlen_t i = 0; i < n; i++) {
-    if ((i & 65535) == 65535) R_CheckUserInterrupt();
+    if ((i & 65535) == 65535) sfp_check_interrupt_rng();
     int la = c_la[i], b18 = c_b18[i], dob = c_dob[i], uasc = c_uasc[i];
     int golive = gl[la] == NA_INTEGER ? INT_MAX : gl[la];
     int t = c_ref0[i];

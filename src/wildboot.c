@@ -22,6 +22,7 @@
  *   sqrt(1/2), 1, sqrt(3/2)).  Otherwise draws use R's RNG (unif_rand).
  * Returns a double G x B matrix. */
 SEXP ffi_boot_weights(SEXP Gs, SEXP type, SEXP Bs, SEXP enumerate) {
+  sfp_check_boot_weights(Gs, type, Bs, enumerate);
   int G = Rf_asInteger(Gs), typ = Rf_asInteger(type), B = Rf_asInteger(Bs);
   int en = Rf_asLogical(enumerate) == 1;
   if (G < 1 || B < 1 || typ < 1 || typ > 3)
@@ -60,7 +61,7 @@ SEXP ffi_boot_weights(SEXP Gs, SEXP type, SEXP Bs, SEXP enumerate) {
         }
         v[g + (size_t) b * G] = x;
       }
-      if ((b & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
+      if ((b & 0xFFFF) == 0xFFFF) sfp_check_interrupt_rng();
     }
     PutRNGstate();
   }
@@ -72,6 +73,7 @@ SEXP ffi_boot_weights(SEXP Gs, SEXP type, SEXP Bs, SEXP enumerate) {
  *   V: double G x B weights; a0, a1: double G; K0, K1: double G x G.
  * Returns a double 5 x B matrix with rows n0, n1, A, Bc, Cc (see header). */
 SEXP ffi_wcr_stats(SEXP V, SEXP a0, SEXP a1, SEXP K0, SEXP K1) {
+  sfp_check_wcr_stats(V, a0, a1, K0, K1);
   if (TYPEOF(V) != REALSXP || !Rf_isMatrix(V) || TYPEOF(a0) != REALSXP ||
       TYPEOF(a1) != REALSXP || TYPEOF(K0) != REALSXP || TYPEOF(K1) != REALSXP)
     Rf_error("internal error in ffi_wcr_stats(): bad argument types");

@@ -67,7 +67,7 @@ expect_flow_adds_up <- function(cohort) {
   expect_equal(c(start[names(rest)]), c(rest))
   expect_equal(sum(pop$n[pop$step == "cohort"]), nrow(cohort))
   for (s in setdiff(unique(f$stage), "population")) {
-    o <- f[f$stage == s, ]
+    o <- f[f$stage == s & !startsWith(f$step, "of which"), ]
     k <- paste(o$la, o$arm)
     a <- tapply(o$n[o$step == "cohort"], k[o$step == "cohort"], sum)
     b <- tapply(o$n[o$step != "cohort"], k[o$step != "cohort"], sum)
@@ -277,22 +277,55 @@ test_that("cla_18m: window edges, straddling and open episodes, short breaks, le
     eps("j", "2019-07-01"),                      # same day as the referral
     eps("k", "2023-01-01")                       # window ends 2024-06-01 > data end
   )
+  # Primary outcome, both protocols: "Coded 1 if the child has become looked
+  # after at any point within 18 months of the referral": a new period of
+  # care starts in the window. f (in care since 2018, still open) and h (in
+  # care on the referral day, leaving that day) never start a new period: 0,
+  # kept in the sample and flagged in_care_at_referral.
   co <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m")
   expect_equal(val(co, "cla_18m"),
-               c(a = 1L, b = 0L, c = 1L, d = 1L, e = 0L, f = 1L, g = 0L, h = 1L, i = 0L,
+               c(a = 1L, b = 0L, c = 1L, d = 1L, e = 0L, f = 0L, g = 0L, h = 0L, i = 0L,
                  j = 1L, k = NA))
+  expect_equal(val(co, "in_care_at_referral"),
+               c(a = FALSE, b = FALSE, c = FALSE, d = FALSE, e = FALSE, f = TRUE, g = FALSE,
+                 h = TRUE, i = FALSE, j = FALSE, k = FALSE))
   expect_equal(val(co, "cla_18m_observable")[c("a", "k")], c(a = TRUE, k = FALSE))
   co2 <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
                   design_args = list(short_breaks = "include"))
   expect_equal(val(co2, "cla_18m")[["i"]], 1L)
-  # "entered": f and h were already in care at referral, so they are 0.
+  # the sensitivity reading "looked after on some day of the window": f and h are 1
   co3 <- fs_build(children = ch, referrals = rf, cla_episodes = cla, outcomes = "cla_18m",
-                  design_args = list(cla_definition = "entered"))
-  expect_equal(val(co3, "cla_18m")[c("a", "f", "h", "j")], c(a = 1L, f = 0L, h = 0L, j = 1L))
+                  design_args = list(cla_definition = "looked_after"))
+  expect_equal(val(co3, "cla_18m"),
+               c(a = 1L, b = 0L, c = 1L, d = 1L, e = 0L, f = 1L, g = 0L, h = 1L, i = 0L,
+                 j = 1L, k = NA))
+  fl <- exclusion_flow(co, stage = "cla_18m", by = "total")
+  expect_equal(fl$n[fl$step == "of which in care at referral (kept)"], 2L)
   f <- exclusion_flow(co, stage = "cla_18m", by = "total")
   expect_equal(f$n[match(c("cohort", "window not yet observable", "analysed"), f$step)],
                c(11L, 1L, 10L))
   expect_flow_adds_up(co)
+})
+
+test_that("a new period of care: S, or an episode that continues none (short breaks excluded)", {
+  # l: a short break (S, V3) then full care (L, C2) from the day it ends; with
+  # short breaks excluded the C2 episode continues no episode, so it starts a
+  # new period in the window (2019-08-01 .. 2021-02-01): 1, and its
+  # placement is the first of that period. q: episodes with no S after a
+  # gap (records missing the code) also start one. s: a placement move (P)
+  # inside a period that began before the referral does not.
+  ch <- kids(c("l", "q", "s"), la = "301")
+  rf <- refs(c("l", "q", "s"), "2019-08-01", referral_nfa = FALSE)
+  cla <- rbind(eps("l", "2019-05-01", "2019-09-01", ls = "V3", rec = "X1"),
+               eps("l", "2019-09-01", rne = "L", place = "U2"),
+               eps("q", "2019-10-01", rne = "P", place = "U1"),
+               eps("s", "2019-01-01", "2019-09-01", rec = "X1", place = "U1"),
+               eps("s", "2019-09-01", rne = "P", place = "U1"))
+  co <- fv_build(children = ch, referrals = rf, cla_episodes = cla,
+                 outcomes = c("cla_18m", "kinship_first"))
+  expect_equal(val(co, "cla_18m"), c(l = 1L, q = 1L, s = 0L))
+  expect_equal(val(co, "kinship_first"), c(l = 1L, q = 1L, s = NA))
+  expect_equal(val(co, "in_care_at_referral"), c(l = FALSE, q = FALSE, s = TRUE))
 })
 
 test_that("cpp_duration and days_cpp_18m: overlaps merged, open plans capped, same-day plans", {
@@ -377,22 +410,30 @@ test_that("absence: the three terms starting after the referral, Summer6th added
   co <- fs_build(children = ch, referrals = rf, absence = ab[sample(nrow(ab)), ],
                  outcomes = "absence")
   p <- absence_panel(co)
-  # a, referred 2019-09-01: spring 2020 (1 Jan), summer 2020 (Easter Monday
-  # 13 April; Summer + Summer6th = 110 sessions, 11 unauthorised), autumn
-  # 2020 (1 August). The autumn 2019 term started before the referral and
-  # spring 2021 is the fourth term.
+  # "three consecutive school terms, beginning with the closest school term
+  # beginning after the start of the" referral (FS): real term starts,
+  # autumn in September, spring in January, summer after Easter.
+  # a, referred 2019-09-01, the first day of autumn 2019 (which therefore
+  # does not begin after it): spring 2020 (1 Jan), summer 2020 (Easter
+  # Monday 13 April; Summer + Summer6th = 110 sessions, 11 unauthorised),
+  # autumn 2020 (1 September). Spring 2021 is the fourth term.
   pa <- p[p$child_id == "a", ]
   expect_equal(pa$term, c("spring", "summer", "autumn"))
   expect_equal(pa$term_index, 1:3)
-  expect_equal(pa$term_start, as.Date(c("2020-01-01", "2020-04-13", "2020-08-01")))
+  expect_equal(pa$term_start, as.Date(c("2020-01-01", "2020-04-13", "2020-09-01")))
   expect_equal(pa$sessions_possible, c(120L, 110L, 140L))
   expect_equal(pa$absence_rate, 100 * c(6 / 120, 11 / 110, 7 / 140))
-  expect_equal(pa$days_since_referral, c(122L, 225L, 335L))
-  # b, referred on the first day of autumn 2019: that term does not start
-  # after the referral, so term 1 is spring 2020.
+  expect_equal(pa$days_since_referral, c(122L, 225L, 366L))
+  # b, an August referral (2019-08-01): term 1 is autumn 2019, starting
+  # 1 September (it used to be spring 2020, the census window starting in
+  # August); no session was possible in it, so its rate is missing.
   pb <- p[p$child_id == "b", ]
-  expect_equal(pb$term, "spring")
-  expect_equal(pb$term_index, 1L)
+  expect_equal(pb$term, c("autumn", "spring"))
+  expect_equal(pb$term_index, 1:2)
+  expect_equal(pb$absence_rate, c(NA, 4))
+  # one row per child with the rate over the three terms: a 100 x (6 + 11 +
+  # 7) / (120 + 110 + 140); b 100 x 4 / 100; c has no record.
+  expect_equal(val(co, "absence_rate"), c(a = 100 * 24 / 370, b = 4, c = NA))
   # c, referred 2019-05-01 in the summer term: next is autumn 2019; the
   # summer 2019 record is not used.
   expect_false("c" %in% p$child_id)
@@ -407,7 +448,7 @@ test_that("absence: the three terms starting after the referral, Summer6th added
                   design_args = list(absence_terms = 1))
   p2 <- absence_panel(co2)
   expect_equal(p2$term_index, c(1L, 1L))
-  expect_equal(p2$absence_rate, c(5, 4))
+  expect_equal(p2$absence_rate, c(5, NA))
   # double sessions and double design arguments give the same panel
   ab_dbl <- transform(ab, sessions_possible = as.double(sessions_possible),
                       unauth_sessions = as.double(unauth_sessions))
@@ -418,7 +459,17 @@ test_that("absence: the three terms starting after the referral, Summer6th added
   p3 <- absence_panel(co3)
   expect_equal(p3$sessions_possible[p3$child_id == "a"], c(120L, NA, 140L))
   expect_equal(p3$absence_rate[p3$child_id == "a"], c(5, NA, 5))
-  expect_equal(p3$absence_rate[p3$child_id == "b"], 4)
+  expect_equal(p3$absence_rate[p3$child_id == "b"], c(NA, 4))
+  expect_equal(val(co3, "absence_rate")[["a"]], NA_real_)
+  # a term-dates table replaces the standard starts: autumn 2019 starting
+  # 4 September leaves a (referred 2019-09-01) in that term first.
+  td <- data.frame(academic_year = "2019/20", term = "autumn", start = as.Date("2019-09-04"))
+  co4 <- fs_build(children = ch, referrals = rf, absence = ab, outcomes = "absence",
+                  design_args = list(term_dates = td))
+  p4 <- absence_panel(co4)
+  expect_equal(p4$term[p4$child_id == "a"], c("autumn", "spring", "summer"))
+  expect_equal(p4$term_start[p4$child_id == "a"], as.Date(c("2019-09-04", "2020-01-01", "2020-04-13")))
+  expect_snapshot(design_family_safeguarding(fs_rollout, term_dates = rbind(td, td)), error = TRUE)
 })
 
 # ---- Family Valued outcomes -------------------------------------------------------
@@ -477,8 +528,7 @@ test_that("Family Valued sample: case open after assessment", {
 test_that("Family Valued outcomes derived on paper", {
   x <- fv_case()
   co <- do.call(fv_build, c(x, list(outcomes = c("cla_18m", "return_36m", "cpp_12m",
-                                                 "days_plan_18m", "kinship_first",
-                                                 "reunified_18m"))))
+                                                 "days_plan_18m", "kinship_first"))))
   ids <- c("c", "d", "e", "f", "g", "h", "i", "j", "k", "m")
   expect_equal(co$child_id, ids)
   # return_36m (window 2019-08-01 .. 2022-08-01): c's CIN plan ends and a CPP
@@ -496,29 +546,43 @@ test_that("Family Valued outcomes derived on paper", {
   # f: open CPP from Sep 1 2019 = 519.
   expect_equal(val(co, "days_plan_18m")[c("c", "d", "e", "f", "g")],
                c(c = 205L, d = 541L, e = 122L, f = 519L, g = 0L))
-  # cla_18m: looked after 2019-08-01 .. 2021-02-01; m enters care in April 2021.
+  # cla_18m: a new period of care starts 2019-08-01 .. 2021-02-01; k has
+  # been in care since 2019-05-01 (no new period: 0); m enters in April 2021.
   expect_equal(val(co, "cla_18m"),
-               c(c = 0L, d = 0L, e = 1L, f = 0L, g = 1L, h = 1L, i = 1L, j = 1L, k = 1L,
+               c(c = 0L, d = 0L, e = 1L, f = 0L, g = 1L, h = 1L, i = 1L, j = 1L, k = 0L,
                  m = 0L))
-  # kinship_first: first placement of the period of care: e U2, g U5 (moved
-  # to U1 later: still 0), h U4, i U4, j U4, k U3 (in care since before the
-  # referral: that period's first placement); m is not looked after in time.
+  # kinship_first (FV secondary 5), sample "became looked after within 18
+  # months of the referral start date", "Coded 1 if the child went into
+  # kinship foster care as their first episode of care": e U2, g U5 (moved
+  # to U1 later: still 0), h U4, i U4, j U4; k's period began before the
+  # referral: never supplies it (outside the sample); m enters too late.
   expect_equal(val(co, "kinship_first"),
-               c(c = NA, d = NA, e = 1L, f = NA, g = 0L, h = 0L, i = 0L, j = 0L, k = 1L,
+               c(c = NA, d = NA, e = 1L, f = NA, g = 0L, h = 0L, i = 0L, j = 0L, k = NA,
                  m = NA))
-  # reunified_18m: g returns home (E4A) 2021-06-01 <= 2020-02-01 + 18 m;
-  # h returns home outside care planning (E4B); i turns 18 on 2020-09-01,
-  # within 18 months of entering care: excluded; j returns one day after
-  # 2019-09-01 + 18 m = 2021-03-01; k's period began before the trial
-  # period (2019-07-01); e is still in care 18 months on; m enters care
-  # 2021-04-01, after the trial period (ends 2021-01-01).
-  expect_equal(val(co, "reunified_18m"),
-               c(c = NA, d = NA, e = 0L, f = NA, g = 1L, h = 0L, i = NA, j = 0L, k = NA,
-                 m = NA))
+  expect_flow_adds_up(co)
+  # reunified_18m (FV secondary 6) is its own population: "children/young
+  # people aged 0-17 that became looked after within the trial period"
+  # (2019-07-01 .. 2021-01-01), whatever their referral: e, g, h, i, j (k
+  # entered in May 2019, m in April 2021: not in it). g returns home (E4A)
+  # 2021-06-01 <= 2020-02-01 + 18 m; h returns home outside care planning
+  # (E4B); i turns 18 on 2020-09-01, within 18 months of entering care:
+  # outside the sample; j returns one day after 2019-09-01 + 18 m =
+  # 2021-03-01; e is still in care 18 months on.
+  cr <- do.call(fv_build, c(x, list(outcomes = "reunified_18m")))
+  expect_equal(val(cr, "reunified_18m"), c(e = 0L, g = 1L, h = 0L, i = NA, j = 0L))
+  expect_equal(val(cr, "care_start"),
+               c(e = as.Date("2020-01-01"), g = as.Date("2020-02-01"), h = as.Date("2020-02-01"),
+                 i = as.Date("2019-10-01"), j = as.Date("2019-09-01")))
+  expect_equal(val(cr, "treated"), c(e = 1L, g = 1L, h = 1L, i = 0L, j = 0L))
+  fl <- exclusion_flow(cr, stage = "reunified_18m", by = "total")
+  expect_equal(fl$n[fl$step == "turns 18 within the window"], 1L)
+  expect_flow_adds_up(cr)
   co_s <- do.call(fv_build, c(x, list(outcomes = "reunified_18m",
                                       design_args = list(reunification = "sensitivity"))))
   expect_equal(val(co_s, "reunified_18m")[["h"]], 1L)
-  expect_flow_adds_up(co)
+  # asking for it with referral-based outcomes is an error
+  expect_snapshot(do.call(fv_build, c(x, list(outcomes = c("cla_18m", "reunified_18m")))),
+                  error = TRUE)
 })
 
 test_that("treatment definitions: open days, 28 days, care entry, alternative go-live, embedding", {
@@ -554,6 +618,34 @@ test_that("treatment definitions: open days, 28 days, care entry, alternative go
   co2 <- fs_build(children = ch2, referrals = rf2, cla_episodes = eps("n", "2019-01-01"),
                   outcomes = "cla_18m", treatment = "open_days_half")
   expect_equal(val(co2, "treated"), c(n = 1L, v = 0L))
+})
+
+test_that("the authority is the one at the time of the referral; movers are counted", {
+  # FV Conditions: "according to whether Family Valued was implemented in
+  # their local authority at the time of their referral start date". 301
+  # goes live 2020-01-01, 302 on 2020-07-01.
+  ch <- data.frame(
+    child_id = c("mv", "mv", "mr", "ea", "ea", "st"),
+    la_code = c("301", "302", "301", "302", "301", "302"),
+    dob = as.Date("2012-01-01"), gender_raw = "1", ethnicity = "WBRI",
+    recorded_date = as.Date(c("2019-03-31", "2020-03-31", "2019-03-31", "2019-09-30",
+                              "2020-03-31", "2019-03-31")),
+    stringsAsFactors = FALSE)
+  rf <- refs(c("mv", "mr", "ea", "st"), c("2020-02-01", "2020-02-01", "2019-08-01", "2020-02-01"),
+             referral_nfa = FALSE, la_code = c(NA, "302", NA, NA))
+  lac <- data.frame(la_code = c("301", "302"), month = as.Date("2019-01-01"),
+                    prop_fsm = c(0.1, 0.4), stringsAsFactors = FALSE)
+  co <- fv_build(children = ch, referrals = rf, la_covariates = lac, outcomes = character(),
+                 design_args = list(max_missing = 1))
+  # mv: the row current on 2020-02-01 is the 2019-03-31 one (301, live since
+  # January: treated), not the latest (302); mr: the referral names 302
+  # (not yet live: control); ea: no row precedes the 2019-08-01 referral, so
+  # the earliest (302); st never moved.
+  expect_equal(val(co, "la"), c(mv = "301", mr = "302", ea = "302", st = "302"))
+  expect_equal(val(co, "treated"), c(mv = 1L, mr = 0L, ea = 0L, st = 0L))
+  expect_equal(val(co, "prop_fsm"), c(mv = 0.1, mr = 0.4, ea = 0.4, st = 0.4))
+  expect_equal(attr(co, "la_changed"), 3L)
+  expect_output(print(co), "authority changed over their records: 3")
 })
 
 # ---- covariates ----------------------------------------------------------------
@@ -631,9 +723,73 @@ test_that("covariates missing for more than 30% are reported and dropped", {
                 rollout = fs_rollout)
   des <- design_family_safeguarding(d, data_end = as.Date("2023-12-31"))
   expect_snapshot(co <- build_cohort(d, des, outcomes = "cla_18m"))
-  expect_false("uasc" %in% names(co))
-  expect_true("uasc" %in% attr(co, "covariates_dropped"))
+  # the column stays (imputation and CEM use it); the models drop it
+  expect_true("uasc" %in% names(co))
+  expect_true("uasc" %in% attr(co, "covariates_dropped")$cla_18m)
+  expect_true("uasc" %in% attr(co, "covariates_dropped")$cohort)
   expect_equal(attr(co, "covariate_missing")[["uasc"]], 2 / 3)
+  tab <- attr(co, "missing_covariates")
+  expect_equal(tab[tab$sample == "cla_18m" & tab$covariate == "uasc",
+                   c("n", "n_missing", "dropped", "reason")],
+               data.frame(n = 3L, n_missing = 2L, dropped = TRUE, reason = "66.7% missing > 30%"),
+               ignore_attr = TRUE)
+})
+
+test_that("the 30% rule: 'Missing' levels are missing, and it applies per analysed sample", {
+  # "will drop covariates that are missing at a rate greater than 30%" (FS
+  # and FV, Handling missing data). a, b, c: ethnicity refused (REFU) or not
+  # obtained (NOBT) is the level "Missing": 2 of 3 (67%) missing, so dropped,
+  # where it used to pass as observed.
+  ch <- kids(c("a", "b", "c"))
+  ch$ethnicity <- c("WBRI", "REFU", "NOBT")
+  rf <- refs(c("a", "b", "c"), "2019-03-01")
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+                 outcomes = "cla_18m")
+  expect_equal(as.character(co$ethnic_group), c("White", "Missing", "Missing"))
+  expect_true("ethnic_group" %in% attr(co, "covariates_dropped")$cla_18m)
+  tab <- attr(co, "missing_covariates")
+  expect_equal(tab$n_missing[tab$sample == "cla_18m" & tab$covariate == "ethnic_group"], 2L)
+  # The analysed sample decides: p, q enter care (the kinship sample), r, s
+  # do not. UASC is unknown for p only: 1 of 4 in the cohort (25%: kept for
+  # cla_18m), 1 of 2 in the kinship sample (50%: dropped for kinship_first).
+  ch2 <- kids(c("p", "q", "r", "s"), la = "301", uasc = c(NA, TRUE, FALSE, FALSE))
+  rf2 <- refs(c("p", "q", "r", "s"), "2019-08-01", referral_nfa = FALSE)
+  cla2 <- rbind(eps("p", "2019-09-01", place = "U1"), eps("q", "2019-10-01"))
+  co2 <- fv_build(children = ch2, referrals = rf2, cla_episodes = cla2,
+                  outcomes = c("cla_18m", "kinship_first"))
+  dr <- attr(co2, "covariates_dropped")
+  expect_false("uasc" %in% dr$cla_18m)
+  expect_true("uasc" %in% dr$kinship_first)
+  tab <- attr(co2, "missing_covariates")
+  expect_equal(tab$share[tab$covariate == "uasc"], c(0.25, 0.25, 0.5))
+  expect_equal(tab$sample[tab$covariate == "uasc"], c("cohort", "cla_18m", "kinship_first"))
+  expect_equal(cohort_covariates(co2, "kinship_first"),
+               setdiff(attr(co2, "design")$covariates,
+                       c(dr$kinship_first, "n_previous_cpp", "primary_need")))
+})
+
+test_that("FSM missing below school age: dropped from the regression, its own level in cem()", {
+  # Children below school age have no FSM record (structural). Here 3 of 4
+  # children are 0-3: FSM is 75% missing, dropped from the cla_18m model,
+  # but the column stays and cem() matches on it with the missing values as
+  # one explicit level, counted in the coarsening.
+  ch <- kids(c("a", "b", "c", "d", "e", "f", "g", "h"),
+             dob = rep(c("2018-01-01", "2018-06-01", "2017-09-01", "2010-01-01"), 2),
+             la = rep(c("101", "201"), each = 4), fsm_ever6 = rep(c(NA, NA, NA, TRUE), 2))
+  rf <- refs(ch$child_id, rep(c("2019-03-01", "2020-03-01"), 4))
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+                 outcomes = "cla_18m")
+  expect_true("fsm" %in% attr(co, "covariates_dropped")$cla_18m)
+  expect_equal(sum(is.na(co$fsm)), 6L)
+  st <- as.data.frame(co)
+  st$in_treated_la <- as.integer(st$la == "101")
+  st$pair <- "101-201"
+  m <- cem(data = st, design = attr(co, "design"), exact = "fin_year", l1 = FALSE)
+  expect_length(m$weights, 8L)
+  # FSM: the one observed value (yes) and the explicit not-recorded level
+  expect_equal(m$coarsening$n_values[m$coarsening$variable == "fsm"], 2L)
+  tab <- attr(co, "missing_covariates")
+  expect_equal(tab$n_missing[tab$sample == "cohort" & tab$covariate == "fsm"], 6L)
 })
 
 # ---- edge cases and errors ---------------------------------------------------------
@@ -911,7 +1067,7 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
     if (treatment == "embedding") {
       es <- las$embed_start[match(c1$la_code, las$la_code)]
       ee <- las$embed_end[match(c1$la_code, las$la_code)]
-      if (r >= es && r <= ee) next
+      if (r >= es && r <= ee && r < gl) next
     }
     treated <- as.integer(!is.na(gl) && r >= gl)
     if (treatment == "alt_go_live") treated <- as.integer(r >= las$alt_go_live_date[match(c1$la_code, las$la_code)])
@@ -942,23 +1098,9 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
     }
     W <- function(m) r_add_months(r, m)
     obs <- function(end) end <= data_end
-    # care: first episode not ended before the referral, its period of care
-    fi <- which(is.na(ep$dec) | ep$dec >= r)[1]
-    ends <- !is.na(ep$dec) & !is.na(ep$rec) & ep$rec != "X1"
-    ps <- pe <- NA
-    if (!is.na(fi)) {
-      ps <- fi
-      if (ep$rne[fi] != "S") {
-        for (j in rev(seq_len(fi - 1))) {
-          if (ends[j]) break
-          if (ep$rne[j] == "S") { ps <- j; break }
-        }
-      }
-      for (j in ps:nrow(ep)) {
-        if (j > ps && ep$rne[j] == "S") break
-        if (ends[j]) { pe <- j; break }
-      }
-    }
+    cla_W <- W(w[["cla"]])
+    # care: the first new period of care starting in [r, r + 18 months]
+    ps <- which(r_new_period(ep) & ep$decom >= r & ep$decom <= cla_W)[1]
     if (treatment == "care_entry") {
       treated <- if (is.na(ps)) NA_integer_ else as.integer(!is.na(gl) && ep$decom[ps] >= gl)
       row$treated <- treated
@@ -967,9 +1109,8 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
       out[[id]] <- row
       next
     }
-    cla_W <- W(w[["cla"]])
     cla <- if (identical(design$cla_definition, "entered")) {
-      as.integer(any(ep$decom >= r & ep$decom <= cla_W))
+      as.integer(!is.na(ps))
     } else {
       as.integer(any(ep$decom <= cla_W & (is.na(ep$dec) | ep$dec >= r)))
     }
@@ -1021,19 +1162,52 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
       row$cpp_12m <- if (obs(W12)) as.integer(any(cpp$start >= r & cpp$start <= W12)) else NA_integer_
       Wd <- W(w[["days_plan"]])
       row$days_plan_18m <- if (obs(Wd)) as.integer(r_days(pl$start, pl$end, r, Wd)) else NA_integer_
-      row$kinship_first <- if (!obs(cla_W) || cla == 0L) NA_integer_ else
+      row$kinship_first <- if (!obs(cla_W) || is.na(ps)) NA_integer_ else
         as.integer(ep$place[ps] %in% c("U1", "U2", "U3"))
-      reun <- NA_integer_
-      if (!is.na(ps) && ep$decom[ps] >= ts && ep$decom[ps] <= te) {
-        WR <- r_add_months(ep$decom[ps], w[["reunification"]])
-        birth <- if (is.na(c1$dob)) c1$expected_dob else c1$dob
-        if (!is.na(birth) && r_add_months(birth, 216) > WR && obs(WR)) {
-          reun <- as.integer(!is.na(pe) && ep$dec[pe] <= WR && ep$rec[pe] %in% design$codes$reunification)
-        }
-      }
-      row$reunified_18m <- reun
     }
     out[[id]] <- row
+  }
+  do.call(rbind, lapply(out, as.data.frame, stringsAsFactors = FALSE))
+}
+
+# An episode starts a new period of care when its reason for new episode is
+# S or no earlier episode (sorted by start) is still open on its start day.
+r_new_period <- function(ep) {
+  vapply(seq_len(nrow(ep)), function(j) {
+    if (ep$rne[j] == "S" || j == 1L) return(TRUE)
+    prev <- ep[seq_len(j - 1L), ]
+    !any(is.na(prev$dec) | prev$dec >= ep$decom[j])
+  }, TRUE)
+}
+
+# Reunification population: one row per child whose (first) new period of
+# care starts in the trial period, LA in the trial, aged 0-17 then.
+r_care_cohort <- function(x, design, treatment, data_end) {
+  las <- design$las
+  w <- design$windows
+  out <- list()
+  for (id in sort(x$children$child_id)) {
+    c1 <- x$children[x$children$child_id == id, ]
+    ep <- x$cla_episodes[x$cla_episodes$child_id == id, ]
+    if (design$short_breaks == "exclude") ep <- ep[!ep$ls %in% c("V3", "V4"), ]
+    ep <- ep[order(ep$decom), ]
+    k <- which(r_new_period(ep) & ep$decom >= design$trial_start & ep$decom <= design$trial_end)[1]
+    if (is.na(k) || !c1$la_code %in% las$la_code || is.na(c1$dob)) next
+    P <- ep$decom[k]
+    age <- max(0, r_age(c1$dob, P))
+    if (age > design$age_range[2]) next
+    m <- match(c1$la_code, las$la_code)
+    gl <- if (treatment == "alt_go_live") las$alt_go_live_date[m] else las$go_live_date[m]
+    if (treatment == "embedding" && P >= las$embed_start[m] && P <= las$embed_end[m] && P < gl) next
+    WR <- r_add_months(P, w[["reunification"]])
+    reun <- NA_integer_
+    if (r_add_months(c1$dob, 216) > WR && WR <= data_end) {
+      ends <- which(seq_len(nrow(ep)) >= k & !is.na(ep$dec) & !is.na(ep$rec) & ep$rec != "X1")
+      pe <- ends[1]
+      reun <- as.integer(!is.na(pe) && ep$dec[pe] <= WR && ep$rec[pe] %in% design$codes$reunification)
+    }
+    out[[id]] <- list(child_id = id, care_start = P, age = as.integer(age),
+                      treated = as.integer(P >= gl), reunified_18m = reun)
   }
   do.call(rbind, lapply(out, as.data.frame, stringsAsFactors = FALSE))
 }
@@ -1041,7 +1215,7 @@ r_cohort <- function(x, design, treatment, data_end, outcomes = TRUE) {
 r_absence <- function(x, cohort) {
   starts <- do.call(rbind, lapply(2016:2024, function(y) data.frame(
     y = y, term = c("autumn", "spring", "summer"),
-    start = c(as.Date(sprintf("%d-08-01", y)), as.Date(sprintf("%d-01-01", y + 1)),
+    start = c(as.Date(sprintf("%d-09-01", y)), as.Date(sprintf("%d-01-01", y + 1)),
               as.Date(r_easter[[as.character(y + 1)]]) + 1))))
   ab <- x$absence
   ab$term[ab$term == "summer6th"] <- "summer"
@@ -1082,10 +1256,22 @@ compare_with_reference <- function(programme, treatment = "referral_date", desig
   expect_equal(co$referral_date, ref$referral_date)
   expect_equal(co$age, ref$age)
   expect_equal(co$treated, ref$treated)
-  outs <- if (outcomes) setdiff(design$outcomes, "absence") else character()
+  outs <- if (outcomes) setdiff(design$outcomes, c("absence", "reunified_18m")) else character()
   for (o in outs) expect_equal(co[[o]], ref[[o]], info = o)
   if (programme == "FS" && outcomes) {
     expect_equal(co$cpp_duration_observable, ref$cpp_duration_observable)
+  }
+  if (programme == "FV" && treatment %in% c("referral_date", "alt_go_live", "embedding")) {
+    cr <- suppressMessages(build_cohort(d, design, treatment = treatment,
+                                        outcomes = "reunified_18m"))
+    expect_flow_adds_up(cr)
+    cr <- cr[order(cr$child_id), ]
+    rr <- r_care_cohort(x, design, treatment, data_end)
+    expect_equal(cr$child_id, rr$child_id)
+    expect_equal(cr$care_start, rr$care_start)
+    expect_equal(cr$age, rr$age)
+    expect_equal(cr$treated, rr$treated)
+    expect_equal(cr$reunified_18m, rr$reunified_18m)
   }
   list(cohort = cohort, data = x)
 }
@@ -1114,7 +1300,7 @@ test_that("Family Safeguarding cohort matches the plain-R reference on generated
 test_that("Family Valued cohort matches the plain-R reference on generated records", {
   co <- compare_with_reference("FV")$cohort
   expect_gt(nrow(co), 50)
-  for (o in c("cla_18m", "return_36m", "cpp_12m", "kinship_first", "reunified_18m"))
+  for (o in c("cla_18m", "return_36m", "cpp_12m", "kinship_first"))
     expect_equal(sort(unique(c(na.omit(co[[o]])))), 0:1, info = o)
   for (tr in c("care_entry", "alt_go_live", "embedding"))
     compare_with_reference("FV", treatment = tr, outcomes = FALSE)
@@ -1169,4 +1355,102 @@ test_that("a trial period ending on the last day of a step has all its steps", {
   des <- design_family_valued(d, data_end = as.Date("2025-12-31"))
   co <- suppressMessages(build_cohort(d, des, outcomes = character()))
   expect_equal(val(co, "step"), c(a = 0L, b = 4L, c = 5L, d = 5L))
+})
+
+test_that("covariates as written: CIN ethnicity, FSM ever, academic year, MARAC re-referrals", {
+  # Ethnicity "In the categories defined in the DfE's CIN census" (FS fn 27,
+  # FV fn 10): a keeps WIRI; b is REFU then BAFR -> BAFR; c WBRI then MWBC
+  # conflicts -> missing. FSM: "ever been recorded as eligible ... up to the
+  # pupil's current year" (fsm_ever) for the regression, ever-6 for CEM.
+  ch <- data.frame(child_id = c("a", "b", "b", "c", "c"), la_code = "101",
+                   dob = as.Date("2012-01-01"), gender_raw = "1",
+                   ethnicity = c("WIRI", "REFU", "BAFR", "WBRI", "MWBC"),
+                   fsm_ever6 = c(FALSE, FALSE, FALSE, NA, NA),
+                   fsm_ever = c(TRUE, FALSE, FALSE, NA, NA),
+                   recorded_date = as.Date(c("2019-01-31", "2018-01-31", "2019-01-31",
+                                             "2018-01-31", "2019-01-31")),
+                   stringsAsFactors = FALSE)
+  # FS footnote 18: a re-referral "does not include cases that lead directly
+  # to a MARAC": a's only later referral (2019-06-01) is a MARAC one, so 0;
+  # b's later referral is an ordinary one, so 1.
+  rf <- rbind(refs(c("a", "b", "c"), c("2019-08-31", "2019-09-01", "2019-03-01"), marac = FALSE),
+              refs(c("a", "b"), "2020-06-01", rid = c("a2", "b2"), marac = c(TRUE, FALSE)))
+  as <- data.frame(assessment_id = c("A1", "B1"), referral_id = c("r_a", "r_b"),
+                   assessment_start = as.Date(c("2019-09-01", "2019-09-02")),
+                   assessment_end = as.Date(c("2019-09-10", "2019-09-12")))
+  fa <- data.frame(assessment_id = c("A1", "B1"), factor = "1B")
+  co <- fs_build(children = ch, referrals = rf, assessments = as, assessment_factors = fa,
+                 outcomes = "rereferral_18m", design_args = list(max_missing = 1))
+  expect_equal(as.character(val(co, "ethnicity_cin")), c("WIRI", "BAFR", NA))
+  expect_equal(as.character(val(co, "ethnic_group")), c("White", "Black", "Missing"))
+  expect_equal(val(co, "fsm_ever"), c(a = 1L, b = 0L, c = NA))
+  expect_equal(val(co, "fsm"), c(a = 0L, b = 0L, c = NA))
+  expect_equal(val(co, "rereferral_18m"), c(a = 0L, b = 1L, c = NA))
+  # the academic year runs September-August: a (31 August) is 2018/19
+  expect_equal(val(co, "academic_year"), c(a = "2018/19", b = "2019/20", c = "2018/19"))
+  des <- attr(co, "design")
+  expect_true(all(c("ethnicity_cin", "fsm_ever") %in% des$covariates))
+  expect_true("ethnic_group" %in% design_family_safeguarding(fs_rollout, ethnicity = "major")$covariates)
+})
+
+test_that("one data end per source: each outcome is observable by its own source", {
+  # CIN census to 2021-12-31, SSDA903 to 2020-12-31. a (referred 2019-03-01):
+  # both 18-month windows end 2020-09-01, observable. b (2019-08-01): the
+  # windows end 2021-02-01, after the 903 end (cla_18m not yet observable)
+  # but before the CIN end (days_cpp_18m observable).
+  ch <- kids(c("a", "b"))
+  rf <- refs(c("a", "b"), c("2019-03-01", "2019-08-01"))
+  d <- quiet_data(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
+                  cp_plans = plans("r_b", "2019-09-01", "2019-10-01"), rollout = fs_rollout)
+  des <- design_family_safeguarding(d, data_end = c(cin = as.Date("2021-12-31"),
+                                                    ssda903 = as.Date("2020-12-31")))
+  co <- suppressMessages(build_cohort(d, des, outcomes = c("cla_18m", "days_cpp_18m")))
+  expect_equal(val(co, "cla_18m_observable"), c(a = TRUE, b = FALSE))
+  expect_equal(val(co, "days_cpp_18m"), c(a = 0L, b = 30L))
+  expect_equal(attr(co, "data_ends"),
+               c(cin = as.Date("2021-12-31"), ssda903 = as.Date("2020-12-31"),
+                 npd = as.Date("2021-12-31")))
+  expect_error(design_family_safeguarding(d, data_end = c(census = as.Date("2021-12-31"))),
+               "one date per source")
+})
+
+test_that("LA shares come from the sample when none are supplied", {
+  # "Proportion of children / young people eligible for Free School Meals
+  # (continuous variable based on all children in our sample)", using "the
+  # most recently available measurement that took place prior to the
+  # referral date": the shares of each LA's children referred in a quarter
+  # are known from the next quarter on. 2019Q1: a (FSM, WBRI), b (no, BAFR)
+  # -> 0.5, 0.5 from 2019-04-01; 2019Q3: c (FSM, WBRI), d (unknown, REFU)
+  # -> 1, 1 from 2019-10-01. a, b (before the first value) take the next;
+  # c, d (July) the 2019-04-01 one; e (November) the 2019-10-01 one.
+  ch <- kids(c("a", "b", "c", "d", "e"), fsm_ever = c(TRUE, FALSE, TRUE, NA, FALSE))
+  ch$ethnicity <- c("WBRI", "BAFR", "WBRI", "REFU", "WOTH")
+  rf <- refs(ch$child_id, c("2019-01-15", "2019-03-01", "2019-07-01", "2019-08-01", "2019-11-01"))
+  co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2010-01-01", "2010-02-01"),
+                 outcomes = "cla_18m", design_args = list(max_missing = 1))
+  expect_equal(val(co, "prop_fsm"), c(a = 0.5, b = 0.5, c = 0.5, d = 0.5, e = 1))
+  expect_equal(val(co, "prop_white_british"), c(a = 0.5, b = 0.5, c = 0.5, d = 0.5, e = 1))
+  expect_setequal(attr(co, "la_shares_from_sample"), c("prop_fsm", "prop_white_british"))
+})
+
+test_that("FS footnote 7 sensitivity: referrals in the 18 months before go-live left out", {
+  # "excluding cases that entered the sample population in the final 18
+  # months prior to implementation" (FS fn 7). 101 goes live 2020-01-01: the
+  # window is 2018-07-01 .. 2019-12-31. a (2018-06-30) stays, b (2018-07-01)
+  # and c (2019-12-31) go, d (on go-live day) stays; comparator 201 is
+  # matched to 101, so e (2019-01-01) goes and f (2018-01-01) stays.
+  ro <- fs_rollout
+  ro$matched_to_la <- c(NA, "101")
+  ro$outcome <- c(NA, "cla_18m")
+  ch <- kids(c("a", "b", "c", "d", "e", "f"), la = c("101", "101", "101", "101", "201", "201"))
+  rf <- refs(ch$child_id, c("2018-06-30", "2018-07-01", "2019-12-31", "2020-01-01",
+                            "2019-01-01", "2018-01-01"))
+  d <- quiet_data(children = ch, referrals = rf, rollout = ro)
+  des <- design_family_safeguarding(d, data_end = as.Date("2023-12-31"), pre_go_live_exclusion = 18)
+  co <- suppressMessages(build_cohort(d, des, outcomes = character()))
+  expect_equal(co$child_id, c("a", "d", "f"))
+  f <- exclusion_flow(co, stage = "population", by = "total")
+  expect_equal(f$n[f$step == "referred in the months before go-live"], 3L)
+  expect_equal(nrow(suppressMessages(build_cohort(d, design_family_safeguarding(d),
+                                                  outcomes = character()))), 6L)
 })

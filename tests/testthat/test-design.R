@@ -106,3 +106,43 @@ test_that("bad designs stop with clear errors", {
   expect_snapshot(design_family_valued(ro), error = TRUE)
   expect_snapshot(design_family_valued(fv_rollout(), absence_terms = 4), error = TRUE)
 })
+
+test_that("one definition of go-live, embedding and step boundaries, in build_cohort() and sw_terms()", {
+  # FV: "children who entered the sample population between the start of
+  # ... the Family Group Conference service ... and the completion of the
+  # restorative theory to practice training will be excluded"; the go-live
+  # date "is marked by the completion of the restorative theory to practice
+  # training", so a referral on the go-live day is treated, never embedding.
+  # The trial starts 2019-08-31: steps start on 2019-08-31, 2020-02-29 (month
+  # end clamped), 2020-08-31, ...
+  ro <- data.frame(la_code = c("301", "302"), programme = "FV", role = "treated",
+                   go_live_date = as.Date(c("2020-02-29", "2020-08-31")),
+                   embed_start = as.Date(c("2020-01-01", "2020-07-01")),
+                   embed_end = as.Date(c("2020-02-29", "2020-08-30")),
+                   trial_start = as.Date("2019-08-31"), trial_end = as.Date("2021-02-27"),
+                   stringsAsFactors = FALSE)
+  ids <- c("a", "b", "c", "d", "e")
+  ch <- data.frame(child_id = ids, la_code = c("301", "301", "301", "302", "302"),
+                   dob = as.Date("2012-01-01"), gender_raw = "1", ethnicity = "WBRI")
+  rf <- data.frame(referral_id = ids, child_id = ids,
+                   referral_date = as.Date(c("2020-02-28", "2020-02-29", "2019-12-31",
+                                             "2020-08-30", "2020-08-31")),
+                   closure_date = as.Date(NA), referral_nfa = FALSE)
+  d <- suppressWarnings(sfp_data(children = ch, referrals = rf, rollout = ro))
+  des <- design_family_valued(d, data_end = as.Date("2023-12-31"))
+  co <- suppressMessages(build_cohort(d, des, outcomes = character()))
+  # a: the day before go-live, step 0; b: on go-live day (and the first day
+  # of step 1): treated; c: before the embedding period; d, e likewise in 302.
+  expect_equal(stats::setNames(co$treated, co$child_id), c(a = 0L, b = 1L, c = 0L, d = 0L, e = 1L))
+  expect_equal(stats::setNames(co$step, co$child_id), c(a = 0L, b = 1L, c = 0L, d = 1L, e = 2L))
+  emb <- suppressMessages(build_cohort(d, des, treatment = "embedding", outcomes = character()))
+  expect_setequal(emb$child_id, c("b", "c", "e"))
+  # sw_terms() on the same referrals: the same arms, steps and exclusions
+  kids <- data.frame(child_id = ids, la_code = ch$la_code, referral_date = rf$referral_date)
+  st <- sw_terms(kids, ro, trial_start = as.Date("2019-08-31"), n_periods = 4L)
+  expect_equal(st$treated, co$treated[match(st$child_id, co$child_id)])
+  expect_equal(st$period, co$step[match(st$child_id, co$child_id)])
+  st_e <- suppressWarnings(sw_terms(kids, ro, trial_start = as.Date("2019-08-31"),
+                                    n_periods = 4L, embedding = TRUE))
+  expect_setequal(st_e$child_id, emb$child_id)
+})

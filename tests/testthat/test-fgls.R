@@ -266,3 +266,207 @@ test_that("fgls_bcj errors are clear", {
   expect_snapshot(hansen_plim(0.5, 2), error = TRUE)
   expect_snapshot(hansen_plim(1.1, 10), error = TRUE)
 })
+
+# ---- weights and cells split by a go-live inside a period (#13) -------------
+
+# children in an LA x year panel; LAs 1-3 go live inside a year, so the
+# child's treatment (referral on or after go-live) splits those cells
+make_children <- function(G = 6, T = 8, seed = 11) {
+  set.seed(seed)
+  d <- make_panel(G = G, T = T, seed = seed)
+  m <- d[rep(seq_len(nrow(d)), times = sample(3:7, nrow(d), TRUE)), ]
+  m$ref_date <- m$year + runif(nrow(m))
+  go <- c(2015.4, 2014.7, 2016.2, NA, NA, NA)[seq_len(G)]
+  m$treated <- as.integer(!is.na(go[m$la]) & m$ref_date >= go[m$la])
+  m$age <- rnorm(nrow(m))
+  m$y <- m$y + 0.3 * m$treated + 0.4 * m$age + rnorm(nrow(m))
+  m$w <- sample(c(0.5, 1, 2.5), nrow(m), TRUE)
+  rownames(m) <- NULL
+  m
+}
+
+# plain-R weighted, split-cell BCJ: lm(weights =) for the within-arm step,
+# loops over arms for the means, shares and quasi-differences, lm(weights =)
+# for the panel and a loop over clusters for CR1
+fgls_split_ref <- function(m, p, correct = identity) {
+  G <- max(m$la)
+  tl <- sort(unique(m$year))
+  T <- length(tl)
+  m$t <- match(m$year, tl)
+  m$arm <- interaction(m$la, m$t, m$treated, drop = TRUE)
+  gam <- coef(lm(y ~ age + arm, m, weights = w))[["age"]]
+  m$r <- m$y - gam * m$age
+  A <- NULL
+  for (t in 1:T) for (g in 1:G) for (a in 0:1) {
+    i <- which(m$la == g & m$t == t & m$treated == a)
+    if (!length(i)) next
+    A <- rbind(A, data.frame(g = g, t = t, treated = a, x = weighted.mean(m$x[i], m$w[i]),
+                             r = weighted.mean(m$r[i], m$w[i]), W = sum(m$w[i])))
+  }
+  A$share <- A$W / ave(A$W, A$g, A$t, FUN = sum)
+  D <- model.matrix(~ treated + x + factor(g) + factor(t), A)
+  f0 <- lm(A$r ~ D - 1, weights = A$share)
+  u <- A$r - drop(D %*% coef(f0))
+  U <- matrix(NA, G, T)
+  cellv <- function(v, g, t) {
+    j <- which(A$g == g & A$t == t)
+    colSums(A$share[j] * as.matrix(v)[j, , drop = FALSE])
+  }
+  for (g in 1:G) for (t in 1:T) U[g, t] <- cellv(u, g, t)
+  resp <- numeric()
+  Z <- NULL
+  for (g in 1:G) for (t in (p + 1):T) {
+    resp <- c(resp, U[g, t])
+    Z <- rbind(Z, U[g, t - seq_len(p)])
+  }
+  rho <- correct(drop(solve(crossprod(Z), crossprod(Z, resp))))
+  ys <- numeric()
+  Ws <- NULL
+  cl <- s <- numeric()
+  for (i in which(A$t > p)) {
+    wi <- D[i, ]
+    yi <- A$r[i]
+    for (l in seq_len(p)) {
+      wi <- wi - rho[l] * cellv(D, A$g[i], A$t[i] - l)
+      yi <- yi - rho[l] * cellv(A$r, A$g[i], A$t[i] - l)
+    }
+    ys <- c(ys, yi)
+    Ws <- rbind(Ws, wi)
+    cl <- c(cl, A$g[i])
+    s <- c(s, A$share[i])
+  }
+  f <- lm(ys ~ Ws - 1, weights = s)
+  Ws <- Ws[, !is.na(coef(f)), drop = FALSE]
+  f <- lm(ys ~ Ws - 1, weights = s)
+  e <- residuals(f)
+  bread <- solve(crossprod(Ws * sqrt(s)))
+  meat <- 0
+  for (g in unique(cl)) {
+    k <- cl == g
+    sc <- crossprod(Ws[k, , drop = FALSE], s[k] * e[k])
+    meat <- meat + sc %*% t(sc)
+  }
+  N <- nrow(Ws)
+  K <- ncol(Ws)
+  V <- G / (G - 1) * (N - 1) / (N - K) * bread %*% meat %*% bread
+  list(coef = unname(coef(f)[2:3]), se = unname(sqrt(diag(V))[2:3]), rho = rho,
+       gamma = gam, N = N, K = K, arms = A, fit = f, cl = cl)
+}
+
+test_that("weighted FGLS with cells split by a go-live equals a plain-R implementation", {
+  m <- make_children()
+  for (p in 1:2) {
+    ref <- fgls_split_ref(m, p)
+    fit <- fgls_bcj(y ~ treated + x + age, m, "la", "year", p = p, bc = "none",
+                    weights = "w")
+    expect_equal(unname(coef(fit)), ref$coef, tolerance = 1e-10)
+    expect_equal(unname(sqrt(diag(vcov(fit)))), ref$se, tolerance = 1e-10)
+    expect_equal(unname(fit$rho), ref$rho, tolerance = 1e-10)
+    expect_equal(fit$first_step[["age"]], ref$gamma, tolerance = 1e-10)
+    expect_equal(c(fit$nobs, fit$K), c(ref$N, ref$K))
+    for (bc in c("exact", "hansen")) {
+      corr <- function(r) hansen_correct_(r, 8, bc, 1e-6, 100)$rho
+      ref <- fgls_split_ref(m, p, corr)
+      fit <- fgls_bcj(y ~ treated + x + age, m, "la", "year", p = p, bc = bc,
+                      weights = m$w)
+      expect_equal(unname(coef(fit)), ref$coef, tolerance = 1e-10)
+      expect_equal(unname(sqrt(diag(vcov(fit)))), ref$se, tolerance = 1e-10)
+    }
+  }
+  # the arms: go-live years with children on both sides are split
+  both <- tapply(m$treated, list(m$la, m$year), function(v) length(unique(v)) == 2)
+  expect_equal(fit$n_split, sum(both))
+  expect_gte(fit$n_split, 2L)
+  A <- ref$arms
+  P <- fit$panel[order(fit$panel$year, fit$panel$la, fit$panel$treated), ]
+  expect_equal(P$share, A$share, tolerance = 1e-12)
+  expect_equal(P$weight, A$W, tolerance = 1e-12)
+  expect_equal(P$y, A$r, tolerance = 1e-10)
+  expect_output(print(fit), sprintf("%d cells split by treatment .*; weighted cell means",
+                                    sum(both)))
+})
+
+test_that("weighted split-cell CR1 equals sandwich::vcovCL on the quasi-differenced arms", {
+  skip_if_not_installed("sandwich")
+  m <- make_children(seed = 12)
+  ref <- fgls_split_ref(m, 1)
+  fit <- fgls_bcj(y ~ treated + x + age, m, "la", "year", p = 1, bc = "none", weights = "w")
+  V <- sandwich::vcovCL(ref$fit, cluster = ref$cl, type = "HC1")
+  expect_equal(unname(vcov(fit)), unname(V[2:3, 2:3]), tolerance = 1e-10)
+})
+
+test_that("unit weights and no split cell give today's FGLS; weights scale-free, zero weights left out", {
+  d <- make_panel(seed = 13)
+  set.seed(13)
+  m <- d[rep(seq_len(nrow(d)), times = sample(2:5, nrow(d), TRUE)), ]
+  m$age <- rnorm(nrow(m))
+  m$y <- m$y + 0.4 * m$age + rnorm(nrow(m))
+  a <- fgls_bcj(y ~ treated + x + age, m, "la", "year", p = 1)
+  b <- fgls_bcj(y ~ treated + x + age, m, "la", "year", p = 1, weights = rep(1, nrow(m)))
+  expect_equal(coef(b), coef(a), tolerance = 1e-12)
+  expect_equal(vcov(b), vcov(a), tolerance = 1e-12)
+  expect_equal(b$n_split, 0L)
+  # the micro data reduced to unweighted cell means by hand: the same panel
+  cm <- aggregate(cbind(r = m$y - a$first_step[["age"]] * m$age, treated = m$treated, x = m$x),
+                  list(la = m$la, year = m$year), mean)
+  expect_equal(coef(fgls_bcj(r ~ treated + x, cm, "la", "year", p = 1)), coef(a),
+               tolerance = 1e-10)
+  # weights: scaling them changes nothing; rows of weight 0 are as if absent
+  mw <- make_children(seed = 14)
+  f1 <- fgls_bcj(y ~ treated + x + age, mw, "la", "year", p = 1, weights = "w")
+  f2 <- fgls_bcj(y ~ treated + x + age, mw, "la", "year", p = 1, weights = 7 * mw$w)
+  expect_equal(coef(f2), coef(f1), tolerance = 1e-10)
+  expect_equal(vcov(f2), vcov(f1), tolerance = 1e-10)
+  z <- mw
+  z$w[c(2, 5, 9)] <- 0
+  f3 <- fgls_bcj(y ~ treated + x + age, z, "la", "year", p = 1, weights = "w")
+  f4 <- fgls_bcj(y ~ treated + x + age, z[-c(2, 5, 9), ], "la", "year", p = 1, weights = "w")
+  expect_equal(coef(f3), coef(f4), tolerance = 1e-10)
+  expect_equal(f3$n_zero_weight, 3L)
+  # integer weights = replicated rows (frequency weights give the same means)
+  fr <- mw[rep(seq_len(nrow(mw)), times = 2 * mw$w), ]
+  f5 <- fgls_bcj(y ~ treated + x + age, fr, "la", "year", p = 1)
+  expect_equal(coef(f5), coef(f1), tolerance = 1e-10)
+  # row order
+  f6 <- fgls_bcj(y ~ treated + x + age, mw[sample(nrow(mw)), ], "la", "year", p = 1,
+                 weights = "w")
+  expect_equal(coef(f6), coef(f1), tolerance = 1e-10)
+})
+
+test_that("a hand-made split cell: arm means, shares and variances from the protocol's definition", {
+  # LA 1 goes live mid-2012: of its three 2012 children, the one referred
+  # after go-live (weight 2) is treated; the two before (weights 1, 1) not
+  d <- data.frame(la = c(1, 1, 1, 1, 1, 2, 2, 2, 1, 2, 1, 2),
+                  year = c(2012, 2012, 2012, 2011, 2013, 2011, 2012, 2013, 2010, 2010,
+                           2014, 2014),
+                  treated = c(0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0),
+                  y = c(1, 3, 10, 0, 9, 1, 2, 3, 0, 0, 8, 4),
+                  w = c(1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1))
+  fit <- fgls_bcj(y ~ treated, d, "la", "year", p = 1, bc = "none", weights = "w")
+  P <- fit$panel[fit$panel$la == 1 & fit$panel$year == 2012, ]
+  expect_equal(P$treated, c(0, 1))
+  expect_equal(P$y, c(2, 10))                   # (1 + 3) / 2 and 10
+  expect_equal(P$share, c(0.5, 0.5))            # weight 2 of 4 on each arm
+  expect_equal(P$n, c(2L, 1L))
+  expect_equal(P$n_eff, c(2, 1))
+  expect_equal(P$var_mean, c((1 + 1) / 4, 0))   # sum w^2 (y - ybar)^2 / (sum w)^2
+  expect_equal(fit$n_split, 1L)
+  expect_equal(nrow(fit$panel), 11L)
+})
+
+test_that("fgls_bcj weights: negative, missing or all-zero weights are named", {
+  m <- make_children(seed = 15)
+  m$w[c(4, 8)] <- -1
+  expect_error(fgls_bcj(y ~ treated, m, "la", "year", p = 1, weights = "w"),
+               "column `w`: 2 rows with a missing, infinite or negative weight \\(rows 4, 8\\)")
+  m$w <- 0
+  expect_error(fgls_bcj(y ~ treated, m, "la", "year", p = 1, weights = "w"),
+               "column `w`: .* rows all have weight 0.*\\(rows 1, 2, 3, 4, 5 and")
+  m$w <- 1
+  m$w[m$la == 2 & m$year == 2013] <- 0
+  expect_error(fgls_bcj(y ~ treated, m, "la", "year", p = 1, weights = "w"),
+               "1 of 48 cells have no rows with a positive weight \\(la 2 in year 2013\\)")
+  expect_error(fgls_bcj(y ~ treated, m, "la", "year", weights = "w", method = "re"),
+               "`weights` are not used by method = \"re\"")
+  expect_error(fgls_bcj(y ~ treated, m, "la", "year", weights = 1:3), "one value per row")
+})

@@ -275,3 +275,140 @@ test_that("practically_different by hand", {
   expect_snapshot(practically_different(0.1, 0), error = TRUE)
   expect_snapshot(practically_different("a", 1), error = TRUE)
 })
+
+# ---- the protocol's comparison with the main regression (#13) ----
+
+# plain-R reference: the chosen model (within or RE quasi-demeaned, from
+# plm) and the main OLS stacked block-diagonally; the stacked regression's
+# cluster-robust covariance (sandwich::vcovCL, HC0 with G/(G-1)) gives the
+# joint variance, so the difference's variance is c' V c
+compare_ref <- function(d, chosen, main) {
+  s <- d[order(d$id, d$t), ]
+  pd <- plm::pdata.frame(s, index = c("id", "t"))
+  model <- if (chosen == "fixed effects") "within" else "random"
+  fit <- plm::plm(y ~ x1 + x2, pd, model = model)
+  Xc <- model.matrix(fit)
+  yc <- plm::pmodel.response(fit)
+  Xm <- model.matrix(main, s)
+  ym <- s$y
+  n <- nrow(s)
+  Z <- rbind(cbind(Xc, matrix(0, n, ncol(Xm))), cbind(matrix(0, n, ncol(Xc)), Xm))
+  f <- lm(c(yc, ym) ~ Z - 1)
+  V <- sandwich::vcovCL(f, cluster = rep(s$la, 2), type = "HC0", cadjust = TRUE)
+  jc <- match("x1", colnames(Xc))
+  jm <- ncol(Xc) + match("x1", colnames(Xm))
+  b <- coef(f)
+  d <- b[jc] - b[jm]
+  se <- sqrt(V[jc, jc] + V[jm, jm] - 2 * V[jc, jm])
+  list(bc = unname(b[jc]), bm = unname(b[jm]), d = unname(d), se = unname(se),
+       se_c = sqrt(V[jc, jc]), se_m = sqrt(V[jm, jm]))
+}
+
+test_that("hausman_test(main =): the statistical and practical comparison equals a stacked reference", {
+  skip_if_not_installed("plm")
+  skip_if_not_installed("sandwich")
+  main <- y ~ x1 + x2 + factor(t)
+  for (seed in c(8, 21)) {
+    d <- sim_panel(seed = seed)
+    got <- hausman_test(y ~ x1 + x2, d, "id", "t", cluster = "la", main = main,
+                        param = "x1")
+    cm <- got$comparison
+    ref <- compare_ref(d, got$prefer, main)
+    expect_equal(cm$chosen, got$prefer)
+    expect_equal(cm$estimate_chosen, ref$bc, tolerance = 1e-10)
+    expect_equal(cm$estimate_main, ref$bm, tolerance = 1e-10)
+    expect_equal(cm$se_difference, ref$se, tolerance = 1e-10)
+    expect_equal(cm$se_chosen, unname(ref$se_c), tolerance = 1e-10)
+    expect_equal(cm$se_main, unname(ref$se_m), tolerance = 1e-10)
+    expect_equal(cm$p.value, 2 * pt(-abs(ref$d / ref$se), 5), tolerance = 1e-10)
+    expect_equal(cm$relative_difference, ref$bc / ref$bm - 1, tolerance = 1e-10)
+    expect_equal(cm$different, cm$statistically_different && cm$practically_different)
+  }
+  # x1 independent of the unit effect: random effects chosen
+  d <- sim_panel(seed = 8)
+  set.seed(8)
+  d$x1 <- rnorm(nrow(d))
+  d$y <- 1 + d$x1 - d$x2 + rnorm(30)[d$id] + rnorm(nrow(d))
+  got <- hausman_test(y ~ x1 + x2, d, "id", "t", cluster = "la", main = main, param = "x1")
+  expect_equal(got$prefer, "random effects")
+  ref <- compare_ref(d, got$prefer, main)
+  expect_equal(got$comparison$estimate_chosen, ref$bc, tolerance = 1e-10)
+  expect_equal(got$comparison$se_difference, ref$se, tolerance = 1e-10)
+  # the main estimate equals lm(); the FE estimate plm's within
+  s <- d[order(d$id, d$t), ]
+  expect_equal(got$comparison$estimate_main, unname(coef(lm(main, s))[["x1"]]),
+               tolerance = 1e-10)
+  # row order does not matter
+  got2 <- hausman_test(y ~ x1 + x2, d[sample(nrow(d)), ], "id", "t", cluster = "la",
+                       main = main, param = "x1")
+  expect_equal(got2$comparison, got$comparison, tolerance = 1e-10)
+})
+
+test_that("the protocol's decision: different only when statistically AND practically different", {
+  # by hand: x1's effect is 1 for the unit-invariant part; the main
+  # regression omits the unit effect u correlated with x1, so it is biased by
+  # a known amount in large samples (pooled OLS slope 1 + cov(x1, u)/var(x1))
+  set.seed(31)
+  N <- 400
+  d <- expand.grid(id = 1:N, t = 1:4)
+  u <- rnorm(N)
+  d$x1 <- rnorm(nrow(d)) + u[d$id]
+  d$x2 <- rnorm(nrow(d))
+  d$y <- d$x1 + d$x2 + 2 * u[d$id] + rnorm(nrow(d))
+  d$la <- (d$id - 1) %/% 20 + 1
+  h <- hausman_test(y ~ x1 + x2, d, "id", "t", cluster = "la", main = y ~ x1 + x2,
+                    param = "x1")
+  cm <- h$comparison
+  expect_equal(h$prefer, "fixed effects")
+  expect_equal(cm$estimate_chosen, 1, tolerance = 0.05)   # FE: unbiased, SE about 0.02
+  expect_equal(cm$estimate_main, 2, tolerance = 0.05)     # pooled: 1 + 2 * 1/2
+  expect_true(cm$statistically_different && cm$practically_different && cm$different)
+  expect_output(print(h), "Protocol decision: statistically and practically different")
+  # a main regression with the unit effects: the same estimate, neither
+  h2 <- hausman_test(y ~ x1 + x2, d, "id", "t", cluster = "la",
+                     main = y ~ x1 + x2 + factor(id), param = "x1")
+  expect_equal(h2$comparison$difference, 0, tolerance = 1e-10)
+  expect_false(h2$comparison$different)
+  expect_output(print(h2), "the main regression stands")
+  # practically but not statistically different: few, noisy clusters
+  set.seed(35)
+  N <- 40
+  d <- expand.grid(id = 1:N, t = 1:3)
+  u <- rnorm(N)
+  d$x1 <- rnorm(nrow(d)) + 0.3 * u[d$id]
+  d$x2 <- rnorm(nrow(d))
+  d$y <- d$x1 + d$x2 + u[d$id] + 3 * rnorm(nrow(d))
+  d$la <- (d$id - 1) %/% 5 + 1
+  h3 <- hausman_test(y ~ x1 + x2, d, "id", "t", cluster = "la", main = y ~ x1 + x2,
+                     param = "x1")
+  cm <- h3$comparison
+  expect_true(cm$practically_different)
+  expect_false(cm$statistically_different)
+  expect_false(cm$different)
+})
+
+test_that("hausman_test(main =) with one time-varying regressor (a 1 x 1 bread)", {
+  d <- sim_panel(seed = 12)
+  h <- hausman_test(y ~ x1, d, "id", "t", cluster = "la", main = y ~ x1 + factor(t),
+                    param = "x1")
+  s <- d[order(d$id, d$t), ]
+  fe <- coef(lm(y ~ x1 + factor(id), s))[["x1"]]
+  expect_equal(h$prefer, "fixed effects")
+  expect_equal(h$comparison$estimate_chosen, fe, tolerance = 1e-10)
+  expect_equal(h$comparison$estimate_main, coef(lm(y ~ x1 + factor(t), s))[["x1"]],
+               tolerance = 1e-10)
+})
+
+test_that("hausman_test(main =) errors name the problem", {
+  d <- sim_panel(seed = 8)
+  expect_error(hausman_test(y ~ x1 + x2, d, "id", "t", main = "y ~ x1"),
+               "`main` must be the main regression as a two-sided formula")
+  expect_error(hausman_test(y ~ x1 + x2, d, "id", "t", main = y ~ x1 + w, param = "x1"),
+               "`main` uses `w`, not found")
+  expect_error(hausman_test(y ~ x1 + x2, d, "id", "t", main = y ~ x2, param = "x1"),
+               "`param` \\(`x1`\\) is not a coefficient of the main model")
+  d$w <- d$x2
+  d$w[c(3, 7)] <- NA
+  expect_error(hausman_test(y ~ x1 + x2, d, "id", "t", main = y ~ x1 + w, param = "x1"),
+               "2 rows with a missing value in a variable of `main`")
+})

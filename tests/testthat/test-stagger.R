@@ -224,10 +224,210 @@ test_that("one cohort, one pre-period: the event study equals did_fit() with eve
   d <- stagger_data(go, TT = 4, n = 5, seed = 12)
   d$go <- ifelse(is.finite(go[d$la]), go[d$la], NA)
   d <- event_time(d, "go", "year")
-  fit <- did_fit(y ~ event_1 + event_2 + event_3 | la + year, d, cluster = ~la,
-                 family = "gaussian", vcov = "CR1")
+  expect_warning(fit <- did_fit(y ~ event_1 + event_2 + event_3 | la + year, d, cluster = ~la,
+                                family = "gaussian", vcov = "CR1"),
+                 class = "sfpceval_few_treated")      # two treated authorities
   a <- att_gt(d, outcome = "y", time = "year")
   dy <- aggregate_att(a, "dynamic", inference = "none")
   expect_equal(dy$by$estimate, unname(coef(fit)[c("event_1", "event_2", "event_3")]),
                tolerance = 1e-10)
+})
+
+# ---- periods as analysts have them (#13) ----
+
+# shaped like bacondecomp's `castle` (neither bacondecomp nor did is a
+# Debian package, so their data are rebuilt here): 50 states x 2000..2010,
+# treatment `post` from 2005..2009 in 21 states, 29 never, one row per
+# state-year
+castle_like <- function(seed = 41) {
+  set.seed(seed)
+  first <- c(2005, rep(2006, 13), rep(2007, 4), rep(2008, 2), 2009, rep(Inf, 29))
+  d <- expand.grid(state = paste0("S", 1:50), year = 2000:2010, stringsAsFactors = FALSE)
+  g <- setNames(first, paste0("S", 1:50))[d$state]
+  d$post <- as.integer(d$year >= g)
+  d$l_homicide <- rnorm(50)[match(d$state, paste0("S", 1:50))] + 0.02 * (d$year - 2000) +
+    0.08 * d$post + rnorm(nrow(d), sd = 0.3)
+  d
+}
+
+# shaped like did's `mpdta`: 500 counties x 2003..2007, first.treat 2004,
+# 2006, 2007 or 0 (never)
+mpdta_like <- function(seed = 42) {
+  set.seed(seed)
+  ft <- sample(c(0, 2004, 2006, 2007), 500, TRUE, prob = c(0.62, 0.04, 0.08, 0.26))
+  d <- expand.grid(countyreal = 1:500, year = 2003:2007)
+  d$first.treat <- ft[d$countyreal]
+  d$treat <- as.integer(d$first.treat > 0)
+  post <- d$first.treat > 0 & d$year >= d$first.treat
+  d$lemp <- rnorm(500, 6)[d$countyreal] + 0.01 * (d$year - 2003) -
+    0.04 * post + rnorm(nrow(d), sd = 0.1)
+  d
+}
+
+test_that("bacon() takes calendar years (castle shape): equal to the TWFE lm and to 1..T", {
+  d <- castle_like()
+  b <- bacon(l_homicide ~ post, d, id = "state", time = "year")
+  twfe <- coef(lm(l_homicide ~ post + factor(state) + factor(year), d))[["post"]]
+  expect_equal(b$estimate, twfe, tolerance = 1e-10)
+  expect_equal(sum(b$comparisons$estimate * b$comparisons$weight), twfe, tolerance = 1e-10)
+  # groups are the analyst's years; Inf the never treated
+  expect_true(all(b$comparisons$treated %in% 2005:2009))
+  expect_true(all(b$comparisons$control %in% c(2005:2009, Inf)))
+  expect_equal(colnames(b$panel), as.character(2000:2010))
+  # the same as the periods coded 1..11 and 0..10, labels aside
+  for (shift in c(1999, 2000)) {
+    d1 <- d
+    d1$year <- d1$year - shift
+    b1 <- bacon(l_homicide ~ post, d1, id = "state", time = "year")
+    expect_equal(b1$estimate, b$estimate, tolerance = 1e-12)
+    expect_equal(b1$comparisons$estimate, b$comparisons$estimate, tolerance = 1e-12)
+    expect_equal(b1$comparisons$weight, b$comparisons$weight, tolerance = 1e-12)
+    expect_equal(b1$comparisons$treated, b$comparisons$treated - shift)
+  }
+})
+
+test_that("att_gt() takes calendar years (mpdta shape): equal to the plain-R ATT(g, t) and to 1..T", {
+  d <- mpdta_like()
+  d$treated <- as.integer(d$first.treat > 0 & d$year >= d$first.treat)
+  d$la <- d$countyreal
+  d$y <- d$lemp
+  a <- att_gt(d, outcome = "lemp", time = "year", cluster = "countyreal")
+  expect_setequal(unique(a$att$group), c(2004, 2006, 2007))
+  expect_true(all(a$att$time %in% 2003:2007))
+  for (i in seq_len(nrow(a$att))) {
+    r <- a$att[i, ]
+    base <- if (r$post) r$group - 1 else r$time - 1
+    expect_equal(r$att, att_ref(d, r$group, r$time, base, "never"), tolerance = 1e-12)
+  }
+  expect_equal(a$att$event_time, a$att$time - a$att$group)
+  d0 <- d
+  d0$year <- d0$year - 2003                         # 0..4
+  a0 <- att_gt(d0, outcome = "lemp", time = "year", cluster = "countyreal")
+  expect_equal(a0$att$att, a$att$att, tolerance = 1e-12)
+  expect_equal(a0$att$group, a$att$group - 2003)
+  s <- aggregate_att(a, "group", inference = "none")
+  expect_equal(s$by$group, c(2004, 2006, 2007))
+  s0 <- aggregate_att(a0, "group", inference = "none")
+  expect_equal(s0$overall$estimate, s$overall$estimate, tolerance = 1e-12)
+})
+
+test_that("a gap in numeric periods is not a period: warned, and equal to the periods present", {
+  go <- c(A = 3, B = 4, C = Inf, D = Inf, E = 5)
+  d <- stagger_data(go, TT = 6, n = 6, seed = 43)
+  years <- c(2015, 2016, 2018, 2019, 2020, 2021)      # no 2017
+  dy <- d
+  dy$year <- years[d$year]
+  expect_warning(ay <- att_gt(dy, outcome = "y", time = "year"),
+                 "`year` has no rows at 2017 .* 2018 follows 2016")
+  a <- att_gt(d, outcome = "y", time = "year")
+  expect_equal(ay$att$att, a$att$att, tolerance = 1e-12)
+  expect_equal(ay$att$group, years[a$att$group])
+  expect_equal(ay$att$event_time, a$att$event_time)   # counted in periods present
+  expect_equal(ay$gaps, 2017)
+  # the pre-period effect of the 2018 group at 2018 - 1 period uses base 2016
+  r <- ay$att[ay$att$group == 2018 & ay$att$time == 2016, ]
+  d$yr <- years[d$year]
+  expect_equal(r$att, att_ref(d, 3, 2, 1, "never"), tolerance = 1e-12)
+  expect_warning(by <- bacon(y ~ treated, dy, id = "la", time = "year"), "no rows at 2017")
+  expect_equal(by$estimate, bacon(y ~ treated, d, id = "la", time = "year")$estimate,
+               tolerance = 1e-12)
+  # evenly spaced numbers (2-year steps) are no gap
+  d2 <- d
+  d2$year <- 2010 + 2 * d2$year
+  expect_silent(a2 <- att_gt(d2, outcome = "y", time = "year"))
+  expect_equal(a2$att$att, a$att$att, tolerance = 1e-12)
+  # quarters coded as numbers (20171, ..., 20174, 20181, ...) are no gap
+  d4 <- d
+  d4$year <- c(20171, 20172, 20173, 20174, 20181, 20182)[d4$year]
+  expect_silent(a4 <- att_gt(d4, outcome = "y", time = "year"))
+  expect_equal(a4$att$att, a$att$att, tolerance = 1e-12)
+  expect_equal(period_gaps(c(2015, 2016, 2018, 2020)), c(2017, 2019))
+  # financial years as labels keep working, results in positions
+  d3 <- d
+  d3$year <- sprintf("%d/%02d", 2014 + d3$year, (15 + d3$year) %% 100)
+  a3 <- att_gt(d3, outcome = "y", time = "year")
+  expect_equal(a3$att$att, a$att$att, tolerance = 1e-12)
+  expect_output(print(a3), "2017/18")
+})
+
+# ---- randomisation inference with covariates from cell statistics (#16) ----
+
+# plain-R reference: for every assignment of the groups, each ATT(g, t) by
+# weighted lm() fits on the control rows (Sant'Anna & Zhao's reg_did), for the
+# outcome and the post-treatment indicator; the package's aggregation
+# weights, p-values and test inversion then act on these.
+ri_ref <- function(a, type, n_perm, max_enumerate, seed = 1) {
+  obj <- a
+  perms <- group_assignments(obj$G, max_enumerate, n_perm, seed)
+  d <- data.frame(y = obj$y, w = obj$w, t = obj$t, cl = obj$cl, obj$X[, -1, drop = FALSE])
+  xs <- colnames(obj$X)[-1]
+  one <- function(G, ycol) {
+    gr <- G[d$cl]
+    P <- do.call(rbind, att_pairs(obj, G))
+    vapply(seq_len(nrow(P)), function(i) {
+      g <- P[i, 1]; t <- P[i, 2]; b <- P[i, 3]
+      ctrl <- if (obj$control == "never") is.infinite(gr) else
+        (is.infinite(gr) | gr > max(t, b) + obj$anticipation) & gr != g
+      m <- function(s) sum(d$w[s] * ycol[s]) / sum(d$w[s])
+      tr <- m(gr == g & d$t == t) - m(gr == g & d$t == b)
+      dd <- d
+      dd$yy <- ycol
+      f <- reformulate(xs, "yy")
+      ft <- lm(f, dd[ctrl & d$t == t, ], weights = w)
+      fb <- lm(f, dd[ctrl & d$t == b, ], weights = w)
+      both <- dd[gr == g & d$t %in% c(t, b), ]
+      tr - sum(both$w * (predict(ft, both) - predict(fb, both))) / sum(both$w)
+    }, 0)
+  }
+  post <- as.numeric(obj$t >= obj$G[obj$cl] - obj$anticipation)
+  est <- function(G, ycol) {
+    tab <- att_table(obj, ycol, G)
+    tab$att <- one(G, ycol)
+    A <- aggregation_weights(obj, tab, G, type)$A
+    drop(A %*% tab$att)[1]
+  }
+  Ry <- apply(perms$assignments, 1, function(g) est(setNames(g, names(obj$G)), obj$y))
+  Rp <- apply(perms$assignments, 1, function(g) est(setNames(g, names(obj$G)), post))
+  a0 <- est(obj$G, obj$y)
+  b0 <- est(obj$G, post)
+  list(estimate = a0, p = perm_pvalues(Ry, a0, perms$sampled),
+       ci = invert_linear(Ry, Rp, a0, b0, 0.05, perms$sampled))
+}
+
+test_that("randomisation inference with covariates equals row-level regressions for every draw", {
+  go <- c(A = 3, B = 4, C = Inf, D = Inf, E = Inf, F = 3)
+  d <- stagger_data(go, TT = 5, n = 6, seed = 51,
+                    sizes = c(A = 6, B = 4, C = 5, D = 6, E = 3, F = 4))
+  d$x <- rnorm(nrow(d)) + 0.2 * d$year
+  d$z <- rbinom(nrow(d), 1, 0.4)
+  d$wt <- runif(nrow(d), 0.5, 2)
+  for (control in c("never", "not_yet")) {
+    a <- att_gt(d, outcome = "y", time = "year", control = control, covariates = ~ x + z,
+                weights = "wt")
+    s <- aggregate_att(a, "simple", max_enumerate = 500)   # 60 assignments, all
+    ref <- ri_ref(a, "simple", 999, 500)
+    expect_equal(s$overall$estimate, ref$estimate, tolerance = 1e-10)
+    expect_equal(s$overall$p_value, ref$p, tolerance = 1e-12)
+    expect_equal(c(s$overall$conf.low, s$overall$conf.high), ref$ci, tolerance = 1e-8)
+    expect_false(s$sampled)
+  }
+  # sampled draws
+  s <- aggregate_att(a, "group", max_enumerate = 10, n_perm = 25, seed = 3)
+  ref <- ri_ref(a, "group", 25, 10, seed = 3)
+  expect_equal(s$overall$p_value, ref$p, tolerance = 1e-12)
+  expect_true(s$sampled)
+})
+
+test_that("covariate-adjusted ATT(g, t): a covariate only the controls cannot identify gets 0, as lm.wfit", {
+  go <- c(A = 3, B = Inf, C = Inf, D = 4)
+  d <- stagger_data(go, TT = 5, n = 6, seed = 52)
+  d$x <- rnorm(nrow(d))
+  d$x2 <- 2 * d$x                                    # collinear: lm drops it
+  a <- att_gt(d, outcome = "y", time = "year", covariates = ~ x + x2)
+  b <- att_gt(d, outcome = "y", time = "year", covariates = ~ x)
+  expect_equal(a$att$att, b$att$att, tolerance = 1e-8)
+  # shifting and scaling the covariate changes nothing
+  d$x <- 1000 + 50 * d$x
+  b2 <- att_gt(d, outcome = "y", time = "year", covariates = ~ x)
+  expect_equal(b2$att$att, b$att$att, tolerance = 1e-8)
 })

@@ -1,0 +1,995 @@
+# analyse(): runs a protocol's analysis plan (the rows of protocol_models())
+# on the records. One runner per estimator (plan_runners); the data each row
+# needs is prepared once per cohort/outcome (plan_data()); missing covariates
+# are imputed once and every model refitted per imputation.
+
+#' Run a protocol's whole analysis plan
+#'
+#' Builds the cohorts the plan needs, handles missing covariates as the
+#' protocols say, runs every model of [protocol_models()] (or an edited
+#' copy), and returns one results table with a row per estimate, the fitted
+#' objects, and the tables the reports need.
+#'
+#' **Family Safeguarding.** For each outcome, authorities are matched on
+#' pre-period trends ([match_trends()]; the nearest candidate unless
+#' `matches` gives a selection), the cohort is stacked by matched pair
+#' ([stack_pairs()]) and children are matched by CEM within pair and
+#' financial year on the outcome's sample ([cem()] with the design's
+#' coarsening); the DiD regressions are weighted by the CEM weights and
+#' clustered by the physical authority. The stepped-wedge strand uses the
+#' treated authorities only.
+#'
+#' **Family Valued.** The stepped-wedge models run on the cohort (children in
+#' care for the care outcomes); the DiD strand needs comparator authorities
+#' in the design.
+#'
+#' **Missing data** ("drop covariates that are missing at a rate greater than
+#' 30%. For covariates with lower levels of missingness, we will conduct
+#' multiple imputation"): covariates above the design's `max_missing` are
+#' dropped by [build_cohort()] and removed from every formula; the others are
+#' imputed `imputations` times with `mice` (on the cohort's covariates, arm,
+#' authority, period and the outcomes that are fully observed); each
+#' imputation's covariates are given to every cohort of the plan (the
+#' covariates are the child's at the same first referral), CEM and every
+#' model are refitted per imputation and the estimates pooled by
+#' [pool_rubin()] with the model's own degrees of freedom as complete-data
+#' df. Bootstrap and permutation p-values, which Rubin's rules do not cover,
+#' are the median over the imputations. Without `mice`, or with
+#' `imputations = 0`, the models use complete cases and the results say so.
+#'
+#' **Multiplicity.** Hochberg's step-up adjustment within each family of
+#' secondary outcomes (programme x strand), next to the unadjusted p-values.
+#'
+#' Rows that need a capability the package does not have yet, or whose
+#' condition (`run_if`) is not met, or that fail, are kept with their reason
+#' in `status`.
+#'
+#' Independent models run on the user's `future` plan (through
+#' `future.apply`) when one other than sequential is set; results equal the
+#' serial ones. A progress bar is shown with `cli` when `progress = TRUE`.
+#'
+#' @param data An `sfp_data` object (the records).
+#' @param design An `sfp_design`.
+#' @param models The plan to run: `NULL` for [protocol_models()] of the
+#'   design (restricted to `outcomes`, `sensitivity`, `strands`), or an
+#'   edited copy of it.
+#' @param outcomes,sensitivity Passed to [protocol_models()].
+#' @param strands `NULL` (every strand, the DiD strand of a design without
+#'   comparators reported as not available) or some of `"stepped_wedge"`,
+#'   `"did"` (a strand asked for explicitly must be possible).
+#' @param imputations Number of imputations (0 for complete cases).
+#' @param matches Family Safeguarding: a named list by outcome of
+#'   [match_trends()] results (after [select_matches()]) or of selections
+#'   (lists named by treated authority, as for [select_matches()]).
+#' @param shock A common shock for [common_shock_test()] (a date or a 0/1
+#'   column of the cohort); `NULL` skips that row.
+#' @param assumptions Passed to [triangulate()].
+#' @param cost Arguments of [cost_benefit()] other than `effect` and
+#'   `p.value` (e.g. `list(cost_per_child = 60000, costs = ...)`);
+#'   `children_per_year` defaults to the cohort's. `NULL` skips it.
+#' @param fidelity An input table for [fidelity()]; `NULL` skips it.
+#' @param alpha Significance level (cost-benefit rule, triangulation).
+#' @param censor_share Share of an outcome at its cap above which the tobit
+#'   row runs.
+#' @param bacon_risk Share of the decomposition's weight on comparisons that
+#'   use already-treated authorities as controls above which the
+#'   Callaway-Sant'Anna row runs.
+#' @param seed Seed of the imputations (and of the bootstraps).
+#' @param progress Show a progress bar (needs cli).
+#' @return An object of class `sfp_analysis`: `results` (one row per
+#'   estimate: `programme`, `strand`, `outcome`, `analysis`, `term`, `scale`,
+#'   `estimate`, `std.error`, `df`, `conf.low`, `conf.high`, `p.value`,
+#'   `p.adjusted`, `model`, `status`, `n_imputations`), `models` (the plan
+#'   run), `fits` (by model id; with imputations, the fit on the first
+#'   imputation), `tables` (`table1`, `exclusion_flow`, `mdes`, `matching`,
+#'   `cem`, `missing`, `multiplicity`, `triangulation`, `imputation`, and
+#'   `cost_benefit`, `fidelity` when asked), `design`, `call`, `settings`.
+#'   `as.data.frame()` gives `results`.
+#' @examples
+#' \donttest{
+#' data(sfp_example_fv)
+#' d <- design_family_valued(sfp_example_fv)
+#' a <- analyse(sfp_example_fv, d, sensitivity = FALSE, imputations = 0,
+#'              progress = FALSE)
+#' a
+#' }
+#' @export
+analyse <- function(data, design, models = NULL, outcomes = NULL, sensitivity = TRUE,
+                    strands = NULL, imputations = 5L, matches = NULL, shock = NULL,
+                    assumptions = c(did = NA, stepped_wedge = NA), cost = NULL,
+                    fidelity = NULL, alpha = 0.05, censor_share = 0.05,
+                    bacon_risk = 0.1, seed = 1L, progress = interactive()) {
+  call <- match.call()
+  if (!inherits(design, "sfp_design")) {
+    stop_arg("design", "must be an `sfp_design`",
+             "build one with design_family_safeguarding() or design_family_valued().")
+  }
+  if (!inherits(data, "sfp_data")) {
+    stop_arg("data", "must be an `sfp_data` object (the records)", "build it with sfp_data() or simulate_sfp().")
+  }
+  if (!is.numeric(imputations) || length(imputations) != 1L || is.na(imputations) ||
+      imputations < 0 || imputations == 1) {
+    stop_arg("imputations", "must be 0 (complete cases) or at least 2")
+  }
+  has_comp <- design$programme == "FS" || any(design$las$role == "comparator")
+  if (!is.null(strands)) {
+    strands <- match_choices(strands, c("stepped_wedge", "did"), "strands")
+    if ("did" %in% strands && !has_comp) {
+      stop_arg("strands", "asks for the DiD strand but the design has no comparator authorities",
+               "add comparator authorities to the roll-out table, or use strands = \"stepped_wedge\".")
+    }
+  }
+  if (is.null(models)) {
+    models <- protocol_models(design, outcomes, sensitivity,
+                              strands %||% c("stepped_wedge", "did"))
+  } else {
+    models <- plan_check_models(models, design)
+  }
+  if (is.null(strands) && !has_comp && any(models$strand == "did")) {
+    message("analyse(): the ", design$programme, " design has no comparator authorities; ",
+            "the DiD strand is reported as not available.")
+  }
+  settings <- list(imputations = as.integer(imputations), alpha = alpha,
+                   censor_share = censor_share, bacon_risk = bacon_risk, seed = seed,
+                   shock = shock)
+  ctx <- plan_context(data, design, models, settings, matches)
+  settings$imputations <- ctx$m
+  models <- ctx$models
+  out <- plan_run(models, ctx, progress)
+  results <- plan_hochberg(out$results)
+  tables <- plan_tables(ctx, out, results, models)
+  tri <- plan_triangulation(results, assumptions, alpha)
+  tables$triangulation <- tri
+  if (!is.null(cost)) tables$cost_benefit <- plan_cost_benefit(results, ctx, cost, alpha)
+  if (!is.null(fidelity)) tables$fidelity <- fidelity(fidelity)
+  structure(list(results = results, models = models, fits = out$fits, tables = tables,
+                 design = design, call = call, settings = settings),
+            class = "sfp_analysis")
+}
+
+# --- checks ----------------------------------------------------------------
+
+plan_check_models <- function(models, design) {
+  if (!is.data.frame(models)) stop_arg("models", "must be a data frame from protocol_models()")
+  need <- names(protocol_models(design, sensitivity = FALSE))
+  miss <- setdiff(need, names(models))
+  if (length(miss)) {
+    stop_arg("models", sprintf("lacks column%s %s", if (length(miss) > 1) "s" else "",
+                               paste0("`", miss, "`", collapse = ", ")),
+             "start from protocol_models(design) and edit its rows.")
+  }
+  bad <- which(duplicated(models$id))
+  if (length(bad)) {
+    stop_rows("models", "id", bad, "repeat a model id", "give each row its own id.",
+              keys = models$id[bad], key_name = "ids")
+  }
+  bad <- which(!models$estimator %in% names(plan_runners))
+  if (length(bad)) {
+    stop_rows("models", "estimator", bad, "name no estimator analyse() can run",
+              sprintf("use one of %s.", paste(names(plan_runners), collapse = ", ")),
+              keys = models$estimator[bad], key_name = "values")
+  }
+  known <- c(design$outcomes)
+  bad <- which(!models$outcome %in% known)
+  if (length(bad)) {
+    stop_rows("models", "outcome", bad, "are not outcomes of the design",
+              sprintf("use one of %s.", paste0("\"", known, "\"", collapse = ", ")),
+              keys = models$outcome[bad], key_name = "values")
+  }
+  dep <- models$depends_on[!is.na(models$depends_on)]
+  bad <- which(!is.na(models$depends_on) & !models$depends_on %in% models$id)
+  if (length(bad)) {
+    stop_rows("models", "depends_on", bad, "name a model that is not in the plan",
+              "keep the model it re-uses, or drop the row.", keys = models$depends_on[bad],
+              key_name = "ids")
+  }
+  rownames(models) <- NULL
+  structure(as.data.frame(models, stringsAsFactors = FALSE), class = c("sfp_models", "data.frame"))
+}
+
+# --- context: cohorts, imputations, matching --------------------------------
+
+plan_context <- function(data, design, models, settings, matches) {
+  runnable <- is.na(models$requires)
+  treatments <- unique(c("referral_date", models$treatment[runnable]))
+  cohorts <- list()
+  for (t in treatments) {
+    cohorts[[t]] <- suppressMessages(build_cohort(data, design, treatment = t))
+  }
+  primary <- cohorts[["referral_date"]]
+  dropped <- attr(primary, "covariates_dropped") %||% character()
+  models <- plan_drop_covariates(models, dropped)
+  miss <- attr(primary, "covariate_missing")
+  to_impute <- names(miss)[miss > 0 & miss <= design$max_missing]
+  to_impute <- intersect(to_impute, plan_model_covariates(models))
+  m <- settings$imputations
+  imputed <- NULL
+  if (length(to_impute) && m > 0) {
+    if (!plan_has_mice()) {
+      message("analyse(): mice is not installed, so no multiple imputation: the models use ",
+              "complete cases (children with a missing ", paste(to_impute, collapse = ", "),
+              " are excluded and counted in each fit). Install mice to impute.")
+      m <- 0L
+    } else {
+      imputed <- plan_impute(primary, design, to_impute, m, settings$seed)
+    }
+  } else if (!length(to_impute)) {
+    m <- 0L
+  }
+  ctx <- list(data = data, design = design, cohorts = cohorts, models = models,
+              settings = settings, m = as.integer(m), imputed = imputed,
+              to_impute = to_impute, dropped = dropped, missing = miss)
+  if (design$programme == "FS" && any(models$strand == "did" & runnable)) {
+    ctx$matches <- plan_matches(data, design, models, matches)
+  }
+  ctx
+}
+
+plan_model_covariates <- function(models) {
+  unique(unlist(strsplit(paste(models$x, models$z, sep = ", "), ", ")))
+}
+
+# Remove covariates dropped for missingness from every formula.
+plan_drop_covariates <- function(models, dropped) {
+  if (!length(dropped)) return(models)
+  for (v in dropped) {
+    pat <- paste0(" \\+ ", v, "(?=( \\+| \\||$|\\)))")
+    models$formula <- gsub(pat, "", models$formula, perl = TRUE)
+    models$x <- vapply(strsplit(models$x, ", "), function(s) paste(setdiff(s, v), collapse = ", "), "")
+    models$z <- vapply(strsplit(models$z, ", "), function(s) paste(setdiff(s, v), collapse = ", "), "")
+  }
+  models
+}
+
+# (option sfpceval.use_mice = FALSE behaves as if mice were not installed)
+plan_has_mice <- function() {
+  isTRUE(getOption("sfpceval.use_mice", TRUE)) && requireNamespace("mice", quietly = TRUE)
+}
+
+# mice on the child-level covariates: the imputation model holds the
+# covariates, arm, authority, period and the fully observed outcomes.
+plan_impute <- function(cohort, design, vars, m, seed) {
+  df <- as.data.frame(cohort)
+  period <- if (design$programme == "FV") "step" else "fin_year"
+  cand <- c(plan_model_covariates(list(x = paste(design$covariates, collapse = ", "), z = "")),
+            "treated", "la", period, design$outcomes)
+  cand <- intersect(cand, names(df))
+  keep <- cand[vapply(df[cand], function(v) !anyNA(v), TRUE) | cand %in% vars]
+  d <- df[keep]
+  for (v in names(d)) {
+    if (is.character(d[[v]]) || is.logical(d[[v]])) d[[v]] <- factor(d[[v]])
+  }
+  for (v in vars) {
+    if (is.numeric(d[[v]]) && all(d[[v]] %in% c(0, 1, NA))) d[[v]] <- factor(d[[v]])
+  }
+  meth <- mice::make.method(d)
+  meth[setdiff(names(meth), vars)] <- ""
+  # with_seed() restores the caller's random state afterwards
+  # with one incomplete variable the chained equations converge in one
+  # iteration (nothing else is imputed), so maxit = 1 is exact
+  maxit <- if (length(vars) == 1L) 1L else 5L
+  imp <- with_seed(seed, suppressWarnings(mice::mice(d, m = m, method = meth, maxit = maxit,
+                                                      printFlag = FALSE, seed = seed)))
+  lapply(seq_len(m), function(k) {
+    comp <- mice::complete(imp, k)[vars]
+    for (v in vars) {
+      if (is.factor(comp[[v]]) && !is.factor(df[[v]])) {
+        comp[[v]] <- methods::as(as.character(comp[[v]]), class(df[[v]])[1])
+      }
+    }
+    data.frame(child_id = df$child_id, comp, stringsAsFactors = FALSE)
+  })
+}
+
+# Covariates of imputation k given to a cohort (by child).
+plan_fill <- function(df, ctx, k) {
+  if (is.null(ctx$imputed) || k == 0L) return(df)
+  imp <- ctx$imputed[[k]]
+  i <- match(df$child_id, imp$child_id)
+  for (v in ctx$to_impute) {
+    if (!v %in% names(df)) next
+    fill <- is.na(df[[v]]) & !is.na(i)
+    df[[v]][fill] <- imp[[v]][i[fill]]
+  }
+  df
+}
+
+# FS: trend matching per outcome (nearest candidate unless selected).
+plan_matches <- function(data, design, models, matches) {
+  outs <- unique(models$outcome[models$strand == "did" & is.na(models$requires)])
+  outs <- setdiff(outs, "absence")
+  md <- design
+  first <- min(data$referrals$referral_date, na.rm = TRUE)
+  md$trial_start <- as.Date(first)
+  mco <- NULL
+  res <- list()
+  for (o in outs) {
+    given <- matches[[o]]
+    if (inherits(given, "sfp_trend_match")) {
+      res[[o]] <- given
+      next
+    }
+    if (is.null(mco)) mco <- suppressMessages(build_cohort(data, md, outcomes = outs))
+    mt <- suppressWarnings(match_trends(mco, design, o))
+    if (!is.null(given)) mt <- select_matches(mt, given)
+    res[[o]] <- mt
+  }
+  res
+}
+
+# --- data for one row ------------------------------------------------------
+
+# Analysis data of a row on imputation k (0: as recorded). Cached per
+# (treatment, outcome, strand, k) in an environment.
+plan_data <- function(row, ctx, k, cache) {
+  key <- paste(row$treatment, row$outcome, row$strand, k, row$estimator, sep = "|")
+  if (!is.null(cache[[key]])) return(cache[[key]])
+  cohort <- ctx$cohorts[[row$treatment]]
+  df <- plan_fill(as.data.frame(cohort), ctx, k)
+  design <- ctx$design
+  if (row$outcome == "absence") {
+    ab <- absence_panel(cohort)
+    df <- merge(ab, df, by = "child_id", sort = FALSE)
+  }
+  df <- plan_derived(df, design)
+  out <- list(df = df)
+  if (row$strand == "did" && design$programme == "FS") {
+    out <- plan_did_data(df, row, ctx, k)
+  } else if (row$strand == "stepped_wedge" && design$programme == "FS") {
+    tr <- design$las$la_code[design$las$role == "treated"]
+    out$df <- df[df$la %in% tr, , drop = FALSE]
+  }
+  # only the FS DiD data (stacking and CEM) are worth keeping between rows;
+  # the rest is cheap to rebuild and would hold a copy per imputation
+  if (row$strand == "did") assign(key, out, envir = cache)
+  out
+}
+
+# Columns the formulas use beyond the cohort's: readiness, time since go-live.
+plan_derived <- function(df, design) {
+  las <- design$las
+  if (!is.null(las$stratum)) {
+    df$high_readiness <- as.integer(las$stratum[match(df$la, las$la_code)] %in% "high")
+  }
+  go <- las$go_live_date[match(df$la, las$la_code)]
+  months <- design$step_months %||% 12L
+  since <- floor(as.numeric(df$referral_date - go) / (365.25 / 12) / months)
+  df$exposure_period <- ifelse(df$treated %in% 1 & !is.na(since), pmax(since, 0), NA)
+  df
+}
+
+# FS DiD data: stacked pairs of the outcome's matching, CEM within pair x
+# financial year on the outcome's sample.
+plan_did_data <- function(df, row, ctx, k) {
+  o <- if (row$outcome == "absence") "cla_18m" else row$outcome
+  mt <- ctx$matches[[o]]
+  if (is.null(mt)) stop("no trend matching for outcome ", o, call. = FALSE)
+  st <- stack_pairs(df, mt, ctx$design)
+  y <- if (row$outcome == "absence") "absence_rate" else row$outcome
+  st <- st[!is.na(st[[y]]), , drop = FALSE]
+  spec <- ctx$design$cem
+  vars <- all.vars(spec$formula[[3]])
+  gone <- setdiff(vars, names(st))
+  f <- spec$formula
+  if (length(gone)) {
+    # a CEM variable dropped for missingness (> max_missing) is not matched on
+    f <- stats::update(f, stats::as.formula(paste(". ~ . -", paste(gone, collapse = " - ")),
+                                            env = globalenv()))
+  }
+  cm <- cem(f, data = st, cutpoints = spec$cutpoints[setdiff(names(spec$cutpoints), gone)],
+            grouping = spec$grouping, exact = spec$exact)
+  st$cem_weight <- cm$weights
+  list(df = st, cem = cm, matches = mt)
+}
+
+# Expand `.exposure` into indicators of periods since go-live (m >= 1).
+plan_formula <- function(row, df) {
+  f <- row$formula
+  if (grepl(".exposure", f, fixed = TRUE)) {
+    ms <- sort(unique(df$exposure_period[!is.na(df$exposure_period) & df$exposure_period >= 1]))
+    terms <- character()
+    for (m in ms) {
+      v <- paste0("exposure_", m)
+      df[[v]] <- as.integer(df$exposure_period %in% m)
+      terms <- c(terms, v)
+    }
+    f <- sub(".exposure", if (length(terms)) paste(terms, collapse = " + ") else "0", f, fixed = TRUE)
+    f <- gsub(" \\+ 0", "", f)
+  }
+  list(formula = stats::as.formula(f, env = globalenv()), df = df)
+}
+
+# Covariates (X, Z) that are constant or aliased in the rows a model analyses
+# carry no information and make the design rank-deficient: they are left
+# out, with a note (the estimand is unchanged). Empty factor levels are
+# dropped. For a logit, a level of a categorical covariate in which the
+# outcome never (or always) occurs would have an infinite coefficient and no
+# standard errors: it is merged into the covariate's largest level (a 0/1
+# covariate is left out), with a note. Decided once per row and cached.
+plan_prune <- function(row, formula, df, cache, binomial = FALSE) {
+  key <- paste("prune", row$id, sep = "|")
+  rule <- cache[[key]]
+  if (is.null(rule)) {
+    rule <- plan_prune_rule(row, formula, df, binomial)
+    assign(key, rule, envir = cache)
+  }
+  for (v in names(rule$merge)) {
+    x <- as.character(df[[v]])
+    x[x %in% rule$merge[[v]]$from] <- rule$merge[[v]]$to
+    df[[v]] <- factor(x, levels = setdiff(levels(factor(df[[v]])), rule$merge[[v]]$from))
+  }
+  if (length(rule$merge)) {
+    message(sprintf("%s: merged %s (no variation in the outcome)", row$id,
+                    paste(vapply(names(rule$merge), function(v) sprintf("`%s` level(s) %s into \"%s\"", v,
+                          paste0("\"", rule$merge[[v]]$from, "\"", collapse = ", "), rule$merge[[v]]$to), ""),
+                          collapse = "; ")))
+  }
+  if (length(rule$drop)) {
+    message(sprintf("%s: left out %s (constant, aliased or without variation in the outcome in the analysed rows)",
+                    row$id, paste0("`", rule$drop, "`", collapse = ", ")))
+    formula <- stats::update(formula, stats::as.formula(
+      paste(". ~ . -", paste(rule$drop, collapse = " - ")), env = globalenv()))
+  }
+  fvars <- intersect(all.vars(formula), names(df))
+  for (v in fvars) if (is.factor(df[[v]])) df[[v]] <- droplevels(df[[v]])
+  list(formula = formula, df = df)
+}
+
+plan_prune_rule <- function(row, formula, df, binomial) {
+  covs <- setdiff(strsplit(paste(row$x, row$z, sep = ", "), ", ")[[1]], "")
+  labels <- attr(stats::terms(formula), "term.labels")
+  fixed <- labels[!grepl("|", labels, fixed = TRUE)]
+  ff <- stats::reformulate(fixed, response = formula[[2]], env = globalenv())
+  mf <- stats::model.frame(ff, df, na.action = stats::na.omit)
+  mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
+  covs <- intersect(covs, names(mf))
+  drop <- covs[vapply(covs, function(v) length(unique(mf[[v]])) < 2L, TRUE)]
+  merge <- list()
+  if (binomial) {
+    y <- mf[[1]]
+    for (v in setdiff(covs, drop)) {
+      x <- mf[[v]]
+      if (!(is.factor(x) || is.character(x) || all(x %in% c(0, 1)))) next
+      tab <- table(as.character(x), y)
+      bad <- rownames(tab)[tab[, 1] == 0 | (ncol(tab) > 1 & tab[, ncol(tab)] == 0)]
+      if (!length(bad)) next
+      if (!(is.factor(x) || is.character(x))) {
+        drop <- c(drop, v)
+        next
+      }
+      counts <- table(as.character(x))
+      ok <- setdiff(names(counts), bad)
+      if (!length(ok)) { drop <- c(drop, v); next }
+      merge[[v]] <- list(from = bad, to = ok[which.max(counts[ok])])
+      xx <- as.character(x)
+      xx[xx %in% bad] <- merge[[v]]$to
+      mf[[v]] <- factor(xx)
+    }
+  }
+  keep_terms <- setdiff(fixed, drop)
+  X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
+  q <- qr(X, tol = 1e-7)
+  if (q$rank < ncol(X)) {
+    bad <- unique(keep_terms[attr(X, "assign")[q$pivot[-seq_len(q$rank)]]])
+    drop <- c(drop, intersect(bad, covs))
+  }
+  list(drop = unique(drop), merge = merge)
+}
+
+# The family-by-baseline-rate rule (FS footnote 22) for estimators that do
+# not apply it themselves.
+plan_resolve_family <- function(family, y, treated) {
+  if (!identical(family, "auto")) return(family)
+  binary <- all(y %in% c(0, 1, NA))
+  if (!binary) return("gaussian")
+  base <- mean(y[treated %in% 0], na.rm = TRUE)
+  if (base >= 0.05 && base <= 0.95) "gaussian" else "binomial"
+}
+
+# --- runners: one per estimator -------------------------------------------
+# Each returns list(fit = , est = data frame of term, scale, estimate,
+# std.error, df, conf.low, conf.high, p.value), or list(skip = reason).
+
+plan_est <- function(term, scale, estimate, std.error = NA_real_, df = NA_real_,
+                     conf.low = NA_real_, conf.high = NA_real_, p.value = NA_real_,
+                     level = 0.95) {
+  if (is.na(conf.low) && is.finite(std.error)) {
+    q <- if (is.finite(df)) stats::qt(1 - (1 - level) / 2, df) else stats::qnorm(1 - (1 - level) / 2)
+    conf.low <- estimate - q * std.error
+    conf.high <- estimate + q * std.error
+  }
+  if (is.na(p.value) && is.finite(std.error)) {
+    z <- estimate / std.error
+    p.value <- if (is.finite(df)) 2 * stats::pt(-abs(z), df) else 2 * stats::pnorm(-abs(z))
+  }
+  data.frame(term = term, scale = scale, estimate = estimate, std.error = std.error,
+             df = df, conf.low = conf.low, conf.high = conf.high, p.value = p.value,
+             stringsAsFactors = FALSE)
+}
+
+plan_terms <- function(row, fit_terms) {
+  if (row$term %in% fit_terms) {
+    ex <- grep("^exposure_", fit_terms, value = TRUE)
+    return(c(row$term, if (row$analysis == "differential_time") ex))
+  }
+  character()
+}
+
+run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
+  d <- plan_data(row, ctx, k, cache)
+  pf <- plan_formula(row, d$df)
+  y <- all.vars(pf$formula[[2]])[1]
+  fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
+  pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial")
+  fit <- sw_glmm(pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian())
+  V <- fit$vcov
+  terms <- plan_terms(row, names(fit$coefficients))
+  scale <- if (fam == "binomial") "log_odds" else if (all(pf$df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
+  est <- do.call(rbind, lapply(terms, function(t)
+    plan_est(t, scale, fit$coefficients[[t]], sqrt(V[t, t]))))
+  single <- !any(grepl("^exposure_|readiness", names(fit$coefficients)))
+  if (fam == "binomial" && row$term == "treated" && single && !is.null(fit$treatment$risk_difference)) {
+    rd <- fit$treatment$risk_difference
+    rd <- rd[rd$type == "marginal", ]
+    est <- rbind(est, plan_est("treated", "risk_difference", rd$estimate, rd$std.error))
+  }
+  list(fit = fit, est = est)
+}
+
+run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
+  d <- plan_data(row, ctx, k, cache)
+  pf <- plan_formula(row, d$df)
+  w <- if (!is.na(row$weights)) row$weights else NULL
+  df <- if (!is.null(w)) pf$df[pf$df[[w]] > 0, , drop = FALSE] else pf$df
+  fam <- if (row$family %in% c("auto", "gaussian", "binomial", "conditional_logit")) row$family else "auto"
+  fit <- suppressMessages(did_fit(pf$formula, df, cluster = row$cluster, weights = w, family = fam))
+  y <- all.vars(pf$formula[[2]])[1]
+  scale <- if (fit$family == "gaussian") {
+    if (all(df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
+  } else "log_odds"
+  terms <- plan_terms(row, names(fit$coefficients))
+  est <- do.call(rbind, lapply(terms, function(t)
+    plan_est(t, scale, fit$coefficients[[t]], sqrt(fit$vcov[t, t]), fit$df[[t]])))
+  list(fit = fit, est = est, cem = d$cem, matches = d$matches)
+}
+
+run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
+  d <- plan_data(row, ctx, k, cache)
+  pf <- plan_formula(row, d$df)
+  df <- pf$df
+  args <- list(pf$formula, df, group = row$cluster, time = row$time, method = "re")
+  if (!is.na(row$weights) && "weights" %in% names(formals(fgls_bcj))) {
+    df <- df[df[[row$weights]] > 0, , drop = FALSE]
+    args[[2]] <- df
+    args$weights <- df[[row$weights]]
+  }
+  fit <- do.call(fgls_bcj, args)
+  y <- all.vars(pf$formula[[2]])[1]
+  scale <- if (all(df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
+  t <- row$term
+  list(fit = fit, est = plan_est(t, scale, fit$coefficients[[t]], sqrt(fit$vcov[t, t]), fit$df))
+}
+
+run_wild_boot <- function(row, ctx, k, cache, parent) {
+  fit <- parent$fit
+  if (inherits(fit, "sw_glmm") && !identical(fit$family$family, "binomial")) {
+    return(list(skip = "not available yet: needs wild_boot() for a linear mixed model (the baseline-rate rule chose a linear model)"))
+  }
+  wb <- suppressMessages(wild_boot(fit, row$term, seed = ctx$settings$seed))
+  scale <- parent$est$scale[1]
+  ci <- wb$conf_int %||% c(NA_real_, NA_real_)
+  list(fit = wb, est = plan_est(row$term, scale, wb$estimate, NA_real_, NA_real_,
+                                ci[1], ci[2], wb$p_value))
+}
+
+run_perm_test <- function(row, ctx, k, cache, parent) {
+  d <- plan_data(ctx$models[ctx$models$id == row$depends_on, ], ctx, k, cache)
+  pt <- suppressMessages(perm_test(parent$fit, ctx$design, data = d$df, period = "step"))
+  ci <- pt$conf_int %||% c(NA_real_, NA_real_)
+  list(fit = pt, est = plan_est(row$term, parent$est$scale[1], pt$estimate, NA_real_,
+                                NA_real_, ci[1], ci[2], pt$p_value))
+}
+
+run_hurdle_fit <- function(row, ctx, k, cache, parent = NULL) {
+  d <- plan_data(row, ctx, k, cache)
+  df <- d$df
+  f <- stats::as.formula(row$formula, env = globalenv())
+  y <- all.vars(f[[2]])[1]
+  if (!is.na(row$weights)) df <- df[df[[row$weights]] > 0, , drop = FALSE]
+  pr <- plan_prune(row, f, df, cache, binomial = FALSE)
+  f <- pr$formula
+  df <- pr$df
+  zc <- zero_check(stats::as.formula(paste(y, "~ treated"), env = globalenv()), df)
+  if (!(zc$ratio > 1 && zc$p.value < 0.05)) {
+    return(list(skip = sprintf("not run: no excess zeros (observed/expected %.2f, p = %.3g)", zc$ratio, zc$p.value)))
+  }
+  w <- if (!is.na(row$weights)) df[[row$weights]] else NULL
+  fit <- hurdle_fit(f, df, cluster = stats::as.formula(paste("~", row$cluster)), weights = w)
+  V <- fit$vcov
+  est <- rbind(
+    plan_est("count_treated", "log_count_ratio", fit$coefficients[["count_treated"]], sqrt(V["count_treated", "count_treated"])),
+    plan_est("zero_treated", "log_odds", fit$coefficients[["zero_treated"]], sqrt(V["zero_treated", "zero_treated"])))
+  list(fit = fit, est = est)
+}
+
+run_tobit_fit <- function(row, ctx, k, cache, parent = NULL) {
+  d <- plan_data(row, ctx, k, cache)
+  df <- d$df
+  f <- stats::as.formula(row$formula, env = globalenv())
+  y <- all.vars(f[[2]])[1]
+  cens <- if (paste0(y, "_censored") %in% names(df)) df[[paste0(y, "_censored")]] else
+    df[[y]] >= max(df[[y]], na.rm = TRUE)
+  share <- mean(cens[!is.na(df[[y]])], na.rm = TRUE)
+  if (!is.na(row$weights)) df <- df[df[[row$weights]] > 0, , drop = FALSE]
+  pr <- plan_prune(row, f, df, cache)
+  f <- pr$formula
+  df <- pr$df
+  if (!is.finite(share) || share <= ctx$settings$censor_share) {
+    return(list(skip = sprintf("not run: %.1f%% censored (at most %.0f%%)", 100 * share,
+                               100 * ctx$settings$censor_share)))
+  }
+  right <- max(df[[y]], na.rm = TRUE)
+  w <- if (!is.na(row$weights)) df[[row$weights]] else NULL
+  fit <- tobit_fit(f, df, left = 0, right = right, cluster = stats::as.formula(paste("~", row$cluster)),
+                   weights = w)
+  list(fit = fit, est = plan_est("treated", "mean_difference", fit$coefficients[["treated"]],
+                                 sqrt(fit$vcov["treated", "treated"])))
+}
+
+# LA x quarter live indicator (FS; calendar quarters "2020Q1").
+plan_live <- function(df, design) {
+  if (!all(grepl("^[0-9]{4}Q[1-4]$", df$quarter))) {
+    stop("the decomposition needs calendar quarters (design quarter = \"calendar\")", call. = FALSE)
+  }
+  qs <- as.Date(paste0(substr(df$quarter, 1, 4), "-",
+                       3 * as.integer(substr(df$quarter, 6, 6)) - 2, "-01"))
+  go <- design$las$go_live_date[match(df$la, design$las$la_code)]
+  df$live <- as.integer(!is.na(go) & qs >= go)
+  df
+}
+
+# Cohort of the treated authorities and the selected comparators of the
+# primary outcome (each authority once), outcome observed.
+plan_panel_data <- function(row, ctx, cache) {
+  d <- plan_data(transform(row, strand = "stepped_wedge_all"), ctx, 0L, cache)$df
+  mt <- ctx$matches[[row$outcome]]
+  las <- unique(c(ctx$design$las$la_code[ctx$design$las$role == "treated"],
+                  mt$candidates$comparator_la[mt$candidates$selected]))
+  d <- d[d$la %in% las & !is.na(d[[row$outcome]]), , drop = FALSE]
+  plan_live(d, ctx$design)
+}
+
+run_bacon <- function(row, ctx, k, cache, parent = NULL) {
+  d <- plan_panel_data(row, ctx, cache)
+  b <- bacon(stats::as.formula(row$formula, env = globalenv()), d, id = "la", time = "quarter")
+  list(fit = b, est = plan_est("twfe", "risk_difference", b$estimate))
+}
+
+run_att_gt <- function(row, ctx, k, cache, parent = NULL) {
+  b <- ctx$fits_so_far[[sub("_att_gt$", "_bacon", row$id)]]
+  if (is.null(b)) return(list(skip = "not run: needs the Goodman-Bacon decomposition row"))
+  bt <- b$by_type
+  share <- sum(bt$weight[bt$type == "later vs earlier"])
+  if (share <= ctx$settings$bacon_risk) {
+    return(list(skip = sprintf("not run: %.1f%% of the decomposition's weight on already-treated controls (at most %.0f%%)",
+                               100 * share, 100 * ctx$settings$bacon_risk)))
+  }
+  d <- plan_panel_data(row, ctx, cache)
+  a <- att_gt(d, outcome = row$outcome, time = "quarter", treatment = "live", control = "not_yet")
+  ag <- aggregate_att(a, "simple", seed = ctx$settings$seed)
+  o <- ag$overall
+  list(fit = ag, est = plan_est("simple", "risk_difference", o$estimate, NA_real_, NA_real_,
+                                o$conf.low %||% NA_real_, o$conf.high %||% NA_real_,
+                                o$p.value %||% NA_real_))
+}
+
+run_placebo_test <- function(row, ctx, k, cache, parent = NULL) {
+  df <- plan_fill(as.data.frame(ctx$cohorts[["referral_date"]]), ctx, 0L)
+  pl <- placebo_test(ctx$matches[[row$outcome]], df, ctx$design, outcome = row$outcome)
+  s <- pl$stacked
+  list(fit = pl, est = plan_est("placebo", "risk_difference", s$estimate, s$std.error, s$df,
+                                p.value = s$p.value))
+}
+
+run_common_shock_test <- function(row, ctx, k, cache, parent = NULL) {
+  if (is.null(ctx$settings$shock)) return(list(skip = "not run: no common shock given (argument `shock`)"))
+  df <- as.data.frame(ctx$cohorts[["referral_date"]])
+  cs <- common_shock_test(df, ctx$matches[[row$outcome]], ctx$settings$shock,
+                          outcome = row$outcome, design = ctx$design)
+  list(fit = cs, est = plan_est(row$term, "risk_difference", cs$estimate[1], cs$std.error[1],
+                                cs$df[1], p.value = cs$p.value[1]))
+}
+
+run_serial_test <- function(row, ctx, k, cache, parent = NULL) {
+  d <- plan_panel_data(row, ctx, cache)
+  cells <- stats::aggregate(cbind(y = d[[row$outcome]], live = d$live) ~ la + quarter, d, mean)
+  st <- serial_test(y ~ live, cells, id = "la", time = "quarter", effect = "twoways")
+  list(fit = st, est = plan_est("statistic", "test", unname(st$statistic), p.value = unname(st$p.value)))
+}
+
+run_hausman_test <- function(row, ctx, k, cache, parent = NULL) {
+  df <- as.data.frame(ctx$cohorts[["referral_date"]])
+  rs <- repeat_share(df$child_id, threshold = 0.15, basis = "individuals")
+  share <- rs$share_individuals
+  if (!isTRUE(rs$consider_multilevel)) {
+    return(list(skip = sprintf("not run: %.1f%% of individuals occur repeatedly (the protocol's multilevel step needs more than 15%%)",
+                               100 * share)))
+  }
+  h <- hausman_test(stats::as.formula(row$formula, env = globalenv()), df, id = "child_id",
+                    time = "fin_year", cluster = row$cluster)
+  list(fit = h, est = plan_est("statistic", "test", unname(h$statistic), p.value = unname(h$p.value)))
+}
+
+# Estimator -> runner and how its results combine over imputations.
+plan_runners <- list(
+  sw_glmm = list(run = run_sw_glmm, mi = "pool"),
+  did_fit = list(run = run_did_fit, mi = "pool"),
+  fgls_bcj = list(run = run_fgls_bcj, mi = "pool"),
+  hurdle_fit = list(run = run_hurdle_fit, mi = "pool"),
+  tobit_fit = list(run = run_tobit_fit, mi = "pool"),
+  wild_boot = list(run = run_wild_boot, mi = "median_p"),
+  perm_test = list(run = run_perm_test, mi = "median_p"),
+  bacon = list(run = run_bacon, mi = "none"),
+  att_gt = list(run = run_att_gt, mi = "none"),
+  placebo_test = list(run = run_placebo_test, mi = "none"),
+  common_shock_test = list(run = run_common_shock_test, mi = "none"),
+  serial_test = list(run = run_serial_test, mi = "none"),
+  hausman_test = list(run = run_hausman_test, mi = "none")
+)
+
+# --- running the plan ------------------------------------------------------
+
+# One model on every imputation (or once), combined.
+plan_run_one <- function(row, ctx, parents, cache) {
+  runner <- plan_runners[[row$estimator]]
+  ks <- if (ctx$m > 0L && runner$mi != "none") seq_len(ctx$m) else 0L
+  runs <- vector("list", length(ks))
+  notes <- character()
+  for (j in seq_along(ks)) {
+    parent <- NULL
+    if (!is.na(row$depends_on)) {
+      pr <- parents[[row$depends_on]]$runs
+      parent <- if (j <= length(pr)) pr[[j]] else NULL
+      if (is.null(parent$fit)) {
+        return(list(status = "not run: the model it re-uses did not run", runs = list(), notes = notes))
+      }
+    }
+    r <- withCallingHandlers(
+      tryCatch(runner$run(row, ctx, ks[j], cache, parent),
+               error = function(e) list(error = conditionMessage(e))),
+      warning = function(w) {
+        notes <<- c(notes, paste0("warning: ", conditionMessage(w)))
+        invokeRestart("muffleWarning")
+      },
+      message = function(m) {
+        notes <<- c(notes, sub("\n$", "", conditionMessage(m)))
+        invokeRestart("muffleMessage")
+      })
+    if (!is.null(r$error)) return(list(status = paste("failed:", r$error), runs = list(), notes = notes))
+    if (!is.null(r$skip)) return(list(status = r$skip, runs = list(), notes = notes))
+    runs[[j]] <- r
+  }
+  est <- plan_combine(runs, runner$mi)
+  list(status = "ok", runs = runs, est = est, fit = runs[[1]]$fit, notes = unique(notes))
+}
+
+plan_combine <- function(runs, mi) {
+  if (length(runs) == 1L) return(runs[[1]]$est)
+  ests <- lapply(runs, `[[`, "est")
+  base <- ests[[1]]
+  key <- paste(base$term, base$scale)
+  for (i in seq_len(nrow(base))) {
+    pick <- vapply(ests, function(e) {
+      j <- match(key[i], paste(e$term, e$scale))
+      if (is.na(j)) NA_real_ else j
+    }, 1)
+    if (anyNA(pick)) next
+    q <- mapply(function(e, j) e$estimate[j], ests, pick)
+    if (mi == "pool") {
+      se <- mapply(function(e, j) e$std.error[j], ests, pick)
+      dfc <- base$df[i]
+      p <- pool_rubin(q, se, df_complete = if (is.finite(dfc)) dfc else Inf)
+      base[i, c("estimate", "std.error", "df", "conf.low", "conf.high", "p.value")] <-
+        p[, c("estimate", "std.error", "df", "conf.low", "conf.high", "p.value")]
+    } else {
+      med <- function(col) stats::median(mapply(function(e, j) e[[col]][j], ests, pick))
+      base$estimate[i] <- mean(q)
+      base$conf.low[i] <- med("conf.low")
+      base$conf.high[i] <- med("conf.high")
+      base$p.value[i] <- med("p.value")
+    }
+  }
+  base
+}
+
+plan_run <- function(models, ctx, progress) {
+  cache <- new.env(parent = emptyenv())
+  n <- nrow(models)
+  done <- list()
+  bar <- progress && requireNamespace("cli", quietly = TRUE)
+  if (bar) id <- cli::cli_progress_bar("Running the analysis plan", total = n, .auto_close = FALSE)
+  tick <- function() if (bar) cli::cli_progress_update(id = id)
+  # independent rows (no depends_on, no conditions on other rows) on a future plan
+  indep <- is.na(models$depends_on) & is.na(models$requires) & models$estimator != "att_gt"
+  if (plan_use_future() && sum(indep) > 1L) {
+    ids <- models$id[indep]
+    res <- future.apply::future_lapply(ids, function(i) {
+      plan_run_one(models[models$id == i, ], ctx, list(), new.env(parent = emptyenv()))
+    }, future.seed = TRUE)
+    names(res) <- ids
+    done[ids] <- res
+    for (i in ids) tick()
+  }
+  for (i in seq_len(n)) {
+    row <- models[i, ]
+    if (!is.null(done[[row$id]])) next
+    if (!is.na(row$requires)) {
+      done[[row$id]] <- list(status = row$requires, runs = list())
+    } else {
+      ctx$fits_so_far <- lapply(done, `[[`, "fit")
+      done[[row$id]] <- plan_run_one(row, ctx, done, cache)
+    }
+    tick()
+  }
+  if (bar) cli::cli_progress_done(id = id)
+  results <- do.call(rbind, lapply(seq_len(n), function(i) plan_result_rows(models[i, ], done[[models$id[i]]], ctx$m)))
+  fits <- lapply(done, `[[`, "fit")
+  fits <- fits[!vapply(fits, is.null, TRUE)]
+  extras <- lapply(done, function(d) if (length(d$runs)) d$runs[[1]][c("cem", "matches")] else NULL)
+  imp <- plan_imputation_table(models, done)
+  notes <- do.call(rbind, lapply(names(done), function(id) {
+    nt <- done[[id]]$notes
+    if (length(nt)) data.frame(model = id, note = nt, stringsAsFactors = FALSE)
+  }))
+  list(results = results, fits = fits, extras = extras, done = done, imputation = imp,
+       notes = notes)
+}
+
+plan_use_future <- function() {
+  requireNamespace("future", quietly = TRUE) &&
+    requireNamespace("future.apply", quietly = TRUE) &&
+    !inherits(future::plan(), "sequential")
+}
+
+plan_result_rows <- function(row, d, m) {
+  base <- data.frame(programme = row$programme, strand = row$strand, outcome = row$outcome,
+                     analysis = row$analysis, stringsAsFactors = FALSE)
+  est <- d$est
+  if (is.null(est) || !nrow(est)) {
+    est <- plan_est(row$term, row$scale, NA_real_)
+  }
+  out <- cbind(base[rep(1, nrow(est)), , drop = FALSE], est)
+  out$p.adjusted <- NA_real_
+  out$model <- row$id
+  out$status <- d$status
+  out$n_imputations <- if (length(d$runs) > 1L) length(d$runs) else 0L
+  rownames(out) <- NULL
+  out[, c("programme", "strand", "outcome", "analysis", "term", "scale", "estimate",
+          "std.error", "df", "conf.low", "conf.high", "p.value", "p.adjusted", "model",
+          "status", "n_imputations")]
+}
+
+# Per-imputation estimates of every pooled model (what pool_rubin() combined).
+plan_imputation_table <- function(models, done) {
+  rows <- list()
+  for (id in names(done)) {
+    runs <- done[[id]]$runs
+    if (length(runs) < 2L) next
+    for (k in seq_along(runs)) {
+      e <- runs[[k]]$est
+      rows[[length(rows) + 1L]] <- data.frame(model = id, imputation = k, e, stringsAsFactors = FALSE)
+    }
+  }
+  if (!length(rows)) return(NULL)
+  out <- do.call(rbind, rows)
+  rownames(out) <- NULL
+  out
+}
+
+# Hochberg within each family of secondary outcomes.
+plan_hochberg <- function(results) {
+  fam <- paste(results$programme, results$strand)
+  # one p-value per model: its first row (the treatment term on the model's scale)
+  sel <- results$analysis == "secondary" & results$status == "ok" &
+    !is.na(results$p.value) & !duplicated(results$model)
+  for (f in unique(fam[sel])) {
+    i <- which(sel & fam == f)
+    results$p.adjusted[i] <- stats::p.adjust(results$p.value[i], method = "hochberg")
+  }
+  results
+}
+
+# --- triangulation and cost-benefit ---------------------------------------
+
+plan_primary <- function(results, strand, scale = NULL) {
+  r <- results[results$strand == strand & results$analysis == "primary" &
+                 results$outcome == "cla_18m" & results$status == "ok" &
+                 results$term == "treated" & is.finite(results$std.error), , drop = FALSE]
+  if (!is.null(scale)) r <- r[r$scale == scale, , drop = FALSE]
+  r
+}
+
+plan_triangulation <- function(results, assumptions, alpha) {
+  did <- plan_primary(results, "did")
+  sw <- plan_primary(results, "stepped_wedge")
+  if (!nrow(did) || !nrow(sw)) {
+    return(data.frame(row = NA_character_, estimate = NA_real_, std.error = NA_real_,
+                      reading = sprintf("not computed: needs both strands' primary estimates (DiD: %s, stepped wedge: %s)",
+                                        if (nrow(did)) "available" else "not available",
+                                        if (nrow(sw)) "available" else "not available")))
+  }
+  common <- intersect(did$scale, sw$scale)
+  if (!length(common)) {
+    return(data.frame(row = NA_character_, estimate = NA_real_, std.error = NA_real_,
+                      reading = "not computed: the strands' primary estimates share no scale"))
+  }
+  s <- if ("risk_difference" %in% common) "risk_difference" else common[1]
+  a <- did[did$scale == s, ][1, ]
+  b <- sw[sw$scale == s, ][1, ]
+  tr <- triangulate(a, b, assumptions = assumptions, alpha = alpha)
+  tr$model <- c(a$model, b$model, NA, NA)
+  tr
+}
+
+plan_cost_benefit <- function(results, ctx, cost, alpha) {
+  prim <- plan_primary(results, if (ctx$design$programme == "FS") "did" else "stepped_wedge",
+                       "risk_difference")
+  if (!nrow(prim)) {
+    return(data.frame(status = "not computed: no primary estimate on the risk-difference scale"))
+  }
+  co <- as.data.frame(ctx$cohorts[["referral_date"]])
+  if (is.null(cost$children_per_year)) {
+    n_years <- as.numeric(diff(range(co$referral_date))) / 365.25
+    cost$children_per_year <- nrow(co) / length(unique(co$la)) / max(n_years, 1)
+  }
+  cb <- do.call(cost_benefit, c(list(effect = prim$estimate[1], p.value = prim$p.value[1],
+                                     alpha = alpha), cost))
+  cbind(model = prim$model[1], cb$summary)
+}
+
+# --- methods ---------------------------------------------------------------
+
+#' @export
+as.data.frame.sfp_analysis <- function(x, ...) x$results
+
+#' @export
+print.sfp_analysis <- function(x, ...) {
+  r <- x$results
+  cat(sprintf("<sfp_analysis> %s: %d models, %d estimates (%d ok)%s\n", x$design$name,
+              nrow(x$models), nrow(r), sum(r$status == "ok"),
+              if (x$settings$imputations > 0) sprintf(", %d imputations pooled by Rubin's rules", x$settings$imputations) else ", complete cases"))
+  show <- r[r$analysis %in% c("primary", "secondary") & r$status == "ok",
+            c("strand", "outcome", "analysis", "scale", "estimate", "conf.low", "conf.high",
+              "p.value", "p.adjusted")]
+  if (nrow(show)) print(show, row.names = FALSE, digits = 3)
+  nr <- sum(r$status != "ok")
+  if (nr) cat(sprintf("%d rows not run or not available (see summary())\n", nr))
+  tr <- x$tables$triangulation
+  if (!is.null(tr$reading)) cat("Triangulation:", tr$reading[1], "\n")
+  invisible(x)
+}
+
+#' @export
+summary.sfp_analysis <- function(object, ...) {
+  r <- object$results
+  structure(list(results = r, status = table(ifelse(r$status == "ok", "ok",
+                                                    sub(":.*$", "", r$status))),
+                 not_ok = unique(r[r$status != "ok", c("model", "status")]),
+                 tables = names(object$tables), settings = object$settings),
+            class = "summary.sfp_analysis")
+}
+
+#' @export
+print.summary.sfp_analysis <- function(x, ...) {
+  cat("Analysis plan results\n")
+  print(x$results[, c("model", "term", "scale", "estimate", "std.error", "p.value",
+                      "p.adjusted", "status")], row.names = FALSE, digits = 3)
+  cat("\nStatus:\n")
+  print(x$status)
+  if (nrow(x$not_ok)) {
+    cat("\nNot run:\n")
+    for (i in seq_len(nrow(x$not_ok))) cat(" ", x$not_ok$model[i], "-", x$not_ok$status[i], "\n")
+  }
+  cat("\nTables:", paste(x$tables, collapse = ", "), "\n")
+  invisible(x)
+}

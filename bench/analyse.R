@@ -1,0 +1,56 @@
+# Benchmark: analyse() runs each protocol's whole plan on the default
+# simulated data of the programme (simulate_sfp() defaults: Family Valued 5
+# authorities x 5,200 children a year; Family Safeguarding 5 treated + 20
+# candidate comparators x 4,700 a year). Prints elapsed and CPU time and peak
+# R heap memory (gc "max used") of each run. Target: the Family Valued plan
+# with 5 imputations under 60 s on one core.
+# Run from the package root:  nice Rscript bench/analyse.R [fv|fs|all]
+pkgload::load_all(quiet = TRUE)
+Sys.setenv(OMP_NUM_THREADS = "1")
+what <- commandArgs(trailingOnly = TRUE)[1]
+if (is.na(what)) what <- "all"
+
+peak_mb <- function() sum(gc()[, c("max used")] * c(56, 8)) / 2^20
+run <- function(label, expr) {
+  invisible(gc(reset = TRUE))
+  t <- system.time(res <- force(expr))
+  cat(sprintf("%-48s elapsed %7.1f s  cpu %7.1f s  peak R heap %7.0f MB\n", label,
+              t[["elapsed"]], t[["user.self"]] + t[["sys.self"]], peak_mb()))
+  res
+}
+summarise <- function(a) {
+  r <- a$results
+  cat(sprintf("  %d models, %d estimates: %s\n", nrow(a$models), nrow(r),
+              paste(names(table(sub(":.*$", "", r$status))), table(sub(":.*$", "", r$status)),
+                    sep = " ", collapse = ", ")))
+  p <- r[r$analysis == "primary" & r$status == "ok", c("model", "scale", "estimate", "conf.low", "conf.high")]
+  print(p, row.names = FALSE, digits = 3)
+}
+
+if (what %in% c("fv", "all")) {
+  x <- run("FV simulate_sfp() (effect cla = -0.3)",
+           simulate_sfp("family_valued", effects = list(cla = -0.3), seed = 1))
+  d <- design_family_valued(x)
+  a0 <- run("FV plan, complete cases", suppressMessages(analyse(x, d, imputations = 0)))
+  summarise(a0)
+  a5 <- run("FV plan, 5 imputations", suppressMessages(analyse(x, d, imputations = 5)))
+  summarise(a5)
+  ap <- run("FV primary + secondary only, 5 imputations",
+            suppressMessages(analyse(x, d, imputations = 5, sensitivity = FALSE,
+                                     strands = "stepped_wedge")))
+  summarise(ap)
+  # reference: the primary model by hand (one sw_glmm() call)
+  co <- as.data.frame(build_cohort(x, d))
+  p <- co[!is.na(co$cla_18m), ]
+  f <- a0$fits$fv_sw_cla_18m_primary$formula
+  run("reference: one sw_glmm() of the primary model", suppressWarnings(sw_glmm(f, droplevels(p))))
+}
+if (what %in% c("fs", "all")) {
+  x <- run("FS simulate_sfp() (effect cla = -0.3)",
+           simulate_sfp("family_safeguarding", effects = list(cla = -0.3), seed = 1))
+  d <- design_family_safeguarding(x)
+  a0 <- run("FS plan, complete cases", suppressMessages(analyse(x, d, imputations = 0)))
+  summarise(a0)
+  a5 <- run("FS plan, 5 imputations", suppressMessages(analyse(x, d, imputations = 5)))
+  summarise(a5)
+}

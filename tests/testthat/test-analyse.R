@@ -1,0 +1,290 @@
+# Whole-plan runs on the bundled examples (fixed seeds); each takes seconds.
+contract <- c("programme", "strand", "outcome", "analysis", "term", "scale", "estimate",
+              "std.error", "conf.low", "conf.high", "p.value", "p.adjusted", "model", "status")
+
+fv_run <- local({
+  cache <- NULL
+  function() {
+    if (is.null(cache)) {
+      data(sfp_example_fv, package = "sfpceval", envir = environment())
+      d <- design_family_valued(sfp_example_fv)
+      a <- suppressMessages(analyse(sfp_example_fv, d, imputations = 0))
+      cache <<- list(x = sfp_example_fv, d = d, a = a)
+    }
+    cache
+  }
+})
+fs_run <- local({
+  cache <- NULL
+  function() {
+    if (is.null(cache)) {
+      data(sfp_example_fs, package = "sfpceval", envir = environment())
+      d <- design_family_safeguarding(sfp_example_fs)
+      a <- suppressMessages(analyse(sfp_example_fs, d, imputations = 0))
+      cache <<- list(x = sfp_example_fs, d = d, a = a)
+    }
+    cache
+  }
+})
+
+# Every number of a results row equals the object it came from.
+walk_results <- function(a) {
+  r <- a$results
+  ok <- r[r$status == "ok", ]
+  expect_gt(nrow(ok), 0)
+  n_checked <- 0L
+  for (i in seq_len(nrow(ok))) {
+    row <- ok[i, ]
+    fit <- a$fits[[row$model]]
+    expect_false(is.null(fit))
+    est <- row$estimate
+    if (inherits(fit, "sw_glmm") || inherits(fit, "did_fit") || inherits(fit, "sfp_count_fit") ||
+        !is.null(fit$coefficients) && row$term %in% names(fit$coefficients)) {
+      if (row$scale == "risk_difference" && inherits(fit, "sw_glmm") &&
+          identical(fit$family$family, "binomial")) {
+        rd <- fit$treatment$risk_difference
+        rd <- rd[rd$type == "marginal", ]
+        expect_equal(est, rd$estimate)
+        expect_equal(row$std.error, rd$std.error)
+      } else {
+        expect_equal(est, unname(fit$coefficients[[row$term]]))
+        expect_equal(row$std.error, sqrt(unname(fit$vcov[row$term, row$term])))
+      }
+      q <- if (is.finite(row$df)) stats::qt(0.975, row$df) else stats::qnorm(0.975)
+      expect_equal(row$conf.high, est + q * row$std.error)
+      if (inherits(fit, "did_fit")) expect_equal(row$df, unname(fit$df[[row$term]]))
+      n_checked <- n_checked + 1L
+    } else if (inherits(fit, "sw_perm_test") || !is.null(fit$p_value)) {
+      expect_equal(row$p.value, fit$p_value)
+      expect_equal(est, fit$estimate)
+      n_checked <- n_checked + 1L
+    } else if (inherits(fit, "sfp_bacon")) {
+      expect_equal(est, fit$estimate)
+      n_checked <- n_checked + 1L
+    } else if (inherits(fit, "sfp_placebo")) {
+      expect_equal(est, fit$stacked$estimate)
+      expect_equal(row$p.value, fit$stacked$p.value)
+      n_checked <- n_checked + 1L
+    } else if (!is.null(fit$statistic)) {
+      expect_equal(est, unname(fit$statistic))
+      expect_equal(row$p.value, unname(fit$p.value))
+      n_checked <- n_checked + 1L
+    }
+  }
+  expect_equal(n_checked, nrow(ok))
+}
+
+test_that("analyse(FV): the output contract", {
+  run <- fv_run()
+  a <- run$a
+  expect_s3_class(a, "sfp_analysis")
+  expect_true(all(contract %in% names(a$results)))
+  expect_identical(as.data.frame(a), a$results)
+  expect_true(all(a$results$model %in% a$models$id))
+  expect_true(all(names(a$fits) %in% a$models$id))
+  expect_setequal(unique(a$results$strand), c("stepped_wedge", "did"))
+  expect_true(all(c("table1", "exclusion_flow", "mdes", "missing", "multiplicity",
+                    "triangulation") %in% names(a$tables)))
+  expect_true(all(a$results$status[a$results$strand == "did"] != "ok"))
+  expect_match(a$results$status[a$results$model == "fv_sw_absence_logit"][1], "^not available yet")
+  expect_output(print(a), "sfp_analysis")
+  expect_output(print(summary(a)), "Status")
+})
+
+test_that("analyse(FV): every number equals the function call it came from", {
+  walk_results(fv_run()$a)
+})
+
+test_that("analyse(FV): the primary model refitted by hand gives the same numbers", {
+  run <- fv_run()
+  a <- run$a
+  fit <- a$fits$fv_sw_cla_18m_primary
+  co <- as.data.frame(build_cohort(run$x, run$d))
+  p <- co[!is.na(co$cla_18m), ]
+  # the plan's rule, written out: factor levels without an event are merged
+  # into the largest level; constant covariates are left out (fit$formula)
+  vars <- intersect(all.vars(fit$formula), names(p))
+  for (v in vars) {
+    if (!is.factor(p[[v]])) next
+    keep <- !is.na(p$cla_18m) & stats::complete.cases(p[vars])
+    tab <- table(droplevels(p[[v]][keep]), p$cla_18m[keep])
+    bad <- rownames(tab)[tab[, 1] == 0 | tab[, 2] == 0]
+    if (length(bad)) {
+      big <- names(which.max(table(droplevels(p[[v]][keep]))[setdiff(rownames(tab), bad)]))
+      x <- as.character(p[[v]]); x[x %in% bad] <- big; p[[v]] <- factor(x)
+    }
+    p[[v]] <- droplevels(p[[v]])
+  }
+  ref <- suppressWarnings(sw_glmm(fit$formula, p))
+  r <- a$results[a$results$model == "fv_sw_cla_18m_primary" & a$results$scale == "log_odds", ]
+  expect_equal(r$estimate, unname(ref$coefficients[["treated"]]))
+  expect_equal(r$std.error, sqrt(ref$vcov["treated", "treated"]))
+  # the bootstrap and the permutation test on that fit
+  wb <- wild_boot(ref, "treated", seed = 1)
+  expect_equal(a$results$p.value[a$results$model == "fv_sw_cla_18m_wild"], wb$p_value)
+})
+
+test_that("analyse(FV): Hochberg within the secondary family equals p.adjust()", {
+  r <- fv_run()$a$results
+  fam <- r[r$analysis == "secondary" & r$status == "ok" & !duplicated(r$model), ]
+  expect_equal(fam$p.adjusted, stats::p.adjust(fam$p.value, method = "hochberg"))
+  expect_true(all(is.na(r$p.adjusted[r$analysis != "secondary"])))
+  expect_equal(nrow(fv_run()$a$tables$multiplicity), nrow(fam))
+})
+
+test_that("analyse(FS): output, matching and CEM tables, the walk", {
+  run <- fs_run()
+  a <- run$a
+  expect_true(all(contract %in% names(a$results)))
+  expect_true(all(c("matching", "cem") %in% names(a$tables)))
+  expect_true(all(a$tables$cem$pct_treated_matched > 0 & a$tables$cem$pct_treated_matched <= 100))
+  expect_true(all(a$tables$cem$l1_after <= a$tables$cem$l1_before))
+  expect_match(a$results$status[a$results$model == "fs_did_cla_18m_fgls"], "weighted FGLS")
+  expect_match(a$results$status[a$results$model == "fs_did_cla_18m_hausman"], "^not run")
+  walk_results(a)
+  # triangulation of the two strands equals triangulate() on their primary rows
+  tr <- a$tables$triangulation
+  r <- a$results
+  did <- r[r$model == tr$model[1] & r$scale == tr$scale[1], ]
+  sw <- r[r$model == tr$model[2] & r$scale == tr$scale[1], ]
+  ref <- triangulate(did, sw)
+  expect_equal(tr$estimate, ref$estimate)
+})
+
+test_that("analyse(FS): the primary DiD equals stack_pairs() + cem() + did_fit() by hand", {
+  run <- fs_run()
+  a <- run$a
+  co <- build_cohort(run$x, run$d)
+  m <- a$fits$fs_did_cla_18m_primary
+  mt <- suppressWarnings(match_trends(
+    build_cohort(run$x, `[[<-`(run$d, "trial_start", min(run$x$referrals$referral_date)),
+                 outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m")),
+    run$d, "cla_18m"))
+  st <- stack_pairs(co, mt, run$d)
+  st <- st[!is.na(st$cla_18m), ]
+  st$cem_weight <- cem(data = st, design = run$d)$weights
+  st <- st[st$cem_weight > 0, ]
+  ref <- suppressMessages(did_fit(m$formula, st, cluster = "la", weights = "cem_weight"))
+  r <- a$results[a$results$model == "fs_did_cla_18m_primary", ]
+  expect_equal(r$estimate, unname(ref$coefficients[["treated"]]))
+  expect_equal(r$std.error, sqrt(ref$vcov["treated", "treated"]))
+  expect_equal(r$df, unname(ref$df[["treated"]]))
+})
+
+test_that("analyse(): multiple imputation pools every model by Rubin's rules", {
+  skip_if_not_installed("mice")
+  run <- fv_run()
+  a <- suppressMessages(analyse(run$x, run$d, imputations = 2, sensitivity = FALSE,
+                                strands = "stepped_wedge", outcomes = c("cla_18m", "cpp_12m")))
+  imp <- a$tables$imputation
+  expect_setequal(unique(imp$imputation), 1:2)
+  expect_match(a$tables$missing$action[a$tables$missing$covariate == "fsm"], "imputed")
+  for (id in c("fv_sw_cla_18m_primary", "fv_sw_cpp_12m_secondary")) {
+    it <- imp[imp$model == id & imp$scale == "log_odds", ]
+    p <- pool_rubin(it$estimate, it$std.error)
+    r <- a$results[a$results$model == id & a$results$scale == "log_odds", ]
+    expect_equal(r$estimate, p$estimate)
+    expect_equal(r$std.error, p$std.error)
+    expect_equal(r$p.value, p$p.value)
+    expect_equal(r$n_imputations, 2L)
+    # the stored fit is the first imputation's
+    expect_equal(unname(a$fits[[id]]$coefficients[["treated"]]), it$estimate[1])
+  }
+  # the same seed gives the same imputations; the caller's random state is kept
+  set.seed(42); u1 <- runif(1)
+  set.seed(42)
+  b <- suppressMessages(analyse(run$x, run$d, imputations = 2, sensitivity = FALSE,
+                                strands = "stepped_wedge", outcomes = "cla_18m"))
+  expect_equal(runif(1), u1)
+  expect_equal(b$results$estimate[1], a$results$estimate[1])
+})
+
+test_that("analyse(): imputation without mice says what was done", {
+  run <- fv_run()
+  old <- options(sfpceval.use_mice = FALSE)
+  on.exit(options(old), add = TRUE)
+  expect_message(a <- analyse(run$x, run$d, imputations = 5, sensitivity = FALSE,
+                              strands = "stepped_wedge", outcomes = "cla_18m"),
+                 "mice is not installed.*complete cases")
+  expect_equal(a$settings$imputations, 0L)
+  expect_match(a$tables$missing$action[a$tables$missing$covariate == "fsm"], "complete cases")
+})
+
+test_that("analyse(): bad input gives clear errors", {
+  run <- fv_run()
+  expect_snapshot(error = TRUE, analyse(run$x, run$d, strands = "did"))
+  expect_snapshot(error = TRUE, analyse(run$x, run$d, outcomes = "cla_24m"))
+  expect_snapshot(error = TRUE, analyse(run$x, run$d, imputations = 1))
+  expect_snapshot(error = TRUE, analyse(list(), run$d))
+  m <- protocol_models(run$d)
+  m$estimator[1] <- "lm"
+  expect_snapshot(error = TRUE, analyse(run$x, run$d, models = m))
+  # FV design without comparators: the DiD strand is reported, with a message
+  expect_message(analyse(run$x, run$d, sensitivity = FALSE, imputations = 0,
+                         outcomes = "cla_18m"), "no comparator authorities")
+})
+
+test_that("analyse(): an edited plan is run as edited", {
+  run <- fv_run()
+  m <- protocol_models(run$d, outcomes = "cla_18m", sensitivity = FALSE, strands = "stepped_wedge")
+  m <- m[m$id == "fv_sw_cla_18m_primary", ]
+  m$formula <- "cla_18m ~ treated + factor(step) + age_band + (1 | la)"
+  m$x <- "age_band"; m$z <- ""
+  a <- analyse(run$x, run$d, models = m, imputations = 0)
+  co <- as.data.frame(build_cohort(run$x, run$d))
+  ref <- sw_glmm(cla_18m ~ treated + factor(step) + age_band + (1 | la), co[!is.na(co$cla_18m), ])
+  expect_equal(a$results$estimate[1], unname(ref$coefficients[["treated"]]))
+})
+
+test_that("analyse(): the primary interval covers the simulated effect (both programmes)", {
+  skip_on_cran()
+  # Family Valued: log odds ratio -0.5 of becoming looked after
+  x <- simulate_sfp("family_valued", children_per_la_year = 1500, effects = list(cla = -0.5), seed = 11)
+  d <- design_family_valued(x)
+  a <- suppressMessages(analyse(x, d, outcomes = "cla_18m", sensitivity = FALSE,
+                                strands = "stepped_wedge", imputations = 0))
+  r <- a$results[a$results$model == "fv_sw_cla_18m_primary" & a$results$scale == "log_odds", ]
+  expect_true(r$conf.low < -0.5 && -0.5 < r$conf.high)
+  # Family Safeguarding: the DiD risk difference; the truth is the difference
+  # the effect makes to the treated children after go-live (same seed, no effect)
+  sim <- function(eff) simulate_sfp("family_safeguarding", n_la = 8, n_treated = 3,
+                                    children_per_la_year = 600, effects = list(cla = eff), seed = 5)
+  x1 <- sim(-0.6)
+  x0 <- sim(0)
+  ds <- design_family_safeguarding(x1)
+  c1 <- as.data.frame(suppressMessages(build_cohort(x1, ds, outcomes = "cla_18m")))
+  c0 <- as.data.frame(suppressMessages(build_cohort(x0, ds, outcomes = "cla_18m")))
+  truth <- mean(c1$cla_18m[c1$treated == 1], na.rm = TRUE) - mean(c0$cla_18m[c0$treated == 1], na.rm = TRUE)
+  b <- suppressMessages(analyse(x1, ds, outcomes = "cla_18m", sensitivity = FALSE, imputations = 0))
+  r <- b$results[b$results$model == "fs_did_cla_18m_primary", ]
+  expect_true(r$conf.low < truth && truth < r$conf.high)
+  s <- b$results[b$results$model == "fs_sw_cla_18m_primary" & b$results$scale == r$scale, ]
+  expect_true(s$conf.low < truth && truth < s$conf.high)
+})
+
+test_that("analyse(): independent models on a future plan give the serial results", {
+  skip_if_not_installed("future.apply")
+  skip_on_os("windows")
+  run <- fv_run()
+  args <- list(run$x, run$d, outcomes = c("cla_18m", "cpp_12m"), sensitivity = FALSE,
+               strands = "stepped_wedge", imputations = 0)
+  serial <- suppressMessages(do.call(analyse, args))
+  old <- future::plan(future::multicore, workers = 2)
+  on.exit(future::plan(old), add = TRUE)
+  par <- suppressMessages(do.call(analyse, args))
+  expect_equal(par$results, serial$results)
+})
+
+test_that("analyse(): cost-benefit and fidelity tables when asked", {
+  run <- fs_run()
+  a <- suppressMessages(analyse(run$x, run$d, outcomes = "cla_18m", sensitivity = FALSE,
+                                imputations = 0, cost = list(cost_per_child = 50000, force = TRUE),
+                                fidelity = data.frame(la = "901", time_point = "6m",
+                                                      indicator = "caseload", value = 16)))
+  cb <- a$tables$cost_benefit
+  prim <- a$results[a$results$model == "fs_did_cla_18m_primary", ]
+  ref <- cost_benefit(prim$estimate, prim$p.value, cb$children_per_year,
+                      cost_per_child = 50000, force = TRUE)
+  expect_equal(cb$pv_benefit, ref$summary$pv_benefit)
+  expect_true(a$tables$fidelity$met)
+})
