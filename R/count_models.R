@@ -1,5 +1,5 @@
 # Hurdle, Tobit and the excess-zeros check for the days-on-CPP outcomes
-# (Family Safeguarding protocol, "Regression specifications"; METHODS.md s8).
+# (Family Safeguarding protocol, "Regression specifications"; `vignette("methods")`, section 8).
 # The likelihoods are maximised by one Newton-Raphson driver in src/mle.c
 # with analytic first and second derivatives.
 
@@ -364,7 +364,7 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
 #'
 #' The summary reports average marginal effects on the censored mean,
 #' \eqn{\partial E[y|x]/\partial x_k = \beta_k[\Phi(b) - \Phi(a)]} with
-#' \eqn{a = (L - x'\beta)/\sigma}, \eqn{b = (U - x'\beta)/\sigma} (METHODS.md
+#' \eqn{a = (L - x'\beta)/\sigma}, \eqn{b = (U - x'\beta)/\sigma} (`vignette("methods")`
 #' s8), averaged over the sample, with delta-method standard errors from
 #' the same variance as the coefficients. For a 0/1 regressor this is the
 #' derivative, not the discrete change.

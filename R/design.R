@@ -1,5 +1,5 @@
 # Design objects: every protocol parameter of the two evaluations in one
-# object. Values the protocols contradict themselves on (see METHODS.md
+# object. Values the protocols contradict themselves on (see `vignette("methods")`
 # section 0) are arguments whose default is the design table's value; the
 # protocols say the design tables take precedence (FS p. 12 "Outcome
 # measures"; FV p. 11 "Outcome measures").
@@ -31,7 +31,7 @@
 #'   is 28 or 29 February; 29 February + 12 months is 28 February), and an
 #'   event on the last day counts. A window is observable when its last day is
 #'   on or before `data_end`.
-#' * Toxic-trio factors (FS p. 13): the core set of DATA.md (1B, 2B, 3A-3C,
+#' * Toxic-trio factors (FS p. 13): the core set of `vignette("data")` (1B, 2B, 3A-3C,
 #'   4B) of the first assessment of the first referral; `toxic_trio = "broad"`
 #'   adds 1C, 2C, 4C.
 #' * Short breaks: care episodes with legal status V3/V4 are not "looked
@@ -230,7 +230,7 @@ design_family_safeguarding <- function(data_or_rollout,
 #'   RC8/RC9). `entry = "first_open"` instead takes the first referral in the
 #'   trial period that stayed open.
 #' * Age bands: the protocol's 0-3, 4-12 (FV p. 16) do not cover 0-17; a
-#'   13-17 band is added (METHODS.md section 0 item 2).
+#'   13-17 band is added (`vignette("methods")`, section 0 item 2).
 #' * "Within m months" and observability as in [design_family_safeguarding()].
 #'
 #' @inheritParams design_family_safeguarding

@@ -1,6 +1,6 @@
 # did_fit(): the Family Safeguarding difference-in-differences regression
 # (protocol "Analysis plan", pp. 14-17) with absorbed fixed effects and
-# inference that stays honest with few clusters (METHODS.md sections 0 and 3).
+# inference that stays honest with few clusters (`vignette("methods")`, sections 0 and 3).
 #
 # Layers: did_fit() parses the formula, validates and counts exclusions,
 # absorbs the fixed effects (ffi_demean, linreg.c), fits by weighted least
@@ -68,7 +68,7 @@
 #'   The first right-hand-side term is the treatment (it may not be absorbed
 #'   by the fixed effects). The part after `|` is optional.
 #' @param data A data frame.
-#' @param cluster The clustering variable (the physical LA, METHODS.md section
+#' @param cluster The clustering variable (the physical LA, `vignette("methods")`, section
 #'   0 item 5): a one-sided formula such as `~ la` or a column name.
 #' @param weights Optional non-negative weights (e.g. CEM weights): a column
 #'   name, a one-sided formula or a numeric vector with one value per row.

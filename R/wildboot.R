@@ -1,6 +1,6 @@
 # wild_boot(): wild cluster restricted (WCR) bootstrap-t for one coefficient
 # of a linear did_fit(), and the Kline-Santos score bootstrap for a logit
-# did_fit() (METHODS.md section 3; Roodman, MacKinnon, Nielsen & Webb 2019).
+# did_fit() (`vignette("methods")`, section 3; Roodman, MacKinnon, Nielsen & Webb 2019).
 #
 # Fast algebra (linear model with absorbed fixed effects D, absorbed design
 # Xt, weights W, M = (Xt'W Xt)^{-1}, m = M e_j):
@@ -23,7 +23,7 @@
 #' is refitted under the null, the restricted residuals are multiplied by
 #' cluster-level weights, and each bootstrap sample's CR1 t-statistic is
 #' compared with the observed one. It uses the single-restriction algebra of
-#' Roodman et al. (2019) (METHODS.md section 3), including the projection on
+#' Roodman et al. (2019) (`vignette("methods")`, section 3), including the projection on
 #' absorbed fixed effects that cross clusters, so a draw costs
 #' \eqn{O(G^2)}. With `B = "enumerate"` all \eqn{2^G} Rademacher vectors
 #' (G <= 12) or all \eqn{6^G} Webb vectors (G <= 6) are used; otherwise (or
@@ -42,7 +42,7 @@
 #'
 #' For a binomial [sw_glmm()] fit (the Family Valued GLMM), the same score
 #' bootstrap uses the scores of each cluster's integrated log-likelihood at
-#' the fit restricted to `param = 0` and the Hessian there (METHODS.md
+#' the fit restricted to `param = 0` and the Hessian there (`vignette("methods")`
 #' section 3), as a further sensitivity analysis.
 #'
 #' For a logistic fit (`family = "binomial"`), the score bootstrap of Kline &
@@ -54,7 +54,7 @@
 #' @param fit A [did_fit()] object (family `"gaussian"` or `"binomial"`), or a
 #'   binomial [sw_glmm()] fit.
 #' @param param Name of the coefficient to test (default `"treated"`).
-#' @param weights `"webb"` (default; six-point, METHODS.md section 0 item 7),
+#' @param weights `"webb"` (default; six-point, `vignette("methods")`, section 0 item 7),
 #'   `"rademacher"` or `"mammen"`.
 #' @param B `"enumerate"` (default) or a number of random draws.
 #' @param level Confidence level of the interval (default 0.95).
@@ -262,7 +262,7 @@ score_boot <- function(fit, param, draws, r) {
 }
 
 # Kline-Santos score bootstrap from the cluster contributions a_g = R H^-1 s_g
-# and cluster shares pi_g (METHODS.md section 3): t*(v) = N*(v) / sqrt(V*(v)),
+# and cluster shares pi_g (`vignette("methods")`, section 3): t*(v) = N*(v) / sqrt(V*(v)),
 # N* = sum_g v_g a_g, V* = sum_g (v_g a_g - pi_g N*)^2; v = 1 gives t.
 score_boot_test <- function(a, pig, V, estimate) {
   va <- V * a

@@ -19,7 +19,7 @@ lm_dummies <- function(fml, d, wt) {
 }
 
 # Slow reference: full dummy design, n_g x n_g matrices, clubSandwich's
-# definitions written out (METHODS.md section 3).
+# definitions written out (`vignette("methods")`, section 3).
 ref_crve <- function(Xf, y, w, cl, type, coefs) {
   w <- if (is.null(w)) rep(1, length(y)) else w
   W <- diag(w)
