@@ -204,10 +204,10 @@ plan_context <- function(data, design, models, settings, matches) {
     if (inherits(r, "error")) cohort_errors[[key]] <- conditionMessage(r) else cohorts[[key]] <- r
   }
   primary <- cohorts[["referral_date"]]
-  dropped <- attr(primary, "covariates_dropped") %||% list()
+  dropped <- attr(primary, "covariates_dropped_by_sample") %||% list()
   for (key in grep("|", names(cohorts), fixed = TRUE, value = TRUE)) {
     o <- strsplit(key, "|", fixed = TRUE)[[1]][2]
-    dropped[[o]] <- unique(c(dropped[[o]], attr(cohorts[[key]], "covariates_dropped")[[o]]))
+    dropped[[o]] <- unique(c(dropped[[o]], attr(cohorts[[key]], "covariates_dropped_by_sample")[[o]]))
   }
   models <- plan_drop_covariates(models, dropped)
   miss <- attr(primary, "covariate_missing")
@@ -249,7 +249,7 @@ plan_model_covariates <- function(models) {
 }
 
 # Remove the covariates dropped for missingness (more than max_missing of
-# an outcome's analysed sample, build_cohort()'s `covariates_dropped`, a list
+# an outcome's analysed sample, build_cohort()'s `covariates_dropped_by_sample`, a list
 # by outcome; a plain vector applies to every outcome) from the formulas.
 plan_drop_covariates <- function(models, dropped) {
   if (!length(dropped)) return(models)

@@ -138,15 +138,15 @@ autoplot.sfp_trend_match <- function(object, n = 3L, ...) {
                   title = "Pre-period trends: treated authorities and candidates")
 }
 
-# Difference in means by covariate term before and after matching.
+# Difference in means by covariate term before and after matching, from
+# summary.sfp_cem() (which report()'s balance figure draws too).
 balance_means <- function(x) {
   if (is.null(x$imbalance)) {
     stop_arg("x", "has no imbalance (it was run with l1 = FALSE)", "rerun cem(..., l1 = TRUE).")
   }
-  b <- x$imbalance$before$means
-  a <- x$imbalance$after$means
-  rbind(data.frame(term = b$term, stage = "before", difference = b$difference, stringsAsFactors = FALSE),
-        data.frame(term = a$term, stage = "after", difference = a$difference, stringsAsFactors = FALSE))
+  m <- summary(x)$means
+  rbind(data.frame(term = m$term, stage = "before", difference = m$diff_before, stringsAsFactors = FALSE),
+        data.frame(term = m$term, stage = "after", difference = m$diff_after, stringsAsFactors = FALSE))
 }
 
 #' @rdname sfpceval-autoplot
@@ -167,16 +167,8 @@ autoplot.sfp_cem <- function(object, ...) {
 #' @rdname sfpceval-autoplot
 #' @export
 plot.sfp_cem <- function(x, ...) {
-  d <- balance_means(x)
-  terms <- unique(d$term)
-  y <- match(d$term, terms)
-  op <- graphics::par(mar = c(4, max(4, max(nchar(terms)) * 0.5), 2.5, 1))
-  on.exit(graphics::par(op))
-  graphics::plot(d$difference, y, pch = ifelse(d$stage == "before", 1, 16), yaxt = "n",
-                 xlab = "Treated minus control mean", ylab = "", main = "Balance", ...)
-  graphics::axis(2, at = seq_along(terms), labels = terms, las = 1)
-  graphics::abline(v = 0, lty = 2)
-  graphics::legend("topright", c("before", "after"), pch = c(1, 16), bty = "n")
+  balance_means(x)                     # the check that L1 was computed
+  plot_balance_(summary(x))            # the balance figure of report()
   invisible(x)
 }
 

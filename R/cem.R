@@ -1,6 +1,6 @@
 # Coarsened exact matching (Iacus, King & Porro) of children inside the
 # Family Safeguarding treated-comparator pairs, and the L1 imbalance.
-# METHODS.md section 1; the Family Safeguarding protocol, "Individual-level
+# `vignette("methods")`, section 1; the Family Safeguarding protocol, "Individual-level
 # Matching" (pp. 9-11). R validates and plans the coarsening (breaks,
 # groupings, factor levels); C (src/cem.c) applies it, one pass per column
 # (findInterval() semantics for bins, match(x, unique(x)) semantics for values,
@@ -42,7 +42,7 @@
 #' children; 0 for an unmatched child. With `normalise = "exact_group"`,
 #' \eqn{m_T} and \eqn{m_C} are counted within each exact group (e.g. each
 #' pair by financial year), so the control weights sum to the number of
-#' matched controls in every group (METHODS.md section 0 item 9).
+#' matched controls in every group (`vignette("methods")`, section 0 item 9).
 #'
 #' **Imbalance.** The result carries the multivariate L1 imbalance before
 #' and after matching, computed by [imbalance()] on the *original*

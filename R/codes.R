@@ -1,4 +1,4 @@
-# The official code lists of the input schema (../shared/docs/DATA.md) and the
+# The official code lists of the input schema (`vignette("data")`) and the
 # outcome code sets the protocols rely on. One place, used by validation,
 # simulation and the cohort builder alike.
 
@@ -57,7 +57,7 @@
 #' Official code lists and outcome code sets
 #'
 #' The code lists the input schema accepts (CIN census, SSDA903, NPD; see
-#' `vignette("sfpceval")` and the package's `DATA` reference) and the code
+#' `vignette("sfpceval")` and `vignette("data")`) and the code
 #' sets the protocols' outcomes are built from.
 #'
 #' Code sets: `kinship` (first placement `U1`-`U3`, foster placement with

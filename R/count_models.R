@@ -1,5 +1,5 @@
 # Hurdle, Tobit and the excess-zeros check for the days-on-CPP outcomes
-# (Family Safeguarding protocol, "Regression specifications"; METHODS.md s8).
+# (Family Safeguarding protocol, "Regression specifications"; `vignette("methods")`, section 8).
 # The likelihoods are maximised by one Newton-Raphson driver in src/mle.c
 # with analytic first and second derivatives.
 
@@ -9,14 +9,25 @@ mle_models_ <- c(logit = 0L, ztpois = 1L, ztnegbin = 2L, tobit = 3L,
                  pois = 4L, negbin = 5L)
 
 # Fit one model through the C driver.  Returns par, loglik, hessian, score,
-# iter, converged.
+# iter, converged, and the package's optimiser report `convergence`
+# (optim_status(): converged, iterations, what was checked).
 mle_fit_ <- function(model, X, y, start, status = integer(),
                      limits = c(-Inf, Inf), tol = 1e-10, maxit = 100L,
                      weights = NULL) {
   storage.mode(X) <- "double"
-  .Call(ffi_mle_newton, mle_models_[[model]], X, as.double(y),
-        as.double(weights %||% double()), as.integer(status),
-        as.double(limits), as.double(start), c(tol, maxit))
+  f <- .Call(ffi_mle_newton, mle_models_[[model]], X, as.double(y),
+             as.double(weights %||% double()), as.integer(status),
+             as.double(limits), as.double(start), c(tol, maxit))
+  f$convergence <- optim_status(f$converged, f$iter, sprintf(
+    "Newton-Raphson step %s tol = %g", if (isTRUE(f$converged)) "below" else "not below", tol))
+  f
+}
+
+# One report for a fit made of several Newton fits (the hurdle's two parts).
+merge_status_ <- function(parts) {
+  optim_status(all(vapply(parts, function(p) p$converged, TRUE)),
+               max(vapply(parts, function(p) p$iterations, 1L)),
+               paste(names(parts), vapply(parts, function(p) p$message, ""), sep = ": ", collapse = "; "))
 }
 
 # Resolve `weights` (NULL, a column name or a vector with one value per row)
@@ -291,14 +302,14 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   if (!fz$converged) {
     pz <- stats::plogis(drop(Z %*% fz$par))
     sep <- any(pz < 1e-8 | pz > 1 - 1e-8)
-    warning("hurdle_fit(): Newton-Raphson did not converge in the zero hurdle",
-            if (sep) paste0(": a regressor separates zeros from positive counts ",
-                            "perfectly, so the logit estimates diverge; remove or merge it") else
-              "; increase `maxit` or simplify the model", ".", call. = FALSE)
+    warn_not_converged("hurdle_fit(): Newton-Raphson in the zero hurdle", fz$convergence,
+                       if (sep) paste0("a regressor separates zeros from positive counts ",
+                                       "perfectly, so the logit estimates diverge; remove or merge it.") else
+                         "increase `maxit` or simplify the model.")
   }
   if (!fc$converged) {
-    warning("hurdle_fit(): Newton-Raphson did not converge in the count part; ",
-            "increase `maxit` or simplify the model.", call. = FALSE)
+    warn_not_converged("hurdle_fit(): Newton-Raphson in the count part", fc$convergence,
+                       "increase `maxit` or simplify the model.")
   }
   kx <- ncol(X)
   kz <- ncol(Z)
@@ -345,7 +356,8 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
     n_zero = sum(!pos), n_clusters = G, n_dropped = use$n_dropped,
     n_zero_weight = use$n_zero_weight, weighted = !is.null(wvec),
     dist = dist, converged = fc$converged && fz$converged,
-    iterations = c(count = fc$iter, zero = fz$iter), call = cl
+    iterations = c(count = fc$iter, zero = fz$iter),
+    convergence = merge_status_(list(count = fc$convergence, zero = fz$convergence)), call = cl
   ), class = c("sfp_hurdle", "sfp_mle"))
 }
 
@@ -364,7 +376,7 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
 #'
 #' The summary reports average marginal effects on the censored mean,
 #' \eqn{\partial E[y|x]/\partial x_k = \beta_k[\Phi(b) - \Phi(a)]} with
-#' \eqn{a = (L - x'\beta)/\sigma}, \eqn{b = (U - x'\beta)/\sigma} (METHODS.md
+#' \eqn{a = (L - x'\beta)/\sigma}, \eqn{b = (U - x'\beta)/\sigma} (`vignette("methods")`
 #' s8), averaged over the sample, with delta-method standard errors from
 #' the same variance as the coefficients. For a 0/1 regressor this is the
 #' derivative, not the discrete change.
@@ -437,8 +449,8 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
   f <- mle_fit_("tobit", X, y, start, status = status,
                 limits = c(left, right), tol = tol, maxit = maxit, weights = wvec)
   if (!f$converged) {
-    warning("tobit_fit(): Newton-Raphson did not converge in ", maxit,
-            " iterations; increase `maxit` or simplify the model.", call. = FALSE)
+    warn_not_converged("tobit_fit(): Newton-Raphson", f$convergence,
+                       "increase `maxit` or simplify the model.")
   }
   nm <- c(colnames(X), "Log(scale)")
   est <- stats::setNames(f$par, nm)
@@ -481,7 +493,8 @@ tobit_fit <- function(formula, data, left = 0, right = Inf, cluster = NULL,
     n_left = sum(status == 1L), n_right = sum(status == 2L),
     left = left, right = right, n_clusters = G, n_dropped = use$n_dropped,
     n_zero_weight = use$n_zero_weight, weighted = !is.null(wvec),
-    effects = effects, converged = f$converged, iterations = f$iter, call = cl
+    effects = effects, converged = f$converged, iterations = f$iter,
+    convergence = f$convergence, call = cl
   ), class = c("sfp_tobit", "sfp_mle"))
 }
 
@@ -682,7 +695,8 @@ zero_check <- function(fit_or_formula, data = NULL,
       theta <- exp(f$par[ncol(X) + 1L])
     }
     if (!f$converged) {
-      warning("zero_check(): the count model did not converge.", call. = FALSE)
+      warn_not_converged("zero_check(): the count model (Newton-Raphson)", f$convergence,
+                         "simplify the model or fit it with glm() and pass the fit.")
     }
     mu <- exp(drop(X %*% f$par[seq_len(ncol(X))]))
   } else {

@@ -1,5 +1,5 @@
 # sfp_data(): validate and bundle the input tables of the schema in
-# R/schema.R (../shared/docs/DATA.md), plus its print() and summary()
+# R/schema.R (`vignette("data")`), plus its print() and summary()
 # methods and fin_year().
 #
 # Flow: each given table is checked on its own (columns present, types with

@@ -1,6 +1,6 @@
 # did_fit(): the Family Safeguarding difference-in-differences regression
 # (protocol "Analysis plan", pp. 14-17) with absorbed fixed effects and
-# inference that stays honest with few clusters (METHODS.md sections 0 and 3).
+# inference that stays honest with few clusters (`vignette("methods")`, sections 0 and 3).
 #
 # Layers: did_fit() parses the formula, validates and counts exclusions,
 # absorbs the fixed effects (ffi_demean, linreg.c), fits by weighted least
@@ -14,10 +14,18 @@
 #' Fits the Family Safeguarding protocol's primary regression, e.g.
 #' `y ~ treated + age + sex | la + year`: covariates before `|`, fixed
 #' effects after it. Fixed effects are absorbed by the weighted
-#' within-transformation (exact group demeaning for one effect, alternating
-#' projections to tolerance `1e-10` for several), then the model is fitted by
-#' weighted least squares in C (rank by LINPACK `dqrdc2` as in [lm()],
-#' Cholesky through LAPACK).
+#' within-transformation: exact group demeaning for one effect; for two, the
+#' alternating projections iterated on the coefficients of the effect with
+#' fewer levels over the sparse cross-tabulation of the two (as fixest),
+#' accelerated by Irons & Tuck (1969); for three or more, the same
+#' acceleration on the demeaned vectors, each sweep projecting out the two
+#' largest effects together as above; to tolerance `1e-10`. The
+#' absorption's convergence is reported in `fit$convergence` (and
+#' [glance()]), with a warning when the sweep limit is reached. The model is
+#' then fitted by weighted least squares from the QR of \eqn{W^{1/2}X} in C
+#' (LINPACK `dqrls`, as [lm.fit()]: the same rank detection, so the same
+#' collinear covariates are dropped and named; triangular solves on R, the
+#' bread \eqn{(R'R)^{-1}}; the normal equations are never formed).
 #'
 #' **Family.** `family = "auto"` applies the protocol's rule (footnote 22): a
 #' linear probability model when the outcome's *baseline rate* lies in
@@ -26,13 +34,19 @@
 #' where the first right-hand-side term (the treatment indicator) is 0:
 #' comparator LAs in every period and treated LAs before go-live. A
 #' non-binary outcome is always fitted as `"gaussian"`. `"binomial"` fits a
-#' logit with the fixed effects as dummies (IRLS through the same C WLS
-#' kernel) and a cluster-robust sandwich on the score; `"conditional_logit"`
+#' logit by IRLS with the fixed effects absorbed at every step (the working
+#' response and design demeaned with the working weights, as
+#' `fixest::feglm`; step halving on the deviance; converged when its relative
+#' change is below 1e-10), so no dummy matrix is formed and the fit keeps
+#' n-vectors and the k absorbed columns only; `"conditional_logit"`
 #' conditions on the first fixed effect (LA-stratified) with the Breslow
 #' approximation to the conditional likelihood, which equals
 #' `survival::clogit(..., method = "approximate")` (the exact conditional
 #' likelihood is combinatorial in the stratum size and infeasible for LAs
 #' with thousands of children); further fixed effects enter as dummies.
+#' Newton's method with step halving; the fit keeps the cluster sums of the
+#' scores. Both report convergence in `fit$convergence` and warn when it
+#' fails.
 #'
 #' **Variance** (`vcov`), with \eqn{V = c\,M \sum_g X_g' W_g A_g e_g e_g' A_g' W_g X_g M}
 #' and \eqn{M = (X'WX)^{-1}}:
@@ -49,15 +63,31 @@
 #'   weighted analogue for weighted fits exactly as `clubSandwich::vcovCR()`
 #'   on `lm()`), with Satterthwaite (Bell-McCaffrey) degrees of freedom per
 #'   coefficient. The hat matrix includes the fixed-effect projection.
-#'   Computed in k x k blocks, never forming an \eqn{n_g \times n_g} matrix.
+#'   Computed in k x k blocks, never forming an \eqn{n_g \times n_g} matrix,
+#'   on the orthonormalised design \eqn{X R^{-1}} so that nearly collinear
+#'   covariates do not cost the adjustment its precision.
 #' * `"CR3"`: \eqn{A_g = (I - H_{gg})^{-1}} (clubSandwich's CR3, no (G-1)/G
 #'   factor; Moore-Penrose inverse when fixed effects nested in the clusters
 #'   make \eqn{I - H_{gg}} singular, which then equals the leave-one-cluster-out
 #'   jackknife). Reference \eqn{t(G-1)}.
 #'
-#' For the logit models only `"CR0"` and `"CR1"` are available; a request for
+#' For the logit (`"binomial"`) all four apply to the working linear model of
+#' the last IRLS step: design X, working residuals \eqn{(y - \mu)/v},
+#' working weights \eqn{w v}, \eqn{v = \mu(1 - \mu)}. CR0/CR1 are the
+#' usual score sandwich (equal to `sandwich::vcovCL()` on the `glm()` with
+#' dummies) and CR3 equals `clubSandwich::vcovCR(type = "CR3")` on that
+#' `glm()`. Because the working weights are inverse variances, CR2 is the
+#' Bell-McCaffrey adjustment on the scaled system \eqn{(W^{1/2}X, W^{1/2}e)},
+#' \eqn{A_g = (I - \tilde H_{gg})^{-1/2}} with the symmetric hat matrix
+#' \eqn{\tilde H}, and Satterthwaite df from the same system. It equals
+#' clubSandwich's CR2 for `glm` when the working weights are constant
+#' within clusters; otherwise clubSandwich takes a different (non-symmetric)
+#' square root that needs an \eqn{n_g \times n_g} decomposition per
+#' cluster, infeasible for LAs with thousands of children. For the
+#' conditional logit only `"CR0"` and `"CR1"` are available; a request for
 #' CR2/CR3 falls back to CR1 with a message. Use [wild_boot()] for the wild
-#' cluster restricted bootstrap (linear) or the score bootstrap (logit).
+#' cluster restricted bootstrap (linear) or the score bootstrap (logit and
+#' conditional logit).
 #'
 #' **Exclusions.** Rows with a missing value in any variable used, and rows
 #' with zero weight (e.g. unmatched in CEM), are dropped with a message that
@@ -68,7 +98,7 @@
 #'   The first right-hand-side term is the treatment (it may not be absorbed
 #'   by the fixed effects). The part after `|` is optional.
 #' @param data A data frame.
-#' @param cluster The clustering variable (the physical LA, METHODS.md section
+#' @param cluster The clustering variable (the physical LA, `vignette("methods")`, section
 #'   0 item 5): a one-sided formula such as `~ la` or a column name.
 #' @param weights Optional non-negative weights (e.g. CEM weights): a column
 #'   name, a one-sided formula or a numeric vector with one value per row.
@@ -81,8 +111,10 @@
 #' @return An object of class `did_fit`: a list with `call`, `formula`,
 #'   `coefficients`, `vcov`, `df` (per coefficient), `vcov_type`,
 #'   `family`, `nobs`, `n_clusters`, `dropped` (collinear covariates),
-#'   `exclusions`, the absorbed design `X`, `residuals`, `weights`, cluster
-#'   and fixed-effect codes (what [update()] and [wild_boot()] need).
+#'   `exclusions`, `convergence` (see `optim_status()`: the absorption for
+#'   the linear model, IRLS or Newton for the logit models), the absorbed
+#'   design `X`, `residuals`, `weights`, cluster and fixed-effect codes (what
+#'   [update()] and [wild_boot()] need).
 #' @examples
 #' set.seed(1)
 #' d <- expand.grid(child = 1:40, la = letters[1:6], year = 2015:2019)
@@ -119,6 +151,7 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   }
   y <- as.double(y)
   X <- stats::model.matrix(tt, mf)
+  rownames(X) <- NULL
   labs <- attr(tt, "term.labels")
   if (length(labs) == 0L) {
     stop_arg("formula", "has no treatment term on the right-hand side",
@@ -219,7 +252,7 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
 
   fit <- switch(family,
     gaussian = fit_gaussian(y, X, fe_f, w, cl, treat_name, ctrl),
-    binomial = fit_logit(y, X, fe_f, w, cl, treat_name, yname),
+    binomial = fit_logit(y, X, fe_f, w, cl, treat_name, yname, ctrl),
     conditional_logit = fit_clogit(y, X, fe_f, w, cl, treat_name, yname)
   )
   fit$call <- call
@@ -235,6 +268,7 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   fit$n_treated_clusters <- few_treated_check_(X[, treat_cols[1L]], cl, vcov, "did_fit()")
   fit$weights <- w
   fit$nobs <- length(y)
+  fit$ctrl <- ctrl
   class(fit) <- "did_fit"
   fit <- set_inference(fit, vcov)
   fit
@@ -308,6 +342,13 @@ fe_codes <- function(fe_f, n) {
   list(codes = m, nlev = as.integer(nlev), L = sum(nlev))
 }
 
+# The 0-based codes of each effect within its own levels (what ffi_demean
+# takes), from the global codes.
+local_codes <- function(fe) {
+  off <- c(0L, cumsum(fe$nlev))
+  lapply(seq_along(fe$nlev), function(f) fe$codes[, f] - off[f])
+}
+
 # D'WD for the stacked dummies of all fixed effects (L x L).
 fe_crossprod <- function(fe, w, L) {
   n <- nrow(fe$codes)
@@ -343,12 +384,10 @@ fit_gaussian <- function(y, X, fe_f, w, cl, treat_name, ctrl) {
   Xy <- cbind(X, .y = y)
   if (nfe > 0L) {
     Xt_all <- .Call(ffi_demean, Xy, codes0, fe$nlev, w, ctrl$tol, ctrl$maxit)
-    if (!isTRUE(attr(Xt_all, "converged"))) {
-      warning(sprintf("did_fit(): absorbing %d fixed effects did not converge in %d sweeps; estimates may be inaccurate.",
-                      nfe, ctrl$maxit), call. = FALSE)
-    }
+    conv <- demean_status(Xt_all, nfe, ctrl)
   } else {
     Xt_all <- Xy
+    conv <- optim_status(TRUE, 0L, "no fixed effects to absorb")
   }
   Xt <- Xt_all[, seq_len(ncol(X)), drop = FALSE]
   yt <- Xt_all[, ncol(Xy)]
@@ -387,6 +426,8 @@ fit_gaussian <- function(y, X, fe_f, w, cl, treat_name, ctrl) {
   names(coef) <- kept
   bread <- res$bread
   dimnames(bread) <- list(kept, kept)
+  qr_R <- res$R
+  dimnames(qr_R) <- list(kept, kept)
   # rank of the fixed-effect dummies (K_fe) for the CR1 factor
   K_fe <- 0L
   Dplus <- NULL
@@ -402,24 +443,56 @@ fit_gaussian <- function(y, X, fe_f, w, cl, treat_name, ctrl) {
     }
   }
   list(coefficients = coef, dropped = dropped, X = Xk, residuals = res$resid,
-       fitted_absorbed = yt - res$resid, bread = bread, fe = fe,
+       fitted_absorbed = yt - res$resid, bread = bread, qr_R = qr_R, fe = fe,
        fe_names = names(fe_f), K = length(coef) + K_fe, K_fe = K_fe, Dplus = Dplus,
-       iterations = attr(Xt_all, "iterations") %||% 0L)
+       iterations = attr(Xt_all, "iterations") %||% 0L, convergence = conv)
+}
+
+# The convergence report of an absorption by ffi_demean() (alternating
+# projections with Irons-Tuck acceleration; one effect is exact), with the
+# package's warning when the sweep limit was reached.
+demean_status <- function(Xt, nfe, ctrl) {
+  its <- attr(Xt, "iterations") %||% 0L
+  ok <- isTRUE(attr(Xt, "converged"))
+  conv <- optim_status(ok, its, if (nfe == 1L) "one fixed effect: exact group demeaning" else if (ok)
+    sprintf("alternating projections (Irons-Tuck) moved no value by more than tol = %g in the last sweep", ctrl$tol) else
+      sprintf("sweep limit maxit = %d reached before the tolerance tol = %g", ctrl$maxit, ctrl$tol))
+  if (!ok) {
+    warn_not_converged(sprintf("did_fit(): absorbing %d fixed effects", nfe), conv,
+                       "raise `maxit` (e.g. maxit = 1e5), or check for fixed effects that are only weakly connected.")
+  }
+  conv
 }
 
 # ---- inference ----
 
 set_inference <- function(fit, type) {
-  if (fit$family != "gaussian" && type %in% c("CR2", "CR3")) {
+  if (fit$family == "conditional_logit" && type %in% c("CR2", "CR3")) {
     message(sprintf("did_fit(): %s is not available for family \"%s\"; using CR1 with t(G - 1).",
                     type, fit$family))
     type <- "CR1"
   }
-  inf <- if (fit$family == "gaussian") crve_gaussian(fit, type) else crve_score(fit, type)
+  inf <- switch(fit$family,
+    gaussian = crve_gaussian(fit, type, inv_var = isTRUE(fit$freq_weights)),
+    binomial = crve_gaussian(logit_working(fit), type, inv_var = TRUE),
+    conditional_logit = crve_score(fit, type))
   fit$vcov <- inf$vcov
   fit$df <- inf$df
   fit$vcov_type <- type
   fit
+}
+
+# A linear did_fit() on cells (rows sharing every regressor collapsed to
+# their mean, weights = the number of rows) turned into the fit on the rows:
+# the coefficients are the same; nobs is the number of rows; and, because the
+# rows' hat matrix has the cells' structure, the rows' CR2 adjustment is the
+# symmetric one on the scaled cell system (crve.c type 4, the adjustment for
+# inverse-variance weights), CR3 the cells' CR3 with weights n, Satterthwaite
+# df included. Residual-free quantities are unaffected.
+did_freq_weights <- function(fit, type) {
+  fit$nobs <- sum(fit$weights)
+  fit$freq_weights <- TRUE
+  set_inference(fit, type)
 }
 
 cluster_order <- function(fit) {
@@ -436,7 +509,7 @@ cr1_factor <- function(fit) {
 }
 
 # B = diag((D'WD)^+, M) and, for weighted fits, C = B (U'W^2 U) B
-hat_blocks <- function(fit) {
+hat_blocks <- function(fit, need_C = TRUE) {
   fe <- fit$fe
   L <- fe$L
   k <- ncol(fit$X)
@@ -451,7 +524,7 @@ hat_blocks <- function(fit) {
   if (L > 0) B[seq_len(L), seq_len(L)] <- Dplus
   B[L + seq_len(k), L + seq_len(k)] <- fit$bread
   C <- NULL
-  if (!is.null(w)) {
+  if (!is.null(w) && need_C) {
     w2 <- w^2
     UW2U <- matrix(0, L + k, L + k)
     if (L > 0) {
@@ -470,23 +543,37 @@ hat_blocks <- function(fit) {
   list(B = B, C = C, L = L)
 }
 
-crve_gaussian <- function(fit, type) {
+# Computed on the W-orthonormal Q = Xt R^{-1} (R from the QR of sqrt(W) Xt),
+# whose bread is the identity, so that the hat blocks and the CR2/CR3
+# adjustments do not lose the precision that (Xt'W Xt)^{-1} loses when the
+# covariates are nearly collinear; back-transformed by V = R^{-1} V_Q R^{-T}
+# (the score of cluster g is R' Q_g'W_g A_g e_g; the contrast of coefficient j
+# is R^{-T} e_j).
+# inv_var: the weights are inverse variances (a logit's working weights), so
+# CR2 uses the symmetric adjustment on the scaled system (crve.c type 4).
+crve_gaussian <- function(fit, type, inv_var = FALSE) {
   co <- cluster_order(fit)
   k <- ncol(fit$X)
   G <- fit$n_clusters
-  M <- fit$bread
+  Rr <- fit$qr_R %||% chol(solve(fit$bread))
+  Ri <- backsolve(Rr, diag(k))
+  fit$X <- fit$X %*% Ri
+  fit$bread <- diag(k)
+  M <- diag(k)
   nm <- names(fit$coefficients)
   if (type %in% c("CR0", "CR1")) {
     r <- .Call(ffi_crve, fit$X, fit$residuals, fit$weights, co$ord, co$starts,
                matrix(0L, nrow(fit$X), 0L), 0L, NULL, NULL, 0L, FALSE)
   } else {
-    hb <- hat_blocks(fit)
+    hb <- hat_blocks(fit, need_C = type == "CR2" && !inv_var)
+    kern <- if (type == "CR3") 3L else if (inv_var) 4L else 2L
     r <- .Call(ffi_crve, fit$X, fit$residuals, fit$weights, co$ord, co$starts,
-               fit$fe$codes, hb$L, hb$B, hb$C, if (type == "CR2") 2L else 3L, type == "CR2")
+               fit$fe$codes, hb$L, hb$B, hb$C, kern, type == "CR2")
   }
   meat <- tcrossprod(r$scores)
   cf <- if (type == "CR1") cr1_factor(fit) else 1
-  V <- cf * M %*% meat %*% M
+  V <- cf * Ri %*% meat %*% t(Ri)
+  V <- (V + t(V)) / 2
   dimnames(V) <- list(nm, nm)
   df <- rep(G - 1, k)
   if (type == "CR2") {
@@ -495,7 +582,7 @@ crve_gaussian <- function(fit, type) {
     Ua <- array(r$Ua, c(pk, k, G))
     Ub <- if (is.null(r$Ub)) NULL else array(r$Ub, c(pk, k, G))
     for (j in seq_len(k)) {
-      m <- M[, j]
+      m <- Ri[j, ]
       d <- vapply(seq_len(G), function(g) sum(m * (matrix(K1[, , g], k, k) %*% m)), 0)
       A <- vapply(seq_len(G), function(g) matrix(Ua[, , g], pk, k) %*% m, numeric(pk))
       A <- matrix(A, pk, G)
@@ -515,7 +602,7 @@ crve_gaussian <- function(fit, type) {
 }
 
 crve_score <- function(fit, type) {
-  S <- rowsum(fit$score_obs, fit$cluster, reorder = TRUE)
+  S <- fit$score_sums
   M <- fit$bread_full
   cf <- if (type == "CR1") cr1_factor(fit) else 1
   V <- (cf * M %*% crossprod(S) %*% M)[fit$sel, fit$sel, drop = FALSE]
@@ -551,82 +638,141 @@ dummy_matrix <- function(fe_f) {
   D[, colnames(D) != "(Intercept)", drop = FALSE]
 }
 
-irls_logit <- function(y, X, w, offset = 0, tol = 1e-12, maxit = 100L) {
+# IRLS for the logit with the fixed effects absorbed at every step (as
+# fixest::feglm): the working response z = eta + (y - mu)/v and the design
+# are demeaned with the working weights w v (ffi_demean), the slopes come
+# from the QR (ffi_wls), and the linear predictor is z minus the residual of
+# that weighted within regression (the fixed effects are never formed).
+# Step halving on the deviance; converged when its relative change is below
+# `tol` (glm's criterion). `offset`: a fixed part of eta (the restricted fits
+# of the score bootstrap). X: n x k without the intercept when there are
+# fixed effects. Returns the coefficients (NA for dropped columns), mu, eta,
+# the demeaned design at the final working weights, the QR's R and bread, and
+# an optim_status() report.
+irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
+                    tol = 1e-10, maxit = 100L) {
   n <- length(y)
   ww <- if (is.null(w)) rep(1, n) else w
+  off <- if (is.null(offset)) 0 else offset
+  nfe <- length(codes0)
+  dev_of <- function(mu) -2 * sum(ww * (y * log(pmax(mu, 1e-300)) + (1 - y) * log(pmax(1 - mu, 1e-300))))
+  absorb <- function(M, wt) {
+    if (!nfe) return(M)
+    out <- .Call(ffi_demean, M, codes0, nlev, wt, ctrl$tol, ctrl$maxit)
+    if (!isTRUE(attr(out, "converged"))) demean_status(out, nfe, ctrl)
+    out
+  }
+  k <- ncol(X)
   mu <- (ww * y + 0.5) / (ww + 1)
   eta <- stats::qlogis(mu)
-  dev_old <- Inf
+  dev <- Inf
+  b <- rep(NA_real_, k)
   conv <- FALSE
+  halvings <- 0L
   for (it in seq_len(maxit)) {
     v <- mu * (1 - mu)
-    z <- eta - offset + (y - mu) / v
-    if (!all(is.finite(z))) break # fitted 0 or 1: separation, reported by the caller
-    res <- .Call(ffi_wls, X, z, ww * v, 1e-7)
-    b_old <- if (it == 1L) rep(Inf, ncol(X)) else b
-    b <- res$coef
-    b[is.na(b)] <- 0
-    eta <- drop(X %*% b) + offset
-    mu <- stats::plogis(eta)
-    dev <- -2 * sum(ww * (y * log(pmax(mu, 1e-300)) + (1 - y) * log(pmax(1 - mu, 1e-300))))
-    if (abs(dev - dev_old) / (abs(dev) + 0.1) < tol && max(abs(b - b_old)) < 1e-10) {
+    wv <- ww * v
+    z <- eta - off + (y - mu) / v
+    Zt <- absorb(cbind(X, z), wv)
+    res <- .Call(ffi_wls, Zt[, seq_len(k), drop = FALSE], Zt[, k + 1L], wv, 1e-7)
+    eta_new <- z - res$resid + off
+    b_new <- res$coef
+    mu_new <- inv_logit(eta_new)
+    dev_new <- dev_of(mu_new)
+    # step halving when the deviance rises (or is not finite)
+    h <- 0L
+    while (is.finite(dev) && !isTRUE(dev_new <= dev * (1 + 1e-12)) && h < 30L) {
+      eta_new <- (eta_new + eta) / 2
+      b_new <- (b_new + b) / 2
+      mu_new <- inv_logit(eta_new)
+      dev_new <- dev_of(mu_new)
+      h <- h + 1L
+    }
+    halvings <- halvings + h
+    done <- is.finite(dev) && abs(dev_new - dev) / (abs(dev_new) + 0.1) < tol
+    eta <- eta_new
+    mu <- mu_new
+    b <- b_new
+    dev <- dev_new
+    if (done) {
       conv <- TRUE
       break
     }
-    dev_old <- dev
   }
-  v <- mu * (1 - mu)
-  z <- eta - offset + (y - mu) / v
-  if (all(is.finite(z))) res <- .Call(ffi_wls, X, z, ww * v, 1e-7)
-  list(coef = res$coef, keep = res$keep, bread = res$bread, mu = mu, eta = eta,
-       converged = conv, iterations = it)
+  # the design demeaned at the final working weights, its QR and the bread
+  wv <- ww * mu * (1 - mu)
+  keep <- !is.na(b)
+  Xt <- absorb(X[, keep, drop = FALSE], wv)
+  fin <- .Call(ffi_wls, Xt, rep(0, n), wv, 1e-7)
+  status <- optim_status(conv, it, sprintf("%s; relative deviance change %s tol = %g%s",
+                                           if (conv) "converged" else "iteration limit reached",
+                                           if (conv) "<" else ">=", tol,
+                                           if (halvings) sprintf("; %d step halving%s", halvings, if (halvings == 1) "" else "s") else ""))
+  list(coef = b, keep = keep, mu = mu, eta = eta, Xt = Xt, bread = fin$bread, R = fin$R,
+       deviance = dev, convergence = status)
 }
 
-fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname) {
+# glm's binomial()$linkinv: eta clamped to +-30 so that mu stays in (0, 1).
+inv_logit <- function(eta) stats::plogis(pmin(pmax(eta, -30), 30))
+
+fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl) {
   check_fe_separation(y, fe_f, yname)
-  if (length(fe_f)) X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
-  D <- dummy_matrix(fe_f)
-  Z <- if (is.null(D)) X else cbind(X, D)
-  if (length(fe_f)) Z <- cbind(`(Intercept)` = 1, Z)
-  r <- irls_logit(y, Z, w)
+  nfe <- length(fe_f)
+  if (nfe) X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
+  fe <- fe_codes(fe_f, length(y))
+  r <- irls_fe(y, X, local_codes(fe), fe$nlev, w, ctrl = ctrl)
   extreme <- which(r$mu < 1e-10 | r$mu > 1 - 1e-10)
-  if (length(extreme)) {
+  if (length(extreme) || (!r$convergence$converged && any(abs(r$eta) > 15))) {
     stop(sprintf(paste0("Perfect separation in the logit of `%s`: %s row%s of `data` have fitted probabilities within 1e-10 of 0 or 1 (%s).\n",
                         "Fix: find the covariate that predicts the outcome perfectly and drop or pool it, ",
                         "or use family = \"gaussian\"."),
                  yname, format(length(extreme), big.mark = ","),
                  if (length(extreme) == 1) "" else "s", describe_rows(extreme)), call. = FALSE)
   }
-  if (!r$converged) {
-    stop(paste0("The logit did not converge in 100 IRLS iterations: the outcome is (quasi-)perfectly separated ",
-                "by a covariate or a combination of covariates.\n",
-                "Fix: find the covariate that predicts the outcome perfectly and drop or pool it, ",
-                "or use family = \"gaussian\"."), call. = FALSE)
+  if (!r$convergence$converged) {
+    warn_not_converged("did_fit(): the logit (IRLS)", r$convergence,
+                       "check for a covariate that (nearly) separates the outcome, or use family = \"gaussian\".")
   }
-  keep <- r$keep
-  xcols <- colnames(Z) %in% colnames(X)
-  if (!keep[match(treat_name, colnames(Z))]) {
+  if (!r$keep[match(treat_name, colnames(X))]) {
     stop(sprintf("The treatment `%s` is collinear with the fixed effects and covariates: its effect is not identified.", treat_name),
          call. = FALSE)
   }
-  dropped <- colnames(Z)[xcols & !keep]
+  dropped <- colnames(X)[!r$keep]
   if (length(dropped)) {
     message(sprintf("did_fit(): dropped %d covariate%s collinear with the fixed effects or other covariates: %s.",
                     length(dropped), if (length(dropped) == 1) "" else "s", paste0("`", dropped, "`", collapse = ", ")))
   }
-  kz <- colnames(Z)[keep]
-  b <- r$coef[keep]
-  names(b) <- kz
-  ww <- if (is.null(w)) rep(1, length(y)) else w
-  Zk <- Z[, keep, drop = FALSE]
-  score_obs <- Zk * (ww * (y - r$mu))
-  bread <- r$bread
-  dimnames(bread) <- list(kz, kz)
-  sel <- kz %in% colnames(X)
-  list(coefficients = b[sel], coef_all = b, dropped = dropped, bread_full = bread,
-       bread = bread[sel, sel, drop = FALSE], score_obs = score_obs, sel = sel,
-       K = length(b), fitted = r$mu, residuals = y - r$mu, iterations = r$iterations,
-       design = Zk, y = y)
+  kept <- colnames(X)[r$keep]
+  b <- r$coef[r$keep]
+  names(b) <- kept
+  colnames(r$Xt) <- kept
+  dimnames(r$bread) <- dimnames(r$R) <- list(kept, kept)
+  list(coefficients = b, dropped = dropped, X = r$Xt, X_raw = X[, kept, drop = FALSE], y = y,
+       fitted = r$mu, bread = r$bread, qr_R = r$R, fe = fe,
+       K = length(b) + fe_rank(fe, fe_f, NULL, nfe), deviance = r$deviance,
+       convergence = r$convergence, iterations = r$convergence$iterations)
+}
+
+# Rank of the fixed-effect dummies (for the CR1 factor): the number of
+# levels for one effect; for several, the rank of D'WD (exact up to 3000
+# levels, else levels - (nfe - 1), i.e. a connected design).
+fe_rank <- function(fe, fe_f, w, nfe) {
+  if (nfe == 0L) return(0L)
+  if (nfe == 1L) return(fe$nlev[1L])
+  if (fe$L <= 3000L) pinv_sym(fe_crossprod(fe, w, fe$L))$rank else fe$L - (nfe - 1L)
+}
+
+# The working linear model of a logit's last IRLS step: the demeaned design,
+# working residuals (y - mu)/v and working weights w v; CR0-CR3 of the logit
+# are those of this weighted regression (CR2 with inverse-variance weights).
+logit_working <- function(fit) {
+  mu <- fit$fitted
+  v <- mu * (1 - mu)
+  ww <- if (is.null(fit$weights)) 1 else fit$weights
+  fit$residuals <- (fit$y - mu) / v
+  fit$weights <- ww * v
+  fit$Dplus <- NULL
+  fit
 }
 
 fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname) {
@@ -669,54 +815,76 @@ fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname) {
   yr <- y[keep_rows]
   wr <- ww[keep_rows]
   r <- clogit_newton(yr, Zr, wr, s)
-  score_obs <- matrix(0, length(y), ncol(Zr))
-  score_obs[keep_rows, ] <- r$score_obs
+  if (!r$convergence$converged) {
+    warn_not_converged("did_fit(): the conditional logit (Newton)", r$convergence,
+                       "check for a covariate that (nearly) separates the outcome within strata.")
+  }
   kz <- colnames(Zr)
   names(r$coef) <- kz
   bread <- r$bread
   dimnames(bread) <- list(kz, kz)
   sel <- kz %in% colnames(X)
+  # cluster sums of the scores (G x K), not the n x K score matrix
+  S <- rowsum(r$score_obs, as.integer(cl)[keep_rows], reorder = TRUE)
+  score_sums <- matrix(0, nlevels(cl), ncol(Zr))
+  score_sums[as.integer(rownames(S)), ] <- S
   list(coefficients = r$coef[sel], coef_all = r$coef, dropped = dropped, bread_full = bread,
-       bread = bread[sel, sel, drop = FALSE], score_obs = score_obs, sel = sel,
+       bread = bread[sel, sel, drop = FALSE], score_sums = score_sums, sel = sel,
        K = ncol(Zr), loglik = r$loglik, vcov_model = bread[sel, sel, drop = FALSE],
-       iterations = r$iterations, residuals = NULL)
+       convergence = r$convergence, iterations = r$convergence$iterations, residuals = NULL,
+       clogit = list(y = yr, Z = Zr, w = wr, s = s, rows = which(keep_rows)))
 }
 
 # Newton-Raphson on the Breslow conditional log-likelihood
 #   l(b) = sum_s [ sum_{i in s} w_i y_i eta_i - d_s log sum_{j in s} w_j exp(eta_j) ],
-# d_s = sum_{i in s} w_i y_i (= clogit(method = "approximate") = coxph Breslow).
-clogit_newton <- function(y, Z, w, s, tol = 1e-12, maxit = 100L) {
+# d_s = sum_{i in s} w_i y_i (= clogit(method = "approximate") = coxph Breslow),
+# eta = Z b + offset. Step halving when l falls; converged when the relative
+# change in l is below tol and the step below 1e-8.
+clogit_newton <- function(y, Z, w, s, offset = 0, tol = 1e-12, maxit = 100L, start = NULL) {
   d <- rowsum(w * y, s)[, 1]
-  # the log-likelihood, within-stratum probabilities, centred covariates and
-  # information at b
-  at <- function(b) {
-    eta <- drop(Z %*% b)
+  at <- function(b, deriv = TRUE) {
+    eta <- drop(Z %*% b) + offset
     eta <- eta - stats::ave(eta, s, FUN = max)
     ew <- w * exp(eta)
     den <- rowsum(ew, s)[, 1]
+    ll <- sum(w * y * eta) - sum(d * log(den))
+    if (!deriv) return(list(ll = ll))
     p <- ew / den[s]
     Zc <- Z - rowsum(p * Z, s)[s, , drop = FALSE]
-    list(ll = sum(w * y * eta) - sum(d * log(den)), p = p, Zc = Zc,
+    list(ll = ll, p = p, Zc = Zc, grad = colSums((w * y - d[s] * p) * Z),
          H = crossprod(Zc, (p * d[s]) * Zc))
   }
-  b <- rep(0, ncol(Z))
-  ll_old <- -Inf
-  for (it in seq_len(maxit)) {
-    f <- at(b)
-    # sum_i w_i y_i Z_i - sum_s d_s xbar_s, with xbar the p-weighted mean
-    grad <- colSums((w * y - d[s] * f$p) * Z)
-    step <- solve(f$H, grad)
-    b <- b + step
-    if (abs(f$ll - ll_old) < tol * (abs(f$ll) + 1) && max(abs(step)) < 1e-8) break
-    ll_old <- f$ll
-  }
+  b <- start %||% rep(0, ncol(Z))
   f <- at(b)
+  conv <- FALSE
+  halvings <- 0L
+  it <- 0L
+  for (it in seq_len(maxit)) {
+    step <- solve(f$H, f$grad)
+    h <- 0L
+    ll_new <- at(b + step, FALSE)$ll
+    while (!isTRUE(ll_new >= f$ll - 1e-12 * (abs(f$ll) + 1)) && h < 30L) {
+      step <- step / 2
+      ll_new <- at(b + step, FALSE)$ll
+      h <- h + 1L
+    }
+    halvings <- halvings + h
+    b <- b + step
+    ll_old <- f$ll
+    f <- at(b)
+    if (abs(f$ll - ll_old) < tol * (abs(f$ll) + 1) && max(abs(step)) < 1e-8) {
+      conv <- TRUE
+      break
+    }
+  }
   if (any(abs(b) > 30)) {
     stop("Perfect separation in the conditional logit: a coefficient diverges.\nFix: drop or pool the covariate that predicts the outcome perfectly within strata.",
          call. = FALSE)
   }
-  list(coef = b, bread = solve(f$H), score_obs = (w * y - d[s] * f$p) * f$Zc,
-       loglik = f$ll, iterations = it)
+  status <- optim_status(conv, it, sprintf("%s%s", if (conv) "converged: change in the log-likelihood and step below tolerance" else
+    "iteration limit reached", if (halvings) sprintf("; %d step halving%s", halvings, if (halvings == 1) "" else "s") else ""))
+  list(coef = b, bread = solve(f$H), score_obs = (w * y - d[s] * f$p) * f$Zc, H = f$H,
+       loglik = f$ll, convergence = status)
 }
 
 # ---- methods ----
@@ -827,7 +995,8 @@ tidy.did_fit <- function(x, conf.int = TRUE, conf.level = 0.95, ...) {
 glance.did_fit <- function(x, ...) {
   data.frame(nobs = x$nobs, n_clusters = x$n_clusters, family = x$family,
              vcov_type = x$vcov_type, n_fixed_effects = length(x$fe_names),
-             n_dropped = length(x$dropped), stringsAsFactors = FALSE)
+             n_dropped = length(x$dropped), converged = isTRUE(x$convergence$converged),
+             iterations = x$convergence$iterations %||% NA_integer_, stringsAsFactors = FALSE)
 }
 
 #' Event-time (periods since go-live) interaction dummies

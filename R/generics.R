@@ -252,6 +252,8 @@ anova.sw_glmm <- function(object, ...) {
 #' * `augment()` of a linear [did_fit()]: `data` with `.fitted` and `.resid`
 #'   (the fixed effects included), when no row was excluded;
 #' * `tidy()` of a [cem()] result: matched and unmatched counts per group;
+#' * `tidy()` of trend matching ([match_trends()]: the ranked candidates)
+#'   and of [imbalance()] (L1 by variable; `glance()`: the multivariate L1);
 #' * `tidy()` of the staggered-adoption results ([att_gt()],
 #'   [aggregate_att()], [bacon()]; `glance()` of [bacon()]);
 #' * `tidy()` / `glance()` of a permutation test ([perm_test()]), of the
@@ -425,4 +427,27 @@ tidy.sfp_bacon <- function(x, ...) {
 glance.sfp_bacon <- function(x, ...) {
   data.frame(estimate = x$estimate, n_comparisons = nrow(x$comparisons),
              n_periods = length(x$periods))
+}
+
+#' @rdname sfpceval-tidiers
+#' @exportS3Method generics::tidy
+tidy.sfp_imbalance <- function(x, ...) {
+  out <- x$univariate
+  rownames(out) <- NULL
+  out
+}
+
+#' @rdname sfpceval-tidiers
+#' @exportS3Method generics::glance
+glance.sfp_imbalance <- function(x, ...) {
+  data.frame(L1 = x$L1, LCS = x$LCS, n_cells = x$n_cells, n_cells_both = x$n_cells_both,
+             n_treated = x$n_treated, n_control = x$n_control)
+}
+
+#' @rdname sfpceval-tidiers
+#' @exportS3Method generics::tidy
+tidy.sfp_trend_match <- function(x, ...) {
+  out <- x$candidates
+  rownames(out) <- NULL
+  out
 }

@@ -318,7 +318,7 @@ standardise_quarters <- function(M) {
 #' returns one block of rows per pair (the treated authority's children and
 #' the comparator's), so that CEM matches within pair (and financial year)
 #' and the DiD is a stacked regression clustered on the physical authority
-#' (METHODS.md section 0 item 5).
+#' (`vignette("methods")`, section 0 item 5).
 #'
 #' @param cohort The cohort (needs `la` and `referral_date`).
 #' @param matches An `sfp_trend_match` (its selected pairs) or a data frame

@@ -541,7 +541,7 @@ sw_design <- function(clusters_per_step, steps, baseline_periods = 1) {
 #' with `k` steps, `b` baseline periods, `t` periods per step, `n` individuals
 #' per cluster-period and the ICC on the total-variance scale. With `I`
 #' clusters the Hussey & Hughes variance equals \eqn{DE \cdot 4\sigma^2/(I n)}
-#' exactly (for `b = 1`; METHODS.md section 4), so `I * n = DE * N_ind` where
+#' exactly (for `b = 1`; `vignette("methods")`, section 4), so `I * n = DE * N_ind` where
 #' `N_ind` is the total size of an individually randomised trial.
 #'
 #' @param steps Number of steps `k`.

@@ -473,14 +473,28 @@ power_analysis <- function(analysis, design,
 # ---- analyses run on each simulated trial ------------------------------------
 
 # The DiD regression (linear probability model, cluster and period fixed
-# effects, CR2 with Satterthwaite df), on one row per child.
+# effects, CR2 with Satterthwaite df) of one row per child, computed on the
+# cells' sufficient statistics: children in a cell share every regressor, so
+# the least squares on rows is the least squares of the cell proportion s/n
+# with weights n, and the rows' CR2 and df are the cells' with n as
+# frequency weights (did_freq_weights()); no rows are built.
 power_did <- function(cells, design) {
-  d <- if (identical(design$outcome, "continuous")) cells else expand_cells(cells, design)
+  continuous <- identical(design$outcome, "continuous")
   covs <- colnames(design$patterns$X)
-  f <- stats::as.formula(paste("y ~", paste(c("treated", covs), collapse = " + "),
-                               "| cluster + period"))
-  fit <- tryCatch(suppressMessages(did_fit(f, d, cluster = ~cluster, family = "gaussian",
-                                           vcov = "CR2")),
+  rhs <- paste(paste(c("treated", covs), collapse = " + "), "| cluster + period")
+  if (continuous) {
+    d <- cells
+    f <- stats::as.formula(paste("y ~", rhs))
+  } else {
+    d <- cells[cells$n > 0, c("cluster", "period", "pattern", "treated", "n", "s")]
+    d$ybar <- d$s / d$n
+    if (length(covs)) d <- cbind(d, design$patterns$X[d$pattern, , drop = FALSE])
+    f <- stats::as.formula(paste("ybar ~", rhs))
+  }
+  fit <- tryCatch(suppressMessages(
+    if (continuous) did_fit(f, d, cluster = ~cluster, family = "gaussian", vcov = "CR2") else
+      did_freq_weights(did_fit(f, d, cluster = ~cluster, weights = ~n, family = "gaussian",
+                               vcov = "CR0"), "CR2")),
                   error = function(e) NULL)
   if (is.null(fit)) return(rep(NA_real_, 5))
   r <- did_term(fit, "treated")

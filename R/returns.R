@@ -48,10 +48,15 @@
                 primary_need = "primary_need", closure_reason = "closure_reason",
                 factor = "factor", initial_category = "cp_category",
                 latest_category = "cp_category")
-.cin_element_name <- function(col) {
-  all <- unlist(unname(lapply(.cin_fields, function(f) stats::setNames(names(f), f))))
-  all <- c(all, disability = "Disability", factor = "AssessmentFactors")
-  unname(all[col])
+# The container each table comes from, and the element of a column there
+# (plans share the column names `start` and `end`).
+.cin_container <- c(children = "Child", referrals = "CINdetails",
+                    assessments = "Assessments", assessment_factors = "Assessments",
+                    cin_plans = "CINPlanDates", cp_plans = "ChildProtectionPlans")
+.cin_element_name <- function(col, table) {
+  f <- c(.cin_fields[[.cin_container[[table]]]], Disability = "disability",
+         AssessmentFactors = "factor")
+  names(f)[match(col, f)]
 }
 
 # SSDA903 published column names.
@@ -466,8 +471,8 @@ cin_dates <- function(v, file, child, line, element, table, log, form = "ISO") {
   bad <- which(!is.na(v) & is.na(p$date))
   if (length(bad)) {
     i <- bad[1]
-    stop(sprintf("%s %s: <%s> \"%s\" is not a date%s.\nFix: write dates as YYYY-MM-DD.",
-                 table, where_child(file[i], child[i], line[i]), element, v[i],
+    stop(sprintf("CIN census %s: <%s> \"%s\" is not a date%s.\nFix: write dates as YYYY-MM-DD.",
+                 where_child(file[i], child[i], line[i]), element, v[i],
                  if (length(bad) > 1) sprintf(" (and %d more)", length(bad) - 1L) else ""),
          call. = FALSE)
   }
@@ -627,14 +632,14 @@ cin_tables <- function(t, history, log) {
   conv_dates <- function(tab, cols, table) {
     for (col in cols) {
       tab[[col]] <- cin_dates(tab[[col]], tab$.file, tab$.child, tab$.line,
-                              .cin_element_name(col), table, log)
+                              .cin_element_name(col, table), table, log)
     }
     tab
   }
   conv_codes <- function(tab, cols, table) {
     for (col in intersect(cols, names(.cin_codes))) {
       tab[[col]] <- check_return_codes(tab[[col]], .cin_codes[[col]], tab$.file,
-                                       tab$.child, .cin_element_name(col), table, log)
+                                       tab$.child, .cin_element_name(col, table), table, log)
     }
     tab
   }

@@ -1,4 +1,4 @@
-# The input schema (../shared/docs/DATA.md) as data: for each table its key,
+# The input schema (`vignette("data")`) as data: for each table its key,
 # its columns (type, required or optional, whether NA is allowed, the code
 # list it is checked against and whether an unknown code is an error or a
 # warning), its foreign keys and its date-order rules. sfp_data() validates

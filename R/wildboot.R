@@ -1,6 +1,6 @@
 # wild_boot(): wild cluster restricted (WCR) bootstrap-t for one coefficient
 # of a linear did_fit(), and the Kline-Santos score bootstrap for a logit
-# did_fit() (METHODS.md section 3; Roodman, MacKinnon, Nielsen & Webb 2019).
+# did_fit() (`vignette("methods")`, section 3; Roodman, MacKinnon, Nielsen & Webb 2019).
 #
 # Fast algebra (linear model with absorbed fixed effects D, absorbed design
 # Xt, weights W, M = (Xt'W Xt)^{-1}, m = M e_j):
@@ -23,7 +23,7 @@
 #' is refitted under the null, the restricted residuals are multiplied by
 #' cluster-level weights, and each bootstrap sample's CR1 t-statistic is
 #' compared with the observed one. It uses the single-restriction algebra of
-#' Roodman et al. (2019) (METHODS.md section 3), including the projection on
+#' Roodman et al. (2019) (`vignette("methods")`, section 3), including the projection on
 #' absorbed fixed effects that cross clusters, so a draw costs
 #' \eqn{O(G^2)}. With `B = "enumerate"` all \eqn{2^G} Rademacher vectors
 #' (G <= 12) or all \eqn{6^G} Webb vectors (G <= 6) are used; otherwise (or
@@ -42,19 +42,24 @@
 #'
 #' For a binomial [sw_glmm()] fit (the Family Valued GLMM), the same score
 #' bootstrap uses the scores of each cluster's integrated log-likelihood at
-#' the fit restricted to `param = 0` and the Hessian there (METHODS.md
+#' the fit restricted to `param = 0` and the Hessian there (`vignette("methods")`
 #' section 3), as a further sensitivity analysis.
 #'
-#' For a logistic fit (`family = "binomial"`), the score bootstrap of Kline &
-#' Santos (2012): the restricted ML fit's cluster scores \eqn{s_g} and
-#' Hessian give \eqn{a_g = (H^{-1} s_g)_{param}};
+#' For a logistic fit (`family = "binomial"`) and a conditional logit
+#' (`"conditional_logit"`), the score bootstrap of Kline & Santos (2012): the
+#' restricted ML fit's cluster scores \eqn{s_g} and Hessian give
+#' \eqn{a_g = (H^{-1} s_g)_{param}};
 #' \eqn{t^* = \sum_g v_g a_g / \sqrt{\sum_g (v_g a_g - \pi_g \sum_h v_h a_h)^2}}
-#' with \eqn{\pi_g = N_g/N}, no refitting; no confidence interval.
+#' with \eqn{\pi_g = N_g/N}, no refitting per draw. For the logit the
+#' restricted fit absorbs the fixed effects inside IRLS (the param row of
+#' \eqn{H^{-1}} by Frisch-Waugh-Lovell). The confidence interval inverts
+#' this test in r: each p(r) is one restricted refit, found on a grid and by
+#' bisection to \eqn{10^{-6}} standard errors (`conf_int = FALSE` skips it).
 #'
-#' @param fit A [did_fit()] object (family `"gaussian"` or `"binomial"`), or a
+#' @param fit A [did_fit()] object (any family), or a
 #'   binomial [sw_glmm()] fit.
 #' @param param Name of the coefficient to test (default `"treated"`).
-#' @param weights `"webb"` (default; six-point, METHODS.md section 0 item 7),
+#' @param weights `"webb"` (default; six-point, `vignette("methods")`, section 0 item 7),
 #'   `"rademacher"` or `"mammen"`.
 #' @param B `"enumerate"` (default) or a number of random draws.
 #' @param level Confidence level of the interval (default 0.95).
@@ -94,15 +99,11 @@ wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", 
     stop_arg("level", "must be a number in (0, 1)")
   }
   if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) stop_arg("r", "must be a finite number")
-  if (fit$family == "conditional_logit") {
-    stop_arg("fit", "is a conditional logit: the bootstrap is available for the linear and logistic fits",
-             "refit with family = \"binomial\" or \"gaussian\".")
-  }
   G <- fit$n_clusters
   few_treated_warn_(fit$n_treated_clusters, G, weights, "wild_boot()")
   draws <- boot_draws(G, weights, B, seed)
   res <- if (fit$family == "gaussian") wcr_linear(fit, param, draws, level, r, isTRUE(conf_int)) else
-    score_boot(fit, param, draws, r)
+    score_boot(fit, param, draws, level, r, isTRUE(conf_int))
   finish_boot(res, draws, param, weights, level, r, G)
 }
 
@@ -246,23 +247,89 @@ wcr_linear <- function(fit, param, draws, level, r, want_ci = TRUE) {
        p_value_geq = pv(r, FALSE), conf_int = ci, tstar = tstar(r))
 }
 
-score_boot <- function(fit, param, draws, r) {
-  Z <- fit$design
-  y <- fit$y
-  j <- match(param, colnames(Z))
+# The Kline-Santos score bootstrap for the logit and the conditional logit:
+# the cluster contributions a_g(r) = (H^{-1} s_g)_param of the fit restricted
+# to param = r (refitted with param * r as an offset), and the confidence
+# interval by inverting the test in r (each p(r) is a restricted refit).
+score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
+  contrib <- if (fit$family == "binomial") logit_score_contrib else clogit_score_contrib
+  pig <- tabulate(fit$cluster, fit$n_clusters) / length(fit$cluster)
+  beta <- unname(fit$coefficients[param])
+  res <- score_boot_test(contrib(fit, param, r), pig, draws$V, beta)
+  if (want_ci) {
+    pv <- function(rr) score_boot_test(contrib(fit, param, rr), pig, draws$V, beta)$p_value
+    se <- sqrt(fit$vcov[param, param])
+    res$conf_int <- invert_test(pv, beta, se, 1 - level)
+  }
+  res
+}
+
+# Confidence limits {r: p(r) >= alpha} by test inversion: from the estimate,
+# step out by 2 se (doubling) until p < alpha, then a 25-point grid and
+# bisection to 1e-6 se on the first crossing each side.
+invert_test <- function(pv, beta, se, alpha, rel = 1e-6) {
+  ci <- c(NA_real_, NA_real_)
+  if (!is.finite(se) || se <= 0) return(ci)
+  for (side in c(-1, 1)) {
+    width <- 2 * se
+    it <- 0
+    while (pv(beta + side * width) >= alpha && it < 30) {
+      width <- width * 2
+      it <- it + 1
+    }
+    if (it >= 30) next
+    grid <- beta + side * width * seq(0, 1, length.out = 25)
+    pg <- vapply(grid, pv, 0)
+    first <- which(pg < alpha)[1]
+    if (is.na(first) || first == 1L) next
+    lo <- grid[first - 1]
+    hi <- grid[first]
+    while (abs(hi - lo) > rel * se) {
+      mid <- (lo + hi) / 2
+      if (pv(mid) >= alpha) lo <- mid else hi <- mid
+    }
+    ci[(side + 3) / 2] <- (lo + hi) / 2
+  }
+  ci
+}
+
+# a_g(r) for a logit did_fit(): restricted IRLS with the fixed effects
+# absorbed, then (by Frisch-Waugh-Lovell) the param row of the inverse
+# Hessian applied to cluster g's score is (M Xt_g' w_g (y_g - mu_g))_param,
+# Xt the design demeaned with the restricted working weights.
+logit_score_contrib <- function(fit, param, r) {
+  X <- fit$X_raw
+  j <- match(param, colnames(X))
+  ctrl <- fit$ctrl %||% did_control()
   w <- fit$weights
-  ww <- if (is.null(w)) rep(1, length(y)) else w
-  rf <- irls_logit(y, Z[, -j, drop = FALSE], w, offset = r * Z[, j])
+  ww <- if (is.null(w)) 1 else w
+  codes0 <- local_codes(fit$fe)
+  rf <- irls_fe(fit$y, X[, -j, drop = FALSE], codes0, fit$fe$nlev, w,
+                offset = r * X[, j], ctrl = ctrl)
   mu <- rf$mu
-  S <- rowsum(Z * (ww * (y - mu)), fit$cluster, reorder = TRUE)     # G x K
-  H <- crossprod(Z, (ww * mu * (1 - mu)) * Z)
-  a <- drop(S %*% solve(H)[, j])
-  pig <- tabulate(fit$cluster, fit$n_clusters) / length(y)
-  score_boot_test(a, pig, draws$V, unname(fit$coefficients[param]))
+  wv <- ww * mu * (1 - mu)
+  Xt <- if (length(codes0)) .Call(ffi_demean, X, codes0, fit$fe$nlev, wv, ctrl$tol, ctrl$maxit) else X
+  M <- .Call(ffi_wls, Xt, rep(0, nrow(Xt)), wv, 1e-7)$bread
+  S <- rowsum(Xt * (ww * (fit$y - mu)), fit$cluster, reorder = TRUE)
+  drop(S %*% M[, j])
+}
+
+# a_g(r) for a conditional logit did_fit(): restricted Newton fit, then the
+# full score and information at the restricted coefficients.
+clogit_score_contrib <- function(fit, param, r) {
+  cd <- fit$clogit
+  j <- match(param, colnames(cd$Z))
+  rf <- clogit_newton(cd$y, cd$Z[, -j, drop = FALSE], cd$w, cd$s, offset = r * cd$Z[, j])
+  b <- append(rf$coef, r, after = j - 1L)
+  sh <- clogit_newton(cd$y, cd$Z, cd$w, cd$s, start = b, maxit = 0L)
+  S <- matrix(0, fit$n_clusters, ncol(cd$Z))
+  Sg <- rowsum(sh$score_obs, fit$cluster[cd$rows], reorder = TRUE)
+  S[as.integer(rownames(Sg)), ] <- Sg
+  drop(S %*% solve(sh$H)[, j])
 }
 
 # Kline-Santos score bootstrap from the cluster contributions a_g = R H^-1 s_g
-# and cluster shares pi_g (METHODS.md section 3): t*(v) = N*(v) / sqrt(V*(v)),
+# and cluster shares pi_g (`vignette("methods")`, section 3): t*(v) = N*(v) / sqrt(V*(v)),
 # N* = sum_g v_g a_g, V* = sum_g (v_g a_g - pi_g N*)^2; v = 1 gives t.
 score_boot_test <- function(a, pig, V, estimate) {
   va <- V * a

@@ -353,9 +353,9 @@ void sfp_check_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
   sfp_check_matrix(fe, INTSXP, n, -1, fn, "fe");
   int L = sfp_int1(Ls, 0, INT_MAX - 1 - k, fn, "L");
   sfp_check_codes(INTEGER_RO(fe), XLENGTH(fe), 0, L - 1, 0, fn, "fe");
-  int typ = sfp_int1(type, 0, 3, fn, "type");
-  if (typ == 1) sfp_abort(fn, "type", "must be 0 (CR0/CR1), 2 (CR2) or 3 (CR3)");
-  int sat = Rf_asLogical(satt) == 1 && typ == 2;
+  int typ = sfp_int1(type, 0, 4, fn, "type");
+  if (typ == 1) sfp_abort(fn, "type", "must be 0 (CR0/CR1), 2 (CR2), 3 (CR3) or 4 (CR2, inverse-variance weights)");
+  int sat = Rf_asLogical(satt) == 1 && (typ == 2 || typ == 4);
   if (TYPEOF(satt) != LGLSXP || XLENGTH(satt) != 1)
     sfp_abort(fn, "satt", "must be TRUE or FALSE");
   int pk = L + k;

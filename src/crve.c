@@ -35,6 +35,13 @@
  * CR3: A_g = (I - H_gg)^{-1} = W_g^{-1/2} (I - Ht)^{-1} W_g^{1/2} with the
  *   symmetric Ht = W^{1/2} U B U' W^{1/2} (V = W^{1/2} U_g, T = -B_act, power
  *   -1, Moore-Penrose when singular), so Y_g = W^{1/2} (I - Ht)^+ W^{1/2} Xt_g.
+ * CR2 with inverse-variance weights (type 4; the working weights of a
+ *   logit's last IRLS step, whose working residuals have variance W^{-1}):
+ *   on the scaled system (W^{1/2} U, W^{1/2} e) the working model is
+ *   homoskedastic, so A_g = (I - Ht_gg)^{-1/2} there:
+ *   Y_g = W^{1/2} (I - Ht)^{-1/2} W^{1/2} Xt_g (as CR3 with power -1/2), and
+ *   the Satterthwaite ingredients are those of the unweighted case on the
+ *   scaled system: K1 = Ys'Ys, Ua = (W^{1/2} U_g)'Ys, Ys = (I - Ht)^{-1/2} W^{1/2} Xt_g.
  * Satterthwaite (clubSandwich's get_GH/get_P_array): for contrast m = M c,
  *   p_g = Y_g m; P_gh = delta_gh p_g'p_g + a_g' Omega a_h - a_g' B b_h - b_g' B a_h,
  *   a_g = U_g' p_g, b_g = U_g' W_g p_g (= a_g unweighted), Omega = C (= B unweighted).
@@ -140,7 +147,8 @@ static void lowrank_power(double *V, int n, int m, const double *T,
  *   L:      total number of FE levels.
  *   B:      double (L+k) x (L+k), diag((D'WD)^+, (Xt'W Xt)^{-1}).
  *   C:      double (L+k) x (L+k), B (U'W^2 U) B, or NULL when unweighted.
- *   type:   0 (CR0/CR1), 2 (CR2), 3 (CR3).
+ *   type:   0 (CR0/CR1), 2 (CR2), 3 (CR3), 4 (CR2 with inverse-variance
+ *           weights: the IRLS working weights of a logit).
  *   satt:   logical; also return the Satterthwaite ingredients (CR2).
  * Returns list(scores = k x G matrix of adjusted cluster scores
  *   X_g'W_g A_g e_g; K1 = k*k*G array; Ua, Ub = (L+k)*k*G arrays) (the last
@@ -175,7 +183,7 @@ SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
       Cp = REAL_RO(C);
     }
   }
-  if (typ != 2) sat = 0;
+  if (typ != 2 && typ != 4) sat = 0;
 
   int nout = 4;
   SEXP out = PROTECT(Rf_allocVector(VECSXP, nout));
@@ -194,7 +202,7 @@ SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
     K1 = REAL(VECTOR_ELT(out, 1));
     Ua = REAL(VECTOR_ELT(out, 2));
     memset(Ua, 0, sizeof(double) * (size_t) pk * k * G);
-    if (wp) {
+    if (wp && typ == 2) {
       SET_VECTOR_ELT(out, 3, Rf_allocVector(REALSXP, (R_xlen_t) pk * k * G));
       Ub = REAL(VECTOR_ELT(out, 3));
       memset(Ub, 0, sizeof(double) * (size_t) pk * k * G);
@@ -275,7 +283,7 @@ SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
     for (int j = 0; j < r; ++j)
       for (int t = 0; t < ng; ++t) {
         double u = U[t + (size_t) j * ng];
-        if (typ == 3) {
+        if (typ >= 3) {
           V[t + (size_t) j * ng] = sqrt(wg[t]) * u;
         } else {
           V[t + (size_t) j * ng] = u;
@@ -283,7 +291,7 @@ SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
         }
       }
     double *N = (double *) R_alloc((size_t) m * m + 1, sizeof(double));
-    lowrank_power(V, ng, m, T, typ == 2 ? -0.5 : -1.0, N);
+    lowrank_power(V, ng, m, T, typ == 3 ? -1.0 : -0.5, N);
     /* Z0 = W Xg (CR2) or W^{1/2} Xg (CR3); Y = Z0 + V N V' Z0 (then W^{1/2} for CR3) */
     double *Y = (double *) R_alloc((size_t) ng * k + 1, sizeof(double));
     for (int j = 0; j < k; ++j)
@@ -295,14 +303,6 @@ SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
       double *NVZ = (double *) R_alloc((size_t) m * k, sizeof(double));
       F77_CALL(dgemm)("N", "N", &m, &k, &m, &one, N, &m, VZ, &m, &zero, NVZ, &m FCONE FCONE);
       F77_CALL(dgemm)("N", "N", &ng, &k, &m, &one, V, &ng, NVZ, &m, &one, Y, &ng FCONE FCONE);
-    }
-    if (typ == 3)
-      for (int j = 0; j < k; ++j)
-        for (int t = 0; t < ng; ++t) Y[t + (size_t) j * ng] *= sqrt(wg[t]);
-    for (int j = 0; j < k; ++j) {
-      double s = 0.0;
-      for (int t = 0; t < ng; ++t) s += Y[t + (size_t) j * ng] * eg[t];
-      S[j + (size_t) g * k] = s;
     }
     if (sat) {
       double *k1 = K1 + (size_t) g * k * k;
@@ -319,12 +319,21 @@ SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
           double s = 0.0, sb = 0.0;
           for (int t = 0; t < ng; ++t) {
             double uy = U[t + (size_t) a * ng] * Y[t + (size_t) j * ng];
+            if (typ == 4) uy *= sqrt(wg[t]);
             s += uy;
             sb += uy * wg[t];
           }
           ua[act[a] + (size_t) j * pk] = s;
           if (ub) ub[act[a] + (size_t) j * pk] = sb;
         }
+    }
+    if (typ >= 3)
+      for (int j = 0; j < k; ++j)
+        for (int t = 0; t < ng; ++t) Y[t + (size_t) j * ng] *= sqrt(wg[t]);
+    for (int j = 0; j < k; ++j) {
+      double s = 0.0;
+      for (int t = 0; t < ng; ++t) s += Y[t + (size_t) j * ng] * eg[t];
+      S[j + (size_t) g * k] = s;
     }
     vmaxset(vmax);
     if ((g & 255) == 255) R_CheckUserInterrupt();

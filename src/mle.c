@@ -1,5 +1,5 @@
 /* mle.c: maximum likelihood for the "other models" of the Family
- * Safeguarding protocol (METHODS.md section 8): the logit zero hurdle, the
+ * Safeguarding protocol (`vignette("methods")`, section 8): the logit zero hurdle, the
  * zero-truncated Poisson and negative binomial (NB2) count parts, their
  * untruncated versions (for the excess-zeros check) and the two-limit Tobit.
  *

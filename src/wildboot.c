@@ -1,5 +1,5 @@
 /* wildboot.c: the wild cluster restricted (WCR) bootstrap, single
- * restriction, with the fast algebra of Roodman et al. (2019) (METHODS.md
+ * restriction, with the fast algebra of Roodman et al. (2019) (`vignette("methods")`
  * section 3), made affine in the null value r so that the confidence
  * interval by test inversion costs O(B) per r.
  *

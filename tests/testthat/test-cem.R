@@ -11,7 +11,7 @@ ref_strata <- function(keys) {
   match(k, unique(k))
 }
 
-# CEM ATT weights (METHODS.md section 1) from strata and treatment, with a
+# CEM ATT weights (`vignette("methods")`, section 1) from strata and treatment, with a
 # table of strata; `group` (optional) normalises within groups.
 ref_weights <- function(stratum, treat, group = rep(1L, length(treat))) {
   tab <- table(factor(stratum), factor(treat, levels = 0:1))

@@ -469,3 +469,22 @@ test_that("bad weights are clear errors", {
   expect_snapshot(tobit_fit(y ~ x, d, weights = 1:3), error = TRUE)
   expect_snapshot(tobit_fit(y ~ x, d, weights = "wt"), error = TRUE)
 })
+
+test_that("the Newton fits report convergence the package's way (#16)", {
+  d <- sim_tobit()
+  fit <- tobit_fit(days ~ x + z, d, left = 0, right = 300, cluster = "la")
+  expect_true(fit$convergence$converged)
+  expect_identical(fit$convergence$iterations, as.integer(fit$iterations))
+  expect_warning(f1 <- tobit_fit(days ~ x + z, d, left = 0, right = 300, cluster = "la", maxit = 1L),
+                 class = "sfpceval_not_converged")
+  expect_false(f1$convergence$converged)
+  expect_identical(f1$convergence$iterations, 1L)
+  dc <- sim_counts()
+  h <- hurdle_fit(y ~ x + z | x, dc, dist = "poisson", cluster = "la")
+  expect_true(h$convergence$converged)
+  expect_identical(h$convergence$iterations, as.integer(max(h$iterations)))
+  expect_match(h$convergence$message, "count: .*; zero: ")
+  # both parts stop after one step: two warnings of the package's class
+  expect_warning(expect_warning(hurdle_fit(y ~ x + z | x, dc, dist = "poisson", cluster = "la", maxit = 1L),
+                                class = "sfpceval_not_converged"), class = "sfpceval_not_converged")
+})

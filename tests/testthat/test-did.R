@@ -19,7 +19,7 @@ lm_dummies <- function(fml, d, wt) {
 }
 
 # Slow reference: full dummy design, n_g x n_g matrices, clubSandwich's
-# definitions written out (METHODS.md section 3).
+# definitions written out (`vignette("methods")`, section 3).
 ref_crve <- function(Xf, y, w, cl, type, coefs) {
   w <- if (is.null(w)) rep(1, length(y)) else w
   W <- diag(w)
@@ -284,8 +284,7 @@ test_that("binomial fit equals glm() with dummies and vcovCL(HC1)", {
   d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2017)
   d$x <- rnorm(n)
   d$y <- rbinom(n, 1, plogis(-2 + 0.4 * d$treated + 0.5 * d$x + as.integer(factor(d$la)) / 6))
-  expect_message(f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial"),
-                 "CR2 is not available")
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial", vcov = "CR1")
   g0 <- glm(y ~ treated + x + factor(la) + factor(year), binomial, d, control = glm.control(epsilon = 1e-14))
   # one more IRLS pass from the optimum so that glm's stored working weights
   # are evaluated at the converged coefficients
@@ -362,6 +361,294 @@ test_that("alternating projections reach the exact two-way solution on unbalance
   expect_equal(unname(coef(f)), unname(coef(m)["treated"]), tolerance = 1e-9)
   V <- sandwich::vcovCL(m, cluster = ~cl, type = "HC1")
   expect_equal(unname(vcov(f))[1, 1], V["treated", "treated"], tolerance = 1e-8)
+})
+
+# ---- numerically sound at any scale (#16) ----
+
+# Nearly collinear covariates: x2 = x1 + eps * noise, so that the condition
+# number of (x1, x2) is about 1 / eps.
+make_illcond <- function(eps, n = 1500, seed = 21) {
+  set.seed(seed)
+  d <- data.frame(la = sample(letters[1:8], n, TRUE), year = sample(2015:2020, n, TRUE))
+  d$treated <- as.integer(d$la %in% letters[1:4] & d$year >= 2018)
+  d$x1 <- rnorm(n, 5)
+  d$x2 <- d$x1 + eps * rnorm(n)
+  d$x3 <- rnorm(n)
+  d$w <- runif(n, 0.2, 4)
+  d$y <- 0.2 * d$treated + d$x1 - 0.5 * d$x2 + 0.3 * d$x3 + as.integer(factor(d$la)) / 5 + rnorm(n)
+  d
+}
+
+test_that("least squares from the QR equals lm() to 1e-8 on ill-conditioned covariates", {
+  # Reference: the same model on the well-conditioned parametrisation
+  # (x1, dd = x2 - x1, exact in floating point by Sterbenz's lemma), mapped
+  # back by b_x1 = c_x1 - c_dd, b_x2 = c_dd (and V = A V_c A'). Least
+  # squares itself is sensitive to kappa^2 * eps (about 1e-4 at kappa = 1e6)
+  # when the residuals are not small, so the two exact-arithmetic-equal
+  # answers can differ by more than lm()'s 1e-8; clubSandwich's CR2 on the
+  # ill-conditioned lm() itself is off by up to 50% here.
+  nm <- c("treated", "x1", "x2", "x3")
+  A <- diag(4)
+  A[2, 3] <- -1
+  for (eps in c(1e-5, 1e-6)) {
+    d <- make_illcond(eps)
+    d$dd <- d$x2 - d$x1
+    expect_gt(kappa(scale(cbind(d$x1, d$x2)), exact = TRUE), 0.1 / eps)
+    for (wt in c(FALSE, TRUE)) {
+      W <- if (wt) d$w else NULL
+      cases <- list(
+        list(f = y ~ treated + x1 + x2 + x3, m = y ~ treated + x1 + x2 + x3, r = y ~ treated + x1 + dd + x3),
+        list(f = y ~ treated + x1 + x2 + x3 | la, m = y ~ factor(la) + treated + x1 + x2 + x3,
+             r = y ~ factor(la) + treated + x1 + dd + x3),
+        list(f = y ~ treated + x1 + x2 + x3 | la + year,
+             m = y ~ factor(la) + factor(year) + treated + x1 + x2 + x3,
+             r = y ~ factor(la) + factor(year) + treated + x1 + dd + x3))
+      for (cs in cases) {
+        fit <- did_fit(cs$f, d, cluster = ~la, weights = W, vcov = "CR1")
+        m <- lm_dummies(cs$m, d, wt)
+        expect_false(anyNA(coef(m)))                   # lm() keeps every column
+        expect_equal(coef(fit)[nm], coef(m)[nm], tolerance = 1e-8)
+        r <- lm_dummies(cs$r, d, wt)
+        rn <- c("treated", "x1", "dd", "x3")
+        expect_equal(unname(coef(fit)[nm]), drop(A %*% coef(r)[rn]), tolerance = 1e-7)
+        Vr <- A %*% sandwich::vcovCL(r, cluster = ~la, type = "HC1")[rn, rn] %*% t(A)
+        expect_equal(unname(vcov(fit)[nm, nm]), Vr, tolerance = 1e-7)
+      }
+      # CR2 (hat blocks from the orthonormal Q = X R^{-1}) against clubSandwich
+      # on the well-conditioned parametrisation
+      skip_if_not_installed("clubSandwich")
+      f2 <- did_fit(y ~ treated + x1 + x2 + x3 | la + year, d, cluster = ~la, weights = W)
+      r <- lm_dummies(y ~ factor(la) + factor(year) + treated + x1 + dd + x3, d, wt)
+      rn <- c("treated", "x1", "dd", "x3")
+      V2 <- A %*% as.matrix(clubSandwich::vcovCR(r, cluster = d$la, type = "CR2"))[rn, rn] %*% t(A)
+      expect_equal(unname(diag(vcov(f2))), diag(V2), tolerance = 1e-5)
+    }
+  }
+})
+
+test_that("the bread is (R'R)^{-1} from the QR: plain-R reference and a hand-made case", {
+  d <- make_illcond(1e-6)
+  X <- cbind(1, d$treated, d$x1, d$x2)
+  q <- qr(sqrt(d$w) * X)
+  r <- .Call(ffi_wls, X, d$y, d$w, 1e-7)
+  expect_equal(r$coef, drop(qr.coef(q, sqrt(d$w) * d$y)), tolerance = 1e-10)
+  expect_equal(r$bread, chol2inv(qr.R(q)), tolerance = 1e-10)
+  expect_equal(r$resid, drop(d$y - X %*% r$coef), tolerance = 1e-12)
+  # hand-made: y = 1 + 2x on x = 0, 1, 2 exactly; X'X = [[3, 3], [3, 5]],
+  # (X'X)^{-1} = [[5, -3], [-3, 3]] / 6
+  h <- .Call(ffi_wls, cbind(1, c(0, 1, 2)), c(1, 3, 5), NULL, 1e-7)
+  expect_equal(h$coef, c(1, 2), tolerance = 1e-14)
+  expect_equal(h$bread, matrix(c(5, -3, -3, 3), 2) / 6, tolerance = 1e-14)
+  expect_equal(h$resid, c(0, 0, 0), tolerance = 1e-14)
+  # a column collinear with those before it is dropped, as by lm()
+  h2 <- .Call(ffi_wls, cbind(1, c(0, 1, 2), c(0, 2, 4), c(1, 0, 0)), c(1, 3, 5), NULL, 1e-7)
+  expect_identical(h2$keep, c(TRUE, TRUE, FALSE, TRUE))
+  expect_true(is.na(h2$coef[3]))
+})
+
+test_that("exact collinearity is reported by column name, as lm() drops it", {
+  d <- make_illcond(1e-6)
+  d$x4 <- d$x1 - d$x3
+  expect_message(fit <- did_fit(y ~ treated + x1 + x3 + x4 | la + year, d, cluster = ~la),
+                 "dropped 1 covariate.*`x4`")
+  expect_identical(fit$dropped, "x4")
+  m <- lm(y ~ factor(la) + factor(year) + treated + x1 + x3 + x4, d)
+  expect_true(is.na(coef(m)["x4"]))
+  expect_equal(coef(fit), coef(m)[c("treated", "x1", "x3")], tolerance = 1e-8)
+})
+
+# Two fixed effects connected only along a chain (level a of the first meets
+# levels a and a + 1 of the second): plain alternating projections converge
+# very slowly here.
+make_chain <- function(L = 150, per = 20, seed = 31) {
+  set.seed(seed)
+  d <- data.frame(a = rep(seq_len(L), each = per))
+  d$b <- pmin(d$a + rep(0:1, length.out = nrow(d)), L)
+  d$x <- rnorm(nrow(d))
+  d$treated <- rbinom(nrow(d), 1, 0.5)
+  d$y <- 0.3 * d$treated + d$x + d$a / 10 + sin(d$b) + rnorm(nrow(d))
+  d$cl <- (d$a - 1) %/% 10
+  d
+}
+
+test_that("chain-connected fixed effects (150 levels) equal lm() to 1e-8, with a convergence report", {
+  d <- make_chain()
+  fit <- did_fit(y ~ treated + x | a + b, d, cluster = ~cl, vcov = "CR1")
+  m <- lm(y ~ factor(a) + factor(b) + treated + x, d)
+  expect_equal(coef(fit), coef(m)[c("treated", "x")], tolerance = 1e-8)
+  expect_true(fit$convergence$converged)
+  expect_lt(fit$convergence$iterations, 10000L)
+  expect_true(sfpceval:::glance.did_fit(fit)$converged)
+  # weighted, and row order does not matter
+  d$w <- runif(nrow(d), 0.5, 2)
+  o <- sample(nrow(d))
+  fw <- did_fit(y ~ treated + x | a + b, d[o, ], cluster = ~cl, weights = ~w, vcov = "CR1")
+  mw <- lm(y ~ factor(a) + factor(b) + treated + x, d, weights = w)
+  expect_equal(coef(fw), coef(mw)[c("treated", "x")], tolerance = 1e-8)
+  # the sweep limit reached: the package's warning, and the report says so
+  expect_warning(f1 <- did_fit(y ~ treated + x | a + b, d, cluster = ~cl, vcov = "CR1", maxit = 5),
+                 class = "sfpceval_not_converged")
+  expect_false(f1$convergence$converged)
+  expect_identical(f1$convergence$iterations, 5L)
+  expect_false(sfpceval:::glance.did_fit(f1)$converged)
+  # three effects: the accelerated projections on the vectors
+  d$c3 <- sample(1:7, nrow(d), TRUE)
+  f3 <- did_fit(y ~ treated + x | a + b + c3, d, cluster = ~cl, vcov = "CR1")
+  m3 <- lm(y ~ factor(a) + factor(b) + factor(c3) + treated + x, d)
+  expect_equal(coef(f3), coef(m3)[c("treated", "x")], tolerance = 1e-8)
+  expect_true(f3$convergence$converged)
+  # one fixed effect is exact: one sweep
+  f0 <- did_fit(y ~ treated + x | a, d, cluster = ~cl, vcov = "CR1")
+  expect_identical(f0$convergence$iterations, 1L)
+})
+
+# ---- logit with the fixed effects absorbed inside IRLS (#16, #13) ----
+
+make_logit <- function(n = 600, G = 6, seed = 4) {
+  set.seed(seed)
+  d <- data.frame(la = sample(letters[seq_len(G)], n, TRUE), year = sample(2015:2018, n, TRUE))
+  d$treated <- as.integer(d$la %in% letters[1:3] & d$year >= 2017)
+  d$x <- rnorm(n)
+  d$w <- runif(n, 0.5, 2)
+  d$y <- rbinom(n, 1, plogis(-1.5 + 0.4 * d$treated + 0.5 * d$x + as.integer(factor(d$la)) / 6))
+  d
+}
+
+# glm() at its optimum, with the working weights evaluated there
+glm_opt <- function(fml, d, wt = FALSE) {
+  d$.w <- if (wt) d$w else 1
+  g0 <- suppressWarnings(glm(fml, binomial, d, weights = .w, control = glm.control(epsilon = 1e-14)))
+  suppressWarnings(glm(fml, binomial, d, weights = .w, start = coef(g0), control = glm.control(epsilon = 1e-14)))
+}
+
+test_that("logit with absorbed fixed effects equals glm() with dummies (no, one, two effects; weights)", {
+  d <- make_logit()
+  for (wt in c(FALSE, TRUE)) {
+    W <- if (wt) d$w else NULL
+    cases <- list(list(f = y ~ treated + x, m = y ~ treated + x),
+                  list(f = y ~ treated + x | la, m = y ~ treated + x + factor(la)),
+                  list(f = y ~ treated + x | la + year, m = y ~ treated + x + factor(la) + factor(year)))
+    for (cs in cases) {
+      f <- did_fit(cs$f, d, cluster = ~la, weights = W, family = "binomial", vcov = "CR1")
+      g <- glm_opt(cs$m, d, wt)
+      nm <- names(coef(f))
+      expect_equal(coef(f), coef(g)[nm], tolerance = 1e-8)
+      expect_equal(vcov(f), sandwich::vcovCL(g, cluster = ~la, type = "HC1")[nm, nm], tolerance = 1e-7)
+      expect_true(f$convergence$converged)
+    }
+  }
+  # row order and shifting a covariate do not matter
+  f1 <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial")
+  o <- sample(nrow(d))
+  f2 <- did_fit(y ~ treated + x | la + year, d[o, ], cluster = ~la, family = "binomial")
+  expect_equal(coef(f1), coef(f2), tolerance = 1e-9)
+  expect_equal(vcov(f1), vcov(f2), tolerance = 1e-8)
+  d$x <- d$x + 1000
+  f3 <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial")
+  expect_equal(coef(f1), coef(f3), tolerance = 1e-8)
+})
+
+# Plain-R reference for the logit's CR2/CR3: the last IRLS step as a
+# regression of the scaled working response on the scaled full dummy design
+# (sqrt(w v) X), where the working model is homoskedastic: ref_crve() above,
+# unweighted, on that system.
+ref_logit_crve <- function(g, d, type, coefs) {
+  X <- model.matrix(g)
+  mu <- fitted(g)
+  wv <- weights(g, type = "working")
+  z <- g$linear.predictors + (g$y - mu) / (mu * (1 - mu))
+  ref_crve(sqrt(wv) * X, sqrt(wv) * z, NULL, d$la, type, coefs)
+}
+
+test_that("logit CR2/CR3 and Satterthwaite df: plain-R reference and clubSandwich", {
+  skip_if_not_installed("clubSandwich")
+  d <- make_logit()
+  for (wt in c(FALSE, TRUE)) {
+    W <- if (wt) d$w else NULL
+    g <- glm_opt(y ~ treated + x + factor(la) + factor(year), d, wt)
+    nm <- c("treated", "x")
+    f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, weights = W, family = "binomial", vcov = "CR2")
+    ref <- ref_logit_crve(g, d, "CR2", nm)
+    expect_equal(unname(vcov(f)), unname(ref$V), tolerance = 1e-7)
+    expect_equal(unname(f$df), unname(ref$df), tolerance = 1e-7)
+    # CR3 (I - H_gg invertible: LA not absorbed) equals the reference and
+    # clubSandwich's CR3 on the glm
+    g3 <- glm_opt(y ~ treated + x + factor(year), d, wt)
+    f3 <- did_fit(y ~ treated + x | year, d, cluster = ~la, weights = W, family = "binomial", vcov = "CR3")
+    expect_equal(unname(vcov(f3)), unname(ref_logit_crve(g3, d, "CR3", nm)$V), tolerance = 1e-7)
+    V3 <- as.matrix(clubSandwich::vcovCR(g3, cluster = d$la, type = "CR3"))[nm, nm]
+    expect_equal(unname(vcov(f3)), unname(V3), tolerance = 1e-7)
+  }
+  # CR2: with working weights constant within clusters (cluster-level
+  # covariates only) the symmetric adjustment is clubSandwich's CR2 on the glm,
+  # degrees of freedom included
+  set.seed(5)
+  G <- 12
+  e <- data.frame(la = rep(sprintf("la%02d", seq_len(G)), each = 40))
+  e$treated <- as.integer(e$la %in% sprintf("la%02d", 1:6))
+  e$size <- rep(rnorm(G), each = 40)
+  e$y <- rbinom(nrow(e), 1, plogis(-1 + 0.5 * e$treated + 0.3 * e$size))
+  f <- did_fit(y ~ treated + size, e, cluster = ~la, family = "binomial", vcov = "CR2")
+  g <- glm_opt(y ~ treated + size, e)
+  V2 <- clubSandwich::vcovCR(g, cluster = e$la, type = "CR2")
+  expect_equal(unname(vcov(f)), unname(as.matrix(V2)), tolerance = 1e-7)
+  ct <- clubSandwich::coef_test(g, vcov = V2, test = "Satterthwaite")
+  expect_equal(unname(f$df), ct$df_Satt, tolerance = 1e-6)
+})
+
+test_that("hand-made logit: two clusters of two rows, CR0 from the score on paper", {
+  # y ~ 1: mu = mean(y) = 1/2, score of cluster g = sum_g (y - mu),
+  # bread = 1 / (n mu (1 - mu)) = 1; clusters {1, 0}, {1, 0}... use {1, 1}, {0, 0}:
+  # scores +1 and -1, so CR0 = 1 * (1 + 1) * 1 = 2 on the intercept.
+  d <- data.frame(y = c(1, 1, 0, 0), g = c("a", "a", "b", "b"), treated = c(1, 0, 1, 0))
+  expect_warning(f <- did_fit(y ~ treated, d, cluster = ~g, family = "binomial", vcov = "CR0"),
+                 "treated clusters")
+  expect_equal(unname(coef(f)), c(0, 0), tolerance = 1e-12)
+  # bread = (X'VX)^{-1} with V = 1/4: X'X = [[4, 2], [2, 2]] -> X'VX^{-1} = 4 * [[.5, -.5], [-.5, 1]]
+  # scores: a: (1/2 + 1/2, 1/2) = (1, .5), b: (-1, -.5)
+  M <- 4 * matrix(c(0.5, -0.5, -0.5, 1), 2)
+  s <- rbind(c(1, 0.5), c(-1, -0.5))
+  expect_equal(unname(vcov(f)), unname(M %*% crossprod(s) %*% M), tolerance = 1e-12)
+})
+
+test_that("logit DiD on 1,000,000 rows with 150 LAs + 8 years: fit object < 5x the data", {
+  set.seed(1)
+  n <- 1e6
+  d <- data.frame(la = sample.int(150, n, TRUE), year = sample.int(8, n, TRUE) + 2014L)
+  d$treated <- as.integer(d$la <= 5 & d$year >= 2019)
+  d$y <- rbinom(n, 1, plogis(-3.5 + 0.2 * d$treated + d$la / 300 + (d$year - 2018) / 20))
+  f <- did_fit(y ~ treated | la + year, d, cluster = ~la, family = "binomial", vcov = "CR1")
+  expect_lt(as.numeric(object.size(f)), 5 * as.numeric(object.size(d)))
+  expect_true(f$convergence$converged)
+  expect_true(is.finite(f$vcov[1, 1]) && f$vcov[1, 1] > 0)
+  # the same estimate as the fit with LA dummies on the 1,200 LA x year cells
+  # (a binomial logit on cell counts is the same likelihood)
+  cells <- aggregate(cbind(s = y, n = 1) ~ la + year + treated, d, sum)
+  g <- glm(cbind(s, n - s) ~ treated + factor(la) + factor(year), binomial, cells,
+           control = glm.control(epsilon = 1e-14))
+  expect_equal(unname(coef(f)), unname(coef(g)["treated"]), tolerance = 1e-7)
+})
+
+test_that("conditional logit: Newton with step halving reports convergence", {
+  skip_if_not_installed("survival")
+  set.seed(8)
+  n <- 400
+  d <- data.frame(la = sample(letters[1:6], n, TRUE), x = rnorm(n))
+  d$y <- rbinom(n, 1, plogis(-1 + 2 * d$x))
+  s <- as.integer(factor(d$la))
+  r <- clogit_newton(d$y, cbind(x = d$x), rep(1, n), s)
+  expect_true(r$convergence$converged)
+  strata <- survival::strata
+  cl <- survival::coxph(survival::Surv(rep(1, n), y) ~ x + strata(la), d, ties = "breslow")
+  expect_identical(names(coef(cl)), "x")
+  expect_equal(unname(r$coef), unname(coef(cl)), tolerance = 1e-8)
+  r1 <- clogit_newton(d$y, cbind(x = d$x), rep(1, n), s, maxit = 1L)
+  expect_false(r1$convergence$converged)
+  # a far start (b = 8): the full Newton step overshoots; halving keeps the
+  # log-likelihood rising and reaches the same optimum
+  r8 <- clogit_newton(d$y, cbind(x = d$x), rep(1, n), s, start = 8)
+  expect_true(r8$convergence$converged)
+  expect_equal(r8$coef, r$coef, tolerance = 1e-8)
 })
 
 test_that("event_time() builds the periods-since-go-live dummies", {

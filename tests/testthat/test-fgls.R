@@ -43,14 +43,14 @@ plim_ref <- function(rho, T) {
   solve(A, b)
 }
 
-test_that("hansen_plim: exact formula equals the expectation, by hand and METHODS numbers", {
+test_that("hansen_plim: exact formula equals the expectation, by hand and methods-vignette numbers", {
   expect_equal(hansen_plim(0.5, 10, "exact"), plim_ref(0.5, 10), tolerance = 1e-10)
   expect_equal(hansen_plim(c(0.5, 0.2), 12, "exact"), plim_ref(c(0.5, 0.2), 12),
                tolerance = 1e-10)
   # by hand: white noise, E[u~_t u~_{t-1}] = -1/T and E[u~^2] = 1 - 1/T, so
   # pi_T(0) = -1/(T - 1) (Nickell's bias; the H0 of Wooldridge's test)
   for (T in c(3, 5, 10)) expect_equal(hansen_plim(0, T, "exact"), -1 / (T - 1))
-  # METHODS.md s2: AR(1), rho = 0.5, T = 10: exact 0.312, ado formula 0.368
+  # `vignette("methods")`, section 2: AR(1), rho = 0.5, T = 10: exact 0.312, ado formula 0.368
   expect_equal(round(hansen_plim(0.5, 10, "exact"), 3), 0.312)
   expect_equal(round(hansen_plim(0.5, 10, "hansen"), 3), 0.368)
   # correcting the exact plim: the ado's iteration recovers about 0.44, the

@@ -146,7 +146,7 @@ test_that("tidy() and glance() exist for every fit, test and bootstrap", {
   skip_if_not_installed("generics")
   set.seed(37)
   d <- expand.grid(la = las, year = 2015:2022, child = 1:15, stringsAsFactors = FALSE)
-  d$treated_la <- d$la %in% las[1:2]
+  d$treated_la <- d$la %in% las[1:3]   # 3 treated: did_fit() warns with fewer
   d$post <- d$year >= 2019
   d$D <- as.integer(d$treated_la & d$post)
   d$x <- rnorm(nrow(d))
@@ -235,4 +235,27 @@ test_that("tidy() of the staggered-adoption results", {
   bc <- bacon(y ~ treated, d, id = "la", time = "year")
   expect_equal(generics::tidy(bc)$estimate, bc$comparisons$estimate)
   expect_equal(generics::glance(bc)$estimate, bc$estimate)
+})
+
+test_that("tidy() of trend matching and imbalance", {
+  skip_if_not_installed("generics")
+  set.seed(4)
+  nq <- 24
+  base <- cumsum(rnorm(nq, 0, 0.02)) + 0.3
+  traj <- pmin(pmax(rbind(T1 = base, P1 = base + 0.1, N1 = 0.3 + cumsum(rnorm(nq, 0, 0.02)),
+                          N2 = 0.3 + cumsum(rnorm(nq, 0, 0.02))), 0.02), 0.98)
+  rows <- expand.grid(la = rownames(traj), q = seq_len(nq), i = 1:50, stringsAsFactors = FALSE)
+  rows$referral_date <- seq(as.Date("2016-01-01"), by = "3 months", length.out = nq)[rows$q]
+  rows$cla_18m <- as.integer(rows$i <= round(traj[cbind(match(rows$la, rownames(traj)), rows$q)] * 50))
+  m <- match_trends(rows, data.frame(la_code = "T1", go_live_date = as.Date("2021-04-01")),
+                    "cla_18m", n_candidates = 3)
+  tm <- generics::tidy(m)
+  expect_equal(tm$comparator_la, m$candidates$comparator_la)
+  expect_equal(tm$distance, m$candidates$distance)
+  set.seed(5)
+  d <- data.frame(grp = rep(0:1, each = 50), x = c(rnorm(50), rnorm(50, 0.5)),
+                  s = sample(c("a", "b"), 100, TRUE))
+  im <- imbalance(grp ~ x + s, d)
+  expect_equal(generics::tidy(im)$L1, im$univariate$L1)
+  expect_equal(generics::glance(im)$L1, im$L1)
 })

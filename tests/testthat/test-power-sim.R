@@ -84,6 +84,36 @@ test_that("the DiD analysis runs the real did_fit() and reports the null rejecti
   expect_equal(ps$results$truth, 0.03)
 })
 
+test_that("the DiD analysis on cell sufficient statistics equals did_fit() on one row per child", {
+  # estimate, CR2 standard error, Satterthwaite p-value and interval, with and
+  # without covariate patterns
+  for (covs in list(NULL, list(risk = list(prevalence = c(0.5, 0.3, 0.2), log_odds = c(0, 0.3, -0.2))))) {
+    d <- power_design("did", m = 80, covariates = covs)
+    for (seed in 1:2) {
+      cells <- simulate_trial(d, 0.02, seed = seed)
+      rows <- sfpceval:::expand_cells(cells, d)
+      rhs <- paste(paste(c("treated", colnames(d$patterns$X)), collapse = " + "), "| cluster + period")
+      f <- as.formula(paste("y ~", rhs))
+      fit <- did_fit(f, rows, cluster = ~cluster, family = "gaussian", vcov = "CR2")
+      r <- sfpceval:::did_term(fit, "treated")
+      q <- qt(0.975, r$df)
+      expect_equal(sfpceval:::power_did(cells, d),
+                   c(r$estimate, r$std.error, r$p.value, r$estimate - q * r$std.error,
+                     r$estimate + q * r$std.error), tolerance = 1e-10)
+      # CR3 and CR1 on cells with frequency weights equal the rows' too
+      cw <- cells[cells$n > 0, ]
+      cw$ybar <- cw$s / cw$n
+      if (ncol(d$patterns$X)) cw <- cbind(cw, d$patterns$X[cw$pattern, , drop = FALSE])
+      fc <- suppressMessages(did_fit(as.formula(paste("ybar ~", rhs)), cw, cluster = ~cluster, weights = ~n,
+                                     family = "gaussian", vcov = "CR0"))
+      for (type in c("CR1", "CR3")) {
+        expect_equal(vcov(sfpceval:::did_freq_weights(fc, type)), vcov(update(fit, vcov = type)),
+                     tolerance = 1e-10)
+      }
+    }
+  }
+})
+
 test_that("power designs reject bad input", {
   expect_snapshot(power_design(icc = 1), error = TRUE)
   expect_snapshot(power_design(p0 = 0), error = TRUE)

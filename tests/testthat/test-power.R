@@ -83,7 +83,7 @@ test_that("the Family Valued protocol's MDES is reproduced by the defaults", {
   expect_identical(dim(fv$design), c(5L, 6L))
   expect_equal(signif(fv$mdes$effect, 3), c(-0.00704, 0.00704))
   expect_equal(round(fv$mdes$effect, 4), c(-0.0070, 0.0070))
-  # METHODS.md section 4 quotes 0.0067 / 0.0074 for pbar = (p0 + p1)/2; the
+  # `vignette("methods")`, section 4 quotes 0.0067 / 0.0074 for pbar = (p0 + p1)/2; the
   # root of theta = (z_0.975 + z_0.8) se(theta) is 0.006747 / 0.007340, so the
   # increase is 0.0073 to four decimals (checked below by plugging it back in)
   mean_pbar <- sw_power(p0 = 0.04, icc = 0.01566, pbar = "mean")
@@ -190,7 +190,7 @@ test_that("the GLS variance equals brute-force GLS and the HH closed form", {
 })
 
 test_that("Var_HH = DE * 4 sigma^2 / (I n) with the Woertman design effect", {
-  # METHODS.md section 4 [checked]; the identity uses the total-variance ICC.
+  # `vignette("methods")`, section 4 [checked]; the identity uses the total-variance ICC.
   build <- function(k, b, t) {
     outer(seq_len(k), seq_len(b + k * t), function(s, j) as.numeric(j > b + (s - 1) * t))
   }

@@ -463,3 +463,24 @@ test_that("the authority code is the 3-digit code nearest the file name", {
   expect_null(return_la_from_path("/x/2023/cin.xml"))
   expect_equal(return_year_from_path("/x/ssda903/901/2018/header.csv"), 2018L)
 })
+
+test_that("the readers' error messages (snapshots)", {
+  good <- cin_xml()
+  dir <- tempfile()
+  f1 <- write_tmp(sub("<PersonBirthDate>2015-06-01</PersonBirthDate>",
+                      "<PersonBirthDate>2015-06-01", good, fixed = TRUE), "unclosed.xml", dir)
+  f2 <- write_tmp(sub("<CINreferralDate>2022-03-01</CINreferralDate>",
+                      "<CINreferralDate>2022-03-01</CINreferralDate><CINreferralDate>2022-03-02</CINreferralDate>",
+                      good, fixed = TRUE), "twice.xml", dir)
+  f3 <- write_tmp(sub("<CPPendDate>2022-02-20</CPPendDate>", "<CPPendDate>20/02/2022x</CPPendDate>",
+                      good, fixed = TRUE), "baddate.xml", dir)
+  f4 <- write_tmp(sub("<NumberOfPreviousCPP>1</NumberOfPreviousCPP>",
+                      "<NumberOfPreviousCPP>one</NumberOfPreviousCPP>", good, fixed = TRUE), "count.xml", dir)
+  expect_snapshot(read_cin_census(f1), error = TRUE)
+  expect_snapshot(read_cin_census(f2), error = TRUE)
+  expect_snapshot(read_cin_census(f3), error = TRUE)
+  expect_snapshot(read_cin_census(f4), error = TRUE)
+  expect_snapshot(read_ssda903(dir), error = TRUE)
+  expect_snapshot(read_cin_census(write_tmp(sub("<Ethnicity>WBRI</Ethnicity>", "<Ethnicity>WXYZ</Ethnicity>",
+                                                good, fixed = TRUE), "eth.xml"))$children$ethnicity)
+})

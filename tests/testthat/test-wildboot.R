@@ -166,7 +166,69 @@ test_that("bad input to wild_boot() gives clear errors (snapshots)", {
   expect_snapshot(error = TRUE, wild_boot(f, "treated", weights = "normal"))
   expect_snapshot(error = TRUE, wild_boot(f, "treated", level = 2))
   expect_snapshot(error = TRUE, wild_boot(lm(y ~ x, d)))
-  d$yb <- rbinom(nrow(d), 1, 0.4)
-  fc <- did_fit(yb ~ treated + x | la + year, d, cluster = ~la, family = "conditional_logit", vcov = "CR1")
-  expect_snapshot(error = TRUE, wild_boot(fc, "treated"))
+})
+
+test_that("score bootstrap for the conditional logit equals a plain-R computation", {
+  set.seed(13)
+  n <- 500
+  d <- data.frame(la = sample(letters[1:5], n, TRUE), year = sample(2015:2018, n, TRUE))
+  d$treated <- as.integer(d$la %in% c("a", "b") & d$year >= 2017)
+  d$x <- rnorm(n)
+  d$y <- rbinom(n, 1, plogis(-1 + 0.3 * d$treated + 0.5 * d$x))
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "conditional_logit", vcov = "CR1")
+  wb <- wild_boot(f, "treated", weights = "rademacher", conf_int = FALSE)
+  # restricted Breslow conditional logit (treated = 0), Newton written out
+  Z <- model.matrix(~ treated + x + factor(year), d)[, -1]
+  s <- as.integer(factor(d$la))
+  ll_parts <- function(b) {
+    eta <- drop(Z %*% b)
+    ew <- exp(eta)
+    p <- ew / ave(ew, s, FUN = sum)
+    dS <- ave(d$y, s, FUN = sum)
+    Zbar <- apply(Z, 2, function(z) ave(p * z, s, FUN = sum))
+    list(p = p, dS = dS, Zbar = Zbar)
+  }
+  b <- rep(0, ncol(Z))
+  for (it in 1:50) {
+    q <- ll_parts(b)
+    Zc <- Z - q$Zbar
+    g <- colSums((d$y - q$dS * q$p) * Z)
+    H <- crossprod(Zc, (q$p * q$dS) * Zc)
+    free <- -1
+    b[free] <- b[free] + solve(H[free, free], g[free])
+  }
+  q <- ll_parts(b)
+  Zc <- Z - q$Zbar
+  S <- rowsum((d$y - q$dS * q$p) * Zc, d$la)
+  H <- crossprod(Zc, (q$p * q$dS) * Zc)
+  a <- drop(S %*% solve(H)[, 1])
+  pig <- as.vector(table(d$la)) / n
+  V <- enum_weights(5, "rademacher")
+  tst <- apply(V, 1, function(v) sum(v * a) / sqrt(sum((v * a - pig * sum(v * a))^2)))
+  t0 <- sum(a) / sqrt(sum((a - pig * sum(a))^2))
+  expect_equal(wb$statistic, t0, tolerance = 1e-7)
+  expect_equal(wb$tstar, unname(tst), tolerance = 1e-7)
+})
+
+test_that("score bootstrap confidence interval inverts the test (logit and conditional logit)", {
+  set.seed(14)
+  n <- 600
+  d <- data.frame(la = sample(letters[1:8], n, TRUE), year = sample(2015:2018, n, TRUE))
+  d$treated <- as.integer(d$la %in% c("a", "b", "c", "d") & d$year >= 2017)
+  d$x <- rnorm(n)
+  d$y <- rbinom(n, 1, plogis(-1 + 0.5 * d$treated + 0.5 * d$x + as.integer(factor(d$la)) / 8))
+  for (fam in c("binomial", "conditional_logit")) {
+    f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = fam, vcov = "CR1")
+    wb <- wild_boot(f, "treated", weights = "rademacher", level = 0.9)
+    ci <- wb$conf_int
+    b <- unname(coef(f)["treated"])
+    expect_true(all(is.finite(ci)) && ci[1] < b && b < ci[2])
+    se <- sqrt(vcov(f)[1, 1])
+    # just inside each limit the test does not reject at 10%, just outside it does
+    p_at <- function(r) wild_boot(f, "treated", weights = "rademacher", r = r, conf_int = FALSE)$p_value
+    expect_gte(p_at(ci[1] + 1e-4 * se), 0.1)
+    expect_lt(p_at(ci[1] - 1e-4 * se), 0.1)
+    expect_gte(p_at(ci[2] - 1e-4 * se), 0.1)
+    expect_lt(p_at(ci[2] + 1e-4 * se), 0.1)
+  }
 })
