@@ -191,13 +191,24 @@ plan_check_models <- function(models, design) {
 
 plan_context <- function(data, design, models, settings, matches) {
   runnable <- is.na(models$requires)
-  treatments <- unique(c("referral_date", models$treatment[runnable]))
+  # the referral cohort per treatment definition; outcomes with their own
+  # population (reunification: children entering care) are built alone
+  keys <- unique(c("referral_date", plan_cohort_key(models$treatment[runnable], models$outcome[runnable])))
   cohorts <- list()
-  for (t in treatments) {
-    cohorts[[t]] <- suppressMessages(build_cohort(data, design, treatment = t))
+  cohort_errors <- list()
+  for (key in keys) {
+    parts <- strsplit(key, "|", fixed = TRUE)[[1]]
+    outs <- if (length(parts) > 1L) parts[2] else setdiff(design$outcomes, plan_own_population)
+    r <- tryCatch(suppressMessages(build_cohort(data, design, treatment = parts[1], outcomes = outs)),
+                  error = function(e) e)
+    if (inherits(r, "error")) cohort_errors[[key]] <- conditionMessage(r) else cohorts[[key]] <- r
   }
   primary <- cohorts[["referral_date"]]
-  dropped <- attr(primary, "covariates_dropped") %||% character()
+  dropped <- attr(primary, "covariates_dropped_by_sample") %||% list()
+  for (key in grep("|", names(cohorts), fixed = TRUE, value = TRUE)) {
+    o <- strsplit(key, "|", fixed = TRUE)[[1]][2]
+    dropped[[o]] <- unique(c(dropped[[o]], attr(cohorts[[key]], "covariates_dropped_by_sample")[[o]]))
+  }
   models <- plan_drop_covariates(models, dropped)
   miss <- attr(primary, "covariate_missing")
   to_impute <- names(miss)[miss > 0 & miss <= design$max_missing]
@@ -216,7 +227,8 @@ plan_context <- function(data, design, models, settings, matches) {
   } else if (!length(to_impute)) {
     m <- 0L
   }
-  ctx <- list(data = data, design = design, cohorts = cohorts, models = models,
+  ctx <- list(data = data, design = design, cohorts = cohorts, cohort_errors = cohort_errors,
+              models = models,
               settings = settings, m = as.integer(m), imputed = imputed,
               to_impute = to_impute, dropped = dropped, missing = miss)
   if (design$programme == "FS" && any(models$strand == "did" & runnable)) {
@@ -225,18 +237,30 @@ plan_context <- function(data, design, models, settings, matches) {
   ctx
 }
 
+# Outcomes whose sample is not the referral cohort (build_cohort() builds
+# them alone).
+plan_own_population <- c("reunified_18m")
+plan_cohort_key <- function(treatment, outcome) {
+  ifelse(outcome %in% plan_own_population, paste0(treatment, "|", outcome), treatment)
+}
+
 plan_model_covariates <- function(models) {
   unique(unlist(strsplit(paste(models$x, models$z, sep = ", "), ", ")))
 }
 
-# Remove covariates dropped for missingness from every formula.
+# Remove the covariates dropped for missingness (more than max_missing of
+# an outcome's analysed sample, build_cohort()'s `covariates_dropped_by_sample`, a list
+# by outcome; a plain vector applies to every outcome) from the formulas.
 plan_drop_covariates <- function(models, dropped) {
   if (!length(dropped)) return(models)
-  for (v in dropped) {
-    pat <- paste0(" \\+ ", v, "(?=( \\+| \\||$|\\)))")
-    models$formula <- gsub(pat, "", models$formula, perl = TRUE)
-    models$x <- vapply(strsplit(models$x, ", "), function(s) paste(setdiff(s, v), collapse = ", "), "")
-    models$z <- vapply(strsplit(models$z, ", "), function(s) paste(setdiff(s, v), collapse = ", "), "")
+  for (i in seq_len(nrow(models))) {
+    vs <- if (is.list(dropped)) dropped[[models$outcome[i]]] else dropped
+    for (v in vs) {
+      pat <- paste0(" \\+ ", v, "(?=( \\+| \\||$|\\)))")
+      models$formula[i] <- gsub(pat, "", models$formula[i], perl = TRUE)
+      models$x[i] <- paste(setdiff(strsplit(models$x[i], ", ")[[1]], v), collapse = ", ")
+      models$z[i] <- paste(setdiff(strsplit(models$z[i], ", ")[[1]], v), collapse = ", ")
+    }
   }
   models
 }
@@ -324,11 +348,15 @@ plan_matches <- function(data, design, models, matches) {
 plan_data <- function(row, ctx, k, cache) {
   key <- paste(row$treatment, row$outcome, row$strand, k, row$estimator, sep = "|")
   if (!is.null(cache[[key]])) return(cache[[key]])
-  cohort <- ctx$cohorts[[row$treatment]]
+  cohort <- ctx$cohorts[[plan_cohort_key(row$treatment, row$outcome)]]
+  if (is.null(cohort)) stop(ctx$cohort_errors[[plan_cohort_key(row$treatment, row$outcome)]] %||%
+                              "the cohort could not be built", call. = FALSE)
   df <- plan_fill(as.data.frame(cohort), ctx, k)
   design <- ctx$design
   if (row$outcome == "absence") {
     ab <- absence_panel(cohort)
+    # the panel's columns (per term) replace the cohort's per-child summaries
+    df <- df[setdiff(names(df), setdiff(names(ab), "child_id"))]
     df <- merge(ab, df, by = "child_id", sort = FALSE)
   }
   df <- plan_derived(df, design)
@@ -557,12 +585,18 @@ run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
   d <- plan_data(row, ctx, k, cache)
   pf <- plan_formula(row, d$df)
   df <- pf$df
-  args <- list(pf$formula, df, group = row$cluster, time = row$time, method = "re")
+  # Brewer, Crossley & Joyce's FGLS (the protocol's "feasible GLS ... robust
+  # inference technique and bias corrections suggested by Brewer et al.")
+  args <- list(pf$formula, df, group = row$cluster, time = row$time, method = "ar")
   if (!is.na(row$weights) && "weights" %in% names(formals(fgls_bcj))) {
     df <- df[df[[row$weights]] > 0, , drop = FALSE]
     args[[2]] <- df
     args$weights <- df[[row$weights]]
   }
+  pr <- plan_prune(row, args[[1]], args[[2]], cache)
+  args[[1]] <- pr$formula
+  args[[2]] <- pr$df
+  if (!is.null(args$weights)) args$weights <- pr$df[[row$weights]]
   fit <- do.call(fgls_bcj, args)
   y <- all.vars(pf$formula[[2]])[1]
   scale <- if (all(df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
@@ -827,7 +861,12 @@ plan_run <- function(models, ctx, progress) {
       done[[row$id]] <- list(status = row$requires, runs = list())
     } else {
       ctx$fits_so_far <- lapply(done, `[[`, "fit")
-      done[[row$id]] <- plan_run_one(row, ctx, done, cache)
+      res <- plan_run_one(row, ctx, done, cache)
+      # keep the other imputations' fits only where a later row re-uses them
+      if (length(res$runs) > 1L && !row$id %in% models$depends_on) {
+        for (j in seq_along(res$runs)[-1]) res$runs[[j]]["fit"] <- list(NULL)
+      }
+      done[[row$id]] <- res
     }
     tick()
   }

@@ -236,7 +236,7 @@ outcome_table <- function(design) {
 #' The rule is applied to each outcome's analysed sample (and to the whole
 #' cohort): the attribute `missing_covariates` has one row per sample and
 #' covariate (`n`, `n_missing`, `share`, `dropped`, `reason`),
-#' `covariates_dropped` lists the dropped ones per sample, and
+#' `covariates_dropped_by_sample` lists the dropped ones per sample, and
 #' [cohort_covariates()] gives an outcome's model covariates. The columns
 #' stay in the cohort: multiple imputation and [cem()] use them (CEM matches
 #' a missing FSM as its own "not recorded" level).
@@ -273,8 +273,10 @@ outcome_table <- function(design) {
 #'   outcomes and their `_observable` companions. Attributes: `design`,
 #'   `treatment`, `population`, `data_end` (one per source),
 #'   `exclusion_flow` (see [exclusion_flow()]), `absence` (see
-#'   [absence_panel()]), `missing_covariates`, `covariates_dropped` (a list
-#'   per sample), `covariate_missing` (shares in the cohort), `la_changed`.
+#'   [absence_panel()]), `missing_covariates`, `covariates_dropped` (those
+#'   dropped on the whole cohort), `covariates_dropped_by_sample` (a list
+#'   per sample: the cohort and each outcome), `covariate_missing` (shares
+#'   in the cohort), `la_changed`.
 #' @examples
 #' children <- data.frame(
 #'   child_id = c("a", "b", "c"), la_code = "301",
@@ -381,7 +383,8 @@ build_cohort <- function(data, design, treatment = "referral_date",
   attr(coh, "absence") <- absence
   attr(coh, "covariate_missing") <- dropped$miss
   attr(coh, "missing_covariates") <- dropped$table
-  attr(coh, "covariates_dropped") <- dropped$drop
+  attr(coh, "covariates_dropped") <- dropped$drop$cohort %||% character()
+  attr(coh, "covariates_dropped_by_sample") <- dropped$drop
   attr(coh, "la_changed") <- sum(pop$la_changed[keep])
   coh
 }
@@ -484,7 +487,7 @@ cohort_covariates <- function(cohort, outcome) {
   if (!is.character(outcome) || length(outcome) != 1L || !outcome %in% names(cohort)) {
     stop_arg("outcome", "must be one outcome of the cohort")
   }
-  dr <- attr(cohort, "covariates_dropped")[[outcome]]
+  dr <- attr(cohort, "covariates_dropped_by_sample")[[outcome]]
   cv <- setdiff(d$covariates, c(d$covariates_exclude[[outcome]], dr))
   intersect(cv, names(cohort))
 }
@@ -563,7 +566,9 @@ referral_population <- function(data, design, ends) {
   anchor <- rf_day[first_ref]
   rf_la <- if ("la_code" %in% names(rf)) as.character(rf$la_code[first_ref]) else NULL
   la <- la_at(pc, anchor, rf_la)
-  if (!fs) set_reason(rs, !la %in% design$las$la_code, "LA not in the trial")
+  if (!fs || identical(design$strand, "stepped_wedge")) {
+    set_reason(rs, !la %in% design$las$la_code, "LA not in the trial")
+  }
 
   unborn <- !is.na(anchor) & ((is.na(pc$dob) & !is.na(pc$edob)) |
                                 (!is.na(pc$dob) & pc$dob > anchor))
@@ -754,7 +759,7 @@ add_periods <- function(coh, r, design) {
   }
   ay <- civ$y - (civ$m < 9L)
   coh$academic_year <- sprintf("%d/%02d", ay, (ay + 1L) %% 100L)
-  if (design$programme == "FV") {
+  if (!is.null(design$step_months)) {
     coh$step <- sw_step(r, as.integer(design$trial_start), design$step_months,
                         as.integer(design$trial_end))
   }
@@ -976,7 +981,7 @@ add_covariates <- function(coh, x) {
   coh$age_band <- factor(findInterval(coh$age, design$age_bands),
                          levels = seq_along(design$age_bands),
                          labels = age_band_labels(design$age_bands, design$age_range[2]))
-  coh$n_previous_cpp <- if (is.null(x$data$cp_plans) || x$population != "referral")
+  coh$n_previous_cpp <- if (is.null(x$data$cp_plans) || is.null(x$data$referrals))
     rep(NA_integer_, n) else previous_cpp(x$data$cp_plans, x$tab("cpp"), x$r)
   coh$previous_cpp <- as.integer(coh$n_previous_cpp > 0L)   # CEM (FS p. 9)
   pn <- x$data$referrals$primary_need[x$ref_row]
@@ -1735,7 +1740,7 @@ print.sfp_cohort <- function(x, ...) {
     cat(sprintf("  %-15s analysed %7d  mean %s\n", o, sum(!is.na(v)),
                 if (any(!is.na(v))) format(round(mean(v, na.rm = TRUE), 3)) else "-"))
   }
-  dr <- attr(x, "covariates_dropped")
+  dr <- attr(x, "covariates_dropped_by_sample")
   dr <- dr[lengths(dr) > 0L]
   if (length(dr))
     cat("Covariates dropped (missing > ", 100 * d$max_missing, "% of the sample): ",

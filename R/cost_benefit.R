@@ -7,7 +7,7 @@
 #' unmonetised benefit per authority is the average treatment effect times
 #' the average number of children in the sample per year per authority; the
 #' monetised benefit per authority is
-#' \eqn{\sum_{i=0}^{5}} (unmonetised benefit \eqn{\times} £ benefit per
+#' \eqn{\sum_{i=0}^{5}} (unmonetised benefit \eqn{\times} GBP benefit per
 #' person \eqn{\times} discount factor\eqn{_i}), the benefit per person being
 #' the weighted average cost of a child going into care by placement type.
 #' Costs are discounted to the same base year. The result gives the
@@ -29,9 +29,9 @@
 #' @param p.value Its p-value (`NULL` to skip the significance rule).
 #' @param children_per_year Average number of children in the sample per
 #'   year per authority.
-#' @param cost_per_child Saving per child not looked after (£), or `NULL`
+#' @param cost_per_child Saving per child not looked after (GBP), or `NULL`
 #'   when `placement_costs` is given.
-#' @param placement_costs Data frame with columns `placement`, `cost` (£ per
+#' @param placement_costs Data frame with columns `placement`, `cost` (GBP per
 #'   child) and `n` (children, or shares) for the weighted average cost by
 #'   placement type.
 #' @param costs Programme costs per authority by year: a numeric vector for
@@ -139,9 +139,9 @@ cb_costs <- function(costs, years) {
 print.sfp_cost_benefit <- function(x, ...) {
   s <- x$summary
   cat("<sfp_cost_benefit>", s$status, "\n")
-  cat(sprintf("Effect %.4g x %.0f children/year x £%.0f per child, discounted at %.1f%%\n",
+  cat(sprintf("Effect %.4g x %.0f children/year x \u00a3%.0f per child, discounted at %.1f%%\n",
               s$effect, s$children_per_year, s$cost_per_child, 100 * s$discount_rate))
-  cat(sprintf("PV benefits £%.0f; PV costs £%s; BCR %s; NPSV £%s\n", s$pv_benefit,
+  cat(sprintf("PV benefits \u00a3%.0f; PV costs \u00a3%s; BCR %s; NPSV \u00a3%s\n", s$pv_benefit,
               format(round(s$pv_cost)), format(round(s$bcr, 2)), format(round(s$npsv))))
   invisible(x)
 }

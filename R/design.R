@@ -66,6 +66,8 @@
 #'   the window, including a child already in care at referral). It affects
 #'   `cla_18m` only: the Family Valued kinship sample is always the children
 #'   entering care in the window.
+#' @param step_months Length of a stepped-wedge step in months (the
+#'   `"stepped_wedge"` strand).
 #' @param cpp_start_window Months after referral within which the CPP of
 #'   `cpp_duration` must start (design table: 6).
 #' @param cpp_duration_cap Months from the CPP start at which `cpp_duration`
@@ -102,6 +104,15 @@
 #'   sensitivity analysis of the under-estimation of treatment; 0, the
 #'   default, keeps them). For a comparator LA the go-live of its matched
 #'   treated LA (roll-out `matched_to_la`) is used.
+#' @param strand Which strand of the evaluation (each protocol triangulates
+#'   a stepped-wedge analysis with a DiD). `design_family_safeguarding()`:
+#'   `"did"` (treated and comparator authorities) or `"stepped_wedge"` (the
+#'   treated authorities' staggered go-lives only, with six-month `step`s;
+#'   the trial period then defaults to `step_months` before the first to
+#'   `step_months` after the last go-live). `design_family_valued()`:
+#'   `"stepped_wedge"` or `"did"` (the roll-out table may then hold
+#'   comparator authorities, role `"comparator"`, optionally `matched_to_la`
+#'   and `outcome`).
 #' @param quarter `"calendar"` quarters ("2020Q2", April-June) or
 #'   `"financial"` ("2020/21 Q1", April-June).
 #' @return An object of class `sfp_design`: a list with `programme` ("FS"),
@@ -138,8 +149,11 @@ design_family_safeguarding <- function(data_or_rollout,
                                        fsm_column = "fsm_ever6",
                                        max_missing = 0.3,
                                        pre_go_live_exclusion = 0L,
+                                       strand = c("did", "stepped_wedge"),
+                                       step_months = 6L,
                                        quarter = c("calendar", "financial")) {
   toxic_trio <- match.arg(toxic_trio)
+  strand <- match.arg(strand)
   if (!is.numeric(pre_go_live_exclusion) || length(pre_go_live_exclusion) != 1L ||
       is.na(pre_go_live_exclusion) || pre_go_live_exclusion < 0 ||
       pre_go_live_exclusion != round(pre_go_live_exclusion)) {
@@ -152,6 +166,13 @@ design_family_safeguarding <- function(data_or_rollout,
   quarter <- match.arg(quarter)
   ro <- design_rollout(data_or_rollout, "FS")
   las <- design_las(ro, "FS")
+  if (strand == "stepped_wedge") {
+    # the stepped-wedge strand: the treated authorities' staggered go-lives,
+    # six months before the first to six months after the last by default
+    las <- las[las$role == "treated", , drop = FALSE]
+    if (missing(trial_start)) trial_start <- day_to_date(add_months(min(las$go_live_date), -step_months))
+    if (is.null(trial_end)) trial_end <- day_to_date(add_months(max(las$go_live_date), step_months))
+  }
   trial_start <- check_date_arg(trial_start, "trial_start")
   trial_end <- if (is.null(trial_end)) NULL else check_date_arg(trial_end, "trial_end")
   data_end <- check_data_end(data_end)
@@ -161,18 +182,10 @@ design_family_safeguarding <- function(data_or_rollout,
                rereferral = rereferral_window)
   check_windows(windows)
   check_terms(absence_terms)
-  pairs <- if (all(c("matched_to_la", "outcome") %in% names(ro))) {
-    p <- ro[ro$role == "comparator" & !is.na(ro$matched_to_la),
-            c("matched_to_la", "la_code", "outcome"), drop = FALSE]
-    names(p) <- c("treated_la", "comparator_la", "outcome")
-    rownames(p) <- NULL
-    p
-  } else {
-    data.frame(treated_la = character(), comparator_la = character(),
-               outcome = character(), stringsAsFactors = FALSE)
-  }
+  pairs <- design_pairs(ro)
   structure(list(
-    programme = "FS",
+    programme = "FS", strand = strand,
+    step_months = if (strand == "stepped_wedge") as.integer(step_months),
     name = "Family Safeguarding (difference-in-differences)",
     las = las, pairs = pairs,
     trial_start = trial_start, trial_end = trial_end, data_end = data_end,
@@ -287,7 +300,9 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                                  ethnicity = c("cin", "major"),
                                  fsm_column = "fsm_ever6",
                                  max_missing = 0.3,
+                                 strand = c("stepped_wedge", "did"),
                                  quarter = c("calendar", "financial")) {
+  strand <- match.arg(strand)
   reunification <- match.arg(reunification)
   entry <- match.arg(entry)
   short_breaks <- match.arg(short_breaks)
@@ -295,7 +310,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
   ethnicity <- match.arg(ethnicity)
   quarter <- match.arg(quarter)
   ro <- design_rollout(data_or_rollout, "FV")
-  las <- design_las(ro, "FV")
+  las <- design_las(ro, "FV", comparators = strand == "did")
   data_end <- check_data_end(data_end)
   check_age_args(age_range, age_bands)
   windows <- c(cla = cla_window, return = return_window, cpp = cpp_window,
@@ -303,17 +318,18 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                reunification = reunification_window, step = step_months)
   check_windows(windows)
   check_terms(absence_terms)
-  first_live <- min(las$go_live_date)
-  last_live <- max(las$go_live_date)
+  first_live <- min(las$go_live_date, na.rm = TRUE)
+  last_live <- max(las$go_live_date, na.rm = TRUE)
   ts <- first_non_na(ro$trial_start)
   te <- first_non_na(ro$trial_end)
   trial_start <- if (is.na(ts)) day_to_date(add_months(first_live, -step_months)) else ts
   trial_end <- if (is.na(te)) day_to_date(add_months(last_live, step_months)) else te
   structure(list(
-    programme = "FV",
-    name = "Family Valued (stepped-wedge cluster randomised trial)",
+    programme = "FV", strand = strand,
+    name = if (strand == "did") "Family Valued (difference-in-differences)" else
+      "Family Valued (stepped-wedge cluster randomised trial)",
     las = las,
-    pairs = NULL,
+    pairs = if (strand == "did") design_pairs(ro) else NULL,
     trial_start = trial_start, trial_end = trial_end, data_end = data_end,
     age_range = as.integer(age_range), age_bands = as.integer(age_bands),
     windows = windows, step_months = as.integer(step_months),
@@ -381,13 +397,28 @@ design_rollout <- function(x, programme) {
   x
 }
 
+# The matched pairs of a roll-out table (comparator rows naming their
+# treated LA in `matched_to_la`).
+design_pairs <- function(ro) {
+  if (all(c("matched_to_la", "outcome") %in% names(ro))) {
+    p <- ro[ro$role == "comparator" & !is.na(ro$matched_to_la),
+            c("matched_to_la", "la_code", "outcome"), drop = FALSE]
+    names(p) <- c("treated_la", "comparator_la", "outcome")
+    rownames(p) <- NULL
+    p
+  } else {
+    data.frame(treated_la = character(), comparator_la = character(),
+               outcome = character(), stringsAsFactors = FALSE)
+  }
+}
+
 # One row per LA: role and dates. Treated LAs must have one go-live date.
-design_las <- function(ro, programme) {
+design_las <- function(ro, programme, comparators = programme == "FS") {
   treated <- ro$role == "treated"
-  if (programme == "FV" && any(!treated)) {
+  if (!comparators && any(!treated)) {
     bad <- which(!treated)
     stop_rows("rollout", "role", bad, "are not \"treated\" in a stepped-wedge trial",
-              "every Family Valued LA goes live at some step; give role \"treated\".",
+              "every Family Valued LA goes live at some step; give role \"treated\", or build the DiD strand with strand = \"did\".",
               keys = ro$la_code[bad], key_name = "la_code")
   }
   bad <- which(treated & is.na(ro$go_live_date))

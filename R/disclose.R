@@ -605,7 +605,8 @@ disclose_flow_ <- function(flow, threshold, round_to = NULL, zeros = TRUE) {
   for (g in unique(group)) {
     in_g <- group == g
     for (st in unique(flow$stage[in_g])) {
-      rows <- which(in_g & flow$stage == st)
+      # "of which" steps are sub-counts of the step before them, not summands
+      rows <- which(in_g & flow$stage == st & !startsWith(flow$step, "of which"))
       if (length(rows) > 1L) rel[[length(rel) + 1L]] <- relation_(rows[1L], rows[-1L])
     }
     coh <- which(in_g & flow$step == "cohort")

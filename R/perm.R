@@ -504,16 +504,12 @@ model_statistic <- function(fit, data, treatment, idx, when, split) {
   if (inherits(fit, "formula")) {
     stop_arg("fit", "must be a fitted model for `statistic = \"model\"`")
   }
-  if (inherits(fit, "sw_glmm")) {
+  if (inherits(fit, "sw_glmm") && !is.null(fit$cells)) {
     # refit on the fit's binomial cells, split so that every allocation's
     # treatment is constant within a cell: no data frame, warm start
     if (fit$nobs != nrow(data) && (fit$n_data %||% -1L) != nrow(data)) {
       stop_arg("data", sprintf("has %d rows but the fit used %d", nrow(data), fit$nobs),
                "pass the data the model was fitted to.")
-    }
-    if (is.null(fit$cells)) {
-      stop_arg("fit", "is a gaussian sw_glmm() fit; the model statistic refits binomial fits",
-               "use `statistic = \"npwp\"`, or wild_boot() for the linear mixed model.")
     }
     rows <- if (length(when) == fit$n_data) fit$kept_rows else seq_along(when)
     fit_s <- glmm_split_cells(fit, split[rows] + (idx[rows] - 1) * (max(split) + 1))
@@ -531,7 +527,15 @@ model_statistic <- function(fit, data, treatment, idx, when, split) {
   })
 }
 
-refit_with <- function(fit, data) stats::update(fit, data = data, evaluate = TRUE)
+# (a gaussian sw_glmm() fit is refitted from its formula, quietly: a
+# boundary variance under some allocation is not news)
+refit_with <- function(fit, data) {
+  if (inherits(fit, "sw_glmm")) {
+    return(suppressMessages(sw_glmm(fit$formula, data, family = fit$family,
+                                    REML = isTRUE(fit$REML), treatment = fit$trt_info$name %||% "treated")))
+  }
+  stats::update(fit, data = data, evaluate = TRUE)
+}
 
 treatment_estimate <- function(fit, treatment) {
   b <- if (inherits(fit, "merMod")) getExportedValue("lme4", "fixef")(fit) else stats::coef(fit)

@@ -19,10 +19,11 @@
 #' * **Family Safeguarding, primary** (DiD protocol, "Primary Analysis"):
 #'   \eqn{Y_{iat} = \beta_0 + \beta_1 FS_a + \gamma X_{iat} + \rho Z_{at} +
 #'   \theta Year_t + \delta LA_a + \varepsilon_{iat}}, with standard errors
-#'   clustered by authority, estimated by feasible GLS "employing a random
-#'   effects model" ([fgls_bcj()] with `method = "re"`) and by the
-#'   CEM-weighted regression with few-cluster inference ([did_fit()] with CR2
-#'   and [wild_boot()]). Family: "a linear regression if the baseline rate of
+#'   clustered by authority, estimated by feasible GLS with "the robust
+#'   inference technique and bias corrections suggested by Brewer et al."
+#'   ([fgls_bcj()]: AR(2) authority x quarter shocks, CEM-weighted) and by
+#'   the CEM-weighted regression with few-cluster inference ([did_fit()] with
+#'   CR2 and [wild_boot()]). Family: "a linear regression if the baseline rate of
 #'   our outcome is between 5 and 95%", logistic otherwise (`family =
 #'   "auto"`, resolved on the data). Secondary outcomes: re-referrals by the
 #'   same rule, CPP duration, days on CPPs and absence linear; absence with
@@ -233,7 +234,7 @@ plan_sw_rows <- function(design, prefix) {
   pid <- paste0(prefix, "_cla_18m_primary")
   rows <- list(sw_one("cla_18m", "primary", pid))
   rows[[2]] <- plan_row(paste0(prefix, "_cla_18m_wild"), prog, "stepped_wedge",
-                        "wild_bootstrap", "cla_18m", plan_population(design, "cla_18m"),
+                        "primary", "cla_18m", plan_population(design, "cla_18m"),
                         "wild_boot", NA_character_, depends_on = pid,
                         family = plan_family(design, "cla_18m"),
                         inference = "score wild cluster bootstrap, Webb weights, enumerated",
@@ -348,14 +349,14 @@ plan_did_rows <- function(design, prefix) {
     plan_row(paste0(prefix, "_cla_18m_fgls"), prog, "did", "primary", "cla_18m",
              plan_population(design, "cla_18m"), "fgls_bcj",
              paste("cla_18m ~", plan_rhs("treated", cv$x, cv$z)), cv$x, cv$z,
-             family = "gaussian", fixed_effects = "la (random) + fin_year",
-             random_effects = "la (GLS)", weights = "cem_weight", time = "fin_year",
-             inference = "cluster-robust, t(G - 1) (Brewer, Crossley & Joyce)",
+             family = "gaussian", fixed_effects = "la + quarter",
+             weights = "cem_weight", time = "quarter",
+             inference = "Brewer, Crossley & Joyce FGLS: AR(2) authority x quarter shocks, Hansen bias correction, cluster-robust, t(G - 1)",
              requires = fgls_req,
              protocol = "FS Primary Analysis: \"we will use feasible GLS estimates employing a random effects model that accounts for cluster-robust estimates\""),
     did_one("cla_18m", "primary", pid,
             protocol = "FS Primary Analysis (regression with LA and year fixed effects, clustered by LA, few-cluster inference)"),
-    plan_row(paste0(prefix, "_cla_18m_wild"), prog, "did", "wild_bootstrap", "cla_18m",
+    plan_row(paste0(prefix, "_cla_18m_wild"), prog, "did", "primary", "cla_18m",
              plan_population(design, "cla_18m"), "wild_boot", NA_character_,
              depends_on = pid, family = plan_family(design, "cla_18m"),
              inference = "wild cluster restricted bootstrap (score bootstrap for a logit), Webb weights",

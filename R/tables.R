@@ -149,7 +149,10 @@ missing_table <- function(cohort, design, dropped, to_impute, m) {
     p <- if (v %in% names(df) && any(x) && !all(x)) {
       tryCatch(suppressWarnings(stats::chisq.test(table(x, df$treated))$p.value), error = function(e) NA_real_)
     } else NA_real_
-    action <- if (v %in% dropped) sprintf("dropped (missing > %.0f%%)", 100 * design$max_missing) else
+    in_out <- if (is.list(dropped)) names(dropped)[vapply(dropped, function(d) v %in% d, TRUE)] else
+      if (v %in% dropped) "all outcomes" else character()
+    action <- if (length(in_out)) sprintf("dropped (missing > %.0f%%) for %s", 100 * design$max_missing,
+                                          paste(in_out, collapse = ", ")) else
       if (v %in% to_impute && m > 0) sprintf("imputed (%d imputations)", m) else
       if (v %in% to_impute) "complete cases (no imputation)" else "none needed"
     data.frame(covariate = v, share_missing = unname(miss[v]),

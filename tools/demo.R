@@ -4,11 +4,32 @@
 # programme with report(), and prints where the reports are and the headline
 # table.
 #
-# Until analyse() lands, the analysis object is assembled here from the
+# Through analyse() (the protocols' plans; for the programmes listed in
+# `analyse_programmes`), the demo runs the primary and secondary models with
+# their few-cluster inference (the permutation test, the wild bootstrap, the
+# staggered-timing checks) on complete cases; the full plan, with the
+# sensitivity grid and 5 imputations, is analyse(x, design). Otherwise (or
+# with SFPCEVAL_DEMO_BY_HAND=1) the analysis object is assembled here from the
 # individual calls (sw_glmm, perm_test, wild_boot, match_trends, cem, did_fit,
 # att_gt, sw_power ...) in the shape analyse() returns.
 suppressPackageStartupMessages(library(sfpceval))
 options(width = 110)
+use_analyse <- exists("analyse", envir = asNamespace("sfpceval"), inherits = FALSE) &&
+  !nzchar(Sys.getenv("SFPCEVAL_DEMO_BY_HAND"))
+demo_rows <- c("primary", "secondary", "wild_bootstrap", "permutation", "bacon", "callaway_santanna")
+# Family Safeguarding still goes through the individual calls: at the
+# protocol's size analyse()'s DiD primary does not run yet (and its analysis
+# keeps no trend-matching or CEM object to draw), so the demo would show no
+# DiD estimate. Add "family_safeguarding" here when it does.
+analyse_programmes <- "family_valued"
+
+plan_analysis <- function(x, design) {
+  models <- protocol_models(design)
+  models <- models[models$analysis %in% demo_rows, ]
+  a <- analyse(x, design, models = models, imputations = 0L, progress = FALSE)
+  step_time(sprintf("analyse(): %d models", nrow(models)))
+  a
+}
 
 out_dir <- Sys.getenv("SFPCEVAL_DEMO_DIR", "demo-report")
 seed <- 20201001
@@ -29,24 +50,29 @@ results_row <- function(programme, strand, outcome, analysis, est, se, lo, hi, p
              stringsAsFactors = FALSE)
 }
 
-# Baseline characteristics by arm: counts with both margins and column %.
+# Baseline characteristics by arm, laid out as analyse()'s Table 1: a
+# "children" row with the arm sizes, then per covariate level the number and
+# percentage of each arm.
 table1_by_arm <- function(d, vars, arm = "treated") {
-  a <- factor(d[[arm]], 0:1, c("control", "treated"))
-  rows <- lapply(vars, function(v) {
-    g <- table(addNA(factor(d[[v]]), ifany = TRUE), a)
-    data.frame(characteristic = v, level = ifelse(is.na(rownames(g)), "missing", rownames(g)),
-               control = as.integer(g[, 1]), treated = as.integer(g[, 2]),
-               stringsAsFactors = FALSE)
-  })
-  t1 <- do.call(rbind, rows)
-  tot <- data.frame(characteristic = "All", level = "All",
-                    control = sum(a == "control", na.rm = TRUE),
-                    treated = sum(a == "treated", na.rm = TRUE))
-  t1 <- rbind(t1, tot)
-  t1$Total <- t1$control + t1$treated
-  t1$pct_control <- round(100 * t1$control / tot$control, 1)
-  t1$pct_treated <- round(100 * t1$treated / tot$treated, 1)
-  t1
+  a <- d[[arm]]
+  row <- function(v, l, s, n0, p0, n1, p1) {
+    data.frame(variable = v, level = l, statistic = s, n_control = n0, value_control = p0,
+               n_treated = n1, value_treated = p1, stringsAsFactors = FALSE)
+  }
+  n0 <- sum(a %in% 0)
+  n1 <- sum(a %in% 1)
+  rows <- list(row("children", "", "n", n0, NA, n1, NA))
+  for (v in vars) {
+    x <- d[[v]]
+    lv <- if (is.factor(x)) levels(x) else sort(unique(as.character(x[!is.na(x)])))
+    for (l in c(lv, if (anyNA(x)) "missing")) {
+      hit <- if (l == "missing" && anyNA(x)) is.na(x) else !is.na(x) & as.character(x) == l
+      c0 <- sum(hit & a %in% 0)
+      c1 <- sum(hit & a %in% 1)
+      rows[[length(rows) + 1L]] <- row(v, l, "n (%)", c0, 100 * c0 / n0, c1, 100 * c1 / n1)
+    }
+  }
+  do.call(rbind, rows)
 }
 
 first_or_na <- function(x, i = 1L) if (length(x) >= i) x[[i]] else NA_real_
@@ -72,6 +98,12 @@ family_valued <- function() {
   x <- simulate_sfp("family_valued", seed = seed, effects = list(cla = true_cla))
   step_time(sprintf("simulated %s children", format(nrow(x$children), big.mark = ",")))
   design <- design_family_valued(x)
+  power <- sw_power(p0 = 0.04, icc = 0.01566, effect = seq(-0.02, 0, by = 0.002))
+  if (use_analyse && "family_valued" %in% analyse_programmes) {
+    a <- plan_analysis(x, design)
+    a$fits$fv_power <- power
+    return(a)
+  }
   cohort <- build_cohort(x, design)
   step_time(sprintf("cohort of %s children", format(nrow(cohort), big.mark = ",")))
   d <- as.data.frame(cohort)
@@ -85,7 +117,6 @@ family_valued <- function() {
   cpp <- d[!is.na(d$cpp_12m), ]
   fit_cpp <- sw_glmm(cpp_12m ~ treated + factor(step) + gender + age_band + (1 | la), cpp)
   step_time("secondary GLMM (CPP within 12 months)")
-  power <- sw_power(p0 = 0.04, icc = 0.01566, effect = seq(-0.02, 0, by = 0.002))
   res <- rbind(glmm_row(fit, "FV", "cla_18m", "primary", "fv_primary"),
                results_row("FV", "stepped_wedge", "cla_18m", "permutation", perm$estimate, NA,
                            first_or_na(perm$conf_int), first_or_na(perm$conf_int, 2), perm$p_value, "log_odds", "fv_perm"),
@@ -109,6 +140,9 @@ family_safeguarding <- function() {
                     effects = list(cla = true_cla))
   step_time(sprintf("simulated %s children", format(nrow(x$children), big.mark = ",")))
   design <- design_family_safeguarding(x)
+  if (use_analyse && "family_safeguarding" %in% analyse_programmes) {
+    return(plan_analysis(x, design))
+  }
   cohort <- build_cohort(x, design)
   step_time(sprintf("cohort of %s children", format(nrow(cohort), big.mark = ",")))
   mc <- build_cohort(x, design_family_safeguarding(x, trial_start = as.Date("2015-04-01")),
@@ -171,5 +205,8 @@ rownames(h) <- NULL
 print(h, row.names = FALSE, right = TRUE)
 cat(sprintf("\nTrue effect in the simulations: odds ratio %.2f of care entry within 18 months (log odds %.3f).\n",
             exp(true_cla), true_cla))
+cat(sprintf("\n(Analysis objects: %s.)\n", paste(sprintf("%s %s", c("Family Valued", "Family Safeguarding"),
+    ifelse(use_analyse & c("family_valued", "family_safeguarding") %in% analyse_programmes,
+           "by analyse()", "from the individual calls")), collapse = "; ")))
 cat(sprintf("\nDemo finished in %.0f s. Reports: %s\n", proc.time()[["elapsed"]] - t_start,
             normalizePath(out_dir)))

@@ -725,8 +725,8 @@ test_that("covariates missing for more than 30% are reported and dropped", {
   expect_snapshot(co <- build_cohort(d, des, outcomes = "cla_18m"))
   # the column stays (imputation and CEM use it); the models drop it
   expect_true("uasc" %in% names(co))
-  expect_true("uasc" %in% attr(co, "covariates_dropped")$cla_18m)
-  expect_true("uasc" %in% attr(co, "covariates_dropped")$cohort)
+  expect_true("uasc" %in% attr(co, "covariates_dropped_by_sample")$cla_18m)
+  expect_true("uasc" %in% attr(co, "covariates_dropped"))
   expect_equal(attr(co, "covariate_missing")[["uasc"]], 2 / 3)
   tab <- attr(co, "missing_covariates")
   expect_equal(tab[tab$sample == "cla_18m" & tab$covariate == "uasc",
@@ -746,7 +746,7 @@ test_that("the 30% rule: 'Missing' levels are missing, and it applies per analys
   co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
                  outcomes = "cla_18m")
   expect_equal(as.character(co$ethnic_group), c("White", "Missing", "Missing"))
-  expect_true("ethnic_group" %in% attr(co, "covariates_dropped")$cla_18m)
+  expect_true("ethnic_group" %in% attr(co, "covariates_dropped_by_sample")$cla_18m)
   tab <- attr(co, "missing_covariates")
   expect_equal(tab$n_missing[tab$sample == "cla_18m" & tab$covariate == "ethnic_group"], 2L)
   # The analysed sample decides: p, q enter care (the kinship sample), r, s
@@ -757,7 +757,7 @@ test_that("the 30% rule: 'Missing' levels are missing, and it applies per analys
   cla2 <- rbind(eps("p", "2019-09-01", place = "U1"), eps("q", "2019-10-01"))
   co2 <- fv_build(children = ch2, referrals = rf2, cla_episodes = cla2,
                   outcomes = c("cla_18m", "kinship_first"))
-  dr <- attr(co2, "covariates_dropped")
+  dr <- attr(co2, "covariates_dropped_by_sample")
   expect_false("uasc" %in% dr$cla_18m)
   expect_true("uasc" %in% dr$kinship_first)
   tab <- attr(co2, "missing_covariates")
@@ -779,7 +779,7 @@ test_that("FSM missing below school age: dropped from the regression, its own le
   rf <- refs(ch$child_id, rep(c("2019-03-01", "2020-03-01"), 4))
   co <- fs_build(children = ch, referrals = rf, cla_episodes = eps("a", "2019-04-01"),
                  outcomes = "cla_18m")
-  expect_true("fsm" %in% attr(co, "covariates_dropped")$cla_18m)
+  expect_true("fsm" %in% attr(co, "covariates_dropped_by_sample")$cla_18m)
   expect_equal(sum(is.na(co$fsm)), 6L)
   st <- as.data.frame(co)
   st$in_treated_la <- as.integer(st$la == "101")

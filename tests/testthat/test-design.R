@@ -146,3 +146,42 @@ test_that("one definition of go-live, embedding and step boundaries, in build_co
                                     n_periods = 4L, embedding = TRUE))
   expect_setequal(st_e$child_id, emb$child_id)
 })
+
+test_that("both strands for both programmes: the FS stepped-wedge and the FV DiD cohorts", {
+  # "the current evaluation uses a triangulation of results from a stepped
+  # wedge cluster randomised controlled trial approach and a
+  # difference-in-differences analysis" (FS); FV: "we will conduct an
+  # analysis exploiting the stepped wedge design ... as well as a DiD".
+  ro_fs <- data.frame(la_code = c("101", "102", "201"), programme = "FS",
+                      role = c("treated", "treated", "comparator"),
+                      go_live_date = as.Date(c("2020-01-01", "2020-07-01", NA)))
+  ch <- data.frame(child_id = c("a", "b", "c"), la_code = c("101", "102", "201"),
+                   dob = as.Date("2012-01-01"), gender_raw = "1", ethnicity = "WBRI")
+  rf <- data.frame(referral_id = c("a", "b", "c"), child_id = c("a", "b", "c"),
+                   referral_date = as.Date(c("2020-02-01", "2020-02-01", "2020-02-01")),
+                   closure_date = as.Date(NA), referral_nfa = FALSE)
+  d <- suppressWarnings(sfp_data(children = ch, referrals = rf, rollout = ro_fs))
+  sw <- design_family_safeguarding(d, strand = "stepped_wedge", data_end = as.Date("2023-12-31"))
+  # the trial period is six months before the first to six after the last go-live
+  expect_equal(c(sw$trial_start, sw$trial_end), as.Date(c("2019-07-01", "2021-01-01")))
+  co <- suppressMessages(build_cohort(d, sw, outcomes = character()))
+  # the comparator's child is not in the stepped-wedge cohort; a is treated
+  # (101 live since January) in step 1, b is control (102 not yet live)
+  expect_equal(co$child_id, c("a", "b"))
+  expect_equal(co$treated, c(1L, 0L))
+  expect_equal(co$step, c(1L, 1L))
+  expect_equal(exclusion_flow(co, stage = "population", by = "total")$n[2], 1L)
+  # the FV DiD strand admits comparator authorities (control throughout)
+  ro_fv <- data.frame(la_code = c("301", "302", "401"), programme = "FV",
+                      role = c("treated", "treated", "comparator"),
+                      go_live_date = as.Date(c("2020-01-01", "2020-07-01", NA)),
+                      matched_to_la = c(NA, NA, "301"), outcome = c(NA, NA, "cla_18m"))
+  ch$la_code <- c("301", "302", "401")
+  d2 <- suppressWarnings(sfp_data(children = ch, referrals = rf, rollout = ro_fv))
+  expect_error(design_family_valued(d2), "strand = \"did\"")
+  did <- design_family_valued(d2, strand = "did", data_end = as.Date("2023-12-31"))
+  expect_equal(did$pairs$comparator_la, "401")
+  co2 <- suppressMessages(build_cohort(d2, did, outcomes = character()))
+  expect_equal(co2$child_id, c("a", "b", "c"))
+  expect_equal(co2$treated, c(1L, 0L, 0L))
+})

@@ -154,7 +154,8 @@ test_that("the package's objects: cohort flow, sfp_data summary, cem counts", {
   f <- disclose(coh)
   expect_s3_class(f, "sfp_disclosed")
   expect_true(all(is.na(f$n) | f$n >= 10))
-  n_below <- sum(exclusion_flow(coh)$n < 10)
+  # primary: the cells by LA and arm below 10, and the steps' totals below 10
+  n_below <- sum(exclusion_flow(coh)$n < 10) + sum(exclusion_flow(coh, by = "total")$n < 10)
   expect_equal(sum(disclosure_log(f)$rule == "primary"), n_below)
   s <- disclose(summary(sfp_example_fv))
   expect_s3_class(s, "sfp_disclosed_list")

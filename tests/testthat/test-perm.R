@@ -385,3 +385,18 @@ test_that("no admissible allocation other than the observed one is an error", {
   expect_snapshot(perm_test(fit, data = d, go_live = x$gl[1:4], strata = FALSE), error = TRUE)
   expect_snapshot(perm_test(fit, data = d, go_live = x$gl, date = "when", strata = FALSE), error = TRUE)
 })
+
+test_that("the model statistic on a gaussian sw_glmm refits the LMM under each allocation of dates", {
+  x <- date_data(26, n = 150)
+  d <- x$d
+  f <- z ~ treated + factor(step) + (1 | la)   # a formula held in a variable
+  fit <- sw_glmm(f, d, family = gaussian())
+  res <- perm_test(fit, x$design, data = d)
+  est <- vapply(date_allocations(x$gl), function(g) {
+    dd <- d
+    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
+    coef(suppressMessages(sw_glmm(z ~ treated + factor(step) + (1 | la), dd, family = gaussian())))[["treated"]]
+  }, 0)
+  expect_equal(sort(res$statistics), sort(unname(est)), tolerance = 1e-10)
+  expect_equal(res$estimate, coef(fit)[["treated"]])
+})

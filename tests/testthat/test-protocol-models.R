@@ -34,9 +34,12 @@ test_that("FV primary: 'logit(Y) = b0 + a0a + b1 FV + sum b I(t = i) + gX + rZ' 
   expect_true("1 | la" %in% terms)                       # alpha_0a random intercept
   # X: gender, ethnicity, age (0-3, 4-12 and 13-17), disability, FSM, UASC,
   # number of previous CPPs, main need (FV p. 16, "Covariates")
-  x <- c("gender", "ethnic_group", "age_band", "disabled", "fsm", "uasc",
+  x <- c("gender", "ethnicity_cin", "age_band", "academic_year", "disabled", "fsm_ever", "uasc",
          "n_previous_cpp", "primary_need")
   expect_true(all(x %in% terms))
+  expect_true(all(c("gender", "age_band", "academic_year", "disabled", "uasc",
+                    "n_previous_cpp", "primary_need") %in% terms))
+  expect_true(any(grepl("^ethni", terms)) && any(grepl("^fsm", terms)))
   # Z: "Proportion ... Free School Meals", "Proportion ... white British",
   # "Presence of other Innovation Programmes"
   z <- c("prop_fsm", "prop_white_british", "other_innovation_programme")
@@ -51,6 +54,12 @@ test_that("FV: 'we will consider ... a wild bootstrap with a correction for the 
   r <- row_of(m, "fv_sw_cla_18m_wild")
   expect_equal(r$estimator, "wild_boot")
   expect_equal(r$depends_on, "fv_sw_cla_18m_primary")
+  expect_equal(r$analysis, "primary")   # inference of the primary analysis
+  # FS: "Due to the small number of clusters, we will employ a robust inference technique"
+  fs <- protocol_models(design_family_safeguarding(fs_rollout()))
+  w <- row_of(fs, "fs_did_cla_18m_wild")
+  expect_equal(w$analysis, "primary")
+  expect_equal(w$depends_on, "fs_did_cla_18m_primary")
 })
 
 test_that("FV secondary: 'For all binary secondary outcomes ... the same regression specification as for the primary outcome'", {
@@ -133,8 +142,9 @@ test_that("FS primary: 'Y = b0 + b1 FS + gX + rZ + theta Year + delta LA + e' (F
   terms <- rhs_terms(r$formula)
   expect_equal(terms[1], "treated")
   # X (FS p. 15): gender, ethnicity, age at referral, disabled, FSM, UASC, previous CPPs
-  x <- c("gender", "ethnic_group", "age", "disabled", "fsm", "uasc", "n_previous_cpp")
+  x <- c("gender", "ethnicity_cin", "age", "disabled", "fsm_ever", "uasc", "n_previous_cpp")
   expect_true(all(x %in% terms))
+  expect_true(any(grepl("^ethni", terms)) && any(grepl("^fsm", terms)))
   # footnote 31: "This covariate will not be included for the primary outcome
   # and outcomes on re-referrals"
   expect_false("primary_need" %in% terms)
@@ -191,10 +201,10 @@ test_that("FS sensitivity grid follows the protocol's sections", {
 
 test_that("protocol_models() reads the design: dropped and excluded covariates, outcome subsets", {
   d <- design_family_safeguarding(fs_rollout())
-  d$covariates_exclude$cpp_duration <- "fsm"
+  d$covariates_exclude$cpp_duration <- "uasc"
   m <- protocol_models(d, outcomes = "cpp_duration", sensitivity = FALSE)
   expect_equal(unique(m$outcome), "cpp_duration")
-  expect_false("fsm" %in% rhs_terms(m$formula[1]))
+  expect_false("uasc" %in% rhs_terms(m$formula[1]))
   expect_true(all(m$analysis %in% c("primary", "secondary")))
   expect_false(anyDuplicated(protocol_models(d)$id) > 0)
 })

@@ -286,3 +286,37 @@ test_that("table names cannot write outside dir", {
   expect_true(all(dirname(r$csv) == r$dir))
   expect_identical(sfpceval:::file_name_(c("../a b", ".x", "ok_1.2")), c("__a_b", "_x", "ok_1.2"))
 })
+
+test_that("a report of analyse() on simulated data: no count below 10, no lone masked cell", {
+  skip_on_cran()
+  skip_if_not(exists("analyse", envir = asNamespace("sfpceval"), inherits = FALSE))
+  data(sfp_example_fv, package = "sfpceval", envir = environment())
+  d <- design_family_valued(sfp_example_fv)
+  m <- protocol_models(d)
+  m <- m[m$strand == "stepped_wedge" &
+           m$analysis %in% c("primary", "secondary", "wild_bootstrap", "permutation"), ]
+  a <- suppressMessages(suppressWarnings(analyse(sfp_example_fv, d, models = m,
+                                                 imputations = 0L, progress = FALSE)))
+  dir <- withr::local_tempdir()
+  r <- report(a, dir, html = FALSE)
+  expect_true(all(c("results.csv", "table1.csv", "exclusion_flow.csv") %in% basename(r$csv)))
+  expect_true(all(c("permutation_fv_sw_cla_18m_permutation", "bootstrap_fv_sw_cla_18m_wild",
+                    "exclusion_flow") %in% r$figures$name))
+  t1 <- read_csv_chr(file.path(dir, "table1.csv"))
+  for (nm in c("n_control", "n_treated")) {
+    v <- t1[[nm]][t1[[nm]] != "[c]"]
+    expect_true(all(as.numeric(v) >= 10), info = nm)
+    # within each covariate, 0 or >= 2 masked levels per arm (a 0/1 covariate's
+    # other level is not shown, so one masked level is protected by it)
+    for (g in split(t1[[nm]] == "[c]", t1$variable)) {
+      if (length(g) > 1L) expect_false(sum(g) == 1L)
+    }
+  }
+  fl <- read_csv_chr(file.path(dir, "exclusion_flow.csv"))
+  v <- fl$n[fl$n != "[c]"]
+  expect_true(all(as.numeric(v) >= 10))
+  res <- read_csv_chr(file.path(dir, "results.csv"))
+  ok <- res$status == "ok"
+  expect_false(any(res$estimate[ok] %in% c("[c]", "")))
+  expect_equal(as.numeric(res$estimate[ok]), as.data.frame(a)$estimate[as.data.frame(a)$status == "ok"])
+})
