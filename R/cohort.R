@@ -474,6 +474,7 @@ check_rollout_dates <- function(las, treatment) {
 #' @param outcome One outcome of the cohort.
 #' @return A character vector of column names.
 #' @examples
+#' data(sfp_example_fs)
 #' x <- sfp_example_fs
 #' co <- suppressMessages(build_cohort(x, design_family_safeguarding(x),
 #'                                     outcomes = "cla_18m"))

@@ -21,7 +21,7 @@
 #' acceleration on the demeaned vectors, each sweep projecting out the two
 #' largest effects together as above; to tolerance `1e-10`. The
 #' absorption's convergence is reported in `fit$convergence` (and
-#' [glance()]), with a warning when the sweep limit is reached. The model is
+#' `glance()`), with a warning when the sweep limit is reached. The model is
 #' then fitted by weighted least squares from the QR of \eqn{W^{1/2}X} in C
 #' (LINPACK `dqrls`, as [lm.fit()]: the same rank detection, so the same
 #' collinear covariates are dropped and named; triangular solves on R, the
