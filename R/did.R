@@ -410,9 +410,10 @@ fit_gaussian <- function(y, X, fe_f, w, cl, treat_name, ctrl) {
   use <- !(colnames(X) %in% absorbed)
   res <- .Call(ffi_wls, Xt[, use, drop = FALSE], yt, w, 1e-7)
   collinear <- colnames(X)[use][!res$keep]
-  if (!res$keep[1L] && colnames(X)[use][1L] == treat_name) {
-    stop(sprintf("The treatment `%s` is collinear with the fixed effects and covariates: its effect is not identified.", treat_name),
-         call. = FALSE)
+  if (treat_name %in% collinear) {
+    stop(sprintf(paste0("The treatment `%s` is collinear with the intercept, fixed effects or covariates: its effect is not identified.\n",
+                        "Fix: check that `%s` varies (0 for untreated rows, 1 for treated), and drop a covariate that repeats it."),
+                 treat_name, treat_name), call. = FALSE)
   }
   dropped <- c(absorbed, collinear)
   if (length(dropped)) {

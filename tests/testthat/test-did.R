@@ -229,6 +229,15 @@ test_that("collinear covariates are dropped with a message naming them", {
   expect_equal(coef(f), coef(m)[c("treated", "x")], tolerance = 1e-10)
 })
 
+test_that("a treatment collinear with the intercept is an error, not a dropped covariate", {
+  d <- make_did()
+  d$all_treated <- 1L
+  expect_snapshot(error = TRUE, did_fit(y ~ all_treated + x, d, cluster = ~la))
+  d$twice <- 2L
+  d$yb <- as.integer(d$y > median(d$y))
+  expect_error(did_fit(yb ~ twice + x, d, cluster = ~la, family = "binomial"), "`twice`")
+})
+
 test_that("bad input gives clear errors (snapshots)", {
   d <- make_did()
   expect_snapshot(error = TRUE, did_fit(y ~ treated + x | la, d[d$la == "a", ], cluster = ~la))
