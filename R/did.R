@@ -252,7 +252,7 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
 
   fit <- switch(family,
     gaussian = fit_gaussian(y, X, fe_f, w, cl, treat_name, ctrl),
-    binomial = fit_logit(y, X, fe_f, w, cl, treat_name, yname, ctrl),
+    binomial = fit_logit(y, X, fe_f, w, cl, treat_name, yname, ctrl, rows = which(keep)),
     conditional_logit = fit_clogit(y, X, fe_f, w, cl, treat_name, yname)
   )
   fit$call <- call
@@ -716,20 +716,38 @@ irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
 # glm's binomial()$linkinv: eta clamped to +-30 so that mu stays in (0, 1).
 inv_logit <- function(eta) stats::plogis(pmin(pmax(eta, -30), 30))
 
-fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl) {
+# Errors for a separated logit fit `r` (from irls_fe()): fitted probabilities
+# within 1e-10 of 0 or 1, or no convergence with linear predictors beyond
+# +-15. rows: the row numbers of `data` of the rows fitted.
+check_logit_separation <- function(r, rows, yname) {
+  extreme <- which(r$mu < 1e-10 | r$mu > 1 - 1e-10)
+  if (length(extreme)) {
+    stop(sprintf(paste0("Perfect separation in the logit of `%s`: %s row%s of `data` have fitted probabilities within 1e-10 of 0 or 1 (%s).\n",
+                        "Fix: find the covariate that predicts the outcome perfectly and drop or pool it, ",
+                        "or use family = \"gaussian\"."),
+                 yname, format(length(extreme), big.mark = ","),
+                 if (length(extreme) == 1) "" else "s", describe_rows(rows[extreme])), call. = FALSE)
+  }
+  large <- which(abs(r$eta) > 15)
+  if (!r$convergence$converged && length(large)) {
+    stop(sprintf(paste0("The logit of `%s` did not converge (%s) and %s row%s of `data` have linear predictors beyond +-15 (%s): ",
+                        "a covariate (nearly) separates the outcome.\n",
+                        "Fix: find the covariate that predicts the outcome (almost) perfectly and drop or pool it, ",
+                        "or use family = \"gaussian\"."),
+                 yname, r$convergence$message, format(length(large), big.mark = ","),
+                 if (length(large) == 1) "" else "s", describe_rows(rows[large])), call. = FALSE)
+  }
+  invisible(NULL)
+}
+
+# rows: the row numbers of `data` of the rows fitted (after exclusions).
+fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl, rows = seq_along(y)) {
   check_fe_separation(y, fe_f, yname)
   nfe <- length(fe_f)
   if (nfe) X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
   fe <- fe_codes(fe_f, length(y))
   r <- irls_fe(y, X, local_codes(fe), fe$nlev, w, ctrl = ctrl)
-  extreme <- which(r$mu < 1e-10 | r$mu > 1 - 1e-10)
-  if (length(extreme) || (!r$convergence$converged && any(abs(r$eta) > 15))) {
-    stop(sprintf(paste0("Perfect separation in the logit of `%s`: %s row%s of `data` have fitted probabilities within 1e-10 of 0 or 1 (%s).\n",
-                        "Fix: find the covariate that predicts the outcome perfectly and drop or pool it, ",
-                        "or use family = \"gaussian\"."),
-                 yname, format(length(extreme), big.mark = ","),
-                 if (length(extreme) == 1) "" else "s", describe_rows(extreme)), call. = FALSE)
-  }
+  check_logit_separation(r, rows, yname)
   if (!r$convergence$converged) {
     warn_not_converged("did_fit(): the logit (IRLS)", r$convergence,
                        "check for a covariate that (nearly) separates the outcome, or use family = \"gaussian\".")

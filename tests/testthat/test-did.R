@@ -319,6 +319,18 @@ test_that("perfect separation in the logit is an error", {
   expect_snapshot(error = TRUE, did_fit(yb ~ treated + x | la + year, d, cluster = ~la, family = "binomial"))
   d$yb <- as.integer(d$x > 0)
   expect_snapshot(error = TRUE, did_fit(yb ~ treated + x | year, d, cluster = ~la, family = "binomial"))
+  # rows are numbered as in `data`, not among the rows left after exclusions
+  d$x[1:2] <- NA
+  expect_snapshot(error = TRUE, did_fit(yb ~ treated + x | year, d, cluster = ~la, family = "binomial"))
+  expect_error(suppressMessages(did_fit(yb ~ treated + x | year, d, cluster = ~la, family = "binomial")),
+               "(rows 3, 4, 5, 6, 7 and 291 more)", fixed = TRUE)
+  # a fit that did not converge with large linear predictors but no fitted
+  # probability within 1e-10 of 0 or 1 says so (not "0 rows ... ()")
+  r <- list(mu = c(0.2, 0.5, 0.9, 0.7), eta = c(-16, 0, 16, 0.8),
+            convergence = optim_status(FALSE, 100L, "iteration limit reached"))
+  expect_snapshot(error = TRUE, check_logit_separation(r, c(3L, 5L, 8L, 9L), "yb"))
+  r$convergence <- optim_status(TRUE, 12L, "converged")
+  expect_null(check_logit_separation(r, c(3L, 5L, 8L, 9L), "yb"))
 })
 
 test_that("conditional logit equals survival::clogit (Breslow) incl. robust variance", {
