@@ -657,10 +657,11 @@ irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
   off <- if (is.null(offset)) 0 else offset
   nfe <- length(codes0)
   dev_of <- function(mu) -2 * sum(ww * (y * log(pmax(mu, 1e-300)) + (1 - y) * log(pmax(1 - mu, 1e-300))))
+  fe_failed <- 0L   # absorptions that hit the sweep limit (folded into the status)
   absorb <- function(M, wt) {
     if (!nfe) return(M)
     out <- .Call(ffi_demean, M, codes0, nlev, wt, ctrl$tol, ctrl$maxit)
-    if (!isTRUE(attr(out, "converged"))) demean_status(out, nfe, ctrl)
+    if (!isTRUE(attr(out, "converged"))) fe_failed <<- fe_failed + 1L
     out
   }
   k <- ncol(X)
@@ -705,12 +706,15 @@ irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
   keep <- !is.na(b)
   Xt <- absorb(X[, keep, drop = FALSE], wv)
   fin <- .Call(ffi_wls, Xt, rep(0, n), wv, 1e-7)
-  status <- optim_status(conv, it, sprintf("%s; relative deviance change %s tol = %g%s",
+  status <- optim_status(conv && !fe_failed, it, sprintf("%s; relative deviance change %s tol = %g%s%s",
                                            if (conv) "converged" else "iteration limit reached",
                                            if (conv) "<" else ">=", tol,
-                                           if (halvings) sprintf("; %d step halving%s", halvings, if (halvings == 1) "" else "s") else ""))
+                                           if (halvings) sprintf("; %d step halving%s", halvings, if (halvings == 1) "" else "s") else "",
+                                           if (fe_failed) sprintf(paste0("; the fixed-effect absorption reached its sweep limit maxit = %d ",
+                                                                         "before tol = %g in %d of %d demeanings"),
+                                                                  ctrl$maxit, ctrl$tol, fe_failed, it + 1L) else ""))
   list(coef = b, keep = keep, mu = mu, eta = eta, Xt = Xt, bread = fin$bread, R = fin$R,
-       deviance = dev, convergence = status)
+       deviance = dev, convergence = status, fe_failed = fe_failed)
 }
 
 # glm's binomial()$linkinv: eta clamped to +-30 so that mu stays in (0, 1).
@@ -750,7 +754,8 @@ fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl, rows = seq_alo
   check_logit_separation(r, rows, yname)
   if (!r$convergence$converged) {
     warn_not_converged("did_fit(): the logit (IRLS)", r$convergence,
-                       "check for a covariate that (nearly) separates the outcome, or use family = \"gaussian\".")
+                       if (r$fe_failed) "raise `maxit` (e.g. maxit = 1e5), or check for fixed effects that are only weakly connected." else
+                         "check for a covariate that (nearly) separates the outcome, or use family = \"gaussian\".")
   }
   if (!r$keep[match(treat_name, colnames(X))]) {
     stop(sprintf("The treatment `%s` is collinear with the fixed effects and covariates: its effect is not identified.", treat_name),

@@ -311,6 +311,25 @@ test_that("binomial fit equals glm() with dummies and vcovCL(HC1)", {
   expect_equal(unname(vcov(f)), unname(Vr[nm, nm]), tolerance = 1e-8)
 })
 
+test_that("a failed fixed-effect absorption inside the logit warns once and is not 'converged'", {
+  set.seed(6)
+  d <- make_did(n = 300)
+  d$yb <- rbinom(nrow(d), 1, plogis(-1 + 0.5 * d$x))
+  warns <- character(0)
+  f <- withCallingHandlers(
+    suppressMessages(did_fit(yb ~ treated + x | la + year, d, cluster = ~la, family = "binomial",
+                             maxit = 1L, tol = 1e-14)),
+    warning = function(w) {
+      warns <<- c(warns, conditionMessage(w))
+      invokeRestart("muffleWarning")
+    })
+  expect_false(f$convergence$converged)
+  expect_match(f$convergence$message, "fixed-effect absorption", fixed = TRUE)
+  nc <- grep("did not converge", warns, value = TRUE)
+  expect_length(nc, 1L)
+  expect_match(nc, "maxit", fixed = TRUE)
+})
+
 test_that("perfect separation in the logit is an error", {
   set.seed(6)
   d <- make_did(n = 300)
