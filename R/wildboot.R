@@ -255,11 +255,27 @@ score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
   contrib <- if (fit$family == "binomial") logit_score_contrib else clogit_score_contrib
   pig <- tabulate(fit$cluster, fit$n_clusters) / length(fit$cluster)
   beta <- unname(fit$coefficients[param])
-  res <- score_boot_test(contrib(fit, param, r), pig, draws$V, beta)
+  # restricted fits that did not converge: counted, and one warning at the end
+  refits <- 0L
+  failed <- NULL
+  a_of <- function(rr) {
+    a <- contrib(fit, param, rr)
+    refits <<- refits + 1L
+    st <- attr(a, "convergence")
+    if (!st$converged) failed <<- c(failed, list(st))
+    as.vector(a)
+  }
+  res <- score_boot_test(a_of(r), pig, draws$V, beta)
   if (want_ci) {
-    pv <- function(rr) score_boot_test(contrib(fit, param, rr), pig, draws$V, beta)$p_value
+    pv <- function(rr) score_boot_test(a_of(rr), pig, draws$V, beta)$p_value
     se <- sqrt(fit$vcov[param, param])
     res$conf_int <- invert_test(pv, beta, se, 1 - level)
+  }
+  if (length(failed)) {
+    warn_not_converged(sprintf("wild_boot(): %d of %d restricted refits of the score bootstrap (the first)",
+                               length(failed), refits), failed[[1L]],
+                       if (fit$family == "binomial") "raise `maxit` in did_fit() (e.g. maxit = 1e5), or check for a covariate that (nearly) separates the outcome." else
+                         "check for a covariate that (nearly) separates the outcome within strata.")
   }
   res
 }
@@ -311,7 +327,7 @@ logit_score_contrib <- function(fit, param, r) {
   Xt <- if (length(codes0)) .Call(ffi_demean, X, codes0, fit$fe$nlev, wv, ctrl$tol, ctrl$maxit) else X
   M <- .Call(ffi_wls, Xt, rep(0, nrow(Xt)), wv, 1e-7)$bread
   S <- rowsum(Xt * (ww * (fit$y - mu)), fit$cluster, reorder = TRUE)
-  drop(S %*% M[, j])
+  structure(drop(S %*% M[, j]), convergence = rf$convergence)
 }
 
 # a_g(r) for a conditional logit did_fit(): restricted Newton fit, then the
@@ -325,7 +341,7 @@ clogit_score_contrib <- function(fit, param, r) {
   S <- matrix(0, fit$n_clusters, ncol(cd$Z))
   Sg <- rowsum(sh$score_obs, fit$cluster[cd$rows], reorder = TRUE)
   S[as.integer(rownames(Sg)), ] <- Sg
-  drop(S %*% solve(sh$H)[, j])
+  structure(drop(S %*% solve(sh$H)[, j]), convergence = rf$convergence)
 }
 
 # Kline-Santos score bootstrap from the cluster contributions a_g = R H^-1 s_g

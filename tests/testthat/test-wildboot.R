@@ -158,6 +158,30 @@ test_that("score bootstrap for the logit equals a plain-R computation", {
   expect_equal(wb$p_value_geq, mean(abs(tst) >= abs(t0) - 1e-8 * max(1, abs(t0))))
 })
 
+test_that("the score bootstrap warns (once) when a restricted fit did not converge", {
+  set.seed(12)
+  n <- 500
+  d <- data.frame(la = sample(letters[1:5], n, TRUE), year = sample(2015:2018, n, TRUE))
+  d$treated <- as.integer(d$la %in% c("a", "b") & d$year >= 2017)
+  d$x <- rnorm(n)
+  d$y <- rbinom(n, 1, plogis(-2 + 0.3 * d$treated + 0.5 * d$x))
+  f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial", vcov = "CR1")
+  expect_no_warning(suppressWarnings(wild_boot(f, "treated", weights = "rademacher", conf_int = FALSE),
+                                     classes = "sfpceval_few_treated"))
+  # restricted fits whose fixed-effect absorption stops after one sweep
+  f$ctrl$maxit <- 1L
+  f$ctrl$tol <- 1e-14
+  warns <- character(0)
+  withCallingHandlers(wild_boot(f, "treated", weights = "rademacher", conf_int = FALSE),
+                      warning = function(w) {
+                        warns <<- c(warns, conditionMessage(w))
+                        invokeRestart("muffleWarning")
+                      })
+  nc <- grep("did not converge", warns, value = TRUE)
+  expect_length(nc, 1L)
+  expect_match(nc, "restricted", fixed = TRUE)
+})
+
 test_that("bad input to wild_boot() gives clear errors (snapshots)", {
   d <- make_wb()
   f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, vcov = "CR1")
