@@ -856,7 +856,17 @@ fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname) {
        bread = bread[sel, sel, drop = FALSE], score_sums = score_sums, sel = sel,
        K = ncol(Zr), loglik = r$loglik, vcov_model = bread[sel, sel, drop = FALSE],
        convergence = r$convergence, iterations = r$convergence$iterations, residuals = NULL,
-       clogit = list(y = yr, Z = Zr, w = wr, s = s, rows = which(keep_rows)))
+       clogit = list(y = yr, X = Zr[, sel, drop = FALSE], fe = lapply(fe_f[-1], function(f) f[keep_rows]),
+                     cols = kz, w = wr, s = s, rows = which(keep_rows)))
+}
+
+# The conditional logit's design (covariates and the dummies of the fixed
+# effects after the stratum) for the fitted rows, rebuilt from what the fit
+# keeps (`fit$clogit`) rather than stored as an n x K matrix.
+clogit_design <- function(cd) {
+  D <- dummy_matrix(cd$fe)
+  Z <- if (is.null(D)) cd$X else cbind(cd$X, D)
+  Z[, cd$cols, drop = FALSE]
 }
 
 # Newton-Raphson on the Breslow conditional log-likelihood

@@ -334,11 +334,12 @@ logit_score_contrib <- function(fit, param, r) {
 # full score and information at the restricted coefficients.
 clogit_score_contrib <- function(fit, param, r) {
   cd <- fit$clogit
-  j <- match(param, colnames(cd$Z))
-  rf <- clogit_newton(cd$y, cd$Z[, -j, drop = FALSE], cd$w, cd$s, offset = r * cd$Z[, j])
+  Z <- clogit_design(cd)
+  j <- match(param, colnames(Z))
+  rf <- clogit_newton(cd$y, Z[, -j, drop = FALSE], cd$w, cd$s, offset = r * Z[, j])
   b <- append(rf$coef, r, after = j - 1L)
-  sh <- clogit_newton(cd$y, cd$Z, cd$w, cd$s, start = b, maxit = 0L)
-  S <- matrix(0, fit$n_clusters, ncol(cd$Z))
+  sh <- clogit_newton(cd$y, Z, cd$w, cd$s, start = b, maxit = 0L)
+  S <- matrix(0, fit$n_clusters, ncol(Z))
   Sg <- rowsum(sh$score_obs, fit$cluster[cd$rows], reorder = TRUE)
   S[as.integer(rownames(Sg)), ] <- Sg
   structure(drop(S %*% solve(sh$H)[, j]), convergence = rf$convergence)

@@ -200,6 +200,12 @@ test_that("score bootstrap for the conditional logit equals a plain-R computatio
   d$x <- rnorm(n)
   d$y <- rbinom(n, 1, plogis(-1 + 0.3 * d$treated + 0.5 * d$x))
   f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "conditional_logit", vcov = "CR1")
+  # the fit keeps the covariates and the fixed-effect codes, not the n x K
+  # design with the year dummies; the design rebuilt from them is the one fitted
+  expect_null(f$clogit$Z)
+  expect_equal(colnames(f$clogit$X), c("treated", "x"))
+  Zref <- cbind(model.matrix(~ treated + x + factor(year), d)[, -1])
+  expect_equal(unname(clogit_design(f$clogit)), unname(Zref[f$clogit$rows, ]))
   wb <- wild_boot(f, "treated", weights = "rademacher", conf_int = FALSE)
   # restricted Breslow conditional logit (treated = 0), Newton written out
   Z <- model.matrix(~ treated + x + factor(year), d)[, -1]
