@@ -109,6 +109,12 @@ protocol_models <- function(design, outcomes = NULL, sensitivity = TRUE,
 
 #' @export
 print.sfp_models <- function(x, ...) {
+  # A subset of the columns (e.g. m[, c("id", "formula")]) prints as it is.
+  if (!all(c("id", "analysis", "outcome", "estimator", "family", "requires",
+             "programme", "strand") %in% names(x))) {
+    print.data.frame(x, ...)
+    return(invisible(x))
+  }
   cat(sprintf("<sfp_models> %d models of the %s plan (%s)\n", nrow(x),
               paste(unique(x$programme), collapse = "/"),
               paste(unique(x$strand), collapse = ", ")))
