@@ -478,7 +478,9 @@ plan_prune_rule <- function(row, formula, df, binomial) {
     for (v in setdiff(covs, drop)) {
       x <- mf[[v]]
       if (!(is.factor(x) || is.character(x) || all(x %in% c(0, 1)))) next
-      tab <- table(as.character(x), y)
+      # 0/1 outcome: levels x (0, 1); successes out of trials: levels x
+      # (successes, failures) summed
+      tab <- if (is.matrix(y)) rowsum(y, as.character(x)) else table(as.character(x), y)
       bad <- rownames(tab)[tab[, 1] == 0 | (ncol(tab) > 1 & tab[, ncol(tab)] == 0)]
       if (!length(bad)) next
       if (!(is.factor(x) || is.character(x))) {
@@ -606,9 +608,6 @@ run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
 
 run_wild_boot <- function(row, ctx, k, cache, parent) {
   fit <- parent$fit
-  if (inherits(fit, "sw_glmm") && !identical(fit$family$family, "binomial")) {
-    return(list(skip = "not available yet: needs wild_boot() for a linear mixed model (the baseline-rate rule chose a linear model)"))
-  }
   wb <- suppressMessages(wild_boot(fit, row$term, seed = ctx$settings$seed))
   scale <- parent$est$scale[1]
   ci <- wb$conf_int %||% c(NA_real_, NA_real_)

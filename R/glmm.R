@@ -123,7 +123,8 @@
 #'   for it; `sigma = 0` fits a plain logistic regression (binomial family)
 #'   and is the only way to fit a single cluster.
 #' @param control A list of tuning values: `tol` (Newton decrement at
-#'   convergence, default `1e-10`), `maxit` (default `100`),
+#'   convergence, default `1e-10`), `maxit` (default `100`; Newton
+#'   iterations, or nlminb's iterations for the gaussian family),
 #'   `boundary_tol` (default `1e-4`), `verbose` (default `FALSE`).
 #' @param cluster For the gaussian family: the column of `data` (the local
 #'   authority) by which to cluster CR2 standard errors of the fixed effects,
@@ -1128,10 +1129,18 @@ lmm_fit <- function(prep, REML, ctrl, cluster = NULL) {
   k <- if (s$nested) 2L else 1L
   obj <- function(t) lmm_crit(s, t, REML)
   best <- NULL
-  for (st0 in list(rep(1, k), rep(0.1, k))) {
+  run <- function(st0) {
     o <- stats::nlminb(st0, obj, lower = rep(0, k), upper = rep(1e4, k),
-                       control = list(rel.tol = 1e-14, x.tol = 1e-12, eval.max = 1000, iter.max = 500))
-    if (is.null(best) || o$objective < best$objective) best <- o
+                       control = list(rel.tol = 1e-14, x.tol = 1e-12, eval.max = 10L * ctrl$maxit,
+                                      iter.max = ctrl$maxit))
+    if (is.null(best) || o$objective < best$objective) best <<- o
+  }
+  for (st0 in list(rep(1, k), rep(0.1, k))) run(st0)
+  # the criterion depends on each t_i through t_i^2, so t_i = 0 is always a
+  # stationary point and nlminb can stop there short of an interior optimum:
+  # restart with each component at 0 moved off the boundary
+  for (i in which(best$par < ctrl$boundary_tol)) {
+    for (v in c(0.1, 1, 10) * max(1, best$par)) run(replace(best$par, i, v))
   }
   th <- lmm_polish(obj, best$par)
   # each component at the boundary: is 0 better?
@@ -1139,6 +1148,11 @@ lmm_fit <- function(prep, REML, ctrl, cluster = NULL) {
     t0 <- th
     t0[i] <- 0
     if (obj(t0) <= obj(th)) th <- t0
+  }
+  # polish the components left inside with those at 0 held there
+  free <- which(th >= 1e-6)
+  if (length(free) && length(free) < k) {
+    th[free] <- lmm_polish(function(u) obj(replace(th, free, u)), th[free])
   }
   conv <- lmm_convergence(obj, th, best, ctrl)
   pc <- lmm_crit(s, th, REML, pieces = TRUE)
@@ -1232,9 +1246,10 @@ lmm_fit_cr2 <- function(prep, st, th, e_s, M, Txi, ss, cluster, nm) {
 # Convergence of the LMM optimisation: nlminb's message (an iteration or
 # evaluation limit is a failure; "false convergence" on a flat optimum is not
 # by itself) and the gradient of the criterion at the final relative SDs by
-# central differences, over the components inside the parameter space (a
-# component at 0 may have a positive derivative). Tolerance 1e-3 on the
-# deviance scale, lme4's check of the scaled gradient (2e-3) made stricter.
+# central differences, over the components inside the parameter space.
+# Tolerance 1e-3 on the deviance scale, lme4's check of the scaled gradient
+# (2e-3) made stricter. A component at 0 has a zero derivative whatever the
+# optimum, so it is checked by moving it off 0 (allowance: rounding).
 lmm_convergence <- function(obj, th, opt, ctrl) {
   inside <- which(th >= ctrl$boundary_tol)
   g <- vapply(inside, function(i) {
@@ -1242,8 +1257,10 @@ lmm_convergence <- function(obj, th, opt, ctrl) {
     (obj(replace(th, i, th[i] + h)) - obj(replace(th, i, th[i] - h))) / (2 * h)
   }, 0)
   gmax <- if (length(g)) max(abs(g * pmax(th[inside], 1))) else 0
+  f0 <- obj(th)
+  down <- vapply(setdiff(seq_along(th), inside), function(i) f0 - obj(replace(th, i, 1e-2)), 0)
   limit <- grepl("limit", opt$message)
-  ok <- is.finite(gmax) && gmax < 1e-3 && !limit
+  ok <- is.finite(gmax) && gmax < 1e-3 && !limit && all(down <= 1e-10 * max(1, abs(f0)))
   optim_status(ok, opt$iterations,
                sprintf("nlminb: %s; largest scaled gradient %.2g", opt$message, gmax))
 }

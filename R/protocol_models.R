@@ -109,6 +109,12 @@ protocol_models <- function(design, outcomes = NULL, sensitivity = TRUE,
 
 #' @export
 print.sfp_models <- function(x, ...) {
+  # A subset of the columns (e.g. m[, c("id", "formula")]) prints as it is.
+  if (!all(c("id", "analysis", "outcome", "estimator", "family", "requires",
+             "programme", "strand") %in% names(x))) {
+    print.data.frame(x, ...)
+    return(invisible(x))
+  }
   cat(sprintf("<sfp_models> %d models of the %s plan (%s)\n", nrow(x),
               paste(unique(x$programme), collapse = "/"),
               paste(unique(x$strand), collapse = ", ")))
@@ -279,8 +285,8 @@ plan_sw_rows <- function(design, prefix) {
     sw_one("absence", "absence_logit", paste0(prefix, "_absence_logit"),
            resp = "cbind(unauth_sessions, sessions_possible - unauth_sessions)",
            family = "binomial", more_fe = "factor(term_index) + days_since_referral",
-           random = "(1 | la/child_id)",
-           requires = "not available yet: needs sw_glmm() for a binomial outcome of session counts (successes out of trials)",
+           # the binomial GLMM takes one random intercept (no nested child term)
+           random = "(1 | la)",
            protocol = paste(sens, "\"we will use a logit model to check the robustness of our regression on unauthorised school absence rates\"")),
     sw_one("cla_18m", "readiness", paste0(prefix, "_cla_18m_readiness"),
            extra = "high_readiness + treated:high_readiness", term = "treated:high_readiness",
@@ -319,9 +325,9 @@ plan_rows_fs <- function(design, strands) {
 plan_did_rows <- function(design, prefix) {
   prog <- design$programme
   fs <- prog == "FS"
-  needs_comparators <- if (!any(design$las$role == "comparator") && !fs)
-    "not available: the design has no comparator authorities (Family Valued designs list the trial authorities only)" else
-    NA_character_
+  needs_comparators <- if (fs) NA_character_ else if (!any(design$las$role == "comparator"))
+    "not available: the design has no comparator authorities (build the DiD strand with design_family_valued(strand = \"did\") and comparator authorities in the roll-out)" else
+    "not available yet: needs trend matching, stacking and CEM of the Family Valued DiD strand in analyse() (its design has no CEM specification)"
   ref <- if (fs) "FS Analysis plan, Primary Analysis" else
     "FV Triangulation of results (DiD strand)"
   fe <- "la + fin_year"
@@ -379,7 +385,7 @@ plan_did_rows <- function(design, prefix) {
       random_effects = "(1 | child_id)", weights = "cem_weight", time = "fin_year",
       inference = "CR2", hochberg = paste0(prog, " did secondary"),
       requires = if (is.na(needs_comparators))
-        "not available yet: needs did_fit() with individual random effects (absence measured in three terms per child)" else
+        "not available yet: needs a CEM-weighted linear model with individual random effects (sw_glmm() fits the child random effect with LA-clustered CR2 errors but takes no weights)" else
         needs_comparators,
       protocol = "FS Secondary Analysis: \"we include individual random effects in the regression specification as well as indicator variables for the school term and a variable controlling for the time since the relevant referral\"")
   }

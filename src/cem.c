@@ -146,32 +146,9 @@ static void codes_in_use(const int *cnt, int top, int *n_used, int *largest) {
  * max_code (INTSXP p: the largest code present, 0 when n = 0). */
 SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
   sfp_check_cem_codes(cols, kinds, args);
-  if (TYPEOF(cols) != VECSXP || TYPEOF(kinds) != INTSXP ||
-      TYPEOF(args) != VECSXP || XLENGTH(kinds) != XLENGTH(cols) ||
-      XLENGTH(args) != XLENGTH(cols))
-    Rf_error("internal error in ffi_cem_codes(): bad arguments");
   int p = (int) XLENGTH(cols);
   int n = p > 0 ? (int) XLENGTH(VECTOR_ELT(cols, 0)) : 0;
   const int *kind = INTEGER(kinds);
-  for (int k = 0; k < p; k++) {
-    SEXP x = VECTOR_ELT(cols, k), a = VECTOR_ELT(args, k);
-    int t = TYPEOF(x);
-    if (XLENGTH(x) != n)
-      Rf_error("internal error in ffi_cem_codes(): columns differ in length");
-    if (kind[k] == 0) {
-      if (t != LGLSXP && t != INTSXP && t != REALSXP && t != STRSXP)
-        Rf_error("internal error in ffi_cem_codes(): bad column type");
-    } else if (kind[k] == 1) {
-      if (t != INTSXP || TYPEOF(a) != INTSXP || XLENGTH(a) != 1)
-        Rf_error("internal error in ffi_cem_codes(): bad factor column");
-    } else if (kind[k] == 2) {
-      if ((t != LGLSXP && t != INTSXP && t != REALSXP) ||
-          TYPEOF(a) != REALSXP || XLENGTH(a) < 2)
-        Rf_error("internal error in ffi_cem_codes(): bad binned column");
-    } else {
-      Rf_error("internal error in ffi_cem_codes(): unknown kind");
-    }
-  }
   const char *names[] = {"codes", "n_values", "n_below", "n_above", "first",
                          "max_code", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
@@ -202,8 +179,6 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
       const int *xv = INTEGER(x);
       for (int i = 0; i < n; i++) {
         int c = xv[i] == NA_INTEGER ? L + 1 : xv[i];
-        if (c < 1 || c > L + 1)
-          Rf_error("internal error in ffi_cem_codes(): bad factor code");
         CNT(c)++;
       }
       int *cnt = fold_counts(cnt4, top);
@@ -304,8 +279,6 @@ SEXP ffi_cem_codes(SEXP cols, SEXP kinds, SEXP args) {
 SEXP ffi_cem_moments(SEXP x) {
   sfp_check_cem_moments(x);
   int t = TYPEOF(x);
-  if (t != REALSXP && t != INTSXP && t != LGLSXP)
-    Rf_error("internal error in ffi_cem_moments(): bad type");
   R_xlen_t n = XLENGTH(x);
   R_xlen_t m = 0;
   double mn = R_PosInf, mx = R_NegInf, var = NA_REAL;
@@ -455,27 +428,14 @@ static void cem_weights(int n, int S, int G, const int *stratum,
 SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
                     SEXP maxes) {
   sfp_check_cem_strata(codes, treat, n_exact, normalise, maxes);
-  if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
-      TYPEOF(n_exact) != INTSXP || TYPEOF(normalise) != INTSXP ||
-      XLENGTH(n_exact) != 1 || XLENGTH(normalise) != 1 ||
-      TYPEOF(maxes) != INTSXP || XLENGTH(maxes) != XLENGTH(codes))
-    Rf_error("internal error in ffi_cem_strata(): bad argument types");
   int n = (int) XLENGTH(treat), p = (int) XLENGTH(codes);
   int ne = INTEGER(n_exact)[0];
-  if (ne < 0 || ne > p)
-    Rf_error("internal error in ffi_cem_strata(): inconsistent sizes");
   const int **cols = (const int **) R_alloc(p > 0 ? p : 1, sizeof(int *));
   for (int k = 0; k < p; k++) {
     SEXP ck = VECTOR_ELT(codes, k);
-    if (TYPEOF(ck) != INTSXP || XLENGTH(ck) != n)
-      Rf_error("internal error in ffi_cem_strata(): bad code column");
     cols[k] = INTEGER(ck);
   }
   const int *tr = INTEGER(treat);
-  for (int i = 0; i < n; i++) {
-    if (tr[i] != 0 && tr[i] != 1)
-      Rf_error("internal error in ffi_cem_strata(): `treat` must be 0/1");
-  }
 
   const char *names[] = {"stratum", "exact_group", "weight", "matched",
                          "stratum_treated", "stratum_control",
@@ -582,35 +542,16 @@ SEXP ffi_cem_strata(SEXP codes, SEXP treat, SEXP n_exact, SEXP normalise,
 SEXP ffi_cem_l1(SEXP codes, SEXP treat, SEXP weights, SEXP values,
                 SEXP want, SEXP maxes) {
   sfp_check_cem_l1(codes, treat, weights, values, want, maxes);
-  if (TYPEOF(codes) != VECSXP || TYPEOF(treat) != INTSXP ||
-      TYPEOF(weights) != VECSXP || TYPEOF(values) != VECSXP ||
-      TYPEOF(want) != LGLSXP || TYPEOF(maxes) != INTSXP)
-    Rf_error("internal error in ffi_cem_l1(): bad argument types");
   int n = (int) XLENGTH(treat), p = (int) XLENGTH(codes);
   int m = (int) XLENGTH(weights);
-  for (int j = 0; j < m; j++) {
-    SEXP wj = VECTOR_ELT(weights, j);
-    if (wj != R_NilValue && (TYPEOF(wj) != REALSXP || XLENGTH(wj) != n))
-      Rf_error("internal error in ffi_cem_l1(): bad `weights`");
-  }
-  if (XLENGTH(values) != p || XLENGTH(want) != p || XLENGTH(maxes) != p)
-    Rf_error("internal error in ffi_cem_l1(): inconsistent sizes");
   const int *want_mg = LOGICAL(want);
   const int **cols = (const int **) R_alloc(p > 0 ? p : 1, sizeof(int *));
   for (int k = 0; k < p; k++) {
     SEXP ck = VECTOR_ELT(codes, k);
-    if (TYPEOF(ck) != INTSXP || XLENGTH(ck) != n)
-      Rf_error("internal error in ffi_cem_l1(): bad code column");
     cols[k] = INTEGER(ck);
-    SEXP v = VECTOR_ELT(values, k);
-    if (v != R_NilValue && ((TYPEOF(v) != REALSXP && TYPEOF(v) != INTSXP &&
-                             TYPEOF(v) != LGLSXP) || XLENGTH(v) != n))
-      Rf_error("internal error in ffi_cem_l1(): bad `values`");
   }
   const int *tr = INTEGER(treat);
   const int *maxc = INTEGER(maxes);
-  for (int k = 0; k < p; k++)
-    if (maxc[k] < 0) Rf_error("internal error in ffi_cem_l1(): bad `maxes`");
 
   int *cell = (int *) R_alloc(n > 0 ? n : 1, sizeof(int));
   int C = group_rows(cols, n, p, cell, NULL, maxc);

@@ -156,10 +156,6 @@ static void lowrank_power(double *V, int n, int m, const double *T,
 SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
               SEXP Ls, SEXP B, SEXP C, SEXP type, SEXP satt) {
   sfp_check_crve(Xt, e, w, ord, starts, fe, Ls, B, C, type, satt);
-  if (TYPEOF(Xt) != REALSXP || !Rf_isMatrix(Xt) || TYPEOF(e) != REALSXP ||
-      TYPEOF(ord) != INTSXP || TYPEOF(starts) != INTSXP ||
-      TYPEOF(fe) != INTSXP || !Rf_isMatrix(fe))
-    Rf_error("internal error in ffi_crve(): bad argument types");
   int n = Rf_nrows(Xt), k = Rf_ncols(Xt);
   int G = (int) XLENGTH(starts) - 1;
   int nfe = Rf_ncols(fe);
@@ -167,19 +163,13 @@ SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
   int typ = Rf_asInteger(type);
   int sat = Rf_asLogical(satt) == 1;
   int pk = L + k;
-  if (XLENGTH(e) != n || XLENGTH(ord) != n || Rf_nrows(fe) != n)
-    Rf_error("internal error in ffi_crve(): lengths differ");
   const double *wp = Rf_isNull(w) ? NULL : REAL_RO(w);
   const double *xp = REAL_RO(Xt), *ep = REAL_RO(e);
   const int *op = INTEGER_RO(ord), *sp = INTEGER_RO(starts), *fp = INTEGER_RO(fe);
   const double *Bp = NULL, *Cp = NULL;
   if (typ >= 2) {
-    if (TYPEOF(B) != REALSXP || Rf_nrows(B) != pk || Rf_ncols(B) != pk)
-      Rf_error("internal error in ffi_crve(): bad B");
     Bp = REAL_RO(B);
     if (wp && typ == 2) {
-      if (TYPEOF(C) != REALSXP || Rf_nrows(C) != pk || Rf_ncols(C) != pk)
-        Rf_error("internal error in ffi_crve(): bad C");
       Cp = REAL_RO(C);
     }
   }

@@ -201,27 +201,14 @@ static double agq_cluster(const double *eta, const double *s, const double *n,
 SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
                     SEXP x, SEXP w, SEXP u0, SEXP what) {
   sfp_check_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what);
-  if (TYPEOF(X) != REALSXP || TYPEOF(s) != REALSXP || TYPEOF(n) != REALSXP ||
-      TYPEOF(cstart) != INTSXP || TYPEOF(beta) != REALSXP ||
-      TYPEOF(sigma) != REALSXP || TYPEOF(x) != REALSXP ||
-      TYPEOF(w) != REALSXP || TYPEOF(u0) != REALSXP || TYPEOF(what) != INTSXP)
-    Rf_error("internal error in ffi_glmm_binom(): wrong argument types");
   int K = Rf_length(s), p = Rf_length(beta), G = Rf_length(cstart) - 1,
       Q = Rf_length(x);
-  if (Rf_length(n) != K || Rf_xlength(X) != (R_xlen_t) K * p || G < 0 ||
-      Rf_length(w) != Q || Q < 1 || Rf_length(sigma) != 1 ||
-      (Rf_length(u0) != 0 && Rf_length(u0) != G) || Rf_length(what) != 1)
-    Rf_error("internal error in ffi_glmm_binom(): wrong argument lengths");
   const double *Xp = REAL_RO(X), *sp = REAL_RO(s), *np = REAL_RO(n),
                *bp = REAL_RO(beta), *xp = REAL_RO(x), *wp = REAL_RO(w),
                *u0p = Rf_length(u0) ? REAL_RO(u0) : NULL;
   const int *cs = INTEGER_RO(cstart);
-  if (cs[0] != 0 || cs[G] != K)
-    Rf_error("internal error in ffi_glmm_binom(): bad cstart");
   int mx = 0;
   for (int a = 0; a < G; a++) {
-    if (cs[a + 1] <= cs[a])
-      Rf_error("internal error in ffi_glmm_binom(): empty or unsorted cluster");
     if (cs[a + 1] - cs[a] > mx) mx = cs[a + 1] - cs[a];
   }
   double sig = REAL_RO(sigma)[0];
@@ -335,9 +322,6 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
  * (hashing; expected O(N p)). */
 SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full) {
   sfp_check_glmm_row_groups(X, g, full);
-  if (TYPEOF(X) != REALSXP || TYPEOF(g) != INTSXP || TYPEOF(full) != INTSXP ||
-      Rf_length(full) != 1)
-    Rf_error("internal error in ffi_glmm_row_groups(): wrong argument types");
   R_xlen_t N = Rf_xlength(g);
   int p = N > 0 ? (int) (Rf_xlength(X) / N) : 0;
   if ((R_xlen_t) p * N != Rf_xlength(X))

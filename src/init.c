@@ -11,7 +11,6 @@ static const R_CallMethodDef call_entries[] = {
   CALLDEF(ffi_union_days, 5),
   CALLDEF(ffi_first_in_range, 4),
   CALLDEF(ffi_first_overlap, 5),
-  CALLDEF(ffi_care_period, 6),
   CALLDEF(ffi_plan_return, 7),
   CALLDEF(ffi_term_sums, 7),
 

@@ -176,66 +176,6 @@ SEXP ffi_first_overlap(SEXP start, SEXP end, SEXP offsets, SEXP win_lo,
   return map_children(&w, first_overlap_kernel, -1, NULL);
 }
 
-/* ---- periods of care --------------------------------------------------- */
-
-/* ffi_care_period(decom, dec, starts_period, ends_period, offsets, ref)
- *   decom, dec:    integer day numbers of care episodes sorted by child then
- *                  decom; dec NA = open.
- *   starts_period: integer 0/1, 1 where the episode starts a period of care
- *                  (rne == "S").
- *   ends_period:   integer 0/1, 1 where the episode ends the period of care
- *                  (it has ceased and rec is not "X1").
- *   offsets:       integer, length n + 1.
- *   ref:           integer, length n; the referral day.
- * Returns an integer matrix n x 3 of 0-based rows (-1 = none):
- *   [, 1] the first episode not ceased before ref (dec NA or dec >= ref);
- *   [, 2] the episode that starts its period of care: the latest episode at
- *         or before [, 1] with starts_period == 1 and no period-ending
- *         episode in between, else [, 1] itself;
- *   [, 3] the first episode at or after [, 2] with ends_period == 1 (the
- *         episode whose dec and rec end the period), -1 while still open (or
- *         if another period starts first: inconsistent records). */
-SEXP ffi_care_period(SEXP decom, SEXP dec, SEXP starts_period,
-                     SEXP ends_period, SEXP offsets, SEXP ref) {
-  R_xlen_t nrow = Rf_xlength(decom), n = Rf_xlength(ref);
-  check_int(decom, nrow, "decom", "ffi_care_period");
-  check_int(dec, nrow, "dec", "ffi_care_period");
-  check_int(starts_period, nrow, "starts_period", "ffi_care_period");
-  check_int(ends_period, nrow, "ends_period", "ffi_care_period");
-  check_int(ref, n, "ref", "ffi_care_period");
-  check_offsets(offsets, n, nrow, "ffi_care_period");
-  const int *e = INTEGER_RO(dec),
-            *sp = INTEGER_RO(starts_period), *ep = INTEGER_RO(ends_period),
-            *o = INTEGER_RO(offsets), *rf = INTEGER_RO(ref);
-  SEXP out = PROTECT(Rf_allocMatrix(INTSXP, (int) n, 3));
-  int *first = INTEGER(out), *pstart = first + n, *pend = first + 2 * n;
-  for (R_xlen_t i = 0; i < n; i++) {
-    if ((i & 0xFFFF) == 0xFFFF) R_CheckUserInterrupt();
-    first[i] = pstart[i] = pend[i] = -1;
-    if (rf[i] == NA_INTEGER) continue;
-    int last_start = -1;
-    for (int r = o[i]; r < o[i + 1]; r++) {
-      if (sp[r] == 1) last_start = r;
-      if (e[r] == NA_INTEGER || e[r] >= rf[i]) {
-        first[i] = r;
-        break;
-      }
-      if (ep[r] == 1) last_start = -1; /* that period ended before ref */
-    }
-    if (first[i] < 0) continue;
-    pstart[i] = last_start >= 0 ? last_start : first[i];
-    for (int r = pstart[i]; r < o[i + 1]; r++) {
-      if (r > pstart[i] && sp[r] == 1) break; /* a new period began: treat as open */
-      if (ep[r] == 1) {
-        pend[i] = r;
-        break;
-      }
-    }
-  }
-  UNPROTECT(1);
-  return out;
-}
-
 /* ---- return to statutory services after a plan ends ------------------- */
 
 /* ffi_plan_return(start, end, offsets, cla_start, cla_offsets, win_lo, win_hi)

@@ -260,18 +260,11 @@ static int demean_column(double *x, int n, int nfe, const int **codes,
  * with attributes "iterations" (max sweeps over columns) and "converged". */
 SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit) {
   sfp_check_demean(X, codes, nlev, w, tol, maxit);
-  if (TYPEOF(X) != REALSXP || TYPEOF(codes) != VECSXP ||
-      TYPEOF(nlev) != INTSXP)
-    Rf_error("internal error in ffi_demean(): bad argument types");
   int n = Rf_isMatrix(X) ? Rf_nrows(X) : (int) XLENGTH(X);
   int p = Rf_isMatrix(X) ? Rf_ncols(X) : 1;
   int nfe = (int) XLENGTH(codes);
-  if (XLENGTH(nlev) != nfe)
-    Rf_error("internal error in ffi_demean(): codes/nlev lengths differ");
   const double *wp = NULL;
   if (!Rf_isNull(w)) {
-    if (TYPEOF(w) != REALSXP || XLENGTH(w) != n)
-      Rf_error("internal error in ffi_demean(): bad weights");
     wp = REAL_RO(w);
   }
   const int **cp = (const int **) R_alloc((size_t) (nfe > 0 ? nfe : 1), sizeof(int *));
@@ -280,16 +273,12 @@ SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit) {
   double **acc = (double **) R_alloc((size_t) (nfe > 0 ? nfe : 1), sizeof(double *));
   for (int f = 0; f < nfe; ++f) {
     SEXP cf = VECTOR_ELT(codes, f);
-    if (TYPEOF(cf) != INTSXP || XLENGTH(cf) != n)
-      Rf_error("internal error in ffi_demean(): bad codes[%d]", f + 1);
     cp[f] = INTEGER_RO(cf);
     sw[f] = (double *) R_alloc((size_t) nl[f] + 1, sizeof(double));
     acc[f] = (double *) R_alloc((size_t) nl[f] + 1, sizeof(double));
     memset(sw[f], 0, sizeof(double) * (size_t) (nl[f] + 1));
     for (int i = 0; i < n; ++i) {
       int c = cp[f][i];
-      if (c < 0 || c >= nl[f])
-        Rf_error("internal error in ffi_demean(): code out of range");
       sw[f][c] += wp ? wp[i] : 1.0;
     }
   }
@@ -369,14 +358,9 @@ SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit) {
  * of sqrt(w) X over kept columns, so that X R^{-1} is W-orthonormal). */
 SEXP ffi_wls(SEXP X, SEXP y, SEXP w, SEXP tol) {
   sfp_check_wls(X, y, w, tol);
-  if (TYPEOF(X) != REALSXP || TYPEOF(y) != REALSXP || !Rf_isMatrix(X))
-    Rf_error("internal error in ffi_wls(): bad argument types");
   int n = Rf_nrows(X), p = Rf_ncols(X);
-  if (XLENGTH(y) != n) Rf_error("internal error in ffi_wls(): length of y");
   const double *wp = NULL;
   if (!Rf_isNull(w)) {
-    if (TYPEOF(w) != REALSXP || XLENGTH(w) != n)
-      Rf_error("internal error in ffi_wls(): bad weights");
     wp = REAL_RO(w);
   }
   const double *xp = REAL_RO(X), *yp = REAL_RO(y);

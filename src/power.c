@@ -60,17 +60,9 @@ static void sim_cells(int I, int J, int K, const int *m, const double *X,
 SEXP ffi_sim_trial(SEXP m, SEXP X, SEXP alpha, SEXP gamma, SEXP prev,
                    SEXP theta, SEXP sigma, SEXP r) {
   sfp_check_sim_trial(m, X, alpha, gamma, prev, theta, sigma, r);
-  if (TYPEOF(m) != INTSXP || TYPEOF(X) != REALSXP || TYPEOF(alpha) != REALSXP ||
-      TYPEOF(gamma) != REALSXP || TYPEOF(prev) != REALSXP)
-    Rf_error("internal error in ffi_sim_trial(): bad argument types");
   SEXP dim = Rf_getAttrib(m, R_DimSymbol);
-  if (Rf_length(dim) != 2) Rf_error("internal error in ffi_sim_trial(): m must be a matrix");
   int I = INTEGER(dim)[0], J = INTEGER(dim)[1], K = Rf_length(gamma);
-  if (Rf_length(X) != I * J || Rf_length(alpha) != J || Rf_length(prev) != K || K < 1)
-    Rf_error("internal error in ffi_sim_trial(): inconsistent dimensions");
   double sg = Rf_asReal(sigma), rr = Rf_asReal(r), th = Rf_asReal(theta);
-  if (!(sg >= 0) || !(rr >= 0 && rr <= 1) || !R_FINITE(th))
-    Rf_error("internal error in ffi_sim_trial(): bad sigma, r or theta");
   R_xlen_t n = (R_xlen_t)I * J * K;
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
   SET_VECTOR_ELT(out, 0, Rf_allocVector(INTSXP, n));

@@ -154,8 +154,6 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
 SEXP ffi_union_days(SEXP start, SEXP end, SEXP offsets, SEXP win_lo, SEXP win_hi);
 SEXP ffi_first_in_range(SEXP start, SEXP offsets, SEXP win_lo, SEXP win_hi);
 SEXP ffi_first_overlap(SEXP start, SEXP end, SEXP offsets, SEXP win_lo, SEXP win_hi);
-SEXP ffi_care_period(SEXP decom, SEXP dec, SEXP starts_period, SEXP ends_period,
-                     SEXP offsets, SEXP ref);
 SEXP ffi_plan_return(SEXP start, SEXP end, SEXP offsets, SEXP cla_start,
                      SEXP cla_offsets, SEXP win_lo, SEXP win_hi);
 SEXP ffi_term_sums(SEXP child, SEXP year, SEXP term, SEXP ord0, SEXP k,

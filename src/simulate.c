@@ -502,22 +502,6 @@ static void emit_short_breaks(sim *S, int child, int lo, int hi) {
 SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
                       SEXP qday, SEXP par, SEXP eff, SEXP terms) {
   sfp_check_simulate(ci, cd, la_go_live, traj, qday, par, N_PAR, eff, N_EFF, terms);
-  if (TYPEOF(ci) != VECSXP || XLENGTH(ci) != 8 || TYPEOF(cd) != VECSXP ||
-      XLENGTH(cd) != 2 || TYPEOF(la_go_live) != INTSXP ||
-      TYPEOF(traj) != REALSXP || TYPEOF(qday) != INTSXP ||
-      TYPEOF(par) != REALSXP || XLENGTH(par) != N_PAR ||
-      TYPEOF(eff) != REALSXP || XLENGTH(eff) != N_EFF ||
-      TYPEOF(terms) != VECSXP || XLENGTH(terms) != 5)
-    Rf_error("internal error in ffi_simulate_sfp(): bad arguments");
-  for (int j = 0; j < 8; j++)
-    if (TYPEOF(VECTOR_ELT(ci, j)) != INTSXP)
-      Rf_error("internal error in ffi_simulate_sfp(): ci must be integer");
-  for (int j = 0; j < 2; j++)
-    if (TYPEOF(VECTOR_ELT(cd, j)) != REALSXP)
-      Rf_error("internal error in ffi_simulate_sfp(): cd must be double");
-  for (int j = 0; j < 5; j++)
-    if (TYPEOF(VECTOR_ELT(terms, j)) != INTSXP)
-      Rf_error("internal error in ffi_simulate_sfp(): terms must be integer");
 
   R_xlen_t n = XLENGTH(VECTOR_ELT(ci, 0));
   const int *c_la = INTEGER_RO(VECTOR_ELT(ci, 0));
@@ -550,8 +534,6 @@ SEXP ffi_simulate_sfp(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
   int day0 = (int) p[P_DAY0];
   S.day_end = (int) p[P_DAY_END];
   int day_end = S.day_end;
-  if ((R_xlen_t) day_end - day0 + 1 > n_qday)
-    Rf_error("internal error in ffi_simulate_sfp(): qday too short");
   tbl_init(&S.ref, REF_NCOL, n + n / 2);
   tbl_init(&S.ass, ASS_NCOL, n + n / 4);
   tbl_init(&S.fac, FAC_NCOL, 3 * n);

@@ -25,8 +25,6 @@ SEXP ffi_boot_weights(SEXP Gs, SEXP type, SEXP Bs, SEXP enumerate) {
   sfp_check_boot_weights(Gs, type, Bs, enumerate);
   int G = Rf_asInteger(Gs), typ = Rf_asInteger(type), B = Rf_asInteger(Bs);
   int en = Rf_asLogical(enumerate) == 1;
-  if (G < 1 || B < 1 || typ < 1 || typ > 3)
-    Rf_error("internal error in ffi_boot_weights(): bad arguments");
   static const double webb[6] = {-1.224744871391589, -1.0, -0.7071067811865476,
                                  0.7071067811865476, 1.0, 1.224744871391589};
   SEXP out = PROTECT(Rf_allocMatrix(REALSXP, G, B));
@@ -74,13 +72,7 @@ SEXP ffi_boot_weights(SEXP Gs, SEXP type, SEXP Bs, SEXP enumerate) {
  * Returns a double 5 x B matrix with rows n0, n1, A, Bc, Cc (see header). */
 SEXP ffi_wcr_stats(SEXP V, SEXP a0, SEXP a1, SEXP K0, SEXP K1) {
   sfp_check_wcr_stats(V, a0, a1, K0, K1);
-  if (TYPEOF(V) != REALSXP || !Rf_isMatrix(V) || TYPEOF(a0) != REALSXP ||
-      TYPEOF(a1) != REALSXP || TYPEOF(K0) != REALSXP || TYPEOF(K1) != REALSXP)
-    Rf_error("internal error in ffi_wcr_stats(): bad argument types");
   int G = Rf_nrows(V), B = Rf_ncols(V);
-  if (XLENGTH(a0) != G || XLENGTH(a1) != G || XLENGTH(K0) != (R_xlen_t) G * G ||
-      XLENGTH(K1) != (R_xlen_t) G * G)
-    Rf_error("internal error in ffi_wcr_stats(): dimensions differ");
   const double *vp = REAL_RO(V), *a0p = REAL_RO(a0), *a1p = REAL_RO(a1);
   const double *k0 = REAL_RO(K0), *k1 = REAL_RO(K1);
   SEXP out = PROTECT(Rf_allocMatrix(REALSXP, 5, B));

@@ -14,8 +14,6 @@ valid_calls <- function() {
                               c(20L, 20L)),
     ffi_first_overlap = list(c(1L, 5L, 10L), c(3L, NA, 12L), c(0L, 2L, 3L),
                              c(0L, 0L), c(20L, 20L)),
-    ffi_care_period = list(c(1L, 5L, 10L), c(4L, NA, 12L), c(1L, 0L, 1L),
-                           c(1L, 0L, 1L), c(0L, 2L, 3L), c(2L, 11L)),
     ffi_plan_return = list(c(1L, 5L, 10L), c(3L, NA, 12L), c(0L, 2L, 3L),
                            c(3L, 11L), c(0L, 1L, 2L), c(0L, 0L), c(20L, 20L)),
     ffi_term_sums = list(c(1L, 1L, 2L, NA), c(2020L, 2020L, 2021L, 2020L),

@@ -86,7 +86,10 @@ test_that("analyse(FV): the output contract", {
   expect_true(all(c("table1", "exclusion_flow", "mdes", "missing", "multiplicity",
                     "triangulation") %in% names(a$tables)))
   expect_true(all(a$results$status[a$results$strand == "did"] != "ok"))
-  expect_match(a$results$status[a$results$model == "fv_sw_absence_logit"][1], "^not available yet")
+  # the absence logit runs (sessions missed out of sessions possible), so
+  # walk_results() checks it against its sw_glmm() fit
+  expect_true(all(a$results$status[a$results$model == "fv_sw_absence_logit"] == "ok"))
+  expect_false(any(grepl("^not available yet", a$results$status)))
   expect_output(print(a), "sfp_analysis")
   expect_output(print(summary(a)), "Status")
 })
@@ -124,6 +127,32 @@ test_that("analyse(FV): the primary model refitted by hand gives the same number
   expect_equal(a$results$p.value[a$results$model == "fv_sw_cla_18m_wild"], wb$p_value)
 })
 
+test_that("analyse(FV): the absence logit equals sw_glmm() on the absence panel by hand (and lme4)", {
+  run <- fv_run()
+  a <- run$a
+  fit <- a$fits$fv_sw_absence_logit
+  # "a logit model to check the robustness of our regression on unauthorised
+  # school absence rates": sessions missed out of sessions possible per term
+  expect_identical(deparse(fit$formula[[2]]),
+                   "cbind(unauth_sessions, sessions_possible - unauth_sessions)")
+  cohort <- build_cohort(run$x, run$d)
+  ab <- absence_panel(cohort)
+  co <- as.data.frame(cohort)
+  co <- co[setdiff(names(co), setdiff(names(ab), "child_id"))]
+  p <- merge(ab, co, by = "child_id")
+  vars <- intersect(all.vars(fit$formula), names(p))
+  for (v in vars) if (is.factor(p[[v]])) p[[v]] <- droplevels(p[[v]])
+  ref <- suppressWarnings(sw_glmm(fit$formula, p))  # the same rows with missing covariates left out
+  expect_equal(fit$ntrials, ref$ntrials)
+  expect_equal(fit$ntrials, sum(p$sessions_possible[stats::complete.cases(p[vars])]))
+  r <- a$results[a$results$model == "fv_sw_absence_logit" & a$results$scale == "log_odds", ]
+  expect_equal(r$estimate, unname(ref$coefficients[["treated"]]))
+  expect_equal(r$std.error, sqrt(ref$vcov["treated", "treated"]))
+  skip_if_not_installed("lme4")
+  gl <- suppressMessages(suppressWarnings(lme4::glmer(fit$formula, p, family = stats::binomial())))
+  expect_equal(r$estimate, unname(lme4::fixef(gl)[["treated"]]), tolerance = 1e-4)
+})
+
 test_that("analyse(FV): Hochberg within the secondary family equals p.adjust()", {
   r <- fv_run()$a$results
   fam <- r[r$analysis == "secondary" & r$status == "ok" & !duplicated(r$model), ]
@@ -145,6 +174,14 @@ test_that("analyse(FS): output, matching and CEM tables, the walk", {
   expect_false(grepl("^not available", st))
   expect_true(st == "ok" || grepl("^failed: ", st))
   expect_match(a$results$status[a$results$model == "fs_did_cla_18m_hausman"], "^not run")
+  # the stepped-wedge strand's wild bootstrap runs on the linear mixed model
+  # the baseline-rate rule chose (walked below against its wild_boot() object)
+  expect_equal(a$fits$fs_sw_cla_18m_primary$family$family, "gaussian")
+  expect_equal(a$results$status[a$results$model == "fs_sw_cla_18m_wild"], "ok")
+  expect_s3_class(a$fits$fs_sw_cla_18m_wild, "wild_boot")
+  wb <- wild_boot(a$fits$fs_sw_cla_18m_primary, "treated", seed = 1L)
+  expect_equal(a$results$p.value[a$results$model == "fs_sw_cla_18m_wild"], wb$p_value)
+  expect_equal(a$results$conf.low[a$results$model == "fs_sw_cla_18m_wild"], wb$conf_int[1])
   walk_results(a)
   # triangulation of the two strands equals triangulate() on their primary rows
   tr <- a$tables$triangulation

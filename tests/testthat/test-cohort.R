@@ -179,7 +179,6 @@ test_that("C entry points refuse internal misuse instead of crashing", {
   expect_error(.Call(sfpceval:::ffi_union_days, 1:2, 2:3, c(0L, 2L, 1L), 0:1, 5:6),
                "internal error")
   expect_error(.Call(sfpceval:::ffi_first_in_range, 1L, 0L, 0L, 5L), "internal error")
-  expect_error(.Call(sfpceval:::ffi_care_period, 1L, 2L, 1L, 0L, c(0L, 1L), 1.5), "internal error")
   expect_error(.Call(sfpceval:::ffi_term_sums, 1L, 2019L, 1L, 6057L, 4L, 10L, 1L), "internal error")
   expect_error(.Call(sfpceval:::ffi_plan_return, 1L, 2L, c(0L, 1L), 1L, c(0L, 2L), 0L, 5L),
                "internal error")

@@ -610,6 +610,12 @@ test_that("LMM convergence is judged from nlminb's message and the gradient", {
                         list(message = "relative convergence (4)", iterations = 9L),
                         list(boundary_tol = 1e-4))
   expect_true(bd$converged)
+  # a component at 0 where the criterion falls off 0 (a stationary point of a
+  # criterion in t^2, not its minimum) is not converged
+  sad <- lmm_convergence(function(t) -t[1]^2 + t[1]^4 + (t[2] - 1)^2, c(0, 1),
+                         list(message = "relative convergence (4)", iterations = 9L),
+                         list(boundary_tol = 1e-4))
+  expect_false(sad$converged)
 })
 
 test_that("the Laplace Newton reports non-convergence with the package's convention", {
@@ -820,4 +826,41 @@ test_that("LMM CR2 is invariant to shifting and scaling the outcome; bad cluster
   ref <- ref_cr2(X, d$y, reg, diag(nrow(d)) + fr$theta[1]^2 * outer(cl, cl, "=="))
   expect_equal(unname(vcov(fr, type = "CR2")), unname(ref$vcov), tolerance = 1e-8)
   expect_equal(unname(fr$cr2$df), ref$df, tolerance = 1e-8)
+})
+
+test_that("LMM with 5 LAs and children nested in them converges to lmer's optimum, flagged converged", {
+  skip_if_not_installed("lme4")
+  # 81: the child SD at 0, the LA SD left unpolished by nlminb (was flagged not
+  # converged); 83: nlminb stopped at the LA SD = 0 stationary point (was
+  # flagged converged with a log-likelihood 0.94 below lmer's)
+  sim5 <- function(seed) {
+    set.seed(seed)
+    las <- paste0("LA", 1:5)
+    nch <- sample(c(100, 200, 400, 800), 1)
+    ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE), period = sample(0:5, nch, TRUE))
+    ch$treated <- as.integer(ch$period >= match(ch$la, las))
+    d <- ch[rep(seq_len(nch), sample(1:6, nch, TRUE)), ]
+    sla <- exp(runif(1, log(0.01), log(10)))
+    sch <- exp(runif(1, log(0.01), log(10)))
+    d$y <- runif(1, -1e3, 1e3) + 0.5 * d$treated + 0.1 * d$period + rnorm(5, sd = sla)[match(d$la, las)] +
+      rnorm(nch, sd = sch)[d$child_id] + rnorm(nrow(d), sd = exp(runif(1, -3, 3)))
+    d
+  }
+  for (seed in c(81, 83)) {
+    d <- sim5(seed)
+    f <- y ~ treated + factor(period) + (1 | la / child_id)
+    for (reml in c(TRUE, FALSE)) {
+      expect_no_warning(fit <- suppressMessages(sw_glmm(f, d, family = gaussian(), REML = reml)),
+                        class = "sfpceval_not_converged")
+      l <- suppressMessages(lme4::lmer(f, d, REML = reml))
+      expect_true(fit$converged)
+      expect_equal(fit$loglik, as.numeric(logLik(l)), tolerance = 1e-6)
+      expect_gte(fit$loglik, as.numeric(logLik(l)) - 1e-6)
+    }
+  }
+  # the optimiser really stopped short: flagged, with a warning
+  expect_warning(fit <- suppressMessages(sw_glmm(f, sim5(83), family = gaussian(), control = list(maxit = 1L))),
+                 class = "sfpceval_not_converged")
+  expect_false(fit$converged)
+  expect_match(fit$convergence$message, "limit")
 })
