@@ -106,7 +106,7 @@ glmm_newdata <- function(object, newdata) {
 #' d$y <- rbinom(nrow(d), 1, plogis(-1 + 0.3 * d$treated + b))
 #' fit <- sw_glmm(y ~ treated + factor(period) + (1 | la), d)
 #' fit0 <- sw_glmm(y ~ factor(period) + (1 | la), d)
-#' VarCorr.sw_glmm(fit)
+#' if (requireNamespace("lme4", quietly = TRUE)) lme4::VarCorr(fit)
 #' head(predict(fit, type = "response"))
 #' head(predict(fit, type = "response", re.form = NA, marginal = TRUE))
 #' anova(fit0, fit)
