@@ -845,7 +845,9 @@ cohort_context <- function(data, design, coh, r, ends, pop, keep) {
 care_table <- function(cla, design, child, n) {
   keep_ep <- if (design$short_breaks == "exclude") !(cla$ls %in% design$codes$short_breaks) else
     rep(TRUE, nrow(cla))
-  tab <- index_table(ifelse(keep_ep, child, NA_integer_), as.integer(cla$decom), n)
+  # same-day episodes: an S episode first, then by end day (row order never matters)
+  tab <- index_table(ifelse(keep_ep, child, NA_integer_), as.integer(cla$decom), n,
+                     !(cla$rne %in% "S"), as.integer(cla$dec))
   k <- tab$rows
   s <- as.integer(cla$decom[k])
   e <- as.integer(cla$dec[k])
@@ -1198,12 +1200,13 @@ source_ends <- function(data, design) {
 
 # ---- index vectors ----------------------------------------------------------
 
-# Rows of a table sorted by cohort child (1..n, NA = not in the cohort) and
-# start day, with the 0-based offsets of each child's rows.
-index_table <- function(child, start, n) {
+# Rows of a table sorted by cohort child (1..n, NA = not in the cohort),
+# start day and any further keys in `...`, with the 0-based offsets of each child's rows.
+index_table <- function(child, start, n, ...) {
   child <- as.integer(child)
   k <- which(!is.na(child))
-  k <- k[order(child[k], start[k], method = "radix")]
+  ties <- lapply(list(...), function(v) v[k])   # further sort keys for same-day rows
+  k <- k[do.call(order, c(list(child[k], start[k]), ties, method = "radix"))]
   list(rows = k,
        offsets = as.integer(c(0L, cumsum(tabulate(child[k], nbins = n)))))
 }

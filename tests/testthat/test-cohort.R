@@ -328,6 +328,29 @@ test_that("a new period of care: S, or an episode that continues none (short bre
   expect_equal(val(co, "in_care_at_referral"), c(l = FALSE, q = FALSE, s = TRUE))
 })
 
+test_that("same-day episodes: the S episode starts the period whatever the row order", {
+  # u: a zero-length S episode in kinship care (U1) and a placement move (P,
+  # U4) starting the same day. The S episode starts the new period and the P
+  # episode continues it (it starts on the day the S one ends), so the
+  # first placement of the period is U1: kinship_first 1, in either row order.
+  ch <- kids("u", la = "301")
+  rf <- refs("u", "2019-08-01", referral_nfa = FALSE)
+  cla <- rbind(eps("u", "2019-09-01", "2019-09-01", place = "U1", rec = "X1"),
+               eps("u", "2019-09-01", rne = "P", place = "U4"))
+  # sfp_data() refuses two episodes of a child starting the same day; this
+  # tests the cohort code on records that got past it
+  cla$decom[2] <- as.Date("2019-09-02")
+  d <- quiet_data(children = ch, referrals = rf, cla_episodes = cla, rollout = fv_rollout)
+  d$cla_episodes$decom[2] <- as.Date("2019-09-01")
+  des <- design_family_valued(d, data_end = as.Date("2023-12-31"))
+  for (ord in list(1:2, 2:1)) {
+    d$cla_episodes <- d$cla_episodes[ord, ]
+    co <- suppressMessages(build_cohort(d, des, outcomes = c("cla_18m", "kinship_first")))
+    expect_equal(val(co, "cla_18m"), c(u = 1L))
+    expect_equal(val(co, "kinship_first"), c(u = 1L))
+  }
+})
+
 test_that("cpp_duration and days_cpp_18m: overlaps merged, open plans capped, same-day plans", {
   ids <- c("a", "b", "c", "d", "e", "f", "g")
   ch <- kids(ids)
