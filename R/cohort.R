@@ -453,7 +453,8 @@ check_rollout_dates <- function(las, treatment) {
   if (!treatment %in% c("alt_go_live", "embedding")) return(invisible(TRUE))
   cols <- if (treatment == "alt_go_live") "alt_go_live_date" else c("embed_start", "embed_end")
   for (col in cols) {
-    bad <- which(is.na(las[[col]]))
+    # comparator LAs (the DiD strands) never go live: only treated LAs need the dates
+    bad <- which(las$role %in% "treated" & is.na(las[[col]]))
     if (length(bad)) {
       stop_rows("rollout", col, bad, "have no date",
                 sprintf("give every LA its `%s` to use treatment = \"%s\".", col, treatment),
