@@ -197,7 +197,7 @@ outcome_table <- function(design) {
 #'   "sensitivity"`) within 18 months of its start. Build it on its own:
 #'   `build_cohort(data, design, outcomes = "reunified_18m")`.
 #' * Absence: the three school terms starting after the referral (autumn 1
-#'   August, spring 1 January, summer Easter Monday; NPD's Summer and
+#'   September, spring 1 January, summer Easter Monday; NPD's Summer and
 #'   Summer6th added together), see [absence_panel()].
 #'
 #' The local authority is the one at the time of the anchor date ("their
