@@ -486,10 +486,13 @@ cohort_covariates <- function(cohort, outcome) {
     stop_arg("cohort", "must be an `sfp_cohort`", "build it with build_cohort().")
   }
   d <- attr(cohort, "design")
-  if (!is.character(outcome) || length(outcome) != 1L || !outcome %in% names(cohort)) {
+  dropped <- attr(cohort, "covariates_dropped_by_sample")
+  # an outcome column, or a sample without one (absence: `absence_rate`)
+  if (!is.character(outcome) || length(outcome) != 1L ||
+      !outcome %in% c(names(cohort), names(dropped))) {
     stop_arg("outcome", "must be one outcome of the cohort")
   }
-  dr <- attr(cohort, "covariates_dropped_by_sample")[[outcome]]
+  dr <- dropped[[outcome]]
   cv <- setdiff(d$covariates, c(d$covariates_exclude[[outcome]], dr))
   intersect(cv, names(cohort))
 }

@@ -463,6 +463,16 @@ test_that("absence: the three terms starting after the referral, Summer6th added
   f <- exclusion_flow(co, stage = "absence", by = "total")
   expect_equal(f$n, c(3L, 1L, 2L))
   expect_flow_adds_up(co)
+  # the cohort has absence_rate (and the panel), not a column `absence`; its
+  # model covariates are the design's less those dropped on its sample
+  dr <- attr(co, "covariates_dropped_by_sample")
+  expect_true("absence" %in% names(dr))
+  cv <- cohort_covariates(co, "absence")
+  des <- attr(co, "design")
+  expect_equal(cv, intersect(setdiff(des$covariates, c(des$covariates_exclude$absence, dr$absence)),
+                             names(co)))
+  expect_true(length(cv) > 0L && all(cv %in% names(co)))
+  expect_error(cohort_covariates(co, "absent"), "one outcome of the cohort")
   # No session possible gives no rate; a missing count makes the term's sum
   # missing (never a silent zero); one term kept with absence_terms = 1.
   ab2 <- ab
