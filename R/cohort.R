@@ -1481,6 +1481,8 @@ term_starts <- function(y, dates = NULL) {
   out
 }
 
+# First calendar year of an academic year written "2019/20", "2019-20", "201920"
+# (NA when it has no digits); one parser for absence records and term dates.
 academic_year_start <- function(x) {
   y <- suppressWarnings(as.integer(substr(gsub("[^0-9]", "", as.character(x)), 1L, 4L)))
   y
