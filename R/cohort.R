@@ -197,7 +197,7 @@ outcome_table <- function(design) {
 #'   "sensitivity"`) within 18 months of its start. Build it on its own:
 #'   `build_cohort(data, design, outcomes = "reunified_18m")`.
 #' * Absence: the three school terms starting after the referral (autumn 1
-#'   August, spring 1 January, summer Easter Monday; NPD's Summer and
+#'   September, spring 1 January, summer Easter Monday; NPD's Summer and
 #'   Summer6th added together), see [absence_panel()].
 #'
 #' The local authority is the one at the time of the anchor date ("their
@@ -453,7 +453,8 @@ check_rollout_dates <- function(las, treatment) {
   if (!treatment %in% c("alt_go_live", "embedding")) return(invisible(TRUE))
   cols <- if (treatment == "alt_go_live") "alt_go_live_date" else c("embed_start", "embed_end")
   for (col in cols) {
-    bad <- which(is.na(las[[col]]))
+    # comparator LAs (the DiD strands) never go live: only treated LAs need the dates
+    bad <- which(las$role %in% "treated" & is.na(las[[col]]))
     if (length(bad)) {
       stop_rows("rollout", col, bad, "have no date",
                 sprintf("give every LA its `%s` to use treatment = \"%s\".", col, treatment),
@@ -485,10 +486,13 @@ cohort_covariates <- function(cohort, outcome) {
     stop_arg("cohort", "must be an `sfp_cohort`", "build it with build_cohort().")
   }
   d <- attr(cohort, "design")
-  if (!is.character(outcome) || length(outcome) != 1L || !outcome %in% names(cohort)) {
+  dropped <- attr(cohort, "covariates_dropped_by_sample")
+  # an outcome column, or a sample without one (absence: `absence_rate`)
+  if (!is.character(outcome) || length(outcome) != 1L ||
+      !outcome %in% c(names(cohort), names(dropped))) {
     stop_arg("outcome", "must be one outcome of the cohort")
   }
-  dr <- attr(cohort, "covariates_dropped_by_sample")[[outcome]]
+  dr <- dropped[[outcome]]
   cv <- setdiff(d$covariates, c(d$covariates_exclude[[outcome]], dr))
   intersect(cv, names(cohort))
 }
@@ -845,7 +849,9 @@ cohort_context <- function(data, design, coh, r, ends, pop, keep) {
 care_table <- function(cla, design, child, n) {
   keep_ep <- if (design$short_breaks == "exclude") !(cla$ls %in% design$codes$short_breaks) else
     rep(TRUE, nrow(cla))
-  tab <- index_table(ifelse(keep_ep, child, NA_integer_), as.integer(cla$decom), n)
+  # same-day episodes: an S episode first, then by end day (row order never matters)
+  tab <- index_table(ifelse(keep_ep, child, NA_integer_), as.integer(cla$decom), n,
+                     !(cla$rne %in% "S"), as.integer(cla$dec))
   k <- tab$rows
   s <- as.integer(cla$decom[k])
   e <- as.integer(cla$dec[k])
@@ -1198,12 +1204,13 @@ source_ends <- function(data, design) {
 
 # ---- index vectors ----------------------------------------------------------
 
-# Rows of a table sorted by cohort child (1..n, NA = not in the cohort) and
-# start day, with the 0-based offsets of each child's rows.
-index_table <- function(child, start, n) {
+# Rows of a table sorted by cohort child (1..n, NA = not in the cohort),
+# start day and any further keys in `...`, with the 0-based offsets of each child's rows.
+index_table <- function(child, start, n, ...) {
   child <- as.integer(child)
   k <- which(!is.na(child))
-  k <- k[order(child[k], start[k], method = "radix")]
+  ties <- lapply(list(...), function(v) v[k])   # further sort keys for same-day rows
+  k <- k[do.call(order, c(list(child[k], start[k]), ties, method = "radix"))]
   list(rows = k,
        offsets = as.integer(c(0L, cumsum(tabulate(child[k], nbins = n)))))
 }
@@ -1474,6 +1481,8 @@ term_starts <- function(y, dates = NULL) {
   out
 }
 
+# First calendar year of an academic year written "2019/20", "2019-20", "201920"
+# (NA when it has no digits); one parser for absence records and term dates.
 academic_year_start <- function(x) {
   y <- suppressWarnings(as.integer(substr(gsub("[^0-9]", "", as.character(x)), 1L, 4L)))
   y

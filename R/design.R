@@ -569,7 +569,7 @@ check_term_dates <- function(x) {
     stop_arg("term_dates", "must be a data frame with columns `academic_year`, `term` and `start`",
              "give one row per academic year and term, e.g. academic_year = \"2019/20\", term = \"autumn\", start = as.Date(\"2019-09-04\").")
   }
-  y <- suppressWarnings(as.integer(substr(gsub("[^0-9]", "", as.character(x$academic_year)), 1L, 4L)))
+  y <- academic_year_start(x$academic_year)
   t <- match(tolower(as.character(x$term)), c("autumn", "spring", "summer"))
   st <- if (inherits(x$start, "Date")) as.integer(x$start) else rep(NA_integer_, nrow(x))
   bad <- which(is.na(y) | is.na(t) | is.na(st))

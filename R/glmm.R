@@ -1749,8 +1749,8 @@ sw_terms <- function(data, rollout, date = "referral_date", cluster = "la_code",
   gl_trial <- if ("go_live_date" %in% names(rollout) && inherits(rollout$go_live_date, "Date")) {
     rollout$go_live_date
   } else gl
-  start <- trial_start %||% seq(min(gl_trial, na.rm = TRUE), by = paste(-period_months, "months"),
-                                length.out = 2L)[2]
+  # calendar months, month-end clamped, as the design functions count them
+  start <- trial_start %||% day_to_date(add_months(min(gl_trial, na.rm = TRUE), -period_months))
   np <- n_periods %||% (nrow(rollout) + 1L)
   # the one definition of step and go-live boundaries (R/design.R), shared
   # with build_cohort(): a referral on the go-live day is treated

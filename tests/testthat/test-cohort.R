@@ -327,6 +327,29 @@ test_that("a new period of care: S, or an episode that continues none (short bre
   expect_equal(val(co, "in_care_at_referral"), c(l = FALSE, q = FALSE, s = TRUE))
 })
 
+test_that("same-day episodes: the S episode starts the period whatever the row order", {
+  # u: a zero-length S episode in kinship care (U1) and a placement move (P,
+  # U4) starting the same day. The S episode starts the new period and the P
+  # episode continues it (it starts on the day the S one ends), so the
+  # first placement of the period is U1: kinship_first 1, in either row order.
+  ch <- kids("u", la = "301")
+  rf <- refs("u", "2019-08-01", referral_nfa = FALSE)
+  cla <- rbind(eps("u", "2019-09-01", "2019-09-01", place = "U1", rec = "X1"),
+               eps("u", "2019-09-01", rne = "P", place = "U4"))
+  # sfp_data() refuses two episodes of a child starting the same day; this
+  # tests the cohort code on records that got past it
+  cla$decom[2] <- as.Date("2019-09-02")
+  d <- quiet_data(children = ch, referrals = rf, cla_episodes = cla, rollout = fv_rollout)
+  d$cla_episodes$decom[2] <- as.Date("2019-09-01")
+  des <- design_family_valued(d, data_end = as.Date("2023-12-31"))
+  for (ord in list(1:2, 2:1)) {
+    d$cla_episodes <- d$cla_episodes[ord, ]
+    co <- suppressMessages(build_cohort(d, des, outcomes = c("cla_18m", "kinship_first")))
+    expect_equal(val(co, "cla_18m"), c(u = 1L))
+    expect_equal(val(co, "kinship_first"), c(u = 1L))
+  }
+})
+
 test_that("cpp_duration and days_cpp_18m: overlaps merged, open plans capped, same-day plans", {
   ids <- c("a", "b", "c", "d", "e", "f", "g")
   ch <- kids(ids)
@@ -439,6 +462,16 @@ test_that("absence: the three terms starting after the referral, Summer6th added
   f <- exclusion_flow(co, stage = "absence", by = "total")
   expect_equal(f$n, c(3L, 1L, 2L))
   expect_flow_adds_up(co)
+  # the cohort has absence_rate (and the panel), not a column `absence`; its
+  # model covariates are the design's less those dropped on its sample
+  dr <- attr(co, "covariates_dropped_by_sample")
+  expect_true("absence" %in% names(dr))
+  cv <- cohort_covariates(co, "absence")
+  des <- attr(co, "design")
+  expect_equal(cv, intersect(setdiff(des$covariates, c(des$covariates_exclude$absence, dr$absence)),
+                             names(co)))
+  expect_true(length(cv) > 0L && all(cv %in% names(co)))
+  expect_error(cohort_covariates(co, "absent"), "one outcome of the cohort")
   # No session possible gives no rate; a missing count makes the term's sum
   # missing (never a silent zero); one term kept with absence_terms = 1.
   ab2 <- ab

@@ -184,4 +184,22 @@ test_that("both strands for both programmes: the FS stepped-wedge and the FV DiD
   co2 <- suppressMessages(build_cohort(d2, did, outcomes = character()))
   expect_equal(co2$child_id, c("a", "b", "c"))
   expect_equal(co2$treated, c(1L, 0L, 0L))
+  # the comparator has no go-live, so no alternative go-live or embedding
+  # dates either: only the treated authorities need them
+  ro_fv$alt_go_live_date <- as.Date(c("2020-03-01", "2020-09-01", NA))
+  ro_fv$embed_start <- as.Date(c("2019-10-01", "2020-04-01", NA))
+  ro_fv$embed_end <- as.Date(c("2019-12-31", "2020-06-30", NA))
+  d3 <- suppressWarnings(sfp_data(children = ch, referrals = rf, rollout = ro_fv))
+  did3 <- design_family_valued(d3, strand = "did", data_end = as.Date("2023-12-31"))
+  for (tr in c("alt_go_live", "embedding")) {
+    co3 <- suppressMessages(build_cohort(d3, did3, treatment = tr, outcomes = character()))
+    expect_equal(co3$child_id, c("a", "b", "c"))
+    expect_equal(co3$treated[3], 0L)
+  }
+  ro_fv$embed_end[1] <- NA
+  d4 <- suppressWarnings(sfp_data(children = ch, referrals = rf, rollout = ro_fv))
+  did4 <- design_family_valued(d4, strand = "did", data_end = as.Date("2023-12-31"))
+  expect_error(suppressMessages(build_cohort(d4, did4, treatment = "embedding",
+                                             outcomes = character())),
+               "embed_end.*301")
 })

@@ -534,6 +534,21 @@ test_that("sw_terms() builds period, treatment, exposure and readiness (by hand)
   expect_equal(nrow(sw_terms(kids[0, ], rollout)), 0L)
 })
 
+test_that("sw_terms() and the design start a trial on the same month-end-clamped day", {
+  # first go-live 31 August 2020: six calendar months before is 29 February
+  # 2020 (clamped), as design_family_valued() says; a referral that day is in
+  # step 0, one on 28 February is before the trial
+  rollout <- data.frame(la_code = c("301", "302"), programme = "FV", role = "treated",
+                        go_live_date = as.Date(c("2020-08-31", "2021-02-28")))
+  des <- design_family_valued(suppressWarnings(sfp_data(rollout = rollout)),
+                              data_end = as.Date("2023-12-31"))
+  expect_equal(des$trial_start, as.Date("2020-02-29"))
+  kids <- data.frame(la_code = "301", referral_date = as.Date(c("2020-02-28", "2020-02-29")))
+  expect_warning(out <- sw_terms(kids, rollout), "outside the trial period")
+  expect_equal(out$referral_date, des$trial_start)
+  expect_equal(out$period, 0L)
+})
+
 test_that("sw_terms() columns feed sw_glmm() (stepped wedge from go-live dates)", {
   set.seed(101)
   rollout <- data.frame(la_code = las, go_live_date = as.Date("2022-01-01") + c(0, 181, 365, 546, 730),
