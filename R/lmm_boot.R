@@ -104,7 +104,8 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   out
 }
 
-# p-values and the confidence interval by test inversion from the five
+# p-values and the confidence interval by test inversion (for wcr_linear()
+# and the LMM bootstrap alike) from the five
 # per-draw sums of ffi_wcr_stats() (numerator and squared denominator affine
 # and quadratic in the null value rr): t*(rr) = (s1 + rr s2) /
 # sqrt(cf (s3 + 2 rr s4 + rr^2 s5)); the observed t is (beta - rr) / se.

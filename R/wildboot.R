@@ -206,45 +206,10 @@ wcr_linear <- function(fit, param, draws, level, r, want_ci = TRUE) {
   beta <- unname(fit$coefficients[j])
   k1 <- rowSums(p0$K)
   se <- sqrt(cf * sum(k1^2))
-  tstar <- function(rr) {
-    num <- st[1, ] + rr * st[2, ]
-    den <- cf * (st[3, ] + 2 * rr * st[4, ] + rr^2 * st[5, ])
-    ifelse(den > 0, num / sqrt(pmax(den, 0)), ifelse(num == 0, 0, sign(num) * Inf))
-  }
-  pv <- function(rr, strict = TRUE) {
-    t0 <- abs((beta - rr) / se)
-    ts <- abs(tstar(rr))
-    tol <- 1e-8 * max(1, t0)
-    if (strict) mean(ts > t0 + tol) else mean(ts >= t0 - tol)
-  }
-  alpha <- 1 - level
-  ci <- c(NA_real_, NA_real_)
-  if (se > 0 && want_ci) {
-    for (side in c(-1, 1)) {
-      # expand until p < alpha, then a 25-point grid, then bisection
-      width <- 2 * se
-      it <- 0
-      while (pv(beta + side * width) >= alpha && it < 60) {
-        width <- width * 2
-        it <- it + 1
-      }
-      if (it >= 60) next
-      grid <- beta + side * width * seq(0, 1, length.out = 25)
-      pg <- vapply(grid, pv, 0)
-      first <- which(pg < alpha)[1]
-      lo <- grid[first - 1]
-      hi <- grid[first]
-      for (b in 1:80) {
-        mid <- (lo + hi) / 2
-        if (pv(mid) >= alpha) lo <- mid else hi <- mid
-        if (abs(hi - lo) <= 1e-10 * se) break
-      }
-      ci[(side + 3) / 2] <- (lo + hi) / 2
-    }
-  }
-  list(method = "wild cluster restricted bootstrap-t (CR1)", estimate = beta,
-       statistic = (beta - r) / se, std.error = se, p_value = pv(r, TRUE),
-       p_value_geq = pv(r, FALSE), conf_int = ci, tstar = tstar(r))
+  res <- wcr_invert(st, beta, se, cf, r, level, want_ci)
+  c(list(method = "wild cluster restricted bootstrap-t (CR1)"),
+    res[c("estimate", "statistic")], list(std.error = se),
+    res[c("p_value", "p_value_geq", "conf_int", "tstar")])
 }
 
 # The Kline-Santos score bootstrap for the logit and the conditional logit:
