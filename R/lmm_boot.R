@@ -109,8 +109,7 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
 # per-draw sums of ffi_wcr_stats() (numerator and squared denominator affine
 # and quadratic in the null value rr): t*(rr) = (s1 + rr s2) /
 # sqrt(cf (s3 + 2 rr s4 + rr^2 s5)); the observed t is (beta - rr) / se.
-# The interval: expand each side until p < 1 - level, a 25-point grid, then
-# bisection.
+# The interval: invert_test() (R/wildboot.R).
 wcr_invert <- function(st, beta, se, cf, r, level, want_ci) {
   tstar <- function(rr) {
     num <- st[1, ] + rr * st[2, ]
@@ -123,30 +122,9 @@ wcr_invert <- function(st, beta, se, cf, r, level, want_ci) {
     tol <- 1e-8 * max(1, t0)
     if (strict) mean(ts > t0 + tol) else mean(ts >= t0 - tol)
   }
-  alpha <- 1 - level
-  ci <- c(NA_real_, NA_real_)
-  if (se > 0 && want_ci) {
-    for (side in c(-1, 1)) {
-      width <- 2 * se
-      it <- 0
-      while (pv(beta + side * width) >= alpha && it < 60) {
-        width <- width * 2
-        it <- it + 1
-      }
-      if (it >= 60) next
-      grid <- beta + side * width * seq(0, 1, length.out = 25)
-      pg <- vapply(grid, pv, 0)
-      first <- which(pg < alpha)[1]
-      lo <- grid[first - 1]
-      hi <- grid[first]
-      for (b in 1:80) {
-        mid <- (lo + hi) / 2
-        if (pv(mid) >= alpha) lo <- mid else hi <- mid
-        if (abs(hi - lo) <= 1e-10 * se) break
-      }
-      ci[(side + 3) / 2] <- (lo + hi) / 2
-    }
-  }
+  ci <- if (want_ci) invert_test(pv, beta, se, 1 - level, rel = 1e-10,
+                                 max_double = 60, max_bisect = 80) else
+    c(NA_real_, NA_real_)
   list(estimate = beta, statistic = (beta - r) / se, p_value = pv(r, TRUE),
        p_value_geq = pv(r, FALSE), conf_int = ci, tstar = tstar(r))
 }

@@ -246,28 +246,33 @@ score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
 }
 
 # Confidence limits {r: p(r) >= alpha} by test inversion: from the estimate,
-# step out by 2 se (doubling) until p < alpha, then a 25-point grid and
-# bisection to 1e-6 se on the first crossing each side.
-invert_test <- function(pv, beta, se, alpha, rel = 1e-6) {
+# step out by 2 se (doubling, at most max_double times) until p < alpha, then
+# a 25-point grid and bisection (at most max_bisect steps) to rel * se on the
+# first crossing each side. Serves the score bootstraps and, through
+# wcr_invert(), the linear and LMM wild cluster bootstraps.
+invert_test <- function(pv, beta, se, alpha, rel = 1e-6, max_double = 30,
+                        max_bisect = Inf) {
   ci <- c(NA_real_, NA_real_)
   if (!is.finite(se) || se <= 0) return(ci)
   for (side in c(-1, 1)) {
     width <- 2 * se
     it <- 0
-    while (pv(beta + side * width) >= alpha && it < 30) {
+    while (pv(beta + side * width) >= alpha && it < max_double) {
       width <- width * 2
       it <- it + 1
     }
-    if (it >= 30) next
+    if (it >= max_double) next
     grid <- beta + side * width * seq(0, 1, length.out = 25)
     pg <- vapply(grid, pv, 0)
     first <- which(pg < alpha)[1]
     if (is.na(first) || first == 1L) next
     lo <- grid[first - 1]
     hi <- grid[first]
-    while (abs(hi - lo) > rel * se) {
+    b <- 0
+    while (abs(hi - lo) > rel * se && b < max_bisect) {
       mid <- (lo + hi) / 2
       if (pv(mid) >= alpha) lo <- mid else hi <- mid
+      b <- b + 1
     }
     ci[(side + 3) / 2] <- (lo + hi) / 2
   }
