@@ -131,7 +131,10 @@ few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999
   alpha <- 1 - level
   ci <- if (isTRUE(conf_int)) {
     pfun <- function(b0) few_treated_stat_(ft, mom, b0, draws)$p_value
-    few_treated_ci_(pfun, obs$estimate, obs$std.error, alpha)
+    # invert_test() (R/wildboot.R): steps of one SE, the test rejects at p <= alpha
+    se <- max(obs$std.error, 1e-8)
+    invert_test(pfun, obs$estimate, se, alpha, rel = 1e-6, max_double = 41,
+                max_bisect = 40, step = se, strict = TRUE, unbounded = Inf)
   } else c(NA_real_, NA_real_)
   structure(list(
     estimate = obs$estimate, std.error = obs$std.error, statistic = obs$statistic,
@@ -230,31 +233,6 @@ few_treated_stat_ <- function(ft, mom, b0, draws) {
   list(estimate = est, std.error = sqrt(th$var), statistic = tstat, rho = th$rho,
        sigma2_v = th$sigma2_v,
        p_value = (1 + sum(abs(tstar) >= abs(tstat) - 1e-12)) / (B + 1))
-}
-
-# Test inversion: the ends where the p-value crosses alpha, found by
-# expanding from the estimate in steps of the standard error, then bisection.
-few_treated_ci_ <- function(pfun, est, se, alpha) {
-  if (pfun(est) <= alpha) return(c(NA_real_, NA_real_))
-  bound <- function(dir) {
-    inside <- est
-    step <- max(se, 1e-8)
-    k <- 0
-    while (pfun(est + dir * step) > alpha) {
-      inside <- est + dir * step
-      step <- 2 * step
-      k <- k + 1
-      if (k > 40) return(dir * Inf)
-    }
-    outside <- est + dir * step
-    for (i in 1:40) {
-      mid <- (inside + outside) / 2
-      if (pfun(mid) > alpha) inside <- mid else outside <- mid
-      if (abs(outside - inside) < 1e-6 * se) break
-    }
-    (inside + outside) / 2
-  }
-  c(bound(-1), bound(1))
 }
 
 #' @export

@@ -784,27 +784,12 @@ invert_linear <- function(A, B, a, b, alpha, sampled) {
     ext <- abs(A - theta * B) >= abs(a - theta * b) - 1e-12
     if (sampled) (1 + sum(ext)) / (length(A) + 1) else mean(ext)
   }
+  # invert_test() (R/wildboot.R): steps of the permutation SE (or |est|),
+  # the test rejects at p <= alpha, 60 bisections' precision
   est <- a / b
-  if (!is.finite(est) || pval(est) <= alpha) return(c(NA_real_, NA_real_))
   scale <- max(1e-8, stats::sd(A) / max(abs(b), 1e-8), abs(est))
-  bound <- function(dir) {
-    inside <- est
-    step <- scale
-    k <- 0
-    while (pval(est + dir * step) > alpha) {
-      inside <- est + dir * step
-      step <- 2 * step
-      k <- k + 1
-      if (k > 60) return(dir * Inf)
-    }
-    outside <- est + dir * step
-    for (i in 1:60) {
-      mid <- (inside + outside) / 2
-      if (pval(mid) > alpha) inside <- mid else outside <- mid
-    }
-    (inside + outside) / 2
-  }
-  c(bound(-1), bound(1))
+  invert_test(pval, est, scale, alpha, rel = 1e-12, max_double = 61, max_bisect = 60,
+              step = scale, strict = TRUE, unbounded = Inf)
 }
 
 #' @export

@@ -262,3 +262,41 @@ test_that("score bootstrap confidence interval inverts the test (logit and condi
     expect_lt(p_at(ci[2] + 1e-4 * se), 0.1)
   }
 })
+
+test_that("wild_boot(seed =) uses with_seed(): the caller's generator and state are untouched", {
+  d <- make_wb()
+  # (two treated clusters of five: the few-treated warning is not the point here)
+  wild_boot <- function(...) suppressWarnings(sfpceval::wild_boot(...), classes = "sfpceval_few_treated")
+  f <- suppressWarnings(did_fit(y ~ treated + x | la + year, d, cluster = ~la, vcov = "CR1"),
+                        classes = "sfpceval_few_treated")
+  a <- wild_boot(f, "treated", weights = "mammen", B = 199, seed = 7, conf_int = FALSE)
+  # under another generator the draws are the same, and the generator is given back
+  old_kind <- RNGkind()
+  on.exit(RNGkind(old_kind[1], old_kind[2], old_kind[3]), add = TRUE)
+  RNGkind("L'Ecuyer-CMRG", "Box-Muller", "Rounding") |> suppressWarnings()
+  set.seed(3)
+  before <- .Random.seed
+  b <- wild_boot(f, "treated", weights = "mammen", B = 199, seed = 7, conf_int = FALSE)
+  expect_identical(.Random.seed, before)
+  expect_identical(RNGkind(), c("L'Ecuyer-CMRG", "Box-Muller", "Rounding"))
+  expect_identical(b$tstar, a$tstar)
+  RNGkind(old_kind[1], old_kind[2], old_kind[3])
+  # a session that has drawn no random number yet still has none afterwards
+  if (exists(".Random.seed", globalenv())) {
+    saved <- get(".Random.seed", globalenv())
+    rm(".Random.seed", envir = globalenv())
+    on.exit(assign(".Random.seed", saved, envir = globalenv()), add = TRUE)
+  }
+  c2 <- wild_boot(f, "treated", weights = "mammen", B = 199, seed = 7, conf_int = FALSE)
+  expect_false(exists(".Random.seed", globalenv()))
+  expect_identical(c2$tstar, a$tstar)
+  # without a seed the draws come from (and advance) the caller's stream
+  set.seed(7)
+  d1 <- wild_boot(f, "treated", weights = "mammen", B = 199, conf_int = FALSE)
+  expect_identical(d1$tstar, a$tstar)
+  # a seed or B that is not a whole number is refused, not truncated
+  expect_error(wild_boot(f, "treated", weights = "mammen", B = 199, seed = 2.5),
+               "`seed` must be one whole number, not numeric `2.5`")
+  expect_error(wild_boot(f, "treated", weights = "mammen", B = 99.5, seed = 1),
+               "`B` must be \"enumerate\" or a whole number of draws of at least 1, not numeric `99.5`")
+})
