@@ -88,16 +88,17 @@
 #' @export
 few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999L,
                              seed = 1L, level = 0.95, conf_int = TRUE, shock_ratio = 1) {
-  if (!is.numeric(B) || length(B) != 1L || is.na(B) || B < 19) {
-    stop_arg("B", "must be a number of bootstrap draws of at least 19")
-  }
+  B <- check_whole(B, "B", 19L, "give e.g. B = 999 bootstrap draws.")
   if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
-    stop_arg("level", "must be a number in (0, 1)")
+    stop_arg("level", "must be a number in (0, 1)", "give e.g. level = 0.95.")
   }
   if (!is.numeric(shock_ratio) || length(shock_ratio) != 1L || !(shock_ratio > 0) ||
       !is.finite(shock_ratio)) {
     stop_arg("shock_ratio", "must be one positive number",
              "1 assumes the treated authorities' shocks vary as much as the comparators'")
+  }
+  if (!isTRUE(conf_int) && !isFALSE(conf_int)) {
+    stop_arg("conf_int", "must be TRUE or FALSE", "use conf_int = FALSE to skip the test inversion.")
   }
   P <- panel_rows_(formula, data, group, time, weights)
   check_balanced_(P, group, time)

@@ -635,6 +635,11 @@ aggregate_att <- function(x, type = c("simple", "dynamic", "group", "calendar"),
   type <- match.arg(type)
   inference <- match.arg(inference)
   if (!inherits(x, "sfp_att_gt")) stop_arg("x", "must come from att_gt()")
+  if (inference == "randomisation") {
+    n_perm <- check_whole(n_perm, "n_perm", 1L, "sample e.g. n_perm = 999 assignments.")
+    max_enumerate <- check_whole(max_enumerate, "max_enumerate", 0L)
+    alpha <- check_number(alpha, "alpha", 0, 1, lower_open = TRUE, upper_open = TRUE)
+  }
   # Every aggregate is a fixed linear combination of the ATT(g, t), and every
   # ATT(g, t) is linear in the outcome: estimates = A(G) %*% att(Y, G).
   estimates <- function(Y, G, cells = NULL) {

@@ -55,10 +55,10 @@ stop_arg <- function(arg, problem, fix = NULL) {
 
 # "are not valid" -> "is not valid" etc. for a single row.
 singular_verb <- function(problem) {
-  sub("^(are|have|hold|start|end|lie|fall|use|give)\\b", "\\1@", problem) |>
+  sub("^(are|have|hold|start|end|lie|fall|use|give|repeat)\\b", "\\1@", problem) |>
     sub(pattern = "^are@", replacement = "is") |>
     sub(pattern = "^have@", replacement = "has") |>
-    sub(pattern = "^(hold|start|end|lie|fall|use|give)@", replacement = "\\1s")
+    sub(pattern = "^(hold|start|end|lie|fall|use|give|repeat)@", replacement = "\\1s")
 }
 
 # Gauss-Hermite rule for a standard normal: nodes z and weights w (summing to
