@@ -89,9 +89,8 @@
 few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999L,
                              seed = 1L, level = 0.95, conf_int = TRUE, shock_ratio = 1) {
   B <- check_whole(B, "B", 19L, "give e.g. B = 999 bootstrap draws.")
-  if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
-    stop_arg("level", "must be a number in (0, 1)", "give e.g. level = 0.95.")
-  }
+  level <- check_number(level, "level", 0, 1, lower_open = TRUE, upper_open = TRUE,
+                        fix = "give e.g. level = 0.95.")
   if (!is.numeric(shock_ratio) || length(shock_ratio) != 1L || !(shock_ratio > 0) ||
       !is.finite(shock_ratio)) {
     stop_arg("shock_ratio", "must be one positive number",
@@ -116,13 +115,22 @@ few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999
   ft <- few_treated_cells_(cells, G, TT)
   ntr <- sum(rowSums(ft$D) > 0)
   if (ntr == 0L || ntr == G) {
-    stop_arg("formula", if (ntr == 0L) "has no treated group" else "has no untreated group",
-             "the DiD needs treated and comparator authorities")
+    stop_arg("formula", sprintf("has %s: %s of the %d groups in `%s` %s treated in some period",
+                                if (ntr == 0L) "no treated group" else "no untreated group",
+                                if (ntr == 0L) "none" else "all", G, group,
+                                if (ntr == 0L) "is" else "are"),
+             "the DiD needs treated authorities and comparator authorities that are never treated.")
   }
   Dt <- ft$D - outer(rowMeans(ft$D), colMeans(ft$D), "+") + mean(ft$D)
   if (sum(Dt^2) <= 1e-12 * max(1, sum(ft$D^2))) {
     stop_arg("formula", "has a treatment collinear with the authority and period effects",
              "the treated authorities need periods before their go-live (and the comparators none after)")
+  }
+  if (as.double(B) * G * TT > 2.5e7) {
+    stop_arg("B", sprintf("asks for %s bootstrap draws, which with %d groups x %d periods is %s normal draws (two arrays of %.1f GB)",
+                          format(B, big.mark = ","), G, TT, format(as.double(B) * G * TT, big.mark = ",", scientific = FALSE),
+                          8 * as.double(B) * G * TT / 1e9),
+             sprintf("use at most B = %s here (999 is usual).", format(floor(2.5e7 / (G * TT)), big.mark = ",")))
   }
   k <- ifelse(rowSums(ft$D) > 0, shock_ratio, 1)
   mom <- few_treated_moments_(ft, G, TT, k)

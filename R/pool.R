@@ -39,14 +39,14 @@
 #'            df_complete = 4)
 #' @export
 pool_rubin <- function(estimate, std.error, df_complete = Inf, level = 0.95) {
-  q <- as.matrix(estimate)
-  se <- as.matrix(std.error)
-  for (a in list(list("estimate", q), list("std.error", se))) {
-    if (!is.numeric(a[[2]])) {
-      stop_arg(a[[1]], sprintf("must be numeric, not %s", class(a[[2]][1])[1]),
+  for (a in list(list("estimate", estimate), list("std.error", std.error))) {
+    if (!is.numeric(a[[2]]) || !(is.null(dim(a[[2]])) || length(dim(a[[2]])) == 2L)) {
+      stop_arg(a[[1]], sprintf("must be a numeric vector or matrix, not %s", class(a[[2]])[1]),
                "give one value per imputation (rows) and term (columns).")
     }
   }
+  q <- as.matrix(estimate)
+  se <- as.matrix(std.error)
   if (!identical(dim(q), dim(se))) {
     stop_arg("std.error", sprintf("must have the shape of `estimate` (%s), not %s",
                                   paste(dim(q), collapse = " x "), paste(dim(se), collapse = " x ")),

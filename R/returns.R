@@ -585,12 +585,12 @@ check_return_codes <- function(v, list_name, file, child, element, table, log) {
 #' attr(cin, "conversions")
 #' @export
 read_cin_census <- function(path, la_code = NULL, history = FALSE, warn = TRUE) {
-  files <- return_files(path, c("xml", "csv"), "path")
   if (!isTRUE(history) && !isFALSE(history)) {
     stop_arg("history", sprintf("must be TRUE or FALSE, not %s", describe_value(history)),
              "use history = TRUE to keep every return's view of a child.")
   }
   check_return_args(la_code, warn)
+  files <- return_files(path, c("xml", "csv"), "path")
   log <- new_import_log()
   raw <- lapply(files, function(f) {
     p <- if (grepl("\\.xml$", f, ignore.case = TRUE)) {
@@ -854,8 +854,8 @@ return_year_from_path <- function(f) {
 #' head(lac$cla_episodes)
 #' @export
 read_ssda903 <- function(dir, la_code = NULL, warn = TRUE) {
-  files <- return_files(dir, "csv", "dir")
   check_return_args(la_code, warn)
+  files <- return_files(dir, "csv", "dir")
   log <- new_import_log()
   parts <- list(header = list(), episodes = list(), uasc = list())
   for (f in files) {
