@@ -300,3 +300,26 @@ test_that("wild_boot(seed =) uses with_seed(): the caller's generator and state 
   expect_error(wild_boot(f, "treated", weights = "mammen", B = 99.5, seed = 1),
                "`B` must be \"enumerate\" or a whole number of draws of at least 1, not numeric `99.5`")
 })
+
+test_that("invert_test(): a z-test inverts to beta -/+ z se; steps, strictness and unbounded sides", {
+  beta <- 0.3
+  se <- 0.2
+  pv <- function(r) 2 * pnorm(-abs(beta - r) / se)
+  z <- qnorm(0.975)
+  for (step in c(2 * se, se, 10 * se, 0.01 * se)) {
+    ci <- invert_test(pv, beta, se, 0.05, rel = 1e-10, step = step)
+    expect_equal(ci, beta + c(-1, 1) * z * se, tolerance = 1e-8)
+  }
+  # a p-value with a flat top at alpha: ">=" accepts it, ">" does not
+  flat <- function(r) if (abs(r - beta) <= se) 0.05 else 0.01
+  expect_equal(invert_test(flat, beta, se, 0.05, rel = 1e-10), beta + c(-1, 1) * se, tolerance = 1e-8)
+  expect_identical(invert_test(flat, beta, se, 0.05, strict = TRUE), c(NA_real_, NA_real_))
+  # never rejected on the right: NA by default, Inf when asked
+  half <- function(r) if (r < beta - se) 0 else 1
+  expect_equal(invert_test(half, beta, se, 0.05, rel = 1e-10)[1], beta - se, tolerance = 1e-8)
+  expect_identical(invert_test(half, beta, se, 0.05)[2], NA_real_)
+  expect_identical(invert_test(half, beta, se, 0.05, unbounded = Inf, max_double = 10)[2], Inf)
+  # nothing to invert
+  expect_identical(invert_test(pv, beta, 0, 0.05), c(NA_real_, NA_real_))
+  expect_identical(invert_test(pv, NA_real_, se, 0.05), c(NA_real_, NA_real_))
+})
