@@ -100,6 +100,12 @@ few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999
     stop_arg("conf_int", "must be TRUE or FALSE", "use conf_int = FALSE to skip the test inversion.")
   }
   P <- panel_rows_(formula, data, group, time, weights)
+  bad <- which(!P$X[, 1] %in% c(0, 1))
+  if (length(bad)) {
+    stop_rows("data", colnames(P$X)[1], P$rows[bad], "have a treatment other than 0 or 1",
+              "give the child's treatment first in the formula, as 0/1 (1 = referred on or after the go-live).",
+              keys = P$X[bad, 1], key_name = "values")
+  }
   check_balanced_(P, group, time)
   G <- P$G
   TT <- P$T

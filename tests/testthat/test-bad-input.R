@@ -279,7 +279,10 @@ test_that("pool_rubin(), triangulate(), cost_benefit(), fidelity(), disclose(), 
                                                       weights = rep(0, nrow(ftd)))),
     few_treated_no_comparators = quote(few_treated_test(y ~ treated, transform(ftd, treated = as.integer(year >= 3)),
                                                         "la", "year")),
-    few_treated_level = quote(few_treated_test(y ~ treated, ftd, "la", "year", level = 1))
+    few_treated_level = quote(few_treated_test(y ~ treated, ftd, "la", "year", level = 1)),
+    few_treated_treatment_not_01 = quote(few_treated_test(y ~ treated, transform(ftd, treated = 2 * treated),
+                                                          "la", "year")),
+    few_treated_treatment_missing = quote(few_treated_test(y ~ treat, ftd, "la", "year"))
   )
   msgs <- vapply(cases, function(e) error_message(eval(e)), "")
   for (nm in names(cases)) {
