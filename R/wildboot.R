@@ -84,21 +84,24 @@
 #' @export
 wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", "mammen"),
                       B = "enumerate", level = 0.95, r = 0, seed = NULL, conf_int = TRUE, ...) {
-  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"), B, level, r, seed, conf_int))
-  if (inherits(fit, "sw_glmm")) {
-    return(glmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"),
-                          B, level, r, seed))
+  if (!inherits(fit, c("did_fit", "sw_glmm"))) {
+    stop_arg("fit", sprintf("must be a did_fit() or a binomial sw_glmm() object, not %s", class(fit)[1]),
+             "fit the model with did_fit() or sw_glmm() first.")
   }
-  if (!inherits(fit, "did_fit")) stop_arg("fit", "must be a did_fit() or a binomial sw_glmm() object")
-  weights <- match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights")
+  weights <- match_choice(if (is.character(weights)) weights[1] else weights,
+                          c("webb", "rademacher", "mammen"), "weights")
+  level <- check_number(level, "level", 0, 1, lower_open = TRUE, upper_open = TRUE,
+                        fix = "give e.g. level = 0.95.")
+  if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) {
+    stop_arg("r", sprintf("must be a finite number, not %s", describe_value(r)), "give the null value, e.g. r = 0.")
+  }
+  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int))
+  if (inherits(fit, "sw_glmm")) return(glmm_wild_boot(fit, param, weights, B, level, r, seed))
   if (!is.character(param) || length(param) != 1L || !param %in% names(fit$coefficients)) {
-    stop_arg("param", sprintf("must name one coefficient of the fit (got \"%s\")", paste(param, collapse = ", ")),
+    got <- if (is.character(param)) paste0("\"", paste(param, collapse = ", "), "\"") else describe_value(param)
+    stop_arg("param", sprintf("must name one coefficient of the fit (got %s)", got),
              sprintf("use one of: %s.", paste(names(fit$coefficients), collapse = ", ")))
   }
-  if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
-    stop_arg("level", "must be a number in (0, 1)")
-  }
-  if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) stop_arg("r", "must be a finite number")
   G <- fit$n_clusters
   few_treated_warn_(fit$n_treated_clusters, G, weights, "wild_boot()")
   draws <- boot_draws(G, weights, B, seed)
@@ -147,6 +150,11 @@ boot_draws <- function(G, weights, B, seed) {
   } else if (!is.numeric(B) || length(B) != 1L || !is.finite(B) || B < 1 || B != round(B)) {
     stop_arg("B", sprintf("must be \"enumerate\" or a whole number of draws of at least 1, not %s",
                           describe_value(B)), "for example B = 9999.")
+  }
+  if (as.double(B) * G > 2.5e7) {
+    stop_arg("B", sprintf("asks for %s draws of %d cluster weights (%.1f GB)", format(B, big.mark = ","), G,
+                          8 * as.double(B) * G / 1e9),
+             sprintf("use at most B = %s (9,999 is usual).", format(floor(2.5e7 / G), big.mark = ",")))
   }
   B <- as.integer(B)
   draw <- function() .Call(ffi_boot_weights, as.integer(G), as.integer(type), B, enumerated)

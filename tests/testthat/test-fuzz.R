@@ -184,6 +184,20 @@ test_that("the plan's exports answer hostile arguments with a result or a named 
     read_ssda903 = list(dir = file.path(b$dir, "ssda903"), la_code = NULL, warn = FALSE),
     read_cin_census = list(path = file.path(b$dir, "cin"), la_code = NULL, history = FALSE, warn = FALSE)
   )
+  # and the functions whose seeds and test inversion changed with them (#13)
+  set.seed(1)
+  wd <- expand.grid(child = 1:10, la = letters[1:6], year = 1:4)
+  wd$treated <- as.integer(wd$la %in% c("a", "b", "c") & wd$year >= 3)
+  wd$y <- rnorm(nrow(wd))
+  wfit <- suppressWarnings(did_fit(y ~ treated | la + year, wd, cluster = ~la, vcov = "CR1"))
+  calls$wild_boot <- list(fit = wfit, param = "treated", weights = "mammen", B = 99, level = 0.95,
+                          r = 0, seed = 1, conf_int = FALSE)
+  sd <- expand.grid(la = paste0("L", 1:5), year = 1:4, child = 1:3)
+  sd$treated <- as.integer(sd$year >= c(L1 = 3, L2 = 4, L3 = Inf, L4 = Inf, L5 = Inf)[sd$la])
+  sd$y <- rnorm(nrow(sd))
+  calls$aggregate_att <- list(x = att_gt(sd, outcome = "y", time = "year"), type = "simple",
+                              inference = "randomisation", n_perm = 19, max_enumerate = 5,
+                              seed = 1, alpha = 0.05)
   if (requireNamespace("DBI", quietly = TRUE) && requireNamespace("RSQLite", quietly = TRUE)) {
     con <- DBI::dbConnect(RSQLite::SQLite(), ":memory:")
     on.exit(DBI::dbDisconnect(con), add = TRUE)
