@@ -19,6 +19,14 @@
 # of S:  G^-1/2 = Q (Q'GQ)^-1/2 Q' + D^-1/2 (I - QQ').  Cost per cluster
 # O(n_g r^2), r = (classes) x (p_g + 3) + p_g, p_g the rank of X_g.
 #
+# Prior weights (residual variance sigma^2 / w_i), constant within a unit
+# (w_c): Phi_g = W^-1 + a sum_c J_c + b J_g, in the original frame (the
+# target clubSandwich takes for nlme::lme(weights = varFixed(~ 1 / w))).
+# Then Phi = 1 / w_c on the part of unit c orthogonal to e_c (in place of
+# I), Lambda = diag(1 / w_c + a m_c); F = w_c^-1/2 there, so D = w_c^-2 off
+# span E and the classes of D are the distinct 1 / w_c off span E and the
+# distinct lambda_c on it. Without weights w = 1.
+#
 # The meat is sum_g (X_g' Phi_g^-1 A_g e_g)(...)', e = y - X beta; for a
 # coefficient j with p_g = A_g Phi_g^-1 X_g M e_j the Satterthwaite df is
 # (sum_g T_gg)^2 / sum_gh T_gh^2, T_gh = delta_gh p_g'Phi_g p_g -
@@ -28,12 +36,14 @@
 # One cluster's pieces. X: n x p, e: n residuals, unit: integer unit codes
 # 1..C (rows of one unit together or not), a, b: as above. Returns
 # list(AWX = n x p matrix A Phi^-1 X, phi = function(v) Phi v).
-cr2_cluster <- function(X, unit, a, b) {
+cr2_cluster <- function(X, unit, a, b, wu = NULL) {
   n <- nrow(X)
   m <- tabulate(unit)
   C <- length(m)
   sm <- sqrt(m)
-  lam <- 1 + a * m
+  wu <- if (is.null(wu)) rep(1, C) else wu
+  wr <- wu[unit]                                                     # w of each row
+  lam <- 1 / wu + a * m
   Et <- function(v) rowsum(v, unit, reorder = TRUE) / sm            # E'v  (C x k)
   E <- function(z) z[unit, , drop = FALSE] / sm[unit]               # E z  (n x k)
   perp <- function(v) v - E(Et(v))
@@ -46,32 +56,32 @@ cr2_cluster <- function(X, unit, a, b) {
     z <- Et(v)
     z2 <- sqrt(lam) * z
     z2 <- z2 + k * u %*% crossprod(u, z2)
-    perp(v) + E(z2)
+    perp(v) / sqrt(wr) + E(z2)
   }
   Ftmul <- function(v) {                                             # F'v
     z <- Et(v)
     z2 <- z + k * u %*% crossprod(u, z)
-    perp(v) + E(sqrt(lam) * z2)
+    perp(v) / sqrt(wr) + E(sqrt(lam) * z2)
   }
   FFt <- function(v) Fmul(Ftmul(v))
   phi <- function(v) {
     z <- Et(v)
-    perp(v) + E(lam * z + b * w %*% crossprod(w, z))
+    perp(v) / wr + E(lam * z + b * w %*% crossprod(w, z))
   }
   phi_inv <- function(v) {
     z <- Et(v)
     zl <- z / lam
     wl <- w / lam
     zi <- zl - (b / (1 + b * sum(w * wl))) * wl %*% crossprod(w, zl)
-    perp(v) + E(zi)
+    perp(v) * wr + E(zi)
   }
   list(Et = Et, E = E, perp = perp, Fmul = Fmul, Ftmul = Ftmul, FFt = FFt,
-       phi = phi, phi_inv = phi_inv, u = u, lam = lam, m = m, n = n)
+       phi = phi, phi_inv = phi_inv, u = u, lam = lam, m = m, n = n, wr = wr)
 }
 
 # A_g Phi_g^-1 X_g for one cluster, given M (p x p).
-cr2_awx <- function(X, unit, a, b, M) {
-  op <- cr2_cluster(X, unit, a, b)
+cr2_awx <- function(X, unit, a, b, M, wu = NULL) {
+  op <- cr2_cluster(X, unit, a, b, wu)
   FX <- op$Fmul(X)
   # class projections of U = [E u, E Lambda u, E Lambda^2 u, F X]; only the
   # span of F X matters, so F is applied to a basis of the cluster's column
@@ -86,7 +96,9 @@ cr2_awx <- function(X, unit, a, b, M) {
     sel <- as.numeric(op$lam == l)
     op$E(cbind(Uc, FXc) * sel)
   })
-  S <- do.call(cbind, c(blocks, list(FXp)))
+  # off span E, D = w^-2: one block per distinct weight
+  pblocks <- lapply(sort(unique(op$wr)), function(wk) FXp * (op$wr == wk))
+  S <- do.call(cbind, c(blocks, pblocks))
   # columns that vanish in this cluster (other clusters' fixed effects) are
   # dropped; an orthonormal basis of the span from the SVD (S may be wider
   # than tall in a small cluster)
@@ -103,7 +115,7 @@ cr2_awx <- function(X, unit, a, b, M) {
   Gs_mh <- ev$vectors %*% (t(ev$vectors) * ih)
   Dmh <- function(v) {                                               # D^-1/2 v
     z <- op$Et(v)
-    op$perp(v) + op$E(z / op$lam)
+    op$perp(v) * op$wr + op$E(z / op$lam)
   }
   Ginvh <- function(v) {
     Qv <- crossprod(Q, v)
@@ -116,8 +128,9 @@ cr2_awx <- function(X, unit, a, b, M) {
 # CR2 vcov and Satterthwaite df for all coefficients. X, e: rows; cl: CR
 # cluster codes 1..G; unit: unit codes within clusters (global codes);
 # a, b: see above; M = (X'Phi^-1 X)^-1. Contrasts: the columns of L (p x k),
-# default the identity.
-lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X))) {
+# default the identity. w: prior weights of the rows (constant within a
+# unit) or NULL.
+lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL) {
   G <- max(cl)
   p <- ncol(X)
   rows <- split(seq_len(nrow(X)), cl)
@@ -129,7 +142,8 @@ lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X))) {
   for (g in seq_len(G)) {
     i <- rows[[g]]
     un <- match(unit[i], unique(unit[i]))
-    r <- cr2_awx(X[i, , drop = FALSE], un, a, b, M)
+    wu <- if (is.null(w)) NULL else w[i][match(seq_len(max(un)), un)]
+    r <- cr2_awx(X[i, , drop = FALSE], un, a, b, M, wu)
     Ug[, g] <- crossprod(r$AWX, e[i])
     pg <- r$AWX %*% ML
     XtP[, , g] <- crossprod(X[i, , drop = FALSE], pg)
