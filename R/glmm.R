@@ -66,6 +66,19 @@
 #' variance and the fixed effects and optimised over the variance ratios; it
 #' equals lme4's REML criterion / deviance.
 #'
+#' **Prior weights** (`weights`, gaussian only), e.g. the CEM weights of the
+#' Family Safeguarding DiD: row i has residual variance sigma^2 / w_i, as
+#' `lme4::lmer(weights = )` (and `nlme::lme(weights = varFixed(~ 1 / w))`);
+#' the weights enter the cross-products (a child's number of rows becomes
+#' the sum of its weights), the log-likelihood includes -sum(log w) / 2 as
+#' lme4's does, rows with weight 0 are excluded and counted in
+#' `exclusion_flow`, and negative, missing or infinite weights are errors.
+#' With `cluster`, CR2 takes the weighted model's covariance as its target,
+#' in the original frame (as clubSandwich for the `lme` fit); it needs one
+#' weight per child (per unit of the random effect nested in the cluster),
+#' which CEM weights are. The binomial family takes no prior weights (write
+#' counts as `cbind(successes, failures)`).
+#'
 #' With 5 LAs the Wald tests are optimistic; the protocol's permutation test
 #' is the reference for inference on the treatment effect. For a gaussian
 #' fit, [wild_boot()] gives the wild cluster restricted bootstrap-t at the
@@ -137,6 +150,10 @@
 #'   effect `(1 | child_id)` with LA fixed effects (the Family Safeguarding
 #'   absence model). Computed per cluster from low-rank updates, without
 #'   n_g x n_g matrices. `NULL` (default): none.
+#' @param weights For the gaussian family: `NULL` (default) or prior weights,
+#'   the name of a column of `data` or one non-negative number per row
+#'   (residual variance sigma^2 / w). Rows with weight 0 are excluded and
+#'   counted.
 #' @param ... Not used; an error if given.
 #' @return An object of class `sw_glmm`, a list with `coefficients`, `vcov`,
 #'   `sigma` (random-intercept SD(s)), `loglik`, `nobs`, `ngroups`, `family`,

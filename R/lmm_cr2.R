@@ -91,20 +91,30 @@ cr2_awx <- function(X, unit, a, b, M, wu = NULL) {
   Uc <- cbind(op$u, op$lam * op$u, op$lam^2 * op$u)                 # in E coordinates
   FXc <- op$Et(FB)
   FXp <- op$perp(FB)
-  cls <- sort(unique(op$lam))
-  blocks <- lapply(cls, function(l) {
-    sel <- as.numeric(op$lam == l)
-    op$E(cbind(Uc, FXc) * sel)
-  })
-  # off span E, D = w^-2: one block per distinct weight
-  pblocks <- lapply(sort(unique(op$wr)), function(wk) FXp * (op$wr == wk))
-  S <- do.call(cbind, c(blocks, pblocks))
-  # columns that vanish in this cluster (other clusters' fixed effects) are
-  # dropped; an orthonormal basis of the span from the SVD (S may be wider
-  # than tall in a small cluster)
-  S <- S[, colSums(abs(S)) > 0, drop = FALSE]
-  sv <- svd(S, nv = 0L)
-  Q <- sv$u[, sv$d > 1e-10 * max(sv$d, 0), drop = FALSE]
+  # the blocks (one per class of D) have disjoint supports (units of one
+  # lambda on span E, rows of one weight off it), so they are orthogonal and
+  # each gets its own orthonormal basis: an SVD per block, not of the whole;
+  # columns that vanish in this cluster (other clusters' fixed effects) and
+  # directions below 1e-10 of the largest column norm are dropped
+  Ucl <- cbind(Uc, FXc)
+  tol <- 1e-10 * max(sqrt(colSums(Ucl^2)), sqrt(colSums(FXp^2)), 0)
+  block_basis <- function(B, rows) {
+    B <- B[rows, , drop = FALSE]
+    B <- B[, colSums(abs(B)) > 0, drop = FALSE]
+    if (!ncol(B)) return(NULL)
+    sv <- svd(B, nv = 0L)
+    k <- sv$d > tol
+    if (!any(k)) return(NULL)
+    Qk <- matrix(0, op$n, sum(k))
+    Qk[rows, ] <- sv$u[, k, drop = FALSE]
+    Qk
+  }
+  lam_r <- op$lam[unit]
+  Qs <- c(lapply(sort(unique(op$lam)), function(l) {
+    block_basis(op$E(Ucl * (op$lam == l)), which(lam_r == l))
+  }), lapply(sort(unique(op$wr)), function(wk) block_basis(FXp, which(op$wr == wk))))
+  Q <- do.call(cbind, Qs[!vapply(Qs, is.null, TRUE)])
+  if (is.null(Q)) Q <- matrix(0, op$n, 0L)
   GQ <- op$FFt(op$FFt(Q)) - FX %*% (M %*% crossprod(FX, Q))
   Gs <- crossprod(Q, GQ)
   ev <- eigen((Gs + t(Gs)) / 2, symmetric = TRUE)
