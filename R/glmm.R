@@ -165,7 +165,8 @@
 #'   gaussian family `residual_sd`, `theta` (the SDs relative to the
 #'   residual SD) and, with `cluster`, `cr2` (`vcov`, `df` per coefficient,
 #'   `cluster`, `n_clusters`; also `vcov(fit, type = "CR2")`), for a
-#'   binomial response written `cbind(successes, failures)` `ntrials`, and
+#'   binomial response written `cbind(successes, failures)` `ntrials`,
+#'   `prior_weights` (the weights given, one per row of `data`, or `NULL`), and
 #'   what is needed to refit it cheaply.
 #' @examples
 #' set.seed(1)
@@ -244,6 +245,7 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   fit$design <- prep$design
   fit$kept_rows <- prep$kept
   fit$n_data <- nrow(data)
+  fit$prior_weights <- w
   if (isTRUE(fit$boundary) && is.null(sigma)) {
     if (family$family == "binomial") {
       message("sw_glmm(): the random-intercept SD is estimated at the boundary (sigma = 0); ",
