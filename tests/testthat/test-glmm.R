@@ -1003,12 +1003,23 @@ test_that("weighted LMM CR2 and df equal a dense reference and clubSandwich on t
     list(f = y ~ treated + factor(la) + yr + (1 | child_id),
          phi = function(th) th[1]^2 * outer(d$child_id, d$child_id, "=="),
          lme = list(y ~ treated + factor(la) + yr, ~ 1 | child_id)))
-  for (cs in cases) {
-    fit <- sw_glmm(cs$f, d, family = gaussian(), cluster = "la", weights = "w")
-    X <- model.matrix(parse_glmm_formula(cs$f)$fixed, d)
-    ref <- ref_cr2(X, d$y, cl, diag(1 / d$w) + cs$phi(fit$theta))
+  # both ways of applying G^+1/2: the exact invariant-subspace basis, and the
+  # quadrature used when D has many classes (forced here by the option)
+  for (exact_max in c(1e9, 0)) {
+    old <- options(sfpceval.cr2_exact_max = exact_max)
+    for (cs in cases) {
+      fit <- sw_glmm(cs$f, d, family = gaussian(), cluster = "la", weights = "w")
+      X <- model.matrix(parse_glmm_formula(cs$f)$fixed, d)
+      ref <- ref_cr2(X, d$y, cl, diag(1 / d$w) + cs$phi(fit$theta))
+      expect_equal(unname(vcov(fit, type = "CR2")), unname(ref$vcov), tolerance = 1e-8)
+      expect_equal(unname(fit$cr2$df), ref$df, tolerance = 1e-8)
+    }
+    # unweighted, too
+    fit <- sw_glmm(cases[[1]]$f, d, family = gaussian(), cluster = "la")
+    ref <- ref_cr2(model.matrix(~ treated + since, d), d$y, cl, diag(nrow(d)) + cases[[1]]$phi(fit$theta))
     expect_equal(unname(vcov(fit, type = "CR2")), unname(ref$vcov), tolerance = 1e-8)
     expect_equal(unname(fit$cr2$df), ref$df, tolerance = 1e-8)
+    options(old)
   }
   # clubSandwich does not take lmer fits with weights; the same model is
   # nlme::lme with varFixed(~ 1 / w) (residual variance sigma^2 / w), whose CR2
