@@ -1623,9 +1623,13 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   if (!is.null(x$ncells)) cat(sprintf(" (%s binomial cells)", format(x$ncells, big.mark = ",")))
   cat("\n")
   if (!is.null(x$exclusion_flow) && nrow(x$exclusion_flow) > 1L) {
-    cat(sprintf("Excluded: %s rows with a missing value (see `exclusion_flow`)\n",
-                format(sum(x$exclusion_flow$excluded), big.mark = ",")))
+    steps <- x$exclusion_flow$step[-1]
+    cat(sprintf("Excluded: %s rows %s (see `exclusion_flow`)\n",
+                format(sum(x$exclusion_flow$excluded), big.mark = ","),
+                if (all(steps == "missing value in a model variable")) "with a missing value" else
+                  paste0("(", paste(steps, collapse = "; "), ")")))
   }
+  if (!is.null(x$prior_weights)) cat("Prior weights: residual variance sigma^2 / w\n")
   cat("\nFixed effects:\n")
   tab <- coef_table(x)
   m <- as.matrix(tab[, -1])

@@ -957,6 +957,8 @@ test_that("weighted LMM: equal weights change only the residual SD; zero weights
   expect_equal(f0$exclusion_flow$step, c("rows in data", "zero weight"))
   expect_equal(f0$exclusion_flow$excluded, c(0, 3))
   expect_equal(f0$kept_rows, setdiff(seq_len(nrow(d)), c(3, 10, 11)))
+  expect_output(print(f0), "Excluded: 3 rows \\(zero weight\\)")
+  expect_output(print(f0), "Prior weights")
   # a refit under another allocation (perm_test(statistic = "model")) keeps the weights
   expect_equal(coef(refit_with(f0, d)), coef(f0), tolerance = 1e-12)
 })
