@@ -987,6 +987,14 @@ test_that("weighted LMM is invariant to shifting and scaling the outcome, a cova
   expect_equal(vcov(f3, type = "CR2"), vcov(f0, type = "CR2"), tolerance = 1e-9)
   expect_equal(f3$cr2$df, f0$cr2$df, tolerance = 1e-9)
   expect_equal(f3$loglik, f0$loglik, tolerance = 1e-10)
+  # the quadrature path of the CR2 on the same fits
+  old <- options(sfpceval.cr2_exact_max = 0)
+  on.exit(options(old))
+  q0 <- sw_glmm(f, d, family = gaussian(), weights = "w", cluster = "la")
+  q2 <- sw_glmm(f, d2, family = gaussian(), weights = "w", cluster = "la")
+  expect_equal(vcov(q0, type = "CR2"), vcov(f0, type = "CR2"), tolerance = 1e-9)
+  expect_equal(vcov(q2, type = "CR2"), vcov(f2, type = "CR2"), tolerance = 1e-9)
+  expect_equal(q2$cr2$df, f2$cr2$df, tolerance = 1e-9)
 })
 
 test_that("weighted LMM CR2 and df equal a dense reference and clubSandwich on the same lme model", {
