@@ -930,6 +930,9 @@ test_that("weighted LMM equals lme4::lmer(weights =) and a dense reference", {
       expect_equal(sqrt(diag(vcov(fit))), sqrt(diag(as.matrix(stats::vcov(l)))),
                    tolerance = 1e-4, ignore_attr = TRUE)
       expect_equal(unname(coef(fit, type = "random")$la), unname(lme4::ranef(l)$la[, 1]), tolerance = 1e-4)
+      # Pearson residuals (y - mu) sqrt(w) / sigma (lme4's are not divided by sigma)
+      expect_equal(unname(residuals(fit, type = "pearson")) * fit$residual_sd,
+                   unname(residuals(l, type = "pearson")), tolerance = 1e-4)
     }
   }
 })
