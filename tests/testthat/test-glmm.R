@@ -937,6 +937,25 @@ test_that("weighted LMM equals lme4::lmer(weights =) and a dense reference", {
   }
 })
 
+test_that("weighted LMM profile interval: lme4's likelihood-ratio at its ends is the chi-square quantile", {
+  skip_if_not_installed("lme4")
+  # (lme4's own profile() is non-monotonic on these data; its ML refits with
+  # the coefficient as an offset are the reference)
+  d <- sim_absence(120, 92)
+  set.seed(3)
+  d$w <- runif(nrow(d), 0.3, 3)
+  f <- absence ~ treated + since + (1 | la / child_id)
+  fit <- sw_glmm(f, d, family = gaussian, REML = FALSE, weights = "w")
+  ci <- confint(fit, "treated", method = "profile")
+  l1 <- lme4::lmer(f, d, REML = FALSE, weights = w)
+  for (b in ci[1, ]) {
+    d$off <- b * d$treated
+    l0 <- lme4::lmer(absence ~ since + offset(off) + (1 | la / child_id), d, REML = FALSE, weights = w)
+    expect_equal(2 * (as.numeric(logLik(l1)) - as.numeric(logLik(l0))), stats::qchisq(0.95, 1),
+                 tolerance = 1e-5)
+  }
+})
+
 test_that("weighted LMM: equal weights change only the residual SD; zero weights drop rows (by hand)", {
   d <- sim_absence(120, 94)
   f <- absence ~ treated + since + (1 | la / child_id)
