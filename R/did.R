@@ -836,8 +836,11 @@ fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl = did_control(
   free <- clogit_free_levels(yr, wr, s, fe)
   kp <- clogit_free_covariates(Xr, wr, s, fe, ctrl)
   if (!kp[match(treat_name, colnames(Xr))]) {
-    stop(sprintf(paste0("The treatment `%s` never varies within the strata (given the other fixed effects): ",
-                        "its effect is not identified."), treat_name), call. = FALSE)
+    stop(sprintf(paste0("The treatment `%s` never varies within the strata of `%s` (given the other fixed effects): ",
+                        "its effect is not identified.\n",
+                        "Fix: check the treatment coding (it must change within a stratum, e.g. 0 before go-live ",
+                        "and 1 after), or remove a fixed effect that absorbs it."),
+                 treat_name, names(fe_f)[1]), call. = FALSE)
   }
   dropped <- colnames(Xr)[!kp]
   if (length(dropped)) {
@@ -909,14 +912,16 @@ clogit_free_levels <- function(y, w, s, fe) {
 
 # Columns (among `cand`, taken in order) of a positive semi-definite matrix A
 # that are not combinations of the columns kept before them: an incremental
-# Cholesky factor of A[kept, kept]; column j is kept when its residual
-# variance exceeds `rel` times A[j, j].
+# Cholesky factor of A[kept, kept]; column j is kept when A[j, j] exceeds
+# `rel` times the largest candidate's and its residual variance exceeds `rel`
+# times A[j, j].
 independent_cols <- function(A, cand, rel = 1e-9) {
   kept <- integer(0)
   R <- matrix(0, 0, 0)
+  small <- rel * max(0, diag(A)[cand])
   for (j in cand) {
     ajj <- A[j, j]
-    if (!(ajj > 0)) next
+    if (!(ajj > small)) next
     v <- if (length(kept)) backsolve(R, A[kept, j], transpose = TRUE) else numeric(0)
     res <- ajj - sum(v^2)
     if (res <= rel * ajj) next

@@ -17,7 +17,8 @@
  * of stratum s at level a,
  *   covariate x covariate  d_s sum_i p_i (x_i - xbar_s)(x_i - xbar_s)'
  *   covariate x level a    d_s sum_{i at a} p_i (x_i - xbar_s)
- *   level a x level a      d_s P_{s,a} (1 - P_{s,a})
+ *   level a x level a      d_s P_{s,a} (1 - P_{s,a}), 1 - P_{s,a} summed over
+ *                          the stratum's other levels of a's effect
  *   level a x level b      d_s (Q_{s,ab} - P_{s,a} P_{s,b}), Q the sum of p_i
  *                          over rows at both a and b (0 within one effect),
  * so each stratum is read twice (eta, the denominator, xbar and P; then the
@@ -86,6 +87,11 @@ static void clogit_int(const double *X, const double *y, const double *w,
   double *xc = (double *) R_alloc(k > 0 ? k : 1, sizeof(double));
   touched lev, clu;
   touched_init(&lev, L);
+  /* the effect of each level, and the sum of P over each effect's levels in
+   * the stratum: 1 - P_a is computed as the sum over the other levels of a's
+   * effect, exactly 0 when the stratum has one level of the effect */
+  int *eff = (int *) R_alloc(L > 0 ? L : 1, sizeof(int));
+  double *tot = (double *) R_alloc(m > 0 ? m : 1, sizeof(double));
   touched_init(&clu, what == 2 ? G : 0);
   if (what >= 1) {
     memset(grad, 0, (size_t) P * sizeof(double));
@@ -131,8 +137,14 @@ static void clogit_int(const double *X, const double *y, const double *w,
       double p = eta[u] / den;
       eta[u] = p;
       for (int j = 0; j < k; j++) xbar[j] += p * X[i + (size_t) n * j];
-      for (int f = 0; f < m; f++) touched_add(&lev, fe[i + (size_t) n * f], p);
+      for (int f = 0; f < m; f++) {
+        int a = fe[i + (size_t) n * f];
+        eff[a] = f;
+        touched_add(&lev, a, p);
+      }
     }
+    for (int f = 0; f < m; f++) tot[f] = 0;
+    for (int u = 0; u < lev.n; u++) tot[eff[lev.list[u]]] += lev.val[lev.list[u]];
     /* pass 2: centred sums */
     for (int u = a0; u < a1; u++) {
       int i = ord[u];
@@ -162,8 +174,8 @@ static void clogit_int(const double *X, const double *y, const double *w,
     /* the stratum's level terms: d P_a (1 - P_a) and -d P_a P_b */
     for (int u = 0; u < lev.n; u++) {
       int a = lev.list[u];
-      double Pa = lev.val[a];
-      info[(k + a) * ((size_t) P + 1)] += d * Pa * (1 - Pa);
+      double Pa = lev.val[a], rest = tot[eff[a]] - Pa;
+      info[(k + a) * ((size_t) P + 1)] += d * Pa * (rest > 0 ? rest : 0);
       for (int u2 = 0; u2 < lev.n; u2++) {
         if (u2 == u) continue;
         int b = lev.list[u2];
