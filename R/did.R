@@ -990,10 +990,15 @@ clogit_newton <- function(y, X, w, s, offset = 0, tol = 1e-12, maxit = 100L, sta
   b <- start %||% rep(0, length(idx))
   f <- at(b)
   conv <- FALSE
+  singular <- FALSE
   halvings <- 0L
   it <- 0L
   for (it in seq_len(maxit)) {
-    step <- solve(f$H, f$grad)
+    step <- tryCatch(solve(f$H, f$grad), error = function(e) NULL)
+    if (is.null(step)) {
+      singular <- TRUE
+      break
+    }
     h <- 0L
     ll_new <- at(b + step, 0L)$ll
     while (!isTRUE(ll_new >= f$ll - 1e-12 * (abs(f$ll) + 1)) && h < 30L) {
@@ -1010,13 +1015,24 @@ clogit_newton <- function(y, X, w, s, offset = 0, tol = 1e-12, maxit = 100L, sta
       break
     }
   }
-  if (any(abs(b) > 30)) {
-    stop("Perfect separation in the conditional logit: a coefficient diverges.\nFix: drop or pool the covariate that predicts the outcome perfectly within strata.",
-         call. = FALSE)
+  names(b) <- c(colnames(pr$X) %||% rep("", k), pr$lev_names[free])
+  # a diverging coefficient: beyond 30, or beyond 15 when Newton stopped
+  # (iteration limit, or an information matrix singular to working precision)
+  far <- abs(b) > 30 | (!conv & abs(b) > 15)
+  if (any(far)) {
+    stop(sprintf(paste0("Perfect separation in the conditional logit: the coefficient%s of %s diverge%s (%s).\n",
+                        "Fix: drop or pool the covariate that predicts the outcome perfectly within strata ",
+                        "(e.g. a treated authority with no events after go-live), or use family = \"gaussian\"."),
+                 if (sum(far) == 1) "" else "s", paste0("`", names(b)[far], "`", collapse = ", "),
+                 if (sum(far) == 1) "s" else "", paste(signif(b[far], 3), collapse = ", ")), call. = FALSE)
+  }
+  if (singular) {
+    stop(sprintf(paste0("The conditional logit's information matrix is singular at Newton iteration %d: ",
+                        "the covariates or fixed effects are (nearly) collinear within strata.\n",
+                        "Fix: drop a covariate that repeats another or the fixed effects."), it), call. = FALSE)
   }
   status <- optim_status(conv, it, sprintf("%s%s", if (conv) "converged: change in the log-likelihood and step below tolerance" else
     "iteration limit reached", if (halvings) sprintf("; %d step halving%s", halvings, if (halvings == 1) "" else "s") else ""))
-  names(b) <- c(colnames(pr$X) %||% rep("", k), pr$lev_names[free])
   list(coef = b, bread = solve(f$H), H = f$H, loglik = f$ll, convergence = status)
 }
 

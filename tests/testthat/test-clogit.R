@@ -214,3 +214,13 @@ test_that("conditional logit DiD on 1,000,000 rows with 150 LAs + 8 years: fit o
            control = glm.control(epsilon = 1e-14))
   expect_equal(unname(coef(f)), unname(coef(g)["treated"]), tolerance = 1e-8)
 })
+
+test_that("conditional logit: a separated treatment is an error naming it, not a singular-matrix crash", {
+  d <- make_clogit(600, seed = 30)
+  # no event in any treated row: the treatment's coefficient diverges to -Inf
+  d$y[d$treated == 1] <- 0
+  # (where Newton stops on the way to -Inf depends on rounding: masked)
+  expect_snapshot(error = TRUE, suppressWarnings(
+    did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "conditional_logit")),
+    transform = function(x) gsub("diverges \\(-?[0-9.e+]+\\)", "diverges (<value>)", x))
+})
