@@ -828,11 +828,13 @@ fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl = did_control(
                     paste(utils::head(levels(strata)[uninf], 5), collapse = ", ")))
   }
   if (!any(keep_rows)) stop("No stratum has both outcomes 0 and 1: the conditional logit is not identified.", call. = FALSE)
-  s <- as.integer(droplevels(strata[keep_rows]))
-  fe <- lapply(fe_f[-1], function(f) droplevels(f[keep_rows]))
-  yr <- y[keep_rows]
-  wr <- ww[keep_rows]
-  Xr <- X[keep_rows, , drop = FALSE]
+  all_kept <- all(keep_rows)
+  sub <- function(v) if (all_kept) v else v[keep_rows]
+  s <- as.integer(if (all_kept) strata else droplevels(strata[keep_rows]))
+  fe <- lapply(fe_f[-1], function(f) if (all_kept) f else droplevels(f[keep_rows]))
+  yr <- sub(y)
+  wr <- sub(ww)
+  Xr <- if (all_kept) X else X[keep_rows, , drop = FALSE]
   free <- clogit_free_levels(yr, wr, s, fe)
   kp <- clogit_free_covariates(Xr, wr, s, fe, ctrl)
   if (!kp[match(treat_name, colnames(Xr))]) {
@@ -868,29 +870,33 @@ fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl = did_control(
        clogit = cd)
 }
 
-# What ffi_clogit() needs besides the parameters: rows ordered by stratum
-# (0-based, with offsets), the covariates as a double matrix and the global
-# 0-based codes of the fixed effects after the stratum (n x m; L levels in
-# all, named as dummy_matrix() names their columns). s: stratum codes 1..S.
+# What ffi_clogit() needs besides the parameters: the rows sorted by stratum
+# (`perm`, stable, so that each stratum is read sequentially; offsets
+# `starts`), the covariates as a double matrix and the global 0-based codes of
+# the fixed effects after the stratum (n x m; L levels in all, named as
+# dummy_matrix() names their columns). s: stratum codes 1..S.
 clogit_problem <- function(y, X, w, s, fe = list()) {
   n <- length(y)
+  perm <- order(s)
   nlev <- vapply(fe, nlevels, 1L)
   off <- c(0L, cumsum(nlev))
   codes <- matrix(0L, n, length(fe))
-  for (f in seq_along(fe)) codes[, f] <- as.integer(fe[[f]]) - 1L + off[f]
-  X <- as.matrix(X)
+  for (f in seq_along(fe)) codes[, f] <- as.integer(fe[[f]])[perm] - 1L + off[f]
+  X <- as.matrix(X)[perm, , drop = FALSE]
   storage.mode(X) <- "double"
-  list(y = as.double(y), X = X, w = if (is.null(w)) rep(1, n) else as.double(w),
-       ord = as.integer(order(s) - 1L), starts = as.integer(c(0L, cumsum(tabulate(s, max(s))))),
+  list(y = as.double(y)[perm], X = X, w = if (is.null(w)) rep(1, n) else as.double(w)[perm],
+       perm = perm, ord = seq_len(n) - 1L, starts = as.integer(c(0L, cumsum(tabulate(s, max(s))))),
        codes = codes, L = as.integer(sum(nlev)),
        lev_names = unlist(lapply(seq_along(fe), function(f) paste0("fe", f, levels(fe[[f]])))))
 }
 
 # The log-likelihood (what = 0), + score and information (1), + cluster score
 # sums (2; cluster: codes 1..G) at theta = (beta, gamma) over all L levels.
+# offset and cluster are in the rows' original order.
 clogit_eval <- function(pr, theta, offset = NULL, what = 1L, cluster = NULL, G = 0L) {
-  .Call(ffi_clogit, pr$X, pr$y, pr$w, offset, pr$ord, pr$starts, pr$codes, pr$L,
-        as.double(theta), if (is.null(cluster)) NULL else as.integer(cluster) - 1L,
+  .Call(ffi_clogit, pr$X, pr$y, pr$w, if (is.null(offset)) NULL else offset[pr$perm],
+        pr$ord, pr$starts, pr$codes, pr$L, as.double(theta),
+        if (is.null(cluster)) NULL else as.integer(cluster)[pr$perm] - 1L,
         as.integer(G), as.integer(what))
 }
 
