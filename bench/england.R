@@ -94,7 +94,7 @@ t_chain <- system.time({
   pool <- cohort[!is.na(cohort$cla_18m), c("cla_18m", "treated", "age", "la", "fin_year")]
   pool$female <- as.integer(cohort$gender[!is.na(cohort$cla_18m)] == "female")
   rm(cohort)
-  fitp <- step("did_fit conditional logit, national pool, CR1",
+  fitp <- step("did_fit clogit, national pool, CR1",
                suppressMessages(did_fit(cla_18m ~ treated + age + female | la + fin_year, pool,
                                         cluster = ~la, family = "conditional_logit", vcov = "CR1")))
   # the design's CEM variables that the cohort kept (build_cohort() drops a
@@ -124,12 +124,12 @@ t_chain <- system.time({
   # categories (indeterminate, missing) have no care entries in some pools,
   # so its models use a female indicator
   primary$female <- as.integer(primary$gender == "female")
-  fitc <- step("did_fit conditional logit, CR1, CEM weights",
+  fitc <- step("did_fit clogit, CR1, CEM weights",
                suppressMessages(did_fit(cla_18m ~ treated + age + female | la + fin_year, primary,
                                         cluster = ~la, weights = ~cem_weight,
                                         family = "conditional_logit", vcov = "CR1")))
   wb <- step("wild_boot (Webb, linear fit)", wild_boot(fit, "treated", weights = "webb", seed = 1))
-  wbp <- step("wild_boot score (Webb, national-pool clogit, p only)",
+  wbp <- step("wild_boot score (Webb, pool clogit)",
               suppressWarnings(wild_boot(fitp, "treated", weights = "webb", seed = 1, conf_int = FALSE)))
 })[["elapsed"]]
 
