@@ -224,3 +224,18 @@ test_that("conditional logit: a separated treatment is an error naming it, not a
     did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "conditional_logit")),
     transform = function(x) gsub("diverges \\(-?[0-9.e+]+\\)", "diverges (<value>)", x))
 })
+
+test_that("conditional logit is invariant to shifting and scaling a covariate", {
+  d <- make_clogit(600, seed = 41)
+  fit <- function(dd) suppressWarnings(did_fit(y ~ treated + x | la + year + q, dd, cluster = ~la,
+                                               family = "conditional_logit", vcov = "CR1"))
+  f0 <- fit(d)
+  d2 <- d
+  d2$x <- 1e4 + 1000 * d$x     # e.g. a count in days since 1970
+  f2 <- fit(d2)
+  expect_equal(coef(f2)[["treated"]], coef(f0)[["treated"]], tolerance = 1e-8)
+  expect_equal(coef(f2)[["x"]] * 1000, coef(f0)[["x"]], tolerance = 1e-8)
+  expect_equal(vcov(f2)[1, 1], vcov(f0)[1, 1], tolerance = 1e-8)
+  expect_equal(vcov(f2)[2, 2] * 1000^2, vcov(f0)[2, 2], tolerance = 1e-8)
+  expect_equal(f2$loglik, f0$loglik, tolerance = 1e-10)
+})
