@@ -918,16 +918,16 @@ clogit_free_levels <- function(y, w, s, fe) {
 
 # Columns (among `cand`, taken in order) of a positive semi-definite matrix A
 # that are not combinations of the columns kept before them: an incremental
-# Cholesky factor of A[kept, kept]; column j is kept when A[j, j] exceeds
-# `rel` times the largest candidate's and its residual variance exceeds `rel`
-# times A[j, j].
+# Cholesky factor of A[kept, kept]; column j is kept when A[j, j] > 0 and its
+# residual variance exceeds `rel` times A[j, j] (scale-free, so a rare level
+# is kept). A level constant within every stratum it appears in has exactly
+# 0 on the diagonal (clogit.c sums 1 - P over the stratum's other levels).
 independent_cols <- function(A, cand, rel = 1e-9) {
   kept <- integer(0)
   R <- matrix(0, 0, 0)
-  small <- rel * max(0, diag(A)[cand])
   for (j in cand) {
     ajj <- A[j, j]
-    if (!(ajj > small)) next
+    if (!(ajj > 0)) next
     v <- if (length(kept)) backsolve(R, A[kept, j], transpose = TRUE) else numeric(0)
     res <- ajj - sum(v^2)
     if (res <= rel * ajj) next

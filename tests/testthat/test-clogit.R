@@ -239,3 +239,23 @@ test_that("conditional logit is invariant to shifting and scaling a covariate", 
   expect_equal(vcov(f2)[2, 2] * 1000^2, vcov(f0)[2, 2], tolerance = 1e-8)
   expect_equal(f2$loglik, f0$loglik, tolerance = 1e-10)
 })
+
+test_that("conditional logit keeps a rare level of a further fixed effect", {
+  skip_if_not_installed("survival")
+  d <- make_clogit(3000, seed = 50)
+  # one row of year 2021 among 3,000, in a large stratum, with a small weight
+  # (an event: with y = 0 its effect would diverge to -Inf)
+  d$year[1] <- 2021L
+  d$w[1] <- 0.01
+  d$y[1] <- 1
+  f <- suppressWarnings(did_fit(y ~ treated + x | la + year, d, cluster = ~la, weights = ~w,
+                                family = "conditional_logit", vcov = "CR0"))
+  expect_true("fe12021" %in% f$clogit$cols)
+  strata <- survival::strata
+  coxph <- survival::coxph
+  Surv <- survival::Surv
+  cl <- survival::clogit(y ~ treated + x + factor(year) + strata(la), d, weights = w,
+                         method = "approximate", cluster = la)
+  expect_equal(unname(coef(f)), unname(coef(cl)[1:2]), tolerance = 1e-8)
+  expect_equal(unname(vcov(f)), unname(vcov(cl)[1:2, 1:2]), tolerance = 1e-8)
+})
