@@ -259,3 +259,17 @@ test_that("conditional logit keeps a rare level of a further fixed effect", {
   expect_equal(unname(coef(f)), unname(coef(cl)[1:2]), tolerance = 1e-8)
   expect_equal(unname(vcov(f)), unname(vcov(cl)[1:2, 1:2]), tolerance = 1e-8)
 })
+
+test_that("conditional logit with the stratum only equals survival::clogit", {
+  skip_if_not_installed("survival")
+  d <- make_clogit(500, seed = 60)
+  f <- suppressWarnings(did_fit(y ~ treated + x + age | la, d, cluster = ~la,
+                                family = "conditional_logit", vcov = "CR0"))
+  expect_length(f$clogit$free, 0L)
+  strata <- survival::strata
+  coxph <- survival::coxph
+  Surv <- survival::Surv
+  cl <- survival::clogit(y ~ treated + x + age + strata(la), d, method = "approximate", cluster = la)
+  expect_equal(unname(coef(f)), unname(coef(cl)), tolerance = 1e-8)
+  expect_equal(unname(vcov(f)), unname(vcov(cl)), tolerance = 1e-8)
+})
