@@ -63,7 +63,7 @@
 #'   comparators reported as not available) or some of `"stepped_wedge"`,
 #'   `"did"` (a strand asked for explicitly must be possible).
 #' @param imputations Number of imputations (0 for complete cases).
-#' @param matches Family Safeguarding: a named list by outcome of
+#' @param matches The DiD strands: a named list by outcome of
 #'   [match_trends()] results (after [select_matches()]) or of selections
 #'   (lists named by treated authority, as for [select_matches()]).
 #' @param shock A common shock for [common_shock_test()] (a date or a 0/1
