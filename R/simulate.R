@@ -90,7 +90,15 @@ sim_age_logit <- function(age) {
 #' 2022-09-30; first referrals from 2017-10-01 to the end of the trial period,
 #' records to 2025-09-30; 5,200 new children per LA per year; becoming looked
 #' after within 18 months about 4% among children aged 0-17 whose case is
-#' open after assessment; ICC 0.01566.
+#' open after assessment; ICC 0.01566. With `n_comparators` (default 0), the
+#' records also hold that many comparator LAs for the protocol's DiD strand
+#' (codes after the trial's LAs, never live, in the `rollout` table with role
+#' `"comparator"`, so `design_family_valued(x, strand = "did")` takes them):
+#' as for Family Safeguarding, three per treated LA at most, while a quarter
+#' of them keep their own paths, are built parallel to a treated LA (its
+#' logit trajectory, a level near its level; `attr(x, "truth")$parallel_to`),
+#' the others have their own pandemic shock and movement. They share the
+#' trial's LA size, random-effect and covariate distributions.
 #'
 #' **Family Safeguarding** (defaults): 25 LAs, 5 treated going live between
 #' 2020-09-01 and 2022-04-01 and 20 never-treated candidate comparators;
@@ -190,7 +198,9 @@ sim_age_logit <- function(age) {
 #' @param start,end First and last dates of the records (`Date` or
 #'   `"YYYY-MM-DD"`; `NULL` for the design's defaults).
 #' @param ... Design settings: `n_treated` (Family Safeguarding, 1-5 treated
-#'   LAs, default 5), `last_referral` (last date of a first referral;
+#'   LAs, default 5), `n_comparators` (Family Valued, comparator LAs of the
+#'   DiD strand in addition to the `n_la` LAs of the trial, 0 to 200, default
+#'   0), `last_referral` (last date of a first referral;
 #'   default the end of the trial period for Family Valued, `end` for Family
 #'   Safeguarding) and `standardise_la` (default `TRUE`: with 3 or more LAs
 #'   the drawn LA effects are centred and scaled to have SD exactly
