@@ -360,7 +360,7 @@ fv_did_run <- local({
   cache <- NULL
   function() {
     if (is.null(cache)) {
-      x <- simulate_sfp("family_valued", children_per_la_year = 600, n_comparators = 5,
+      x <- simulate_sfp("family_valued", children_per_la_year = 400, n_comparators = 5,
                         effects = list(cla = -0.5), seed = 3)
       d <- design_family_valued(x, strand = "did")
       par <- attr(x, "truth")$parallel_to
