@@ -630,13 +630,14 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   w <- if (!is.na(row$weights)) row$weights else NULL
   df <- if (!is.null(w)) pf$df[pf$df[[w]] > 0, , drop = FALSE] else pf$df
   fam <- if (row$family %in% c("auto", "gaussian", "binomial", "conditional_logit")) row$family else "auto"
-  y <- all.vars(pf$formula[[2]])[1]
-  # a logit (the FV DiD strand's binary outcomes): levels without events merged
-  if (plan_resolve_family(fam, df[[y]], df$treated) == "binomial") {
+  # a logit (the FV DiD strand's binary outcomes): levels without events
+  # merged ("auto", FS, is left to did_fit()'s weighted baseline-rate rule)
+  if (identical(fam, "binomial")) {
     pf <- plan_did_prune(row, pf$formula, df, cache)
     df <- pf$df
   }
   fit <- suppressMessages(did_fit(pf$formula, df, cluster = row$cluster, weights = w, family = fam))
+  y <- all.vars(pf$formula[[2]])[1]
   scale <- if (fit$family == "gaussian") {
     if (all(df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
   } else "log_odds"
