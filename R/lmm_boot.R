@@ -1,22 +1,41 @@
-# wild_boot() for a gaussian sw_glmm() fit: the wild cluster restricted
-# bootstrap-t for one fixed effect of the linear mixed model, at the level of
-# the outer random-effect grouping (the authority).
+# wild_boot() for a gaussian sw_glmm() fit: the wild cluster bootstrap-t for
+# one fixed effect of the linear mixed model, at the level of the outer
+# random-effect grouping (the authority); restricted (WCR) or unrestricted
+# (WCU), studentised by CR1 or by the CR3 jackknife (MacKinnon, Nielsen &
+# Webb 2023).
 #
 # With the variance components held at their estimates, the fixed effects are
 # the GLS estimator beta = M X'W y, M = (X'WX)^-1, W = V^-1 block-diagonal by
 # cluster, a linear function of y. For a contrast c (the coefficient, in the
 # standardised frame of lmm_standardise()) and m = M c:
-#   restricted fit   b0 = beta - m (c'beta - r) / (c'm), u0 = y - X b0;
+#   restricted fit   b0 = beta - m (c'beta - r) / (c'm), u0 = y - X b0
+#                    (unrestricted: b0 = beta, u0 = u, and the bootstrap
+#                    centre is c'beta instead of r);
 #   bootstrap data   y* = X b0 + (u0 o v), v constant within a cluster;
-#   numerator        c'beta* - r = sum_g v_g a_g,  a_g = m' X_g'W_g u0_g;
-#   cluster scores   m' X_h'W_h u*_h = (K v)_h,
-#                    K_hg = delta_hg a_h - (X_h'W_h X_h m)' M (X_g'W_g u0_g);
-#   t*(v) = a'v / sqrt(c sum_h (K v)_h^2), c = G / (G - 1) (CR1; it cancels
-#   between t and t*). v = 1 gives the observed t.
+#   numerator        c'beta* - r = sum_g v_g a_g,  a_g = m' Om_g,
+#                    Om_g = X_g'W_g u0_g;
+#   CR1: cluster scores m' X_h'W_h u*_h = (K v)_h,
+#                    K_hg = delta_hg a_h - (X_h'W_h X_h m)' M Om_g;
+#   CR3: with A_g = X_g'W_g X_g, A = sum A_g, the leave-g-out GLS of the
+#        draw is beta*_(g) = (A - A_g)^-1 sum_{h != g} X_h'W_h y*_h
+#                          = b0 + (A - A_g)^-1 sum_{h != g} v_h Om_h,
+#        and beta* = b0 + M sum_h v_h Om_h, so
+#        c'(beta*_(g) - beta*) = (J v)_g,
+#        J_gh = [h != g] c'(A - A_g)^-1 Om_h - a_h,
+#        and CR3 = (G - 1) / G sum_g (J v)_g^2;
+#   t*(v) = a'v / sqrt(cf sum_h (K v)_h^2) (K or J; cf = G / (G - 1) or
+#   (G - 1) / G cancels between t and t*). v = 1 gives the observed t.
 # Every piece is a per-cluster cross-product of Z = [X y] under W, which
 # sw_glmm() keeps (G matrices of (p + 1) x (p + 1)), so a draw costs O(G^2)
-# and the data are not revisited. a and K are affine in the null value r, so
-# the confidence interval by test inversion reuses the draws.
+# (CR3 adds G solves of p x p once) and the data are not revisited. a, K and
+# J are linear in Om, which is affine in the null value r, so the confidence
+# interval by test inversion reuses the draws.
+
+# Size measured by bench/sw_size.R (5 LAs in a stepped wedge, Webb weights,
+# 1,000 null data sets; a sweep over G with 300): the number of clusters
+# below which wild_boot() on an LMM warns, and the figures it quotes.
+lmm_boot_min_clusters_ <- 10L
+lmm_boot_size_5la_ <- "TODO"
 
 # Per-cluster Z_a' W_a Z_a (times the residual variance) at the relative SDs
 # th, in the standardised frame; their sum is the P of lmm_crit().
@@ -37,8 +56,84 @@ lmm_cluster_xprod <- function(s, th) {
   P
 }
 
-lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE) {
+# Pieces of the LMM bootstrap for coefficient j (standardised frame) shared by
+# every variant: per-cluster A_g = X_g'W_g X_g (p x p x G), Om(r) = Om0 + r Om1
+# (p x G, columns X_g'W_g u_g of the restricted residuals), Omh (unrestricted).
+lmm_boot_pieces <- function(fit, j) {
   s <- fit$setup
+  p <- s$p
+  G <- s$G
+  P <- lmm_cluster_xprod(s, fit$theta)
+  XWX <- P[1:p, 1:p, , drop = FALSE]
+  XWy <- matrix(P[1:p, p + 1L, ], p, G)
+  A <- apply(XWX, 1:2, sum)
+  M <- solve(A)
+  beta_s <- drop(M %*% rowSums(XWy))
+  Tx <- s$T[1:p, 1:p, drop = FALSE]
+  sc <- s$T[p + 1L, p + 1L]
+  Txi <- solve(Tx)
+  cvec <- Txi[j, ]
+  kappa <- sum(Txi[j, ] * s$T[1:p, p + 1L])
+  m <- drop(M %*% cvec)
+  cm <- sum(cvec * m)
+  b0 <- beta_s - m * (sum(cvec * beta_s) + kappa / sc) / cm
+  db <- m / (sc * cm)
+  Ab <- function(b) matrix(apply(XWX, 3L, function(Ag) Ag %*% b), p, G)
+  list(G = G, p = p, XWX = XWX, A = A, M = M, m = m, cvec = cvec, sc = sc,
+       Om0 = XWy - Ab(b0), Om1 = -Ab(db), Omh = XWy - Ab(beta_s),
+       Xi = t(Ab(m)))
+}
+
+# The G x G matrix whose product with the draw v gives the per-cluster pieces
+# of the variance: CR1, (K v)_h = m'X_h'W_h u*_h, the cluster scores of the
+# bootstrap fit; CR3, (J v)_g = c'(beta*_(g) - beta*), the leave-cluster-g-out
+# GLS estimate minus the full one (centred on their mean for CR3J). Linear
+# in Om.
+lmm_var_matrix <- function(pc, Om, vcov, Cg) {
+  a <- drop(crossprod(Om, pc$m))
+  if (vcov == "CR1") return(diag(a, pc$G) - pc$Xi %*% pc$M %*% Om)
+  Q <- Cg %*% Om
+  diag(Q) <- 0
+  J <- Q - matrix(a, pc$G, pc$G, byrow = TRUE)
+  if (vcov == "CR3J") J <- J - matrix(colMeans(J), pc$G, pc$G, byrow = TRUE)
+  J
+}
+
+# rows (A - A_g)^-1 c: the leave-one-cluster-out GLS for the contrast
+lmm_jack_rows <- function(pc) {
+  rows <- vapply(seq_len(pc$G), function(g) {
+    drop(pinv_sym(pc$A - pc$XWX[, , g])$inv %*% pc$cvec)
+  }, double(pc$p))
+  matrix(rows, pc$G, pc$p, byrow = TRUE)
+}
+
+# a0, a1, K0, K1 (t*(v; r) = (a0 + r a1)'v / sqrt(cf |(K0 + r K1) v|^2)), cf,
+# and the observed standard error in the standardised frame, for the
+# bootstrap `boot` ("WCR" restricted, "WCU" unrestricted) with variance vcov.
+lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL) {
+  G <- pc$G
+  if (vcov != "CR1" && is.null(Cg)) Cg <- lmm_jack_rows(pc)
+  cf <- if (vcov == "CR1") G / (G - 1) else (G - 1) / G
+  Kh <- lmm_var_matrix(pc, pc$Omh, vcov, Cg)
+  se <- sqrt(cf * sum(rowSums(Kh)^2))
+  if (boot == "WCU") {
+    a0 <- drop(crossprod(pc$Omh, pc$m))
+    return(list(a0 = a0, a1 = 0 * a0, K0 = Kh, K1 = 0 * Kh, cf = cf, se = se))
+  }
+  list(a0 = drop(crossprod(pc$Om0, pc$m)), a1 = drop(crossprod(pc$Om1, pc$m)),
+       K0 = lmm_var_matrix(pc, pc$Om0, vcov, Cg), K1 = lmm_var_matrix(pc, pc$Om1, vcov, Cg),
+       cf = cf, se = se)
+}
+
+lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE,
+                          variant = "WCU3", ...) {
+  s <- fit$setup
+  extra <- list(...)
+  if (length(extra)) {
+    stop_arg(names(extra)[1] %||% "...", "is not an argument of wild_boot() for a linear mixed model",
+             "the LMM bootstrap takes param, weights, B, level, r, seed, conf_int and variant.")
+  }
+  variant <- match_choice(variant, c("WCU3", "WCR3", "WCU1", "WCR1"), "variant")
   if (is.null(s$ZZg)) {
     stop_arg("fit", sprintf("has %s clusters of `%s` for %s rows: the wild cluster bootstrap is for a few clusters (the LAs)",
                             format(s$G, big.mark = ","), names(fit$ngroups)[1], format(s$N, big.mark = ",")),
@@ -55,51 +150,28 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) stop_arg("r", "must be a finite number")
   G <- s$G
   if (G < 2L) stop_arg("fit", "has one cluster; the cluster bootstrap needs several")
-  j <- match(param, nm)
-  p <- s$p
-  P <- lmm_cluster_xprod(s, fit$theta)
-  XWX <- P[1:p, 1:p, , drop = FALSE]
-  XWy <- matrix(P[1:p, p + 1L, ], p, G)
-  M <- solve(apply(XWX, 1:2, sum))
-  beta_s <- drop(M %*% rowSums(XWy))
-  # the coefficient in the original frame: beta_j = sc * c'beta_s + kappa
-  Tx <- s$T[1:p, 1:p, drop = FALSE]
-  sc <- s$T[p + 1L, p + 1L]
-  Txi <- solve(Tx)
-  cvec <- Txi[j, ]
-  kappa <- sum(Txi[j, ] * s$T[1:p, p + 1L])
-  m <- drop(M %*% cvec)
-  cm <- sum(cvec * m)
-  beta <- unname(fit$coefficients[j])
-  # restricted fit at r = 0 and its derivative in r
-  b0 <- beta_s - m * (sum(cvec * beta_s) + kappa / sc) / cm
-  db <- m / (sc * cm)
-  omega <- function(b) XWy - matrix(apply(XWX, 3L, function(A) A %*% b), p, G)   # p x G
-  Om0 <- omega(b0)
-  Om1 <- -matrix(apply(XWX, 3L, function(A) A %*% db), p, G)
-  Xi <- t(matrix(apply(XWX, 3L, function(A) A %*% m), p, G))                       # G x p
-  aK <- function(Om) {
-    a <- drop(crossprod(Om, m))
-    list(a = a, K = diag(a, G) - Xi %*% M %*% Om)
+  if (G < 3L && substr(variant, 4, 4) == "3") {
+    stop_arg("variant", sprintf("\"%s\" needs at least 3 clusters (the fit has 2)", variant),
+             "use variant = \"WCR1\".")
   }
-  k0 <- aK(Om0)
-  k1 <- aK(Om1)
+  lmm_few_clusters_warn_(G, variant)
+  pc <- lmm_boot_pieces(fit, match(param, nm))
+  vb <- lmm_boot_variant(pc, substr(variant, 1, 3), paste0("CR", substr(variant, 4, 4)))
   draws <- boot_draws(G, weights, B, seed)
-  st <- .Call(ffi_wcr_stats, draws$V, k0$a, k1$a, k0$K, k1$K)
-  cf <- G / (G - 1)
-  score <- drop(crossprod(omega(beta_s), m))
-  se <- sc * sqrt(cf * sum(score^2))
-  res <- wcr_invert(st, beta, se, cf, r, level, isTRUE(conf_int))
-  res$method <- "wild cluster restricted bootstrap-t for the linear mixed model (variance components fixed, CR1)"
+  st <- .Call(ffi_wcr_stats, draws$V, vb$a0, vb$a1, vb$K0, vb$K1)
+  beta <- unname(fit$coefficients[param])
+  se <- pc$sc * vb$se
+  res <- wcr_invert(st, beta, se, vb$cf, r, level, isTRUE(conf_int))
+  res$method <- sprintf("wild cluster %s bootstrap-t for the linear mixed model (%s, variance components fixed, %s)",
+                        if (substr(variant, 3, 3) == "R") "restricted" else "unrestricted", variant,
+                        if (substr(variant, 4, 4) == "1") "CR1" else "CR3 jackknife")
+  res$variant <- variant
   res$std.error <- se
   out <- finish_boot(res, draws, param, weights, level, r, G)
-  if (G < 10L) {
-    # bench/sw_size.R: 5 LAs in a stepped wedge, 1,000 null data sets
+  if (G < lmm_boot_min_clusters_) {
     out$note <- c(out$note, sprintf(paste0(
-      "With G = %d clusters this bootstrap over-rejects: in a size simulation shaped like the Family Valued trial ",
-      "(5 LAs, go-lives inside their steps) it rejected 9.6%% (random-intercept model true) to 10.2%% (LA x step shocks) ",
-      "of true nulls at 5%%; CR2 with Satterthwaite df (sw_glmm(cluster =)) rejected 7.0%% and 5.5%%. ",
-      "Read it as a sensitivity analysis."), G))
+      "With G = %d clusters this bootstrap over-rejects: ", lmm_boot_size_5la_,
+      " Read it as a sensitivity analysis."), G))
   }
   out
 }
@@ -127,4 +199,18 @@ wcr_invert <- function(st, beta, se, cf, r, level, want_ci) {
     c(NA_real_, NA_real_)
   list(estimate = beta, statistic = (beta - r) / se, p_value = pv(r, TRUE),
        p_value_geq = pv(r, FALSE), conf_int = ci, tstar = tstar(r))
+}
+
+# Warn (class "sfpceval_few_clusters") when an LMM bootstrap runs with fewer
+# clusters than its size holds for in bench/sw_size.R.
+lmm_few_clusters_warn_ <- function(G, variant) {
+  if (G >= lmm_boot_min_clusters_) return(invisible(FALSE))
+  msg <- sprintf(paste0(
+    "wild_boot(): %d clusters: the wild cluster bootstrap of a linear mixed model (%s) does not hold its size ",
+    "with fewer than %d clusters (%s).\\nFix: read it as a sensitivity analysis; for the test, use CR2 with ",
+    "Satterthwaite df (sw_glmm(cluster =)) or perm_test() on the go-live dates."),
+    G, variant, lmm_boot_min_clusters_, lmm_boot_size_5la_)
+  warning(structure(class = c("sfpceval_few_clusters", "warning", "condition"),
+                    list(message = msg, call = NULL)))
+  invisible(TRUE)
 }
