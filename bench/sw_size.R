@@ -63,7 +63,7 @@ if ("wcr" %in% paths) {
   go_w <- if (n_la == 5L) go_live else
     stats::setNames(start + 182 * seq_len(n_la) + rep(c(74, 35, 53, 92, 21), length.out = n_la), las_w)
   B <- if (n_la <= 6L) "enumerate" else 999L
-  variants <- c("WCU3", "WCR3", "WCU1", "WCR1")
+  variants <- c("WCR3", "WCU3", "WCR1", "WCU1")
   quiet <- function(expr) withCallingHandlers(expr, sfpceval_few_clusters = function(w) invokeRestart("muffleWarning"))
   res <- t(replicate(reps, {
     d <- sim_one(las = las_w, go_live = go_w)
@@ -73,19 +73,19 @@ if ("wcr" %in% paths) {
                                                         conf_int = FALSE, variant = v)))
     z <- coef(fit)[["treated"]] / sqrt(vcov(fit)["treated", "treated"])
     t2 <- coef(fit)[["treated"]] / sqrt(vcov(fit, type = "CR2")["treated", "treated"])
-    t3 <- wb[[1]]$statistic                      # WCU3's observed t is the CR3 t
+    t3 <- wb[[1]]$statistic                      # WCR3's observed t is the CR3 t
     c(wald = 2 * stats::pnorm(-abs(z)),
       cr2 = 2 * stats::pt(-abs(t2), fit$cr2$df[["treated"]]),
       cr3 = 2 * stats::pt(-abs(t3), n_la - 1),
       stats::setNames(vapply(wb, function(w) w$p_value, 0), variants),
-      wcr1_geq = wb[[4]]$p_value_geq)
+      wcr1_geq = wb[[3]]$p_value_geq)
   }))
   cat(sprintf("%d LAs%s\n", n_la, if (n_la <= 6L) ", Webb weights enumerated" else ", 999 Webb draws"))
   cat(sprintf("LMM, Wald (model-based SE, normal):               %s\n", rate(res[, "wald"] < 0.05)))
   cat(sprintf("LMM, CR2 by LA, Satterthwaite df:                 %s\n", rate(res[, "cr2"] < 0.05)))
   cat(sprintf("LMM, CR3 (jackknife) by LA, t(G - 1):             %s\n", rate(res[, "cr3"] < 0.05)))
-  cat(sprintf("LMM, wild cluster bootstrap WCU3 (the default):   %s\n", rate(res[, "WCU3"] < 0.05)))
-  cat(sprintf("LMM, wild cluster bootstrap WCR3:                 %s\n", rate(res[, "WCR3"] < 0.05)))
+  cat(sprintf("LMM, wild cluster bootstrap WCR3 (the default):   %s\n", rate(res[, "WCR3"] < 0.05)))
+  cat(sprintf("LMM, wild cluster bootstrap WCU3:                 %s\n", rate(res[, "WCU3"] < 0.05)))
   cat(sprintf("LMM, wild cluster bootstrap WCU1:                 %s\n", rate(res[, "WCU1"] < 0.05)))
   cat(sprintf("LMM, wild cluster bootstrap WCR1 (before #13):    %s\n", rate(res[, "WCR1"] < 0.05)))
   cat(sprintf("LMM, WCR1, ties counted (|t*| >= |t|):            %s\n", rate(res[, "wcr1_geq"] < 0.05)))

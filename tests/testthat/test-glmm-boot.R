@@ -150,7 +150,7 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
   d <- lmm_boot_data(seed = 4)
   f <- y ~ treated + since + (1 | la / child_id)
   fit <- sw_glmm(f, d, family = gaussian())
-  for (variant in c("WCU3", "WCR1")) {
+  for (variant in c("WCR3", "WCU3", "WCR1")) {
     wb <- few_ok(wild_boot(fit, "treated", variant = variant))
     expect_equal(wb$B, 6^5)
     expect_equal(wb$weights, "webb")
@@ -171,8 +171,8 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
     expect_equal(wb2$p_value, wb$p_value)
     expect_equal(wb2$conf_int, 1000 * wb$conf_int, tolerance = 1e-6)
   }
-  # the default is WCU3
-  expect_equal(few_ok(wild_boot(fit, "treated", conf_int = FALSE))$variant, "WCU3")
+  # the default is WCR3
+  expect_equal(few_ok(wild_boot(fit, "treated", conf_int = FALSE))$variant, "WCR3")
   # the same fields as the bootstrap of a did_fit()
   dd <- expand.grid(child = 1:10, la = letters[1:6], year = 2015:2019)
   dd$treated <- as.integer(dd$la %in% c("a", "b", "c") & dd$year >= 2018)
