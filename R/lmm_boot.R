@@ -35,6 +35,10 @@
 # 1,000 null data sets; a sweep over G with 300): the number of clusters
 # below which wild_boot() on an LMM warns, and the figures it quotes.
 lmm_boot_min_clusters_ <- 10L
+# MacKinnon, Nielsen & Webb's names: restricted (R) or unrestricted (U); the
+# residuals of the bootstrap DGP (1 the fit's, 3 leave-one-cluster-out);
+# the variance (1 CR1, 3 CR3). The first is the default.
+lmm_boot_variants_ <- c("WCR13", "WCU13", "WCR11", "WCU11", "WCR33", "WCU33", "WCR31", "WCU31")
 lmm_boot_size_5la_ <- paste0(
   "in a size simulation shaped like the Family Valued trial (5 LAs in a stepped wedge, go-lives inside ",
   "their steps) every variant rejected about 10% of true nulls at 5%, CR2 with Satterthwaite df ",
@@ -82,9 +86,30 @@ lmm_boot_pieces <- function(fit, j) {
   b0 <- beta_s - m * (sum(cvec * beta_s) + kappa / sc) / cm
   db <- m / (sc * cm)
   Ab <- function(b) matrix(apply(XWX, 3L, function(Ag) Ag %*% b), p, G)
-  list(G = G, p = p, XWX = XWX, A = A, M = M, m = m, cvec = cvec, sc = sc,
-       Om0 = XWy - Ab(b0), Om1 = -Ab(db), Omh = XWy - Ab(beta_s),
+  list(G = G, p = p, XWX = XWX, XWy = XWy, A = A, M = M, m = m, cvec = cvec, sc = sc,
+       kappa = kappa, Om0 = XWy - Ab(b0), Om1 = -Ab(db), Omh = XWy - Ab(beta_s),
        Xi = t(Ab(m)))
+}
+
+# The jackknife bootstrap DGP (MacKinnon, Nielsen & Webb 2023): the residuals
+# of cluster g from the fit without it, u_g - X_g (beta_(g) - beta) (restricted:
+# the restricted fit without g, affine in r). Returns Om0, Om1, Omh built
+# from them (X_g'W_g times those residuals).
+lmm_jack_dgp <- function(pc) {
+  tot <- rowSums(pc$XWy)
+  out <- list(Om0 = pc$Om0, Om1 = pc$Om1, Omh = pc$Omh)
+  for (g in seq_len(pc$G)) {
+    Ag <- pc$XWX[, , g]
+    Mg <- pinv_sym(pc$A - Ag)$inv
+    bg <- drop(Mg %*% (tot - pc$XWy[, g]))
+    mg <- drop(Mg %*% pc$cvec)
+    cmg <- sum(pc$cvec * mg)
+    rg <- bg - mg * (sum(pc$cvec * bg) + pc$kappa / pc$sc) / cmg
+    out$Omh[, g] <- pc$XWy[, g] - Ag %*% bg
+    out$Om0[, g] <- pc$XWy[, g] - Ag %*% rg
+    out$Om1[, g] <- -Ag %*% mg / (pc$sc * cmg)
+  }
+  out
 }
 
 # The G x G matrix whose product with the draw v gives the per-cluster pieces
@@ -113,12 +138,14 @@ lmm_jack_rows <- function(pc) {
 # a0, a1, K0, K1 (t*(v; r) = (a0 + r a1)'v / sqrt(cf |(K0 + r K1) v|^2)), cf,
 # and the observed standard error in the standardised frame, for the
 # bootstrap `boot` ("WCR" restricted, "WCU" unrestricted) with variance vcov.
-lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL) {
+lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
   G <- pc$G
   if (vcov != "CR1" && is.null(Cg)) Cg <- lmm_jack_rows(pc)
   cf <- if (vcov == "CR1") G / (G - 1) else (G - 1) / G
   Kh <- lmm_var_matrix(pc, pc$Omh, vcov, Cg)
   se <- sqrt(cf * sum(rowSums(Kh)^2))
+  if (dgp == 3L) pc[c("Om0", "Om1", "Omh")] <- jd %||% lmm_jack_dgp(pc)
+  if (boot == "WCU") Kh <- lmm_var_matrix(pc, pc$Omh, vcov, Cg)
   if (boot == "WCU") {
     a0 <- drop(crossprod(pc$Omh, pc$m))
     return(list(a0 = a0, a1 = 0 * a0, K0 = Kh, K1 = 0 * Kh, cf = cf, se = se))
@@ -182,14 +209,14 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL) {
 NULL
 
 lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE,
-                          variant = "WCR3", ...) {
+                          variant = "WCR13", ...) {
   s <- fit$setup
   extra <- list(...)
   if (length(extra)) {
     stop_arg(names(extra)[1] %||% "...", "is not an argument of wild_boot() for a linear mixed model",
              "the LMM bootstrap takes param, weights, B, level, r, seed, conf_int and variant.")
   }
-  variant <- match_choice(variant, c("WCR3", "WCU3", "WCR1", "WCU1"), "variant")
+  variant <- match_choice(variant, lmm_boot_variants_, "variant")
   if (is.null(s$ZZg)) {
     stop_arg("fit", sprintf("has %s clusters of `%s` for %s rows: the wild cluster bootstrap is for a few clusters (the LAs)",
                             format(s$G, big.mark = ","), names(fit$ngroups)[1], format(s$N, big.mark = ",")),
@@ -206,21 +233,23 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) stop_arg("r", "must be a finite number")
   G <- s$G
   if (G < 2L) stop_arg("fit", "has one cluster; the cluster bootstrap needs several")
-  if (G < 3L && substr(variant, 4, 4) == "3") {
+  if (G < 3L && variant != "WCR11" && variant != "WCU11") {
     stop_arg("variant", sprintf("\"%s\" needs at least 3 clusters (the fit has 2)", variant),
-             "use variant = \"WCR1\".")
+             "use variant = \"WCR11\".")
   }
   lmm_few_clusters_warn_(G, variant)
   pc <- lmm_boot_pieces(fit, match(param, nm))
-  vb <- lmm_boot_variant(pc, substr(variant, 1, 3), paste0("CR", substr(variant, 4, 4)))
+  vb <- lmm_boot_variant(pc, substr(variant, 1, 3), paste0("CR", substr(variant, 5, 5)),
+                         dgp = as.integer(substr(variant, 4, 4)))
   draws <- boot_draws(G, weights, B, seed)
   st <- .Call(ffi_wcr_stats, draws$V, vb$a0, vb$a1, vb$K0, vb$K1)
   beta <- unname(fit$coefficients[param])
   se <- pc$sc * vb$se
   res <- wcr_invert(st, beta, se, vb$cf, r, level, isTRUE(conf_int))
-  res$method <- sprintf("wild cluster %s bootstrap-t for the linear mixed model (%s, variance components fixed, %s)",
+  res$method <- sprintf("wild cluster %s bootstrap-t for the linear mixed model (%s: %s residuals, %s; variance components fixed)",
                         if (substr(variant, 3, 3) == "R") "restricted" else "unrestricted", variant,
-                        if (substr(variant, 4, 4) == "1") "CR1" else "CR3 jackknife")
+                        if (substr(variant, 4, 4) == "1") "the fit's" else "leave-one-cluster-out",
+                        if (substr(variant, 5, 5) == "1") "CR1" else "CR3 jackknife")
   res$variant <- variant
   res$std.error <- se
   out <- finish_boot(res, draws, param, weights, level, r, G)

@@ -133,7 +133,7 @@ test_that("LMM wild bootstrap equals a plain-R GLS loop over every Rademacher ve
   for (cs in cases) {
     fit <- sw_glmm(cs$f, d, family = gaussian())
     X <- model.matrix(fixed_part(cs$f), d)
-    wb <- few_ok(wild_boot(fit, "treated", weights = "rademacher", r = cs$r, variant = "WCR1"))
+    wb <- few_ok(wild_boot(fit, "treated", weights = "rademacher", r = cs$r, variant = "WCR11"))
     ref <- ref_lmm_wcr(fit, d, X, 2L, cs$r, cs$nested)
     expect_equal(wb$statistic, ref$t, tolerance = 1e-9)
     expect_equal(sort(wb$tstar), sort(ref$tstar), tolerance = 1e-9)
@@ -150,7 +150,7 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
   d <- lmm_boot_data(seed = 4)
   f <- y ~ treated + since + (1 | la / child_id)
   fit <- sw_glmm(f, d, family = gaussian())
-  for (variant in c("WCR3", "WCU3", "WCR1")) {
+  for (variant in c("WCR13", "WCU13", "WCR11", "WCU33")) {
     wb <- few_ok(wild_boot(fit, "treated", variant = variant))
     expect_equal(wb$B, 6^5)
     expect_equal(wb$weights, "webb")
@@ -172,7 +172,7 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
     expect_equal(wb2$conf_int, 1000 * wb$conf_int, tolerance = 1e-6)
   }
   # the default is WCR3
-  expect_equal(few_ok(wild_boot(fit, "treated", conf_int = FALSE))$variant, "WCR3")
+  expect_equal(few_ok(wild_boot(fit, "treated", conf_int = FALSE))$variant, "WCR13")
   # the same fields as the bootstrap of a did_fit()
   dd <- expand.grid(child = 1:10, la = letters[1:6], year = 2015:2019)
   dd$treated <- as.integer(dd$la %in% c("a", "b", "c") & dd$year >= 2018)
@@ -185,24 +185,27 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
   expect_s3_class(wb, "wild_boot")
   expect_output(print(wb), "linear mixed model")
   expect_error(few_ok(wild_boot(fit, "nope")), "must name one coefficient")
-  expect_error(few_ok(wild_boot(fit, variant = "WCR2")), "variant")
-  expect_error(few_ok(wild_boot(fit, varient = "WCR1")), "varient")
+  expect_error(few_ok(wild_boot(fit, variant = "WCR3")), "variant")
+  expect_error(few_ok(wild_boot(fit, varient = "WCR11")), "varient")
 })
 
 test_that("the LMM bootstrap warns with fewer clusters than its size holds for", {
   fit5 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(seed = 5), family = gaussian())
   expect_warning(wild_boot(fit5, "treated", conf_int = FALSE), class = "sfpceval_few_clusters")
-  expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, variant = "WCR1"), "fewer than 10 clusters")
+  expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, variant = "WCR11"), "fewer than 10 clusters")
   fit10 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(nch = 300, seed = 5, G = 10),
                    family = gaussian())
   wb <- expect_no_warning(wild_boot(fit10, "treated", B = 999, seed = 1, conf_int = FALSE))
   expect_null(wb$note)
 })
 
-# Plain R for every variant: dense V at the fit's variance components, the
-# bootstrap data of each Rademacher vector (restricted: X b0 + u0 v;
-# unrestricted: X b + u v), and each draw's t from GLS refits -- CR1 from the
-# cluster scores, CR3 from the G leave-one-cluster-out GLS refits.
+# Plain R for every variant (MacKinnon, Nielsen & Webb's names: WC, R or U,
+# the residuals of the bootstrap DGP -- 1 the fit's, 3 each cluster's from
+# the fit without it -- and the variance -- 1 CR1, 3 CR3): dense V at the
+# fit's variance components, the bootstrap data of each Rademacher vector
+# (restricted: X b0 + u v; unrestricted: X b + u v), and each draw's t from
+# GLS refits -- CR1 from the cluster scores, CR3 from the G
+# leave-one-cluster-out GLS refits.
 ref_lmm_boot <- function(fit, d, X, j, r, nested, variant) {
   th <- fit$theta
   cl <- match(d$la, sort(unique(d$la)))
@@ -216,16 +219,27 @@ ref_lmm_boot <- function(fit, d, X, j, r, nested, variant) {
   gls <- function(yy, i) {
     drop(solve(crossprod(X[i, ], W[i, i] %*% X[i, ]), crossprod(X[i, ], W[i, i] %*% yy[i])))
   }
+  rgls <- function(yy, i) {            # GLS with coefficient j held at r
+    Mi <- solve(crossprod(X[i, ], W[i, i] %*% X[i, ]))
+    b <- gls(yy, i)
+    b - Mi[, j] * (b[j] - r) / Mi[j, j]
+  }
   all <- rep(TRUE, nrow(d))
-  M <- solve(crossprod(X, W %*% X))
-  bh <- gls(d$y, all)
   restricted <- substr(variant, 3, 3) == "R"
-  b0 <- if (restricted) bh - M[, j] * (bh[j] - r) / M[j, j] else bh
+  fitb <- if (restricted) rgls else gls
+  b0 <- fitb(d$y, all)
   u0 <- drop(d$y - X %*% b0)
-  centre <- if (restricted) r else bh[j]
+  if (substr(variant, 4, 4) == "3") {
+    for (g in seq_len(G)) {
+      i <- cl == g
+      u0[i] <- d$y[i] - drop(X[i, , drop = FALSE] %*% fitb(d$y, !i))
+    }
+  }
+  centre <- if (restricted) r else gls(d$y, all)[j]
+  M <- solve(crossprod(X, W %*% X))
   tstat <- function(yy, centre) {
     b <- gls(yy, all)
-    if (substr(variant, 4, 4) == "1") {
+    if (substr(variant, 5, 5) == "1") {
       u <- drop(yy - X %*% b)
       sc <- vapply(seq_len(G), function(g) {
         i <- cl == g
@@ -250,7 +264,7 @@ test_that("every LMM bootstrap variant equals plain-R GLS refits over every Rade
   for (cs in cases) {
     fit <- sw_glmm(cs$f, d, family = gaussian())
     X <- model.matrix(fixed_part(cs$f), d)
-    for (variant in c("WCU3", "WCR3", "WCU1", "WCR1")) {
+    for (variant in c("WCR13", "WCU13", "WCR11", "WCU11", "WCR33", "WCU33", "WCR31", "WCU31")) {
       wb <- few_ok(wild_boot(fit, "treated", weights = "rademacher", r = cs$r, variant = variant))
       ref <- ref_lmm_boot(fit, d, X, 2L, cs$r, cs$nested, variant)
       expect_equal(wb$variant, variant)
@@ -270,7 +284,7 @@ test_that("LMM bootstrap, hand-made 3 clusters: CR3 is the one-sample t on the c
   # CR3 = (2/3) sum (6 - ybar_g)^2 / 4 = (16 + 1 + 25) / 6 = 7: t = 6 / sqrt(7).
   d <- data.frame(la = rep(c("a", "b", "c"), each = 2), y = c(1, 3, 4, 6, 8, 14))
   fit <- sw_glmm(y ~ 1 + (1 | la), d, family = gaussian())
-  wb <- few_ok(wild_boot(fit, "(Intercept)", weights = "rademacher", variant = "WCU3"))
+  wb <- few_ok(wild_boot(fit, "(Intercept)", weights = "rademacher", variant = "WCU13"))
   expect_equal(wb$std.error, sqrt(7))
   expect_equal(wb$statistic, 6 / sqrt(7))
   # unrestricted draws: cluster means 6 + v_g (ybar_g - 6), so t* is the
