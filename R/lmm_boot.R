@@ -38,7 +38,7 @@ lmm_boot_min_clusters_ <- 10L
 # MacKinnon, Nielsen & Webb's names: restricted (R) or unrestricted (U); the
 # residuals of the bootstrap DGP (1 the fit's, 3 leave-one-cluster-out);
 # the variance (1 CR1, 3 CR3). The first is the default.
-lmm_boot_variants_ <- c("WCR13", "WCU13", "WCR11", "WCU11", "WCR33", "WCU33", "WCR31", "WCU31")
+lmm_boot_variants_ <- c("WCR31", "WCR33", "WCR13", "WCR11", "WCU31", "WCU33", "WCU13", "WCU11")
 lmm_boot_size_5la_ <- paste0(
   "in a size simulation shaped like the Family Valued trial (5 LAs in a stepped wedge, go-lives inside ",
   "their steps) every variant rejected about 10% of true nulls at 5%, CR2 with Satterthwaite df ",
@@ -209,7 +209,7 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 NULL
 
 lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE,
-                          variant = "WCR13", ...) {
+                          variant = lmm_boot_variants_[1], ...) {
   s <- fit$setup
   extra <- list(...)
   if (length(extra)) {
@@ -217,6 +217,7 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
              "the LMM bootstrap takes param, weights, B, level, r, seed, conf_int and variant.")
   }
   variant <- match_choice(variant, lmm_boot_variants_, "variant")
+  weights <- weights %||% "mammen"
   if (is.null(s$ZZg)) {
     stop_arg("fit", sprintf("has %s clusters of `%s` for %s rows: the wild cluster bootstrap is for a few clusters (the LAs)",
                             format(s$G, big.mark = ","), names(fit$ngroups)[1], format(s$N, big.mark = ",")),
@@ -241,11 +242,12 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   pc <- lmm_boot_pieces(fit, match(param, nm))
   vb <- lmm_boot_variant(pc, substr(variant, 1, 3), paste0("CR", substr(variant, 5, 5)),
                          dgp = as.integer(substr(variant, 4, 4)))
-  draws <- boot_draws(G, weights, B, seed)
+  draws <- if (weights == "mammen" && identical(B, "enumerate") && G <= 12L) mammen_enumerate(G) else
+    boot_draws(G, weights, B, seed)
   st <- .Call(ffi_wcr_stats, draws$V, vb$a0, vb$a1, vb$K0, vb$K1)
   beta <- unname(fit$coefficients[param])
   se <- pc$sc * vb$se
-  res <- wcr_invert(st, beta, se, vb$cf, r, level, isTRUE(conf_int))
+  res <- wcr_invert(st, beta, se, vb$cf, r, level, isTRUE(conf_int), draws$prob)
   res$method <- sprintf("wild cluster %s bootstrap-t for the linear mixed model (%s: %s residuals, %s; variance components fixed)",
                         if (substr(variant, 3, 3) == "R") "restricted" else "unrestricted", variant,
                         if (substr(variant, 4, 4) == "1") "the fit's" else "leave-one-cluster-out",
@@ -253,6 +255,7 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   res$variant <- variant
   res$std.error <- se
   out <- finish_boot(res, draws, param, weights, level, r, G)
+  if (!is.null(draws$prob)) out <- mammen_p_min(out, draws$prob, level)
   if (G < lmm_boot_min_clusters_) {
     out$note <- c(out$note, sprintf(paste0(
       "With G = %d clusters this bootstrap over-rejects: %s. Read it as a sensitivity analysis."),
@@ -261,13 +264,43 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   out
 }
 
+# All 2^G Mammen vectors (values 1 - phi and phi, phi the golden ratio, with
+# probabilities phi / sqrt(5) and 1 - phi / sqrt(5)) and the probability of
+# each: the bootstrap distribution exactly, for G <= 12 (the count, 2^G, is
+# checked by the caller). Asymmetric: v and -v are not both drawn.
+mammen_enumerate <- function(G) {
+  phi <- (1 + sqrt(5)) / 2
+  V <- .Call(ffi_boot_weights, as.integer(G), 1L, as.integer(2^G), TRUE)   # +-1 digits
+  up <- V < 0
+  V[] <- ifelse(up, phi, 1 - phi)
+  k <- colSums(up)
+  list(V = V, enumerated = TRUE, prob = (1 - phi / sqrt(5))^k * (phi / sqrt(5))^(G - k))
+}
+
+# With probability-weighted draws the smallest attainable p-value (ties
+# counted) is the probability of the largest |t*|; the note of finish_boot()
+# (which assumes 2/B) is replaced accordingly.
+mammen_p_min <- function(out, prob, level) {
+  ts <- abs(out$tstar)
+  out$p_min <- sum(prob[ts >= max(ts) * (1 - 1e-8)])
+  out$draw_prob <- prob
+  out$note <- if (out$p_min > 1 - level) {
+    sprintf(paste0("With G = %d clusters the %s enumerated Mammen draws give a smallest attainable p-value ",
+                   "(ties counted) of %.4g > %.4g, so the test cannot reject at that level."),
+            out$n_clusters, format(out$B, big.mark = ","), out$p_min, 1 - level)
+  } else NULL
+  out
+}
+
 # p-values and the confidence interval by test inversion (for wcr_linear()
 # and the LMM bootstrap alike) from the five
 # per-draw sums of ffi_wcr_stats() (numerator and squared denominator affine
 # and quadratic in the null value rr): t*(rr) = (s1 + rr s2) /
 # sqrt(cf (s3 + 2 rr s4 + rr^2 s5)); the observed t is (beta - rr) / se.
+# With prob (enumerated Mammen draws) the p-value is the probability, not the
+# share, of the draws beyond |t|.
 # The interval: invert_test() (R/wildboot.R).
-wcr_invert <- function(st, beta, se, cf, r, level, want_ci) {
+wcr_invert <- function(st, beta, se, cf, r, level, want_ci, prob = NULL) {
   tstar <- function(rr) {
     num <- st[1, ] + rr * st[2, ]
     den <- cf * (st[3, ] + 2 * rr * st[4, ] + rr^2 * st[5, ])
@@ -277,7 +310,8 @@ wcr_invert <- function(st, beta, se, cf, r, level, want_ci) {
     t0 <- abs((beta - rr) / se)
     ts <- abs(tstar(rr))
     tol <- 1e-8 * max(1, t0)
-    if (strict) mean(ts > t0 + tol) else mean(ts >= t0 - tol)
+    hit <- if (strict) ts > t0 + tol else ts >= t0 - tol
+    if (is.null(prob)) mean(hit) else sum(prob[hit])
   }
   ci <- if (want_ci) invert_test(pv, beta, se, 1 - level, rel = 1e-10,
                                  max_double = 60, max_bisect = 80) else

@@ -85,7 +85,7 @@
 #' @export
 wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", "mammen"),
                       B = "enumerate", level = 0.95, r = 0, seed = NULL, conf_int = TRUE, ...) {
-  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"), B, level, r, seed, conf_int, ...))
+  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, if (missing(weights)) NULL else match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"), B, level, r, seed, conf_int, ...))
   if (inherits(fit, "sw_glmm")) {
     return(glmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"),
                           B, level, r, seed))

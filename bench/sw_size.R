@@ -18,9 +18,11 @@
 # clusters the LMM bootstrap needs; Webb weights are enumerated up to 6 LAs,
 # otherwise 999 seeded draws).
 # The wcr path runs every variant of the LMM bootstrap on the same data set:
-# restricted (WCR) or unrestricted (WCU), studentised by CR1 or the CR3
-# jackknife (MacKinnon, Nielsen & Webb 2023), and, for comparison, the
-# t-tests with CR2 (Satterthwaite df) and CR3 (t with G - 1 df).
+# restricted (WCR) or unrestricted (WCU); the fit's residuals (1) or each
+# cluster's from the fit without it (3) in the bootstrap DGP; studentised by
+# CR1 (1) or the CR3 jackknife (3) (MacKinnon, Nielsen & Webb 2023's names,
+# e.g. WCU31), and, for comparison, the t-tests with CR2 (Satterthwaite df)
+# and CR3 (t with G - 1 df).
 suppressMessages(pkgload::load_all(".", quiet = TRUE))
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args)) as.integer(args[1]) else 1000L
@@ -63,7 +65,8 @@ if ("wcr" %in% paths) {
   go_w <- if (n_la == 5L) go_live else
     stats::setNames(start + 182 * seq_len(n_la) + rep(c(74, 35, 53, 92, 21), length.out = n_la), las_w)
   B <- if (n_la <= 6L) "enumerate" else 999L
-  variants <- c("WCR3", "WCU3", "WCR1", "WCU1")
+  variants <- lmm_boot_variants_                 # the default first
+  cr3_at <- match("WCR13", variants)            # its observed t is the CR3 t
   quiet <- function(expr) withCallingHandlers(expr, sfpceval_few_clusters = function(w) invokeRestart("muffleWarning"))
   res <- t(replicate(reps, {
     d <- sim_one(las = las_w, go_live = go_w)
@@ -73,22 +76,23 @@ if ("wcr" %in% paths) {
                                                         conf_int = FALSE, variant = v)))
     z <- coef(fit)[["treated"]] / sqrt(vcov(fit)["treated", "treated"])
     t2 <- coef(fit)[["treated"]] / sqrt(vcov(fit, type = "CR2")["treated", "treated"])
-    t3 <- wb[[1]]$statistic                      # WCR3's observed t is the CR3 t
+    t3 <- wb[[cr3_at]]$statistic
     c(wald = 2 * stats::pnorm(-abs(z)),
       cr2 = 2 * stats::pt(-abs(t2), fit$cr2$df[["treated"]]),
       cr3 = 2 * stats::pt(-abs(t3), n_la - 1),
       stats::setNames(vapply(wb, function(w) w$p_value, 0), variants),
-      wcr1_geq = wb[[3]]$p_value_geq)
+      wcr11_geq = wb[[match("WCR11", variants)]]$p_value_geq)
   }))
   cat(sprintf("%d LAs%s\n", n_la, if (n_la <= 6L) ", Webb weights enumerated" else ", 999 Webb draws"))
   cat(sprintf("LMM, Wald (model-based SE, normal):               %s\n", rate(res[, "wald"] < 0.05)))
   cat(sprintf("LMM, CR2 by LA, Satterthwaite df:                 %s\n", rate(res[, "cr2"] < 0.05)))
   cat(sprintf("LMM, CR3 (jackknife) by LA, t(G - 1):             %s\n", rate(res[, "cr3"] < 0.05)))
-  cat(sprintf("LMM, wild cluster bootstrap WCR3 (the default):   %s\n", rate(res[, "WCR3"] < 0.05)))
-  cat(sprintf("LMM, wild cluster bootstrap WCU3:                 %s\n", rate(res[, "WCU3"] < 0.05)))
-  cat(sprintf("LMM, wild cluster bootstrap WCU1:                 %s\n", rate(res[, "WCU1"] < 0.05)))
-  cat(sprintf("LMM, wild cluster bootstrap WCR1 (before #13):    %s\n", rate(res[, "WCR1"] < 0.05)))
-  cat(sprintf("LMM, WCR1, ties counted (|t*| >= |t|):            %s\n", rate(res[, "wcr1_geq"] < 0.05)))
+  lab <- c(WCR11 = " (before #13)")
+  lab[variants[1]] <- " (the default)"
+  for (v in variants) {
+    cat(sprintf("LMM, wild cluster bootstrap %-21s%s\n", paste0(v, if (is.na(lab[v])) "" else lab[v], ":"), rate(res[, v] < 0.05)))
+  }
+  cat(sprintf("LMM, WCR11, ties counted (|t*| >= |t|):           %s\n", rate(res[, "wcr11_geq"] < 0.05)))
   cat(sprintf("  (%.0f s)\n", proc.time()[["elapsed"]] - t0))
   out$wcr <- res
 }

@@ -150,13 +150,19 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
   d <- lmm_boot_data(seed = 4)
   f <- y ~ treated + since + (1 | la / child_id)
   fit <- sw_glmm(f, d, family = gaussian())
-  for (variant in c("WCR13", "WCU13", "WCR11", "WCU33")) {
-    wb <- few_ok(wild_boot(fit, "treated", variant = variant))
-    expect_equal(wb$B, 6^5)
-    expect_equal(wb$weights, "webb")
+  combos <- list(c("WCR31", "mammen"), c("WCR13", "webb"), c("WCU13", "webb"), c("WCR11", "webb"),
+                 c("WCU33", "webb"), c("WCU31", "mammen"))
+  for (cb in combos) {
+    variant <- cb[1]
+    w <- cb[2]
+    wb <- few_ok(wild_boot(fit, "treated", weights = w, variant = variant))
+    expect_equal(wb$B, if (w == "webb") 6^5 else 2^5)
+    expect_true(wb$enumerated)
+    expect_equal(wb$weights, w)
     expect_equal(wb$variant, variant)
     # the interval's ends are where the p-value crosses 1 - level
-    pv_at <- function(r) few_ok(wild_boot(fit, "treated", r = r, conf_int = FALSE, variant = variant))$p_value
+    pv_at <- function(r) few_ok(wild_boot(fit, "treated", weights = w, r = r, conf_int = FALSE,
+                                          variant = variant))$p_value
     for (k in 1:2) {
       e <- wb$conf_int[k]
       step <- 1e-6 * wb$std.error * c(-1, 1)[k]
@@ -166,13 +172,26 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
     # shifting and scaling the outcome moves nothing but the scale
     d2 <- d
     d2$y <- (d$y + 1e4) * 1000
-    wb2 <- few_ok(wild_boot(sw_glmm(f, d2, family = gaussian()), "treated", variant = variant))
+    wb2 <- few_ok(wild_boot(sw_glmm(f, d2, family = gaussian()), "treated", weights = w, variant = variant))
     expect_equal(wb2$statistic, wb$statistic, tolerance = 1e-7)
     expect_equal(wb2$p_value, wb$p_value)
     expect_equal(wb2$conf_int, 1000 * wb$conf_int, tolerance = 1e-6)
   }
-  # the default is WCR3
-  expect_equal(few_ok(wild_boot(fit, "treated", conf_int = FALSE))$variant, "WCR13")
+  # the defaults for a linear mixed model: WCR31 with all 2^G Mammen vectors
+  wm <- few_ok(wild_boot(fit, "treated", conf_int = FALSE))
+  expect_equal(wm$variant, "WCR31")
+  expect_equal(wm$weights, "mammen")
+  expect_equal(wm$B, 32)
+  expect_equal(sum(wm$draw_prob), 1)
+  # the same statistic as with explicit arguments
+  expect_equal(wm$p_value, few_ok(wild_boot(fit, "treated", weights = "mammen", variant = "WCR31",
+                                            conf_int = FALSE))$p_value)
+  # random Mammen draws (B given) approach the enumerated p-value
+  wr <- few_ok(wild_boot(fit, "treated", weights = "mammen", B = 20000, seed = 3, conf_int = FALSE))
+  expect_false(wr$enumerated)
+  expect_null(wr$draw_prob)
+  expect_lt(abs(wr$p_value - wm$p_value), 4 * sqrt(wm$p_value * (1 - wm$p_value) / 20000) + 1e-12)
+  wb <- few_ok(wild_boot(fit, "treated", weights = "webb", variant = "WCR11"))
   # the same fields as the bootstrap of a did_fit()
   dd <- expand.grid(child = 1:10, la = letters[1:6], year = 2015:2019)
   dd$treated <- as.integer(dd$la %in% c("a", "b", "c") & dd$year >= 2018)
@@ -181,6 +200,7 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
   wd <- wild_boot(did_fit(y ~ treated | la + year, dd, cluster = ~la), "treated")
   # note: NULL when none; variant: the LMM bootstrap's own
   expect_setequal(setdiff(names(wb), c("note", "variant")), setdiff(names(wd), "note"))
+  expect_setequal(setdiff(names(wm), c("note", "variant", "draw_prob")), setdiff(names(wd), "note"))
   expect_match(wb$note, "over-rejects")
   expect_s3_class(wb, "wild_boot")
   expect_output(print(wb), "linear mixed model")
@@ -206,7 +226,8 @@ test_that("the LMM bootstrap warns with fewer clusters than its size holds for",
 # (restricted: X b0 + u v; unrestricted: X b + u v), and each draw's t from
 # GLS refits -- CR1 from the cluster scores, CR3 from the G
 # leave-one-cluster-out GLS refits.
-ref_lmm_boot <- function(fit, d, X, j, r, nested, variant) {
+ref_lmm_boot <- function(fit, d, X, j, r, nested, variant,
+                         Vr = as.matrix(expand.grid(rep(list(c(-1, 1)), length(unique(d$la)))))) {
   th <- fit$theta
   cl <- match(d$la, sort(unique(d$la)))
   G <- max(cl)
@@ -252,7 +273,6 @@ ref_lmm_boot <- function(fit, d, X, j, r, nested, variant) {
     }
     (b[j] - centre) / sqrt(v)
   }
-  Vr <- as.matrix(expand.grid(rep(list(c(-1, 1)), G)))
   list(t = unname(tstat(d$y, r)),
        tstar = apply(Vr, 1, function(v) tstat(drop(X %*% b0) + u0 * v[cl], centre)))
 }
@@ -273,6 +293,22 @@ test_that("every LMM bootstrap variant equals plain-R GLS refits over every Rade
       tol <- 1e-8 * max(1, abs(ref$t))
       expect_equal(wb$p_value, mean(abs(ref$tstar) > abs(ref$t) + tol))
       expect_equal(wb$p_value_geq, mean(abs(ref$tstar) >= abs(ref$t) - tol))
+    }
+    # Mammen: every one of the 2^5 vectors with its probability, by hand:
+    # values 1 - phi (probability phi / sqrt(5)) and phi
+    phi <- (1 + sqrt(5)) / 2
+    Vm <- as.matrix(expand.grid(rep(list(c(1 - phi, phi)), 5)))
+    pm <- apply(Vm, 1, function(v) prod(ifelse(v < 0, phi / sqrt(5), 1 - phi / sqrt(5))))
+    for (variant in c("WCR31", "WCU33")) {
+      wb <- few_ok(wild_boot(fit, "treated", weights = "mammen", r = cs$r, variant = variant))
+      ref <- ref_lmm_boot(fit, d, X, 2L, cs$r, cs$nested, variant, Vr = Vm)
+      key <- function(t, p) order(round(t, 8), round(p, 12))
+      expect_equal(wb$statistic, ref$t, tolerance = 1e-9)
+      expect_equal(wb$tstar[key(wb$tstar, wb$draw_prob)], ref$tstar[key(ref$tstar, pm)], tolerance = 1e-9)
+      expect_equal(wb$draw_prob[key(wb$tstar, wb$draw_prob)], pm[key(ref$tstar, pm)], tolerance = 1e-12)
+      tol <- 1e-8 * max(1, abs(ref$t))
+      expect_equal(wb$p_value, sum(pm[abs(ref$tstar) > abs(ref$t) + tol]), tolerance = 1e-12)
+      expect_equal(wb$p_value_geq, sum(pm[abs(ref$tstar) >= abs(ref$t) - tol]), tolerance = 1e-12)
     }
   }
 })
