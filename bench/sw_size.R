@@ -15,13 +15,12 @@
 # shock_sd: SD of the LA x step shocks (default 0.25; 0 = the random-intercept
 # model holds); n_la: number of LAs for the wcr path (default 5, the trial;
 # more LAs get one go-live per step and n_la + 1 steps, to find how many
-# clusters the LMM bootstrap needs; Webb weights are enumerated up to 6 LAs,
-# otherwise 999 seeded draws).
+# clusters the LMM bootstrap needs).
 # The wcr path runs every variant of the LMM bootstrap on the same data set:
 # restricted (WCR) or unrestricted (WCU); the fit's residuals (1) or each
 # cluster's from the fit without it (3) in the bootstrap DGP; studentised by
 # CR1 (1) or the CR3 jackknife (3) (MacKinnon, Nielsen & Webb 2023's names,
-# e.g. WCU31), and, for comparison, the t-tests with CR2 (Satterthwaite df)
+# e.g. WCU31), each with Mammen and with Webb weights, and, for comparison, the t-tests with CR2 (Satterthwaite df)
 # and CR3 (t with G - 1 df).
 suppressMessages(pkgload::load_all(".", quiet = TRUE))
 args <- commandArgs(trailingOnly = TRUE)
@@ -64,35 +63,38 @@ if ("wcr" %in% paths) {
   las_w <- paste0("L", seq_len(n_la))
   go_w <- if (n_la == 5L) go_live else
     stats::setNames(start + 182 * seq_len(n_la) + rep(c(74, 35, 53, 92, 21), length.out = n_la), las_w)
-  B <- if (n_la <= 6L) "enumerate" else 999L
-  variants <- lmm_boot_variants_                 # the default first
-  cr3_at <- match("WCR13", variants)            # its observed t is the CR3 t
+  # Mammen vectors are enumerated (2^G, with their probabilities) up to 12
+  # LAs, Webb (6^G) up to 6; otherwise 999 seeded draws
+  combos <- expand.grid(variant = lmm_boot_variants_, weights = c("mammen", "webb"), stringsAsFactors = FALSE)
+  combos$B <- ifelse(combos$weights == "mammen", n_la <= 12L, n_la <= 6L)
+  nm <- paste(combos$variant, combos$weights)
   quiet <- function(expr) withCallingHandlers(expr, sfpceval_few_clusters = function(w) invokeRestart("muffleWarning"))
   res <- t(replicate(reps, {
     d <- sim_one(las = las_w, go_live = go_w)
     fit <- suppressWarnings(suppressMessages(
       sw_glmm(y ~ treated + factor(step) + (1 | la), d, family = gaussian(), cluster = "la")))
-    wb <- lapply(variants, function(v) quiet(wild_boot(fit, "treated", weights = "webb", B = B, seed = 1L,
-                                                        conf_int = FALSE, variant = v)))
+    wb <- lapply(seq_len(nrow(combos)), function(k) quiet(wild_boot(
+      fit, "treated", weights = combos$weights[k], B = if (combos$B[k]) "enumerate" else 999L, seed = 1L,
+      conf_int = FALSE, variant = combos$variant[k])))
     z <- coef(fit)[["treated"]] / sqrt(vcov(fit)["treated", "treated"])
     t2 <- coef(fit)[["treated"]] / sqrt(vcov(fit, type = "CR2")["treated", "treated"])
-    t3 <- wb[[cr3_at]]$statistic
+    t3 <- wb[[match("WCR13", combos$variant)]]$statistic   # the CR3 t
     c(wald = 2 * stats::pnorm(-abs(z)),
       cr2 = 2 * stats::pt(-abs(t2), fit$cr2$df[["treated"]]),
       cr3 = 2 * stats::pt(-abs(t3), n_la - 1),
-      stats::setNames(vapply(wb, function(w) w$p_value, 0), variants),
-      wcr11_geq = wb[[match("WCR11", variants)]]$p_value_geq)
+      stats::setNames(vapply(wb, function(w) w$p_value, 0), nm),
+      wcr11_webb_geq = wb[[which(nm == "WCR11 webb")]]$p_value_geq)
   }))
-  cat(sprintf("%d LAs%s\n", n_la, if (n_la <= 6L) ", Webb weights enumerated" else ", 999 Webb draws"))
-  cat(sprintf("LMM, Wald (model-based SE, normal):               %s\n", rate(res[, "wald"] < 0.05)))
-  cat(sprintf("LMM, CR2 by LA, Satterthwaite df:                 %s\n", rate(res[, "cr2"] < 0.05)))
-  cat(sprintf("LMM, CR3 (jackknife) by LA, t(G - 1):             %s\n", rate(res[, "cr3"] < 0.05)))
-  lab <- c(WCR11 = " (before #13)")
-  lab[variants[1]] <- " (the default)"
-  for (v in variants) {
-    cat(sprintf("LMM, wild cluster bootstrap %-21s%s\n", paste0(v, if (is.na(lab[v])) "" else lab[v], ":"), rate(res[, v] < 0.05)))
+  cat(sprintf("%d LAs; Mammen weights %s, Webb %s\n", n_la,
+              if (n_la <= 12L) "enumerated" else "999 draws", if (n_la <= 6L) "enumerated" else "999 draws"))
+  cat(sprintf("LMM, Wald (model-based SE, normal):                %s\n", rate(res[, "wald"] < 0.05)))
+  cat(sprintf("LMM, CR2 by LA, Satterthwaite df:                  %s\n", rate(res[, "cr2"] < 0.05)))
+  cat(sprintf("LMM, CR3 (jackknife) by LA, t(G - 1):              %s\n", rate(res[, "cr3"] < 0.05)))
+  for (k in seq_along(nm)) {
+    lab <- if (k == 1L) " (default)" else if (nm[k] == "WCR11 webb") " (before #13)" else ""
+    cat(sprintf("LMM, wild bootstrap %-31s%s\n", paste0(nm[k], lab, ":"), rate(res[, nm[k]] < 0.05)))
   }
-  cat(sprintf("LMM, WCR11, ties counted (|t*| >= |t|):           %s\n", rate(res[, "wcr11_geq"] < 0.05)))
+  cat(sprintf("LMM, WCR11 webb, ties counted (|t*| >= |t|):       %s\n", rate(res[, "wcr11_webb_geq"] < 0.05)))
   cat(sprintf("  (%.0f s)\n", proc.time()[["elapsed"]] - t0))
   out$wcr <- res
 }
