@@ -31,18 +31,26 @@
 # J are linear in Om, which is affine in the null value r, so the confidence
 # interval by test inversion reuses the draws.
 
-# Size measured by bench/sw_size.R (5 LAs in a stepped wedge, Webb weights,
-# 1,000 null data sets; a sweep over G with 300): the number of clusters
-# below which wild_boot() on an LMM warns, and the figures it quotes.
-lmm_boot_min_clusters_ <- 10L
 # MacKinnon, Nielsen & Webb's names: restricted (R) or unrestricted (U); the
 # residuals of the bootstrap DGP (1 the fit's, 3 leave-one-cluster-out);
 # the variance (1 CR1, 3 CR3). The first is the default.
 lmm_boot_variants_ <- c("WCR31", "WCR33", "WCR13", "WCR11", "WCU31", "WCU33", "WCU13", "WCU11")
-lmm_boot_size_5la_ <- paste0(
-  "in a size simulation shaped like the Family Valued trial (5 LAs in a stepped wedge, go-lives inside ",
-  "their steps) every variant rejected about 10% of true nulls at 5%, CR2 with Satterthwaite df ",
-  "(sw_glmm(cluster =)) 5.5%; with 10 LAs the bootstrap rejected 6.0-6.3%")
+
+# The fewest clusters for which a variant held its size (3.5-6.5% at 5%) in
+# bench/sw_size.R (null data shaped like the Family Valued trial; 1,000 data
+# sets with 5 LAs, 300 with 4, 6, 7, 10 and 12), and what it measured: below
+# that count wild_boot() warns and notes it.
+lmm_boot_size_ <- function(variant, weights) {
+  if (variant == "WCR31" && weights == "mammen") {
+    list(min = 5L, what = paste0(
+      "WCR31 with enumerated Mammen weights rejected 5.6-5.9% of true nulls at 5% with 5 LAs ",
+      "but 7-13% with 4"))
+  } else {
+    list(min = 10L, what = paste0(
+      "with 5 LAs the variants other than WCR31 with Mammen weights (the default, 5.6-5.9%) rejected ",
+      "7-17% of true nulls at 5%; with Webb weights WCR11 and WCR13 held 6.0-6.3% with 10 LAs"))
+  }
+}
 
 # Per-cluster Z_a' W_a Z_a (times the residual variance) at the relative SDs
 # th, in the standardised frame; their sum is the P of lmm_crit().
@@ -238,7 +246,8 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
     stop_arg("variant", sprintf("\"%s\" needs at least 3 clusters (the fit has 2)", variant),
              "use variant = \"WCR11\".")
   }
-  lmm_few_clusters_warn_(G, variant)
+  size <- lmm_boot_size_(variant, weights)
+  lmm_few_clusters_warn_(G, variant, weights, size)
   pc <- lmm_boot_pieces(fit, match(param, nm))
   vb <- lmm_boot_variant(pc, substr(variant, 1, 3), paste0("CR", substr(variant, 5, 5)),
                          dgp = as.integer(substr(variant, 4, 4)))
@@ -256,10 +265,11 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   res$std.error <- se
   out <- finish_boot(res, draws, param, weights, level, r, G)
   if (!is.null(draws$prob)) out <- mammen_p_min(out, draws$prob, level)
-  if (G < lmm_boot_min_clusters_) {
+  if (G < size$min) {
     out$note <- c(out$note, sprintf(paste0(
-      "With G = %d clusters this bootstrap over-rejects: %s. Read it as a sensitivity analysis."),
-      G, lmm_boot_size_5la_))
+      "With G = %d clusters this bootstrap (%s, %s weights) may not hold its size: in a size simulation ",
+      "shaped like the Family Valued trial (a stepped wedge, go-lives inside their steps) %s. ",
+      "Read it as a sensitivity analysis."), G, variant, weights, size$what))
   }
   out
 }
@@ -321,14 +331,20 @@ wcr_invert <- function(st, beta, se, cf, r, level, want_ci, prob = NULL) {
 }
 
 # Warn (class "sfpceval_few_clusters") when an LMM bootstrap runs with fewer
-# clusters than its size holds for in bench/sw_size.R.
-lmm_few_clusters_warn_ <- function(G, variant) {
-  if (G >= lmm_boot_min_clusters_) return(invisible(FALSE))
+# clusters than its size held for (lmm_boot_size_()).
+lmm_few_clusters_warn_ <- function(G, variant, weights, size) {
+  if (G >= size$min) return(invisible(FALSE))
+  default <- variant == lmm_boot_variants_[1] && weights == "mammen"
   msg <- sprintf(paste0(
-    "wild_boot(): %d clusters: the wild cluster bootstrap of a linear mixed model (%s) does not hold its size ",
-    "with fewer than %d clusters (%s).\\nFix: read it as a sensitivity analysis; for the test, use CR2 with ",
-    "Satterthwaite df (sw_glmm(cluster =)) or perm_test() on the go-live dates."),
-    G, variant, lmm_boot_min_clusters_, lmm_boot_size_5la_)
+    "wild_boot(): %d clusters: the wild cluster bootstrap of a linear mixed model (%s, %s weights) ",
+    "did not hold its size with fewer than %d clusters in a stepped-wedge size simulation (%s).\nFix: %s"),
+    G, variant, weights, size$min, size$what,
+    if (default) {
+      "read it as a sensitivity analysis; for the test use CR2 with Satterthwaite df (sw_glmm(cluster =)) or perm_test() on the go-live dates."
+    } else {
+      sprintf("use the defaults (variant = \"%s\", weights = \"mammen\"), which held their size with %d clusters.",
+              lmm_boot_variants_[1], lmm_boot_size_(lmm_boot_variants_[1], "mammen")$min)
+    })
   warning(structure(class = c("sfpceval_few_clusters", "warning", "condition"),
                     list(message = msg, call = NULL)))
   invisible(TRUE)
