@@ -170,40 +170,49 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' wild cluster bootstrap-t for one fixed effect holds the variance
 #' components at their estimates, so the fixed effects are a GLS estimator,
 #' linear in the outcome. Each draw multiplies every cluster's residuals by
-#' one weight and refits the GLS from per-cluster cross-products kept in the
-#' fit, so the data are not revisited. `variant` (passed through `...`)
-#' chooses the bootstrap data and the variance that studentises the
-#' observed and every bootstrap t (MacKinnon, Nielsen & Webb 2023):
-#' \describe{
-#'   \item{`"WCR3"` (default)}{restricted residuals (the null imposed), CR3:
-#'     the jackknife \eqn{\frac{G-1}{G}\sum_g (\hat\beta_{(g)} - \hat\beta)^2},
-#'     \eqn{\hat\beta_{(g)}} the GLS without cluster g, computed inside each
-#'     draw;}
-#'   \item{`"WCU3"`}{unrestricted residuals, t* centred at the estimate, CR3;}
-#'   \item{`"WCR1"`}{restricted, CR1 (the cluster scores): the previous
-#'     default;}
-#'   \item{`"WCU1"`}{unrestricted, CR1.}
-#' }
-#' `std.error` is the CR3 (or CR1) standard error. CR3 needs three clusters;
-#' when leaving a cluster out does not identify the coefficient a generalised
-#' inverse is used.
+#' one weight and refits the GLS, with the t-statistic of each draw
+#' studentised inside the draw; all of it comes from per-cluster
+#' cross-products kept in the fit, so the data are not revisited.
 #'
-#' **Few clusters.** On 1,000 null data sets shaped like the Family Valued
-#' trial (5 authorities in a stepped wedge, go-lives inside their steps,
-#' enumerated Webb weights; `bench/sw_size.R`) no variant holds its size:
-#' all reject about 10% of true nulls at 5% (WCR3 10.3%, WCU3 10.3%, WCR1
-#' 10.2%, WCU1 10.4% with authority x step shocks; 8-11% with the
-#' random-intercept model true), against a target of 3.5-6.5%. The bootstrap
-#' critical value varies too much from one data set to the next when five
-#' clusters each have their own treatment timing (the wild bootstrap with few
-#' clusters needs clusters whose designs are alike; Canay, Santos & Shaikh
-#' 2021). With 10 authorities (one go-live per step) every variant rejects
-#' 6.0-6.3%. So with fewer than 10 clusters `wild_boot()` warns (class
-#' `sfpceval_few_clusters`) and the result's `note` says so: read it as a
-#' sensitivity analysis. In the same simulation the t-tests with CR2 and
+#' `variant` (passed through `...`) names the bootstrap as MacKinnon,
+#' Nielsen & Webb (2023) do, `"WC"` followed by three characters:
+#' `R` (restricted: the null imposed on the bootstrap DGP) or `U`
+#' (unrestricted, t* centred at the estimate); the residuals multiplied by
+#' the weights, `1` the fit's or `3` each cluster's from the fit without it
+#' (the jackknife DGP); the variance that studentises t and every t*, `1`
+#' CR1 (the cluster scores) or `3` CR3, the jackknife
+#' \eqn{\frac{G-1}{G}\sum_g (\hat\beta_{(g)} - \hat\beta)^2} with
+#' \eqn{\hat\beta_{(g)}} the GLS without cluster g. The default is
+#' `"WCR31"` with `weights = "mammen"` (for a linear mixed model the
+#' default weights are Mammen's, whose 2^G vectors are enumerated with their
+#' probabilities when G <= 12, so `p_value` is a probability and the result
+#' carries `draw_prob`); `"WCR11"` with Webb weights was the method before.
+#' `std.error` is the CR3 or CR1 standard error of the chosen variance.
+#' Variants with a 3 need three clusters; when leaving a cluster out does
+#' not identify a coefficient a generalised inverse is used.
+#'
+#' **Size with few clusters** (`bench/sw_size.R`: null data shaped like the
+#' Family Valued trial, a stepped wedge with go-lives inside their steps,
+#' authority random intercepts with or without authority x step shocks;
+#' rejection at 5%, target 3.5-6.5%). With 5 authorities (1,000 data sets)
+#' the default rejected 5.6% (with shocks) and 5.9% (random-intercept model
+#' true); every other variant over-rejected: with Webb weights 7.4-11.4% (the
+#' previous `"WCR11"` 10.2% and 9.6%), with Mammen weights 7.1-16.9%. The
+#' default's size depends on the number of clusters: 13.3% and 7.0% with 4
+#' authorities, 2.0-3.3% (conservative) with 6, 7 and 10 (300 data sets
+#' each), where Webb weights with `"WCR11"` or `"WCR13"` held 6.0-7.3%. So
+#' `wild_boot()` warns (class `sfpceval_few_clusters`) and notes it when the
+#' defaults run with fewer than 5 clusters, or another choice with fewer
+#' than 10: read such a result as a sensitivity analysis. The bootstrap
+#' critical value varies from one data set to the next when a few clusters
+#' each have their own treatment timing: the wild bootstrap with few
+#' clusters needs clusters whose designs are alike (Canay, Santos & Shaikh
+#' 2021). In the same simulation with 5 authorities the t-tests with CR2 and
 #' Satterthwaite degrees of freedom (`sw_glmm(cluster = )`) rejected 5.5%
-#' and the CR3 t (the `statistic` of `"WCR3"`) against a t distribution with
-#' G - 1 degrees of freedom 4.3%.
+#' and 7.0%, and the CR3 t (the `statistic` of a `"WC?13"` variant) against
+#' a t distribution with G - 1 degrees of freedom 4.3% and 5.8%. With
+#' Mammen weights and few clusters the smallest attainable p-value depends
+#' on the data (`p_min`, the probability of the largest |t*|).
 #'
 #' @references
 #' MacKinnon, J. G., Nielsen, M. Ø. and Webb, M. D. (2023). Fast and

@@ -60,7 +60,8 @@
 #'   binomial [sw_glmm()] fit.
 #' @param param Name of the coefficient to test (default `"treated"`).
 #' @param weights `"webb"` (default; six-point, `vignette("methods")`, section 0 item 7),
-#'   `"rademacher"` or `"mammen"`.
+#'   `"rademacher"` or `"mammen"` (the default for a linear mixed model; see
+#'   "Linear mixed models").
 #' @param B `"enumerate"` (default) or a number of random draws.
 #' @param level Confidence level of the interval (default 0.95).
 #' @param r The null value (default 0).
