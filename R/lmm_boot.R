@@ -38,7 +38,7 @@ lmm_boot_variants_ <- c("WCR31", "WCR33", "WCR13", "WCR11", "WCU31", "WCU33", "W
 
 # The fewest clusters for which a variant held its size (3.5-6.5% at 5%) in
 # bench/sw_size.R (null data shaped like the Family Valued trial; 1,000 data
-# sets with 5 LAs, 300 with 4, 6, 7, 10 and 12), and what it measured: below
+# sets with 5 LAs, 300 with 4 to 12), and what it measured: below
 # that count wild_boot() warns and notes it.
 lmm_boot_size_ <- function(variant, weights) {
   if (variant == "WCR31" && weights == "mammen") {
@@ -48,7 +48,7 @@ lmm_boot_size_ <- function(variant, weights) {
   } else {
     list(min = 10L, what = paste0(
       "with 5 LAs the variants other than WCR31 with Mammen weights (the default, 5.6-5.9%) rejected ",
-      "7-17% of true nulls at 5%; with Webb weights WCR11 and WCR13 held 6.0-6.3% with 10 LAs"))
+      "7-17% of true nulls at 5%; with Webb weights WCR11 and WCR13 held 6.3% with 10 LAs"))
   }
 }
 
@@ -196,11 +196,12 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' authority random intercepts with or without authority x step shocks;
 #' rejection at 5%, target 3.5-6.5%). With 5 authorities (1,000 data sets)
 #' the default rejected 5.6% (with shocks) and 5.9% (random-intercept model
-#' true); every other variant over-rejected: with Webb weights 7.4-11.4% (the
+#' true); every other variant over-rejected: with Webb weights 7.6-10.6% (the
 #' previous `"WCR11"` 10.2% and 9.6%), with Mammen weights 7.1-16.9%. The
 #' default's size depends on the number of clusters: 13.3% and 7.0% with 4
 #' authorities, 2.0-3.3% (conservative) with 6, 7 and 10 (300 data sets
-#' each), where Webb weights with `"WCR11"` or `"WCR13"` held 6.0-7.3%. So
+#' each); with 10 authorities Webb weights with `"WCR11"` or `"WCR13"` held
+#' 6.3%. So
 #' `wild_boot()` warns (class `sfpceval_few_clusters`) and notes it when the
 #' defaults run with fewer than 5 clusters, or another choice with fewer
 #' than 10: read such a result as a sensitivity analysis. The bootstrap
