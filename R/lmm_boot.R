@@ -1,8 +1,10 @@
 # wild_boot() for a gaussian sw_glmm() fit: the wild cluster bootstrap-t for
 # one fixed effect of the linear mixed model, at the level of the outer
 # random-effect grouping (the authority); restricted (WCR) or unrestricted
-# (WCU), studentised by CR1 or by the CR3 jackknife (MacKinnon, Nielsen &
-# Webb 2023).
+# (WCU), with the fit's or the leave-one-cluster-out (jackknife) residuals in
+# the bootstrap DGP, studentised by CR1 or by the CR3 jackknife (MacKinnon,
+# Nielsen & Webb 2023's WC{R,U}{1,3}{1,3}). Mammen weights are enumerated with
+# their probabilities (2^G vectors, G <= 12).
 #
 # With the variance components held at their estimates, the fixed effects are
 # the GLS estimator beta = M X'W y, M = (X'WX)^-1, W = V^-1 block-diagonal by
@@ -11,6 +13,9 @@
 #   restricted fit   b0 = beta - m (c'beta - r) / (c'm), u0 = y - X b0
 #                    (unrestricted: b0 = beta, u0 = u, and the bootstrap
 #                    centre is c'beta instead of r);
+#   jackknife DGP    u0_g replaced by y_g - X_g b0_(g), b0_(g) the (restricted)
+#                    fit without cluster g; Om_g below is then X_g'W_g times
+#                    it, and everything else is unchanged (lmm_jack_dgp());
 #   bootstrap data   y* = X b0 + (u0 o v), v constant within a cluster;
 #   numerator        c'beta* - r = sum_g v_g a_g,  a_g = m' Om_g,
 #                    Om_g = X_g'W_g u0_g;
@@ -24,7 +29,8 @@
 #        J_gh = [h != g] c'(A - A_g)^-1 Om_h - a_h,
 #        and CR3 = (G - 1) / G sum_g (J v)_g^2;
 #   t*(v) = a'v / sqrt(cf sum_h (K v)_h^2) (K or J; cf = G / (G - 1) or
-#   (G - 1) / G cancels between t and t*). v = 1 gives the observed t.
+#   (G - 1) / G cancels between t and t*). With the fit's residuals v = 1
+#   gives the observed t.
 # Every piece is a per-cluster cross-product of Z = [X y] under W, which
 # sw_glmm() keeps (G matrices of (p + 1) x (p + 1)), so a draw costs O(G^2)
 # (CR3 adds G solves of p x p once) and the data are not revisited. a, K and
@@ -123,16 +129,13 @@ lmm_jack_dgp <- function(pc) {
 # The G x G matrix whose product with the draw v gives the per-cluster pieces
 # of the variance: CR1, (K v)_h = m'X_h'W_h u*_h, the cluster scores of the
 # bootstrap fit; CR3, (J v)_g = c'(beta*_(g) - beta*), the leave-cluster-g-out
-# GLS estimate minus the full one (centred on their mean for CR3J). Linear
-# in Om.
+# GLS estimate minus the full one. Linear in Om.
 lmm_var_matrix <- function(pc, Om, vcov, Cg) {
   a <- drop(crossprod(Om, pc$m))
   if (vcov == "CR1") return(diag(a, pc$G) - pc$Xi %*% pc$M %*% Om)
   Q <- Cg %*% Om
   diag(Q) <- 0
-  J <- Q - matrix(a, pc$G, pc$G, byrow = TRUE)
-  if (vcov == "CR3J") J <- J - matrix(colMeans(J), pc$G, pc$G, byrow = TRUE)
-  J
+  Q - matrix(a, pc$G, pc$G, byrow = TRUE)
 }
 
 # rows (A - A_g)^-1 c: the leave-one-cluster-out GLS for the contrast
@@ -145,7 +148,10 @@ lmm_jack_rows <- function(pc) {
 
 # a0, a1, K0, K1 (t*(v; r) = (a0 + r a1)'v / sqrt(cf |(K0 + r K1) v|^2)), cf,
 # and the observed standard error in the standardised frame, for the
-# bootstrap `boot` ("WCR" restricted, "WCU" unrestricted) with variance vcov.
+# bootstrap `boot` ("WCR" restricted, "WCU" unrestricted), the residuals of
+# its DGP (dgp 1 the fit's, 3 leave-one-cluster-out; jd: lmm_jack_dgp(),
+# if already computed) and the variance vcov ("CR1" or "CR3"; Cg:
+# lmm_jack_rows(), if already computed).
 lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
   G <- pc$G
   if (vcov != "CR1" && is.null(Cg)) Cg <- lmm_jack_rows(pc)
@@ -153,10 +159,10 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
   Kh <- lmm_var_matrix(pc, pc$Omh, vcov, Cg)
   se <- sqrt(cf * sum(rowSums(Kh)^2))
   if (dgp == 3L) pc[c("Om0", "Om1", "Omh")] <- jd %||% lmm_jack_dgp(pc)
-  if (boot == "WCU") Kh <- lmm_var_matrix(pc, pc$Omh, vcov, Cg)
   if (boot == "WCU") {
+    K0 <- lmm_var_matrix(pc, pc$Omh, vcov, Cg)
     a0 <- drop(crossprod(pc$Omh, pc$m))
-    return(list(a0 = a0, a1 = 0 * a0, K0 = Kh, K1 = 0 * Kh, cf = cf, se = se))
+    return(list(a0 = a0, a1 = 0 * a0, K0 = K0, K1 = 0 * K0, cf = cf, se = se))
   }
   list(a0 = drop(crossprod(pc$Om0, pc$m)), a1 = drop(crossprod(pc$Om1, pc$m)),
        K0 = lmm_var_matrix(pc, pc$Om0, vcov, Cg), K1 = lmm_var_matrix(pc, pc$Om1, vcov, Cg),
@@ -275,6 +281,15 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   res$std.error <- se
   out <- finish_boot(res, draws, param, weights, level, r, G)
   if (!is.null(draws$prob)) out <- mammen_p_min(out, draws$prob, level)
+  if (variant != "WCR11" && variant != "WCU11") {
+    short <- which(vapply(seq_len(G), function(g) pinv_sym(pc$A - pc$XWX[, , g])$rank < pc$p, TRUE))
+    if (length(short)) {
+      out$note <- c(out$note, sprintf(paste0(
+        "Without cluster%s %s the fixed effects are not all identified; the leave-one-cluster-out fits of %s ",
+        "use a generalised inverse."), if (length(short) > 1L) "s" else "",
+        paste(names(fit$ngroups)[1], "=", names(fit$ranef[[1]])[short] %||% short, collapse = ", "), variant))
+    }
+  }
   if (G < size$min) {
     out$note <- c(out$note, sprintf(paste0(
       "With G = %d clusters this bootstrap (%s, %s weights) may not hold its size: in a size simulation ",

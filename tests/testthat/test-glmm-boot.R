@@ -345,3 +345,14 @@ test_that("LMM bootstrap, hand-made 3 clusters: CR3 is the one-sample t on the c
   expect_equal(wb$p_value, 2 / 8)
   expect_equal(wb$p_value_geq, 2 / 8)
 })
+
+test_that("LMM bootstrap: a leave-one-out fit that loses a coefficient is noted", {
+  # `only_L1` is nonzero in authority L1 only: without L1 it is not identified
+  d <- lmm_boot_data(seed = 6)
+  d$only_L1 <- as.numeric(d$la == "L1") * d$since
+  fit <- sw_glmm(y ~ treated + since + only_L1 + (1 | la), d, family = gaussian())
+  wb <- few_ok(wild_boot(fit, "treated", conf_int = FALSE))
+  expect_match(wb$note, "Without cluster la = L1 the fixed effects are not all identified", all = FALSE)
+  w1 <- few_ok(wild_boot(fit, "treated", conf_int = FALSE, weights = "webb", variant = "WCR11"))
+  expect_false(any(grepl("not all identified", w1$note)))
+})
