@@ -193,7 +193,8 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' default weights are Mammen's, whose 2^G vectors are enumerated with their
 #' probabilities when G <= 12, so `p_value` is a probability and the result
 #' carries `draw_prob`); `"WCR11"` with Webb weights was the method before.
-#' `std.error` is the CR3 or CR1 standard error of the chosen variance.
+#' `std.error` and `statistic` use the chosen variance (CR3 or CR1); the
+#' result also carries `variant`.
 #' Variants with a 3 need three clusters; when leaving a cluster out does
 #' not identify a coefficient a generalised inverse is used.
 #'
