@@ -40,22 +40,29 @@
 # MacKinnon, Nielsen & Webb's names: restricted (R) or unrestricted (U); the
 # residuals of the bootstrap DGP (1 the fit's, 3 leave-one-cluster-out);
 # the variance (1 CR1, 3 CR3). The first is the default.
-lmm_boot_variants_ <- c("WCR31", "WCR33", "WCR13", "WCR11", "WCU31", "WCU33", "WCU13", "WCU11")
+lmm_boot_variants_ <- c("WCU31", "WCU33", "WCU13", "WCU11", "WCR31", "WCR33", "WCR13", "WCR11")
 
-# The fewest clusters for which a variant held its size (3.5-6.5% at 5%) in
-# bench/sw_size.R (null data shaped like the Family Valued trial; 1,000 data
-# sets with 5 LAs, 300 with 4 to 12), and what it measured: below
-# that count wild_boot() warns and notes it.
+# Size of each variant with 5 LAs in bench/sw_size.R (1,000 null data sets
+# shaped like the Family Valued trial: with LA x step shocks of SD 0.25, and
+# with the random-intercept model true), and the number of clusters below
+# which wild_boot() warns and notes it: no variant held 3.5-6.5% with 5 LAs;
+# with Webb weights every variant held 6.0-6.7% with 10 (300 data sets).
+lmm_boot_size_5la_ <- data.frame(
+  variant = rep(lmm_boot_variants_, 2),
+  weights = rep(c("webb", "mammen"), each = 8),
+  shocks = c(7.7, 8.0, 10.3, 10.4, 9.3, 9.9, 10.3, 10.2, 14.5, 14.5, 16.9, 15.9, 5.6, 7.1, 12.8, 12.8),
+  ri_true = c(7.6, 8.2, 9.9, 9.8, 9.3, 10.6, 10.5, 9.6, 13.2, 13.6, 15.2, 14.4, 5.9, 7.3, 12.3, 12.2),
+  stringsAsFactors = FALSE)
+lmm_boot_min_clusters_ <- 10L
+
 lmm_boot_size_ <- function(variant, weights) {
-  if (variant == "WCR31" && weights == "mammen") {
-    list(min = 5L, what = paste0(
-      "WCR31 with enumerated Mammen weights rejected 5.6-5.9% of true nulls at 5% with 5 LAs ",
-      "but 7-13% with 4"))
+  row <- lmm_boot_size_5la_[lmm_boot_size_5la_$variant == variant & lmm_boot_size_5la_$weights == weights, ]
+  list(min = lmm_boot_min_clusters_, what = if (nrow(row)) {
+    sprintf("with 5 LAs %s with %s weights rejected %.1f%% and %.1f%% of true nulls at 5%%", variant, weights,
+            row$shocks, row$ri_true)
   } else {
-    list(min = 10L, what = paste0(
-      "with 5 LAs the variants other than WCR31 with Mammen weights (the default, 5.6-5.9%) rejected ",
-      "7-17% of true nulls at 5%; with Webb weights WCR11 and WCR13 held 6.3% with 10 LAs"))
-  }
+    sprintf("%s with %s weights was not measured; every measured variant over-rejected with 5 LAs", variant, weights)
+  })
 }
 
 # Per-cluster Z_a' W_a Z_a (times the residual variance) at the relative SDs
@@ -189,40 +196,46 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' CR1 (the cluster scores) or `3` CR3, the jackknife
 #' \eqn{\frac{G-1}{G}\sum_g (\hat\beta_{(g)} - \hat\beta)^2} with
 #' \eqn{\hat\beta_{(g)}} the GLS without cluster g. The default is
-#' `"WCR31"` with `weights = "mammen"` (for a linear mixed model the
-#' default weights are Mammen's, whose 2^G vectors are enumerated with their
-#' probabilities when G <= 12, so `p_value` is a probability and the result
-#' carries `draw_prob`); `"WCR11"` with Webb weights was the method before.
-#' `std.error` and `statistic` use the chosen variance (CR3 or CR1); the
-#' result also carries `variant`.
-#' Variants with a 3 need three clusters; when leaving a cluster out does
-#' not identify a coefficient a generalised inverse is used.
+#' `"WCU31"` (with the default Webb weights); `"WCR11"` was the method
+#' before. `std.error` and `statistic` use the chosen variance (CR3 or CR1);
+#' the result also carries `variant`. Variants with a 3 need three clusters;
+#' when leaving a cluster out does not identify a coefficient a generalised
+#' inverse is used and the note says so. Mammen weights are enumerated (all
+#' 2^G vectors with their probabilities, G <= 12; `p_value` is then a
+#' probability and the result carries `draw_prob`).
 #'
 #' **Size with few clusters** (`bench/sw_size.R`: null data shaped like the
 #' Family Valued trial, a stepped wedge with go-lives inside their steps,
 #' authority random intercepts with or without authority x step shocks;
-#' rejection at 5%, target 3.5-6.5%). With 5 authorities (1,000 data sets)
-#' the default rejected 5.6% (with shocks) and 5.9% (random-intercept model
-#' true); every other variant over-rejected: with Webb weights 7.6-10.6% (the
-#' previous `"WCR11"` 10.2% and 9.6%), with Mammen weights 7.1-16.9%. The
-#' default's size depends on the number of clusters: 13.3% and 7.0% with 4
-#' authorities, 2.0-3.3% (conservative) with 6, 7 and 10 (300 data sets
-#' each); with 10 authorities Webb weights with `"WCR11"` or `"WCR13"` held
-#' 6.3%. It also depends on the misspecification: with authority x step
-#' shocks of twice the SD (0.5) the default rejected 8.7% with 5 authorities
-#' (300 data sets; the CR3 t-test below 4.0%). So
-#' `wild_boot()` warns (class `sfpceval_few_clusters`) and notes it when the
-#' defaults run with fewer than 5 clusters, or another choice with fewer
-#' than 10: read such a result as a sensitivity analysis. The bootstrap
-#' critical value varies from one data set to the next when a few clusters
-#' each have their own treatment timing: the wild bootstrap with few
-#' clusters needs clusters whose designs are alike (Canay, Santos & Shaikh
-#' 2021). In the same simulation with 5 authorities the t-tests with CR2 and
-#' Satterthwaite degrees of freedom (`sw_glmm(cluster = )`) rejected 5.5%
-#' and 7.0%, and the CR3 t (the `statistic` of a `"WC?13"` variant) against
-#' a t distribution with G - 1 degrees of freedom 4.3% and 5.8%. With
-#' Mammen weights and few clusters the smallest attainable p-value depends
-#' on the data (`p_min`, the probability of the largest |t*|).
+#' rejection at 5%, target 3.5-6.5%). **With 5 authorities no variant holds
+#' its size** (1,000 data sets each): with Webb weights the default
+#' `"WCU31"` rejected 7.7% (with shocks) and 7.6% (random-intercept model
+#' true), the closest to 5% of the usable variants (see Mammen below);
+#' `"WCU33"` 8.0% and 8.2%; the others 9.3-10.6% (the previous `"WCR11"`
+#' 10.2% and 9.6%). With 10 authorities (300 data sets) every variant with
+#' Webb weights rejected 6.0-6.7% (the default 6.0%). So `wild_boot()` warns
+#' (class `sfpceval_few_clusters`) and notes it below 10 clusters: read such
+#' a result as a sensitivity analysis. In the same simulation with 5
+#' authorities the t-tests with CR2 and Satterthwaite degrees of freedom
+#' (`sw_glmm(cluster = )`) rejected 5.5% and 7.0%, and the CR3 t (the
+#' `statistic` of a `"WC?13"` variant) against a t distribution with G - 1
+#' degrees of freedom 4.3% and 5.8%. The bootstrap critical value varies from
+#' one data set to the next when a few clusters each have their own
+#' treatment timing: the wild bootstrap with few clusters needs clusters
+#' whose designs are alike (Canay, Santos & Shaikh 2021). The centred
+#' jackknife variance and counting ties (`p_value_geq`) changed these rates
+#' by less than half a point.
+#'
+#' With Mammen weights `"WCR31"` rejected 5.6% and 5.9% with 5 authorities
+#' and `"WCR33"` 7.1% and 7.3%, but they are not usable tests there: the
+#' constant weight vector has probability 0.72^G (0.20 with 5 clusters), and
+#' with leave-one-out residuals in the restricted DGP its t* moves with the
+#' observed t, so the p-value stays at or above 0.2 far from the estimate.
+#' With a true effect that every other test detected every time, `"WCR31"`
+#' rejected 80%, and its intervals are very wide. Its size also moves with
+#' the design: 13.3% and 7.0% with 4 authorities, 2.0-3.3% with 6-10, 8.7%
+#' with shocks of twice the SD (300 data sets each). The other variants
+#' over-rejected more with Mammen weights than with Webb's (12.2-16.9%).
 #'
 #' @references
 #' MacKinnon, J. G., Nielsen, M. Ø. and Webb, M. D. (2023). Fast and
@@ -244,7 +257,6 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
              "the LMM bootstrap takes param, weights, B, level, r, seed, conf_int and variant.")
   }
   variant <- match_choice(variant, lmm_boot_variants_, "variant")
-  weights <- weights %||% "mammen"
   if (is.null(s$ZZg)) {
     stop_arg("fit", sprintf("has %s clusters of `%s` for %s rows: the wild cluster bootstrap is for a few clusters (the LAs)",
                             format(s$G, big.mark = ","), names(fit$ngroups)[1], format(s$N, big.mark = ",")),
@@ -362,17 +374,12 @@ wcr_invert <- function(st, beta, se, cf, r, level, want_ci, prob = NULL) {
 # clusters than its size held for (lmm_boot_size_()).
 lmm_few_clusters_warn_ <- function(G, variant, weights, size) {
   if (G >= size$min) return(invisible(FALSE))
-  default <- variant == lmm_boot_variants_[1] && weights == "mammen"
   msg <- sprintf(paste0(
-    "wild_boot(): %d clusters: the wild cluster bootstrap of a linear mixed model (%s, %s weights) ",
-    "did not hold its size with fewer than %d clusters in a stepped-wedge size simulation (%s).\nFix: %s"),
-    G, variant, weights, size$min, size$what,
-    if (default) {
-      "read it as a sensitivity analysis; for the test use CR2 with Satterthwaite df (sw_glmm(cluster =)) or perm_test() on the go-live dates."
-    } else {
-      sprintf("use the defaults (variant = \"%s\", weights = \"mammen\"), which held their size with %d clusters.",
-              lmm_boot_variants_[1], lmm_boot_size_(lmm_boot_variants_[1], "mammen")$min)
-    })
+    "wild_boot(): %d clusters: the wild cluster bootstrap of a linear mixed model does not hold its size with ",
+    "fewer than %d clusters (stepped-wedge size simulation: %s).\nFix: read it as a sensitivity analysis; ",
+    "in the same simulation the t-test with CR2 and Satterthwaite df (sw_glmm(cluster =)) rejected 5.5-7.0%%, ",
+    "and perm_test() on the go-live dates is exact."),
+    G, size$min, size$what)
   warning(structure(class = c("sfpceval_few_clusters", "warning", "condition"),
                     list(message = msg, call = NULL)))
   invisible(TRUE)

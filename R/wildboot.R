@@ -60,8 +60,7 @@
 #'   binomial [sw_glmm()] fit.
 #' @param param Name of the coefficient to test (default `"treated"`).
 #' @param weights `"webb"` (default; six-point, `vignette("methods")`, section 0 item 7),
-#'   `"rademacher"` or `"mammen"` (the default for a linear mixed model; see
-#'   "Linear mixed models").
+#'   `"rademacher"` or `"mammen"`.
 #' @param B `"enumerate"` (default) or a number of random draws.
 #' @param level Confidence level of the interval (default 0.95).
 #' @param r The null value (default 0).
@@ -86,7 +85,7 @@
 #' @export
 wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", "mammen"),
                       B = "enumerate", level = 0.95, r = 0, seed = NULL, conf_int = TRUE, ...) {
-  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, if (missing(weights)) NULL else match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"), B, level, r, seed, conf_int, ...))
+  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"), B, level, r, seed, conf_int, ...))
   if (inherits(fit, "sw_glmm")) {
     return(glmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"),
                           B, level, r, seed))

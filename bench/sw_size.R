@@ -65,7 +65,7 @@ if ("wcr" %in% paths) {
     stats::setNames(start + 182 * seq_len(n_la) + rep(c(74, 35, 53, 92, 21), length.out = n_la), las_w)
   # Mammen vectors are enumerated (2^G, with their probabilities) up to 12
   # LAs, Webb (6^G) up to 6; otherwise 999 seeded draws
-  combos <- expand.grid(variant = lmm_boot_variants_, weights = c("mammen", "webb"), stringsAsFactors = FALSE)
+  combos <- expand.grid(variant = lmm_boot_variants_, weights = c("webb", "mammen"), stringsAsFactors = FALSE)
   combos$B <- ifelse(combos$weights == "mammen", n_la <= 12L, n_la <= 6L)
   nm <- paste(combos$variant, combos$weights)
   quiet <- function(expr) withCallingHandlers(expr, sfpceval_few_clusters = function(w) invokeRestart("muffleWarning"))

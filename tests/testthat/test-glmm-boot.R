@@ -177,17 +177,26 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
     expect_equal(wb2$p_value, wb$p_value)
     expect_equal(wb2$conf_int, 1000 * wb$conf_int, tolerance = 1e-6)
   }
-  # the defaults for a linear mixed model: WCR31 with all 2^G Mammen vectors
-  wm <- few_ok(wild_boot(fit, "treated", conf_int = FALSE))
-  expect_equal(wm$variant, "WCR31")
-  expect_equal(wm$weights, "mammen")
+  # the default for a linear mixed model: WCU31 with the 6^5 Webb vectors
+  wdef <- few_ok(wild_boot(fit, "treated"))
+  expect_equal(wdef$variant, "WCU31")
+  expect_equal(wdef$weights, "webb")
+  expect_equal(wdef$B, 6^5)
+  expect_equal(wdef$p_value, few_ok(wild_boot(fit, "treated", weights = "webb", variant = "WCU31",
+                                              conf_int = FALSE))$p_value)
+  for (k in 1:2) {
+    e <- wdef$conf_int[k]
+    step <- 1e-6 * wdef$std.error * c(-1, 1)[k]
+    expect_gte(few_ok(wild_boot(fit, "treated", r = e - step, conf_int = FALSE))$p_value, 0.05)
+    expect_lt(few_ok(wild_boot(fit, "treated", r = e + step, conf_int = FALSE))$p_value, 0.05)
+  }
+  # enumerated Mammen weights: all 2^5 vectors with their probabilities
+  wm <- few_ok(wild_boot(fit, "treated", weights = "mammen", variant = "WCR31", conf_int = FALSE))
   expect_equal(wm$B, 32)
   expect_equal(sum(wm$draw_prob), 1)
-  # the same statistic as with explicit arguments
-  expect_equal(wm$p_value, few_ok(wild_boot(fit, "treated", weights = "mammen", variant = "WCR31",
-                                            conf_int = FALSE))$p_value)
   # random Mammen draws (B given) approach the enumerated p-value
-  wr <- few_ok(wild_boot(fit, "treated", weights = "mammen", B = 20000, seed = 3, conf_int = FALSE))
+  wr <- few_ok(wild_boot(fit, "treated", weights = "mammen", variant = "WCR31", B = 20000, seed = 3,
+                         conf_int = FALSE))
   expect_false(wr$enumerated)
   expect_null(wr$draw_prob)
   expect_lt(abs(wr$p_value - wm$p_value), 4 * sqrt(wm$p_value * (1 - wm$p_value) / 20000) + 1e-12)
@@ -210,23 +219,17 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
 })
 
 test_that("the LMM bootstrap warns with fewer clusters than its size holds for", {
-  # the defaults held their size with 5 LAs (bench/sw_size.R), the others from 10
+  # no variant held its size with 5 LAs (bench/sw_size.R); WCR11/WCR13 with Webb weights did with 10
   fit5 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(seed = 5), family = gaussian())
-  wb <- expect_no_warning(wild_boot(fit5, "treated", conf_int = FALSE))
-  expect_false(any(grepl("may not hold", wb$note)))
-  expect_warning(wild_boot(fit5, "treated", weights = "webb", conf_int = FALSE), class = "sfpceval_few_clusters")
+  expect_warning(wb <- wild_boot(fit5, "treated", conf_int = FALSE), class = "sfpceval_few_clusters")
+  expect_match(wb$note, "WCU31 with webb weights rejected 7.7% and 7.6%", all = FALSE)
   expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, variant = "WCR11"), "fewer than 10 clusters")
-  expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, weights = "webb", variant = "WCR31"),
-                 "use the defaults")
-  fit4 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(seed = 5, G = 4), family = gaussian())
-  expect_warning(wb4 <- wild_boot(fit4, "treated", conf_int = FALSE), "fewer than 5 clusters")
-  expect_match(wb4$note, "may not hold its size", all = FALSE)
+  expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, weights = "rademacher"), "was not measured")
   fit10 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(nch = 300, seed = 5, G = 10),
                    family = gaussian())
-  wb <- expect_no_warning(wild_boot(fit10, "treated", weights = "webb", B = 999, seed = 1, conf_int = FALSE,
-                                    variant = "WCR11"))
+  wb <- expect_no_warning(wild_boot(fit10, "treated", B = 999, seed = 1, conf_int = FALSE, variant = "WCR11"))
   expect_null(wb$note)
-  expect_no_warning(wild_boot(fit10, "treated", conf_int = FALSE))
+  expect_no_warning(wild_boot(fit10, "treated", B = 999, seed = 1, conf_int = FALSE))
 })
 
 # Plain R for every variant (MacKinnon, Nielsen & Webb's names: WC, R or U,
