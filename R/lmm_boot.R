@@ -307,7 +307,7 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   }
   if (G < size$min) {
     out$note <- c(out$note, sprintf(paste0(
-      "With G = %d clusters this bootstrap (%s, %s weights) may not hold its size: in a size simulation ",
+      "With G = %d clusters this bootstrap (%s, %s weights) does not hold its size: in a size simulation ",
       "shaped like the Family Valued trial (a stepped wedge, go-lives inside their steps) %s. ",
       "Read it as a sensitivity analysis."), G, variant, weights, size$what))
   }

@@ -210,7 +210,7 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
   # note: NULL when none; variant: the LMM bootstrap's own
   expect_setequal(setdiff(names(wb), c("note", "variant")), setdiff(names(wd), "note"))
   expect_setequal(setdiff(names(wm), c("note", "variant", "draw_prob")), setdiff(names(wd), "note"))
-  expect_match(wb$note, "may not hold its size", all = FALSE)
+  expect_match(wb$note, "does not hold its size", all = FALSE)
   expect_s3_class(wb, "wild_boot")
   expect_output(print(wb), "linear mixed model")
   expect_error(few_ok(wild_boot(fit, "nope")), "must name one coefficient")
