@@ -198,9 +198,10 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' \eqn{\hat\beta_{(g)}} the GLS without cluster g. The default is
 #' `"WCU31"` (with the default Webb weights); `"WCR11"` was the method
 #' before. `std.error` and `statistic` use the chosen variance (CR3 or CR1);
-#' the result also carries `variant`. Variants with a 3 need three clusters;
-#' when leaving a cluster out does not identify a coefficient a generalised
-#' inverse is used and the note says so. Mammen weights are enumerated (all
+#' the result also carries `variant`. Variants with a 3 need three clusters,
+#' and every fit without one cluster identified: when leaving a cluster out
+#' loses a coefficient, `"WCR11"` or `"WCU11"` is used instead and the note
+#' says so. Mammen weights are enumerated (all
 #' 2^G vectors with their probabilities, G <= 12; `p_value` is then a
 #' probability and the result carries `draw_prob`).
 #'
@@ -277,9 +278,23 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
     stop_arg("variant", sprintf("\"%s\" needs at least 3 clusters (the fit has 2)", variant),
              "use variant = \"WCR11\".")
   }
+  pc <- lmm_boot_pieces(fit, match(param, nm))
+  # the jackknife needs every leave-one-cluster-out fit identified; if one is
+  # not, fall back to the fit's residuals and CR1 (said in the note)
+  fallback <- NULL
+  if (variant != "WCR11" && variant != "WCU11") {
+    short <- which(vapply(seq_len(G), function(g) pinv_sym(pc$A - pc$XWX[, , g])$rank < pc$p, TRUE))
+    if (length(short)) {
+      fallback <- sprintf(paste0(
+        "Without cluster%s %s the fixed effects are not all identified, so the leave-one-cluster-out fits of %s ",
+        "are not defined: %s was used instead."), if (length(short) > 1L) "s" else "",
+        paste(names(fit$ngroups)[1], "=", names(fit$ranef[[1]])[short] %||% short, collapse = ", "), variant,
+        paste0(substr(variant, 1, 3), "11"))
+      variant <- paste0(substr(variant, 1, 3), "11")
+    }
+  }
   size <- lmm_boot_size_(variant, weights)
   lmm_few_clusters_warn_(G, variant, weights, size)
-  pc <- lmm_boot_pieces(fit, match(param, nm))
   vb <- lmm_boot_variant(pc, substr(variant, 1, 3), paste0("CR", substr(variant, 5, 5)),
                          dgp = as.integer(substr(variant, 4, 4)))
   draws <- if (weights == "mammen" && identical(B, "enumerate") && G <= 12L) mammen_enumerate(G) else
@@ -296,15 +311,7 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   res$std.error <- se
   out <- finish_boot(res, draws, param, weights, level, r, G)
   if (!is.null(draws$prob)) out <- mammen_p_min(out, draws$prob, level)
-  if (variant != "WCR11" && variant != "WCU11") {
-    short <- which(vapply(seq_len(G), function(g) pinv_sym(pc$A - pc$XWX[, , g])$rank < pc$p, TRUE))
-    if (length(short)) {
-      out$note <- c(out$note, sprintf(paste0(
-        "Without cluster%s %s the fixed effects are not all identified; the leave-one-cluster-out fits of %s ",
-        "use a generalised inverse."), if (length(short) > 1L) "s" else "",
-        paste(names(fit$ngroups)[1], "=", names(fit$ranef[[1]])[short] %||% short, collapse = ", "), variant))
-    }
-  }
+  out$note <- c(out$note, fallback)
   if (G < size$min) {
     out$note <- c(out$note, sprintf(paste0(
       "With G = %d clusters this bootstrap (%s, %s weights) does not hold its size: in a size simulation ",
