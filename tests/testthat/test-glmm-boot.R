@@ -240,11 +240,12 @@ test_that("the LMM bootstrap warns with fewer clusters than its size holds for",
 # GLS refits -- CR1 from the cluster scores, CR3 from the G
 # leave-one-cluster-out GLS refits.
 ref_lmm_boot <- function(fit, d, X, j, r, nested, variant,
-                         Vr = as.matrix(expand.grid(rep(list(c(-1, 1)), length(unique(d$la)))))) {
+                         Vr = as.matrix(expand.grid(rep(list(c(-1, 1)), length(unique(d$la))))),
+                         w = rep(1, nrow(d))) {
   th <- fit$theta
   cl <- match(d$la, sort(unique(d$la)))
   G <- max(cl)
-  V <- diag(nrow(d)) + th[1]^2 * outer(cl, cl, "==")
+  V <- diag(1 / w) + th[1]^2 * outer(cl, cl, "==")
   if (nested) {
     ch <- paste(d$child_id, d$la)
     V <- V + th[2]^2 * outer(ch, ch, "==")
@@ -362,4 +363,19 @@ test_that("LMM bootstrap: a leave-one-out fit that loses a coefficient falls bac
   expect_equal(wb$p_value, w1$p_value)
   expect_false(any(grepl("not all identified", w1$note)))
   expect_equal(few_ok(wild_boot(fit, "treated", conf_int = FALSE, variant = "WCR33"))$variant, "WCR11")
+})
+
+test_that("LMM bootstrap with prior weights equals plain-R weighted GLS refits", {
+  d <- lmm_boot_data(seed = 7)
+  set.seed(8)
+  d$w <- runif(nrow(d), 0.3, 3)
+  f <- y ~ treated + since + (1 | la / child_id)
+  fit <- sw_glmm(f, d, family = gaussian(), weights = "w")
+  X <- model.matrix(~ treated + since, d)
+  for (variant in c("WCU31", "WCR13")) {
+    wb <- few_ok(wild_boot(fit, "treated", weights = "rademacher", r = 0.2, variant = variant))
+    ref <- ref_lmm_boot(fit, d, X, 2L, 0.2, TRUE, variant, w = d$w)
+    expect_equal(wb$statistic, ref$t, tolerance = 1e-9)
+    expect_equal(sort(wb$tstar), sort(ref$tstar), tolerance = 1e-9)
+  }
 })
