@@ -181,7 +181,7 @@ test_that("analyse(FS): output, matching and CEM tables, the walk", {
   expect_equal(a$fits$fs_sw_cla_18m_primary$family$family, "gaussian")
   expect_equal(a$results$status[a$results$model == "fs_sw_cla_18m_wild"], "ok")
   expect_s3_class(a$fits$fs_sw_cla_18m_wild, "wild_boot")
-  wb <- wild_boot(a$fits$fs_sw_cla_18m_primary, "treated", seed = 1L)
+  wb <- suppressWarnings(wild_boot(a$fits$fs_sw_cla_18m_primary, "treated", seed = 1L), classes = "sfpceval_few_clusters")
   expect_equal(a$results$p.value[a$results$model == "fs_sw_cla_18m_wild"], wb$p_value)
   expect_equal(a$results$conf.low[a$results$model == "fs_sw_cla_18m_wild"], wb$conf_int[1])
   walk_results(a)
