@@ -68,7 +68,8 @@
 #'   restored afterwards).
 #' @param conf_int Compute the confidence interval by test inversion
 #'   (default `TRUE`; set `FALSE` in simulations to save time).
-#' @param ... Unused.
+#' @param ... For a gaussian [sw_glmm()] fit, `variant`: see the section
+#'   "Linear mixed models". Unused otherwise.
 #' @return An object of class `wild_boot`: a list with `param`, `estimate`,
 #'   `null`, `statistic` (observed CR1 t), `p_value` (strict), `p_value_geq`,
 #'   `conf_int`, `level`, `B`, `enumerated`, `weights`, `p_min` (smallest
@@ -95,7 +96,7 @@ wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", 
   if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) {
     stop_arg("r", sprintf("must be a finite number, not %s", describe_value(r)), "give the null value, e.g. r = 0.")
   }
-  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int))
+  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int, ...))
   if (inherits(fit, "sw_glmm")) return(glmm_wild_boot(fit, param, weights, B, level, r, seed))
   if (!is.character(param) || length(param) != 1L || !param %in% names(fit$coefficients)) {
     got <- if (is.character(param)) paste0("\"", paste(param, collapse = ", "), "\"") else describe_value(param)
