@@ -407,6 +407,9 @@ plan_did_data <- function(df, row, ctx, k) {
   cm <- cem(f, data = st, cutpoints = spec$cutpoints[setdiff(names(spec$cutpoints), gone)],
             grouping = spec$grouping, exact = spec$exact)
   st$cem_weight <- cm$weights
+  # the individual of the stacked regression: a child in one pair (a
+  # comparator's children appear in every pair that uses their authority)
+  st$child_pair <- paste(st$child_id, st$pair, sep = "@")
   list(df = st, cem = cm, matches = mt)
 }
 
@@ -548,15 +551,22 @@ plan_terms <- function(row, fit_terms) {
 run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   d <- plan_data(row, ctx, k, cache)
   pf <- plan_formula(row, d$df)
+  # weighted rows (the FS absence DiD: CEM weights; unmatched rows have 0)
+  # and CR2 clustered rows
+  w <- if (!is.na(row$weights)) row$weights else NULL
+  if (!is.null(w)) pf$df <- pf$df[pf$df[[w]] > 0, , drop = FALSE]
   y <- all.vars(pf$formula[[2]])[1]
   fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
   pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial")
-  fit <- sw_glmm(pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian())
-  V <- fit$vcov
+  cr2 <- grepl("CR2", row$inference, fixed = TRUE)
+  fit <- sw_glmm(pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian(),
+                 weights = w, cluster = if (cr2) row$cluster)
+  V <- if (cr2) fit$cr2$vcov else fit$vcov
   terms <- plan_terms(row, names(fit$coefficients))
   scale <- if (fam == "binomial") "log_odds" else if (all(pf$df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
   est <- do.call(rbind, lapply(terms, function(t)
-    plan_est(t, scale, fit$coefficients[[t]], sqrt(V[t, t]))))
+    plan_est(t, scale, fit$coefficients[[t]], sqrt(V[t, t]),
+             if (cr2) fit$cr2$df[[t]] else NA_real_)))
   single <- !any(grepl("^exposure_|readiness", names(fit$coefficients)))
   if (fam == "binomial" && row$term == "treated" && single && !is.null(fit$treatment$risk_difference)) {
     rd <- fit$treatment$risk_difference

@@ -28,8 +28,16 @@ lmm_cluster_xprod <- function(s, th) {
   gam <- t1^2 / (1 + t1^2 * q)
   Ta <- Reduce(`+`, Map(function(Tm, fi) fi * Tm, s$Tam, f))
   P <- s$ZZg
+  if (s$nested && is.null(s$Mg)) {
+    # many child-size classes (weights): sum alpha_c S_c S_c' per cluster
+    alpha <- t2^2 * f[match(s$nc, s$m)]
+    Sa <- s$S * sqrt(alpha)
+    for (a in seq_len(s$G)) {
+      P[, , a] <- P[, , a] - crossprod(Sa[s$ccl == a, , drop = FALSE])
+    }
+  }
   for (a in seq_len(s$G)) {
-    if (s$nested) {
+    if (s$nested && !is.null(s$Mg)) {
       for (i in seq_along(s$m)) P[, , a] <- P[, , a] - (t2^2 * f[i]) * s$Mg[[i]][, , a]
     }
     P[, , a] <- P[, , a] - gam[a] * tcrossprod(Ta[a, ])

@@ -28,7 +28,10 @@
 #'   "auto"`, resolved on the data). Secondary outcomes: re-referrals by the
 #'   same rule, CPP duration, days on CPPs and absence linear; absence with
 #'   individual random effects, term indicators and the time since the
-#'   referral. Hochberg across the secondary outcomes.
+#'   referral: a CEM-weighted linear mixed model ([sw_glmm()] with `weights`)
+#'   with LA and year fixed effects, a random intercept per child (its copy
+#'   in each stacked pair, `child_pair`) and CR2 errors clustered by
+#'   authority. Hochberg across the secondary outcomes.
 #' * **Family Valued, primary** (stepped-wedge protocol, "Primary
 #'   Analysis"): \eqn{logit(Y_{iat}) = \beta_0 + \alpha_{0a} + \beta_1
 #'   FV_{iat} + \sum \beta_{i+1} I(t = i) + \gamma X_{iat} + \rho Z_{at}}, a
@@ -375,18 +378,24 @@ plan_did_rows <- function(design, prefix) {
                                          protocol = if (fs) "FS Secondary Analysis" else ref)
   }
   if ("absence" %in% design$outcomes) {
+    # the primary specification (LA and year fixed effects, CEM weights,
+    # clustered by LA) plus "individual random effects ... indicator
+    # variables for the school term and a variable controlling for the time
+    # since the relevant referral": a CEM-weighted linear mixed model with a
+    # random intercept per child (its copy in each stacked pair, nested in
+    # the authority) and CR2 errors clustered by authority
     cva <- plan_covariates(design, "absence")
     rows[[length(rows) + 1L]] <- plan_row(
       paste0(prefix, "_absence_secondary"), prog, "did", "secondary", "absence",
-      plan_population(design, "absence"), "did_fit",
+      plan_population(design, "absence"), "sw_glmm",
       paste("absence_rate ~", plan_rhs("treated", "factor(term_index)", "days_since_referral",
-                                       cva$x, cva$z), "|", fe),
+                                       cva$x, cva$z, "factor(la)", "factor(fin_year)",
+                                       "(1 | child_pair)")),
       cva$x, cva$z, family = "gaussian", fixed_effects = fe,
-      random_effects = "(1 | child_id)", weights = "cem_weight", time = "fin_year",
-      inference = "CR2", hochberg = paste0(prog, " did secondary"),
-      requires = if (is.na(needs_comparators))
-        "not available yet: needs a CEM-weighted linear model with individual random effects (sw_glmm() fits the child random effect with LA-clustered CR2 errors but takes no weights)" else
-        needs_comparators,
+      random_effects = "(1 | child_pair)", weights = "cem_weight", time = "fin_year",
+      inference = "CR2 clustered by authority, Satterthwaite df (REML LMM)",
+      hochberg = paste0(prog, " did secondary"),
+      requires = needs_comparators,
       protocol = "FS Secondary Analysis: \"we include individual random effects in the regression specification as well as indicator variables for the school term and a variable controlling for the time since the relevant referral\"")
   }
   if (!fs) return(rows)

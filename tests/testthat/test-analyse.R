@@ -48,7 +48,9 @@ walk_results <- function(a) {
         expect_equal(row$std.error, rd$std.error)
       } else {
         expect_equal(est, unname(fit$coefficients[[row$term]]))
-        expect_equal(row$std.error, sqrt(unname(fit$vcov[row$term, row$term])))
+        V <- if (inherits(fit, "sw_glmm") && !is.null(fit$cr2)) fit$cr2$vcov else fit$vcov
+        expect_equal(row$std.error, sqrt(unname(V[row$term, row$term])))
+        if (inherits(fit, "sw_glmm") && !is.null(fit$cr2)) expect_equal(row$df, unname(fit$cr2$df[[row$term]]))
       }
       q <- if (is.finite(row$df)) stats::qt(0.975, row$df) else stats::qnorm(0.975)
       expect_equal(row$conf.high, est + q * row$std.error)
@@ -210,6 +212,48 @@ test_that("analyse(FS): the primary DiD equals stack_pairs() + cem() + did_fit()
   expect_equal(r$estimate, unname(ref$coefficients[["treated"]]))
   expect_equal(r$std.error, sqrt(ref$vcov["treated", "treated"]))
   expect_equal(r$df, unname(ref$df[["treated"]]))
+})
+
+test_that("analyse(FS): the absence DiD (weighted LMM, CR2 by LA) equals sw_glmm() by hand", {
+  run <- fs_run()
+  a <- run$a
+  r <- a$results[a$results$model == "fs_did_absence_secondary", ]
+  expect_equal(r$status, "ok")
+  fit <- a$fits$fs_did_absence_secondary
+  expect_s3_class(fit, "sw_glmm")
+  # by hand: the absence panel, stacked by the primary outcome's pairs, CEM
+  # within pair x financial year, the matched rows (weight > 0)
+  co <- build_cohort(run$x, run$d)
+  ab <- absence_panel(co)
+  p <- as.data.frame(co)
+  p <- merge(ab, p[setdiff(names(p), setdiff(names(ab), "child_id"))], by = "child_id")
+  mt <- suppressWarnings(match_trends(
+    build_cohort(run$x, `[[<-`(run$d, "trial_start", min(run$x$referrals$referral_date)),
+                 outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m")),
+    run$d, "cla_18m"))
+  st <- stack_pairs(p, mt, run$d)
+  st <- st[!is.na(st$absence_rate), ]
+  st$cem_weight <- cem(data = st, design = run$d)$weights
+  st <- st[st$cem_weight > 0, ]
+  st$child_pair <- paste(st$child_id, st$pair)
+  vars <- intersect(all.vars(fit$formula), names(st))
+  for (v in vars) if (is.factor(st[[v]])) st[[v]] <- droplevels(st[[v]])
+  ref <- suppressWarnings(sw_glmm(fit$formula, st, family = gaussian(), weights = "cem_weight",
+                                  cluster = "la"))
+  expect_equal(nobs(fit), nobs(ref))
+  expect_equal(coef(fit), coef(ref), tolerance = 1e-10)
+  expect_equal(r$estimate, unname(ref$coefficients[["treated"]]), tolerance = 1e-10)
+  expect_equal(r$std.error, sqrt(ref$cr2$vcov["treated", "treated"]), tolerance = 1e-8)
+  expect_equal(r$df, unname(ref$cr2$df[["treated"]]), tolerance = 1e-8)
+  # the protocol's specification: the child random effect, LA and year effects,
+  # school terms and time since referral, CEM weights, CR2 by authority
+  expect_equal(names(fit$sigma), "child_pair")
+  expect_true(all(c("treated", "days_since_referral") %in% names(coef(fit))))
+  expect_true(any(grepl("^factor\\(la\\)", names(coef(fit)))))
+  expect_true(any(grepl("^factor\\(fin_year\\)", names(coef(fit)))))
+  expect_true(any(grepl("^factor\\(term_index\\)", names(coef(fit)))))
+  expect_equal(fit$cr2$cluster, "la")
+  expect_equal(fit$cr2$n_clusters, length(unique(st$la)))
 })
 
 test_that("analyse(): multiple imputation pools every model by Rubin's rules", {

@@ -186,8 +186,24 @@ test_that("FS secondary: linear for duration, days and absence; rule for re-refe
   # "we will use Hochberg multiple comparison adjustments"
   expect_setequal(m$outcome[!is.na(m$hochberg)],
                   c("cpp_duration", "days_cpp_18m", "rereferral_18m", "absence"))
+  # "In the case of unauthorised school absence rates ... we include individual
+  # random effects in the regression specification as well as indicator
+  # variables for the school term and a variable controlling for the time since
+  # the relevant referral. Other specifications remain as specified in the
+  # primary analysis": the primary's LA and year effects, CEM weights and
+  # authority clustering, with a child random intercept (#14)
   ab <- row_of(m, "fs_did_absence_secondary")
-  expect_match(ab$requires, "individual random effects")
+  expect_true(is.na(ab$requires))
+  expect_equal(ab$estimator, "sw_glmm")
+  expect_equal(ab$weights, "cem_weight")
+  expect_equal(ab$cluster, "la")
+  expect_match(ab$inference, "CR2")
+  expect_equal(ab$random_effects, "(1 | child_pair)")
+  rhs <- rhs_terms(ab$formula)
+  expect_true(all(c("treated", "factor(term_index)", "days_since_referral", "factor(la)",
+                    "factor(fin_year)", "1 | child_pair") %in% rhs))
+  expect_true(all(plan_covariates(design_family_safeguarding(fs_rollout()), "absence")$x %in% rhs))
+  expect_equal(sub(" ~.*", "", ab$formula), "absence_rate")
 })
 
 test_that("FS sensitivity grid follows the protocol's sections", {
