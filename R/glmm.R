@@ -1332,7 +1332,11 @@ lmm_fit_cr2 <- function(prep, st, th, e_s, M, Txi, ss, cluster, nm) {
   r <- lmm_cr2(st$X, e_s, ccl, unit, a, b, M, L = t(Txi), w = w)
   V <- ss^2 * Txi %*% r$vcov %*% t(Txi)
   dimnames(V) <- list(nm, nm)
-  list(vcov = V, df = stats::setNames(r$df, nm), cluster = cluster$name, n_clusters = G)
+  r3 <- lmm_cr3(st$X, e_s, ccl, unit, a, b, M, w = w)
+  V3 <- ss^2 * Txi %*% r3$vcov %*% t(Txi)
+  dimnames(V3) <- list(nm, nm)
+  cr3 <- list(vcov = V3, df = G - 1L, unidentified = sort(unique(as.character(v)))[r3$unidentified])
+  list(vcov = V, df = stats::setNames(r$df, nm), cluster = cluster$name, n_clusters = G, cr3 = cr3)
 }
 
 # Convergence of the LMM optimisation: nlminb's message (an iteration or
@@ -1510,14 +1514,27 @@ ranef.sw_glmm <- function(object, ...) object$ranef
 
 #' @rdname sw_glmm-methods
 #' @export
-vcov.sw_glmm <- function(object, type = c("model", "CR2"), ...) {
+vcov.sw_glmm <- function(object, type = c("model", "CR2", "CR3"), ...) {
   type <- match.arg(type)
   if (type == "model") return(object$vcov)
+  robust_part(object, type)$vcov
+}
+
+# The CR2 or CR3 part of a gaussian fit made with `cluster` (vcov, df), or
+# an error saying how to get it.
+robust_part <- function(object, type) {
   if (is.null(object$cr2)) {
-    stop_arg("type", "is \"CR2\" but the fit has no cluster-robust variance",
+    stop_arg("type", sprintf("is \"%s\" but the fit has no cluster-robust variance", type),
              "refit the linear mixed model with sw_glmm(..., cluster = \"la\").")
   }
-  object$cr2$vcov
+  if (type == "CR2") return(object$cr2)
+  r3 <- object$cr2$cr3
+  if (length(r3$unidentified)) {
+    stop_arg("type", sprintf("is \"CR3\" but without `%s` = %s the fixed effects are not all identified, so the leave-one-cluster-out fits are not defined",
+                             object$cr2$cluster, paste(utils::head(r3$unidentified, 3), collapse = ", ")),
+             "use type = \"CR2\", or drop fixed effects that only that cluster identifies.")
+  }
+  r3
 }
 
 #' @rdname sw_glmm-methods
@@ -1576,10 +1593,19 @@ coef_table <- function(object) {
 
 #' @rdname sw_glmm-methods
 #' @exportS3Method generics::tidy
-tidy.sw_glmm <- function(x, conf.int = TRUE, conf.level = 0.95, ...) {
+tidy.sw_glmm <- function(x, conf.int = TRUE, conf.level = 0.95, vcov = c("model", "CR2", "CR3"), ...) {
+  vcov <- match.arg(vcov)
   tab <- coef_table(x)
+  q <- stats::qnorm(1 - (1 - conf.level) / 2)
+  if (vcov != "model") {
+    rob <- robust_part(x, vcov)
+    tab$std.error <- unname(sqrt(diag(rob$vcov)))
+    tab$statistic <- tab$estimate / tab$std.error
+    tab$df <- unname(rep_len(rob$df, nrow(tab)))
+    tab$p.value <- 2 * stats::pt(-abs(tab$statistic), tab$df)
+    q <- stats::qt(1 - (1 - conf.level) / 2, tab$df)
+  }
   if (conf.int) {
-    q <- stats::qnorm(1 - (1 - conf.level) / 2)
     tab$conf.low <- tab$estimate - q * tab$std.error
     tab$conf.high <- tab$estimate + q * tab$std.error
   }
@@ -1596,6 +1622,7 @@ tidy.sw_glmm <- function(x, conf.int = TRUE, conf.level = 0.95, ...) {
     sds$conf.high <- NA_real_
   }
   sds$effect <- "ran_pars"
+  if (!is.null(tab$df)) sds$df <- NA_real_
   rbind(tab, sds)
 }
 
