@@ -303,23 +303,27 @@ lmm_cr3 <- function(X, e, cl, unit, a, b, M, w = NULL) {
   G <- max(cl)
   p <- ncol(X)
   rows <- split(seq_len(nrow(X)), cl)
-  Ag <- array(0, c(p, p, G))
-  sg <- matrix(0, p, G)
-  for (g in seq_len(G)) {
+  # one cluster's Phi_g^-1 applied to v (rows of the cluster)
+  phi_inv <- function(g, v) {
     i <- rows[[g]]
     un <- match(unit[i], unique(unit[i]))
     wu <- if (is.null(w)) NULL else w[i][match(seq_len(max(un)), un)]
-    Xg <- X[i, , drop = FALSE]
-    WX <- cr2_cluster(Xg, un, a, b, wu)$phi_inv(Xg)
-    Ag[, , g] <- crossprod(WX, Xg)
-    sg[, g] <- crossprod(WX, e[i])
+    cr2_cluster(X[i, , drop = FALSE], un, a, b, wu)$phi_inv(v)
   }
-  A <- solve(M)
+  # s_g first (one column each), then A_g one cluster at a time: never all
+  # A_g at once (p x p x G)
+  sg <- vapply(seq_len(G), function(g) {
+    drop(crossprod(X[rows[[g]], , drop = FALSE], phi_inv(g, as.matrix(e[rows[[g]]]))))
+  }, double(p))
+  sg <- matrix(sg, p, G)
   S <- rowSums(sg)
+  A <- solve(M)
   D <- matrix(NA_real_, p, G)
   short <- integer(0)
   for (g in seq_len(G)) {
-    Ai <- (A - Ag[, , g] + t(A - Ag[, , g])) / 2
+    Xg <- X[rows[[g]], , drop = FALSE]
+    Ai <- A - crossprod(phi_inv(g, Xg), Xg)
+    Ai <- (Ai + t(Ai)) / 2
     if (pinv_sym(Ai)$rank < p) {
       short <- c(short, g)
       next
