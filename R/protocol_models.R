@@ -323,16 +323,20 @@ plan_rows_fs <- function(design, strands) {
   plan_bind(rows)
 }
 
-# DiD rows: FS's own strand, and FV's DiD strand (same specification, with
-# the FV outcomes and covariates).
+# DiD rows: FS's own strand, and FV's DiD strand. The FV protocol adds "a
+# DiD analysis" ("Triangulation of results") without specifying it, so its
+# rows are the FS specification (trend matching, CEM within pair x financial
+# year, the weighted FGLS and DiD regressions, few-cluster inference) with
+# the FV outcomes, covariates and family rule.
 plan_did_rows <- function(design, prefix) {
   prog <- design$programme
   fs <- prog == "FS"
-  needs_comparators <- if (fs) NA_character_ else if (!any(design$las$role == "comparator"))
-    "not available: the design has no comparator authorities (build the DiD strand with design_family_valued(strand = \"did\") and comparator authorities in the roll-out)" else
-    "not available yet: needs trend matching, stacking and CEM of the Family Valued DiD strand in analyse() (its design has no CEM specification)"
+  needs_comparators <- if (fs || any(design$las$role == "comparator")) NA_character_ else
+    "not available: the design has no comparator authorities (build the DiD strand with design_family_valued(strand = \"did\") and comparator authorities in the roll-out)"
   ref <- if (fs) "FS Analysis plan, Primary Analysis" else
     "FV Triangulation of results (DiD strand)"
+  # FV: the DiD strand's rows name the FS statement they follow
+  as_fs <- function(what) if (fs) what else paste0(ref, ", as the ", what)
   fe <- "la + fin_year"
   did_one <- function(outcome, analysis, id, treatment = "referral_date", extra = "",
                       term = "treated", protocol = ref, requires = needs_comparators,
@@ -362,20 +366,20 @@ plan_did_rows <- function(design, prefix) {
              weights = "cem_weight", time = "quarter",
              inference = "Brewer, Crossley & Joyce FGLS: AR(2) authority x quarter shocks, Hansen bias correction, cluster-robust, t(G - 1)",
              requires = fgls_req,
-             protocol = "FS Primary Analysis: \"we will use feasible GLS estimates employing a random effects model that accounts for cluster-robust estimates\""),
+             protocol = as_fs("FS Primary Analysis: \"we will use feasible GLS estimates employing a random effects model that accounts for cluster-robust estimates\"")),
     did_one("cla_18m", "primary", pid,
-            protocol = "FS Primary Analysis (regression with LA and year fixed effects, clustered by LA, few-cluster inference)"),
+            protocol = as_fs("FS Primary Analysis (regression with LA and year fixed effects, clustered by LA, few-cluster inference)")),
     plan_row(paste0(prefix, "_cla_18m_wild"), prog, "did", "primary", "cla_18m",
              plan_population(design, "cla_18m"), "wild_boot", NA_character_,
              depends_on = pid, family = plan_family(design, "cla_18m"),
              inference = "wild cluster restricted bootstrap (score bootstrap for a logit), Webb weights",
              requires = needs_comparators,
-             protocol = "FS Primary Analysis: \"a robust inference technique ... that produce correctly sized tests even with few groups\"")
+             protocol = as_fs("FS Primary Analysis: \"a robust inference technique ... that produce correctly sized tests even with few groups\""))
   )
   secondary <- setdiff(design$outcomes, c("cla_18m", "absence"))
   for (o in secondary) {
     rows[[length(rows) + 1L]] <- did_one(o, "secondary", paste0(prefix, "_", o, "_secondary"),
-                                         protocol = if (fs) "FS Secondary Analysis" else ref)
+                                         protocol = as_fs("FS Secondary Analysis"))
   }
   if ("absence" %in% design$outcomes) {
     # the primary specification (LA and year fixed effects, CEM weights,
