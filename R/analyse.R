@@ -40,6 +40,22 @@
 #' **Multiplicity.** Hochberg's step-up adjustment within each family of
 #' secondary outcomes (programme x strand), next to the unadjusted p-values.
 #'
+#' **Covariates a model's rows cannot estimate.** The plan is pre-specified,
+#' but in a small sample a covariate (X or Z) can be constant or aliased in
+#' the rows a model fits (complete cases, CEM weight above 0): it is left out
+#' of that model, as [lm()] leaves out aliased columns, and the estimand is
+#' unchanged. Factor levels absent from those rows are dropped. The check
+#' follows each estimator: the hurdle's count part is checked on the
+#' positive counts alone (a covariate aliased there is left out of that part
+#' only), the FGLS's individual-level regressors within authority x period x
+#' arm cells and its cell-level ones against the authority and period
+#' effects. For a logit (the protocol's rule: "If the baseline rate is
+#' outside of that range, we employ a logistic regression instead"), and for
+#' the hurdle's zero part, a covariate level in which the outcome never (or
+#' always) occurs is merged into the covariate's largest level. Each such
+#' change is a note in `tables$notes` and listed by `summary()`; the
+#' estimators themselves still stop with a clear error on such input.
+#'
 #' Rows that need a capability the package does not have yet, or whose
 #' condition (`run_if`) is not met, or that fail, are kept with their reason
 #' in `status`.
@@ -680,7 +696,14 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   fam <- if (row$family %in% c("auto", "gaussian", "binomial", "conditional_logit")) row$family else "auto"
   pr <- plan_prune_did(row, pf$formula, df, w, fam, cache)
   df <- pr$df
-  fit <- suppressMessages(did_fit(pr$formula, df, cluster = row$cluster, weights = w, family = fam))
+  # did_fit()'s messages on rows left out as perfectly predicted and on
+  # dropped covariates become the row's notes; the rest is in the fit
+  fit <- withCallingHandlers(did_fit(pr$formula, df, cluster = row$cluster, weights = w, family = fam),
+                             message = function(m) {
+                               if (!grepl("perfectly predicted|dropped [0-9]+ covariate", conditionMessage(m))) {
+                                 invokeRestart("muffleMessage")
+                               }
+                             })
   y <- all.vars(pf$formula[[2]])[1]
   scale <- if (fit$family == "gaussian") {
     if (all(df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
