@@ -4,29 +4,27 @@
 # programme with report(), and prints where the reports are and the headline
 # table.
 #
-# Through analyse() (the protocols' plans; for the programmes listed in
-# `analyse_programmes`), the demo runs the primary and secondary models with
-# their few-cluster inference (the permutation test, the wild bootstrap, the
-# staggered-timing checks) on complete cases; the full plan, with the
-# sensitivity grid and 5 imputations, is analyse(x, design). Otherwise (or
-# with SFPCEVAL_DEMO_BY_HAND=1) the analysis object is assembled here from the
-# individual calls (sw_glmm, perm_test, wild_boot, match_trends, cem, did_fit,
-# att_gt, sw_power ...) in the shape analyse() returns.
+# Through analyse() (the protocols' plans, both programmes), the demo runs
+# the primary and secondary models with their few-cluster inference (the
+# permutation test, the wild bootstrap, the staggered-timing checks) on
+# complete cases; the full plan, with the sensitivity grid and 5
+# imputations, is analyse(x, design). With SFPCEVAL_DEMO_BY_HAND=1 the
+# analysis object is assembled here from the individual calls (sw_glmm,
+# perm_test, wild_boot, match_trends, cem, did_fit, att_gt, sw_power ...) in
+# the shape analyse() returns.
 suppressPackageStartupMessages(library(sfpceval))
 options(width = 110)
 use_analyse <- exists("analyse", envir = asNamespace("sfpceval"), inherits = FALSE) &&
   !nzchar(Sys.getenv("SFPCEVAL_DEMO_BY_HAND"))
 demo_rows <- c("primary", "secondary", "wild_bootstrap", "permutation", "bacon", "callaway_santanna")
-# Family Safeguarding still goes through the individual calls: at the
-# protocol's size analyse()'s DiD primary does not run yet (and its analysis
-# keeps no trend-matching or CEM object to draw), so the demo would show no
-# DiD estimate. Add "family_safeguarding" here when it does.
-analyse_programmes <- "family_valued"
+# Both programmes go through analyse() (SFPCEVAL_DEMO_BY_HAND=1 for the
+# individual calls).
+analyse_programmes <- c("family_valued", "family_safeguarding")
 
-plan_analysis <- function(x, design) {
+plan_analysis <- function(x, design, ...) {
   models <- protocol_models(design)
   models <- models[models$analysis %in% demo_rows, ]
-  a <- analyse(x, design, models = models, imputations = 0L, progress = FALSE)
+  a <- analyse(x, design, models = models, imputations = 0L, progress = FALSE, ...)
   step_time(sprintf("analyse(): %d models", nrow(models)))
   a
 }
@@ -140,16 +138,20 @@ family_safeguarding <- function() {
                     effects = list(cla = true_cla))
   step_time(sprintf("simulated %s children", format(nrow(x$children), big.mark = ",")))
   design <- design_family_safeguarding(x)
-  if (use_analyse && "family_safeguarding" %in% analyse_programmes) {
-    return(plan_analysis(x, design))
-  }
-  cohort <- build_cohort(x, design)
-  step_time(sprintf("cohort of %s children", format(nrow(cohort), big.mark = ",")))
   mc <- build_cohort(x, design_family_safeguarding(x, trial_start = as.Date("2015-04-01")),
                      outcomes = "cla_18m")
   m <- match_trends(mc, design, "cla_18m", n_candidates = 3)
   rm(mc)
-  step_time("trend matching")
+  step_time("trend matching (care entry)")
+  if (use_analyse && "family_safeguarding" %in% analyse_programmes) {
+    # the primary outcome's matching is given (drawn in the report); analyse()
+    # matches the secondary outcomes itself
+    a <- plan_analysis(x, design, matches = list(cla_18m = m))
+    a$fits$fs_match <- m
+    return(a)
+  }
+  cohort <- build_cohort(x, design)
+  step_time(sprintf("cohort of %s children", format(nrow(cohort), big.mark = ",")))
   stacked <- stack_pairs(cohort, m)
   cm <- cem(data = stacked, design = design)
   stacked$cem_weight <- cm$weights

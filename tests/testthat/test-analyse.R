@@ -332,7 +332,10 @@ test_that("analyse(): cost-benefit and fidelity tables when asked", {
                                 fidelity = data.frame(la = "901", time_point = "6m",
                                                       indicator = "caseload", value = 16)))
   cb <- a$tables$cost_benefit
-  prim <- a$results[a$results$model == "fs_did_cla_18m_primary", ]
+  # the DiD strand's first primary estimate on the risk-difference scale
+  # (the FGLS when it runs, as at the protocol's size)
+  prim <- a$results[a$results$model == cb$model & a$results$scale == "risk_difference", ]
+  expect_equal(cb$model, plan_primary(a$results, "did", "risk_difference")$model[1])
   ref <- cost_benefit(prim$estimate, prim$p.value, cb$children_per_year,
                       cost_per_child = 50000, force = TRUE)
   expect_equal(cb$pv_benefit, ref$summary$pv_benefit)
