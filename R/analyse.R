@@ -45,6 +45,22 @@
 #' **Multiplicity.** Hochberg's step-up adjustment within each family of
 #' secondary outcomes (programme x strand), next to the unadjusted p-values.
 #'
+#' **Covariates a model's rows cannot estimate.** The plan is pre-specified,
+#' but in a small sample a covariate (X or Z) can be constant or aliased in
+#' the rows a model fits (complete cases, CEM weight above 0): it is left out
+#' of that model, as [lm()] leaves out aliased columns, and the estimand is
+#' unchanged. Factor levels absent from those rows are dropped. The check
+#' follows each estimator: the hurdle's count part is checked on the
+#' positive counts alone (a covariate aliased there is left out of that part
+#' only), the FGLS's individual-level regressors within authority x period x
+#' arm cells and its cell-level ones against the authority and period
+#' effects. For a logit (the protocol's rule: "If the baseline rate is
+#' outside of that range, we employ a logistic regression instead"), and for
+#' the hurdle's zero part, a covariate level in which the outcome never (or
+#' always) occurs is merged into the covariate's largest level. Each such
+#' change is a note in `tables$notes` and listed by `summary()`; the
+#' estimators themselves still stop with a clear error on such input.
+#'
 #' Rows that need a capability the package does not have yet, or whose
 #' condition (`run_if`) is not met, or that fail, are kept with their reason
 #' in `status`.
@@ -464,21 +480,6 @@ plan_did_data <- function(df, row, ctx, k) {
   list(df = st, cem = cm, matches = mt)
 }
 
-# plan_prune() for a logit DiD formula `y ~ x | fe`: the rule is decided on
-# `y ~ x`, the fixed effects are put back.
-plan_did_prune <- function(row, formula, df, cache) {
-  rhs <- formula[[3]]
-  if (!(is.call(rhs) && identical(rhs[[1]], as.name("|")))) {
-    return(plan_prune(row, formula, df, cache, binomial = TRUE))
-  }
-  main <- formula
-  main[[3]] <- rhs[[2]]
-  pr <- plan_prune(row, main, df, cache, binomial = TRUE)
-  f <- pr$formula
-  f[[3]] <- call("|", pr$formula[[3]], rhs[[3]])
-  list(formula = f, df = pr$df)
-}
-
 # Expand `.exposure` into indicators of periods since go-live (m >= 1).
 plan_formula <- function(row, df) {
   f <- row$formula
@@ -498,11 +499,19 @@ plan_formula <- function(row, df) {
 
 # Covariates (X, Z) that are constant or aliased in the rows a model analyses
 # carry no information and make the design rank-deficient: they are left
-# out, with a note (the estimand is unchanged). Empty factor levels are
-# dropped. For a logit, a level of a categorical covariate in which the
-# outcome never (or always) occurs would have an infinite coefficient and no
-# standard errors: it is merged into the covariate's largest level (a 0/1
-# covariate is left out), with a note. Decided once per row and cached.
+# out, with a note (the estimand is unchanged), as lm() leaves out aliased
+# columns. The rows are those the estimator fits: complete cases of the
+# formula's variables (factor levels empty among them are dropped, so that a
+# reference level seen only in incomplete rows does not alias the others).
+# For a logit, a level of a categorical covariate in which the outcome never
+# (or always) occurs would have an infinite coefficient and no standard
+# errors: it is merged into the covariate's largest level (a 0/1 covariate is
+# left out), with a note. Per estimator (`row$estimator`): the hurdle's zero
+# part is a logit of y > 0 (merged as above) and a covariate aliased among the
+# positive counts is left out of the count part only (`y ~ count | zero`);
+# the FGLS's individual-level regressors must vary within group x period x
+# arm cells and its cell-level ones must not be aliased with the group and
+# period effects (as fgls_bcj() checks). Decided once per row and cached.
 plan_prune <- function(row, formula, df, cache, binomial = FALSE) {
   key <- paste("prune", row$id, sep = "|")
   rule <- cache[[key]]
@@ -524,12 +533,34 @@ plan_prune <- function(row, formula, df, cache, binomial = FALSE) {
   if (length(rule$drop)) {
     message(sprintf("%s: left out %s (constant, aliased or without variation in the outcome in the analysed rows)",
                     row$id, paste0("`", rule$drop, "`", collapse = ", ")))
-    formula <- stats::update(formula, stats::as.formula(
-      paste(". ~ . -", paste(rule$drop, collapse = " - ")), env = globalenv()))
+    formula <- plan_drop_terms(formula, rule$drop)
   }
-  fvars <- intersect(all.vars(formula), names(df))
-  for (v in fvars) if (is.factor(df[[v]])) df[[v]] <- droplevels(df[[v]])
+  if (length(rule$drop_count)) {
+    message(sprintf("%s: left out %s from the count part (constant or aliased among the positive counts)",
+                    row$id, paste0("`", rule$drop_count, "`", collapse = ", ")))
+    count <- plan_drop_terms(formula, rule$drop_count)
+    formula <- stats::as.formula(paste(deparse1(count), "|", deparse1(formula[[3]])), env = globalenv())
+  }
+  df <- plan_cc_levels(df, all.vars(formula))
   list(formula = formula, df = df)
+}
+
+# `formula` without the terms `drop`.
+plan_drop_terms <- function(formula, drop) {
+  stats::update(formula, stats::as.formula(paste(". ~ . -", paste(drop, collapse = " - ")),
+                                           env = globalenv()))
+}
+
+# Factors among `vars` keep only the levels that occur in the rows complete
+# on `vars` (the rows a model fits); other rows are left as they are except
+# that a value of a dropped level becomes NA (such a row is incomplete anyway).
+plan_cc_levels <- function(df, vars) {
+  vars <- intersect(vars, names(df))
+  cc <- stats::complete.cases(df[vars])
+  for (v in vars) {
+    if (is.factor(df[[v]])) df[[v]] <- factor(df[[v]], levels = intersect(levels(df[[v]]), as.character(df[[v]][cc])))
+  }
+  df
 }
 
 plan_prune_rule <- function(row, formula, df, binomial) {
@@ -537,42 +568,118 @@ plan_prune_rule <- function(row, formula, df, binomial) {
   labels <- attr(stats::terms(formula), "term.labels")
   fixed <- labels[!grepl("|", labels, fixed = TRUE)]
   ff <- stats::reformulate(fixed, response = formula[[2]], env = globalenv())
-  mf <- stats::model.frame(ff, df, na.action = stats::na.omit)
+  extra <- if (identical(row$estimator, "fgls_bcj")) c(row$cluster, row$time) else character()
+  mf <- stats::model.frame(ff, plan_cc_levels(df, c(all.vars(ff), extra)), na.action = stats::na.omit)
   mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
   covs <- intersect(covs, names(mf))
   drop <- covs[vapply(covs, function(v) length(unique(mf[[v]])) < 2L, TRUE)]
+  y <- mf[[1]]
+  hurdle <- identical(row$estimator, "hurdle_fit")
   merge <- list()
-  if (binomial) {
-    y <- mf[[1]]
-    for (v in setdiff(covs, drop)) {
-      x <- mf[[v]]
-      if (!(is.factor(x) || is.character(x) || all(x %in% c(0, 1)))) next
-      # 0/1 outcome: levels x (0, 1); successes out of trials: levels x
-      # (successes, failures) summed
-      tab <- if (is.matrix(y)) rowsum(y, as.character(x)) else table(as.character(x), y)
-      bad <- rownames(tab)[tab[, 1] == 0 | (ncol(tab) > 1 & tab[, ncol(tab)] == 0)]
-      if (!length(bad)) next
-      if (!(is.factor(x) || is.character(x))) {
-        drop <- c(drop, v)
-        next
-      }
-      counts <- table(as.character(x))
-      ok <- setdiff(names(counts), bad)
-      if (!length(ok)) { drop <- c(drop, v); next }
-      merge[[v]] <- list(from = bad, to = ok[which.max(counts[ok])])
-      xx <- as.character(x)
-      xx[xx %in% bad] <- merge[[v]]$to
+  if (binomial || hurdle) {
+    m <- plan_merge_levels(if (hurdle) as.integer(y > 0) else y, mf, setdiff(covs, drop))
+    merge <- m$merge
+    drop <- c(drop, m$drop)
+    for (v in names(merge)) {
+      xx <- as.character(mf[[v]])
+      xx[xx %in% merge[[v]]$from] <- merge[[v]]$to
       mf[[v]] <- factor(xx)
     }
   }
   keep_terms <- setdiff(fixed, drop)
   X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
-  q <- qr(X, tol = 1e-7)
-  if (q$rank < ncol(X)) {
-    bad <- unique(keep_terms[attr(X, "assign")[q$pivot[-seq_len(q$rank)]]])
-    drop <- c(drop, intersect(bad, covs))
+  drop <- c(drop, plan_aliased(X, keep_terms, covs))
+  drop_count <- character()
+  if (hurdle) {
+    # the count part is fitted on the positive counts only
+    keep_terms <- setdiff(keep_terms, drop)
+    pos <- y > 0
+    mp <- mf[pos, , drop = FALSE]
+    mp[] <- lapply(mp, function(v) if (is.factor(v)) droplevels(v) else v)
+    drop_count <- covs[covs %in% keep_terms & vapply(covs, function(v) length(unique(mp[[v]])) < 2L, TRUE)]
+    keep_count <- setdiff(keep_terms, drop_count)
+    Xp <- stats::model.matrix(stats::reformulate(keep_count, env = globalenv()), mp)
+    drop_count <- c(drop_count, plan_aliased(Xp, keep_count, covs))
   }
-  list(drop = unique(drop), merge = merge)
+  if (length(extra)) {
+    keep_terms <- setdiff(keep_terms, drop)
+    X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
+    drop <- c(drop, plan_fgls_aliased(X, keep_terms, covs, df[rownames(mf), extra], row$term))
+  }
+  list(drop = unique(drop), merge = merge, drop_count = unique(drop_count))
+}
+
+# For a logit of 0/1 `y`: categorical covariates' levels in which y is all 0
+# or all 1 are merged into the covariate's largest level; a 0/1 covariate
+# with such a level is dropped. y may be a (successes, failures) matrix.
+plan_merge_levels <- function(y, mf, covs) {
+  merge <- list()
+  drop <- character()
+  for (v in covs) {
+    x <- mf[[v]]
+    if (!(is.factor(x) || is.character(x) || all(x %in% c(0, 1)))) next
+    # 0/1 outcome: levels x (0, 1); successes out of trials: levels x
+    # (successes, failures) summed
+    tab <- if (is.matrix(y)) rowsum(y, as.character(x)) else table(as.character(x), y)
+    bad <- rownames(tab)[tab[, 1] == 0 | (ncol(tab) > 1 & tab[, ncol(tab)] == 0)]
+    if (!length(bad)) next
+    if (!(is.factor(x) || is.character(x))) {
+      drop <- c(drop, v)
+      next
+    }
+    counts <- table(as.character(x))
+    ok <- setdiff(names(counts), bad)
+    if (!length(ok)) {
+      drop <- c(drop, v)
+      next
+    }
+    merge[[v]] <- list(from = bad, to = ok[which.max(counts[ok])])
+  }
+  list(merge = merge, drop = drop)
+}
+
+# Covariate terms (among `covs`) with a column aliased in the design X
+# (QR with pivoting, lm()'s tolerance); `terms` are X's term labels.
+plan_aliased <- function(X, terms, covs) {
+  q <- qr(X, tol = 1e-7)
+  if (q$rank == ncol(X)) return(character())
+  bad <- unique(terms[attr(X, "assign")[q$pivot[-seq_len(q$rank)]]])
+  intersect(bad, covs)
+}
+
+# BCJ's FGLS (fgls_bcj()) identifies a regressor that varies within group x
+# period x arm cells from that within variation, and one constant within the
+# cells from the cells' means against the group and period effects. Covariate
+# terms aliased in either part. Computed on the cells for the cell-level
+# part (G x T x 2 rows, never an n x levels matrix).
+plan_fgls_aliased <- function(X, terms, covs, gt, treat) {
+  arm <- if (treat %in% colnames(X) && all(X[, treat] %in% c(0, 1))) X[, treat] else 0
+  key <- interaction(gt[[1]], gt[[2]], arm, drop = TRUE)
+  a <- as.integer(key)
+  n_a <- tabulate(a, nlevels(key))
+  nz <- colnames(X) != "(Intercept)"
+  asg <- attr(X, "assign")[nz]
+  X <- X[, nz, drop = FALSE]
+  M <- rowsum(X, a, reorder = TRUE) / n_a
+  Xd <- X - M[a, , drop = FALSE]
+  varies <- colSums(Xd^2) > 1e-10 * pmax(1, colSums(X^2))
+  out <- character()
+  if (any(varies)) {
+    q <- qr(Xd[, varies, drop = FALSE], tol = 1e-7)
+    if (q$rank < sum(varies)) out <- terms[asg[which(varies)[q$pivot[-seq_len(q$rank)]]]]
+  }
+  if (any(!varies)) {
+    cells <- data.frame(g = factor(gt[[1]][match(seq_len(nlevels(key)), a)]),
+                        t = factor(gt[[2]][match(seq_len(nlevels(key)), a)]))
+    W <- cbind(stats::model.matrix(~ g + t, cells), M[, !varies, drop = FALSE])
+    q <- qr(W, tol = 1e-7)
+    if (q$rank < ncol(W)) {
+      k0 <- ncol(W) - sum(!varies)
+      idx <- q$pivot[-seq_len(q$rank)]
+      out <- c(out, terms[asg[which(!varies)[idx[idx > k0] - k0]]])
+    }
+  }
+  intersect(unique(out), covs)
 }
 
 # The family-by-baseline-rate rule (FS footnote 22) for estimators that do
@@ -648,13 +755,16 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   w <- if (!is.na(row$weights)) row$weights else NULL
   df <- if (!is.null(w)) pf$df[pf$df[[w]] > 0, , drop = FALSE] else pf$df
   fam <- if (row$family %in% c("auto", "gaussian", "binomial", "conditional_logit")) row$family else "auto"
-  # a logit (the FV DiD strand's binary outcomes): levels without events
-  # merged ("auto", FS, is left to did_fit()'s weighted baseline-rate rule)
-  if (identical(fam, "binomial")) {
-    pf <- plan_did_prune(row, pf$formula, df, cache)
-    df <- pf$df
-  }
-  fit <- suppressMessages(did_fit(pf$formula, df, cluster = row$cluster, weights = w, family = fam))
+  pr <- plan_prune_did(row, pf$formula, df, w, fam, cache)
+  df <- pr$df
+  # did_fit()'s messages on rows left out as perfectly predicted and on
+  # dropped covariates become the row's notes; the rest is in the fit
+  fit <- withCallingHandlers(did_fit(pr$formula, df, cluster = row$cluster, weights = w, family = fam),
+                             message = function(m) {
+                               if (!grepl("perfectly predicted|dropped [0-9]+ covariate", conditionMessage(m))) {
+                                 invokeRestart("muffleMessage")
+                               }
+                             })
   y <- all.vars(pf$formula[[2]])[1]
   scale <- if (fit$family == "gaussian") {
     if (all(df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
@@ -663,6 +773,25 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   est <- do.call(rbind, lapply(terms, function(t)
     plan_est(t, scale, fit$coefficients[[t]], sqrt(fit$vcov[t, t]), fit$df[[t]])))
   list(fit = fit, est = est, cem = d$cem, matches = d$matches)
+}
+
+# plan_prune() for a did_fit() formula `y ~ x | fe`: the covariates before
+# `|`, with levels merged where a logit (the family the protocol's rule picks
+# on the rows fitted, as did_fit() does) would be separated.
+plan_prune_did <- function(row, formula, df, w, fam, cache) {
+  parts <- split_did_formula(formula)
+  if (fam == "auto") {
+    vars <- c(all.vars(formula), w)
+    cc <- stats::complete.cases(df[intersect(vars, names(df))])
+    y <- df[[all.vars(parts$main[[2]])[1]]][cc]
+    fam <- did_family_rule(y, df[[row$term]][cc], if (!is.null(w)) df[[w]][cc])$chosen
+  }
+  pr <- plan_prune(row, parts$main, df, cache, binomial = fam %in% c("binomial", "conditional_logit"))
+  if (length(parts$fe)) {
+    pr$formula <- stats::as.formula(paste(deparse1(pr$formula), "|", paste(parts$fe, collapse = " + ")),
+                                    env = globalenv())
+  }
+  pr
 }
 
 run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
@@ -1095,6 +1224,7 @@ summary.sfp_analysis <- function(object, ...) {
   structure(list(results = r, status = table(ifelse(r$status == "ok", "ok",
                                                     sub(":.*$", "", r$status))),
                  not_ok = unique(r[r$status != "ok", c("model", "status")]),
+                 specification = plan_spec_notes(object$tables$notes),
                  tables = names(object$tables), settings = object$settings),
             class = "summary.sfp_analysis")
 }
@@ -1110,6 +1240,17 @@ print.summary.sfp_analysis <- function(x, ...) {
     cat("\nNot run:\n")
     for (i in seq_len(nrow(x$not_ok))) cat(" ", x$not_ok$model[i], "-", x$not_ok$status[i], "\n")
   }
+  if (NROW(x$specification)) {
+    cat("\nCovariates left out or levels merged (constant, aliased or separated in a model's rows):\n")
+    for (i in seq_len(nrow(x$specification))) cat(" ", x$specification$note[i], "\n")
+  }
   cat("\nTables:", paste(x$tables, collapse = ", "), "\n")
   invisible(x)
+}
+
+# The notes of plan_prune() (covariates left out, levels merged) among an
+# analysis's notes.
+plan_spec_notes <- function(notes) {
+  if (is.null(notes) || !nrow(notes)) return(NULL)
+  notes[grepl("^[^ ]+: (left out|merged) ", notes$note), , drop = FALSE]
 }

@@ -96,7 +96,13 @@
 #' **Exclusions.** Rows with a missing value in any variable used, and rows
 #' with zero weight (e.g. unmatched in CEM), are dropped with a message that
 #' counts them; they are recorded in `fit$exclusions`. Infinite values,
-#' negative or missing weights are errors.
+#' negative or missing weights are errors. For the logit (`"binomial"`), a
+#' fixed-effect level in which the outcome is all 0 or all 1 is perfectly
+#' predicted (its coefficient is infinite) and says nothing about the
+#' slopes: its rows are excluded, repeatedly until no level of any effect is
+#' constant, with a message naming the levels and a line "perfectly
+#' predicted by a fixed effect" in `fit$exclusions` (as `fixest::feglm`).
+#' A covariate that separates the outcome remains an error.
 #'
 #' @param formula A two-sided formula `y ~ treated + covariates | fe1 + fe2`.
 #'   The first right-hand-side term is the treatment (it may not be absorbed
@@ -238,13 +244,9 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   binary <- all(y %in% c(0, 1))
   rule <- NULL
   if (family == "auto") {
-    untreated <- X[, treat_cols[1L]] == 0
-    base_rate <- ctrl$baseline %||% if (any(untreated)) {
-      stats::weighted.mean(y[untreated], if (is.null(w)) rep(1, sum(untreated)) else w[untreated])
-    } else NA_real_
-    family <- if (!binary || is.na(base_rate)) "gaussian" else
-      if (base_rate >= 0.05 && base_rate <= 0.95) "gaussian" else "binomial"
-    rule <- list(binary = binary, baseline_rate = base_rate, chosen = family)
+    rule <- did_family_rule(y, X[, treat_cols[1L]], w, ctrl$baseline)
+    base_rate <- rule$baseline_rate
+    family <- rule$chosen
     if (binary) message(sprintf("did_fit(): family = \"auto\" chose %s (%s).", family,
                       sprintf("baseline rate among untreated rows %.3f %s [0.05, 0.95]", base_rate,
                               if (family == "gaussian") "in" else "outside")))
@@ -252,6 +254,32 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   if (family %in% c("binomial", "conditional_logit") && !binary) {
     stop_arg("family", sprintf("is \"%s\" but outcome `%s` is not 0/1", family, yname),
              "use family = \"gaussian\" or recode the outcome.")
+  }
+
+  if (family == "binomial" && length(fe_f)) {
+    # fixed-effect levels whose outcome is all 0 or all 1 are perfectly
+    # predicted: their rows carry no information and are left out, counted
+    # (as fixest::feglm)
+    pp <- logit_perfect_rows(y, fe_f)
+    if (any(pp$drop)) {
+      message(sprintf("did_fit(): %s row%s in %s with an outcome that is all 0 or all 1 excluded (perfectly predicted by the fixed effects; %s).",
+                      format(sum(pp$drop), big.mark = ","), if (sum(pp$drop) == 1) "" else "s",
+                      pp$what, describe_rows(which(keep)[pp$drop])))
+      excl <- rbind(excl, data.frame(reason = "perfectly predicted by a fixed effect", n = sum(pp$drop)))
+      k2 <- !pp$drop
+      keep[keep] <- k2
+      y <- y[k2]
+      X <- X[k2, , drop = FALSE]
+      cl <- droplevels(cl[k2])
+      fe_f <- lapply(fe_f, function(v) droplevels(v[k2]))
+      if (!is.null(w)) w <- w[k2]
+      G <- nlevels(cl)
+      if (G < 2L) {
+        stop(sprintf(paste0("The logit of `%s` has %d cluster left after excluding the fixed-effect levels ",
+                            "that predict the outcome perfectly.\nFix: use family = \"gaussian\"."),
+                     yname, G), call. = FALSE)
+      }
+    }
   }
 
   fit <- switch(family,
@@ -276,6 +304,21 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   class(fit) <- "did_fit"
   fit <- set_inference(fit, vcov)
   fit
+}
+
+# The protocol's family rule (FS footnote 22): a linear model when the
+# outcome's baseline rate -- the (weighted) mean over the untreated rows,
+# treat == 0 -- is in [0.05, 0.95], a logit otherwise; a non-binary outcome is
+# linear. `baseline` overrides the rate. y, treat, w: the rows fitted.
+did_family_rule <- function(y, treat, w = NULL, baseline = NULL) {
+  binary <- all(y %in% c(0, 1))
+  untreated <- treat == 0
+  base_rate <- baseline %||% if (any(untreated)) {
+    stats::weighted.mean(y[untreated], if (is.null(w)) rep(1, sum(untreated)) else w[untreated])
+  } else NA_real_
+  chosen <- if (!binary || is.na(base_rate)) "gaussian" else
+    if (base_rate >= 0.05 && base_rate <= 0.95) "gaussian" else "binomial"
+  list(binary = binary, baseline_rate = base_rate, chosen = chosen)
 }
 
 did_control <- function(tol = 1e-10, maxit = 10000L, baseline = NULL, ...) {
@@ -619,20 +662,38 @@ crve_score <- function(fit, type) {
 
 # ---- logit models ----
 
-# Error when the outcome is constant within a fixed-effect level (the
-# level's dummy separates the data perfectly).
-check_fe_separation <- function(y, fe_f, yname) {
-  for (f in names(fe_f)) {
-    r <- tapply(y, fe_f[[f]], function(v) if (all(v == 0)) 0 else if (all(v == 1)) 1 else NA)
-    bad <- names(r)[!is.na(r)]
-    if (length(bad)) {
-      stop(sprintf(paste0("Perfect separation: outcome `%s` is constant within %d level%s of fixed effect `%s` (%s): ",
-                          "their dummies make fitted probabilities exactly 0 or 1.\n",
-                          "Fix: exclude these levels, pool them, or use family = \"gaussian\"."),
-                   yname, length(bad), if (length(bad) == 1) "" else "s", f,
-                   paste(utils::head(bad, 5), collapse = ", ")), call. = FALSE)
+# Rows of fixed-effect levels in which the outcome is all 0 or all 1 (the
+# level's dummy would go to -Inf or +Inf and predict them perfectly; they
+# carry no information on the slopes). Removed repeatedly until no level of
+# any effect is constant, as fixest::feglm does. Rows of weight 0 are not in
+# `y` (did_fit() excludes them first). Returns `drop` (logical, per row) and
+# `what` (the levels, for the message), `levels` (count per effect).
+logit_perfect_rows <- function(y, fe_f) {
+  drop <- rep(FALSE, length(y))
+  gone <- stats::setNames(vector("list", length(fe_f)), names(fe_f))
+  repeat {
+    found <- FALSE
+    for (f in names(fe_f)) {
+      g <- fe_f[[f]][!drop]
+      yy <- y[!drop]
+      n1 <- tabulate(as.integer(g), nlevels(g))
+      s1 <- tabulate(as.integer(g)[yy == 1], nlevels(g))
+      bad <- which(n1 > 0 & (s1 == 0 | s1 == n1))
+      if (length(bad)) {
+        found <- TRUE
+        gone[[f]] <- c(gone[[f]], levels(g)[bad])
+        drop[!drop] <- as.integer(g) %in% bad
+      }
     }
+    if (!found || all(drop)) break
   }
+  hit <- lengths(gone) > 0
+  what <- paste(vapply(names(gone)[hit], function(f) {
+    lv <- gone[[f]]
+    sprintf("%d level%s of `%s` (%s%s)", length(lv), if (length(lv) == 1) "" else "s", f,
+            paste(utils::head(lv, 5), collapse = ", "), if (length(lv) > 5) ", ..." else "")
+  }, ""), collapse = " and ")
+  list(drop = drop, what = what, levels = lengths(gone))
 }
 
 dummy_matrix <- function(fe_f) {
@@ -750,7 +811,6 @@ check_logit_separation <- function(r, rows, yname) {
 
 # rows: the row numbers of `data` of the rows fitted (after exclusions).
 fit_logit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl, rows = seq_along(y)) {
-  check_fe_separation(y, fe_f, yname)
   nfe <- length(fe_f)
   if (nfe) X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
   fe <- fe_codes(fe_f, length(y))

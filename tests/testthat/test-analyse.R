@@ -170,11 +170,20 @@ test_that("analyse(FS): output, matching and CEM tables, the walk", {
   expect_true(all(c("matching", "cem") %in% names(a$tables)))
   expect_true(all(a$tables$cem$pct_treated_matched > 0 & a$tables$cem$pct_treated_matched <= 100))
   expect_true(all(a$tables$cem$l1_after <= a$tables$cem$l1_before))
-  # the weighted BCJ FGLS is available now (on this small example it may
-  # still fail on fgls_bcj()'s own checks, which the status reports)
-  st <- a$results$status[a$results$model == "fs_did_cla_18m_fgls"]
-  expect_false(grepl("^not available", st))
-  expect_true(st == "ok" || grepl("^failed: ", st))
+  # the weighted BCJ FGLS, the hurdle and the tobit run: covariates constant
+  # or aliased in their rows are left out and noted (#14)
+  for (id in c("fs_did_cla_18m_fgls", "fs_did_days_cpp_18m_hurdle", "fs_did_cpp_duration_tobit")) {
+    expect_equal(unique(a$results$status[a$results$model == id]), "ok")
+  }
+  sp <- summary(a)$specification
+  expect_true(all(c("fs_did_cla_18m_fgls", "fs_did_cla_18m_primary") %in% sp$model))
+  expect_output(print(summary(a)), "Covariates left out or levels merged")
+  # each left-out covariate is really absent from the fitted formula
+  f <- a$fits$fs_did_cla_18m_primary$formula
+  gone <- regmatches(sp$note[sp$model == "fs_did_cla_18m_primary"],
+                     gregexpr("`[^`]+`", sp$note[sp$model == "fs_did_cla_18m_primary"]))[[1]]
+  expect_gt(length(gone), 0)
+  expect_false(any(gsub("`", "", gone) %in% all.vars(f)))
   expect_match(a$results$status[a$results$model == "fs_did_cla_18m_hausman"], "^not run")
   # the stepped-wedge strand's wild bootstrap runs on the linear mixed model
   # the baseline-rate rule chose (walked below against its wild_boot() object)
@@ -367,7 +376,10 @@ test_that("analyse(): cost-benefit and fidelity tables when asked", {
                                 fidelity = data.frame(la = "901", time_point = "6m",
                                                       indicator = "caseload", value = 16)))
   cb <- a$tables$cost_benefit
-  prim <- a$results[a$results$model == "fs_did_cla_18m_primary", ]
+  # the DiD strand's first primary estimate on the risk-difference scale
+  # (the FGLS when it runs, as at the protocol's size)
+  prim <- a$results[a$results$model == cb$model & a$results$scale == "risk_difference", ]
+  expect_equal(cb$model, plan_primary(a$results, "did", "risk_difference")$model[1])
   ref <- cost_benefit(prim$estimate, prim$p.value, cb$children_per_year,
                       cost_per_child = 50000, force = TRUE)
   expect_equal(cb$pv_benefit, ref$summary$pv_benefit)
@@ -392,6 +404,175 @@ test_that("analyse(FS): CEM and the DiD refitted per imputation and pooled", {
   expect_lt(r$df, it$df[1])   # never more than the complete-data df
   wb <- a$results[a$results$model == "fs_did_cla_18m_wild", ]
   expect_equal(wb$n_imputations, 2L)
+})
+
+# ---- covariates constant, aliased or separated in a row's sample (#14) ----
+
+# A hand-made row of the plan (the columns plan_prune() reads).
+prune_row <- function(id, estimator, x, z = "", term = "treated") {
+  data.frame(id = id, estimator = estimator, x = x, z = z, cluster = "la", time = "year",
+             term = term, stringsAsFactors = FALSE)
+}
+# 4 LAs x 6 years x 12 children; LAs a, b treated from 2019. `sex` has a
+# reference level ("unknown") that only occurs in rows with a missing `fsm`;
+# `remote` is constant within each LA (aliased with the LA effects).
+prune_data <- function(seed = 3) {
+  set.seed(seed)
+  d <- expand.grid(child = 1:12, year = 2015:2020, la = c("a", "b", "c", "d"))
+  n <- nrow(d)
+  d$treated <- as.integer(d$la %in% c("a", "b") & d$year >= 2019)
+  d$sex <- factor(sample(c("male", "female"), n, TRUE), levels = c("unknown", "male", "female"))
+  d$age <- sample(0:17, n, TRUE)
+  d$fsm <- rbinom(n, 1, 0.4)
+  d$fsm[1:5] <- NA
+  d$sex[1:5] <- "unknown"
+  d$remote <- as.integer(d$la %in% c("a", "c"))
+  d$y <- 0.3 + 0.1 * d$treated + 0.01 * d$age + 0.05 * (d$sex == "female") + rnorm(n, sd = 0.2)
+  d
+}
+
+test_that("plan_prune(): a reference level seen only in incomplete rows aliases nothing", {
+  d <- prune_data()
+  row <- prune_row("r_lm", "did_fit", "sex, age, fsm")
+  f <- y ~ treated + sex + age + fsm
+  cache <- new.env()
+  pr <- plan_prune(row, f, d, cache)
+  # nothing is left out: sex varies in the complete rows
+  expect_equal(deparse1(pr$formula), deparse1(f))
+  expect_equal(levels(pr$df$sex), c("male", "female"))
+  # the rows fitted are unchanged (those with a missing fsm stay out)
+  expect_equal(sum(complete.cases(pr$df[all.vars(f)])), sum(complete.cases(d[all.vars(f)])))
+  # lm() on the complete rows gives the same coefficients (it never saw "unknown")
+  ref <- lm(f, d[complete.cases(d[all.vars(f)]), ])
+  fit <- lm(pr$formula, pr$df)
+  expect_equal(coef(fit), coef(ref)[names(coef(fit))])
+  # the FGLS, which does not drop empty levels, now runs and equals the fit on
+  # the data relevelled by hand
+  row <- prune_row("r_fgls", "fgls_bcj", "sex, age, fsm")
+  pr <- plan_prune(row, f, d, new.env())
+  expect_error(suppressWarnings(fgls_bcj(f, d, group = "la", time = "year")), "collinear individual-level")
+  fit <- suppressWarnings(fgls_bcj(pr$formula, pr$df, group = "la", time = "year"))
+  h <- d[complete.cases(d[all.vars(f)]), ]
+  h$sex <- factor(as.character(h$sex), levels = c("male", "female"))
+  ref <- fgls_bcj(f, h, group = "la", time = "year")
+  expect_equal(coef(fit), coef(ref))
+  expect_equal(vcov(fit), vcov(ref))
+})
+
+test_that("plan_prune(): a covariate constant in the row's sample is left out, noted, as lm() aliases it", {
+  d <- prune_data()
+  d$fsm[d$year == 2015] <- NA
+  d$disabled <- as.integer(d$year == 2015)   # 1 only where fsm is missing
+  row <- prune_row("r_const", "did_fit", "sex, age, fsm, disabled")
+  f <- y ~ treated + sex + age + fsm + disabled
+  expect_message(pr <- plan_prune(row, f, d, new.env()),
+                 "r_const: left out `disabled` (constant", fixed = TRUE)
+  expect_equal(deparse1(pr$formula), "y ~ treated + sex + age + fsm")
+  # lm() gives `disabled` an NA coefficient and the same others
+  ref <- lm(f, d)
+  expect_true(is.na(coef(ref)[["disabled"]]))
+  fit <- lm(pr$formula, pr$df)
+  expect_equal(coef(fit), coef(ref)[names(coef(fit))])
+})
+
+test_that("plan_prune(): the FGLS leaves out a cell-level covariate aliased with the LA effects", {
+  d <- prune_data()
+  row <- prune_row("r_z", "fgls_bcj", "sex, age", "remote")
+  f <- y ~ treated + sex + age + remote
+  h <- d[!is.na(d$fsm), ]
+  h$sex <- droplevels(h$sex)
+  expect_error(fgls_bcj(f, h, group = "la", time = "year"),
+               "collinear with the group and period fixed effects")
+  expect_message(pr <- plan_prune(row, f, d, new.env()), "left out `remote`", fixed = TRUE)
+  expect_equal(deparse1(pr$formula), "y ~ treated + sex + age")
+  # lm() with the LA and year dummies aliases `remote` too
+  ref <- lm(y ~ factor(la) + factor(year) + treated + sex + age + remote, d)
+  expect_true(is.na(coef(ref)[["remote"]]))
+  # a cell-level covariate that varies over years is kept
+  d$z2 <- as.numeric(d$year) * (d$la %in% c("a", "c")) + rnorm(4)[as.integer(d$la)]
+  row <- prune_row("r_z2", "fgls_bcj", "sex, age", "z2")
+  pr <- plan_prune(row, y ~ treated + sex + age + z2, d, new.env())
+  expect_equal(deparse1(pr$formula), "y ~ treated + sex + age + z2")
+  # an individual covariate whose within-cell variation repeats another's
+  d$age2 <- d$age + 3 * as.integer(d$la) + d$year
+  row <- prune_row("r_w", "fgls_bcj", "age, age2")
+  expect_message(pr <- plan_prune(row, y ~ treated + age + age2, d, new.env()), "left out `age2`")
+})
+
+test_that("plan_prune(): the hurdle merges levels without zeros/positives and prunes the count part alone", {
+  set.seed(5)
+  n <- 600
+  d <- data.frame(la = rep(letters[1:6], each = n / 6), year = rep(2016:2020, length.out = n))
+  d$treated <- as.integer(d$la %in% c("a", "b") & d$year >= 2019)
+  d$eth <- factor(sample(c("w", "b", "a"), n, TRUE, prob = c(0.7, 0.2, 0.1)), levels = c("w", "b", "a", "o"))
+  d$age <- sample(0:17, n, TRUE)
+  d$y <- ifelse(runif(n) < 0.5, rpois(n, exp(2 + 0.1 * d$treated)) + 1, 0)
+  # level "o": 4 children, all with zero days (a logit of y > 0 is separated)
+  d$eth[1:4] <- "o"
+  d$y[1:4] <- 0
+  # `age2` repeats `age` among the positive counts only: aliased in the
+  # count part, identified in the zero part
+  d$age2 <- ifelse(d$y > 0, 2 * d$age, sample(0:17, n, TRUE))
+  row <- prune_row("r_h", "hurdle_fit", "eth, age, age2")
+  f <- y ~ treated + eth + age + age2
+  msgs <- character()
+  pr <- withCallingHandlers(plan_prune(row, f, d, new.env()),
+                            message = function(m) {
+                              msgs <<- c(msgs, conditionMessage(m))
+                              invokeRestart("muffleMessage")
+                            })
+  expect_match(msgs, "merged `eth` level(s) \"o\" into \"w\"", fixed = TRUE, all = FALSE)
+  expect_match(msgs, "left out `age2` from the count part", fixed = TRUE, all = FALSE)
+  expect_equal(deparse1(pr$formula), "y ~ treated + eth + age | treated + eth + age + age2")
+  expect_error(hurdle_fit(f, d, cluster = "la"), "collinear columns in the count")
+  fit <- hurdle_fit(pr$formula, pr$df, cluster = "la")
+  # references on the data merged by hand: the zero part is glm()'s logit of
+  # y > 0 with all four covariates, the count part the fit without `age2`
+  h <- d
+  h$eth <- factor(ifelse(h$eth == "o", "w", as.character(h$eth)), levels = c("w", "b", "a"))
+  g <- glm(I(y > 0) ~ treated + eth + age + age2, binomial, h, control = glm.control(epsilon = 1e-14))
+  expect_equal(unname(coef(fit)[grep("^zero_", names(coef(fit)))]), unname(coef(g)), tolerance = 1e-8)
+  ref <- hurdle_fit(y ~ treated + eth + age | treated + eth + age + age2, h, cluster = "la")
+  expect_equal(coef(fit), coef(ref))
+  expect_equal(vcov(fit), vcov(ref))
+})
+
+test_that("plan_prune_did(): the logit the family rule picks gets separated levels merged", {
+  set.seed(8)
+  n <- 3000
+  d <- data.frame(la = sample(letters[1:6], n, TRUE), year = sample(2016:2020, n, TRUE))
+  d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2019)
+  d$eth <- factor(sample(c("w", "b", "a"), n, TRUE, prob = c(0.7, 0.2, 0.1)),
+                  levels = c("w", "b", "a", "c"))
+  d$age <- sample(0:17, n, TRUE)
+  d$y <- rbinom(n, 1, plogis(-3.3 - 0.2 * d$treated + 0.03 * d$age))
+  # level "c": 6 children, none entering care
+  d$eth[1:6] <- "c"
+  d$y[1:6] <- 0
+  d$w <- runif(n, 0.5, 2)
+  row <- prune_row("r_logit", "did_fit", "eth, age")
+  f <- y ~ treated + eth + age | la + year
+  # baseline rate below 5%: the protocol's rule picks the logit
+  expect_equal(did_family_rule(d$y, d$treated, d$w)$chosen, "binomial")
+  # unmerged, the level's coefficient runs off towards -Inf
+  f0 <- suppressWarnings(suppressMessages(did_fit(f, d, cluster = "la", weights = "w")))
+  expect_lt(coef(f0)[["ethc"]], -8)
+  expect_message(pr <- plan_prune_did(row, f, d, "w", "auto", new.env()),
+                 "merged `eth` level(s) \"c\" into \"w\"", fixed = TRUE)
+  expect_equal(deparse1(pr$formula), "y ~ treated + eth + age | la + year")
+  fit <- suppressMessages(did_fit(pr$formula, pr$df, cluster = "la", weights = "w", vcov = "CR1"))
+  expect_equal(fit$family, "binomial")
+  h <- d
+  h$eth <- factor(ifelse(h$eth == "c", "w", as.character(h$eth)), levels = c("w", "b", "a"))
+  g <- suppressWarnings(glm(y ~ treated + eth + age + factor(la) + factor(year), binomial, h,
+                            weights = w, control = glm.control(epsilon = 1e-14)))
+  expect_equal(coef(fit), coef(g)[names(coef(fit))], tolerance = 1e-8)
+  # a linear model (baseline rate within 5-95%) needs no merging
+  d$y2 <- rbinom(n, 1, 0.3)
+  d$y2[1:6] <- 0
+  pr2 <- plan_prune_did(prune_row("r_lpm", "did_fit", "eth, age"), y2 ~ treated + eth + age | la + year,
+                        d, "w", "auto", new.env())
+  expect_equal(levels(pr2$df$eth), c("w", "b", "a", "c"))
 })
 
 # ---- the Family Valued DiD strand (comparators simulated) -------------------

@@ -330,12 +330,67 @@ test_that("a failed fixed-effect absorption inside the logit warns once and is n
   expect_match(nc, "maxit", fixed = TRUE)
 })
 
-test_that("perfect separation in the logit is an error", {
+test_that("logit: fixed-effect levels with a constant outcome are excluded and counted (as feglm)", {
   set.seed(6)
   d <- make_did(n = 300)
   d$yb <- rbinom(nrow(d), 1, 0.3)
   d$yb[d$la == "f"] <- 0
-  expect_snapshot(error = TRUE, did_fit(yb ~ treated + x | la + year, d, cluster = ~la, family = "binomial"))
+  expect_snapshot(f <- did_fit(yb ~ treated + x | la + year, d, cluster = ~la, family = "binomial",
+                               vcov = "CR1"))
+  # reference: glm() with dummies on the rows of the other LAs
+  r <- d[d$la != "f", ]
+  g <- glm(yb ~ treated + x + factor(la) + factor(year), binomial, r,
+           control = glm.control(epsilon = 1e-14))
+  expect_equal(coef(f), coef(g)[names(coef(f))], tolerance = 1e-8)
+  expect_equal(f$nobs, nrow(r))
+  expect_equal(f$n_clusters, 5L)
+  expect_equal(f$exclusions$n[f$exclusions$reason == "perfectly predicted by a fixed effect"],
+               sum(d$la == "f"))
+  # the same fit as on the data without those rows
+  f2 <- did_fit(yb ~ treated + x | la + year, r, cluster = ~la, family = "binomial", vcov = "CR1")
+  expect_equal(coef(f), coef(f2))
+  expect_equal(vcov(f), vcov(f2))
+  # weights: a level whose weighted rows are all 1 is dropped too
+  d$yb[d$la == "e"] <- 1
+  fw <- suppressMessages(did_fit(yb ~ treated + x | la + year, d, cluster = ~la,
+                                 family = "binomial", weights = "w", vcov = "CR1"))
+  rw <- d[!d$la %in% c("e", "f"), ]
+  gw <- suppressWarnings(glm(yb ~ treated + x + factor(la) + factor(year), binomial, rw, weights = w,
+                             control = glm.control(epsilon = 1e-14)))
+  expect_equal(coef(fw), coef(gw)[names(coef(fw))], tolerance = 1e-8)
+  expect_equal(sum(fw$exclusions$n), sum(d$la %in% c("e", "f")))
+})
+
+test_that("logit: constant-outcome levels are removed repeatedly (hand-made)", {
+  # year 2016 is all 1 (rows 3, 9, 15): it goes in the first pass; then LA c
+  # (whose only 1 was in 2016) is all 0 and goes in the second
+  d <- data.frame(la = rep(c("a", "b", "c"), each = 6),
+                  year = rep(c(2015, 2015, 2016, 2017, 2017, 2017), 3),
+                  x = c(1, 2, 3, 4, 5, 6, 2, 1, 4, 3, 6, 5, 1, 1, 1, 1, 1, 1))
+  d$treated <- as.integer(d$la == "a" & d$year == 2017)
+  d$yb <- c(1, 0, 1, 1, 0, 1,
+            0, 1, 1, 1, 1, 0,
+            0, 0, 1, 0, 0, 0)
+  pp <- logit_perfect_rows(d$yb, list(la = factor(d$la), year = factor(d$year)))
+  expect_equal(which(pp$drop), c(3L, 9L, 13:18))
+  expect_equal(unname(pp$levels), c(1L, 1L))
+  expect_match(pp$what, "1 level of `la` (c) and 1 level of `year` (2016)", fixed = TRUE)
+  # did_fit() fits the rows left: glm() on rows of LAs a, b without 2016
+  # (one treated LA: the few-treated warning is not the point here)
+  f <- suppressWarnings(suppressMessages(did_fit(yb ~ treated + x | la + year, d, cluster = ~la,
+                                                 family = "binomial", vcov = "CR1")))
+  r <- d[-which(pp$drop), ]
+  g <- glm(yb ~ treated + x + factor(la) + factor(year), binomial, r,
+           control = glm.control(epsilon = 1e-14))
+  expect_equal(coef(f), coef(g)[names(coef(f))], tolerance = 1e-8)
+  expect_equal(f$nobs, 10L)
+  # nothing to drop: nothing dropped
+  expect_false(any(logit_perfect_rows(c(0, 1, 1, 0), list(g = factor(c(1, 1, 2, 2))))$drop))
+})
+
+test_that("perfect separation by a covariate in the logit is an error", {
+  set.seed(6)
+  d <- make_did(n = 300)
   d$yb <- as.integer(d$x > 0)
   expect_snapshot(error = TRUE, did_fit(yb ~ treated + x | year, d, cluster = ~la, family = "binomial"))
   # rows are numbered as in `data`, not among the rows left after exclusions
