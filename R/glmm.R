@@ -645,11 +645,15 @@ binom_info <- function(d, theta, cur, free) {
   info[free, free, drop = FALSE]
 }
 
-# Damped Newton over the parameters `free` of theta = (beta, sigma).
+# Damped Newton over the parameters `free` of theta = (beta, sigma). With
+# the Laplace approximation (one node) the information is minus the exact
+# Hessian (computed in C with the gradient); with more nodes the
+# approximation of binom_info().
 binom_newton <- function(d, theta, free, ctrl) {
   p <- ncol(d$X)
   u0 <- d$u0
-  ev <- function(th) binom_eval(d, th[1:p], th[p + 1L], 2L, u0)
+  exact <- length(d$gh$x) == 1L
+  ev <- function(th) binom_eval(d, th[1:p], th[p + 1L], if (exact) 3L else 2L, u0)
   cur <- ev(theta)
   converged <- FALSE
   it <- 0L
@@ -657,7 +661,7 @@ binom_newton <- function(d, theta, free, ctrl) {
   dec <- NA_real_
   for (it in seq_len(ctrl$maxit)) {
     g <- cur$gradient[free]
-    I <- binom_info(d, theta, cur, free)
+    I <- if (exact) -cur$hessian[free, free, drop = FALSE] else binom_info(d, theta, cur, free)
     step <- tryCatch({
       R <- chol(I)
       backsolve(R, forwardsolve(t(R), g))
@@ -703,12 +707,17 @@ binom_newton <- function(d, theta, free, ctrl) {
   list(theta = theta, cur = cur, converged = converged, iterations = it, message = msg)
 }
 
-# Hessian of the log-likelihood over `free` by forward differences of the
-# analytic gradient (step 1e-7 relative: the truncation error, about 1e-7
-# relative, dominates the rounding error of the gradient; central differences
-# would double the cost for accuracy no standard error needs), symmetrised.
+# Hessian of the log-likelihood over `free`: exact for the Laplace
+# approximation (src/glmm.c); with more quadrature nodes by forward
+# differences of the analytic gradient (step 1e-7 relative: the truncation
+# error, about 1e-7 relative, dominates the rounding error of the gradient;
+# central differences would double the cost for accuracy no standard error
+# needs), symmetrised.
 binom_hessian <- function(d, theta, free, u0, g0) {
   p <- ncol(d$X)
+  if (length(d$gh$x) == 1L) {
+    return(binom_eval(d, theta[1:p], theta[p + 1L], 3L, u0)$hessian[free, free, drop = FALSE])
+  }
   m <- length(free)
   Hs <- matrix(0, m, m)
   for (i in seq_len(m)) {

@@ -418,7 +418,7 @@ void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
   sfp_check_vec(u0, REALSXP, -1, fn, "u0");
   if (XLENGTH(u0) != 0 && XLENGTH(u0) != G)
     sfp_abort(fn, "u0", "must have length 0 or %lld", (long long) G);
-  sfp_int1(what, 0, 2, fn, "what");
+  sfp_int1(what, 0, 3, fn, "what");
   sfp_check_vec(what, INTSXP, 1, fn, "what");
 }
 
