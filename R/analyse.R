@@ -551,7 +551,13 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   y <- all.vars(pf$formula[[2]])[1]
   fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
   pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial")
-  fit <- sw_glmm(pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian())
+  # a binomial model refitted on the next imputation starts from its fit on
+  # the previous one (the same estimates to the optimiser's tolerance)
+  key <- paste("start", row$id, sep = "|")
+  fit <- sw_glmm_fit(quote(sw_glmm(formula = pf$formula, data = pf$df, family = family)),
+                     pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian(),
+                     start = cache[[key]])
+  assign(key, glmm_start(fit), envir = cache)
   V <- fit$vcov
   terms <- plan_terms(row, names(fit$coefficients))
   scale <- if (fam == "binomial") "log_odds" else if (all(pf$df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"

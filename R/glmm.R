@@ -176,7 +176,16 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
                             paste0("`", ...names() %||% rep("", ...length()), "`", collapse = ", ")),
              "check the spelling of the argument names.")
   }
-  cl <- match.call()
+  sw_glmm_fit(match.call(), formula, data, family, nAGQ, REML, treatment, sigma, control, cluster)
+}
+
+# sw_glmm() after its `...` check. `start` (internal: analyse() refits a
+# model per imputation) is glmm_start() of an earlier binomial fit of the
+# same model, from which the Newton iterations start; the estimates are the
+# same to the optimiser's tolerance.
+sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L,
+                        REML = TRUE, treatment = "treated", sigma = NULL,
+                        control = list(), cluster = NULL, start = NULL) {
   family <- glmm_family(family)
   ctrl <- glmm_control(control)
   if (!inherits(formula, "formula") || length(formula) != 3L) {
@@ -214,7 +223,7 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   }
   prep <- glmm_prepare(formula, data, family, treatment, sigma)
   fit <- if (family$family == "binomial") {
-    binom_fit(prep, as.integer(nAGQ), sigma, ctrl)
+    binom_fit(prep, as.integer(nAGQ), sigma, ctrl, start)
   } else {
     lmm_fit(prep, REML, ctrl, if (is.null(cluster)) NULL else
       list(name = cluster, values = data[[cluster]][prep$kept], kept = prep$kept))
@@ -732,7 +741,16 @@ binom_hessian <- function(d, theta, free, u0, g0) {
   (Hs + t(Hs)) / 2
 }
 
-binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
+# Starting values for a refit of the same binomial model (see sw_glmm_fit()):
+# the estimates (beta, sigma) and the beta of the sigma = 0 fit, named.
+glmm_start <- function(fit) {
+  if (!inherits(fit, "sw_glmm") || !identical(fit$family$family, "binomial")) return(NULL)
+  nm <- names(fit$coefficients)
+  list(theta = stats::setNames(fit$theta, c(nm, ".sigma")),
+       beta0 = if (!is.null(fit$theta0)) stats::setNames(fit$theta0, nm))
+}
+
+binom_fit <- function(prep, Q, sigma_fixed, ctrl, start = NULL) {
   G <- length(prep$levels)
   ev_by <- as.vector(rowsum(prep$y, prep$cl, reorder = TRUE))
   none <- which(ev_by == 0)
@@ -770,16 +788,21 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
   lchoose_sum <- if (is.null(prep$trials)) 0 else sum(lchoose(prep$trials, prep$y))
   info <- list(levels = prep$levels, groups = prep$groups, Q = Q,
                sigma_fixed = sigma_fixed, trt_info = trt_info, loglik_const = lchoose_sum)
-  binom_estimate(d, info, ctrl, start = NULL)
+  # a warm start applies only to the same columns
+  nm <- c(colnames(d$X), ".sigma")
+  if (!is.null(start) && !identical(names(start$theta), nm)) start <- NULL
+  binom_estimate(d, info, ctrl, start = unname(start$theta),
+                 start0 = if (!is.null(start$beta0)) unname(start$beta0))
 }
 
 # Fit on prepared cells `d`; `info` holds labels and options; `start` an
-# optional theta = (beta, sigma) to start from (a refit).
-binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
+# optional theta = (beta, sigma) to start from (a refit), `start0` an
+# optional beta to start the sigma = 0 fit from (default: start's beta).
+binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL) {
   p <- ncol(d$X)
   G <- length(info$levels)
   sigma_fixed <- info$sigma_fixed
-  beta0 <- if (is.null(start)) {
+  beta0 <- if (!is.null(start0)) start0 else if (is.null(start)) {
     b <- double(p)
     j0 <- which(colnames(d$X) == "(Intercept)")
     if (length(j0)) b[j0] <- stats::qlogis(sum(d$s) / sum(d$n))
@@ -856,7 +879,7 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
               method = if (info$Q == 1L) "Laplace" else sprintf("adaptive Gauss-Hermite quadrature, %d nodes", info$Q),
               nAGQ = info$Q, boundary = boundary, sigma_fixed = sigma_fixed,
               converged = conv$converged, convergence = conv, iterations = res$iterations,
-              ranef = re, ranef_sd = re_sd, cells = d, theta = theta,
+              ranef = re, ranef_sd = re_sd, cells = d, theta = theta, theta0 = f0$theta[1:p],
               free = free, ctrl = ctrl, info = info, trt_info = info$trt_info)
   class(out) <- "sw_glmm"
   out$treatment <- if (se) binom_treatment(out) else NULL
@@ -908,7 +931,7 @@ sw_glmm_refit <- function(fit, treated, se = TRUE) {
               "make the treatment a function of cluster and period (with the period in the model), or refit with sw_glmm().")
   }
   d$X[, ti$coef] <- cellv
-  fit2 <- binom_estimate(d, fit$info, fit$ctrl, start = fit$theta, se = se)
+  fit2 <- binom_estimate(d, fit$info, fit$ctrl, start = fit$theta, se = se, start0 = fit$theta0)
   fit2[c("call", "formula", "family", "exclusion_flow", "kept_rows", "n_data")] <-
     fit[c("call", "formula", "family", "exclusion_flow", "kept_rows", "n_data")]
   fit2
