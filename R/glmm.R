@@ -838,11 +838,14 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL
   theta <- res$theta
   theta[p + 1L] <- abs(theta[p + 1L])
   dd <- if (theta[p + 1L] == 0) d1 else d
-  cur <- binom_eval(dd, theta[1:p], theta[p + 1L], 1L)
+  laplace <- length(dd$gh$x) == 1L
+  # with the Laplace approximation the exact Hessian comes with the gradient
+  cur <- binom_eval(dd, theta[1:p], theta[p + 1L], if (se && laplace) 3L else 1L)
   nm <- colnames(d$X)
   Vfull <- matrix(NA_real_, p + 1L, p + 1L)
   if (se) {
-    Hs <- binom_hessian(dd, theta, free, cur$mode, cur$gradient)
+    Hs <- if (laplace) cur$hessian[free, free, drop = FALSE] else
+      binom_hessian(dd, theta, free, cur$mode, cur$gradient)
     Vi <- tryCatch(solve(-Hs), error = function(e) NULL)
     if (is.null(Vi) || any(!is.finite(diag(Vi))) || any(diag(Vi) <= 0)) {
       warning("sw_glmm(): the Hessian is not negative definite at the estimate (separation or a flat likelihood); standard errors are not available.",
