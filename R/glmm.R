@@ -7,8 +7,9 @@
 #   spherical parametrisation of lme4 (b = sigma * u, u ~ N(0, 1)), so sigma = 0
 #   is an ordinary point of the likelihood and a boundary fit needs no
 #   special casing of log(sigma).  Outer optimisation: damped Newton with the
-#   analytic gradient, an analytic approximation of the beta block of the
-#   information and a finite-difference sigma column.
+#   analytic gradient and, for the Laplace approximation, the exact analytic
+#   Hessian (with more quadrature nodes: an analytic approximation of the
+#   beta block of the information and a finite-difference sigma column).
 # Gaussian: linear mixed model with (1 | g) or (1 | g / h), profiled REML (or
 #   ML) on the variance ratios; the criterion is computed from a handful of
 #   (p + 1) x (p + 1) cross-product matrices prepared once (block structure:
@@ -35,9 +36,11 @@
 #' effect. The log-likelihood omits the binomial coefficients, so it equals
 #' `logLik(glmer(...))` fitted to the Bernoulli rows. The parameters
 #' (beta, sigma) are estimated by a damped Newton method with the analytic
-#' gradient of the approximated log-likelihood; standard errors come from
-#' the Hessian of the log-likelihood in (beta, sigma) obtained by forward
-#' differences of the analytic gradient. If the random-intercept SD is
+#' gradient of the approximated log-likelihood and, for the Laplace
+#' approximation, its exact Hessian (differentiated through the conditional
+#' modes); standard errors come from the Hessian of the log-likelihood in
+#' (beta, sigma): that exact Hessian for the Laplace approximation, forward
+#' differences of the analytic gradient with more quadrature nodes. If the random-intercept SD is
 #' estimated at the boundary (sigma < `1e-4` or no better than sigma = 0) the
 #' model is refitted with sigma = 0 (a plain logistic regression), a message
 #' says so, and `print()` repeats it.
@@ -86,8 +89,9 @@
 #'   sigma < `control$boundary_tol` (1e-4, lme4's singularity tolerance) or a
 #'   log-likelihood no better than that of the plain logistic regression.
 #' * Standard errors are the inverse of the Hessian of the log-likelihood in
-#'   (beta, sigma), obtained numerically by forward differences of the
-#'   analytic gradient (relative accuracy about 1e-7) (as lme4's default `vcov()` for `glmer`, which also
+#'   (beta, sigma): analytic for the Laplace approximation, by forward
+#'   differences of the analytic gradient (relative accuracy about 1e-7) with
+#'   more quadrature nodes (as lme4's default `vcov()` for `glmer`, which also
 #'   inverts the joint Hessian); Wald tests use the normal distribution.
 #' * The profile interval of a gaussian model uses the maximum-likelihood
 #'   profile with the coefficient as an offset (REML is not a likelihood for
@@ -628,9 +632,20 @@ glmm_split_cells <- function(fit, split) {
   fit
 }
 
+# The non-zeros of the cells' model matrix by row (0-based columns, in
+# increasing order within a row), for binom_eval(): X beta, the gradient and
+# the Hessian then cost the non-zeros, not K x p. Kept only inside
+# binom_estimate(), where X does not change.
+binom_rows <- function(X) {
+  nz <- which(X != 0, arr.ind = TRUE)
+  o <- order(nz[, 1L], method = "radix")  # stable: columns stay increasing
+  list(ptr = c(0L, cumsum(tabulate(nz[, 1L], nrow(X)))),
+       col = nz[o, 2L] - 1L, val = X[nz[o, , drop = FALSE]])
+}
+
 binom_eval <- function(d, beta, sigma, what = 0L, u0 = d$u0) {
   .Call(ffi_glmm_binom, d$X, d$s, d$n, d$cstart, as.double(beta),
-        as.double(sigma), d$gh$x, d$gh$w, u0, as.integer(what))
+        as.double(sigma), d$gh$x, d$gh$w, u0, as.integer(what), d$rows)
 }
 
 # Approximate information (minus Hessian) in (beta, sigma): the beta block is
@@ -800,6 +815,8 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl, start = NULL) {
 # optional beta to start the sigma = 0 fit from (default: start's beta).
 binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL) {
   p <- ncol(d$X)
+  cells <- d
+  d$rows <- binom_rows(d$X)
   G <- length(info$levels)
   sigma_fixed <- info$sigma_fixed
   beta0 <- if (!is.null(start0)) start0 else if (is.null(start)) {
@@ -882,7 +899,7 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL
               method = if (info$Q == 1L) "Laplace" else sprintf("adaptive Gauss-Hermite quadrature, %d nodes", info$Q),
               nAGQ = info$Q, boundary = boundary, sigma_fixed = sigma_fixed,
               converged = conv$converged, convergence = conv, iterations = res$iterations,
-              ranef = re, ranef_sd = re_sd, cells = d, theta = theta, theta0 = f0$theta[1:p],
+              ranef = re, ranef_sd = re_sd, cells = cells, theta = theta, theta0 = f0$theta[1:p],
               free = free, ctrl = ctrl, info = info, trt_info = info$trt_info)
   class(out) <- "sw_glmm"
   out$treatment <- if (se) binom_treatment(out) else NULL

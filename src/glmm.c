@@ -215,6 +215,17 @@ static sparse_rows rows_of_X(const double *X, int K, int p) {
   return sr;
 }
 
+/* The rows given from R (list(ptr, col, val), validated by
+ * sfp_check_glmm_binom()), or built from X when `rows` is NULL. */
+static sparse_rows rows_get(SEXP rows, const double *X, int K, int p) {
+  if (Rf_isNull(rows)) return rows_of_X(X, K, p);
+  sparse_rows sr;
+  sr.ptr = INTEGER(VECTOR_ELT(rows, 0));
+  sr.col = INTEGER(VECTOR_ELT(rows, 1));
+  sr.val = REAL(VECTOR_ELT(rows, 2));
+  return sr;
+}
+
 /* M (upper triangle, m x m column-major) += w z z' for the row z = (x_k, [u])
  * with x_k the k-th row of X (sparse) and, if m > p, u in position p. */
 static void add_row_outer(double *M, int m, int p, const sparse_rows *sr, int k,
@@ -321,7 +332,7 @@ static void laplace_hessian(const double *eta, const double *s, const double *n,
     }
 }
 
-/* ffi_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what)
+/* ffi_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what, rows)
  *   X      double K x p matrix (column-major), cells sorted by cluster
  *   s, n   double K: successes and trials, 0 <= s <= n, n > 0
  *   cstart integer G + 1: 0-based first cell of each cluster, cstart[G] = K,
@@ -335,6 +346,10 @@ static void laplace_hessian(const double *eta, const double *s, const double *n,
  *          xvx = sum_k v_k x_k x_k' (for the approximate information matrix),
  *          3 = also the exact Hessian of the Laplace log-likelihood in (beta,
  *          sigma) (Q must be 1; v, r, xv and xvx are not computed)
+ *   rows   NULL, or the non-zeros of X by row: list(ptr = integer K + 1
+ *          offsets from 0, col = integer 0-based columns, increasing within a
+ *          row, val = double values); then X * beta, the gradient and the
+ *          cross-products run over the non-zeros only
  * Returns list(loglik = double 1, gradient = double p + 1 (beta, sigma) or NULL,
  *   mode = double G (u_hat), scale = double G (s_hat), loglik_cluster = double G,
  *   v = double K or NULL, r = double K or NULL, fail = integer 1 (1 if a mode
@@ -342,8 +357,8 @@ static void laplace_hessian(const double *eta, const double *s, const double *n,
  *   xvx = double p x p or NULL, hessian = double (p + 1) x (p + 1) or NULL).
  * R validates everything; this only guards against internal misuse. */
 SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
-                    SEXP x, SEXP w, SEXP u0, SEXP what) {
-  sfp_check_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what);
+                    SEXP x, SEXP w, SEXP u0, SEXP what, SEXP rows) {
+  sfp_check_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what, rows);
   int K = Rf_length(s), p = Rf_length(beta), G = Rf_length(cstart) - 1,
       Q = Rf_length(x);
   const double *Xp = REAL_RO(X), *sp = REAL_RO(s), *np = REAL_RO(n),
@@ -357,13 +372,24 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
   double sig = REAL_RO(sigma)[0];
   int wh = INTEGER_RO(what)[0];
 
+  int given = !Rf_isNull(rows);
+  sparse_rows sr0;
+  if (given) sr0 = rows_get(rows, Xp, K, p);
   double *eta = (double *) R_alloc(K > 0 ? K : 1, sizeof(double));
   for (int k = 0; k < K; k++) eta[k] = 0;
-  for (int j = 0; j < p; j++) {
-    const double *col = Xp + (size_t) j * K;
-    double b = bp[j];
-    if (b == 0) continue;
-    for (int k = 0; k < K; k++) eta[k] += col[k] * b;
+  if (given) {
+    for (int k = 0; k < K; k++) {
+      double acc = 0;
+      for (int b = sr0.ptr[k]; b < sr0.ptr[k + 1]; b++) acc += sr0.val[b] * bp[sr0.col[b]];
+      eta[k] = acc;
+    }
+  } else {
+    for (int j = 0; j < p; j++) {
+      const double *col = Xp + (size_t) j * K;
+      double b = bp[j];
+      if (b == 0) continue;
+      for (int k = 0; k < K; k++) eta[k] += col[k] * b;
+    }
   }
   double *rq = (double *) R_alloc((size_t) (mx > 0 ? mx : 1) * Q, sizeof(double));
   double *lq = (double *) R_alloc((size_t) Q + (mx > 0 ? mx : 1), sizeof(double));
@@ -398,17 +424,23 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
   if (wh >= 1) {
     SEXP gr = SET_VECTOR_ELT(out, 1, Rf_allocVector(REALSXP, p + 1));
     double *g = REAL(gr);
-    for (int j = 0; j < p; j++) {
-      const double *col = Xp + (size_t) j * K;
-      double acc = 0;
-      for (int k = 0; k < K; k++) acc += col[k] * coef[k];
-      g[j] = acc;
+    if (given) {
+      for (int j = 0; j < p; j++) g[j] = 0;
+      for (int k = 0; k < K; k++)
+        for (int b = sr0.ptr[k]; b < sr0.ptr[k + 1]; b++) g[sr0.col[b]] += sr0.val[b] * coef[k];
+    } else {
+      for (int j = 0; j < p; j++) {
+        const double *col = Xp + (size_t) j * K;
+        double acc = 0;
+        for (int k = 0; k < K; k++) acc += col[k] * coef[k];
+        g[j] = acc;
+      }
     }
     g[p] = gsig_tot;
   }
   if (wh == 3) {
     if (Q != 1) Rf_error("internal error in ffi_glmm_binom(): the exact Hessian needs Q = 1");
-    sparse_rows sr = rows_of_X(Xp, K, p);
+    sparse_rows sr = given ? sr0 : rows_of_X(Xp, K, p);
     SEXP hh = SET_VECTOR_ELT(out, 10, Rf_allocMatrix(REALSXP, p + 1, p + 1));
     double *hp = REAL(hh);
     for (int i = 0; i < (p + 1) * (p + 1); i++) hp[i] = 0;
@@ -439,7 +471,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
     SEXP xx = SET_VECTOR_ELT(out, 9, Rf_allocMatrix(REALSXP, p, p));
     double *xxp = REAL(xx);
     for (int i = 0; i < p * p; i++) xxp[i] = 0;
-    sparse_rows sr = rows_of_X(Xp, K, p);
+    sparse_rows sr = given ? sr0 : rows_of_X(Xp, K, p);
     for (int k = 0; k < K; k++) add_row_outer(xxp, p, p, &sr, k, vp[k], 0.0);
     for (int j = 0; j < p; j++)
       for (int i = 0; i < j; i++) xxp[j + (size_t) i * p] = xxp[i + (size_t) j * p];

@@ -163,6 +163,17 @@ test_that("exact Laplace Hessian equals central differences of the analytic grad
   expect_equal(H0[1:p, 1:p], -crossprod(cells$X * sqrt(cells$n * pr * (1 - pr))),
                tolerance = 1e-12, ignore_attr = TRUE)
   expect_equal(H0[1:p, p + 1], double(p), tolerance = 1e-12)
+  # the non-zeros by row (as binom_estimate() passes them) give the same
+  # results as the dense model matrix
+  cr <- cells
+  cr$rows <- binom_rows(cells$X)
+  for (w in 0:3) {
+    expect_equal(binom_eval(cr, coef(fit) + 0.01, 0.6, w), binom_eval(cells, coef(fit) + 0.01, 0.6, w),
+                 tolerance = 1e-13)
+  }
+  bad <- cr
+  bad$rows$col[2:3] <- bad$rows$col[3:2]
+  expect_error(binom_eval(bad, coef(fit), 0.6, 3L), "increasing columns")
   # only with the Laplace approximation
   cells$gh <- gauss_hermite(3L)
   expect_error(binom_eval(cells, coef(fit), 0.5, 3L), "internal error")
