@@ -473,7 +473,7 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
   }
   # rank (of the distinct rows, which is the rank of X)
   Xu <- X[!duplicated(cell_key(X, rep(1L, nrow(X)))), , drop = FALSE]
-  qrX <- qr(Xu)
+  qrX <- if (glmm_full_rank(Xu)) list(rank = ncol(X)) else qr(Xu)
   if (qrX$rank < ncol(X)) {
     jt <- match(c(treatment, paste0(treatment, "TRUE")), colnames(X))
     jt <- jt[!is.na(jt)]
@@ -527,6 +527,21 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
        levels = lev1, child_levels = lev2, terms = terms, flow = flow,
        kept = kept, yname = yname, treatment = trt, design = design,
        xlevels = stats::.getXlevels(terms, mf))
+}
+
+# TRUE if X certainly has full column rank by qr()'s rule (a column is
+# aliased when its distance to the span of the others is below 1e-7 of its
+# norm): that distance is at least the smallest singular value of X with
+# unit columns, and its square, the smallest eigenvalue of the correlation-
+# scaled X'X, is here required to exceed 1e-8 (rounding in X'X is far
+# smaller). FALSE means "ask qr()", which costs twice as much.
+glmm_full_rank <- function(X) {
+  G <- crossprod(X)
+  d <- sqrt(diag(G))
+  if (!all(is.finite(d) & d > 0)) return(FALSE)
+  C <- G / tcrossprod(d)
+  if (!all(is.finite(C))) return(FALSE)
+  min(eigen(C, symmetric = TRUE, only.values = TRUE)$values) > 1e-8
 }
 
 # A binomial response written cbind(successes, failures) (as glm() and

@@ -179,6 +179,25 @@ test_that("exact Laplace Hessian equals central differences of the analytic grad
   expect_error(binom_eval(cells, coef(fit), 0.5, 3L), "internal error")
 })
 
+test_that("the quick full-rank check agrees with qr() and defers to it near collinearity", {
+  set.seed(8)
+  n <- 400
+  X <- cbind(1, rbinom(n, 1, 0.3), rnorm(n), runif(n))
+  expect_true(glmm_full_rank(X))
+  expect_equal(qr(X)$rank, ncol(X))
+  # exactly aliased, nearly aliased (qr() keeps it: 1e-6 of the norm), and
+  # aliased to rounding (qr() drops it): each left to qr()
+  for (eps in c(0, 1e-6, 1e-12)) {
+    Xa <- cbind(X, X[, 2] + X[, 3] + eps * rnorm(n))
+    expect_false(glmm_full_rank(Xa))
+  }
+  expect_false(glmm_full_rank(cbind(X, 0)))
+  # the design error is the same as before for an aliased treatment
+  d <- sim_sw(5, 0.5, 3)
+  d$dup <- d$x1 * 2
+  expect_error(sw_glmm(y ~ treated + x1 + dup + (1 | la), d), "dup")
+})
+
 test_that("a warm start (refit per imputation) reaches the same estimates", {
   d <- sim_sw(10, 0.6, 33)
   fit <- sw_glmm(f_main, d)
