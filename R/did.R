@@ -43,10 +43,14 @@
 #' approximation to the conditional likelihood, which equals
 #' `survival::clogit(..., method = "approximate")` (the exact conditional
 #' likelihood is combinatorial in the stratum size and infeasible for LAs
-#' with thousands of children); further fixed effects enter as dummies.
-#' Newton's method with step halving; the fit keeps the cluster sums of the
-#' scores. Both report convergence in `fit$convergence` and warn when it
-#' fails.
+#' with thousands of children). Further fixed effects (e.g. year) cannot be
+#' conditioned away and are parameters of the likelihood, but no dummy matrix
+#' is formed: their score and information are computed in C from sums per
+#' stratum and level (the first level of each effect is the reference; a
+#' level not identified within the strata is dropped), so memory is linear in
+#' the rows. Newton's method with step halving; the fit keeps the covariates,
+#' the codes and the cluster sums of the scores (clusters x parameters).
+#' Both report convergence in `fit$convergence` and warn when it fails.
 #'
 #' **Variance** (`vcov`), with \eqn{V = c\,M \sum_g X_g' W_g A_g e_g e_g' A_g' W_g X_g M}
 #' and \eqn{M = (X'WX)^{-1}}:
@@ -253,7 +257,7 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
   fit <- switch(family,
     gaussian = fit_gaussian(y, X, fe_f, w, cl, treat_name, ctrl),
     binomial = fit_logit(y, X, fe_f, w, cl, treat_name, yname, ctrl, rows = which(keep)),
-    conditional_logit = fit_clogit(y, X, fe_f, w, cl, treat_name, yname)
+    conditional_logit = fit_clogit(y, X, fe_f, w, cl, treat_name, yname, ctrl)
   )
   fit$call <- call
   fit$formula <- formula
@@ -799,70 +803,166 @@ logit_working <- function(fit) {
   fit
 }
 
-fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname) {
+# The conditional logit (Breslow) with the stratum as the first fixed effect;
+# the further fixed effects are parameters of the likelihood (they cannot be
+# conditioned away) but never a dummy matrix: ffi_clogit() (clogit.c)
+# computes the log-likelihood, score, information and cluster score sums from
+# per-(stratum, level) aggregates. The fit keeps the covariates, the codes
+# and the cluster score sums (G x K), not an n x K matrix.
+fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl = did_control()) {
   if (!length(fe_f)) {
     stop_arg("formula", "needs the stratum (LA) as the first fixed effect for family = \"conditional_logit\"",
              "write `y ~ treated + covariates | la + year`.")
   }
   X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
   strata <- fe_f[[1]]
-  D <- dummy_matrix(fe_f[-1])
-  Z <- if (is.null(D)) X else cbind(X, D)
   ww <- if (is.null(w)) rep(1, length(y)) else w
   # strata with no variation in y carry no information: count and drop
   dS <- tapply(ww * y, strata, sum)
   nS <- tapply(ww, strata, sum)
-  uninf <- names(dS)[dS == 0 | dS == nS]
-  keep_rows <- !(as.character(strata) %in% uninf)
+  uninf <- which(dS == 0 | dS == nS)
+  keep_rows <- !(as.integer(strata) %in% uninf)
   if (length(uninf)) {
     message(sprintf("did_fit(): %d stratum/strata of `%s` with a constant outcome carry no information and were excluded (%s rows): %s.",
                     length(uninf), names(fe_f)[1], format(sum(!keep_rows), big.mark = ","),
-                    paste(utils::head(uninf, 5), collapse = ", ")))
+                    paste(utils::head(levels(strata)[uninf], 5), collapse = ", ")))
   }
   if (!any(keep_rows)) stop("No stratum has both outcomes 0 and 1: the conditional logit is not identified.", call. = FALSE)
-  s <- as.integer(droplevels(strata[keep_rows]))
-  Zr <- Z[keep_rows, , drop = FALSE]
-  # collinearity (within strata)
-  Zc <- Zr - rowsum(Zr, s)[s, , drop = FALSE] / tabulate(s)[s]
-  q <- qr(Zc * sqrt(ww[keep_rows]), tol = 1e-7)
-  kp <- rep(FALSE, ncol(Zr))
-  kp[q$pivot[seq_len(q$rank)]] <- TRUE
-  if (!kp[match(treat_name, colnames(Zr))]) {
-    stop(sprintf("The treatment `%s` never varies within the strata: its effect is not identified.", treat_name), call. = FALSE)
+  all_kept <- all(keep_rows)
+  sub <- function(v) if (all_kept) v else v[keep_rows]
+  s <- as.integer(if (all_kept) strata else droplevels(strata[keep_rows]))
+  fe <- lapply(fe_f[-1], function(f) if (all_kept) f else droplevels(f[keep_rows]))
+  yr <- sub(y)
+  wr <- sub(ww)
+  Xr <- if (all_kept) X else X[keep_rows, , drop = FALSE]
+  free <- clogit_free_levels(yr, wr, s, fe)
+  kp <- clogit_free_covariates(Xr, wr, s, fe, ctrl)
+  if (!kp[match(treat_name, colnames(Xr))]) {
+    stop(sprintf(paste0("The treatment `%s` never varies within the strata of `%s` (given the other fixed effects): ",
+                        "its effect is not identified.\n",
+                        "Fix: check the treatment coding (it must change within a stratum, e.g. 0 before go-live ",
+                        "and 1 after), or remove a fixed effect that absorbs it."),
+                 treat_name, names(fe_f)[1]), call. = FALSE)
   }
-  dropped <- colnames(Zr)[!kp & colnames(Zr) %in% colnames(X)]
+  dropped <- colnames(Xr)[!kp]
   if (length(dropped)) {
     message(sprintf("did_fit(): dropped %d covariate%s collinear with the fixed effects or other covariates: %s.",
                     length(dropped), if (length(dropped) == 1) "" else "s", paste0("`", dropped, "`", collapse = ", ")))
   }
-  Zr <- Zr[, kp, drop = FALSE]
-  yr <- y[keep_rows]
-  wr <- ww[keep_rows]
-  r <- clogit_newton(yr, Zr, wr, s)
+  Xk <- Xr[, kp, drop = FALSE]
+  r <- clogit_newton(yr, Xk, wr, s, fe = fe, free = free)
   if (!r$convergence$converged) {
     warn_not_converged("did_fit(): the conditional logit (Newton)", r$convergence,
                        "check for a covariate that (nearly) separates the outcome within strata.")
   }
-  kz <- colnames(Zr)
-  names(r$coef) <- kz
+  cd <- list(y = yr, X = Xk, fe = fe, free = free, cols = names(r$coef),
+             w = if (is.null(w)) NULL else wr, s = s, rows = which(keep_rows))
+  # cluster sums of the scores (G x K), accumulated in C, not the n x K matrix
+  sc <- clogit_scores(cd, r$coef, as.integer(cl)[keep_rows], nlevels(cl))
+  kz <- names(r$coef)
   bread <- r$bread
   dimnames(bread) <- list(kz, kz)
-  sel <- kz %in% colnames(X)
-  # cluster sums of the scores (G x K), not the n x K score matrix
-  S <- rowsum(r$score_obs, as.integer(cl)[keep_rows], reorder = TRUE)
-  score_sums <- matrix(0, nlevels(cl), ncol(Zr))
-  score_sums[as.integer(rownames(S)), ] <- S
+  sel <- kz %in% colnames(Xk)
   list(coefficients = r$coef[sel], coef_all = r$coef, dropped = dropped, bread_full = bread,
-       bread = bread[sel, sel, drop = FALSE], score_sums = score_sums, sel = sel,
-       K = ncol(Zr), loglik = r$loglik, vcov_model = bread[sel, sel, drop = FALSE],
+       bread = bread[sel, sel, drop = FALSE], score_sums = sc$S, sel = sel,
+       K = length(kz), loglik = r$loglik, vcov_model = bread[sel, sel, drop = FALSE],
        convergence = r$convergence, iterations = r$convergence$iterations, residuals = NULL,
-       clogit = list(y = yr, X = Zr[, sel, drop = FALSE], fe = lapply(fe_f[-1], function(f) f[keep_rows]),
-                     cols = kz, w = wr, s = s, rows = which(keep_rows)))
+       clogit = cd)
+}
+
+# What ffi_clogit() needs besides the parameters: the rows sorted by stratum
+# (`perm`, stable, so that each stratum is read sequentially; offsets
+# `starts`), the covariates as a double matrix and the global 0-based codes of
+# the fixed effects after the stratum (n x m; L levels in all, named as
+# dummy_matrix() names their columns). s: stratum codes 1..S.
+clogit_problem <- function(y, X, w, s, fe = list()) {
+  n <- length(y)
+  perm <- order(s)
+  nlev <- vapply(fe, nlevels, 1L)
+  off <- c(0L, cumsum(nlev))
+  codes <- matrix(0L, n, length(fe))
+  for (f in seq_along(fe)) codes[, f] <- as.integer(fe[[f]])[perm] - 1L + off[f]
+  X <- as.matrix(X)[perm, , drop = FALSE]
+  storage.mode(X) <- "double"
+  list(y = as.double(y)[perm], X = X, w = if (is.null(w)) rep(1, n) else as.double(w)[perm],
+       perm = perm, ord = seq_len(n) - 1L, starts = as.integer(c(0L, cumsum(tabulate(s, max(s))))),
+       codes = codes, L = as.integer(sum(nlev)),
+       lev_names = unlist(lapply(seq_along(fe), function(f) paste0("fe", f, levels(fe[[f]])))))
+}
+
+# The log-likelihood (what = 0), + score and information (1), + cluster score
+# sums (2; cluster: codes 1..G) at theta = (beta, gamma) over all L levels.
+# offset and cluster are in the rows' original order.
+clogit_eval <- function(pr, theta, offset = NULL, what = 1L, cluster = NULL, G = 0L) {
+  .Call(ffi_clogit, pr$X, pr$y, pr$w, if (is.null(offset)) NULL else offset[pr$perm],
+        pr$ord, pr$starts, pr$codes, pr$L, as.double(theta),
+        if (is.null(cluster)) NULL else as.integer(cluster)[pr$perm] - 1L,
+        as.integer(G), as.integer(what))
+}
+
+# The levels of the fixed effects after the stratum that the conditional
+# likelihood identifies: the first level of each effect is the reference (as
+# in model.matrix()), and a level whose column of the information at b = 0
+# (the weighted within-stratum cross-product of the dummies, L x L) is a
+# combination of the earlier ones is dropped too (rank in order).
+clogit_free_levels <- function(y, w, s, fe) {
+  if (!length(fe)) return(logical(0))
+  pr <- clogit_problem(y, matrix(0, length(y), 0L), w, s, fe)
+  info <- clogit_eval(pr, rep(0, pr$L))$info
+  cand <- rep(TRUE, pr$L)
+  cand[c(0L, cumsum(vapply(fe, nlevels, 1L)))[seq_along(fe)] + 1L] <- FALSE
+  free <- rep(FALSE, pr$L)
+  free[independent_cols(info, which(cand))] <- TRUE
+  free
+}
+
+# Columns (among `cand`, taken in order) of a positive semi-definite matrix A
+# that are not combinations of the columns kept before them: an incremental
+# Cholesky factor of A[kept, kept]; column j is kept when A[j, j] > 0 and its
+# residual variance exceeds `rel` times A[j, j] (scale-free, so a rare level
+# is kept). A level constant within every stratum it appears in has exactly
+# 0 on the diagonal (clogit.c sums 1 - P over the stratum's other levels).
+independent_cols <- function(A, cand, rel = 1e-9) {
+  kept <- integer(0)
+  R <- matrix(0, 0, 0)
+  for (j in cand) {
+    ajj <- A[j, j]
+    if (!(ajj > 0)) next
+    v <- if (length(kept)) backsolve(R, A[kept, j], transpose = TRUE) else numeric(0)
+    res <- ajj - sum(v^2)
+    if (res <= rel * ajj) next
+    R <- rbind(cbind(R, v), c(rep(0, length(kept)), sqrt(res)))
+    kept <- c(kept, j)
+  }
+  kept
+}
+
+# The covariates the conditional logit identifies: a covariate absorbed by the
+# strata and the further fixed effects (its weighted within residual below
+# 1e-6 of its spread, as for the linear model) or collinear with the other
+# covariates after that absorption (the QR's rank, tol 1e-7) is dropped.
+clogit_free_covariates <- function(X, w, s, fe, ctrl) {
+  if (!ncol(X)) return(logical(0))
+  codes0 <- c(list(s - 1L), lapply(fe, function(f) as.integer(f) - 1L))
+  nlev <- as.integer(c(max(s), vapply(fe, nlevels, 1L)))
+  storage.mode(X) <- "double"
+  Xt <- .Call(ffi_demean, X, codes0, nlev, w, ctrl$tol, ctrl$maxit)
+  demean_status(Xt, length(codes0), ctrl)
+  before <- sqrt(colSums(w * sweep(X, 2, colSums(w * X) / sum(w))^2))
+  after <- sqrt(colSums(w * Xt^2))
+  use <- !(after <= 1e-6 * pmax(before, 1e-300) | after == 0)
+  kp <- use
+  if (any(use)) {
+    q <- .Call(ffi_wls, Xt[, use, drop = FALSE], rep(0, nrow(X)), w, 1e-7)
+    kp[use] <- q$keep
+  }
+  kp
 }
 
 # The conditional logit's design (covariates and the dummies of the fixed
-# effects after the stratum) for the fitted rows, rebuilt from what the fit
-# keeps (`fit$clogit`) rather than stored as an n x K matrix.
+# effects after the stratum, the fitted columns) as a dense matrix, rebuilt
+# from what the fit keeps (`fit$clogit`). Never used by the fit (n x levels):
+# a reference for the tests on small data.
 clogit_design <- function(cd) {
   D <- dummy_matrix(cd$fe)
   Z <- if (is.null(D)) cd$X else cbind(cd$X, D)
@@ -872,34 +972,44 @@ clogit_design <- function(cd) {
 # Newton-Raphson on the Breslow conditional log-likelihood
 #   l(b) = sum_s [ sum_{i in s} w_i y_i eta_i - d_s log sum_{j in s} w_j exp(eta_j) ],
 # d_s = sum_{i in s} w_i y_i (= clogit(method = "approximate") = coxph Breslow),
-# eta = Z b + offset. Step halving when l falls; converged when the relative
-# change in l is below tol and the step below 1e-8.
-clogit_newton <- function(y, Z, w, s, offset = 0, tol = 1e-12, maxit = 100L, start = NULL) {
-  d <- rowsum(w * y, s)[, 1]
-  at <- function(b, deriv = TRUE) {
-    eta <- drop(Z %*% b) + offset
-    eta <- eta - stats::ave(eta, s, FUN = max)
-    ew <- w * exp(eta)
-    den <- rowsum(ew, s)[, 1]
-    ll <- sum(w * y * eta) - sum(d * log(den))
-    if (!deriv) return(list(ll = ll))
-    p <- ew / den[s]
-    Zc <- Z - rowsum(p * Z, s)[s, , drop = FALSE]
-    list(ll = ll, p = p, Zc = Zc, grad = colSums((w * y - d[s] * p) * Z),
-         H = crossprod(Zc, (p * d[s]) * Zc))
+# eta = X beta + the effects of the levels `free` of the fixed effects `fe`
+# (a list of factors; default: all levels but the first of each) + offset,
+# score and information from ffi_clogit(). Step halving when l falls;
+# converged when the relative change in l is below tol and the step below
+# 1e-8. Returns the coefficients (covariates, then levels named as
+# dummy_matrix() names them), the information H and its inverse, l and an
+# optim_status() report.
+clogit_newton <- function(y, X, w, s, offset = 0, tol = 1e-12, maxit = 100L, start = NULL,
+                          fe = list(), free = NULL) {
+  pr <- clogit_problem(y, X, w, s, fe)
+  k <- ncol(pr$X)
+  if (is.null(free)) free <- clogit_default_free(fe)
+  idx <- c(seq_len(k), k + which(free))
+  off <- if (length(offset) == 1L && offset == 0) NULL else as.double(rep_len(offset, length(y)))
+  at <- function(b, what = 1L) {
+    theta <- numeric(k + pr$L)
+    theta[idx] <- b
+    r <- clogit_eval(pr, theta, off, what)
+    if (what == 0L) return(list(ll = r$loglik))
+    list(ll = r$loglik, grad = r$grad[idx], H = r$info[idx, idx, drop = FALSE])
   }
-  b <- start %||% rep(0, ncol(Z))
+  b <- start %||% rep(0, length(idx))
   f <- at(b)
   conv <- FALSE
+  singular <- FALSE
   halvings <- 0L
   it <- 0L
   for (it in seq_len(maxit)) {
-    step <- solve(f$H, f$grad)
+    step <- tryCatch(solve(f$H, f$grad), error = function(e) NULL)
+    if (is.null(step)) {
+      singular <- TRUE
+      break
+    }
     h <- 0L
-    ll_new <- at(b + step, FALSE)$ll
+    ll_new <- at(b + step, 0L)$ll
     while (!isTRUE(ll_new >= f$ll - 1e-12 * (abs(f$ll) + 1)) && h < 30L) {
       step <- step / 2
-      ll_new <- at(b + step, FALSE)$ll
+      ll_new <- at(b + step, 0L)$ll
       h <- h + 1L
     }
     halvings <- halvings + h
@@ -911,14 +1021,43 @@ clogit_newton <- function(y, Z, w, s, offset = 0, tol = 1e-12, maxit = 100L, sta
       break
     }
   }
-  if (any(abs(b) > 30)) {
-    stop("Perfect separation in the conditional logit: a coefficient diverges.\nFix: drop or pool the covariate that predicts the outcome perfectly within strata.",
-         call. = FALSE)
+  names(b) <- c(colnames(pr$X) %||% rep("", k), pr$lev_names[free])
+  # a diverging coefficient: beyond 30, or beyond 15 when Newton stopped
+  # (iteration limit, or an information matrix singular to working precision)
+  far <- abs(b) > 30 | (!conv & abs(b) > 15)
+  if (any(far)) {
+    stop(sprintf(paste0("Perfect separation in the conditional logit: the coefficient%s of %s diverge%s (%s).\n",
+                        "Fix: drop or pool the covariate that predicts the outcome perfectly within strata ",
+                        "(e.g. a treated authority with no events after go-live), or use family = \"gaussian\"."),
+                 if (sum(far) == 1) "" else "s", paste0("`", names(b)[far], "`", collapse = ", "),
+                 if (sum(far) == 1) "s" else "", paste(signif(b[far], 3), collapse = ", ")), call. = FALSE)
+  }
+  if (singular) {
+    stop(sprintf(paste0("The conditional logit's information matrix is singular at Newton iteration %d: ",
+                        "the covariates or fixed effects are (nearly) collinear within strata.\n",
+                        "Fix: drop a covariate that repeats another or the fixed effects."), it), call. = FALSE)
   }
   status <- optim_status(conv, it, sprintf("%s%s", if (conv) "converged: change in the log-likelihood and step below tolerance" else
     "iteration limit reached", if (halvings) sprintf("; %d step halving%s", halvings, if (halvings == 1) "" else "s") else ""))
-  list(coef = b, bread = solve(f$H), score_obs = (w * y - d[s] * f$p) * f$Zc, H = f$H,
-       loglik = f$ll, convergence = status)
+  list(coef = b, bread = solve(f$H), H = f$H, loglik = f$ll, convergence = status)
+}
+
+# All levels but the first of each fixed effect.
+clogit_default_free <- function(fe) {
+  unlist(lapply(fe, function(f) seq_len(nlevels(f)) > 1L)) %||% logical(0)
+}
+
+# Cluster score sums (G x K; cluster: codes 1..G of the fitted rows) and the
+# information (K x K) of the conditional logit `cd` (a fit's `clogit` part)
+# at coefficients b (covariates, then the free levels).
+clogit_scores <- function(cd, b, cluster, G) {
+  pr <- clogit_problem(cd$y, cd$X, cd$w, cd$s, cd$fe)
+  k <- ncol(pr$X)
+  idx <- c(seq_len(k), k + which(cd$free))
+  theta <- numeric(k + pr$L)
+  theta[idx] <- b
+  r <- clogit_eval(pr, theta, what = 2L, cluster = cluster, G = G)
+  list(S = r$scores[, idx, drop = FALSE], H = r$info[idx, idx, drop = FALSE])
 }
 
 # ---- methods ----

@@ -301,18 +301,16 @@ logit_score_contrib <- function(fit, param, r) {
 }
 
 # a_g(r) for a conditional logit did_fit(): restricted Newton fit, then the
-# full score and information at the restricted coefficients.
+# cluster score sums and information at the restricted coefficients
+# (clogit.c; no n x K matrix).
 clogit_score_contrib <- function(fit, param, r) {
   cd <- fit$clogit
-  Z <- clogit_design(cd)
-  j <- match(param, colnames(Z))
-  rf <- clogit_newton(cd$y, Z[, -j, drop = FALSE], cd$w, cd$s, offset = r * Z[, j])
+  j <- match(param, colnames(cd$X))
+  rf <- clogit_newton(cd$y, cd$X[, -j, drop = FALSE], cd$w, cd$s, offset = r * cd$X[, j],
+                      fe = cd$fe, free = cd$free)
   b <- append(rf$coef, r, after = j - 1L)
-  sh <- clogit_newton(cd$y, Z, cd$w, cd$s, start = b, maxit = 0L)
-  S <- matrix(0, fit$n_clusters, ncol(Z))
-  Sg <- rowsum(sh$score_obs, fit$cluster[cd$rows], reorder = TRUE)
-  S[as.integer(rownames(Sg)), ] <- Sg
-  structure(drop(S %*% solve(sh$H)[, j]), convergence = rf$convergence)
+  sh <- clogit_scores(cd, b, fit$cluster[cd$rows], fit$n_clusters)
+  structure(drop(sh$S %*% solve(sh$H)[, j]), convergence = rf$convergence)
 }
 
 # Kline-Santos score bootstrap from the cluster contributions a_g = R H^-1 s_g

@@ -537,3 +537,34 @@ void sfp_check_simulate(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
   sfp_check_codes(INTEGER_RO(VECTOR_ELT(terms, 3)), nt, 1, 3, 0, fn, "terms$term");
   sfp_check_codes(INTEGER_RO(VECTOR_ELT(terms, 4)), nt, 6, 100000, 0, fn, "terms$sessions");
 }
+
+void sfp_check_clogit(SEXP X, SEXP y, SEXP w, SEXP offset, SEXP ord,
+                      SEXP starts, SEXP fe, SEXP L, SEXP theta, SEXP cluster,
+                      SEXP G, SEXP what) {
+  const char *fn = "ffi_clogit";
+  sfp_check_matrix(X, REALSXP, -1, -1, fn, "X");
+  int n = Rf_nrows(X), k = Rf_ncols(X);
+  sfp_check_finite(REAL_RO(X), XLENGTH(X), fn, "X");
+  sfp_check_finite(sfp_dbl(y, n, fn, "y"), n, fn, "y");
+  if (w == R_NilValue) sfp_abort(fn, "w", "must be a double vector, not NULL");
+  check_weights(w, n, fn, "w");
+  const double *op = sfp_dbl_or_null(offset, n, fn, "offset");
+  if (op != NULL) sfp_check_finite(op, n, fn, "offset");
+  sfp_check_codes(sfp_int(ord, n, fn, "ord"), n, 0, n - 1, 0, fn, "ord");
+  sfp_check_vec(starts, INTSXP, -1, fn, "starts");
+  if (XLENGTH(starts) < 1) sfp_abort(fn, "starts", "must have length >= 1");
+  sfp_offsets(starts, XLENGTH(starts) - 1, n, fn, "starts");
+  sfp_check_matrix(fe, INTSXP, n, -1, fn, "fe");
+  int Lv = sfp_int1(L, 0, INT_MAX - 1 - k, fn, "L");
+  sfp_check_codes(INTEGER_RO(fe), XLENGTH(fe), 0, Lv - 1, 0, fn, "fe");
+  int P = k + Lv;
+  sfp_check_finite(sfp_dbl(theta, P, fn, "theta"), P, fn, "theta");
+  int wh = sfp_int1(what, 0, 2, fn, "what");
+  int Gv = sfp_int1(G, wh == 2 ? 1 : 0, INT_MAX, fn, "G");
+  if (wh >= 1) sfp_check_size((double) P * (double) P, fn, "L");
+  if (wh == 2) {
+    sfp_check_codes(sfp_int(cluster, n, fn, "cluster"), n, 0, Gv - 1, 0, fn,
+                    "cluster");
+    sfp_check_size((double) Gv * (double) P, fn, "G");
+  }
+}

@@ -24,6 +24,9 @@ static const R_CallMethodDef call_entries[] = {
   CALLDEF(ffi_demean, 6),
   CALLDEF(ffi_wls, 4),
 
+  /* DiD: conditional logit */
+  CALLDEF(ffi_clogit, 12),
+
   /* DiD: cluster-robust variance */
   CALLDEF(ffi_crve, 11),
 

@@ -133,6 +133,9 @@ void sfp_check_cem_moments(SEXP x);
 void sfp_check_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol,
                       SEXP maxit);
 void sfp_check_wls(SEXP X, SEXP y, SEXP w, SEXP tol);
+void sfp_check_clogit(SEXP X, SEXP y, SEXP w, SEXP offset, SEXP ord,
+                      SEXP starts, SEXP fe, SEXP L, SEXP theta, SEXP cluster,
+                      SEXP G, SEXP what);
 void sfp_check_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,
                     SEXP Ls, SEXP B, SEXP C, SEXP type, SEXP satt);
 void sfp_check_boot_weights(SEXP Gs, SEXP type, SEXP Bs, SEXP enumerate);
@@ -171,6 +174,10 @@ SEXP ffi_cem_moments(SEXP x);
 /* ---- DiD: weighted least squares and absorbed effects (linreg.c) ---- */
 SEXP ffi_demean(SEXP X, SEXP codes, SEXP nlev, SEXP w, SEXP tol, SEXP maxit);
 SEXP ffi_wls(SEXP X, SEXP y, SEXP w, SEXP tol);
+
+/* ---- DiD: conditional logit (clogit.c) ---- */
+SEXP ffi_clogit(SEXP X, SEXP y, SEXP w, SEXP offset, SEXP ord, SEXP starts,
+                SEXP fe, SEXP L, SEXP theta, SEXP cluster, SEXP G, SEXP what);
 
 /* ---- DiD: cluster-robust variance (crve.c) ---- */
 SEXP ffi_crve(SEXP Xt, SEXP e, SEXP w, SEXP ord, SEXP starts, SEXP fe,

@@ -361,9 +361,16 @@ test_that("conditional logit equals survival::clogit (Breslow) incl. robust vari
   d$x <- rnorm(n)
   d$y <- rbinom(n, 1, plogis(-1 + 0.4 * d$treated + 0.5 * d$x))
   f <- did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "conditional_logit", vcov = "CR0")
-  # clogit(method = "approximate") is coxph with constant times and Breslow ties
-  cl <- survival::coxph(survival::Surv(rep(1, n), y) ~ treated + x + factor(year) + survival::strata(la),
+  # clogit(method = "approximate") is coxph with constant times and Breslow ties.
+  # coxph() recognises a stratum term only when it is written `strata(...)`:
+  # `survival::strata(la)` would enter as LA dummies (an unconditional Cox
+  # model whose profile likelihood happens to be the same), not as strata.
+  strata <- survival::strata
+  cl <- survival::coxph(survival::Surv(rep(1, n), y) ~ treated + x + factor(year) + strata(la),
                         d, ties = "breslow", cluster = la)
+  # stratified: treated, x and 3 year effects, no LA coefficient
+  expect_false(is.null(attr(cl$terms, "specials")$strata))
+  expect_length(coef(cl), 5L)
   nm <- names(coef(f))
   expect_equal(coef(f), coef(cl)[nm], tolerance = 1e-8)
   expect_equal(f$vcov_model, cl$naive.var[1:2, 1:2], tolerance = 1e-8, ignore_attr = TRUE)
