@@ -19,9 +19,14 @@
 #' clustered by the physical authority. The stepped-wedge strand uses the
 #' treated authorities only.
 #'
-#' **Family Valued.** The stepped-wedge models run on the cohort (children in
-#' care for the care outcomes); the DiD strand needs comparator authorities
-#' in the design.
+#' **Family Valued.** The stepped-wedge models run on the cohort of the
+#' treated authorities (children in care for the care outcomes). The DiD
+#' strand needs comparator authorities in the design
+#' (`design_family_valued(strand = "did")` with comparators in the roll-out);
+#' it follows the Family Safeguarding DiD as above (trend matching per
+#' outcome, stacking by pair, CEM within pair and financial year with the
+#' design's `cem` coarsening, the CEM-weighted regressions clustered by
+#' authority).
 #'
 #' **Missing data** ("drop covariates that are missing at a rate greater than
 #' 30%. For covariates with lower levels of missingness, we will conduct
@@ -58,7 +63,7 @@
 #'   comparators reported as not available) or some of `"stepped_wedge"`,
 #'   `"did"` (a strand asked for explicitly must be possible).
 #' @param imputations Number of imputations (0 for complete cases).
-#' @param matches Family Safeguarding: a named list by outcome of
+#' @param matches The DiD strands: a named list by outcome of
 #'   [match_trends()] results (after [select_matches()]) or of selections
 #'   (lists named by treated authority, as for [select_matches()]).
 #' @param shock A common shock for [common_shock_test()] (a date or a 0/1
@@ -83,7 +88,10 @@
 #'   run), `fits` (by model id; with imputations, the fit on the first
 #'   imputation), `tables` (`table1`, `exclusion_flow`, `mdes`, `matching`,
 #'   `cem`, `missing`, `multiplicity`, `triangulation`, `imputation`, and
-#'   `cost_benefit`, `fidelity` when asked), `design`, `call`, `settings`.
+#'   `cost_benefit`, `fidelity` when asked), `extras` (the DiD strand's
+#'   matching objects by outcome: `matching`, the [match_trends()] results,
+#'   and `cem`, the [cem()] results of the outcome's first DiD model, on the
+#'   first imputation; [report()] draws them), `design`, `call`, `settings`.
 #'   `as.data.frame()` gives `results`.
 #' @examples
 #' \donttest{
@@ -143,8 +151,22 @@ analyse <- function(data, design, models = NULL, outcomes = NULL, sensitivity = 
   if (!is.null(cost)) tables$cost_benefit <- plan_cost_benefit(results, ctx, cost, alpha)
   if (!is.null(fidelity)) tables$fidelity <- fidelity(fidelity)
   structure(list(results = results, models = models, fits = out$fits, tables = tables,
+                 extras = plan_extras(ctx, out$extras, models),
                  design = design, call = call, settings = settings),
             class = "sfp_analysis")
+}
+
+# The DiD strand's matching objects by outcome: the trend matching and the
+# CEM of the outcome's first DiD model under the main treatment definition.
+plan_extras <- function(ctx, extras, models) {
+  cems <- list()
+  did <- models[models$strand == "did" & models$treatment == "referral_date", , drop = FALSE]
+  for (i in seq_len(nrow(did))) {
+    o <- did$outcome[i]
+    cm <- extras[[did$id[i]]]$cem
+    if (is.null(cems[[o]]) && inherits(cm, "sfp_cem")) cems[[o]] <- cm
+  }
+  list(matching = ctx$matches %||% list(), cem = cems)
 }
 
 # --- checks ----------------------------------------------------------------
@@ -231,7 +253,7 @@ plan_context <- function(data, design, models, settings, matches) {
               models = models,
               settings = settings, m = as.integer(m), imputed = imputed,
               to_impute = to_impute, dropped = dropped, missing = miss)
-  if (design$programme == "FS" && any(models$strand == "did" & runnable)) {
+  if (any(models$strand == "did" & runnable)) {
     ctx$matches <- plan_matches(data, design, models, matches)
   }
   ctx
@@ -318,26 +340,43 @@ plan_fill <- function(df, ctx, k) {
   df
 }
 
-# FS: trend matching per outcome (nearest candidate unless selected).
+# The DiD strands (FS, FV with comparators): trend matching per outcome on
+# every referral from the start of the records (nearest candidate unless
+# selected). An outcome with its own population (reunification: children
+# entering care) is matched on that population's cohort.
 plan_matches <- function(data, design, models, matches) {
   outs <- unique(models$outcome[models$strand == "did" & is.na(models$requires)])
-  outs <- setdiff(outs, "absence")
+  # the absence DiD uses the primary outcome's pairs (plan_did_data())
+  outs <- unique(sub("^absence$", "cla_18m", outs))
   md <- design
   first <- min(data$referrals$referral_date, na.rm = TRUE)
   md$trial_start <- as.Date(first)
-  mco <- NULL
+  mco <- list()
   res <- list()
+  errors <- list()
   for (o in outs) {
     given <- matches[[o]]
     if (inherits(given, "sfp_trend_match")) {
       res[[o]] <- given
       next
     }
-    if (is.null(mco)) mco <- suppressMessages(build_cohort(data, md, outcomes = outs))
-    mt <- suppressWarnings(match_trends(mco, design, o))
+    key <- if (o %in% plan_own_population) o else "referral"
+    if (is.null(mco[[key]])) {
+      mco[[key]] <- suppressMessages(build_cohort(
+        data, md, outcomes = if (key == "referral") setdiff(outs, plan_own_population) else o))
+    }
+    # an outcome whose matching fails (e.g. quarters without children in a
+    # small sample) fails its DiD rows, not the plan
+    mt <- tryCatch(suppressWarnings(match_trends(mco[[key]], design, o)),
+                   error = function(e) e)
+    if (inherits(mt, "error")) {
+      errors[[o]] <- paste0("trend matching on ", o, ": ", conditionMessage(mt))
+      next
+    }
     if (!is.null(given)) mt <- select_matches(mt, given)
     res[[o]] <- mt
   }
+  attr(res, "errors") <- errors
   res
 }
 
@@ -361,13 +400,15 @@ plan_data <- function(row, ctx, k, cache) {
   }
   df <- plan_derived(df, design)
   out <- list(df = df)
-  if (row$strand == "did" && design$programme == "FS") {
+  if (row$strand == "did") {
     out <- plan_did_data(df, row, ctx, k)
-  } else if (row$strand == "stepped_wedge" && design$programme == "FS") {
-    tr <- design$las$la_code[design$las$role == "treated"]
-    out$df <- df[df$la %in% tr, , drop = FALSE]
+  } else if (row$strand == "stepped_wedge") {
+    # the stepped-wedge strand: the treated authorities only (the cohort of a
+    # DiD design also holds the comparators')
+    keep <- df$la %in% design$las$la_code[design$las$role == "treated"]
+    if (!all(keep)) out$df <- df[keep, , drop = FALSE]
   }
-  # only the FS DiD data (stacking and CEM) are worth keeping between rows;
+  # only the DiD data (stacking and CEM) are worth keeping between rows;
   # the rest is cheap to rebuild and would hold a copy per imputation
   if (row$strand == "did") assign(key, out, envir = cache)
   out
@@ -386,12 +427,15 @@ plan_derived <- function(df, design) {
   df
 }
 
-# FS DiD data: stacked pairs of the outcome's matching, CEM within pair x
-# financial year on the outcome's sample.
+# DiD data (FS, FV): stacked pairs of the outcome's matching, CEM within
+# pair x financial year on the outcome's sample.
 plan_did_data <- function(df, row, ctx, k) {
   o <- if (row$outcome == "absence") "cla_18m" else row$outcome
   mt <- ctx$matches[[o]]
-  if (is.null(mt)) stop("no trend matching for outcome ", o, call. = FALSE)
+  if (is.null(mt)) {
+    stop(attr(ctx$matches, "errors")[[o]] %||% paste("no trend matching for outcome", o),
+         call. = FALSE)
+  }
   st <- stack_pairs(df, mt, ctx$design)
   y <- if (row$outcome == "absence") "absence_rate" else row$outcome
   st <- st[!is.na(st[[y]]), , drop = FALSE]
@@ -407,7 +451,25 @@ plan_did_data <- function(df, row, ctx, k) {
   cm <- cem(f, data = st, cutpoints = spec$cutpoints[setdiff(names(spec$cutpoints), gone)],
             grouping = spec$grouping, exact = spec$exact)
   st$cem_weight <- cm$weights
+  # the individual of the stacked regression: a child in one pair (a
+  # comparator's children appear in every pair that uses their authority)
+  st$child_pair <- paste(st$child_id, st$pair, sep = "@")
   list(df = st, cem = cm, matches = mt)
+}
+
+# plan_prune() for a logit DiD formula `y ~ x | fe`: the rule is decided on
+# `y ~ x`, the fixed effects are put back.
+plan_did_prune <- function(row, formula, df, cache) {
+  rhs <- formula[[3]]
+  if (!(is.call(rhs) && identical(rhs[[1]], as.name("|")))) {
+    return(plan_prune(row, formula, df, cache, binomial = TRUE))
+  }
+  main <- formula
+  main[[3]] <- rhs[[2]]
+  pr <- plan_prune(row, main, df, cache, binomial = TRUE)
+  f <- pr$formula
+  f[[3]] <- call("|", pr$formula[[3]], rhs[[3]])
+  list(formula = f, df = pr$df)
 }
 
 # Expand `.exposure` into indicators of periods since go-live (m >= 1).
@@ -548,21 +610,28 @@ plan_terms <- function(row, fit_terms) {
 run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   d <- plan_data(row, ctx, k, cache)
   pf <- plan_formula(row, d$df)
+  # weighted rows (the FS absence DiD: CEM weights; unmatched rows have 0)
+  # and CR2 clustered rows
+  w <- if (!is.na(row$weights)) row$weights else NULL
+  if (!is.null(w)) pf$df <- pf$df[pf$df[[w]] > 0, , drop = FALSE]
   y <- all.vars(pf$formula[[2]])[1]
   fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
   pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial")
+  cr2 <- grepl("CR2", row$inference, fixed = TRUE)
   # a binomial model refitted on the next imputation starts from its fit on
   # the previous one (the same estimates to the optimiser's tolerance)
   key <- paste("start", row$id, sep = "|")
-  fit <- sw_glmm_fit(quote(sw_glmm(formula = pf$formula, data = pf$df, family = family)),
+  fit <- sw_glmm_fit(quote(sw_glmm(formula = pf$formula, data = pf$df, family = family,
+                                   weights = w, cluster = row$cluster)),
                      pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian(),
-                     start = cache[[key]])
+                     weights = w, cluster = if (cr2) row$cluster, start = cache[[key]])
   assign(key, glmm_start(fit), envir = cache)
-  V <- fit$vcov
+  V <- if (cr2) fit$cr2$vcov else fit$vcov
   terms <- plan_terms(row, names(fit$coefficients))
   scale <- if (fam == "binomial") "log_odds" else if (all(pf$df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"
   est <- do.call(rbind, lapply(terms, function(t)
-    plan_est(t, scale, fit$coefficients[[t]], sqrt(V[t, t]))))
+    plan_est(t, scale, fit$coefficients[[t]], sqrt(V[t, t]),
+             if (cr2) fit$cr2$df[[t]] else NA_real_)))
   single <- !any(grepl("^exposure_|readiness", names(fit$coefficients)))
   if (fam == "binomial" && row$term == "treated" && single && !is.null(fit$treatment$risk_difference)) {
     rd <- fit$treatment$risk_difference
@@ -578,6 +647,12 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   w <- if (!is.na(row$weights)) row$weights else NULL
   df <- if (!is.null(w)) pf$df[pf$df[[w]] > 0, , drop = FALSE] else pf$df
   fam <- if (row$family %in% c("auto", "gaussian", "binomial", "conditional_logit")) row$family else "auto"
+  # a logit (the FV DiD strand's binary outcomes): levels without events
+  # merged ("auto", FS, is left to did_fit()'s weighted baseline-rate rule)
+  if (identical(fam, "binomial")) {
+    pf <- plan_did_prune(row, pf$formula, df, cache)
+    df <- pf$df
+  }
   fit <- suppressMessages(did_fit(pf$formula, df, cluster = row$cluster, weights = w, family = fam))
   y <- all.vars(pf$formula[[2]])[1]
   scale <- if (fit$family == "gaussian") {

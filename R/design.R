@@ -245,6 +245,19 @@ design_family_safeguarding <- function(data_or_rollout,
 #' * Age bands: the protocol's 0-3, 4-12 (FV p. 16) do not cover 0-17; a
 #'   13-17 band is added (`vignette("methods")`, section 0 item 2).
 #' * "Within m months" and observability as in [design_family_safeguarding()].
+#' * The DiD strand (`strand = "did"`): the protocol adds "a DiD analysis"
+#'   ("Triangulation of results": "Since we will conduct an analysis
+#'   exploiting the stepped wedge design of the implementation as well as a
+#'   DiD analysis, results will have to be triangulated") and specifies it no
+#'   further, so it follows the Family Safeguarding DiD protocol: comparator
+#'   authorities matched on pre-period trends per outcome, children matched
+#'   by coarsened exact matching within the treated-comparator pair and
+#'   financial year ("We match on individual-level control variables within
+#'   the same financial year"), the DiD weighted by the CEM weights. The CEM
+#'   coarsening is that protocol's ([fs_coarsening()]: gender, age at
+#'   referral, ethnic major group, disability, FSM or pupil premium
+#'   eligibility, UASC, a previous CPP), with the age bins widened to the
+#'   Family Valued ages (0-3, 4-12, 13-17, the `age_bands`); argument `cem`.
 #'
 #' @inheritParams design_family_safeguarding
 #' @param data_or_rollout An `sfp_data` object holding a `rollout` table, or
@@ -269,10 +282,18 @@ design_family_safeguarding <- function(data_or_rollout,
 #'   sample and arm; `"first_open"`: the first one that stayed open after
 #'   assessment.
 #' @param step_months Length of a stepped-wedge period in months (FV p. 8).
+#' @param cem The child-level CEM of the DiD strand (used only with
+#'   `strand = "did"`): `NULL` for the Family Safeguarding protocol's
+#'   coarsening with this design's age bands (see Details), `"period"` for
+#'   the same matched within pre/post go-live instead of financial year (the
+#'   Family Safeguarding protocol's fallback "if this results in dropping too
+#'   many observations"), or a list as [fs_coarsening()] returns (`formula`,
+#'   `cutpoints`, `grouping`, `exact`).
 #' @return An object of class `sfp_design` (see
 #'   [design_family_safeguarding()]) with programme "FV", `las` also holding
 #'   `wedge_order`, `stratum`, `embed_start`, `embed_end`, `alt_go_live_date`,
-#'   and `step_months`.
+#'   and `step_months`; with `strand = "did"`, `cem` holds the CEM
+#'   specification (else `NULL`).
 #' @examples
 #' rollout <- data.frame(
 #'   la_code = c("301", "302", "303"), programme = "FV", role = "treated",
@@ -301,7 +322,8 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                                  fsm_column = "fsm_ever6",
                                  max_missing = 0.3,
                                  strand = c("stepped_wedge", "did"),
-                                 quarter = c("calendar", "financial")) {
+                                 quarter = c("calendar", "financial"),
+                                 cem = NULL) {
   strand <- match.arg(strand)
   reunification <- match.arg(reunification)
   entry <- match.arg(entry)
@@ -354,7 +376,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                    "prop_fsm", "prop_white_british", "other_innovation_programme"),
     covariates_exclude = list(),
     strata = stats::setNames(las$stratum, las$la_code),
-    cem = NULL
+    cem = if (strand == "did") design_cem(cem, age_bands, age_range)
   ), class = "sfp_design")
 }
 
@@ -591,6 +613,42 @@ check_term_dates <- function(x) {
   data.frame(year = y, term = t, start = st)
 }
 
+# The child-level CEM of a DiD strand: the Family Safeguarding protocol's
+# coarsening ("Gender ...; Age of children at the time of referral (0-3,
+# 4-12); Ethnicity (major group); Disability; Free school meal eligibility
+# ...; Unaccompanied Asylum Seeker; ... previously been made the subject of a
+# CP"), within pair x financial year, with the age bins of `age_bands` (the
+# last ending at the upper age limit); `spec` "period" matches within pre/post
+# go-live, a list replaces it.
+design_cem <- function(spec, age_bands, age_range) {
+  time <- "fin_year"
+  if (is.character(spec) && length(spec) == 1L && spec %in% c("fin_year", "period")) {
+    time <- spec
+    spec <- NULL
+  }
+  if (is.null(spec)) {
+    spec <- fs_coarsening(time)
+    spec$cutpoints$age <- as.numeric(c(age_bands[1], age_bands[-1] - 1L, age_range[2]))
+    labels <- paste(age_band_labels(age_bands, age_range[2]), collapse = ", ")
+  } else {
+    ok <- is.list(spec) && inherits(spec$formula, "formula") && length(spec$formula) == 3L &&
+      is.list(spec$cutpoints %||% list()) && is.list(spec$grouping %||% list()) &&
+      (is.null(spec$exact) || is.character(spec$exact))
+    if (!ok) {
+      stop_arg("cem", "must be NULL, \"fin_year\", \"period\" or a list with a two-sided `formula`, `cutpoints` and `grouping` (lists) and `exact` (column names)",
+               "start from fs_coarsening() and edit it.")
+    }
+    spec <- list(formula = spec$formula, cutpoints = spec$cutpoints %||% list(),
+                 grouping = spec$grouping %||% list(), exact = spec$exact)
+    labels <- NULL
+  }
+  coarsening <- if (is.null(labels)) "as given" else
+    list(gender = "codes 0-3", age_band = labels, ethnic_group = "major group",
+         previous_cpp = "n_previous_cpp > 0")
+  c(spec, list(variables = all.vars(spec$formula[[3]]), coarsening = coarsening,
+               within = spec$exact, widen_to = if (time == "fin_year") "period"))
+}
+
 eth_covariate <- function(ethnicity) {
   if (match.arg(ethnicity, c("cin", "major")) == "cin") "ethnicity_cin" else "ethnic_group"
 }
@@ -628,6 +686,10 @@ print.sfp_design <- function(x, ...) {
     cat("CEM on:                        ", paste(x$cem$variables, collapse = ", "),
         " within ", paste(x$cem$within, collapse = " x "), "\n", sep = "")
   } else {
+    if (!is.null(x$cem)) {
+      cat("CEM on (DiD strand):           ", paste(x$cem$variables, collapse = ", "),
+          " within ", paste(x$cem$within, collapse = " x "), "\n", sep = "")
+    }
     cat("Kinship placements:            ", paste(x$codes$kinship, collapse = " "), "\n", sep = "")
     cat("Returned home (", x$reunification, "):        ",
         paste(x$codes$reunification, collapse = " "), "\n", sep = "")

@@ -153,7 +153,14 @@ hansen_correct_ <- function(rho_hat, T, bc, tol, maxit) {
 #' Amemiya's variance components from the within (LA fixed effects)
 #' residuals, which work with few LAs, then quasi-demeaning by
 #' \eqn{\hat\theta_g = 1 - \sqrt{\sigma_e^2/(\sigma_e^2 + n_g\sigma_u^2)}},
-#' OLS, and the same cluster-robust variance and t(G - 1).
+#' OLS, and the same cluster-robust variance and t(G - 1). With `weights`
+#' (prior weights: residual variance \eqn{\sigma_e^2/w_i}) the rows are
+#' quasi-demeaned by the weighted group mean with \eqn{\hat\theta_g = 1 -
+#' \sqrt{\sigma_e^2/(\sigma_e^2 + W_g\sigma_u^2)}}, \eqn{W_g} the group's
+#' weight, and fitted by weighted least squares; Amemiya's components are
+#' plm's unbalanced-panel formulas with counts replaced by weights (within
+#' residuals from the weighted within regression). Equal weights give the
+#' unweighted fit; rows of weight 0 are left out and counted.
 #'
 #' **Treatment that starts inside a period.** The Family Safeguarding
 #' treatment is the child's: 1 when the first referral falls on or after
@@ -192,7 +199,7 @@ hansen_correct_ <- function(rho_hat, T, bc, tol, maxit) {
 #' @param tol,maxit Convergence tolerance (largest change relative to
 #'   \eqn{|\rho| + 1}) and maximum iterations of the bias correction.
 #' @param weights `NULL`, the name of a column of `data` or a vector with
-#'   one non-negative weight per row (e.g. CEM weights); `method = "ar"` only.
+#'   one non-negative weight per row (e.g. CEM weights).
 #' @return An object of class `sfp_fgls`: `coefficients` and `vcov` of the
 #'   regressors, `df` (G - 1), `rho_hat` (uncorrected) and `rho` (used),
 #'   `bc`, `bc_converged`, `G`, `T`, `p`, `nobs` (N), `K`, `micro`,
@@ -239,10 +246,22 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
   T <- P$T
   n_dropped <- P$n_dropped
   if (method == "re") {
-    if (weighted) {
-      stop_arg("weights", "are not used by method = \"re\"", "use method = \"ar\" for a weighted FGLS")
+    pos <- w > 0
+    empty <- setdiff(seq_len(G), gi[pos])
+    if (length(empty)) {
+      stop_arg("weights", sprintf("are 0 in every row of %s %s", group,
+                                  paste(utils::head(glev[empty], 5), collapse = ", ")),
+               "drop the group, or give its matched rows positive weights")
     }
-    return(fgls_re_(y, X, gi, ti, glev, tlev, n_dropped, cl))
+    if (weighted && length(unique(w[pos])) > 1L) {
+      return(fgls_re_w_(y[pos], X[pos, , drop = FALSE], w[pos], gi[pos], ti[pos], glev, tlev,
+                        n_dropped, sum(!pos), cl))
+    }
+    # equal weights are no weights (the model is the same)
+    fit <- fgls_re_(y[pos], X[pos, , drop = FALSE], gi[pos], ti[pos], glev, tlev, n_dropped, cl)
+    fit$weighted <- weighted
+    fit$n_zero_weight <- sum(!pos)
+    return(fit)
   }
   check_balanced_(P, group, time)
   if (T <= p) {
@@ -523,6 +542,80 @@ fgls_re_ <- function(y, X, gi, ti, glev, tlev, n_dropped, cl) {
     coefficients_all = b, vcov_all = V, df = G - 1, method = "re",
     sigma2 = rc$sigma2, theta = theta, G = G, T = length(tlev),
     nobs = length(y), K = ncol(Xf), n_dropped = n_dropped, call = cl
+  ), class = "sfp_fgls")
+}
+
+# Weighted random-effects FGLS (method = "re", weights w > 0 not all equal):
+# y = a + X b + tau_t + u_g + e, var(e_i) = sigma_e^2 / w_i. The GLS
+# transform is sqrt(w_i) (y_i - theta_g ybar_wg), ybar_wg the weighted group
+# mean, theta_g = 1 - sqrt(s2e / (s2e + W_g s2u)), W_g the group's weight.
+# Amemiya's components for unbalanced panels (plm's, as fgls_re_()) with
+# counts replaced by weights: within WLS (weighted group demeaning) residuals
+# r, s2e = sum w r^2 / (O - G - K_W); e = y - X b_W centred at its weighted
+# mean, quad2 = sum_g W_g ebar_wg^2, E quad2 = m s2e + (W - sum W_g^2 / W)
+# s2u with m = G - 1 + tr((Xw'W Xw)^-1 XB'W XB), XB the weighted group means
+# of X centred at their weighted mean. With w = 1 these are fgls_re_()'s
+# unbalanced formulas.
+fgls_re_w_ <- function(y, X, w, gi, ti, glev, tlev, n_dropped, n_zero_weight, cl) {
+  G <- length(glev)
+  TF <- if (length(tlev) > 1L) {
+    stats::model.matrix(~ factor(ti, seq_along(tlev)))[, -1, drop = FALSE]
+  } else matrix(0, length(y), 0)
+  colnames(TF) <- if (ncol(TF)) paste0("period_", tlev[-1]) else character()
+  Xf <- cbind("(Intercept)" = 1, X, TF)
+  q0 <- qr(Xf)
+  if (q0$rank < ncol(Xf)) {
+    bad <- colnames(Xf)[q0$pivot[(q0$rank + 1):ncol(Xf)]]
+    stop_arg("formula", sprintf("has collinear regressors: %s", paste0("`", bad, "`", collapse = ", ")),
+             "remove them")
+  }
+  Wg <- rowsum(w, gi, reorder = TRUE)[, 1]
+  gmean <- function(M) (rowsum(as.matrix(M) * w, gi, reorder = TRUE) / Wg)[gi, , drop = FALSE]
+  sw <- sqrt(w)
+  Xk <- Xf[, -1, drop = FALSE]
+  Xw <- Xk - gmean(Xk)
+  keep <- !constant_cols_(Xw) & colSums(abs(Xw)) > 0
+  Xw <- Xw[, keep, drop = FALSE]
+  Xk <- Xk[, keep, drop = FALSE]
+  yw <- y - drop(gmean(y))
+  KW <- ncol(Xw)
+  bW <- if (KW) qr.coef(qr(sw * Xw), sw * yw) else numeric()
+  r <- yw - if (KW) drop(Xw %*% bW) else 0
+  O <- length(y)
+  s2e <- sum(w * r^2) / (O - G - KW)
+  e <- y - if (KW) drop(Xk %*% bW) else 0
+  e <- e - sum(w * e) / sum(w)
+  quad2 <- sum(w * drop(gmean(e))^2)
+  m_nu <- G - 1
+  if (KW) {
+    XB <- gmean(Xk)
+    XB <- sweep(XB, 2, colSums(w * XB) / sum(w))
+    m_nu <- m_nu + sum(diag(solve(crossprod(sw * Xw), crossprod(sw * XB))))
+  }
+  Wt <- sum(w)
+  s2u <- (quad2 - m_nu * s2e) / (Wt - sum(Wg^2) / Wt)
+  if (s2u < 0) {
+    warning("The estimated variance of the random effect is negative (",
+            format(s2u, digits = 3), "); it is set to 0, so the random-effects ",
+            "model is pooled weighted least squares.", call. = FALSE)
+    s2u <- 0
+  }
+  theta <- 1 - sqrt(s2e / (s2e + Wg * s2u))
+  Xs <- Xf - theta[gi] * gmean(Xf)
+  ys <- y - theta[gi] * drop(gmean(y))
+  q <- qr(sw * Xs)
+  b <- qr.coef(q, sw * ys)
+  names(b) <- colnames(Xf)
+  e <- drop(ys - Xs %*% b)
+  V <- ols_vcov_cl_(sw * Xs, sw * e, gi, "CR1")
+  dimnames(V) <- list(colnames(Xf), colnames(Xf))
+  keep <- colnames(X)
+  structure(list(
+    coefficients = b[keep], vcov = V[keep, keep, drop = FALSE],
+    coefficients_all = b, vcov_all = V, df = G - 1, method = "re",
+    sigma2 = c(idios = s2e, id = s2u), theta = stats::setNames(theta, glev), G = G,
+    T = length(tlev), nobs = O, K = ncol(Xf), weighted = TRUE,
+    n_zero_weight = n_zero_weight, n_dropped = n_dropped, call = cl
   ), class = "sfp_fgls")
 }
 

@@ -87,7 +87,9 @@ glmm_newdata <- function(object, newdata) {
 #' @param x,object An `sw_glmm` fit.
 #' @param newdata A data frame to predict for (`NULL`: the fitted rows).
 #' @param type `"link"` (linear predictor) or `"response"` (probability for
-#'   the binomial family).
+#'   the binomial family); for `residuals()`, `"response"` (y - mu) or
+#'   `"pearson"` ((y - mu) / sqrt(mu (1 - mu)) for the binomial family,
+#'   (y - mu) sqrt(w) / sigma for the gaussian, w the prior weights).
 #' @param re.form `NULL` to include the random intercepts, `NA` or `~0` to
 #'   set them to 0.
 #' @param marginal `TRUE` for the population-averaged risk (binomial,
@@ -191,6 +193,8 @@ residuals.sw_glmm <- function(object, type = c("response", "pearson"), ...) {
   r <- y - mu
   if (type == "pearson") {
     r <- r / if (object$family$family == "binomial") sqrt(mu * (1 - mu)) else object$residual_sd
+    # prior weights: residual variance sigma^2 / w (as lme4's)
+    if (!is.null(object$prior_weights)) r <- r * sqrt(object$prior_weights[object$kept_rows])
   }
   r
 }

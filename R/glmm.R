@@ -69,6 +69,19 @@
 #' variance and the fixed effects and optimised over the variance ratios; it
 #' equals lme4's REML criterion / deviance.
 #'
+#' **Prior weights** (`weights`, gaussian only), e.g. the CEM weights of the
+#' Family Safeguarding DiD: row i has residual variance sigma^2 / w_i, as
+#' `lme4::lmer(weights = )` (and `nlme::lme(weights = varFixed(~ 1 / w))`);
+#' the weights enter the cross-products (a child's number of rows becomes
+#' the sum of its weights), the log-likelihood includes -sum(log w) / 2 as
+#' lme4's does, rows with weight 0 are excluded and counted in
+#' `exclusion_flow`, and negative, missing or infinite weights are errors.
+#' With `cluster`, CR2 takes the weighted model's covariance as its target,
+#' in the original frame (as clubSandwich for the `lme` fit); it needs one
+#' weight per child (per unit of the random effect nested in the cluster),
+#' which CEM weights are. The binomial family takes no prior weights (write
+#' counts as `cbind(successes, failures)`).
+#'
 #' With 5 LAs the Wald tests are optimistic; the protocol's permutation test
 #' is the reference for inference on the treatment effect. For a gaussian
 #' fit, [wild_boot()] gives the wild cluster restricted bootstrap-t at the
@@ -141,6 +154,10 @@
 #'   effect `(1 | child_id)` with LA fixed effects (the Family Safeguarding
 #'   absence model). Computed per cluster from low-rank updates, without
 #'   n_g x n_g matrices. `NULL` (default): none.
+#' @param weights For the gaussian family: `NULL` (default) or prior weights,
+#'   the name of a column of `data` or one non-negative number per row
+#'   (residual variance sigma^2 / w). Rows with weight 0 are excluded and
+#'   counted.
 #' @param ... Not used; an error if given.
 #' @return An object of class `sw_glmm`, a list with `coefficients`, `vcov`,
 #'   `sigma` (random-intercept SD(s)), `loglik`, `nobs`, `ngroups`, `family`,
@@ -152,7 +169,8 @@
 #'   gaussian family `residual_sd`, `theta` (the SDs relative to the
 #'   residual SD) and, with `cluster`, `cr2` (`vcov`, `df` per coefficient,
 #'   `cluster`, `n_clusters`; also `vcov(fit, type = "CR2")`), for a
-#'   binomial response written `cbind(successes, failures)` `ntrials`, and
+#'   binomial response written `cbind(successes, failures)` `ntrials`,
+#'   `prior_weights` (the weights given, one per row of `data`, or `NULL`), and
 #'   what is needed to refit it cheaply.
 #' @examples
 #' set.seed(1)
@@ -173,14 +191,15 @@
 #' @export
 sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
                     REML = TRUE, treatment = "treated", sigma = NULL,
-                    control = list(), cluster = NULL, ...) {
+                    control = list(), cluster = NULL, weights = NULL, ...) {
   if (...length()) {
     stop_arg("...", sprintf("has unused argument%s %s",
                             if (...length() > 1) "s" else "",
                             paste0("`", ...names() %||% rep("", ...length()), "`", collapse = ", ")),
              "check the spelling of the argument names.")
   }
-  sw_glmm_fit(match.call(), formula, data, family, nAGQ, REML, treatment, sigma, control, cluster)
+  sw_glmm_fit(match.call(), formula, data, family, nAGQ, REML, treatment, sigma, control, cluster,
+              weights)
 }
 
 # sw_glmm() after its `...` check. `start` (internal: analyse() refits a
@@ -189,7 +208,7 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
 # same to the optimiser's tolerance.
 sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L,
                         REML = TRUE, treatment = "treated", sigma = NULL,
-                        control = list(), cluster = NULL, start = NULL) {
+                        control = list(), cluster = NULL, weights = NULL, start = NULL) {
   family <- glmm_family(family)
   ctrl <- glmm_control(control)
   if (!inherits(formula, "formula") || length(formula) != 3L) {
@@ -225,7 +244,8 @@ sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L
       stop_arg("cluster", "must name one column of `data` (the local authority)")
     }
   }
-  prep <- glmm_prepare(formula, data, family, treatment, sigma)
+  w <- sw_glmm_weights(weights, data, family)
+  prep <- glmm_prepare(formula, data, family, treatment, sigma, w)
   fit <- if (family$family == "binomial") {
     binom_fit(prep, as.integer(nAGQ), sigma, ctrl, start)
   } else {
@@ -239,6 +259,7 @@ sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L
   fit$design <- prep$design
   fit$kept_rows <- prep$kept
   fit$n_data <- nrow(data)
+  fit$prior_weights <- w
   if (isTRUE(fit$boundary) && is.null(sigma)) {
     if (family$family == "binomial") {
       message("sw_glmm(): the random-intercept SD is estimated at the boundary (sigma = 0); ",
@@ -253,6 +274,20 @@ sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L
 }
 
 plural <- function(n, one, many) if (n == 1L) one else many
+
+# Prior weights of a linear mixed model (NULL: none). Missing, negative or
+# infinite weights are errors naming the rows; all-zero weights an error;
+# zero weights exclude rows (glmm_prepare() counts them).
+sw_glmm_weights <- function(weights, data, family) {
+  if (is.null(weights)) return(NULL)
+  if (family$family != "gaussian") {
+    stop_arg("weights", "are supported for the gaussian family (linear mixed model) only",
+             "for binomial counts write the response as cbind(successes, failures); drop `weights` for a binomial fit.")
+  }
+  w <- resolve_weights_(weights, data)
+  if (!any(w > 0)) stop_arg("weights", "are all 0", "give the rows to analyse positive weights.")
+  w
+}
 
 glmm_family <- function(family) {
   if (is.character(family)) {
@@ -340,7 +375,7 @@ parse_glmm_formula <- function(formula) {
 
 # ---- data preparation --------------------------------------------------------
 
-glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
+glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights = NULL) {
   pf <- parse_glmm_formula(formula)
   env <- environment(formula) %||% parent.frame()
   if (family$family == "binomial" && length(pf$groups) > 1L) {
@@ -398,6 +433,20 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
                 "such rows carry no information; drop them before fitting to silence this warning.")
       flow <- rbind(flow, data.frame(step = "no trials (successes + failures = 0)",
                                      excluded = sum(z), remaining = sum(!(miss | z))))
+      miss <- miss | z
+    }
+  }
+  if (!is.null(weights)) {
+    z <- !miss & weights == 0
+    if (all(z | miss)) {
+      stop_arg("weights", "are 0 in every row left to fit", "give the analysed rows positive weights.")
+    }
+    if (any(z)) {
+      message(sprintf("sw_glmm(): %s row%s with zero weight excluded (%s).",
+                      format(sum(z), big.mark = ","), if (sum(z) == 1) "" else "s",
+                      describe_rows(which(z))))
+      flow <- rbind(flow, data.frame(step = "zero weight", excluded = sum(z),
+                                     remaining = sum(!(miss | z))))
       miss <- miss | z
     }
   }
@@ -523,7 +572,8 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL) {
                          control_clusters = rowSums(matrix(n_all - n_trt > 0, ncol = G, byrow = TRUE)),
                          row.names = NULL)
   }
-  list(X = X, y = y, trials = trials, cl = cl, child = child, groups = pf$group_names,
+  list(X = X, y = y, trials = trials, weights = weights[kept], cl = cl, child = child,
+       groups = pf$group_names,
        levels = lev1, child_levels = lev2, terms = terms, flow = flow,
        kept = kept, yname = yname, treatment = trt, design = design,
        xlevels = stats::.getXlevels(terms, mf))
@@ -1036,9 +1086,18 @@ binom_treatment <- function(fit) {
 # T_am = sum of S_c over the children of cluster a with m rows,
 # alpha_m = t2^2 / (1 + m t2^2), f_m = 1 / (1 + m t2^2),
 # q_a = sum_m cnt_am m f_m, gamma_a = t1^2 / (1 + t1^2 q_a).
-lmm_setup <- function(X, y, cl, child, G) {
+# Prior weights w (residual variance sigma^2 / w_i, as lmer(weights =)): the
+# model for the rows scaled by sqrt(w_i) has the random-effect design
+# sqrt(w_i) in place of 1, so Z'Z becomes Z'diag(w)Z, the child and cluster
+# sums become weighted sums (S_c = sum_i w_i z_i) and a child's "number of
+# rows" m becomes the sum of its weights; without a nested term cnt_a is the
+# weight sum of cluster a (the rows are the children, m = 1 scales nothing
+# since t2 = 0). w = NULL: all 1.
+lmm_setup <- function(X, y, cl, child, G, w = NULL) {
   Z <- cbind(X, y)
-  out <- list(ZZ = crossprod(Z), N = nrow(X), p = ncol(X), G = G,
+  Zw <- if (is.null(w)) Z else Z * w
+  ones <- if (is.null(w)) rep(1, nrow(Z)) else w
+  out <- list(ZZ = crossprod(Z, Zw), N = nrow(X), p = ncol(X), G = G,
               nested = !is.null(child))
   # the same cross-products per cluster (for the cluster bootstrap):
   # ZZg[, , a] = Z_a'Z_a, Mg[[i]][, , a] = sum of S_c S_c' over cluster a's
@@ -1047,38 +1106,57 @@ lmm_setup <- function(X, y, cl, child, G) {
   keep_g <- G * ncol(Z) <= nrow(Z)
   if (keep_g) {
     rows <- split(seq_len(nrow(Z)), factor(cl, levels = seq_len(G)))
-    out$ZZg <- vapply(rows, function(i) crossprod(Z[i, , drop = FALSE]), out$ZZ * 0)
+    out$ZZg <- vapply(rows, function(i) crossprod(Z[i, , drop = FALSE], Zw[i, , drop = FALSE]),
+                      out$ZZ * 0)
   }
   if (is.null(child)) {
     out$m <- 1
-    out$Tam <- list(rowsum(Z, cl, reorder = TRUE))
-    out$cnt <- matrix(tabulate(cl, G), G, 1L)
+    out$Tam <- list(rowsum(Zw, cl, reorder = TRUE))
+    out$cnt <- matrix(rowsum(ones, cl, reorder = TRUE)[, 1], G, 1L)
     out$M <- list(NULL)
   } else {
-    S <- rowsum(Z, child, reorder = TRUE)
-    nc <- tabulate(child)
+    S <- rowsum(Zw, child, reorder = TRUE)
+    nc <- rowsum(ones, child, reorder = TRUE)[, 1]
     ccl <- cl[match(seq_len(nrow(S)), child)]
     m <- sort(unique(nc))
+    cls <- match(nc, m)
     out$m <- m
-    out$M <- lapply(m, function(k) crossprod(S[nc == k, , drop = FALSE]))
-    out$Tam <- lapply(m, function(k) {
+    out$M <- lapply(seq_along(m), function(k) crossprod(S[cls == k, , drop = FALSE]))
+    out$Tam <- lapply(seq_along(m), function(k) {
       T0 <- matrix(0, G, ncol(Z))
-      sel <- nc == k
+      sel <- cls == k
       rs <- rowsum(S[sel, , drop = FALSE], ccl[sel], reorder = TRUE)
       T0[as.integer(rownames(rs)), ] <- rs
       T0
     })
-    out$cnt <- vapply(m, function(k) tabulate(ccl[nc == k], G), double(G))
+    out$cnt <- vapply(seq_along(m), function(k) tabulate(ccl[cls == k], G), double(G))
     dim(out$cnt) <- c(G, length(m))
-    if (keep_g) out$Mg <- lapply(m, function(k) {
-      vapply(seq_len(G), function(a) crossprod(S[nc == k & ccl == a, , drop = FALSE]),
+    # per-cluster M's only while they stay no larger than the data (with
+    # continuous weights every child can have its own weight sum)
+    if (keep_g && length(m) * G * ncol(Z) <= nrow(Z)) out$Mg <- lapply(seq_along(m), function(k) {
+      vapply(seq_len(G), function(a) crossprod(S[cls == k & ccl == a, , drop = FALSE]),
              out$ZZ * 0)
     })
+    # otherwise the cluster bootstrap sums S_c S_c' from the child sums
+    out$keep_S <- keep_g && is.null(out$Mg)
     out$S <- S
     out$nc <- nc
     out$ccl <- ccl
   }
-  out
+  lmm_stack(out)
+}
+
+# The child-size classes' M_m and T_am side by side ((p + 1)^2 x K and
+# G (p + 1) x K), so that the criterion sums over K classes in one product
+# (K is large when weighted children have many distinct weight sums).
+lmm_stack <- function(s) {
+  if (s$nested) {
+    s$Mmat <- vapply(s$M, c, double(length(s$ZZ)))
+    dim(s$Mmat) <- c(length(s$ZZ), length(s$M))
+  }
+  s$Tmat <- vapply(s$Tam, c, double(length(s$Tam[[1]])))
+  dim(s$Tmat) <- c(length(s$Tam[[1]]), length(s$Tam))
+  s
 }
 
 # Newton polish of the optimum of a smooth criterion in 1-2 parameters
@@ -1130,10 +1208,8 @@ lmm_crit <- function(s, t, REML, pieces = FALSE) {
   p <- s$p
   f <- 1 / (1 + s$m * t2^2)
   P <- s$ZZ
-  if (s$nested) {
-    for (i in seq_along(s$m)) P <- P - (t2^2 * f[i]) * s$M[[i]]
-  }
-  Ta <- Reduce(`+`, Map(function(Tm, fi) fi * Tm, s$Tam, f))
+  if (s$nested) P <- P - matrix(s$Mmat %*% (t2^2 * f), nrow(P))
+  Ta <- matrix(s$Tmat %*% f, nrow(s$Tam[[1]]))
   q <- drop(s$cnt %*% (s$m * f))
   gam <- t1^2 / (1 + t1^2 * q)
   P <- P - crossprod(Ta * sqrt(gam))
@@ -1162,18 +1238,20 @@ lmm_crit <- function(s, t, REML, pieces = FALSE) {
 # shift is then not a reparametrisation). The fit in the Zs frame maps back
 # exactly: beta = Tx^-1 (s beta_s + t), the residual variance times s^2, and
 # the criterion changes by 2 log|det Tx| (REML only) + 2 (N - p) log s (REML)
-# or 2 N log s (ML).
-lmm_standardise <- function(X, y) {
+# or 2 N log s (ML). With prior weights w the means and SDs are weighted
+# (the map is row-wise, so it commutes with the weighting).
+lmm_standardise <- function(X, y, w = NULL) {
   Z <- cbind(X, y)
   k <- ncol(Z)
+  w <- if (is.null(w)) rep(1, nrow(Z)) else w
   j0 <- which(colnames(X) == "(Intercept)")
   j0 <- if (length(j0) == 1L && all(X[, j0] == 1)) j0 else integer()
   T <- diag(k)
   for (j in setdiff(seq_len(k), j0)) {
     v <- Z[, j]
-    m <- if (length(j0)) sum(v) / length(v) else 0
+    m <- if (length(j0)) sum(w * v) / sum(w) else 0
     v <- v - m
-    sdv <- sqrt(sum(v^2) / length(v))
+    sdv <- sqrt(sum(w * v^2) / sum(w))
     if (!(sdv > 0)) sdv <- 1
     Z[, j] <- v / sdv
     T[j, j] <- sdv
@@ -1189,8 +1267,9 @@ lmm_fit <- function(prep, REML, ctrl, cluster = NULL) {
     stop_arg("data", sprintf("has %d rows for %d fixed effects", length(prep$y), p),
              "use more data or fewer terms.")
   }
-  st <- lmm_standardise(prep$X, prep$y)
-  s <- lmm_setup(st$X, st$y, prep$cl, prep$child, G)
+  w <- prep$weights
+  st <- lmm_standardise(prep$X, prep$y, w)
+  s <- lmm_setup(st$X, st$y, prep$cl, prep$child, G, w)
   s$T <- st$T
   s$j0 <- st$j0
   k <- if (s$nested) 2L else 1L
@@ -1235,6 +1314,8 @@ lmm_fit <- function(prep, REML, ctrl, cluster = NULL) {
   vc <- sig2 * tcrossprod(TRi)
   dimnames(vc) <- list(nm, nm)
   dev <- pc$dev + (if (REML) 2 * sum(log(abs(diag(Tx)))) + 2 * (N - p) * log(ss) else 2 * N * log(ss))
+  # residual variances sigma^2 / w_i: log|V| has - sum(log w) (as lme4's)
+  if (!is.null(w)) dev <- dev - sum(log(w))
   sds <- sqrt(sig2) * th
   names(sds) <- prep$groups
   boundary <- any(th < ctrl$boundary_tol)
@@ -1257,7 +1338,7 @@ lmm_fit <- function(prep, REML, ctrl, cluster = NULL) {
               nobs = N, ngroups = stats::setNames(c(G, if (s$nested) nrow(s$S)), prep$groups),
               method = if (REML) "REML" else "ML", boundary = boundary,
               converged = conv$converged, convergence = conv, ranef = re,
-              setup = s[setdiff(names(s), c("S", "nc", "ccl"))])
+              setup = if (isTRUE(s$keep_S)) s else s[setdiff(names(s), c("S", "nc", "ccl"))])
   if (!is.null(prep$treatment) && !is.null(prep$treatment$coef)) {
     out$trt_info <- list(name = prep$treatment$name, coef = prep$treatment$coef)
   }
@@ -1304,7 +1385,19 @@ lmm_fit_cr2 <- function(prep, st, th, e_s, M, Txi, ss, cluster, nm) {
     a <- th[1]^2
     b <- 0
   }
-  r <- lmm_cr2(st$X, e_s, ccl, unit, a, b, M, L = t(Txi))
+  w <- prep$weights
+  if (!is.null(w)) {
+    # the weight must be constant within a unit (a child: CEM weights are)
+    ub <- unit[!duplicated(unit)]
+    bad <- which(w != w[!duplicated(unit)][match(unit, ub)])
+    if (length(bad)) {
+      lev <- if (!is.null(prep$child)) prep$groups[2] else prep$groups[1]
+      stop_rows("data", "weights", cluster$kept[bad],
+                sprintf("differ from the weight of another row of the same `%s`", lev),
+                sprintf("CR2 with weights needs one weight per `%s` (as CEM gives per child); give its rows the same weight, or drop `cluster`.", lev))
+    }
+  }
+  r <- lmm_cr2(st$X, e_s, ccl, unit, a, b, M, L = t(Txi), w = w)
   V <- ss^2 * Txi %*% r$vcov %*% t(Txi)
   dimnames(V) <- list(nm, nm)
   list(vcov = V, df = stats::setNames(r$df, nm), cluster = cluster$name, n_clusters = G)
@@ -1362,6 +1455,7 @@ profile_loglik_fun <- function(fit, j) {
       s2$ZZ <- crossprod(L, s$ZZ %*% L)
       if (s$nested) s2$M <- lapply(s$M, function(M) crossprod(L, M %*% L))
       s2$Tam <- lapply(s$Tam, function(Tm) Tm %*% L)
+      s2 <- lmm_stack(s2)
       s2$p <- p - 1L
       o <- stats::nlminb(fit$theta, function(t) lmm_crit(s2, t, REML = FALSE),
                          lower = rep(0, k), upper = rep(1e4, k),
@@ -1597,9 +1691,13 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   if (!is.null(x$ncells)) cat(sprintf(" (%s binomial cells)", format(x$ncells, big.mark = ",")))
   cat("\n")
   if (!is.null(x$exclusion_flow) && nrow(x$exclusion_flow) > 1L) {
-    cat(sprintf("Excluded: %s rows with a missing value (see `exclusion_flow`)\n",
-                format(sum(x$exclusion_flow$excluded), big.mark = ",")))
+    steps <- x$exclusion_flow$step[-1]
+    cat(sprintf("Excluded: %s rows %s (see `exclusion_flow`)\n",
+                format(sum(x$exclusion_flow$excluded), big.mark = ","),
+                if (all(steps == "missing value in a model variable")) "with a missing value" else
+                  paste0("(", paste(steps, collapse = "; "), ")")))
   }
+  if (!is.null(x$prior_weights)) cat("Prior weights: residual variance sigma^2 / w\n")
   cat("\nFixed effects:\n")
   tab <- coef_table(x)
   m <- as.matrix(tab[, -1])

@@ -1,22 +1,69 @@
-# wild_boot() for a gaussian sw_glmm() fit: the wild cluster restricted
-# bootstrap-t for one fixed effect of the linear mixed model, at the level of
-# the outer random-effect grouping (the authority).
+# wild_boot() for a gaussian sw_glmm() fit: the wild cluster bootstrap-t for
+# one fixed effect of the linear mixed model, at the level of the outer
+# random-effect grouping (the authority); restricted (WCR) or unrestricted
+# (WCU), with the fit's or the leave-one-cluster-out (jackknife) residuals in
+# the bootstrap DGP, studentised by CR1 or by the CR3 jackknife (MacKinnon,
+# Nielsen & Webb 2023's WC{R,U}{1,3}{1,3}). Mammen weights are enumerated with
+# their probabilities (2^G vectors, G <= 12).
 #
 # With the variance components held at their estimates, the fixed effects are
 # the GLS estimator beta = M X'W y, M = (X'WX)^-1, W = V^-1 block-diagonal by
 # cluster, a linear function of y. For a contrast c (the coefficient, in the
 # standardised frame of lmm_standardise()) and m = M c:
-#   restricted fit   b0 = beta - m (c'beta - r) / (c'm), u0 = y - X b0;
+#   restricted fit   b0 = beta - m (c'beta - r) / (c'm), u0 = y - X b0
+#                    (unrestricted: b0 = beta, u0 = u, and the bootstrap
+#                    centre is c'beta instead of r);
+#   jackknife DGP    u0_g replaced by y_g - X_g b0_(g), b0_(g) the (restricted)
+#                    fit without cluster g; Om_g below is then X_g'W_g times
+#                    it, and everything else is unchanged (lmm_jack_dgp());
 #   bootstrap data   y* = X b0 + (u0 o v), v constant within a cluster;
-#   numerator        c'beta* - r = sum_g v_g a_g,  a_g = m' X_g'W_g u0_g;
-#   cluster scores   m' X_h'W_h u*_h = (K v)_h,
-#                    K_hg = delta_hg a_h - (X_h'W_h X_h m)' M (X_g'W_g u0_g);
-#   t*(v) = a'v / sqrt(c sum_h (K v)_h^2), c = G / (G - 1) (CR1; it cancels
-#   between t and t*). v = 1 gives the observed t.
+#   numerator        c'beta* - r = sum_g v_g a_g,  a_g = m' Om_g,
+#                    Om_g = X_g'W_g u0_g;
+#   CR1: cluster scores m' X_h'W_h u*_h = (K v)_h,
+#                    K_hg = delta_hg a_h - (X_h'W_h X_h m)' M Om_g;
+#   CR3: with A_g = X_g'W_g X_g, A = sum A_g, the leave-g-out GLS of the
+#        draw is beta*_(g) = (A - A_g)^-1 sum_{h != g} X_h'W_h y*_h
+#                          = b0 + (A - A_g)^-1 sum_{h != g} v_h Om_h,
+#        and beta* = b0 + M sum_h v_h Om_h, so
+#        c'(beta*_(g) - beta*) = (J v)_g,
+#        J_gh = [h != g] c'(A - A_g)^-1 Om_h - a_h,
+#        and CR3 = (G - 1) / G sum_g (J v)_g^2;
+#   t*(v) = a'v / sqrt(cf sum_h (K v)_h^2) (K or J; cf = G / (G - 1) or
+#   (G - 1) / G cancels between t and t*). With the fit's residuals v = 1
+#   gives the observed t.
 # Every piece is a per-cluster cross-product of Z = [X y] under W, which
 # sw_glmm() keeps (G matrices of (p + 1) x (p + 1)), so a draw costs O(G^2)
-# and the data are not revisited. a and K are affine in the null value r, so
-# the confidence interval by test inversion reuses the draws.
+# (CR3 adds G solves of p x p once) and the data are not revisited. a, K and
+# J are linear in Om, which is affine in the null value r, so the confidence
+# interval by test inversion reuses the draws.
+
+# MacKinnon, Nielsen & Webb's names: restricted (R) or unrestricted (U); the
+# residuals of the bootstrap DGP (1 the fit's, 3 leave-one-cluster-out);
+# the variance (1 CR1, 3 CR3). The first is the default.
+lmm_boot_variants_ <- c("WCU31", "WCU33", "WCU13", "WCU11", "WCR31", "WCR33", "WCR13", "WCR11")
+
+# Size of each variant with 5 LAs in bench/sw_size.R (1,000 null data sets
+# shaped like the Family Valued trial: with LA x step shocks of SD 0.25, and
+# with the random-intercept model true), and the number of clusters below
+# which wild_boot() warns and notes it: no variant held 3.5-6.5% with 5 LAs;
+# with Webb weights every variant held 6.0-6.7% with 10 (300 data sets).
+lmm_boot_size_5la_ <- data.frame(
+  variant = rep(lmm_boot_variants_, 2),
+  weights = rep(c("webb", "mammen"), each = 8),
+  shocks = c(7.7, 8.0, 10.3, 10.4, 9.3, 9.9, 10.3, 10.2, 14.5, 14.5, 16.9, 15.9, 5.6, 7.1, 12.8, 12.8),
+  ri_true = c(7.6, 8.2, 9.9, 9.8, 9.3, 10.6, 10.5, 9.6, 13.2, 13.6, 15.2, 14.4, 5.9, 7.3, 12.3, 12.2),
+  stringsAsFactors = FALSE)
+lmm_boot_min_clusters_ <- 10L
+
+lmm_boot_size_ <- function(variant, weights) {
+  row <- lmm_boot_size_5la_[lmm_boot_size_5la_$variant == variant & lmm_boot_size_5la_$weights == weights, ]
+  list(min = lmm_boot_min_clusters_, what = if (nrow(row)) {
+    sprintf("with 5 LAs %s with %s weights rejected %.1f%% and %.1f%% of true nulls at 5%%", variant, weights,
+            row$shocks, row$ri_true)
+  } else {
+    sprintf("%s with %s weights was not measured; every measured variant over-rejected with 5 LAs", variant, weights)
+  })
+}
 
 # Per-cluster Z_a' W_a Z_a (times the residual variance) at the relative SDs
 # th, in the standardised frame; their sum is the P of lmm_crit().
@@ -28,8 +75,16 @@ lmm_cluster_xprod <- function(s, th) {
   gam <- t1^2 / (1 + t1^2 * q)
   Ta <- Reduce(`+`, Map(function(Tm, fi) fi * Tm, s$Tam, f))
   P <- s$ZZg
+  if (s$nested && is.null(s$Mg)) {
+    # many child-size classes (weights): sum alpha_c S_c S_c' per cluster
+    alpha <- t2^2 * f[match(s$nc, s$m)]
+    Sa <- s$S * sqrt(alpha)
+    for (a in seq_len(s$G)) {
+      P[, , a] <- P[, , a] - crossprod(Sa[s$ccl == a, , drop = FALSE])
+    }
+  }
   for (a in seq_len(s$G)) {
-    if (s$nested) {
+    if (s$nested && !is.null(s$Mg)) {
       for (i in seq_along(s$m)) P[, , a] <- P[, , a] - (t2^2 * f[i]) * s$Mg[[i]][, , a]
     }
     P[, , a] <- P[, , a] - gam[a] * tcrossprod(Ta[a, ])
@@ -37,8 +92,180 @@ lmm_cluster_xprod <- function(s, th) {
   P
 }
 
-lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE) {
+# Pieces of the LMM bootstrap for coefficient j (standardised frame) shared by
+# every variant: per-cluster A_g = X_g'W_g X_g (p x p x G), Om(r) = Om0 + r Om1
+# (p x G, columns X_g'W_g u_g of the restricted residuals), Omh (unrestricted).
+lmm_boot_pieces <- function(fit, j) {
   s <- fit$setup
+  p <- s$p
+  G <- s$G
+  P <- lmm_cluster_xprod(s, fit$theta)
+  XWX <- P[1:p, 1:p, , drop = FALSE]
+  XWy <- matrix(P[1:p, p + 1L, ], p, G)
+  A <- apply(XWX, 1:2, sum)
+  M <- solve(A)
+  beta_s <- drop(M %*% rowSums(XWy))
+  Tx <- s$T[1:p, 1:p, drop = FALSE]
+  sc <- s$T[p + 1L, p + 1L]
+  Txi <- solve(Tx)
+  cvec <- Txi[j, ]
+  kappa <- sum(Txi[j, ] * s$T[1:p, p + 1L])
+  m <- drop(M %*% cvec)
+  cm <- sum(cvec * m)
+  b0 <- beta_s - m * (sum(cvec * beta_s) + kappa / sc) / cm
+  db <- m / (sc * cm)
+  Ab <- function(b) matrix(apply(XWX, 3L, function(Ag) Ag %*% b), p, G)
+  list(G = G, p = p, XWX = XWX, XWy = XWy, A = A, M = M, m = m, cvec = cvec, sc = sc,
+       kappa = kappa, Om0 = XWy - Ab(b0), Om1 = -Ab(db), Omh = XWy - Ab(beta_s),
+       Xi = t(Ab(m)))
+}
+
+# The jackknife bootstrap DGP (MacKinnon, Nielsen & Webb 2023): the residuals
+# of cluster g from the fit without it, u_g - X_g (beta_(g) - beta) (restricted:
+# the restricted fit without g, affine in r). Returns Om0, Om1, Omh built
+# from them (X_g'W_g times those residuals).
+lmm_jack_dgp <- function(pc) {
+  tot <- rowSums(pc$XWy)
+  out <- list(Om0 = pc$Om0, Om1 = pc$Om1, Omh = pc$Omh)
+  for (g in seq_len(pc$G)) {
+    Ag <- pc$XWX[, , g]
+    Mg <- pinv_sym(pc$A - Ag)$inv
+    bg <- drop(Mg %*% (tot - pc$XWy[, g]))
+    mg <- drop(Mg %*% pc$cvec)
+    cmg <- sum(pc$cvec * mg)
+    rg <- bg - mg * (sum(pc$cvec * bg) + pc$kappa / pc$sc) / cmg
+    out$Omh[, g] <- pc$XWy[, g] - Ag %*% bg
+    out$Om0[, g] <- pc$XWy[, g] - Ag %*% rg
+    out$Om1[, g] <- -Ag %*% mg / (pc$sc * cmg)
+  }
+  out
+}
+
+# The G x G matrix whose product with the draw v gives the per-cluster pieces
+# of the variance: CR1, (K v)_h = m'X_h'W_h u*_h, the cluster scores of the
+# bootstrap fit; CR3, (J v)_g = c'(beta*_(g) - beta*), the leave-cluster-g-out
+# GLS estimate minus the full one. Linear in Om.
+lmm_var_matrix <- function(pc, Om, vcov, Cg) {
+  a <- drop(crossprod(Om, pc$m))
+  if (vcov == "CR1") return(diag(a, pc$G) - pc$Xi %*% pc$M %*% Om)
+  Q <- Cg %*% Om
+  diag(Q) <- 0
+  Q - matrix(a, pc$G, pc$G, byrow = TRUE)
+}
+
+# rows (A - A_g)^-1 c: the leave-one-cluster-out GLS for the contrast
+lmm_jack_rows <- function(pc) {
+  rows <- vapply(seq_len(pc$G), function(g) {
+    drop(pinv_sym(pc$A - pc$XWX[, , g])$inv %*% pc$cvec)
+  }, double(pc$p))
+  matrix(rows, pc$G, pc$p, byrow = TRUE)
+}
+
+# a0, a1, K0, K1 (t*(v; r) = (a0 + r a1)'v / sqrt(cf |(K0 + r K1) v|^2)), cf,
+# and the observed standard error in the standardised frame, for the
+# bootstrap `boot` ("WCR" restricted, "WCU" unrestricted), the residuals of
+# its DGP (dgp 1 the fit's, 3 leave-one-cluster-out; jd: lmm_jack_dgp(),
+# if already computed) and the variance vcov ("CR1" or "CR3"; Cg:
+# lmm_jack_rows(), if already computed).
+lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
+  G <- pc$G
+  if (vcov != "CR1" && is.null(Cg)) Cg <- lmm_jack_rows(pc)
+  cf <- if (vcov == "CR1") G / (G - 1) else (G - 1) / G
+  Kh <- lmm_var_matrix(pc, pc$Omh, vcov, Cg)
+  se <- sqrt(cf * sum(rowSums(Kh)^2))
+  if (dgp == 3L) pc[c("Om0", "Om1", "Omh")] <- jd %||% lmm_jack_dgp(pc)
+  if (boot == "WCU") {
+    K0 <- lmm_var_matrix(pc, pc$Omh, vcov, Cg)
+    a0 <- drop(crossprod(pc$Omh, pc$m))
+    return(list(a0 = a0, a1 = 0 * a0, K0 = K0, K1 = 0 * K0, cf = cf, se = se))
+  }
+  list(a0 = drop(crossprod(pc$Om0, pc$m)), a1 = drop(crossprod(pc$Om1, pc$m)),
+       K0 = lmm_var_matrix(pc, pc$Om0, vcov, Cg), K1 = lmm_var_matrix(pc, pc$Om1, vcov, Cg),
+       cf = cf, se = se)
+}
+
+#' @rdname wild_boot
+#' @section Linear mixed models:
+#' For a gaussian [sw_glmm()] fit whose outer random-effect grouping is the
+#' cluster (the authority, e.g. `(1 | la)` or `(1 | la / child_id)`), the
+#' wild cluster bootstrap-t for one fixed effect holds the variance
+#' components at their estimates, so the fixed effects are a GLS estimator,
+#' linear in the outcome. Each draw multiplies every cluster's residuals by
+#' one weight and refits the GLS, with the t-statistic of each draw
+#' studentised inside the draw; all of it comes from per-cluster
+#' cross-products kept in the fit, so the data are not revisited.
+#'
+#' `variant` (passed through `...`) names the bootstrap as MacKinnon,
+#' Nielsen & Webb (2023) do, `"WC"` followed by three characters:
+#' `R` (restricted: the null imposed on the bootstrap DGP) or `U`
+#' (unrestricted, t* centred at the estimate); the residuals multiplied by
+#' the weights, `1` the fit's or `3` each cluster's from the fit without it
+#' (the jackknife DGP); the variance that studentises t and every t*, `1`
+#' CR1 (the cluster scores) or `3` CR3, the jackknife
+#' \eqn{\frac{G-1}{G}\sum_g (\hat\beta_{(g)} - \hat\beta)^2} with
+#' \eqn{\hat\beta_{(g)}} the GLS without cluster g. The default is
+#' `"WCU31"` (with the default Webb weights); `"WCR11"` was the method
+#' before. `std.error` and `statistic` use the chosen variance (CR3 or CR1);
+#' the result also carries `variant`. Variants with a 3 need three clusters,
+#' and every fit without one cluster identified: when leaving a cluster out
+#' loses a coefficient, `"WCR11"` or `"WCU11"` is used instead and the note
+#' says so. Mammen weights are enumerated (all
+#' 2^G vectors with their probabilities, G <= 12; `p_value` is then a
+#' probability and the result carries `draw_prob`).
+#'
+#' **Size with few clusters** (`bench/sw_size.R`: null data shaped like the
+#' Family Valued trial, a stepped wedge with go-lives inside their steps,
+#' authority random intercepts with or without authority x step shocks;
+#' rejection at 5%, target 3.5-6.5%). **With 5 authorities no variant holds
+#' its size** (1,000 data sets each): with Webb weights the default
+#' `"WCU31"` rejected 7.7% (with shocks) and 7.6% (random-intercept model
+#' true), the closest to 5% of the usable variants (see Mammen below);
+#' `"WCU33"` 8.0% and 8.2%; the others 9.3-10.6% (the previous `"WCR11"`
+#' 10.2% and 9.6%). With 10 authorities (300 data sets) every variant with
+#' Webb weights rejected 6.0-6.7% (the default 6.0%). So `wild_boot()` warns
+#' (class `sfpceval_few_clusters`) and notes it below 10 clusters: read such
+#' a result as a sensitivity analysis. In the same simulation with 5
+#' authorities the t-tests with CR2 and Satterthwaite degrees of freedom
+#' (`sw_glmm(cluster = )`) rejected 5.5% and 7.0%, and the CR3 t (the
+#' `statistic` of a `"WC?13"` variant) against a t distribution with G - 1
+#' degrees of freedom 4.3% and 5.8%. The bootstrap critical value varies from
+#' one data set to the next when a few clusters each have their own
+#' treatment timing: the wild bootstrap with few clusters needs clusters
+#' whose designs are alike (Canay, Santos & Shaikh 2021). The centred
+#' jackknife variance and counting ties (`p_value_geq`) changed these rates
+#' by less than half a point.
+#'
+#' With Mammen weights `"WCR31"` rejected 5.6% and 5.9% with 5 authorities
+#' and `"WCR33"` 7.1% and 7.3%, but they are not usable tests there: the
+#' constant weight vector has probability 0.72^G (0.20 with 5 clusters), and
+#' with leave-one-out residuals in the restricted DGP its t* moves with the
+#' observed t, so the p-value stays at or above 0.2 far from the estimate.
+#' With a true effect that every other test detected every time, `"WCR31"`
+#' rejected 80%, and its intervals are very wide. Its size also moves with
+#' the design: 13.3% and 7.0% with 4 authorities, 2.0-3.3% with 6-10, 8.7%
+#' with shocks of twice the SD (300 data sets each). The other variants
+#' over-rejected more with Mammen weights than with Webb's (12.2-16.9%).
+#'
+#' @references
+#' MacKinnon, J. G., Nielsen, M. Ø. and Webb, M. D. (2023). Fast and
+#' reliable jackknife and bootstrap methods for cluster-robust inference.
+#' *Journal of Applied Econometrics*, 38(5), 671-694.
+#'
+#' Canay, I. A., Santos, A. and Shaikh, A. M. (2021). The wild bootstrap
+#' with a "small" number of "large" clusters. *Review of Economics and
+#' Statistics*, 103(2), 346-363.
+#' @name wild_boot
+NULL
+
+lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE,
+                          variant = lmm_boot_variants_[1], ...) {
+  s <- fit$setup
+  extra <- list(...)
+  if (length(extra)) {
+    stop_arg(names(extra)[1] %||% "...", "is not an argument of wild_boot() for a linear mixed model",
+             "the LMM bootstrap takes param, weights, B, level, r, seed, conf_int and variant.")
+  }
+  variant <- match_choice(variant, lmm_boot_variants_, "variant")
   if (is.null(s$ZZg)) {
     stop_arg("fit", sprintf("has %s clusters of `%s` for %s rows: the wild cluster bootstrap is for a few clusters (the LAs)",
                             format(s$G, big.mark = ","), names(fit$ngroups)[1], format(s$N, big.mark = ",")),
@@ -55,52 +282,78 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) stop_arg("r", "must be a finite number")
   G <- s$G
   if (G < 2L) stop_arg("fit", "has one cluster; the cluster bootstrap needs several")
-  j <- match(param, nm)
-  p <- s$p
-  P <- lmm_cluster_xprod(s, fit$theta)
-  XWX <- P[1:p, 1:p, , drop = FALSE]
-  XWy <- matrix(P[1:p, p + 1L, ], p, G)
-  M <- solve(apply(XWX, 1:2, sum))
-  beta_s <- drop(M %*% rowSums(XWy))
-  # the coefficient in the original frame: beta_j = sc * c'beta_s + kappa
-  Tx <- s$T[1:p, 1:p, drop = FALSE]
-  sc <- s$T[p + 1L, p + 1L]
-  Txi <- solve(Tx)
-  cvec <- Txi[j, ]
-  kappa <- sum(Txi[j, ] * s$T[1:p, p + 1L])
-  m <- drop(M %*% cvec)
-  cm <- sum(cvec * m)
-  beta <- unname(fit$coefficients[j])
-  # restricted fit at r = 0 and its derivative in r
-  b0 <- beta_s - m * (sum(cvec * beta_s) + kappa / sc) / cm
-  db <- m / (sc * cm)
-  omega <- function(b) XWy - matrix(apply(XWX, 3L, function(A) A %*% b), p, G)   # p x G
-  Om0 <- omega(b0)
-  Om1 <- -matrix(apply(XWX, 3L, function(A) A %*% db), p, G)
-  Xi <- t(matrix(apply(XWX, 3L, function(A) A %*% m), p, G))                       # G x p
-  aK <- function(Om) {
-    a <- drop(crossprod(Om, m))
-    list(a = a, K = diag(a, G) - Xi %*% M %*% Om)
+  if (G < 3L && variant != "WCR11" && variant != "WCU11") {
+    stop_arg("variant", sprintf("\"%s\" needs at least 3 clusters (the fit has 2)", variant),
+             "use variant = \"WCR11\".")
   }
-  k0 <- aK(Om0)
-  k1 <- aK(Om1)
-  draws <- boot_draws(G, weights, B, seed)
-  st <- .Call(ffi_wcr_stats, draws$V, k0$a, k1$a, k0$K, k1$K)
-  cf <- G / (G - 1)
-  score <- drop(crossprod(omega(beta_s), m))
-  se <- sc * sqrt(cf * sum(score^2))
-  res <- wcr_invert(st, beta, se, cf, r, level, isTRUE(conf_int))
-  res$method <- "wild cluster restricted bootstrap-t for the linear mixed model (variance components fixed, CR1)"
+  pc <- lmm_boot_pieces(fit, match(param, nm))
+  # the jackknife needs every leave-one-cluster-out fit identified; if one is
+  # not, fall back to the fit's residuals and CR1 (said in the note)
+  fallback <- NULL
+  if (variant != "WCR11" && variant != "WCU11") {
+    short <- which(vapply(seq_len(G), function(g) pinv_sym(pc$A - pc$XWX[, , g])$rank < pc$p, TRUE))
+    if (length(short)) {
+      fallback <- sprintf(paste0(
+        "Without cluster%s %s the fixed effects are not all identified, so the leave-one-cluster-out fits of %s ",
+        "are not defined: %s was used instead."), if (length(short) > 1L) "s" else "",
+        paste(names(fit$ngroups)[1], "=", names(fit$ranef[[1]])[short] %||% short, collapse = ", "), variant,
+        paste0(substr(variant, 1, 3), "11"))
+      variant <- paste0(substr(variant, 1, 3), "11")
+    }
+  }
+  size <- lmm_boot_size_(variant, weights)
+  lmm_few_clusters_warn_(G, variant, weights, size)
+  vb <- lmm_boot_variant(pc, substr(variant, 1, 3), paste0("CR", substr(variant, 5, 5)),
+                         dgp = as.integer(substr(variant, 4, 4)))
+  draws <- if (weights == "mammen" && identical(B, "enumerate") && G <= 12L) mammen_enumerate(G) else
+    boot_draws(G, weights, B, seed)
+  st <- .Call(ffi_wcr_stats, draws$V, vb$a0, vb$a1, vb$K0, vb$K1)
+  beta <- unname(fit$coefficients[param])
+  se <- pc$sc * vb$se
+  res <- wcr_invert(st, beta, se, vb$cf, r, level, isTRUE(conf_int), draws$prob)
+  res$method <- sprintf("wild cluster %s bootstrap-t for the linear mixed model (%s: %s residuals, %s; variance components fixed)",
+                        if (substr(variant, 3, 3) == "R") "restricted" else "unrestricted", variant,
+                        if (substr(variant, 4, 4) == "1") "the fit's" else "leave-one-cluster-out",
+                        if (substr(variant, 5, 5) == "1") "CR1" else "CR3 jackknife")
+  res$variant <- variant
   res$std.error <- se
   out <- finish_boot(res, draws, param, weights, level, r, G)
-  if (G < 10L) {
-    # bench/sw_size.R: 5 LAs in a stepped wedge, 1,000 null data sets
+  if (!is.null(draws$prob)) out <- mammen_p_min(out, draws$prob, level)
+  out$note <- c(out$note, fallback)
+  if (G < size$min) {
     out$note <- c(out$note, sprintf(paste0(
-      "With G = %d clusters this bootstrap over-rejects: in a size simulation shaped like the Family Valued trial ",
-      "(5 LAs, go-lives inside their steps) it rejected 9.6%% (random-intercept model true) to 10.2%% (LA x step shocks) ",
-      "of true nulls at 5%%; CR2 with Satterthwaite df (sw_glmm(cluster =)) rejected 7.0%% and 5.5%%. ",
-      "Read it as a sensitivity analysis."), G))
+      "With G = %d clusters this bootstrap (%s, %s weights) does not hold its size: in a size simulation ",
+      "shaped like the Family Valued trial (a stepped wedge, go-lives inside their steps) %s. ",
+      "Read it as a sensitivity analysis."), G, variant, weights, size$what))
   }
+  out
+}
+
+# All 2^G Mammen vectors (values 1 - phi and phi, phi the golden ratio, with
+# probabilities phi / sqrt(5) and 1 - phi / sqrt(5)) and the probability of
+# each: the bootstrap distribution exactly, for G <= 12 (the count, 2^G, is
+# checked by the caller). Asymmetric: v and -v are not both drawn.
+mammen_enumerate <- function(G) {
+  phi <- (1 + sqrt(5)) / 2
+  V <- .Call(ffi_boot_weights, as.integer(G), 1L, as.integer(2^G), TRUE)   # +-1 digits
+  up <- V < 0
+  V[] <- ifelse(up, phi, 1 - phi)
+  k <- colSums(up)
+  list(V = V, enumerated = TRUE, prob = (1 - phi / sqrt(5))^k * (phi / sqrt(5))^(G - k))
+}
+
+# With probability-weighted draws the smallest attainable p-value (ties
+# counted) is the probability of the largest |t*|; the note of finish_boot()
+# (which assumes 2/B) is replaced accordingly.
+mammen_p_min <- function(out, prob, level) {
+  ts <- abs(out$tstar)
+  out$p_min <- sum(prob[ts >= max(ts) * (1 - 1e-8)])
+  out$draw_prob <- prob
+  out$note <- if (out$p_min > 1 - level) {
+    sprintf(paste0("With G = %d clusters the %s enumerated Mammen draws give a smallest attainable p-value ",
+                   "(ties counted) of %.4g > %.4g, so the test cannot reject at that level."),
+            out$n_clusters, format(out$B, big.mark = ","), out$p_min, 1 - level)
+  } else NULL
   out
 }
 
@@ -109,8 +362,10 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
 # per-draw sums of ffi_wcr_stats() (numerator and squared denominator affine
 # and quadratic in the null value rr): t*(rr) = (s1 + rr s2) /
 # sqrt(cf (s3 + 2 rr s4 + rr^2 s5)); the observed t is (beta - rr) / se.
+# With prob (enumerated Mammen draws) the p-value is the probability, not the
+# share, of the draws beyond |t|.
 # The interval: invert_test() (R/wildboot.R).
-wcr_invert <- function(st, beta, se, cf, r, level, want_ci) {
+wcr_invert <- function(st, beta, se, cf, r, level, want_ci, prob = NULL) {
   tstar <- function(rr) {
     num <- st[1, ] + rr * st[2, ]
     den <- cf * (st[3, ] + 2 * rr * st[4, ] + rr^2 * st[5, ])
@@ -120,11 +375,27 @@ wcr_invert <- function(st, beta, se, cf, r, level, want_ci) {
     t0 <- abs((beta - rr) / se)
     ts <- abs(tstar(rr))
     tol <- 1e-8 * max(1, t0)
-    if (strict) mean(ts > t0 + tol) else mean(ts >= t0 - tol)
+    hit <- if (strict) ts > t0 + tol else ts >= t0 - tol
+    if (is.null(prob)) mean(hit) else sum(prob[hit])
   }
   ci <- if (want_ci) invert_test(pv, beta, se, 1 - level, rel = 1e-10,
                                  max_double = 60, max_bisect = 80) else
     c(NA_real_, NA_real_)
   list(estimate = beta, statistic = (beta - r) / se, p_value = pv(r, TRUE),
        p_value_geq = pv(r, FALSE), conf_int = ci, tstar = tstar(r))
+}
+
+# Warn (class "sfpceval_few_clusters") when an LMM bootstrap runs with fewer
+# clusters than its size held for (lmm_boot_size_()).
+lmm_few_clusters_warn_ <- function(G, variant, weights, size) {
+  if (G >= size$min) return(invisible(FALSE))
+  msg <- sprintf(paste0(
+    "wild_boot(): %d clusters: the wild cluster bootstrap of a linear mixed model does not hold its size with ",
+    "fewer than %d clusters (stepped-wedge size simulation: %s).\nFix: read it as a sensitivity analysis; ",
+    "in the same simulation the t-test with CR2 and Satterthwaite df (sw_glmm(cluster =)) rejected 5.5-7.0%%, ",
+    "and perm_test() on the go-live dates is exact."),
+    G, size$min, size$what)
+  warning(structure(class = c("sfpceval_few_clusters", "warning", "condition"),
+                    list(message = msg, call = NULL)))
+  invisible(TRUE)
 }

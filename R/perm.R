@@ -532,7 +532,8 @@ model_statistic <- function(fit, data, treatment, idx, when, split) {
 refit_with <- function(fit, data) {
   if (inherits(fit, "sw_glmm")) {
     return(suppressMessages(sw_glmm(fit$formula, data, family = fit$family,
-                                    REML = isTRUE(fit$REML), treatment = fit$trt_info$name %||% "treated")))
+                                    REML = isTRUE(fit$REML), treatment = fit$trt_info$name %||% "treated",
+                                    weights = fit$prior_weights)))
   }
   stats::update(fit, data = data, evaluate = TRUE)
 }

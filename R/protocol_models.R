@@ -28,7 +28,10 @@
 #'   "auto"`, resolved on the data). Secondary outcomes: re-referrals by the
 #'   same rule, CPP duration, days on CPPs and absence linear; absence with
 #'   individual random effects, term indicators and the time since the
-#'   referral. Hochberg across the secondary outcomes.
+#'   referral: a CEM-weighted linear mixed model ([sw_glmm()] with `weights`)
+#'   with LA and year fixed effects, a random intercept per child (its copy
+#'   in each stacked pair, `child_pair`) and CR2 errors clustered by
+#'   authority. Hochberg across the secondary outcomes.
 #' * **Family Valued, primary** (stepped-wedge protocol, "Primary
 #'   Analysis"): \eqn{logit(Y_{iat}) = \beta_0 + \alpha_{0a} + \beta_1
 #'   FV_{iat} + \sum \beta_{i+1} I(t = i) + \gamma X_{iat} + \rho Z_{at}}, a
@@ -320,16 +323,20 @@ plan_rows_fs <- function(design, strands) {
   plan_bind(rows)
 }
 
-# DiD rows: FS's own strand, and FV's DiD strand (same specification, with
-# the FV outcomes and covariates).
+# DiD rows: FS's own strand, and FV's DiD strand. The FV protocol adds "a
+# DiD analysis" ("Triangulation of results") without specifying it, so its
+# rows are the FS specification (trend matching, CEM within pair x financial
+# year, the weighted FGLS and DiD regressions, few-cluster inference) with
+# the FV outcomes, covariates and family rule.
 plan_did_rows <- function(design, prefix) {
   prog <- design$programme
   fs <- prog == "FS"
-  needs_comparators <- if (fs) NA_character_ else if (!any(design$las$role == "comparator"))
-    "not available: the design has no comparator authorities (build the DiD strand with design_family_valued(strand = \"did\") and comparator authorities in the roll-out)" else
-    "not available yet: needs trend matching, stacking and CEM of the Family Valued DiD strand in analyse() (its design has no CEM specification)"
+  needs_comparators <- if (fs || any(design$las$role == "comparator")) NA_character_ else
+    "not available: the design has no comparator authorities (build the DiD strand with design_family_valued(strand = \"did\") and comparator authorities in the roll-out)"
   ref <- if (fs) "FS Analysis plan, Primary Analysis" else
     "FV Triangulation of results (DiD strand)"
+  # FV: the DiD strand's rows name the FS statement they follow
+  as_fs <- function(what) if (fs) what else paste0(ref, ", as the ", what)
   fe <- "la + fin_year"
   did_one <- function(outcome, analysis, id, treatment = "referral_date", extra = "",
                       term = "treated", protocol = ref, requires = needs_comparators,
@@ -359,34 +366,40 @@ plan_did_rows <- function(design, prefix) {
              weights = "cem_weight", time = "quarter",
              inference = "Brewer, Crossley & Joyce FGLS: AR(2) authority x quarter shocks, Hansen bias correction, cluster-robust, t(G - 1)",
              requires = fgls_req,
-             protocol = "FS Primary Analysis: \"we will use feasible GLS estimates employing a random effects model that accounts for cluster-robust estimates\""),
+             protocol = as_fs("FS Primary Analysis: \"we will use feasible GLS estimates employing a random effects model that accounts for cluster-robust estimates\"")),
     did_one("cla_18m", "primary", pid,
-            protocol = "FS Primary Analysis (regression with LA and year fixed effects, clustered by LA, few-cluster inference)"),
+            protocol = as_fs("FS Primary Analysis (regression with LA and year fixed effects, clustered by LA, few-cluster inference)")),
     plan_row(paste0(prefix, "_cla_18m_wild"), prog, "did", "primary", "cla_18m",
              plan_population(design, "cla_18m"), "wild_boot", NA_character_,
              depends_on = pid, family = plan_family(design, "cla_18m"),
              inference = "wild cluster restricted bootstrap (score bootstrap for a logit), Webb weights",
              requires = needs_comparators,
-             protocol = "FS Primary Analysis: \"a robust inference technique ... that produce correctly sized tests even with few groups\"")
+             protocol = as_fs("FS Primary Analysis: \"a robust inference technique ... that produce correctly sized tests even with few groups\""))
   )
   secondary <- setdiff(design$outcomes, c("cla_18m", "absence"))
   for (o in secondary) {
     rows[[length(rows) + 1L]] <- did_one(o, "secondary", paste0(prefix, "_", o, "_secondary"),
-                                         protocol = if (fs) "FS Secondary Analysis" else ref)
+                                         protocol = as_fs("FS Secondary Analysis"))
   }
   if ("absence" %in% design$outcomes) {
+    # the primary specification (LA and year fixed effects, CEM weights,
+    # clustered by LA) plus "individual random effects ... indicator
+    # variables for the school term and a variable controlling for the time
+    # since the relevant referral": a CEM-weighted linear mixed model with a
+    # random intercept per child (its copy in each stacked pair, nested in
+    # the authority) and CR2 errors clustered by authority
     cva <- plan_covariates(design, "absence")
     rows[[length(rows) + 1L]] <- plan_row(
       paste0(prefix, "_absence_secondary"), prog, "did", "secondary", "absence",
-      plan_population(design, "absence"), "did_fit",
+      plan_population(design, "absence"), "sw_glmm",
       paste("absence_rate ~", plan_rhs("treated", "factor(term_index)", "days_since_referral",
-                                       cva$x, cva$z), "|", fe),
+                                       cva$x, cva$z, "factor(la)", "factor(fin_year)",
+                                       "(1 | child_pair)")),
       cva$x, cva$z, family = "gaussian", fixed_effects = fe,
-      random_effects = "(1 | child_id)", weights = "cem_weight", time = "fin_year",
-      inference = "CR2", hochberg = paste0(prog, " did secondary"),
-      requires = if (is.na(needs_comparators))
-        "not available yet: needs a CEM-weighted linear model with individual random effects (sw_glmm() fits the child random effect with LA-clustered CR2 errors but takes no weights)" else
-        needs_comparators,
+      random_effects = "(1 | child_pair)", weights = "cem_weight", time = "fin_year",
+      inference = "CR2 clustered by authority, Satterthwaite df (REML LMM)",
+      hochberg = paste0(prog, " did secondary"),
+      requires = needs_comparators,
       protocol = "FS Secondary Analysis: \"we include individual random effects in the regression specification as well as indicator variables for the school term and a variable controlling for the time since the relevant referral\"")
   }
   if (!fs) return(rows)

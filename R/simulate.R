@@ -90,7 +90,15 @@ sim_age_logit <- function(age) {
 #' 2022-09-30; first referrals from 2017-10-01 to the end of the trial period,
 #' records to 2025-09-30; 5,200 new children per LA per year; becoming looked
 #' after within 18 months about 4% among children aged 0-17 whose case is
-#' open after assessment; ICC 0.01566.
+#' open after assessment; ICC 0.01566. With `n_comparators` (default 0), the
+#' records also hold that many comparator LAs for the protocol's DiD strand
+#' (codes after the trial's LAs, never live, in the `rollout` table with role
+#' `"comparator"`, so `design_family_valued(x, strand = "did")` takes them):
+#' as for Family Safeguarding, three per treated LA at most, while a quarter
+#' of them keep their own paths, are built parallel to a treated LA (its
+#' logit trajectory, a level near its level; `attr(x, "truth")$parallel_to`),
+#' the others have their own pandemic shock and movement. They share the
+#' trial's LA size, random-effect and covariate distributions.
 #'
 #' **Family Safeguarding** (defaults): 25 LAs, 5 treated going live between
 #' 2020-09-01 and 2022-04-01 and 20 never-treated candidate comparators;
@@ -190,7 +198,9 @@ sim_age_logit <- function(age) {
 #' @param start,end First and last dates of the records (`Date` or
 #'   `"YYYY-MM-DD"`; `NULL` for the design's defaults).
 #' @param ... Design settings: `n_treated` (Family Safeguarding, 1-5 treated
-#'   LAs, default 5), `last_referral` (last date of a first referral;
+#'   LAs, default 5), `n_comparators` (Family Valued, comparator LAs of the
+#'   DiD strand in addition to the `n_la` LAs of the trial, 0 to 200, default
+#'   0), `last_referral` (last date of a first referral;
 #'   default the end of the trial period for Family Valued, `end` for Family
 #'   Safeguarding) and `standardise_la` (default `TRUE`: with 3 or more LAs
 #'   the drawn LA effects are centred and scaled to have SD exactly
@@ -237,12 +247,17 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
   def <- .sim_defaults[[design]]
   dots <- list(...)
   bad <- setdiff(names(dots) %||% rep("", length(dots)),
-                 c("n_treated", "last_referral", "standardise_la", "trend_sd"))
+                 c("n_treated", "n_comparators", "last_referral", "standardise_la",
+                   "trend_sd"))
   if (length(dots) && (is.null(names(dots)) || length(bad))) {
     stop_arg("...", sprintf("has unknown setting%s %s",
                             if (length(bad) > 1) "s" else "",
                             paste0("`", bad, "`", collapse = ", ")),
-             "name them: `n_treated`, `last_referral`, `standardise_la` or `trend_sd`.")
+             "name them: `n_treated`, `n_comparators`, `last_referral`, `standardise_la` or `trend_sd`.")
+  }
+  if (design == "family_safeguarding" && !is.null(dots$n_comparators)) {
+    stop_arg("n_comparators", "is a Family Valued setting",
+             "for Family Safeguarding the LAs other than the `n_treated` treated ones are the comparators: set `n_la`.")
   }
   n_la <- check_count(n_la %||% def$n_la, "n_la")
   cpy <- check_positive(children_per_la_year %||% def$children_per_la_year,
@@ -280,9 +295,11 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
            sample.kind = "Rejection")
 
   # ---- local authorities and roll-out ----
-  las <- if (design == "family_valued") sim_la_fv(n_la, def)
+  las <- if (design == "family_valued") sim_la_fv(n_la, def, dots$n_comparators)
     else sim_la_fs(n_la, def, dots$n_treated)
   la <- las$la
+  # every LA of the records: the trial's and (Family Valued) the comparators
+  n_all <- nrow(la)
   last_ref <- if (!is.null(dots$last_referral)) {
     check_date(dots$last_referral, "last_referral")
   } else if (design == "family_valued") {
@@ -293,7 +310,7 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
                                       format(start), format(end)),
              "give a date in that range, or leave it out for the default.")
   }
-  la$size <- stats::rlnorm(n_la, 0, 0.3)
+  la$size <- stats::rlnorm(n_all, 0, 0.3)
   la$size <- la$size / mean(la$size)
   years <- as.numeric(last_ref - start + 1) / 365.25
   la$n_children <- pmax(1L, as.integer(round(cpy * years * la$size)))
@@ -303,7 +320,7 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
                      format(sum(as.double(la$n_children)), big.mark = ",")),
              "use fewer LAs or children per LA per year.")
   }
-  la$prop_white_british <- stats::runif(n_la, 0.45, 0.92)
+  la$prop_white_british <- stats::runif(n_all, 0.45, 0.92)
 
   # ---- children ----
   ch <- sim_children(la, start, last_ref)
@@ -339,11 +356,13 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
   pilot <- sim_pilot(design, def$age_max, baseline, icc, start, end,
                      last_ref, par_of, qday)
   cal <- sim_calibrate_cached(design, def$age_max, baseline, icc, pilot)
-  z <- stats::rnorm(n_la)
-  if (isTRUE(dots$standardise_la %||% TRUE) && n_la >= 3) {
+  z <- stats::rnorm(n_all)
+  if (isTRUE(dots$standardise_la %||% TRUE) && n_all >= 3) {
     z <- (z - mean(z)) / stats::sd(z)
   }
-  if (design == "family_safeguarding") z <- sim_parallel_levels(z, la, dots)
+  if (design == "family_safeguarding" || any(la$role == "comparator")) {
+    z <- sim_parallel_levels(z, la, dots)
+  }
   la$random_effect <- cal$sigma * z
   if (design == "family_safeguarding") {
     traj <- sim_rate_paths(traj, la, cal$intercept, design, def$age_max,
@@ -435,7 +454,8 @@ check_effects <- function(effects) {
 
 sim_la_codes <- function(n) as.character(900L + seq_len(n))
 
-sim_la_fv <- function(n_la, def) {
+sim_la_fv <- function(n_la, def, n_comparators = NULL) {
+  n_comp <- sim_check_comparators(n_comparators)
   n_steps <- min(5L, n_la)
   go <- as.Date(def$go_live)[seq_len(n_steps)]
   step_of <- rep(seq_len(n_steps), length.out = n_la)
@@ -468,9 +488,51 @@ sim_la_fv <- function(n_la, def) {
     embed_start = embed_start, embed_end = go_live,
     alt_go_live_date = alt, stringsAsFactors = FALSE)
   rollout <- rollout[order(rollout$wedge_order, rollout$la_code), ]
+  if (n_comp > 0L) {
+    cmp <- sim_fv_comparators(n_la, n_comp, trial_start, trial_end)
+    la <- rbind(la, cmp$la)
+    rollout <- rbind(rollout, cmp$rollout)
+  }
   rownames(rollout) <- NULL
   list(la = la, rollout = rollout, trial_start = trial_start,
        trial_end = trial_end, ref_date = min(go))
+}
+
+sim_check_comparators <- function(n) {
+  if (is.null(n)) return(0L)
+  if (!is.numeric(n) || length(n) != 1L || !is.finite(n) || n < 0 || n > 200 ||
+      n != round(n)) {
+    stop_arg("n_comparators", "must be a whole number from 0 to 200",
+             "give the number of comparator LAs of the Family Valued DiD strand, e.g. `n_comparators = 10`.")
+  }
+  as.integer(n)
+}
+
+# Family Valued comparator LAs (the DiD strand): never treated, listed in the
+# roll-out with role "comparator" (design_family_valued(strand = "did") takes
+# them from there). As for Family Safeguarding, up to three per treated LA,
+# while a quarter keep their own paths, are built parallel to a treated LA
+# (sim_trajectories() copies its logit path, sim_parallel_levels() puts them
+# near its level). No random draw here: with no comparators the records are
+# those of the stepped-wedge design alone.
+sim_fv_comparators <- function(n_la, n_comp, trial_start, trial_end) {
+  treated <- sim_la_codes(n_la)
+  codes <- sim_la_codes(n_la + n_comp)[n_la + seq_len(n_comp)]
+  n_par <- min(3L * n_la, n_comp - n_comp %/% 4L)
+  parallel_to <- rep(NA_character_, n_comp)
+  parallel_to[seq_len(n_par)] <- treated[rep_len(seq_len(n_la), n_par)]
+  na_date <- as.Date(rep(NA, n_comp))
+  la <- data.frame(la_code = codes, role = "comparator", go_live_date = na_date,
+                   parallel_to = parallel_to, stratum = NA_character_,
+                   wedge_order = NA_integer_, stringsAsFactors = FALSE)
+  rollout <- data.frame(
+    la_code = codes, programme = "FV", role = "comparator",
+    matched_to_la = NA_character_, outcome = NA_character_,
+    go_live_date = na_date, wedge_order = NA_integer_,
+    stratum = NA_character_, trial_start = trial_start, trial_end = trial_end,
+    embed_start = na_date, embed_end = na_date, alt_go_live_date = na_date,
+    stringsAsFactors = FALSE)
+  list(la = la, rollout = rollout)
 }
 
 sim_la_fs <- function(n_la, def, n_treated = NULL) {
@@ -543,26 +605,18 @@ sim_trajectories <- function(design, la, las, qstart, wobble_sd, wobble_ar) {
   }
   m <- matrix(0, nrow(la), nq)
   shocks <- vector("list", nrow(la))
-  if (design == "family_valued") {
-    common <- stats::rnorm(1, 0, 0.04) * tyr
-    for (j in seq_len(nrow(la))) {
+  common <- if (design == "family_valued") stats::rnorm(1, 0, 0.04) * tyr
+  for (j in seq_len(nrow(la))) {
+    if (is.na(la$parallel_to[j])) {
       o <- one(common)
       m[j, ] <- o$path
       shocks[[j]] <- o$shock
     }
-  } else {
-    for (j in seq_len(nrow(la))) {
-      if (is.na(la$parallel_to[j])) {
-        o <- one()
-        m[j, ] <- o$path
-        shocks[[j]] <- o$shock
-      }
-    }
-    for (j in which(!is.na(la$parallel_to))) {
-      src <- match(la$parallel_to[j], la$la_code)
-      m[j, ] <- m[src, ]
-      shocks[[j]] <- shocks[[src]]
-    }
+  }
+  for (j in which(!is.na(la$parallel_to))) {
+    src <- match(la$parallel_to[j], la$la_code)
+    m[j, ] <- m[src, ]
+    shocks[[j]] <- shocks[[src]]
   }
   shocks <- cbind(la_code = la$la_code, do.call(rbind, shocks),
                   stringsAsFactors = FALSE)

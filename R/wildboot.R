@@ -68,7 +68,8 @@
 #'   restored afterwards).
 #' @param conf_int Compute the confidence interval by test inversion
 #'   (default `TRUE`; set `FALSE` in simulations to save time).
-#' @param ... Unused.
+#' @param ... For a gaussian [sw_glmm()] fit, `variant`: see the section
+#'   "Linear mixed models". Unused otherwise.
 #' @return An object of class `wild_boot`: a list with `param`, `estimate`,
 #'   `null`, `statistic` (observed CR1 t), `p_value` (strict), `p_value_geq`,
 #'   `conf_int`, `level`, `B`, `enumerated`, `weights`, `p_min` (smallest
@@ -84,7 +85,7 @@
 #' @export
 wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", "mammen"),
                       B = "enumerate", level = 0.95, r = 0, seed = NULL, conf_int = TRUE, ...) {
-  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"), B, level, r, seed, conf_int))
+  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"), B, level, r, seed, conf_int, ...))
   if (inherits(fit, "sw_glmm")) {
     return(glmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"),
                           B, level, r, seed))

@@ -67,3 +67,52 @@ g <- time_it(sw_glmm(absence ~ treated + factor(year) + term + (1 | la / child_i
 w <- time_it(wild_boot(g$value, "treated"))
 cat(sprintf("  6 LAs, %s rows, (1 | la / child_id): fit + CR2 %.2f s CPU; wild_boot (Webb, 6^6 draws) %.2f s CPU, peak %.0f Mb\n",
             format(nrow(d2), big.mark = ","), g$cpu, w$cpu, max(g$mem, w$mem)))
+
+# ---- CEM-weighted (issue #14): the Family Safeguarding absence DiD ----------
+# weights per child as CEM gives them: 1 for the treated half of the LAs, one
+# of 40 stratum weights in the comparators (many classes of the working
+# covariance's spectrum per LA)
+cem_weights <- function(d, G) {
+  las <- sort(unique(d$la))
+  wk <- round(runif(40, 0.1, 3), 3)
+  wc <- ifelse(match(d$la, las) <= G / 2, 1, wk[(d$child_id %% 40) + 1])
+  wc
+}
+fw <- absence ~ treated + factor(la) + factor(year) + term + (1 | child_id)
+d <- panel(n_small, 10, 4)
+d$w <- cem_weights(d, 10)
+cat(sprintf("Weighted, small panel: %s rows, %s children, 10 LAs, %d distinct weights\n",
+            format(nrow(d), big.mark = ","), format(n_small, big.mark = ","), length(unique(d$w))))
+a <- time_it(sw_glmm(fw, d, family = gaussian(), weights = "w", cluster = "la"))
+cat(sprintf("  sfpceval sw_glmm(weights =, cluster = \"la\"): %.2f s elapsed, %.2f s CPU, peak %.0f Mb\n",
+            a$elapsed, a$cpu, a$mem))
+if (requireNamespace("lme4", quietly = TRUE)) {
+  b <- time_it(lme4::lmer(fw, d, weights = w))
+  cat(sprintf("  lme4::lmer(weights =) (no CR2: clubSandwich refuses weighted lmer): %.2f s CPU, peak %.0f Mb; largest coefficient difference %.1e\n",
+              b$cpu, b$mem, max(abs(lme4::fixef(b$value) - a$value$coefficients))))
+}
+# nested, against nlme::lme(varFixed) + clubSandwich (rows in nlme's order)
+fn <- absence ~ treated + factor(year) + term + (1 | la / child_id)
+d$child_id <- sprintf("c%07d", d$child_id)
+d <- d[order(d$la, d$child_id), ]
+a <- time_it(sw_glmm(fn, d, family = gaussian(), weights = "w", cluster = "la"))
+cat(sprintf("  (1 | la / child_id): sfpceval %.2f s CPU, peak %.0f Mb\n", a$cpu, a$mem))
+if (requireNamespace("nlme", quietly = TRUE) && requireNamespace("clubSandwich", quietly = TRUE)) {
+  d$iw <- 1 / d$w
+  b <- time_it({
+    m <- nlme::lme(absence ~ treated + factor(year) + term, random = ~ 1 | la / child_id, data = d,
+                   weights = nlme::varFixed(~ iw))
+    vc <- clubSandwich::vcovCR(m, cluster = d$la, type = "CR2")
+    list(vc = vc, ct = clubSandwich::coef_test(m, vcov = vc, test = "Satterthwaite"))
+  })
+  cat(sprintf("  nlme::lme(varFixed) + clubSandwich CR2 + Satterthwaite: %.2f s CPU, peak %.0f Mb; CPU ratio %.1f\n",
+              b$cpu, b$mem, b$cpu / a$cpu))
+  cat(sprintf("  largest relative difference of the CR2 SEs: %.1e; of the df: %.1e\n",
+              max(abs(sqrt(diag(a$value$cr2$vcov)) / sqrt(diag(as.matrix(b$value$vc))) - 1)),
+              max(abs(a$value$cr2$df / b$value$ct$df_Satt - 1))))
+}
+d <- panel(n_large / 4, 10, 5)
+d$w <- cem_weights(d, 10)
+a <- time_it(sw_glmm(fw, d, family = gaussian(), weights = "w", cluster = "la"))
+cat(sprintf("Weighted, %s rows, %s children, 10 LAs: sw_glmm(weights =, cluster = \"la\") %.2f s elapsed, %.2f s CPU, peak %.0f Mb\n",
+            format(nrow(d), big.mark = ","), format(n_large / 4, big.mark = ","), a$elapsed, a$cpu, a$mem))

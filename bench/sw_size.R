@@ -10,15 +10,24 @@
 # misspecification few-cluster inference has to survive), child noise; no
 # treatment effect. Rejection rate at 5% with its Monte Carlo standard error.
 # Not a test: run once,
-#   nice Rscript bench/sw_size.R [reps] [paths] [shock_sd]
+#   nice Rscript bench/sw_size.R [reps] [paths] [shock_sd] [n_la]
 # paths: comma-separated from wcr, perm_npwp, perm_glmm (default all);
 # shock_sd: SD of the LA x step shocks (default 0.25; 0 = the random-intercept
-# model holds).
+# model holds); n_la: number of LAs for the wcr path (default 5, the trial;
+# more LAs get one go-live per step and n_la + 1 steps, to find how many
+# clusters the LMM bootstrap needs).
+# The wcr path runs every variant of the LMM bootstrap on the same data set:
+# restricted (WCR) or unrestricted (WCU); the fit's residuals (1) or each
+# cluster's from the fit without it (3) in the bootstrap DGP; studentised by
+# CR1 (1) or the CR3 jackknife (3) (MacKinnon, Nielsen & Webb 2023's names,
+# e.g. WCU31), each with Mammen and with Webb weights, and, for comparison, the t-tests with CR2 (Satterthwaite df)
+# and CR3 (t with G - 1 df).
 suppressMessages(pkgload::load_all(".", quiet = TRUE))
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args)) as.integer(args[1]) else 1000L
 paths <- if (length(args) > 1) strsplit(args[2], ",")[[1]] else c("wcr", "perm_npwp", "perm_glmm")
 shock_sd <- if (length(args) > 2) as.numeric(args[3]) else 0.25
+n_la <- if (length(args) > 3) as.integer(args[4]) else 5L
 cat(sprintf("%d null data sets, LA x step shock SD %g\n", reps, shock_sd))
 set.seed(20261203)
 las <- paste0("L", 1:5)
@@ -27,14 +36,16 @@ start <- as.Date("2019-10-01")
 go_live <- stats::setNames(start + 182 * (1:5) + c(74, 35, 53, 92, 21), las)
 n_la_step <- 40                                   # new children per LA and step
 
-sim_one <- function(binary = FALSE) {
-  n <- n_la_step * 6 * 5
-  d <- data.frame(la = rep(las, each = n / 5),
-                  referral_date = start + sample(0:(6 * 182 - 1), n, TRUE))
+sim_one <- function(binary = FALSE, las = get("las", globalenv()),
+                    go_live = get("go_live", globalenv())) {
+  G <- length(las)
+  n <- n_la_step * (G + 1) * G
+  d <- data.frame(la = rep(las, each = n / G),
+                  referral_date = start + sample(0:((G + 1) * 182 - 1), n, TRUE))
   d$step <- as.integer(d$referral_date - start) %/% 182L
   d$treated <- as.integer(d$referral_date >= go_live[d$la])
-  u <- stats::rnorm(5, sd = 0.4)[match(d$la, las)]
-  shock <- matrix(stats::rnorm(30, sd = shock_sd), 5, 6)[cbind(match(d$la, las), d$step + 1L)]
+  u <- stats::rnorm(G, sd = 0.4)[match(d$la, las)]
+  shock <- matrix(stats::rnorm(G * (G + 1), sd = shock_sd), G, G + 1)[cbind(match(d$la, las), d$step + 1L)]
   lin <- 0.05 * d$step + u + shock
   d$y <- if (binary) stats::rbinom(n, 1, stats::plogis(-1 + lin)) else lin + stats::rnorm(n)
   d
@@ -49,20 +60,41 @@ rate <- function(rej) {
 out <- list()
 if ("wcr" %in% paths) {
   t0 <- proc.time()[["elapsed"]]
+  las_w <- paste0("L", seq_len(n_la))
+  go_w <- if (n_la == 5L) go_live else
+    stats::setNames(start + 182 * seq_len(n_la) + rep(c(74, 35, 53, 92, 21), length.out = n_la), las_w)
+  # Mammen vectors are enumerated (2^G, with their probabilities) up to 12
+  # LAs, Webb (6^G) up to 6; otherwise 999 seeded draws
+  combos <- expand.grid(variant = lmm_boot_variants_, weights = c("webb", "mammen"), stringsAsFactors = FALSE)
+  combos$B <- ifelse(combos$weights == "mammen", n_la <= 12L, n_la <= 6L)
+  nm <- paste(combos$variant, combos$weights)
+  quiet <- function(expr) withCallingHandlers(expr, sfpceval_few_clusters = function(w) invokeRestart("muffleWarning"))
   res <- t(replicate(reps, {
-    d <- sim_one()
+    d <- sim_one(las = las_w, go_live = go_w)
     fit <- suppressWarnings(suppressMessages(
       sw_glmm(y ~ treated + factor(step) + (1 | la), d, family = gaussian(), cluster = "la")))
-    wb <- wild_boot(fit, "treated", weights = "webb", conf_int = FALSE)
+    wb <- lapply(seq_len(nrow(combos)), function(k) quiet(wild_boot(
+      fit, "treated", weights = combos$weights[k], B = if (combos$B[k]) "enumerate" else 999L, seed = 1L,
+      conf_int = FALSE, variant = combos$variant[k])))
     z <- coef(fit)[["treated"]] / sqrt(vcov(fit)["treated", "treated"])
     t2 <- coef(fit)[["treated"]] / sqrt(vcov(fit, type = "CR2")["treated", "treated"])
-    c(wald = 2 * stats::pnorm(-abs(z)), wcr = wb$p_value, wcr_geq = wb$p_value_geq,
-      cr2 = 2 * stats::pt(-abs(t2), fit$cr2$df[["treated"]]))
+    t3 <- wb[[match("WCR13", combos$variant)]]$statistic   # the CR3 t
+    c(wald = 2 * stats::pnorm(-abs(z)),
+      cr2 = 2 * stats::pt(-abs(t2), fit$cr2$df[["treated"]]),
+      cr3 = 2 * stats::pt(-abs(t3), n_la - 1),
+      stats::setNames(vapply(wb, function(w) w$p_value, 0), nm),
+      wcr11_webb_geq = wb[[which(nm == "WCR11 webb")]]$p_value_geq)
   }))
-  cat(sprintf("LMM, Wald (model-based SE, normal):               %s\n", rate(res[, "wald"] < 0.05)))
-  cat(sprintf("LMM, CR2 by LA, Satterthwaite df:                 %s\n", rate(res[, "cr2"] < 0.05)))
-  cat(sprintf("LMM, wild cluster restricted bootstrap, Webb:     %s\n", rate(res[, "wcr"] < 0.05)))
-  cat(sprintf("LMM, WCR Webb, ties counted (|t*| >= |t|):        %s\n", rate(res[, "wcr_geq"] < 0.05)))
+  cat(sprintf("%d LAs; Mammen weights %s, Webb %s\n", n_la,
+              if (n_la <= 12L) "enumerated" else "999 draws", if (n_la <= 6L) "enumerated" else "999 draws"))
+  cat(sprintf("LMM, Wald (model-based SE, normal):                %s\n", rate(res[, "wald"] < 0.05)))
+  cat(sprintf("LMM, CR2 by LA, Satterthwaite df:                  %s\n", rate(res[, "cr2"] < 0.05)))
+  cat(sprintf("LMM, CR3 (jackknife) by LA, t(G - 1):              %s\n", rate(res[, "cr3"] < 0.05)))
+  for (k in seq_along(nm)) {
+    lab <- if (k == 1L) " (default)" else if (nm[k] == "WCR11 webb") " (before #13)" else ""
+    cat(sprintf("LMM, wild bootstrap %-31s%s\n", paste0(nm[k], lab, ":"), rate(res[, nm[k]] < 0.05)))
+  }
+  cat(sprintf("LMM, WCR11 webb, ties counted (|t*| >= |t|):       %s\n", rate(res[, "wcr11_webb_geq"] < 0.05)))
   cat(sprintf("  (%.0f s)\n", proc.time()[["elapsed"]] - t0))
   out$wcr <- res
 }

@@ -48,7 +48,9 @@ walk_results <- function(a) {
         expect_equal(row$std.error, rd$std.error)
       } else {
         expect_equal(est, unname(fit$coefficients[[row$term]]))
-        expect_equal(row$std.error, sqrt(unname(fit$vcov[row$term, row$term])))
+        V <- if (inherits(fit, "sw_glmm") && !is.null(fit$cr2)) fit$cr2$vcov else fit$vcov
+        expect_equal(row$std.error, sqrt(unname(V[row$term, row$term])))
+        if (inherits(fit, "sw_glmm") && !is.null(fit$cr2)) expect_equal(row$df, unname(fit$cr2$df[[row$term]]))
       }
       q <- if (is.finite(row$df)) stats::qt(0.975, row$df) else stats::qnorm(0.975)
       expect_equal(row$conf.high, est + q * row$std.error)
@@ -179,7 +181,7 @@ test_that("analyse(FS): output, matching and CEM tables, the walk", {
   expect_equal(a$fits$fs_sw_cla_18m_primary$family$family, "gaussian")
   expect_equal(a$results$status[a$results$model == "fs_sw_cla_18m_wild"], "ok")
   expect_s3_class(a$fits$fs_sw_cla_18m_wild, "wild_boot")
-  wb <- wild_boot(a$fits$fs_sw_cla_18m_primary, "treated", seed = 1L)
+  wb <- suppressWarnings(wild_boot(a$fits$fs_sw_cla_18m_primary, "treated", seed = 1L), classes = "sfpceval_few_clusters")
   expect_equal(a$results$p.value[a$results$model == "fs_sw_cla_18m_wild"], wb$p_value)
   expect_equal(a$results$conf.low[a$results$model == "fs_sw_cla_18m_wild"], wb$conf_int[1])
   walk_results(a)
@@ -210,6 +212,48 @@ test_that("analyse(FS): the primary DiD equals stack_pairs() + cem() + did_fit()
   expect_equal(r$estimate, unname(ref$coefficients[["treated"]]))
   expect_equal(r$std.error, sqrt(ref$vcov["treated", "treated"]))
   expect_equal(r$df, unname(ref$df[["treated"]]))
+})
+
+test_that("analyse(FS): the absence DiD (weighted LMM, CR2 by LA) equals sw_glmm() by hand", {
+  run <- fs_run()
+  a <- run$a
+  r <- a$results[a$results$model == "fs_did_absence_secondary", ]
+  expect_equal(r$status, "ok")
+  fit <- a$fits$fs_did_absence_secondary
+  expect_s3_class(fit, "sw_glmm")
+  # by hand: the absence panel, stacked by the primary outcome's pairs, CEM
+  # within pair x financial year, the matched rows (weight > 0)
+  co <- build_cohort(run$x, run$d)
+  ab <- absence_panel(co)
+  p <- as.data.frame(co)
+  p <- merge(ab, p[setdiff(names(p), setdiff(names(ab), "child_id"))], by = "child_id")
+  mt <- suppressWarnings(match_trends(
+    build_cohort(run$x, `[[<-`(run$d, "trial_start", min(run$x$referrals$referral_date)),
+                 outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m")),
+    run$d, "cla_18m"))
+  st <- stack_pairs(p, mt, run$d)
+  st <- st[!is.na(st$absence_rate), ]
+  st$cem_weight <- cem(data = st, design = run$d)$weights
+  st <- st[st$cem_weight > 0, ]
+  st$child_pair <- paste(st$child_id, st$pair)
+  vars <- intersect(all.vars(fit$formula), names(st))
+  for (v in vars) if (is.factor(st[[v]])) st[[v]] <- droplevels(st[[v]])
+  ref <- suppressWarnings(sw_glmm(fit$formula, st, family = gaussian(), weights = "cem_weight",
+                                  cluster = "la"))
+  expect_equal(nobs(fit), nobs(ref))
+  expect_equal(coef(fit), coef(ref), tolerance = 1e-10)
+  expect_equal(r$estimate, unname(ref$coefficients[["treated"]]), tolerance = 1e-10)
+  expect_equal(r$std.error, sqrt(ref$cr2$vcov["treated", "treated"]), tolerance = 1e-8)
+  expect_equal(r$df, unname(ref$cr2$df[["treated"]]), tolerance = 1e-8)
+  # the protocol's specification: the child random effect, LA and year effects,
+  # school terms and time since referral, CEM weights, CR2 by authority
+  expect_equal(names(fit$sigma), "child_pair")
+  expect_true(all(c("treated", "days_since_referral") %in% names(coef(fit))))
+  expect_true(any(grepl("^factor\\(la\\)", names(coef(fit)))))
+  expect_true(any(grepl("^factor\\(fin_year\\)", names(coef(fit)))))
+  expect_true(any(grepl("^factor\\(term_index\\)", names(coef(fit)))))
+  expect_equal(fit$cr2$cluster, "la")
+  expect_equal(fit$cr2$n_clusters, length(unique(st$la)))
 })
 
 test_that("analyse(): multiple imputation pools every model by Rubin's rules", {
@@ -348,4 +392,121 @@ test_that("analyse(FS): CEM and the DiD refitted per imputation and pooled", {
   expect_lt(r$df, it$df[1])   # never more than the complete-data df
   wb <- a$results[a$results$model == "fs_did_cla_18m_wild", ]
   expect_equal(wb$n_imputations, 2L)
+})
+
+# ---- the Family Valued DiD strand (comparators simulated) -------------------
+
+# Five treated LAs, five comparators (four built parallel to a treated LA),
+# a known log odds ratio of becoming looked after. The analyst's selection
+# (the protocol's visual inspection) keeps the parallel comparator where a
+# treated LA has one.
+fv_did_run <- local({
+  cache <- NULL
+  function() {
+    if (is.null(cache)) {
+      x <- simulate_sfp("family_valued", children_per_la_year = 400, n_comparators = 5,
+                        effects = list(cla = -0.5), seed = 3)
+      d <- design_family_valued(x, strand = "did")
+      par <- attr(x, "truth")$parallel_to
+      par <- par[!is.na(par)]
+      sel <- lapply(split(names(par), unname(par)), identity)
+      a <- suppressMessages(analyse(x, d, outcomes = "cla_18m", sensitivity = FALSE,
+                                    imputations = 0, matches = list(cla_18m = sel),
+                                    progress = FALSE))
+      cache <<- list(x = x, d = d, a = a, sel = sel)
+    }
+    cache
+  }
+})
+
+test_that("analyse(FV, DiD strand): the primary intervals of both strands cover the simulated effect", {
+  skip_on_cran()
+  run <- fv_did_run()
+  r <- run$a$results
+  expect_true(all(r$status[r$model %in% c("fv_did_cla_18m_primary", "fv_did_cla_18m_wild")] == "ok"))
+  # the FV DiD strand's logit: the log odds ratio the simulation applies to
+  # referrals after go-live in the treated authorities
+  did <- r[r$model == "fv_did_cla_18m_primary", ]
+  expect_equal(did$scale, "log_odds")
+  expect_true(did$conf.low < -0.5 && -0.5 < did$conf.high)
+  # the stepped-wedge strand of the same design runs on the treated LAs only
+  sw <- r[r$model == "fv_sw_cla_18m_primary" & r$scale == "log_odds", ]
+  expect_true(sw$conf.low < -0.5 && -0.5 < sw$conf.high)
+  expect_equal(unname(run$a$fits$fv_sw_cla_18m_primary$ngroups[["la"]]),
+               sum(run$d$las$role == "treated"))
+  walk_results(run$a)
+})
+
+test_that("analyse(FV, DiD strand): the primary DiD equals match_trends() + stack_pairs() + cem() + did_fit() by hand", {
+  skip_on_cran()
+  run <- fv_did_run()
+  a <- run$a
+  x <- run$x
+  d <- run$d
+  # trend matching on every referral since the start of the records
+  md <- d
+  md$trial_start <- min(x$referrals$referral_date)
+  mco <- suppressMessages(build_cohort(x, md, outcomes = "cla_18m"))
+  mt <- select_matches(suppressWarnings(match_trends(mco, d, "cla_18m")), run$sel)
+  expect_identical(a$extras$matching$cla_18m$candidates, mt$candidates)
+  # stacked by pair; CEM within pair x financial year, the FS coarsening with
+  # the FV age bands
+  co <- suppressMessages(build_cohort(x, d, outcomes = "cla_18m"))
+  st <- stack_pairs(co, mt, d)
+  st <- st[!is.na(st$cla_18m), ]
+  cm <- cem(data = st, design = d)
+  expect_equal(a$extras$cem$cla_18m$weights, cm$weights)
+  expect_equal(cm$coarsening$variable, c("gender", "age", "ethnic_group", "disabled", "fsm",
+                                          "uasc", "n_previous_cpp"))
+  st$cem_weight <- cm$weights
+  st <- st[st$cem_weight > 0, ]
+  # the logit: covariate levels without an event merged into the largest level
+  m <- a$fits$fv_did_cla_18m_primary
+  row <- a$models[a$models$id == "fv_did_cla_18m_primary", ]
+  covs <- intersect(strsplit(paste(row$x, row$z, sep = ", "), ", ")[[1]], all.vars(m$formula))
+  keep <- stats::complete.cases(st[c("cla_18m", "treated", covs)])
+  for (v in covs) {
+    if (!is.factor(st[[v]]) && !is.character(st[[v]])) next
+    tab <- table(as.character(st[[v]][keep]), st$cla_18m[keep])
+    bad <- rownames(tab)[tab[, 1] == 0 | tab[, 2] == 0]
+    if (length(bad)) {
+      n <- table(as.character(st[[v]][keep]))
+      big <- names(which.max(n[setdiff(names(n), bad)]))
+      z <- as.character(st[[v]]); z[z %in% bad] <- big; st[[v]] <- factor(z)
+    }
+    if (is.factor(st[[v]])) st[[v]] <- droplevels(st[[v]])
+  }
+  ref <- suppressMessages(did_fit(m$formula, st, cluster = "la", weights = "cem_weight",
+                                  family = "binomial"))
+  r <- a$results[a$results$model == "fv_did_cla_18m_primary", ]
+  expect_equal(r$estimate, unname(ref$coefficients[["treated"]]))
+  expect_equal(r$std.error, sqrt(ref$vcov["treated", "treated"]))
+  expect_equal(r$df, unname(ref$df[["treated"]]))
+  # the wild bootstrap row is wild_boot() on that fit
+  wb <- suppressMessages(wild_boot(ref, "treated", seed = 1L))
+  expect_equal(a$results$p.value[a$results$model == "fv_did_cla_18m_wild"], wb$p_value)
+  # the CEM table reports the CEM object
+  ct <- a$tables$cem[a$tables$cem$model == "fv_did_cla_18m_primary", ]
+  expect_equal(ct$matched_treated, unname(cm$n["Matched", "Treated"]))
+  expect_equal(ct$l1_after, cm$imbalance$after$L1)
+})
+
+test_that("report(): the DiD strand's trend-matching and balance figures (FS and FV)", {
+  skip_on_cran()
+  for (a in list(fs_run()$a, fv_did_run()$a)) {
+    expect_true(length(a$extras$matching) > 0)
+    expect_true(all(vapply(a$extras$matching, inherits, TRUE, "sfp_trend_match")))
+    expect_true(all(vapply(a$extras$cem, inherits, TRUE, "sfp_cem")))
+    dir <- tempfile("report")
+    rp <- suppressWarnings(report(a, dir, html = FALSE))
+    for (o in names(a$extras$matching)) {
+      expect_true(file.exists(file.path(dir, paste0("trend_matching_matching_", o, ".png"))))
+    }
+    for (o in names(a$extras$cem)) {
+      f <- file.path(dir, paste0("balance_cem_", o, ".png"))
+      expect_true(file.exists(f) || any(rp$withheld$item == paste0("figure balance_cem_", o)))
+    }
+    expect_true(file.exists(file.path(dir, "balance_cem_cla_18m.png")))
+    unlink(dir, recursive = TRUE)
+  }
 })

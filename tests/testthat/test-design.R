@@ -203,3 +203,54 @@ test_that("both strands for both programmes: the FS stepped-wedge and the FV DiD
                                              outcomes = character())),
                "embed_end.*301")
 })
+
+test_that("the FV DiD strand's CEM: the FS protocol's coarsening with the FV age bands", {
+  ro <- data.frame(la_code = c("301", "302", "401"), programme = "FV",
+                   role = c("treated", "treated", "comparator"),
+                   go_live_date = as.Date(c("2020-01-01", "2020-07-01", NA)))
+  sw <- design_family_valued(ro[1:2, ])
+  expect_null(sw$cem)
+  d <- design_family_valued(ro, strand = "did")
+  fs <- fs_coarsening()
+  # FS: "Gender ...; Age of children at the time of referral (0-3, 4-12);
+  # Ethnicity (major group); Disability; Free school meal eligibility ...;
+  # Unaccompanied Asylum Seeker; ... previously been made the subject of a CP"
+  expect_equal(d$cem$formula, fs$formula)
+  expect_equal(d$cem$cutpoints[setdiff(names(fs$cutpoints), "age")],
+               fs$cutpoints[setdiff(names(fs$cutpoints), "age")])
+  # the FV ages 0-17 in the FV bands 0-3, 4-12, 13-17
+  expect_equal(d$cem$cutpoints$age, c(0, 3, 12, 17))
+  # "We only match individuals from the same financial year", within the pair
+  expect_equal(d$cem$exact, c("pair", "fin_year"))
+  expect_equal(d$cem$widen_to, "period")
+  # the same cem() call as the FS design's on the same stacked rows
+  st <- data.frame(in_treated_la = rep(0:1, each = 6), gender = "male",
+                   age = c(0, 3, 4, 12, 13, 17, 1, 2, 5, 11, 14, 16), ethnic_group = "White",
+                   disabled = 0, fsm = 1, uasc = 0, n_previous_cpp = 0, pair = "301-401",
+                   fin_year = "2020/21")
+  st <- rbind(st, transform(st, fin_year = "2021/22"))
+  st <- rbind(st, transform(st, pair = "302-401"))
+  m <- cem(data = st, design = d)
+  # strata 0-3, 4-12, 13-17 in each pair x financial year: two treated and
+  # two control children in each
+  expect_equal(length(unique(m$stratum[m$matched])), 12L)
+  expect_equal(as.vector(table(m$stratum)), rep(4L, 12))
+  expect_true(all(m$weights == 1))
+  dfs <- design_family_safeguarding(data.frame(la_code = c("1", "2"), role = c("treated", "comparator"),
+                                               go_live_date = as.Date(c("2020-01-01", NA))))
+  st12 <- st[st$age <= 12, ]
+  expect_equal(cem(data = st12, design = d)$weights, cem(data = st12, design = dfs)$weights)
+  # the protocol's fallback: within pre/post go-live
+  dp <- design_family_valued(ro, strand = "did", cem = "period")
+  expect_equal(dp$cem$exact, c("pair", "period"))
+  expect_null(dp$cem$widen_to)
+  # or the analyst's own specification
+  own <- fs_coarsening()
+  own$cutpoints$age <- c(0, 17)
+  du <- design_family_valued(ro, strand = "did", cem = own)
+  expect_equal(du$cem$cutpoints$age, c(0, 17))
+  expect_equal(du$cem$coarsening, "as given")
+  expect_output(print(d), "CEM on \\(DiD strand\\):.*within pair x fin_year")
+  expect_snapshot(design_family_valued(ro, strand = "did", cem = list(formula = ~ age)),
+                  error = TRUE)
+})

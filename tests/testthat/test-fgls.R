@@ -466,7 +466,87 @@ test_that("fgls_bcj weights: negative, missing or all-zero weights are named", {
   m$w[m$la == 2 & m$year == 2013] <- 0
   expect_error(fgls_bcj(y ~ treated, m, "la", "year", p = 1, weights = "w"),
                "1 of 48 cells have no rows with a positive weight \\(la 2 in year 2013\\)")
-  expect_error(fgls_bcj(y ~ treated, m, "la", "year", weights = "w", method = "re"),
-               "`weights` are not used by method = \"re\"")
   expect_error(fgls_bcj(y ~ treated, m, "la", "year", weights = 1:3), "one value per row")
+})
+
+# ---- weighted random-effects FGLS (#13) -------------------------------------
+
+# Plain R: the weighted Amemiya components, written with lm() and dense
+# between-group operators, then GLS with V_g = s2e W_g^-1 + s2u J.
+ref_re_weighted <- function(m, w) {
+  m$w <- w
+  X <- model.matrix(~ treated + age + factor(year), m)
+  n <- nrow(m)
+  g <- match(m$la, sort(unique(m$la)))
+  G <- max(g)
+  # within WLS: lm with group dummies
+  lw <- lm(y ~ treated + age + factor(year) + factor(la), m, weights = w)
+  bW <- coef(lw)[c("treated", "age", grep("^factor\\(year\\)", names(coef(lw)), value = TRUE))]
+  KW <- length(bW)
+  s2e <- sum(w * residuals(lw)^2) / (n - G - KW)
+  Bw <- outer(g, g, "==") * matrix(w, n, n, byrow = TRUE)
+  Bw <- Bw / rowSums(Bw)                                   # weighted group-mean operator
+  e <- m$y - X[, -1] %*% bW
+  e <- e - sum(w * e) / sum(w)
+  quad2 <- sum(w * (Bw %*% e)^2)
+  XB <- Bw %*% X[, -1]
+  XB <- sweep(XB, 2, colSums(w * XB) / sum(w))
+  Xw <- X[, -1] - Bw %*% X[, -1]
+  m_nu <- G - 1 + sum(diag(solve(crossprod(Xw, w * Xw), crossprod(XB, w * XB))))
+  Wg <- tapply(w, g, sum)
+  s2u <- (quad2 - m_nu * s2e) / (sum(w) - sum(Wg^2) / sum(w))
+  V <- s2e * diag(1 / w) + s2u * outer(g, g, "==")
+  Vi <- solve(V)
+  b <- solve(crossprod(X, Vi %*% X), crossprod(X, Vi %*% m$y))
+  list(b = drop(b), sigma2 = c(s2e, s2u), theta = 1 - sqrt(s2e / (s2e + Wg * s2u)))
+}
+
+test_that("fgls_bcj(method = 're', weights =) equals a plain-R weighted GLS; equal weights are no weights", {
+  d <- make_panel(seed = 7)
+  set.seed(7)
+  m <- d[rep(seq_len(nrow(d)), times = sample(1:4, nrow(d), TRUE)), ]
+  m$age <- rnorm(nrow(m))
+  m$y <- m$y + 0.4 * m$age + rnorm(nrow(m)) + rnorm(8, sd = 0.8)[m$la]
+  m$w <- runif(nrow(m), 0.2, 3)
+  fit <- fgls_bcj(y ~ treated + age, m, "la", "year", method = "re", weights = "w")
+  ref <- ref_re_weighted(m, m$w)
+  expect_equal(unname(fit$sigma2), ref$sigma2, tolerance = 1e-10)
+  expect_equal(unname(fit$theta), unname(c(ref$theta)), tolerance = 1e-10)
+  expect_equal(unname(fit$coefficients_all), unname(ref$b), tolerance = 1e-10)
+  expect_true(fit$weighted)
+  # cluster-robust CR1 of the weighted quasi-demeaned regression, as sandwich
+  skip_if_not_installed("sandwich")
+  th <- fit$theta[as.character(m$la)]
+  X <- model.matrix(~ treated + age + factor(year), m)
+  gm <- function(v) ave(v * m$w, m$la, FUN = sum) / ave(m$w, m$la, FUN = sum)
+  Xs <- X - th * apply(X, 2, gm)
+  ys <- m$y - th * gm(m$y)
+  lf <- lm(ys ~ Xs - 1, weights = m$w)
+  expect_equal(unname(fit$coefficients_all), unname(coef(lf)), tolerance = 1e-10)
+  V <- sandwich::vcovCL(lf, cluster = m$la, type = "HC1")
+  expect_equal(unname(vcov(fit)), unname(V[2:3, 2:3]), tolerance = 1e-10)
+  # with w = 1 the weighted formulas are plm's unbalanced Amemiya (fgls_re_())
+  P <- panel_rows_(y ~ treated + age, m, "la", "year", NULL)
+  f1 <- fgls_re_w_(P$y, P$X, rep(1, length(P$y)), P$gi, P$ti, P$glev, P$tlev, 0L, 0L, NULL)
+  f0 <- fgls_bcj(y ~ treated + age, m, "la", "year", method = "re")
+  expect_equal(f1$coefficients_all, f0$coefficients_all, tolerance = 1e-10)
+  expect_equal(unname(f1$sigma2), unname(f0$sigma2), tolerance = 1e-10)
+  expect_equal(vcov(f1), vcov(f0), tolerance = 1e-10)
+  # equal weights (and zero weights) are the unweighted fit on the positive rows
+  m$w2 <- 2.5
+  m$w2[c(3, 7)] <- 0
+  f2 <- fgls_bcj(y ~ treated + age, m, "la", "year", method = "re", weights = "w2")
+  f3 <- fgls_bcj(y ~ treated + age, m[-c(3, 7), ], "la", "year", method = "re")
+  expect_equal(f2$coefficients_all, f3$coefficients_all, tolerance = 1e-12)
+  expect_equal(vcov(f2), vcov(f3), tolerance = 1e-12)
+  expect_equal(f2$n_zero_weight, 2L)
+  # invariant to scaling the weights, shifting and scaling the outcome
+  m$y2 <- 1000 * m$y + 1e5
+  f4 <- fgls_bcj(y2 ~ treated + age, m, "la", "year", method = "re", weights = 7 * m$w)
+  expect_equal(f4$coefficients, 1000 * fit$coefficients, tolerance = 1e-8)
+  expect_equal(vcov(f4), 1e6 * vcov(fit), tolerance = 1e-8)
+  # a group whose rows all have weight 0 is an error
+  m$w3 <- m$w
+  m$w3[m$la == 2] <- 0
+  expect_snapshot(fgls_bcj(y ~ treated, m, "la", "year", weights = "w3", method = "re"), error = TRUE)
 })

@@ -121,6 +121,11 @@ ref_lmm_wcr <- function(fit, d, X, j, r, nested) {
 # the fixed-effects part of an sw_glmm formula, for model.matrix()
 fixed_part <- function(f) parse_glmm_formula(f)$fixed
 
+# muffle only the few-clusters warning of the LMM bootstrap (tested below)
+few_ok <- function(expr) {
+  withCallingHandlers(expr, sfpceval_few_clusters = function(w) invokeRestart("muffleWarning"))
+}
+
 test_that("LMM wild bootstrap equals a plain-R GLS loop over every Rademacher vector", {
   d <- lmm_boot_data(seed = 3)
   cases <- list(list(f = y ~ treated + factor(period) + since + (1 | la / child_id), nested = TRUE, r = 0),
@@ -128,7 +133,7 @@ test_that("LMM wild bootstrap equals a plain-R GLS loop over every Rademacher ve
   for (cs in cases) {
     fit <- sw_glmm(cs$f, d, family = gaussian())
     X <- model.matrix(fixed_part(cs$f), d)
-    wb <- wild_boot(fit, "treated", weights = "rademacher", r = cs$r)
+    wb <- few_ok(wild_boot(fit, "treated", weights = "rademacher", r = cs$r, variant = "WCR11"))
     ref <- ref_lmm_wcr(fit, d, X, 2L, cs$r, cs$nested)
     expect_equal(wb$statistic, ref$t, tolerance = 1e-9)
     expect_equal(sort(wb$tstar), sort(ref$tstar), tolerance = 1e-9)
@@ -145,33 +150,232 @@ test_that("LMM wild bootstrap: Webb enumeration, interval by inversion, invarian
   d <- lmm_boot_data(seed = 4)
   f <- y ~ treated + since + (1 | la / child_id)
   fit <- sw_glmm(f, d, family = gaussian())
-  wb <- wild_boot(fit, "treated")
-  expect_equal(wb$B, 6^5)
-  expect_equal(wb$weights, "webb")
-  # the interval's ends are where the p-value crosses 1 - level
-  pv_at <- function(r) wild_boot(fit, "treated", r = r, conf_int = FALSE)$p_value
-  for (k in 1:2) {
-    e <- wb$conf_int[k]
-    step <- 1e-6 * wb$std.error * c(-1, 1)[k]
-    expect_gte(pv_at(e - step), 0.05)
-    expect_lt(pv_at(e + step), 0.05)
+  combos <- list(c("WCR31", "mammen"), c("WCR13", "webb"), c("WCU13", "webb"), c("WCR11", "webb"),
+                 c("WCU33", "webb"), c("WCU31", "mammen"))
+  for (cb in combos) {
+    variant <- cb[1]
+    w <- cb[2]
+    wb <- few_ok(wild_boot(fit, "treated", weights = w, variant = variant))
+    expect_equal(wb$B, if (w == "webb") 6^5 else 2^5)
+    expect_true(wb$enumerated)
+    expect_equal(wb$weights, w)
+    expect_equal(wb$variant, variant)
+    # the interval's ends are where the p-value crosses 1 - level
+    pv_at <- function(r) few_ok(wild_boot(fit, "treated", weights = w, r = r, conf_int = FALSE,
+                                          variant = variant))$p_value
+    for (k in 1:2) {
+      e <- wb$conf_int[k]
+      step <- 1e-6 * wb$std.error * c(-1, 1)[k]
+      expect_gte(pv_at(e - step), 0.05)
+      expect_lt(pv_at(e + step), 0.05)
+    }
+    # shifting and scaling the outcome moves nothing but the scale
+    d2 <- d
+    d2$y <- (d$y + 1e4) * 1000
+    wb2 <- few_ok(wild_boot(sw_glmm(f, d2, family = gaussian()), "treated", weights = w, variant = variant))
+    expect_equal(wb2$statistic, wb$statistic, tolerance = 1e-7)
+    expect_equal(wb2$p_value, wb$p_value)
+    expect_equal(wb2$conf_int, 1000 * wb$conf_int, tolerance = 1e-6)
   }
-  # shifting and scaling the outcome moves nothing but the scale
-  d2 <- d
-  d2$y <- (d$y + 1e4) * 1000
-  wb2 <- wild_boot(sw_glmm(f, d2, family = gaussian()), "treated")
-  expect_equal(wb2$statistic, wb$statistic, tolerance = 1e-7)
-  expect_equal(wb2$p_value, wb$p_value)
-  expect_equal(wb2$conf_int, 1000 * wb$conf_int, tolerance = 1e-6)
+  # the default for a linear mixed model: WCU31 with the 6^5 Webb vectors
+  wdef <- few_ok(wild_boot(fit, "treated"))
+  expect_equal(wdef$variant, "WCU31")
+  expect_equal(wdef$weights, "webb")
+  expect_equal(wdef$B, 6^5)
+  expect_equal(wdef$p_value, few_ok(wild_boot(fit, "treated", weights = "webb", variant = "WCU31",
+                                              conf_int = FALSE))$p_value)
+  for (k in 1:2) {
+    e <- wdef$conf_int[k]
+    step <- 1e-6 * wdef$std.error * c(-1, 1)[k]
+    expect_gte(few_ok(wild_boot(fit, "treated", r = e - step, conf_int = FALSE))$p_value, 0.05)
+    expect_lt(few_ok(wild_boot(fit, "treated", r = e + step, conf_int = FALSE))$p_value, 0.05)
+  }
+  # enumerated Mammen weights: all 2^5 vectors with their probabilities
+  wm <- few_ok(wild_boot(fit, "treated", weights = "mammen", variant = "WCR31", conf_int = FALSE))
+  expect_equal(wm$B, 32)
+  expect_equal(sum(wm$draw_prob), 1)
+  # random Mammen draws (B given) approach the enumerated p-value
+  wr <- few_ok(wild_boot(fit, "treated", weights = "mammen", variant = "WCR31", B = 20000, seed = 3,
+                         conf_int = FALSE))
+  expect_false(wr$enumerated)
+  expect_null(wr$draw_prob)
+  expect_lt(abs(wr$p_value - wm$p_value), 4 * sqrt(wm$p_value * (1 - wm$p_value) / 20000) + 1e-12)
+  wb <- few_ok(wild_boot(fit, "treated", weights = "webb", variant = "WCR11"))
   # the same fields as the bootstrap of a did_fit()
   dd <- expand.grid(child = 1:10, la = letters[1:6], year = 2015:2019)
   dd$treated <- as.integer(dd$la %in% c("a", "b", "c") & dd$year >= 2018)
   set.seed(1)
   dd$y <- rnorm(nrow(dd))
   wd <- wild_boot(did_fit(y ~ treated | la + year, dd, cluster = ~la), "treated")
-  expect_setequal(setdiff(names(wb), "note"), setdiff(names(wd), "note"))   # note: NULL when none
-  expect_match(wb$note, "over-rejects")
+  # note: NULL when none; variant: the LMM bootstrap's own
+  expect_setequal(setdiff(names(wb), c("note", "variant")), setdiff(names(wd), "note"))
+  expect_setequal(setdiff(names(wm), c("note", "variant", "draw_prob")), setdiff(names(wd), "note"))
+  expect_match(wb$note, "does not hold its size", all = FALSE)
   expect_s3_class(wb, "wild_boot")
   expect_output(print(wb), "linear mixed model")
-  expect_error(wild_boot(fit, "nope"), "must name one coefficient")
+  expect_error(few_ok(wild_boot(fit, "nope")), "must name one coefficient")
+  expect_error(few_ok(wild_boot(fit, variant = "WCR3")), "variant")
+  expect_error(few_ok(wild_boot(fit, varient = "WCR11")), "varient")
+})
+
+test_that("the LMM bootstrap warns with fewer clusters than its size holds for", {
+  # no variant held its size with 5 LAs (bench/sw_size.R); WCR11/WCR13 with Webb weights did with 10
+  fit5 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(seed = 5), family = gaussian())
+  expect_warning(wb <- wild_boot(fit5, "treated", conf_int = FALSE), class = "sfpceval_few_clusters")
+  expect_match(wb$note, "WCU31 with webb weights rejected 7.7% and 7.6%", all = FALSE)
+  expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, variant = "WCR11"), "fewer than 10 clusters")
+  expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, weights = "rademacher"), "was not measured")
+  fit10 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(nch = 300, seed = 5, G = 10),
+                   family = gaussian())
+  wb <- expect_no_warning(wild_boot(fit10, "treated", B = 999, seed = 1, conf_int = FALSE, variant = "WCR11"))
+  expect_null(wb$note)
+  expect_no_warning(wild_boot(fit10, "treated", B = 999, seed = 1, conf_int = FALSE))
+})
+
+# Plain R for every variant (MacKinnon, Nielsen & Webb's names: WC, R or U,
+# the residuals of the bootstrap DGP -- 1 the fit's, 3 each cluster's from
+# the fit without it -- and the variance -- 1 CR1, 3 CR3): dense V at the
+# fit's variance components, the bootstrap data of each Rademacher vector
+# (restricted: X b0 + u v; unrestricted: X b + u v), and each draw's t from
+# GLS refits -- CR1 from the cluster scores, CR3 from the G
+# leave-one-cluster-out GLS refits.
+ref_lmm_boot <- function(fit, d, X, j, r, nested, variant,
+                         Vr = as.matrix(expand.grid(rep(list(c(-1, 1)), length(unique(d$la))))),
+                         w = rep(1, nrow(d))) {
+  th <- fit$theta
+  cl <- match(d$la, sort(unique(d$la)))
+  G <- max(cl)
+  V <- diag(1 / w) + th[1]^2 * outer(cl, cl, "==")
+  if (nested) {
+    ch <- paste(d$child_id, d$la)
+    V <- V + th[2]^2 * outer(ch, ch, "==")
+  }
+  W <- solve(V)
+  gls <- function(yy, i) {
+    drop(solve(crossprod(X[i, ], W[i, i] %*% X[i, ]), crossprod(X[i, ], W[i, i] %*% yy[i])))
+  }
+  rgls <- function(yy, i) {            # GLS with coefficient j held at r
+    Mi <- solve(crossprod(X[i, ], W[i, i] %*% X[i, ]))
+    b <- gls(yy, i)
+    b - Mi[, j] * (b[j] - r) / Mi[j, j]
+  }
+  all <- rep(TRUE, nrow(d))
+  restricted <- substr(variant, 3, 3) == "R"
+  fitb <- if (restricted) rgls else gls
+  b0 <- fitb(d$y, all)
+  u0 <- drop(d$y - X %*% b0)
+  if (substr(variant, 4, 4) == "3") {
+    for (g in seq_len(G)) {
+      i <- cl == g
+      u0[i] <- d$y[i] - drop(X[i, , drop = FALSE] %*% fitb(d$y, !i))
+    }
+  }
+  centre <- if (restricted) r else gls(d$y, all)[j]
+  M <- solve(crossprod(X, W %*% X))
+  tstat <- function(yy, centre) {
+    b <- gls(yy, all)
+    if (substr(variant, 5, 5) == "1") {
+      u <- drop(yy - X %*% b)
+      sc <- vapply(seq_len(G), function(g) {
+        i <- cl == g
+        sum(M[j, ] * crossprod(X[i, , drop = FALSE], W[i, i] %*% u[i]))
+      }, 0)
+      v <- G / (G - 1) * sum(sc^2)
+    } else {
+      bj <- vapply(seq_len(G), function(g) gls(yy, cl != g)[j], 0)
+      v <- (G - 1) / G * sum((bj - b[j])^2)
+    }
+    (b[j] - centre) / sqrt(v)
+  }
+  list(t = unname(tstat(d$y, r)),
+       tstar = apply(Vr, 1, function(v) tstat(drop(X %*% b0) + u0 * v[cl], centre)))
+}
+
+test_that("every LMM bootstrap variant equals plain-R GLS refits over every Rademacher vector", {
+  d <- lmm_boot_data(seed = 3)
+  cases <- list(list(f = y ~ treated + factor(period) + since + (1 | la / child_id), nested = TRUE, r = 0),
+                list(f = y ~ treated + since + (1 | la), nested = FALSE, r = 0.5))
+  for (cs in cases) {
+    fit <- sw_glmm(cs$f, d, family = gaussian())
+    X <- model.matrix(fixed_part(cs$f), d)
+    for (variant in c("WCR13", "WCU13", "WCR11", "WCU11", "WCR33", "WCU33", "WCR31", "WCU31")) {
+      wb <- few_ok(wild_boot(fit, "treated", weights = "rademacher", r = cs$r, variant = variant))
+      ref <- ref_lmm_boot(fit, d, X, 2L, cs$r, cs$nested, variant)
+      expect_equal(wb$variant, variant)
+      expect_equal(wb$statistic, ref$t, tolerance = 1e-9)
+      expect_equal(sort(wb$tstar), sort(ref$tstar), tolerance = 1e-9)
+      tol <- 1e-8 * max(1, abs(ref$t))
+      expect_equal(wb$p_value, mean(abs(ref$tstar) > abs(ref$t) + tol))
+      expect_equal(wb$p_value_geq, mean(abs(ref$tstar) >= abs(ref$t) - tol))
+    }
+    # Mammen: every one of the 2^5 vectors with its probability, by hand:
+    # values 1 - phi (probability phi / sqrt(5)) and phi
+    phi <- (1 + sqrt(5)) / 2
+    Vm <- as.matrix(expand.grid(rep(list(c(1 - phi, phi)), 5)))
+    pm <- apply(Vm, 1, function(v) prod(ifelse(v < 0, phi / sqrt(5), 1 - phi / sqrt(5))))
+    for (variant in c("WCR31", "WCU33")) {
+      wb <- few_ok(wild_boot(fit, "treated", weights = "mammen", r = cs$r, variant = variant))
+      ref <- ref_lmm_boot(fit, d, X, 2L, cs$r, cs$nested, variant, Vr = Vm)
+      key <- function(t, p) order(round(t, 8), round(p, 12))
+      expect_equal(wb$statistic, ref$t, tolerance = 1e-9)
+      expect_equal(wb$tstar[key(wb$tstar, wb$draw_prob)], ref$tstar[key(ref$tstar, pm)], tolerance = 1e-9)
+      expect_equal(wb$draw_prob[key(wb$tstar, wb$draw_prob)], pm[key(ref$tstar, pm)], tolerance = 1e-12)
+      tol <- 1e-8 * max(1, abs(ref$t))
+      expect_equal(wb$p_value, sum(pm[abs(ref$tstar) > abs(ref$t) + tol]), tolerance = 1e-12)
+      expect_equal(wb$p_value_geq, sum(pm[abs(ref$tstar) >= abs(ref$t) - tol]), tolerance = 1e-12)
+    }
+  }
+})
+
+test_that("LMM bootstrap, hand-made 3 clusters: CR3 is the one-sample t on the cluster means", {
+  # balanced clusters, intercept only: GLS is the mean of the cluster means
+  # (2, 5, 11), 6, whatever the variance components; leaving cluster g out
+  # gives the mean of the other two, so beta_(g) - beta = (6 - ybar_g) / 2 and
+  # CR3 = (2/3) sum (6 - ybar_g)^2 / 4 = (16 + 1 + 25) / 6 = 7: t = 6 / sqrt(7).
+  d <- data.frame(la = rep(c("a", "b", "c"), each = 2), y = c(1, 3, 4, 6, 8, 14))
+  fit <- sw_glmm(y ~ 1 + (1 | la), d, family = gaussian())
+  wb <- few_ok(wild_boot(fit, "(Intercept)", weights = "rademacher", variant = "WCU13"))
+  expect_equal(wb$std.error, sqrt(7))
+  expect_equal(wb$statistic, 6 / sqrt(7))
+  # unrestricted draws: cluster means 6 + v_g (ybar_g - 6), so t* is the
+  # one-sample t of z = v o (-4, -1, 5), mean(z) / sqrt(var(z) / 3):
+  #   v = +-(1, 1, 1):  z = (-4, -1, 5),  t* = 0
+  #   v = +-(-1, 1, 1): z = (4, -1, 5),   mean 8/3,   var 31/3, |t*| = 8 / sqrt(31)
+  #   v = +-(1, -1, 1): z = (-4, 1, 5),   mean 2/3,   var 61/3, |t*| = 2 / sqrt(61)
+  #   v = +-(1, 1, -1): z = (-4, -1, -5), mean -10/3, var 13/3, |t*| = 10 / sqrt(13)
+  expect_equal(sort(abs(wb$tstar)), rep(sort(c(0, 8 / sqrt(31), 2 / sqrt(61), 10 / sqrt(13))), each = 2),
+               tolerance = 1e-10)
+  # only 10 / sqrt(13) = 2.77 exceeds 6 / sqrt(7) = 2.27: p = 2/8
+  expect_equal(wb$p_value, 2 / 8)
+  expect_equal(wb$p_value_geq, 2 / 8)
+})
+
+test_that("LMM bootstrap: a leave-one-out fit that loses a coefficient falls back to CR1 with the fit's residuals", {
+  # `only_L1` is nonzero in authority L1 only: without L1 it is not identified
+  d <- lmm_boot_data(seed = 6)
+  d$only_L1 <- as.numeric(d$la == "L1") * d$since
+  fit <- sw_glmm(y ~ treated + since + only_L1 + (1 | la), d, family = gaussian())
+  wb <- few_ok(wild_boot(fit, "treated", conf_int = FALSE))
+  expect_match(wb$note, "Without cluster la = L1 the fixed effects are not all identified", all = FALSE)
+  expect_match(wb$note, "WCU31 are not defined: WCU11 was used instead", all = FALSE, fixed = TRUE)
+  expect_equal(wb$variant, "WCU11")
+  w1 <- few_ok(wild_boot(fit, "treated", conf_int = FALSE, variant = "WCU11"))
+  expect_equal(wb$p_value, w1$p_value)
+  expect_false(any(grepl("not all identified", w1$note)))
+  expect_equal(few_ok(wild_boot(fit, "treated", conf_int = FALSE, variant = "WCR33"))$variant, "WCR11")
+})
+
+test_that("LMM bootstrap with prior weights equals plain-R weighted GLS refits", {
+  d <- lmm_boot_data(seed = 7)
+  set.seed(8)
+  d$w <- runif(nrow(d), 0.3, 3)
+  f <- y ~ treated + since + (1 | la / child_id)
+  fit <- sw_glmm(f, d, family = gaussian(), weights = "w")
+  X <- model.matrix(~ treated + since, d)
+  for (variant in c("WCU31", "WCR13")) {
+    wb <- few_ok(wild_boot(fit, "treated", weights = "rademacher", r = 0.2, variant = variant))
+    ref <- ref_lmm_boot(fit, d, X, 2L, 0.2, TRUE, variant, w = d$w)
+    expect_equal(wb$statistic, ref$t, tolerance = 1e-9)
+    expect_equal(sort(wb$tstar), sort(ref$tstar), tolerance = 1e-9)
+  }
 })

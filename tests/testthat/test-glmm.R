@@ -507,8 +507,9 @@ sim_absence <- function(nch, seed) {
 }
 
 # Brute-force REML / ML log-likelihood with the dense covariance matrix.
-ref_lmm_loglik <- function(X, y, Zs, sds, sigma, REML) {
-  V <- diag(sigma^2, length(y))
+# Prior weights w: residual variances sigma^2 / w.
+ref_lmm_loglik <- function(X, y, Zs, sds, sigma, REML, w = rep(1, length(y))) {
+  V <- diag(sigma^2 / w, length(y))
   for (k in seq_along(Zs)) V <- V + sds[k]^2 * tcrossprod(Zs[[k]])
   Vi <- solve(V)
   A <- crossprod(X, Vi %*% X)
@@ -978,4 +979,249 @@ test_that("LMM with 5 LAs and children nested in them converges to lmer's optimu
                  class = "sfpceval_not_converged")
   expect_false(fit$converged)
   expect_match(fit$convergence$message, "limit")
+})
+
+# ---- prior weights in the linear mixed model (#13, #14) ---------------------------
+
+# cr2_data() with a weight per child (as CEM gives) and, for the nested
+# clubSandwich comparison, child ids that sort as nlme orders them
+weighted_cr2_data <- function(seed) {
+  d <- cr2_data(seed)
+  set.seed(seed + 100)
+  d$w <- runif(max(d$child_id), 0.3, 3)[d$child_id]
+  d$y <- d$y + rnorm(nrow(d), sd = 3) * (1 / sqrt(d$w) - 1)
+  d$child_id <- sprintf("c%04d", d$child_id)
+  d[order(d$la, d$child_id), ]
+}
+
+test_that("weighted LMM equals lme4::lmer(weights =) and a dense reference", {
+  d <- sim_absence(150, 93)
+  set.seed(7)
+  d$w <- runif(nrow(d), 0.2, 4)
+  fs <- list(list(absence ~ treated + factor(period) + term + since + (1 | la / child_id),
+                  ~ treated + factor(period) + term + since),
+             list(absence ~ treated + factor(period) + since + (1 | la),
+                  ~ treated + factor(period) + since))
+  for (ff in fs) {
+    f <- ff[[1]]
+    for (reml in c(TRUE, FALSE)) {
+      fit <- sw_glmm(f, d, family = gaussian(), REML = reml, weights = "w")
+      X <- stats::model.matrix(ff[[2]], d)
+      Zs <- list(stats::model.matrix(~ 0 + la, d))
+      if (length(fit$sigma) == 2) Zs[[2]] <- stats::model.matrix(~ 0 + factor(paste(child_id, la)), d)
+      ref <- ref_lmm_loglik(X, d$absence, Zs, fit$sigma, fit$residual_sd, reml, d$w)
+      expect_equal(fit$loglik, as.numeric(ref), tolerance = 1e-8)
+      # the same fit with the weights given as a vector
+      expect_equal(coef(sw_glmm(f, d, family = gaussian(), REML = reml, weights = d$w)), coef(fit),
+                   tolerance = 1e-12)
+      skip_if_not_installed("lme4")
+      l <- lme4::lmer(f, d, REML = reml, weights = w)
+      expect_equal(unname(coef(fit)), unname(lme4::fixef(l)), tolerance = 1e-4)
+      vc <- as.data.frame(lme4::VarCorr(l))
+      expect_equal(unname(fit$sigma[1]), vc$sdcor[vc$grp == "la"], tolerance = 1e-4)
+      if (length(fit$sigma) == 2) {
+        expect_equal(unname(fit$sigma[2]), vc$sdcor[vc$grp == "child_id:la"], tolerance = 1e-4)
+        expect_equal(unname(coef(fit, type = "random")[[2]]),
+                     unname(lme4::ranef(l)[["child_id:la"]][names(coef(fit, type = "random")[[2]]), 1]),
+                     tolerance = 1e-4)
+      }
+      expect_equal(fit$residual_sd, stats::sigma(l), tolerance = 1e-4)
+      expect_equal(fit$loglik, as.numeric(logLik(l)), tolerance = 1e-4)
+      expect_equal(sqrt(diag(vcov(fit))), sqrt(diag(as.matrix(stats::vcov(l)))),
+                   tolerance = 1e-4, ignore_attr = TRUE)
+      expect_equal(unname(coef(fit, type = "random")$la), unname(lme4::ranef(l)$la[, 1]), tolerance = 1e-4)
+      # Pearson residuals (y - mu) sqrt(w) / sigma (lme4's are not divided by sigma)
+      expect_equal(unname(residuals(fit, type = "pearson")) * fit$residual_sd,
+                   unname(residuals(l, type = "pearson")), tolerance = 1e-4)
+    }
+  }
+})
+
+test_that("weighted LMM profile interval: lme4's likelihood-ratio at its ends is the chi-square quantile", {
+  skip_if_not_installed("lme4")
+  # (lme4's own profile() is non-monotonic on these data; its ML refits with
+  # the coefficient as an offset are the reference)
+  d <- sim_absence(120, 92)
+  set.seed(3)
+  d$w <- runif(nrow(d), 0.3, 3)
+  f <- absence ~ treated + since + (1 | la / child_id)
+  fit <- sw_glmm(f, d, family = gaussian, REML = FALSE, weights = "w")
+  ci <- confint(fit, "treated", method = "profile")
+  l1 <- lme4::lmer(f, d, REML = FALSE, weights = w)
+  for (b in ci[1, ]) {
+    d$off <- b * d$treated
+    l0 <- lme4::lmer(absence ~ since + offset(off) + (1 | la / child_id), d, REML = FALSE, weights = w)
+    expect_equal(2 * (as.numeric(logLik(l1)) - as.numeric(logLik(l0))), stats::qchisq(0.95, 1),
+                 tolerance = 1e-5)
+  }
+})
+
+test_that("weighted LMM: equal weights change only the residual SD; zero weights drop rows (by hand)", {
+  d <- sim_absence(120, 94)
+  f <- absence ~ treated + since + (1 | la / child_id)
+  fit <- sw_glmm(f, d, family = gaussian())
+  # weights all c: var(e) = s^2 / c, the same model with s^2 = c sigma^2, so
+  # the same fixed effects, variances, SDs and likelihood
+  f4 <- sw_glmm(f, d, family = gaussian(), weights = rep(4, nrow(d)))
+  expect_equal(coef(f4), coef(fit), tolerance = 1e-8)
+  expect_equal(vcov(f4), vcov(fit), tolerance = 1e-7)
+  expect_equal(f4$sigma, fit$sigma, tolerance = 1e-7)
+  expect_equal(f4$residual_sd, 2 * fit$residual_sd, tolerance = 1e-8)
+  expect_equal(f4$loglik, fit$loglik, tolerance = 1e-10)
+  # zero weights: the rows are excluded and counted, as if dropped
+  d$w <- runif(nrow(d), 0.5, 2)
+  d$w[c(3, 10, 11)] <- 0
+  expect_snapshot(f0 <- sw_glmm(f, d, family = gaussian(), weights = "w"))
+  f1 <- sw_glmm(f, d[-c(3, 10, 11), ], family = gaussian(), weights = "w")
+  expect_equal(coef(f0), coef(f1), tolerance = 1e-12)
+  expect_equal(f0$loglik, f1$loglik, tolerance = 1e-12)
+  expect_equal(nobs(f0), nrow(d) - 3L)
+  expect_equal(f0$exclusion_flow$step, c("rows in data", "zero weight"))
+  expect_equal(f0$exclusion_flow$excluded, c(0, 3))
+  expect_equal(f0$kept_rows, setdiff(seq_len(nrow(d)), c(3, 10, 11)))
+  expect_output(print(f0), "Excluded: 3 rows \\(zero weight\\)")
+  expect_output(print(f0), "Prior weights")
+  # a refit under another allocation (perm_test(statistic = "model")) keeps the weights
+  expect_equal(coef(refit_with(f0, d)), coef(f0), tolerance = 1e-12)
+})
+
+test_that("weighted LMM is invariant to shifting and scaling the outcome, a covariate and the row order", {
+  d <- weighted_cr2_data(5)
+  f <- y ~ treated + since + (1 | la / child_id)
+  f0 <- sw_glmm(f, d, family = gaussian(), weights = "w", cluster = "la")
+  d2 <- d
+  d2$y <- (d$y + 1e4) * 1000
+  d2$since <- d$since / 1000 + 2e4
+  f2 <- sw_glmm(f, d2, family = gaussian(), weights = "w", cluster = "la")
+  expect_equal(unname(coef(f2)[2:3]), unname(coef(f0)[2:3] * c(1000, 1e6)), tolerance = 1e-6)
+  expect_equal(sqrt(diag(vcov(f2)))[2:3], sqrt(diag(vcov(f0)))[2:3] * c(1000, 1e6),
+               tolerance = 1e-6, ignore_attr = TRUE)
+  expect_equal(sqrt(diag(vcov(f2, type = "CR2")))[2:3], sqrt(diag(vcov(f0, type = "CR2")))[2:3] * c(1000, 1e6),
+               tolerance = 1e-6, ignore_attr = TRUE)
+  expect_equal(f2$cr2$df[-1], f0$cr2$df[-1], tolerance = 1e-6)
+  expect_equal(f2$sigma, 1000 * f0$sigma, tolerance = 1e-6)
+  # REML: y times c moves the criterion by (N - p) log c, a column of X times
+  # 1 / c by -log c (through log det X'V^-1 X)
+  expect_equal(f2$loglik, f0$loglik - (nrow(d) - 3) * log(1000) + log(1000), tolerance = 1e-6)
+  o <- sample(nrow(d))
+  f3 <- sw_glmm(f, d[o, ], family = gaussian(), weights = "w", cluster = "la")
+  expect_equal(coef(f3), coef(f0), tolerance = 1e-9)
+  expect_equal(vcov(f3, type = "CR2"), vcov(f0, type = "CR2"), tolerance = 1e-9)
+  expect_equal(f3$cr2$df, f0$cr2$df, tolerance = 1e-9)
+  expect_equal(f3$loglik, f0$loglik, tolerance = 1e-10)
+  # the quadrature path of the CR2 on the same fits
+  old <- options(sfpceval.cr2_exact_max = 0)
+  on.exit(options(old))
+  q0 <- sw_glmm(f, d, family = gaussian(), weights = "w", cluster = "la")
+  q2 <- sw_glmm(f, d2, family = gaussian(), weights = "w", cluster = "la")
+  expect_equal(vcov(q0, type = "CR2"), vcov(f0, type = "CR2"), tolerance = 1e-9)
+  expect_equal(vcov(q2, type = "CR2"), vcov(f2, type = "CR2"), tolerance = 1e-9)
+  expect_equal(q2$cr2$df, f2$cr2$df, tolerance = 1e-9)
+})
+
+test_that("weighted LMM CR2 and df equal a dense reference and clubSandwich on the same lme model", {
+  d <- weighted_cr2_data(3)
+  cl <- match(d$la, sort(unique(d$la)))
+  ch <- paste(d$child_id, d$la)
+  cases <- list(
+    list(f = y ~ treated + since + (1 | la / child_id),
+         phi = function(th) th[1]^2 * outer(cl, cl, "==") + th[2]^2 * outer(ch, ch, "=="),
+         lme = list(y ~ treated + since, ~ 1 | la / child_id)),
+    list(f = y ~ treated + factor(period) + since + (1 | la),
+         phi = function(th) th[1]^2 * outer(cl, cl, "=="),
+         lme = list(y ~ treated + factor(period) + since, ~ 1 | la)),
+    # Family Safeguarding absence: child random effects, LA and year fixed
+    # effects, CEM-type weights per child, clustered by LA
+    list(f = y ~ treated + factor(la) + yr + (1 | child_id),
+         phi = function(th) th[1]^2 * outer(d$child_id, d$child_id, "=="),
+         lme = list(y ~ treated + factor(la) + yr, ~ 1 | child_id)))
+  # both ways of applying G^+1/2: the exact invariant-subspace basis, and the
+  # quadrature used when D has many classes (forced here by the option)
+  for (exact_max in c(1e9, 0)) {
+    old <- options(sfpceval.cr2_exact_max = exact_max)
+    for (cs in cases) {
+      fit <- sw_glmm(cs$f, d, family = gaussian(), cluster = "la", weights = "w")
+      X <- model.matrix(parse_glmm_formula(cs$f)$fixed, d)
+      ref <- ref_cr2(X, d$y, cl, diag(1 / d$w) + cs$phi(fit$theta))
+      expect_equal(unname(vcov(fit, type = "CR2")), unname(ref$vcov), tolerance = 1e-8)
+      expect_equal(unname(fit$cr2$df), ref$df, tolerance = 1e-8)
+    }
+    # unweighted, too
+    fit <- sw_glmm(cases[[1]]$f, d, family = gaussian(), cluster = "la")
+    ref <- ref_cr2(model.matrix(~ treated + since, d), d$y, cl, diag(nrow(d)) + cases[[1]]$phi(fit$theta))
+    expect_equal(unname(vcov(fit, type = "CR2")), unname(ref$vcov), tolerance = 1e-8)
+    expect_equal(unname(fit$cr2$df), ref$df, tolerance = 1e-8)
+    options(old)
+  }
+  # clubSandwich does not take lmer fits with weights; the same model is
+  # nlme::lme with varFixed(~ 1 / w) (residual variance sigma^2 / w), whose CR2
+  # clubSandwich computes with the model's covariance as target. (With nested
+  # groups clubSandwich 0.5.8 needs the rows in nlme's group order, as here.)
+  # (clubSandwich's lme method takes only clusters at a random-effect level,
+  # so not the third case.)
+  skip_if_not_installed("clubSandwich")
+  skip_if_not_installed("nlme")
+  d$iw <- 1 / d$w
+  for (cs in cases[1:2]) {
+    fit <- sw_glmm(cs$f, d, family = gaussian(), cluster = "la", weights = "w")
+    m <- nlme::lme(cs$lme[[1]], random = cs$lme[[2]], data = d, weights = nlme::varFixed(~ iw),
+                   control = nlme::lmeControl(tolerance = 1e-12, msTol = 1e-12, returnObject = TRUE))
+    expect_equal(unname(coef(fit)), unname(nlme::fixef(m)), tolerance = 1e-6)
+    vc <- clubSandwich::vcovCR(m, cluster = d$la, type = "CR2")
+    ct <- clubSandwich::coef_test(m, vcov = vc, test = "Satterthwaite")
+    # lme's variance components agree with sw_glmm's to about 1e-6
+    expect_equal(sqrt(diag(vcov(fit, type = "CR2"))), sqrt(diag(as.matrix(vc))), tolerance = 1e-5,
+                 ignore_attr = TRUE)
+    expect_equal(unname(fit$cr2$df), ct$df_Satt, tolerance = 1e-5)
+  }
+})
+
+test_that("weighted LMM: the cluster bootstrap's per-cluster cross-products equal a dense reference", {
+  # continuous weights give every child its own weight sum, so the per-cluster
+  # pieces come from the child sums (not per-class matrices)
+  d <- weighted_cr2_data(6)
+  d$w <- runif(nrow(d), 0.3, 3)
+  f <- y ~ treated + since + (1 | la / child_id)
+  fit <- sw_glmm(f, d, family = gaussian(), weights = "w")
+  expect_null(fit$setup$Mg)
+  # weights constant within children: few weight sums, per-class matrices
+  d$wc <- ave(d$w, d$child_id, FUN = function(x) round(2 * x[1]) / 2)
+  fc <- sw_glmm(f, d, family = gaussian(), weights = "wc")
+  expect_false(is.null(fc$setup$Mg))
+  X <- model.matrix(~ treated + since, d)
+  for (ft in list(list(fit, d$w), list(fc, d$wc))) {
+    th <- ft[[1]]$theta
+    w <- ft[[2]]
+    st <- lmm_standardise(X, d$y, w)
+    Z <- cbind(st$X, st$y)
+    P <- lmm_cluster_xprod(ft[[1]]$setup, th)
+    las <- sort(unique(d$la))
+    for (a in seq_along(las)) {
+      i <- which(d$la == las[a])
+      Phi <- diag(1 / w[i]) + th[1]^2 + th[2]^2 * outer(d$child_id[i], d$child_id[i], "==")
+      expect_equal(P[, , a], crossprod(Z[i, ], solve(Phi, Z[i, ])), tolerance = 1e-10,
+                   ignore_attr = TRUE)
+    }
+  }
+  wb <- suppressWarnings(wild_boot(fit, "treated", weights = "rademacher"), classes = "sfpceval_few_clusters")
+  expect_true(wb$p_value > 0 && wb$p_value <= 1)
+})
+
+test_that("weights: bad input is an error naming the rows; binomial refuses them", {
+  d <- weighted_cr2_data(7)
+  f <- y ~ treated + since + (1 | la / child_id)
+  bad <- d
+  bad$w[c(2, 5)] <- -1
+  expect_snapshot(sw_glmm(f, bad, family = gaussian(), weights = "w"), error = TRUE)
+  bad$w[c(2, 5)] <- NA
+  expect_snapshot(sw_glmm(f, bad, family = gaussian(), weights = "w"), error = TRUE)
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), weights = rep(0, nrow(d))), error = TRUE)
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), weights = "nope"), error = TRUE)
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), weights = 1:3), error = TRUE)
+  d$yb <- as.integer(d$y > 15)
+  expect_snapshot(sw_glmm(yb ~ treated + (1 | la), d, weights = "w"), error = TRUE)
+  # CR2 needs one weight per child
+  d$w2 <- d$w * (1 + (seq_len(nrow(d)) %% 2))
+  expect_snapshot(sw_glmm(f, d, family = gaussian(), weights = "w2", cluster = "la"), error = TRUE)
+  expect_silent(sw_glmm(f, d, family = gaussian(), weights = "w2"))
 })

@@ -131,15 +131,40 @@ test_that("FV DiD strand needs comparators: rows kept with a clear status", {
   did <- m[m$strand == "did", ]
   expect_gt(nrow(did), 0)
   expect_true(all(grepl("no comparator authorities", did$requires)))
-  # design_family_valued(strand = "did") takes comparators; analyse() does
-  # not match, stack and CEM them for Family Valued yet, so the rows wait
+  # design_family_valued(strand = "did") takes comparators: "we will conduct
+  # an analysis exploiting the stepped wedge design ... as well as a DiD
+  # analysis" (FV, Triangulation of results). The protocol specifies the DiD
+  # no further, so its rows are the FS DiD's (LA and financial-year fixed
+  # effects, CEM weights, clustered by LA), run by analyse()
   ro <- rbind(fv_rollout(), data.frame(la_code = "401", programme = "FV", role = "comparator",
                                        go_live_date = as.Date(NA), wedge_order = NA, stratum = NA))
   dd <- design_family_valued(ro, strand = "did")
   expect_true(any(dd$las$role == "comparator"))
   did2 <- protocol_models(dd, strands = "did")
   expect_gt(nrow(did2), 0)
-  expect_true(all(grepl("^not available yet: needs trend matching, stacking and CEM", did2$requires)))
+  fs2 <- protocol_models(design_family_safeguarding(fs_rollout()), strands = "did", sensitivity = FALSE)
+  # the same rows as the FS DiD strand's, every one runnable
+  expect_true(all(is.na(did2$requires)))
+  expect_identical(did2$estimator[did2$outcome == "absence"],
+                   fs2$estimator[fs2$outcome == "absence"])
+  expect_identical(did2$random_effects[did2$outcome == "absence"],
+                   fs2$random_effects[fs2$outcome == "absence"])
+  expect_identical(sub("^fv_", "", did2$id[did2$analysis == "primary"]),
+                   sub("^fs_", "", fs2$id[fs2$analysis == "primary"]))
+  p <- row_of(did2, "fv_did_cla_18m_primary")
+  expect_equal(p$estimator, "did_fit")
+  expect_match(p$formula, "^cla_18m ~ treated \\+ .*\\| la \\+ fin_year$")
+  expect_equal(p$weights, "cem_weight")
+  expect_equal(p$cluster, "la")
+  # the FV protocol's outcome rule: "a logistic regression ... because the baseline rate is low"
+  expect_equal(p$family, "binomial")
+  # every X and Z of the FV covariates (primary need kept: the FS footnote 31
+  # exclusion is for the FS models)
+  expect_setequal(rhs_terms(p$formula), c("treated", dd$covariates))
+  expect_match(p$protocol, "^FV Triangulation of results \\(DiD strand\\), as the FS Primary Analysis")
+  expect_equal(row_of(did2, "fv_did_cla_18m_wild")$depends_on, "fv_did_cla_18m_primary")
+  expect_match(row_of(did2, "fv_did_cla_18m_fgls")$protocol, "as the FS Primary Analysis: \"we will use feasible GLS")
+  expect_true(all(did2$hochberg[did2$analysis == "secondary"] == "FV did secondary"))
 })
 
 test_that("FS primary: 'Y = b0 + b1 FS + gX + rZ + theta Year + delta LA + e' (FS p. 14)", {
@@ -186,8 +211,24 @@ test_that("FS secondary: linear for duration, days and absence; rule for re-refe
   # "we will use Hochberg multiple comparison adjustments"
   expect_setequal(m$outcome[!is.na(m$hochberg)],
                   c("cpp_duration", "days_cpp_18m", "rereferral_18m", "absence"))
+  # "In the case of unauthorised school absence rates ... we include individual
+  # random effects in the regression specification as well as indicator
+  # variables for the school term and a variable controlling for the time since
+  # the relevant referral. Other specifications remain as specified in the
+  # primary analysis": the primary's LA and year effects, CEM weights and
+  # authority clustering, with a child random intercept (#14)
   ab <- row_of(m, "fs_did_absence_secondary")
-  expect_match(ab$requires, "individual random effects")
+  expect_true(is.na(ab$requires))
+  expect_equal(ab$estimator, "sw_glmm")
+  expect_equal(ab$weights, "cem_weight")
+  expect_equal(ab$cluster, "la")
+  expect_match(ab$inference, "CR2")
+  expect_equal(ab$random_effects, "(1 | child_pair)")
+  rhs <- rhs_terms(ab$formula)
+  expect_true(all(c("treated", "factor(term_index)", "days_since_referral", "factor(la)",
+                    "factor(fin_year)", "1 | child_pair") %in% rhs))
+  expect_true(all(plan_covariates(design_family_safeguarding(fs_rollout()), "absence")$x %in% rhs))
+  expect_equal(sub(" ~.*", "", ab$formula), "absence_rate")
 })
 
 test_that("FS sensitivity grid follows the protocol's sections", {

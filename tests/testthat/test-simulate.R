@@ -665,3 +665,43 @@ test_that("no record starts after the extract date", {
   expect_true(all(x$cla_episodes$decom <= end))
   expect_true(all(x$assessment_factors$assessment_id %in% x$assessments$assessment_id))
 })
+
+test_that("Family Valued comparators for the DiD strand (n_comparators)", {
+  # default 0: the stepped-wedge records are unchanged (fv_small above)
+  expect_identical(simulate_sfp("family_valued", children_per_la_year = 150, seed = 11,
+                                n_comparators = 0), fv_small)
+  x <- simulate_sfp("family_valued", children_per_la_year = 150, seed = 11, n_comparators = 5)
+  tr <- attr(x, "truth")
+  ro <- x$rollout
+  # the comparators are in the roll-out, never live, after the five treated LAs
+  expect_identical(ro$role, rep(c("treated", "comparator"), c(5L, 5L)))
+  expect_identical(ro$la_code[6:10], as.character(906:910))
+  expect_true(all(is.na(ro$go_live_date[6:10])))
+  expect_true(all(ro$programme == "FV"))
+  check_schema(x)
+  # the treated LAs' roll-out (order, dates, strata) is the design's own
+  expect_identical(sort(ro$go_live_date[1:5]),
+                   as.Date(c("2020-04-01", "2020-10-01", "2021-04-01", "2021-10-01", "2022-04-01")))
+  expect_setequal(unique(x$children$la_code), as.character(901:910))
+  # as for Family Safeguarding: three per treated LA at most, a quarter of
+  # them (rounded down) with their own paths; a parallel comparator has its
+  # treated LA's logit path
+  expect_identical(unname(tr$parallel_to), c("901", "902", "903", "904", NA))
+  tj <- tr$trajectories
+  for (cmp in c("906", "907", "908", "909")) {
+    expect_identical(tj[cmp, ], tj[tr$parallel_to[[cmp]], ])
+  }
+  expect_false(isTRUE(all.equal(tj["910", ], tj["901", ])))
+  # never live, so no effect applies to their referrals
+  expect_true(all(is.na(tr$la$go_live_date[tr$la$role == "comparator"])))
+  # the DiD design takes them; the stepped-wedge design refuses them
+  d <- design_family_valued(x, strand = "did")
+  expect_identical(d$las$role, rep(c("treated", "comparator"), c(5L, 5L)))
+  expect_error(design_family_valued(x), "strand = \"did\"")
+})
+
+test_that("n_comparators: bad values and Family Safeguarding", {
+  expect_snapshot(simulate_sfp("family_valued", n_comparators = -1), error = TRUE)
+  expect_snapshot(simulate_sfp("family_valued", n_comparators = 2.5), error = TRUE)
+  expect_snapshot(simulate_sfp("family_safeguarding", n_comparators = 3), error = TRUE)
+})
