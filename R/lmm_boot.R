@@ -226,9 +226,9 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' (class `sfpceval_few_clusters`) and notes it below 10 clusters: read such
 #' a result as a sensitivity analysis. In the same simulation with 5
 #' authorities the t-tests with CR2 and Satterthwaite degrees of freedom
-#' (`sw_glmm(cluster = )`) rejected 5.5% and 7.0%, and the CR3 t (the
-#' `statistic` of a `"WC?13"` variant) against a t distribution with G - 1
-#' degrees of freedom 4.3% and 5.8%. The bootstrap critical value varies from
+#' (`sw_glmm(cluster = )`) rejected 5.5% and 7.0%, and the CR3 t
+#' (`tidy(fit, vcov = "CR3")`, the `statistic` of a `"WC?13"` variant)
+#' against a t distribution with G - 1 degrees of freedom 4.3% and 5.8%. The bootstrap critical value varies from
 #' one data set to the next when a few clusters each have their own
 #' treatment timing: the wild bootstrap with few clusters needs clusters
 #' whose designs are alike (Canay, Santos & Shaikh 2021). The centred
@@ -393,7 +393,7 @@ lmm_few_clusters_warn_ <- function(G, variant, weights, size) {
     "wild_boot(): %d clusters: the wild cluster bootstrap of a linear mixed model does not hold its size with ",
     "fewer than %d clusters (stepped-wedge size simulation: %s).\nFix: read it as a sensitivity analysis; ",
     "in the same simulation the t-test with CR2 and Satterthwaite df (sw_glmm(cluster =)) rejected 5.5-7.0%%, ",
-    "and perm_test() on the go-live dates is exact."),
+    "the CR3 t-test with G - 1 df (tidy(fit, vcov = \"CR3\")) 4.3-5.8%%, and perm_test() on the go-live dates is exact."),
     G, size$min, size$what)
   warning(structure(class = c("sfpceval_few_clusters", "warning", "condition"),
                     list(message = msg, call = NULL)))

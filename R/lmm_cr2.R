@@ -288,3 +288,48 @@ lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL) {
   }, 0)
   list(vcov = V, df = df)
 }
+
+# CR3: the leave-one-cluster-out (jackknife) variance of MacKinnon, Nielsen &
+# Webb (2023), with the variance components held at their estimates (so each
+# leave-out fit is the GLS without cluster g, as in the CR3 bootstrap of
+# R/lmm_boot.R):  V = (G - 1) / G sum_g d_g d_g',  d_g = beta_(g) - beta
+# = (A - A_g)^-1 (S - s_g), A_g = X_g'Phi_g^-1 X_g, s_g = X_g'Phi_g^-1 e_g,
+# S = sum_g s_g (zero at the GLS fit), from per-cluster cross-products.
+# clubSandwich's vcovCR(type = "CR3") is sum_g d_g d_g' (its adjustment
+# (I - X_g M X_g'W_g)^-1 gives the same d_g), i.e. G / (G - 1) times this.
+# Arguments as lmm_cr2(). Returns the p x p variance (NA when a cluster's
+# leave-out fit is not identified) and the indices of such clusters.
+lmm_cr3 <- function(X, e, cl, unit, a, b, M, w = NULL) {
+  G <- max(cl)
+  p <- ncol(X)
+  rows <- split(seq_len(nrow(X)), cl)
+  # one cluster's Phi_g^-1 applied to v (rows of the cluster)
+  phi_inv <- function(g, v) {
+    i <- rows[[g]]
+    un <- match(unit[i], unique(unit[i]))
+    wu <- if (is.null(w)) NULL else w[i][match(seq_len(max(un)), un)]
+    cr2_cluster(X[i, , drop = FALSE], un, a, b, wu)$phi_inv(v)
+  }
+  # s_g first (one column each), then A_g one cluster at a time: never all
+  # A_g at once (p x p x G)
+  sg <- vapply(seq_len(G), function(g) {
+    drop(crossprod(X[rows[[g]], , drop = FALSE], phi_inv(g, as.matrix(e[rows[[g]]]))))
+  }, double(p))
+  sg <- matrix(sg, p, G)
+  S <- rowSums(sg)
+  A <- solve(M)
+  D <- matrix(NA_real_, p, G)
+  short <- integer(0)
+  for (g in seq_len(G)) {
+    Xg <- X[rows[[g]], , drop = FALSE]
+    Ai <- A - crossprod(phi_inv(g, Xg), Xg)
+    Ai <- (Ai + t(Ai)) / 2
+    if (pinv_sym(Ai)$rank < p) {
+      short <- c(short, g)
+      next
+    }
+    D[, g] <- solve(Ai, S - sg[, g])
+  }
+  V <- if (length(short)) matrix(NA_real_, p, p) else (G - 1) / G * tcrossprod(D)
+  list(vcov = V, unidentified = short)
+}

@@ -21,7 +21,7 @@
 # cluster's from the fit without it (3) in the bootstrap DGP; studentised by
 # CR1 (1) or the CR3 jackknife (3) (MacKinnon, Nielsen & Webb 2023's names,
 # e.g. WCU31), each with Mammen and with Webb weights, and, for comparison, the t-tests with CR2 (Satterthwaite df)
-# and CR3 (t with G - 1 df).
+# and CR3 (t with G - 1 df: vcov(fit, type = "CR3"), tidy(fit, vcov = "CR3")).
 suppressMessages(pkgload::load_all(".", quiet = TRUE))
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args)) as.integer(args[1]) else 1000L
@@ -78,7 +78,9 @@ if ("wcr" %in% paths) {
       conf_int = FALSE, variant = combos$variant[k])))
     z <- coef(fit)[["treated"]] / sqrt(vcov(fit)["treated", "treated"])
     t2 <- coef(fit)[["treated"]] / sqrt(vcov(fit, type = "CR2")["treated", "treated"])
-    t3 <- wb[[match("WCR13", combos$variant)]]$statistic   # the CR3 t
+    t3 <- coef(fit)[["treated"]] / sqrt(vcov(fit, type = "CR3")["treated", "treated"])
+    # the same CR3 studentises the WC?13 bootstraps
+    stopifnot(isTRUE(all.equal(t3, wb[[match("WCR13", combos$variant)]]$statistic, tolerance = 1e-8)))
     c(wald = 2 * stats::pnorm(-abs(z)),
       cr2 = 2 * stats::pt(-abs(t2), fit$cr2$df[["treated"]]),
       cr3 = 2 * stats::pt(-abs(t3), n_la - 1),
@@ -89,7 +91,7 @@ if ("wcr" %in% paths) {
               if (n_la <= 12L) "enumerated" else "999 draws", if (n_la <= 6L) "enumerated" else "999 draws"))
   cat(sprintf("LMM, Wald (model-based SE, normal):                %s\n", rate(res[, "wald"] < 0.05)))
   cat(sprintf("LMM, CR2 by LA, Satterthwaite df:                  %s\n", rate(res[, "cr2"] < 0.05)))
-  cat(sprintf("LMM, CR3 (jackknife) by LA, t(G - 1):              %s\n", rate(res[, "cr3"] < 0.05)))
+  cat(sprintf("LMM, CR3 by LA, t(G - 1) (vcov(fit, type = \"CR3\")):%s\n", rate(res[, "cr3"] < 0.05)))
   for (k in seq_along(nm)) {
     lab <- if (k == 1L) " (default)" else if (nm[k] == "WCR11 webb") " (before #13)" else ""
     cat(sprintf("LMM, wild bootstrap %-31s%s\n", paste0(nm[k], lab, ":"), rate(res[, nm[k]] < 0.05)))
