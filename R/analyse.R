@@ -116,8 +116,15 @@ analyse <- function(data, design, models = NULL, outcomes = NULL, sensitivity = 
     stop_arg("data", "must be an `sfp_data` object (the records)", "build it with sfp_data() or simulate_sfp().")
   }
   if (!is.numeric(imputations) || length(imputations) != 1L || is.na(imputations) ||
-      imputations < 0 || imputations == 1) {
-    stop_arg("imputations", "must be 0 (complete cases) or at least 2")
+      imputations < 0 || imputations == 1 || imputations != round(imputations)) {
+    stop_arg("imputations", sprintf("must be 0 (complete cases) or a whole number of at least 2, not %s",
+                                    describe_value(imputations)), "give e.g. imputations = 5.")
+  }
+  if (!isTRUE(sensitivity) && !isFALSE(sensitivity)) {
+    stop_arg("sensitivity", "must be TRUE or FALSE", "use sensitivity = FALSE for the primary and secondary analyses only.")
+  }
+  for (a in c("alpha", "censor_share", "bacon_risk")) {
+    check_number(get(a), a, 0, 1, lower_open = TRUE, upper_open = TRUE, fix = "see ?analyse for its default.")
   }
   has_comp <- design$programme == "FS" || any(design$las$role == "comparator")
   if (!is.null(strands)) {

@@ -490,7 +490,8 @@ cohort_covariates <- function(cohort, outcome) {
   # an outcome column, or a sample without one (absence: `absence_rate`)
   if (!is.character(outcome) || length(outcome) != 1L ||
       !outcome %in% c(names(cohort), names(dropped))) {
-    stop_arg("outcome", "must be one outcome of the cohort")
+    stop_arg("outcome", sprintf("must be one outcome of the cohort, not %s", describe_value(outcome)),
+             "give the name of one outcome of the cohort's outcome table, e.g. \"cla_18m\".")
   }
   dr <- dropped[[outcome]]
   cv <- setdiff(d$covariates, c(d$covariates_exclude[[outcome]], dr))

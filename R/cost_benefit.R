@@ -54,13 +54,24 @@ cost_benefit <- function(effect, p.value = NULL, children_per_year,
                          cost_per_child = NULL, placement_costs = NULL,
                          costs = NULL, years = 0:5, discount_rate = 0.035,
                          alpha = 0.05, force = FALSE) {
+  if (missing(children_per_year)) {
+    stop_arg("children_per_year", "is missing",
+             "give the children referred per authority and year the effect applies to.")
+  }
   cb_number(effect, "effect")
   cb_number(children_per_year, "children_per_year", positive = TRUE)
   cb_number(discount_rate, "discount_rate")
-  if (discount_rate <= -1) stop_arg("discount_rate", "must be above -1")
+  if (discount_rate <= -1) stop_arg("discount_rate", "must be above -1", "give e.g. 0.035 (the Green Book rate).")
   if (!is.numeric(years) || !length(years) || anyNA(years) || anyDuplicated(years)) {
-    stop_arg("years", "must be distinct year offsets from the base year, e.g. 0:5")
+    stop_arg("years", sprintf("must be distinct year offsets from the base year, not %s", describe_value(years)),
+             "give e.g. years = 0:5.")
   }
+  if (!is.null(p.value)) {
+    p.value <- check_number(p.value, "p.value", 0, 1, fix = "give the effect's p-value, or NULL.")
+  }
+  alpha <- check_number(alpha, "alpha", 0, 1, lower_open = TRUE, upper_open = TRUE,
+                        fix = "give e.g. alpha = 0.05.")
+  if (!isTRUE(force) && !isFALSE(force)) stop_arg("force", "must be TRUE or FALSE", "give force = TRUE to compute a non-significant effect.")
   unit <- cb_unit_cost(cost_per_child, placement_costs)
   cost <- cb_costs(costs, years)
   significant <- is.null(p.value) || (is.finite(p.value) && p.value < alpha)
@@ -87,7 +98,8 @@ cost_benefit <- function(effect, p.value = NULL, children_per_year,
 
 cb_number <- function(x, arg, positive = FALSE) {
   if (!is.numeric(x) || length(x) != 1L || !is.finite(x) || (positive && x <= 0)) {
-    stop_arg(arg, if (positive) "must be one positive number" else "must be one finite number")
+    stop_arg(arg, sprintf("must be one %s number, not %s", if (positive) "positive" else "finite",
+                          describe_value(x)), "see ?cost_benefit for what it holds.")
   }
 }
 
@@ -96,7 +108,7 @@ cb_unit_cost <- function(cost_per_child, placement_costs) {
     stop_arg("cost_per_child", "and `placement_costs` are both given", "give one of them.")
   }
   if (!is.null(cost_per_child)) {
-    cb_number(cost_per_child, "cost_per_child")
+    cb_number(cost_per_child, "cost_per_child", positive = TRUE)
     return(cost_per_child)
   }
   if (is.null(placement_costs)) {
@@ -104,14 +116,18 @@ cb_unit_cost <- function(cost_per_child, placement_costs) {
   }
   pc <- placement_costs
   if (!is.data.frame(pc) || !all(c("cost", "n") %in% names(pc))) {
-    stop_arg("placement_costs", "must be a data frame with columns `placement`, `cost` and `n`")
+    stop_arg("placement_costs", "must be a data frame with columns `placement`, `cost` and `n`",
+             "give one row per placement type: its annual cost and the number of children in it.")
   }
-  bad <- which(!is.finite(pc$cost) | !is.finite(pc$n) | pc$n < 0)
+  bad <- which(!is.finite(pc$cost) | !is.finite(pc$n) | pc$n < 0 | pc$cost < 0)
   if (length(bad)) {
     stop_rows("placement_costs", "cost/n", bad, "are missing or negative",
               "give a cost and a non-negative number of children for every placement type.")
   }
-  if (sum(pc$n) <= 0) stop_arg("placement_costs", "has no children (`n` sums to 0)")
+  if (sum(pc$n) <= 0) {
+    stop_arg("placement_costs", "has no children (`n` sums to 0)",
+             "give the number of children in each placement type (the weights of the average cost).")
+  }
   sum(pc$cost * pc$n) / sum(pc$n)
 }
 
@@ -119,8 +135,12 @@ cb_costs <- function(costs, years) {
   if (is.null(costs)) return(rep(0, length(years)))
   if (is.data.frame(costs)) {
     if (!all(c("year", "cost") %in% names(costs))) {
-      stop_arg("costs", "must have columns `year` and `cost`")
+      stop_arg("costs", "must have columns `year` and `cost`", "give one row per year of `years`.")
     }
+    bad <- which(duplicated(costs$year))
+    if (length(bad)) stop_rows("costs", "year", bad, "repeat a year", "give one cost per year.")
+    bad <- which(!is.finite(costs$cost) | costs$cost < 0)
+    if (length(bad)) stop_rows("costs", "cost", bad, "are missing or negative", "give each year's cost (0 for none).")
     bad <- which(!costs$year %in% years)
     if (length(bad)) {
       stop_rows("costs", "year", bad, "are not among `years`", "give costs for the years of the benefit stream.")
@@ -129,8 +149,10 @@ cb_costs <- function(costs, years) {
     out[match(costs$year, years)] <- costs$cost
     return(out)
   }
-  if (!is.numeric(costs) || length(costs) != length(years) || anyNA(costs)) {
-    stop_arg("costs", sprintf("must be %d costs, one per year of `years`", length(years)))
+  if (!is.numeric(costs) || length(costs) != length(years) || any(!is.finite(costs)) || any(costs < 0)) {
+    stop_arg("costs", sprintf("must be %d non-negative costs, one per year of `years`, not %s",
+                              length(years), describe_value(costs)),
+             "give each year's cost (0 for none), or a data frame with `year` and `cost`.")
   }
   costs
 }

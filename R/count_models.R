@@ -45,7 +45,9 @@ resolve_weights_ <- function(weights, data) {
     name <- "weights"
   }
   if (!is.numeric(weights) || length(weights) != nrow(data)) {
-    stop_arg("weights", "must be numeric with one value per row of `data` (or a column name)")
+    stop_arg("weights", sprintf("must be numeric with one value per row of `data` (%d), or a column name; not %s",
+                                nrow(data), describe_value(weights)),
+             "give a weight column's name, e.g. weights = \"cem_weight\".")
   }
   bad <- which(is.na(weights) | !is.finite(weights) | weights < 0)
   if (length(bad)) {

@@ -117,7 +117,7 @@ sfp_data <- function(children = NULL, referrals = NULL, assessments = NULL,
   tables <- db$tables
   date_range <- check_date_range(date_range)
   if (!is.logical(warn) || length(warn) != 1L || is.na(warn)) {
-    stop_arg("warn", "must be TRUE or FALSE")
+    stop_arg("warn", "must be TRUE or FALSE", "use warn = FALSE to keep the problems in attr(x, \"problems\") only.")
   }
   log <- new.env(parent = emptyenv())
   log$conversions <- db$conversions

@@ -112,9 +112,18 @@ dbi_collect <- function(tables, con) {
 #' DBI::dbDisconnect(con)
 #' @export
 write_db <- function(x, con, prefix = "", overwrite = FALSE) {
-  if (!inherits(x, "sfp_data")) stop_arg("x", "must be an sfp_data object")
+  if (!inherits(x, "sfp_data")) stop_arg("x", "must be an sfp_data object", "build it with sfp_data() or simulate_sfp().")
   if (!requireNamespace("DBI", quietly = TRUE)) stop_arg("con", "needs the DBI package", "install DBI.")
-  if (!inherits(con, "DBIConnection")) stop_arg("con", "must be a DBI connection")
+  if (!inherits(con, "DBIConnection")) {
+    stop_arg("con", sprintf("must be a DBI connection, not %s", class(con)[1]), "give `con = DBI::dbConnect(...)`.")
+  }
+  if (!is.character(prefix) || length(prefix) != 1L || is.na(prefix)) {
+    stop_arg("prefix", sprintf("must be one string, not %s", describe_value(prefix)), "give e.g. prefix = \"sfp_\", or \"\".")
+  }
+  if (!isTRUE(overwrite) && !isFALSE(overwrite)) {
+    stop_arg("overwrite", sprintf("must be TRUE or FALSE, not %s", describe_value(overwrite)),
+             "use overwrite = TRUE to replace tables of the same names.")
+  }
   out <- character()
   for (nm in names(x)) {
     d <- x[[nm]]

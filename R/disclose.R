@@ -233,7 +233,7 @@ disclosure_log <- function(x) {
     return(do.call(rbind, logs))
   }
   if (!inherits(x, "sfp_disclosed")) {
-    stop_arg("x", "must come from disclose()")
+    stop_arg("x", "must come from disclose()", "run disclose() on the table first.")
   }
   attr(x, "disclosure")$log
 }
@@ -243,7 +243,8 @@ disclosure_log <- function(x) {
 check_threshold_ <- function(threshold) {
   if (!is.numeric(threshold) || length(threshold) != 1L || is.na(threshold) ||
       threshold < 1) {
-    stop_arg("threshold", "must be one number, 1 or more", "use threshold = 10, the protocol's rule.")
+    stop_arg("threshold", sprintf("must be one number, 1 or more, not %s", describe_value(threshold)),
+             "use threshold = 10, the protocol's rule.")
   }
 }
 
@@ -259,15 +260,24 @@ is_flow_ <- function(x) all(c("stage", "step", "n") %in% names(x))
 
 count_cols_ <- function(x) {
   nm <- names(x)
-  ok <- vapply(x, function(v) {
-    is.numeric(v) && !all(is.na(v)) &&
-      all(v[!is.na(v)] >= 0 & v[!is.na(v)] == round(v[!is.na(v)]))
+  whole <- vapply(x, function(v) {
+    is.numeric(v) && !all(is.na(v)) && all(v[!is.na(v)] == round(v[!is.na(v)]))
   }, TRUE)
-  nm[ok & !grepl(.not_counts, nm, ignore.case = TRUE)]
+  named <- !grepl(.not_counts, nm, ignore.case = TRUE)
+  # a whole-number column named like a count but holding a negative value
+  # would silently not be taken as counts, and its small values published
+  for (j in which(whole & named)) {
+    neg <- which(!is.na(x[[j]]) & x[[j]] < 0)
+    if (length(neg)) {
+      stop_rows("x", nm[j], neg, "are negative, so the column cannot be taken as counts (its small values would be published)",
+                "correct the counts, or name the count columns in `counts =` if this column is not one.")
+    }
+  }
+  nm[whole & named]
 }
 
 matrix_to_df_ <- function(x) {
-  if (!is.numeric(x)) stop_arg("x", "must be a numeric matrix of counts")
+  if (!is.numeric(x)) stop_arg("x", "must be a numeric matrix of counts", "give counts, or a data frame with label columns.")
   rn <- rownames(x) %||% as.character(seq_len(nrow(x)))
   cn <- colnames(x) %||% paste0("V", seq_len(ncol(x)))
   df <- data.frame(row = rn, stringsAsFactors = FALSE)
@@ -314,7 +324,7 @@ margin_relations_ <- function(x, labels, count_cols, margins, cell_of) {
 disclose_table_ <- function(x, threshold, counts = NULL, margins = c("Total", "All"),
                             derived = NULL, round_to = NULL, zeros = TRUE,
                             relations = NULL, hidden = numeric(), ...) {
-  if (!is.data.frame(x)) stop_arg("x", "must be a data frame")
+  if (!is.data.frame(x)) stop_arg("x", "must be a data frame", "give a data frame of counts.")
   x <- as.data.frame(x, stringsAsFactors = FALSE)
   counts <- counts %||% count_cols_(x)
   bad <- setdiff(counts, names(x))
@@ -329,8 +339,10 @@ disclose_table_ <- function(x, threshold, counts = NULL, margins = c("Total", "A
                 "name the count columns in `counts`.")
     }
   }
-  if (!is.null(round_to) && (!is.numeric(round_to) || length(round_to) != 1L || round_to < 1)) {
-    stop_arg("round_to", "must be NULL or one whole number such as 5")
+  if (!is.null(round_to) && (!is.numeric(round_to) || length(round_to) != 1L || !is.finite(round_to) ||
+                             round_to < 1 || round_to != round(round_to))) {
+    stop_arg("round_to", sprintf("must be NULL or one whole number such as 5, not %s", describe_value(round_to)),
+             "use round_to = 5 (the statistical-disclosure guidance) or NULL.")
   }
   labels <- names(x)[!vapply(x, is.numeric, TRUE)]
   num_other <- setdiff(names(x)[vapply(x, is.numeric, TRUE)], counts)
@@ -339,7 +351,8 @@ disclose_table_ <- function(x, threshold, counts = NULL, margins = c("Total", "A
   }
   bad <- setdiff(c(names(derived), unlist(derived)), names(x))
   if (length(bad)) stop_arg("derived", sprintf("names column(s) not in the table: %s",
-                                                paste(bad, collapse = ", ")))
+                                                paste(bad, collapse = ", ")),
+                            paste0("choose among ", paste(names(x), collapse = ", "), "."))
 
   n <- nrow(x)
   cell_of <- function(i, cc) (match(cc, counts) - 1L) * n + i

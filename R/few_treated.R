@@ -88,18 +88,24 @@
 #' @export
 few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999L,
                              seed = 1L, level = 0.95, conf_int = TRUE, shock_ratio = 1) {
-  if (!is.numeric(B) || length(B) != 1L || is.na(B) || B < 19) {
-    stop_arg("B", "must be a number of bootstrap draws of at least 19")
-  }
-  if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
-    stop_arg("level", "must be a number in (0, 1)")
-  }
+  B <- check_whole(B, "B", 19L, "give e.g. B = 999 bootstrap draws.")
+  level <- check_number(level, "level", 0, 1, lower_open = TRUE, upper_open = TRUE,
+                        fix = "give e.g. level = 0.95.")
   if (!is.numeric(shock_ratio) || length(shock_ratio) != 1L || !(shock_ratio > 0) ||
       !is.finite(shock_ratio)) {
     stop_arg("shock_ratio", "must be one positive number",
              "1 assumes the treated authorities' shocks vary as much as the comparators'")
   }
+  if (!isTRUE(conf_int) && !isFALSE(conf_int)) {
+    stop_arg("conf_int", "must be TRUE or FALSE", "use conf_int = FALSE to skip the test inversion.")
+  }
   P <- panel_rows_(formula, data, group, time, weights)
+  bad <- which(!P$X[, 1] %in% c(0, 1))
+  if (length(bad)) {
+    stop_rows("data", colnames(P$X)[1], P$rows[bad], "have a treatment other than 0 or 1",
+              "give the child's treatment first in the formula, as 0/1 (1 = referred on or after the go-live).",
+              keys = P$X[bad, 1], key_name = "values")
+  }
   check_balanced_(P, group, time)
   G <- P$G
   TT <- P$T
@@ -115,13 +121,22 @@ few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999
   ft <- few_treated_cells_(cells, G, TT)
   ntr <- sum(rowSums(ft$D) > 0)
   if (ntr == 0L || ntr == G) {
-    stop_arg("formula", if (ntr == 0L) "has no treated group" else "has no untreated group",
-             "the DiD needs treated and comparator authorities")
+    stop_arg("formula", sprintf("has %s: %s of the %d groups in `%s` %s treated in some period",
+                                if (ntr == 0L) "no treated group" else "no untreated group",
+                                if (ntr == 0L) "none" else "all", G, group,
+                                if (ntr == 0L) "is" else "are"),
+             "the DiD needs treated authorities and comparator authorities that are never treated.")
   }
   Dt <- ft$D - outer(rowMeans(ft$D), colMeans(ft$D), "+") + mean(ft$D)
   if (sum(Dt^2) <= 1e-12 * max(1, sum(ft$D^2))) {
     stop_arg("formula", "has a treatment collinear with the authority and period effects",
              "the treated authorities need periods before their go-live (and the comparators none after)")
+  }
+  if (as.double(B) * G * TT > 2.5e7) {
+    stop_arg("B", sprintf("asks for %s bootstrap draws, which with %d groups x %d periods is %s normal draws (two arrays of %.1f GB)",
+                          format(B, big.mark = ","), G, TT, format(as.double(B) * G * TT, big.mark = ",", scientific = FALSE),
+                          8 * as.double(B) * G * TT / 1e9),
+             sprintf("use at most B = %s here (999 is usual).", format(floor(2.5e7 / (G * TT)), big.mark = ",")))
   }
   k <- ifelse(rowSums(ft$D) > 0, shock_ratio, 1)
   mom <- few_treated_moments_(ft, G, TT, k)
@@ -131,7 +146,10 @@ few_treated_test <- function(formula, data, group, time, weights = NULL, B = 999
   alpha <- 1 - level
   ci <- if (isTRUE(conf_int)) {
     pfun <- function(b0) few_treated_stat_(ft, mom, b0, draws)$p_value
-    few_treated_ci_(pfun, obs$estimate, obs$std.error, alpha)
+    # invert_test() (R/wildboot.R): steps of one SE, the test rejects at p <= alpha
+    se <- max(obs$std.error, 1e-8)
+    invert_test(pfun, obs$estimate, se, alpha, rel = 1e-6, max_double = 41,
+                max_bisect = 40, step = se, strict = TRUE, unbounded = Inf)
   } else c(NA_real_, NA_real_)
   structure(list(
     estimate = obs$estimate, std.error = obs$std.error, statistic = obs$statistic,
@@ -230,31 +248,6 @@ few_treated_stat_ <- function(ft, mom, b0, draws) {
   list(estimate = est, std.error = sqrt(th$var), statistic = tstat, rho = th$rho,
        sigma2_v = th$sigma2_v,
        p_value = (1 + sum(abs(tstar) >= abs(tstat) - 1e-12)) / (B + 1))
-}
-
-# Test inversion: the ends where the p-value crosses alpha, found by
-# expanding from the estimate in steps of the standard error, then bisection.
-few_treated_ci_ <- function(pfun, est, se, alpha) {
-  if (pfun(est) <= alpha) return(c(NA_real_, NA_real_))
-  bound <- function(dir) {
-    inside <- est
-    step <- max(se, 1e-8)
-    k <- 0
-    while (pfun(est + dir * step) > alpha) {
-      inside <- est + dir * step
-      step <- 2 * step
-      k <- k + 1
-      if (k > 40) return(dir * Inf)
-    }
-    outside <- est + dir * step
-    for (i in 1:40) {
-      mid <- (inside + outside) / 2
-      if (pfun(mid) > alpha) inside <- mid else outside <- mid
-      if (abs(outside - inside) < 1e-6 * se) break
-    }
-    (inside + outside) / 2
-  }
-  c(bound(-1), bound(1))
 }
 
 #' @export

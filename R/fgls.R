@@ -377,9 +377,9 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
 # glev, tlev, G, T, n_dropped and rows (row numbers in `data`).
 panel_rows_ <- function(formula, data, group, time, weights) {
   if (!inherits(formula, "formula") || length(formula) != 3L) {
-    stop_arg("formula", "must be a two-sided formula such as `y ~ treated + age`")
+    stop_arg("formula", "must be a two-sided formula such as `y ~ treated + age`", "give outcome ~ treated + covariates.")
   }
-  if (!is.data.frame(data)) stop_arg("data", "must be a data frame")
+  if (!is.data.frame(data)) stop_arg("data", "must be a data frame", "give the child-level records (one row per child).")
   for (a in c("group", "time")) {
     v <- if (a == "group") group else time
     if (!is.character(v) || length(v) != 1L || !v %in% names(data)) {
@@ -395,14 +395,16 @@ panel_rows_ <- function(formula, data, group, time, weights) {
   n_dropped <- report_dropped_(ok, "the outcome, a regressor, the group or the period")
   rows <- which(ok)
   d <- data[ok, , drop = FALSE]
-  if (nrow(d) == 0L) stop_arg("data", "has no complete rows for this formula")
+  if (nrow(d) == 0L) stop_arg("data", sprintf("has no complete rows for this formula (%d rows, none complete)", nrow(data)),
+                              "check the outcome, regressors, group and period for missing values.")
   w <- if (weighted) w[ok] else rep(1, nrow(d))
   if (!any(w > 0)) {
     stop_rows("data", wname, rows, "all have weight 0, so nothing is estimated",
               "check the weights (CEM gives 0 to unmatched children); at least the matched rows need a positive weight")
   }
   y <- stats::model.response(stats::model.frame(formula, d))
-  if (!is.numeric(y)) stop_arg("formula", "has an outcome that is not numeric")
+  if (!is.numeric(y)) stop_arg("formula", sprintf("has an outcome that is not numeric (`%s`)", deparse(formula[[2]])),
+                               "give a numeric outcome (0/1 for an event).")
   y <- as.double(y)
   X <- stats::model.matrix(formula, d)
   check_finite_(X, y, deparse(formula[[2]]))

@@ -31,7 +31,10 @@
 #' fidelity(ind)
 #' @export
 fidelity <- function(indicators) {
-  if (!is.data.frame(indicators)) stop_arg("indicators", "must be a data frame")
+  if (!is.data.frame(indicators)) {
+    stop_arg("indicators", sprintf("must be a data frame, not %s", class(indicators)[1]),
+             "give one row per authority, time point and indicator (see ?fidelity).")
+  }
   need <- c("la", "time_point", "indicator", "value")
   miss <- setdiff(need, names(indicators))
   if (length(miss)) {
@@ -39,8 +42,18 @@ fidelity <- function(indicators) {
                  if (length(miss) > 1) "s" else "", paste0("`", miss, "`", collapse = ", ")),
          call. = FALSE)
   }
+  if (!nrow(indicators)) {
+    stop("Table `indicators` has no rows.\nFix: give one row per authority, time point and indicator (see ?fidelity).",
+         call. = FALSE)
+  }
   th <- fidelity_thresholds()
   x <- as.data.frame(indicators, stringsAsFactors = FALSE)[need]
+  for (v in c("la", "time_point", "indicator")) {
+    bad <- which(is.na(x[[v]]) | !nzchar(trimws(as.character(x[[v]]))))
+    if (length(bad)) {
+      stop_rows("indicators", v, bad, "are missing", "give the authority, time point and indicator of every row.")
+    }
+  }
   x$indicator <- as.character(x$indicator)
   x$time_point <- as.character(x$time_point)
   bad <- which(!x$indicator %in% th$indicator)
@@ -54,7 +67,17 @@ fidelity <- function(indicators) {
     stop_rows("indicators", "time_point", bad, "are not among the protocol's time points",
               "use \"pre\", \"6m\", \"12m\" or \"24m\".", keys = x$time_point[bad], key_name = "values")
   }
-  if (!is.numeric(x$value)) stop_arg("indicators", "has a non-numeric column `value`")
+  if (!is.numeric(x$value)) {
+    bad <- which(is.na(suppressWarnings(as.numeric(as.character(x$value)))) & !is.na(x$value))
+    stop_rows("indicators", "value", if (length(bad)) bad else seq_len(nrow(x)), "are not numeric",
+              "give each indicator as a number (a share as a proportion, e.g. 0.74).",
+              keys = x$value[bad], key_name = "values")
+  }
+  bad <- which(is.infinite(x$value) | (!is.na(x$value) & x$value < 0))
+  if (length(bad)) {
+    stop_rows("indicators", "value", bad, "are negative or infinite",
+              "give counts, shares and rates as non-negative numbers (NA where not measured).")
+  }
   key <- paste(x$la, x$time_point, x$indicator, sep = "\r")
   if (anyDuplicated(key)) {
     bad <- which(duplicated(key))

@@ -39,25 +39,37 @@
 #'            df_complete = 4)
 #' @export
 pool_rubin <- function(estimate, std.error, df_complete = Inf, level = 0.95) {
+  for (a in list(list("estimate", estimate), list("std.error", std.error))) {
+    if (!is.numeric(a[[2]]) || !(is.null(dim(a[[2]])) || length(dim(a[[2]])) == 2L)) {
+      stop_arg(a[[1]], sprintf("must be a numeric vector or matrix, not %s", class(a[[2]])[1]),
+               "give one value per imputation (rows) and term (columns).")
+    }
+  }
   q <- as.matrix(estimate)
-  u <- as.matrix(std.error)^2
-  if (!is.numeric(q) || !is.numeric(u)) stop_arg("estimate/std.error", "must be numeric")
-  if (!identical(dim(q), dim(u))) {
-    stop_arg("std.error", "must have the shape of `estimate` (one value per imputation and term)")
+  se <- as.matrix(std.error)
+  if (!identical(dim(q), dim(se))) {
+    stop_arg("std.error", sprintf("must have the shape of `estimate` (%s), not %s",
+                                  paste(dim(q), collapse = " x "), paste(dim(se), collapse = " x ")),
+             "give one standard error per estimate: imputations in rows, terms in columns.")
   }
   m <- nrow(q)
-  if (m < 2L) stop_arg("estimate", "must hold at least two imputations", "give one value per imputation.")
-  if (anyNA(q) || anyNA(u) || any(!is.finite(u))) {
-    stop_arg("estimate/std.error", "have missing or infinite values",
-             "pool only analyses that ran on every imputation.")
+  if (m < 2L) stop_arg("estimate", sprintf("must hold at least two imputations, not %d", m),
+                       "give one value per imputation.")
+  for (a in list(list("estimate", q, "missing or infinite"), list("std.error", se, "missing, infinite or negative"))) {
+    bad <- which(rowSums(!is.finite(a[[2]]) | (a[[1]] == "std.error" & a[[2]] < 0)) > 0)
+    if (length(bad)) {
+      stop_arg(a[[1]], sprintf("has %s values (imputation %s)", a[[3]], describe_rows(bad)),
+               "pool only analyses that ran on every imputation.")
+    }
   }
+  u <- se^2
   if (!is.numeric(df_complete) || !length(df_complete) %in% c(1L, ncol(q)) ||
       anyNA(df_complete) || any(df_complete <= 0)) {
-    stop_arg("df_complete", "must be positive degrees of freedom, one value or one per term")
+    stop_arg("df_complete", "must be positive degrees of freedom, one value or one per term",
+             "give the complete-data degrees of freedom (e.g. clusters - 1), or Inf.")
   }
-  if (!is.numeric(level) || length(level) != 1L || level <= 0 || level >= 1) {
-    stop_arg("level", "must be a confidence level between 0 and 1")
-  }
+  level <- check_number(level, "level", 0, 1, lower_open = TRUE, upper_open = TRUE,
+                        fix = "give e.g. level = 0.95.")
   dfcom <- rep_len(df_complete, ncol(q))
   qbar <- colMeans(q)
   ubar <- colMeans(u)

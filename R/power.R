@@ -49,7 +49,7 @@ describe_value <- function(x) {
 
 check_whole <- function(x, arg, lower = 1, fix = NULL) {
   if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) ||
-      x != round(x)) {
+      x != round(x) || abs(x) > .Machine$integer.max) {
     stop_arg(arg, sprintf("must be a single whole number, not %s",
                           describe_value(x)), fix)
   }

@@ -93,6 +93,13 @@ protocol_models <- function(design, outcomes = NULL, sensitivity = TRUE,
              "build one with design_family_safeguarding() or design_family_valued().")
   }
   strands <- match_choices(strands, c("stepped_wedge", "did"), "strands")
+  if (!isTRUE(sensitivity) && !isFALSE(sensitivity)) {
+    stop_arg("sensitivity", "must be TRUE or FALSE", "use sensitivity = FALSE for the primary and secondary analyses only.")
+  }
+  if (!is.null(outcomes) && (!is.character(outcomes) || anyNA(outcomes))) {
+    stop_arg("outcomes", "must be outcome names (a character vector without NA)",
+             sprintf("use some of %s.", paste0("\"", design$outcomes, "\"", collapse = ", ")))
+  }
   if (!is.null(outcomes)) {
     bad <- setdiff(outcomes, design$outcomes)
     if (length(bad)) {
@@ -454,7 +461,8 @@ plan_did_rows <- function(design, prefix) {
 # Several choices from a set (argument check).
 match_choices <- function(x, choices, arg) {
   if (!is.character(x) || !length(x) || !all(x %in% choices)) {
-    stop_arg(arg, sprintf("must be some of %s", paste0("\"", choices, "\"", collapse = ", ")))
+    stop_arg(arg, sprintf("must be some of %s", paste0("\"", choices, "\"", collapse = ", ")),
+             sprintf("for example %s = \"%s\".", arg, choices[1]))
   }
   unique(x)
 }

@@ -51,8 +51,10 @@ report <- function(analysis, dir, threshold = 10, round_to = NULL, html = TRUE,
     stop_arg("dir", "must be one directory path", "for example dir = \"report\".")
   }
   check_threshold_(threshold)
+  if (!is.null(round_to)) disclose_table_(data.frame(n = 10), threshold, round_to = round_to)
+  if (!isTRUE(html) && !isFALSE(html)) stop_arg("html", "must be TRUE or FALSE", "use html = FALSE for CSV and PNG only.")
   dir.create(dir, showWarnings = FALSE, recursive = TRUE)
-  if (!dir.exists(dir)) stop_arg("dir", sprintf("(\"%s\") could not be created", dir))
+  if (!dir.exists(dir)) stop_arg("dir", sprintf("(\"%s\") could not be created", dir), "give a directory you can write to.")
   dir <- normalizePath(dir)
 
   withheld <- list()

@@ -585,8 +585,12 @@ check_return_codes <- function(v, list_name, file, child, element, table, log) {
 #' attr(cin, "conversions")
 #' @export
 read_cin_census <- function(path, la_code = NULL, history = FALSE, warn = TRUE) {
+  if (!isTRUE(history) && !isFALSE(history)) {
+    stop_arg("history", sprintf("must be TRUE or FALSE, not %s", describe_value(history)),
+             "use history = TRUE to keep every return's view of a child.")
+  }
+  check_return_args(la_code, warn)
   files <- return_files(path, c("xml", "csv"), "path")
-  if (!isTRUE(history) && !isFALSE(history)) stop_arg("history", "must be TRUE or FALSE")
   log <- new_import_log()
   raw <- lapply(files, function(f) {
     p <- if (grepl("\\.xml$", f, ignore.case = TRUE)) {
@@ -757,10 +761,24 @@ cin_tables <- function(t, history, log) {
   lapply(tabs, function(x) { rownames(x) <- NULL; x })
 }
 
+# The readers' `la_code` (NULL or one code) and `warn` (TRUE/FALSE).
+check_return_args <- function(la_code, warn) {
+  if (!is.null(la_code) && (!(is.character(la_code) || is.numeric(la_code)) || length(la_code) != 1L ||
+                            is.na(la_code) || !nzchar(la_code))) {
+    stop_arg("la_code", sprintf("must be NULL or one authority code, not %s", describe_value(la_code)),
+             "give the 3-digit code of the authority whose returns these are, e.g. la_code = \"301\".")
+  }
+  if (!isTRUE(warn) && !isFALSE(warn)) {
+    stop_arg("warn", sprintf("must be TRUE or FALSE, not %s", describe_value(warn)),
+             "use warn = FALSE to keep the problems in attr(x, \"problems\") only.")
+  }
+}
+
 # Files under `path` with one of the extensions, sorted.
 return_files <- function(path, ext, arg) {
-  if (!is.character(path) || !length(path)) {
-    stop_arg(arg, "must be file or directory paths")
+  if (!is.character(path) || !length(path) || anyNA(path) || !all(nzchar(path))) {
+    stop_arg(arg, sprintf("must be file or directory paths, not %s", describe_value(path)),
+             "give the path of the returns' files or of the directory holding them.")
   }
   miss <- path[!file.exists(path)]
   if (length(miss)) stop_arg(arg, sprintf("names %s, which does not exist", miss[1]),
@@ -836,6 +854,7 @@ return_year_from_path <- function(f) {
 #' head(lac$cla_episodes)
 #' @export
 read_ssda903 <- function(dir, la_code = NULL, warn = TRUE) {
+  check_return_args(la_code, warn)
   files <- return_files(dir, "csv", "dir")
   log <- new_import_log()
   parts <- list(header = list(), episodes = list(), uasc = list())
@@ -1014,8 +1033,11 @@ s903_episodes <- function(ep, log) {
 #' @export
 write_returns <- function(x, path, cin = c("xml", "csv")) {
   if (!inherits(x, "sfp_data")) stop_arg("x", "must be an sfp_data object", "build it with sfp_data() or simulate_sfp().")
-  if (!is.character(path) || length(path) != 1L) stop_arg("path", "must be one directory path")
-  cin <- match.arg(cin)
+  if (!is.character(path) || length(path) != 1L || is.na(path) || !nzchar(path)) {
+    stop_arg("path", sprintf("must be one directory path, not %s", describe_value(path)),
+             "give e.g. path = tempfile().")
+  }
+  cin <- match_choice(cin[1], c("xml", "csv"), "cin")
   if (is.null(x$children)) stop_arg("x", "has no `children` table", "returns are written per child.")
   dir.create(path, recursive = TRUE, showWarnings = FALSE)
   if (!is.null(x$referrals)) write_cin_census(x, file.path(path, "cin"), cin)

@@ -632,9 +632,21 @@ print.sfp_att_gt <- function(x, ...) {
 aggregate_att <- function(x, type = c("simple", "dynamic", "group", "calendar"),
                           inference = c("randomisation", "none"), n_perm = 999L,
                           max_enumerate = 5000L, seed = 1, alpha = 0.05) {
-  type <- match.arg(type)
-  inference <- match.arg(inference)
-  if (!inherits(x, "sfp_att_gt")) stop_arg("x", "must come from att_gt()")
+  type <- match_choice(if (is.character(type)) type[1] else type, c("simple", "dynamic", "group", "calendar"), "type")
+  inference <- match_choice(if (is.character(inference)) inference[1] else inference,
+                            c("randomisation", "none"), "inference")
+  if (!inherits(x, "sfp_att_gt")) stop_arg("x", "must come from att_gt()", "run att_gt() on the panel first.")
+  if (inference == "randomisation") {
+    n_perm <- check_whole(n_perm, "n_perm", 1L, "sample e.g. n_perm = 999 assignments.")
+    max_enumerate <- check_whole(max_enumerate, "max_enumerate", 0L, "list at most e.g. max_enumerate = 5000 assignments.")
+    # each assignment is a row of the authorities' groups and a refit of
+    # every aggregate: a million is hours, more does not fit in memory
+    if (n_perm > 1e6) {
+      stop_arg("n_perm", sprintf("is %s, above the 1,000,000 assignments this can list", format(n_perm, big.mark = ",")),
+               "999 sampled assignments (or 9,999) give the p-value to +-0.01 or better.")
+    }
+    alpha <- check_number(alpha, "alpha", 0, 1, lower_open = TRUE, upper_open = TRUE, fix = "give e.g. alpha = 0.05.")
+  }
   # Every aggregate is a fixed linear combination of the ATT(g, t), and every
   # ATT(g, t) is linear in the outcome: estimates = A(G) %*% att(Y, G).
   estimates <- function(Y, G, cells = NULL) {
@@ -741,6 +753,11 @@ group_assignments <- function(G, max_enumerate, n_perm, seed) {
   vals <- as.character(G)
   n_distinct <- exp(lfactorial(length(vals)) - sum(lfactorial(table(vals))))
   if (n_distinct <= max_enumerate) {
+    if (n_distinct > 1e6) {
+      stop_arg("max_enumerate", sprintf("asks to list all %s assignments, above the 1,000,000 this can list",
+                                        format(n_distinct, big.mark = ",", scientific = FALSE)),
+               "lower `max_enumerate` (e.g. the default 5000) to sample `n_perm` assignments instead.")
+    }
     idx <- multiset_permutations(vals)
     out <- matrix(as.numeric(idx), nrow = nrow(idx))
     return(list(assignments = out, n_distinct = round(n_distinct), sampled = FALSE))
@@ -784,27 +801,12 @@ invert_linear <- function(A, B, a, b, alpha, sampled) {
     ext <- abs(A - theta * B) >= abs(a - theta * b) - 1e-12
     if (sampled) (1 + sum(ext)) / (length(A) + 1) else mean(ext)
   }
+  # invert_test() (R/wildboot.R): steps of the permutation SE (or |est|),
+  # the test rejects at p <= alpha, 60 bisections' precision
   est <- a / b
-  if (!is.finite(est) || pval(est) <= alpha) return(c(NA_real_, NA_real_))
   scale <- max(1e-8, stats::sd(A) / max(abs(b), 1e-8), abs(est))
-  bound <- function(dir) {
-    inside <- est
-    step <- scale
-    k <- 0
-    while (pval(est + dir * step) > alpha) {
-      inside <- est + dir * step
-      step <- 2 * step
-      k <- k + 1
-      if (k > 60) return(dir * Inf)
-    }
-    outside <- est + dir * step
-    for (i in 1:60) {
-      mid <- (inside + outside) / 2
-      if (pval(mid) > alpha) inside <- mid else outside <- mid
-    }
-    (inside + outside) / 2
-  }
-  c(bound(-1), bound(1))
+  invert_test(pval, est, scale, alpha, rel = 1e-12, max_double = 61, max_bisect = 60,
+              step = scale, strict = TRUE, unbounded = Inf)
 }
 
 #' @export

@@ -22,15 +22,34 @@
 #' head(table1(co))
 #' @export
 table1 <- function(cohort, covariates = NULL) {
+  if (!is.data.frame(cohort)) {
+    stop_arg("cohort", sprintf("must be a cohort (a data frame), not %s", class(cohort)[1]),
+             "build it with build_cohort().")
+  }
   df <- as.data.frame(cohort)
-  if (!"treated" %in% names(df)) stop_arg("cohort", "has no column `treated`")
+  if (!"treated" %in% names(df)) {
+    stop_arg("cohort", "has no column `treated`", "build it with build_cohort(), or add the 0/1 arm as `treated`.")
+  }
+  bad <- which(!df$treated %in% c(0, 1))
+  if (length(bad)) {
+    stop_rows("cohort", "treated", bad, "are not 0 or 1", "give the arm as 0 (control) or 1 (treated).",
+              keys = df$treated[bad], key_name = "values")
+  }
+  if (!nrow(df)) stop_arg("cohort", "has no rows", "check the exclusion flow: exclusion_flow(cohort).")
+  if (!is.null(covariates) && !is.character(covariates)) {
+    stop_arg("covariates", sprintf("must be column names, not %s", describe_value(covariates)),
+             "give e.g. covariates = c(\"gender\", \"age\").")
+  }
   if (is.null(covariates)) {
     design <- attr(cohort, "design")
     covariates <- intersect(c(design$covariates %||% character(), "age", "age_band"), names(df))
     covariates <- unique(covariates)
   }
   miss <- setdiff(covariates, names(df))
-  if (length(miss)) stop_arg("covariates", sprintf("names columns the cohort lacks: %s", paste(miss, collapse = ", ")))
+  if (length(miss)) {
+    stop_arg("covariates", sprintf("names columns the cohort lacks: %s", paste(miss, collapse = ", ")),
+             sprintf("use columns of the cohort, e.g. %s.", paste(utils::head(setdiff(names(df), "treated"), 5), collapse = ", ")))
+  }
   arm <- df$treated
   rows <- list()
   for (v in covariates) {
@@ -87,7 +106,27 @@ t1_row <- function(variable, level, statistic, n0, v0, sd0, n1, v1, sd1) {
 #' mdes_table(build_cohort(sfp_example_fv, d), d)
 #' @export
 mdes_table <- function(cohort, design) {
+  if (!inherits(cohort, "sfp_cohort")) {
+    stop_arg("cohort", "must be an `sfp_cohort`", "build it with build_cohort().")
+  }
+  if (!inherits(design, "sfp_design")) {
+    stop_arg("design", "must be an `sfp_design`",
+             "build one with design_family_safeguarding() or design_family_valued().")
+  }
+  made <- attr(cohort, "design")$programme
+  if (!is.null(made) && !identical(made, design$programme)) {
+    stop_arg("design", sprintf("is the %s design but `cohort` was built with the %s design", design$programme, made),
+             "pass the design the cohort was built with.")
+  }
   df <- as.data.frame(cohort)
+  miss <- setdiff(c("cla_18m", "treated", "la", "referral_date"), names(df))
+  if (length(miss)) {
+    stop_arg("cohort", sprintf("lacks the column%s %s", if (length(miss) > 1) "s" else "",
+                               paste0("`", miss, "`", collapse = ", ")),
+             "build it with build_cohort(..., outcomes = \"cla_18m\") (the MDES is for the primary outcome).")
+  }
+  if (!any(!is.na(df$cla_18m))) stop_arg("cohort", "has no child with the primary outcome `cla_18m`",
+                                          "check the exclusion flow: exclusion_flow(cohort).")
   y <- df$cla_18m
   ok <- !is.na(y)
   treated_las <- design$las$la_code[design$las$role == "treated"]

@@ -31,6 +31,10 @@
 #' @export
 triangulate <- function(did, sw, assumptions = c(did = NA, stepped_wedge = NA),
                         level = 0.95, alpha = 0.05) {
+  level <- check_number(level, "level", 0, 1, lower_open = TRUE, upper_open = TRUE,
+                        fix = "give e.g. level = 0.95.")
+  alpha <- check_number(alpha, "alpha", 0, 1, lower_open = TRUE, upper_open = TRUE,
+                        fix = "give e.g. alpha = 0.05.")
   a <- tri_input(did, "did")
   b <- tri_input(sw, "sw")
   if (!is.na(a$scale) && !is.na(b$scale) && a$scale != b$scale) {
@@ -60,17 +64,23 @@ triangulate <- function(did, sw, assumptions = c(did = NA, stepped_wedge = NA),
 
 tri_input <- function(x, arg) {
   if (is.data.frame(x)) {
-    if (nrow(x) != 1L) stop_arg(arg, "must be one estimate (a one-row data frame)")
+    if (nrow(x) != 1L) {
+      stop_arg(arg, sprintf("must be one estimate (a one-row data frame), not %d rows", nrow(x)),
+               "pass the row of the strand's primary estimate.")
+    }
     x <- as.list(x)
   }
   if (!is.list(x) || is.null(x$estimate) || is.null(x$std.error)) {
-    stop_arg(arg, "must be a list or one-row data frame with `estimate` and `std.error`")
+    stop_arg(arg, "must be a list or one-row data frame with `estimate` and `std.error`",
+             "pass e.g. the strand's row of as.data.frame(analysis), or list(estimate =, std.error =).")
   }
   est <- x$estimate
   se <- x$std.error
   if (!is.numeric(est) || !is.numeric(se) || length(est) != 1L || length(se) != 1L ||
       !is.finite(est) || !is.finite(se) || se <= 0) {
-    stop_arg(arg, "must have one finite `estimate` and one positive `std.error`")
+    stop_arg(arg, sprintf("must have one finite `estimate` and one positive `std.error`, not %s and %s",
+                          describe_value(est), describe_value(se)),
+             "triangulate estimates that ran (status \"ok\") with their standard errors.")
   }
   list(est = est, se = se, scale = if (is.null(x$scale)) NA_character_ else as.character(x$scale))
 }

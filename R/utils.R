@@ -55,10 +55,10 @@ stop_arg <- function(arg, problem, fix = NULL) {
 
 # "are not valid" -> "is not valid" etc. for a single row.
 singular_verb <- function(problem) {
-  sub("^(are|have|hold|start|end|lie|fall|use|give)\\b", "\\1@", problem) |>
+  sub("^(are|have|hold|start|end|lie|fall|use|give|repeat)\\b", "\\1@", problem) |>
     sub(pattern = "^are@", replacement = "is") |>
     sub(pattern = "^have@", replacement = "has") |>
-    sub(pattern = "^(hold|start|end|lie|fall|use|give)@", replacement = "\\1s")
+    sub(pattern = "^(hold|start|end|lie|fall|use|give|repeat)@", replacement = "\\1s")
 }
 
 # Gauss-Hermite rule for a standard normal: nodes z and weights w (summing to
@@ -76,7 +76,8 @@ with_rng <- function(kind, init, expr) {
   had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
   if (had) old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
   on.exit({
-    RNGkind(old_kind[1], old_kind[2], old_kind[3])
+    # (restoring a caller's sample.kind = "Rounding" would warn on every call)
+    suppressWarnings(RNGkind(old_kind[1], old_kind[2], old_kind[3]))
     if (had) assign(".Random.seed", old, envir = globalenv()) else
       if (exists(".Random.seed", envir = globalenv(), inherits = FALSE))
         rm(".Random.seed", envir = globalenv())
@@ -87,8 +88,20 @@ with_rng <- function(kind, init, expr) {
 }
 
 # ... from a seed (default generator), or from a saved L'Ecuyer-CMRG stream.
+# The seed is the user's `seed` argument: one whole number (set.seed() would
+# silently truncate 2.5 to 2).
 with_seed <- function(seed, expr, kind = "Mersenne-Twister") {
+  seed <- check_seed(seed)
   with_rng(kind, function() set.seed(seed), expr)
+}
+
+check_seed <- function(seed, arg = "seed") {
+  if (!is.numeric(seed) || length(seed) != 1L || !is.finite(seed) || seed != round(seed) ||
+      abs(seed) > .Machine$integer.max) {
+    stop_arg(arg, sprintf("must be one whole number, not %s", describe_value(seed)),
+             "give e.g. `seed = 1` (record it with the results).")
+  }
+  as.integer(seed)
 }
 with_stream <- function(stream, expr) {
   with_rng("L'Ecuyer-CMRG", function() assign(".Random.seed", stream, envir = globalenv()), expr)

@@ -85,21 +85,24 @@
 #' @export
 wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", "mammen"),
                       B = "enumerate", level = 0.95, r = 0, seed = NULL, conf_int = TRUE, ...) {
-  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"), B, level, r, seed, conf_int, ...))
-  if (inherits(fit, "sw_glmm")) {
-    return(glmm_wild_boot(fit, param, match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights"),
-                          B, level, r, seed))
+  if (!inherits(fit, c("did_fit", "sw_glmm"))) {
+    stop_arg("fit", sprintf("must be a did_fit() or a binomial sw_glmm() object, not %s", class(fit)[1]),
+             "fit the model with did_fit() or sw_glmm() first.")
   }
-  if (!inherits(fit, "did_fit")) stop_arg("fit", "must be a did_fit() or a binomial sw_glmm() object")
-  weights <- match_choice(weights[1], c("webb", "rademacher", "mammen"), "weights")
+  weights <- match_choice(if (is.character(weights)) weights[1] else weights,
+                          c("webb", "rademacher", "mammen"), "weights")
+  level <- check_number(level, "level", 0, 1, lower_open = TRUE, upper_open = TRUE,
+                        fix = "give e.g. level = 0.95.")
+  if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) {
+    stop_arg("r", sprintf("must be a finite number, not %s", describe_value(r)), "give the null value, e.g. r = 0.")
+  }
+  if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int, ...))
+  if (inherits(fit, "sw_glmm")) return(glmm_wild_boot(fit, param, weights, B, level, r, seed))
   if (!is.character(param) || length(param) != 1L || !param %in% names(fit$coefficients)) {
-    stop_arg("param", sprintf("must name one coefficient of the fit (got \"%s\")", paste(param, collapse = ", ")),
+    got <- if (is.character(param)) paste0("\"", paste(param, collapse = ", "), "\"") else describe_value(param)
+    stop_arg("param", sprintf("must name one coefficient of the fit (got %s)", got),
              sprintf("use one of: %s.", paste(names(fit$coefficients), collapse = ", ")))
   }
-  if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
-    stop_arg("level", "must be a number in (0, 1)")
-  }
-  if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) stop_arg("r", "must be a finite number")
   G <- fit$n_clusters
   few_treated_warn_(fit$n_treated_clusters, G, weights, "wild_boot()")
   draws <- boot_draws(G, weights, B, seed)
@@ -145,16 +148,19 @@ boot_draws <- function(G, weights, B, seed) {
       message(sprintf("wild_boot(): %s weights cannot be enumerated with G = %d clusters; using B = 9999 random draws.",
                       weights, G))
     }
-  } else if (!is.numeric(B) || length(B) != 1L || !is.finite(B) || B < 1) {
-    stop_arg("B", "must be \"enumerate\" or a positive number of draws", "for example B = 9999.")
+  } else if (!is.numeric(B) || length(B) != 1L || !is.finite(B) || B < 1 || B != round(B)) {
+    stop_arg("B", sprintf("must be \"enumerate\" or a whole number of draws of at least 1, not %s",
+                          describe_value(B)), "for example B = 9999.")
+  }
+  if (as.double(B) * G > 2.5e7) {
+    stop_arg("B", sprintf("asks for %s draws of %d cluster weights (%.1f GB)", format(B, big.mark = ","), G,
+                          8 * as.double(B) * G / 1e9),
+             sprintf("use at most B = %s (9,999 is usual).", format(floor(2.5e7 / G), big.mark = ",")))
   }
   B <- as.integer(B)
-  if (!enumerated && !is.null(seed)) {
-    old <- if (exists(".Random.seed", globalenv())) get(".Random.seed", globalenv()) else NULL
-    on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, globalenv()))
-    set.seed(seed)
-  }
-  V <- .Call(ffi_boot_weights, as.integer(G), as.integer(type), B, enumerated)
+  draw <- function() .Call(ffi_boot_weights, as.integer(G), as.integer(type), B, enumerated)
+  # a seed draws from its own stream and leaves the caller's random state untouched
+  V <- if (!enumerated && !is.null(seed)) with_seed(seed, draw()) else draw()
   list(V = V, enumerated = enumerated)
 }
 
@@ -246,33 +252,45 @@ score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
   res
 }
 
-# Confidence limits {r: p(r) >= alpha} by test inversion: from the estimate,
-# step out by 2 se (doubling, at most max_double times) until p < alpha, then
-# a 25-point grid and bisection (at most max_bisect steps) to rel * se on the
-# first crossing each side. Serves the score bootstraps and, through
-# wcr_invert(), the linear and LMM wild cluster bootstraps.
+# Confidence limits {r: p(r) >= alpha} (strict = TRUE: p(r) > alpha, for
+# tests that reject when p <= alpha) by test inversion: from the estimate,
+# step out by `step` (2 se by default; doubling, at most max_double times)
+# until p leaves the acceptance region, then a 25-point grid and bisection
+# (at most max_bisect steps) to rel * se on the first crossing each side. A
+# side still accepted after max_double doublings is `side * unbounded` (NA,
+# or Inf for an interval that is truly unbounded); when the estimate itself
+# is rejected both limits are NA. The package's one test inversion: the
+# score bootstraps, the linear and LMM wild cluster bootstraps (through
+# wcr_invert()), few_treated_test() and the randomisation inference of
+# aggregate_att().
 invert_test <- function(pv, beta, se, alpha, rel = 1e-6, max_double = 30,
-                        max_bisect = Inf) {
+                        max_bisect = Inf, step = 2 * se, strict = FALSE,
+                        unbounded = NA_real_) {
   ci <- c(NA_real_, NA_real_)
-  if (!is.finite(se) || se <= 0) return(ci)
+  if (!is.finite(se) || se <= 0 || !is.finite(beta) || !is.finite(step) || step <= 0) return(ci)
+  accept <- if (strict) function(r) pv(r) > alpha else function(r) pv(r) >= alpha
+  if (!accept(beta)) return(ci)
   for (side in c(-1, 1)) {
-    width <- 2 * se
+    width <- step
     it <- 0
-    while (pv(beta + side * width) >= alpha && it < max_double) {
+    while (it < max_double && accept(beta + side * width)) {
       width <- width * 2
       it <- it + 1
     }
-    if (it >= max_double) next
+    if (it >= max_double) {
+      ci[(side + 3) / 2] <- side * unbounded
+      next
+    }
     grid <- beta + side * width * seq(0, 1, length.out = 25)
-    pg <- vapply(grid, pv, 0)
-    first <- which(pg < alpha)[1]
-    if (is.na(first) || first == 1L) next
+    # the ends are known: beta accepted, beta + side * width not
+    ok <- c(TRUE, vapply(grid[2:24], accept, NA), FALSE)
+    first <- which(!ok)[1]
     lo <- grid[first - 1]
     hi <- grid[first]
     b <- 0
     while (abs(hi - lo) > rel * se && b < max_bisect) {
       mid <- (lo + hi) / 2
-      if (pv(mid) >= alpha) lo <- mid else hi <- mid
+      if (accept(mid)) lo <- mid else hi <- mid
       b <- b + 1
     }
     ci[(side + 3) / 2] <- (lo + hi) / 2

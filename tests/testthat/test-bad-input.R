@@ -139,3 +139,191 @@ test_that("the models: no events, all events, separation, collinearity, zero wei
   }
   expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
 })
+
+# The exports of the analysis plan, its tables and outputs (#14, #15, #16):
+# wrong types, NA, empty tables, missing columns, duplicated ids, negative or
+# zero weights, a design without comparators for the DiD strand, an outcome
+# the design does not know.
+battery_fv <- local({
+  cache <- NULL
+  function() {
+    if (is.null(cache)) {
+      x <- suppressWarnings(simulate_sfp("family_valued", children_per_la_year = 30, seed = 3))
+      d <- design_family_valued(x)
+      co <- suppressWarnings(suppressMessages(build_cohort(x, d, outcomes = "cla_18m")))
+      cache <<- list(x = x, d = d, co = co)
+    }
+    cache
+  }
+})
+
+test_that("the plan and its tables: analyse(), protocol_models(), table1(), mdes_table(), report()", {
+  b <- battery_fv()
+  x <- b$x
+  d <- b$d
+  co <- b$co
+  d_fs <- design_family_safeguarding(battery_records())
+  no_comparators <- d
+  no_comparators$las <- d$las[d$las$role != "comparator", ]
+  cases <- list(
+    analyse_not_records = quote(analyse(list(), d)),
+    analyse_not_design = quote(analyse(x, list())),
+    analyse_unknown_outcome = quote(analyse(x, d, outcomes = "nope")),
+    analyse_did_without_comparators = quote(analyse(x, no_comparators, strands = "did")),
+    analyse_imputations_fraction = quote(analyse(x, d, imputations = 2.5)),
+    analyse_imputations_one = quote(analyse(x, d, imputations = 1)),
+    analyse_imputations_na = quote(analyse(x, d, imputations = NA)),
+    analyse_alpha = quote(analyse(x, d, alpha = 2)),
+    analyse_seed = quote(analyse(x, d, seed = 1.5)),
+    analyse_sensitivity_na = quote(analyse(x, d, sensitivity = NA)),
+    analyse_models_missing_columns = quote(analyse(x, d, models = data.frame(id = "a"))),
+    analyse_unknown_strand = quote(analyse(x, d, strands = "nope")),
+    protocol_models_not_design = quote(protocol_models(list())),
+    protocol_models_unknown_outcome = quote(protocol_models(d, outcomes = "nope")),
+    protocol_models_outcome_na = quote(protocol_models(d, outcomes = NA)),
+    protocol_models_sensitivity = quote(protocol_models(d, sensitivity = "yes")),
+    table1_not_a_table = quote(table1(1:3)),
+    table1_no_arm = quote(table1(data.frame(age = 1:3))),
+    table1_arm_not_01 = quote(table1(transform(co, treated = 2L))),
+    table1_empty = quote(table1(co[0, ])),
+    table1_unknown_covariate = quote(table1(co, "nope")),
+    mdes_table_not_cohort = quote(mdes_table(data.frame(), d)),
+    mdes_table_not_design = quote(mdes_table(co, list())),
+    mdes_table_other_design = quote(mdes_table(co, d_fs)),
+    report_not_analysis = quote(report(list(), tempfile())),
+    report_dir_na = quote(report(structure(list(), class = "sfp_analysis"), NA_character_)),
+    report_threshold = quote(report(structure(list(), class = "sfp_analysis"), tempfile(), threshold = 0)),
+    report_round_to = quote(report(structure(list(), class = "sfp_analysis"), tempfile(), round_to = 2.5)),
+    cohort_covariates_not_cohort = quote(cohort_covariates(data.frame(), "cla_18m")),
+    outcome_table_not_design = quote(outcome_table("FV"))
+  )
+  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
+  for (nm in names(cases)) {
+    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
+    expect_match(msgs[[nm]], "Fix:", label = nm)
+    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
+  }
+  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+})
+
+test_that("pool_rubin(), triangulate(), cost_benefit(), fidelity(), disclose(), few_treated_test()", {
+  ind <- data.frame(la = "A", time_point = c("pre", "6m"), indicator = "caseload", value = c(18, 16))
+  ftd <- expand.grid(child = 1:4, la = paste0("L", 1:4), year = 1:4)
+  ftd$treated <- as.integer(ftd$la == "L1" & ftd$year >= 3)
+  ftd$y <- sin(seq_len(nrow(ftd)))
+  cases <- list(
+    pool_char = quote(pool_rubin(c("a", "b"), c(1, 1))),
+    pool_shape = quote(pool_rubin(c(1, 2), 1)),
+    pool_one_imputation = quote(pool_rubin(1, 1)),
+    pool_empty = quote(pool_rubin(numeric(0), numeric(0))),
+    pool_na = quote(pool_rubin(c(1, NA, 3), c(1, 1, 1))),
+    pool_negative_se = quote(pool_rubin(c(1, 2, 3), c(1, -1, 1))),
+    pool_df = quote(pool_rubin(c(1, 2), c(1, 1), df_complete = 0)),
+    pool_level = quote(pool_rubin(c(1, 2), c(1, 1), level = 95)),
+    triangulate_numbers = quote(triangulate(1, 2)),
+    triangulate_two_rows = quote(triangulate(data.frame(estimate = 1:2, std.error = 1),
+                                             list(estimate = 1, std.error = 1))),
+    triangulate_na = quote(triangulate(list(estimate = NA, std.error = 1), list(estimate = 1, std.error = 1))),
+    triangulate_zero_se = quote(triangulate(list(estimate = 1, std.error = 0), list(estimate = 1, std.error = 1))),
+    triangulate_scales = quote(triangulate(list(estimate = 1, std.error = 1, scale = "log_odds"),
+                                           list(estimate = 1, std.error = 1, scale = "risk_difference"))),
+    triangulate_level = quote(triangulate(list(estimate = 1, std.error = 1), list(estimate = 1, std.error = 1),
+                                          level = 2)),
+    cost_benefit_effect_char = quote(cost_benefit("a", children_per_year = 100, cost_per_child = 1)),
+    cost_benefit_no_children = quote(cost_benefit(-0.01, cost_per_child = 1)),
+    cost_benefit_zero_children = quote(cost_benefit(-0.01, children_per_year = 0, cost_per_child = 1)),
+    cost_benefit_no_cost = quote(cost_benefit(-0.01, children_per_year = 100)),
+    cost_benefit_negative_cost = quote(cost_benefit(-0.01, children_per_year = 100, cost_per_child = -5)),
+    cost_benefit_both_costs = quote(cost_benefit(-0.01, children_per_year = 100, cost_per_child = 1,
+                                                 placement_costs = data.frame(placement = "a", cost = 1, n = 1))),
+    cost_benefit_placement_columns = quote(cost_benefit(-0.01, children_per_year = 100,
+                                                        placement_costs = data.frame(type = "a", price = 1))),
+    cost_benefit_placement_zero_weights = quote(cost_benefit(-0.01, children_per_year = 100,
+      placement_costs = data.frame(placement = c("a", "b"), cost = 1:2, n = 0))),
+    cost_benefit_placement_negative = quote(cost_benefit(-0.01, children_per_year = 100,
+      placement_costs = data.frame(placement = c("a", "b"), cost = c(1, -2), n = 3))),
+    cost_benefit_years_duplicated = quote(cost_benefit(-0.01, children_per_year = 100, cost_per_child = 1,
+                                                       years = c(0, 0, 1))),
+    cost_benefit_costs_duplicated = quote(cost_benefit(-0.01, children_per_year = 100, cost_per_child = 1,
+                                                       costs = data.frame(year = c(0, 0), cost = 1))),
+    cost_benefit_costs_length = quote(cost_benefit(-0.01, children_per_year = 100, cost_per_child = 1,
+                                                   costs = c(1, 2))),
+    cost_benefit_p_value = quote(cost_benefit(-0.01, p.value = 2, children_per_year = 100, cost_per_child = 1)),
+    cost_benefit_discount = quote(cost_benefit(-0.01, children_per_year = 100, cost_per_child = 1,
+                                               discount_rate = -1)),
+    fidelity_not_table = quote(fidelity(1)),
+    fidelity_missing_columns = quote(fidelity(data.frame(la = "A"))),
+    fidelity_empty = quote(fidelity(ind[0, ])),
+    fidelity_unknown_indicator = quote(fidelity(transform(ind, indicator = "nope"))),
+    fidelity_unknown_time_point = quote(fidelity(transform(ind, time_point = "3m"))),
+    fidelity_duplicated = quote(fidelity(rbind(ind, ind[1, ]))),
+    fidelity_value_char = quote(fidelity(transform(ind, value = c("18", "x")))),
+    fidelity_value_negative = quote(fidelity(transform(ind, value = c(18, -1)))),
+    fidelity_la_na = quote(fidelity(transform(ind, la = NA))),
+    disclose_unknown_object = quote(disclose("a")),
+    disclose_threshold = quote(disclose(data.frame(n = c(3, 20)), threshold = -1)),
+    disclose_threshold_na = quote(disclose(data.frame(n = c(3, 20)), threshold = NA)),
+    disclose_negative_count = quote(disclose(data.frame(g = c("a", "b", "Total"), n = c(-3, 20, 17)))),
+    disclose_unknown_count_column = quote(disclose(data.frame(n = c(3, 20)), counts = "m")),
+    disclose_round_to = quote(disclose(data.frame(n = c(3, 20)), round_to = 2.5)),
+    disclose_char_matrix = quote(disclose(matrix("a", 2, 2))),
+    disclosure_log_not_disclosed = quote(disclosure_log(data.frame(n = 1))),
+    few_treated_B_fraction = quote(few_treated_test(y ~ treated, ftd, "la", "year", B = 99.5)),
+    few_treated_seed_fraction = quote(few_treated_test(y ~ treated, ftd, "la", "year", B = 19, seed = 0.5)),
+    few_treated_missing_column = quote(few_treated_test(y ~ treated, ftd, "la", "period")),
+    few_treated_empty = quote(few_treated_test(y ~ treated, ftd[0, ], "la", "year")),
+    few_treated_char_outcome = quote(few_treated_test(y ~ treated, transform(ftd, y = "a"), "la", "year")),
+    few_treated_negative_weight = quote(few_treated_test(y ~ treated, ftd, "la", "year",
+                                                         weights = c(-1, rep(1, nrow(ftd) - 1)))),
+    few_treated_zero_weights = quote(few_treated_test(y ~ treated, ftd, "la", "year",
+                                                      weights = rep(0, nrow(ftd)))),
+    few_treated_no_comparators = quote(few_treated_test(y ~ treated, transform(ftd, treated = as.integer(year >= 3)),
+                                                        "la", "year")),
+    few_treated_level = quote(few_treated_test(y ~ treated, ftd, "la", "year", level = 1)),
+    few_treated_treatment_not_01 = quote(few_treated_test(y ~ treated, transform(ftd, treated = 2 * treated),
+                                                          "la", "year")),
+    few_treated_treatment_missing = quote(few_treated_test(y ~ treat, ftd, "la", "year"))
+  )
+  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
+  for (nm in names(cases)) {
+    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
+    expect_match(msgs[[nm]], "Fix:", label = nm)
+    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
+  }
+  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+})
+
+test_that("records in and out: the returns readers and writer, sfp_data(con =), write_db()", {
+  x <- battery_records()
+  empty_dir <- tempfile()
+  dir.create(empty_dir)
+  on.exit(unlink(empty_dir, recursive = TRUE), add = TRUE)
+  cases <- list(
+    read_cin_census_no_file = quote(read_cin_census(file.path(empty_dir, "nope.xml"))),
+    read_cin_census_na = quote(read_cin_census(NA_character_)),
+    read_cin_census_number = quote(read_cin_census(1)),
+    read_cin_census_empty_dir = quote(read_cin_census(empty_dir)),
+    read_cin_census_history = quote(read_cin_census(empty_dir, history = NA)),
+    read_cin_census_la_code = quote(read_cin_census(empty_dir, la_code = c("301", "302"))),
+    read_ssda903_warn = quote(read_ssda903(empty_dir, warn = NA)),
+    read_ssda903_no_dir = quote(read_ssda903(file.path(empty_dir, "nope"))),
+    read_ssda903_empty_dir = quote(read_ssda903(empty_dir)),
+    read_returns_no_dir = quote(read_returns(file.path(empty_dir, "nope"))),
+    read_returns_two_paths = quote(read_returns(c(empty_dir, empty_dir))),
+    write_returns_not_records = quote(write_returns(list(), tempfile())),
+    write_returns_path_na = quote(write_returns(x, NA_character_)),
+    write_returns_unknown_format = quote(write_returns(x, tempfile(), cin = "json")),
+    sfp_data_con_not_connection = quote(sfp_data(children = "children", con = "nope")),
+    write_db_not_records = quote(write_db(list(), NULL)),
+    write_db_not_connection = quote(write_db(x, "nope"))
+  )
+  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
+  for (nm in names(cases)) {
+    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
+    expect_match(msgs[[nm]], "Fix:", label = nm)
+    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
+  }
+  # the messages name the temporary directory: snapshot them without it
+  msgs <- gsub(empty_dir, "<dir>", msgs, fixed = TRUE)
+  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+})

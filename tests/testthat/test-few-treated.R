@@ -174,6 +174,50 @@ test_that("few_treated_test: invariances and a known effect", {
   expect_equal(glance.sfp_few_treated(a)$n_treated, 1L)
 })
 
+# The interval's own expanding-and-bisection loop, as it was before it went
+# through invert_test() (#13): the reference for the shared test inversion.
+few_treated_ci_loop <- function(pfun, est, se, alpha) {
+  if (pfun(est) <= alpha) return(c(NA_real_, NA_real_))
+  bound <- function(dir) {
+    inside <- est
+    step <- max(se, 1e-8)
+    k <- 0
+    while (pfun(est + dir * step) > alpha) {
+      inside <- est + dir * step
+      step <- 2 * step
+      k <- k + 1
+      if (k > 40) return(dir * Inf)
+    }
+    outside <- est + dir * step
+    for (i in 1:40) {
+      mid <- (inside + outside) / 2
+      if (pfun(mid) > alpha) inside <- mid else outside <- mid
+      if (abs(outside - inside) < 1e-6 * se) break
+    }
+    (inside + outside) / 2
+  }
+  c(bound(-1), bound(1))
+}
+
+test_that("few_treated_test's interval through invert_test() equals the former loop (#13)", {
+  # p(b0) is the p-value of the test on y - b0 * treated: the cells' outcome
+  # shifts by b0 times their treated share, the draws stay the same
+  for (case in list(list(seed = 4, treated = 1, G = 6), list(seed = 5, treated = 2, G = 7))) {
+    d <- ft_data(seed = case$seed, treated = case$treated, G = case$G)
+    a <- few_treated_test(y ~ treated + age, d, "la", "year", B = 99, seed = 2)
+    pfun <- function(b0) {
+      d$y <- d$y - b0 * d$treated
+      few_treated_test(y ~ treated + age, d, "la", "year", B = 99, seed = 2,
+                       conf_int = FALSE)$p_value
+    }
+    expect_equal(pfun(0), a$p_value)
+    old <- few_treated_ci_loop(pfun, a$estimate, a$std.error, 0.05)
+    expect_true(all(is.finite(old)))
+    # each end is a jump of the p-value, found to 1e-6 SE by both bisections
+    expect_lte(max(abs(a$conf_int - old)), 2e-6 * a$std.error)
+  }
+})
+
 test_that("few_treated_test: bad input is named", {
   d <- ft_data(seed = 5)
   d$treated <- 0

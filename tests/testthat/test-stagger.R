@@ -393,7 +393,8 @@ ri_ref <- function(a, type, n_perm, max_enumerate, seed = 1) {
   a0 <- est(obj$G, obj$y)
   b0 <- est(obj$G, post)
   list(estimate = a0, p = perm_pvalues(Ry, a0, perms$sampled),
-       ci = invert_linear(Ry, Rp, a0, b0, 0.05, perms$sampled))
+       ci = invert_linear(Ry, Rp, a0, b0, 0.05, perms$sampled),
+       parts = list(A = Ry, B = Rp, a = a0, b = b0, sampled = perms$sampled))
 }
 
 test_that("randomisation inference with covariates equals row-level regressions for every draw", {
@@ -432,4 +433,65 @@ test_that("covariate-adjusted ATT(g, t): a covariate only the controls cannot id
   d$x <- 1000 + 50 * d$x
   b2 <- att_gt(d, outcome = "y", time = "year", covariates = ~ x)
   expect_equal(b2$att$att, b$att$att, tolerance = 1e-8)
+})
+
+# The randomisation interval's own doubling-and-bisection loop, as it was
+# before it went through invert_test() (#13): the reference for the shared
+# test inversion.
+invert_linear_loop <- function(A, B, a, b, alpha, sampled) {
+  pval <- function(theta) {
+    ext <- abs(A - theta * B) >= abs(a - theta * b) - 1e-12
+    if (sampled) (1 + sum(ext)) / (length(A) + 1) else mean(ext)
+  }
+  est <- a / b
+  if (!is.finite(est) || pval(est) <= alpha) return(c(NA_real_, NA_real_))
+  scale <- max(1e-8, stats::sd(A) / max(abs(b), 1e-8), abs(est))
+  bound <- function(dir) {
+    inside <- est
+    step <- scale
+    k <- 0
+    while (pval(est + dir * step) > alpha) {
+      inside <- est + dir * step
+      step <- 2 * step
+      k <- k + 1
+      if (k > 60) return(dir * Inf)
+    }
+    outside <- est + dir * step
+    for (i in 1:60) {
+      mid <- (inside + outside) / 2
+      if (pval(mid) > alpha) inside <- mid else outside <- mid
+    }
+    (inside + outside) / 2
+  }
+  c(bound(-1), bound(1))
+}
+
+test_that("the randomisation interval through invert_test() equals the former loop (#13)", {
+  go <- c(A = 3, B = 4, C = Inf, D = Inf, E = Inf, F = 3)
+  d <- stagger_data(go, TT = 5, n = 6, seed = 51,
+                    sizes = c(A = 6, B = 4, C = 5, D = 6, E = 3, F = 4))
+  d$x <- rnorm(nrow(d)) + 0.2 * d$year
+  d$z <- rbinom(nrow(d), 1, 0.4)
+  a <- att_gt(d, outcome = "y", time = "year", covariates = ~ x + z)
+  for (enum in c(500, 10)) {                       # all 60 assignments; 25 sampled
+    s <- aggregate_att(a, "simple", max_enumerate = enum, n_perm = 25, seed = 3)
+    p <- ri_ref(a, "simple", 25, enum, seed = 3)$parts
+    old <- invert_linear_loop(p$A, p$B, p$a, p$b, 0.05, p$sampled)
+    scale <- max(sd(p$A) / abs(p$b), abs(p$a / p$b))
+    expect_true(all(is.finite(old)))
+    # both bisect to a jump of the p-value step function (60 halvings)
+    expect_equal(c(s$overall$conf.low, s$overall$conf.high), old, tolerance = 1e-9 * scale)
+    expect_identical(s$sampled, enum == 10)
+  }
+  # an interval unbounded on one side: the permutations' B all equal b
+  set.seed(2)
+  A <- rnorm(40)
+  A[1] <- 0.3
+  for (sampled in c(FALSE, TRUE)) {
+    old <- invert_linear_loop(A, rep(1, 40), 0.3, 1, 0.05, sampled)
+    new <- invert_linear(A, rep(1, 40), 0.3, 1, 0.05, sampled)
+    expect_identical(is.finite(new), is.finite(old))
+    expect_true(any(is.infinite(new)))
+    expect_equal(new[is.finite(new)], old[is.finite(old)], tolerance = 1e-9)
+  }
 })

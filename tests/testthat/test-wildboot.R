@@ -262,3 +262,64 @@ test_that("score bootstrap confidence interval inverts the test (logit and condi
     expect_lt(p_at(ci[2] + 1e-4 * se), 0.1)
   }
 })
+
+test_that("wild_boot(seed =) uses with_seed(): the caller's generator and state are untouched", {
+  d <- make_wb()
+  # (two treated clusters of five: the few-treated warning is not the point here)
+  wild_boot <- function(...) suppressWarnings(sfpceval::wild_boot(...), classes = "sfpceval_few_treated")
+  f <- suppressWarnings(did_fit(y ~ treated + x | la + year, d, cluster = ~la, vcov = "CR1"),
+                        classes = "sfpceval_few_treated")
+  a <- wild_boot(f, "treated", weights = "mammen", B = 199, seed = 7, conf_int = FALSE)
+  # under another generator the draws are the same, and the generator is given back
+  old_kind <- RNGkind()
+  on.exit(RNGkind(old_kind[1], old_kind[2], old_kind[3]), add = TRUE)
+  RNGkind("L'Ecuyer-CMRG", "Box-Muller", "Rounding") |> suppressWarnings()
+  set.seed(3)
+  before <- .Random.seed
+  b <- wild_boot(f, "treated", weights = "mammen", B = 199, seed = 7, conf_int = FALSE)
+  expect_identical(.Random.seed, before)
+  expect_identical(RNGkind(), c("L'Ecuyer-CMRG", "Box-Muller", "Rounding"))
+  expect_identical(b$tstar, a$tstar)
+  RNGkind(old_kind[1], old_kind[2], old_kind[3])
+  # a session that has drawn no random number yet still has none afterwards
+  if (exists(".Random.seed", globalenv())) {
+    saved <- get(".Random.seed", globalenv())
+    rm(".Random.seed", envir = globalenv())
+    on.exit(assign(".Random.seed", saved, envir = globalenv()), add = TRUE)
+  }
+  c2 <- wild_boot(f, "treated", weights = "mammen", B = 199, seed = 7, conf_int = FALSE)
+  expect_false(exists(".Random.seed", globalenv()))
+  expect_identical(c2$tstar, a$tstar)
+  # without a seed the draws come from (and advance) the caller's stream
+  set.seed(7)
+  d1 <- wild_boot(f, "treated", weights = "mammen", B = 199, conf_int = FALSE)
+  expect_identical(d1$tstar, a$tstar)
+  # a seed or B that is not a whole number is refused, not truncated
+  expect_error(wild_boot(f, "treated", weights = "mammen", B = 199, seed = 2.5),
+               "`seed` must be one whole number, not numeric `2.5`")
+  expect_error(wild_boot(f, "treated", weights = "mammen", B = 99.5, seed = 1),
+               "`B` must be \"enumerate\" or a whole number of draws of at least 1, not numeric `99.5`")
+})
+
+test_that("invert_test(): a z-test inverts to beta -/+ z se; steps, strictness and unbounded sides", {
+  beta <- 0.3
+  se <- 0.2
+  pv <- function(r) 2 * pnorm(-abs(beta - r) / se)
+  z <- qnorm(0.975)
+  for (step in c(2 * se, se, 10 * se, 0.01 * se)) {
+    ci <- invert_test(pv, beta, se, 0.05, rel = 1e-10, step = step)
+    expect_equal(ci, beta + c(-1, 1) * z * se, tolerance = 1e-8)
+  }
+  # a p-value with a flat top at alpha: ">=" accepts it, ">" does not
+  flat <- function(r) if (abs(r - beta) <= se) 0.05 else 0.01
+  expect_equal(invert_test(flat, beta, se, 0.05, rel = 1e-10), beta + c(-1, 1) * se, tolerance = 1e-8)
+  expect_identical(invert_test(flat, beta, se, 0.05, strict = TRUE), c(NA_real_, NA_real_))
+  # never rejected on the right: NA by default, Inf when asked
+  half <- function(r) if (r < beta - se) 0 else 1
+  expect_equal(invert_test(half, beta, se, 0.05, rel = 1e-10)[1], beta - se, tolerance = 1e-8)
+  expect_identical(invert_test(half, beta, se, 0.05)[2], NA_real_)
+  expect_identical(invert_test(half, beta, se, 0.05, unbounded = Inf, max_double = 10)[2], Inf)
+  # nothing to invert
+  expect_identical(invert_test(pv, beta, 0, 0.05), c(NA_real_, NA_real_))
+  expect_identical(invert_test(pv, NA_real_, se, 0.05), c(NA_real_, NA_real_))
+})
