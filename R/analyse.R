@@ -732,8 +732,14 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
   pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial")
   cr2 <- grepl("CR2", row$inference, fixed = TRUE)
-  fit <- sw_glmm(pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian(),
-                 weights = w, cluster = if (cr2) row$cluster)
+  # a binomial model refitted on the next imputation starts from its fit on
+  # the previous one (the same estimates to the optimiser's tolerance)
+  key <- paste("start", row$id, sep = "|")
+  fit <- sw_glmm_fit(quote(sw_glmm(formula = pf$formula, data = pf$df, family = family,
+                                   weights = w, cluster = row$cluster)),
+                     pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian(),
+                     weights = w, cluster = if (cr2) row$cluster, start = cache[[key]])
+  assign(key, glmm_start(fit), envir = cache)
   V <- if (cr2) fit$cr2$vcov else fit$vcov
   terms <- plan_terms(row, names(fit$coefficients))
   scale <- if (fam == "binomial") "log_odds" else if (all(pf$df[[y]] %in% c(0, 1, NA))) "risk_difference" else "mean_difference"

@@ -7,8 +7,9 @@
 #   spherical parametrisation of lme4 (b = sigma * u, u ~ N(0, 1)), so sigma = 0
 #   is an ordinary point of the likelihood and a boundary fit needs no
 #   special casing of log(sigma).  Outer optimisation: damped Newton with the
-#   analytic gradient, an analytic approximation of the beta block of the
-#   information and a finite-difference sigma column.
+#   analytic gradient and, for the Laplace approximation, the exact analytic
+#   Hessian (with more quadrature nodes: an analytic approximation of the
+#   beta block of the information and a finite-difference sigma column).
 # Gaussian: linear mixed model with (1 | g) or (1 | g / h), profiled REML (or
 #   ML) on the variance ratios; the criterion is computed from a handful of
 #   (p + 1) x (p + 1) cross-product matrices prepared once (block structure:
@@ -35,9 +36,11 @@
 #' effect. The log-likelihood omits the binomial coefficients, so it equals
 #' `logLik(glmer(...))` fitted to the Bernoulli rows. The parameters
 #' (beta, sigma) are estimated by a damped Newton method with the analytic
-#' gradient of the approximated log-likelihood; standard errors come from
-#' the Hessian of the log-likelihood in (beta, sigma) obtained by forward
-#' differences of the analytic gradient. If the random-intercept SD is
+#' gradient of the approximated log-likelihood and, for the Laplace
+#' approximation, its exact Hessian (differentiated through the conditional
+#' modes); standard errors come from the Hessian of the log-likelihood in
+#' (beta, sigma): that exact Hessian for the Laplace approximation, forward
+#' differences of the analytic gradient with more quadrature nodes. If the random-intercept SD is
 #' estimated at the boundary (sigma < `1e-4` or no better than sigma = 0) the
 #' model is refitted with sigma = 0 (a plain logistic regression), a message
 #' says so, and `print()` repeats it.
@@ -100,8 +103,9 @@
 #'   sigma < `control$boundary_tol` (1e-4, lme4's singularity tolerance) or a
 #'   log-likelihood no better than that of the plain logistic regression.
 #' * Standard errors are the inverse of the Hessian of the log-likelihood in
-#'   (beta, sigma), obtained numerically by forward differences of the
-#'   analytic gradient (relative accuracy about 1e-7) (as lme4's default `vcov()` for `glmer`, which also
+#'   (beta, sigma): analytic for the Laplace approximation, by forward
+#'   differences of the analytic gradient (relative accuracy about 1e-7) with
+#'   more quadrature nodes (as lme4's default `vcov()` for `glmer`, which also
 #'   inverts the joint Hessian); Wald tests use the normal distribution.
 #' * The profile interval of a gaussian model uses the maximum-likelihood
 #'   profile with the coefficient as an offset (REML is not a likelihood for
@@ -200,7 +204,17 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
                             paste0("`", ...names() %||% rep("", ...length()), "`", collapse = ", ")),
              "check the spelling of the argument names.")
   }
-  cl <- match.call()
+  sw_glmm_fit(match.call(), formula, data, family, nAGQ, REML, treatment, sigma, control, cluster,
+              weights)
+}
+
+# sw_glmm() after its `...` check. `start` (internal: analyse() refits a
+# model per imputation) is glmm_start() of an earlier binomial fit of the
+# same model, from which the Newton iterations start; the estimates are the
+# same to the optimiser's tolerance.
+sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L,
+                        REML = TRUE, treatment = "treated", sigma = NULL,
+                        control = list(), cluster = NULL, weights = NULL, start = NULL) {
   family <- glmm_family(family)
   ctrl <- glmm_control(control)
   if (!inherits(formula, "formula") || length(formula) != 3L) {
@@ -239,7 +253,7 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
   w <- sw_glmm_weights(weights, data, family)
   prep <- glmm_prepare(formula, data, family, treatment, sigma, w)
   fit <- if (family$family == "binomial") {
-    binom_fit(prep, as.integer(nAGQ), sigma, ctrl)
+    binom_fit(prep, as.integer(nAGQ), sigma, ctrl, start)
   } else {
     lmm_fit(prep, REML, ctrl, if (is.null(cluster)) NULL else
       list(name = cluster, values = data[[cluster]][prep$kept], kept = prep$kept))
@@ -514,7 +528,7 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights
   }
   # rank (of the distinct rows, which is the rank of X)
   Xu <- X[!duplicated(cell_key(X, rep(1L, nrow(X)))), , drop = FALSE]
-  qrX <- qr(Xu)
+  qrX <- if (glmm_full_rank(Xu)) list(rank = ncol(X)) else qr(Xu)
   if (qrX$rank < ncol(X)) {
     jt <- match(c(treatment, paste0(treatment, "TRUE")), colnames(X))
     jt <- jt[!is.na(jt)]
@@ -569,6 +583,21 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights
        levels = lev1, child_levels = lev2, terms = terms, flow = flow,
        kept = kept, yname = yname, treatment = trt, design = design,
        xlevels = stats::.getXlevels(terms, mf))
+}
+
+# TRUE if X certainly has full column rank by qr()'s rule (a column is
+# aliased when its distance to the span of the others is below 1e-7 of its
+# norm): that distance is at least the smallest singular value of X with
+# unit columns, and its square, the smallest eigenvalue of the correlation-
+# scaled X'X, is here required to exceed 1e-8 (rounding in X'X is far
+# smaller). FALSE means "ask qr()", which costs twice as much.
+glmm_full_rank <- function(X) {
+  G <- crossprod(X)
+  d <- sqrt(diag(G))
+  if (!all(is.finite(d) & d > 0)) return(FALSE)
+  C <- G / tcrossprod(d)
+  if (!all(is.finite(C))) return(FALSE)
+  min(eigen(C, symmetric = TRUE, only.values = TRUE)$values) > 1e-8
 }
 
 # A binomial response written cbind(successes, failures) (as glm() and
@@ -674,9 +703,20 @@ glmm_split_cells <- function(fit, split) {
   fit
 }
 
+# The non-zeros of the cells' model matrix by row (0-based columns, in
+# increasing order within a row), for binom_eval(): X beta, the gradient and
+# the Hessian then cost the non-zeros, not K x p. Kept only inside
+# binom_estimate(), where X does not change.
+binom_rows <- function(X) {
+  nz <- which(X != 0, arr.ind = TRUE)
+  o <- order(nz[, 1L], method = "radix")  # stable: columns stay increasing
+  list(ptr = c(0L, cumsum(tabulate(nz[, 1L], nrow(X)))),
+       col = nz[o, 2L] - 1L, val = X[nz[o, , drop = FALSE]])
+}
+
 binom_eval <- function(d, beta, sigma, what = 0L, u0 = d$u0) {
   .Call(ffi_glmm_binom, d$X, d$s, d$n, d$cstart, as.double(beta),
-        as.double(sigma), d$gh$x, d$gh$w, u0, as.integer(what))
+        as.double(sigma), d$gh$x, d$gh$w, u0, as.integer(what), d$rows)
 }
 
 # Approximate information (minus Hessian) in (beta, sigma): the beta block is
@@ -700,11 +740,15 @@ binom_info <- function(d, theta, cur, free) {
   info[free, free, drop = FALSE]
 }
 
-# Damped Newton over the parameters `free` of theta = (beta, sigma).
+# Damped Newton over the parameters `free` of theta = (beta, sigma). With
+# the Laplace approximation (one node) the information is minus the exact
+# Hessian (computed in C with the gradient); with more nodes the
+# approximation of binom_info().
 binom_newton <- function(d, theta, free, ctrl) {
   p <- ncol(d$X)
   u0 <- d$u0
-  ev <- function(th) binom_eval(d, th[1:p], th[p + 1L], 2L, u0)
+  exact <- length(d$gh$x) == 1L
+  ev <- function(th) binom_eval(d, th[1:p], th[p + 1L], if (exact) 3L else 2L, u0)
   cur <- ev(theta)
   converged <- FALSE
   it <- 0L
@@ -712,7 +756,7 @@ binom_newton <- function(d, theta, free, ctrl) {
   dec <- NA_real_
   for (it in seq_len(ctrl$maxit)) {
     g <- cur$gradient[free]
-    I <- binom_info(d, theta, cur, free)
+    I <- if (exact) -cur$hessian[free, free, drop = FALSE] else binom_info(d, theta, cur, free)
     step <- tryCatch({
       R <- chol(I)
       backsolve(R, forwardsolve(t(R), g))
@@ -758,12 +802,17 @@ binom_newton <- function(d, theta, free, ctrl) {
   list(theta = theta, cur = cur, converged = converged, iterations = it, message = msg)
 }
 
-# Hessian of the log-likelihood over `free` by forward differences of the
-# analytic gradient (step 1e-7 relative: the truncation error, about 1e-7
-# relative, dominates the rounding error of the gradient; central differences
-# would double the cost for accuracy no standard error needs), symmetrised.
+# Hessian of the log-likelihood over `free`: exact for the Laplace
+# approximation (src/glmm.c); with more quadrature nodes by forward
+# differences of the analytic gradient (step 1e-7 relative: the truncation
+# error, about 1e-7 relative, dominates the rounding error of the gradient;
+# central differences would double the cost for accuracy no standard error
+# needs), symmetrised.
 binom_hessian <- function(d, theta, free, u0, g0) {
   p <- ncol(d$X)
+  if (length(d$gh$x) == 1L) {
+    return(binom_eval(d, theta[1:p], theta[p + 1L], 3L, u0)$hessian[free, free, drop = FALSE])
+  }
   m <- length(free)
   Hs <- matrix(0, m, m)
   for (i in seq_len(m)) {
@@ -778,7 +827,16 @@ binom_hessian <- function(d, theta, free, u0, g0) {
   (Hs + t(Hs)) / 2
 }
 
-binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
+# Starting values for a refit of the same binomial model (see sw_glmm_fit()):
+# the estimates (beta, sigma) and the beta of the sigma = 0 fit, named.
+glmm_start <- function(fit) {
+  if (!inherits(fit, "sw_glmm") || !identical(fit$family$family, "binomial")) return(NULL)
+  nm <- names(fit$coefficients)
+  list(theta = stats::setNames(fit$theta, c(nm, ".sigma")),
+       beta0 = if (!is.null(fit$theta0)) stats::setNames(fit$theta0, nm))
+}
+
+binom_fit <- function(prep, Q, sigma_fixed, ctrl, start = NULL) {
   G <- length(prep$levels)
   ev_by <- as.vector(rowsum(prep$y, prep$cl, reorder = TRUE))
   none <- which(ev_by == 0)
@@ -816,16 +874,23 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl) {
   lchoose_sum <- if (is.null(prep$trials)) 0 else sum(lchoose(prep$trials, prep$y))
   info <- list(levels = prep$levels, groups = prep$groups, Q = Q,
                sigma_fixed = sigma_fixed, trt_info = trt_info, loglik_const = lchoose_sum)
-  binom_estimate(d, info, ctrl, start = NULL)
+  # a warm start applies only to the same columns
+  nm <- c(colnames(d$X), ".sigma")
+  if (!is.null(start) && !identical(names(start$theta), nm)) start <- NULL
+  binom_estimate(d, info, ctrl, start = unname(start$theta),
+                 start0 = if (!is.null(start$beta0)) unname(start$beta0))
 }
 
 # Fit on prepared cells `d`; `info` holds labels and options; `start` an
-# optional theta = (beta, sigma) to start from (a refit).
-binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
+# optional theta = (beta, sigma) to start from (a refit), `start0` an
+# optional beta to start the sigma = 0 fit from (default: start's beta).
+binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL) {
   p <- ncol(d$X)
+  cells <- d
+  d$rows <- binom_rows(d$X)
   G <- length(info$levels)
   sigma_fixed <- info$sigma_fixed
-  beta0 <- if (is.null(start)) {
+  beta0 <- if (!is.null(start0)) start0 else if (is.null(start)) {
     b <- double(p)
     j0 <- which(colnames(d$X) == "(Intercept)")
     if (length(j0)) b[j0] <- stats::qlogis(sum(d$s) / sum(d$n))
@@ -861,11 +926,14 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
   theta <- res$theta
   theta[p + 1L] <- abs(theta[p + 1L])
   dd <- if (theta[p + 1L] == 0) d1 else d
-  cur <- binom_eval(dd, theta[1:p], theta[p + 1L], 1L)
+  laplace <- length(dd$gh$x) == 1L
+  # with the Laplace approximation the exact Hessian comes with the gradient
+  cur <- binom_eval(dd, theta[1:p], theta[p + 1L], if (se && laplace) 3L else 1L)
   nm <- colnames(d$X)
   Vfull <- matrix(NA_real_, p + 1L, p + 1L)
   if (se) {
-    Hs <- binom_hessian(dd, theta, free, cur$mode, cur$gradient)
+    Hs <- if (laplace) cur$hessian[free, free, drop = FALSE] else
+      binom_hessian(dd, theta, free, cur$mode, cur$gradient)
     Vi <- tryCatch(solve(-Hs), error = function(e) NULL)
     if (is.null(Vi) || any(!is.finite(diag(Vi))) || any(diag(Vi) <= 0)) {
       warning("sw_glmm(): the Hessian is not negative definite at the estimate (separation or a flat likelihood); standard errors are not available.",
@@ -902,7 +970,7 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE) {
               method = if (info$Q == 1L) "Laplace" else sprintf("adaptive Gauss-Hermite quadrature, %d nodes", info$Q),
               nAGQ = info$Q, boundary = boundary, sigma_fixed = sigma_fixed,
               converged = conv$converged, convergence = conv, iterations = res$iterations,
-              ranef = re, ranef_sd = re_sd, cells = d, theta = theta,
+              ranef = re, ranef_sd = re_sd, cells = cells, theta = theta, theta0 = f0$theta[1:p],
               free = free, ctrl = ctrl, info = info, trt_info = info$trt_info)
   class(out) <- "sw_glmm"
   out$treatment <- if (se) binom_treatment(out) else NULL
@@ -954,7 +1022,7 @@ sw_glmm_refit <- function(fit, treated, se = TRUE) {
               "make the treatment a function of cluster and period (with the period in the model), or refit with sw_glmm().")
   }
   d$X[, ti$coef] <- cellv
-  fit2 <- binom_estimate(d, fit$info, fit$ctrl, start = fit$theta, se = se)
+  fit2 <- binom_estimate(d, fit$info, fit$ctrl, start = fit$theta, se = se, start0 = fit$theta0)
   fit2[c("call", "formula", "family", "exclusion_flow", "kept_rows", "n_data")] <-
     fit[c("call", "formula", "family", "exclusion_flow", "kept_rows", "n_data")]
   fit2

@@ -392,7 +392,8 @@ void sfp_check_wcr_stats(SEXP V, SEXP a0, SEXP a1, SEXP K0, SEXP K1) {
 }
 
 void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
-                          SEXP sigma, SEXP x, SEXP w, SEXP u0, SEXP what) {
+                          SEXP sigma, SEXP x, SEXP w, SEXP u0, SEXP what,
+                          SEXP rows) {
   const char *fn = "ffi_glmm_binom";
   sfp_check_vec(s, REALSXP, -1, fn, "s");
   R_xlen_t K = XLENGTH(s);
@@ -418,8 +419,25 @@ void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
   sfp_check_vec(u0, REALSXP, -1, fn, "u0");
   if (XLENGTH(u0) != 0 && XLENGTH(u0) != G)
     sfp_abort(fn, "u0", "must have length 0 or %lld", (long long) G);
-  sfp_int1(what, 0, 2, fn, "what");
+  sfp_int1(what, 0, 3, fn, "what");
   sfp_check_vec(what, INTSXP, 1, fn, "what");
+  if (!Rf_isNull(rows)) {
+    if (TYPEOF(rows) != VECSXP || XLENGTH(rows) != 3)
+      sfp_abort(fn, "rows", "must be NULL or a list of 3 (ptr, col, val)");
+    const int *ptr = sfp_int(VECTOR_ELT(rows, 0), K + 1, fn, "rows$ptr");
+    if (ptr[0] != 0) sfp_abort(fn, "rows$ptr", "must start at 0");
+    for (R_xlen_t k = 0; k < K; k++)
+      if (ptr[k + 1] < ptr[k])
+        sfp_abort(fn, "rows$ptr", "must be non-decreasing (position %lld)", (long long) k + 2);
+    R_xlen_t nnz = ptr[K];
+    const int *col = sfp_int(VECTOR_ELT(rows, 1), nnz, fn, "rows$col");
+    sfp_dbl(VECTOR_ELT(rows, 2), nnz, fn, "rows$val");
+    for (R_xlen_t k = 0; k < K; k++)
+      for (int b = ptr[k]; b < ptr[k + 1]; b++)
+        if (col[b] < 0 || col[b] >= p || (b > ptr[k] && col[b] <= col[b - 1]))
+          sfp_abort(fn, "rows$col", "must hold increasing columns in [0, %lld) within each row",
+                    (long long) p);
+  }
 }
 
 void sfp_check_glmm_row_groups(SEXP X, SEXP g, SEXP full) {

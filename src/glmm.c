@@ -180,7 +180,159 @@ static double agq_cluster(const double *eta, const double *s, const double *n,
   return logL;
 }
 
-/* ffi_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what)
+/* The non-zero entries of the K x p column-major X by row (CSR): a row of a
+ * dummy-coded design has a handful of non-zeros, so weighted cross-products
+ * sum_k w_k x_k x_k' cost O(sum_k nnz_k^2) instead of O(K p^2). */
+typedef struct {
+  int *ptr;     /* K + 1 row offsets */
+  int *col;     /* column of each non-zero */
+  double *val;  /* its value */
+} sparse_rows;
+
+static sparse_rows rows_of_X(const double *X, int K, int p) {
+  sparse_rows sr;
+  sr.ptr = (int *) R_alloc((size_t) K + 1, sizeof(int));
+  for (int k = 0; k <= K; k++) sr.ptr[k] = 0;
+  for (int j = 0; j < p; j++) {
+    const double *c = X + (size_t) j * K;
+    for (int k = 0; k < K; k++) if (c[k] != 0) sr.ptr[k + 1]++;
+  }
+  for (int k = 0; k < K; k++) sr.ptr[k + 1] += sr.ptr[k];
+  size_t nnz = (size_t) sr.ptr[K];
+  sr.col = (int *) R_alloc(nnz > 0 ? nnz : 1, sizeof(int));
+  sr.val = (double *) R_alloc(nnz > 0 ? nnz : 1, sizeof(double));
+  int *pos = (int *) R_alloc((size_t) K + 1, sizeof(int));
+  memcpy(pos, sr.ptr, ((size_t) K + 1) * sizeof(int));
+  for (int j = 0; j < p; j++) {
+    const double *c = X + (size_t) j * K;
+    for (int k = 0; k < K; k++) {
+      if (c[k] != 0) {
+        sr.col[pos[k]] = j;
+        sr.val[pos[k]++] = c[k];
+      }
+    }
+  }
+  return sr;
+}
+
+/* The rows given from R (list(ptr, col, val), validated by
+ * sfp_check_glmm_binom()), or built from X when `rows` is NULL. */
+static sparse_rows rows_get(SEXP rows, const double *X, int K, int p) {
+  if (Rf_isNull(rows)) return rows_of_X(X, K, p);
+  sparse_rows sr;
+  sr.ptr = INTEGER(VECTOR_ELT(rows, 0));
+  sr.col = INTEGER(VECTOR_ELT(rows, 1));
+  sr.val = REAL(VECTOR_ELT(rows, 2));
+  return sr;
+}
+
+/* M (upper triangle, m x m column-major) += w z z' for the row z = (x_k, [u])
+ * with x_k the k-th row of X (sparse) and, if m > p, u in position p. */
+static void add_row_outer(double *M, int m, int p, const sparse_rows *sr, int k,
+                          double w, double u) {
+  int a0 = sr->ptr[k], a1 = sr->ptr[k + 1];
+  for (int a = a0; a < a1; a++) {
+    int ja = sr->col[a];
+    double wa = w * sr->val[a];
+    for (int b = a; b < a1; b++) M[ja + (size_t) sr->col[b] * m] += wa * sr->val[b];
+    if (m > p) M[ja + (size_t) p * m] += wa * u;
+  }
+  if (m > p) M[p + (size_t) p * m] += w * u * u;
+}
+
+/* M += c (x y' + y x') (full m x m) */
+static void add_sym(double *M, int m, const double *x, const double *y, double c) {
+  if (c == 0) return;
+  for (int j = 0; j < m; j++)
+    for (int i = 0; i < m; i++) M[i + (size_t) j * m] += c * (x[i] * y[j] + y[i] * x[j]);
+}
+
+/* Exact Hessian of the Laplace log-likelihood in theta = (beta, sigma),
+ * (p + 1) x (p + 1), added into Hs. Per cluster, with the mode u (h_u = 0),
+ * z_k = (x_k, u) = d eta_k / d theta, r, v, t, q the first to fourth
+ * derivatives of the cell log-likelihood in eta (signs: v = n p (1 - p),
+ * t = dv/deta, q = dt/deta), H = sigma^2 V + 1 and l = h(u) - log(H) / 2:
+ *   d2l = F_tt + F_tu a' + a F_tu' + F_uu a a' + F_u u_tt
+ * (implicit differentiation through the mode: a = du/dtheta = h_tu / H,
+ * u_tt = (h_utt - H_t a' - a H_t' - H_u a a') / H, where
+ * h_tu = -sigma w_v + R0 e, h_utt = -sigma sum t z z' - (e w_v' + w_v e'),
+ * H_t = sigma^2 w_t + 2 sigma V e, H_u = sigma^3 T, H_uu = sigma^4 Q,
+ * H_tu = sigma^3 w_q + 3 sigma^2 T e,
+ * H_tt = sigma^2 sum q z z' + 2 sigma (w_t e' + e w_t') + 2 V e e',
+ * e the unit vector of sigma). The terms in z_k z_k' are one weighted
+ * cross-product, the rest rank-one updates with the cluster sums
+ * w_v = sum v z, w_t = sum t z, w_q = sum q z. */
+static void laplace_hessian(const double *eta, const double *s, const double *n,
+                            const int *cs, int G, const double *mode, double sig,
+                            const sparse_rows *sr, int p, double *Hs) {
+  int m = p + 1;
+  double *wv = (double *) R_alloc((size_t) 7 * m, sizeof(double));
+  double *wt = wv + m, *wq = wt + m, *Ht = wq + m, *av = Ht + m, *Ftu = av + m, *e = Ftu + m;
+  double *Mz = (double *) R_alloc((size_t) m * m, sizeof(double));
+  for (int i = 0; i < m * m; i++) Mz[i] = 0;
+  for (int i = 0; i < m; i++) e[i] = i == p;
+  for (int a = 0; a < G; a++) {
+    double u = mode[a];
+    double R0 = 0, V = 0, T = 0, Qs = 0;
+    for (int i = 0; i < m; i++) wv[i] = wt[i] = wq[i] = 0;
+    for (int k = cs[a]; k < cs[a + 1]; k++) {
+      double pk = plogis1(eta[k] + sig * u);
+      double v = n[k] * pk * (1.0 - pk), t = v * (1.0 - 2.0 * pk),
+             q = v * (1.0 - 6.0 * pk * (1.0 - pk));
+      R0 += s[k] - n[k] * pk;
+      V += v;
+      T += t;
+      Qs += q;
+      for (int b = sr->ptr[k]; b < sr->ptr[k + 1]; b++) {
+        int j = sr->col[b];
+        double x = sr->val[b];
+        wv[j] += v * x;
+        wt[j] += t * x;
+        wq[j] += q * x;
+      }
+    }
+    wv[p] = V * u;
+    wt[p] = T * u;
+    wq[p] = Qs * u;
+    double s2 = sig * sig, H = s2 * V + 1.0;
+    double Hu = s2 * sig * T, Huu = s2 * s2 * Qs;
+    double Fu = -0.5 * Hu / H;
+    double Fuu = -H - 0.5 * Huu / H + 0.5 * Hu * Hu / (H * H);
+    for (int i = 0; i < m; i++) {
+      Ht[i] = s2 * wt[i] + 2.0 * sig * V * e[i];
+      av[i] = (-sig * wv[i] + R0 * e[i]) / H;
+      Ftu[i] = -sig * wv[i] + R0 * e[i] - 0.5 * (s2 * sig * wq[i] + 3.0 * s2 * T * e[i]) / H +
+        0.5 * Ht[i] * Hu / (H * H);
+    }
+    /* cell terms: -v z z' (h_tt) - sigma^2 q z z' / (2H) (from H_tt) -
+     * F_u sigma t z z' / H (from h_utt) */
+    double cq = -0.5 * s2 / H, ct = -Fu * sig / H;
+    for (int k = cs[a]; k < cs[a + 1]; k++) {
+      double pk = plogis1(eta[k] + sig * u);
+      double v = n[k] * pk * (1.0 - pk), t = v * (1.0 - 2.0 * pk),
+             q = v * (1.0 - 6.0 * pk * (1.0 - pk));
+      add_row_outer(Mz, m, p, sr, k, -v + cq * q + ct * t, u);
+    }
+    /* rank-one terms: F_tt's -(2 sigma (w_t e' + e w_t') + 2 V e e') / (2H)
+     * + H_t H_t' / (2 H^2); the mode's F_tu a' + a F_tu' + F_uu a a';
+     * F_u (-(e w_v' + w_v e') - H_t a' - a H_t' - H_u a a') / H */
+    add_sym(Hs, m, wt, e, -sig / H);
+    add_sym(Hs, m, e, e, -0.5 * V / H);
+    add_sym(Hs, m, Ht, Ht, 0.25 / (H * H));
+    add_sym(Hs, m, Ftu, av, 1.0);
+    add_sym(Hs, m, av, av, 0.5 * Fuu);
+    add_sym(Hs, m, e, wv, -Fu / H);
+    add_sym(Hs, m, Ht, av, -Fu / H);
+    add_sym(Hs, m, av, av, -0.5 * Fu * Hu / H);
+  }
+  for (int j = 0; j < m; j++)
+    for (int i = 0; i <= j; i++) {
+      Hs[i + (size_t) j * m] += Mz[i + (size_t) j * m];
+      if (i != j) Hs[j + (size_t) i * m] += Mz[i + (size_t) j * m];
+    }
+}
+
+/* ffi_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what, rows)
  *   X      double K x p matrix (column-major), cells sorted by cluster
  *   s, n   double K: successes and trials, 0 <= s <= n, n > 0
  *   cstart integer G + 1: 0-based first cell of each cluster, cstart[G] = K,
@@ -191,16 +343,22 @@ static double agq_cluster(const double *eta, const double *s, const double *n,
  *   what   integer 1: 0 = log-likelihood only, 1 = also the gradient,
  *          2 = also v_k = n p (1 - p) and r_k = s - n p at the modes and the
  *          G x p matrix xv of per-cluster sums of v_k x_k and the p x p matrix
- *          xvx = sum_k v_k x_k x_k' (for the approximate information matrix)
+ *          xvx = sum_k v_k x_k x_k' (for the approximate information matrix),
+ *          3 = also the exact Hessian of the Laplace log-likelihood in (beta,
+ *          sigma) (Q must be 1; v, r, xv and xvx are not computed)
+ *   rows   NULL, or the non-zeros of X by row: list(ptr = integer K + 1
+ *          offsets from 0, col = integer 0-based columns, increasing within a
+ *          row, val = double values); then X * beta, the gradient and the
+ *          cross-products run over the non-zeros only
  * Returns list(loglik = double 1, gradient = double p + 1 (beta, sigma) or NULL,
  *   mode = double G (u_hat), scale = double G (s_hat), loglik_cluster = double G,
  *   v = double K or NULL, r = double K or NULL, fail = integer 1 (1 if a mode
  *   search hit the iteration limit), xv = double G x p or NULL,
- *   xvx = double p x p or NULL).
+ *   xvx = double p x p or NULL, hessian = double (p + 1) x (p + 1) or NULL).
  * R validates everything; this only guards against internal misuse. */
 SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
-                    SEXP x, SEXP w, SEXP u0, SEXP what) {
-  sfp_check_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what);
+                    SEXP x, SEXP w, SEXP u0, SEXP what, SEXP rows) {
+  sfp_check_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what, rows);
   int K = Rf_length(s), p = Rf_length(beta), G = Rf_length(cstart) - 1,
       Q = Rf_length(x);
   const double *Xp = REAL_RO(X), *sp = REAL_RO(s), *np = REAL_RO(n),
@@ -214,20 +372,31 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
   double sig = REAL_RO(sigma)[0];
   int wh = INTEGER_RO(what)[0];
 
+  int given = !Rf_isNull(rows);
+  sparse_rows sr0;
+  if (given) sr0 = rows_get(rows, Xp, K, p);
   double *eta = (double *) R_alloc(K > 0 ? K : 1, sizeof(double));
   for (int k = 0; k < K; k++) eta[k] = 0;
-  for (int j = 0; j < p; j++) {
-    const double *col = Xp + (size_t) j * K;
-    double b = bp[j];
-    if (b == 0) continue;
-    for (int k = 0; k < K; k++) eta[k] += col[k] * b;
+  if (given) {
+    for (int k = 0; k < K; k++) {
+      double acc = 0;
+      for (int b = sr0.ptr[k]; b < sr0.ptr[k + 1]; b++) acc += sr0.val[b] * bp[sr0.col[b]];
+      eta[k] = acc;
+    }
+  } else {
+    for (int j = 0; j < p; j++) {
+      const double *col = Xp + (size_t) j * K;
+      double b = bp[j];
+      if (b == 0) continue;
+      for (int k = 0; k < K; k++) eta[k] += col[k] * b;
+    }
   }
   double *rq = (double *) R_alloc((size_t) (mx > 0 ? mx : 1) * Q, sizeof(double));
   double *lq = (double *) R_alloc((size_t) Q + (mx > 0 ? mx : 1), sizeof(double));
   double *coef = wh >= 1 ? (double *) R_alloc(K > 0 ? K : 1, sizeof(double)) : NULL;
 
   const char *names[] = {"loglik", "gradient", "mode", "scale", "loglik_cluster",
-                         "v", "r", "fail", "xv", "xvx", ""};
+                         "v", "r", "fail", "xv", "xvx", "hessian", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
   SEXP ll = SET_VECTOR_ELT(out, 0, Rf_allocVector(REALSXP, 1));
   SEXP md = SET_VECTOR_ELT(out, 2, Rf_allocVector(REALSXP, G));
@@ -255,15 +424,29 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
   if (wh >= 1) {
     SEXP gr = SET_VECTOR_ELT(out, 1, Rf_allocVector(REALSXP, p + 1));
     double *g = REAL(gr);
-    for (int j = 0; j < p; j++) {
-      const double *col = Xp + (size_t) j * K;
-      double acc = 0;
-      for (int k = 0; k < K; k++) acc += col[k] * coef[k];
-      g[j] = acc;
+    if (given) {
+      for (int j = 0; j < p; j++) g[j] = 0;
+      for (int k = 0; k < K; k++)
+        for (int b = sr0.ptr[k]; b < sr0.ptr[k + 1]; b++) g[sr0.col[b]] += sr0.val[b] * coef[k];
+    } else {
+      for (int j = 0; j < p; j++) {
+        const double *col = Xp + (size_t) j * K;
+        double acc = 0;
+        for (int k = 0; k < K; k++) acc += col[k] * coef[k];
+        g[j] = acc;
+      }
     }
     g[p] = gsig_tot;
   }
-  if (wh >= 2) {
+  if (wh == 3) {
+    if (Q != 1) Rf_error("internal error in ffi_glmm_binom(): the exact Hessian needs Q = 1");
+    sparse_rows sr = given ? sr0 : rows_of_X(Xp, K, p);
+    SEXP hh = SET_VECTOR_ELT(out, 10, Rf_allocMatrix(REALSXP, p + 1, p + 1));
+    double *hp = REAL(hh);
+    for (int i = 0; i < (p + 1) * (p + 1); i++) hp[i] = 0;
+    laplace_hessian(eta, sp, np, cs, G, mdp, sig, &sr, p, hp);
+  }
+  if (wh == 2) {
     SEXP vv = SET_VECTOR_ELT(out, 5, Rf_allocVector(REALSXP, K));
     SEXP rr = SET_VECTOR_ELT(out, 6, Rf_allocVector(REALSXP, K));
     SEXP xv = SET_VECTOR_ELT(out, 8, Rf_allocMatrix(REALSXP, G, p));
@@ -283,30 +466,15 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
         xvp[a + (size_t) j * G] = acc;
       }
     }
-    /* X' diag(v) X column pair by column pair, visiting only the rows where
-     * the first column is non-zero (dummy-coded designs are mostly zeros);
-     * all reads run down the columns of the column-major X. */
+    /* X' diag(v) X row by row over the non-zeros (a dummy-coded row has a
+     * handful), accumulated in the upper triangle and mirrored */
     SEXP xx = SET_VECTOR_ELT(out, 9, Rf_allocMatrix(REALSXP, p, p));
     double *xxp = REAL(xx);
-    int *rows = (int *) R_alloc(K > 0 ? K : 1, sizeof(int));
-    double *wv = (double *) R_alloc(K > 0 ? K : 1, sizeof(double));
-    for (int j1 = 0; j1 < p; j1++) {
-      const double *c1 = Xp + (size_t) j1 * K;
-      int m = 0;
-      for (int k = 0; k < K; k++) {
-        if (c1[k] != 0) {
-          rows[m] = k;
-          wv[m++] = c1[k] * vp[k];
-        }
-      }
-      for (int j2 = j1; j2 < p; j2++) {
-        const double *c2 = Xp + (size_t) j2 * K;
-        double acc = 0;
-        for (int i = 0; i < m; i++) acc += wv[i] * c2[rows[i]];
-        xxp[j1 + (size_t) j2 * p] = acc;
-        xxp[j2 + (size_t) j1 * p] = acc;
-      }
-    }
+    for (int i = 0; i < p * p; i++) xxp[i] = 0;
+    sparse_rows sr = given ? sr0 : rows_of_X(Xp, K, p);
+    for (int k = 0; k < K; k++) add_row_outer(xxp, p, p, &sr, k, vp[k], 0.0);
+    for (int j = 0; j < p; j++)
+      for (int i = 0; i < j; i++) xxp[j + (size_t) i * p] = xxp[i + (size_t) j * p];
   }
   UNPROTECT(1);
   return out;

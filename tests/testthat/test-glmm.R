@@ -119,6 +119,106 @@ test_that("analytic gradient equals central differences (Laplace and AGQ)", {
   expect_equal(r$xv, rowsum(cells$X * v, cells$cell_cluster), tolerance = 1e-12, ignore_attr = TRUE)
 })
 
+test_that("exact Laplace Hessian equals central differences of the analytic gradient", {
+  d <- sim_sw(10, 0.6, 12)
+  fit <- sw_glmm(f_main, d)
+  # Bernoulli cells, and binomial counts (successes out of trials)
+  db <- expand.grid(la = las, period = 0:5, sex = c("F", "M"), stringsAsFactors = FALSE)
+  set.seed(4)
+  db$treated <- as.integer(db$period >= match(db$la, las))
+  db$possible <- sample(20:60, nrow(db), TRUE)
+  db$missed <- rbinom(nrow(db), db$possible, plogis(-1 + 0.3 * db$treated + rnorm(5)[match(db$la, las)]))
+  fb <- sw_glmm(cbind(missed, possible - missed) ~ treated + factor(period) + sex + (1 | la), db)
+  for (ft in list(fit, fb)) {
+    cells <- ft$cells
+    p <- length(coef(ft))
+    # at and away from the estimate, at sigma = 0 and at a negative sigma
+    # (the likelihood is even in sigma)
+    for (th in list(ft$theta, c(coef(ft) + 0.05, 0.9), c(coef(ft), 0), c(coef(ft) - 0.02, -0.5))) {
+      H <- binom_eval(cells, th[1:p], th[p + 1], 3L)$hessian
+      num <- vapply(seq_along(th), function(j) {
+        h <- 1e-5
+        tp <- th
+        tm <- th
+        tp[j] <- tp[j] + h
+        tm[j] <- tm[j] - h
+        (binom_eval(cells, tp[1:p], tp[p + 1], 1L)$gradient -
+           binom_eval(cells, tm[1:p], tm[p + 1], 1L)$gradient) / (2 * h)
+      }, double(p + 1))
+      expect_equal(H, t(H))
+      expect_equal(H, num, tolerance = 1e-6)
+    }
+  }
+  # at sigma = 0 the sigma-sigma entry is sum over clusters of (R_a^2 - V_a)
+  # (derived on paper: the second-order term of E exp(sigma u R_a - ...)),
+  # with R_a and V_a the cluster's residual and binomial variance sums, and
+  # the beta block is the logistic regression's -X'VX
+  cells <- fit$cells
+  p <- length(coef(fit))
+  H0 <- binom_eval(cells, coef(fit), 0, 3L)$hessian
+  pr <- stats::plogis(drop(cells$X %*% coef(fit)))
+  Ra <- rowsum(cells$s - cells$n * pr, cells$cell_cluster)
+  Va <- rowsum(cells$n * pr * (1 - pr), cells$cell_cluster)
+  expect_equal(H0[p + 1, p + 1], sum(Ra^2 - Va), tolerance = 1e-10)
+  expect_equal(H0[1:p, 1:p], -crossprod(cells$X * sqrt(cells$n * pr * (1 - pr))),
+               tolerance = 1e-12, ignore_attr = TRUE)
+  expect_equal(H0[1:p, p + 1], double(p), tolerance = 1e-12)
+  # the non-zeros by row (as binom_estimate() passes them) give the same
+  # results as the dense model matrix
+  cr <- cells
+  cr$rows <- binom_rows(cells$X)
+  for (w in 0:3) {
+    expect_equal(binom_eval(cr, coef(fit) + 0.01, 0.6, w), binom_eval(cells, coef(fit) + 0.01, 0.6, w),
+                 tolerance = 1e-13)
+  }
+  bad <- cr
+  bad$rows$col[2:3] <- bad$rows$col[3:2]
+  expect_error(binom_eval(bad, coef(fit), 0.6, 3L), "increasing columns")
+  # only with the Laplace approximation
+  cells$gh <- gauss_hermite(3L)
+  expect_error(binom_eval(cells, coef(fit), 0.5, 3L), "internal error")
+})
+
+test_that("the quick full-rank check agrees with qr() and defers to it near collinearity", {
+  set.seed(8)
+  n <- 400
+  X <- cbind(1, rbinom(n, 1, 0.3), rnorm(n), runif(n))
+  expect_true(glmm_full_rank(X))
+  expect_equal(qr(X)$rank, ncol(X))
+  # exactly aliased, nearly aliased (qr() keeps it: 1e-6 of the norm), and
+  # aliased to rounding (qr() drops it): each left to qr()
+  for (eps in c(0, 1e-6, 1e-12)) {
+    Xa <- cbind(X, X[, 2] + X[, 3] + eps * rnorm(n))
+    expect_false(glmm_full_rank(Xa))
+  }
+  expect_false(glmm_full_rank(cbind(X, 0)))
+  # the design error is the same as before for an aliased treatment
+  d <- sim_sw(5, 0.5, 3)
+  d$dup <- d$x1 * 2
+  expect_error(sw_glmm(y ~ treated + x1 + dup + (1 | la), d), "dup")
+})
+
+test_that("a warm start (refit per imputation) reaches the same estimates", {
+  d <- sim_sw(10, 0.6, 33)
+  fit <- sw_glmm(f_main, d)
+  d2 <- d
+  set.seed(5)
+  i <- sample(nrow(d2), 60)
+  d2$sex[i] <- ifelse(d2$sex[i] == "F", "M", "F")
+  cold <- sw_glmm(f_main, d2)
+  warm <- sw_glmm_fit(quote(sw_glmm(f_main, d2)), f_main, d2, start = glmm_start(fit))
+  expect_lt(warm$iterations, cold$iterations)
+  expect_equal(coef(warm), coef(cold), tolerance = 1e-8)
+  expect_equal(warm$sigma, cold$sigma, tolerance = 1e-8)
+  expect_equal(warm$loglik, cold$loglik, tolerance = 1e-12)
+  expect_equal(vcov(warm), vcov(cold), tolerance = 1e-8)
+  expect_equal(warm$treatment, cold$treatment, tolerance = 1e-8)
+  # starting values for other columns are not used
+  other <- sw_glmm_fit(quote(x), y ~ treated + factor(period) + (1 | la), d2, start = glmm_start(fit))
+  expect_equal(other$iterations, sw_glmm(y ~ treated + factor(period) + (1 | la), d2)$iterations)
+  expect_null(glmm_start(suppressMessages(sw_glmm(y ~ treated + (1 | la), transform(d, y = x1), family = gaussian()))))
+})
+
 test_that("binomial fits agree with lme4::glmer (Laplace and 25-node AGQ)", {
   skip_if_not_installed("lme4")
   for (cfg in list(list(n = 12, sd = 0.5, seed = 21, f = f_main),
