@@ -527,11 +527,14 @@ power_glmm_perm <- function(cells, design, allocs = power_perm_allocations(desig
   d <- fit$cells
   cl <- d$cell_cluster
   per <- attr(d, "period")
-  stats <- apply(allocs$allocations, 1L, function(g) {
-    tr <- as.integer(per >= g[cl])
-    stats::coef(sw_glmm_refit(fit, tr, se = FALSE))[["treated"]]
-  })
-  ext <- abs(stats) >= abs(obs) - 1e-12 * max(1, abs(obs))
+  refit <- function(tr) stats::coef(sw_glmm_refit(fit, tr, se = FALSE))[["treated"]]
+  stats <- apply(allocs$allocations, 1L, function(g) refit(as.integer(per >= g[cl])))
+  # the observed statistic through the same refit path as the allocations'
+  # (as perm_test() does), so the observed allocation ties with itself
+  # exactly; the first fit differs from its refit at the optimiser's
+  # tolerance, which a 1e-12 tie rule would count as less extreme
+  t_obs <- refit(as.integer(d$X[, "treated"]))
+  ext <- abs(stats) >= abs(t_obs) - 1e-12 * max(1, abs(t_obs))
   p <- if (allocs$sampled) (1 + sum(ext)) / (length(stats) + 1) else mean(ext)
   c(obs, NA_real_, p, NA_real_, NA_real_)
 }

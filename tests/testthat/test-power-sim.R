@@ -47,6 +47,16 @@ test_that("the GLMM on simulated cells equals sw_glmm() on the rows", {
   expect_equal(p1[1], p2$estimate, tolerance = 1e-8)
 })
 
+test_that("glmm_perm's p-value is never below the smallest attainable one (the observed allocation ties with itself)", {
+  # with a strong effect the observed statistic is the most extreme; its own
+  # allocation must count, so p = 1 / (number of allocations) at least
+  d <- power_design(m = 150)
+  n_alloc <- nrow(sfpceval:::power_perm_allocations(d)$allocations)
+  p <- vapply(1:4, function(s) sfpceval:::power_glmm_perm(simulate_trial(d, 0.08, seed = s), d)[3], 0)
+  expect_true(all(p >= 1 / n_alloc - 1e-12))
+  expect_true(all(p * n_alloc == round(p * n_alloc)))
+})
+
 test_that("the same seed gives the same answer serially and in parallel", {
   d <- power_design(m = 200)
   a <- power_sim(d, effect = 0.02, n_sims = 6, parallel = FALSE, seed = 7)
