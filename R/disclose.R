@@ -54,7 +54,9 @@
 #' not narrow intervals implied by the non-negativity of counts, and it does
 #' not minimise the information lost as sdcTable's `"OPT"` and `"HITAS"`
 #' methods do. Where a checker asks for protection intervals, export the
-#' masked pattern and run `sdcTable` on it.
+#' masked pattern and run `sdcTable` on it. On tables of authorities by arms
+#' with both margins the two mask the same cells (tested where `sdcTable` is
+#' installed).
 #'
 #' @param x A data frame of counts (long, with label columns, or wide, with a
 #'   count column per category), a matrix or `table` of counts, an exclusion
