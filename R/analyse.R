@@ -437,6 +437,11 @@ plan_data <- function(row, ctx, k, cache) {
   out
 }
 
+# Rows a weighted model is given: CEM weights of 0 are the unmatched
+# children (counted in the CEM summary); a missing or negative weight is
+# left for the estimator, which names it in an error.
+plan_weighted_rows <- function(w) is.na(w) | w != 0
+
 # Columns the formulas use beyond the cohort's: readiness, time since go-live.
 plan_derived <- function(df, design) {
   las <- design$las
@@ -727,7 +732,7 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   # weighted rows (the FS absence DiD: CEM weights; unmatched rows have 0)
   # and CR2 clustered rows
   w <- if (!is.na(row$weights)) row$weights else NULL
-  if (!is.null(w)) pf$df <- pf$df[pf$df[[w]] > 0, , drop = FALSE]
+  if (!is.null(w)) pf$df <- pf$df[plan_weighted_rows(pf$df[[w]]), , drop = FALSE]
   y <- all.vars(pf$formula[[2]])[1]
   fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
   pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial")
@@ -759,7 +764,7 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   d <- plan_data(row, ctx, k, cache)
   pf <- plan_formula(row, d$df)
   w <- if (!is.na(row$weights)) row$weights else NULL
-  df <- if (!is.null(w)) pf$df[pf$df[[w]] > 0, , drop = FALSE] else pf$df
+  df <- if (!is.null(w)) pf$df[plan_weighted_rows(pf$df[[w]]), , drop = FALSE] else pf$df
   fam <- if (row$family %in% c("auto", "gaussian", "binomial", "conditional_logit")) row$family else "auto"
   pr <- plan_prune_did(row, pf$formula, df, w, fam, cache)
   df <- pr$df
@@ -767,7 +772,7 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   # dropped covariates become the row's notes; the rest is in the fit
   fit <- withCallingHandlers(did_fit(pr$formula, df, cluster = row$cluster, weights = w, family = fam),
                              message = function(m) {
-                               if (!grepl("perfectly predicted|dropped [0-9]+ covariate", conditionMessage(m))) {
+                               if (!grepl("perfectly predicted|constant outcome carry no information|dropped [0-9]+ covariate", conditionMessage(m))) {
                                  invokeRestart("muffleMessage")
                                }
                              })
@@ -808,7 +813,7 @@ run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
   # inference technique and bias corrections suggested by Brewer et al.")
   args <- list(pf$formula, df, group = row$cluster, time = row$time, method = "ar")
   if (!is.na(row$weights) && "weights" %in% names(formals(fgls_bcj))) {
-    df <- df[df[[row$weights]] > 0, , drop = FALSE]
+    df <- df[plan_weighted_rows(df[[row$weights]]), , drop = FALSE]
     args[[2]] <- df
     args$weights <- df[[row$weights]]
   }
@@ -845,7 +850,7 @@ run_hurdle_fit <- function(row, ctx, k, cache, parent = NULL) {
   df <- d$df
   f <- stats::as.formula(row$formula, env = globalenv())
   y <- all.vars(f[[2]])[1]
-  if (!is.na(row$weights)) df <- df[df[[row$weights]] > 0, , drop = FALSE]
+  if (!is.na(row$weights)) df <- df[plan_weighted_rows(df[[row$weights]]), , drop = FALSE]
   pr <- plan_prune(row, f, df, cache, binomial = FALSE)
   f <- pr$formula
   df <- pr$df
@@ -870,7 +875,7 @@ run_tobit_fit <- function(row, ctx, k, cache, parent = NULL) {
   cens <- if (paste0(y, "_censored") %in% names(df)) df[[paste0(y, "_censored")]] else
     df[[y]] >= max(df[[y]], na.rm = TRUE)
   share <- mean(cens[!is.na(df[[y]])], na.rm = TRUE)
-  if (!is.na(row$weights)) df <- df[df[[row$weights]] > 0, , drop = FALSE]
+  if (!is.na(row$weights)) df <- df[plan_weighted_rows(df[[row$weights]]), , drop = FALSE]
   pr <- plan_prune(row, f, df, cache)
   f <- pr$formula
   df <- pr$df

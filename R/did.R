@@ -282,6 +282,35 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
     }
   }
 
+  if (family == "conditional_logit" && length(fe_f)) {
+    # strata with a constant outcome carry no information: their rows are
+    # left out and counted here (before the clusters are counted)
+    ww <- if (is.null(w)) rep(1, length(y)) else w
+    dS <- tapply(ww * y, fe_f[[1]], sum)
+    nS <- tapply(ww, fe_f[[1]], sum)
+    uninf <- which(dS == 0 | dS == nS)
+    drop <- as.integer(fe_f[[1]]) %in% uninf
+    if (any(drop) && !all(drop)) {
+      message(sprintf("did_fit(): %d stratum/strata of `%s` with a constant outcome carry no information and were excluded (%s rows): %s.",
+                      length(uninf), names(fe_f)[1], format(sum(drop), big.mark = ","),
+                      paste(utils::head(levels(fe_f[[1]])[uninf], 5), collapse = ", ")))
+      excl <- rbind(excl, data.frame(reason = "stratum with a constant outcome (conditional logit)",
+                                     n = sum(drop)))
+      k2 <- !drop
+      keep[keep] <- k2
+      y <- y[k2]
+      X <- X[k2, , drop = FALSE]
+      cl <- droplevels(cl[k2])
+      fe_f <- lapply(fe_f, function(v) droplevels(v[k2]))
+      if (!is.null(w)) w <- w[k2]
+      G <- nlevels(cl)
+      if (G < 2L) {
+        stop(sprintf("The conditional logit of `%s` has %d cluster left after excluding the strata with a constant outcome.\nFix: use family = \"binomial\" or \"gaussian\".",
+                     yname, G), call. = FALSE)
+      }
+    }
+  }
+
   fit <- switch(family,
     gaussian = fit_gaussian(y, X, fe_f, w, cl, treat_name, ctrl),
     binomial = fit_logit(y, X, fe_f, w, cl, treat_name, yname, ctrl, rows = which(keep)),

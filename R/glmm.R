@@ -73,7 +73,7 @@
 #' Family Safeguarding DiD: row i has residual variance sigma^2 / w_i, as
 #' `lme4::lmer(weights = )` (and `nlme::lme(weights = varFixed(~ 1 / w))`);
 #' the weights enter the cross-products (a child's number of rows becomes
-#' the sum of its weights), the log-likelihood includes -sum(log w) / 2 as
+#' the sum of its weights), the log-likelihood includes +sum(log w) / 2 as
 #' lme4's does, rows with weight 0 are excluded and counted in
 #' `exclusion_flow`, and negative, missing or infinite weights are errors.
 #' With `cluster`, CR2 takes the weighted model's covariance as its target,

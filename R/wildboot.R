@@ -277,7 +277,8 @@ invert_test <- function(pv, beta, se, alpha, rel = 1e-6, max_double = 30,
       width <- width * 2
       it <- it + 1
     }
-    if (it >= max_double) {
+    # the last doubled width is tested too: unbounded only if accepted
+    if (it >= max_double && accept(beta + side * width)) {
       ci[(side + 3) / 2] <- side * unbounded
       next
     }

@@ -421,6 +421,8 @@ void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
     sfp_abort(fn, "u0", "must have length 0 or %lld", (long long) G);
   sfp_int1(what, 0, 3, fn, "what");
   sfp_check_vec(what, INTSXP, 1, fn, "what");
+  /* the (p + 1) x (p + 1) Hessian and the p x p X'VX are indexed with int */
+  sfp_check_size(((double) p + 1.0) * ((double) p + 1.0), fn, "beta");
   if (!Rf_isNull(rows)) {
     if (TYPEOF(rows) != VECSXP || XLENGTH(rows) != 3)
       sfp_abort(fn, "rows", "must be NULL or a list of 3 (ptr, col, val)");

@@ -269,7 +269,7 @@ static void laplace_hessian(const double *eta, const double *s, const double *n,
   double *wv = (double *) R_alloc((size_t) 7 * m, sizeof(double));
   double *wt = wv + m, *wq = wt + m, *Ht = wq + m, *av = Ht + m, *Ftu = av + m, *e = Ftu + m;
   double *Mz = (double *) R_alloc((size_t) m * m, sizeof(double));
-  for (int i = 0; i < m * m; i++) Mz[i] = 0;
+  for (R_xlen_t i = 0; i < (R_xlen_t) m * m; i++) Mz[i] = 0;
   for (int i = 0; i < m; i++) e[i] = i == p;
   for (int a = 0; a < G; a++) {
     double u = mode[a];
@@ -443,7 +443,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
     sparse_rows sr = given ? sr0 : rows_of_X(Xp, K, p);
     SEXP hh = SET_VECTOR_ELT(out, 10, Rf_allocMatrix(REALSXP, p + 1, p + 1));
     double *hp = REAL(hh);
-    for (int i = 0; i < (p + 1) * (p + 1); i++) hp[i] = 0;
+    for (R_xlen_t i = 0; i < (R_xlen_t) (p + 1) * (p + 1); i++) hp[i] = 0;
     laplace_hessian(eta, sp, np, cs, G, mdp, sig, &sr, p, hp);
   }
   if (wh == 2) {
@@ -470,7 +470,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
      * handful), accumulated in the upper triangle and mirrored */
     SEXP xx = SET_VECTOR_ELT(out, 9, Rf_allocMatrix(REALSXP, p, p));
     double *xxp = REAL(xx);
-    for (int i = 0; i < p * p; i++) xxp[i] = 0;
+    for (R_xlen_t i = 0; i < (R_xlen_t) p * p; i++) xxp[i] = 0;
     sparse_rows sr = given ? sr0 : rows_of_X(Xp, K, p);
     for (int k = 0; k < K; k++) add_row_outer(xxp, p, p, &sr, k, vp[k], 0.0);
     for (int j = 0; j < p; j++)

@@ -273,3 +273,26 @@ test_that("conditional logit with the stratum only equals survival::clogit", {
   expect_equal(unname(coef(f)), unname(coef(cl)), tolerance = 1e-8)
   expect_equal(unname(vcov(f)), unname(vcov(cl)), tolerance = 1e-8)
 })
+
+test_that("strata with a constant outcome are excluded and counted, and nobs is the rows fitted", {
+  set.seed(11)
+  d <- expand.grid(i = 1:40, la = letters[1:6], year = 1:4, stringsAsFactors = FALSE)
+  d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 3)
+  d$x <- rnorm(nrow(d))
+  d$y <- rbinom(nrow(d), 1, plogis(-1 + 0.3 * d$treated + 0.2 * d$x))
+  d$y[d$la == "f"] <- 0L
+  fit <- suppressMessages(did_fit(y ~ treated + x | la + year, d, cluster = ~la,
+                                  family = "conditional_logit"))
+  ex <- fit$exclusions
+  expect_identical(ex$n[grepl("constant outcome", ex$reason)], 160L)
+  expect_identical(nobs(fit), nrow(d) - 160L)
+  # the estimate is the fit without those rows
+  fit2 <- did_fit(y ~ treated + x | la + year, d[d$la != "f", ], cluster = ~la,
+                  family = "conditional_logit")
+  expect_equal(coef(fit), coef(fit2), tolerance = 1e-10)
+  # the excluded authority is not a cluster of the variance
+  expect_identical(fit$n_clusters, 5L)
+  expect_equal(vcov(fit), vcov(fit2), tolerance = 1e-10)
+  expect_message(did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "conditional_logit"),
+                 "constant outcome")
+})

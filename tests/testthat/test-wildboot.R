@@ -323,3 +323,14 @@ test_that("invert_test(): a z-test inverts to beta -/+ z se; steps, strictness a
   expect_identical(invert_test(pv, beta, 0, 0.05), c(NA_real_, NA_real_))
   expect_identical(invert_test(pv, NA_real_, se, 0.05), c(NA_real_, NA_real_))
 })
+
+test_that("invert_test() tests the last doubled width before calling a side unbounded", {
+  # steps 1, 2, 4 accepted; the last doubled width, 8, is rejected: the
+  # limits are +-5 (accepted up to 5), not unbounded
+  pv <- function(r) as.numeric(abs(r) <= 5)
+  ci <- sfpceval:::invert_test(pv, 0, 0.5, 0.5, max_double = 3, step = 1, unbounded = Inf)
+  expect_equal(ci, c(-5, 5), tolerance = 1e-5)
+  # accepted everywhere: unbounded after max_double doublings
+  ci2 <- sfpceval:::invert_test(function(r) 1, 0, 0.5, 0.5, max_double = 3, step = 1, unbounded = Inf)
+  expect_identical(ci2, c(-Inf, Inf))
+})
