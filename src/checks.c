@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <limits.h>
 #include <math.h>
+#include <string.h>
 
 void sfp_abort(const char *fn, const char *arg, const char *fmt, ...) {
   char problem[512], msg[800];
@@ -559,6 +560,33 @@ void sfp_check_clogit(SEXP X, SEXP y, SEXP w, SEXP offset, SEXP ord,
   sfp_check_matrix(fe, INTSXP, n, -1, fn, "fe");
   int Lv = sfp_int1(L, 0, INT_MAX - 1 - k, fn, "L");
   sfp_check_codes(INTEGER_RO(fe), XLENGTH(fe), 0, Lv - 1, 0, fn, "fe");
+  /* the kernel reads each column's codes as its own block of levels: the
+   * columns' code ranges must be disjoint and increasing */
+  {
+    int nf = Rf_ncols(fe), prev_max = -1;
+    const int *fp = INTEGER_RO(fe);
+    for (int f = 0; f < nf; f++) {
+      int lo = INT_MAX, hi = -1;
+      for (int i = 0; i < n; i++) {
+        int c = fp[(R_xlen_t) f * n + i];
+        if (c < lo) lo = c;
+        if (c > hi) hi = c;
+      }
+      if (n > 0 && lo <= prev_max)
+        sfp_abort(fn, "fe", "column %d's codes overlap the previous column's (each column needs its own range of levels)", f + 1);
+      if (n > 0) prev_max = hi;
+    }
+  }
+  /* ord must be a permutation of 0..n-1 (a repeated row would count twice) */
+  {
+    const int *op2 = INTEGER_RO(ord);
+    char *seen = (char *) R_alloc((size_t) n + 1, 1);
+    memset(seen, 0, (size_t) n + 1);
+    for (int i = 0; i < n; i++) {
+      if (seen[op2[i]]) sfp_abort(fn, "ord", "repeats row %d (must be a permutation)", op2[i] + 1);
+      seen[op2[i]] = 1;
+    }
+  }
   int P = k + Lv;
   sfp_check_finite(sfp_dbl(theta, P, fn, "theta"), P, fn, "theta");
   int wh = sfp_int1(what, 0, 2, fn, "what");

@@ -296,3 +296,15 @@ test_that("strata with a constant outcome are excluded and counted, and nobs is 
   expect_message(did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "conditional_logit"),
                  "constant outcome")
 })
+
+test_that("ffi_clogit's contract: fixed-effect columns need disjoint code ranges, ord a permutation", {
+  a <- valid_calls()$ffi_clogit
+  call <- function(a) do.call(.Call, c(list(sfpceval:::ffi_clogit), a))
+  expect_silent(call(a))
+  b <- a
+  b[[7]] <- cbind(a[[7]], a[[7]])  # second column reuses the first's codes
+  expect_error(call(b), class = "sfpceval_internal_error")
+  b <- a
+  b[[5]] <- c(0L, 2L, 4L, 1L, 3L, 3L)  # row 4 twice, row 6 never
+  expect_error(call(b), class = "sfpceval_internal_error")
+})
