@@ -256,6 +256,11 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
              "use family = \"gaussian\" or recode the outcome.")
   }
 
+  if (family %in% c("binomial", "conditional_logit") && length(y) && all(y == y[1])) {
+    stop(sprintf(paste0("The outcome `%s` is %s in every row (%s): a logit is not identified.\n",
+                        "Fix: check the outcome and the sample (the rows kept after exclusions)."),
+                 yname, y[1], if (y[1] == 0) "no events" else "all events"), call. = FALSE)
+  }
   if (family == "binomial" && length(fe_f)) {
     # fixed-effect levels whose outcome is all 0 or all 1 are perfectly
     # predicted: their rows carry no information and are left out, counted
