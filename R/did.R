@@ -261,6 +261,24 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
                         "Fix: check the outcome and the sample (the rows kept after exclusions)."),
                  yname, y[1], if (y[1] == 0) "no events" else "all events"), call. = FALSE)
   }
+  # rows that carry no information for a logit are left out and counted,
+  # before the clusters are counted; `what` names them in the error when
+  # fewer than two clusters remain
+  exclude_rows <- function(drop, reason, model, what, fix) {
+    excl <<- rbind(excl, data.frame(reason = reason, n = sum(drop)))
+    k2 <- !drop
+    keep[keep] <<- k2
+    y <<- y[k2]
+    X <<- X[k2, , drop = FALSE]
+    cl <<- droplevels(cl[k2])
+    fe_f <<- lapply(fe_f, function(v) droplevels(v[k2]))
+    if (!is.null(w)) w <<- w[k2]
+    G <<- nlevels(cl)
+    if (G < 2L) {
+      stop(sprintf("The %s of `%s` has %d cluster left after excluding %s.\nFix: %s",
+                   model, yname, G, what, fix), call. = FALSE)
+    }
+  }
   if (family == "binomial" && length(fe_f)) {
     # fixed-effect levels whose outcome is all 0 or all 1 are perfectly
     # predicted: their rows carry no information and are left out, counted
@@ -270,49 +288,25 @@ did_fit <- function(formula, data, cluster, weights = NULL, family = "auto",
       message(sprintf("did_fit(): %s row%s in %s with an outcome that is all 0 or all 1 excluded (perfectly predicted by the fixed effects; %s).",
                       format(sum(pp$drop), big.mark = ","), if (sum(pp$drop) == 1) "" else "s",
                       pp$what, describe_rows(which(keep)[pp$drop])))
-      excl <- rbind(excl, data.frame(reason = "perfectly predicted by a fixed effect", n = sum(pp$drop)))
-      k2 <- !pp$drop
-      keep[keep] <- k2
-      y <- y[k2]
-      X <- X[k2, , drop = FALSE]
-      cl <- droplevels(cl[k2])
-      fe_f <- lapply(fe_f, function(v) droplevels(v[k2]))
-      if (!is.null(w)) w <- w[k2]
-      G <- nlevels(cl)
-      if (G < 2L) {
-        stop(sprintf(paste0("The logit of `%s` has %d cluster left after excluding the fixed-effect levels ",
-                            "that predict the outcome perfectly.\nFix: use family = \"gaussian\"."),
-                     yname, G), call. = FALSE)
-      }
+      exclude_rows(pp$drop, "perfectly predicted by a fixed effect", "logit",
+                   "the fixed-effect levels that predict the outcome perfectly", "use family = \"gaussian\".")
     }
   }
-
   if (family == "conditional_logit" && length(fe_f)) {
-    # strata with a constant outcome carry no information: their rows are
-    # left out and counted here (before the clusters are counted)
+    # strata (the first fixed effect) with a constant outcome carry no
+    # information in the conditional likelihood
     ww <- if (is.null(w)) rep(1, length(y)) else w
     dS <- tapply(ww * y, fe_f[[1]], sum)
     nS <- tapply(ww, fe_f[[1]], sum)
     uninf <- which(dS == 0 | dS == nS)
     drop <- as.integer(fe_f[[1]]) %in% uninf
-    if (any(drop) && !all(drop)) {
+    if (all(drop)) stop("No stratum has both outcomes 0 and 1: the conditional logit is not identified.", call. = FALSE)
+    if (any(drop)) {
       message(sprintf("did_fit(): %d stratum/strata of `%s` with a constant outcome carry no information and were excluded (%s rows): %s.",
                       length(uninf), names(fe_f)[1], format(sum(drop), big.mark = ","),
                       paste(utils::head(levels(fe_f[[1]])[uninf], 5), collapse = ", ")))
-      excl <- rbind(excl, data.frame(reason = "stratum with a constant outcome (conditional logit)",
-                                     n = sum(drop)))
-      k2 <- !drop
-      keep[keep] <- k2
-      y <- y[k2]
-      X <- X[k2, , drop = FALSE]
-      cl <- droplevels(cl[k2])
-      fe_f <- lapply(fe_f, function(v) droplevels(v[k2]))
-      if (!is.null(w)) w <- w[k2]
-      G <- nlevels(cl)
-      if (G < 2L) {
-        stop(sprintf("The conditional logit of `%s` has %d cluster left after excluding the strata with a constant outcome.\nFix: use family = \"binomial\" or \"gaussian\".",
-                     yname, G), call. = FALSE)
-      }
+      exclude_rows(drop, "stratum with a constant outcome (conditional logit)", "conditional logit",
+                   "the strata with a constant outcome", "use family = \"binomial\" or \"gaussian\".")
     }
   }
 
@@ -908,27 +902,12 @@ fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl = did_control(
     stop_arg("formula", "needs the stratum (LA) as the first fixed effect for family = \"conditional_logit\"",
              "write `y ~ treated + covariates | la + year`.")
   }
-  X <- X[, colnames(X) != "(Intercept)", drop = FALSE]
-  strata <- fe_f[[1]]
-  ww <- if (is.null(w)) rep(1, length(y)) else w
-  # strata with no variation in y carry no information: count and drop
-  dS <- tapply(ww * y, strata, sum)
-  nS <- tapply(ww, strata, sum)
-  uninf <- which(dS == 0 | dS == nS)
-  keep_rows <- !(as.integer(strata) %in% uninf)
-  if (length(uninf)) {
-    message(sprintf("did_fit(): %d stratum/strata of `%s` with a constant outcome carry no information and were excluded (%s rows): %s.",
-                    length(uninf), names(fe_f)[1], format(sum(!keep_rows), big.mark = ","),
-                    paste(utils::head(levels(strata)[uninf], 5), collapse = ", ")))
-  }
-  if (!any(keep_rows)) stop("No stratum has both outcomes 0 and 1: the conditional logit is not identified.", call. = FALSE)
-  all_kept <- all(keep_rows)
-  sub <- function(v) if (all_kept) v else v[keep_rows]
-  s <- as.integer(if (all_kept) strata else droplevels(strata[keep_rows]))
-  fe <- lapply(fe_f[-1], function(f) if (all_kept) f else droplevels(f[keep_rows]))
-  yr <- sub(y)
-  wr <- sub(ww)
-  Xr <- if (all_kept) X else X[keep_rows, , drop = FALSE]
+  # the strata with a constant outcome were left out (and counted) by did_fit()
+  Xr <- X[, colnames(X) != "(Intercept)", drop = FALSE]
+  s <- as.integer(fe_f[[1]])
+  fe <- fe_f[-1]
+  yr <- y
+  wr <- if (is.null(w)) rep(1, length(y)) else w
   free <- clogit_free_levels(yr, wr, s, fe)
   kp <- clogit_free_covariates(Xr, wr, s, fe, ctrl)
   if (!kp[match(treat_name, colnames(Xr))]) {
@@ -950,9 +929,9 @@ fit_clogit <- function(y, X, fe_f, w, cl, treat_name, yname, ctrl = did_control(
                        "check for a covariate that (nearly) separates the outcome within strata.")
   }
   cd <- list(y = yr, X = Xk, fe = fe, free = free, cols = names(r$coef),
-             w = if (is.null(w)) NULL else wr, s = s, rows = which(keep_rows))
+             w = if (is.null(w)) NULL else wr, s = s, rows = seq_along(yr))
   # cluster sums of the scores (G x K), accumulated in C, not the n x K matrix
-  sc <- clogit_scores(cd, r$coef, as.integer(cl)[keep_rows], nlevels(cl))
+  sc <- clogit_scores(cd, r$coef, as.integer(cl), nlevels(cl))
   kz <- names(r$coef)
   bread <- r$bread
   dimnames(bread) <- list(kz, kz)
