@@ -508,6 +508,14 @@ sim_check_comparators <- function(n) {
   as.integer(n)
 }
 
+# Which comparators are built parallel to a treated LA (both programmes): up
+# to three per treated LA, in turn, while a quarter of the comparators keep
+# their own paths. NA for those.
+sim_parallel_to <- function(treated, n_comp) {
+  n_par <- max(0L, min(3L * length(treated), n_comp - n_comp %/% 4L))
+  c(treated[rep_len(seq_along(treated), n_par)], rep(NA_character_, n_comp - n_par))
+}
+
 # Family Valued comparator LAs (the DiD strand): never treated, listed in the
 # roll-out with role "comparator" (design_family_valued(strand = "did") takes
 # them from there). As for Family Safeguarding, up to three per treated LA,
@@ -518,9 +526,7 @@ sim_check_comparators <- function(n) {
 sim_fv_comparators <- function(n_la, n_comp, trial_start, trial_end) {
   treated <- sim_la_codes(n_la)
   codes <- sim_la_codes(n_la + n_comp)[n_la + seq_len(n_comp)]
-  n_par <- min(3L * n_la, n_comp - n_comp %/% 4L)
-  parallel_to <- rep(NA_character_, n_comp)
-  parallel_to[seq_len(n_par)] <- treated[rep_len(seq_len(n_la), n_par)]
+  parallel_to <- sim_parallel_to(treated, n_comp)
   na_date <- as.Date(rep(NA, n_comp))
   la <- data.frame(la_code = codes, role = "comparator", go_live_date = na_date,
                    parallel_to = parallel_to, stratum = NA_character_,
@@ -548,12 +554,8 @@ sim_la_fs <- function(n_la, def, n_treated = NULL) {
   codes <- sim_la_codes(n_la)
   go <- as.Date(def$go_live)[seq_len(n_treated)]
   n_comp <- n_la - n_treated
-  n_par <- min(3L * n_treated, n_comp - n_comp %/% 4L)
-  parallel_to <- rep(NA_character_, n_la)
-  if (n_par > 0) {
-    comp_idx <- n_treated + seq_len(n_par)
-    parallel_to[comp_idx] <- codes[rep_len(seq_len(n_treated), n_par)]
-  }
+  parallel_to <- c(rep(NA_character_, n_treated),
+                   sim_parallel_to(codes[seq_len(n_treated)], n_comp))
   role <- rep(c("treated", "comparator"), c(n_treated, n_comp))
   go_live <- as.Date(c(as.character(go), rep(NA, n_comp)))
   la <- data.frame(la_code = codes, role = role, go_live_date = go_live,
