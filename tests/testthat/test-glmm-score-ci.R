@@ -31,14 +31,19 @@ offset_fit <- function(X, y, la, off, Q = 1L) {
 }
 
 # Plain R: the Laplace log-likelihood of a random-intercept logit with an
-# offset, each cluster's mode by optimize().
+# offset, each cluster's mode by 50 Newton steps (to machine precision, so
+# that the log-likelihood can be differenced twice).
 ref_laplace_ll <- function(th, X, y, cl, off) {
   p <- ncol(X)
   eta <- drop(X %*% th[1:p]) + off
   s <- th[p + 1]
   sum(vapply(split(seq_along(y), cl), function(i) {
     h <- function(u) sum(y[i] * (eta[i] + s * u) - log1p(exp(eta[i] + s * u))) - u^2 / 2
-    m <- optimize(h, c(-10, 10), maximum = TRUE, tol = 1e-12)$maximum
+    m <- 0
+    for (it in 1:50) {
+      pr <- plogis(eta[i] + s * m)
+      m <- m + (s * sum(y[i] - pr) - m) / (1 + s^2 * sum(pr * (1 - pr)))
+    }
     pr <- plogis(eta[i] + s * m)
     h(m) - 0.5 * log(1 + s^2 * sum(pr * (1 - pr)))
   }, 0))
@@ -98,4 +103,149 @@ test_that("a zero offset leaves the binomial fit bit-identical; C checks the off
                class = "sfpceval_internal_error")
   expect_error(do.call(.Call, c(list(ffi_glmm_binom), args, list(integer(nrow(c0$X))))),
                class = "sfpceval_internal_error")
+})
+
+# ---- the score bootstrap's interval by test inversion ----------------------
+
+ci_data <- function(seed = 3, n = 40) {
+  set.seed(seed)
+  las <- paste0("L", 1:5)
+  d <- expand.grid(la = las, step = 0:5, rep = seq_len(n), stringsAsFactors = FALSE)
+  d$treated <- as.integer(d$step >= match(d$la, las))
+  u <- rnorm(5, sd = 0.4)[match(d$la, las)]
+  d$y <- rbinom(nrow(d), 1, plogis(-1 + 0.05 * d$step + 0.3 * d$treated + u))
+  d
+}
+
+# Plain R at the null value r: the restricted fit by glmer with r * treated
+# as an offset; each cluster's score by central differences of its plain-R
+# Laplace log-likelihood (ref_laplace_ll()) in the full model; the Hessian
+# by central differences of the summed scores; a_g = (H^-1 s_g)_treated;
+# t* for every column of V (the package's weight vectors).
+ref_score_boot <- function(d, r, V) {
+  X <- model.matrix(~ treated + factor(step), d)
+  cl <- match(d$la, sort(unique(d$la)))
+  g <- suppressMessages(lme4::glmer(y ~ factor(step) + (1 | la), family = binomial, data = d,
+                                    offset = r * d$treated,
+                                    control = lme4::glmerControl(optimizer = "bobyqa",
+                                                                 optCtrl = list(rhoend = 1e-12))))
+  th <- c(append(unname(lme4::fixef(g)), r, after = 1), unname(lme4::getME(g, "theta")))
+  score <- function(t, a) {
+    i <- cl == a
+    vapply(seq_along(t), function(k) {
+      h <- 1e-4
+      tp <- tm <- t
+      tp[k] <- t[k] + h
+      tm[k] <- t[k] - h
+      (ref_laplace_ll(tp, X[i, ], d$y[i], cl[i], 0) - ref_laplace_ll(tm, X[i, ], d$y[i], cl[i], 0)) / (2 * h)
+    }, 0)
+  }
+  S <- t(vapply(1:5, function(a) score(th, a), th))
+  H <- vapply(seq_along(th), function(k) {
+    h <- 1e-4
+    tp <- tm <- th
+    tp[k] <- th[k] + h
+    tm[k] <- th[k] - h
+    rowSums(vapply(1:5, function(a) score(tp, a) - score(tm, a), th)) / (2 * h)
+  }, th)
+  a <- drop(S %*% solve(-(H + t(H)) / 2)[, 2])
+  pig <- tabulate(cl) / length(cl)
+  tstat <- function(v) { va <- v * a; N <- sum(va); N / sqrt(sum((va - pig * N)^2)) }
+  t0 <- tstat(rep(1, 5))
+  ts <- apply(V, 2, tstat)
+  list(t = t0, tstar = ts, p = mean(abs(ts) > abs(t0) + 1e-8 * max(1, abs(t0))))
+}
+
+test_that("GLMM score bootstrap at r != 0 equals a plain-R reference (glmer restricted fit, scores by hand)", {
+  skip_if_not_installed("lme4")
+  d <- ci_data()
+  fit <- sw_glmm(y ~ treated + factor(step) + (1 | la), d)
+  V <- boot_draws(5L, "webb", "enumerate", NULL)$V
+  for (r in c(-0.2, 0.35)) {
+    wb <- wild_boot(fit, "treated", r = r, conf_int = FALSE)
+    expect_equal(unname(wb$restricted[2]), r)
+    ref <- ref_score_boot(d, r, V)
+    expect_equal(wb$statistic, ref$t, tolerance = 1e-5)
+    expect_equal(wb$tstar, ref$tstar, tolerance = 1e-5)
+    # p counts |t*| > |t|: equal unless a draw lies within the reference's
+    # numerical error of t
+    near <- sum(abs(abs(ref$tstar) - abs(ref$t)) < 1e-4 * abs(ref$t))
+    expect_lte(abs(wb$p_value - ref$p), near / length(ref$tstar))
+  }
+})
+
+test_that("the GLMM score bootstrap interval: ends where p crosses 1 - level, contains the estimate, warm = cold refits", {
+  d <- ci_data(seed = 4)
+  fit <- sw_glmm(y ~ treated + factor(step) + (1 | la), d)
+  wb <- wild_boot(fit, "treated")
+  ci <- wb$conf_int
+  se <- sqrt(fit$vcov["treated", "treated"])
+  expect_true(all(is.finite(ci)))
+  expect_true(ci[1] < wb$estimate && wb$estimate < ci[2])
+  expect_gt(wb$refits$n, 10)
+  # p(r) by a fresh restricted fit (binom_estimate() from the estimates) at
+  # the ends -/+ the inversion tolerance (1e-3 se)
+  pv_at <- function(r) wild_boot(fit, "treated", r = r, conf_int = FALSE)$p_value
+  for (k in 1:2) {
+    step <- 1e-3 * se * c(-1, 1)[k]
+    expect_gte(pv_at(ci[k] - step), 0.05)
+    expect_lt(pv_at(ci[k] + step), 0.05)
+  }
+  # the warm-started refits along a path equal fresh ones
+  j <- 2L
+  rs <- glmm_restricted(fit, j)
+  rr <- c(0, 0.4, -0.3, 0.41)
+  warm <- lapply(rr, rs$contrib)
+  for (i in seq_along(rr)) {
+    cold <- glmm_restricted(fit, j)$contrib(rr[i])
+    expect_equal(warm[[i]]$a, cold$a, tolerance = 1e-7)
+    expect_equal(warm[[i]]$theta, cold$theta, tolerance = 1e-7)
+  }
+  skip_if_not_installed("lme4")
+  # and the reference's p-values straddle 0.05 at the ends (a margin of
+  # 0.01 se for the reference's finite differences)
+  V <- boot_draws(5L, "webb", "enumerate", NULL)$V
+  for (k in 1:2) {
+    step <- 0.01 * se * c(-1, 1)[k]
+    expect_gte(ref_score_boot(d, ci[k] - step, V)$p, 0.05)
+    expect_lt(ref_score_boot(d, ci[k] + step, V)$p, 0.05)
+  }
+})
+
+test_that("the GLMM score bootstrap interval does not depend on the row order; AGQ and boundary fits", {
+  d <- ci_data(seed = 5)
+  f <- y ~ treated + factor(step) + (1 | la)
+  fit <- sw_glmm(f, d)
+  wb <- wild_boot(fit, "treated")
+  set.seed(9)
+  d2 <- d[sample(nrow(d)), ]
+  wb2 <- wild_boot(sw_glmm(f, d2), "treated")
+  se <- sqrt(fit$vcov["treated", "treated"])
+  expect_equal(wb2$p_value, wb$p_value)
+  expect_equal(wb2$statistic, wb$statistic, tolerance = 1e-8)
+  expect_lt(max(abs(wb2$conf_int - wb$conf_int)), 1e-3 * se)
+  # adaptive quadrature: the Hessian by differences of the analytic gradient
+  fa <- sw_glmm(f, d, nAGQ = 7)
+  wa <- wild_boot(fa, "treated")
+  expect_true(wa$conf_int[1] < wa$estimate && wa$estimate < wa$conf_int[2])
+  sea <- sqrt(fa$vcov["treated", "treated"])
+  for (k in 1:2) {
+    step <- 1e-3 * sea * c(-1, 1)[k]
+    expect_gte(wild_boot(fa, "treated", r = wa$conf_int[k] - step, conf_int = FALSE)$p_value, 0.05)
+    expect_lt(wild_boot(fa, "treated", r = wa$conf_int[k] + step, conf_int = FALSE)$p_value, 0.05)
+  }
+  # no between-cluster variation: the fit and its restricted fits at sigma = 0
+  d3 <- d
+  set.seed(6)
+  d3$y <- rbinom(nrow(d3), 1, plogis(-1 + 0.3 * d3$treated))
+  f3 <- suppressMessages(sw_glmm(f, d3))
+  skip_if_not(isTRUE(f3$boundary))
+  w3 <- wild_boot(f3, "treated")
+  expect_equal(unname(w3$restricted["sigma"]), 0)
+  se3 <- sqrt(f3$vcov["treated", "treated"])
+  for (k in 1:2) {
+    step <- 1e-3 * se3 * c(-1, 1)[k]
+    expect_gte(wild_boot(f3, "treated", r = w3$conf_int[k] - step, conf_int = FALSE)$p_value, 0.05)
+    expect_lt(wild_boot(f3, "treated", r = w3$conf_int[k] + step, conf_int = FALSE)$p_value, 0.05)
+  }
 })
