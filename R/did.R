@@ -740,11 +740,13 @@ dummy_matrix <- function(fe_f) {
 # Step halving on the deviance; converged when its relative change is below
 # `tol` (glm's criterion). `offset`: a fixed part of eta (the restricted fits
 # of the score bootstrap). X: n x k without the intercept when there are
-# fixed effects. Returns the coefficients (NA for dropped columns), mu, eta,
-# the demeaned design at the final working weights, the QR's R and bread, and
-# an optim_status() report.
+# fixed effects. `eta_start`: a linear predictor (offset included) to start
+# from instead of the data (a warm start: the score bootstrap's restricted
+# refits start from the previous one's). Returns the coefficients (NA for
+# dropped columns), mu, eta, the demeaned design at the final working
+# weights, the QR's R and bread, and an optim_status() report.
 irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
-                    tol = 1e-10, maxit = 100L) {
+                    tol = 1e-10, maxit = 100L, eta_start = NULL) {
   n <- length(y)
   ww <- if (is.null(w)) rep(1, n) else w
   off <- if (is.null(offset)) 0 else offset
@@ -758,8 +760,13 @@ irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
     out
   }
   k <- ncol(X)
-  mu <- (ww * y + 0.5) / (ww + 1)
-  eta <- stats::qlogis(mu)
+  if (is.null(eta_start)) {
+    mu <- (ww * y + 0.5) / (ww + 1)
+    eta <- stats::qlogis(mu)
+  } else {
+    eta <- eta_start
+    mu <- inv_logit(eta)
+  }
   dev <- Inf
   b <- rep(NA_real_, k)
   conv <- FALSE

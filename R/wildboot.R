@@ -230,16 +230,24 @@ wcr_linear <- function(fit, param, draws, level, r, want_ci = TRUE) {
 # The Kline-Santos score bootstrap for the logit and the conditional logit:
 # the cluster contributions a_g(r) = (H^{-1} s_g)_param of the fit restricted
 # to param = r (refitted with param * r as an offset), and the confidence
-# interval by inverting the test in r (each p(r) is a restricted refit).
+# interval by inverting the test in r (each p(r) is a restricted refit; the
+# logit's starts from the linear predictor of the nearest one already made,
+# with the offset moved to r).
 score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
-  contrib <- if (fit$family == "binomial") logit_score_contrib else clogit_score_contrib
+  logit <- fit$family == "binomial"
   pig <- tabulate(fit$cluster, fit$n_clusters) / length(fit$cluster)
   beta <- unname(fit$coefficients[param])
   # restricted fits that did not converge: counted, and one warning at the end
   refits <- 0L
   failed <- NULL
+  made <- list()
   a_of <- function(rr) {
-    a <- contrib(fit, param, rr)
+    a <- if (logit) {
+      near <- if (length(made)) made[[which.min(abs(vapply(made, `[[`, 0, "r") - rr))]]
+      out <- logit_score_contrib(fit, param, rr, start = near)
+      made[[length(made) + 1L]] <<- list(r = rr, eta = attr(out, "eta"))
+      out
+    } else clogit_score_contrib(fit, param, rr)
     refits <<- refits + 1L
     st <- attr(a, "convergence")
     if (!st$converged) failed <<- c(failed, list(st))
@@ -254,7 +262,7 @@ score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
   if (length(failed)) {
     warn_not_converged(sprintf("wild_boot(): %d of %d restricted refits of the score bootstrap (the first)",
                                length(failed), refits), failed[[1L]],
-                       if (fit$family == "binomial") "raise `maxit` in did_fit() (e.g. maxit = 1e5), or check for a covariate that (nearly) separates the outcome." else
+                       if (logit) "raise `maxit` in did_fit() (e.g. maxit = 1e5), or check for a covariate that (nearly) separates the outcome." else
                          "check for a covariate that (nearly) separates the outcome within strata.")
   }
   res
@@ -311,8 +319,10 @@ invert_test <- function(pv, beta, se, alpha, rel = 1e-6, max_double = 30,
 # a_g(r) for a logit did_fit(): restricted IRLS with the fixed effects
 # absorbed, then (by Frisch-Waugh-Lovell) the param row of the inverse
 # Hessian applied to cluster g's score is (M Xt_g' w_g (y_g - mu_g))_param,
-# Xt the design demeaned with the restricted working weights.
-logit_score_contrib <- function(fit, param, r) {
+# Xt the design demeaned with the restricted working weights. `start`: NULL
+# (IRLS from the data) or list(r, eta) of an earlier restricted fit, whose
+# linear predictor with the offset moved to r starts IRLS (a warm start).
+logit_score_contrib <- function(fit, param, r, start = NULL) {
   X <- fit$X_raw
   j <- match(param, colnames(X))
   ctrl <- fit$ctrl %||% did_control()
@@ -320,13 +330,14 @@ logit_score_contrib <- function(fit, param, r) {
   ww <- if (is.null(w)) 1 else w
   codes0 <- local_codes(fit$fe)
   rf <- irls_fe(fit$y, X[, -j, drop = FALSE], codes0, fit$fe$nlev, w,
-                offset = r * X[, j], ctrl = ctrl)
+                offset = r * X[, j], ctrl = ctrl,
+                eta_start = if (!is.null(start)) start$eta + (r - start$r) * X[, j])
   mu <- rf$mu
   wv <- ww * mu * (1 - mu)
   Xt <- if (length(codes0)) .Call(ffi_demean, X, codes0, fit$fe$nlev, wv, ctrl$tol, ctrl$maxit) else X
   M <- .Call(ffi_wls, Xt, rep(0, nrow(Xt)), wv, 1e-7)$bread
   S <- rowsum(Xt * (ww * (fit$y - mu)), fit$cluster, reorder = TRUE)
-  structure(drop(S %*% M[, j]), convergence = rf$convergence)
+  structure(drop(S %*% M[, j]), convergence = rf$convergence, eta = rf$eta)
 }
 
 # a_g(r) for a conditional logit did_fit(): restricted Newton fit, then the

@@ -334,3 +334,35 @@ test_that("invert_test() tests the last doubled width before calling a side unbo
   ci2 <- sfpceval:::invert_test(function(r) 1, 0, 0.5, 0.5, max_double = 3, step = 1, unbounded = Inf)
   expect_identical(ci2, c(-Inf, Inf))
 })
+
+test_that("the logit score bootstrap's warm-started refits give the interval of cold refits (#13)", {
+  set.seed(21)
+  n <- 800
+  d <- data.frame(la = sample(letters[1:6], n, TRUE), year = sample(2015:2018, n, TRUE))
+  d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2017)
+  d$x <- rnorm(n)
+  d$y <- rbinom(n, 1, plogis(-1.5 + 0.4 * d$treated + 0.5 * d$x))
+  f <- suppressWarnings(did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial",
+                                vcov = "CR1"))
+  wb <- suppressWarnings(wild_boot(f, "treated", weights = "webb"))
+  # the former path: every p(r) a restricted IRLS from the data
+  V <- boot_draws(6L, "webb", "enumerate", NULL)$V
+  pig <- tabulate(f$cluster, f$n_clusters) / length(f$cluster)
+  beta <- unname(f$coefficients["treated"])
+  se <- sqrt(f$vcov["treated", "treated"])
+  pv_cold <- function(r) score_boot_test(as.vector(logit_score_contrib(f, "treated", r)), pig, V, beta)$p_value
+  ci_cold <- invert_test(pv_cold, beta, se, 0.05)
+  expect_true(all(is.finite(wb$conf_int)))
+  expect_lt(max(abs(wb$conf_int - ci_cold)), 1e-6 * se)
+  # a warm start reaches the cold fit's contributions, from near in fewer
+  # iterations
+  near <- list(r = 0.5, eta = attr(logit_score_contrib(f, "treated", 0.5), "eta"))
+  for (r in c(0.52, 0.9)) {
+    a_cold <- logit_score_contrib(f, "treated", r)
+    a_warm <- logit_score_contrib(f, "treated", r, start = near)
+    expect_equal(as.vector(a_warm), as.vector(a_cold), tolerance = 1e-8)
+  }
+  a_cold <- logit_score_contrib(f, "treated", 0.52)
+  a_warm <- logit_score_contrib(f, "treated", 0.52, start = near)
+  expect_lt(attr(a_warm, "convergence")$iterations, attr(a_cold, "convergence")$iterations)
+})
