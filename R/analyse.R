@@ -39,7 +39,16 @@
 #' model are refitted per imputation and the estimates pooled by
 #' [pool_rubin()] with the model's own degrees of freedom as complete-data
 #' df. Bootstrap and permutation p-values, which Rubin's rules do not cover,
-#' are the median over the imputations. Without `mice`, or with
+#' are the median over the imputations (the "median P rule", Eekhout, van de
+#' Wiel & Heymans 2017, *BMC Medical Research Methodology* 17:129), and so
+#' are the bounds of their confidence intervals: the bootstrap is run within
+#' each imputed data set ("MI Boot", Schomaker & Heumann 2018, *Statistics
+#' in Medicine* 37:2252) and its interval found there by test inversion with
+#' the same draws. When the per-imputation intervals have a point in common
+#' (imputation moves each by less than its width) and the number of
+#' imputations is odd, the median bounds are exactly the null values whose
+#' median p-value is at least 1 - level, so the interval and the p-value
+#' agree. Without `mice`, or with
 #' `imputations = 0`, the models use complete cases and the results say so.
 #'
 #' **Multiplicity.** Hochberg's step-up adjustment within each family of
