@@ -49,8 +49,9 @@
 #' restricted refit, started from the nearest one already made moved along
 #' its tangent (so a step or two of Newton's method), and the limits are
 #' found on a 5-point grid and by bisection to \eqn{10^{-3}} standard
-#' errors. `refits` in the result counts the refits and their Newton
-#' iterations.
+#' errors (inside a bracket of refits 0.02 standard errors apart, the cluster
+#' contributions are interpolated linearly between them). `refits` in the
+#' result counts the refits and their Newton iterations.
 #'
 #' For a logistic fit (`family = "binomial"`) and a conditional logit
 #' (`"conditional_logit"`), the score bootstrap of Kline & Santos (2012): the
@@ -376,7 +377,11 @@ score_boot_test <- function(a, pig, V, estimate) {
 # with the same draws at every r; each p(r) is a restricted refit started
 # from the nearest one already made (glmm_restricted()), and the limits are
 # found to 1e-3 standard errors on a 5-point grid (finer than the digits
-# reported; each point costs a refit).
+# reported; each point costs a refit). Once bisection has narrowed a bracket
+# of refits to 0.02 standard errors, a_g(r) inside it is interpolated
+# linearly between them (a is smooth in r: the error is of order
+# (0.02 se)^2 times its curvature, far below the tolerance), so the last
+# bisection steps cost no refit.
 glmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE) {
   d <- fit$cells
   if (is.null(d)) stop_arg("fit", "must be a binomial sw_glmm() fit")
@@ -391,9 +396,13 @@ glmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TR
   at_r <- rs$contrib(r)
   res <- score_boot_test(at_r$a, rs$pig, draws$V, beta)
   if (isTRUE(conf_int)) {
-    pv <- function(rr) score_boot_test(rs$contrib(rr)$a, rs$pig, draws$V, beta)$p_value
-    res$conf_int <- invert_test(pv, beta, sqrt(fit$vcov[j, j]), 1 - level, rel = 1e-3, n_grid = 5L,
-                                    max_double = 6)
+    se <- sqrt(fit$vcov[j, j])
+    # inside a bracket of refits 0.02 se apart, a(r) by linear interpolation
+    pv <- function(rr) {
+      a <- rs$between(rr, 0.02 * se) %||% rs$contrib(rr)$a
+      score_boot_test(a, rs$pig, draws$V, beta)$p_value
+    }
+    res$conf_int <- invert_test(pv, beta, se, 1 - level, rel = 1e-3, n_grid = 5L, max_double = 6)
   }
   res$scores <- at_r$scores
   res$restricted <- at_r$theta
@@ -499,10 +508,25 @@ glmm_restricted <- function(fit, j) {
     slope <- double(p + 1L)
     slope[free[-fj]] <- -solve(H[-fj, -fj, drop = FALSE], H[-fj, fj])
     made[[length(made) + 1L]] <<- list(r = rr, theta = theta, slope = slope, mode = cur$mode,
-                                       boundary = rf$boundary)
+                                       boundary = rf$boundary, a = a)
     list(a = a, scores = S, theta = stats::setNames(theta, c(colnames(d$X), "sigma")))
   }
-  list(contrib = contrib, pig = pig, failed = function() failed,
+  # a(r) interpolated between the refits just below and above r when they
+  # are at most h apart (NULL otherwise)
+  between <- function(rr, h) {
+    if (length(made) < 2L) return(NULL)
+    rs <- vapply(made, `[[`, 0, "r")
+    lo <- which(rs <= rr)
+    hi <- which(rs >= rr)
+    if (!length(lo) || !length(hi)) return(NULL)
+    lo <- lo[which.max(rs[lo])]
+    hi <- hi[which.min(rs[hi])]
+    if (rs[hi] - rs[lo] > h || made[[lo]]$boundary != made[[hi]]$boundary) return(NULL)
+    if (lo == hi) return(made[[lo]]$a)
+    w <- (rr - rs[lo]) / (rs[hi] - rs[lo])
+    (1 - w) * made[[lo]]$a + w * made[[hi]]$a
+  }
+  list(contrib = contrib, between = between, pig = pig, failed = function() failed,
        refits = function() list(n = length(made), iterations = iters))
 }
 

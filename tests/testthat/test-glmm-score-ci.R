@@ -193,6 +193,14 @@ test_that("the GLMM score bootstrap interval: ends where p crosses 1 - level, co
     expect_gte(pv_at(ci[k] - step), 0.05)
     expect_lt(pv_at(ci[k] + step), 0.05)
   }
+  # a refit at every point of the inversion (no interpolation inside
+  # brackets of 0.02 se) gives the same interval to the tolerance
+  rs2 <- glmm_restricted(fit, 2L)
+  V <- boot_draws(5L, "webb", "enumerate", NULL)$V
+  pv_all <- function(r) score_boot_test(rs2$contrib(r)$a, rs2$pig, V, wb$estimate)$p_value
+  ci_all <- invert_test(pv_all, wb$estimate, se, 0.05, rel = 1e-3, n_grid = 5L, max_double = 6)
+  expect_lt(max(abs(ci_all - ci)), 1e-3 * se)
+  expect_gt(rs2$refits()$n, wb$refits$n)
   # the warm-started refits along a path equal fresh ones
   j <- 2L
   rs <- glmm_restricted(fit, j)
@@ -206,7 +214,6 @@ test_that("the GLMM score bootstrap interval: ends where p crosses 1 - level, co
   skip_if_not_installed("lme4")
   # and the reference's p-values straddle 0.05 at the ends (a margin of
   # 0.01 se for the reference's finite differences)
-  V <- boot_draws(5L, "webb", "enumerate", NULL)$V
   for (k in 1:2) {
     step <- 0.01 * se * c(-1, 1)[k]
     expect_gte(ref_score_boot(d, ci[k] - step, V)$p, 0.05)
