@@ -127,6 +127,11 @@ test_that("analyse(FV): the primary model refitted by hand gives the same number
   # the bootstrap and the permutation test on that fit
   wb <- wild_boot(ref, "treated", seed = 1)
   expect_equal(a$results$p.value[a$results$model == "fv_sw_cla_18m_wild"], wb$p_value)
+  # and its interval by test inversion (#13; on this small example the
+  # upper side is still accepted 128 SEs out, so it is NA)
+  expect_true(is.finite(wb$conf_int[1]))
+  expect_equal(a$results$conf.low[a$results$model == "fv_sw_cla_18m_wild"], wb$conf_int[1])
+  expect_equal(a$results$conf.high[a$results$model == "fv_sw_cla_18m_wild"], wb$conf_int[2])
 })
 
 test_that("analyse(FV): the absence logit equals sw_glmm() on the absence panel by hand (and lme4)", {
