@@ -50,7 +50,8 @@
 #' its tangent (so a step or two of Newton's method), and the limits are
 #' found on a 5-point grid and by bisection to \eqn{10^{-3}} standard
 #' errors (inside a bracket of refits 0.02 standard errors apart, the cluster
-#' contributions are interpolated linearly between them). `refits` in the
+#' contributions are interpolated linearly between them); a side still
+#' accepted 128 standard errors from the estimate is `NA`. `refits` in the
 #' result counts the refits and their Newton iterations.
 #'
 #' For a logistic fit (`family = "binomial"`) and a conditional logit
