@@ -17,6 +17,11 @@
 #' which. No row-level record is written: a table with a child or referral
 #' identifier column is withheld.
 #'
+#' `report_files.txt` lists the files written. Run again into the same `dir`,
+#' `report()` removes the files of the earlier report it lists that this run
+#' does not write again (the figures and tables of an earlier analysis), and
+#' no other file.
+#'
 #' Where rmarkdown or pandoc is missing, the CSV and PNG files are still
 #' written and a message says how to get the HTML page.
 #'
@@ -29,8 +34,9 @@
 #' @param title Title of the page.
 #' @return Invisibly, an `sfp_report`: `dir`, `html` (path or `NA`), `csv`,
 #'   `png` (paths), `disclosure` (the masked cells, as in `disclosure.csv`),
-#'   `withheld` (figures and tables not written, with the reason) and
-#'   `headline` (the primary estimates).
+#'   `withheld` (figures and tables not written, with the reason),
+#'   `headline` (the primary estimates) and `manifest` (the path of
+#'   `report_files.txt`, the list of files written).
 #' @examples
 #' data(sfp_example_fv)
 #' cohort <- build_cohort(sfp_example_fv, design_family_valued(sfp_example_fv))
@@ -80,6 +86,7 @@ report <- function(analysis, dir, threshold = 10, round_to = NULL, html = TRUE,
               figures = figs$files, disclosure = masked, withheld = withheld,
               headline = headline, threshold = threshold, round_to = round_to)
   if (html) out$html <- render_report_(out, tabs, analysis, title)
+  out$manifest <- replace_manifest_(dir, c(csv, figs$files$file, stats::na.omit(out$html)))
   class(out) <- "sfp_report"
   invisible(out)
 }
@@ -106,6 +113,23 @@ print.sfp_report <- function(x, ...) {
 file_name_ <- function(nm) {
   nm <- gsub("[^A-Za-z0-9_.-]", "_", nm)
   sub("^[.]+", "_", nm)
+}
+
+# The files a report wrote are listed, one base name a line, in `dir`'s
+# manifest. A re-run removes the files the previous manifest lists and this
+# run did not write again (a figure or table of an earlier analysis), then
+# writes the new manifest. Only plain names of the report's own kinds are
+# removed: never a path, a subdirectory or another file of the user's.
+.report_manifest <- "report_files.txt"
+
+replace_manifest_ <- function(dir, written) {
+  f <- file.path(dir, .report_manifest)
+  old <- if (file.exists(f)) readLines(f, warn = FALSE) else character()
+  ours <- grepl("^[A-Za-z0-9_][A-Za-z0-9_.-]*[.](csv|png|html)$", old)
+  stale <- setdiff(old[ours], basename(written))
+  unlink(file.path(dir, stale))
+  writeLines(basename(written), f)
+  f
 }
 
 # ---- tables -----------------------------------------------------------------------
