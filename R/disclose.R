@@ -685,10 +685,54 @@ print.sfp_disclosed <- function(x, ...) {
   invisible(x)
 }
 
+# Subsetting keeps the mask: the same `[` is applied to the cells' positions,
+# so the kept cells keep their `suppressed` flag and log entries (renumbered).
+# Masked values are NA in the data itself, so no subset can reach them; a
+# result that is not a data frame (one column, drop = TRUE) is that column.
 #' @export
-`[.sfp_disclosed` <- function(x, ...) {
-  out <- NextMethod()
-  if (is.data.frame(out)) class(out) <- setdiff(class(out), "sfp_disclosed")
+`[.sfp_disclosed` <- function(x, i, j, drop) {
+  mi <- missing(i)
+  mj <- missing(j)
+  md <- missing(drop)
+  n_idx <- nargs() - !md
+  sub <- function(d) {
+    if (n_idx < 3L) return(if (mi) d[] else d[i])
+    if (md) {
+      if (mi && mj) d[, ] else if (mi) d[, j] else if (mj) d[i, ] else d[i, j]
+    } else {
+      if (mi && mj) d[, , drop = drop] else if (mi) d[, j, drop = drop] else
+        if (mj) d[i, , drop = drop] else d[i, j, drop = drop]
+    }
+  }
+  plain <- x
+  attr(plain, "suppressed") <- NULL
+  attr(plain, "disclosure") <- NULL
+  class(plain) <- "data.frame"
+  out <- sub(plain)
+  if (!is.data.frame(out)) return(out)
+  n <- nrow(x)
+  cells <- plain
+  cells[] <- lapply(seq_along(x), function(k) (k - 1L) * n + seq_len(n))
+  cell <- as.vector(as.matrix(sub(cells)))
+  if (!length(cell)) cell <- integer()
+  sup <- attr(x, "suppressed")
+  out_sup <- matrix(sup[cell], nrow(out), ncol(out), dimnames = list(NULL, names(out)))
+  dis <- attr(x, "disclosure")
+  log <- dis$log
+  if (nrow(log)) {
+    log_cell <- (match(log$column, names(x)) - 1L) * n + log$row
+    hit <- match(cell, log_cell)
+    k <- which(!is.na(hit))
+    new <- log[hit[k], , drop = FALSE]
+    new$row <- as.integer((k - 1L) %% nrow(out) + 1L)
+    new$column <- names(out)[(k - 1L) %/% nrow(out) + 1L]
+    new <- new[order(new$row, match(new$column, names(out))), , drop = FALSE]
+    rownames(new) <- NULL
+    dis$log <- new
+  }
+  attr(out, "suppressed") <- out_sup
+  attr(out, "disclosure") <- dis
+  class(out) <- c("sfp_disclosed", "data.frame")
   out
 }
 
