@@ -327,3 +327,42 @@ test_that("records in and out: the returns readers and writer, sfp_data(con =), 
   msgs <- gsub(empty_dir, "<dir>", msgs, fixed = TRUE)
   expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
 })
+
+test_that("huge requests are counted before anything is listed: perm_test(), sw_randomise(), power_sim()", {
+  # 20 authorities: 20! ~ 2.4e18 allocations are counted, never listed
+  las <- sprintf("L%02d", 1:20)
+  a <- sw_randomise(las, seed = 1, max_enumerate = 1e6)
+  expect_null(a$admissible)
+  expect_equal(a$n_admissible, factorial(20))
+  d <- expand.grid(la = las, step = 0:20, rep = 1:2, stringsAsFactors = FALSE)
+  d$treated <- as.integer(d$step >= match(d$la, las))
+  d$y <- sin(seq_len(nrow(d)))
+  p <- perm_test(y ~ 1, statistic = "npwp", strata = FALSE, data = d, n_perm = 19,
+                 conf_int = FALSE)
+  expect_true(p$sampled)
+  expect_equal(p$n_used, 19L)
+  expect_equal(p$n_allocations, factorial(20))
+  # requests of 1e9 draws (1e9 x 20 allocations, 1e9 trials) or worse are
+  # refused at the argument check, before any allocation
+  pd <- power_design(m = 50)
+  cases <- list(
+    perm_n_perm_huge = quote(perm_test(y ~ 1, statistic = "npwp", data = d, n_perm = 1e9)),
+    perm_n_perm_inf = quote(perm_test(y ~ 1, statistic = "npwp", data = d, n_perm = Inf)),
+    perm_n_perm_fraction = quote(perm_test(y ~ 1, statistic = "npwp", data = d, n_perm = 99.5)),
+    perm_max_enumerate_huge = quote(perm_test(y ~ 1, statistic = "npwp", strata = FALSE, data = d,
+                                              max_enumerate = 1e19)),
+    randomise_max_enumerate_huge = quote(sw_randomise(las, seed = 1, max_enumerate = 1e19)),
+    power_sim_n_sims_huge = quote(power_sim(pd, 0.02, n_sims = 1e9, parallel = FALSE)),
+    power_sim_n_sims_inf = quote(power_sim(pd, 0.02, n_sims = Inf, parallel = FALSE)),
+    power_sim_n_sims_fraction = quote(power_sim(pd, 0.02, n_sims = 2.5, parallel = FALSE)),
+    power_sim_n_perm_huge = quote(power_sim(pd, 0.02, n_sims = 2, analysis = "glmm_perm",
+                                            n_perm = 1e9, parallel = FALSE))
+  )
+  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
+  for (nm in names(cases)) {
+    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
+    expect_match(msgs[[nm]], "Fix:", label = nm)
+    expect_match(msgs[[nm]], "^`(n_perm|max_enumerate|n_sims)`", label = paste(nm, "names the argument"))
+  }
+  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+})
