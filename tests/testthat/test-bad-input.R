@@ -366,3 +366,18 @@ test_that("huge requests are counted before anything is listed: perm_test(), sw_
   }
   expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
 })
+
+test_that("the C layer's whole-number scalars refuse non-whole doubles (B = 2.5 is not 2)", {
+  boot <- get("ffi_boot_weights", envir = asNamespace("sfpceval"))
+  for (B in list(2.5, 4 + 1e-9, -0.5)) {
+    e <- expect_error(.Call(boot, 2L, 1L, B, FALSE), class = "sfpceval_internal_error")
+    expect_match(conditionMessage(e), "ffi_boot_weights().*`B` must be a whole number", perl = TRUE)
+  }
+  e <- expect_error(.Call(boot, 2.5, 1L, 4L, TRUE), class = "sfpceval_internal_error")
+  expect_match(conditionMessage(e), "`G` must be a whole number")
+  # whole doubles are accepted as before, and give the integers' result
+  expect_identical(.Call(boot, 2, 1, 4, TRUE), .Call(boot, 2L, 1L, 4L, TRUE))
+  # the enumeration size is still checked, once, by the argument check
+  e <- expect_error(.Call(boot, 2L, 1L, 5L, TRUE), class = "sfpceval_internal_error")
+  expect_match(conditionMessage(e), "must be 2\\^G")
+})
