@@ -42,6 +42,21 @@ error_message <- function(expr) {
   })
 }
 
+# Each quoted call of `cases` (evaluated where the test defines them) must be
+# refused with a message carrying a "Fix:" line and a `name` (argument, table
+# or column); the messages, passed through `clean`, are kept as a snapshot.
+expect_refused <- function(cases, clean = identity, env = parent.frame()) {
+  msgs <- vapply(cases, function(e) error_message(eval(e, env)), "")
+  for (nm in names(cases)) {
+    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
+    expect_match(msgs[[nm]], "Fix:", label = nm)
+    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
+  }
+  msgs <- clean(msgs)
+  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  invisible(msgs)
+}
+
 test_that("the input tables: wrong types, unknown codes, reversed dates, duplicate keys, empty tables", {
   x <- battery_records()
   ch <- x$children
@@ -131,13 +146,7 @@ test_that("the models: no events, all events, separation, collinearity, zero wei
     sfp_codes_unknown_list = quote(sfp_codes("nope")),
     fin_year_not_a_date = quote(fin_year("x"))
   )
-  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
-  for (nm in names(cases)) {
-    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
-    expect_match(msgs[[nm]], "Fix:", label = nm)
-    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
-  }
-  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  expect_refused(cases)
 })
 
 # The exports of the analysis plan, its tables and outputs (#14, #15, #16):
@@ -197,13 +206,7 @@ test_that("the plan and its tables: analyse(), protocol_models(), table1(), mdes
     cohort_covariates_not_cohort = quote(cohort_covariates(data.frame(), "cla_18m")),
     outcome_table_not_design = quote(outcome_table("FV"))
   )
-  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
-  for (nm in names(cases)) {
-    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
-    expect_match(msgs[[nm]], "Fix:", label = nm)
-    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
-  }
-  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  expect_refused(cases)
 })
 
 test_that("pool_rubin(), triangulate(), cost_benefit(), fidelity(), disclose(), few_treated_test()", {
@@ -284,13 +287,7 @@ test_that("pool_rubin(), triangulate(), cost_benefit(), fidelity(), disclose(), 
                                                           "la", "year")),
     few_treated_treatment_missing = quote(few_treated_test(y ~ treat, ftd, "la", "year"))
   )
-  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
-  for (nm in names(cases)) {
-    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
-    expect_match(msgs[[nm]], "Fix:", label = nm)
-    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
-  }
-  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  expect_refused(cases)
 })
 
 test_that("records in and out: the returns readers and writer, sfp_data(con =), write_db()", {
@@ -317,15 +314,8 @@ test_that("records in and out: the returns readers and writer, sfp_data(con =), 
     write_db_not_records = quote(write_db(list(), NULL)),
     write_db_not_connection = quote(write_db(x, "nope"))
   )
-  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
-  for (nm in names(cases)) {
-    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
-    expect_match(msgs[[nm]], "Fix:", label = nm)
-    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
-  }
   # the messages name the temporary directory: snapshot them without it
-  msgs <- gsub(empty_dir, "<dir>", msgs, fixed = TRUE)
-  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  expect_refused(cases, clean = function(m) gsub(empty_dir, "<dir>", m, fixed = TRUE))
 })
 
 test_that("huge requests are counted before anything is listed: perm_test(), sw_randomise(), power_sim()", {
@@ -358,13 +348,10 @@ test_that("huge requests are counted before anything is listed: perm_test(), sw_
     power_sim_n_perm_huge = quote(power_sim(pd, 0.02, n_sims = 2, analysis = "glmm_perm",
                                             n_perm = 1e9, parallel = FALSE))
   )
-  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
+  msgs <- expect_refused(cases)
   for (nm in names(cases)) {
-    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
-    expect_match(msgs[[nm]], "Fix:", label = nm)
     expect_match(msgs[[nm]], "^`(n_perm|max_enumerate|n_sims)`", label = paste(nm, "names the argument"))
   }
-  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
 })
 
 test_that("the C layer's whole-number scalars refuse non-whole doubles (B = 2.5 is not 2)", {
