@@ -113,6 +113,19 @@ disclose.default <- function(x, threshold = 10, ...) {
 disclose.data.frame <- function(x, threshold = 10, counts = NULL,
                                 margins = c("Total", "All"), derived = NULL,
                                 round_to = NULL, zeros = TRUE, ...) {
+  if (!isTRUE(zeros) && !isFALSE(zeros)) {
+    stop_arg("zeros", sprintf("must be TRUE or FALSE, not %s", describe_value(zeros)),
+             "use zeros = TRUE (the protocol's rule: zero is smaller than 10).")
+  }
+  if (!is.character(margins) || anyNA(margins)) {
+    stop_arg("margins", sprintf("must be the labels of margin rows and columns, not %s",
+                                describe_value(margins)),
+             "give e.g. margins = c(\"Total\", \"All\"), or character() for none.")
+  }
+  if (!is.null(counts) && (!is.character(counts) || anyNA(counts))) {
+    stop_arg("counts", sprintf("must be column names, not %s", describe_value(counts)),
+             sprintf("choose among %s.", paste(names(x), collapse = ", ")))
+  }
   if (is.null(counts)) {
     if (is_flow_(x)) return(disclose_flow_(x, threshold, round_to = round_to, zeros = zeros))
     if (is_table1_(x)) return(disclose_table1_(x, threshold, round_to = round_to, zeros = zeros))
@@ -336,7 +349,11 @@ disclose_table_ <- function(x, threshold, counts = NULL, margins = c("Total", "A
   }
   for (cc in counts) {
     v <- x[[cc]]
-    if (!is.numeric(v) || any(v[!is.na(v)] < 0)) {
+    if (!is.numeric(v)) {
+      stop_arg("counts", sprintf("names column `%s`, which holds %s, not numbers", cc, class(v)[1]),
+               "name only count columns, or convert the column with as.numeric() first.")
+    }
+    if (any(v[!is.na(v)] < 0)) {
       stop_rows("x", cc, which(!is.na(v) & v < 0), "must hold counts (numbers >= 0)",
                 "name the count columns in `counts`.")
     }

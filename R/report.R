@@ -56,9 +56,27 @@ report <- function(analysis, dir, threshold = 10, round_to = NULL, html = TRUE,
   if (!is.character(dir) || length(dir) != 1L || is.na(dir) || !nzchar(dir)) {
     stop_arg("dir", "must be one directory path", "for example dir = \"report\".")
   }
+  if (!is.character(title) || length(title) != 1L || is.na(title)) {
+    stop_arg("title", sprintf("must be one character string, not %s", describe_value(title)),
+             "give e.g. title = \"Family Valued: impact evaluation\".")
+  }
+  if (!is.null(analysis$results) && !is.data.frame(analysis$results)) {
+    stop_arg("analysis", sprintf("has `results` that is %s, not a data frame", describe_value(analysis$results)),
+             "pass the sfp_analysis that analyse() returned, unedited.")
+  }
+  tabs_ok <- is.null(analysis$tables) || is.list(analysis$tables) && !is.data.frame(analysis$tables) &&
+    (!length(analysis$tables) || !is.null(names(analysis$tables)) && all(nzchar(names(analysis$tables))))
+  if (!tabs_ok) {
+    stop_arg("analysis", "has `tables` that is not a named list of tables",
+             "pass the sfp_analysis that analyse() returned, or give tables as list(name = data frame).")
+  }
   check_threshold_(threshold)
   if (!is.null(round_to)) disclose_table_(data.frame(n = 10), threshold, round_to = round_to)
   if (!isTRUE(html) && !isFALSE(html)) stop_arg("html", "must be TRUE or FALSE", "use html = FALSE for CSV and PNG only.")
+  if (file.exists(dir) && !dir.exists(dir)) {
+    stop_arg("dir", sprintf("(\"%s\") is an existing file, not a directory", dir),
+             "give the path of a directory (it is created if needed).")
+  }
   dir.create(dir, showWarnings = FALSE, recursive = TRUE)
   if (!dir.exists(dir)) stop_arg("dir", sprintf("(\"%s\") could not be created", dir), "give a directory you can write to.")
   dir <- normalizePath(dir)

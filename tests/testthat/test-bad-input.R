@@ -368,3 +368,42 @@ test_that("the C layer's whole-number scalars refuse non-whole doubles (B = 2.5 
   e <- expect_error(.Call(boot, 2L, 1L, 5L, TRUE), class = "sfpceval_internal_error")
   expect_match(conditionMessage(e), "must be 2\\^G")
 })
+
+test_that("more hostile input to analyse(), report(), disclose() and sfp_data(): named, never R's own message", {
+  b <- battery_fv()
+  x <- b$x
+  d <- b$d
+  ch <- x$children
+  a0 <- structure(list(results = data.frame(), tables = list(t = data.frame(g = "a", n = 20))),
+                  class = "sfp_analysis")
+  a_file <- withr::local_tempfile(lines = "not a directory")
+  cases <- list(
+    analyse_progress_na = quote(analyse(x, d, progress = NA)),
+    analyse_no_outcomes = quote(analyse(x, d, outcomes = character(0))),
+    analyse_no_models = quote(analyse(x, d, models = protocol_models(d)[0, ])),
+    analyse_cost_text = quote(analyse(x, d, cost = "x")),
+    analyse_cost_unnamed = quote(analyse(x, d, cost = list(60000))),
+    report_title_number = quote(report(a0, tempfile(), html = FALSE, title = 1)),
+    report_results_not_table = quote(report(structure(list(results = 1:3), class = "sfp_analysis"),
+                                            tempfile(), html = FALSE)),
+    report_tables_not_list = quote(report(structure(list(results = data.frame(), tables = "x"),
+                                                    class = "sfp_analysis"), tempfile(), html = FALSE)),
+    report_tables_unnamed = quote(report(structure(list(tables = list(data.frame(n = 20))),
+                                                   class = "sfp_analysis"), tempfile(), html = FALSE)),
+    report_dir_is_a_file = quote(report(a0, a_file, html = FALSE)),
+    disclose_zeros_na = quote(disclose(data.frame(n = c(3, 20)), zeros = NA)),
+    disclose_margins_number = quote(disclose(data.frame(n = c(3, 20)), margins = 1)),
+    disclose_counts_number = quote(disclose(data.frame(n = c(3, 20)), counts = 1)),
+    disclose_count_column_text = quote(disclose(data.frame(n = c("3", "20")), counts = "n")),
+    sfp_data_children_vector = quote(sfp_data(children = 1:3)),
+    sfp_data_path_without_con = quote(sfp_data(children = "/no/such/children.csv")),
+    sfp_data_no_child_id = quote(sfp_data(children = ch[setdiff(names(ch), "child_id")])),
+    sfp_data_child_id_all_na = quote(sfp_data(children = transform(ch, child_id = NA), warn = FALSE)),
+    sfp_data_referral_date_all_na = quote(sfp_data(children = ch, referrals = transform(x$referrals, referral_date = NA),
+                                                   warn = FALSE)),
+    few_treated_group_all_na = quote(few_treated_test(y ~ x, transform(battery_panel(), la = NA), "la", "year"))
+  )
+  msgs <- expect_refused(cases, clean = function(m) gsub(a_file, "<file>", m, fixed = TRUE))
+  expect_match(msgs[["disclose_count_column_text"]], "`n`, which holds character")
+  expect_match(msgs[["report_dir_is_a_file"]], "existing file, not a directory")
+})
