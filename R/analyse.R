@@ -506,7 +506,8 @@ plan_formula <- function(row, df) {
 # carry no information and make the design rank-deficient: they are left
 # out, with a note (the estimand is unchanged), as lm() leaves out aliased
 # columns. The rows are those the estimator fits: complete cases of the
-# formula's variables (factor levels empty among them are dropped, so that a
+# formula's variables and of the columns in `cc` (weights, cluster, absorbed
+# fixed effects; factor levels empty among them are dropped, so that a
 # reference level seen only in incomplete rows does not alias the others).
 # For a logit, a level of a categorical covariate in which the outcome never
 # (or always) occurs would have an infinite coefficient and no standard
@@ -516,12 +517,24 @@ plan_formula <- function(row, df) {
 # positive counts is left out of the count part only (`y ~ count | zero`);
 # the FGLS's individual-level regressors must vary within group x period x
 # arm cells and its cell-level ones must not be aliased with the group and
-# period effects (as fgls_bcj() checks). Decided once per row and cached.
-plan_prune <- function(row, formula, df, cache, binomial = FALSE) {
+# period effects (as fgls_bcj() checks).
+#
+# One rule per row for every imputation (Rubin's rules pool one parameter
+# over the imputations, so every imputation must fit the same model):
+# plan_run_one() first asks each imputation for its rule (plan_prune() in the
+# rule pass, `cache$prune_pass`, returns it through a condition) and stores
+# their union (plan_prune_union()): a covariate left out in one imputation
+# is left out in all, levels merged in one are merged in all. Without
+# imputations the rule is the data's own. Cached by row id.
+plan_prune <- function(row, formula, df, cache, binomial = FALSE, cc = character()) {
   key <- paste("prune", row$id, sep = "|")
   rule <- cache[[key]]
   if (is.null(rule)) {
-    rule <- plan_prune_rule(row, formula, df, binomial)
+    rule <- plan_prune_rule(row, formula, df, binomial, cc)
+    if (identical(cache$prune_pass, row$id)) {
+      stop(structure(class = c("sfp_prune_rule", "condition"),
+                     list(message = "prune rule", call = NULL, rule = rule)))
+    }
     assign(key, rule, envir = cache)
   }
   for (v in names(rule$merge)) {
@@ -546,8 +559,38 @@ plan_prune <- function(row, formula, df, cache, binomial = FALSE) {
     count <- plan_drop_terms(formula, rule$drop_count)
     formula <- stats::as.formula(paste(deparse1(count), "|", deparse1(formula[[3]])), env = globalenv())
   }
-  df <- plan_cc_levels(df, all.vars(formula))
+  df <- plan_cc_levels(df, c(all.vars(formula), cc))
   list(formula = formula, df = df)
+}
+
+# The rule every imputation can fit: the union of the imputations' rules
+# (`rules`, one per imputation; NULL where the imputation failed before its
+# rule). Left out anywhere: left out everywhere (and not merged). Levels
+# merged anywhere: merged everywhere, into the covariate's largest level over
+# the imputations among those not merged (`counts`, the level counts of each
+# imputation's analysed rows); a covariate with no such level is left out.
+plan_prune_union <- function(rules) {
+  rules <- Filter(Negate(is.null), rules)
+  if (!length(rules)) return(NULL)
+  drop <- unique(unlist(lapply(rules, `[[`, "drop")))
+  drop_count <- unique(unlist(lapply(rules, `[[`, "drop_count")))
+  merge <- list()
+  for (v in setdiff(unique(unlist(lapply(rules, function(r) names(r$merge)))), drop)) {
+    from <- sort(unique(unlist(lapply(rules, function(r) r$merge[[v]]$from))))
+    counts <- list()
+    for (r in rules) {
+      cn <- r$counts[[v]]
+      for (l in names(cn)) counts[[l]] <- (counts[[l]] %||% 0) + cn[[l]]
+    }
+    counts <- unlist(counts)
+    ok <- setdiff(names(counts), from)
+    if (!length(ok)) {
+      drop <- c(drop, v)
+      next
+    }
+    merge[[v]] <- list(from = from, to = ok[which.max(counts[ok])])
+  }
+  list(drop = drop, merge = merge, drop_count = setdiff(drop_count, drop))
 }
 
 # `formula` without the terms `drop`.
@@ -568,19 +611,25 @@ plan_cc_levels <- function(df, vars) {
   df
 }
 
-plan_prune_rule <- function(row, formula, df, binomial) {
+plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
   covs <- setdiff(strsplit(paste(row$x, row$z, sep = ", "), ", ")[[1]], "")
   labels <- attr(stats::terms(formula), "term.labels")
   fixed <- labels[!grepl("|", labels, fixed = TRUE)]
   ff <- stats::reformulate(fixed, response = formula[[2]], env = globalenv())
   extra <- if (identical(row$estimator, "fgls_bcj")) c(row$cluster, row$time) else character()
-  mf <- stats::model.frame(ff, plan_cc_levels(df, c(all.vars(ff), extra)), na.action = stats::na.omit)
+  # the rows the estimator fits: complete on every column it reads (the
+  # formula's, random-effect groupings included, and `cc`: weights, cluster,
+  # absorbed fixed effects)
+  ccv <- intersect(unique(c(all.vars(formula), cc, extra)), names(df))
+  df <- df[stats::complete.cases(df[ccv]), , drop = FALSE]
+  mf <- stats::model.frame(ff, plan_cc_levels(df, ccv), na.action = stats::na.omit)
   mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
   covs <- intersect(covs, names(mf))
   drop <- covs[vapply(covs, function(v) length(unique(mf[[v]])) < 2L, TRUE)]
   y <- mf[[1]]
   hurdle <- identical(row$estimator, "hurdle_fit")
   merge <- list()
+  m <- list()
   if (binomial || hurdle) {
     m <- plan_merge_levels(if (hurdle) as.integer(y > 0) else y, mf, setdiff(covs, drop))
     merge <- m$merge
@@ -611,7 +660,7 @@ plan_prune_rule <- function(row, formula, df, binomial) {
     X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
     drop <- c(drop, plan_fgls_aliased(X, keep_terms, covs, df[rownames(mf), extra], row$term))
   }
-  list(drop = unique(drop), merge = merge, drop_count = unique(drop_count))
+  list(drop = unique(drop), merge = merge, drop_count = unique(drop_count), counts = m$counts)
 }
 
 # For a logit of 0/1 `y`: categorical covariates' levels in which y is all 0
@@ -620,9 +669,11 @@ plan_prune_rule <- function(row, formula, df, binomial) {
 plan_merge_levels <- function(y, mf, covs) {
   merge <- list()
   drop <- character()
+  counts <- list()
   for (v in covs) {
     x <- mf[[v]]
     if (!(is.factor(x) || is.character(x) || all(x %in% c(0, 1)))) next
+    if (is.factor(x) || is.character(x)) counts[[v]] <- c(table(as.character(x)))
     # 0/1 outcome: levels x (0, 1); successes out of trials: levels x
     # (successes, failures) summed
     tab <- if (is.matrix(y)) rowsum(y, as.character(x)) else table(as.character(x), y)
@@ -632,15 +683,14 @@ plan_merge_levels <- function(y, mf, covs) {
       drop <- c(drop, v)
       next
     }
-    counts <- table(as.character(x))
-    ok <- setdiff(names(counts), bad)
+    ok <- setdiff(names(counts[[v]]), bad)
     if (!length(ok)) {
       drop <- c(drop, v)
       next
     }
-    merge[[v]] <- list(from = bad, to = ok[which.max(counts[ok])])
+    merge[[v]] <- list(from = bad, to = ok[which.max(counts[[v]][ok])])
   }
-  list(merge = merge, drop = drop)
+  list(merge = merge, drop = drop, counts = counts)
 }
 
 # Covariate terms (among `covs`) with a column aliased in the design X
@@ -735,8 +785,9 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   if (!is.null(w)) pf$df <- pf$df[plan_weighted_rows(pf$df[[w]]), , drop = FALSE]
   y <- all.vars(pf$formula[[2]])[1]
   fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
-  pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial")
   cr2 <- grepl("CR2", row$inference, fixed = TRUE)
+  pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial",
+                   cc = c(w, if (cr2) row$cluster))
   # a binomial model refitted on the next imputation starts from its fit on
   # the previous one (the same estimates to the optimiser's tolerance)
   key <- paste("start", row$id, sep = "|")
@@ -797,7 +848,11 @@ plan_prune_did <- function(row, formula, df, w, fam, cache) {
     y <- df[[all.vars(parts$main[[2]])[1]]][cc]
     fam <- did_family_rule(y, df[[row$term]][cc], if (!is.null(w)) df[[w]][cc])$chosen
   }
-  pr <- plan_prune(row, parts$main, df, cache, binomial = fam %in% c("binomial", "conditional_logit"))
+  # the rows did_fit() fits: complete on the fixed effects, weights and
+  # cluster too
+  cc <- c(unlist(lapply(parts$fe, function(t) all.vars(stats::as.formula(paste("~", t))))), w, row$cluster)
+  pr <- plan_prune(row, parts$main, df, cache, binomial = fam %in% c("binomial", "conditional_logit"),
+                   cc = cc)
   if (length(parts$fe)) {
     pr$formula <- stats::as.formula(paste(deparse1(pr$formula), "|", paste(parts$fe, collapse = " + ")),
                                     env = globalenv())
@@ -817,7 +872,8 @@ run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
     args[[2]] <- df
     args$weights <- df[[row$weights]]
   }
-  pr <- plan_prune(row, args[[1]], args[[2]], cache)
+  pr <- plan_prune(row, args[[1]], args[[2]], cache,
+                   cc = if (!is.null(args$weights)) row$weights)
   args[[1]] <- pr$formula
   args[[2]] <- pr$df
   if (!is.null(args$weights)) args$weights <- pr$df[[row$weights]]
@@ -845,13 +901,16 @@ run_perm_test <- function(row, ctx, k, cache, parent) {
                                 NA_real_, ci[1], ci[2], pt$p_value))
 }
 
+# Weights and cluster columns of a count-model row (the rows it fits).
+plan_cc_columns <- function(row) c(if (!is.na(row$weights)) row$weights, row$cluster)
+
 run_hurdle_fit <- function(row, ctx, k, cache, parent = NULL) {
   d <- plan_data(row, ctx, k, cache)
   df <- d$df
   f <- stats::as.formula(row$formula, env = globalenv())
   y <- all.vars(f[[2]])[1]
   if (!is.na(row$weights)) df <- df[plan_weighted_rows(df[[row$weights]]), , drop = FALSE]
-  pr <- plan_prune(row, f, df, cache, binomial = FALSE)
+  pr <- plan_prune(row, f, df, cache, binomial = FALSE, cc = plan_cc_columns(row))
   f <- pr$formula
   df <- pr$df
   zc <- zero_check(stats::as.formula(paste(y, "~ treated"), env = globalenv()), df)
@@ -876,7 +935,7 @@ run_tobit_fit <- function(row, ctx, k, cache, parent = NULL) {
     df[[y]] >= max(df[[y]], na.rm = TRUE)
   share <- mean(cens[!is.na(df[[y]])], na.rm = TRUE)
   if (!is.na(row$weights)) df <- df[plan_weighted_rows(df[[row$weights]]), , drop = FALSE]
-  pr <- plan_prune(row, f, df, cache)
+  pr <- plan_prune(row, f, df, cache, cc = plan_cc_columns(row))
   f <- pr$formula
   df <- pr$df
   if (!is.finite(share) || share <= ctx$settings$censor_share) {
@@ -977,11 +1036,11 @@ run_hausman_test <- function(row, ctx, k, cache, parent = NULL) {
 
 # Estimator -> runner and how its results combine over imputations.
 plan_runners <- list(
-  sw_glmm = list(run = run_sw_glmm, mi = "pool"),
-  did_fit = list(run = run_did_fit, mi = "pool"),
-  fgls_bcj = list(run = run_fgls_bcj, mi = "pool"),
-  hurdle_fit = list(run = run_hurdle_fit, mi = "pool"),
-  tobit_fit = list(run = run_tobit_fit, mi = "pool"),
+  sw_glmm = list(run = run_sw_glmm, mi = "pool", prune = TRUE),
+  did_fit = list(run = run_did_fit, mi = "pool", prune = TRUE),
+  fgls_bcj = list(run = run_fgls_bcj, mi = "pool", prune = TRUE),
+  hurdle_fit = list(run = run_hurdle_fit, mi = "pool", prune = TRUE),
+  tobit_fit = list(run = run_tobit_fit, mi = "pool", prune = TRUE),
   wild_boot = list(run = run_wild_boot, mi = "median_p"),
   perm_test = list(run = run_perm_test, mi = "median_p"),
   bacon = list(run = run_bacon, mi = "none"),
@@ -998,6 +1057,7 @@ plan_runners <- list(
 plan_run_one <- function(row, ctx, parents, cache) {
   runner <- plan_runners[[row$estimator]]
   ks <- if (ctx$m > 0L && runner$mi != "none") seq_len(ctx$m) else 0L
+  if (isTRUE(runner$prune) && length(ks) > 1L) plan_prune_pass(row, ctx, ks, cache, runner)
   runs <- vector("list", length(ks))
   notes <- character()
   for (j in seq_along(ks)) {
@@ -1026,6 +1086,25 @@ plan_run_one <- function(row, ctx, parents, cache) {
   }
   est <- plan_combine(runs, runner$mi)
   list(status = "ok", runs = runs, est = est, fit = runs[[1]]$fit, notes = unique(notes))
+}
+
+# The rule pass (see plan_prune()): each imputation's rule for `row`, their
+# union cached as the row's rule. An imputation that fails before its rule
+# is left to the full run, which reports the error.
+plan_prune_pass <- function(row, ctx, ks, cache, runner) {
+  key <- paste("prune", row$id, sep = "|")
+  if (!is.null(cache[[key]])) return(invisible())
+  assign("prune_pass", row$id, envir = cache)
+  on.exit(assign("prune_pass", NULL, envir = cache))
+  rules <- lapply(ks, function(k) {
+    tryCatch(suppressWarnings(suppressMessages(runner$run(row, ctx, k, cache))),
+             sfp_prune_rule = function(cnd) cnd$rule,
+             error = function(e) NULL)
+  })
+  rules <- Filter(function(r) is.list(r) && !is.null(r$drop), rules)
+  rule <- plan_prune_union(rules)
+  if (!is.null(rule)) assign(key, rule, envir = cache)
+  invisible()
 }
 
 plan_combine <- function(runs, mi) {

@@ -575,6 +575,126 @@ test_that("plan_prune_did(): the logit the family rule picks gets separated leve
   expect_equal(levels(pr2$df$eth), c("w", "b", "a", "c"))
 })
 
+test_that("plan_prune_did(): the rows fitted are complete on the fixed effects, weights and cluster too", {
+  d <- prune_data()
+  d$fsm[1:5] <- rbinom(5, 1, 0.4)
+  # the reference level "unknown" occurs only in rows whose year (a fixed
+  # effect) is missing: did_fit() leaves those rows out
+  d$year[1:5] <- NA
+  d$w <- runif(nrow(d), 0.5, 2)
+  row <- prune_row("r_fe", "did_fit", "sex, age, fsm")
+  f <- y ~ treated + sex + age + fsm | la + year
+  pr <- plan_prune_did(row, f, d, "w", "gaussian", new.env())
+  expect_equal(levels(pr$df$sex), c("male", "female"))
+  msgs <- character()
+  fit <- withCallingHandlers(suppressWarnings(did_fit(pr$formula, pr$df, cluster = "la", weights = "w")),
+                             message = function(m) {
+                               msgs <<- c(msgs, conditionMessage(m))
+                               invokeRestart("muffleMessage")
+                             })
+  # no covariate column had to be dropped inside did_fit()
+  expect_false(any(grepl("dropped [0-9]+ covariate", msgs)))
+  h <- d[stats::complete.cases(d[c("y", "treated", "sex", "age", "fsm", "la", "year", "w")]), ]
+  ref <- lm(y ~ treated + sex + age + fsm + factor(la) + factor(year), h, weights = w)
+  expect_equal(coef(fit), coef(ref)[names(coef(fit))])
+  # the same rows by a missing weight or cluster
+  d2 <- prune_data()
+  d2$fsm[1:5] <- rbinom(5, 1, 0.4)
+  d2$la <- as.character(d2$la)
+  d2$la[1:5] <- NA
+  pr2 <- plan_prune_did(row, f, d2, NULL, "gaussian", new.env())
+  expect_equal(levels(pr2$df$sex), c("male", "female"))
+})
+
+# A stepped-wedge data set whose covariate `eth` is missing for the eight
+# children with `uasc` = 1; imputation 1 fills them with "w"/"b", imputation
+# 2 with a new level "o", whose indicator then equals `uasc` (aliased).
+mi_prune_ctx <- function() {
+  set.seed(21)
+  d <- expand.grid(i = 1:30, la = c("a", "b", "c", "d"), step = 0:3)
+  d$la <- as.character(d$la)
+  n <- nrow(d)
+  d$child_id <- sprintf("c%03d", seq_len(n))
+  d$treated <- as.integer(match(d$la, c("a", "b", "c", "d")) <= d$step)
+  d$referral_date <- as.Date("2020-01-01") + 182L * d$step
+  d$age <- round(runif(n, 0, 17))
+  d$uasc <- 0L
+  d$uasc[sample(n, 8)] <- 1L
+  d$eth <- factor(sample(c("w", "b"), n, TRUE), levels = c("w", "b", "o"))
+  d$eth[d$uasc == 1L] <- NA
+  d$days_plan_18m <- 40 + 10 * d$treated + d$age + 5 * d$step + rnorm(4)[match(d$la, c("a", "b", "c", "d"))] +
+    rnorm(n, sd = 8)
+  miss <- d$child_id[is.na(d$eth)]
+  imp1 <- data.frame(child_id = miss, eth = factor(rep(c("w", "b"), 4), levels = c("w", "b", "o")))
+  imp2 <- data.frame(child_id = miss, eth = factor(rep("o", 8), levels = c("w", "b", "o")))
+  las <- data.frame(la_code = c("a", "b", "c", "d"), role = "treated",
+                    go_live_date = as.Date("2020-01-01") + 182L * 1:4)
+  row <- data.frame(id = "m_days", programme = "FV", strand = "stepped_wedge", analysis = "secondary",
+                    outcome = "days_plan_18m", treatment = "referral_date", estimator = "sw_glmm",
+                    depends_on = NA_character_, family = "gaussian",
+                    formula = "days_plan_18m ~ treated + factor(step) + age + uasc + eth + (1 | la)",
+                    x = "age, uasc, eth", z = "", weights = NA_character_, cluster = "la",
+                    inference = "Wald (REML LMM)", term = "treated", stringsAsFactors = FALSE)
+  list(d = d, row = row,
+       ctx = list(cohorts = list(referral_date = d), design = list(las = las, step_months = 6L, programme = "FV"),
+                  imputed = list(imp1, imp2), to_impute = "eth", m = 2L, models = row,
+                  settings = list(seed = 1L)))
+}
+
+test_that("analyse(): one pruning rule for every imputation (imputation 2 aliases a level imputation 1 does not)", {
+  mc <- mi_prune_ctx()
+  row <- mc$row
+  ctx <- mc$ctx
+  f <- stats::as.formula(row$formula)
+  filled <- lapply(1:2, function(k) plan_fill(mc$d, ctx, k))
+  # imputation by imputation, the rules differ: "o" = uasc only in imputation 2
+  r1 <- plan_prune_rule(row, f, filled[[1]], FALSE)
+  r2 <- plan_prune_rule(row, f, filled[[2]], FALSE)
+  expect_length(r1$drop, 0L)
+  expect_equal(r2$drop, "eth")
+  X2 <- model.matrix(~ treated + factor(step) + age + uasc + eth, filled[[2]])
+  expect_lt(qr(X2)$rank, ncol(X2))
+  # the plan fits the union (eth left out) on both imputations and pools them
+  res <- plan_run_one(row, ctx, list(), new.env(parent = emptyenv()))
+  expect_equal(res$status, "ok")
+  expect_true(any(grepl("m_days: left out `eth`", res$notes, fixed = TRUE)))
+  fits <- lapply(res$runs, `[[`, "fit")
+  for (ft in fits) expect_false("ethb" %in% names(ft$coefficients) || "etho" %in% names(ft$coefficients))
+  ref <- lapply(filled, function(h) sw_glmm(days_plan_18m ~ treated + factor(step) + age + uasc + (1 | la),
+                                            h, family = gaussian()))
+  q <- vapply(ref, function(ft) ft$coefficients[["treated"]], 1)
+  se <- vapply(ref, function(ft) sqrt(ft$vcov["treated", "treated"]), 1)
+  p <- pool_rubin(q, se, df_complete = Inf)
+  expect_equal(res$est$estimate, p$estimate)
+  expect_equal(res$est$std.error, p$std.error)
+  expect_equal(res$est$p.value, p$p.value)
+  # the rule does not depend on the imputations' order
+  ctx2 <- ctx
+  ctx2$imputed <- rev(ctx$imputed)
+  res2 <- plan_run_one(row, ctx2, list(), new.env(parent = emptyenv()))
+  expect_equal(res2$est$estimate, res$est$estimate)
+})
+
+test_that("plan_prune_union(): left out anywhere, left out everywhere; merges united into the largest level", {
+  r1 <- list(drop = "a", merge = list(eth = list(from = "x", to = "w")), drop_count = "c1",
+             counts = list(eth = c(b = 30, w = 50, x = 3, y = 2)))
+  r2 <- list(drop = character(), merge = list(eth = list(from = "y", to = "w"), sex = list(from = "u", to = "f")),
+             drop_count = c("c1", "a"), counts = list(eth = c(b = 60, w = 45, x = 2, y = 2), sex = c(f = 5, m = 4, u = 1)))
+  u <- plan_prune_union(list(r1, NULL, r2))
+  expect_equal(u$drop, "a")
+  expect_equal(u$drop_count, "c1")
+  # eth: over the imputations w has 95 children, b 90 (b is larger in imputation 2)
+  expect_equal(u$merge$eth, list(from = c("x", "y"), to = "w"))
+  expect_equal(u$merge$sex, list(from = "u", to = "f"))
+  # every level merged somewhere: the covariate is left out
+  r3 <- list(drop = character(), merge = list(g = list(from = "p", to = "q")), counts = list(g = c(p = 1, q = 2)))
+  r4 <- list(drop = character(), merge = list(g = list(from = "q", to = "p")), counts = list(g = c(p = 2, q = 1)))
+  u2 <- plan_prune_union(list(r3, r4))
+  expect_equal(u2$drop, "g")
+  expect_length(u2$merge, 0L)
+  expect_null(plan_prune_union(list(NULL)))
+})
+
 # ---- the Family Valued DiD strand (comparators simulated) -------------------
 
 # Five treated LAs, five comparators (four built parallel to a treated LA),
