@@ -167,7 +167,7 @@ analyse <- function(data, design, models = NULL, outcomes = NULL, sensitivity = 
   settings$imputations <- ctx$m
   models <- ctx$models
   out <- plan_run(models, ctx, progress)
-  results <- plan_hochberg(out$results)
+  results <- plan_hochberg(out$results, models)
   tables <- plan_tables(ctx, out, results, models)
   tri <- plan_triangulation(results, assumptions, alpha)
   tables$triangulation <- tri
@@ -238,13 +238,18 @@ plan_context <- function(data, design, models, settings, matches) {
   runnable <- is.na(models$requires)
   # the referral cohort per treatment definition; outcomes with their own
   # population (reunification: children entering care) are built alone
-  keys <- unique(c("referral_date", plan_cohort_key(models$treatment[runnable], models$outcome[runnable])))
+  keys <- unique(c("referral_date", plan_cohort_key(models$treatment[runnable], models$outcome[runnable],
+                                                    models$strand[runnable], design)))
   cohorts <- list()
   cohort_errors <- list()
   for (key in keys) {
-    parts <- strsplit(key, "|", fixed = TRUE)[[1]]
+    # the FV DiD strand's cohorts: referrals from its own window (did_start)
+    did <- startsWith(key, "did:")
+    parts <- strsplit(sub("^did:", "", key), "|", fixed = TRUE)[[1]]
     outs <- if (length(parts) > 1L) parts[2] else setdiff(design$outcomes, plan_own_population)
-    r <- tryCatch(suppressMessages(build_cohort(data, design, treatment = parts[1], outcomes = outs)),
+    bd <- design
+    if (did) bd$trial_start <- design$did_start
+    r <- tryCatch(suppressMessages(build_cohort(data, bd, treatment = parts[1], outcomes = outs)),
                   error = function(e) e)
     if (inherits(r, "error")) cohort_errors[[key]] <- conditionMessage(r) else cohorts[[key]] <- r
   }
@@ -267,7 +272,8 @@ plan_context <- function(data, design, models, settings, matches) {
               " are excluded and counted in each fit). Install mice to impute.")
       m <- 0L
     } else {
-      imputed <- plan_impute(primary, design, to_impute, m, settings$seed)
+      imputed <- plan_impute(plan_impute_frame(primary, cohorts, design), design, to_impute, m,
+                             settings$seed)
     }
   } else if (!length(to_impute)) {
     m <- 0L
@@ -285,8 +291,33 @@ plan_context <- function(data, design, models, settings, matches) {
 # Outcomes whose sample is not the referral cohort (build_cohort() builds
 # them alone).
 plan_own_population <- c("reunified_18m")
-plan_cohort_key <- function(treatment, outcome) {
-  ifelse(outcome %in% plan_own_population, paste0(treatment, "|", outcome), treatment)
+plan_cohort_key <- function(treatment, outcome, strand = "stepped_wedge", design = NULL) {
+  key <- ifelse(outcome %in% plan_own_population, paste0(treatment, "|", outcome), treatment)
+  # the FV DiD strand has its own window (design$did_start)
+  if (!is.null(design$did_start)) {
+    did <- rep_len(strand %in% "did", length(key))
+    key[did] <- paste0("did:", key[did])
+  }
+  key
+}
+
+# The children imputed: the primary cohort's and, for the FV DiD strand's
+# window (design$did_start), the children of its cohorts not in the primary
+# one, with the stepped-wedge period of their referral (step -1 before the
+# trial period). A child is imputed once: the DiD rows of a child in both
+# take the imputations of the child's primary-cohort row.
+plan_impute_frame <- function(primary, cohorts, design) {
+  df <- as.data.frame(primary)
+  for (key in grep("^did:", names(cohorts), value = TRUE)) {
+    e <- as.data.frame(cohorts[[key]])
+    e <- e[!e$child_id %in% df$child_id & !duplicated(e$child_id), intersect(names(df), names(e)), drop = FALSE]
+    if (!nrow(e)) next
+    if ("step" %in% names(e)) {
+      e$step <- sw_step(e$referral_date, design$trial_start, design$step_months, design$trial_end)
+    }
+    df <- rbind(df[names(e)], e)
+  }
+  df
 }
 
 plan_model_covariates <- function(models) {
@@ -410,9 +441,9 @@ plan_matches <- function(data, design, models, matches) {
 plan_data <- function(row, ctx, k, cache) {
   key <- paste(row$treatment, row$outcome, row$strand, k, row$estimator, sep = "|")
   if (!is.null(cache[[key]])) return(cache[[key]])
-  cohort <- ctx$cohorts[[plan_cohort_key(row$treatment, row$outcome)]]
-  if (is.null(cohort)) stop(ctx$cohort_errors[[plan_cohort_key(row$treatment, row$outcome)]] %||%
-                              "the cohort could not be built", call. = FALSE)
+  ckey <- plan_cohort_key(row$treatment, row$outcome, row$strand, ctx$design)
+  cohort <- ctx$cohorts[[ckey]]
+  if (is.null(cohort)) stop(ctx$cohort_errors[[ckey]] %||% "the cohort could not be built", call. = FALSE)
   df <- plan_fill(as.data.frame(cohort), ctx, k)
   design <- ctx$design
   if (row$outcome == "absence") {
@@ -786,15 +817,17 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   y <- all.vars(pf$formula[[2]])[1]
   fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
   cr2 <- grepl("CR2", row$inference, fixed = TRUE)
+  # cluster-robust parts also when a CR3 row of the plan re-uses this fit
+  robust <- cr2 || any(ctx$models$estimator == "cr3" & ctx$models$depends_on %in% row$id)
   pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial",
-                   cc = c(w, if (cr2) row$cluster))
+                   cc = c(w, if (robust) row$cluster))
   # a binomial model refitted on the next imputation starts from its fit on
   # the previous one (the same estimates to the optimiser's tolerance)
   key <- paste("start", row$id, sep = "|")
   fit <- sw_glmm_fit(quote(sw_glmm(formula = pf$formula, data = pf$df, family = family,
                                    weights = w, cluster = row$cluster)),
                      pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian(),
-                     weights = w, cluster = if (cr2) row$cluster, start = cache[[key]])
+                     weights = w, cluster = if (robust) row$cluster, start = cache[[key]])
   assign(key, glmm_start(fit), envir = cache)
   V <- if (cr2) fit$cr2$vcov else fit$vcov
   terms <- plan_terms(row, names(fit$coefficients))
@@ -891,6 +924,16 @@ run_wild_boot <- function(row, ctx, k, cache, parent) {
   ci <- wb$conf_int %||% c(NA_real_, NA_real_)
   list(fit = wb, est = plan_est(row$term, scale, wb$estimate, NA_real_, NA_real_,
                                 ci[1], ci[2], wb$p_value))
+}
+
+# The CR3 t-test with G - 1 df of a linear mixed model fitted with the
+# cluster (its parent row): tidy(fit, vcov = "CR3").
+run_cr3 <- function(row, ctx, k, cache, parent) {
+  tab <- tidy.sw_glmm(parent$fit, vcov = "CR3")
+  tab <- tab[tab$term == row$term, , drop = FALSE]
+  if (nrow(tab) != 1L) stop("the model it re-uses has no coefficient `", row$term, "`", call. = FALSE)
+  list(fit = tab, est = plan_est(row$term, parent$est$scale[1], tab$estimate, tab$std.error, tab$df,
+                                 tab$conf.low, tab$conf.high, tab$p.value))
 }
 
 run_perm_test <- function(row, ctx, k, cache, parent) {
@@ -1042,6 +1085,7 @@ plan_runners <- list(
   hurdle_fit = list(run = run_hurdle_fit, mi = "pool", prune = TRUE),
   tobit_fit = list(run = run_tobit_fit, mi = "pool", prune = TRUE),
   wild_boot = list(run = run_wild_boot, mi = "median_p"),
+  cr3 = list(run = run_cr3, mi = "pool"),
   perm_test = list(run = run_perm_test, mi = "median_p"),
   bacon = list(run = run_bacon, mi = "none"),
   att_gt = list(run = run_att_gt, mi = "none"),
@@ -1225,11 +1269,14 @@ plan_imputation_table <- function(models, done) {
   out
 }
 
-# Hochberg within each family of secondary outcomes.
-plan_hochberg <- function(results) {
-  fam <- paste(results$programme, results$strand)
+# Hochberg within each family of tests: the plan's `hochberg` column (the
+# secondary outcomes' models of a programme x strand; a bootstrap or CR3 row
+# of a secondary outcome is another test of the same hypothesis, not one
+# more member of the family).
+plan_hochberg <- function(results, models) {
+  fam <- models$hochberg[match(results$model, models$id)]
   # one p-value per model: its first row (the treatment term on the model's scale)
-  sel <- results$analysis == "secondary" & results$status == "ok" &
+  sel <- !is.na(fam) & results$status == "ok" &
     !is.na(results$p.value) & !duplicated(results$model)
   for (f in unique(fam[sel])) {
     i <- which(sel & fam == f)
@@ -1241,7 +1288,7 @@ plan_hochberg <- function(results) {
 # --- triangulation and cost-benefit ---------------------------------------
 
 plan_primary <- function(results, strand, scale = NULL) {
-  r <- results[results$strand == strand & results$analysis == "primary" &
+  r <- results[results$strand == strand & results$analysis %in% c("primary", "triangulation") &
                  results$outcome == "cla_18m" & results$status == "ok" &
                  results$term == "treated" & is.finite(results$std.error), , drop = FALSE]
   if (!is.null(scale)) r <- r[r$scale == scale, , drop = FALSE]
@@ -1297,7 +1344,7 @@ print.sfp_analysis <- function(x, ...) {
   cat(sprintf("<sfp_analysis> %s: %d models, %d estimates (%d ok)%s\n", x$design$name,
               nrow(x$models), nrow(r), sum(r$status == "ok"),
               if (x$settings$imputations > 0) sprintf(", %d imputations pooled by Rubin's rules", x$settings$imputations) else ", complete cases"))
-  show <- r[r$analysis %in% c("primary", "secondary") & r$status == "ok",
+  show <- r[r$analysis %in% c("primary", "secondary", "triangulation") & r$status == "ok",
             c("strand", "outcome", "analysis", "scale", "estimate", "conf.low", "conf.high",
               "p.value", "p.adjusted")]
   if (nrow(show)) print(show, row.names = FALSE, digits = 3)

@@ -38,7 +38,17 @@ walk_results <- function(a) {
     fit <- a$fits[[row$model]]
     expect_false(is.null(fit))
     est <- row$estimate
-    if (inherits(fit, "sw_glmm") || inherits(fit, "did_fit") || inherits(fit, "sfp_count_fit") ||
+    spec <- a$models[a$models$id == row$model, ]
+    if (spec$estimator == "cr3") {
+      # the CR3 t-test: tidy() of the model it re-uses
+      tab <- tidy.sw_glmm(a$fits[[spec$depends_on]], vcov = "CR3")
+      tab <- tab[tab$term == row$term, ]
+      for (col in c("estimate", "std.error", "df", "conf.low", "conf.high", "p.value")) {
+        expect_equal(row[[col]], tab[[col]])
+      }
+      expect_equal(tab$df, unname(a$fits[[spec$depends_on]]$ngroups[1]) - 1)
+      n_checked <- n_checked + 1L
+    } else if (inherits(fit, "sw_glmm") || inherits(fit, "did_fit") || inherits(fit, "sfp_count_fit") ||
         !is.null(fit$coefficients) && row$term %in% names(fit$coefficients)) {
       if (row$scale == "risk_difference" && inherits(fit, "sw_glmm") &&
           identical(fit$family$family, "binomial")) {
@@ -48,9 +58,13 @@ walk_results <- function(a) {
         expect_equal(row$std.error, rd$std.error)
       } else {
         expect_equal(est, unname(fit$coefficients[[row$term]]))
-        V <- if (inherits(fit, "sw_glmm") && !is.null(fit$cr2)) fit$cr2$vcov else fit$vcov
+        # CR2 where the model's inference says so (a fit may carry the
+        # cluster-robust parts for a CR3 row that re-uses it)
+        cr2 <- inherits(fit, "sw_glmm") && grepl("CR2", spec$inference, fixed = TRUE)
+        if (cr2) expect_false(is.null(fit$cr2))
+        V <- if (cr2) fit$cr2$vcov else fit$vcov
         expect_equal(row$std.error, sqrt(unname(V[row$term, row$term])))
-        if (inherits(fit, "sw_glmm") && !is.null(fit$cr2)) expect_equal(row$df, unname(fit$cr2$df[[row$term]]))
+        if (cr2) expect_equal(row$df, unname(fit$cr2$df[[row$term]]))
       }
       q <- if (is.finite(row$df)) stats::qt(0.975, row$df) else stats::qnorm(0.975)
       expect_equal(row$conf.high, est + q * row$std.error)
@@ -156,11 +170,18 @@ test_that("analyse(FV): the absence logit equals sw_glmm() on the absence panel 
 })
 
 test_that("analyse(FV): Hochberg within the secondary family equals p.adjust()", {
-  r <- fv_run()$a$results
-  fam <- r[r$analysis == "secondary" & r$status == "ok" & !duplicated(r$model), ]
+  a <- fv_run()$a
+  r <- a$results
+  # the family: the secondary outcomes' models (the plan's `hochberg`
+  # column); their wild bootstrap rows test the same hypotheses again
+  in_fam <- r$model %in% a$models$id[!is.na(a$models$hochberg)]
+  expect_setequal(unique(r$model[in_fam]), a$models$id[a$models$analysis == "secondary" &
+                                                         a$models$estimator != "wild_boot"])
+  fam <- r[in_fam & r$status == "ok" & !duplicated(r$model), ]
   expect_equal(fam$p.adjusted, stats::p.adjust(fam$p.value, method = "hochberg"))
-  expect_true(all(is.na(r$p.adjusted[r$analysis != "secondary"])))
-  expect_equal(nrow(fv_run()$a$tables$multiplicity), nrow(fam))
+  expect_true(all(is.na(r$p.adjusted[!in_fam])))
+  expect_true(all(is.na(r$p.adjusted[grepl("_wild$", r$model)])))
+  expect_equal(nrow(a$tables$multiplicity), nrow(fam))
 })
 
 test_that("analyse(FS): output, matching and CEM tables, the walk", {
