@@ -26,7 +26,9 @@
 #' it follows the Family Safeguarding DiD as above (trend matching per
 #' outcome, stacking by pair, CEM within pair and financial year with the
 #' design's `cem` coarsening, the CEM-weighted regressions clustered by
-#' authority).
+#' authority) on the referrals of its own window, from the design's
+#' `did_start` (two financial years before the first go-live by default) to
+#' the end of the trial period.
 #'
 #' **Missing data** ("drop covariates that are missing at a rate greater than
 #' 30%. For covariates with lower levels of missingness, we will conduct
@@ -43,7 +45,16 @@
 #' `imputations = 0`, the models use complete cases and the results say so.
 #'
 #' **Multiplicity.** Hochberg's step-up adjustment within each family of
-#' secondary outcomes (programme x strand), next to the unadjusted p-values.
+#' secondary outcomes (programme x strand; the plan's `hochberg` column),
+#' next to the unadjusted p-values.
+#'
+#' **Few-cluster inference of the Family Valued linear secondaries.** The
+#' wild cluster bootstrap of the linear mixed model ([wild_boot()] with its
+#' defaults) and the CR3 t-test with G - 1 df (`tidy(fit, vcov = "CR3")`,
+#' estimator `"cr3"`) re-use the model's fit, which is then fitted with
+#' `cluster` (its own row keeps the model-based standard error). Over
+#' imputations the CR3 rows are pooled by Rubin's rules with G - 1 as the
+#' complete-data df; the bootstrap p-values are the median.
 #'
 #' **Covariates a model's rows cannot estimate.** The plan is pre-specified,
 #' but in a small sample a covariate (X or Z) can be constant or aliased in
@@ -59,7 +70,21 @@
 #' the hurdle's zero part, a covariate level in which the outcome never (or
 #' always) occurs is merged into the covariate's largest level. Each such
 #' change is a note in `tables$notes` and listed by `summary()`; the
-#' estimators themselves still stop with a clear error on such input.
+#' estimators themselves still stop with a clear error on such input. With
+#' imputations, every imputation fits the same model (Rubin's rules pool one
+#' parameter): a covariate left out in one imputation is left out in all, and
+#' levels merged in one are merged in all (the union of the imputations'
+#' decisions). The rows checked are complete on every column the estimator
+#' reads, weights, cluster and absorbed fixed effects included.
+#'
+#' **Family of the alternative treatment definitions.** The rule "a linear
+#' regression if the baseline rate of our outcome is between 5 and 95%" is
+#' applied to the outcome's baseline rate under the main definition (referral
+#' date), so that the open-days rows are on the primary's scale. Those
+#' definitions code a child by the open days of their referrals after
+#' go-live, and children who enter care keep their cases open: their
+#' estimates carry that selection (see the protocol's own reading, "to
+#' analyse the magnitude of the treatment effect further").
 #'
 #' Rows that need a capability the package does not have yet, or whose
 #' condition (`run_if`) is not met, or that fail, are kept with their reason
@@ -850,6 +875,15 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   w <- if (!is.na(row$weights)) row$weights else NULL
   df <- if (!is.null(w)) pf$df[plan_weighted_rows(pf$df[[w]]), , drop = FALSE] else pf$df
   fam <- if (row$family %in% c("auto", "gaussian", "binomial", "conditional_logit")) row$family else "auto"
+  if (fam == "auto" && row$treatment != "referral_date") {
+    # the baseline rate of the outcome on the main treatment definition
+    prow <- row
+    prow$treatment <- "referral_date"
+    pd <- plan_data(prow, ctx, k, cache)
+    pp <- plan_formula(prow, pd$df)
+    pdf <- if (!is.null(w)) pp$df[plan_weighted_rows(pp$df[[w]]), , drop = FALSE] else pp$df
+    fam <- plan_did_family(pp$formula, pdf, w, row$term)
+  }
   pr <- plan_prune_did(row, pf$formula, df, w, fam, cache)
   df <- pr$df
   # did_fit()'s messages on rows left out as perfectly predicted and on
@@ -870,17 +904,28 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   list(fit = fit, est = est, cem = d$cem, matches = d$matches)
 }
 
+# The family by the protocol's rule ("a linear regression if the baseline
+# rate of our outcome is between 5 and 95%", did_family_rule()) on the rows
+# a did_fit() formula fits (complete cases, weights). For the rows of an
+# alternative treatment definition, analyse() decides it on the outcome's
+# main definition (referral date): an alternative definition moves children
+# between the arms -- the open-days definitions move the children whose
+# referrals stay open, those entering care, into the treated arm -- but it
+# does not change the baseline rate of the outcome, and its estimate must be
+# on the main analysis's scale to be compared with it.
+plan_did_family <- function(formula, df, w, term) {
+  vars <- c(all.vars(formula), w)
+  cc <- stats::complete.cases(df[intersect(vars, names(df))])
+  y <- df[[all.vars(split_did_formula(formula)$main[[2]])[1]]][cc]
+  did_family_rule(y, df[[term]][cc], if (!is.null(w)) df[[w]][cc])$chosen
+}
+
 # plan_prune() for a did_fit() formula `y ~ x | fe`: the covariates before
 # `|`, with levels merged where a logit (the family the protocol's rule picks
 # on the rows fitted, as did_fit() does) would be separated.
 plan_prune_did <- function(row, formula, df, w, fam, cache) {
   parts <- split_did_formula(formula)
-  if (fam == "auto") {
-    vars <- c(all.vars(formula), w)
-    cc <- stats::complete.cases(df[intersect(vars, names(df))])
-    y <- df[[all.vars(parts$main[[2]])[1]]][cc]
-    fam <- did_family_rule(y, df[[row$term]][cc], if (!is.null(w)) df[[w]][cc])$chosen
-  }
+  if (fam == "auto") fam <- plan_did_family(formula, df, w, row$term)
   # the rows did_fit() fits: complete on the fixed effects, weights and
   # cluster too
   cc <- c(unlist(lapply(parts$fe, function(t) all.vars(stats::as.formula(paste("~", t))))), w, row$cluster)

@@ -206,6 +206,14 @@ test_that("analyse(FS): output, matching and CEM tables, the walk", {
   expect_gt(length(gone), 0)
   expect_false(any(gsub("`", "", gone) %in% all.vars(f)))
   expect_match(a$results$status[a$results$model == "fs_did_cla_18m_hausman"], "^not run")
+  # the alternative treatment definitions are estimated on the primary DiD's
+  # scale (the family by the outcome's baseline rate on the main definition)
+  r <- a$results
+  prim_scale <- r$scale[r$model == "fs_did_cla_18m_primary"]
+  for (id in c("fs_did_cla_18m_open_days_half", "fs_did_cla_18m_open_days_28")) {
+    expect_equal(r$scale[r$model == id], prim_scale)
+    expect_equal(a$fits[[id]]$family, a$fits$fs_did_cla_18m_primary$family)
+  }
   # the stepped-wedge strand's wild bootstrap runs on the linear mixed model
   # the baseline-rate rule chose (walked below against its wild_boot() object)
   expect_equal(a$fits$fs_sw_cla_18m_primary$family$family, "gaussian")
@@ -627,6 +635,31 @@ test_that("plan_prune_did(): the rows fitted are complete on the fixed effects, 
   expect_equal(levels(pr2$df$sex), c("male", "female"))
 })
 
+test_that("plan_did_family(): the baseline-rate rule on the main definition's control arm", {
+  # "We will use a linear regression if the baseline rate of our outcome is
+  # between 5 and 95%": 200 children, 100 in the control arm of the main
+  # definition with 10 events (10%). An open-days definition moves 8 of the
+  # control children with an event (long-open referrals) into the treated
+  # arm: its control arm has 2 events in 92 (2.2%).
+  d <- data.frame(la = rep(c("a", "b", "c", "d"), each = 50), year = rep(2018:2019, 100))
+  d$treated <- rep(c(0L, 1L), each = 100)
+  d$y <- 0L
+  d$y[c(1:10, 101:115)] <- 1L
+  d$treated_open <- d$treated
+  d$treated_open[1:8] <- 1L
+  f <- y ~ treated | la + year
+  expect_equal(plan_did_family(f, d, NULL, "treated"), "gaussian")
+  d_alt <- transform(d, treated = treated_open)
+  expect_equal(mean(d_alt$y[d_alt$treated == 0]), 2 / 92)
+  expect_equal(plan_did_family(f, d_alt, NULL, "treated"), "binomial")
+  expect_equal(did_family_rule(d$y, d$treated)$chosen, "gaussian")
+  # weights and incomplete rows as did_fit() counts them
+  d$w <- ifelse(d$y == 1 & d$treated == 0, 0.2, 1)
+  expect_equal(plan_did_family(f, d, "w", "treated"), "binomial")
+  d$year[1:10] <- NA
+  expect_equal(plan_did_family(f, d, NULL, "treated"), "binomial")
+})
+
 # A stepped-wedge data set whose covariate `eth` is missing for the eight
 # children with `uasc` = 1; imputation 1 fills them with "w"/"b", imputation
 # 2 with a new level "o", whose indicator then equals `uasc` (aliased).
@@ -771,9 +804,16 @@ test_that("analyse(FV, DiD strand): the primary DiD equals match_trends() + stac
   mco <- suppressMessages(build_cohort(x, md, outcomes = "cla_18m"))
   mt <- select_matches(suppressWarnings(match_trends(mco, d, "cla_18m")), run$sel)
   expect_identical(a$extras$matching$cla_18m$candidates, mt$candidates)
+  # the DiD strand's window: from two financial years before the first go-live
+  g <- min(d$las$go_live_date, na.rm = TRUE)
+  fy <- as.integer(format(g, "%Y")) - (as.integer(format(g, "%m")) < 4L)
+  expect_equal(d$did_start, as.Date(sprintf("%d-04-01", fy - 2L)))
+  dw <- d
+  dw$trial_start <- d$did_start
   # stacked by pair; CEM within pair x financial year, the FS coarsening with
   # the FV age bands
-  co <- suppressMessages(build_cohort(x, d, outcomes = "cla_18m"))
+  co <- suppressMessages(build_cohort(x, dw, outcomes = "cla_18m"))
+  expect_lt(min(co$referral_date), d$trial_start)
   st <- stack_pairs(co, mt, d)
   st <- st[!is.na(st$cla_18m), ]
   cm <- cem(data = st, design = d)
