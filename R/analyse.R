@@ -843,9 +843,16 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
   cr2 <- grepl("CR2", row$inference, fixed = TRUE)
   # cluster-robust parts also when a CR3 row of the plan re-uses this fit
-  robust <- cr2 || any(ctx$models$estimator == "cr3" & ctx$models$depends_on %in% row$id)
+  # and its jackknife is defined (plan_cr3_unidentified())
+  cr3 <- any(ctx$models$estimator == "cr3" & ctx$models$depends_on %in% row$id)
   pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial",
-                   cc = c(w, if (robust) row$cluster))
+                   cc = c(w, if (cr2 || cr3) row$cluster))
+  robust <- cr2
+  if (cr3 && !cr2) {
+    un <- plan_cr3_unidentified(pf$formula, pf$df, row$cluster)
+    assign(paste("cr3_unidentified", row$id, k, sep = "|"), un, envir = cache)
+    robust <- !length(un)
+  }
   # a binomial model refitted on the next imputation starts from its fit on
   # the previous one (the same estimates to the optimiser's tolerance)
   key <- paste("start", row$id, sep = "|")
@@ -974,11 +981,42 @@ run_wild_boot <- function(row, ctx, k, cache, parent) {
 # The CR3 t-test with G - 1 df of a linear mixed model fitted with the
 # cluster (its parent row): tidy(fit, vcov = "CR3").
 run_cr3 <- function(row, ctx, k, cache, parent) {
+  # undefined when a fixed effect is identified by one authority alone (e.g.
+  # an authority covariate that only one authority has): a status, not a failure
+  un <- c(cache[[paste("cr3_unidentified", row$depends_on, k, sep = "|")]], parent$fit$cr2$cr3$unidentified)
+  if (length(un)) {
+    return(list(skip = sprintf(paste0("not run: the CR3 jackknife is not defined on these data (without %s = %s the ",
+                                      "fixed effects are not all identified)"),
+                               row$cluster, paste(utils::head(unique(un), 3), collapse = ", "))))
+  }
   tab <- tidy.sw_glmm(parent$fit, vcov = "CR3")
   tab <- tab[tab$term == row$term, , drop = FALSE]
   if (nrow(tab) != 1L) stop("the model it re-uses has no coefficient `", row$term, "`", call. = FALSE)
   list(fit = tab, est = plan_est(row$term, parent$est$scale[1], tab$estimate, tab$std.error, tab$df,
                                  tab$conf.low, tab$conf.high, tab$p.value))
+}
+
+# The clusters without which the fixed effects of a mixed model are not all
+# identified (so its CR3 jackknife is not defined): checked on the fixed
+# part's model matrix of the complete rows before the fit, so that the
+# cluster-robust parts (seconds per imputation for the absence panel) are
+# not computed for a CR3 row that cannot run. The rank of the leave-out
+# rows' X equals that of their GLS information X'V^-1 X (V positive definite).
+plan_cr3_unidentified <- function(formula, df, cluster) {
+  labels <- attr(stats::terms(formula), "term.labels")
+  ff <- stats::reformulate(labels[!grepl("|", labels, fixed = TRUE)], response = formula[[2]],
+                           env = globalenv())
+  vars <- intersect(c(all.vars(formula), cluster), names(df))
+  df <- df[stats::complete.cases(df[vars]), , drop = FALSE]
+  X <- stats::model.matrix(ff, df)
+  X <- X / rep(pmax(sqrt(colSums(X^2)), .Machine$double.eps), each = nrow(X))
+  cl <- as.character(df[[cluster]])
+  p <- qr(X, tol = 1e-7)$rank
+  out <- character()
+  for (g in sort(unique(cl))) {
+    if (qr(X[cl != g, , drop = FALSE], tol = 1e-7)$rank < p) out <- c(out, g)
+  }
+  out
 }
 
 run_perm_test <- function(row, ctx, k, cache, parent) {
