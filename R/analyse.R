@@ -1011,10 +1011,13 @@ plan_cr3_unidentified <- function(formula, df, cluster) {
   X <- stats::model.matrix(ff, df)
   X <- X / rep(pmax(sqrt(colSums(X^2)), .Machine$double.eps), each = nrow(X))
   cl <- as.character(df[[cluster]])
-  p <- qr(X, tol = 1e-7)$rank
+  # as sw_glmm()'s own check: the rank of the information without cluster g
+  A <- crossprod(X)
+  p <- pinv_sym(A)$rank
   out <- character()
   for (g in sort(unique(cl))) {
-    if (qr(X[cl != g, , drop = FALSE], tol = 1e-7)$rank < p) out <- c(out, g)
+    Ag <- A - crossprod(X[cl == g, , drop = FALSE])
+    if (pinv_sym((Ag + t(Ag)) / 2)$rank < p) out <- c(out, g)
   }
   out
 }
