@@ -848,9 +848,9 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial",
                    cc = c(w, if (cr2 || cr3) row$cluster))
   robust <- cr2
+  un <- NULL
   if (cr3 && !cr2) {
     un <- plan_cr3_unidentified(pf$formula, pf$df, row$cluster)
-    assign(paste("cr3_unidentified", row$id, k, sep = "|"), un, envir = cache)
     robust <- !length(un)
   }
   # a binomial model refitted on the next imputation starts from its fit on
@@ -873,7 +873,8 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
     rd <- rd[rd$type == "marginal", ]
     est <- rbind(est, plan_est("treated", "risk_difference", rd$estimate, rd$std.error))
   }
-  list(fit = fit, est = est)
+  # (the clusters without which a CR3 row re-using this fit is undefined)
+  list(fit = fit, est = est, cr3_unidentified = un)
 }
 
 run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
@@ -983,7 +984,7 @@ run_wild_boot <- function(row, ctx, k, cache, parent) {
 run_cr3 <- function(row, ctx, k, cache, parent) {
   # undefined when a fixed effect is identified by one authority alone (e.g.
   # an authority covariate that only one authority has): a status, not a failure
-  un <- c(cache[[paste("cr3_unidentified", row$depends_on, k, sep = "|")]], parent$fit$cr2$cr3$unidentified)
+  un <- c(parent$cr3_unidentified, parent$fit$cr2$cr3$unidentified)
   if (length(un)) {
     return(list(skip = sprintf(paste0("not run: the CR3 jackknife is not defined on these data (without %s = %s the ",
                                       "fixed effects are not all identified)"),

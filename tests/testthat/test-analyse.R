@@ -397,6 +397,15 @@ test_that("analyse(): independent models on a future plan give the serial result
   on.exit(future::plan(old), add = TRUE)
   par <- suppressMessages(do.call(analyse, args))
   expect_equal(par$results, serial$results)
+  # a parent run on a worker and the wild bootstrap and CR3 rows that re-use it
+  m <- protocol_models(run$d)
+  m <- m[m$id %in% c("fv_sw_days_plan_18m_secondary", "fv_sw_days_plan_18m_wild",
+                     "fv_sw_days_plan_18m_cr3", "fv_sw_cpp_12m_secondary"), ]
+  par2 <- suppressMessages(analyse(run$x, run$d, models = m, imputations = 0))
+  future::plan(future::sequential)
+  serial2 <- suppressMessages(analyse(run$x, run$d, models = m, imputations = 0))
+  expect_equal(par2$results, serial2$results)
+  expect_true(all(par2$results$status == "ok"))
 })
 
 test_that("analyse(): cost-benefit and fidelity tables when asked", {
