@@ -1229,6 +1229,8 @@ plan_run_one <- function(row, ctx, parents, cache) {
     runs[[j]] <- r
   }
   est <- plan_combine(runs, runner$mi)
+  notes <- c(notes, attr(est, "notes"))
+  attr(est, "notes") <- NULL
   list(status = "ok", runs = runs, est = est, fit = runs[[1]]$fit, notes = unique(notes))
 }
 
@@ -1255,6 +1257,7 @@ plan_combine <- function(runs, mi) {
   if (length(runs) == 1L) return(runs[[1]]$est)
   ests <- lapply(runs, `[[`, "est")
   base <- ests[[1]]
+  notes <- character()
   key <- paste(base$term, base$scale)
   for (i in seq_len(nrow(base))) {
     pick <- vapply(ests, function(e) {
@@ -1265,6 +1268,19 @@ plan_combine <- function(runs, mi) {
     q <- mapply(function(e, j) e$estimate[j], ests, pick)
     if (mi == "pool") {
       se <- mapply(function(e, j) e$std.error[j], ests, pick)
+      bad <- which(!is.finite(q) | !is.finite(se) | se < 0)
+      if (length(bad)) {
+        # Rubin's rules need every imputation's estimate and standard error:
+        # the point estimate is the mean where every estimate exists, the
+        # inference is not reported, and the note says which imputations lacked it
+        base$estimate[i] <- if (all(is.finite(q))) mean(q) else NA_real_
+        base[i, c("std.error", "df", "conf.low", "conf.high", "p.value")] <- NA_real_
+        notes <- c(notes, sprintf(paste0("%s: no pooled standard error, confidence interval or p-value ",
+                                         "(the estimate or its standard error is missing in %s %s)"),
+                                  base$term[i], plural(length(bad), "imputation", "imputations"),
+                                  paste(bad, collapse = ", ")))
+        next
+      }
       dfc <- base$df[i]
       p <- pool_rubin(q, se, df_complete = if (is.finite(dfc)) dfc else Inf)
       base[i, c("estimate", "std.error", "df", "conf.low", "conf.high", "p.value")] <-
@@ -1277,6 +1293,7 @@ plan_combine <- function(runs, mi) {
       base$p.value[i] <- med("p.value")
     }
   }
+  attr(base, "notes") <- notes
   base
 }
 

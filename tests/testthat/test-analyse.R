@@ -940,3 +940,23 @@ test_that("report(): the DiD strand's trend-matching and balance figures (FS and
     unlink(dir, recursive = TRUE)
   }
 })
+
+test_that("plan_combine(): an imputation without a standard error leaves the row's inference empty and says which", {
+  est <- function(q, se) data.frame(term = c("treated", "age"), scale = "log_odds", estimate = q,
+                                    std.error = se, df = Inf, conf.low = q - 2 * se,
+                                    conf.high = q + 2 * se, p.value = 0.5)
+  runs <- list(list(est = est(c(0.2, 1), c(0.1, 0.5))), list(est = est(c(0.4, 2), c(NA, 0.5))),
+               list(est = est(c(0.3, 3), c(0.1, 0.5))))
+  out <- plan_combine(runs, "pool")
+  # treated: Rubin's point estimate (the mean), no pooled inference
+  expect_equal(out$estimate[1], mean(c(0.2, 0.4, 0.3)))
+  expect_true(all(is.na(unlist(out[1, c("std.error", "df", "conf.low", "conf.high", "p.value")]))))
+  expect_match(attr(out, "notes"), "^treated: .*imputation 2\\)$")
+  # age: pooled as pool_rubin() pools it
+  ref <- pool_rubin(c(1, 2, 3), c(0.5, 0.5, 0.5))
+  expect_equal(unlist(out[2, c("estimate", "std.error", "p.value")]),
+               unlist(ref[, c("estimate", "std.error", "p.value")]), ignore_attr = TRUE)
+  # every imputation has it: no note
+  ok <- plan_combine(list(runs[[1]], runs[[3]]), "pool")
+  expect_length(attr(ok, "notes"), 0L)
+})
