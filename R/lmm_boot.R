@@ -258,14 +258,14 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 NULL
 
 lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE,
-                          variant = lmm_boot_variants_[1], ...) {
+                          variant = "auto", ...) {
   s <- fit$setup
   extra <- list(...)
   if (length(extra)) {
     stop_arg(names(extra)[1] %||% "...", "is not an argument of wild_boot() for a linear mixed model",
              "the LMM bootstrap takes param, weights, B, level, r, seed, conf_int and variant.")
   }
-  variant <- match_choice(variant, lmm_boot_variants_, "variant")
+  variant <- match_choice(variant, c("auto", "CR3t", lmm_boot_variants_), "variant")
   if (is.null(s$ZZg)) {
     stop_arg("fit", sprintf("has %s clusters of `%s` for %s rows: the wild cluster bootstrap is for a few clusters (the LAs)",
                             format(s$G, big.mark = ","), names(fit$ngroups)[1], format(s$N, big.mark = ",")),
@@ -282,6 +282,10 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) stop_arg("r", "must be a finite number")
   G <- s$G
   if (G < 2L) stop_arg("fit", "has one cluster; the cluster bootstrap needs several")
+  # "auto": below the number of clusters at which the bootstrap held its size,
+  # the CR3 t-test with G - 1 df, which did (lmm_boot_min_clusters_)
+  asked <- variant
+  if (variant == "auto") variant <- if (G < lmm_boot_min_clusters_) "CR3t" else lmm_boot_variants_[1]
   if (G < 3L && variant != "WCR11" && variant != "WCU11") {
     stop_arg("variant", sprintf("\"%s\" needs at least 3 clusters (the fit has 2)", variant),
              "use variant = \"WCR11\".")
@@ -293,13 +297,19 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   if (variant != "WCR11" && variant != "WCU11") {
     short <- which(vapply(seq_len(G), function(g) pinv_sym(pc$A - pc$XWX[, , g])$rank < pc$p, TRUE))
     if (length(short)) {
+      to <- if (variant == "CR3t") "WCU11" else paste0(substr(variant, 1, 3), "11")
       fallback <- sprintf(paste0(
         "Without cluster%s %s the fixed effects are not all identified, so the leave-one-cluster-out fits of %s ",
         "are not defined: %s was used instead."), if (length(short) > 1L) "s" else "",
-        paste(names(fit$ngroups)[1], "=", names(fit$ranef[[1]])[short] %||% short, collapse = ", "), variant,
-        paste0(substr(variant, 1, 3), "11"))
-      variant <- paste0(substr(variant, 1, 3), "11")
+        paste(names(fit$ngroups)[1], "=", names(fit$ranef[[1]])[short] %||% short, collapse = ", "), variant, to)
+      variant <- to
     }
+  }
+  if (variant == "CR3t") {
+    out <- lmm_cr3_t(pc, fit, param, level, r)
+    out$note <- c(fallback, if (asked == "auto") lmm_cr3_t_note_(G, weights))
+    if (asked == "auto") message("wild_boot(): ", out$note)
+    return(out)
   }
   size <- lmm_boot_size_(variant, weights)
   lmm_few_clusters_warn_(G, variant, weights, size)
@@ -327,6 +337,57 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
       "Read it as a sensitivity analysis."), G, variant, weights, size$what))
   }
   out
+}
+
+# The CR3 t-test with G - 1 df for coefficient `param` (what variant "auto"
+# gives below lmm_boot_min_clusters_): the jackknife variance of the WC?13
+# variants, (G - 1) / G sum_g (beta_(g) - beta)^2 with beta_(g) the GLS fit
+# without cluster g at the fit's variance components, the same as
+# vcov(fit, type = "CR3"); the interval is beta -+ t_{G-1} se. The fields of
+# a bootstrap result, with df, no draws (B = 0, tstar NULL).
+lmm_cr3_t <- function(pc, fit, param, level, r) {
+  G <- pc$G
+  se <- pc$sc * lmm_boot_variant(pc, "WCU", "CR3")$se
+  beta <- unname(fit$coefficients[param])
+  tt <- (beta - r) / se
+  q <- stats::qt(1 - (1 - level) / 2, G - 1)
+  p <- 2 * stats::pt(-abs(tt), G - 1)
+  structure(list(
+    estimate = beta, statistic = tt, p_value = p, p_value_geq = p, conf_int = beta + c(-1, 1) * q * se,
+    tstar = NULL, df = G - 1L, std.error = se, variant = "CR3t",
+    method = sprintf(paste0("t-test with the CR3 (leave-one-cluster-out jackknife) standard error and G - 1 = %d df ",
+                            "for the linear mixed model (variance components fixed)"), G - 1L),
+    param = param, weights = NA_character_, B = 0L, enumerated = FALSE, level = level, null = r,
+    n_clusters = G, p_min = 0, note = NULL), class = c("wild_boot_t", "wild_boot"))
+}
+
+# Sizes at 5% in bench/sw_size.R with 5 LAs (LA x step shocks, random-intercept
+# model true; 1,000 null data sets each) of the CR3 t-test with G - 1 df
+lmm_cr3_size_5la_ <- c(shocks = 4.3, ri_true = 5.8)
+
+lmm_cr3_t_note_ <- function(G, weights) {
+  sz <- lmm_boot_size_5la_[lmm_boot_size_5la_$variant == lmm_boot_variants_[1] & lmm_boot_size_5la_$weights == "webb", ]
+  sprintf(paste0(
+    "With G = %d clusters (fewer than %d) no wild cluster bootstrap of a linear mixed model held its size, so this is ",
+    "the t-test with the CR3 standard error and G - 1 = %d df: in a size simulation shaped like the Family Valued ",
+    "trial (5 LAs) it rejected %.1f%% and %.1f%% of true nulls at 5%%, the bootstrap %s with Webb weights %.1f%% and ",
+    "%.1f%%. variant = \"%s\" gives that bootstrap (as a sensitivity analysis)%s."),
+    G, lmm_boot_min_clusters_, G - 1L, lmm_cr3_size_5la_[["shocks"]], lmm_cr3_size_5la_[["ri_true"]],
+    lmm_boot_variants_[1], sz$shocks, sz$ri_true, lmm_boot_variants_[1],
+    if (weights != "webb") sprintf("; `weights = \"%s\"` is not used by the t-test", weights) else "")
+}
+
+#' @export
+print.wild_boot_t <- function(x, digits = 4, ...) {
+  cat(sprintf("%s, G = %d clusters\n", x$method, x$n_clusters))
+  cat(sprintf("H0: %s = %s\n", x$param, format(x$null)))
+  cat(sprintf("  estimate %s, std. error %s, t = %s, p-value %s\n", format(x$estimate, digits = digits),
+              format(x$std.error, digits = digits), format(x$statistic, digits = digits),
+              format(x$p_value, digits = digits)))
+  cat(sprintf("  %g%% confidence interval: [%s, %s]\n", 100 * x$level,
+              format(x$conf_int[1], digits = digits), format(x$conf_int[2], digits = digits)))
+  if (!is.null(x$note)) cat("Note:", x$note, "\n")
+  invisible(x)
 }
 
 # All 2^G Mammen vectors (values 1 - phi and phi, phi the golden ratio, with
@@ -392,9 +453,9 @@ lmm_few_clusters_warn_ <- function(G, variant, weights, size) {
   msg <- sprintf(paste0(
     "wild_boot(): %d clusters: the wild cluster bootstrap of a linear mixed model does not hold its size with ",
     "fewer than %d clusters (stepped-wedge size simulation: %s).\nFix: read it as a sensitivity analysis; ",
-    "in the same simulation the t-test with CR2 and Satterthwaite df (sw_glmm(cluster =)) rejected 5.5-7.0%%, ",
-    "the CR3 t-test with G - 1 df (tidy(fit, vcov = \"CR3\")) 4.3-5.8%%, and perm_test() on the go-live dates is exact."),
-    G, size$min, size$what)
+    "the default variant = \"auto\" gives the CR3 t-test with G - 1 df, which rejected %.1f-%.1f%% in the same ",
+    "simulation (CR2 with Satterthwaite df, sw_glmm(cluster =), 5.5-7.0%%), and perm_test() on the go-live dates is exact."),
+    G, size$min, size$what, min(lmm_cr3_size_5la_), max(lmm_cr3_size_5la_))
   warning(structure(class = c("sfpceval_few_clusters", "warning", "condition"),
                     list(message = msg, call = NULL)))
   invisible(TRUE)
