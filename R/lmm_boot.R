@@ -203,12 +203,21 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' (the jackknife DGP); the variance that studentises t and every t*, `1`
 #' CR1 (the cluster scores) or `3` CR3, the jackknife
 #' \eqn{\frac{G-1}{G}\sum_g (\hat\beta_{(g)} - \hat\beta)^2} with
-#' \eqn{\hat\beta_{(g)}} the GLS without cluster g. The default is
-#' `"WCU31"` (with the default Webb weights); `"WCR11"` was the method
-#' before. `std.error` and `statistic` use the chosen variance (CR3 or CR1);
-#' the result also carries `variant`. Variants with a 3 need three clusters,
-#' and every fit without one cluster identified: when leaving a cluster out
-#' loses a coefficient, `"WCR11"` or `"WCU11"` is used instead and the note
+#' \eqn{\hat\beta_{(g)}} the GLS without cluster g. `"CR3t"` is no
+#' bootstrap: the t-test with that CR3 standard error against a t
+#' distribution with G - 1 degrees of freedom (as `tidy(fit, vcov = "CR3")`),
+#' its interval \eqn{\hat\beta \mp t_{G-1} se}; the result has the same
+#' fields (`df`, `B = 0`, no `tstar`; `weights` are not used).
+#'
+#' **The default, `variant = "auto"`, is `"CR3t"` with fewer than 10
+#' clusters and `"WCU31"` (with the default Webb weights) from 10**, because
+#' no wild bootstrap held its size with 5 authorities and the CR3 t-test did
+#' (below); it says so in a message and the note. `"WCR11"` was the method
+#' before #13. `std.error` and `statistic` use the chosen variance (CR3 or
+#' CR1); the result also carries `variant`. Variants with a 3 need three
+#' clusters, and every fit without one cluster identified: when leaving a
+#' cluster out loses a coefficient, `"WCR11"` or `"WCU11"` is used instead
+#' (`"WCU11"` for `"CR3t"`, with the few-clusters warning) and the note
 #' says so. Mammen weights are enumerated (all
 #' 2^G vectors with their probabilities, G <= 12; `p_value` is then a
 #' probability and the result carries `draw_prob`).
@@ -216,35 +225,54 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' **Size with few clusters** (`bench/sw_size.R`: null data shaped like the
 #' Family Valued trial, a stepped wedge with go-lives inside their steps,
 #' authority random intercepts with or without authority x step shocks;
-#' rejection at 5%, target 3.5-6.5%). **With 5 authorities no variant holds
-#' its size** (1,000 data sets each): with Webb weights the default
-#' `"WCU31"` rejected 7.7% (with shocks) and 7.6% (random-intercept model
-#' true), the closest to 5% of the usable variants (see Mammen below);
-#' `"WCU33"` 8.0% and 8.2%; the others 9.3-10.6% (the previous `"WCR11"`
-#' 10.2% and 9.6%). With 10 authorities (300 data sets) every variant with
-#' Webb weights rejected 6.0-6.7% (the default 6.0%). So `wild_boot()` warns
-#' (class `sfpceval_few_clusters`) and notes it below 10 clusters: read such
-#' a result as a sensitivity analysis. In the same simulation with 5
-#' authorities the t-tests with CR2 and Satterthwaite degrees of freedom
-#' (`sw_glmm(cluster = )`) rejected 5.5% and 7.0%, and the CR3 t
-#' (`tidy(fit, vcov = "CR3")`, the `statistic` of a `"WC?13"` variant)
-#' against a t distribution with G - 1 degrees of freedom 4.3% and 5.8%. The bootstrap critical value varies from
-#' one data set to the next when a few clusters each have their own
-#' treatment timing: the wild bootstrap with few clusters needs clusters
-#' whose designs are alike (Canay, Santos & Shaikh 2021). The centred
-#' jackknife variance and counting ties (`p_value_geq`) changed these rates
-#' by less than half a point.
+#' rejection at 5%, target 3.5-6.5%, 1,000 data sets each, Monte Carlo
+#' s.e. 0.6-1.0 points). **With 5 authorities no wild bootstrap holds its
+#' size with usable power**: with Webb weights (all 6^5 vectors) `"WCU31"`
+#' rejected 7.7% (with shocks) and 7.6% (random-intercept model true),
+#' `"WCU33"` 8.0% and 8.2%, the others 9.3-10.6% (the previous `"WCR11"`
+#' 10.2% and 9.6%); with Gaussian weights (9,999 draws) 10.3-13.5%. The t-test
+#' with the CR3 standard error and G - 1 df (`"CR3t"`, the default there)
+#' rejected 4.3% and 5.8%, with power close to the bootstraps' (with a true
+#' effect of 0.4, child-level SD 1: 42% against 45% for `"WCU31"` and
+#' `"WCU33"`, over 300 data sets); CR2 with Satterthwaite df
+#' (`sw_glmm(cluster = )`) 5.5% and 7.0%. With 10 authorities (300 data
+#' sets) every variant with Webb weights rejected 6.0-6.7% (`"WCU31"`
+#' 6.0%). A bootstrap variant asked for with fewer than 10 clusters warns
+#' (class `sfpceval_few_clusters`) with its measured size: read it as a
+#' sensitivity analysis.
 #'
-#' With Mammen weights `"WCR31"` rejected 5.6% and 5.9% with 5 authorities
-#' and `"WCR33"` 7.1% and 7.3%, but they are not usable tests there: the
-#' constant weight vector has probability 0.72^G (0.20 with 5 clusters), and
-#' with leave-one-out residuals in the restricted DGP its t* moves with the
-#' observed t, so the p-value stays at or above 0.2 far from the estimate.
-#' With a true effect that every other test detected every time, `"WCR31"`
-#' rejected 80%, and its intervals are very wide. Its size also moves with
-#' the design: 13.3% and 7.0% with 4 authorities, 2.0-3.3% with 6-10, 8.7%
-#' with shocks of twice the SD (300 data sets each). The other variants
-#' over-rejected more with Mammen weights than with Webb's (12.2-16.9%).
+#' Why the bootstrap over-rejects here (diagnostics on the same data sets):
+#' not the variance components held fixed -- ordinary least squares with
+#' authority fixed effects (no variance components at all) gave the same
+#' rates (WCR11 9.9%, the same decision as the LMM bootstrap in 97.9% of the
+#' data sets), as expected when each authority has hundreds of children and
+#' the GLS is close to the within-authority fit; not the studentisation (t and
+#' every t* use the same variance), the enumeration or the p-value convention
+#' (counting ties moved the rates by less than half a point). It is the
+#' restricted residuals: the step effects are estimated from 5 authorities
+#' with different go-live steps, so each authority's residuals carry the
+#' others' errors, which flipping each authority's sign does not reproduce
+#' (the homogeneity condition of Canay, Santos & Shaikh 2021 fails). The same
+#' bootstrap built from the true errors rejected 6.5% (WCR11, Webb); the
+#' jackknife DGP (`"WCU31"`) recovers about half of the gap. What is left is
+#' the coarseness of any sign-flip distribution with 5 clusters: 2^5
+#' Rademacher vectors cannot reject at 5% with the fit's residuals, and
+#' Webb's six points only approximate a symmetry.
+#'
+#' With Mammen or Rademacher weights (2^5 vectors enumerated) the restricted
+#' jackknife variants come closer -- `"WCR31"` Mammen 5.6% and 5.9%,
+#' Rademacher 4.8% and 5.4%; `"WCR33"` Rademacher 6.1% and 6.8% -- but they
+#' are not usable tests: the constant weight vector has probability 0.72^G
+#' (Mammen) or 2^(1-G) (Rademacher) above 5%, and with leave-one-out
+#' residuals in the restricted DGP its t* moves with the observed t, so the
+#' power stops growing: with Rademacher weights `"WCR31"` rejected 42%, 72%
+#' and 71% at true effects of 0.4, 0.8 and 1.6, where the CR3 t-test rejected
+#' 42%, 91% and 100% (300 data sets each); with Mammen weights 80% where the
+#' others rejected every time. The size of `"WCR31"` with Mammen weights
+#' also moves with the design: 13.3% and 7.0% with 4 authorities, 2.0-3.3%
+#' with 6-10, 8.7% with shocks of twice the SD (300 data sets each). The
+#' other variants over-rejected more with Mammen weights than with Webb's
+#' (12.2-16.9%), and with Rademacher weights 6.8-10.9%.
 #'
 #' @references
 #' MacKinnon, J. G., Nielsen, M. Ø. and Webb, M. D. (2023). Fast and
