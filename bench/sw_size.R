@@ -11,7 +11,9 @@
 # treatment effect. Rejection rate at 5% with its Monte Carlo standard error.
 # Not a test: run once,
 #   nice Rscript bench/sw_size.R [reps] [paths] [shock_sd] [n_la]
-# paths: comma-separated from wcr, perm_npwp, perm_glmm (default all);
+# paths: comma-separated from wcr, auto, perm_npwp, perm_glmm (default all but
+# auto; auto runs only wild_boot()'s default for the LMM, to measure its size
+# at other numbers of LAs quickly);
 # shock_sd: SD of the LA x step shocks (default 0.25; 0 = the random-intercept
 # model holds); n_la: number of LAs for the wcr path (default 5, the trial;
 # more LAs get one go-live per step and n_la + 1 steps, to find how many
@@ -106,6 +108,22 @@ if ("wcr" %in% paths) {
   cat(sprintf("LMM, WCR11 webb, ties counted (|t*| >= |t|):       %s\n", rate(res[, "wcr11_webb_geq"] < 0.05)))
   cat(sprintf("  (%.0f s)\n", proc.time()[["elapsed"]] - t0))
   out$wcr <- res
+}
+if ("auto" %in% paths) {
+  t0 <- proc.time()[["elapsed"]]
+  las_w <- paste0("L", seq_len(n_la))
+  go_w <- if (n_la == 5L) go_live else
+    stats::setNames(start + 182 * seq_len(n_la) + rep(c(74, 35, 53, 92, 21), length.out = n_la), las_w)
+  res <- replicate(reps, {
+    d <- sim_one(las = las_w, go_live = go_w)
+    fit <- suppressWarnings(suppressMessages(sw_glmm(y ~ treated + factor(step) + (1 | la), d, family = gaussian())))
+    wb <- suppressMessages(wild_boot(fit, "treated", B = 999L, seed = 1L, conf_int = FALSE))
+    c(p = wb$p_value, cr3t = wb$variant == "CR3t")
+  })
+  cat(sprintf("%d LAs, wild_boot() default (%s%s): %s\n", n_la, if (all(res["cr3t", ] == 1)) "CR3 t-test, G - 1 df" else
+                "WCU31, Webb weights", if (n_la >= 10L) ", 999 draws" else "", rate(res["p", ] < 0.05)))
+  cat(sprintf("  (%.0f s)\n", proc.time()[["elapsed"]] - t0))
+  out$auto <- res
 }
 if ("perm_npwp" %in% paths) {
   t0 <- proc.time()[["elapsed"]]
