@@ -227,7 +227,7 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' Family Valued trial, a stepped wedge with go-lives inside their steps,
 #' authority random intercepts with or without authority x step shocks;
 #' rejection at 5%, target 3.5-6.5%, 1,000 data sets each, Monte Carlo
-#' s.e. 0.6-1.0 points). **With 5 authorities no wild bootstrap holds its
+#' s.e. 0.6-1.2 points). **With 5 authorities no wild bootstrap holds its
 #' size with usable power**: with Webb weights (all 6^5 vectors) `"WCU31"`
 #' rejected 7.7% (with shocks) and 7.6% (random-intercept model true),
 #' `"WCU33"` 8.0% and 8.2%, the others 9.3-10.6% (the previous `"WCR11"`
@@ -235,7 +235,9 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' with the CR3 standard error and G - 1 df (`"CR3t"`, the default there)
 #' rejected 4.3% and 5.8%, with power close to the bootstraps' (with a true
 #' effect of 0.4, child-level SD 1: 42% against 45% for `"WCU31"` and
-#' `"WCU33"`, over 300 data sets); CR2 with Satterthwaite df
+#' `"WCU33"`, over 300 data sets), and with 4, 6 and 8 authorities (with
+#' shocks; 1,000, 500 and 500 data sets) 2.7%, 5.6% and 4.0% (`bench/sw_size.R`
+#' path `auto`), where with 4 the bootstraps rejected 7.4-18.9%; CR2 with Satterthwaite df
 #' (`sw_glmm(cluster = )`) 5.5% and 7.0%. With 10 authorities (300 data
 #' sets) every variant with Webb weights rejected 6.0-6.7% (`"WCU31"`
 #' 6.0%). A bootstrap variant asked for with fewer than 10 clusters warns
@@ -256,9 +258,9 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' (the homogeneity condition of Canay, Santos & Shaikh 2021 fails). The same
 #' bootstrap built from the true errors rejected 6.5% (WCR11, Webb); the
 #' jackknife DGP (`"WCU31"`) recovers about half of the gap. What is left is
-#' the coarseness of any sign-flip distribution with 5 clusters: 2^5
-#' Rademacher vectors cannot reject at 5% with the fit's residuals, and
-#' Webb's six points only approximate a symmetry.
+#' the coarseness of any sign-flip distribution with 5 clusters: with the
+#' fit's residuals the 2^5 Rademacher vectors give p-values (ties counted)
+#' of at least 2/32, and Webb's six points only approximate a symmetry.
 #'
 #' With Mammen or Rademacher weights (2^5 vectors enumerated) the restricted
 #' jackknife variants come closer -- `"WCR31"` Mammen 5.6% and 5.9%,
