@@ -236,11 +236,11 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' rejected 4.3% and 5.8%, with power close to the bootstraps' (with a true
 #' effect of 0.4, child-level SD 1: 42% against 45% for `"WCU31"` and
 #' `"WCU33"`, over 300 data sets), and with 4, 6 and 8 authorities (with
-#' shocks; 1,000, 500 and 500 data sets) 2.7%, 5.6% and 4.0% (`bench/sw_size.R`
-#' path `auto`), where with 4 the bootstraps rejected 7.4-18.9%; CR2 with Satterthwaite df
-#' (`sw_glmm(cluster = )`) 5.5% and 7.0%. With 10 authorities (300 data
-#' sets) every variant with Webb weights rejected 6.0-6.7% (`"WCU31"`
-#' 6.0%). A bootstrap variant asked for with fewer than 10 clusters warns
+#' shocks) 2.7%, 4.9% and 4.1% (`bench/sw_size.R` path `auto`), where with 4
+#' the bootstraps rejected 7.4-18.9%; CR2 with Satterthwaite df
+#' (`sw_glmm(cluster = )`) 5.5% and 7.0%. With 10 authorities every variant
+#' with Webb weights rejected 6.0-6.7% (300 data sets), and `"WCU31"`, the
+#' default there, 4.9% and 6.2% (1,000 data sets, 999 draws each). A bootstrap variant asked for with fewer than 10 clusters warns
 #' (class `sfpceval_few_clusters`) with its measured size: read it as a
 #' sensitivity analysis.
 #'
