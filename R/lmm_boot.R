@@ -244,11 +244,11 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' (class `sfpceval_few_clusters`) with its measured size: read it as a
 #' sensitivity analysis.
 #'
-#' Why the bootstrap over-rejects here (diagnostics on the same data sets):
-#' not the variance components held fixed -- ordinary least squares with
-#' authority fixed effects (no variance components at all) gave the same
-#' rates (WCR11 9.9%, the same decision as the LMM bootstrap in 97.9% of the
-#' data sets), as expected when each authority has hundreds of children and
+#' Why the bootstrap over-rejects here (`bench/lmm_boot_diag.R`, on the same
+#' data sets): not the variance components held fixed -- ordinary least
+#' squares with authority fixed effects (no variance components at all)
+#' over-rejected alike (WCR11 9.9% and 8.3% against the LMM's 10.2% and 9.6%;
+#' the same decision in 97.9% and 96.9% of the data sets), as expected when each authority has hundreds of children and
 #' the GLS is close to the within-authority fit; not the studentisation (t and
 #' every t* use the same variance), the enumeration or the p-value convention
 #' (counting ties moved the rates by less than half a point). It is the
@@ -256,7 +256,7 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' with different go-live steps, so each authority's residuals carry the
 #' others' errors, which flipping each authority's sign does not reproduce
 #' (the homogeneity condition of Canay, Santos & Shaikh 2021 fails). The same
-#' bootstrap built from the true errors rejected 6.5% (WCR11, Webb); the
+#' bootstrap built from the true errors rejected 6.5% and 6.7% (WCR11, Webb); the
 #' jackknife DGP (`"WCU31"`) recovers about half of the gap. What is left is
 #' the coarseness of any sign-flip distribution with 5 clusters: with the
 #' fit's residuals the 2^5 Rademacher vectors give p-values (ties counted)
