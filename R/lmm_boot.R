@@ -339,7 +339,11 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   if (variant == "CR3t") {
     out <- lmm_cr3_t(pc, fit, param, level, r)
     out$note <- c(fallback, if (asked == "auto") lmm_cr3_t_note_(G, weights))
-    if (asked == "auto") message("wild_boot(): ", out$note)
+    if (asked == "auto") {
+      message(sprintf(paste0("wild_boot(): with G = %d clusters (fewer than %d) no wild bootstrap of a linear mixed ",
+                             "model held its size, so this is the CR3 t-test with G - 1 df (see the note and ?wild_boot)."),
+                      G, lmm_boot_min_clusters_))
+    }
     return(out)
   }
   size <- lmm_boot_size_(variant, weights)
