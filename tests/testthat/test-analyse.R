@@ -193,6 +193,11 @@ test_that("analyse(FS): output, matching and CEM tables, the walk", {
   wb <- suppressWarnings(wild_boot(a$fits$fs_sw_cla_18m_primary, "treated", seed = 1L), classes = "sfpceval_few_clusters")
   expect_equal(a$results$p.value[a$results$model == "fs_sw_cla_18m_wild"], wb$p_value)
   expect_equal(a$results$conf.low[a$results$model == "fs_sw_cla_18m_wild"], wb$conf_int[1])
+  # below 10 LAs that is the CR3 t-test (#13), and the plan's notes say so
+  few <- a$fits$fs_sw_cla_18m_primary$setup$G < 10L
+  expect_equal(inherits(a$fits$fs_sw_cla_18m_wild, "wild_boot_t"), few)
+  expect_equal(any(grepl("no wild cluster bootstrap of a linear mixed model held its size",
+                         a$tables$notes$note[a$tables$notes$model == "fs_sw_cla_18m_wild"])), few)
   walk_results(a)
   # triangulation of the two strands equals triangulate() on their primary rows
   tr <- a$tables$triangulation
