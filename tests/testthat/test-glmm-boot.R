@@ -227,6 +227,9 @@ test_that("the LMM bootstrap warns with fewer clusters than its size holds for",
   expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, variant = "WCR11"), "fewer than 10 clusters")
   expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, weights = "rademacher", variant = "WCU31"),
                  "WCU31 with rademacher weights rejected")
+  # the variants near 5% with 2^5 vectors say why they are no remedy
+  expect_warning(wild_boot(fit5, "treated", conf_int = FALSE, weights = "rademacher", variant = "WCR31"),
+                 "rejected 4.8% and 5.4% of true nulls at 5%, but its power stops growing", fixed = TRUE)
   fit10 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(nch = 300, seed = 5, G = 10),
                    family = gaussian())
   wb <- expect_no_warning(wild_boot(fit10, "treated", B = 999, seed = 1, conf_int = FALSE, variant = "WCR11"))
