@@ -986,6 +986,7 @@ run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
 run_wild_boot <- function(row, ctx, k, cache, parent) {
   fit <- parent$fit
   wb <- suppressMessages(wild_boot(fit, row$term, seed = ctx$settings$seed))
+  if (inherits(wb, "wild_boot_t")) message(wb$note)   # an LMM with < 10 LAs: the CR3 t-test, not a bootstrap
   scale <- parent$est$scale[1]
   ci <- wb$conf_int %||% c(NA_real_, NA_real_)
   list(fit = wb, est = plan_est(row$term, scale, wb$estimate, NA_real_, NA_real_,

@@ -223,6 +223,19 @@ test_that("analyse(FS): output, matching and CEM tables, the walk", {
   wb <- suppressWarnings(wild_boot(a$fits$fs_sw_cla_18m_primary, "treated", seed = 1L), classes = "sfpceval_few_clusters")
   expect_equal(a$results$p.value[a$results$model == "fs_sw_cla_18m_wild"], wb$p_value)
   expect_equal(a$results$conf.low[a$results$model == "fs_sw_cla_18m_wild"], wb$conf_int[1])
+  # below 10 LAs that is the CR3 t-test, or, when a leave-one-LA-out fit is
+  # not identified, the WCU11 bootstrap with its few-clusters warning (#13);
+  # the plan's notes say which
+  wbs <- a$fits$fs_sw_cla_18m_wild
+  nts <- a$tables$notes$note[a$tables$notes$model == "fs_sw_cla_18m_wild"]
+  expect_lt(wbs$n_clusters, 10L)
+  if (inherits(wbs, "wild_boot_t")) {
+    expect_match(nts, "no wild cluster bootstrap of a linear mixed model held its size", all = FALSE)
+  } else {
+    expect_equal(wbs$variant, "WCU11")
+    expect_match(wbs$note, "fits of CR3t are not defined: WCU11 was used instead", all = FALSE, fixed = TRUE)
+    expect_match(nts, "^warning: wild_boot\\(\\): .* does not hold its size", all = FALSE)
+  }
   walk_results(a)
   # triangulation of the two strands equals triangulate() on their primary rows
   tr <- a$tables$triangulation
