@@ -355,7 +355,7 @@ cr2_cluster_fast <- function(X, e, unit, a, wu, M, Minv, nodes = 56L, chunk = 25
   hi <- max(lev)^2
   nd <- cr2_isqrt_nodes(1e-13 * hi, hi, nodes)
   # null space of G in X's coordinates (scaled to unit diagonal)
-  Gm1 <- cr2_class_sums(rows, cls, K, cbind(lev^-1), chunk)[[1]]   # B'Phi^-1 B
+  Gm1 <- crossprod(rows / sqrt(ell))                                 # B'Phi^-1 B
   XPX <- matrix(0, p, p)
   XPX[J, J] <- Gm1[ix, ix] * outer(sc[ix], sc[ix])
   O <- Minv - XPX
