@@ -2,7 +2,10 @@
 # mixed model, with Satterthwaite (Bell-McCaffrey) degrees of freedom, as
 # clubSandwich::vcovCR(type = "CR2") and coef_test(test = "Satterthwaite")
 # compute them for lmer fits (Pustejovsky & Tipton 2018), without n_g x n_g
-# matrices.
+# matrices. Two paths: random effects nested inside the clusters without one
+# spanning a cluster (b = 0 below: child random effects clustered by
+# authority) take cr2_cluster_fast(); the others (b > 0), or
+# options(sfpceval.cr2_fast = FALSE), cr2_awx().
 #
 # Working model (target): V = sigma^2 Phi, in a cluster g
 #   Phi_g = I + a sum_c J_c + b J_g
