@@ -339,13 +339,24 @@ cr2_cluster_fast <- function(X, e, unit, a, wu, M, Minv, nodes = 56L, chunk = 25
   m <- tabulate(unit)
   C <- length(m)
   if (is.null(wu)) wu <- rep(1, C)
-  J <- which(colSums(X != 0) > 0)
-  B <- cbind(X[, J, drop = FALSE], e)
+  # the base columns: X_g = B_x T exactly, with the columns constant in the
+  # cluster (its authority's dummies, authority-level covariates; all of
+  # them when X is centred) collapsed into one column of ones, and columns
+  # scaled to unit root mean square
+  lo <- apply(X, 2L, min)
+  hi <- apply(X, 2L, max)
+  vary <- which(lo != hi)
+  const <- which(lo == hi & lo != 0)
+  Tm <- matrix(0, length(vary) + (length(const) > 0), p)
+  Tm[cbind(seq_along(vary), vary)] <- 1
+  if (length(const)) Tm[nrow(Tm), const] <- lo[const]
+  B <- cbind(X[, vary, drop = FALSE], if (length(const)) 1, e)
   sc <- sqrt(colSums(B^2) / n)
   sc[!(sc > 0)] <- 1
   B <- B / rep(sc, each = n)
   q <- ncol(B)
   ix <- seq_len(q - 1L)
+  Tm <- Tm * sc[ix]                                                  # X_g = B[, ix] Tm
   # the class pieces: per unit its mean direction (one row sqrt(m) bbar, at
   # 1 / w + a m) and, for units of several rows, the centred rows (at 1 / w)
   bbar <- rowsum(B, unit, reorder = TRUE) / m
@@ -359,15 +370,14 @@ cr2_cluster_fast <- function(X, e, unit, a, wu, M, Minv, nodes = 56L, chunk = 25
   nd <- cr2_isqrt_nodes(1e-13 * hi, hi, nodes)
   # null space of G in X's coordinates (scaled to unit diagonal)
   Gm1 <- crossprod(rows / sqrt(ell))                                 # B'Phi^-1 B
-  XPX <- matrix(0, p, p)
-  XPX[J, J] <- Gm1[ix, ix] * outer(sc[ix], sc[ix])
+  XPX <- crossprod(Tm, Gm1[ix, ix, drop = FALSE] %*% Tm)
   O <- Minv - XPX
   ds <- 1 / sqrt(pmax(diag(Minv), .Machine$double.xmin))
   eo <- eigen(O * outer(ds, ds), symmetric = TRUE)
   nul <- eo$values <= 1e-9 * max(abs(eo$values))
-  nb <- (ds * eo$vectors[, nul, drop = FALSE])[J, , drop = FALSE] * sc[ix]  # in B's scaled coordinates
+  nb <- Tm %*% (ds * eo$vectors[, nul, drop = FALSE])                 # in B's coordinates
   nn <- ncol(nb)
-  Mb <- M[J, J, drop = FALSE] * outer(sc[ix], sc[ix])
+  Mb <- Tm %*% M %*% t(Tm)
   # class weights: gamma 1 and 0 at every node; -1, -2, -3 at every node
   # (only against nb) and at s = 0 (no node) for N'N, N'Q
   W1 <- outer(lev, nd$s, function(l, s) l / (l^2 + s))
@@ -410,18 +420,12 @@ cr2_cluster_fast <- function(X, e, unit, a, wu, M, Minv, nodes = 56L, chunk = 25
   }
   if (nn) acc <- acc - crossprod(NQ1, NY) / sqrt(cfix)
   # back to X's columns: rows of acc are (x..., e) of B, columns x
-  sx <- sc[ix]
-  ug <- xa <- apa <- NULL
-  ugJ <- acc[q, ] * sc[q] * sx
-  xaJ <- acc[ix, , drop = FALSE] * outer(sx, sx)
-  YY <- Gm1[ix, ix, drop = FALSE]
-  apb <- YY + crossprod(acc[ix, , drop = FALSE], Mb %*% acc[ix, , drop = FALSE])
+  xab <- acc[ix, , drop = FALSE]
+  apb <- Gm1[ix, ix, drop = FALSE] + crossprod(xab, Mb %*% xab)      # Y'Y + (V'Z)'M(V'Z)
   if (nn) apb <- apb - crossprod(NY)
-  ug <- double(p)
-  ug[J] <- ugJ
-  xa <- apa <- matrix(0, p, p)
-  xa[J, J] <- xaJ
-  apa[J, J] <- apb * outer(sx, sx)
+  ug <- drop(crossprod(Tm, acc[q, ] * sc[q]))
+  xa <- crossprod(Tm, xab %*% Tm)
+  apa <- crossprod(Tm, apb %*% Tm)
   list(ug = ug, xa = xa, apa = apa)
 }
 
