@@ -252,7 +252,11 @@ sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L
   }
   w <- sw_glmm_weights(weights, data, family)
   prep <- glmm_prepare(formula, data, family, treatment, sigma, w)
-  fit <- if (family$family == "binomial") {
+  nested <- family$family == "binomial" && length(prep$groups) == 2L
+  if (nested) nested_check_args(nAGQ, sigma)
+  fit <- if (nested) {
+    nested_fit(prep, ctrl, start)  # (1 | la / child_id): R/glmm_nested.R
+  } else if (family$family == "binomial") {
     binom_fit(prep, as.integer(nAGQ), sigma, ctrl, start)
   } else {
     lmm_fit(prep, REML, ctrl, if (is.null(cluster)) NULL else
@@ -384,10 +388,6 @@ parse_glmm_formula <- function(formula) {
 glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights = NULL) {
   pf <- parse_glmm_formula(formula)
   env <- environment(formula) %||% parent.frame()
-  if (family$family == "binomial" && length(pf$groups) > 1L) {
-    stop_arg("formula", "has nested random intercepts, which the binomial family does not support",
-             "use one random intercept `(1 | la)` (adaptive quadrature needs a single scalar random effect).")
-  }
   n <- nrow(data)
   mf <- tryCatch(stats::model.frame(pf$fixed, data, na.action = stats::na.pass,
                                     drop.unused.levels = TRUE),
@@ -1441,6 +1441,7 @@ lmm_convergence <- function(obj, th, opt, ctrl) {
 # other parameters (beta and sigma) by Newton; gaussian uses the ML criterion
 # with the coefficient moved into an offset.
 profile_loglik_fun <- function(fit, j) {
+  if (isTRUE(fit$nested)) return(nested_profile_fun(fit, j))
   if (!is.null(fit$cells)) {
     d <- fit$cells
     p <- ncol(d$X)
@@ -1505,7 +1506,7 @@ profile_ci <- function(fit, j, level) {
   se <- sqrt(fit$vcov[j, j])
   if (!is.finite(se)) return(c(NA_real_, NA_real_))
   pl <- profile_loglik_fun(fit, j)
-  ll_hat <- if (is.null(fit$cells)) {
+  ll_hat <- if (is.null(fit$cells) && !isTRUE(fit$nested)) {
     # ML maximum for the gaussian profile
     s <- fit$setup
     -stats::nlminb(fit$theta, function(t) lmm_crit(s, t, REML = FALSE),

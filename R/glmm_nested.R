@@ -1,0 +1,274 @@
+# Logistic GLMM with random intercepts for the authority and for the child
+# within it, `(1 | la / child_id)`, by the Laplace approximation (issue #14).
+# sw_glmm() comes here for a binomial formula with the nested term; the C
+# core is src/glmm_nested.c (ffi_glmm_nested).
+#
+# Model: logit P(y = 1) = x'beta + s1 u_la + s2 v_child, u, v ~ N(0, 1)
+# independent (lme4's spherical parametrisation; s1, s2 are the SDs). A
+# child id seen in two authorities is two level-2 units (la / child_id
+# means child_id within la, as lme4 reads it: the term `child_id:la`).
+#
+# Per authority the joint mode of (u_la, v_1..v_m) has an arrowhead Hessian,
+# so the mode, the log-determinant and every solve cost O(m) (see the C
+# file). The log-likelihood's gradient in theta = (beta, s1, s2) is exact
+# for the approximation; its Hessian is the forward difference of that
+# gradient (relative accuracy about 1e-7), as binom_hessian() does for
+# adaptive quadrature. The outer optimiser is damped Newton on that Hessian.
+
+# Cells of the nested model: a child's rows with the same model-matrix row
+# (the row-grouping engine, via binom_cells()), sorted by child, children
+# sorted by authority. Returns the cells with `lstart` (first child of each
+# authority, 0-based), `rows` (the non-zeros of X by row) and the labels.
+nested_cells <- function(prep) {
+  G <- length(prep$levels)
+  C <- length(prep$child_levels)
+  la_of_child <- prep$cl[match(seq_len(C), prep$child)]
+  o <- order(la_of_child, seq_len(C))
+  code <- integer(C)
+  code[o] <- seq_len(C)
+  child <- code[prep$child]
+  d <- binom_cells(prep$X, prep$y, child, C, prep$trials)
+  d$lstart <- as.integer(c(0L, cumsum(tabulate(la_of_child[o], G))))
+  d$rows <- binom_rows(d$X)
+  d$child_levels <- prep$child_levels[o]
+  d$G <- G
+  d$C <- C
+  d
+}
+
+# Laplace log-likelihood (without the binomial coefficients) at
+# theta = (beta, s1, s2); what = 1 adds its gradient. u0: modes to start from.
+nested_eval <- function(d, theta, what = 0L, u0 = double(0)) {
+  p <- length(theta) - 2L
+  .Call(ffi_glmm_nested, d$s, d$n, d$cstart, d$lstart, d$rows,
+        as.double(theta[seq_len(p)]), as.double(theta[p + 1:2]), as.double(u0),
+        as.integer(what))
+}
+
+# Hessian over `free` by forward differences of the exact gradient (step
+# 1e-7 relative; the modes start from the point's), symmetrised.
+nested_hessian <- function(d, theta, free, cur) {
+  m <- length(free)
+  H <- matrix(0, m, m)
+  for (i in seq_len(m)) {
+    j <- free[i]
+    tp <- theta
+    tp[j] <- tp[j] + 1e-7 * max(1, abs(theta[j]))
+    h <- tp[j] - theta[j]
+    H[, i] <- (nested_eval(d, tp, 1L, cur$mode)$gradient[free] - cur$gradient[free]) / h
+  }
+  (H + t(H)) / 2
+}
+
+# Damped Newton over the parameters `free` of theta, as binom_newton():
+# stop when the Newton decrement is below ctrl$tol (after one last, nearly
+# free step); an indefinite Hessian is replaced by its absolute eigenvalues.
+nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
+  cur <- nested_eval(d, theta, 1L, u0)
+  converged <- FALSE
+  msg <- NULL
+  dec <- NA_real_
+  it <- 0L
+  for (it in seq_len(ctrl$maxit)) {
+    g <- cur$gradient[free]
+    I <- -nested_hessian(d, theta, free, cur)
+    step <- tryCatch({
+      R <- chol(I)
+      backsolve(R, forwardsolve(t(R), g))
+    }, error = function(e) {
+      ei <- eigen(I, symmetric = TRUE)
+      lam <- pmax(abs(ei$values), 1e-8 * max(abs(ei$values), 1))
+      drop(ei$vectors %*% (crossprod(ei$vectors, g) / lam))
+    })
+    dec <- sum(step * g)
+    if (ctrl$verbose) message(sprintf("iter %d: loglik %.10f, decrement %.3g", it, cur$loglik, dec))
+    if (is.finite(dec) && dec < ctrl$tol) {
+      th <- theta
+      th[free] <- theta[free] + step
+      new <- nested_eval(d, th, 1L, cur$mode)
+      if (is.finite(new$loglik) && new$loglik >= cur$loglik) {
+        theta <- th
+        cur <- new
+      }
+      converged <- TRUE
+      break
+    }
+    t <- 1
+    repeat {
+      th <- theta
+      th[free] <- theta[free] + t * step
+      new <- nested_eval(d, th, 1L, cur$mode)
+      if (is.finite(new$loglik) && new$loglik >= cur$loglik - 1e-12 * abs(cur$loglik)) break
+      t <- t / 2
+      if (t < 1e-12) break
+    }
+    if (t < 1e-12) {
+      converged <- dec < 1e-6
+      msg <- sprintf("step halving failed with Newton decrement %.2g", dec)
+      break
+    }
+    theta <- th
+    cur <- new
+  }
+  msg <- if (converged) sprintf("Newton decrement %.2g below %.2g", dec, ctrl$tol) else
+    msg %||% sprintf("iteration limit (%d) reached, Newton decrement %.2g", ctrl$maxit, dec)
+  list(theta = theta, cur = cur, converged = converged, iterations = it, message = msg)
+}
+
+# The fit (sw_glmm() with a binomial family and a `(1 | la / child_id)`
+# term). `start`: glmm_start() of an earlier fit of the same model (analyse()
+# across imputations).
+nested_fit <- function(prep, ctrl, start = NULL) {
+  d <- nested_cells(prep)
+  p <- ncol(d$X)
+  nm <- colnames(d$X)
+  # a warm start applies only to the same columns
+  if (!is.null(start) && !(length(start$theta) == p + 2L &&
+                           identical(names(start$theta)[seq_len(p)], nm))) start <- NULL
+  beta0 <- if (!is.null(start$beta0)) unname(start$beta0) else {
+    b <- double(p)
+    j0 <- which(nm == "(Intercept)")
+    if (length(j0)) b[j0] <- stats::qlogis(sum(d$s) / sum(d$n))
+    b
+  }
+  f0 <- nested_newton(d, c(beta0, 0, 0), seq_len(p), ctrl)
+  th0 <- if (is.null(start)) c(f0$theta[seq_len(p)], 1, 1) else
+    c(unname(start$theta[seq_len(p)]), pmax(abs(unname(start$theta[p + 1:2])), 0.1))
+  free <- seq_len(p + 2L)
+  res <- nested_newton(d, th0, free, ctrl)
+  # a variance component at the boundary: refit with it fixed at 0
+  zero <- which(abs(res$theta[p + 1:2]) < ctrl$boundary_tol)
+  if (length(zero) == 2L || res$cur$loglik <= f0$cur$loglik + 1e-10 * abs(f0$cur$loglik)) {
+    zero <- 1:2
+    res <- f0
+  } else if (length(zero)) {
+    th <- res$theta
+    th[p + zero] <- 0
+    free <- setdiff(free, p + zero)
+    res <- nested_newton(d, th, free, ctrl, res$cur$mode)
+  }
+  if (length(zero) == 2L) free <- seq_len(p)
+  theta <- res$theta
+  theta[p + 1:2] <- abs(theta[p + 1:2])
+  cur <- nested_eval(d, theta, 1L, res$cur$mode)
+  Vfull <- matrix(NA_real_, p + 2L, p + 2L)
+  Vi <- tryCatch(solve(-nested_hessian(d, theta, free, cur)), error = function(e) NULL)
+  if (is.null(Vi) || any(!is.finite(diag(Vi))) || any(diag(Vi) <= 0)) {
+    warning("sw_glmm(): the Hessian is not negative definite at the estimate (separation or a flat likelihood); standard errors are not available.",
+            call. = FALSE)
+  } else {
+    Vfull[free, free] <- Vi
+  }
+  gn <- c(prep$groups[1], paste0(prep$groups[2], ":", prep$groups[1]))
+  dimnames(Vfull) <- list(c(nm, paste0("sigma_", gn)), c(nm, paste0("sigma_", gn)))
+  conv <- optim_status(res$converged && !isTRUE(cur$fail == 1L), res$iterations,
+                       if (isTRUE(cur$fail == 1L)) "a conditional-mode search hit its iteration limit" else res$message)
+  if (!conv$converged) {
+    warn_not_converged("sw_glmm(): the Laplace Newton iteration (nested random intercepts)", conv,
+                       "treat the estimates with caution; merge sparse categories or increase `control$maxit`.")
+  }
+  beta <- stats::setNames(theta[seq_len(p)], nm)
+  sig <- stats::setNames(theta[p + 1:2], gn)
+  G <- d$G
+  C <- d$C
+  re <- stats::setNames(list(stats::setNames(sig[1] * cur$mode[seq_len(G)], prep$levels),
+                             stats::setNames(sig[2] * cur$mode[G + seq_len(C)], d$child_levels)), gn)
+  re_sd <- stats::setNames(list(stats::setNames(sig[1] * cur$scale[seq_len(G)], prep$levels),
+                                stats::setNames(sig[2] * cur$scale[G + seq_len(C)], d$child_levels)), gn)
+  lchoose_sum <- if (is.null(prep$trials)) 0 else sum(lchoose(prep$trials, prep$y))
+  out <- list(coefficients = beta, vcov = Vfull[seq_len(p), seq_len(p), drop = FALSE],
+              vcov_theta = Vfull, sigma = sig,
+              loglik = cur$loglik + lchoose_sum, df = length(free),
+              nobs = length(d$row_cell), ntrials = sum(d$n),
+              ngroups = stats::setNames(c(G, C), gn), ncells = nrow(d$X),
+              method = "Laplace", nAGQ = 1L, boundary = length(zero) > 0L,
+              boundary_terms = gn[zero], sigma_fixed = NULL,
+              converged = conv$converged, convergence = conv, iterations = res$iterations,
+              ranef = re, ranef_sd = re_sd, nested = TRUE,
+              theta = stats::setNames(theta, c(nm, ".sigma", ".sigma_child")),
+              theta0 = f0$theta[seq_len(p)], free = free, ctrl = ctrl,
+              nested_cells = d, loglik_const = lchoose_sum,
+              trt_info = nested_trt_info(prep, d))
+  class(out) <- "sw_glmm"
+  out$treatment <- nested_treatment(out)
+  out
+}
+
+# The counterfactual rows for the treatment's odds ratio and risk
+# differences, as binom_fit() builds them.
+nested_trt_info <- function(prep, d) {
+  tr <- prep$treatment
+  if (is.null(tr)) return(NULL)
+  cf <- if (tr$main_only) {
+    lapply(c(0, 1), function(val) {
+      Xc <- d$X
+      Xc[, tr$coef] <- val
+      unique_rows(Xc, d$n)
+    })
+  } else {
+    w <- prep$trials %||% rep(1, nrow(tr$X0))
+    list(unique_rows(tr$X0, w), unique_rows(tr$X1, w))
+  }
+  list(name = tr$name, coef = tr$coef, cf = list(X0 = cf[[1]], X1 = cf[[2]]),
+       main_only = tr$main_only)
+}
+
+# Odds ratio and risk differences (at u = v = 0, and marginal over both
+# random intercepts: their sum is N(0, s1^2 + s2^2), so mean_risk() with
+# that SD; the gradient in (s1, s2) by the chain rule).
+nested_treatment <- function(fit) {
+  ti <- fit$trt_info
+  if (is.null(ti) || is.null(ti$coef)) return(NULL)
+  p <- length(fit$coefficients)
+  j <- match(ti$coef, names(fit$coefficients))
+  b <- fit$coefficients[[j]]
+  se <- sqrt(fit$vcov[j, j])
+  z <- stats::qnorm(0.975)
+  or <- data.frame(term = ti$coef, log_odds_ratio = b, std.error = se, odds_ratio = exp(b),
+                   conf.low = exp(b - z * se), conf.high = exp(b + z * se))
+  gh <- gauss_hermite(25L)
+  s12 <- fit$theta[p + 1:2]
+  st <- sqrt(sum(s12^2))
+  chain <- if (st > 0) s12 / st else c(0, 0)
+  free <- fit$free
+  V <- fit$vcov_theta[free, free, drop = FALSE]
+  rd <- lapply(c(conditional = FALSE, marginal = TRUE), function(marg) {
+    r1 <- mean_risk(ti$cf$X1, fit$theta[seq_len(p)], st, marg, gh)
+    r0 <- mean_risk(ti$cf$X0, fit$theta[seq_len(p)], st, marg, gh)
+    gr <- r1$gradient - r0$gradient
+    gr <- c(gr[seq_len(p)], gr[p + 1L] * chain)[free]
+    est <- r1$value - r0$value
+    se <- sqrt(drop(crossprod(gr, V %*% gr)))
+    c(estimate = est, std.error = se, conf.low = est - z * se, conf.high = est + z * se)
+  })
+  rd <- data.frame(type = names(rd), do.call(rbind, rd), row.names = NULL)
+  list(odds_ratio = or, risk_difference = rd)
+}
+
+# Profile log-likelihood of coefficient j (for confint(method = "profile")):
+# the other parameters refitted by Newton, from the previous point.
+nested_profile_fun <- function(fit, j) {
+  d <- fit$nested_cells
+  free <- setdiff(fit$free, j)
+  last <- unname(fit$theta)
+  function(b) {
+    th <- last
+    th[j] <- b
+    r <- nested_newton(d, th, free, fit$ctrl)
+    last <<- r$theta
+    r$cur$loglik + fit$loglik_const
+  }
+}
+
+# The nested binomial model is fitted by the Laplace approximation with both
+# SDs estimated.
+nested_check_args <- function(nAGQ, sigma) {
+  if (nAGQ != 1) {
+    stop_arg("nAGQ", sprintf("is %d, but a binomial model with nested random intercepts `(1 | la / child_id)` is fitted by the Laplace approximation only", as.integer(nAGQ)),
+             "use nAGQ = 1 (as lme4::glmer(), whose nAGQ > 1 needs a single scalar random effect).")
+  }
+  if (!is.null(sigma)) {
+    stop_arg("sigma", "cannot be fixed for a binomial model with nested random intercepts",
+             "drop `sigma`, or write one random intercept `(1 | la)` to fix its SD.")
+  }
+}
