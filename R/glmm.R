@@ -271,7 +271,10 @@ sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L
   fit$n_data <- nrow(data)
   fit$prior_weights <- w
   if (isTRUE(fit$boundary) && is.null(sigma)) {
-    if (family$family == "binomial") {
+    if (isTRUE(fit$nested)) {
+      message(sprintf("sw_glmm(): the random-intercept SD of %s is estimated at the boundary (0); the model was refitted with it fixed at 0.",
+                      paste0("`", fit$boundary_terms, "`", collapse = " and ")))
+    } else if (family$family == "binomial") {
       message("sw_glmm(): the random-intercept SD is estimated at the boundary (sigma = 0); ",
               "the model was refitted as a plain logistic regression (sigma = 0).")
     } else {
@@ -1805,7 +1808,7 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
     }
   }
   if (isTRUE(x$boundary)) {
-    if (fam == "binomial") {
+    if (fam == "binomial" && !isTRUE(x$nested)) {
       cat("\nNote: the random-intercept SD was estimated at the boundary (sigma = 0);",
           "\nthe model was refitted as a plain logistic regression (sigma = 0).\n")
     } else {
