@@ -11,9 +11,10 @@
 # Per authority the joint mode of (u_la, v_1..v_m) has an arrowhead Hessian,
 # so the mode, the log-determinant and every solve cost O(m) (see the C
 # file). The log-likelihood's gradient in theta = (beta, s1, s2) is exact
-# for the approximation; its Hessian is the forward difference of that
-# gradient (relative accuracy about 1e-7), as binom_hessian() does for
-# adaptive quadrature. The outer optimiser is damped Newton on that Hessian.
+# for the approximation. The outer optimiser is damped Newton on an
+# approximate information (nested_info()); the standard errors come from the
+# Hessian by forward differences of the exact gradient (relative accuracy
+# about 1e-7), as binom_hessian() does for adaptive quadrature.
 
 # Cells of the nested model: a child's rows with the same model-matrix row
 # (the row-grouping engine, via binom_cells()), sorted by child, children
@@ -60,23 +61,44 @@ nested_hessian <- function(d, theta, free, cur) {
   (H + t(H)) / 2
 }
 
-# Damped Newton over the parameters `free` of theta, as binom_newton():
-# stop when the Newton decrement is below ctrl$tol (after one last, nearly
-# free step); an indefinite Hessian is replaced by its absolute eigenvalues.
+# Information (minus Hessian) over `free` for the Newton steps, as
+# binom_info(): the fixed-effects block without its third-derivative terms
+# (from C, with the gradient: what = 2), the columns of the SDs by forward
+# differences of the gradient (two evaluations). At s1 = s2 = 0 it is the
+# exact information of the logistic regression.
+nested_info <- function(d, theta, free, cur) {
+  p <- length(theta) - 2L
+  info <- matrix(0, p + 2L, p + 2L)
+  info[1:p, 1:p] <- cur$info
+  for (j in intersect(free, p + 1:2)) {
+    tp <- theta
+    tp[j] <- tp[j] + 1e-6 * max(1, abs(theta[j]))
+    h <- tp[j] - theta[j]
+    col <- -(nested_eval(d, tp, 1L, cur$mode)$gradient - cur$gradient) / h
+    info[, j] <- col
+    info[j, ] <- col
+  }
+  info[free, free, drop = FALSE]
+}
+
+# Damped Newton over the parameters `free` of theta, as binom_newton() with
+# more than one quadrature node: steps on nested_info(); stop when the
+# Newton decrement is below ctrl$tol (after one last, nearly free step); an
+# indefinite information is replaced by its absolute eigenvalues.
 nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
-  cur <- nested_eval(d, theta, 1L, u0)
+  cur <- nested_eval(d, theta, 2L, u0)
   converged <- FALSE
   msg <- NULL
   dec <- NA_real_
   it <- 0L
   for (it in seq_len(ctrl$maxit)) {
     g <- cur$gradient[free]
-    I <- -nested_hessian(d, theta, free, cur)
+    I <- nested_info(d, theta, free, cur)
     step <- tryCatch({
       R <- chol(I)
       backsolve(R, forwardsolve(t(R), g))
     }, error = function(e) {
-      ei <- eigen(I, symmetric = TRUE)
+      ei <- eigen((I + t(I)) / 2, symmetric = TRUE)
       lam <- pmax(abs(ei$values), 1e-8 * max(abs(ei$values), 1))
       drop(ei$vectors %*% (crossprod(ei$vectors, g) / lam))
     })
@@ -85,7 +107,7 @@ nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
     if (is.finite(dec) && dec < ctrl$tol) {
       th <- theta
       th[free] <- theta[free] + step
-      new <- nested_eval(d, th, 1L, cur$mode)
+      new <- nested_eval(d, th, 2L, cur$mode)
       if (is.finite(new$loglik) && new$loglik >= cur$loglik) {
         theta <- th
         cur <- new
@@ -97,7 +119,7 @@ nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
     repeat {
       th <- theta
       th[free] <- theta[free] + t * step
-      new <- nested_eval(d, th, 1L, cur$mode)
+      new <- nested_eval(d, th, 2L, cur$mode)
       if (is.finite(new$loglik) && new$loglik >= cur$loglik - 1e-12 * abs(cur$loglik)) break
       t <- t / 2
       if (t < 1e-12) break
@@ -131,28 +153,68 @@ nested_fit <- function(prep, ctrl, start = NULL) {
     if (length(j0)) b[j0] <- stats::qlogis(sum(d$s) / sum(d$n))
     b
   }
-  f0 <- nested_newton(d, c(beta0, 0, 0), seq_len(p), ctrl)
-  th0 <- if (is.null(start)) c(f0$theta[seq_len(p)], 1, 1) else
-    c(unname(start$theta[seq_len(p)]), pmax(abs(unname(start$theta[p + 1:2])), 0.1))
-  free <- seq_len(p + 2L)
-  res <- nested_newton(d, th0, free, ctrl)
-  # a variance component at the boundary: refit with it fixed at 0
+  fit_f0 <- function() nested_newton(d, c(beta0, 0, 0), seq_len(p), ctrl)
+  if (is.null(start)) {
+    f0 <- fit_f0()
+    th0 <- c(f0$theta[seq_len(p)], 1, 1)
+    fixed0 <- integer()
+  } else {
+    # a warm start keeps an SD that was at the boundary at 0 (checked below)
+    f0 <- NULL
+    s0 <- abs(unname(start$theta[p + 1:2]))
+    fixed0 <- which(s0 == 0)
+    th0 <- c(unname(start$theta[seq_len(p)]), ifelse(s0 == 0, 0, pmax(s0, 0.1)))
+  }
+  res <- nested_newton(d, th0, setdiff(seq_len(p + 2L), p + fixed0), ctrl)
+  if (length(fixed0)) {
+    # is 0 still the maximum along each SD held there? (the log-likelihood is
+    # even in each SD, so compare it with a small SD)
+    th <- res$theta
+    up <- vapply(fixed0, function(j) {
+      tj <- replace(th, p + j, 0.05)
+      nested_eval(d, tj, 0L, res$cur$mode)$loglik > res$cur$loglik
+    }, TRUE)
+    if (any(up)) {
+      res <- nested_newton(d, replace(th, p + fixed0[up], 0.1),
+                           setdiff(seq_len(p + 2L), p + fixed0[!up]), ctrl, res$cur$mode)
+    }
+  }
+  # a variance component at the boundary: refit with it fixed at 0; both:
+  # the logistic regression (also when it is no worse than the mixed model)
   zero <- which(abs(res$theta[p + 1:2]) < ctrl$boundary_tol)
-  if (length(zero) == 2L || res$cur$loglik <= f0$cur$loglik + 1e-10 * abs(f0$cur$loglik)) {
-    zero <- 1:2
+  if (length(zero) < 2L && !is.null(f0) &&
+      res$cur$loglik <= f0$cur$loglik + 1e-10 * abs(f0$cur$loglik)) zero <- 1:2
+  free <- seq_len(p + 2L)
+  if (length(zero) == 2L) {
+    f0 <- f0 %||% fit_f0()
     res <- f0
+    free <- seq_len(p)
   } else if (length(zero)) {
     th <- res$theta
     th[p + zero] <- 0
     free <- setdiff(free, p + zero)
-    res <- nested_newton(d, th, free, ctrl, res$cur$mode)
+    if (!all(zero %in% fixed0)) res <- nested_newton(d, th, free, ctrl, res$cur$mode)
   }
-  if (length(zero) == 2L) free <- seq_len(p)
   theta <- res$theta
   theta[p + 1:2] <- abs(theta[p + 1:2])
   cur <- nested_eval(d, theta, 1L, res$cur$mode)
   Vfull <- matrix(NA_real_, p + 2L, p + 2L)
-  Vi <- tryCatch(solve(-nested_hessian(d, theta, free, cur)), error = function(e) NULL)
+  Hs <- nested_hessian(d, theta, free, cur)
+  Vi <- tryCatch(solve(-Hs), error = function(e) NULL)
+  if (!is.null(Vi) && all(is.finite(Vi))) {
+    # one Newton step on the Hessian (the steps above use an approximate
+    # information, which converges linearly) squares the remaining error
+    th <- theta
+    th[free] <- th[free] + drop(Vi %*% cur$gradient[free])
+    new <- nested_eval(d, th, 1L, cur$mode)
+    # near the maximum the log-likelihood cannot tell the points apart
+    # (rounding), the Newton decrement can
+    dec <- function(r) sum(r$gradient[free] * drop(Vi %*% r$gradient[free]))
+    if (is.finite(new$loglik) && dec(new) <= dec(cur)) {
+      theta <- th
+      cur <- new
+    }
+  }
   if (is.null(Vi) || any(!is.finite(diag(Vi))) || any(diag(Vi) <= 0)) {
     warning("sw_glmm(): the Hessian is not negative definite at the estimate (separation or a flat likelihood); standard errors are not available.",
             call. = FALSE)
@@ -186,7 +248,7 @@ nested_fit <- function(prep, ctrl, start = NULL) {
               converged = conv$converged, convergence = conv, iterations = res$iterations,
               ranef = re, ranef_sd = re_sd, nested = TRUE,
               theta = stats::setNames(theta, c(nm, ".sigma", ".sigma_child")),
-              theta0 = f0$theta[seq_len(p)], free = free, ctrl = ctrl,
+              theta0 = if (!is.null(f0)) f0$theta[seq_len(p)] else beta0, free = free, ctrl = ctrl,
               nested_cells = d, loglik_const = lchoose_sum,
               trt_info = nested_trt_info(prep, d))
   class(out) <- "sw_glmm"

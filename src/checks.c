@@ -479,8 +479,10 @@ void sfp_check_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows,
   if (XLENGTH(u0) != 0 && XLENGTH(u0) != G + C)
     sfp_abort(fn, "u0", "must have length 0 or %lld", (long long) (G + C));
   if (XLENGTH(u0)) sfp_check_finite(REAL_RO(u0), G + C, fn, "u0");
-  sfp_int1(what, 0, 1, fn, "what");
+  sfp_int1(what, 0, 2, fn, "what");
   sfp_check_vec(what, INTSXP, 1, fn, "what");
+  /* the p x p information is indexed with size_t, its size with int */
+  sfp_check_size((double) p * (double) p, fn, "beta");
   if (TYPEOF(rows) != VECSXP || XLENGTH(rows) != 3)
     sfp_abort(fn, "rows", "must be a list of 3 (ptr, col, val)");
   const int *ptr = sfp_int(VECTOR_ELT(rows, 0), K + 1, fn, "rows$ptr");

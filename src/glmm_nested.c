@@ -219,6 +219,58 @@ static double nested_authority(const nested_data *d, int c0, int c1, double *u, 
   return ll;
 }
 
+/* The fixed-effects information without the third-derivative terms (the
+ * change of the weights v_k with the modes), for Newton steps:
+ *   I = X'VX - sum_a Q_a' H_a^-1 Q_a,  Q_a = Lambda Z_a' V X_a,
+ * with H^-1 = diag(0, 1/D) + y y' / S, y = (1, -b/D):
+ *   Q' H^-1 Q = sum_c s2^2 xv_c xv_c' / D_c + zeta zeta' / S,
+ *   xv_c = sum_{k in c} v_k x_k,  zeta = sum_c (s1 - s2 b_c / D_c) xv_c.
+ * Needs the sums of nested_authority() for this authority (W, D, b, S);
+ * adds into I (p x p, upper triangle).  acc, zeta: p doubles (zero on
+ * entry and exit); mark: p ints (0 on entry and exit); touched: p ints. */
+static void nested_info(const nested_data *d, int c0, int c1, double U, const double *v,
+                        const double *D, const double *b, double S, const int *ptr,
+                        const int *col, const double *val, int p, double *I, double *acc,
+                        double *zeta, int *mark, int *touched) {
+  double s1 = d->s1, s2 = d->s2;
+  for (int c = c0; c < c1; c++) {
+    double off = s1 * U + s2 * v[c];
+    int nt = 0;
+    for (int k = d->cs[c]; k < d->cs[c + 1]; k++) {
+      double pk = nl_plogis(d->eta[k] + off);
+      double vk = d->n[k] * pk * (1.0 - pk);
+      for (int a = ptr[k]; a < ptr[k + 1]; a++) {
+        int ja = col[a];
+        double wa = vk * val[a];
+        for (int bb = a; bb < ptr[k + 1]; bb++) I[ja + (size_t) col[bb] * p] += wa * val[bb];
+        if (!mark[ja]) {
+          mark[ja] = 1;
+          touched[nt++] = ja;
+        }
+        acc[ja] += wa;
+      }
+    }
+    double f = s2 * s2 / D[c], z = s1 - s2 * b[c] / D[c];
+    for (int i = 0; i < nt; i++) {
+      int ji = touched[i];
+      zeta[ji] += z * acc[ji];
+      for (int j = 0; j < nt; j++) {
+        int jj = touched[j];
+        if (ji <= jj) I[ji + (size_t) jj * p] -= f * acc[ji] * acc[jj];
+      }
+    }
+    for (int i = 0; i < nt; i++) {
+      acc[touched[i]] = 0;
+      mark[touched[i]] = 0;
+    }
+  }
+  for (int i = 0; i < p; i++) {
+    if (zeta[i] == 0) continue;
+    for (int j = i; j < p; j++) I[i + (size_t) j * p] -= zeta[i] * zeta[j] / S;
+  }
+  for (int i = 0; i < p; i++) zeta[i] = 0;
+}
+
 /* ffi_glmm_nested(s, n, cstart, lstart, rows, beta, sigma, u0, what)
  *   s, n    double K: successes and trials per cell, 0 <= s <= n, n > 0
  *   cstart  integer C + 1: 0-based first cell of each child, cstart[C] = K,
@@ -231,7 +283,9 @@ static double nested_authority(const nested_data *d, int c0, int c1, double *u, 
  *           a row, val = double)
  *   beta    double p;  sigma: double 2 (s1 authority, s2 child; any reals)
  *   u0      double G + C (authority modes, then child modes) or length 0
- *   what    integer 1: 0 = log-likelihood, 1 = also the gradient
+ *   what    integer 1: 0 = log-likelihood, 1 = also the gradient, 2 = also
+ *           the fixed-effects information without third-derivative terms
+ *           (see nested_info(); for Newton steps, not standard errors)
  * Returns list(loglik = double 1 (without the binomial coefficients),
  *   gradient = double p + 2 (beta, s1, s2) or NULL, mode = double G + C,
  *   scale = double G + C (conditional SDs of the spherical effects: sqrt of
@@ -267,9 +321,10 @@ SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP b
   w.vnew = blk + 7 * Cs;
   w.lev = blk + 8 * Cs;
   w.wc = blk + 9 * Cs;
-  double *coef = wh == 1 ? (double *) R_alloc(K > 0 ? K : 1, sizeof(double)) : NULL;
+  double *coef = wh >= 1 ? (double *) R_alloc(K > 0 ? K : 1, sizeof(double)) : NULL;
 
-  const char *names[] = {"loglik", "gradient", "mode", "scale", "loglik_cluster", "fail", ""};
+  const char *names[] = {"loglik", "gradient", "mode", "scale", "loglik_cluster", "fail",
+                         "info", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
   SEXP ll = SET_VECTOR_ELT(out, 0, Rf_allocVector(REALSXP, 1));
   SEXP md = SET_VECTOR_ELT(out, 2, Rf_allocVector(REALSXP, (R_xlen_t) G + C));
@@ -284,12 +339,31 @@ SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP b
   }
   /* child modes and scales are indexed by the global child number */
   double *vm = mdp + G, *vs = scp + G;
+  double *Ip = NULL, *acc = NULL, *zeta = NULL;
+  int *mark = NULL, *touched = NULL;
+  if (wh == 2) {
+    SEXP inf = SET_VECTOR_ELT(out, 6, Rf_allocMatrix(REALSXP, p, p));
+    Ip = REAL(inf);
+    for (R_xlen_t i = 0; i < (R_xlen_t) p * p; i++) Ip[i] = 0;
+    size_t ps = p > 0 ? (size_t) p : 1;
+    acc = (double *) R_alloc(2 * ps, sizeof(double));
+    zeta = acc + ps;
+    mark = (int *) R_alloc(2 * ps, sizeof(int));
+    touched = mark + ps;
+    for (size_t i = 0; i < ps; i++) acc[i] = zeta[i] = 0, mark[i] = 0;
+  }
   double gs[2] = {0, 0}, total = 0, work = 0;
   int fail = 0;
   for (int a = 0; a < G; a++) {
     lcp[a] = nested_authority(&d, ls[a], ls[a + 1], mdp + a, vm, scp + a, vs, coef, gs, &w,
                               &fail);
     total += lcp[a];
+    if (wh == 2) {
+      /* nested_authority() left this authority's D, b in the scratch */
+      double S = arrow_build(&d, ls[a], ls[a + 1], w.W, w.D, w.b);
+      nested_info(&d, ls[a], ls[a + 1], mdp[a], vm, w.D, w.b, S, ptr, col, val, p, Ip, acc,
+                  zeta, mark, touched);
+    }
     work += (double) (cs[ls[a + 1]] - cs[ls[a]]);
     if (work >= 65536.0) {
       R_CheckUserInterrupt();
@@ -298,7 +372,11 @@ SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP b
   }
   REAL(ll)[0] = total;
   INTEGER(fl)[0] = fail;
-  if (wh == 1) {
+  if (wh == 2) {
+    for (int j = 0; j < p; j++)
+      for (int i = 0; i < j; i++) Ip[j + (size_t) i * p] = Ip[i + (size_t) j * p];
+  }
+  if (wh >= 1) {
     SEXP gr = SET_VECTOR_ELT(out, 1, Rf_allocVector(REALSXP, (R_xlen_t) p + 2));
     double *g = REAL(gr);
     for (int j = 0; j < p; j++) g[j] = 0;
