@@ -63,6 +63,19 @@
 #' population-averaged risk); both are given, with delta-method standard
 #' errors.
 #'
+#' **Binomial, nested.** `(1 | la / child_id)` gives random intercepts for
+#' the LA and for the child within it (children measured repeatedly, as the
+#' school terms of the absence outcome), as `lme4::glmer()`'s
+#' `(1 | la) + (1 | la:child_id)`: a child id seen in two LAs is two children.
+#' It is fitted by the Laplace approximation (`nAGQ = 1`; adaptive
+#' quadrature needs a single scalar random effect). Per LA the joint mode of
+#' its intercept and its children's has an arrowhead Hessian, so the mode,
+#' the log-determinant and the exact gradient cost O(rows), with no
+#' children x children matrix; the standard errors invert the Hessian of the
+#' Laplace log-likelihood in (beta, both SDs), by forward differences of the
+#' gradient. (lme4's `vcov()` for this model takes the fixed-effects block
+#' from its PIRLS factor instead, and differs by up to a few percent.)
+#'
 #' **Gaussian.** Linear mixed model fitted by REML (default) or ML with one
 #' random intercept `(1 | la)` or nested random intercepts `(1 | la / child_id)`
 #' (LA and child within LA). The criterion is profiled over the residual
@@ -123,7 +136,7 @@
 #'
 #' @param formula A two-sided formula with fixed effects and exactly one
 #'   random-intercept term: `y ~ treated + factor(period) + x1 + (1 | la)`.
-#'   Gaussian models also accept the nested form `(1 | la / child_id)`.
+#'   Both families accept the nested form `(1 | la / child_id)`.
 #'   Random slopes are not supported.
 #' @param data A data frame holding every variable of `formula`.
 #' @param family `binomial()` (logit link; the outcome is 0/1 or logical,
@@ -131,7 +144,8 @@
 #'   `glm()` and `lme4::glmer()`) or `gaussian()` (identity link), as a
 #'   family object, a function or a string.
 #' @param nAGQ Number of adaptive Gauss-Hermite quadrature nodes per cluster
-#'   for the binomial family: 1 (Laplace approximation) to 25.
+#'   for the binomial family: 1 (Laplace approximation) to 25; 1 with nested
+#'   random intercepts.
 #' @param REML For the gaussian family: `TRUE` (default) for REML, `FALSE`
 #'   for maximum likelihood.
 #' @param treatment Name of the 0/1 (or logical) treatment variable used for
@@ -194,6 +208,8 @@
 #' d$absence <- 10 + 2 * d$treated + rnorm(40)[d$child] + rnorm(nrow(d), sd = 3)
 #' sw_glmm(absence ~ treated + factor(period) + (1 | la / child_id), d,
 #'         family = gaussian())
+#' # and a logit with random intercepts for the LA and the child within it
+#' sw_glmm(y ~ treated + factor(period) + x + (1 | la / child_id), d)
 #' @export
 sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
                     REML = TRUE, treatment = "treated", sigma = NULL,

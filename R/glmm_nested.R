@@ -249,7 +249,9 @@ nested_fit <- function(prep, ctrl, start = NULL) {
               ranef = re, ranef_sd = re_sd, nested = TRUE,
               theta = stats::setNames(theta, c(nm, ".sigma", ".sigma_child")),
               theta0 = if (!is.null(f0)) f0$theta[seq_len(p)] else beta0, free = free, ctrl = ctrl,
-              nested_cells = d, loglik_const = lchoose_sum,
+              # what nested_eval() needs (profile intervals), not the model matrix
+              nested_cells = d[c("s", "n", "cstart", "lstart", "rows", "G", "C")],
+              loglik_const = lchoose_sum,
               trt_info = nested_trt_info(prep, d))
   class(out) <- "sw_glmm"
   out$treatment <- nested_treatment(out)

@@ -316,3 +316,9 @@ test_that("bad input: counts, nAGQ, a fixed sigma, internal misuse", {
                      unname(fit$theta[1:5]), c(1, 1), double(0), 0L),
                class = "sfpceval_internal_error")
 })
+
+test_that("wild_boot() refuses the nested logit with a clear error", {
+  d <- nested_data(G = 4, m = 6, seed = 13, sd_la = 0.8)
+  fit <- suppressMessages(sw_glmm(nested_formula, d))
+  expect_snapshot(error = TRUE, wild_boot(fit, "treated"))
+})
