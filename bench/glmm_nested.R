@@ -20,12 +20,14 @@ run <- function(label, expr) {
   invisible(gc(reset = TRUE))
   base <- sum(gc()[, "used"] * c(56, 8)) / 2^20
   t <- system.time(res <- force(expr))
+  cpu[[label]] <<- t[["user.self"]] + t[["sys.self"]]
   cat(sprintf("%-44s elapsed %7.2f s  cpu %7.2f s  peak R heap %6.0f MB (+%4.0f MB over the data)\n",
               label, t[["elapsed"]], t[["user.self"]] + t[["sys.self"]], peak_mb(),
               peak_mb() - base))
   res
 }
 
+cpu <- list()
 x <- simulate_sfp("family_valued", seed = 1)
 d <- design_family_valued(x)
 # the plan's formula for the row, as analyse() fitted it (levels without
@@ -54,6 +56,11 @@ cat(sprintf("  Newton iterations %d; max |difference| from the cold fit %.2g\n",
             warm$iterations, max(abs(warm$theta - fit$theta))))
 ev <- run("  one log-likelihood + gradient evaluation",
           nested_eval(fit$nested_cells, unname(fit$theta), 1L))
+# what the row cost before (#14): the authority intercept alone
+f_la <- stats::update(f, . ~ . - (1 | la/child_id) + (1 | la))
+la_fit <- run("sw_glmm() with (1 | la) only (the old row)", suppressMessages(sw_glmm(f_la, p)))
+cat(sprintf("FV plan with 5 imputations: the row costs about %.1f s CPU (one cold fit + 4 warm starts)\n",
+            cpu[["sw_glmm() (Laplace, cold start)"]] + 4 * cpu[["sw_glmm() warm start (next imputation)"]]))
 
 if (!skip_glmer && requireNamespace("lme4", quietly = TRUE)) {
   tg <- system.time(gl <- run("lme4::glmer(nAGQ = 1)",
