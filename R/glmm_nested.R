@@ -137,22 +137,12 @@ nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
   list(theta = theta, cur = cur, converged = converged, iterations = it, message = msg)
 }
 
-# The fit (sw_glmm() with a binomial family and a `(1 | la / child_id)`
-# term). `start`: glmm_start() of an earlier fit of the same model (analyse()
-# across imputations).
-nested_fit <- function(prep, ctrl, start = NULL) {
-  d <- nested_cells(prep)
-  p <- ncol(d$X)
-  nm <- colnames(d$X)
-  # a warm start applies only to the same columns
-  if (!is.null(start) && !(length(start$theta) == p + 2L &&
-                           identical(names(start$theta)[seq_len(p)], nm))) start <- NULL
-  beta0 <- if (!is.null(start$beta0)) unname(start$beta0) else {
-    b <- double(p)
-    j0 <- which(nm == "(Intercept)")
-    if (length(j0)) b[j0] <- stats::qlogis(sum(d$s) / sum(d$n))
-    b
-  }
+# The maximisation: the logistic regression (s1 = s2 = 0) as the start of a
+# cold fit, Newton over (beta, s1, s2), and the boundary rule (an SD below
+# ctrl$boundary_tol is refitted at 0; both, or no gain over the logistic
+# regression: the logistic regression). A warm start keeps an SD that was
+# at 0 there unless a small SD is better. Returns list(res, f0, zero, free).
+nested_optimise <- function(d, p, beta0, start, ctrl) {
   fit_f0 <- function() nested_newton(d, c(beta0, 0, 0), seq_len(p), ctrl)
   if (is.null(start)) {
     f0 <- fit_f0()
@@ -195,6 +185,30 @@ nested_fit <- function(prep, ctrl, start = NULL) {
     free <- setdiff(free, p + zero)
     if (!all(zero %in% fixed0)) res <- nested_newton(d, th, free, ctrl, res$cur$mode)
   }
+  list(res = res, f0 = f0, zero = zero, free = free)
+}
+
+# The fit (sw_glmm() with a binomial family and a `(1 | la / child_id)`
+# term). `start`: glmm_start() of an earlier fit of the same model (analyse()
+# across imputations).
+nested_fit <- function(prep, ctrl, start = NULL) {
+  d <- nested_cells(prep)
+  p <- ncol(d$X)
+  nm <- colnames(d$X)
+  # a warm start applies only to the same columns
+  if (!is.null(start) && !(length(start$theta) == p + 2L &&
+                           identical(names(start$theta)[seq_len(p)], nm))) start <- NULL
+  beta0 <- if (!is.null(start$beta0)) unname(start$beta0) else {
+    b <- double(p)
+    j0 <- which(nm == "(Intercept)")
+    if (length(j0)) b[j0] <- stats::qlogis(sum(d$s) / sum(d$n))
+    b
+  }
+  opt <- nested_optimise(d, p, beta0, start, ctrl)
+  res <- opt$res
+  f0 <- opt$f0
+  zero <- opt$zero
+  free <- opt$free
   theta <- res$theta
   theta[p + 1:2] <- abs(theta[p + 1:2])
   cur <- nested_eval(d, theta, 1L, res$cur$mode)
@@ -210,7 +224,7 @@ nested_fit <- function(prep, ctrl, start = NULL) {
     # near the maximum the log-likelihood cannot tell the points apart
     # (rounding), the Newton decrement can
     dec <- function(r) sum(r$gradient[free] * drop(Vi %*% r$gradient[free]))
-    if (is.finite(new$loglik) && dec(new) <= dec(cur)) {
+    if (is.finite(new$loglik) && dec(new) <= dec(cur) && all(th[p + 1:2] >= 0)) {
       theta <- th
       cur <- new
     }
