@@ -269,7 +269,7 @@ sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L
   w <- sw_glmm_weights(weights, data, family)
   prep <- glmm_prepare(formula, data, family, treatment, sigma, w)
   nested <- family$family == "binomial" && length(prep$groups) == 2L
-  if (nested) nested_check_args(nAGQ, sigma)
+  if (nested) nested_check_args(nAGQ, sigma, prep$groups)
   fit <- if (nested) {
     nested_fit(prep, ctrl, start)  # (1 | la / child_id): R/glmm_nested.R
   } else if (family$family == "binomial") {

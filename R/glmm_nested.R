@@ -340,9 +340,10 @@ nested_profile_fun <- function(fit, j) {
 
 # The nested binomial model is fitted by the Laplace approximation with both
 # SDs estimated.
-nested_check_args <- function(nAGQ, sigma) {
+nested_check_args <- function(nAGQ, sigma, groups) {
   if (nAGQ != 1) {
-    stop_arg("nAGQ", sprintf("is %d, but a binomial model with nested random intercepts `(1 | la / child_id)` is fitted by the Laplace approximation only", as.integer(nAGQ)),
+    stop_arg("nAGQ", sprintf("is %d, but a binomial model with nested random intercepts `(1 | %s / %s)` is fitted by the Laplace approximation only",
+                             as.integer(nAGQ), groups[1], groups[2]),
              "use nAGQ = 1 (as lme4::glmer(), whose nAGQ > 1 needs a single scalar random effect).")
   }
   if (!is.null(sigma)) {
