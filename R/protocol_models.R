@@ -308,8 +308,9 @@ plan_sw_rows <- function(design, prefix) {
     sw_one("absence", "absence_logit", paste0(prefix, "_absence_logit"),
            resp = "cbind(unauth_sessions, sessions_possible - unauth_sessions)",
            family = "binomial", more_fe = "factor(term_index) + days_since_referral",
-           # the binomial GLMM takes one random intercept (no nested child term)
-           random = "(1 | la)",
+           # the same random effects as the linear absence model: children
+           # (measured in three terms) within authorities
+           random = "(1 | la/child_id)",
            protocol = paste(sens, "\"we will use a logit model to check the robustness of our regression on unauthorised school absence rates\"")),
     sw_one("cla_18m", "readiness", paste0(prefix, "_cla_18m_readiness"),
            extra = "high_readiness + treated:high_readiness", term = "treated:high_readiness",

@@ -148,12 +148,14 @@ test_that("FV sensitivity grid follows the protocol's sections", {
   # "a logit model to check the robustness of our regression on unauthorised school absence rates"
   al <- row_of(m, "fv_sw_absence_logit")
   expect_equal(al$family, "binomial")
-  # sessions missed out of sessions possible, one authority random intercept
-  # (the binomial GLMM takes no nested child term), runnable now
+  # sessions missed out of sessions possible, with the linear absence
+  # model's "individual random effects" (children within authorities)
   expect_true(is.na(al$requires))
   expect_equal(al$estimator, "sw_glmm")
   expect_match(al$formula, "^cbind\\(unauth_sessions, sessions_possible - unauth_sessions\\) ~ treated")
-  expect_equal(al$random_effects, "(1 | la)")
+  expect_equal(al$random_effects, "(1 | la/child_id)")
+  expect_equal(al$random_effects, row_of(m, "fv_sw_absence_secondary")$random_effects)
+  expect_match(al$formula, "\\(1 \\| la/child_id\\)$")
   # "beta_2 HR_a + beta_3 HR_a * FV_iat"
   rd <- row_of(m, "fv_sw_cla_18m_readiness")
   expect_true(all(c("high_readiness", "treated:high_readiness") %in% rhs_terms(rd$formula)))
