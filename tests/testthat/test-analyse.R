@@ -167,24 +167,16 @@ test_that("analyse(FV): the absence logit equals sw_glmm() on the absence panel 
   skip_if_not_installed("lme4")
   # with the linear model's individual random effects, (1 | la/child_id)
   # (#14): lme4's Laplace log-likelihood at our estimates is ours (the same
-  # objective; its PIRLS tolerance tightened so that its modes are exact),
-  # and glmer's own maximum is no higher than ours. glmer's optimisers stop
-  # short on this 40-coefficient model (its estimate of `treated` differs by
-  # ~10%, at a lower log-likelihood), so its estimates are compared within
-  # what its log-likelihood gap allows: |delta_j| <= sqrt(2 gap V_jj) for a
-  # quadratic log-likelihood (x 1.5 for the rest).
+  # objective; its PIRLS tolerance tightened so that its modes are exact).
+  # glmer's own fit of this 40-coefficient model takes ~4 CPU minutes and
+  # stops short of the maximum; the comparison with its maximum is made in
+  # test-glmm-nested.R on data it fits in seconds.
   q <- p[stats::complete.cases(p[vars]), ]
   th <- unname(fit$theta)
   k <- length(th)
   dev <- lme4::glmer(fit$formula, q, family = stats::binomial(), devFunOnly = TRUE,
                      control = lme4::glmerControl(tolPwrss = 1e-12))
   expect_equal(-dev(c(th[k], th[k - 1], th[1:(k - 2)])) / 2, fit$loglik, tolerance = 1e-9)
-  gl <- suppressMessages(suppressWarnings(lme4::glmer(fit$formula, q, family = stats::binomial())))
-  gap <- fit$loglik - as.numeric(stats::logLik(gl))
-  expect_gte(gap, -1e-6)
-  j <- match("treated", names(fit$coefficients))
-  expect_lte(abs(r$estimate - lme4::fixef(gl)[["treated"]]),
-             1.5 * sqrt(2 * max(gap, 0) * fit$vcov[j, j]) + 1e-6)
 })
 
 test_that("analyse(FV): Hochberg within the secondary family equals p.adjust()", {
