@@ -63,6 +63,19 @@
 #' population-averaged risk); both are given, with delta-method standard
 #' errors.
 #'
+#' **Binomial, nested.** `(1 | la / child_id)` gives random intercepts for
+#' the LA and for the child within it (children measured repeatedly, as the
+#' school terms of the absence outcome), as `lme4::glmer()`'s
+#' `(1 | la) + (1 | la:child_id)`: a child id seen in two LAs is two children.
+#' It is fitted by the Laplace approximation (`nAGQ = 1`; adaptive
+#' quadrature needs a single scalar random effect). Per LA the joint mode of
+#' its intercept and its children's has an arrowhead Hessian, so the mode,
+#' the log-determinant and the exact gradient cost O(rows), with no
+#' children x children matrix; the standard errors invert the Hessian of the
+#' Laplace log-likelihood in (beta, both SDs), by forward differences of the
+#' gradient. (lme4's `vcov()` for this model takes the fixed-effects block
+#' from its PIRLS factor instead, and differs by up to a few percent.)
+#'
 #' **Gaussian.** Linear mixed model fitted by REML (default) or ML with one
 #' random intercept `(1 | la)` or nested random intercepts `(1 | la / child_id)`
 #' (LA and child within LA). The criterion is profiled over the residual
@@ -91,10 +104,12 @@
 #' there are 2^G / 6^G <= 4,096 / 46,656 vectors), the CR1 t-statistic of each
 #' bootstrap GLS fit; the confidence interval inverts the test. It works from
 #' per-cluster cross-products kept in the fit, so a draw costs O(G^2). With
-#' 5 LAs it over-rejects (about 10% at 5% in a size simulation shaped like
-#' the Family Valued trial), while CR2 standard errors with Satterthwaite df
-#' (`cluster = "la"`) held 5.5-7% and the CR3 t-test with G - 1 df
-#' (`tidy(fit, vcov = "CR3")`) 4.3-5.8%; the result's note says so.
+#' 5 LAs every wild bootstrap over-rejects (7.6-10.6% at 5% in a size
+#' simulation shaped like the Family Valued trial), while CR2 standard errors
+#' with Satterthwaite df (`cluster = "la"`) held 5.5-7% and the CR3 t-test
+#' with G - 1 df (`tidy(fit, vcov = "CR3")`) 4.3-5.8%, so below 10 clusters
+#' `wild_boot()` gives that CR3 t-test by default and says so (its section
+#' "Linear mixed models").
 #'
 #' **Choices where the protocol is silent**:
 #' * sigma is the SD of the random intercept, optimised on its own scale
@@ -123,7 +138,7 @@
 #'
 #' @param formula A two-sided formula with fixed effects and exactly one
 #'   random-intercept term: `y ~ treated + factor(period) + x1 + (1 | la)`.
-#'   Gaussian models also accept the nested form `(1 | la / child_id)`.
+#'   Both families accept the nested form `(1 | la / child_id)`.
 #'   Random slopes are not supported.
 #' @param data A data frame holding every variable of `formula`.
 #' @param family `binomial()` (logit link; the outcome is 0/1 or logical,
@@ -131,7 +146,8 @@
 #'   `glm()` and `lme4::glmer()`) or `gaussian()` (identity link), as a
 #'   family object, a function or a string.
 #' @param nAGQ Number of adaptive Gauss-Hermite quadrature nodes per cluster
-#'   for the binomial family: 1 (Laplace approximation) to 25.
+#'   for the binomial family: 1 (Laplace approximation) to 25; 1 with nested
+#'   random intercepts.
 #' @param REML For the gaussian family: `TRUE` (default) for REML, `FALSE`
 #'   for maximum likelihood.
 #' @param treatment Name of the 0/1 (or logical) treatment variable used for
@@ -194,6 +210,8 @@
 #' d$absence <- 10 + 2 * d$treated + rnorm(40)[d$child] + rnorm(nrow(d), sd = 3)
 #' sw_glmm(absence ~ treated + factor(period) + (1 | la / child_id), d,
 #'         family = gaussian())
+#' # and a logit with random intercepts for the LA and the child within it
+#' sw_glmm(y ~ treated + factor(period) + x + (1 | la / child_id), d)
 #' @export
 sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
                     REML = TRUE, treatment = "treated", sigma = NULL,
@@ -252,7 +270,11 @@ sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L
   }
   w <- sw_glmm_weights(weights, data, family)
   prep <- glmm_prepare(formula, data, family, treatment, sigma, w)
-  fit <- if (family$family == "binomial") {
+  nested <- family$family == "binomial" && length(prep$groups) == 2L
+  if (nested) nested_check_args(nAGQ, sigma, prep$groups)
+  fit <- if (nested) {
+    nested_fit(prep, ctrl, start)  # (1 | la / child_id): R/glmm_nested.R
+  } else if (family$family == "binomial") {
     binom_fit(prep, as.integer(nAGQ), sigma, ctrl, start)
   } else {
     lmm_fit(prep, REML, ctrl, if (is.null(cluster)) NULL else
@@ -267,7 +289,10 @@ sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L
   fit$n_data <- nrow(data)
   fit$prior_weights <- w
   if (isTRUE(fit$boundary) && is.null(sigma)) {
-    if (family$family == "binomial") {
+    if (isTRUE(fit$nested)) {
+      message(sprintf("sw_glmm(): the random-intercept SD of %s is estimated at the boundary (0); the model was refitted with it fixed at 0.",
+                      paste0("`", fit$boundary_terms, "`", collapse = " and ")))
+    } else if (family$family == "binomial") {
       message("sw_glmm(): the random-intercept SD is estimated at the boundary (sigma = 0); ",
               "the model was refitted as a plain logistic regression (sigma = 0).")
     } else {
@@ -384,10 +409,6 @@ parse_glmm_formula <- function(formula) {
 glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights = NULL) {
   pf <- parse_glmm_formula(formula)
   env <- environment(formula) %||% parent.frame()
-  if (family$family == "binomial" && length(pf$groups) > 1L) {
-    stop_arg("formula", "has nested random intercepts, which the binomial family does not support",
-             "use one random intercept `(1 | la)` (adaptive quadrature needs a single scalar random effect).")
-  }
   n <- nrow(data)
   mf <- tryCatch(stats::model.frame(pf$fixed, data, na.action = stats::na.pass,
                                     drop.unused.levels = TRUE),
@@ -1445,6 +1466,7 @@ lmm_convergence <- function(obj, th, opt, ctrl) {
 # other parameters (beta and sigma) by Newton; gaussian uses the ML criterion
 # with the coefficient moved into an offset.
 profile_loglik_fun <- function(fit, j) {
+  if (isTRUE(fit$nested)) return(nested_profile_fun(fit, j))
   if (!is.null(fit$cells)) {
     d <- fit$cells
     p <- ncol(d$X)
@@ -1509,7 +1531,7 @@ profile_ci <- function(fit, j, level) {
   se <- sqrt(fit$vcov[j, j])
   if (!is.finite(se)) return(c(NA_real_, NA_real_))
   pl <- profile_loglik_fun(fit, j)
-  ll_hat <- if (is.null(fit$cells)) {
+  ll_hat <- if (is.null(fit$cells) && !isTRUE(fit$nested)) {
     # ML maximum for the gaussian profile
     s <- fit$setup
     -stats::nlminb(fit$theta, function(t) lmm_crit(s, t, REML = FALSE),
@@ -1584,7 +1606,7 @@ profile_ci <- function(fit, j, level) {
 #' simulation shaped like the Family Valued trial (5 authorities, a stepped
 #' wedge, 1,000 null data sets; `bench/sw_size.R`) this test rejected 4.3%
 #' (authority x step shocks) and 5.8% (random-intercept model true) of true
-#' nulls at 5%, where the wild bootstraps rejected 7.7-10% and CR2 with
+#' nulls at 5%, where the wild bootstraps rejected 7.6-10.6% and CR2 with
 #' Satterthwaite df 5.5% and 7.0%.
 #' @references
 #' MacKinnon, J. G., Nielsen, M. Ø. and Webb, M. D. (2023). Fast and
@@ -1808,7 +1830,7 @@ print.sw_glmm <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
     }
   }
   if (isTRUE(x$boundary)) {
-    if (fam == "binomial") {
+    if (fam == "binomial" && !isTRUE(x$nested)) {
       cat("\nNote: the random-intercept SD was estimated at the boundary (sigma = 0);",
           "\nthe model was refitted as a plain logistic regression (sigma = 0).\n")
     } else {

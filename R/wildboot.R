@@ -106,6 +106,10 @@ wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", 
   if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) {
     stop_arg("r", sprintf("must be a finite number, not %s", describe_value(r)), "give the null value, e.g. r = 0.")
   }
+  if (inherits(fit, "sw_glmm") && isTRUE(fit$nested) && fit$family$family == "binomial") {
+    stop_arg("fit", "is a logit with nested random intercepts `(1 | la / child_id)`, for which wild_boot() has no score bootstrap",
+             "use perm_test() for few-cluster inference, or the authority intercept alone `(1 | la)`.")
+  }
   if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int, ...))
   if (inherits(fit, "sw_glmm")) return(glmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int))
   if (!is.character(param) || length(param) != 1L || !param %in% names(fit$coefficients)) {

@@ -451,6 +451,63 @@ void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
   }
 }
 
+/* ffi_glmm_nested(): cells by child, children by authority, the model
+ * matrix by row (CSR) */
+void sfp_check_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows,
+                           SEXP beta, SEXP sigma, SEXP u0, SEXP what) {
+  const char *fn = "ffi_glmm_nested";
+  sfp_check_vec(s, REALSXP, -1, fn, "s");
+  R_xlen_t K = XLENGTH(s);
+  if (K > INT_MAX) sfp_abort(fn, "s", "is longer than %d", INT_MAX);
+  const double *sp = sfp_dbl(s, K, fn, "s"), *np = sfp_dbl(n, K, fn, "n");
+  for (R_xlen_t k = 0; k < K; k++)
+    if (!(np[k] > 0) || !(sp[k] >= 0) || !(sp[k] <= np[k]) || !R_FINITE(np[k]))
+      sfp_abort(fn, "s", "must satisfy 0 <= s <= n, n > 0 finite (cell %lld)", (long long) k + 1);
+  sfp_check_vec(cstart, INTSXP, -1, fn, "cstart");
+  if (XLENGTH(cstart) < 1) sfp_abort(fn, "cstart", "must have length >= 1");
+  R_xlen_t C = XLENGTH(cstart) - 1;
+  const int *cs = sfp_offsets(cstart, C, K, fn, "cstart");
+  for (R_xlen_t c = 0; c < C; c++)
+    if (cs[c + 1] == cs[c])
+      sfp_abort(fn, "cstart", "must give every child a cell (child %lld has none)", (long long) c + 1);
+  sfp_check_vec(lstart, INTSXP, -1, fn, "lstart");
+  if (XLENGTH(lstart) < 1) sfp_abort(fn, "lstart", "must have length >= 1");
+  R_xlen_t G = XLENGTH(lstart) - 1;
+  const int *ls = sfp_offsets(lstart, G, C, fn, "lstart");
+  for (R_xlen_t a = 0; a < G; a++)
+    if (ls[a + 1] == ls[a])
+      sfp_abort(fn, "lstart", "must give every authority a child (authority %lld has none)",
+                (long long) a + 1);
+  sfp_check_vec(beta, REALSXP, -1, fn, "beta");
+  R_xlen_t p = XLENGTH(beta);
+  sfp_check_finite(REAL_RO(beta), p, fn, "beta");
+  sfp_check_vec(sigma, REALSXP, 2, fn, "sigma");
+  sfp_check_finite(REAL_RO(sigma), 2, fn, "sigma");
+  sfp_check_vec(u0, REALSXP, -1, fn, "u0");
+  if (XLENGTH(u0) != 0 && XLENGTH(u0) != G + C)
+    sfp_abort(fn, "u0", "must have length 0 or %lld", (long long) (G + C));
+  if (XLENGTH(u0)) sfp_check_finite(REAL_RO(u0), G + C, fn, "u0");
+  sfp_int1(what, 0, 2, fn, "what");
+  sfp_check_vec(what, INTSXP, 1, fn, "what");
+  /* the p x p information is indexed with size_t, its size with int */
+  sfp_check_size((double) p * (double) p, fn, "beta");
+  if (TYPEOF(rows) != VECSXP || XLENGTH(rows) != 3)
+    sfp_abort(fn, "rows", "must be a list of 3 (ptr, col, val)");
+  const int *ptr = sfp_int(VECTOR_ELT(rows, 0), K + 1, fn, "rows$ptr");
+  if (ptr[0] != 0) sfp_abort(fn, "rows$ptr", "must start at 0");
+  for (R_xlen_t k = 0; k < K; k++)
+    if (ptr[k + 1] < ptr[k])
+      sfp_abort(fn, "rows$ptr", "must be non-decreasing (position %lld)", (long long) k + 2);
+  R_xlen_t nnz = ptr[K];
+  const int *col = sfp_int(VECTOR_ELT(rows, 1), nnz, fn, "rows$col");
+  sfp_check_finite(sfp_dbl(VECTOR_ELT(rows, 2), nnz, fn, "rows$val"), nnz, fn, "rows$val");
+  for (R_xlen_t k = 0; k < K; k++)
+    for (int b = ptr[k]; b < ptr[k + 1]; b++)
+      if (col[b] < 0 || col[b] >= p || (b > ptr[k] && col[b] <= col[b - 1]))
+        sfp_abort(fn, "rows$col", "must hold increasing columns in [0, %lld) within each row",
+                  (long long) p);
+}
+
 void sfp_check_glmm_row_groups(SEXP X, SEXP g, SEXP full) {
   const char *fn = "ffi_glmm_row_groups";
   sfp_check_vec(g, INTSXP, -1, fn, "g");

@@ -40,6 +40,7 @@ static const R_CallMethodDef call_entries[] = {
   /* stepped wedge: GLMM / LMM */
   CALLDEF(ffi_glmm_binom, 12),
   CALLDEF(ffi_glmm_row_groups, 3),
+  CALLDEF(ffi_glmm_nested, 9),
 
   /* stepped wedge: permutations */
 

@@ -144,6 +144,8 @@ void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
                           SEXP sigma, SEXP x, SEXP w, SEXP u0, SEXP what,
                           SEXP rows, SEXP offset);
 void sfp_check_glmm_row_groups(SEXP X, SEXP g, SEXP full);
+void sfp_check_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows,
+                           SEXP beta, SEXP sigma, SEXP u0, SEXP what);
 void sfp_check_sim_trial(SEXP m, SEXP X, SEXP alpha, SEXP gamma, SEXP prev,
                          SEXP theta, SEXP sigma, SEXP r);
 void sfp_check_simulate(SEXP ci, SEXP cd, SEXP la_go_live, SEXP traj,
@@ -196,6 +198,10 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
                     SEXP x, SEXP w, SEXP u0, SEXP what, SEXP rows,
                     SEXP offset);
 SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full);
+
+/* ---- stepped wedge: logistic GLMM with (1 | la / child) (glmm_nested.c) ---- */
+SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP beta,
+                     SEXP sigma, SEXP u0, SEXP what);
 
 /* ---- stepped wedge: permutations (perm.c) ---- */
 

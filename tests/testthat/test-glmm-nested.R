@@ -1,0 +1,324 @@
+# sw_glmm() binomial with nested random intercepts (1 | la / child_id):
+# the Laplace approximation of src/glmm_nested.c (issue #14).
+
+# Absence-shaped data: children within authorities, sessions missed out of
+# sessions possible per term.
+nested_data <- function(G = 6, m = 30, seed = 3, sd_la = 0.4, sd_child = 0.9) {
+  set.seed(seed)
+  d <- expand.grid(term = 1:3, child = 1:m, la = paste0("L", 1:G), stringsAsFactors = FALSE)
+  d$child_id <- paste0("c", d$child)
+  d$x <- round(rnorm(nrow(d)), 2)
+  d$treated <- as.integer(d$term >= 2 & match(d$la, unique(d$la)) %% 2 == 0)
+  ua <- rnorm(G, sd = sd_la)[match(d$la, unique(d$la))]
+  key <- paste(d$la, d$child_id)
+  vc <- rnorm(G * m, sd = sd_child)[match(key, unique(key))]
+  d$possible <- sample(20:60, nrow(d), TRUE)
+  d$missed <- rbinom(nrow(d), d$possible, stats::plogis(-2 + 0.3 * d$treated + 0.2 * d$x + ua + vc))
+  d
+}
+nested_formula <- cbind(missed, possible - missed) ~ treated + x + factor(term) + (1 | la / child_id)
+
+# Plain-R reference: the Laplace log-likelihood at theta = (beta, s1, s2),
+# per authority with the DENSE (1 + m) x (1 + m) Hessian: the mode by Newton
+# on b = (u, v_1..v_m), then h(b) - log det(H) / 2. Binomial coefficients
+# omitted (as the C code returns it).
+laplace_ref <- function(X, s, n, la, child, beta, s1, s2) {
+  eta <- drop(X %*% beta)
+  tot <- 0
+  for (a in unique(la)) {
+    ia <- which(la == a)
+    ch <- unique(child[ia])
+    Z <- cbind(s1, s2 * outer(child[ia], ch, "==")) # d lp / d b
+    h <- function(b) {
+      lp <- eta[ia] + drop(Z %*% b)
+      sum(s[ia] * lp - n[ia] * log1p(exp(lp))) - sum(b^2) / 2
+    }
+    b <- rep(0, 1 + length(ch))
+    for (it in 1:100) {
+      p <- stats::plogis(eta[ia] + drop(Z %*% b))
+      g <- drop(crossprod(Z, s[ia] - n[ia] * p)) - b
+      H <- crossprod(Z, Z * (n[ia] * p * (1 - p))) + diag(length(b))
+      step <- solve(H, g)
+      b <- b + step
+      if (max(abs(step)) < 1e-13) break
+    }
+    p <- stats::plogis(eta[ia] + drop(Z %*% b))
+    H <- crossprod(Z, Z * (n[ia] * p * (1 - p))) + diag(length(b))
+    tot <- tot + h(b) - as.numeric(determinant(H)$modulus) / 2
+  }
+  tot
+}
+
+# The C log-likelihood on the rows of a data frame (each row its own cell).
+nested_ll <- function(fit, theta) nested_eval(fit$nested_cells, theta)$loglik
+
+test_that("the Laplace log-likelihood equals a dense plain-R reference (1e-8)", {
+  d <- nested_data(G = 3, m = 4, seed = 11)
+  d <- d[-c(2, 3, 17), ] # a child with one row
+  d <- d[!(d$la == "L3" & d$child_id != "c1"), ] # an authority with one child
+  fit <- sw_glmm(nested_formula, d)
+  X <- stats::model.matrix(~ treated + x + factor(term), d)
+  for (th in list(c(-1.5, 0.2, 0.1, 0, 0.1, 0.7, 1.3), c(-2, 0.5, -0.3, 0.2, -0.1, 0.05, 2),
+                  c(-1, 0, 0, 0, 0, 1.5, 0.2))) {
+    ref <- laplace_ref(X, d$missed, d$possible, d$la, paste(d$la, d$child_id), th[1:5], th[6], th[7])
+    expect_equal(nested_ll(fit, th), ref, tolerance = 1e-8)
+  }
+  # at the estimate, with the binomial coefficients (the fit's logLik)
+  th <- unname(fit$theta)
+  ref <- laplace_ref(X, d$missed, d$possible, d$la, paste(d$la, d$child_id), th[1:5], th[6], th[7]) +
+    sum(lchoose(d$possible, d$missed))
+  expect_equal(as.numeric(logLik(fit)), ref, tolerance = 1e-8)
+})
+
+test_that("the analytic gradient equals central differences of the reference", {
+  d <- nested_data(G = 3, m = 4, seed = 12)
+  fit <- sw_glmm(nested_formula, d)
+  X <- stats::model.matrix(~ treated + x + factor(term), d)
+  th <- c(-1.7, 0.3, 0.1, -0.1, 0.2, 0.6, 1.1)
+  g <- nested_eval(fit$nested_cells, th, 1L)$gradient
+  f <- function(t) laplace_ref(X, d$missed, d$possible, d$la, paste(d$la, d$child_id), t[1:5], t[6], t[7])
+  h <- 1e-5
+  num <- vapply(seq_along(th), function(j) {
+    e <- replace(double(length(th)), j, h)
+    (f(th + e) - f(th - e)) / (2 * h)
+  }, 0)
+  # central differences: truncation error O(h^2) ~ 1e-10 relative
+  expect_equal(g, num, tolerance = 1e-7)
+  # and at the estimate the gradient vanishes
+  expect_lt(max(abs(nested_eval(fit$nested_cells, unname(fit$theta), 1L)$gradient)), 1e-6)
+})
+
+test_that("hand-made: success rate 1/2 everywhere gives modes 0 and a closed-form log-likelihood", {
+  # one authority, two children with 4 and 8 trials, half of them successes;
+  # at beta = 0 every mode is 0 (the score s - n/2 vanishes), W_c = n_c / 4,
+  # so with s1 = s2 = 1: D = (2, 3), b = (1, 2), H_uu = 1 + 3 = 4,
+  # S = 4 - 1/2 - 4/3 = 13/6, det H = S D_1 D_2 = 13, and
+  # log L = sum(-n log 2) - log(13) / 2 = -12 log 2 - log(13) / 2.
+  d <- data.frame(la = c("A", "A", "A", "B", "B"), child_id = c("x", "y", "y", "z", "z"),
+                  s = c(2, 2, 2, 1, 2), f = c(2, 2, 2, 3, 0))
+  fit <- suppressMessages(sw_glmm(cbind(s, f) ~ 1 + (1 | la / child_id), d))
+  dA <- fit$nested_cells
+  # authority A alone: children x (4 trials) and y (8 trials in two rows)
+  r <- nested_eval(dA, c(0, 1, 1))
+  expect_equal(r$loglik_cluster[1], -12 * log(2) - log(13) / 2, tolerance = 1e-12)
+  expect_equal(r$mode[c(1, 3, 4)], c(0, 0, 0)) # authority A, children x and y
+  # s1 = s2 = 0: the plain binomial log-likelihood
+  r0 <- nested_eval(dA, c(0.3, 0, 0))
+  expect_equal(r0$loglik, sum(stats::dbinom(d$s, d$s + d$f, stats::plogis(0.3), log = TRUE)) -
+                 sum(lchoose(d$s + d$f, d$s)), tolerance = 1e-12)
+})
+
+test_that("one SD at zero reduces to the single-level Laplace likelihood of glmm.c", {
+  d <- nested_data(G = 4, m = 5, seed = 4)
+  fit <- suppressMessages(sw_glmm(nested_formula, d))
+  th <- c(-1.8, 0.3, 0.2, 0, 0.1)
+  cl <- sw_glmm(cbind(missed, possible - missed) ~ treated + x + factor(term) + (1 | la), d,
+                sigma = 0.7)
+  ce <- cl$cells
+  one <- function(cells, sigma) {
+    cells$gh <- gauss_hermite(1L) # the Laplace approximation
+    binom_eval(cells, th, sigma, 0L, double(0))$loglik
+  }
+  expect_equal(nested_ll(fit, c(th, 0.7, 0)), one(ce, 0.7), tolerance = 1e-10)
+  d$kid <- paste(d$la, d$child_id)
+  ck <- sw_glmm(cbind(missed, possible - missed) ~ treated + x + factor(term) + (1 | kid), d,
+                sigma = 1.2)
+  expect_equal(nested_ll(fit, c(th, 0, 1.2)), one(ck$cells, 1.2), tolerance = 1e-10)
+})
+
+test_that("equals lme4::glmer(cbind(s, f) ~ ... + (1 | la / child_id), nAGQ = 1)", {
+  skip_if_not_installed("lme4")
+  d <- nested_data()
+  d <- d[-(1:2), ] # a child with one row
+  d <- d[!(d$la == "L6" & d$child_id != "c1"), ] # an authority with one child
+  fit <- sw_glmm(nested_formula, d)
+  expect_true(fit$converged)
+  f <- nested_formula
+  # lme4's PIRLS stops the modes at a relative change in the penalised
+  # residual sum of squares of tolPwrss (default 1e-7), which leaves its
+  # Laplace log-likelihood up to ~1e-4 below the value at the exact modes
+  # (measured: 7e-5 on these data); tolPwrss = 1e-12 makes its modes exact
+  # to double precision, so the objectives can be compared to 1e-8
+  ctl <- lme4::glmerControl(tolPwrss = 1e-12)
+  gl <- lme4::glmer(f, d, family = stats::binomial(), nAGQ = 1, control = ctl)
+  dev <- lme4::glmer(f, d, family = stats::binomial(), nAGQ = 1, devFunOnly = TRUE, control = ctl)
+  th_gl <- lme4::getME(gl, "theta") # (child_id:la, la)
+  expect_identical(names(th_gl), c("child_id:la.(Intercept)", "la.(Intercept)"))
+  b_gl <- lme4::fixef(gl)
+  p <- length(b_gl)
+  # (1) the same objective: our log-likelihood at glmer's estimates is
+  # glmer's (its deviance includes the binomial coefficients)
+  ours_at_gl <- nested_ll(fit, c(b_gl, th_gl[2], th_gl[1])) + fit$loglik_const
+  expect_equal(ours_at_gl, as.numeric(logLik(gl)), tolerance = 1e-8)
+  expect_equal(ours_at_gl, -dev(c(th_gl, b_gl)) / 2, tolerance = 1e-8)
+  # (2) our maximum is no lower than glmer's (its optimisers stop at a
+  # relative tolerance, Newton at a decrement of 1e-10)
+  dll <- fit$loglik - as.numeric(logLik(gl))
+  expect_gte(dll, -1e-8)
+  # (3) so the estimates differ by no more than that log-likelihood gap
+  # allows: for a quadratic log-likelihood, |delta_j| <= sqrt(2 dll V_jj)
+  # (x 1.5 for the non-quadratic part; 1e-7 floor for glmer's rounding)
+  ours <- unname(fit$theta)
+  theirs <- unname(c(b_gl, th_gl[2], th_gl[1]))
+  bound <- 1.5 * sqrt(2 * max(dll, 0) * diag(fit$vcov_theta)) + 1e-7
+  expect_true(all(abs(ours - theirs) <= bound))
+  expect_equal(unname(fit$sigma), unname(th_gl[2:1]), tolerance = 1e-3)
+  expect_equal(unname(fit$coefficients), unname(b_gl), tolerance = 1e-3)
+  expect_equal(unname(fit$ngroups), unname(rev(lme4::ngrps(gl))))
+  # (4) standard errors: the inverse Hessian of glmer's own Laplace deviance
+  # in (beta, s1, s2), by central differences (step 1e-3: truncation
+  # ~1e-6 relative, far above the deviance's PIRLS rounding / h^2)
+  ll <- function(t) -dev(c(t[p + 2], t[p + 1], t[1:p])) / 2
+  h <- 1e-3
+  k <- length(ours)
+  Hn <- matrix(0, k, k)
+  for (i in 1:k) for (j in i:k) {
+    ei <- replace(double(k), i, h)
+    ej <- replace(double(k), j, h)
+    Hn[i, j] <- Hn[j, i] <- (ll(ours + ei + ej) - ll(ours + ei - ej) - ll(ours - ei + ej) +
+                               ll(ours - ei - ej)) / (4 * h^2)
+  }
+  se_ref <- sqrt(diag(solve(-Hn)))
+  expect_equal(unname(sqrt(diag(fit$vcov))), se_ref[1:p], tolerance = 1e-4)
+  expect_equal(unname(sqrt(diag(fit$vcov_theta))), se_ref, tolerance = 1e-4)
+  # lme4's vcov() for this fit takes the fixed-effects block from its
+  # PIRLS factor (RX): it leaves out how the modes move with beta, so it is
+  # within a few percent of the Hessian SEs, not equal
+  se_lme4 <- sqrt(diag(as.matrix(suppressWarnings(stats::vcov(gl)))))
+  expect_equal(unname(sqrt(diag(fit$vcov))), unname(se_lme4), tolerance = 0.05)
+  # with glmer's default PIRLS tolerance its maximum is no higher than ours
+  gl0 <- lme4::glmer(f, d, family = stats::binomial(), nAGQ = 1)
+  expect_gte(fit$loglik, as.numeric(logLik(gl0)) - 1e-8)
+  expect_equal(unname(fit$coefficients), unname(lme4::fixef(gl0)), tolerance = 1e-3)
+})
+
+test_that("a variance component at the boundary: refitted at 0, as glmer's singular fit", {
+  skip_if_not_installed("lme4")
+  # sessions missed set to their expected number given the authority's
+  # effect: less spread than binomial, so the child SD's estimate is 0
+  d <- nested_data(G = 6, m = 10, seed = 2)
+  ua <- c(-0.5, 0.3, 0, 0.6, -0.2, 0.1)[match(d$la, unique(d$la))]
+  d$missed <- round(d$possible * stats::plogis(-2 + 0.3 * d$treated + 0.2 * d$x + ua))
+  expect_message(fit <- sw_glmm(nested_formula, d), "`child_id:la` is estimated at the boundary")
+  expect_true(fit$boundary)
+  expect_identical(unname(fit$sigma[2]), 0)
+  expect_true(is.na(fit$vcov_theta[7, 7]) && all(is.finite(fit$vcov_theta[1:6, 1:6])))
+  expect_output(print(fit), "variance component is estimated at the boundary")
+  gl <- lme4::glmer(nested_formula, d, family = stats::binomial(),
+                    control = lme4::glmerControl(tolPwrss = 1e-12))
+  expect_gte(fit$loglik, as.numeric(logLik(gl)) - 1e-6)
+  expect_lt(lme4::getME(gl, "theta")[[1]], 0.05)
+  expect_equal(unname(fit$coefficients), unname(lme4::fixef(gl)), tolerance = 1e-3)
+})
+
+test_that("invariant to row order and to relabelling the children", {
+  d <- nested_data(G = 4, m = 8, seed = 5)
+  fit <- sw_glmm(nested_formula, d)
+  set.seed(1)
+  d2 <- d[sample(nrow(d)), ]
+  fit2 <- sw_glmm(nested_formula, d2)
+  expect_equal(fit2$coefficients, fit$coefficients, tolerance = 1e-8)
+  expect_equal(fit2$sigma, fit$sigma, tolerance = 1e-8)
+  expect_equal(fit2$vcov, fit$vcov, tolerance = 1e-6)
+  expect_equal(fit2$loglik, fit$loglik, tolerance = 1e-10)
+  d3 <- d
+  d3$child_id <- paste0("kid_", 1000 - as.integer(sub("c", "", d$child_id)))
+  fit3 <- sw_glmm(nested_formula, d3)
+  expect_equal(fit3$coefficients, fit$coefficients, tolerance = 1e-8)
+  expect_equal(fit3$sigma, fit$sigma, tolerance = 1e-8)
+  expect_equal(fit3$loglik, fit$loglik, tolerance = 1e-10)
+  # the random effects follow their children
+  r1 <- fit$ranef[[2]]
+  r3 <- fit3$ranef[[2]]
+  expect_equal(unname(r3[paste0("kid_", 1000 - as.integer(sub("c(\\d+):.*", "\\1", names(r1))), ":",
+                                sub(".*:", "", names(r1)))]), unname(r1), tolerance = 1e-7)
+})
+
+test_that("a child id in two authorities is two level-2 units (child within la)", {
+  d <- nested_data(G = 3, m = 6, seed = 6)
+  # child ids c1..c6 are reused in every authority: 18 children, not 6
+  fit <- sw_glmm(nested_formula, d)
+  expect_equal(unname(fit$ngroups), c(3, 18))
+  expect_equal(names(fit$ngroups), c("la", "child_id:la"))
+  # the same fit as with globally unique ids
+  d$uid <- paste(d$la, d$child_id)
+  fu <- sw_glmm(cbind(missed, possible - missed) ~ treated + x + factor(term) + (1 | la / uid), d)
+  expect_equal(fu$coefficients, fit$coefficients, tolerance = 1e-10)
+  expect_equal(unname(fu$sigma), unname(fit$sigma), tolerance = 1e-10)
+})
+
+test_that("methods: print, summary (profile interval), tidy, vcov, confint, glance", {
+  d <- nested_data(G = 5, m = 10, seed = 7)
+  fit <- sw_glmm(nested_formula, d)
+  expect_s3_class(fit, "sw_glmm")
+  expect_output(print(fit), "child_id:la")
+  expect_identical(rownames(vcov(fit)), names(coef(fit)))
+  tb <- tidy.sw_glmm(fit)
+  expect_equal(tb$std.error[tb$term == "treated"], sqrt(vcov(fit)["treated", "treated"]))
+  expect_equal(tb$estimate[tb$effect == "ran_pars"], unname(fit$sigma))
+  expect_error(vcov(fit, type = "CR2"), "no cluster-robust variance")
+  ci <- confint(fit, "treated", method = "profile")
+  wald <- confint(fit, "treated")
+  # the profile interval brackets the estimate and is close to Wald's
+  expect_true(ci[1] < coef(fit)[["treated"]] && coef(fit)[["treated"]] < ci[2])
+  expect_equal(unname(ci), unname(wald), tolerance = 0.05)
+  # at the profile interval's ends the likelihood-ratio statistic is the
+  # chi-squared quantile
+  pl <- nested_profile_fun(fit, match("treated", names(coef(fit))))
+  expect_equal(2 * (fit$loglik - pl(ci[2])), stats::qchisq(0.95, 1), tolerance = 1e-5)
+  s <- summary(fit)
+  expect_output(print(s), "Profile-likelihood")
+  expect_equal(glance.sw_glmm(fit)$logLik, fit$loglik)
+  expect_equal(fit$treatment$odds_ratio$odds_ratio, exp(coef(fit)[["treated"]]))
+  expect_true(all(is.finite(fit$treatment$risk_difference$std.error)))
+})
+
+test_that("the marginal risk difference integrates over both intercepts (plain R)", {
+  d <- nested_data(G = 4, m = 8, seed = 8)
+  fit <- sw_glmm(nested_formula, d)
+  b <- fit$coefficients
+  st <- sqrt(sum(fit$sigma^2))
+  X <- stats::model.matrix(~ treated + x + factor(term), d)
+  w <- d$possible
+  risk <- function(X) {
+    sum(w * vapply(drop(X %*% b), function(e)
+      stats::integrate(function(z) stats::plogis(e + st * z) * stats::dnorm(z), -Inf, Inf,
+                       rel.tol = 1e-10)$value, 0)) / sum(w)
+  }
+  X1 <- X; X1[, "treated"] <- 1
+  X0 <- X; X0[, "treated"] <- 0
+  rd <- fit$treatment$risk_difference
+  expect_equal(rd$estimate[rd$type == "marginal"], risk(X1) - risk(X0), tolerance = 1e-8)
+})
+
+test_that("a warm start (analyse() across imputations) gives the same fit", {
+  d <- nested_data(G = 4, m = 8, seed = 9)
+  fit <- sw_glmm(nested_formula, d)
+  warm <- sw_glmm_fit(quote(sw_glmm()), nested_formula, d, start = glmm_start(fit))
+  expect_equal(warm$coefficients, fit$coefficients, tolerance = 1e-7)
+  expect_equal(warm$sigma, fit$sigma, tolerance = 1e-7)
+  expect_lte(warm$iterations, fit$iterations)
+})
+
+test_that("bad input: counts, nAGQ, a fixed sigma, internal misuse", {
+  d <- nested_data(G = 3, m = 4, seed = 10)
+  bad <- d
+  bad$missed[c(4, 9)] <- bad$possible[c(4, 9)] + 1L
+  expect_snapshot(error = TRUE, sw_glmm(nested_formula, bad))
+  expect_snapshot(error = TRUE, sw_glmm(nested_formula, d, nAGQ = 5))
+  expect_snapshot(error = TRUE, sw_glmm(nested_formula, d, sigma = 0.5))
+  fit <- sw_glmm(nested_formula, d)
+  cc <- fit$nested_cells
+  expect_error(.Call(ffi_glmm_nested, cc$s, cc$n, cc$cstart, rev(cc$lstart), cc$rows,
+                     unname(fit$theta[1:5]), c(1, 1), double(0), 0L),
+               class = "sfpceval_internal_error")
+  expect_error(.Call(ffi_glmm_nested, cc$n + 1, cc$n, cc$cstart, cc$lstart, cc$rows,
+                     unname(fit$theta[1:5]), c(1, 1), double(0), 0L),
+               class = "sfpceval_internal_error")
+})
+
+test_that("wild_boot() refuses the nested logit with a clear error", {
+  d <- nested_data(G = 4, m = 6, seed = 13, sd_la = 0.8)
+  fit <- suppressMessages(sw_glmm(nested_formula, d))
+  expect_snapshot(error = TRUE, wild_boot(fit, "treated"))
+})
