@@ -355,7 +355,12 @@ plan_cohort_key <- function(treatment, outcome, strand = "stepped_wedge", design
 # take the imputations of the child's primary-cohort row.
 plan_impute_frame <- function(primary, cohorts, design) {
   df <- as.data.frame(primary)
-  for (key in grep("^did:", names(cohorts), value = TRUE)) {
+  # the referral cohorts only: an outcome's own population (reunification,
+  # key "did:<treatment>|<outcome>") lacks the other outcomes' columns, and
+  # binding it would cut them from every child's imputation model; its
+  # children outside the referral cohorts are left to complete cases (counted
+  # in each fit), as the stepped-wedge strand's own populations are
+  for (key in grep("^did:[^|]*$", names(cohorts), value = TRUE)) {
     e <- as.data.frame(cohorts[[key]])
     e <- e[!e$child_id %in% df$child_id & !duplicated(e$child_id), intersect(names(df), names(e)), drop = FALSE]
     if (!nrow(e)) next

@@ -988,3 +988,17 @@ test_that("plan_combine(): an imputation without a standard error leaves the row
   ok <- plan_combine(list(runs[[1]], runs[[3]]), "pool")
   expect_length(attr(ok, "notes"), 0L)
 })
+
+test_that("plan_impute_frame(): the DiD window's referral cohorts join the imputation frame, an own-population cohort does not cut its columns", {
+  primary <- data.frame(child_id = c("a", "b"), eth = c("x", NA), cla_18m = c(0, 1), days = c(3, 4))
+  did <- data.frame(child_id = c("b", "c"), eth = c("x", "y"), cla_18m = c(1, 0), days = c(4, 9))
+  reun <- data.frame(child_id = "d", eth = NA, reunified_18m = 1)
+  cohorts <- list(referral_date = primary, "did:referral_date" = did,
+                  "did:referral_date|reunified_18m" = reun)
+  fr <- plan_impute_frame(primary, cohorts, design = list())
+  # every outcome column kept; child c (DiD window only) added once; b kept from the primary cohort
+  expect_named(fr, names(primary))
+  expect_equal(fr$child_id, c("a", "b", "c"))
+  expect_equal(fr$days, c(3, 4, 9))
+  expect_true(is.na(fr$eth[2]))
+})
