@@ -714,9 +714,13 @@ binom_rows <- function(X) {
        col = nz[o, 2L] - 1L, val = X[nz[o, , drop = FALSE]])
 }
 
+# `d$offset` (optional, one per cell): added to the linear predictor, e.g.
+# r * x_j for a fit with coefficient j held at r (the score bootstrap's
+# restricted fits, R/wildboot.R).
 binom_eval <- function(d, beta, sigma, what = 0L, u0 = d$u0) {
   .Call(ffi_glmm_binom, d$X, d$s, d$n, d$cstart, as.double(beta),
-        as.double(sigma), d$gh$x, d$gh$w, u0, as.integer(what), d$rows)
+        as.double(sigma), d$gh$x, d$gh$w, u0, as.integer(what), d$rows,
+        d$offset %||% double(0))
 }
 
 # Approximate information (minus Hessian) in (beta, sigma): the beta block is

@@ -394,7 +394,7 @@ void sfp_check_wcr_stats(SEXP V, SEXP a0, SEXP a1, SEXP K0, SEXP K1) {
 
 void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
                           SEXP sigma, SEXP x, SEXP w, SEXP u0, SEXP what,
-                          SEXP rows) {
+                          SEXP rows, SEXP offset) {
   const char *fn = "ffi_glmm_binom";
   sfp_check_vec(s, REALSXP, -1, fn, "s");
   R_xlen_t K = XLENGTH(s);
@@ -422,6 +422,12 @@ void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
     sfp_abort(fn, "u0", "must have length 0 or %lld", (long long) G);
   sfp_int1(what, 0, 3, fn, "what");
   sfp_check_vec(what, INTSXP, 1, fn, "what");
+  sfp_check_vec(offset, REALSXP, -1, fn, "offset");
+  if (XLENGTH(offset) != 0) {
+    if (XLENGTH(offset) != K)
+      sfp_abort(fn, "offset", "must have length 0 or %lld", (long long) K);
+    sfp_check_finite(REAL_RO(offset), K, fn, "offset");
+  }
   /* the (p + 1) x (p + 1) Hessian and the p x p X'VX are indexed with int */
   sfp_check_size(((double) p + 1.0) * ((double) p + 1.0), fn, "beta");
   if (!Rf_isNull(rows)) {

@@ -332,7 +332,7 @@ static void laplace_hessian(const double *eta, const double *s, const double *n,
     }
 }
 
-/* ffi_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what, rows)
+/* ffi_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what, rows, offset)
  *   X      double K x p matrix (column-major), cells sorted by cluster
  *   s, n   double K: successes and trials, 0 <= s <= n, n > 0
  *   cstart integer G + 1: 0-based first cell of each cluster, cstart[G] = K,
@@ -350,6 +350,9 @@ static void laplace_hessian(const double *eta, const double *s, const double *n,
  *          offsets from 0, col = integer 0-based columns, increasing within a
  *          row, val = double values); then X * beta, the gradient and the
  *          cross-products run over the non-zeros only
+ *   offset double K (finite), added to each cell's linear predictor
+ *          (eta = X beta + offset; e.g. a coefficient held fixed at r enters
+ *          as r * x_j), or length 0: no offset
  * Returns list(loglik = double 1, gradient = double p + 1 (beta, sigma) or NULL,
  *   mode = double G (u_hat), scale = double G (s_hat), loglik_cluster = double G,
  *   v = double K or NULL, r = double K or NULL, fail = integer 1 (1 if a mode
@@ -357,8 +360,8 @@ static void laplace_hessian(const double *eta, const double *s, const double *n,
  *   xvx = double p x p or NULL, hessian = double (p + 1) x (p + 1) or NULL).
  * R validates everything; this only guards against internal misuse. */
 SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
-                    SEXP x, SEXP w, SEXP u0, SEXP what, SEXP rows) {
-  sfp_check_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what, rows);
+                    SEXP x, SEXP w, SEXP u0, SEXP what, SEXP rows, SEXP offset) {
+  sfp_check_glmm_binom(X, s, n, cstart, beta, sigma, x, w, u0, what, rows, offset);
   int K = Rf_length(s), p = Rf_length(beta), G = Rf_length(cstart) - 1,
       Q = Rf_length(x);
   const double *Xp = REAL_RO(X), *sp = REAL_RO(s), *np = REAL_RO(n),
@@ -390,6 +393,10 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
       if (b == 0) continue;
       for (int k = 0; k < K; k++) eta[k] += col[k] * b;
     }
+  }
+  if (Rf_length(offset)) {
+    const double *op = REAL_RO(offset);
+    for (int k = 0; k < K; k++) eta[k] += op[k];
   }
   double *rq = (double *) R_alloc((size_t) (mx > 0 ? mx : 1) * Q, sizeof(double));
   double *lq = (double *) R_alloc((size_t) Q + (mx > 0 ? mx : 1), sizeof(double));

@@ -38,7 +38,7 @@ static const R_CallMethodDef call_entries[] = {
   CALLDEF(ffi_mle_newton, 8),
 
   /* stepped wedge: GLMM / LMM */
-  CALLDEF(ffi_glmm_binom, 11),
+  CALLDEF(ffi_glmm_binom, 12),
   CALLDEF(ffi_glmm_row_groups, 3),
 
   /* stepped wedge: permutations */

@@ -142,7 +142,7 @@ void sfp_check_boot_weights(SEXP Gs, SEXP type, SEXP Bs, SEXP enumerate);
 void sfp_check_wcr_stats(SEXP V, SEXP a0, SEXP a1, SEXP K0, SEXP K1);
 void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
                           SEXP sigma, SEXP x, SEXP w, SEXP u0, SEXP what,
-                          SEXP rows);
+                          SEXP rows, SEXP offset);
 void sfp_check_glmm_row_groups(SEXP X, SEXP g, SEXP full);
 void sfp_check_sim_trial(SEXP m, SEXP X, SEXP alpha, SEXP gamma, SEXP prev,
                          SEXP theta, SEXP sigma, SEXP r);
@@ -193,7 +193,8 @@ SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
 
 /* ---- stepped wedge: GLMM / LMM (glmm.c) ---- */
 SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
-                    SEXP x, SEXP w, SEXP u0, SEXP what, SEXP rows);
+                    SEXP x, SEXP w, SEXP u0, SEXP what, SEXP rows,
+                    SEXP offset);
 SEXP ffi_glmm_row_groups(SEXP X, SEXP g, SEXP full);
 
 /* ---- stepped wedge: permutations (perm.c) ---- */
