@@ -748,12 +748,13 @@ binom_info <- function(d, theta, cur, free) {
 # Damped Newton over the parameters `free` of theta = (beta, sigma). With
 # the Laplace approximation (one node) the information is minus the exact
 # Hessian (computed in C with the gradient); with more nodes the
-# approximation of binom_info().
-binom_newton <- function(d, theta, free, ctrl) {
+# approximation of binom_info(). `hessian_last = FALSE`: the evaluation
+# after the last step has no Hessian (the caller needs none there).
+binom_newton <- function(d, theta, free, ctrl, hessian_last = TRUE) {
   p <- ncol(d$X)
   u0 <- d$u0
   exact <- length(d$gh$x) == 1L
-  ev <- function(th) binom_eval(d, th[1:p], th[p + 1L], if (exact) 3L else 2L, u0)
+  ev <- function(th, what = if (exact) 3L else 2L) binom_eval(d, th[1:p], th[p + 1L], what, u0)
   cur <- ev(theta)
   converged <- FALSE
   it <- 0L
@@ -776,7 +777,7 @@ binom_newton <- function(d, theta, free, ctrl) {
       # the last Newton step is nearly free and squares the error
       th <- theta
       th[free] <- theta[free] + step
-      new <- ev(th)
+      new <- if (hessian_last) ev(th) else ev(th, 1L)
       if (is.finite(new$loglik) && new$loglik >= cur$loglik) {
         theta <- th
         cur <- new
@@ -900,7 +901,8 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL
   # exactly, so the one-node rule is used there
   d1 <- d
   d1$gh <- gauss_hermite(1L)
-  f0 <- binom_newton(d1, c(beta0, 0), seq_len(p), ctrl)
+  # (its Hessian is needed only if it is the estimate: computed then)
+  f0 <- binom_newton(d1, c(beta0, 0), seq_len(p), ctrl, hessian_last = FALSE)
   boundary <- FALSE
   if (!is.null(sigma_fixed)) {
     res <- if (sigma_fixed == 0) f0 else
@@ -914,7 +916,7 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL
     }
     s0 <- if (is.null(start)) 1 else max(abs(start[p + 1L]), 0.1)
     b0 <- if (is.null(start)) f0$theta[1:p] else start[1:p]
-    res <- binom_newton(d, c(b0, s0), seq_len(p + 1L), ctrl)
+    res <- binom_newton(d, c(b0, s0), seq_len(p + 1L), ctrl, hessian_last = se)
     free <- seq_len(p + 1L)
     if (abs(res$theta[p + 1L]) < ctrl$boundary_tol ||
         res$cur$loglik <= f0$cur$loglik + 1e-10 * abs(f0$cur$loglik)) {
