@@ -526,8 +526,10 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights
              if (family$family == "binomial") "fit several clusters, or fix `sigma = 0` to fit a plain logistic regression." else
                "fit several clusters, or use lm() for a single one.")
   }
-  # rank (of the distinct rows, which is the rank of X)
-  Xu <- X[!duplicated(cell_key(X, rep(1L, nrow(X)))), , drop = FALSE]
+  # rank (of the distinct rows, which is the rank of X); their key also
+  # gives the binomial cells (binom_cells())
+  row_key <- cell_key(X, rep(1L, nrow(X)))
+  Xu <- X[!duplicated(row_key), , drop = FALSE]
   qrX <- if (glmm_full_rank(Xu)) list(rank = ncol(X)) else qr(Xu)
   if (qrX$rank < ncol(X)) {
     jt <- match(c(treatment, paste0(treatment, "TRUE")), colnames(X))
@@ -579,6 +581,7 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights
                          row.names = NULL)
   }
   list(X = X, y = y, trials = trials, weights = weights[kept], cl = cl, child = child,
+       row_key = row_key,
        groups = pf$group_names,
        levels = lev1, child_levels = lev2, terms = terms, flow = flow,
        kept = kept, yname = yname, treatment = trt, design = design,
@@ -657,8 +660,15 @@ cell_key <- function(X, cl, full = FALSE) {
 
 # Collapse rows to binomial cells sorted by cluster. `y`: successes per row
 # (0/1 for Bernoulli rows); `trials`: trials per row (NULL: 1 each).
-binom_cells <- function(X, y, cl, G, trials = NULL) {
-  cells_by_key(cell_key(X, cl), function(i) X[i, , drop = FALSE], y, trials, cl, G)
+# `row_key` (optional): cell_key(X, rep(1L, nrow(X))), the key of the
+# distinct rows, from which the (cluster, row) key follows by integer
+# matching, numbered in order of first appearance as cell_key(X, cl).
+binom_cells <- function(X, y, cl, G, trials = NULL, row_key = NULL) {
+  key <- if (is.null(row_key)) cell_key(X, cl) else {
+    k <- (as.double(row_key) - 1) * G + cl
+    match(k, unique(k))
+  }
+  cells_by_key(key, function(i) X[i, , drop = FALSE], y, trials, cl, G)
 }
 
 # Binomial cells from a row key (1..K in order of first appearance): the
@@ -856,7 +866,7 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl, start = NULL) {
             "\nFix: check the outcome in that cluster; the estimates are valid but the cluster says little about the treatment effect.",
             call. = FALSE)
   }
-  d <- binom_cells(prep$X, prep$y, prep$cl, G, prep$trials)
+  d <- binom_cells(prep$X, prep$y, prep$cl, G, prep$trials, prep$row_key)
   d$gh <- gauss_hermite(Q)
   d$u0 <- double(0)
   trt_info <- NULL
