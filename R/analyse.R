@@ -136,6 +136,15 @@ analyse <- function(data, design, models = NULL, outcomes = NULL, sensitivity = 
     stop_arg("imputations", sprintf("must be 0 (complete cases) or a whole number of at least 2, not %s",
                                     describe_value(imputations)), "give e.g. imputations = 5.")
   }
+  if (!isTRUE(progress) && !isFALSE(progress)) {
+    stop_arg("progress", sprintf("must be TRUE or FALSE, not %s", describe_value(progress)),
+             "use progress = FALSE for no progress bar.")
+  }
+  if (!is.null(cost) && (!is.list(cost) || is.data.frame(cost) || length(cost) && is.null(names(cost)))) {
+    stop_arg("cost", sprintf("must be NULL or a named list of cost_benefit() arguments, not %s",
+                             describe_value(cost)),
+             "give e.g. cost = list(cost_per_child = 60000).")
+  }
   if (!isTRUE(sensitivity) && !isFALSE(sensitivity)) {
     stop_arg("sensitivity", "must be TRUE or FALSE", "use sensitivity = FALSE for the primary and secondary analyses only.")
   }
@@ -155,6 +164,10 @@ analyse <- function(data, design, models = NULL, outcomes = NULL, sensitivity = 
                               strands %||% c("stepped_wedge", "did"))
   } else {
     models <- plan_check_models(models, design)
+  }
+  if (!nrow(models)) {
+    stop_arg(if (is.null(call$models)) "outcomes" else "models", "leaves no model to run",
+             "give at least one row of protocol_models(design), or leave `outcomes` NULL for all the design's outcomes.")
   }
   if (is.null(strands) && !has_comp && any(models$strand == "did")) {
     message("analyse(): the ", design$programme, " design has no comparator authorities; ",

@@ -168,6 +168,11 @@ check_date_range <- function(date_range) {
 # One table
 
 validate_table <- function(x, table, date_range, log) {
+  if (is.character(x) && length(x) == 1L) {
+    stop_arg(table, sprintf("must be a data frame or NULL, not the text \"%s\" (a table name or query needs a database connection `con`)", x),
+             sprintf("give a data frame with the columns of sfp_tables(\"%s\"), or pass `con` (a DBI connection); to read a CSV file, read it first (utils::read.csv()).",
+                     table))
+  }
   if (!is.data.frame(x)) {
     stop_arg(table, "must be a data frame or NULL",
              sprintf("give a data frame with the columns of sfp_tables(\"%s\").",

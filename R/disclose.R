@@ -113,6 +113,19 @@ disclose.default <- function(x, threshold = 10, ...) {
 disclose.data.frame <- function(x, threshold = 10, counts = NULL,
                                 margins = c("Total", "All"), derived = NULL,
                                 round_to = NULL, zeros = TRUE, ...) {
+  if (!isTRUE(zeros) && !isFALSE(zeros)) {
+    stop_arg("zeros", sprintf("must be TRUE or FALSE, not %s", describe_value(zeros)),
+             "use zeros = TRUE (the protocol's rule: zero is smaller than 10).")
+  }
+  if (!is.character(margins) || anyNA(margins)) {
+    stop_arg("margins", sprintf("must be the labels of margin rows and columns, not %s",
+                                describe_value(margins)),
+             "give e.g. margins = c(\"Total\", \"All\"), or character() for none.")
+  }
+  if (!is.null(counts) && (!is.character(counts) || anyNA(counts))) {
+    stop_arg("counts", sprintf("must be column names, not %s", describe_value(counts)),
+             sprintf("choose among %s.", paste(names(x), collapse = ", ")))
+  }
   if (is.null(counts)) {
     if (is_flow_(x)) return(disclose_flow_(x, threshold, round_to = round_to, zeros = zeros))
     if (is_table1_(x)) return(disclose_table1_(x, threshold, round_to = round_to, zeros = zeros))
@@ -336,7 +349,11 @@ disclose_table_ <- function(x, threshold, counts = NULL, margins = c("Total", "A
   }
   for (cc in counts) {
     v <- x[[cc]]
-    if (!is.numeric(v) || any(v[!is.na(v)] < 0)) {
+    if (!is.numeric(v)) {
+      stop_arg("counts", sprintf("names column `%s`, which holds %s, not numbers", cc, class(v)[1]),
+               "name only count columns, or convert the column with as.numeric() first.")
+    }
+    if (any(v[!is.na(v)] < 0)) {
       stop_rows("x", cc, which(!is.na(v) & v < 0), "must hold counts (numbers >= 0)",
                 "name the count columns in `counts`.")
     }
@@ -685,10 +702,54 @@ print.sfp_disclosed <- function(x, ...) {
   invisible(x)
 }
 
+# Subsetting keeps the mask: the same `[` is applied to the cells' positions,
+# so the kept cells keep their `suppressed` flag and log entries (renumbered).
+# Masked values are NA in the data itself, so no subset can reach them; a
+# result that is not a data frame (one column, drop = TRUE) is that column.
 #' @export
-`[.sfp_disclosed` <- function(x, ...) {
-  out <- NextMethod()
-  if (is.data.frame(out)) class(out) <- setdiff(class(out), "sfp_disclosed")
+`[.sfp_disclosed` <- function(x, i, j, drop) {
+  mi <- missing(i)
+  mj <- missing(j)
+  md <- missing(drop)
+  n_idx <- nargs() - !md
+  sub <- function(d) {
+    if (n_idx < 3L) return(if (mi) d[] else d[i])
+    if (md) {
+      if (mi && mj) d[, ] else if (mi) d[, j] else if (mj) d[i, ] else d[i, j]
+    } else {
+      if (mi && mj) d[, , drop = drop] else if (mi) d[, j, drop = drop] else
+        if (mj) d[i, , drop = drop] else d[i, j, drop = drop]
+    }
+  }
+  plain <- x
+  attr(plain, "suppressed") <- NULL
+  attr(plain, "disclosure") <- NULL
+  class(plain) <- "data.frame"
+  out <- sub(plain)
+  if (!is.data.frame(out)) return(out)
+  n <- nrow(x)
+  cells <- plain
+  cells[] <- lapply(seq_along(x), function(k) (k - 1L) * n + seq_len(n))
+  cell <- as.vector(as.matrix(sub(cells)))
+  if (!length(cell)) cell <- integer()
+  sup <- attr(x, "suppressed")
+  out_sup <- matrix(sup[cell], nrow(out), ncol(out), dimnames = list(NULL, names(out)))
+  dis <- attr(x, "disclosure")
+  log <- dis$log
+  if (nrow(log)) {
+    log_cell <- (match(log$column, names(x)) - 1L) * n + log$row
+    hit <- match(cell, log_cell)
+    k <- which(!is.na(hit))
+    new <- log[hit[k], , drop = FALSE]
+    new$row <- as.integer((k - 1L) %% nrow(out) + 1L)
+    new$column <- names(out)[(k - 1L) %/% nrow(out) + 1L]
+    new <- new[order(new$row, match(new$column, names(out))), , drop = FALSE]
+    rownames(new) <- NULL
+    dis$log <- new
+  }
+  attr(out, "suppressed") <- out_sup
+  attr(out, "disclosure") <- dis
+  class(out) <- c("sfp_disclosed", "data.frame")
   out
 }
 

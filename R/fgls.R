@@ -253,14 +253,11 @@ fgls_bcj <- function(formula, data, group, time, p = 2,
                                   paste(utils::head(glev[empty], 5), collapse = ", ")),
                "drop the group, or give its matched rows positive weights")
     }
-    if (weighted && length(unique(w[pos])) > 1L) {
-      return(fgls_re_w_(y[pos], X[pos, , drop = FALSE], w[pos], gi[pos], ti[pos], glev, tlev,
-                        n_dropped, sum(!pos), cl))
-    }
     # equal weights are no weights (the model is the same)
-    fit <- fgls_re_(y[pos], X[pos, , drop = FALSE], gi[pos], ti[pos], glev, tlev, n_dropped, cl)
+    wp <- if (length(unique(w[pos])) > 1L) w[pos] else rep(1, sum(pos))
+    fit <- fgls_re_w_(y[pos], X[pos, , drop = FALSE], wp, gi[pos], ti[pos], glev, tlev,
+                      n_dropped, sum(!pos), cl)
     fit$weighted <- weighted
-    fit$n_zero_weight <- sum(!pos)
     return(fit)
   }
   check_balanced_(P, group, time)
@@ -511,53 +508,11 @@ fgls_cells_ <- function(y, X, w, gi, ti, G, T) {
   list(y = ybar, X = Xm, tab = tab, first_step = first_step, micro = any(tab$n > 1L))
 }
 
-# LA random-effects GLS (Amemiya variance components), CR1 by LA, t(G - 1).
-fgls_re_ <- function(y, X, gi, ti, glev, tlev, n_dropped, cl) {
-  G <- length(glev)
-  TF <- if (length(tlev) > 1L) {
-    stats::model.matrix(~ factor(ti))[, -1, drop = FALSE]
-  } else matrix(0, length(y), 0)
-  colnames(TF) <- if (ncol(TF)) paste0("period_", tlev[-1]) else character()
-  Xf <- cbind("(Intercept)" = 1, X, TF)
-  o <- order(gi, ti)
-  q0 <- qr(Xf)
-  if (q0$rank < ncol(Xf)) {
-    bad <- colnames(Xf)[q0$pivot[(q0$rank + 1):ncol(Xf)]]
-    stop_arg("formula", sprintf("has collinear regressors: %s",
-                                paste0("`", bad, "`", collapse = ", ")),
-             "remove them")
-  }
-  P <- list(y = y[o], X = Xf[o, , drop = FALSE], id = gi[o], time = ti[o],
-            N = G, T = length(tlev), Ti = tabulate(gi, G))
-  rc <- re_components_(P, "amemiya")
-  rd <- re_data_(P, rc)
-  q <- qr(rd$X)
-  b <- qr.coef(q, rd$y)
-  names(b) <- colnames(Xf)
-  e <- drop(rd$y - rd$X %*% b)
-  V <- ols_vcov_cl_(rd$X, e, P$id, "CR1")
-  dimnames(V) <- list(colnames(Xf), colnames(Xf))
-  keep <- colnames(X)
-  theta <- stats::setNames(rc$theta_unit, glev)
-  structure(list(
-    coefficients = b[keep], vcov = V[keep, keep, drop = FALSE],
-    coefficients_all = b, vcov_all = V, df = G - 1, method = "re",
-    sigma2 = rc$sigma2, theta = theta, G = G, T = length(tlev),
-    nobs = length(y), K = ncol(Xf), n_dropped = n_dropped, call = cl
-  ), class = "sfp_fgls")
-}
-
-# Weighted random-effects FGLS (method = "re", weights w > 0 not all equal):
+# LA random-effects GLS (Amemiya variance components, amemiya_()), CR1 by
+# LA, t(G - 1), with weights w > 0 (1: unweighted, plm's):
 # y = a + X b + tau_t + u_g + e, var(e_i) = sigma_e^2 / w_i. The GLS
 # transform is sqrt(w_i) (y_i - theta_g ybar_wg), ybar_wg the weighted group
 # mean, theta_g = 1 - sqrt(s2e / (s2e + W_g s2u)), W_g the group's weight.
-# Amemiya's components for unbalanced panels (plm's, as fgls_re_()) with
-# counts replaced by weights: within WLS (weighted group demeaning) residuals
-# r, s2e = sum w r^2 / (O - G - K_W); e = y - X b_W centred at its weighted
-# mean, quad2 = sum_g W_g ebar_wg^2, E quad2 = m s2e + (W - sum W_g^2 / W)
-# s2u with m = G - 1 + tr((Xw'W Xw)^-1 XB'W XB), XB the weighted group means
-# of X centred at their weighted mean. With w = 1 these are fgls_re_()'s
-# unbalanced formulas.
 fgls_re_w_ <- function(y, X, w, gi, ti, glev, tlev, n_dropped, n_zero_weight, cl) {
   G <- length(glev)
   TF <- if (length(tlev) > 1L) {
@@ -571,40 +526,13 @@ fgls_re_w_ <- function(y, X, w, gi, ti, glev, tlev, n_dropped, n_zero_weight, cl
     stop_arg("formula", sprintf("has collinear regressors: %s", paste0("`", bad, "`", collapse = ", ")),
              "remove them")
   }
-  Wg <- rowsum(w, gi, reorder = TRUE)[, 1]
-  gmean <- function(M) (rowsum(as.matrix(M) * w, gi, reorder = TRUE) / Wg)[gi, , drop = FALSE]
+  weighted <- length(unique(w)) > 1L
+  P <- list(y = y, X = Xf, id = gi, N = G, Ti = tabulate(gi, G))
+  a <- amemiya_(P, w, if (weighted) "pooled weighted least squares" else "pooled OLS")
+  theta <- a$theta
   sw <- sqrt(w)
-  Xk <- Xf[, -1, drop = FALSE]
-  Xw <- Xk - gmean(Xk)
-  keep <- !constant_cols_(Xw) & colSums(abs(Xw)) > 0
-  Xw <- Xw[, keep, drop = FALSE]
-  Xk <- Xk[, keep, drop = FALSE]
-  yw <- y - drop(gmean(y))
-  KW <- ncol(Xw)
-  bW <- if (KW) qr.coef(qr(sw * Xw), sw * yw) else numeric()
-  r <- yw - if (KW) drop(Xw %*% bW) else 0
-  O <- length(y)
-  s2e <- sum(w * r^2) / (O - G - KW)
-  e <- y - if (KW) drop(Xk %*% bW) else 0
-  e <- e - sum(w * e) / sum(w)
-  quad2 <- sum(w * drop(gmean(e))^2)
-  m_nu <- G - 1
-  if (KW) {
-    XB <- gmean(Xk)
-    XB <- sweep(XB, 2, colSums(w * XB) / sum(w))
-    m_nu <- m_nu + sum(diag(solve(crossprod(sw * Xw), crossprod(sw * XB))))
-  }
-  Wt <- sum(w)
-  s2u <- (quad2 - m_nu * s2e) / (Wt - sum(Wg^2) / Wt)
-  if (s2u < 0) {
-    warning("The estimated variance of the random effect is negative (",
-            format(s2u, digits = 3), "); it is set to 0, so the random-effects ",
-            "model is pooled weighted least squares.", call. = FALSE)
-    s2u <- 0
-  }
-  theta <- 1 - sqrt(s2e / (s2e + Wg * s2u))
-  Xs <- Xf - theta[gi] * gmean(Xf)
-  ys <- y - theta[gi] * drop(gmean(y))
+  Xs <- Xf - theta[gi] * a$gmean(Xf)
+  ys <- y - theta[gi] * drop(a$gmean(y))
   q <- qr(sw * Xs)
   b <- qr.coef(q, sw * ys)
   names(b) <- colnames(Xf)
@@ -615,8 +543,8 @@ fgls_re_w_ <- function(y, X, w, gi, ti, glev, tlev, n_dropped, n_zero_weight, cl
   structure(list(
     coefficients = b[keep], vcov = V[keep, keep, drop = FALSE],
     coefficients_all = b, vcov_all = V, df = G - 1, method = "re",
-    sigma2 = c(idios = s2e, id = s2u), theta = stats::setNames(theta, glev), G = G,
-    T = length(tlev), nobs = O, K = ncol(Xf), weighted = TRUE,
+    sigma2 = a$sigma2, theta = stats::setNames(theta, glev), G = G,
+    T = length(tlev), nobs = length(y), K = ncol(Xf), weighted = weighted,
     n_zero_weight = n_zero_weight, n_dropped = n_dropped, call = cl
   ), class = "sfp_fgls")
 }

@@ -83,88 +83,131 @@ constant_cols_ <- function(M) {
 
 # Within (FE) regression: y and X demeaned by id (or two-way).  Columns that
 # are constant after demeaning (time-invariant, the intercept) are dropped.
-within_fit_ <- function(P, effect = "individual") {
+# With weights `w` (one-way only): demeaned by weighted group means and
+# fitted by weighted least squares (var(e_i) = sigma_e^2 / w_i).
+within_fit_ <- function(P, effect = "individual", w = NULL) {
   X <- P$X[, colnames(P$X) != "(Intercept)", drop = FALSE]
   dm <- if (effect == "twoways") function(M) demean2_(M, P$id, P$time) else
-    function(M) demean_(M, P$id)
+    if (is.null(w)) function(M) demean_(M, P$id) else
+      function(M) as.matrix(M) - group_means_w_(M, P$id, w)
+  sw <- if (is.null(w)) 1 else sqrt(w)
   Xw <- dm(X)
   keep <- !constant_cols_(Xw) & colSums(abs(Xw)) > 0
   Xw <- Xw[, keep, drop = FALSE]
   yw <- drop(dm(P$y))
-  q <- qr(Xw)
+  q <- qr(sw * Xw)
   if (ncol(Xw) && q$rank < ncol(Xw)) {
     stop_arg("formula", sprintf("has collinear time-varying regressors: %s",
                                 paste0("`", colnames(Xw)[q$pivot[(q$rank + 1):ncol(Xw)]], "`",
                                        collapse = ", ")),
              "remove them")
   }
-  b <- if (ncol(Xw)) qr.coef(q, yw) else numeric()
+  b <- if (ncol(Xw)) qr.coef(q, sw * yw) else numeric()
   e <- if (ncol(Xw)) drop(yw - Xw %*% b) else yw
   list(coef = b, resid = e, Xw = Xw, yw = yw, X = X[, keep, drop = FALSE],
        df = length(yw) - P$N - ncol(Xw))
 }
 
+# Weighted group means of the columns of M, one row per row of M (g: integer
+# codes 1..G, each present).
+group_means_w_ <- function(M, g, w) {
+  (rowsum(as.matrix(M) * w, g, reorder = TRUE) / rowsum(w, g, reorder = TRUE)[, 1])[g, , drop = FALSE]
+}
+
 # Random-effects variance components exactly as plm::ercomp() with its
 # defaults: "swar" (Swamy-Arora: within and between regressions) and
-# "amemiya" (within residuals only, usable with few groups); balanced panels
-# use plm's dfcor = c(2, 2) (swar) / c(1, 1) (amemiya), unbalanced panels its
-# dfcor = 3 quadratic-form corrections.  Returns sigma2 (idios, id), theta
-# per row and per unit, and the within fit.
+# "amemiya" (within residuals only, usable with few groups; amemiya_()); balanced
+# panels use plm's dfcor = c(2, 2) (swar) / c(1, 1) (amemiya), unbalanced
+# panels its dfcor = 3 quadratic-form corrections.  Returns sigma2 (idios,
+# id), theta per row and per unit, and the within fit.
 re_components_ <- function(P, method = c("swar", "amemiya")) {
   method <- match.arg(method)
+  if (method == "amemiya") {
+    a <- amemiya_(P)
+    return(list(sigma2 = a$sigma2, theta = a$theta[P$id], theta_unit = a$theta, within = a$within))
+  }
   wf <- within_fit_(P)
   O <- length(P$y)
   N <- P$N
   Ti <- P$Ti
-  balanced <- length(unique(Ti)) == 1L
   KW <- ncol(wf$Xw)
   quad1 <- sum(wf$resid^2)
   gmean <- function(M) (rowsum(as.matrix(M), P$id) / Ti)[P$id, , drop = FALSE]
-  if (method == "swar") {
-    X <- P$X[, colnames(P$X) != "(Intercept)", drop = FALSE]
-    Z <- cbind(1, X)
-    ZB <- gmean(Z)
-    bq <- qr(ZB)
-    quad2 <- sum(qr.resid(bq, gmean(P$y))^2)
-    K <- ncol(Z) - 1L
-    if (N - K - 1 <= 0) {
-      stop_arg("random_method", sprintf(
-        "\"swar\" needs more units (%d) than regressors plus one (%d)", N, K + 1L),
-        "use random_method = \"amemiya\"")
-    }
-    if (balanced) {
-      s2e <- quad1 / (O - N - KW)
-      s2u <- (quad2 / (N - K - 1) - s2e) / Ti[1]
-    } else {
-      s2e <- quad1 / (O - N - KW)
-      ZS <- (rowsum(Z, P$id))[P$id, , drop = FALSE]
-      m_eta <- O - sum(diag(solve(crossprod(ZB), crossprod(ZS, Z))))
-      s2u <- (quad2 - (N - K - 1) * s2e) / m_eta
-    }
+  X <- P$X[, colnames(P$X) != "(Intercept)", drop = FALSE]
+  Z <- cbind(1, X)
+  ZB <- gmean(Z)
+  bq <- qr(ZB)
+  quad2 <- sum(qr.resid(bq, gmean(P$y))^2)
+  K <- ncol(Z) - 1L
+  if (N - K - 1 <= 0) {
+    stop_arg("random_method", sprintf(
+      "\"swar\" needs more units (%d) than regressors plus one (%d)", N, K + 1L),
+      "use random_method = \"amemiya\"")
+  }
+  s2e <- quad1 / (O - N - KW)
+  if (length(unique(Ti)) == 1L) {
+    s2u <- (quad2 / (N - K - 1) - s2e) / Ti[1]
   } else {
-    e <- P$y - if (KW) drop(wf$X %*% wf$coef) else 0
-    e <- e - mean(e)
-    quad2 <- sum(gmean(e)^2)
-    if (balanced) {
-      s2e <- quad1 / (O - N)
-      s2u <- (quad2 / N - s2e) / Ti[1]
-    } else {
-      s2e <- quad1 / (O - N - KW)
-      XB <- gmean(wf$X)
-      XB <- sweep(XB, 2, colMeans(XB))
-      m_nu <- N - 1 + if (KW) sum(diag(solve(crossprod(wf$Xw), crossprod(XB)))) else 0
-      s2u <- (quad2 - m_nu * s2e) / (O - sum(Ti^2) / O)
-    }
+    ZS <- (rowsum(Z, P$id))[P$id, , drop = FALSE]
+    m_eta <- O - sum(diag(solve(crossprod(ZB), crossprod(ZS, Z))))
+    s2u <- (quad2 - (N - K - 1) * s2e) / m_eta
   }
-  if (s2u < 0) {
-    warning("The estimated variance of the random effect is negative (",
-            format(s2u, digits = 3), "); it is set to 0, so the random-effects ",
-            "model is pooled OLS.", call. = FALSE)
-    s2u <- 0
-  }
+  s2u <- re_variance_floor_(s2u, "pooled OLS")
   theta <- 1 - sqrt(s2e / (s2e + Ti * s2u))
   list(sigma2 = c(idios = s2e, id = s2u), theta = theta[P$id],
        theta_unit = theta, within = wf)
+}
+
+# Amemiya's components, with weights w (var(e_i) = sigma_e^2 / w_i; default
+# 1): one function for the unweighted panels of the tests (plm's) and the
+# weighted random-effects FGLS (fgls_re_w_()). Within WLS residuals r
+# (weighted group demeaning), e = y - X b_W centred at its weighted mean,
+# quad2 = sum_g W_g ebar_wg^2 (W_g the group's weight). Unweighted and
+# balanced: plm's dfcor = c(1, 1), s2e = sum r^2 / (O - G), s2u = (quad2 / G -
+# s2e) / T. Otherwise plm's unbalanced formulas (dfcor = 3) with counts
+# replaced by weights: s2e = sum w r^2 / (O - G - K_W), E quad2 = m s2e + (W -
+# sum W_g^2 / W) s2u with m = G - 1 + tr((Xw'W Xw)^-1 XB'W XB), XB the
+# weighted group means of X centred at their weighted mean. Returns sigma2,
+# theta per group, the within fit and the weighted group-mean function.
+amemiya_ <- function(P, w = rep(1, length(P$y)), pooled = "pooled OLS") {
+  wf <- within_fit_(P, w = w)
+  g <- P$id
+  O <- length(P$y)
+  N <- P$N
+  Wg <- rowsum(w, g, reorder = TRUE)[, 1]
+  gmean <- function(M) group_means_w_(M, g, w)
+  KW <- ncol(wf$Xw)
+  quad1 <- sum(w * wf$resid^2)
+  e <- P$y - if (KW) drop(wf$X %*% wf$coef) else 0
+  e <- e - sum(w * e) / sum(w)
+  quad2 <- sum(w * drop(gmean(e))^2)
+  if (all(w == 1) && length(unique(P$Ti)) == 1L) {
+    s2e <- quad1 / (O - N)
+    s2u <- (quad2 / N - s2e) / P$Ti[1]
+  } else {
+    s2e <- quad1 / (O - N - KW)
+    m_nu <- N - 1
+    if (KW) {
+      XB <- gmean(wf$X)
+      XB <- sweep(XB, 2, colSums(w * XB) / sum(w))
+      m_nu <- m_nu + sum(diag(solve(crossprod(sqrt(w) * wf$Xw), crossprod(sqrt(w) * XB))))
+    }
+    Wt <- sum(w)
+    s2u <- (quad2 - m_nu * s2e) / (Wt - sum(Wg^2) / Wt)
+  }
+  s2u <- re_variance_floor_(s2u, pooled)
+  list(sigma2 = c(idios = s2e, id = s2u), theta = 1 - sqrt(s2e / (s2e + Wg * s2u)),
+       within = wf, gmean = gmean)
+}
+
+# A negative estimate of the random effect's variance is set to 0, with a
+# warning naming the model it leaves (`pooled`).
+re_variance_floor_ <- function(s2u, pooled) {
+  if (s2u >= 0) return(s2u)
+  warning("The estimated variance of the random effect is negative (",
+          format(s2u, digits = 3), "); it is set to 0, so the random-effects ",
+          "model is ", pooled, ".", call. = FALSE)
+  0
 }
 
 # Quasi-demeaned data of the random-effects model (intercept becomes 1 - theta).

@@ -23,6 +23,7 @@
 #' @param max_enumerate List the admissible allocations only when there are
 #'   at most this many. They are counted first (the product over strata of
 #'   the number of distinct orderings), so a large design costs nothing.
+#'   At most 1,000,000.
 #' @return An object of class `sw_allocation`: `allocation` (data frame with
 #'   `la`, `stratum`, `step`), `admissible` (integer matrix, one row per
 #'   admissible allocation, one column per authority, giving its step; `NULL`
@@ -47,7 +48,7 @@ sw_randomise <- function(las, strata = NULL, steps = seq_along(las), seed,
   if (length(steps) != length(las) || anyNA(steps)) {
     stop_arg("steps", sprintf("must give one step per authority (%d)", length(las)))
   }
-  check_count_arg(max_enumerate, "max_enumerate")
+  check_count_arg(max_enumerate, "max_enumerate", fix = .fix_max_enumerate)
   groups <- allocation_groups(las, strata, stratum_order)
   steps <- sort(as.integer(steps))
   slots <- split(steps, rep(seq_along(groups$sizes), groups$sizes))
@@ -243,8 +244,8 @@ strata_groups <- function(strat, n) {
 #'   allocation of go-live dates. Used only with go-live dates.
 #' @param max_enumerate Enumerate when there are at most this many
 #'   allocations. They are counted first, in closed form, so a large design
-#'   is never listed.
-#' @param n_perm Number of sampled allocations otherwise.
+#'   is never listed. At most 1,000,000.
+#' @param n_perm Number of sampled allocations otherwise (at most 1,000,000).
 #' @param seed Seed for sampling allocations.
 #' @param alpha Level for the confidence interval and the attainability check.
 #' @param adjust For `"npwp"`: residualise on the null model first.
@@ -276,7 +277,7 @@ perm_test <- function(fit, design = NULL, statistic = c("model", "npwp"),
                       max_enumerate = 10000L, n_perm = 2000L, seed = 1,
                       alpha = 0.05, adjust = TRUE, conf_int = TRUE) {
   statistic <- match.arg(statistic)
-  check_count_arg(max_enumerate, "max_enumerate")
+  check_count_arg(max_enumerate, "max_enumerate", fix = .fix_max_enumerate)
   check_count_arg(n_perm, "n_perm")
   data <- data %||% model_data(fit)
   if (!is.data.frame(data)) {
@@ -363,12 +364,6 @@ perm_test <- function(fit, design = NULL, statistic = c("model", "npwp"),
                  conf_int = ci, alpha = alpha,
                  strata = !is.null(strat), note = c(note, ci_note)),
             class = "sw_perm_test")
-}
-
-check_count_arg <- function(x, arg) {
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < 1) {
-    stop_arg(arg, "must be one whole number of at least 1")
-  }
 }
 
 # Each cluster's go-live date, or NULL for the period rule: from `go_live`

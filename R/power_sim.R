@@ -292,7 +292,7 @@ effect_to_theta <- function(effect, design) {
 #' @param design An `sfp_power_design` from [power_design()].
 #' @param effect One or more effects (marginal risk differences; see
 #'   [simulate_trial()]). Several give a power curve ([plot()] draws it).
-#' @param n_sims Number of simulated trials per effect.
+#' @param n_sims Number of simulated trials per effect (at most 1,000,000).
 #' @param analysis `NULL` (the design's default: `"glmm"` for a stepped
 #'   wedge, `"did"` for a DiD design, `"lmm"` for a continuous outcome), one
 #'   of `"glmm"`, `"glmm_perm"`, `"lmm"`, `"did"`, or a function.
@@ -308,7 +308,8 @@ effect_to_theta <- function(effect, design) {
 #' @param max_enumerate,n_perm For `analysis = "glmm_perm"`: the admissible
 #'   allocations are counted first and listed when there are at most
 #'   `max_enumerate`, otherwise `n_perm` are sampled (seeded by `seed`); the
-#'   set is made once and used for every simulated trial.
+#'   set is made once and used for every simulated trial. Each at most
+#'   1,000,000.
 #' @return An object of class `sfp_power_sim`: a data frame `results` with,
 #'   per effect, `power` and its 95% Monte Carlo (Wilson) interval, `mean_estimate`,
 #'   `truth`, `bias`, `coverage`, and (with `null = TRUE`) `null_rejection`;
@@ -326,11 +327,8 @@ power_sim <- function(design, effect, n_sims = 1000L, analysis = NULL, seed = 1,
     stop_arg("effect", "must be one or more risk differences",
              "give e.g. `effect = 0.05` (finite numbers).")
   }
-  if (!is.numeric(n_sims) || length(n_sims) != 1L || n_sims < 1) {
-    stop_arg("n_sims", "must be a positive whole number")
-  }
-  n_sims <- as.integer(n_sims)
-  check_count_arg(max_enumerate, "max_enumerate")
+  n_sims <- check_count_arg(n_sims, "n_sims")
+  check_count_arg(max_enumerate, "max_enumerate", fix = .fix_max_enumerate)
   check_count_arg(n_perm, "n_perm")
   fun <- power_analysis(analysis, design, list(max_enumerate = max_enumerate, n_perm = n_perm,
                                                seed = seed))

@@ -17,6 +17,11 @@
 #' which. No row-level record is written: a table with a child or referral
 #' identifier column is withheld.
 #'
+#' `report_files.txt` lists the files written. Run again into the same `dir`,
+#' `report()` removes the files of the earlier report it lists that this run
+#' does not write again (the figures and tables of an earlier analysis), and
+#' no other file.
+#'
 #' Where rmarkdown or pandoc is missing, the CSV and PNG files are still
 #' written and a message says how to get the HTML page.
 #'
@@ -29,8 +34,9 @@
 #' @param title Title of the page.
 #' @return Invisibly, an `sfp_report`: `dir`, `html` (path or `NA`), `csv`,
 #'   `png` (paths), `disclosure` (the masked cells, as in `disclosure.csv`),
-#'   `withheld` (figures and tables not written, with the reason) and
-#'   `headline` (the primary estimates).
+#'   `withheld` (figures and tables not written, with the reason),
+#'   `headline` (the primary estimates) and `manifest` (the path of
+#'   `report_files.txt`, the list of files written).
 #' @examples
 #' data(sfp_example_fv)
 #' cohort <- build_cohort(sfp_example_fv, design_family_valued(sfp_example_fv))
@@ -50,9 +56,27 @@ report <- function(analysis, dir, threshold = 10, round_to = NULL, html = TRUE,
   if (!is.character(dir) || length(dir) != 1L || is.na(dir) || !nzchar(dir)) {
     stop_arg("dir", "must be one directory path", "for example dir = \"report\".")
   }
+  if (!is.character(title) || length(title) != 1L || is.na(title)) {
+    stop_arg("title", sprintf("must be one character string, not %s", describe_value(title)),
+             "give e.g. title = \"Family Valued: impact evaluation\".")
+  }
+  if (!is.null(analysis$results) && !is.data.frame(analysis$results)) {
+    stop_arg("analysis", sprintf("has `results` that is %s, not a data frame", describe_value(analysis$results)),
+             "pass the sfp_analysis that analyse() returned, unedited.")
+  }
+  tabs_ok <- is.null(analysis$tables) || is.list(analysis$tables) && !is.data.frame(analysis$tables) &&
+    (!length(analysis$tables) || !is.null(names(analysis$tables)) && all(nzchar(names(analysis$tables))))
+  if (!tabs_ok) {
+    stop_arg("analysis", "has `tables` that is not a named list of tables",
+             "pass the sfp_analysis that analyse() returned, or give tables as list(name = data frame).")
+  }
   check_threshold_(threshold)
   if (!is.null(round_to)) disclose_table_(data.frame(n = 10), threshold, round_to = round_to)
   if (!isTRUE(html) && !isFALSE(html)) stop_arg("html", "must be TRUE or FALSE", "use html = FALSE for CSV and PNG only.")
+  if (file.exists(dir) && !dir.exists(dir)) {
+    stop_arg("dir", sprintf("(\"%s\") is an existing file, not a directory", dir),
+             "give the path of a directory (it is created if needed).")
+  }
   dir.create(dir, showWarnings = FALSE, recursive = TRUE)
   if (!dir.exists(dir)) stop_arg("dir", sprintf("(\"%s\") could not be created", dir), "give a directory you can write to.")
   dir <- normalizePath(dir)
@@ -80,6 +104,7 @@ report <- function(analysis, dir, threshold = 10, round_to = NULL, html = TRUE,
               figures = figs$files, disclosure = masked, withheld = withheld,
               headline = headline, threshold = threshold, round_to = round_to)
   if (html) out$html <- render_report_(out, tabs, analysis, title)
+  out$manifest <- replace_manifest_(dir, c(csv, figs$files$file, stats::na.omit(out$html)))
   class(out) <- "sfp_report"
   invisible(out)
 }
@@ -106,6 +131,23 @@ print.sfp_report <- function(x, ...) {
 file_name_ <- function(nm) {
   nm <- gsub("[^A-Za-z0-9_.-]", "_", nm)
   sub("^[.]+", "_", nm)
+}
+
+# The files a report wrote are listed, one base name a line, in `dir`'s
+# manifest. A re-run removes the files the previous manifest lists and this
+# run did not write again (a figure or table of an earlier analysis), then
+# writes the new manifest. Only plain names of the report's own kinds are
+# removed: never a path, a subdirectory or another file of the user's.
+.report_manifest <- "report_files.txt"
+
+replace_manifest_ <- function(dir, written) {
+  f <- file.path(dir, .report_manifest)
+  old <- if (file.exists(f)) readLines(f, warn = FALSE) else character()
+  ours <- grepl("^[A-Za-z0-9_][A-Za-z0-9_.-]*[.](csv|png|html)$", old)
+  stale <- setdiff(old[ours], basename(written))
+  unlink(file.path(dir, stale))
+  writeLines(basename(written), f)
+  f
 }
 
 # ---- tables -----------------------------------------------------------------------

@@ -188,8 +188,9 @@ sim_age_logit <- function(age) {
 #' @param effects Named list (or named numeric vector) of true effects; names
 #'   from `cla`, `cpp`, `cpp_duration`, `rereferral`, `return`, `kinship`,
 #'   `reunification`, `absence`. Missing ones are zero.
-#' @param seed Seed for R's default generator (Mersenne-Twister, Inversion,
-#'   Rejection); the user's random-number state is restored on exit.
+#' @param seed One whole number: the seed for R's default generator
+#'   (Mersenne-Twister, Inversion, Rejection); the user's generator and
+#'   random-number state are restored on exit.
 #' @param icc Target intracluster correlation of becoming looked after within
 #'   18 months, in `[0, 1)` (`NULL`: 0.01566 Family Valued, 0.00722 Family
 #'   Safeguarding).
@@ -263,9 +264,7 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
   cpy <- check_positive(children_per_la_year %||% def$children_per_la_year,
                         "children_per_la_year")
   eff <- check_effects(effects)
-  if (!is.numeric(seed) || length(seed) != 1L || !is.finite(seed)) {
-    stop_arg("seed", "must be one finite number", "give e.g. `seed = 1`.")
-  }
+  check_seed(seed)
   icc <- icc %||% def$icc
   if (!is.numeric(icc) || length(icc) != 1L || !is.finite(icc) || icc < 0 ||
       icc >= 1) {
@@ -285,15 +284,17 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
              sprintf("give an `end` after %s.", format(start + 365)))
   }
 
-  old_seed <- if (exists(".Random.seed", globalenv(), inherits = FALSE))
-    get(".Random.seed", globalenv(), inherits = FALSE)
-  on.exit(if (is.null(old_seed)) {
-    if (exists(".Random.seed", globalenv(), inherits = FALSE))
-      rm(".Random.seed", envir = globalenv())
-  } else assign(".Random.seed", old_seed, envir = globalenv()), add = TRUE)
-  set.seed(seed, kind = "Mersenne-Twister", normal.kind = "Inversion",
-           sample.kind = "Rejection")
+  x <- with_seed(seed, sim_draw(design, def, dots, n_la, cpy, eff, icc, baseline,
+                                 start, end, seed))
+  if (format == "returns") write_returns(x, path)
+  x
+}
 
+# The draw itself, run by simulate_sfp() under with_seed(seed, ...) (so the
+# caller's generator and random state are restored afterwards): arguments as
+# checked there.
+sim_draw <- function(design, def, dots, n_la, cpy, eff, icc, baseline, start, end,
+                     seed) {
   # ---- local authorities and roll-out ----
   las <- if (design == "family_valued") sim_la_fv(n_la, def, dots$n_comparators)
     else sim_la_fs(n_la, def, dots$n_treated)
@@ -390,7 +391,6 @@ simulate_sfp <- function(design = c("family_safeguarding", "family_valued"),
                   trial_start = las$trial_start, trial_end = las$trial_end)
   )
   attr(x, "truth") <- truth
-  if (format == "returns") write_returns(x, path)
   x
 }
 
@@ -797,7 +797,7 @@ sim_walk <- function(ch, eta, go_live_day, traj, qday, par, eff, terms) {
 # within 18 months of the first referral, in the protocol's population,
 # over a pilot walk of 60,000 children of one LA with no random effects, no
 # trends, no treatment and no school terms. The pilot draws from its own
-# fixed seed (the caller's stream is saved and restored), so its result
+# fixed seed (with_seed(): the caller's stream is restored), so its result
 # depends only on the arguments and is cached for the session.
 .sim_cache <- new.env(parent = emptyenv())
 
@@ -805,10 +805,14 @@ sim_pilot <- function(design, age_max, baseline, icc, start, end, last_ref,
                       par_of, qday, n_pilot = 60000L) {
   key <- paste(design, age_max, baseline, icc, start, end, last_ref, sep = "|")
   if (!is.null(.sim_cache[[key]])) return(.sim_cache[[key]])
-  saved <- get(".Random.seed", globalenv(), inherits = FALSE)
-  on.exit(assign(".Random.seed", saved, envir = globalenv()), add = TRUE)
-  set.seed(20240101L, kind = "Mersenne-Twister", normal.kind = "Inversion",
-           sample.kind = "Rejection")
+  .sim_cache[[key]] <- with_seed(20240101L, sim_pilot_ratio(
+    design, age_max, baseline, icc, start, end, last_ref, par_of, qday, n_pilot))
+  .sim_cache[[key]]
+}
+
+# The pilot walk: observed / predicted rate (its random state set by sim_pilot()).
+sim_pilot_ratio <- function(design, age_max, baseline, icc, start, end, last_ref,
+                            par_of, qday, n_pilot) {
   one <- data.frame(n_children = n_pilot, prop_white_british = 0.7)
   pc <- sim_children(one, start, last_ref)
   a0 <- sim_calibrate_cached(design, age_max, baseline, icc, 1)$intercept
@@ -839,8 +843,7 @@ sim_pilot <- function(design, age_max, baseline, icc, start, end, last_ref,
   observed <- sum(hit) / sum(in_pop)
   predicted <- sim_calibrate(pc[child[in_pop], ], design, age_max, NA, 0,
                              a0 = a0)
-  .sim_cache[[key]] <- observed / predicted
-  .sim_cache[[key]]
+  observed / predicted
 }
 
 # ---- calibration ----

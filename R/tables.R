@@ -9,7 +9,8 @@
 #' the number missing per arm is its own row (`level = "missing"`).
 #'
 #' @param cohort A cohort from [build_cohort()] (or a data frame with a 0/1
-#'   `treated` column).
+#'   `treated` column): one row per child, so a repeated `child_id` is an
+#'   error.
 #' @param covariates Columns to describe (default: the design's covariates
 #'   present in the cohort).
 #' @return A data frame with `variable`, `level`, `statistic` (`"n (%)"` or
@@ -36,6 +37,7 @@ table1 <- function(cohort, covariates = NULL) {
               keys = df$treated[bad], key_name = "values")
   }
   if (!nrow(df)) stop_arg("cohort", "has no rows", "check the exclusion flow: exclusion_flow(cohort).")
+  check_one_row_per_child_(df, "table1()")
   if (!is.null(covariates) && !is.character(covariates)) {
     stop_arg("covariates", sprintf("must be column names, not %s", describe_value(covariates)),
              "give e.g. covariates = c(\"gender\", \"age\").")
@@ -81,6 +83,21 @@ table1 <- function(cohort, covariates = NULL) {
   out
 }
 
+# Table 1 and the MDES table count children, and a cohort has one row per
+# child: a repeated child_id (stacked DiD pairs, bound cohorts, imputed copies)
+# would count a child twice, with possibly two arms, so it is refused.
+check_one_row_per_child_ <- function(df, fn) {
+  if (!"child_id" %in% names(df)) return(invisible())
+  dup <- which(duplicated(df$child_id) & !is.na(df$child_id))
+  if (length(dup)) {
+    stop_rows("cohort", "child_id", dup,
+              sprintf("repeat a child_id of an earlier row (%s counts each child once)", fn),
+              "pass the cohort from build_cohort() (one row per child), not stacked or imputed data; or keep one row per child, e.g. cohort[!duplicated(cohort$child_id), ].",
+              keys = df$child_id[dup], key_name = "child_id")
+  }
+  invisible()
+}
+
 t1_row <- function(variable, level, statistic, n0, v0, sd0, n1, v1, sd1) {
   data.frame(variable = variable, level = level, statistic = statistic,
              n_control = n0, value_control = v0, sd_control = sd0,
@@ -96,7 +113,8 @@ t1_row <- function(variable, level, statistic, n0, v0, sd0, n1, v1, sd1) {
 #' and the MDES recomputed with them ([did_mdes()] for Family Safeguarding,
 #' [sw_power()] for Family Valued).
 #'
-#' @param cohort A cohort from [build_cohort()] with `cla_18m`.
+#' @param cohort A cohort from [build_cohort()] with `cla_18m` (one row per
+#'   child: a repeated `child_id` is an error).
 #' @param design Its design.
 #' @return A data frame with `row` (the protocol's row label), `protocol`
 #'   and `data`.
@@ -119,6 +137,7 @@ mdes_table <- function(cohort, design) {
              "pass the design the cohort was built with.")
   }
   df <- as.data.frame(cohort)
+  check_one_row_per_child_(df, "mdes_table()")
   miss <- setdiff(c("cla_18m", "treated", "la", "referral_date"), names(df))
   if (length(miss)) {
     stop_arg("cohort", sprintf("lacks the column%s %s", if (length(miss) > 1) "s" else "",

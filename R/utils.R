@@ -51,6 +51,31 @@ stop_arg <- function(arg, problem, fix = NULL) {
        call. = FALSE)
 }
 
+# A count argument (draws, allocations, trials): one whole number from 1 to
+# `max`. Checked before anything of that size is made: the permutation and
+# simulation functions keep one row (an allocation) or one result per unit, so
+# the cap bounds their memory. 1e6 draws give a Monte Carlo standard error of a
+# p-value or a power below 0.0005: more cannot change a decision.
+.max_draws <- 1e6
+
+check_count_arg <- function(x, arg, max = .max_draws, fix = NULL) {
+  if (!is.numeric(x) || length(x) != 1L || !is.finite(x) || x < 1 || x != round(x)) {
+    stop_arg(arg, sprintf("must be one whole number of at least 1, not %s", describe_value(x)),
+             sprintf("give e.g. `%s = 1000`.", arg))
+  }
+  if (x > max) {
+    stop_arg(arg, sprintf("is %s, more than the %s the package will list or draw (each is kept in memory)",
+                          format(x, big.mark = ",", scientific = FALSE),
+                          format(max, big.mark = ",", scientific = FALSE)),
+             fix %||% sprintf("give at most `%s = %s`: its Monte Carlo error on a p-value or a power is below 0.0005.",
+                              arg, format(max, big.mark = "", scientific = FALSE)))
+  }
+  invisible(as.integer(x))
+}
+
+.fix_max_enumerate <- paste("give at most `max_enumerate = 1000000`; when there are more admissible",
+                             "allocations they are counted and `n_perm` of them sampled.")
+
 `%||%` <- function(x, y) if (is.null(x)) y else x
 
 # "are not valid" -> "is not valid" etc. for a single row.

@@ -102,7 +102,9 @@ int sfp_int1(SEXP x, int lo, int hi, const char *fn, const char *arg) {
     sfp_abort(fn, arg, "must be one number");
   double v = t == REALSXP ? REAL_RO(x)[0]
                           : (t == INTSXP ? INTEGER_RO(x)[0] : LOGICAL_RO(x)[0]);
-  if ((t != REALSXP && (int) v == NA_INTEGER) || ISNAN(v) || v < lo || v > hi)
+  /* a non-whole double (B = 2.5) would be truncated by the (int) cast */
+  if ((t != REALSXP && (int) v == NA_INTEGER) || ISNAN(v) || v < lo || v > hi ||
+      v != floor(v))
     sfp_abort(fn, arg, "must be a whole number in %d..%d", lo, hi);
   return (int) v;
 }

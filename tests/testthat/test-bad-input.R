@@ -42,6 +42,21 @@ error_message <- function(expr) {
   })
 }
 
+# Each quoted call of `cases` (evaluated where the test defines them) must be
+# refused with a message carrying a "Fix:" line and a `name` (argument, table
+# or column); the messages, passed through `clean`, are kept as a snapshot.
+expect_refused <- function(cases, clean = identity, env = parent.frame()) {
+  msgs <- vapply(cases, function(e) error_message(eval(e, env)), "")
+  for (nm in names(cases)) {
+    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
+    expect_match(msgs[[nm]], "Fix:", label = nm)
+    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
+  }
+  msgs <- clean(msgs)
+  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  invisible(msgs)
+}
+
 test_that("the input tables: wrong types, unknown codes, reversed dates, duplicate keys, empty tables", {
   x <- battery_records()
   ch <- x$children
@@ -131,13 +146,7 @@ test_that("the models: no events, all events, separation, collinearity, zero wei
     sfp_codes_unknown_list = quote(sfp_codes("nope")),
     fin_year_not_a_date = quote(fin_year("x"))
   )
-  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
-  for (nm in names(cases)) {
-    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
-    expect_match(msgs[[nm]], "Fix:", label = nm)
-    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
-  }
-  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  expect_refused(cases)
 })
 
 # The exports of the analysis plan, its tables and outputs (#14, #15, #16):
@@ -197,13 +206,7 @@ test_that("the plan and its tables: analyse(), protocol_models(), table1(), mdes
     cohort_covariates_not_cohort = quote(cohort_covariates(data.frame(), "cla_18m")),
     outcome_table_not_design = quote(outcome_table("FV"))
   )
-  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
-  for (nm in names(cases)) {
-    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
-    expect_match(msgs[[nm]], "Fix:", label = nm)
-    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
-  }
-  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  expect_refused(cases)
 })
 
 test_that("pool_rubin(), triangulate(), cost_benefit(), fidelity(), disclose(), few_treated_test()", {
@@ -284,13 +287,7 @@ test_that("pool_rubin(), triangulate(), cost_benefit(), fidelity(), disclose(), 
                                                           "la", "year")),
     few_treated_treatment_missing = quote(few_treated_test(y ~ treat, ftd, "la", "year"))
   )
-  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
-  for (nm in names(cases)) {
-    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
-    expect_match(msgs[[nm]], "Fix:", label = nm)
-    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
-  }
-  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  expect_refused(cases)
 })
 
 test_that("records in and out: the returns readers and writer, sfp_data(con =), write_db()", {
@@ -317,13 +314,96 @@ test_that("records in and out: the returns readers and writer, sfp_data(con =), 
     write_db_not_records = quote(write_db(list(), NULL)),
     write_db_not_connection = quote(write_db(x, "nope"))
   )
-  msgs <- vapply(cases, function(e) error_message(eval(e)), "")
-  for (nm in names(cases)) {
-    expect_true(nzchar(msgs[[nm]]), label = paste(nm, "is refused"))
-    expect_match(msgs[[nm]], "Fix:", label = nm)
-    expect_match(msgs[[nm]], "`", label = paste(nm, "names an argument, table or column"))
-  }
   # the messages name the temporary directory: snapshot them without it
-  msgs <- gsub(empty_dir, "<dir>", msgs, fixed = TRUE)
-  expect_snapshot(cat(paste0("[", names(msgs), "]\n", msgs), sep = "\n\n"))
+  expect_refused(cases, clean = function(m) gsub(empty_dir, "<dir>", m, fixed = TRUE))
+})
+
+test_that("huge requests are counted before anything is listed: perm_test(), sw_randomise(), power_sim()", {
+  # 20 authorities: 20! ~ 2.4e18 allocations are counted, never listed
+  las <- sprintf("L%02d", 1:20)
+  a <- sw_randomise(las, seed = 1, max_enumerate = 1e6)
+  expect_null(a$admissible)
+  expect_equal(a$n_admissible, factorial(20))
+  d <- expand.grid(la = las, step = 0:20, rep = 1:2, stringsAsFactors = FALSE)
+  d$treated <- as.integer(d$step >= match(d$la, las))
+  d$y <- sin(seq_len(nrow(d)))
+  p <- perm_test(y ~ 1, statistic = "npwp", strata = FALSE, data = d, n_perm = 19,
+                 conf_int = FALSE)
+  expect_true(p$sampled)
+  expect_equal(p$n_used, 19L)
+  expect_equal(p$n_allocations, factorial(20))
+  # requests of 1e9 draws (1e9 x 20 allocations, 1e9 trials) or worse are
+  # refused at the argument check, before any allocation
+  pd <- power_design(m = 50)
+  cases <- list(
+    perm_n_perm_huge = quote(perm_test(y ~ 1, statistic = "npwp", data = d, n_perm = 1e9)),
+    perm_n_perm_inf = quote(perm_test(y ~ 1, statistic = "npwp", data = d, n_perm = Inf)),
+    perm_n_perm_fraction = quote(perm_test(y ~ 1, statistic = "npwp", data = d, n_perm = 99.5)),
+    perm_max_enumerate_huge = quote(perm_test(y ~ 1, statistic = "npwp", strata = FALSE, data = d,
+                                              max_enumerate = 1e19)),
+    randomise_max_enumerate_huge = quote(sw_randomise(las, seed = 1, max_enumerate = 1e19)),
+    power_sim_n_sims_huge = quote(power_sim(pd, 0.02, n_sims = 1e9, parallel = FALSE)),
+    power_sim_n_sims_inf = quote(power_sim(pd, 0.02, n_sims = Inf, parallel = FALSE)),
+    power_sim_n_sims_fraction = quote(power_sim(pd, 0.02, n_sims = 2.5, parallel = FALSE)),
+    power_sim_n_perm_huge = quote(power_sim(pd, 0.02, n_sims = 2, analysis = "glmm_perm",
+                                            n_perm = 1e9, parallel = FALSE))
+  )
+  msgs <- expect_refused(cases)
+  for (nm in names(cases)) {
+    expect_match(msgs[[nm]], "^`(n_perm|max_enumerate|n_sims)`", label = paste(nm, "names the argument"))
+  }
+})
+
+test_that("the C layer's whole-number scalars refuse non-whole doubles (B = 2.5 is not 2)", {
+  boot <- get("ffi_boot_weights", envir = asNamespace("sfpceval"))
+  for (B in list(2.5, 4 + 1e-9, -0.5)) {
+    e <- expect_error(.Call(boot, 2L, 1L, B, FALSE), class = "sfpceval_internal_error")
+    expect_match(conditionMessage(e), "ffi_boot_weights().*`B` must be a whole number", perl = TRUE)
+  }
+  e <- expect_error(.Call(boot, 2.5, 1L, 4L, TRUE), class = "sfpceval_internal_error")
+  expect_match(conditionMessage(e), "`G` must be a whole number")
+  # whole doubles are accepted as before, and give the integers' result
+  expect_identical(.Call(boot, 2, 1, 4, TRUE), .Call(boot, 2L, 1L, 4L, TRUE))
+  # the enumeration size is still checked, once, by the argument check
+  e <- expect_error(.Call(boot, 2L, 1L, 5L, TRUE), class = "sfpceval_internal_error")
+  expect_match(conditionMessage(e), "must be 2\\^G")
+})
+
+test_that("more hostile input to analyse(), report(), disclose() and sfp_data(): named, never R's own message", {
+  b <- battery_fv()
+  x <- b$x
+  d <- b$d
+  ch <- x$children
+  a0 <- structure(list(results = data.frame(), tables = list(t = data.frame(g = "a", n = 20))),
+                  class = "sfp_analysis")
+  a_file <- withr::local_tempfile(lines = "not a directory")
+  cases <- list(
+    analyse_progress_na = quote(analyse(x, d, progress = NA)),
+    analyse_no_outcomes = quote(analyse(x, d, outcomes = character(0))),
+    analyse_no_models = quote(analyse(x, d, models = protocol_models(d)[0, ])),
+    analyse_cost_text = quote(analyse(x, d, cost = "x")),
+    analyse_cost_unnamed = quote(analyse(x, d, cost = list(60000))),
+    report_title_number = quote(report(a0, tempfile(), html = FALSE, title = 1)),
+    report_results_not_table = quote(report(structure(list(results = 1:3), class = "sfp_analysis"),
+                                            tempfile(), html = FALSE)),
+    report_tables_not_list = quote(report(structure(list(results = data.frame(), tables = "x"),
+                                                    class = "sfp_analysis"), tempfile(), html = FALSE)),
+    report_tables_unnamed = quote(report(structure(list(tables = list(data.frame(n = 20))),
+                                                   class = "sfp_analysis"), tempfile(), html = FALSE)),
+    report_dir_is_a_file = quote(report(a0, a_file, html = FALSE)),
+    disclose_zeros_na = quote(disclose(data.frame(n = c(3, 20)), zeros = NA)),
+    disclose_margins_number = quote(disclose(data.frame(n = c(3, 20)), margins = 1)),
+    disclose_counts_number = quote(disclose(data.frame(n = c(3, 20)), counts = 1)),
+    disclose_count_column_text = quote(disclose(data.frame(n = c("3", "20")), counts = "n")),
+    sfp_data_children_vector = quote(sfp_data(children = 1:3)),
+    sfp_data_path_without_con = quote(sfp_data(children = "/no/such/children.csv")),
+    sfp_data_no_child_id = quote(sfp_data(children = ch[setdiff(names(ch), "child_id")])),
+    sfp_data_child_id_all_na = quote(sfp_data(children = transform(ch, child_id = NA), warn = FALSE)),
+    sfp_data_referral_date_all_na = quote(sfp_data(children = ch, referrals = transform(x$referrals, referral_date = NA),
+                                                   warn = FALSE)),
+    few_treated_group_all_na = quote(few_treated_test(y ~ x, transform(battery_panel(), la = NA), "la", "year"))
+  )
+  msgs <- expect_refused(cases, clean = function(m) gsub(a_file, "<file>", m, fixed = TRUE))
+  expect_match(msgs[["disclose_count_column_text"]], "`n`, which holds character")
+  expect_match(msgs[["report_dir_is_a_file"]], "existing file, not a directory")
 })

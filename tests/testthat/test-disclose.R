@@ -367,3 +367,47 @@ test_that("a results table has no child count: estimates, df, imputation numbers
   expect_false(any(masked(d$results)))
   expect_identical(attr(d$results, "disclosure")$counts, character())
 })
+
+test_that("subsetting keeps the mask: `[`, head(), subset() print [c], never the value", {
+  tab <- data.frame(la = c("A", "B", "C", "Total"),
+                    control = c(25L, 4L, 30L, 59L),
+                    treated = c(22L, 18L, 35L, 75L),
+                    Total = c(47L, 22L, 65L, 134L))
+  d <- disclose(tab)
+  # rows, columns, both, reordered, repeated, by name and by logical
+  s <- d[c(2, 4), c("la", "control")]
+  expect_s3_class(s, "sfp_disclosed")
+  expect_identical(unname(masked(s)[, "control"]), c(TRUE, FALSE))
+  expect_identical(sfpceval:::published_table_(s)$control, c("[c]", "59"))
+  expect_output(print(s), "[c]", fixed = TRUE)
+  s <- d[c(2, 2, 1), ]
+  expect_identical(unname(masked(s)), unname(masked(d)[c(2, 2, 1), ]))
+  expect_identical(disclosure_log(s)$row[disclosure_log(s)$column == "control"], c(1L, 2L, 3L))
+  s <- d[c("treated", "la")]
+  expect_identical(colnames(masked(s)), c("treated", "la"))
+  expect_identical(unname(masked(s)[, "treated"]), c(TRUE, TRUE, FALSE, FALSE))
+  expect_identical(sfpceval:::published_table_(d[d$la != "C", -4])$treated, c("[c]", "[c]", "75"))
+  expect_identical(masked(d[]), masked(d))
+  h <- head(d, 2)
+  expect_s3_class(h, "sfp_disclosed")
+  expect_identical(sfpceval:::published_table_(h)$control, c("[c]", "[c]"))
+  u <- subset(d, la %in% c("B", "Total"), select = c(la, treated))
+  expect_s3_class(u, "sfp_disclosed")
+  expect_identical(sfpceval:::published_table_(u)$treated, c("[c]", "75"))
+  # the log follows the cells kept, renumbered
+  lg <- disclosure_log(u)
+  expect_identical(lg$row, 1L)
+  expect_identical(lg$column, "treated")
+  # a masked value is never reachable: not through a column, a vector subset,
+  # as.data.frame() or the table's attributes
+  for (v in list(d[, "control"], d[["control"]], d$control, as.data.frame(d)$control,
+                 s$control, as.data.frame(u)$treated, d[2, "control"])) {
+    expect_false(any(c(4L, 25L) %in% v))
+  }
+  expect_true(all(is.na(as.matrix(as.data.frame(d))[masked(d)])))
+  expect_true(all(is.na(as.matrix(as.data.frame(u))[masked(u)])))
+  # an empty selection is an empty disclosed table
+  e <- d[0, ]
+  expect_s3_class(e, "sfp_disclosed")
+  expect_identical(dim(masked(e)), c(0L, 4L))
+})

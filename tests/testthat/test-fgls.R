@@ -228,6 +228,25 @@ test_that("fgls_bcj(method = 're') equals plm's random effects (Amemiya) and vco
   expect_output(print(fit), "Random-effects GLS")
 })
 
+test_that("fgls_bcj(method = 're') on a balanced panel equals plm's Amemiya (dfcor c(1, 1))", {
+  skip_if_not_installed("plm")
+  d <- make_panel(seed = 9)
+  fit <- fgls_bcj(y ~ treated + x, d, "la", "year", method = "re")
+  pr <- plm::plm(y ~ treated + x + factor(year), d, index = c("la", "year"),
+                 model = "random", random.method = "amemiya")
+  expect_equal(unname(fit$coefficients_all), unname(coef(pr)), tolerance = 1e-10)
+  expect_equal(fit$sigma2, pr$ercomp$sigma2, tolerance = 1e-10, ignore_attr = TRUE)
+  expect_equal(unname(fit$theta[1]), unname(pr$ercomp$theta[1]), tolerance = 1e-10)
+  # the same components as the panel tests' re_components_()
+  P <- list(y = d$y, X = model.matrix(~ treated + x + factor(year), d), id = d$la,
+            N = 8L, Ti = tabulate(d$la))
+  expect_equal(sfpceval:::re_components_(P, "amemiya")$sigma2, fit$sigma2, tolerance = 1e-12)
+  # equal positive weights are the unweighted (balanced) fit
+  f2 <- fgls_bcj(y ~ treated + x, d, "la", "year", method = "re", weights = rep(3, nrow(d)))
+  expect_equal(f2$coefficients_all, fit$coefficients_all, tolerance = 1e-12)
+  expect_equal(f2$sigma2, fit$sigma2, tolerance = 1e-12)
+})
+
 test_that("fgls_bcj methods", {
   d <- make_panel(seed = 6)
   fit <- fgls_bcj(y ~ treated + x, d, "la", "year", p = 1)
@@ -525,7 +544,7 @@ test_that("fgls_bcj(method = 're', weights =) equals a plain-R weighted GLS; equ
   expect_equal(unname(fit$coefficients_all), unname(coef(lf)), tolerance = 1e-10)
   V <- sandwich::vcovCL(lf, cluster = m$la, type = "HC1")
   expect_equal(unname(vcov(fit)), unname(V[2:3, 2:3]), tolerance = 1e-10)
-  # with w = 1 the weighted formulas are plm's unbalanced Amemiya (fgls_re_())
+  # with w = 1 the weighted formulas are plm's unbalanced Amemiya
   P <- panel_rows_(y ~ treated + age, m, "la", "year", NULL)
   f1 <- fgls_re_w_(P$y, P$X, rep(1, length(P$y)), P$gi, P$ti, P$glev, P$tlev, 0L, 0L, NULL)
   f0 <- fgls_bcj(y ~ treated + age, m, "la", "year", method = "re")

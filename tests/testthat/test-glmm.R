@@ -837,19 +837,7 @@ test_that("cbind response: bad counts are errors naming rows; rows with no trial
 
 # ---- CR2 for the linear mixed model (#13) -------------------------------------------
 
-cr2_data <- function(seed, G = 6, nch = 150) {
-  set.seed(seed)
-  las <- paste0("L", seq_len(G))
-  ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE), period = sample(0:5, nch, TRUE))
-  ch$treated <- as.integer(ch$period >= match(ch$la, las) * 5 / G)
-  nt <- sample(1:3, nch, TRUE)
-  d <- ch[rep(seq_len(nch), nt), ]
-  d$since <- unlist(lapply(nt, seq_len)) * 4 + round(runif(nrow(d)), 2)
-  d$yr <- factor(d$since %/% 4)
-  d$y <- 10 + d$treated + 0.3 * d$since + rnorm(G)[match(d$la, las)] +
-    rnorm(nch, sd = 2)[d$child_id] + rnorm(nrow(d), sd = 3)
-  d
-}
+# cr2_data(): helper-lmm-data.R
 
 # Plain R, dense: Pustejovsky & Tipton's CR2 with the working model as target
 # (A_g = R' (R (I - H)_gg Phi_g R')^-1/2 R, R = chol(Phi_g)) and the

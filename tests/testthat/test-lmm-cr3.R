@@ -1,20 +1,7 @@
 # CR3 (leave-one-cluster-out jackknife) variance and t(G - 1) tests for the
 # linear mixed model (#13).
 
-cr3_data <- function(seed, G = 6, nch = 120) {
-  set.seed(seed)
-  las <- paste0("L", seq_len(G))
-  ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE), period = sample(0:5, nch, TRUE))
-  ch$treated <- as.integer(ch$period >= match(ch$la, las) * 5 / G)
-  nt <- sample(1:3, nch, TRUE)
-  d <- ch[rep(seq_len(nch), nt), ]
-  d$since <- unlist(lapply(nt, seq_len)) * 4 + round(runif(nrow(d)), 2)
-  d$yr <- factor(d$since %/% 4)
-  d$w <- c(1, 2.5, 0.4)[(d$child_id %% 3) + 1]          # one weight per child
-  d$y <- 10 + d$treated + 0.3 * d$since + rnorm(G)[match(d$la, las)] +
-    rnorm(nch, sd = 2)[d$child_id] + rnorm(nrow(d), sd = 3)
-  d
-}
+# cr3_data(): helper-lmm-data.R
 
 # Plain R, dense: refit the GLS without each cluster (working covariance Phi,
 # the fit's variance components), V = (G - 1) / G sum_g (b_(g) - b)(b_(g) - b)'.

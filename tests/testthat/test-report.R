@@ -175,7 +175,9 @@ test_that("the HTML page is self-contained and opens without console errors", {
   dir <- withr::local_tempdir()
   r <- report(a, dir)
   expect_true(file.exists(r$html))
-  expect_setequal(list.files(dir), c(basename(r$csv), basename(r$png), "report.html"))
+  expect_setequal(list.files(dir), c(basename(r$csv), basename(r$png), "report.html",
+                                    "report_files.txt"))
+  expect_setequal(readLines(r$manifest), setdiff(list.files(dir), "report_files.txt"))
   html <- paste(readLines(r$html, warn = FALSE), collapse = "\n")
   # no external resource: scripts, styles, fonts, images, imports
   ext <- "(src|href|srcset|data|poster|action)\\s*=\\s*[\"']?\\s*(https?:|ftp:)?//"
@@ -319,4 +321,41 @@ test_that("a report of analyse() on simulated data: no count below 10, no lone m
   ok <- res$status == "ok"
   expect_false(any(res$estimate[ok] %in% c("[c]", "")))
   expect_equal(as.numeric(res$estimate[ok]), as.data.frame(a)$estimate[as.data.frame(a)$status == "ok"])
+})
+
+test_that("a re-run removes the files the earlier report wrote, and only those", {
+  parent <- withr::local_tempdir()
+  dir <- file.path(parent, "out")
+  flow <- data.frame(g = c("a", "b"), n = c(20L, 30L))
+  pw <- sw_power(p0 = 0.04, icc = 0.01566, effect = c(-0.02, -0.01))
+  a1 <- structure(list(results = data.frame(), fits = list(old_power = pw),
+                       tables = list(old_table = flow, kept = flow)),
+                  class = "sfp_analysis")
+  r1 <- report(a1, dir, html = FALSE)
+  expect_true(all(file.exists(file.path(dir, c("old_table.csv", "kept.csv",
+                                               "power_old_power.png")))))
+  # the user's own files in the same directory, and one outside it
+  writeLines("mine", file.path(dir, "notes.txt"))
+  writeLines("mine", file.path(dir, "my_figure.png"))
+  writeLines("mine", file.path(dir, "my_table.csv"))
+  writeLines("mine", file.path(parent, "outside.csv"))
+  a2 <- structure(list(results = data.frame(), tables = list(kept = flow)),
+                  class = "sfp_analysis")
+  r2 <- report(a2, dir, html = FALSE)
+  expect_false(file.exists(file.path(dir, "old_table.csv")))
+  expect_false(file.exists(file.path(dir, "power_old_power.png")))
+  expect_true(file.exists(file.path(dir, "kept.csv")))
+  expect_setequal(list.files(dir),
+                  c("kept.csv", "results.csv", "disclosure.csv", "notes.txt", "my_figure.png",
+                    "my_table.csv", basename(r2$manifest)))
+  expect_setequal(readLines(r2$manifest), basename(c(r2$csv, r2$png)))
+  # a manifest naming files outside dir, or not the report's kinds, deletes nothing
+  writeLines(c("../outside.csv", "notes.txt", "sub/x.csv", "/tmp/x.png", "kept.csv"),
+             r2$manifest)
+  a3 <- structure(list(results = data.frame(), tables = list(other = flow)),
+                  class = "sfp_analysis")
+  report(a3, dir, html = FALSE)
+  expect_true(file.exists(file.path(parent, "outside.csv")))
+  expect_true(file.exists(file.path(dir, "notes.txt")))
+  expect_false(file.exists(file.path(dir, "kept.csv")))
 })

@@ -146,6 +146,30 @@ test_that("the user's random-number state is restored", {
     y, simulate_sfp("family_valued", n_la = 2, children_per_la_year = 10))
 })
 
+test_that("the caller's .Random.seed and generator are untouched (with_seed())", {
+  old <- RNGkind()
+  on.exit(suppressWarnings(RNGkind(old[1], old[2], old[3])), add = TRUE)
+  # a session with a seed, under a non-default generator and sample kind
+  suppressWarnings(RNGkind("Knuth-TAOCP-2002", "Box-Muller", "Rounding"))
+  set.seed(7)
+  before <- get(".Random.seed", globalenv())
+  kinds <- RNGkind()
+  y <- simulate_sfp("family_valued", n_la = 2, children_per_la_year = 10, seed = 3)
+  expect_identical(get(".Random.seed", globalenv()), before)
+  expect_identical(RNGkind(), kinds)
+  suppressWarnings(RNGkind(old[1], old[2], old[3]))
+  # the records do not depend on the caller's generator
+  expect_identical(simulate_sfp("family_valued", n_la = 2, children_per_la_year = 10,
+                                seed = 3), y)
+  # a session with no seed yet keeps none
+  if (exists(".Random.seed", globalenv())) rm(".Random.seed", envir = globalenv())
+  simulate_sfp("family_valued", n_la = 2, children_per_la_year = 10, seed = 3)
+  expect_false(exists(".Random.seed", globalenv()))
+  # set.seed() would truncate 2.5 to 2: a seed is one whole number
+  expect_error(simulate_sfp("family_valued", n_la = 2, children_per_la_year = 10,
+                            seed = 2.5), "`seed` must be one whole number")
+})
+
 test_that("the output is a valid sfp_data in the schema, for both designs", {
   for (x in list(fv_small, fs_small)) {
     expect_s3_class(x, "sfp_data")

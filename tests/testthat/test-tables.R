@@ -47,3 +47,25 @@ test_that("mdes_table(): the protocol's rows, the data's values from the package
   expect_equal(ms$protocol[ms$row == "MDES (Cohen's d)"], "0.08")
   expect_equal(ms$data[ms$row == "Number of clusters"], "3")
 })
+
+test_that("a child repeated in the cohort is an error naming the table, column and rows", {
+  # Table 1 and the MDES table count children: the cohort has one row per
+  # child, so a repeated child_id (stacked pairs, bound cohorts, imputed
+  # copies) would count a child twice.
+  d <- data.frame(child_id = c("a", "b", "a", "c", "b"), treated = c(0, 0, 1, 1, 0),
+                  age = c(2, 4, 9, 1, 5))
+  expect_snapshot(error = TRUE, table1(d, "age"))
+  expect_error(table1(d, "age"), "rows 3, 5; child_id a, b")
+  # distinct ids, or no id column at all: counted as given
+  expect_equal(table1(d[1:2, ], "age")$n_control[1], 2)
+  expect_equal(table1(d[-1], "age")$n_control[1], 3)
+  data(sfp_example_fv, package = "sfpceval", envir = environment())
+  des <- design_family_valued(sfp_example_fv)
+  co <- suppressMessages(build_cohort(sfp_example_fv, des))
+  twice <- rbind(co, co[c(4, 2), ])
+  attributes(twice)[setdiff(names(attributes(co)), c("names", "row.names"))] <-
+    attributes(co)[setdiff(names(attributes(co)), c("names", "row.names"))]
+  expect_s3_class(twice, "sfp_cohort")
+  expect_snapshot(error = TRUE, mdes_table(twice, des))
+  expect_error(table1(twice), "table1\\(\\) counts each child once")
+})
