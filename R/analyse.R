@@ -26,7 +26,9 @@
 #' it follows the Family Safeguarding DiD as above (trend matching per
 #' outcome, stacking by pair, CEM within pair and financial year with the
 #' design's `cem` coarsening, the CEM-weighted regressions clustered by
-#' authority).
+#' authority) on the referrals of its own window, from the design's
+#' `did_start` (two financial years before the first go-live by default) to
+#' the end of the trial period.
 #'
 #' **Missing data** ("drop covariates that are missing at a rate greater than
 #' 30%. For covariates with lower levels of missingness, we will conduct
@@ -43,7 +45,16 @@
 #' `imputations = 0`, the models use complete cases and the results say so.
 #'
 #' **Multiplicity.** Hochberg's step-up adjustment within each family of
-#' secondary outcomes (programme x strand), next to the unadjusted p-values.
+#' secondary outcomes (programme x strand; the plan's `hochberg` column),
+#' next to the unadjusted p-values.
+#'
+#' **Few-cluster inference of the Family Valued linear secondaries.** The
+#' wild cluster bootstrap of the linear mixed model ([wild_boot()] with its
+#' defaults) and the CR3 t-test with G - 1 df (`tidy(fit, vcov = "CR3")`,
+#' estimator `"cr3"`) re-use the model's fit, which is then fitted with
+#' `cluster` (its own row keeps the model-based standard error). Over
+#' imputations the CR3 rows are pooled by Rubin's rules with G - 1 as the
+#' complete-data df; the bootstrap p-values are the median.
 #'
 #' **Covariates a model's rows cannot estimate.** The plan is pre-specified,
 #' but in a small sample a covariate (X or Z) can be constant or aliased in
@@ -59,7 +70,21 @@
 #' the hurdle's zero part, a covariate level in which the outcome never (or
 #' always) occurs is merged into the covariate's largest level. Each such
 #' change is a note in `tables$notes` and listed by `summary()`; the
-#' estimators themselves still stop with a clear error on such input.
+#' estimators themselves still stop with a clear error on such input. With
+#' imputations, every imputation fits the same model (Rubin's rules pool one
+#' parameter): a covariate left out in one imputation is left out in all, and
+#' levels merged in one are merged in all (the union of the imputations'
+#' decisions). The rows checked are complete on every column the estimator
+#' reads, weights, cluster and absorbed fixed effects included.
+#'
+#' **Family of the alternative treatment definitions.** The rule "a linear
+#' regression if the baseline rate of our outcome is between 5 and 95%" is
+#' applied to the outcome's baseline rate under the main definition (referral
+#' date), so that the open-days rows are on the primary's scale. Those
+#' definitions code a child by the open days of their referrals after
+#' go-live, and children who enter care keep their cases open: their
+#' estimates carry that selection (see the protocol's own reading, "to
+#' analyse the magnitude of the treatment effect further").
 #'
 #' Rows that need a capability the package does not have yet, or whose
 #' condition (`run_if`) is not met, or that fail, are kept with their reason
@@ -180,7 +205,7 @@ analyse <- function(data, design, models = NULL, outcomes = NULL, sensitivity = 
   settings$imputations <- ctx$m
   models <- ctx$models
   out <- plan_run(models, ctx, progress)
-  results <- plan_hochberg(out$results)
+  results <- plan_hochberg(out$results, models)
   tables <- plan_tables(ctx, out, results, models)
   tri <- plan_triangulation(results, assumptions, alpha)
   tables$triangulation <- tri
@@ -251,13 +276,18 @@ plan_context <- function(data, design, models, settings, matches) {
   runnable <- is.na(models$requires)
   # the referral cohort per treatment definition; outcomes with their own
   # population (reunification: children entering care) are built alone
-  keys <- unique(c("referral_date", plan_cohort_key(models$treatment[runnable], models$outcome[runnable])))
+  keys <- unique(c("referral_date", plan_cohort_key(models$treatment[runnable], models$outcome[runnable],
+                                                    models$strand[runnable], design)))
   cohorts <- list()
   cohort_errors <- list()
   for (key in keys) {
-    parts <- strsplit(key, "|", fixed = TRUE)[[1]]
+    # the FV DiD strand's cohorts: referrals from its own window (did_start)
+    did <- startsWith(key, "did:")
+    parts <- strsplit(sub("^did:", "", key), "|", fixed = TRUE)[[1]]
     outs <- if (length(parts) > 1L) parts[2] else setdiff(design$outcomes, plan_own_population)
-    r <- tryCatch(suppressMessages(build_cohort(data, design, treatment = parts[1], outcomes = outs)),
+    bd <- design
+    if (did) bd$trial_start <- design$did_start
+    r <- tryCatch(suppressMessages(build_cohort(data, bd, treatment = parts[1], outcomes = outs)),
                   error = function(e) e)
     if (inherits(r, "error")) cohort_errors[[key]] <- conditionMessage(r) else cohorts[[key]] <- r
   }
@@ -280,7 +310,8 @@ plan_context <- function(data, design, models, settings, matches) {
               " are excluded and counted in each fit). Install mice to impute.")
       m <- 0L
     } else {
-      imputed <- plan_impute(primary, design, to_impute, m, settings$seed)
+      imputed <- plan_impute(plan_impute_frame(primary, cohorts, design), design, to_impute, m,
+                             settings$seed)
     }
   } else if (!length(to_impute)) {
     m <- 0L
@@ -298,8 +329,33 @@ plan_context <- function(data, design, models, settings, matches) {
 # Outcomes whose sample is not the referral cohort (build_cohort() builds
 # them alone).
 plan_own_population <- c("reunified_18m")
-plan_cohort_key <- function(treatment, outcome) {
-  ifelse(outcome %in% plan_own_population, paste0(treatment, "|", outcome), treatment)
+plan_cohort_key <- function(treatment, outcome, strand = "stepped_wedge", design = NULL) {
+  key <- ifelse(outcome %in% plan_own_population, paste0(treatment, "|", outcome), treatment)
+  # the FV DiD strand has its own window (design$did_start)
+  if (!is.null(design$did_start)) {
+    did <- rep_len(strand %in% "did", length(key))
+    key[did] <- paste0("did:", key[did])
+  }
+  key
+}
+
+# The children imputed: the primary cohort's and, for the FV DiD strand's
+# window (design$did_start), the children of its cohorts not in the primary
+# one, with the stepped-wedge period of their referral (step -1 before the
+# trial period). A child is imputed once: the DiD rows of a child in both
+# take the imputations of the child's primary-cohort row.
+plan_impute_frame <- function(primary, cohorts, design) {
+  df <- as.data.frame(primary)
+  for (key in grep("^did:", names(cohorts), value = TRUE)) {
+    e <- as.data.frame(cohorts[[key]])
+    e <- e[!e$child_id %in% df$child_id & !duplicated(e$child_id), intersect(names(df), names(e)), drop = FALSE]
+    if (!nrow(e)) next
+    if ("step" %in% names(e)) {
+      e$step <- sw_step(e$referral_date, design$trial_start, design$step_months, design$trial_end)
+    }
+    df <- rbind(df[names(e)], e)
+  }
+  df
 }
 
 plan_model_covariates <- function(models) {
@@ -442,9 +498,9 @@ plan_matches <- function(data, design, models, matches) {
 plan_data <- function(row, ctx, k, cache) {
   key <- paste(row$treatment, row$outcome, row$strand, k, row$estimator, sep = "|")
   if (!is.null(cache[[key]])) return(cache[[key]])
-  cohort <- ctx$cohorts[[plan_cohort_key(row$treatment, row$outcome)]]
-  if (is.null(cohort)) stop(ctx$cohort_errors[[plan_cohort_key(row$treatment, row$outcome)]] %||%
-                              "the cohort could not be built", call. = FALSE)
+  ckey <- plan_cohort_key(row$treatment, row$outcome, row$strand, ctx$design)
+  cohort <- ctx$cohorts[[ckey]]
+  if (is.null(cohort)) stop(ctx$cohort_errors[[ckey]] %||% "the cohort could not be built", call. = FALSE)
   df <- plan_fill(as.data.frame(cohort), ctx, k)
   design <- ctx$design
   if (row$outcome == "absence") {
@@ -538,7 +594,8 @@ plan_formula <- function(row, df) {
 # carry no information and make the design rank-deficient: they are left
 # out, with a note (the estimand is unchanged), as lm() leaves out aliased
 # columns. The rows are those the estimator fits: complete cases of the
-# formula's variables (factor levels empty among them are dropped, so that a
+# formula's variables and of the columns in `cc` (weights, cluster, absorbed
+# fixed effects; factor levels empty among them are dropped, so that a
 # reference level seen only in incomplete rows does not alias the others).
 # For a logit, a level of a categorical covariate in which the outcome never
 # (or always) occurs would have an infinite coefficient and no standard
@@ -548,12 +605,24 @@ plan_formula <- function(row, df) {
 # positive counts is left out of the count part only (`y ~ count | zero`);
 # the FGLS's individual-level regressors must vary within group x period x
 # arm cells and its cell-level ones must not be aliased with the group and
-# period effects (as fgls_bcj() checks). Decided once per row and cached.
-plan_prune <- function(row, formula, df, cache, binomial = FALSE) {
+# period effects (as fgls_bcj() checks).
+#
+# One rule per row for every imputation (Rubin's rules pool one parameter
+# over the imputations, so every imputation must fit the same model):
+# plan_run_one() first asks each imputation for its rule (plan_prune() in the
+# rule pass, `cache$prune_pass`, returns it through a condition) and stores
+# their union (plan_prune_union()): a covariate left out in one imputation
+# is left out in all, levels merged in one are merged in all. Without
+# imputations the rule is the data's own. Cached by row id.
+plan_prune <- function(row, formula, df, cache, binomial = FALSE, cc = character()) {
   key <- paste("prune", row$id, sep = "|")
   rule <- cache[[key]]
   if (is.null(rule)) {
-    rule <- plan_prune_rule(row, formula, df, binomial)
+    rule <- plan_prune_rule(row, formula, df, binomial, cc)
+    if (identical(cache$prune_pass, row$id)) {
+      stop(structure(class = c("sfp_prune_rule", "condition"),
+                     list(message = "prune rule", call = NULL, rule = rule)))
+    }
     assign(key, rule, envir = cache)
   }
   for (v in names(rule$merge)) {
@@ -578,8 +647,38 @@ plan_prune <- function(row, formula, df, cache, binomial = FALSE) {
     count <- plan_drop_terms(formula, rule$drop_count)
     formula <- stats::as.formula(paste(deparse1(count), "|", deparse1(formula[[3]])), env = globalenv())
   }
-  df <- plan_cc_levels(df, all.vars(formula))
+  df <- plan_cc_levels(df, c(all.vars(formula), cc))
   list(formula = formula, df = df)
+}
+
+# The rule every imputation can fit: the union of the imputations' rules
+# (`rules`, one per imputation; NULL where the imputation failed before its
+# rule). Left out anywhere: left out everywhere (and not merged). Levels
+# merged anywhere: merged everywhere, into the covariate's largest level over
+# the imputations among those not merged (`counts`, the level counts of each
+# imputation's analysed rows); a covariate with no such level is left out.
+plan_prune_union <- function(rules) {
+  rules <- Filter(Negate(is.null), rules)
+  if (!length(rules)) return(NULL)
+  drop <- unique(unlist(lapply(rules, `[[`, "drop")))
+  drop_count <- unique(unlist(lapply(rules, `[[`, "drop_count")))
+  merge <- list()
+  for (v in setdiff(unique(unlist(lapply(rules, function(r) names(r$merge)))), drop)) {
+    from <- sort(unique(unlist(lapply(rules, function(r) r$merge[[v]]$from))))
+    counts <- list()
+    for (r in rules) {
+      cn <- r$counts[[v]]
+      for (l in names(cn)) counts[[l]] <- (counts[[l]] %||% 0) + cn[[l]]
+    }
+    counts <- unlist(counts)
+    ok <- setdiff(names(counts), from)
+    if (!length(ok)) {
+      drop <- c(drop, v)
+      next
+    }
+    merge[[v]] <- list(from = from, to = ok[which.max(counts[ok])])
+  }
+  list(drop = drop, merge = merge, drop_count = setdiff(drop_count, drop))
 }
 
 # `formula` without the terms `drop`.
@@ -600,19 +699,25 @@ plan_cc_levels <- function(df, vars) {
   df
 }
 
-plan_prune_rule <- function(row, formula, df, binomial) {
+plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
   covs <- setdiff(strsplit(paste(row$x, row$z, sep = ", "), ", ")[[1]], "")
   labels <- attr(stats::terms(formula), "term.labels")
   fixed <- labels[!grepl("|", labels, fixed = TRUE)]
   ff <- stats::reformulate(fixed, response = formula[[2]], env = globalenv())
   extra <- if (identical(row$estimator, "fgls_bcj")) c(row$cluster, row$time) else character()
-  mf <- stats::model.frame(ff, plan_cc_levels(df, c(all.vars(ff), extra)), na.action = stats::na.omit)
+  # the rows the estimator fits: complete on every column it reads (the
+  # formula's, random-effect groupings included, and `cc`: weights, cluster,
+  # absorbed fixed effects)
+  ccv <- intersect(unique(c(all.vars(formula), cc, extra)), names(df))
+  df <- df[stats::complete.cases(df[ccv]), , drop = FALSE]
+  mf <- stats::model.frame(ff, plan_cc_levels(df, ccv), na.action = stats::na.omit)
   mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
   covs <- intersect(covs, names(mf))
   drop <- covs[vapply(covs, function(v) length(unique(mf[[v]])) < 2L, TRUE)]
   y <- mf[[1]]
   hurdle <- identical(row$estimator, "hurdle_fit")
   merge <- list()
+  m <- list()
   if (binomial || hurdle) {
     m <- plan_merge_levels(if (hurdle) as.integer(y > 0) else y, mf, setdiff(covs, drop))
     merge <- m$merge
@@ -643,7 +748,7 @@ plan_prune_rule <- function(row, formula, df, binomial) {
     X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
     drop <- c(drop, plan_fgls_aliased(X, keep_terms, covs, df[rownames(mf), extra], row$term))
   }
-  list(drop = unique(drop), merge = merge, drop_count = unique(drop_count))
+  list(drop = unique(drop), merge = merge, drop_count = unique(drop_count), counts = m$counts)
 }
 
 # For a logit of 0/1 `y`: categorical covariates' levels in which y is all 0
@@ -652,9 +757,11 @@ plan_prune_rule <- function(row, formula, df, binomial) {
 plan_merge_levels <- function(y, mf, covs) {
   merge <- list()
   drop <- character()
+  counts <- list()
   for (v in covs) {
     x <- mf[[v]]
     if (!(is.factor(x) || is.character(x) || all(x %in% c(0, 1)))) next
+    if (is.factor(x) || is.character(x)) counts[[v]] <- c(table(as.character(x)))
     # 0/1 outcome: levels x (0, 1); successes out of trials: levels x
     # (successes, failures) summed
     tab <- if (is.matrix(y)) rowsum(y, as.character(x)) else table(as.character(x), y)
@@ -664,15 +771,14 @@ plan_merge_levels <- function(y, mf, covs) {
       drop <- c(drop, v)
       next
     }
-    counts <- table(as.character(x))
-    ok <- setdiff(names(counts), bad)
+    ok <- setdiff(names(counts[[v]]), bad)
     if (!length(ok)) {
       drop <- c(drop, v)
       next
     }
-    merge[[v]] <- list(from = bad, to = ok[which.max(counts[ok])])
+    merge[[v]] <- list(from = bad, to = ok[which.max(counts[[v]][ok])])
   }
-  list(merge = merge, drop = drop)
+  list(merge = merge, drop = drop, counts = counts)
 }
 
 # Covariate terms (among `covs`) with a column aliased in the design X
@@ -767,15 +873,25 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   if (!is.null(w)) pf$df <- pf$df[plan_weighted_rows(pf$df[[w]]), , drop = FALSE]
   y <- all.vars(pf$formula[[2]])[1]
   fam <- plan_resolve_family(row$family, pf$df[[y]], pf$df$treated)
-  pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial")
   cr2 <- grepl("CR2", row$inference, fixed = TRUE)
+  # cluster-robust parts also when a CR3 row of the plan re-uses this fit
+  # and its jackknife is defined (plan_cr3_unidentified())
+  cr3 <- any(ctx$models$estimator == "cr3" & ctx$models$depends_on %in% row$id)
+  pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial",
+                   cc = c(w, if (cr2 || cr3) row$cluster))
+  robust <- cr2
+  un <- NULL
+  if (cr3 && !cr2) {
+    un <- plan_cr3_unidentified(pf$formula, pf$df, row$cluster)
+    robust <- !length(un)
+  }
   # a binomial model refitted on the next imputation starts from its fit on
   # the previous one (the same estimates to the optimiser's tolerance)
   key <- paste("start", row$id, sep = "|")
   fit <- sw_glmm_fit(quote(sw_glmm(formula = pf$formula, data = pf$df, family = family,
                                    weights = w, cluster = row$cluster)),
                      pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian(),
-                     weights = w, cluster = if (cr2) row$cluster, start = cache[[key]])
+                     weights = w, cluster = if (robust) row$cluster, start = cache[[key]])
   assign(key, glmm_start(fit), envir = cache)
   V <- if (cr2) fit$cr2$vcov else fit$vcov
   terms <- plan_terms(row, names(fit$coefficients))
@@ -789,7 +905,8 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
     rd <- rd[rd$type == "marginal", ]
     est <- rbind(est, plan_est("treated", "risk_difference", rd$estimate, rd$std.error))
   }
-  list(fit = fit, est = est)
+  # (the clusters without which a CR3 row re-using this fit is undefined)
+  list(fit = fit, est = est, cr3_unidentified = un)
 }
 
 run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
@@ -798,6 +915,15 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   w <- if (!is.na(row$weights)) row$weights else NULL
   df <- if (!is.null(w)) pf$df[plan_weighted_rows(pf$df[[w]]), , drop = FALSE] else pf$df
   fam <- if (row$family %in% c("auto", "gaussian", "binomial", "conditional_logit")) row$family else "auto"
+  if (fam == "auto" && row$treatment != "referral_date") {
+    # the baseline rate of the outcome on the main treatment definition
+    prow <- row
+    prow$treatment <- "referral_date"
+    pd <- plan_data(prow, ctx, k, cache)
+    pp <- plan_formula(prow, pd$df)
+    pdf <- if (!is.null(w)) pp$df[plan_weighted_rows(pp$df[[w]]), , drop = FALSE] else pp$df
+    fam <- plan_did_family(pp$formula, pdf, w, row$term)
+  }
   pr <- plan_prune_did(row, pf$formula, df, w, fam, cache)
   df <- pr$df
   # did_fit()'s messages on rows left out as perfectly predicted and on
@@ -818,18 +944,33 @@ run_did_fit <- function(row, ctx, k, cache, parent = NULL) {
   list(fit = fit, est = est, cem = d$cem, matches = d$matches)
 }
 
+# The family by the protocol's rule ("a linear regression if the baseline
+# rate of our outcome is between 5 and 95%", did_family_rule()) on the rows
+# a did_fit() formula fits (complete cases, weights). For the rows of an
+# alternative treatment definition, analyse() decides it on the outcome's
+# main definition (referral date): an alternative definition moves children
+# between the arms -- the open-days definitions move the children whose
+# referrals stay open, those entering care, into the treated arm -- but it
+# does not change the baseline rate of the outcome, and its estimate must be
+# on the main analysis's scale to be compared with it.
+plan_did_family <- function(formula, df, w, term) {
+  vars <- c(all.vars(formula), w)
+  cc <- stats::complete.cases(df[intersect(vars, names(df))])
+  y <- df[[all.vars(split_did_formula(formula)$main[[2]])[1]]][cc]
+  did_family_rule(y, df[[term]][cc], if (!is.null(w)) df[[w]][cc])$chosen
+}
+
 # plan_prune() for a did_fit() formula `y ~ x | fe`: the covariates before
 # `|`, with levels merged where a logit (the family the protocol's rule picks
 # on the rows fitted, as did_fit() does) would be separated.
 plan_prune_did <- function(row, formula, df, w, fam, cache) {
   parts <- split_did_formula(formula)
-  if (fam == "auto") {
-    vars <- c(all.vars(formula), w)
-    cc <- stats::complete.cases(df[intersect(vars, names(df))])
-    y <- df[[all.vars(parts$main[[2]])[1]]][cc]
-    fam <- did_family_rule(y, df[[row$term]][cc], if (!is.null(w)) df[[w]][cc])$chosen
-  }
-  pr <- plan_prune(row, parts$main, df, cache, binomial = fam %in% c("binomial", "conditional_logit"))
+  if (fam == "auto") fam <- plan_did_family(formula, df, w, row$term)
+  # the rows did_fit() fits: complete on the fixed effects, weights and
+  # cluster too
+  cc <- c(unlist(lapply(parts$fe, function(t) all.vars(stats::as.formula(paste("~", t))))), w, row$cluster)
+  pr <- plan_prune(row, parts$main, df, cache, binomial = fam %in% c("binomial", "conditional_logit"),
+                   cc = cc)
   if (length(parts$fe)) {
     pr$formula <- stats::as.formula(paste(deparse1(pr$formula), "|", paste(parts$fe, collapse = " + ")),
                                     env = globalenv())
@@ -849,7 +990,8 @@ run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
     args[[2]] <- df
     args$weights <- df[[row$weights]]
   }
-  pr <- plan_prune(row, args[[1]], args[[2]], cache)
+  pr <- plan_prune(row, args[[1]], args[[2]], cache,
+                   cc = if (!is.null(args$weights)) row$weights)
   args[[1]] <- pr$formula
   args[[2]] <- pr$df
   if (!is.null(args$weights)) args$weights <- pr$df[[row$weights]]
@@ -863,10 +1005,55 @@ run_fgls_bcj <- function(row, ctx, k, cache, parent = NULL) {
 run_wild_boot <- function(row, ctx, k, cache, parent) {
   fit <- parent$fit
   wb <- suppressMessages(wild_boot(fit, row$term, seed = ctx$settings$seed))
+  if (inherits(wb, "wild_boot_t")) message(wb$note)   # an LMM with < 10 LAs: the CR3 t-test, not a bootstrap
   scale <- parent$est$scale[1]
   ci <- wb$conf_int %||% c(NA_real_, NA_real_)
   list(fit = wb, est = plan_est(row$term, scale, wb$estimate, NA_real_, NA_real_,
                                 ci[1], ci[2], wb$p_value))
+}
+
+# The CR3 t-test with G - 1 df of a linear mixed model fitted with the
+# cluster (its parent row): tidy(fit, vcov = "CR3").
+run_cr3 <- function(row, ctx, k, cache, parent) {
+  # undefined when a fixed effect is identified by one authority alone (e.g.
+  # an authority covariate that only one authority has): a status, not a failure
+  un <- c(parent$cr3_unidentified, parent$fit$cr2$cr3$unidentified)
+  if (length(un)) {
+    return(list(skip = sprintf(paste0("not run: the CR3 jackknife is not defined on these data (without %s = %s the ",
+                                      "fixed effects are not all identified)"),
+                               row$cluster, paste(utils::head(unique(un), 3), collapse = ", "))))
+  }
+  tab <- tidy.sw_glmm(parent$fit, vcov = "CR3")
+  tab <- tab[tab$term == row$term, , drop = FALSE]
+  if (nrow(tab) != 1L) stop("the model it re-uses has no coefficient `", row$term, "`", call. = FALSE)
+  list(fit = tab, est = plan_est(row$term, parent$est$scale[1], tab$estimate, tab$std.error, tab$df,
+                                 tab$conf.low, tab$conf.high, tab$p.value))
+}
+
+# The clusters without which the fixed effects of a mixed model are not all
+# identified (so its CR3 jackknife is not defined): checked on the fixed
+# part's model matrix of the complete rows before the fit, so that the
+# cluster-robust parts (seconds per imputation for the absence panel) are
+# not computed for a CR3 row that cannot run. The rank of the leave-out
+# rows' X equals that of their GLS information X'V^-1 X (V positive definite).
+plan_cr3_unidentified <- function(formula, df, cluster) {
+  labels <- attr(stats::terms(formula), "term.labels")
+  ff <- stats::reformulate(labels[!grepl("|", labels, fixed = TRUE)], response = formula[[2]],
+                           env = globalenv())
+  vars <- intersect(c(all.vars(formula), cluster), names(df))
+  df <- df[stats::complete.cases(df[vars]), , drop = FALSE]
+  X <- stats::model.matrix(ff, df)
+  X <- X / rep(pmax(sqrt(colSums(X^2)), .Machine$double.eps), each = nrow(X))
+  cl <- as.character(df[[cluster]])
+  # as sw_glmm()'s own check: the rank of the information without cluster g
+  A <- crossprod(X)
+  p <- pinv_sym(A)$rank
+  out <- character()
+  for (g in sort(unique(cl))) {
+    Ag <- A - crossprod(X[cl == g, , drop = FALSE])
+    if (pinv_sym((Ag + t(Ag)) / 2)$rank < p) out <- c(out, g)
+  }
+  out
 }
 
 run_perm_test <- function(row, ctx, k, cache, parent) {
@@ -877,13 +1064,16 @@ run_perm_test <- function(row, ctx, k, cache, parent) {
                                 NA_real_, ci[1], ci[2], pt$p_value))
 }
 
+# Weights and cluster columns of a count-model row (the rows it fits).
+plan_cc_columns <- function(row) c(if (!is.na(row$weights)) row$weights, row$cluster)
+
 run_hurdle_fit <- function(row, ctx, k, cache, parent = NULL) {
   d <- plan_data(row, ctx, k, cache)
   df <- d$df
   f <- stats::as.formula(row$formula, env = globalenv())
   y <- all.vars(f[[2]])[1]
   if (!is.na(row$weights)) df <- df[plan_weighted_rows(df[[row$weights]]), , drop = FALSE]
-  pr <- plan_prune(row, f, df, cache, binomial = FALSE)
+  pr <- plan_prune(row, f, df, cache, binomial = FALSE, cc = plan_cc_columns(row))
   f <- pr$formula
   df <- pr$df
   zc <- zero_check(stats::as.formula(paste(y, "~ treated"), env = globalenv()), df)
@@ -908,7 +1098,7 @@ run_tobit_fit <- function(row, ctx, k, cache, parent = NULL) {
     df[[y]] >= max(df[[y]], na.rm = TRUE)
   share <- mean(cens[!is.na(df[[y]])], na.rm = TRUE)
   if (!is.na(row$weights)) df <- df[plan_weighted_rows(df[[row$weights]]), , drop = FALSE]
-  pr <- plan_prune(row, f, df, cache)
+  pr <- plan_prune(row, f, df, cache, cc = plan_cc_columns(row))
   f <- pr$formula
   df <- pr$df
   if (!is.finite(share) || share <= ctx$settings$censor_share) {
@@ -1009,12 +1199,13 @@ run_hausman_test <- function(row, ctx, k, cache, parent = NULL) {
 
 # Estimator -> runner and how its results combine over imputations.
 plan_runners <- list(
-  sw_glmm = list(run = run_sw_glmm, mi = "pool"),
-  did_fit = list(run = run_did_fit, mi = "pool"),
-  fgls_bcj = list(run = run_fgls_bcj, mi = "pool"),
-  hurdle_fit = list(run = run_hurdle_fit, mi = "pool"),
-  tobit_fit = list(run = run_tobit_fit, mi = "pool"),
+  sw_glmm = list(run = run_sw_glmm, mi = "pool", prune = TRUE),
+  did_fit = list(run = run_did_fit, mi = "pool", prune = TRUE),
+  fgls_bcj = list(run = run_fgls_bcj, mi = "pool", prune = TRUE),
+  hurdle_fit = list(run = run_hurdle_fit, mi = "pool", prune = TRUE),
+  tobit_fit = list(run = run_tobit_fit, mi = "pool", prune = TRUE),
   wild_boot = list(run = run_wild_boot, mi = "median_p"),
+  cr3 = list(run = run_cr3, mi = "pool"),
   perm_test = list(run = run_perm_test, mi = "median_p"),
   bacon = list(run = run_bacon, mi = "none"),
   att_gt = list(run = run_att_gt, mi = "none"),
@@ -1030,6 +1221,7 @@ plan_runners <- list(
 plan_run_one <- function(row, ctx, parents, cache) {
   runner <- plan_runners[[row$estimator]]
   ks <- if (ctx$m > 0L && runner$mi != "none") seq_len(ctx$m) else 0L
+  if (isTRUE(runner$prune) && length(ks) > 1L) plan_prune_pass(row, ctx, ks, cache, runner)
   runs <- vector("list", length(ks))
   notes <- character()
   for (j in seq_along(ks)) {
@@ -1057,13 +1249,35 @@ plan_run_one <- function(row, ctx, parents, cache) {
     runs[[j]] <- r
   }
   est <- plan_combine(runs, runner$mi)
+  notes <- c(notes, attr(est, "notes"))
+  attr(est, "notes") <- NULL
   list(status = "ok", runs = runs, est = est, fit = runs[[1]]$fit, notes = unique(notes))
+}
+
+# The rule pass (see plan_prune()): each imputation's rule for `row`, their
+# union cached as the row's rule. An imputation that fails before its rule
+# is left to the full run, which reports the error.
+plan_prune_pass <- function(row, ctx, ks, cache, runner) {
+  key <- paste("prune", row$id, sep = "|")
+  if (!is.null(cache[[key]])) return(invisible())
+  assign("prune_pass", row$id, envir = cache)
+  on.exit(assign("prune_pass", NULL, envir = cache))
+  rules <- lapply(ks, function(k) {
+    tryCatch(suppressWarnings(suppressMessages(runner$run(row, ctx, k, cache))),
+             sfp_prune_rule = function(cnd) cnd$rule,
+             error = function(e) NULL)
+  })
+  rules <- Filter(function(r) is.list(r) && !is.null(r$drop), rules)
+  rule <- plan_prune_union(rules)
+  if (!is.null(rule)) assign(key, rule, envir = cache)
+  invisible()
 }
 
 plan_combine <- function(runs, mi) {
   if (length(runs) == 1L) return(runs[[1]]$est)
   ests <- lapply(runs, `[[`, "est")
   base <- ests[[1]]
+  notes <- character()
   key <- paste(base$term, base$scale)
   for (i in seq_len(nrow(base))) {
     pick <- vapply(ests, function(e) {
@@ -1074,6 +1288,19 @@ plan_combine <- function(runs, mi) {
     q <- mapply(function(e, j) e$estimate[j], ests, pick)
     if (mi == "pool") {
       se <- mapply(function(e, j) e$std.error[j], ests, pick)
+      bad <- which(!is.finite(q) | !is.finite(se) | se < 0)
+      if (length(bad)) {
+        # Rubin's rules need every imputation's estimate and standard error:
+        # the point estimate is the mean where every estimate exists, the
+        # inference is not reported, and the note says which imputations lacked it
+        base$estimate[i] <- if (all(is.finite(q))) mean(q) else NA_real_
+        base[i, c("std.error", "df", "conf.low", "conf.high", "p.value")] <- NA_real_
+        notes <- c(notes, sprintf(paste0("%s: no pooled standard error, confidence interval or p-value ",
+                                         "(the estimate or its standard error is missing in %s %s)"),
+                                  base$term[i], plural(length(bad), "imputation", "imputations"),
+                                  paste(bad, collapse = ", ")))
+        next
+      }
       dfc <- base$df[i]
       p <- pool_rubin(q, se, df_complete = if (is.finite(dfc)) dfc else Inf)
       base[i, c("estimate", "std.error", "df", "conf.low", "conf.high", "p.value")] <-
@@ -1086,6 +1313,7 @@ plan_combine <- function(runs, mi) {
       base$p.value[i] <- med("p.value")
     }
   }
+  attr(base, "notes") <- notes
   base
 }
 
@@ -1178,11 +1406,14 @@ plan_imputation_table <- function(models, done) {
   out
 }
 
-# Hochberg within each family of secondary outcomes.
-plan_hochberg <- function(results) {
-  fam <- paste(results$programme, results$strand)
+# Hochberg within each family of tests: the plan's `hochberg` column (the
+# secondary outcomes' models of a programme x strand; a bootstrap or CR3 row
+# of a secondary outcome is another test of the same hypothesis, not one
+# more member of the family).
+plan_hochberg <- function(results, models) {
+  fam <- models$hochberg[match(results$model, models$id)]
   # one p-value per model: its first row (the treatment term on the model's scale)
-  sel <- results$analysis == "secondary" & results$status == "ok" &
+  sel <- !is.na(fam) & results$status == "ok" &
     !is.na(results$p.value) & !duplicated(results$model)
   for (f in unique(fam[sel])) {
     i <- which(sel & fam == f)
@@ -1194,7 +1425,7 @@ plan_hochberg <- function(results) {
 # --- triangulation and cost-benefit ---------------------------------------
 
 plan_primary <- function(results, strand, scale = NULL) {
-  r <- results[results$strand == strand & results$analysis == "primary" &
+  r <- results[results$strand == strand & results$analysis %in% c("primary", "triangulation") &
                  results$outcome == "cla_18m" & results$status == "ok" &
                  results$term == "treated" & is.finite(results$std.error), , drop = FALSE]
   if (!is.null(scale)) r <- r[r$scale == scale, , drop = FALSE]
@@ -1250,7 +1481,7 @@ print.sfp_analysis <- function(x, ...) {
   cat(sprintf("<sfp_analysis> %s: %d models, %d estimates (%d ok)%s\n", x$design$name,
               nrow(x$models), nrow(r), sum(r$status == "ok"),
               if (x$settings$imputations > 0) sprintf(", %d imputations pooled by Rubin's rules", x$settings$imputations) else ", complete cases"))
-  show <- r[r$analysis %in% c("primary", "secondary") & r$status == "ok",
+  show <- r[r$analysis %in% c("primary", "secondary", "triangulation") & r$status == "ok",
             c("strand", "outcome", "analysis", "scale", "estimate", "conf.low", "conf.high",
               "p.value", "p.adjusted")]
   if (nrow(show)) print(show, row.names = FALSE, digits = 3)

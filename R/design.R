@@ -258,6 +258,17 @@ design_family_safeguarding <- function(data_or_rollout,
 #'   referral, ethnic major group, disability, FSM or pupil premium
 #'   eligibility, UASC, a previous CPP), with the age bins widened to the
 #'   Family Valued ages (0-3, 4-12, 13-17, the `age_bands`); argument `cem`.
+#'   Its window (`did_start`): the Family Safeguarding DiD analyses the
+#'   records "from 2017/18 (which is two years before any treatment local
+#'   authority they are matched to started Family Safeguarding)" and matches
+#'   on "the two years prior to the intervention"; so the Family Valued DiD
+#'   starts on 1 April of the financial year two years before the financial
+#'   year of the first go-live (for a first go-live in April 2020, 1 April
+#'   2018), giving every treated authority at least two years of pre-period.
+#'   The stepped-wedge trial period ("6 months prior to the first local
+#'   authority implements the model") would give the first authority six
+#'   months. The DiD ends with the trial period. The stepped-wedge strand of
+#'   the same design keeps the trial period.
 #'
 #' @inheritParams design_family_safeguarding
 #' @param data_or_rollout An `sfp_data` object holding a `rollout` table, or
@@ -282,6 +293,9 @@ design_family_safeguarding <- function(data_or_rollout,
 #'   sample and arm; `"first_open"`: the first one that stayed open after
 #'   assessment.
 #' @param step_months Length of a stepped-wedge period in months (FV p. 8).
+#' @param did_start First referral day of the DiD strand's window (used only
+#'   with `strand = "did"`; `Date`): `NULL` (default) for 1 April of the
+#'   financial year two years before that of the first go-live (see Details).
 #' @param cem The child-level CEM of the DiD strand (used only with
 #'   `strand = "did"`): `NULL` for the Family Safeguarding protocol's
 #'   coarsening with this design's age bands (see Details), `"period"` for
@@ -293,7 +307,8 @@ design_family_safeguarding <- function(data_or_rollout,
 #'   [design_family_safeguarding()]) with programme "FV", `las` also holding
 #'   `wedge_order`, `stratum`, `embed_start`, `embed_end`, `alt_go_live_date`,
 #'   and `step_months`; with `strand = "did"`, `cem` holds the CEM
-#'   specification (else `NULL`).
+#'   specification and `did_start` the DiD window's first day (else both
+#'   `NULL`).
 #' @examples
 #' rollout <- data.frame(
 #'   la_code = c("301", "302", "303"), programme = "FV", role = "treated",
@@ -323,7 +338,7 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                                  max_missing = 0.3,
                                  strand = c("stepped_wedge", "did"),
                                  quarter = c("calendar", "financial"),
-                                 cem = NULL) {
+                                 cem = NULL, did_start = NULL) {
   strand <- match.arg(strand)
   reunification <- match.arg(reunification)
   entry <- match.arg(entry)
@@ -346,6 +361,16 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
   te <- first_non_na(ro$trial_end)
   trial_start <- if (is.na(ts)) day_to_date(add_months(first_live, -step_months)) else ts
   trial_end <- if (is.na(te)) day_to_date(add_months(last_live, step_months)) else te
+  if (strand == "did") {
+    did_start <- if (is.null(did_start)) fin_year_start(first_live, -2L) else
+      check_date_arg(did_start, "did_start")
+    if (did_start > trial_end) {
+      stop_arg("did_start", sprintf("is %s, after the end of the trial period (%s)", did_start, trial_end),
+               "give a day before the first go-live, or NULL for two financial years before it.")
+    }
+  } else {
+    did_start <- NULL
+  }
   structure(list(
     programme = "FV", strand = strand,
     name = if (strand == "did") "Family Valued (difference-in-differences)" else
@@ -376,7 +401,8 @@ design_family_valued <- function(data_or_rollout, data_end = NULL,
                    "prop_fsm", "prop_white_british", "other_innovation_programme"),
     covariates_exclude = list(),
     strata = stats::setNames(las$stratum, las$la_code),
-    cem = if (strand == "did") design_cem(cem, age_bands, age_range)
+    cem = if (strand == "did") design_cem(cem, age_bands, age_range),
+    did_start = did_start
   ), class = "sfp_design")
 }
 
@@ -547,6 +573,13 @@ in_embedding <- function(day, start, end, go_live) {
     day <= as.integer(end) & !(treated_on(day, go_live) %in% 1L)
 }
 
+# 1 April of the financial year `shift` years from that of `day`.
+fin_year_start <- function(day, shift = 0L) {
+  lt <- as.POSIXlt(as.Date(day))
+  fy <- lt$year + 1900L - (lt$mon < 3L)
+  as.Date(sprintf("%d-04-01", fy + shift))
+}
+
 sw_step <- function(day, trial_start, months, trial_end = NULL) {
   breaks <- add_months(rep(as.integer(trial_start), 64L), months * (0:63))
   n_steps <- if (is.null(trial_end) || !length(trial_end) || is.na(trial_end)) 64L else
@@ -673,6 +706,9 @@ print.sfp_design <- function(x, ...) {
   fmt <- function(d) if (is.null(d)) "end of the data" else format(d)
   cat("Trial period (referral dates): ", fmt(x$trial_start), " to ",
       fmt(x$trial_end), "\n", sep = "")
+  if (!is.null(x$did_start)) {
+    cat("DiD strand (referral dates):   ", fmt(x$did_start), " to ", fmt(x$trial_end), "\n", sep = "")
+  }
   cat("Data end:                      ", fmt(x$data_end), "\n", sep = "")
   cat("Ages at referral:              ", x$age_range[1], "-", x$age_range[2],
       "; bands ", paste(age_band_labels(x$age_bands, x$age_range[2]), collapse = ", "),

@@ -91,10 +91,12 @@
 #' there are 2^G / 6^G <= 4,096 / 46,656 vectors), the CR1 t-statistic of each
 #' bootstrap GLS fit; the confidence interval inverts the test. It works from
 #' per-cluster cross-products kept in the fit, so a draw costs O(G^2). With
-#' 5 LAs it over-rejects (about 10% at 5% in a size simulation shaped like
-#' the Family Valued trial), while CR2 standard errors with Satterthwaite df
-#' (`cluster = "la"`) held 5.5-7% and the CR3 t-test with G - 1 df
-#' (`tidy(fit, vcov = "CR3")`) 4.3-5.8%; the result's note says so.
+#' 5 LAs every wild bootstrap over-rejects (7.6-10.6% at 5% in a size
+#' simulation shaped like the Family Valued trial), while CR2 standard errors
+#' with Satterthwaite df (`cluster = "la"`) held 5.5-7% and the CR3 t-test
+#' with G - 1 df (`tidy(fit, vcov = "CR3")`) 4.3-5.8%, so below 10 clusters
+#' `wild_boot()` gives that CR3 t-test by default and says so (its section
+#' "Linear mixed models").
 #'
 #' **Choices where the protocol is silent**:
 #' * sigma is the SD of the random intercept, optimised on its own scale
@@ -1620,7 +1622,7 @@ profile_ci <- function(fit, j, level) {
 #' simulation shaped like the Family Valued trial (5 authorities, a stepped
 #' wedge, 1,000 null data sets; `bench/sw_size.R`) this test rejected 4.3%
 #' (authority x step shocks) and 5.8% (random-intercept model true) of true
-#' nulls at 5%, where the wild bootstraps rejected 7.7-10% and CR2 with
+#' nulls at 5%, where the wild bootstraps rejected 7.6-10.6% and CR2 with
 #' Satterthwaite df 5.5% and 7.0%.
 #' @references
 #' MacKinnon, J. G., Nielsen, M. Ø. and Webb, M. D. (2023). Fast and

@@ -44,25 +44,26 @@ lmm_boot_variants_ <- c("WCU31", "WCU33", "WCU13", "WCU11", "WCR31", "WCR33", "W
 
 # Size of each variant with 5 LAs in bench/sw_size.R (1,000 null data sets
 # shaped like the Family Valued trial: with LA x step shocks of SD 0.25, and
-# with the random-intercept model true), and the number of clusters below
-# which wild_boot() warns and notes it: no variant held 3.5-6.5% with 5 LAs;
-# with Webb weights every variant held 6.0-6.7% with 10 (300 data sets).
+# with the random-intercept model true; every vector enumerated), and the
+# number of clusters below which wild_boot() warns and its default is the CR3
+# t-test instead: no variant held 3.5-6.5% with usable power with 5 LAs; with
+# Webb weights every variant held 6.0-6.7% with 10 (300 data sets).
 lmm_boot_size_5la_ <- data.frame(
-  variant = rep(lmm_boot_variants_, 2),
-  weights = rep(c("webb", "mammen"), each = 8),
-  shocks = c(7.7, 8.0, 10.3, 10.4, 9.3, 9.9, 10.3, 10.2, 14.5, 14.5, 16.9, 15.9, 5.6, 7.1, 12.8, 12.8),
-  ri_true = c(7.6, 8.2, 9.9, 9.8, 9.3, 10.6, 10.5, 9.6, 13.2, 13.6, 15.2, 14.4, 5.9, 7.3, 12.3, 12.2),
+  variant = rep(lmm_boot_variants_, 3),
+  weights = rep(c("webb", "mammen", "rademacher"), each = 8),
+  shocks = c(7.7, 8.0, 10.3, 10.4, 9.3, 9.9, 10.3, 10.2, 14.5, 14.5, 16.9, 15.9, 5.6, 7.1, 12.8, 12.8,
+             7.2, 6.8, 9.2, 9.0, 4.8, 6.1, 10.6, 10.5),
+  ri_true = c(7.6, 8.2, 9.9, 9.8, 9.3, 10.6, 10.5, 9.6, 13.2, 13.6, 15.2, 14.4, 5.9, 7.3, 12.3, 12.2,
+              7.0, 6.9, 8.5, 8.5, 5.4, 6.8, 10.9, 10.2),
   stringsAsFactors = FALSE)
 lmm_boot_min_clusters_ <- 10L
 
 lmm_boot_size_ <- function(variant, weights) {
   row <- lmm_boot_size_5la_[lmm_boot_size_5la_$variant == variant & lmm_boot_size_5la_$weights == weights, ]
-  list(min = lmm_boot_min_clusters_, what = if (nrow(row)) {
-    sprintf("with 5 LAs %s with %s weights rejected %.1f%% and %.1f%% of true nulls at 5%%", variant, weights,
-            row$shocks, row$ri_true)
-  } else {
-    sprintf("%s with %s weights was not measured; every measured variant over-rejected with 5 LAs", variant, weights)
-  })
+  list(min = lmm_boot_min_clusters_,
+       what = sprintf("with 5 LAs %s with %s weights rejected %.1f%% and %.1f%% of true nulls at 5%%%s", variant,
+                      weights, row$shocks, row$ri_true,
+                      if (row$shocks < 6.5 && row$ri_true < 6.5) ", but its power stops growing (?wild_boot)" else ""))
 }
 
 # Per-cluster Z_a' W_a Z_a (times the residual variance) at the relative SDs
@@ -203,12 +204,21 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' (the jackknife DGP); the variance that studentises t and every t*, `1`
 #' CR1 (the cluster scores) or `3` CR3, the jackknife
 #' \eqn{\frac{G-1}{G}\sum_g (\hat\beta_{(g)} - \hat\beta)^2} with
-#' \eqn{\hat\beta_{(g)}} the GLS without cluster g. The default is
-#' `"WCU31"` (with the default Webb weights); `"WCR11"` was the method
-#' before. `std.error` and `statistic` use the chosen variance (CR3 or CR1);
-#' the result also carries `variant`. Variants with a 3 need three clusters,
-#' and every fit without one cluster identified: when leaving a cluster out
-#' loses a coefficient, `"WCR11"` or `"WCU11"` is used instead and the note
+#' \eqn{\hat\beta_{(g)}} the GLS without cluster g. `"CR3t"` is no
+#' bootstrap: the t-test with that CR3 standard error against a t
+#' distribution with G - 1 degrees of freedom (as `tidy(fit, vcov = "CR3")`),
+#' its interval \eqn{\hat\beta \mp t_{G-1} se}; the result has the same
+#' fields (`df`, `B = 0`, no `tstar`; `weights` are not used).
+#'
+#' **The default, `variant = "auto"`, is `"CR3t"` with fewer than 10
+#' clusters and `"WCU31"` (with the default Webb weights) from 10**, because
+#' no wild bootstrap held its size with 5 authorities and the CR3 t-test did
+#' (below); it says so in a message and the note. `"WCR11"` was the method
+#' before #13. `std.error` and `statistic` use the chosen variance (CR3 or
+#' CR1); the result also carries `variant`. Variants with a 3 need three
+#' clusters, and every fit without one cluster identified: when leaving a
+#' cluster out loses a coefficient, `"WCR11"` or `"WCU11"` is used instead
+#' (`"WCU11"` for `"CR3t"`, with the few-clusters warning) and the note
 #' says so. Mammen weights are enumerated (all
 #' 2^G vectors with their probabilities, G <= 12; `p_value` is then a
 #' probability and the result carries `draw_prob`).
@@ -216,35 +226,56 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' **Size with few clusters** (`bench/sw_size.R`: null data shaped like the
 #' Family Valued trial, a stepped wedge with go-lives inside their steps,
 #' authority random intercepts with or without authority x step shocks;
-#' rejection at 5%, target 3.5-6.5%). **With 5 authorities no variant holds
-#' its size** (1,000 data sets each): with Webb weights the default
-#' `"WCU31"` rejected 7.7% (with shocks) and 7.6% (random-intercept model
-#' true), the closest to 5% of the usable variants (see Mammen below);
-#' `"WCU33"` 8.0% and 8.2%; the others 9.3-10.6% (the previous `"WCR11"`
-#' 10.2% and 9.6%). With 10 authorities (300 data sets) every variant with
-#' Webb weights rejected 6.0-6.7% (the default 6.0%). So `wild_boot()` warns
-#' (class `sfpceval_few_clusters`) and notes it below 10 clusters: read such
-#' a result as a sensitivity analysis. In the same simulation with 5
-#' authorities the t-tests with CR2 and Satterthwaite degrees of freedom
-#' (`sw_glmm(cluster = )`) rejected 5.5% and 7.0%, and the CR3 t
-#' (`tidy(fit, vcov = "CR3")`, the `statistic` of a `"WC?13"` variant)
-#' against a t distribution with G - 1 degrees of freedom 4.3% and 5.8%. The bootstrap critical value varies from
-#' one data set to the next when a few clusters each have their own
-#' treatment timing: the wild bootstrap with few clusters needs clusters
-#' whose designs are alike (Canay, Santos & Shaikh 2021). The centred
-#' jackknife variance and counting ties (`p_value_geq`) changed these rates
-#' by less than half a point.
+#' rejection at 5%, target 3.5-6.5%, 1,000 data sets each, Monte Carlo
+#' s.e. 0.6-1.2 points). **With 5 authorities no wild bootstrap holds its
+#' size with usable power**: with Webb weights (all 6^5 vectors) `"WCU31"`
+#' rejected 7.7% (with shocks) and 7.6% (random-intercept model true),
+#' `"WCU33"` 8.0% and 8.2%, the others 9.3-10.6% (the previous `"WCR11"`
+#' 10.2% and 9.6%); with Gaussian weights (9,999 draws) 10.3-13.5%. The t-test
+#' with the CR3 standard error and G - 1 df (`"CR3t"`, the default there)
+#' rejected 4.3% and 5.8%, with power close to the bootstraps' (with a true
+#' effect of 0.4, child-level SD 1: 42% against 45% for `"WCU31"` and
+#' `"WCU33"`, over 300 data sets), and with 4, 6 and 8 authorities (with
+#' shocks) 2.7%, 4.9% and 4.1% (`bench/sw_size.R` path `auto`), where with 4
+#' the bootstraps rejected 7.4-18.9%; CR2 with Satterthwaite df
+#' (`sw_glmm(cluster = )`) 5.5% and 7.0%. With 10 authorities every variant
+#' with Webb weights rejected 6.0-6.7% (300 data sets), and `"WCU31"`, the
+#' default there, 4.9% and 6.2% (1,000 data sets, 999 draws each). A bootstrap variant asked for with fewer than 10 clusters warns
+#' (class `sfpceval_few_clusters`) with its measured size: read it as a
+#' sensitivity analysis.
 #'
-#' With Mammen weights `"WCR31"` rejected 5.6% and 5.9% with 5 authorities
-#' and `"WCR33"` 7.1% and 7.3%, but they are not usable tests there: the
-#' constant weight vector has probability 0.72^G (0.20 with 5 clusters), and
-#' with leave-one-out residuals in the restricted DGP its t* moves with the
-#' observed t, so the p-value stays at or above 0.2 far from the estimate.
-#' With a true effect that every other test detected every time, `"WCR31"`
-#' rejected 80%, and its intervals are very wide. Its size also moves with
-#' the design: 13.3% and 7.0% with 4 authorities, 2.0-3.3% with 6-10, 8.7%
-#' with shocks of twice the SD (300 data sets each). The other variants
-#' over-rejected more with Mammen weights than with Webb's (12.2-16.9%).
+#' Why the bootstrap over-rejects here (`bench/lmm_boot_diag.R`, on the same
+#' data sets): not the variance components held fixed -- ordinary least
+#' squares with authority fixed effects (no variance components at all)
+#' over-rejected alike (WCR11 9.9% and 8.3% against the LMM's 10.2% and 9.6%;
+#' the same decision in 97.9% and 96.9% of the data sets), as expected when each authority has hundreds of children and
+#' the GLS is close to the within-authority fit; not the studentisation (t and
+#' every t* use the same variance), the enumeration or the p-value convention
+#' (counting ties moved the rates by less than half a point). It is the
+#' restricted residuals: the step effects are estimated from 5 authorities
+#' with different go-live steps, so each authority's residuals carry the
+#' others' errors, which flipping each authority's sign does not reproduce
+#' (the homogeneity condition of Canay, Santos & Shaikh 2021 fails). The same
+#' bootstrap built from the true errors rejected 6.5% and 6.7% (WCR11, Webb); the
+#' jackknife DGP (`"WCU31"`) recovers about half of the gap. What is left is
+#' the coarseness of any sign-flip distribution with 5 clusters: with the
+#' fit's residuals the 2^5 Rademacher vectors give p-values (ties counted)
+#' of at least 2/32, and Webb's six points only approximate a symmetry.
+#'
+#' With Mammen or Rademacher weights (2^5 vectors enumerated) the restricted
+#' jackknife variants come closer -- `"WCR31"` Mammen 5.6% and 5.9%,
+#' Rademacher 4.8% and 5.4%; `"WCR33"` Rademacher 6.1% and 6.8% -- but they
+#' are not usable tests: the constant weight vector has probability 0.72^G
+#' (Mammen) or 2^(1-G) (Rademacher) above 5%, and with leave-one-out
+#' residuals in the restricted DGP its t* moves with the observed t, so the
+#' power stops growing: with Rademacher weights `"WCR31"` rejected 42%, 72%
+#' and 71% at true effects of 0.4, 0.8 and 1.6, where the CR3 t-test rejected
+#' 42%, 91% and 100% (300 data sets each); with Mammen weights 80% where the
+#' others rejected every time. The size of `"WCR31"` with Mammen weights
+#' also moves with the design: 13.3% and 7.0% with 4 authorities, 2.0-3.3%
+#' with 6-10, 8.7% with shocks of twice the SD (300 data sets each). The
+#' other variants over-rejected more with Mammen weights than with Webb's
+#' (12.2-16.9%), and with Rademacher weights 6.8-10.9%.
 #'
 #' @references
 #' MacKinnon, J. G., Nielsen, M. Ø. and Webb, M. D. (2023). Fast and
@@ -258,14 +289,14 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 NULL
 
 lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE,
-                          variant = lmm_boot_variants_[1], ...) {
+                          variant = "auto", ...) {
   s <- fit$setup
   extra <- list(...)
   if (length(extra)) {
     stop_arg(names(extra)[1] %||% "...", "is not an argument of wild_boot() for a linear mixed model",
              "the LMM bootstrap takes param, weights, B, level, r, seed, conf_int and variant.")
   }
-  variant <- match_choice(variant, lmm_boot_variants_, "variant")
+  variant <- match_choice(variant, c("auto", "CR3t", lmm_boot_variants_), "variant")
   if (is.null(s$ZZg)) {
     stop_arg("fit", sprintf("has %s clusters of `%s` for %s rows: the wild cluster bootstrap is for a few clusters (the LAs)",
                             format(s$G, big.mark = ","), names(fit$ngroups)[1], format(s$N, big.mark = ",")),
@@ -282,6 +313,10 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   if (!is.numeric(r) || length(r) != 1L || !is.finite(r)) stop_arg("r", "must be a finite number")
   G <- s$G
   if (G < 2L) stop_arg("fit", "has one cluster; the cluster bootstrap needs several")
+  # "auto": below the number of clusters at which the bootstrap held its size,
+  # the CR3 t-test with G - 1 df, which did (lmm_boot_min_clusters_)
+  asked <- variant
+  if (variant == "auto") variant <- if (G < lmm_boot_min_clusters_) "CR3t" else lmm_boot_variants_[1]
   if (G < 3L && variant != "WCR11" && variant != "WCU11") {
     stop_arg("variant", sprintf("\"%s\" needs at least 3 clusters (the fit has 2)", variant),
              "use variant = \"WCR11\".")
@@ -293,13 +328,23 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
   if (variant != "WCR11" && variant != "WCU11") {
     short <- which(vapply(seq_len(G), function(g) pinv_sym(pc$A - pc$XWX[, , g])$rank < pc$p, TRUE))
     if (length(short)) {
+      to <- if (variant == "CR3t") "WCU11" else paste0(substr(variant, 1, 3), "11")
       fallback <- sprintf(paste0(
         "Without cluster%s %s the fixed effects are not all identified, so the leave-one-cluster-out fits of %s ",
         "are not defined: %s was used instead."), if (length(short) > 1L) "s" else "",
-        paste(names(fit$ngroups)[1], "=", names(fit$ranef[[1]])[short] %||% short, collapse = ", "), variant,
-        paste0(substr(variant, 1, 3), "11"))
-      variant <- paste0(substr(variant, 1, 3), "11")
+        paste(names(fit$ngroups)[1], "=", names(fit$ranef[[1]])[short] %||% short, collapse = ", "), variant, to)
+      variant <- to
     }
+  }
+  if (variant == "CR3t") {
+    out <- lmm_cr3_t(pc, fit, param, level, r)
+    out$note <- c(fallback, if (asked == "auto") lmm_cr3_t_note_(G, weights))
+    if (asked == "auto") {
+      message(sprintf(paste0("wild_boot(): with G = %d clusters (fewer than %d) no wild bootstrap of a linear mixed ",
+                             "model held its size, so this is the CR3 t-test with G - 1 df (see the note and ?wild_boot)."),
+                      G, lmm_boot_min_clusters_))
+    }
+    return(out)
   }
   size <- lmm_boot_size_(variant, weights)
   lmm_few_clusters_warn_(G, variant, weights, size)
@@ -327,6 +372,57 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
       "Read it as a sensitivity analysis."), G, variant, weights, size$what))
   }
   out
+}
+
+# The CR3 t-test with G - 1 df for coefficient `param` (what variant "auto"
+# gives below lmm_boot_min_clusters_): the jackknife variance of the WC?13
+# variants, (G - 1) / G sum_g (beta_(g) - beta)^2 with beta_(g) the GLS fit
+# without cluster g at the fit's variance components, the same as
+# vcov(fit, type = "CR3"); the interval is beta -+ t_{G-1} se. The fields of
+# a bootstrap result, with df, no draws (B = 0, tstar NULL).
+lmm_cr3_t <- function(pc, fit, param, level, r) {
+  G <- pc$G
+  se <- pc$sc * lmm_boot_variant(pc, "WCU", "CR3")$se
+  beta <- unname(fit$coefficients[param])
+  tt <- (beta - r) / se
+  q <- stats::qt(1 - (1 - level) / 2, G - 1)
+  p <- 2 * stats::pt(-abs(tt), G - 1)
+  structure(list(
+    estimate = beta, statistic = tt, p_value = p, p_value_geq = p, conf_int = beta + c(-1, 1) * q * se,
+    tstar = NULL, df = G - 1L, std.error = se, variant = "CR3t",
+    method = sprintf(paste0("t-test with the CR3 (leave-one-cluster-out jackknife) standard error and G - 1 = %d df ",
+                            "for the linear mixed model (variance components fixed)"), G - 1L),
+    param = param, weights = NA_character_, B = 0L, enumerated = FALSE, level = level, null = r,
+    n_clusters = G, p_min = 0, note = NULL), class = c("wild_boot_t", "wild_boot"))
+}
+
+# Sizes at 5% in bench/sw_size.R with 5 LAs (LA x step shocks, random-intercept
+# model true; 1,000 null data sets each) of the CR3 t-test with G - 1 df
+lmm_cr3_size_5la_ <- c(shocks = 4.3, ri_true = 5.8)
+
+lmm_cr3_t_note_ <- function(G, weights) {
+  sz <- lmm_boot_size_5la_[lmm_boot_size_5la_$variant == lmm_boot_variants_[1] & lmm_boot_size_5la_$weights == "webb", ]
+  sprintf(paste0(
+    "With G = %d clusters (fewer than %d) no wild cluster bootstrap of a linear mixed model held its size, so this is ",
+    "the t-test with the CR3 standard error and G - 1 = %d df: in a size simulation shaped like the Family Valued ",
+    "trial (5 LAs) it rejected %.1f%% and %.1f%% of true nulls at 5%%, the bootstrap %s with Webb weights %.1f%% and ",
+    "%.1f%%. variant = \"%s\" gives that bootstrap (as a sensitivity analysis)%s."),
+    G, lmm_boot_min_clusters_, G - 1L, lmm_cr3_size_5la_[["shocks"]], lmm_cr3_size_5la_[["ri_true"]],
+    lmm_boot_variants_[1], sz$shocks, sz$ri_true, lmm_boot_variants_[1],
+    if (weights != "webb") sprintf("; `weights = \"%s\"` is not used by the t-test", weights) else "")
+}
+
+#' @export
+print.wild_boot_t <- function(x, digits = 4, ...) {
+  cat(sprintf("%s, G = %d clusters\n", x$method, x$n_clusters))
+  cat(sprintf("H0: %s = %s\n", x$param, format(x$null)))
+  cat(sprintf("  estimate %s, std. error %s, t = %s, p-value %s\n", format(x$estimate, digits = digits),
+              format(x$std.error, digits = digits), format(x$statistic, digits = digits),
+              format(x$p_value, digits = digits)))
+  cat(sprintf("  %g%% confidence interval: [%s, %s]\n", 100 * x$level,
+              format(x$conf_int[1], digits = digits), format(x$conf_int[2], digits = digits)))
+  if (!is.null(x$note)) cat("Note:", x$note, "\n")
+  invisible(x)
 }
 
 # All 2^G Mammen vectors (values 1 - phi and phi, phi the golden ratio, with
@@ -392,9 +488,9 @@ lmm_few_clusters_warn_ <- function(G, variant, weights, size) {
   msg <- sprintf(paste0(
     "wild_boot(): %d clusters: the wild cluster bootstrap of a linear mixed model does not hold its size with ",
     "fewer than %d clusters (stepped-wedge size simulation: %s).\nFix: read it as a sensitivity analysis; ",
-    "in the same simulation the t-test with CR2 and Satterthwaite df (sw_glmm(cluster =)) rejected 5.5-7.0%%, ",
-    "the CR3 t-test with G - 1 df (tidy(fit, vcov = \"CR3\")) 4.3-5.8%%, and perm_test() on the go-live dates is exact."),
-    G, size$min, size$what)
+    "the default variant = \"auto\" gives the CR3 t-test with G - 1 df, which rejected %.1f-%.1f%% in the same ",
+    "simulation (CR2 with Satterthwaite df, sw_glmm(cluster =), 5.5-7.0%%), and perm_test() on the go-live dates is exact."),
+    G, size$min, size$what, min(lmm_cr3_size_5la_), max(lmm_cr3_size_5la_))
   warning(structure(class = c("sfpceval_few_clusters", "warning", "condition"),
                     list(message = msg, call = NULL)))
   invisible(TRUE)

@@ -2,7 +2,10 @@
 # mixed model, with Satterthwaite (Bell-McCaffrey) degrees of freedom, as
 # clubSandwich::vcovCR(type = "CR2") and coef_test(test = "Satterthwaite")
 # compute them for lmer fits (Pustejovsky & Tipton 2018), without n_g x n_g
-# matrices.
+# matrices. Two paths: random effects nested inside the clusters without one
+# spanning a cluster (b = 0 below: child random effects clustered by
+# authority) take cr2_cluster_fast(); the others (b > 0), or
+# options(sfpceval.cr2_fast = FALSE), cr2_awx().
 #
 # Working model (target): V = sigma^2 Phi, in a cluster g
 #   Phi_g = I + a sum_c J_c + b J_g
@@ -255,29 +258,231 @@ cr2_ginvh_quad <- function(op, X, M) {
   }
 }
 
+# ---- Fast path: no random effect spanning the cluster (b = 0) ---------------
+# With b = 0 (the Family Safeguarding absence model: child random effects,
+# clustered by authority), Phi_g is block-diagonal by unit, with the known
+# spectral decomposition Phi_g = sum_k l_k P_k: on the unit mean direction
+# e_c the eigenvalue 1 / w_c + a m_c, on the rest of unit c 1 / w_c. Take
+# F = Phi_g^1/2 (A_g does not depend on the choice of F). Then F, F'^-1 and
+# D = (F F')^2 = Phi^2 act on class k as the scalars l^1/2, l^-1/2, l^2, and
+#   G = D - V M V',  V = F X_g,
+# a diagonal matrix minus a rank-p_g term. With Y = F'^-1 X_g (= F Phi^-1 X_g)
+# and Z = G^+1/2 Y, A_g Phi^-1 X_g = F'Z, so everything lmm_cr2() needs is a
+# bilinear form in G^+1/2 (Bell & McCaffrey 2002; Pustejovsky & Tipton 2018):
+#   AWX'e             = (F e)' G^+1/2 Y
+#   X_g'AWX           = V' G^+1/2 Y
+#   AWX'Phi AWX       = Z'(F Phi F')Z = Z'(G + V M V')Z
+#                     = Y'Y - (N'Y)'(N'Y) + (V'Z)' M (V'Z),
+# N an orthonormal basis of the null space of G (G G^+1/2 G^+1/2 = I - N N').
+# G v = 0 iff F'v = Phi^-1 X_g n with X_(-g) n = 0 (a combination of columns
+# that vanishes outside the cluster, e.g. its own authority's dummy), so
+# N = Phi^-3/2 X_g n R^-1, n from the null space of M^-1 - X_g'Phi^-1 X_g.
+# With G~ = G + c N N' (c = max l^2, inside the spectrum), G^+1/2 = G~^-1/2 -
+# c^-1/2 N N', and G~^-1/2 by the quadrature of Hale, Higham & Trefethen
+# (2008, method 3) on (2 / pi) int_0^Inf (G~ + t^2 I)^-1 dt: t = sqrt(lo)
+# sc(u | k), k'^2 = lo / hi, [lo, hi] containing the spectrum, turns the
+# integrand into an even 2K-periodic function analytic in |Im u| < K', so the
+# midpoint rule converges as exp(-pi^2 n / K): n = 56 nodes give relative
+# error about 3e-12 (the rounding floor) for hi / lo = 1e13, with hi = max l^2
+# (G <= D) and eigenvalues below lo = 1e-13 hi treated as null, as the exact
+# path's 1e-12. Each resolvent is D's plus a Woodbury term in U = [V, N],
+# Cm = diag(-M, c I):
+#   Q1'(G~ + s)^-1 Q2 = Q1'R Q2 - Q1'R U Cm (I + U'R U Cm)^-1 U'R Q2,
+# R = (D + s)^-1, and every block is a sum over the classes of
+#   sum_k l_k^gamma / (l_k^2 + s) Gamma_k,  Gamma_k = B'P_k B,  B = [X_g, e_g]
+# (V, F e: gamma 1/2 each side; Y: -1/2; N: -3/2). So the cluster costs one
+# pass over its rows for the class Gram matrices (O(n_g q^2), q = p_g + 1) and
+# O(K q^2) per node for K classes (distinct eigenvalues of Phi_g): memory
+# O(n_g q + q^2 (nodes + chunk)), never n_g x n_g.
+
+# Nodes s_j and weights w_j with sum_j w_j / (lambda + s_j) = lambda^-1/2 for
+# lambda in [lo, hi] (Hale, Higham & Trefethen 2008): the Jacobi functions at
+# the midpoints u_j of [0, K] by the arithmetic-geometric mean (Abramowitz &
+# Stegun 16.4), the upper half from the reflection u -> K - u (sn(K - v) =
+# cd(v), cn(K - v) = k' sd(v)) so that cn is never taken near its zero.
+cr2_isqrt_nodes <- function(lo, hi, n = 56L) {
+  kp <- sqrt(lo / hi)
+  a <- 1
+  b <- kp
+  cc <- sqrt((1 - kp) * (1 + kp))
+  as <- a
+  cs <- cc
+  while (abs(cc) > 1e-15 * a && length(as) < 60L) {
+    an <- (a + b) / 2
+    cc <- (a - b) / 2
+    b <- sqrt(a * b)
+    a <- an
+    as <- c(as, a)
+    cs <- c(cs, cc)
+  }
+  N <- length(as) - 1L
+  K <- pi / (2 * a)
+  u <- (seq_len(n) - 0.5) * K / n
+  v <- pmin(u, K - u)
+  phi <- 2^N * a * v
+  for (i in rev(seq_len(N))) phi <- (phi + asin(cs[i + 1L] / as[i + 1L] * sin(phi))) / 2
+  sn <- sin(phi)
+  cn <- cos(phi)
+  dn <- sqrt(kp^2 + (1 - kp) * (1 + kp) * cn^2)
+  low <- u <= K / 2
+  list(s = ifelse(low, lo * sn^2 / cn^2, hi * cn^2 / sn^2),
+       w = (2 / pi) * (K / n) * ifelse(low, sqrt(lo) * dn / cn^2, sqrt(hi) * dn / sn^2))
+}
+
+# One cluster's pieces for lmm_cr2() with b = 0. X: n x p (all columns), e:
+# residuals, unit: unit codes 1..C, wu: weight per unit or NULL, M: p x p,
+# Minv: solve(M). Returns ug = AWX'e (p), xa = X'AWX (p x p), apa = AWX'Phi
+# AWX (p x p), AWX = A_g Phi_g^-1 X_g.
+cr2_cluster_fast <- function(X, e, unit, a, wu, M, Minv, nodes = 56L, chunk = 256L) {
+  p <- ncol(X)
+  n <- nrow(X)
+  m <- tabulate(unit)
+  C <- length(m)
+  if (is.null(wu)) wu <- rep(1, C)
+  # the base columns: X_g = B_x T exactly, with the columns constant in the
+  # cluster (its authority's dummies, authority-level covariates; all of
+  # them when X is centred) collapsed into one column of ones, and columns
+  # scaled to unit root mean square
+  lo <- apply(X, 2L, min)
+  hi <- apply(X, 2L, max)
+  vary <- which(lo != hi)
+  const <- which(lo == hi & lo != 0)
+  Tm <- matrix(0, length(vary) + (length(const) > 0), p)
+  Tm[cbind(seq_along(vary), vary)] <- 1
+  if (length(const)) Tm[nrow(Tm), const] <- lo[const]
+  B <- cbind(X[, vary, drop = FALSE], if (length(const)) 1, e)
+  sc <- sqrt(colSums(B^2) / n)
+  sc[!(sc > 0)] <- 1
+  B <- B / rep(sc, each = n)
+  q <- ncol(B)
+  ix <- seq_len(q - 1L)
+  Tm <- Tm * sc[ix]                                                  # X_g = B[, ix] Tm
+  # the class pieces: per unit its mean direction (one row sqrt(m) bbar, at
+  # 1 / w + a m) and, for units of several rows, the centred rows (at 1 / w)
+  bbar <- rowsum(B, unit, reorder = TRUE) / m
+  Bc <- B - bbar[unit, , drop = FALSE]
+  rows <- rbind(bbar * sqrt(m), Bc[m[unit] > 1L, , drop = FALSE])
+  ell <- c(1 / wu + a * m, (1 / wu)[unit][m[unit] > 1L])
+  lev <- sort(unique(ell))
+  cls <- match(ell, lev)
+  K <- length(lev)
+  hi <- max(lev)^2
+  nd <- cr2_isqrt_nodes(1e-13 * hi, hi, nodes)
+  # null space of G in X's coordinates (scaled to unit diagonal)
+  Gm1 <- crossprod(rows / sqrt(ell))                                 # B'Phi^-1 B
+  XPX <- crossprod(Tm, Gm1[ix, ix, drop = FALSE] %*% Tm)
+  O <- Minv - XPX
+  ds <- 1 / sqrt(pmax(diag(Minv), .Machine$double.xmin))
+  eo <- eigen(O * outer(ds, ds), symmetric = TRUE)
+  nul <- eo$values <= 1e-9 * max(abs(eo$values))
+  nb <- Tm %*% (ds * eo$vectors[, nul, drop = FALSE])                 # in B's coordinates
+  nn <- ncol(nb)
+  Mb <- Tm %*% M %*% t(Tm)
+  # class weights: gamma 1 and 0 at every node; -1, -2, -3 at every node
+  # (only against nb) and at s = 0 (no node) for N'N, N'Q
+  W1 <- outer(lev, nd$s, function(l, s) l / (l^2 + s))
+  W0 <- outer(lev, nd$s, function(l, s) 1 / (l^2 + s))
+  full <- cr2_class_sums(rows, cls, K, cbind(W1, W0), chunk)
+  S1 <- full[seq_len(nodes)]
+  S0 <- full[nodes + seq_len(nodes)]
+  cfix <- hi
+  if (nn) {
+    thin <- cr2_class_sums(rows, cls, K, cbind(outer(lev, nd$s, function(l, s) l^-1 / (l^2 + s)),
+                                               outer(lev, nd$s, function(l, s) l^-2 / (l^2 + s)),
+                                               outer(lev, nd$s, function(l, s) l^-3 / (l^2 + s)),
+                                               lev^-2, lev^-3), chunk, right = rbind(nb, 0))
+    Rn <- chol(crossprod(nb, thin[[3L * nodes + 2L]][ix, , drop = FALSE]))   # N0'N0
+    Ri <- backsolve(Rn, diag(nn))                                          # N = N0 Ri
+    NQ1 <- crossprod(Ri, t(Gm1[, ix, drop = FALSE] %*% nb))                                    # N'(l^1/2 B): nn x q
+    NY <- crossprod(Ri, t(thin[[3L * nodes + 1L]][ix, , drop = FALSE]))    # N'Y: nn x (q - 1)
+  }
+  acc <- matrix(0, q, q - 1L)
+  r <- q - 1L + nn
+  Cm <- matrix(0, r, r)
+  Cm[ix, ix] <- -Mb
+  if (nn) Cm[q - 1L + seq_len(nn), q - 1L + seq_len(nn)] <- cfix * diag(nn)
+  for (j in seq_len(nodes)) {
+    s1 <- S1[[j]]
+    s0 <- S0[[j]]
+    Q1U <- s1[, ix, drop = FALSE]                                          # (e, x) x U
+    UU <- s1[ix, ix, drop = FALSE]
+    UQ2 <- s0[ix, ix, drop = FALSE]
+    if (nn) {
+      t1 <- thin[[j]] %*% Ri                                               # l^1/2 B vs N: q x nn
+      t2 <- crossprod(Ri, t(thin[[nodes + j]][ix, , drop = FALSE]))        # N vs Y: nn x (q - 1)
+      t3 <- crossprod(Ri, crossprod(nb, thin[[2L * nodes + j]][ix, , drop = FALSE]) %*% Ri)
+      Q1U <- cbind(Q1U, t1)
+      UU <- rbind(cbind(UU, t1[ix, , drop = FALSE]), cbind(t(t1[ix, , drop = FALSE]), t3))
+      UQ2 <- rbind(UQ2, t2)
+    }
+    Tj <- s0[, ix, drop = FALSE] - Q1U %*% (Cm %*% solve(diag(r) + UU %*% Cm, UQ2))
+    acc <- acc + nd$w[j] * Tj
+  }
+  if (nn) acc <- acc - crossprod(NQ1, NY) / sqrt(cfix)
+  # back to X's columns: rows of acc are (x..., e) of B, columns x
+  xab <- acc[ix, , drop = FALSE]
+  apb <- Gm1[ix, ix, drop = FALSE] + crossprod(xab, Mb %*% xab)      # Y'Y + (V'Z)'M(V'Z)
+  if (nn) apb <- apb - crossprod(NY)
+  ug <- drop(crossprod(Tm, acc[q, ] * sc[q]))
+  xa <- crossprod(Tm, xab %*% Tm)
+  apa <- crossprod(Tm, apb %*% Tm)
+  list(ug = ug, xa = xa, apa = apa)
+}
+
+# sum_k W[k, j] B'P_k B for every column j of W: a list of q x q matrices
+# (or q x ncol(right) with `right`), from the class rows (rows: the class
+# pieces, cls their class 1..K), classes taken `chunk` at a time so that the
+# per-class Gram matrices never all exist at once.
+cr2_class_sums <- function(rows, cls, K, W, chunk = 256L, right = NULL) {
+  q <- ncol(rows)
+  qr <- if (is.null(right)) q else ncol(right)
+  acc <- matrix(0, q * qr, ncol(W))
+  o <- order(cls)
+  rows <- rows[o, , drop = FALSE]
+  cls <- cls[o]
+  ends <- cumsum(tabulate(cls, K))
+  starts <- c(1L, ends[-K] + 1L)
+  for (k0 in seq(1L, K, by = chunk)) {
+    ks <- k0:min(K, k0 + chunk - 1L)
+    Gk <- vapply(ks, function(k) {
+      r <- rows[starts[k]:ends[k], , drop = FALSE]
+      if (is.null(right)) crossprod(r) else crossprod(r, r %*% right)
+    }, double(q * qr))
+    acc <- acc + matrix(Gk, q * qr) %*% W[ks, , drop = FALSE]
+  }
+  lapply(seq_len(ncol(W)), function(j) matrix(acc[, j], q, qr))
+}
+
 # CR2 vcov and Satterthwaite df for all coefficients. X, e: rows; cl: CR
 # cluster codes 1..G; unit: unit codes within clusters (global codes);
 # a, b: see above; M = (X'Phi^-1 X)^-1. Contrasts: the columns of L (p x k),
 # default the identity. w: prior weights of the rows (constant within a
 # unit) or NULL.
-lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL) {
+lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL,
+                    fast = getOption("sfpceval.cr2_fast", TRUE)) {
   G <- max(cl)
   p <- ncol(X)
   rows <- split(seq_len(nrow(X)), cl)
   Ug <- matrix(0, p, G)
-  P <- vector("list", G)                  # p_g for every contrast: n_g x k
-  XtP <- array(0, c(p, ncol(L), G))       # X_g'p_g
+  XtP <- array(0, c(p, ncol(L), G))       # X_g'p_g, p_g = A_g Phi_g^-1 X_g M L
   TP <- matrix(0, G, ncol(L))             # p_g'Phi_g p_g
   ML <- M %*% L
+  fast <- fast && b == 0
+  Minv <- if (fast) solve(M) else NULL
   for (g in seq_len(G)) {
     i <- rows[[g]]
     un <- match(unit[i], unique(unit[i]))
     wu <- if (is.null(w)) NULL else w[i][match(seq_len(max(un)), un)]
-    r <- cr2_awx(X[i, , drop = FALSE], un, a, b, M, wu)
-    Ug[, g] <- crossprod(r$AWX, e[i])
-    pg <- r$AWX %*% ML
-    XtP[, , g] <- crossprod(X[i, , drop = FALSE], pg)
-    TP[g, ] <- colSums(pg * r$phi(pg))
+    pc <- if (fast) {
+      cr2_cluster_fast(X[i, , drop = FALSE], e[i], un, a, wu, M, Minv)
+    } else {
+      r <- cr2_awx(X[i, , drop = FALSE], un, a, b, M, wu)
+      list(ug = drop(crossprod(r$AWX, e[i])), xa = crossprod(X[i, , drop = FALSE], r$AWX),
+           apa = crossprod(r$AWX, r$phi(r$AWX)))
+    }
+    Ug[, g] <- pc$ug
+    XtP[, , g] <- pc$xa %*% ML
+    TP[g, ] <- colSums(ML * (pc$apa %*% ML))
   }
   V <- M %*% tcrossprod(Ug) %*% M
   df <- vapply(seq_len(ncol(L)), function(j) {

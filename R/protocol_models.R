@@ -48,7 +48,11 @@
 #'   Goodman-Bacon and Callaway-Sant'Anna, placebo, common shocks, serial
 #'   correlation and Hausman steps) and the readiness interaction.
 #' * The other strand of each programme: the DiD strand of Family Valued
-#'   (needs comparator authorities in the design) and the stepped-wedge strand
+#'   (needs comparator authorities in the design; its rows' `analysis` is
+#'   `"triangulation"`, as the protocol sets the "additional DiD analysis" out
+#'   under "Triangulation of results" in its Sensitivity Analysis, to be pooled
+#'   with the stepped-wedge estimate; kept with `sensitivity = FALSE`, it is a
+#'   strand chosen by `strands`) and the stepped-wedge strand
 #'   of Family Safeguarding (the treated authorities only; period = financial
 #'   year as the DiD's \eqn{Year_t}).
 #'
@@ -66,7 +70,8 @@
 #' @param design An `sfp_design` from [design_family_safeguarding()] or
 #'   [design_family_valued()].
 #' @param outcomes Outcomes to keep (default: all the design's).
-#' @param sensitivity Include the sensitivity and exploratory rows.
+#' @param sensitivity Include the sensitivity and exploratory rows (the
+#'   Family Valued DiD strand's `"triangulation"` rows are kept either way).
 #' @param strands `"stepped_wedge"`, `"did"` or both.
 #' @return A data frame of class `sfp_models`, one row per model, with
 #'   columns `id`, `programme`, `strand`, `analysis`, `outcome`,
@@ -110,7 +115,7 @@ protocol_models <- function(design, outcomes = NULL, sensitivity = TRUE,
   }
   rows <- if (design$programme == "FV") plan_rows_fv(design, strands) else
     plan_rows_fs(design, strands)
-  if (!sensitivity) rows <- rows[rows$analysis %in% c("primary", "secondary"), , drop = FALSE]
+  if (!sensitivity) rows <- rows[rows$analysis %in% c("primary", "secondary", "triangulation"), , drop = FALSE]
   if (!is.null(outcomes)) rows <- rows[rows$outcome %in% outcomes, , drop = FALSE]
   rows <- rows[!duplicated(rows$id), , drop = FALSE]
   rownames(rows) <- NULL
@@ -267,6 +272,14 @@ plan_sw_rows <- function(design, prefix) {
       random = "(1 | la/child_id)",
       protocol = "FV Secondary Analysis: \"individual random effects ... indicator variables for the school term and a variable controlling for the time since the relevant referral\"")
   }
+  # the linear secondary models (days on plans, absence): "as above, we
+  # will consider whether or not applying a wild bootstrap with a correction
+  # for the small number of clusters is appropriate" -- the wild cluster
+  # bootstrap of the linear mixed model, and (sensitivity) the CR3 t-test
+  # with G - 1 df, which holds its size with 5 authorities
+  for (o in intersect(c("days_plan_18m", "absence"), outcomes)) {
+    rows <- c(rows, plan_lmm_inference_rows(design, prefix, o))
+  }
   sens <- "FV Sensitivity Analysis"
   rows <- c(rows, list(
     sw_one("cla_18m", "treatment_open_days_half", paste0(prefix, "_cla_18m_open_days_half"),
@@ -303,6 +316,24 @@ plan_sw_rows <- function(design, prefix) {
            protocol = "FV Exploratory Analysis (high and low readiness)")
   ))
   rows
+}
+
+# The wild cluster bootstrap (a secondary analysis, as the protocol's
+# sentence sits in its Secondary Analysis) and the CR3 t-test (a
+# sensitivity row) of an FV linear secondary model; both re-use its fit.
+plan_lmm_inference_rows <- function(design, prefix, outcome) {
+  pid <- paste0(prefix, "_", outcome, "_secondary")
+  pop <- plan_population(design, outcome)
+  list(
+    plan_row(paste0(prefix, "_", outcome, "_wild"), design$programme, "stepped_wedge", "secondary",
+             outcome, pop, "wild_boot", NA_character_, depends_on = pid, family = "gaussian",
+             inference = "wild cluster bootstrap-t of the linear mixed model (wild_boot() defaults), Webb weights, enumerated",
+             protocol = "FV Secondary Analysis: \"as above, we will consider whether or not applying a wild bootstrap with a correction for the small number of clusters is appropriate\""),
+    plan_row(paste0(prefix, "_", outcome, "_cr3"), design$programme, "stepped_wedge", "cr3",
+             outcome, pop, "cr3", NA_character_, depends_on = pid, family = "gaussian",
+             inference = "CR3 (leave-one-authority-out jackknife) t-test, t(G - 1)",
+             protocol = "FV Secondary Analysis (small-cluster correction: the CR3 t-test that holds its size with 5 authorities)")
+  )
 }
 
 # Hurdle / tobit rows: the count models have no random effects, so the
@@ -409,7 +440,11 @@ plan_did_rows <- function(design, prefix) {
       requires = needs_comparators,
       protocol = "FS Secondary Analysis: \"we include individual random effects in the regression specification as well as indicator variables for the school term and a variable controlling for the time since the relevant referral\"")
   }
-  if (!fs) return(rows)
+  # FV: the DiD is the protocol's "additional DiD analysis", set out under
+  # Sensitivity Analysis, "Triangulation of results" ("we will reach an
+  # average estimate of the impact of Family Valued by pooling the two
+  # treatment effects"): every row of the strand is labelled "triangulation"
+  if (!fs) return(lapply(rows, function(r) `[[<-`(r, "analysis", value = "triangulation")))
   sens <- "FS Sensitivity Analysis"
   c(rows, list(
     did_one("cla_18m", "treatment_open_days_half", paste0(prefix, "_cla_18m_open_days_half"),

@@ -74,6 +74,17 @@ if (what %in% c("fv", "all")) {
                            identical(f$family$family, "binomial"), TRUE)]
   cat(sprintf("  binomial GLMMs: %d models x 5 imputations; Newton iterations of the first imputation's fits: %s\n",
               length(fits), paste(vapply(fits, `[[`, 1L, "iterations"), collapse = " ")))
+  # of which: the few-cluster inference rows of the linear secondaries (the
+  # wild bootstrap, enumerated Webb weights, and the CR3 t-test, which needs
+  # the parent fitted with the cluster): the parents alone, then with them
+  m <- protocol_models(d)
+  par <- m$id %in% c("fv_sw_days_plan_18m_secondary", "fv_sw_absence_secondary")
+  new <- par | m$depends_on %in% m$id[par]
+  cpu <- function(e) { t <- system.time(e); t[["user.self"]] + t[["sys.self"]] }
+  t_par <- cpu(suppressMessages(analyse(x, d, models = m[par, ], imputations = 5, progress = FALSE)))
+  t_new <- cpu(suppressMessages(analyse(x, d, models = m[new, ], imputations = 5, progress = FALSE)))
+  cat(sprintf("  of which the wild bootstrap and CR3 rows of the linear secondaries (%s): %.1f s CPU (parents alone %.1f s, with them %.1f s)\n",
+              paste(m$id[new & !par], collapse = ", "), t_new - t_par, t_par, t_new))
   ap <- run("FV primary + secondary only, 5 imputations",
             suppressMessages(analyse(x, d, imputations = 5, sensitivity = FALSE,
                                      strands = "stepped_wedge")))

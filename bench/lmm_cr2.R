@@ -5,11 +5,18 @@
 # panel (children with up to three terms, child random effect, LA and term
 # fixed effects, clustered by LA). clubSandwich forms n_g x n_g matrices per
 # LA, so it is run on the small panel only; sfpceval also on a large one.
-#   nice Rscript bench/lmm_cr2.R [children_small] [children_large]
+# The last part (issue #14) times the CR2 alone on the same inputs: the fast
+# path for random effects that nest inside the clusters (b = 0), the previous
+# invariant-subspace / quadrature path (options(sfpceval.cr2_fast = FALSE)),
+# and clubSandwich where it can take the model, up to the Family
+# Safeguarding absence DiD at the protocol's size (about 420,000
+# child-terms, 160,000 children, 10 authorities, CEM weights).
+#   nice Rscript bench/lmm_cr2.R [children_small] [children_large] [children_protocol]
 suppressMessages(pkgload::load_all(".", quiet = TRUE))
 args <- commandArgs(trailingOnly = TRUE)
 n_small <- if (length(args)) as.integer(args[1]) else 2000L
 n_large <- if (length(args) > 1) as.integer(args[2]) else 100000L
+n_protocol <- if (length(args) > 2) as.integer(args[3]) else 160000L
 
 panel <- function(nch, G, seed) {
   set.seed(seed)
@@ -116,3 +123,80 @@ d$w <- cem_weights(d, 10)
 a <- time_it(sw_glmm(fw, d, family = gaussian(), weights = "w", cluster = "la"))
 cat(sprintf("Weighted, %s rows, %s children, 10 LAs: sw_glmm(weights =, cluster = \"la\") %.2f s elapsed, %.2f s CPU, peak %.0f Mb\n",
             format(nrow(d), big.mark = ","), format(n_large / 4, big.mark = ","), a$elapsed, a$cpu, a$mem))
+
+# ---- the CR2 alone: fast (b = 0) vs previous path vs clubSandwich (#14) -----
+# lmm_cr2()'s inputs are captured from sw_glmm() once, then both paths run
+# on them. Peak memory: the R heap's maximum during the call above what it
+# held before (the inputs: X alone is n x p doubles).
+capture_cr2 <- function(f, d, weights = NULL) {
+  ns <- asNamespace("sfpceval")
+  orig <- get("lmm_cr2", ns)
+  got <- NULL
+  unlockBinding("lmm_cr2", ns)
+  assign("lmm_cr2", function(...) {
+    got <<- list(...)
+    orig(...)
+  }, ns)
+  on.exit(assign("lmm_cr2", orig, ns))
+  fit <- sw_glmm(f, d, family = gaussian(), weights = weights, cluster = "la")
+  list(fit = fit, args = got)
+}
+time_cr2 <- function(args, fast) {
+  base <- sum(gc(reset = TRUE)[, 2])
+  t0 <- proc.time()
+  val <- do.call(sfpceval:::lmm_cr2, c(args, list(fast = fast)))
+  t1 <- proc.time() - t0
+  list(value = val, cpu = t1[["user.self"]] + t1[["sys.self"]], elapsed = t1[["elapsed"]],
+       mem = sum(gc()[, 6]) - base)
+}
+report_cr2 <- function(label, a, b) {
+  cat(sprintf("  %s: fast %.2f s CPU (peak +%.0f Mb), previous %.2f s CPU (peak +%.0f Mb); ratio %.1f;\n    largest relative difference of the SEs %.1e, of the df %.1e\n",
+              label, a$cpu, a$mem, b$cpu, b$mem, b$cpu / a$cpu,
+              max(abs(sqrt(diag(a$value$vcov)) / sqrt(diag(b$value$vcov)) - 1)),
+              max(abs(a$value$df / b$value$df - 1))))
+}
+fa <- absence ~ treated + factor(la) + factor(year) + term + (1 | child_id)
+d <- panel(n_small, 10, 6)
+cat(sprintf("CR2 alone, unweighted, %s rows, 10 LAs (child random effects, clustered by LA)\n",
+            format(nrow(d), big.mark = ",")))
+cp <- capture_cr2(fa, d)
+report_cr2("sfpceval", time_cr2(cp$args, TRUE), time_cr2(cp$args, FALSE))
+if (requireNamespace("lme4", quietly = TRUE) && requireNamespace("clubSandwich", quietly = TRUE)) {
+  l <- lme4::lmer(fa, d)
+  gc(reset = TRUE)
+  base <- sum(gc()[, 2])
+  t0 <- proc.time()
+  vc <- clubSandwich::vcovCR(l, cluster = d$la, type = "CR2")
+  ct <- clubSandwich::coef_test(l, vcov = vc, test = "Satterthwaite")
+  t1 <- proc.time() - t0
+  cat(sprintf("  clubSandwich vcovCR + coef_test on lmer: %.2f s CPU (peak +%.0f Mb); SEs differ from sfpceval's by %.1e, df by %.1e (relative)\n",
+              t1[["user.self"]] + t1[["sys.self"]], sum(gc()[, 6]) - base,
+              max(abs(sqrt(diag(cp$fit$cr2$vcov)) / sqrt(diag(as.matrix(vc))) - 1)),
+              max(abs(cp$fit$cr2$df / ct$df_Satt - 1))))
+}
+
+# the Family Safeguarding absence DiD's shape at the protocol's size: 10
+# authorities, children with up to three terms, child-level covariates,
+# CEM-type weights (one per child; several hundred distinct values in the
+# comparators)
+protocol_panel <- function(nch, seed) {
+  d <- panel(nch, 10, seed)
+  set.seed(seed + 1)
+  d$eth <- factor(sample(letters[1:18], nch, TRUE, prob = c(10, rep(1, 17))))[d$child_id]
+  d$need <- factor(sample(LETTERS[1:9], nch, TRUE))[d$child_id]
+  d$age <- sample(0:12, nch, TRUE)[d$child_id]
+  wk <- round(runif(1000, 0.05, 5), 4)
+  d$w <- ifelse(match(d$la, sort(unique(d$la))) <= 5, 1, wk[sample(1000, nch, TRUE)][d$child_id])
+  d
+}
+fp <- absence ~ treated + factor(la) + factor(year) + term + eth + need + age + (1 | child_id)
+d <- protocol_panel(n_protocol, 7)
+t0 <- proc.time()
+cp <- capture_cr2(fp, d, weights = "w")
+cat(sprintf("CR2 alone, the FS absence DiD's shape: %s rows, %s children, 10 LAs, %d distinct weights, %d columns\n",
+            format(nrow(d), big.mark = ","), format(n_protocol, big.mark = ","), length(unique(d$w)),
+            ncol(cp$args[[1]])))
+cat(sprintf("  sw_glmm(weights =, cluster = \"la\") as a whole (fit + fast CR2 + CR3): %.1f s CPU\n",
+            sum((proc.time() - t0)[c("user.self", "sys.self")])))
+report_cr2("sfpceval", time_cr2(cp$args, TRUE), time_cr2(cp$args, FALSE))
+cat("  (clubSandwich: its lme method clusters only at a random-effect level, and it forms n_g x n_g\n   matrices per authority (up to ~60,000 rows here), so it is not run at this size)\n")

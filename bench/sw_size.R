@@ -11,7 +11,9 @@
 # treatment effect. Rejection rate at 5% with its Monte Carlo standard error.
 # Not a test: run once,
 #   nice Rscript bench/sw_size.R [reps] [paths] [shock_sd] [n_la]
-# paths: comma-separated from wcr, perm_npwp, perm_glmm (default all);
+# paths: comma-separated from wcr, auto, perm_npwp, perm_glmm (default all but
+# auto; auto runs only wild_boot()'s default for the LMM, to measure its size
+# at other numbers of LAs quickly);
 # shock_sd: SD of the LA x step shocks (default 0.25; 0 = the random-intercept
 # model holds); n_la: number of LAs for the wcr path (default 5, the trial;
 # more LAs get one go-live per step and n_la + 1 steps, to find how many
@@ -20,8 +22,10 @@
 # restricted (WCR) or unrestricted (WCU); the fit's residuals (1) or each
 # cluster's from the fit without it (3) in the bootstrap DGP; studentised by
 # CR1 (1) or the CR3 jackknife (3) (MacKinnon, Nielsen & Webb 2023's names,
-# e.g. WCU31), each with Mammen and with Webb weights, and, for comparison, the t-tests with CR2 (Satterthwaite df)
-# and CR3 (t with G - 1 df: vcov(fit, type = "CR3"), tidy(fit, vcov = "CR3")).
+# e.g. WCU31), each with Webb, Mammen and Rademacher weights, and, for comparison, the t-tests with CR2 (Satterthwaite
+# df) and CR3 (t with G - 1 df: vcov(fit, type = "CR3"), tidy(fit, vcov = "CR3")), and wild_boot()'s default
+# (variant = "auto": the CR3 t-test with G - 1 df below 10 clusters, where no bootstrap held its size, else WCU31).
+# Every bootstrap is enumerated with 5 LAs (Webb 6^5, Mammen and Rademacher 2^5 with their probabilities).
 suppressMessages(pkgload::load_all(".", quiet = TRUE))
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args)) as.integer(args[1]) else 1000L
@@ -65,8 +69,9 @@ if ("wcr" %in% paths) {
     stats::setNames(start + 182 * seq_len(n_la) + rep(c(74, 35, 53, 92, 21), length.out = n_la), las_w)
   # Mammen vectors are enumerated (2^G, with their probabilities) up to 12
   # LAs, Webb (6^G) up to 6; otherwise 999 seeded draws
-  combos <- expand.grid(variant = lmm_boot_variants_, weights = c("webb", "mammen"), stringsAsFactors = FALSE)
-  combos$B <- ifelse(combos$weights == "mammen", n_la <= 12L, n_la <= 6L)
+  combos <- expand.grid(variant = lmm_boot_variants_, weights = c("webb", "mammen", "rademacher"),
+                        stringsAsFactors = FALSE)
+  combos$B <- ifelse(combos$weights == "webb", n_la <= 6L, n_la <= 12L)
   nm <- paste(combos$variant, combos$weights)
   quiet <- function(expr) withCallingHandlers(expr, sfpceval_few_clusters = function(w) invokeRestart("muffleWarning"))
   res <- t(replicate(reps, {
@@ -81,24 +86,44 @@ if ("wcr" %in% paths) {
     t3 <- coef(fit)[["treated"]] / sqrt(vcov(fit, type = "CR3")["treated", "treated"])
     # the same CR3 studentises the WC?13 bootstraps
     stopifnot(isTRUE(all.equal(t3, wb[[match("WCR13", combos$variant)]]$statistic, tolerance = 1e-8)))
+    auto <- suppressMessages(quiet(wild_boot(fit, "treated", B = 999L, seed = 1L, conf_int = FALSE)))
+    # below 10 clusters the default is that CR3 t-test
+    stopifnot(n_la >= 10L || isTRUE(all.equal(auto$p_value, 2 * stats::pt(-abs(t3), n_la - 1), tolerance = 1e-8)))
     c(wald = 2 * stats::pnorm(-abs(z)),
       cr2 = 2 * stats::pt(-abs(t2), fit$cr2$df[["treated"]]),
-      cr3 = 2 * stats::pt(-abs(t3), n_la - 1),
+      cr3 = 2 * stats::pt(-abs(t3), n_la - 1), auto = auto$p_value,
       stats::setNames(vapply(wb, function(w) w$p_value, 0), nm),
       wcr11_webb_geq = wb[[which(nm == "WCR11 webb")]]$p_value_geq)
   }))
-  cat(sprintf("%d LAs; Mammen weights %s, Webb %s\n", n_la,
+  cat(sprintf("%d LAs; Mammen and Rademacher weights %s, Webb %s\n", n_la,
               if (n_la <= 12L) "enumerated" else "999 draws", if (n_la <= 6L) "enumerated" else "999 draws"))
   cat(sprintf("LMM, Wald (model-based SE, normal):                %s\n", rate(res[, "wald"] < 0.05)))
   cat(sprintf("LMM, CR2 by LA, Satterthwaite df:                  %s\n", rate(res[, "cr2"] < 0.05)))
   cat(sprintf("LMM, CR3 by LA, t(G - 1) (vcov(fit, type = \"CR3\")):%s\n", rate(res[, "cr3"] < 0.05)))
+  cat(sprintf("LMM, wild_boot() default (variant = \"auto\"):     %s\n", rate(res[, "auto"] < 0.05)))
   for (k in seq_along(nm)) {
-    lab <- if (k == 1L) " (default)" else if (nm[k] == "WCR11 webb") " (before #13)" else ""
+    lab <- if (k == 1L) " (default >= 10 LAs)" else if (nm[k] == "WCR11 webb") " (before #13)" else ""
     cat(sprintf("LMM, wild bootstrap %-31s%s\n", paste0(nm[k], lab, ":"), rate(res[, nm[k]] < 0.05)))
   }
   cat(sprintf("LMM, WCR11 webb, ties counted (|t*| >= |t|):       %s\n", rate(res[, "wcr11_webb_geq"] < 0.05)))
   cat(sprintf("  (%.0f s)\n", proc.time()[["elapsed"]] - t0))
   out$wcr <- res
+}
+if ("auto" %in% paths) {
+  t0 <- proc.time()[["elapsed"]]
+  las_w <- paste0("L", seq_len(n_la))
+  go_w <- if (n_la == 5L) go_live else
+    stats::setNames(start + 182 * seq_len(n_la) + rep(c(74, 35, 53, 92, 21), length.out = n_la), las_w)
+  res <- replicate(reps, {
+    d <- sim_one(las = las_w, go_live = go_w)
+    fit <- suppressWarnings(suppressMessages(sw_glmm(y ~ treated + factor(step) + (1 | la), d, family = gaussian())))
+    wb <- suppressMessages(wild_boot(fit, "treated", B = 999L, seed = 1L, conf_int = FALSE))
+    c(p = wb$p_value, cr3t = wb$variant == "CR3t")
+  })
+  cat(sprintf("%d LAs, wild_boot() default (%s%s): %s\n", n_la, if (all(res["cr3t", ] == 1)) "CR3 t-test, G - 1 df" else
+                "WCU31, Webb weights", if (n_la >= 10L) ", 999 draws" else "", rate(res["p", ] < 0.05)))
+  cat(sprintf("  (%.0f s)\n", proc.time()[["elapsed"]] - t0))
+  out$auto <- res
 }
 if ("perm_npwp" %in% paths) {
   t0 <- proc.time()[["elapsed"]]

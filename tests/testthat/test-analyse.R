@@ -38,7 +38,17 @@ walk_results <- function(a) {
     fit <- a$fits[[row$model]]
     expect_false(is.null(fit))
     est <- row$estimate
-    if (inherits(fit, "sw_glmm") || inherits(fit, "did_fit") || inherits(fit, "sfp_count_fit") ||
+    spec <- a$models[a$models$id == row$model, ]
+    if (spec$estimator == "cr3") {
+      # the CR3 t-test: tidy() of the model it re-uses
+      tab <- tidy.sw_glmm(a$fits[[spec$depends_on]], vcov = "CR3")
+      tab <- tab[tab$term == row$term, ]
+      for (col in c("estimate", "std.error", "df", "conf.low", "conf.high", "p.value")) {
+        expect_equal(row[[col]], tab[[col]])
+      }
+      expect_equal(tab$df, unname(a$fits[[spec$depends_on]]$ngroups[1]) - 1)
+      n_checked <- n_checked + 1L
+    } else if (inherits(fit, "sw_glmm") || inherits(fit, "did_fit") || inherits(fit, "sfp_count_fit") ||
         !is.null(fit$coefficients) && row$term %in% names(fit$coefficients)) {
       if (row$scale == "risk_difference" && inherits(fit, "sw_glmm") &&
           identical(fit$family$family, "binomial")) {
@@ -48,9 +58,13 @@ walk_results <- function(a) {
         expect_equal(row$std.error, rd$std.error)
       } else {
         expect_equal(est, unname(fit$coefficients[[row$term]]))
-        V <- if (inherits(fit, "sw_glmm") && !is.null(fit$cr2)) fit$cr2$vcov else fit$vcov
+        # CR2 where the model's inference says so (a fit may carry the
+        # cluster-robust parts for a CR3 row that re-uses it)
+        cr2 <- inherits(fit, "sw_glmm") && grepl("CR2", spec$inference, fixed = TRUE)
+        if (cr2) expect_false(is.null(fit$cr2))
+        V <- if (cr2) fit$cr2$vcov else fit$vcov
         expect_equal(row$std.error, sqrt(unname(V[row$term, row$term])))
-        if (inherits(fit, "sw_glmm") && !is.null(fit$cr2)) expect_equal(row$df, unname(fit$cr2$df[[row$term]]))
+        if (cr2) expect_equal(row$df, unname(fit$cr2$df[[row$term]]))
       }
       q <- if (is.finite(row$df)) stats::qt(0.975, row$df) else stats::qnorm(0.975)
       expect_equal(row$conf.high, est + q * row$std.error)
@@ -156,11 +170,19 @@ test_that("analyse(FV): the absence logit equals sw_glmm() on the absence panel 
 })
 
 test_that("analyse(FV): Hochberg within the secondary family equals p.adjust()", {
-  r <- fv_run()$a$results
-  fam <- r[r$analysis == "secondary" & r$status == "ok" & !duplicated(r$model), ]
+  a <- fv_run()$a
+  r <- a$results
+  # the family: the secondary outcomes' models (the plan's `hochberg`
+  # column); their wild bootstrap rows test the same hypotheses again
+  in_fam <- r$model %in% a$models$id[!is.na(a$models$hochberg)]
+  sw_fam <- a$models$id[a$models$hochberg %in% "FV stepped_wedge secondary"]
+  expect_setequal(sw_fam, a$models$id[a$models$strand == "stepped_wedge" & a$models$analysis == "secondary" &
+                                        a$models$estimator != "wild_boot"])
+  fam <- r[in_fam & r$status == "ok" & !duplicated(r$model), ]
   expect_equal(fam$p.adjusted, stats::p.adjust(fam$p.value, method = "hochberg"))
-  expect_true(all(is.na(r$p.adjusted[r$analysis != "secondary"])))
-  expect_equal(nrow(fv_run()$a$tables$multiplicity), nrow(fam))
+  expect_true(all(is.na(r$p.adjusted[!in_fam])))
+  expect_true(all(is.na(r$p.adjusted[grepl("_wild$", r$model)])))
+  expect_equal(nrow(a$tables$multiplicity), nrow(fam))
 })
 
 test_that("analyse(FS): output, matching and CEM tables, the walk", {
@@ -185,6 +207,14 @@ test_that("analyse(FS): output, matching and CEM tables, the walk", {
   expect_gt(length(gone), 0)
   expect_false(any(gsub("`", "", gone) %in% all.vars(f)))
   expect_match(a$results$status[a$results$model == "fs_did_cla_18m_hausman"], "^not run")
+  # the alternative treatment definitions are estimated on the primary DiD's
+  # scale (the family by the outcome's baseline rate on the main definition)
+  r <- a$results
+  prim_scale <- r$scale[r$model == "fs_did_cla_18m_primary"]
+  for (id in c("fs_did_cla_18m_open_days_half", "fs_did_cla_18m_open_days_28")) {
+    expect_equal(r$scale[r$model == id], prim_scale)
+    expect_equal(a$fits[[id]]$family, a$fits$fs_did_cla_18m_primary$family)
+  }
   # the stepped-wedge strand's wild bootstrap runs on the linear mixed model
   # the baseline-rate rule chose (walked below against its wild_boot() object)
   expect_equal(a$fits$fs_sw_cla_18m_primary$family$family, "gaussian")
@@ -193,6 +223,19 @@ test_that("analyse(FS): output, matching and CEM tables, the walk", {
   wb <- suppressWarnings(wild_boot(a$fits$fs_sw_cla_18m_primary, "treated", seed = 1L), classes = "sfpceval_few_clusters")
   expect_equal(a$results$p.value[a$results$model == "fs_sw_cla_18m_wild"], wb$p_value)
   expect_equal(a$results$conf.low[a$results$model == "fs_sw_cla_18m_wild"], wb$conf_int[1])
+  # below 10 LAs that is the CR3 t-test, or, when a leave-one-LA-out fit is
+  # not identified, the WCU11 bootstrap with its few-clusters warning (#13);
+  # the plan's notes say which
+  wbs <- a$fits$fs_sw_cla_18m_wild
+  nts <- a$tables$notes$note[a$tables$notes$model == "fs_sw_cla_18m_wild"]
+  expect_lt(wbs$n_clusters, 10L)
+  if (inherits(wbs, "wild_boot_t")) {
+    expect_match(nts, "no wild cluster bootstrap of a linear mixed model held its size", all = FALSE)
+  } else {
+    expect_equal(wbs$variant, "WCU11")
+    expect_match(wbs$note, "fits of CR3t are not defined: WCU11 was used instead", all = FALSE, fixed = TRUE)
+    expect_match(nts, "^warning: wild_boot\\(\\): .* does not hold its size", all = FALSE)
+  }
   walk_results(a)
   # triangulation of the two strands equals triangulate() on their primary rows
   tr <- a$tables$triangulation
@@ -383,6 +426,15 @@ test_that("analyse(): independent models on a future plan give the serial result
   on.exit(future::plan(old), add = TRUE)
   par <- suppressMessages(do.call(analyse, args))
   expect_equal(par$results, serial$results)
+  # a parent run on a worker and the wild bootstrap and CR3 rows that re-use it
+  m <- protocol_models(run$d)
+  m <- m[m$id %in% c("fv_sw_days_plan_18m_secondary", "fv_sw_days_plan_18m_wild",
+                     "fv_sw_days_plan_18m_cr3", "fv_sw_cpp_12m_secondary"), ]
+  par2 <- suppressMessages(analyse(run$x, run$d, models = m, imputations = 0))
+  future::plan(future::sequential)
+  serial2 <- suppressMessages(analyse(run$x, run$d, models = m, imputations = 0))
+  expect_equal(par2$results, serial2$results)
+  expect_true(all(par2$results$status == "ok"))
 })
 
 test_that("analyse(): cost-benefit and fidelity tables when asked", {
@@ -591,6 +643,209 @@ test_that("plan_prune_did(): the logit the family rule picks gets separated leve
   expect_equal(levels(pr2$df$eth), c("w", "b", "a", "c"))
 })
 
+test_that("plan_prune_did(): the rows fitted are complete on the fixed effects, weights and cluster too", {
+  d <- prune_data()
+  d$fsm[1:5] <- rbinom(5, 1, 0.4)
+  # the reference level "unknown" occurs only in rows whose year (a fixed
+  # effect) is missing: did_fit() leaves those rows out
+  d$year[1:5] <- NA
+  d$w <- runif(nrow(d), 0.5, 2)
+  row <- prune_row("r_fe", "did_fit", "sex, age, fsm")
+  f <- y ~ treated + sex + age + fsm | la + year
+  pr <- plan_prune_did(row, f, d, "w", "gaussian", new.env())
+  expect_equal(levels(pr$df$sex), c("male", "female"))
+  msgs <- character()
+  fit <- withCallingHandlers(suppressWarnings(did_fit(pr$formula, pr$df, cluster = "la", weights = "w")),
+                             message = function(m) {
+                               msgs <<- c(msgs, conditionMessage(m))
+                               invokeRestart("muffleMessage")
+                             })
+  # no covariate column had to be dropped inside did_fit()
+  expect_false(any(grepl("dropped [0-9]+ covariate", msgs)))
+  h <- d[stats::complete.cases(d[c("y", "treated", "sex", "age", "fsm", "la", "year", "w")]), ]
+  ref <- lm(y ~ treated + sex + age + fsm + factor(la) + factor(year), h, weights = w)
+  expect_equal(coef(fit), coef(ref)[names(coef(fit))])
+  # the same rows by a missing weight or cluster
+  d2 <- prune_data()
+  d2$fsm[1:5] <- rbinom(5, 1, 0.4)
+  d2$la <- as.character(d2$la)
+  d2$la[1:5] <- NA
+  pr2 <- plan_prune_did(row, f, d2, NULL, "gaussian", new.env())
+  expect_equal(levels(pr2$df$sex), c("male", "female"))
+})
+
+test_that("plan_did_family(): the baseline-rate rule on the main definition's control arm", {
+  # "We will use a linear regression if the baseline rate of our outcome is
+  # between 5 and 95%": 200 children, 100 in the control arm of the main
+  # definition with 10 events (10%). An open-days definition moves 8 of the
+  # control children with an event (long-open referrals) into the treated
+  # arm: its control arm has 2 events in 92 (2.2%).
+  d <- data.frame(la = rep(c("a", "b", "c", "d"), each = 50), year = rep(2018:2019, 100))
+  d$treated <- rep(c(0L, 1L), each = 100)
+  d$y <- 0L
+  d$y[c(1:10, 101:115)] <- 1L
+  d$treated_open <- d$treated
+  d$treated_open[1:8] <- 1L
+  f <- y ~ treated | la + year
+  expect_equal(plan_did_family(f, d, NULL, "treated"), "gaussian")
+  d_alt <- transform(d, treated = treated_open)
+  expect_equal(mean(d_alt$y[d_alt$treated == 0]), 2 / 92)
+  expect_equal(plan_did_family(f, d_alt, NULL, "treated"), "binomial")
+  expect_equal(did_family_rule(d$y, d$treated)$chosen, "gaussian")
+  # weights and incomplete rows as did_fit() counts them
+  d$w <- ifelse(d$y == 1 & d$treated == 0, 0.2, 1)
+  expect_equal(plan_did_family(f, d, "w", "treated"), "binomial")
+  d$year[1:10] <- NA
+  expect_equal(plan_did_family(f, d, NULL, "treated"), "binomial")
+})
+
+# A stepped-wedge data set whose covariate `eth` is missing for the eight
+# children with `uasc` = 1; imputation 1 fills them with "w"/"b", imputation
+# 2 with a new level "o", whose indicator then equals `uasc` (aliased).
+mi_prune_ctx <- function() {
+  set.seed(21)
+  d <- expand.grid(i = 1:30, la = c("a", "b", "c", "d"), step = 0:3)
+  d$la <- as.character(d$la)
+  n <- nrow(d)
+  d$child_id <- sprintf("c%03d", seq_len(n))
+  d$treated <- as.integer(match(d$la, c("a", "b", "c", "d")) <= d$step)
+  d$referral_date <- as.Date("2020-01-01") + 182L * d$step
+  d$age <- round(runif(n, 0, 17))
+  d$uasc <- 0L
+  d$uasc[sample(n, 8)] <- 1L
+  d$eth <- factor(sample(c("w", "b"), n, TRUE), levels = c("w", "b", "o"))
+  d$eth[d$uasc == 1L] <- NA
+  d$days_plan_18m <- 40 + 10 * d$treated + d$age + 5 * d$step + rnorm(4)[match(d$la, c("a", "b", "c", "d"))] +
+    rnorm(n, sd = 8)
+  miss <- d$child_id[is.na(d$eth)]
+  imp1 <- data.frame(child_id = miss, eth = factor(rep(c("w", "b"), 4), levels = c("w", "b", "o")))
+  imp2 <- data.frame(child_id = miss, eth = factor(rep("o", 8), levels = c("w", "b", "o")))
+  las <- data.frame(la_code = c("a", "b", "c", "d"), role = "treated",
+                    go_live_date = as.Date("2020-01-01") + 182L * 1:4)
+  row <- data.frame(id = "m_days", programme = "FV", strand = "stepped_wedge", analysis = "secondary",
+                    outcome = "days_plan_18m", treatment = "referral_date", estimator = "sw_glmm",
+                    depends_on = NA_character_, family = "gaussian",
+                    formula = "days_plan_18m ~ treated + factor(step) + age + uasc + eth + (1 | la)",
+                    x = "age, uasc, eth", z = "", weights = NA_character_, cluster = "la",
+                    inference = "Wald (REML LMM)", term = "treated", stringsAsFactors = FALSE)
+  list(d = d, row = row,
+       ctx = list(cohorts = list(referral_date = d), design = list(las = las, step_months = 6L, programme = "FV"),
+                  imputed = list(imp1, imp2), to_impute = "eth", m = 2L, models = row,
+                  settings = list(seed = 1L)))
+}
+
+test_that("analyse(): one pruning rule for every imputation (imputation 2 aliases a level imputation 1 does not)", {
+  mc <- mi_prune_ctx()
+  row <- mc$row
+  ctx <- mc$ctx
+  f <- stats::as.formula(row$formula)
+  filled <- lapply(1:2, function(k) plan_fill(mc$d, ctx, k))
+  # imputation by imputation, the rules differ: "o" = uasc only in imputation 2
+  r1 <- plan_prune_rule(row, f, filled[[1]], FALSE)
+  r2 <- plan_prune_rule(row, f, filled[[2]], FALSE)
+  expect_length(r1$drop, 0L)
+  expect_equal(r2$drop, "eth")
+  X2 <- model.matrix(~ treated + factor(step) + age + uasc + eth, filled[[2]])
+  expect_lt(qr(X2)$rank, ncol(X2))
+  # the plan fits the union (eth left out) on both imputations and pools them
+  res <- plan_run_one(row, ctx, list(), new.env(parent = emptyenv()))
+  expect_equal(res$status, "ok")
+  expect_true(any(grepl("m_days: left out `eth`", res$notes, fixed = TRUE)))
+  fits <- lapply(res$runs, `[[`, "fit")
+  for (ft in fits) expect_false("ethb" %in% names(ft$coefficients) || "etho" %in% names(ft$coefficients))
+  ref <- lapply(filled, function(h) sw_glmm(days_plan_18m ~ treated + factor(step) + age + uasc + (1 | la),
+                                            h, family = gaussian()))
+  q <- vapply(ref, function(ft) ft$coefficients[["treated"]], 1)
+  se <- vapply(ref, function(ft) sqrt(ft$vcov["treated", "treated"]), 1)
+  p <- pool_rubin(q, se, df_complete = Inf)
+  expect_equal(res$est$estimate, p$estimate)
+  expect_equal(res$est$std.error, p$std.error)
+  expect_equal(res$est$p.value, p$p.value)
+  # the rule does not depend on the imputations' order
+  ctx2 <- ctx
+  ctx2$imputed <- rev(ctx$imputed)
+  res2 <- plan_run_one(row, ctx2, list(), new.env(parent = emptyenv()))
+  expect_equal(res2$est$estimate, res$est$estimate)
+})
+
+test_that("analyse(): the CR3 row is tidy(fit, vcov = \"CR3\") of its parent, pooled with G - 1 df; not run where undefined", {
+  mc <- mi_prune_ctx()
+  prow <- mc$row
+  crow <- prow
+  crow$id <- "m_days_cr3"
+  crow$analysis <- "cr3"
+  crow$estimator <- "cr3"
+  crow$depends_on <- "m_days"
+  crow$formula <- NA_character_
+  ctx <- mc$ctx
+  ctx$models <- rbind(prow, crow)
+  cache <- new.env(parent = emptyenv())
+  rp <- plan_run_one(prow, ctx, list(), cache)
+  # the parent is fitted with the cluster for the CR3 row; its own row keeps
+  # the model-based standard error
+  expect_false(is.null(rp$runs[[1]]$fit$cr2))
+  expect_equal(rp$runs[[1]]$est$std.error, sqrt(rp$runs[[1]]$fit$vcov["treated", "treated"]))
+  rc <- plan_run_one(crow, ctx, list(m_days = rp), cache)
+  expect_equal(rc$status, "ok")
+  filled <- lapply(1:2, function(k) plan_fill(mc$d, ctx, k))
+  tabs <- lapply(filled, function(h) {
+    ft <- sw_glmm(days_plan_18m ~ treated + factor(step) + age + uasc + (1 | la), h, family = gaussian(), cluster = "la")
+    t <- tidy.sw_glmm(ft, vcov = "CR3")
+    t[t$term == "treated", ]
+  })
+  expect_equal(tabs[[1]]$df, 3)
+  for (k in 1:2) {
+    expect_equal(rc$runs[[k]]$est$estimate, tabs[[k]]$estimate)
+    expect_equal(rc$runs[[k]]$est$std.error, tabs[[k]]$std.error)
+    expect_equal(rc$runs[[k]]$est$p.value, tabs[[k]]$p.value)
+  }
+  p <- pool_rubin(vapply(tabs, `[[`, 1, "estimate"), vapply(tabs, `[[`, 1, "std.error"), df_complete = 3)
+  expect_equal(rc$est$estimate, p$estimate)
+  expect_equal(rc$est$std.error, p$std.error)
+  expect_equal(rc$est$df, p$df)
+  # an authority covariate that one authority alone has: without it the
+  # fixed effects are not identified, so the jackknife is not defined --
+  # the same clusters as sw_glmm()'s own CR3 check, and the row not run
+  d <- filled[[1]]
+  d$z <- as.integer(d$la == "c")
+  f <- days_plan_18m ~ treated + factor(step) + age + uasc + z + (1 | la)
+  ref <- suppressMessages(sw_glmm(f, d, family = gaussian(), cluster = "la"))
+  expect_equal(ref$cr2$cr3$unidentified, "c")
+  expect_equal(plan_cr3_unidentified(f, d, "la"), "c")
+  expect_equal(plan_cr3_unidentified(days_plan_18m ~ treated + factor(step) + age + uasc + (1 | la), d, "la"),
+               character())
+  ctx$cohorts$referral_date$z <- as.integer(ctx$cohorts$referral_date$la == "c")
+  prow$formula <- "days_plan_18m ~ treated + factor(step) + age + uasc + eth + z + (1 | la)"
+  prow$z <- "z"
+  ctx$models <- rbind(prow, crow)
+  cache <- new.env(parent = emptyenv())
+  rp <- plan_run_one(prow, ctx, list(), cache)
+  expect_equal(rp$status, "ok")
+  expect_null(rp$runs[[1]]$fit$cr2)
+  rc <- plan_run_one(crow, ctx, list(m_days = rp), cache)
+  expect_match(rc$status, "^not run: the CR3 jackknife is not defined on these data \\(without la = c ")
+})
+
+test_that("plan_prune_union(): left out anywhere, left out everywhere; merges united into the largest level", {
+  r1 <- list(drop = "a", merge = list(eth = list(from = "x", to = "w")), drop_count = "c1",
+             counts = list(eth = c(b = 30, w = 50, x = 3, y = 2)))
+  r2 <- list(drop = character(), merge = list(eth = list(from = "y", to = "w"), sex = list(from = "u", to = "f")),
+             drop_count = c("c1", "a"), counts = list(eth = c(b = 60, w = 45, x = 2, y = 2), sex = c(f = 5, m = 4, u = 1)))
+  u <- plan_prune_union(list(r1, NULL, r2))
+  expect_equal(u$drop, "a")
+  expect_equal(u$drop_count, "c1")
+  # eth: over the imputations w has 95 children, b 90 (b is larger in imputation 2)
+  expect_equal(u$merge$eth, list(from = c("x", "y"), to = "w"))
+  expect_equal(u$merge$sex, list(from = "u", to = "f"))
+  # every level merged somewhere: the covariate is left out
+  r3 <- list(drop = character(), merge = list(g = list(from = "p", to = "q")), counts = list(g = c(p = 1, q = 2)))
+  r4 <- list(drop = character(), merge = list(g = list(from = "q", to = "p")), counts = list(g = c(p = 2, q = 1)))
+  u2 <- plan_prune_union(list(r3, r4))
+  expect_equal(u2$drop, "g")
+  expect_length(u2$merge, 0L)
+  expect_null(plan_prune_union(list(NULL)))
+})
+
 # ---- the Family Valued DiD strand (comparators simulated) -------------------
 
 # Five treated LAs, five comparators (four built parallel to a treated LA),
@@ -646,9 +901,16 @@ test_that("analyse(FV, DiD strand): the primary DiD equals match_trends() + stac
   mco <- suppressMessages(build_cohort(x, md, outcomes = "cla_18m"))
   mt <- select_matches(suppressWarnings(match_trends(mco, d, "cla_18m")), run$sel)
   expect_identical(a$extras$matching$cla_18m$candidates, mt$candidates)
+  # the DiD strand's window: from two financial years before the first go-live
+  g <- min(d$las$go_live_date, na.rm = TRUE)
+  fy <- as.integer(format(g, "%Y")) - (as.integer(format(g, "%m")) < 4L)
+  expect_equal(d$did_start, as.Date(sprintf("%d-04-01", fy - 2L)))
+  dw <- d
+  dw$trial_start <- d$did_start
   # stacked by pair; CEM within pair x financial year, the FS coarsening with
   # the FV age bands
-  co <- suppressMessages(build_cohort(x, d, outcomes = "cla_18m"))
+  co <- suppressMessages(build_cohort(x, dw, outcomes = "cla_18m"))
+  expect_lt(min(co$referral_date), d$trial_start)
   st <- stack_pairs(co, mt, d)
   st <- st[!is.na(st$cla_18m), ]
   cm <- cem(data = st, design = d)
@@ -706,4 +968,24 @@ test_that("report(): the DiD strand's trend-matching and balance figures (FS and
     expect_true(file.exists(file.path(dir, "balance_cem_cla_18m.png")))
     unlink(dir, recursive = TRUE)
   }
+})
+
+test_that("plan_combine(): an imputation without a standard error leaves the row's inference empty and says which", {
+  est <- function(q, se) data.frame(term = c("treated", "age"), scale = "log_odds", estimate = q,
+                                    std.error = se, df = Inf, conf.low = q - 2 * se,
+                                    conf.high = q + 2 * se, p.value = 0.5)
+  runs <- list(list(est = est(c(0.2, 1), c(0.1, 0.5))), list(est = est(c(0.4, 2), c(NA, 0.5))),
+               list(est = est(c(0.3, 3), c(0.1, 0.5))))
+  out <- plan_combine(runs, "pool")
+  # treated: Rubin's point estimate (the mean), no pooled inference
+  expect_equal(out$estimate[1], mean(c(0.2, 0.4, 0.3)))
+  expect_true(all(is.na(unlist(out[1, c("std.error", "df", "conf.low", "conf.high", "p.value")]))))
+  expect_match(attr(out, "notes"), "^treated: .*imputation 2\\)$")
+  # age: pooled as pool_rubin() pools it
+  ref <- pool_rubin(c(1, 2, 3), c(0.5, 0.5, 0.5))
+  expect_equal(unlist(out[2, c("estimate", "std.error", "p.value")]),
+               unlist(ref[, c("estimate", "std.error", "p.value")]), ignore_attr = TRUE)
+  # every imputation has it: no note
+  ok <- plan_combine(list(runs[[1]], runs[[3]]), "pool")
+  expect_length(attr(ok, "notes"), 0L)
 })

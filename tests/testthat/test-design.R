@@ -204,6 +204,49 @@ test_that("both strands for both programmes: the FS stepped-wedge and the FV DiD
                "embed_end.*301")
 })
 
+test_that("the FV DiD strand's window: two financial years before the first go-live, as the FS DiD", {
+  # FS DiD: "from 2017/18 (which is two years before any treatment local
+  # authority they are matched to started Family Safeguarding)"; matching on
+  # "the two years prior to the intervention". FV first go-live April 2020
+  # (2020/21): the DiD starts on 1 April 2018; the stepped-wedge trial period
+  # "from 6 months prior to the first local authority implements the model".
+  ro <- data.frame(la_code = c("301", "302", "401"), programme = "FV",
+                   role = c("treated", "treated", "comparator"),
+                   go_live_date = as.Date(c("2020-04-01", "2020-10-01", NA)))
+  ids <- c("a", "b", "c", "d", "e")
+  ch <- data.frame(child_id = ids, la_code = c("301", "301", "302", "401", "401"),
+                   dob = as.Date("2012-01-01"), gender_raw = "1", ethnicity = "WBRI")
+  rf <- data.frame(referral_id = ids, child_id = ids,
+                   referral_date = as.Date(c("2018-03-31", "2018-04-01", "2019-09-30", "2019-10-01", "2020-11-01")),
+                   closure_date = as.Date(NA), referral_nfa = FALSE)
+  x <- suppressWarnings(sfp_data(children = ch, referrals = rf, rollout = ro))
+  did <- design_family_valued(x, strand = "did", data_end = as.Date("2023-12-31"))
+  expect_equal(did$did_start, as.Date("2018-04-01"))
+  expect_equal(did$trial_start, as.Date("2019-10-01"))
+  expect_output(print(did), "DiD strand \\(referral dates\\): +2018-04-01 to 2021-04-01")
+  # the DiD strand's cohort (analyse() builds it with trial_start = did_start)
+  dd <- did
+  dd$trial_start <- did$did_start
+  co <- suppressMessages(build_cohort(x, dd, outcomes = character()))
+  expect_equal(co$child_id, c("b", "c", "d", "e"))
+  expect_equal(co$treated, c(0L, 0L, 0L, 0L))
+  co_sw <- suppressMessages(build_cohort(x, did, outcomes = character()))
+  expect_equal(co_sw$child_id, c("d", "e"))
+  # analyse(): the DiD rows read the DiD window's cohort, the stepped-wedge rows the trial period's
+  expect_equal(plan_cohort_key(c("referral_date", "referral_date"), c("cla_18m", "reunified_18m"), "did", did),
+               c("did:referral_date", "did:referral_date|reunified_18m"))
+  expect_equal(plan_cohort_key("referral_date", "cla_18m", "stepped_wedge", did), "referral_date")
+  # a first go-live in January-March: its financial year began the April before
+  ro$go_live_date[1:2] <- as.Date(c("2020-01-15", "2020-07-01"))
+  expect_equal(design_family_valued(ro, strand = "did")$did_start, as.Date("2017-04-01"))
+  # given explicitly; the stepped-wedge strand has none
+  expect_equal(design_family_valued(ro, strand = "did", did_start = as.Date("2019-01-01"))$did_start,
+               as.Date("2019-01-01"))
+  expect_null(design_family_valued(ro[1:2, ])$did_start)
+  expect_error(design_family_valued(ro, strand = "did", did_start = "2030-01-01"), "did_start")
+  expect_error(design_family_valued(ro, strand = "did", did_start = 3), "did_start")
+})
+
 test_that("the FV DiD strand's CEM: the FS protocol's coarsening with the FV age bands", {
   ro <- data.frame(la_code = c("301", "302", "401"), programme = "FV",
                    role = c("treated", "treated", "comparator"),

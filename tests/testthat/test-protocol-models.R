@@ -90,6 +90,41 @@ test_that("FV secondary: 'For all binary secondary outcomes ... the same regress
                     "reunified_18m", "absence"))
 })
 
+test_that("FV linear secondaries: 'as above, we will consider ... a wild bootstrap', and the CR3 t-test", {
+  m <- protocol_models(design_family_valued(fv_rollout()))
+  for (o in c("days_plan_18m", "absence")) {
+    pid <- paste0("fv_sw_", o, "_secondary")
+    # "For the secondary outcomes number of days on CPPs/CIN plans and
+    # unauthorised school absence rates, we will use a linear probability
+    # model. ... However, as above, we will consider whether or not applying a
+    # wild bootstrap with a correction for the small number of clusters is
+    # appropriate in this instance."
+    w <- row_of(m, paste0("fv_sw_", o, "_wild"))
+    expect_equal(w$estimator, "wild_boot")
+    expect_equal(w$depends_on, pid)
+    expect_equal(w$family, "gaussian")
+    expect_equal(w$analysis, "secondary")
+    expect_match(w$protocol, "as above, we will consider whether or not applying a wild bootstrap", fixed = TRUE)
+    # the same hypothesis tested again: not one more member of the Hochberg family
+    expect_true(is.na(w$hochberg))
+    # the CR3 t-test with G - 1 df: a sensitivity row on the same fit
+    c3 <- row_of(m, paste0("fv_sw_", o, "_cr3"))
+    expect_equal(c3$estimator, "cr3")
+    expect_equal(c3$depends_on, pid)
+    expect_equal(c3$analysis, "cr3")
+    expect_match(c3$inference, "t(G - 1)", fixed = TRUE)
+    expect_true(is.na(c3$hochberg))
+  }
+  # binary secondaries (logit GLMMs) get neither; the wild rows stay without
+  # the sensitivity grid, the CR3 rows do not
+  expect_false(any(grepl("^fv_sw_(return_36m|cpp_12m|kinship_first|reunified_18m)_(wild|cr3)$", m$id)))
+  m0 <- protocol_models(design_family_valued(fv_rollout()), sensitivity = FALSE)
+  expect_true(all(c("fv_sw_days_plan_18m_wild", "fv_sw_absence_wild") %in% m0$id))
+  expect_false(any(grepl("_cr3$", m0$id)))
+  # every row a runner: analyse() knows the estimator
+  expect_true(all(m$estimator %in% names(plan_runners)))
+})
+
 test_that("FV sensitivity grid follows the protocol's sections", {
   m <- protocol_models(design_family_valued(fv_rollout()))
   sens <- m[!m$analysis %in% c("primary", "secondary"), ]
@@ -149,8 +184,15 @@ test_that("FV DiD strand needs comparators: rows kept with a clear status", {
                    fs2$estimator[fs2$outcome == "absence"])
   expect_identical(did2$random_effects[did2$outcome == "absence"],
                    fs2$random_effects[fs2$outcome == "absence"])
-  expect_identical(sub("^fv_", "", did2$id[did2$analysis == "primary"]),
+  expect_identical(sub("^fv_", "", did2$id[did2$outcome == "cla_18m"]),
                    sub("^fs_", "", fs2$id[fs2$analysis == "primary"]))
+  # "Since we will conduct an analysis exploiting the stepped wedge design of
+  # the implementation as well as a DiD analysis, results will have to be
+  # triangulated" -- the DiD is set out under Sensitivity Analysis,
+  # "Triangulation of results" (FV protocol), so its rows are labelled so
+  expect_true(all(did2$analysis == "triangulation"))
+  expect_true(all(protocol_models(dd, sensitivity = FALSE, strands = "did")$id %in% did2$id))
+  expect_equal(nrow(protocol_models(dd, sensitivity = FALSE, strands = "did")), nrow(did2))
   p <- row_of(did2, "fv_did_cla_18m_primary")
   expect_equal(p$estimator, "did_fit")
   expect_match(p$formula, "^cla_18m ~ treated \\+ .*\\| la \\+ fin_year$")
@@ -164,7 +206,8 @@ test_that("FV DiD strand needs comparators: rows kept with a clear status", {
   expect_match(p$protocol, "^FV Triangulation of results \\(DiD strand\\), as the FS Primary Analysis")
   expect_equal(row_of(did2, "fv_did_cla_18m_wild")$depends_on, "fv_did_cla_18m_primary")
   expect_match(row_of(did2, "fv_did_cla_18m_fgls")$protocol, "as the FS Primary Analysis: \"we will use feasible GLS")
-  expect_true(all(did2$hochberg[did2$analysis == "secondary"] == "FV did secondary"))
+  expect_true(all(did2$hochberg[did2$outcome != "cla_18m" & did2$estimator != "wild_boot"] == "FV did secondary"))
+  expect_true(all(is.na(did2$hochberg[did2$outcome == "cla_18m"])))
 })
 
 test_that("FS primary: 'Y = b0 + b1 FS + gX + rZ + theta Year + delta LA + e' (FS p. 14)", {
