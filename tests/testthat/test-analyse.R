@@ -351,6 +351,22 @@ test_that("analyse(): multiple imputation pools every model by Rubin's rules", {
   expect_equal(b$results$estimate[1], a$results$estimate[1])
 })
 
+test_that("plan_mice_method() gives mice::make.method()'s default methods (#14)", {
+  skip_if_not_installed("mice")
+  set.seed(1)
+  n <- 40
+  d <- data.frame(num = rnorm(n), two = factor(sample(c("a", "b"), n, TRUE)),
+                  ord = factor(sample(c("lo", "mid", "hi"), n, TRUE), ordered = TRUE),
+                  many = factor(sample(letters[1:5], n, TRUE)), full = rnorm(n),
+                  fullf = factor(sample(c("x", "y"), n, TRUE)))
+  for (v in c("num", "two", "ord", "many")) d[[v]][sample(n, 5)] <- NA
+  ref <- mice::make.method(d)
+  expect_equal(plan_mice_method(d, names(d)), ref)
+  # variables not asked for are not imputed
+  ref[c("two", "many")] <- ""
+  expect_equal(plan_mice_method(d, c("num", "ord", "full")), ref)
+})
+
 test_that("analyse(): imputation without mice says what was done", {
   run <- fv_run()
   old <- options(sfpceval.use_mice = FALSE)
