@@ -723,7 +723,7 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
   # formula's, random-effect groupings included, and `cc`: weights, cluster,
   # absorbed fixed effects)
   ccv <- intersect(unique(c(all.vars(formula), cc, extra)), names(df))
-  df <- df[stats::complete.cases(df[ccv]), , drop = FALSE]
+  df <- df[stats::complete.cases(df[ccv]), ccv, drop = FALSE]  # only the columns read
   mf <- stats::model.frame(ff, plan_cc_levels(df, ccv), na.action = stats::na.omit)
   mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
   covs <- intersect(covs, names(mf))
@@ -796,8 +796,12 @@ plan_merge_levels <- function(y, mf, covs) {
 }
 
 # Covariate terms (among `covs`) with a column aliased in the design X
-# (QR with pivoting, lm()'s tolerance); `terms` are X's term labels.
+# (QR with pivoting, lm()'s tolerance); `terms` are X's term labels. The
+# cheaper crossprod check glmm_full_rank() first: when it finds X of full
+# rank (smallest eigenvalue of the scaled X'X above 1e-8, so every column's
+# residual on the others is above 1e-4 of its norm) the QR would too.
 plan_aliased <- function(X, terms, covs) {
+  if (glmm_full_rank(X)) return(character())
   q <- qr(X, tol = 1e-7)
   if (q$rank == ncol(X)) return(character())
   bad <- unique(terms[attr(X, "assign")[q$pivot[-seq_len(q$rank)]]])
@@ -1055,7 +1059,7 @@ plan_cr3_unidentified <- function(formula, df, cluster) {
   ff <- stats::reformulate(labels[!grepl("|", labels, fixed = TRUE)], response = formula[[2]],
                            env = globalenv())
   vars <- intersect(c(all.vars(formula), cluster), names(df))
-  df <- df[stats::complete.cases(df[vars]), , drop = FALSE]
+  df <- df[stats::complete.cases(df[vars]), vars, drop = FALSE]  # only the columns read
   X <- stats::model.matrix(ff, df)
   X <- X / rep(pmax(sqrt(colSums(X^2)), .Machine$double.eps), each = nrow(X))
   cl <- as.character(df[[cluster]])

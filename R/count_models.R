@@ -125,6 +125,9 @@ check_finite_ <- function(X, y, yname) {
 
 check_rank_ <- function(X, part) {
   if (ncol(X) == 0L) return(invisible())
+  # the cheap crossprod check first: full rank there is full rank for qr()
+  # (its tolerance 1e-7 is below the check's; see plan_aliased())
+  if (glmm_full_rank(X)) return(invisible())
   q <- qr(X)
   if (q$rank < ncol(X)) {
     drop <- colnames(X)[q$pivot[(q$rank + 1L):ncol(X)]]
