@@ -1164,7 +1164,10 @@ lmm_setup <- function(X, y, cl, child, G, w = NULL) {
   Z <- cbind(X, y)
   Zw <- if (is.null(w)) Z else Z * w
   ones <- if (is.null(w)) rep(1, nrow(Z)) else w
-  out <- list(ZZ = crossprod(Z, Zw), N = nrow(X), p = ncol(X), G = G,
+  # unweighted: crossprod(Z) (one symmetric product, half the work of Z'Zw)
+  cp <- if (is.null(w)) function(i) crossprod(Z[i, , drop = FALSE]) else
+    function(i) crossprod(Z[i, , drop = FALSE], Zw[i, , drop = FALSE])
+  out <- list(ZZ = if (is.null(w)) crossprod(Z) else crossprod(Z, Zw), N = nrow(X), p = ncol(X), G = G,
               nested = !is.null(child))
   # the same cross-products per cluster (for the cluster bootstrap):
   # ZZg[, , a] = Z_a'Z_a, Mg[[i]][, , a] = sum of S_c S_c' over cluster a's
@@ -1173,8 +1176,7 @@ lmm_setup <- function(X, y, cl, child, G, w = NULL) {
   keep_g <- G * ncol(Z) <= nrow(Z)
   if (keep_g) {
     rows <- split(seq_len(nrow(Z)), factor(cl, levels = seq_len(G)))
-    out$ZZg <- vapply(rows, function(i) crossprod(Z[i, , drop = FALSE], Zw[i, , drop = FALSE]),
-                      out$ZZ * 0)
+    out$ZZg <- vapply(rows, cp, out$ZZ * 0)
   }
   if (is.null(child)) {
     out$m <- 1
