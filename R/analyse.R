@@ -775,10 +775,16 @@ plan_merge_levels <- function(y, mf, covs) {
   for (v in covs) {
     x <- mf[[v]]
     if (!(is.factor(x) || is.character(x) || all(x %in% c(0, 1)))) next
-    if (is.factor(x) || is.character(x)) counts[[v]] <- c(table(as.character(x)))
     # 0/1 outcome: levels x (0, 1); successes out of trials: levels x
     # (successes, failures) summed
-    tab <- if (is.matrix(y)) rowsum(y, as.character(x)) else table(as.character(x), y)
+    if (!is.matrix(y)) {
+      tt <- plan_level_table(x, y)
+      if (is.factor(x) || is.character(x)) counts[[v]] <- tt$counts
+      tab <- tt$tab
+    } else {
+      if (is.factor(x) || is.character(x)) counts[[v]] <- c(table(as.character(x)))
+      tab <- rowsum(y, as.character(x))
+    }
     bad <- rownames(tab)[tab[, 1] == 0 | (ncol(tab) > 1 & tab[, ncol(tab)] == 0)]
     if (!length(bad)) next
     if (!(is.factor(x) || is.character(x))) {
@@ -793,6 +799,29 @@ plan_merge_levels <- function(y, mf, covs) {
     merge[[v]] <- list(from = bad, to = ok[which.max(counts[[v]][ok])])
   }
   list(merge = merge, drop = drop, counts = counts)
+}
+
+# For a covariate `x` (a factor, character or 0/1; no NA) and an outcome `y`
+# (no NA): what c(table(as.character(x))) and table(as.character(x), y)
+# give (the values present, sorted as factor() sorts them), from integer
+# codes, with as.character() on the distinct values only.
+plan_level_table <- function(x, y) {
+  if (is.factor(x)) {
+    lv <- levels(x)
+    code <- as.integer(x)
+  } else {
+    lv <- unique(x)
+    code <- match(x, lv)
+    lv <- as.character(lv)
+  }
+  present <- sort(lv[tabulate(code, length(lv)) > 0L])
+  g <- match(lv, present)[code]
+  np <- length(present)
+  counts <- stats::setNames(tabulate(g, np), present)
+  uy <- sort(unique(y))
+  tab <- matrix(tabulate(g + (match(y, uy) - 1L) * np, np * length(uy)), np,
+                dimnames = list(present, NULL))
+  list(counts = counts, tab = tab)
 }
 
 # Covariate terms (among `covs`) with a column aliased in the design X

@@ -367,6 +367,27 @@ test_that("plan_mice_method() gives mice::make.method()'s default methods (#14)"
   expect_equal(plan_mice_method(d, c("num", "ord", "full")), ref)
 })
 
+test_that("plan_level_table() gives table()'s counts and level x outcome table (#14)", {
+  set.seed(1)
+  n <- 60
+  lv <- c("b", "A", "c", "10", "9", "zz")
+  covs <- list(
+    fac = droplevels(factor(sample(lv[-6], n, TRUE), levels = rev(lv))),  # level order not sorted, an empty level dropped
+    chr = sample(lv, n, TRUE),
+    num01 = sample(c(0, 1), n, TRUE),
+    lgl = sample(c(TRUE, FALSE), n, TRUE))
+  ys <- list(y01 = sample(c(0, 1), n, TRUE), lgl = sample(c(FALSE, TRUE), n, TRUE),
+             const = rep(1, n), three = sample(0:2, n, TRUE))
+  for (x in covs) for (y in ys) {
+    tt <- plan_level_table(x, y)
+    ref <- table(as.character(x), y)
+    expect_identical(tt$counts, c(table(as.character(x))))
+    expect_identical(dim(tt$tab), dim(ref))
+    expect_identical(rownames(tt$tab), rownames(ref))
+    expect_true(all(tt$tab == unclass(ref)))
+  }
+})
+
 test_that("analyse(): imputation without mice says what was done", {
   run <- fv_run()
   old <- options(sfpceval.use_mice = FALSE)
