@@ -535,7 +535,8 @@ lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL,
     Xg <- X[rows[[g]], , drop = FALSE]
     crossprod(Xg, cr2_cluster(Xg, ops[[g]]$un, a, b, ops[[g]]$wu)$phi_inv(Xg))
   }
-  Minv <- Reduce(`+`, lapply(seq_len(G), Ag))
+  Minv <- matrix(0, p, p)
+  for (g in seq_len(G)) Minv <- Minv + Ag(g)                         # one A_g at a time
   for (g in seq_len(G)) {
     i <- rows[[g]]
     un <- ops[[g]]$un
