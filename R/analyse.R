@@ -358,7 +358,12 @@ plan_cohort_key <- function(treatment, outcome, strand = "stepped_wedge", design
 # take the imputations of the child's primary-cohort row.
 plan_impute_frame <- function(primary, cohorts, design) {
   df <- as.data.frame(primary)
-  for (key in grep("^did:", names(cohorts), value = TRUE)) {
+  # the referral cohorts only: an outcome's own population (reunification,
+  # key "did:<treatment>|<outcome>") lacks the other outcomes' columns, and
+  # binding it would cut them from every child's imputation model; its
+  # children outside the referral cohorts are left to complete cases (counted
+  # in each fit), as the stepped-wedge strand's own populations are
+  for (key in grep("^did:[^|]*$", names(cohorts), value = TRUE)) {
     e <- as.data.frame(cohorts[[key]])
     e <- e[!e$child_id %in% df$child_id & !duplicated(e$child_id), intersect(names(df), names(e)), drop = FALSE]
     if (!nrow(e)) next
@@ -412,12 +417,14 @@ plan_impute <- function(cohort, design, vars, m, seed) {
   for (v in vars) {
     if (is.numeric(d[[v]]) && all(d[[v]] %in% c(0, 1, NA))) d[[v]] <- factor(d[[v]])
   }
-  meth <- mice::make.method(d)
-  meth[setdiff(names(meth), vars)] <- ""
+  meth <- plan_mice_method(d, vars)
   # with_seed() restores the caller's random state afterwards
   # with one incomplete variable the chained equations converge in one
-  # iteration (nothing else is imputed), so maxit = 1 is exact
-  maxit <- if (length(vars) == 1L) 1L else 5L
+  # iteration (its model's predictors are all complete, so each iteration
+  # draws afresh from the same posterior), so maxit = 1 is exact. Variables
+  # listed but with no NA (their missing-like levels, e.g. ethnicity "REFU",
+  # count for the 30% rule but stay a level) are not imputed and not counted.
+  maxit <- if (sum(vapply(d[vars], anyNA, TRUE)) <= 1L) 1L else 5L
   imp <- with_seed(seed, suppressWarnings(mice::mice(d, m = m, method = meth, maxit = maxit,
                                                       printFlag = FALSE, seed = seed)))
   lapply(seq_len(m), function(k) {
@@ -429,6 +436,23 @@ plan_impute <- function(cohort, design, vars, m, seed) {
     }
     data.frame(child_id = df$child_id, comp, stringsAsFactors = FALSE)
   })
+}
+
+# mice's default methods (mice::make.method()) for the variables imputed,
+# "" for the others: pmm for numeric, logreg for two levels, polr for an
+# ordered factor, polyreg for more levels. (make.method() applies its rule
+# to every element of a single-column block, which costs seconds on 50k
+# children.)
+plan_mice_method <- function(d, vars) {
+  meth <- stats::setNames(rep("", ncol(d)), names(d))
+  for (v in intersect(vars, names(d))) {
+    y <- d[[v]]
+    if (!anyNA(y)) next
+    meth[[v]] <- if (is.numeric(y)) "pmm" else if (nlevels(y) == 2L) "logreg" else
+      if (is.ordered(y) && nlevels(y) > 2L) "polr" else if (nlevels(y) > 2L) "polyreg" else
+        if (is.logical(y)) "logreg" else "pmm"
+  }
+  meth
 }
 
 # Covariates of imputation k given to a cohort (by child).

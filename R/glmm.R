@@ -547,8 +547,10 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights
              if (family$family == "binomial") "fit several clusters, or fix `sigma = 0` to fit a plain logistic regression." else
                "fit several clusters, or use lm() for a single one.")
   }
-  # rank (of the distinct rows, which is the rank of X)
-  Xu <- X[!duplicated(cell_key(X, rep(1L, nrow(X)))), , drop = FALSE]
+  # rank (of the distinct rows, which is the rank of X); their key also
+  # gives the binomial cells (binom_cells())
+  row_key <- cell_key(X, rep(1L, nrow(X)))
+  Xu <- X[!duplicated(row_key), , drop = FALSE]
   qrX <- if (glmm_full_rank(Xu)) list(rank = ncol(X)) else qr(Xu)
   if (qrX$rank < ncol(X)) {
     jt <- match(c(treatment, paste0(treatment, "TRUE")), colnames(X))
@@ -600,6 +602,7 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights
                          row.names = NULL)
   }
   list(X = X, y = y, trials = trials, weights = weights[kept], cl = cl, child = child,
+       row_key = row_key,
        groups = pf$group_names,
        levels = lev1, child_levels = lev2, terms = terms, flow = flow,
        kept = kept, yname = yname, treatment = trt, design = design,
@@ -678,8 +681,15 @@ cell_key <- function(X, cl, full = FALSE) {
 
 # Collapse rows to binomial cells sorted by cluster. `y`: successes per row
 # (0/1 for Bernoulli rows); `trials`: trials per row (NULL: 1 each).
-binom_cells <- function(X, y, cl, G, trials = NULL) {
-  cells_by_key(cell_key(X, cl), function(i) X[i, , drop = FALSE], y, trials, cl, G)
+# `row_key` (optional): cell_key(X, rep(1L, nrow(X))), the key of the
+# distinct rows, from which the (cluster, row) key follows by integer
+# matching, numbered in order of first appearance as cell_key(X, cl).
+binom_cells <- function(X, y, cl, G, trials = NULL, row_key = NULL) {
+  key <- if (is.null(row_key)) cell_key(X, cl) else {
+    k <- (as.double(row_key) - 1) * G + cl
+    match(k, unique(k))
+  }
+  cells_by_key(key, function(i) X[i, , drop = FALSE], y, trials, cl, G)
 }
 
 # Binomial cells from a row key (1..K in order of first appearance): the
@@ -729,10 +739,11 @@ glmm_split_cells <- function(fit, split) {
 # the Hessian then cost the non-zeros, not K x p. Kept only inside
 # binom_estimate(), where X does not change.
 binom_rows <- function(X) {
-  nz <- which(X != 0, arr.ind = TRUE)
-  o <- order(nz[, 1L], method = "radix")  # stable: columns stay increasing
-  list(ptr = c(0L, cumsum(tabulate(nz[, 1L], nrow(X)))),
-       col = nz[o, 2L] - 1L, val = X[nz[o, , drop = FALSE]])
+  K <- nrow(X)
+  nz <- which(X != 0) - 1L  # 0-based positions, column by column
+  r <- nz %% K
+  o <- order(r, method = "radix")  # stable: columns stay increasing
+  list(ptr = c(0L, cumsum(tabulate(r + 1L, K))), col = as.integer((nz %/% K)[o]), val = X[nz[o] + 1L])
 }
 
 # `d$offset` (optional, one per cell): added to the linear predictor, e.g.
@@ -768,12 +779,13 @@ binom_info <- function(d, theta, cur, free) {
 # Damped Newton over the parameters `free` of theta = (beta, sigma). With
 # the Laplace approximation (one node) the information is minus the exact
 # Hessian (computed in C with the gradient); with more nodes the
-# approximation of binom_info().
-binom_newton <- function(d, theta, free, ctrl) {
+# approximation of binom_info(). `hessian_last = FALSE`: the evaluation
+# after the last step has no Hessian (the caller needs none there).
+binom_newton <- function(d, theta, free, ctrl, hessian_last = TRUE) {
   p <- ncol(d$X)
   u0 <- d$u0
   exact <- length(d$gh$x) == 1L
-  ev <- function(th) binom_eval(d, th[1:p], th[p + 1L], if (exact) 3L else 2L, u0)
+  ev <- function(th, what = if (exact) 3L else 2L) binom_eval(d, th[1:p], th[p + 1L], what, u0)
   cur <- ev(theta)
   converged <- FALSE
   it <- 0L
@@ -796,7 +808,7 @@ binom_newton <- function(d, theta, free, ctrl) {
       # the last Newton step is nearly free and squares the error
       th <- theta
       th[free] <- theta[free] + step
-      new <- ev(th)
+      new <- if (hessian_last) ev(th) else ev(th, 1L)
       if (is.finite(new$loglik) && new$loglik >= cur$loglik) {
         theta <- th
         cur <- new
@@ -875,24 +887,19 @@ binom_fit <- function(prep, Q, sigma_fixed, ctrl, start = NULL) {
             "\nFix: check the outcome in that cluster; the estimates are valid but the cluster says little about the treatment effect.",
             call. = FALSE)
   }
-  d <- binom_cells(prep$X, prep$y, prep$cl, G, prep$trials)
+  d <- binom_cells(prep$X, prep$y, prep$cl, G, prep$trials, prep$row_key)
   d$gh <- gauss_hermite(Q)
   d$u0 <- double(0)
   trt_info <- NULL
   if (!is.null(prep$treatment)) {
     tr <- prep$treatment
-    cf <- if (tr$main_only) {
-      lapply(c(0, 1), function(val) {
-        Xc <- d$X
-        Xc[, tr$coef] <- val
-        unique_rows(Xc, d$n)
-      })
-    } else {
+    # with a main effect only, the counterfactual rows are the cells with the
+    # treatment column set (binom_treatment()), so none are stored
+    cf <- if (!tr$main_only) {
       w <- prep$trials %||% rep(1, nrow(tr$X0))
-      list(unique_rows(tr$X0, w), unique_rows(tr$X1, w))
+      list(X0 = unique_rows(tr$X0, w), X1 = unique_rows(tr$X1, w))
     }
-    trt_info <- list(name = tr$name, coef = tr$coef, cf = list(X0 = cf[[1]], X1 = cf[[2]]),
-                     main_only = tr$main_only)
+    trt_info <- list(name = tr$name, coef = tr$coef, cf = cf, main_only = tr$main_only)
   }
   # glmer's log-likelihood of a cbind(successes, failures) response has the
   # binomial coefficients (0 for Bernoulli rows); the C code omits them
@@ -925,7 +932,8 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL
   # exactly, so the one-node rule is used there
   d1 <- d
   d1$gh <- gauss_hermite(1L)
-  f0 <- binom_newton(d1, c(beta0, 0), seq_len(p), ctrl)
+  # (its Hessian is needed only if it is the estimate: computed then)
+  f0 <- binom_newton(d1, c(beta0, 0), seq_len(p), ctrl, hessian_last = FALSE)
   boundary <- FALSE
   if (!is.null(sigma_fixed)) {
     res <- if (sigma_fixed == 0) f0 else
@@ -939,7 +947,7 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL
     }
     s0 <- if (is.null(start)) 1 else max(abs(start[p + 1L]), 0.1)
     b0 <- if (is.null(start)) f0$theta[1:p] else start[1:p]
-    res <- binom_newton(d, c(b0, s0), seq_len(p + 1L), ctrl)
+    res <- binom_newton(d, c(b0, s0), seq_len(p + 1L), ctrl, hessian_last = se)
     free <- seq_len(p + 1L)
     if (abs(res$theta[p + 1L]) < ctrl$boundary_tol ||
         res$cur$loglik <= f0$cur$loglik + 1e-10 * abs(f0$cur$loglik)) {
@@ -953,7 +961,10 @@ binom_estimate <- function(d, info, ctrl, start = NULL, se = TRUE, start0 = NULL
   dd <- if (theta[p + 1L] == 0) d1 else d
   laplace <- length(dd$gh$x) == 1L
   # with the Laplace approximation the exact Hessian comes with the gradient
-  cur <- binom_eval(dd, theta[1:p], theta[p + 1L], if (se && laplace) 3L else 1L)
+  # the Newton iterations end with the evaluation at their estimate (with
+  # the exact Hessian for the Laplace approximation), unless sigma flips sign
+  cur <- if (res$theta[p + 1L] >= 0 && !(se && laplace && is.null(res$cur$hessian))) res$cur else
+    binom_eval(dd, theta[1:p], theta[p + 1L], if (se && laplace) 3L else 1L)
   nm <- colnames(d$X)
   Vfull <- matrix(NA_real_, p + 1L, p + 1L)
   if (se) {
@@ -1061,31 +1072,57 @@ unique_rows <- function(X, w = rep(1, nrow(X))) {
   list(X = X[first, , drop = FALSE], w = as.double(rowsum(w, key, reorder = TRUE)))
 }
 
-# Average risk over the counterfactual rows (with counts w) and its gradient
-# in (beta, sigma): at b = 0, or integrated over N(0, sigma^2) with a 25-node
-# Gauss-Hermite rule.
-mean_risk <- function(cf, beta, sigma, marginal, gh) {
-  eta <- drop(cf$X %*% beta)
-  W <- sum(cf$w)
+# Average risk over rows with linear predictors `eta` and counts `w`: at
+# b = 0, or integrated over N(0, sigma^2) with a 25-node Gauss-Hermite rule.
+# Returns the value, its derivative in each row's eta (`deta`) and in sigma.
+# (1 / (1 + e^-eta e^-sigma z) is plogis(eta + sigma z) with one exp per row
+# and per node; plogis() where a product could be 0 * Inf.)
+mean_risk <- function(eta, w, sigma, marginal, gh) {
+  W <- sum(w)
   if (!marginal || sigma == 0) {
     p <- stats::plogis(eta)
-    dp <- cf$w * p * (1 - p)
-    return(list(value = sum(cf$w * p) / W,
-                gradient = c(drop(crossprod(cf$X, dp)), 0) / W))
+    return(list(value = sum(w * p) / W, deta = w * p * (1 - p) / W, dsigma = 0))
   }
   z <- sqrt(2) * gh$x
   om <- gh$w / sqrt(pi)
-  P <- stats::plogis(outer(eta, sigma * z, "+"))
-  D <- P * (1 - P)
-  dp <- drop(D %*% om) * cf$w
-  list(value = sum(cf$w * drop(P %*% om)) / W,
-       gradient = c(drop(crossprod(cf$X, dp)), sum(cf$w * drop(D %*% (om * z)))) / W)
+  P <- 1 / (1 + exp(-eta) %o% exp(-sigma * z))
+  if (anyNA(P)) P <- stats::plogis(outer(eta, sigma * z, "+"))
+  DD <- (P * (1 - P)) %*% cbind(om, om * z)
+  list(value = sum(w * drop(P %*% om)) / W, deta = DD[, 1L] * w / W,
+       dsigma = sum(w * DD[, 2L]) / W)
+}
+
+# The counterfactual risks under treatment 1 and 0 (marginal or at b = 0)
+# with their gradients in (beta, sigma). With a main effect only the rows
+# are the fit's cells with the treatment column set to 0 or 1 (weighted by
+# their trials): eta moves by the coefficient and the treatment's entry of
+# the gradient is 0 or the sum of the row derivatives. Otherwise the unique
+# rows of the counterfactual model matrices made by glmm_prepare().
+binom_cf_risks <- function(fit, marginal, gh) {
+  ti <- fit$trt_info
+  p <- length(fit$coefficients)
+  beta <- fit$theta[1:p]
+  sigma <- fit$theta[p + 1L]
+  if (isTRUE(ti$main_only)) {
+    X <- fit$cells$X
+    j <- if (is.numeric(ti$coef)) ti$coef else match(ti$coef, colnames(X))
+    base <- drop(X %*% beta) - X[, j] * beta[j]
+    return(lapply(c(X0 = 0, X1 = 1), function(val) {
+      r <- mean_risk(base + val * beta[j], fit$cells$n, sigma, marginal, gh)
+      g <- drop(crossprod(X, r$deta))
+      g[j] <- val * sum(r$deta)
+      list(value = r$value, gradient = c(g, r$dsigma))
+    }))
+  }
+  lapply(ti$cf[c("X0", "X1")], function(cf) {
+    r <- mean_risk(drop(cf$X %*% beta), cf$w, sigma, marginal, gh)
+    list(value = r$value, gradient = c(drop(crossprod(cf$X, r$deta)), r$dsigma))
+  })
 }
 
 binom_treatment <- function(fit) {
   ti <- fit$trt_info
   if (is.null(ti) || is.null(ti$coef)) return(NULL)
-  p <- length(fit$coefficients)
   j <- match(ti$coef, names(fit$coefficients))
   b <- fit$coefficients[j]
   se <- sqrt(fit$vcov[j, j])
@@ -1097,10 +1134,9 @@ binom_treatment <- function(fit) {
   V <- fit$vcov_theta
   free <- fit$free
   rd <- lapply(c(conditional = FALSE, marginal = TRUE), function(marg) {
-    r1 <- mean_risk(ti$cf$X1, fit$theta[1:p], fit$theta[p + 1L], marg, gh)
-    r0 <- mean_risk(ti$cf$X0, fit$theta[1:p], fit$theta[p + 1L], marg, gh)
-    est <- r1$value - r0$value
-    gr <- (r1$gradient - r0$gradient)[free]
+    r <- binom_cf_risks(fit, marg, gh)
+    est <- r$X1$value - r$X0$value
+    gr <- (r$X1$gradient - r$X0$gradient)[free]
     se <- sqrt(drop(crossprod(gr, V[free, free, drop = FALSE] %*% gr)))
     c(estimate = est, std.error = se, conf.low = est - z * se, conf.high = est + z * se)
   })

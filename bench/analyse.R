@@ -34,15 +34,41 @@ if (what %in% c("fv", "all")) {
   d <- design_family_valued(x)
   a0 <- run("FV plan, complete cases", suppressMessages(analyse(x, d, imputations = 0)))
   summarise(a0)
+  prof <- tempfile()
+  utils::Rprof(prof, interval = 0.02)
   a5 <- run("FV plan, 5 imputations", suppressMessages(analyse(x, d, imputations = 5)))
+  utils::Rprof(NULL)
   summarise(a5)
+  # where the time goes (Rprof samples: time inside each function, callees
+  # included, so the lines overlap; e.g. binom_fit includes binom_treatment)
+  parts <- c(plan_impute = "mice imputations (plan_impute)",
+             build_cohort = "cohorts (build_cohort)",
+             glmm_prepare = "  model frames and matrices (glmm_prepare)",
+             binom_fit = "binomial GLMM fits (binom_fit)",
+             binom_newton = "  Newton iterations (binom_newton)",
+             binom_treatment = "  odds ratio and risk differences (binom_treatment)",
+             sw_glmm_refit = "permutation refits (sw_glmm_refit)",
+             glmm_wild_boot = "GLMM wild bootstrap (glmm_wild_boot)",
+             lmm_fit = "linear mixed models (lmm_fit)",
+             hurdle_fit = "hurdle models (hurdle_fit)",
+             tobit_fit = "tobit models (tobit_fit)",
+             plan_prune = "covariate pruning (plan_prune)")
+  tot <- utils::summaryRprof(prof)$by.total
+  unlink(prof)
+  cat("  of which (Rprof, s):\n")
+  for (f in names(parts)) {
+    key <- sprintf("\"%s\"", f)  # summaryRprof() quotes the names
+    cat(sprintf("    %-52s %6.1f\n", parts[[f]], if (key %in% rownames(tot)) tot[key, "total.time"] else 0))
+  }
   # of which: the mice imputations alone (the same call analyse() makes),
   # and the binomial GLMM fits (sw_glmm() and the permutation refits)
   co <- suppressMessages(build_cohort(x, d))
   miss <- attr(co, "covariate_missing")
   vars <- intersect(names(miss)[miss > 0 & miss <= d$max_missing],
                     plan_model_covariates(protocol_models(d)))
-  run(sprintf("  of which mice, 5 imputations of %s", paste(vars, collapse = ", ")),
+  has_na <- vapply(as.data.frame(co)[vars], anyNA, TRUE)
+  run(sprintf("  of which mice, 5 imputations of %s%s", paste(vars[has_na], collapse = ", "),
+              if (any(!has_na)) sprintf(" (%s: missing-like levels, no NA)", paste(vars[!has_na], collapse = ", ")) else ""),
       plan_impute(co, d, vars, 5L, 1L))
   fits <- a5$fits[vapply(a5$fits, function(f) inherits(f, "sw_glmm") &&
                            identical(f$family$family, "binomial"), TRUE)]

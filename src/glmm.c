@@ -83,16 +83,19 @@ static double mode_cluster(const double *eta, const double *s, const double *n,
 /* One cluster: log L_a (returned), and if coef != NULL its gradient pieces:
  * coef[k] for the cells (g_beta += sum_k coef[k] x_k) and *gsig (d/d sigma).
  * rq: scratch of length (k1 - k0) * Q; lq: scratch of length Q + (k1 - k0).
- * Also returns the mode and the scale through *uhat, *shat. */
+ * Also returns the mode and the scale through *uhat, *shat, and each cell's
+ * probability at the mode in pm[k] (k0 <= k < k1), which the gradient and
+ * the Hessian reuse. */
 static double agq_cluster(const double *eta, const double *s, const double *n,
                           int k0, int k1, double sigma, const double *x,
                           const double *w, int Q, double u0, double *uhat,
                           double *shat, double *coef, double *gsig,
-                          double *rq, double *lq, int *fail) {
+                          double *rq, double *lq, double *pm, int *fail) {
   double u = mode_cluster(eta, s, n, k0, k1, sigma, u0, fail);
   double V = 0, T = 0, R0 = 0;
   for (int k = k0; k < k1; k++) {
     double p = plogis1(eta[k] + sigma * u);
+    pm[k] = p;
     double v = n[k] * p * (1.0 - p);
     V += v;
     T += v * (1.0 - 2.0 * p);
@@ -173,7 +176,7 @@ static double agq_cluster(const double *eta, const double *s, const double *n,
   double ct = -(1.0 + B) * sigma * sigma / (2.0 * H);
   double cv = (1.0 + B) * pow(sigma, 4) * T / (2.0 * H * H) - A * sigma / H;
   for (int k = k0; k < k1; k++) {
-    double p = plogis1(eta[k] + sigma * u);
+    double p = pm[k];
     double v = n[k] * p * (1.0 - p);
     coef[k] += ct * v * (1.0 - 2.0 * p) + cv * v;
   }
@@ -261,8 +264,9 @@ static void add_sym(double *M, int m, const double *x, const double *y, double c
  * H_tt = sigma^2 sum q z z' + 2 sigma (w_t e' + e w_t') + 2 V e e',
  * e the unit vector of sigma). The terms in z_k z_k' are one weighted
  * cross-product, the rest rank-one updates with the cluster sums
- * w_v = sum v z, w_t = sum t z, w_q = sum q z. */
-static void laplace_hessian(const double *eta, const double *s, const double *n,
+ * w_v = sum v z, w_t = sum t z, w_q = sum q z. pm: each cell's probability
+ * at its cluster's mode (agq_cluster()). */
+static void laplace_hessian(const double *s, const double *n, const double *pm,
                             const int *cs, int G, const double *mode, double sig,
                             const sparse_rows *sr, int p, double *Hs) {
   int m = p + 1;
@@ -276,7 +280,7 @@ static void laplace_hessian(const double *eta, const double *s, const double *n,
     double R0 = 0, V = 0, T = 0, Qs = 0;
     for (int i = 0; i < m; i++) wv[i] = wt[i] = wq[i] = 0;
     for (int k = cs[a]; k < cs[a + 1]; k++) {
-      double pk = plogis1(eta[k] + sig * u);
+      double pk = pm[k];
       double v = n[k] * pk * (1.0 - pk), t = v * (1.0 - 2.0 * pk),
              q = v * (1.0 - 6.0 * pk * (1.0 - pk));
       R0 += s[k] - n[k] * pk;
@@ -308,7 +312,7 @@ static void laplace_hessian(const double *eta, const double *s, const double *n,
      * F_u sigma t z z' / H (from h_utt) */
     double cq = -0.5 * s2 / H, ct = -Fu * sig / H;
     for (int k = cs[a]; k < cs[a + 1]; k++) {
-      double pk = plogis1(eta[k] + sig * u);
+      double pk = pm[k];
       double v = n[k] * pk * (1.0 - pk), t = v * (1.0 - 2.0 * pk),
              q = v * (1.0 - 6.0 * pk * (1.0 - pk));
       add_row_outer(Mz, m, p, sr, k, -v + cq * q + ct * t, u);
@@ -401,6 +405,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
   double *rq = (double *) R_alloc((size_t) (mx > 0 ? mx : 1) * Q, sizeof(double));
   double *lq = (double *) R_alloc((size_t) Q + (mx > 0 ? mx : 1), sizeof(double));
   double *coef = wh >= 1 ? (double *) R_alloc(K > 0 ? K : 1, sizeof(double)) : NULL;
+  double *pm = (double *) R_alloc(K > 0 ? K : 1, sizeof(double));
 
   const char *names[] = {"loglik", "gradient", "mode", "scale", "loglik_cluster",
                          "v", "r", "fail", "xv", "xvx", "hessian", ""};
@@ -417,7 +422,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
     double gs = 0;
     lcp[a] = agq_cluster(eta, sp, np, cs[a], cs[a + 1], sig, xp, wp, Q,
                          u0p ? u0p[a] : 0.0, mdp + a, scp + a, coef, &gs, rq,
-                         lq, &fail);
+                         lq, pm, &fail);
     total += lcp[a];
     gsig_tot += gs;
     work += (double) (cs[a + 1] - cs[a]) * Q;
@@ -451,7 +456,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
     SEXP hh = SET_VECTOR_ELT(out, 10, Rf_allocMatrix(REALSXP, p + 1, p + 1));
     double *hp = REAL(hh);
     for (R_xlen_t i = 0; i < (R_xlen_t) (p + 1) * (p + 1); i++) hp[i] = 0;
-    laplace_hessian(eta, sp, np, cs, G, mdp, sig, &sr, p, hp);
+    laplace_hessian(sp, np, pm, cs, G, mdp, sig, &sr, p, hp);
   }
   if (wh == 2) {
     SEXP vv = SET_VECTOR_ELT(out, 5, Rf_allocVector(REALSXP, K));
@@ -460,7 +465,7 @@ SEXP ffi_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta, SEXP sigma,
     double *vp = REAL(vv), *rp = REAL(rr), *xvp = REAL(xv);
     for (int a = 0; a < G; a++) {
       for (int k = cs[a]; k < cs[a + 1]; k++) {
-        double pk = plogis1(eta[k] + sig * mdp[a]);
+        double pk = pm[k];
         vp[k] = np[k] * pk * (1.0 - pk);
         rp[k] = sp[k] - np[k] * pk;
       }

@@ -351,6 +351,22 @@ test_that("analyse(): multiple imputation pools every model by Rubin's rules", {
   expect_equal(b$results$estimate[1], a$results$estimate[1])
 })
 
+test_that("plan_mice_method() gives mice::make.method()'s default methods (#14)", {
+  skip_if_not_installed("mice")
+  set.seed(1)
+  n <- 40
+  d <- data.frame(num = rnorm(n), two = factor(sample(c("a", "b"), n, TRUE)),
+                  ord = factor(sample(c("lo", "mid", "hi"), n, TRUE), ordered = TRUE),
+                  many = factor(sample(letters[1:5], n, TRUE)), full = rnorm(n),
+                  fullf = factor(sample(c("x", "y"), n, TRUE)))
+  for (v in c("num", "two", "ord", "many")) d[[v]][sample(n, 5)] <- NA
+  ref <- mice::make.method(d)
+  expect_equal(plan_mice_method(d, names(d)), ref)
+  # variables not asked for are not imputed
+  ref[c("two", "many")] <- ""
+  expect_equal(plan_mice_method(d, c("num", "ord", "full")), ref)
+})
+
 test_that("analyse(): imputation without mice says what was done", {
   run <- fv_run()
   old <- options(sfpceval.use_mice = FALSE)
@@ -987,6 +1003,20 @@ test_that("plan_combine(): an imputation without a standard error leaves the row
   # every imputation has it: no note
   ok <- plan_combine(list(runs[[1]], runs[[3]]), "pool")
   expect_length(attr(ok, "notes"), 0L)
+})
+
+test_that("plan_impute_frame(): the DiD window's referral cohorts join the imputation frame, an own-population cohort does not cut its columns", {
+  primary <- data.frame(child_id = c("a", "b"), eth = c("x", NA), cla_18m = c(0, 1), days = c(3, 4))
+  did <- data.frame(child_id = c("b", "c"), eth = c("x", "y"), cla_18m = c(1, 0), days = c(4, 9))
+  reun <- data.frame(child_id = "d", eth = NA, reunified_18m = 1)
+  cohorts <- list(referral_date = primary, "did:referral_date" = did,
+                  "did:referral_date|reunified_18m" = reun)
+  fr <- plan_impute_frame(primary, cohorts, design = list())
+  # every outcome column kept; child c (DiD window only) added once; b kept from the primary cohort
+  expect_named(fr, names(primary))
+  expect_equal(fr$child_id, c("a", "b", "c"))
+  expect_equal(fr$days, c(3, 4, 9))
+  expect_true(is.na(fr$eth[2]))
 })
 
 # ---- the test a wild bootstrap row ran (#14) ----

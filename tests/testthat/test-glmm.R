@@ -354,6 +354,11 @@ test_that("collapsing to cells, row order, integer/logical outcome do not change
                unique(paste(d$la, apply(X + 0, 1, paste, collapse = " "))))
   expect_identical(k, ref)
   expect_identical(cell_key(X, match(d$la, las), full = TRUE), ref)
+  # the cells built from the distinct rows' key (as sw_glmm() builds them)
+  # are those of the (cluster, row) key
+  expect_identical(binom_cells(X, d$y, match(d$la, las), length(las),
+                               row_key = cell_key(X, rep(1L, nrow(X)))),
+                   binom_cells(X, d$y, match(d$la, las), length(las)))
   expect_identical(cell_key(X[0, ], integer(0)), integer(0))
   # unsorted rows
   d2 <- d[sample(nrow(d)), ]
