@@ -311,8 +311,12 @@ nested_treatment <- function(fit) {
   free <- fit$free
   V <- fit$vcov_theta[free, free, drop = FALSE]
   rd <- lapply(c(conditional = FALSE, marginal = TRUE), function(marg) {
-    r1 <- mean_risk(ti$cf$X1, fit$theta[seq_len(p)], st, marg, gh)
-    r0 <- mean_risk(ti$cf$X0, fit$theta[seq_len(p)], st, marg, gh)
+    # binom_cf_risks() on the counterfactual rows, at the summed SD
+    rr <- binom_cf_risks(list(trt_info = list(cf = ti$cf, main_only = FALSE),
+                              coefficients = fit$coefficients,
+                              theta = c(fit$theta[seq_len(p)], st)), marg, gh)
+    r1 <- rr$X1
+    r0 <- rr$X0
     gr <- r1$gradient - r0$gradient
     gr <- c(gr[seq_len(p)], gr[p + 1L] * chain)[free]
     est <- r1$value - r0$value
