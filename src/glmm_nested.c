@@ -137,9 +137,14 @@ typedef struct {
 } nested_scratch;
 
 /* Joint mode of h_a by Newton, from (*u, v) in place.  h_a is strictly
- * concave; a step with a component larger than 0.1 (far from the mode) is
- * halved until h_a does not decrease, small steps near the mode are taken
- * whole.  Stops after a step whose largest component is below 1e-7
+ * concave; a step that changes a linear predictor by more than 0.1 logits
+ * or has a component larger than 0.1 (far from the mode) is halved until
+ * h_a does not decrease, small steps near the mode are taken whole (the
+ * test is on the linear-predictor scale: with SDs of 10 to 50 a step of 0.1
+ * spherical units moves it by 1 to 5 logits, and whole steps of that size
+ * can oscillate).  A non-finite step or h_a sets *fail = 2 and returns;
+ * the iteration limit sets *fail = 1 (unless it is 2 already).  Stops
+ * after a step whose largest component is below 1e-7
  * (relative to 1 + |b|): Newton converges quadratically, so the mode is then
  * exact to about 1e-14, which the finite-difference Hessian (steps of 1e-7)
  * needs; it spares the pass that would only confirm it. */
@@ -155,18 +160,30 @@ static void nested_mode(const nested_data *d, int c0, int c1, double *u, double 
     gu += d->s1 * Rtot;
     double S = arrow_build(d, c0, c1, w->W, w->D, w->b);
     double du = arrow_solve(c0, c1, S, w->D, w->b, gu, w->g, w->step);
+    /* big: the largest component (spherical units); blp: the largest change
+     * of a linear predictor, s1 du + s2 dv_c is at most blp */
     double big = fabs(du), scale = 1.0 + fabs(*u);
+    double blp = fabs(d->s1 * du), as2 = fabs(d->s2);
     for (int c = c0; c < c1; c++) {
       if (fabs(w->step[c]) > big) big = fabs(w->step[c]);
       if (fabs(v[c]) + 1.0 > scale) scale = fabs(v[c]) + 1.0;
+      if (as2 * fabs(w->step[c]) > blp) blp = as2 * fabs(w->step[c]);
     }
-    if (big <= 0.1) {
+    if (!R_FINITE(big) || !R_FINITE(blp)) {
+      *fail = 2;
+      return;
+    }
+    if (big <= 0.1 && blp <= 0.1) {
       *u += du;
       for (int c = c0; c < c1; c++) v[c] += w->step[c];
       if (big < 1e-7 * scale) return;
       continue;
     }
     double h0 = nested_h(d, c0, c1, *u, v), t = 1.0, hn, un;
+    if (!R_FINITE(h0)) {
+      *fail = 2;
+      return;
+    }
     int halvings = 0;
     for (;;) {
       un = *u + t * du;
@@ -179,7 +196,7 @@ static void nested_mode(const nested_data *d, int c0, int c1, double *u, double 
     *u = un;
     for (int c = c0; c < c1; c++) v[c] = w->vnew[c];
   }
-  *fail = 1;
+  if (*fail < 1) *fail = 1;
 }
 
 /* One authority (children [c0, c1)): log L_a; its modes in *u, v; the
@@ -195,6 +212,7 @@ static double nested_authority(const nested_data *d, int c0, int c1, double *u, 
   double logdet = log(S);
   for (int c = c0; c < c1; c++) logdet += log(w->D[c]);
   double ll = hmode - 0.5 * logdet;
+  if (!R_FINITE(ll)) *fail = 2;
   /* H^-1: uu = 1/S, uc = -(b_c/D_c)/S, cc = 1/D_c + (b_c/D_c)^2/S */
   double Huu_i = 1.0 / S;
   *su = sqrt(Huu_i);
@@ -317,7 +335,9 @@ static void nested_info(const nested_data *d, int c0, int c1, double U, const do
  *   gradient = double p + 2 (beta, s1, s2) or NULL, mode = double G + C,
  *   scale = double G + C (conditional SDs of the spherical effects: sqrt of
  *   the diagonal of H^-1), loglik_cluster = double G, fail = integer 1 (1 if
- *   a mode search hit its iteration limit)).
+ *   a mode search hit its iteration limit; 2 if a mode search or a
+ *   log-likelihood term was not finite, e.g. SDs of 1e200: loglik is then
+ *   not finite)).
  * Memory: O(K + C) scratch. */
 SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP beta,
                      SEXP sigma, SEXP u0, SEXP what) {

@@ -322,3 +322,63 @@ test_that("wild_boot() refuses the nested logit with a clear error", {
   fit <- suppressMessages(sw_glmm(nested_formula, d))
   expect_snapshot(error = TRUE, wild_boot(fit, "treated"))
 })
+
+# Plain-R reference for the modes: per authority, dense Newton on
+# b = (u, v_1..v_m) with step halving until h does not decrease (an ascent
+# check on every step), to a step below 1e-12. Returns the modes (authority,
+# then child, in first-appearance order) and the Laplace log-likelihood.
+mode_ref <- function(X, s, n, la, child, beta, s1, s2) {
+  eta <- drop(X %*% beta)
+  u <- v <- NULL
+  tot <- 0
+  for (a in unique(la)) {
+    ia <- which(la == a)
+    ch <- unique(child[ia])
+    Z <- cbind(s1, s2 * outer(child[ia], ch, "=="))
+    h <- function(b) {
+      lp <- eta[ia] + drop(Z %*% b)
+      sum(s[ia] * lp - n[ia] * ifelse(lp > 0, lp + log1p(exp(-lp)), log1p(exp(lp)))) - sum(b^2) / 2
+    }
+    hess <- function(b) {
+      p <- stats::plogis(eta[ia] + drop(Z %*% b))
+      crossprod(Z, Z * (n[ia] * p * (1 - p))) + diag(length(b))
+    }
+    b <- rep(0, 1 + length(ch))
+    for (it in 1:500) {
+      p <- stats::plogis(eta[ia] + drop(Z %*% b))
+      step <- solve(hess(b), drop(crossprod(Z, s[ia] - n[ia] * p)) - b)
+      t <- 1
+      while (h(b + t * step) < h(b) && t > 1e-10) t <- t / 2
+      b <- b + t * step
+      if (max(abs(step)) < 1e-12) break
+    }
+    u <- c(u, b[1])
+    v <- c(v, b[-1])
+    tot <- tot + h(b) - as.numeric(determinant(hess(b))$modulus) / 2
+  }
+  list(u = u, v = v, loglik = tot)
+}
+
+test_that("large SDs (20, 50): the mode search converges to the dense reference's modes", {
+  d <- nested_data(G = 3, m = 4, seed = 11)
+  fit <- suppressWarnings(sw_glmm(nested_formula, d))
+  X <- stats::model.matrix(~ treated + x + factor(term), d)
+  ch <- paste(d$la, d$child_id)
+  for (sg in list(c(20, 50), c(50, 20), c(50, 50), c(20, 0.5))) {
+    th <- c(-1.5, 0.2, 0.1, 0, 0.1, sg)
+    ev <- nested_eval(fit$nested_cells, th)
+    ref <- mode_ref(X, d$missed, d$possible, d$la, ch, th[1:5], sg[1], sg[2])
+    expect_identical(ev$fail, 0L)
+    # the rows are sorted by authority and child: both order the children so
+    expect_equal(unname(ev$mode), unname(c(ref$u, ref$v)), tolerance = 1e-8)
+    expect_equal(ev$loglik, ref$loglik, tolerance = 1e-8)
+  }
+})
+
+test_that("non-finite SDs' products (1e200) are a clean failure (fail = 2), not an iteration limit", {
+  d <- nested_data(G = 2, m = 3, seed = 5)
+  fit <- sw_glmm(nested_formula, d)
+  ev <- nested_eval(fit$nested_cells, c(unname(fit$theta[1:5]), 1e200, 1e200), 1L)
+  expect_identical(ev$fail, 2L)
+  expect_false(is.finite(ev$loglik))
+})
