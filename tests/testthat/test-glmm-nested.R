@@ -382,3 +382,42 @@ test_that("non-finite SDs' products (1e200) are a clean failure (fail = 2), not 
   expect_identical(ev$fail, 2L)
   expect_false(is.finite(ev$loglik))
 })
+
+test_that("failed mode searches anywhere in the fit reach optim_status() (counted, not dropped)", {
+  d <- nested_data(G = 2, m = 3, seed = 5)
+  fit <- sw_glmm(nested_formula, d)
+  cells <- fit$nested_cells
+  # the Hessian's and the Newton information's gradient evaluations report
+  # their failures (SDs of 1e200: every evaluation fails)
+  th <- c(unname(fit$theta[1:5]), 1e200, 1e200)
+  cur <- nested_eval(cells, th, 2L)
+  expect_identical(attr(nested_hessian(cells, th, 1:7, cur), "fails"), 7L)
+  expect_identical(attr(nested_info(cells, th, 1:7, cur), "fails"), 2L)
+  expect_identical(attr(nested_hessian(cells, unname(fit$theta), 1:7,
+                                       nested_eval(cells, unname(fit$theta), 1L)), "fails"), 0L)
+  # damped_newton() counts the failed evaluations of its line searches: a
+  # concave quadratic whose points with theta > 1 "fail" (with 0.4 of the
+  # information the first step from -3 goes to 7, rejected, then to 2)
+  ev <- function(th) list(loglik = -(th - 1)^2, gradient = -2 * (th - 1), fail = as.integer(th > 1))
+  r <- damped_newton(ev, function(th, cur) matrix(0.8), -3, 1L, list(maxit = 100L, tol = 1e-14, verbose = FALSE))
+  expect_true(r$converged)
+  # decrement 4 (theta - 1)^2 / 0.8 below the tolerance 1e-14
+  expect_lte(abs(r$theta - 1), sqrt(0.8 * 1e-14) / 2)
+  expect_gte(r$fails, 2L)
+  # the status: a failure at the estimate or in the Hessian is not converged,
+  # elsewhere it is counted in the message
+  res <- list(converged = TRUE, iterations = 4L, message = "Newton decrement 1e-12 below 1e-10")
+  ok <- nested_status(res, list(fail = 0L), 0L, 0L)
+  expect_true(ok$converged)
+  expect_identical(ok$message, res$message)
+  st <- nested_status(res, list(fail = 0L), 0L, 3L)
+  expect_true(st$converged)
+  expect_match(st$message, "failed in 3 evaluations of the line searches")
+  st <- nested_status(res, list(fail = 0L), 2L, 0L)
+  expect_false(st$converged)
+  expect_match(st$message, "2 of the Hessian's gradient evaluations")
+  st <- nested_status(res, list(fail = 2L), 0L, 1L)
+  expect_false(st$converged)
+  expect_match(st$message, "not finite .* at the estimate; .* 1 evaluation of")
+  expect_warning(warn_not_converged("sw_glmm(): nested", st, "fix"), class = "sfpceval_not_converged")
+})
