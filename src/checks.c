@@ -394,6 +394,27 @@ void sfp_check_wcr_stats(SEXP V, SEXP a0, SEXP a1, SEXP K0, SEXP K1) {
   sfp_dbl(K1, G * G, fn, "K1");
 }
 
+/* A K x p model matrix by row (CSR), rows = list(ptr, col, val): ptr of
+ * K + 1 offsets from 0, non-decreasing; col 0-based, increasing within a
+ * row, in [0, p); val double (finite if `finite`).  The caller has checked
+ * that rows is a list of 3. */
+static void sfp_check_csr(SEXP rows, R_xlen_t K, R_xlen_t p, int finite, const char *fn) {
+  const int *ptr = sfp_int(VECTOR_ELT(rows, 0), K + 1, fn, "rows$ptr");
+  if (ptr[0] != 0) sfp_abort(fn, "rows$ptr", "must start at 0");
+  for (R_xlen_t k = 0; k < K; k++)
+    if (ptr[k + 1] < ptr[k])
+      sfp_abort(fn, "rows$ptr", "must be non-decreasing (position %lld)", (long long) k + 2);
+  R_xlen_t nnz = ptr[K];
+  const int *col = sfp_int(VECTOR_ELT(rows, 1), nnz, fn, "rows$col");
+  const double *val = sfp_dbl(VECTOR_ELT(rows, 2), nnz, fn, "rows$val");
+  if (finite) sfp_check_finite(val, nnz, fn, "rows$val");
+  for (R_xlen_t k = 0; k < K; k++)
+    for (int b = ptr[k]; b < ptr[k + 1]; b++)
+      if (col[b] < 0 || col[b] >= p || (b > ptr[k] && col[b] <= col[b - 1]))
+        sfp_abort(fn, "rows$col", "must hold increasing columns in [0, %lld) within each row",
+                  (long long) p);
+}
+
 void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
                           SEXP sigma, SEXP x, SEXP w, SEXP u0, SEXP what,
                           SEXP rows, SEXP offset) {
@@ -435,19 +456,7 @@ void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
   if (!Rf_isNull(rows)) {
     if (TYPEOF(rows) != VECSXP || XLENGTH(rows) != 3)
       sfp_abort(fn, "rows", "must be NULL or a list of 3 (ptr, col, val)");
-    const int *ptr = sfp_int(VECTOR_ELT(rows, 0), K + 1, fn, "rows$ptr");
-    if (ptr[0] != 0) sfp_abort(fn, "rows$ptr", "must start at 0");
-    for (R_xlen_t k = 0; k < K; k++)
-      if (ptr[k + 1] < ptr[k])
-        sfp_abort(fn, "rows$ptr", "must be non-decreasing (position %lld)", (long long) k + 2);
-    R_xlen_t nnz = ptr[K];
-    const int *col = sfp_int(VECTOR_ELT(rows, 1), nnz, fn, "rows$col");
-    sfp_dbl(VECTOR_ELT(rows, 2), nnz, fn, "rows$val");
-    for (R_xlen_t k = 0; k < K; k++)
-      for (int b = ptr[k]; b < ptr[k + 1]; b++)
-        if (col[b] < 0 || col[b] >= p || (b > ptr[k] && col[b] <= col[b - 1]))
-          sfp_abort(fn, "rows$col", "must hold increasing columns in [0, %lld) within each row",
-                    (long long) p);
+    sfp_check_csr(rows, K, p, 0, fn);
   }
 }
 
@@ -493,19 +502,7 @@ void sfp_check_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows,
   sfp_check_size((double) p * (double) p, fn, "beta");
   if (TYPEOF(rows) != VECSXP || XLENGTH(rows) != 3)
     sfp_abort(fn, "rows", "must be a list of 3 (ptr, col, val)");
-  const int *ptr = sfp_int(VECTOR_ELT(rows, 0), K + 1, fn, "rows$ptr");
-  if (ptr[0] != 0) sfp_abort(fn, "rows$ptr", "must start at 0");
-  for (R_xlen_t k = 0; k < K; k++)
-    if (ptr[k + 1] < ptr[k])
-      sfp_abort(fn, "rows$ptr", "must be non-decreasing (position %lld)", (long long) k + 2);
-  R_xlen_t nnz = ptr[K];
-  const int *col = sfp_int(VECTOR_ELT(rows, 1), nnz, fn, "rows$col");
-  sfp_check_finite(sfp_dbl(VECTOR_ELT(rows, 2), nnz, fn, "rows$val"), nnz, fn, "rows$val");
-  for (R_xlen_t k = 0; k < K; k++)
-    for (int b = ptr[k]; b < ptr[k + 1]; b++)
-      if (col[b] < 0 || col[b] >= p || (b > ptr[k] && col[b] <= col[b - 1]))
-        sfp_abort(fn, "rows$col", "must hold increasing columns in [0, %lld) within each row",
-                  (long long) p);
+  sfp_check_csr(rows, K, p, 1, fn);
 }
 
 void sfp_check_glmm_row_groups(SEXP X, SEXP g, SEXP full) {

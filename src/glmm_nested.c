@@ -33,16 +33,6 @@
 
 #define NESTED_MAX_NEWTON 200
 
-static inline double nl_log1pexp(double x) {
-  return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
-}
-
-static inline double nl_plogis(double x) {
-  if (x > 0) return 1.0 / (1.0 + exp(-x));
-  double e = exp(x);
-  return e / (1.0 + e);
-}
-
 /* The data of one fit, on plain pointers. */
 typedef struct {
   const double *eta, *s, *n;
@@ -58,7 +48,7 @@ static double nested_h(const nested_data *d, int c0, int c1, double u, const dou
     double off = d->s1 * u + d->s2 * v[c];
     for (int k = d->cs[c]; k < d->cs[c + 1]; k++) {
       double lp = d->eta[k] + off;
-      out += d->s[k] * lp - d->n[k] * nl_log1pexp(lp);
+      out += d->s[k] * lp - d->n[k] * sfp_log1pexp(lp);
     }
   }
   return out;
@@ -71,7 +61,7 @@ static void nested_sums(const nested_data *d, int c0, int c1, double u, const do
   for (int c = c0; c < c1; c++) {
     double off = d->s1 * u + d->s2 * v[c], r = 0, w = 0, t = 0;
     for (int k = d->cs[c]; k < d->cs[c + 1]; k++) {
-      double p = nl_plogis(d->eta[k] + off);
+      double p = sfp_plogis(d->eta[k] + off);
       double vk = d->n[k] * p * (1.0 - p);
       r += d->s[k] - d->n[k] * p;
       w += vk;
@@ -132,8 +122,11 @@ static double arrow_build(const nested_data *d, int c0, int c1, const double *W,
   return S;
 }
 
+/* Per-child scratch; after nested_authority(), W, D, b and S hold its
+ * authority's sums at the mode (for nested_info()). */
 typedef struct {
   double *R, *W, *T, *D, *b, *g, *step, *vnew, *lev, *wc;
+  double S;
 } nested_scratch;
 
 /* Joint mode of h_a by Newton, from (*u, v) in place.  h_a is strictly
@@ -209,6 +202,7 @@ static double nested_authority(const nested_data *d, int c0, int c1, double *u, 
   double s1 = d->s1, s2 = d->s2, U = *u;
   double hmode = nested_sums_h(d, c0, c1, U, v, w->R, w->W, w->T);
   double S = arrow_build(d, c0, c1, w->W, w->D, w->b);
+  w->S = S;
   double logdet = log(S);
   for (int c = c0; c < c1; c++) logdet += log(w->D[c]);
   double ll = hmode - 0.5 * logdet;
@@ -237,7 +231,7 @@ static double nested_authority(const nested_data *d, int c0, int c1, double *u, 
   for (int c = c0; c < c1; c++) {
     double off = s1 * U + s2 * v[c], lev = w->lev[c], m = s1 * wu + s2 * w->wc[c];
     for (int k = d->cs[c]; k < d->cs[c + 1]; k++) {
-      double p = nl_plogis(d->eta[k] + off);
+      double p = sfp_plogis(d->eta[k] + off);
       double vk = d->n[k] * p * (1.0 - p);
       coef[k] = (d->s[k] - d->n[k] * p) - 0.5 * vk * (1.0 - 2.0 * p) * lev + 0.5 * vk * m;
     }
@@ -282,7 +276,7 @@ static void nested_info(const nested_data *d, int c0, int c1, double U, const do
     double off = s1 * U + s2 * v[c];
     int nt = 0;
     for (int k = d->cs[c]; k < d->cs[c + 1]; k++) {
-      double pk = nl_plogis(d->eta[k] + off);
+      double pk = sfp_plogis(d->eta[k] + off);
       double vk = d->n[k] * pk * (1.0 - pk);
       for (int a = ptr[k]; a < ptr[k + 1]; a++) {
         int ja = col[a];
@@ -406,9 +400,8 @@ SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP b
                               &fail);
     total += lcp[a];
     if (wh == 2) {
-      /* nested_authority() left this authority's D, b in the scratch */
-      double S = arrow_build(&d, ls[a], ls[a + 1], w.W, w.D, w.b);
-      nested_info(&d, ls[a], ls[a + 1], mdp[a], vm, w.D, w.b, S, ptr, col, val, p, Ip, acc,
+      /* nested_authority() left this authority's D, b, S in the scratch */
+      nested_info(&d, ls[a], ls[a + 1], mdp[a], vm, w.D, w.b, w.S, ptr, col, val, p, Ip, acc,
                   zeta, mark, touched);
     }
     work += (double) (cs[ls[a + 1]] - cs[ls[a]]);
