@@ -134,7 +134,10 @@
 #' @return An object of class `sfp_analysis`: `results` (one row per
 #'   estimate: `programme`, `strand`, `outcome`, `analysis`, `term`, `scale`,
 #'   `estimate`, `std.error`, `df`, `conf.low`, `conf.high`, `p.value`,
-#'   `p.adjusted`, `model`, `status`, `n_imputations`), `models` (the plan
+#'   `p.adjusted`, `model`, `method` (the inference the row ran: the plan's
+#'   `inference`, except a wild bootstrap row of a linear mixed model with
+#'   fewer than 10 authorities, which runs the CR3 t-test with G - 1 df, as
+#'   [wild_boot()] does by default there), `status`, `n_imputations`), `models` (the plan
 #'   run), `fits` (by model id; with imputations, the fit on the first
 #'   imputation), `tables` (`table1`, `exclusion_flow`, `mdes`, `matching`,
 #'   `cem`, `missing`, `multiplicity`, `triangulation`, `imputation`, and
@@ -1022,8 +1025,17 @@ run_wild_boot <- function(row, ctx, k, cache, parent) {
   if (inherits(wb, "wild_boot_t")) message(wb$note)   # an LMM with < 10 LAs: the CR3 t-test, not a bootstrap
   scale <- parent$est$scale[1]
   ci <- wb$conf_int %||% c(NA_real_, NA_real_)
-  list(fit = wb, est = plan_est(row$term, scale, wb$estimate, NA_real_, NA_real_,
-                                ci[1], ci[2], wb$p_value))
+  list(fit = wb, method = wild_boot_method_(wb),
+       est = plan_est(row$term, scale, wb$estimate, NA_real_, NA_real_, ci[1], ci[2], wb$p_value))
+}
+
+# The results table's `method` of a wild_boot() result: the test it ran,
+# which for a linear mixed model below 10 clusters is the CR3 t-test.
+wild_boot_method_ <- function(wb) {
+  if (inherits(wb, "wild_boot_t")) return(sprintf("CR3 t (G - 1 = %d df)", as.integer(wb$df)))
+  what <- if (!is.null(wb$variant)) paste("wild bootstrap", wb$variant) else wb$method
+  w <- wb$weights %||% NA_character_
+  if (is.na(w)) what else sprintf("%s (%s%s weights)", what, toupper(substr(w, 1, 1)), substring(w, 2))
 }
 
 # The CR3 t-test with G - 1 df of a linear mixed model fitted with the
@@ -1395,12 +1407,15 @@ plan_result_rows <- function(row, d, m) {
   out <- cbind(base[rep(1, nrow(est)), , drop = FALSE], est)
   out$p.adjusted <- NA_real_
   out$model <- row$id
+  # the inference the row ran: the plan's, unless its runner says otherwise
+  # (a wild bootstrap row that ran the CR3 t-test)
+  out$method <- (if (length(d$runs)) d$runs[[1]]$method) %||% row$inference %||% NA_character_
   out$status <- d$status
   out$n_imputations <- if (length(d$runs) > 1L) length(d$runs) else 0L
   rownames(out) <- NULL
   out[, c("programme", "strand", "outcome", "analysis", "term", "scale", "estimate",
           "std.error", "df", "conf.low", "conf.high", "p.value", "p.adjusted", "model",
-          "status", "n_imputations")]
+          "method", "status", "n_imputations")]
 }
 
 # Per-imputation estimates of every pooled model (what pool_rubin() combined).
@@ -1506,12 +1521,25 @@ print.sfp_analysis <- function(x, ...) {
   invisible(x)
 }
 
+# The test each wild bootstrap row ran (a bootstrap, or the CR3 t-test of a
+# linear mixed model below 10 clusters): model and method.
+plan_wild_methods <- function(results, models) {
+  if (is.null(results$method) || is.null(models$estimator)) return(NULL)
+  wild <- models$estimator[match(results$model, models$id)] %in% "wild_boot" &
+    results$status == "ok"
+  out <- unique(data.frame(model = results$model[wild], method = results$method[wild],
+                           stringsAsFactors = FALSE))
+  rownames(out) <- NULL
+  out
+}
+
 #' @export
 summary.sfp_analysis <- function(object, ...) {
   r <- object$results
   structure(list(results = r, status = table(ifelse(r$status == "ok", "ok",
                                                     sub(":.*$", "", r$status))),
                  not_ok = unique(r[r$status != "ok", c("model", "status")]),
+                 wild_methods = plan_wild_methods(r, object$models),
                  specification = plan_spec_notes(object$tables$notes),
                  tables = names(object$tables), settings = object$settings),
             class = "summary.sfp_analysis")
@@ -1524,6 +1552,12 @@ print.summary.sfp_analysis <- function(x, ...) {
                       "p.adjusted", "status")], row.names = FALSE, digits = 3)
   cat("\nStatus:\n")
   print(x$status)
+  if (NROW(x$wild_methods)) {
+    cat("\nTest run by each wild bootstrap row:\n")
+    for (i in seq_len(nrow(x$wild_methods))) {
+      cat(" ", x$wild_methods$model[i], "-", x$wild_methods$method[i], "\n")
+    }
+  }
   if (nrow(x$not_ok)) {
     cat("\nNot run:\n")
     for (i in seq_len(nrow(x$not_ok))) cat(" ", x$not_ok$model[i], "-", x$not_ok$status[i], "\n")

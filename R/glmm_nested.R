@@ -303,11 +303,14 @@ nested_treatment <- function(fit) {
   free <- fit$free
   V <- fit$vcov_theta[free, free, drop = FALSE]
   rd <- lapply(c(conditional = FALSE, marginal = TRUE), function(marg) {
-    risk <- function(cf) mean_risk(drop(cf$X %*% fit$theta[seq_len(p)]), cf$w, st, marg, gh)
-    r1 <- risk(ti$cf$X1)
-    r0 <- risk(ti$cf$X0)
-    gr <- c(drop(crossprod(ti$cf$X1$X, r1$deta) - crossprod(ti$cf$X0$X, r0$deta)),
-            (r1$dsigma - r0$dsigma) * chain)[free]
+    # binom_cf_risks() on the counterfactual rows, at the summed SD
+    rr <- binom_cf_risks(list(trt_info = list(cf = ti$cf, main_only = FALSE),
+                              coefficients = fit$coefficients,
+                              theta = c(fit$theta[seq_len(p)], st)), marg, gh)
+    r1 <- rr$X1
+    r0 <- rr$X0
+    gr <- r1$gradient - r0$gradient
+    gr <- c(gr[seq_len(p)], gr[p + 1L] * chain)[free]
     est <- r1$value - r0$value
     se <- sqrt(drop(crossprod(gr, V %*% gr)))
     c(estimate = est, std.error = se, conf.low = est - z * se, conf.high = est + z * se)

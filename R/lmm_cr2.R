@@ -82,9 +82,27 @@ cr2_cluster <- function(X, unit, a, b, wu = NULL) {
        phi = phi, phi_inv = phi_inv, u = u, lam = lam, m = m, n = n, wr = wr, k = k)
 }
 
+# The null space of G_g (G v = 0 iff F'v = Phi^-1 X_g n with X_(-g) n = 0):
+# the n (p x nn, columns of X's coordinates) spanning the null space of
+# O = X_(-g)'Phi^-1 X_(-g) = Minv - A_g, A_g = X_g'Phi_g^-1 X_g, with Minv =
+# sum_g A_g summed directly (not solve(M), which loses kappa(M) digits when
+# the design is near-collinear). One rule for both paths: an eigenvalue of O
+# scaled to unit diagonal of Minv (invariant to column scale) at most 1e-12
+# of the largest, the relative cut of the dense reference; rounding puts
+# an exact null near 1e-16, a near-collinear covariate (eps noise around a
+# cluster dummy) near eps^2.
+cr2_null_dirs <- function(Minv, Ag) {
+  ds <- 1 / sqrt(pmax(diag(Minv), .Machine$double.xmin))
+  O <- (Minv - Ag) * outer(ds, ds)
+  eo <- eigen((O + t(O)) / 2, symmetric = TRUE)
+  nul <- eo$values <= 1e-12 * max(abs(eo$values))
+  ds * eo$vectors[, nul, drop = FALSE]
+}
+
 # A_g Phi_g^-1 X_g for one cluster, given M (p x p).
-cr2_awx <- function(X, unit, a, b, M, wu = NULL) {
+cr2_awx <- function(X, unit, a, b, M, wu = NULL, nvec = NULL) {
   op <- cr2_cluster(X, unit, a, b, wu)
+  if (is.null(nvec)) nvec <- matrix(0, ncol(X), 0L)
   FX <- op$Fmul(X)
   # class projections of U = [E u, E Lambda u, E Lambda^2 u, F X]; only the
   # span of F X matters, so F is applied to a basis of the cluster's column
@@ -118,7 +136,7 @@ cr2_awx <- function(X, unit, a, b, M, wu = NULL) {
   r_exact <- sum(vapply(split(seq_len(op$n), lam_r), function(i) min(length(i), ncol(Ucl)), 0)) +
     sum(vapply(split(seq_len(op$n), op$wr), function(i) min(length(i), ncol(FXp)), 0))
   if (r_exact > getOption("sfpceval.cr2_exact_max", 400)) {
-    Ginvh <- cr2_ginvh_quad(op, X, M)
+    Ginvh <- cr2_ginvh_quad(op, X, M, nvec)
     Y <- op$phi_inv(X)
     return(list(AWX = op$Ftmul(Ginvh(op$Fmul(Y))), phi = op$phi))
   }
@@ -129,12 +147,25 @@ cr2_awx <- function(X, unit, a, b, M, wu = NULL) {
   if (is.null(Q)) Q <- matrix(0, op$n, 0L)
   GQ <- op$FFt(op$FFt(Q)) - FX %*% (M %*% crossprod(FX, Q))
   Gs <- crossprod(Q, GQ)
-  ev <- eigen((Gs + t(Gs)) / 2, symmetric = TRUE)
   # G is singular when X has a column constant within the cluster (a
   # cluster-level fixed effect): the inverse square root is then taken on the
-  # non-null eigenvalues, as clubSandwich's matrix_power() does
-  ih <- ifelse(ev$values > 1e-12 * max(ev$values), 1 / sqrt(pmax(ev$values, 0)), 0)
-  Gs_mh <- ev$vectors %*% (t(ev$vectors) * ih)
+  # non-null eigenvalues, as clubSandwich's matrix_power() does. The exact
+  # null space (cr2_null_dirs(): F'^-1 Phi^-1 X_g n, inside span Q) is
+  # removed first: computed as an eigenvalue of Gs it is rounding, of order
+  # 1e-16 kappa(M) of the largest, above the 1e-12 cut when the design is
+  # near-collinear, and its inverse square root then inflated p_g'Phi p_g
+  # (the Satterthwaite df) by orders of magnitude
+  Qc <- diag(ncol(Q))
+  if (ncol(nvec) && ncol(Q)) {
+    QN <- crossprod(Q, cr2_finv_t(op, op$phi_inv(X %*% nvec)))
+    qn <- qr(QN)
+    Qc <- qr.Q(qn, complete = TRUE)[, -seq_len(qn$rank), drop = FALSE]
+  }
+  Gc <- crossprod(Qc, Gs %*% Qc)
+  ev <- eigen((Gc + t(Gc)) / 2, symmetric = TRUE)
+  ih <- ifelse(ev$values > 1e-12 * max(ev$values, 0), 1 / sqrt(pmax(ev$values, 0)), 0)
+  Vc <- Qc %*% ev$vectors
+  Gs_mh <- Vc %*% (t(Vc) * ih)
   Dmh <- function(v) {                                               # D^-1/2 v
     z <- op$Et(v)
     op$perp(v) * op$wr + op$E(z / op$lam)
@@ -145,6 +176,14 @@ cr2_awx <- function(X, unit, a, b, M, wu = NULL) {
   }
   Y <- op$phi_inv(X)
   list(AWX = op$Ftmul(Ginvh(op$Fmul(Y))), phi = op$phi, min_eigen = min(ev$values))
+}
+
+# F'^-1 v for one cluster's operators op (cr2_cluster()).
+cr2_finv_t <- function(op, v) {
+  z <- op$Et(v)
+  z <- z / sqrt(op$lam)
+  z <- z - (op$k / (1 + op$k * sum(op$u^2))) * op$u %*% crossprod(op$u, z)
+  op$perp(v) * sqrt(op$wr) + op$E(z)
 }
 
 # G^+1/2 (the pseudo-inverse square root of G = F (Phi - X M X') F') as a
@@ -161,12 +200,13 @@ cr2_awx <- function(X, unit, a, b, M, wu = NULL) {
 # trapezoid rule (the integrand is a sech in x for each eigenvalue, analytic
 # in a strip of half-width pi / 2: step 1/4 gives an error of exp(-pi^2 * 4))
 # over [log sqrt(lambda_min) - 36, log sqrt(lambda_max) + 36], lambda_min =
-# 1e-13 lambda_max (eigenvalues below are treated as null, as the exact
-# path's 1e-12 threshold). Null space: G v = 0 iff F'v = Phi^-1 X_g n with
-# X_(-g) n = 0 (a combination of columns that is zero outside the cluster,
-# e.g. its own LA dummy), found from X'Phi^-1 X - X_g'Phi_g^-1 X_g = M^-1 -
-# X_g'Phi_g^-1 X_g.
-cr2_ginvh_quad <- function(op, X, M) {
+# 1e-13 lambda_max: the margin of 36 resolves eigenvalues down to about
+# 1e-21 lambda_max to a relative 1e-12 (an eigenvalue is not cut at 1e-12 as
+# in the exact path; below 1e-21 it would get a bounded weight, not its
+# own). The null space is deflated exactly: G v = 0 iff F'v = Phi^-1 X_g n
+# with X_(-g) n = 0 (a combination of columns that is zero outside the
+# cluster, e.g. its own LA dummy), nvec from cr2_null_dirs().
+cr2_ginvh_quad <- function(op, X, M, nvec) {
   C <- length(op$lam)
   # span E part of (F F')^2 - D
   KE <- function(z) {                                                # (F F') on E coords
@@ -185,19 +225,9 @@ cr2_ginvh_quad <- function(op, X, M) {
   Ux <- sx$u[, keep, drop = FALSE]
   SV <- t(sx$v[, keep, drop = FALSE]) * sx$d[keep]                   # S V'
   CX <- -SV %*% M %*% t(SV)
-  # null space of G
-  O <- solve(M) - crossprod(X, op$phi_inv(X))
-  eo <- eigen((O + t(O)) / 2, symmetric = TRUE)
-  nul <- eo$values <= 1e-9 * max(abs(eo$values))
+  # null space of G (cr2_null_dirs())
   NG <- NULL
-  if (any(nul)) {
-    v <- op$phi_inv(X %*% eo$vectors[, nul, drop = FALSE])
-    z <- op$Et(v)
-    z <- z / sqrt(op$lam)
-    z <- z - (op$k / (1 + op$k * sum(op$u^2))) * op$u %*% crossprod(op$u, z)
-    v <- op$perp(v) * sqrt(op$wr) + op$E(z)                          # F'^-1 v
-    NG <- qr.Q(qr(v))
-  }
+  if (ncol(nvec)) NG <- qr.Q(qr(cr2_finv_t(op, op$phi_inv(X %*% nvec))))
   U <- cbind(op$E(B), op$Fmul(Ux), NG)
   r <- ncol(U)
   Cm <- matrix(0, r, r)
@@ -284,8 +314,14 @@ cr2_ginvh_quad <- function(op, X, M) {
 # integrand into an even 2K-periodic function analytic in |Im u| < K', so the
 # midpoint rule converges as exp(-pi^2 n / K): n = 56 nodes give relative
 # error about 3e-12 (the rounding floor) for hi / lo = 1e13, with hi = max l^2
-# (G <= D) and eigenvalues below lo = 1e-13 hi treated as null, as the exact
-# path's 1e-12. Each resolvent is D's plus a Woodbury term in U = [V, N],
+# (G <= D). Below lo the quadrature does not give lambda^-1/2 (it stays
+# finite: about 3.4e7 hi^-1/2 as lambda -> 0, neither 0 nor lambda^-1/2), so
+# the interval must contain the spectrum of G~: the exact null space is
+# deflated (cr2_null_dirs(), the same rule as the exact path), lo = 1e-13 hi
+# unless a lower bound on the smallest eigenvalue of G~ (from the s = 0
+# Woodbury system, below) is smaller, in which case lo is that bound / 2 and
+# 80 nodes (relative error below 1e-11 down to lo = 1e-15 hi, the floor of
+# the node computation; a warning below it). Each resolvent is D's plus a Woodbury term in U = [V, N],
 # Cm = diag(-M, c I):
 #   Q1'(G~ + s)^-1 Q2 = Q1'R Q2 - Q1'R U Cm (I + U'R U Cm)^-1 U'R Q2,
 # R = (D + s)^-1, and every block is a sum over the classes of
@@ -367,17 +403,45 @@ cr2_cluster_fast <- function(X, e, unit, a, wu, M, Minv, nodes = 56L, chunk = 25
   cls <- match(ell, lev)
   K <- length(lev)
   hi <- max(lev)^2
-  nd <- cr2_isqrt_nodes(1e-13 * hi, hi, nodes)
-  # null space of G in X's coordinates (scaled to unit diagonal)
+  # null space of G (cr2_null_dirs()) in B's coordinates
   Gm1 <- crossprod(rows / sqrt(ell))                                 # B'Phi^-1 B
   XPX <- crossprod(Tm, Gm1[ix, ix, drop = FALSE] %*% Tm)
-  O <- Minv - XPX
-  ds <- 1 / sqrt(pmax(diag(Minv), .Machine$double.xmin))
-  eo <- eigen(O * outer(ds, ds), symmetric = TRUE)
-  nul <- eo$values <= 1e-9 * max(abs(eo$values))
-  nb <- Tm %*% (ds * eo$vectors[, nul, drop = FALSE])                 # in B's coordinates
+  nb <- Tm %*% cr2_null_dirs(Minv, XPX)
   nn <- ncol(nb)
   Mb <- Tm %*% M %*% t(Tm)
+  cfix <- hi
+  r <- q - 1L + nn
+  Cm <- matrix(0, r, r)
+  Cm[ix, ix] <- -Mb
+  if (nn) Cm[q - 1L + seq_len(nn), q - 1L + seq_len(nn)] <- cfix * diag(nn)
+  # a lower bound on the spectrum of G~ = D + U Cm U' = D^1/2 (I + D^-1/2 U
+  # Cm U'D^-1/2) D^1/2: min(D) min(1, eigenvalues of I + S^1/2 Cm S^1/2),
+  # S = U'D^-1 U (the s = 0 Woodbury Gram matrix; the middle factor is I off
+  # span D^-1/2 U). The quadrature interval [lo, hi] is widened to contain it
+  # (80 nodes, down to 1e-15 hi), so no eigenvalue outside cr2_null_dirs()
+  # is cut or mis-weighted.
+  S <- Gm1[ix, ix, drop = FALSE]                                     # V'D^-1 V
+  if (nn) {
+    z0 <- cr2_class_sums(rows, cls, K, cbind(lev^-3, lev^-5), chunk, right = rbind(nb, 0))
+    Ri <- backsolve(chol(crossprod(nb, z0[[1L]][ix, , drop = FALSE])), diag(nn))   # N = N0 Ri
+    VN <- z0[[1L]][ix, , drop = FALSE] %*% Ri
+    S <- rbind(cbind(S, VN), cbind(t(VN), crossprod(Ri, crossprod(nb, z0[[2L]][ix, , drop = FALSE]) %*% Ri)))
+  }
+  es <- eigen((S + t(S)) / 2, symmetric = TRUE)
+  Sh <- es$vectors %*% (sqrt(pmax(es$values, 0)) * t(es$vectors))
+  mid <- diag(r) + Sh %*% Cm %*% Sh
+  lb <- min(lev)^2 * min(1, eigen((mid + t(mid)) / 2, symmetric = TRUE, only.values = TRUE)$values)
+  lo <- getOption("sfpceval.cr2_quad_lo", 1e-13) * hi                # option: tests only
+  if (lb < lo) {
+    lo <- max(lb / 2, 1e-15 * hi)
+    nodes <- max(nodes, 80L)
+    if (lb / 2 < lo) {
+      warning("CR2: the cluster's adjustment matrix may have an eigenvalue below 1e-15 of its largest ",
+              "beyond the cluster-level fixed effects (a covariate nearly collinear with them?); ",
+              "its CR2 weight and Satterthwaite df are inaccurate", call. = FALSE)
+    }
+  }
+  nd <- cr2_isqrt_nodes(lo, hi, nodes)
   # class weights: gamma 1 and 0 at every node; -1, -2, -3 at every node
   # (only against nb) and at s = 0 (no node) for N'N, N'Q
   W1 <- outer(lev, nd$s, function(l, s) l / (l^2 + s))
@@ -385,22 +449,15 @@ cr2_cluster_fast <- function(X, e, unit, a, wu, M, Minv, nodes = 56L, chunk = 25
   full <- cr2_class_sums(rows, cls, K, cbind(W1, W0), chunk)
   S1 <- full[seq_len(nodes)]
   S0 <- full[nodes + seq_len(nodes)]
-  cfix <- hi
   if (nn) {
     thin <- cr2_class_sums(rows, cls, K, cbind(outer(lev, nd$s, function(l, s) l^-1 / (l^2 + s)),
                                                outer(lev, nd$s, function(l, s) l^-2 / (l^2 + s)),
                                                outer(lev, nd$s, function(l, s) l^-3 / (l^2 + s)),
-                                               lev^-2, lev^-3), chunk, right = rbind(nb, 0))
-    Rn <- chol(crossprod(nb, thin[[3L * nodes + 2L]][ix, , drop = FALSE]))   # N0'N0
-    Ri <- backsolve(Rn, diag(nn))                                          # N = N0 Ri
+                                               lev^-2), chunk, right = rbind(nb, 0))
     NQ1 <- crossprod(Ri, t(Gm1[, ix, drop = FALSE] %*% nb))                                    # N'(l^1/2 B): nn x q
     NY <- crossprod(Ri, t(thin[[3L * nodes + 1L]][ix, , drop = FALSE]))    # N'Y: nn x (q - 1)
   }
   acc <- matrix(0, q, q - 1L)
-  r <- q - 1L + nn
-  Cm <- matrix(0, r, r)
-  Cm[ix, ix] <- -Mb
-  if (nn) Cm[q - 1L + seq_len(nn), q - 1L + seq_len(nn)] <- cfix * diag(nn)
   for (j in seq_len(nodes)) {
     s1 <- S1[[j]]
     s0 <- S0[[j]]
@@ -468,15 +525,26 @@ lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL,
   TP <- matrix(0, G, ncol(L))             # p_g'Phi_g p_g
   ML <- M %*% L
   fast <- fast && b == 0
-  Minv <- if (fast) solve(M) else NULL
-  for (g in seq_len(G)) {
+  ops <- lapply(seq_len(G), function(g) {
     i <- rows[[g]]
     un <- match(unit[i], unique(unit[i]))
-    wu <- if (is.null(w)) NULL else w[i][match(seq_len(max(un)), un)]
+    list(un = un, wu = if (is.null(w)) NULL else w[i][match(seq_len(max(un)), un)])
+  })
+  # X'Phi^-1 X summed over the clusters (cr2_null_dirs() needs it accurate)
+  Ag <- function(g) {
+    Xg <- X[rows[[g]], , drop = FALSE]
+    crossprod(Xg, cr2_cluster(Xg, ops[[g]]$un, a, b, ops[[g]]$wu)$phi_inv(Xg))
+  }
+  Minv <- matrix(0, p, p)
+  for (g in seq_len(G)) Minv <- Minv + Ag(g)                         # one A_g at a time
+  for (g in seq_len(G)) {
+    i <- rows[[g]]
+    un <- ops[[g]]$un
+    wu <- ops[[g]]$wu
     pc <- if (fast) {
       cr2_cluster_fast(X[i, , drop = FALSE], e[i], un, a, wu, M, Minv)
     } else {
-      r <- cr2_awx(X[i, , drop = FALSE], un, a, b, M, wu)
+      r <- cr2_awx(X[i, , drop = FALSE], un, a, b, M, wu, cr2_null_dirs(Minv, Ag(g)))
       list(ug = drop(crossprod(r$AWX, e[i])), xa = crossprod(X[i, , drop = FALSE], r$AWX),
            apa = crossprod(r$AWX, r$phi(r$AWX)))
     }

@@ -17,10 +17,14 @@
 #' which. No row-level record is written: a table with a child or referral
 #' identifier column is withheld.
 #'
-#' `report_files.txt` lists the files written. Run again into the same `dir`,
-#' `report()` removes the files of the earlier report it lists that this run
-#' does not write again (the figures and tables of an earlier analysis), and
-#' no other file.
+#' `report_files.txt` lists the files written, with the size and md5 of
+#' each. Run again into the same `dir`, `report()` removes the files of the
+#' earlier report it lists that this run does not write again (the figures
+#' and tables of an earlier analysis) and that are unchanged since they were
+#' written, and says which; a listed file that was edited since is kept (and
+#' named), and no other file is touched. A `report_files.txt` that is not
+#' sfpceval's (its first line is not `# sfpceval report manifest v1`) is
+#' left as it is: nothing is removed and no manifest is written.
 #'
 #' Where rmarkdown or pandoc is missing, the CSV and PNG files are still
 #' written and a message says how to get the HTML page.
@@ -36,7 +40,8 @@
 #'   `png` (paths), `disclosure` (the masked cells, as in `disclosure.csv`),
 #'   `withheld` (figures and tables not written, with the reason),
 #'   `headline` (the primary estimates) and `manifest` (the path of
-#'   `report_files.txt`, the list of files written).
+#'   `report_files.txt`, the list of files written, or `NA` where a file of
+#'   that name is not sfpceval's).
 #' @examples
 #' data(sfp_example_fv)
 #' cohort <- build_cohort(sfp_example_fv, design_family_valued(sfp_example_fv))
@@ -133,20 +138,65 @@ file_name_ <- function(nm) {
   sub("^[.]+", "_", nm)
 }
 
-# The files a report wrote are listed, one base name a line, in `dir`'s
-# manifest. A re-run removes the files the previous manifest lists and this
-# run did not write again (a figure or table of an earlier analysis), then
-# writes the new manifest. Only plain names of the report's own kinds are
-# removed: never a path, a subdirectory or another file of the user's.
+# The files a report wrote are listed in `dir`'s manifest: a header line
+# naming it sfpceval's, then one line a file: base name, size in bytes and
+# md5 at writing time, tab-separated. A re-run removes the files a manifest
+# with that header lists, that this run did not write again (a figure or
+# table of an earlier analysis) and that are unchanged since (same size and
+# md5); a listed file the user edited is kept. Only plain `.csv`, `.png` and
+# `.html` names are removed: never a path, a subdirectory or another file of
+# the user's. A `report_files.txt` without the header is the user's: it is
+# neither read nor overwritten.
 .report_manifest <- "report_files.txt"
+.report_manifest_header <- "# sfpceval report manifest v1"
+
+read_manifest_ <- function(f) {
+  none <- data.frame(file = character(), size = numeric(), md5 = character(),
+                     stringsAsFactors = FALSE)
+  lines <- readLines(f, warn = FALSE)
+  if (!length(lines) || !identical(lines[1L], .report_manifest_header)) return(NULL)
+  parts <- strsplit(lines[-1L], "\t")
+  parts <- parts[lengths(parts) == 3L]
+  if (!length(parts)) return(none)
+  data.frame(file = vapply(parts, `[`, "", 1L),
+             size = suppressWarnings(as.numeric(vapply(parts, `[`, "", 2L))),
+             md5 = vapply(parts, `[`, "", 3L), stringsAsFactors = FALSE)
+}
 
 replace_manifest_ <- function(dir, written) {
   f <- file.path(dir, .report_manifest)
-  old <- if (file.exists(f)) readLines(f, warn = FALSE) else character()
-  ours <- grepl("^[A-Za-z0-9_][A-Za-z0-9_.-]*[.](csv|png|html)$", old)
-  stale <- setdiff(old[ours], basename(written))
-  unlink(file.path(dir, stale))
-  writeLines(basename(written), f)
+  old <- if (file.exists(f)) read_manifest_(f) else NULL
+  if (file.exists(f) && is.null(old)) {
+    message(sprintf(paste0(
+      "report(): %s in %s is not an sfpceval manifest (its first line is not '%s'): ",
+      "it is left as it is, no file is removed and no manifest is written; ",
+      "move it elsewhere to let report() list its files"), .report_manifest, dir,
+      .report_manifest_header))
+    return(NA_character_)
+  }
+  old <- old %||% data.frame(file = character(), size = numeric(), md5 = character(),
+                             stringsAsFactors = FALSE)
+  ours <- grepl("^[A-Za-z0-9_][A-Za-z0-9_.-]*[.](csv|png|html)$", old$file) &
+    !old$file %in% basename(written)
+  old <- old[ours, , drop = FALSE]
+  path <- file.path(dir, old$file)
+  there <- file.exists(path)
+  same <- there
+  same[there] <- file.size(path[there]) == old$size[there] &
+    unname(tools::md5sum(path[there])) == old$md5[there]
+  same[is.na(same)] <- FALSE
+  if (any(same)) {
+    unlink(path[same])
+    message("report(): removed the earlier report's files not written again: ",
+            paste(old$file[same], collapse = ", "))
+  }
+  if (any(there & !same)) {
+    message("report(): kept the earlier report's files not written again that changed ",
+            "since it wrote them: ", paste(old$file[there & !same], collapse = ", "))
+  }
+  writeLines(c(.report_manifest_header,
+               paste(basename(written), file.size(written), unname(tools::md5sum(written)),
+                     sep = "\t")), f)
   f
 }
 

@@ -1018,3 +1018,63 @@ test_that("plan_impute_frame(): the DiD window's referral cohorts join the imput
   expect_equal(fr$days, c(3, 4, 9))
   expect_true(is.na(fr$eth[2]))
 })
+
+# ---- the test a wild bootstrap row ran (#14) ----
+
+test_that("analyse(): each wild bootstrap row says which test it ran", {
+  data(sfp_example_fv, package = "sfpceval", envir = environment())
+  x <- sfp_example_fv
+  d <- design_family_valued(x)
+  m <- protocol_models(d)
+  ids <- c("fv_sw_cla_18m_primary", "fv_sw_cla_18m_wild", "fv_sw_days_plan_18m_secondary",
+           "fv_sw_days_plan_18m_wild")
+  m <- m[m$id %in% ids, ]
+  expect_setequal(m$id, ids)
+  a <- suppressMessages(analyse(x, d, models = m, imputations = 0))
+  r <- as.data.frame(a)
+  expect_true(all(contract %in% names(r)))
+  expect_true(all(r$status == "ok"))
+  meth <- function(id) unique(r$method[r$model == id])
+  # the linear mixed model with fewer than 10 authorities: wild_boot()'s
+  # default is the CR3 t-test with G - 1 df, and the row says so
+  G <- length(unique(x$la))
+  expect_lt(G, 10L)
+  lw <- a$fits$fv_sw_days_plan_18m_wild
+  expect_s3_class(lw, "wild_boot_t")
+  expect_identical(meth("fv_sw_days_plan_18m_wild"), sprintf("CR3 t (G - 1 = %d df)", G - 1L))
+  ref <- suppressMessages(wild_boot(a$fits$fv_sw_days_plan_18m_secondary, "treated", seed = 1L))
+  expect_s3_class(ref, "wild_boot_t")
+  expect_equal(r$p.value[r$model == "fv_sw_days_plan_18m_wild"], ref$p_value)
+  # a plain-R check of that p-value: t = estimate / CR3 se on G - 1 df
+  expect_equal(ref$p_value, 2 * stats::pt(-abs(ref$estimate / ref$std.error), G - 1))
+  # the binomial GLMM's row is the score bootstrap, with its weights
+  bw <- a$fits$fv_sw_cla_18m_wild
+  expect_false(inherits(bw, "wild_boot_t"))
+  expect_identical(meth("fv_sw_cla_18m_wild"),
+                   sprintf("score bootstrap (Kline & Santos) (%s%s weights)",
+                           toupper(substr(bw$weights, 1, 1)), substring(bw$weights, 2)))
+  # other rows carry the plan's inference
+  pl <- m$inference[match("fv_sw_days_plan_18m_secondary", m$id)]
+  expect_identical(meth("fv_sw_days_plan_18m_secondary"), pl)
+  # the printed summary names the test of each wild row
+  out <- capture.output(print(summary(a)))
+  expect_true(any(grepl("fv_sw_days_plan_18m_wild - CR3 t (G - 1", out, fixed = TRUE)))
+  # and report()'s results table carries the column
+  dir <- withr::local_tempdir()
+  rep <- suppressMessages(report(a, dir, html = FALSE))
+  res <- utils::read.csv(file.path(dir, "results.csv"), colClasses = "character")
+  expect_identical(res$method[res$model == "fv_sw_days_plan_18m_wild"][1],
+                   sprintf("CR3 t (G - 1 = %d df)", G - 1L))
+  # where the jackknife is not defined (an authority covariate only one
+  # authority has), wild_boot() falls back to a bootstrap, and the row says which
+  xs <- simulate_sfp("family_valued", children_per_la_year = 60, seed = 1)
+  ds <- design_family_valued(xs)
+  ms <- protocol_models(ds)
+  ms <- ms[ms$id %in% c("fv_sw_days_plan_18m_secondary", "fv_sw_days_plan_18m_wild"), ]
+  as <- suppressWarnings(suppressMessages(analyse(xs, ds, models = ms, imputations = 0)))
+  ws <- as$fits$fv_sw_days_plan_18m_wild
+  expect_false(inherits(ws, "wild_boot_t"))
+  expect_match(ws$note, "are not defined: WCU11 was used instead", all = FALSE)
+  expect_identical(as$results$method[as$results$model == "fv_sw_days_plan_18m_wild"],
+                   "wild bootstrap WCU11 (Webb weights)")
+})

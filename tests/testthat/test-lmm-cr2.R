@@ -6,10 +6,12 @@
 # Inputs of lmm_cr2() for a panel of G clusters of children with 1-3 rows
 # each: X (with cluster dummies, so that every cluster has a null direction
 # of G), the GLS residuals under Phi = W^-1 + a sum_c J_c, and M.
-cr2_inputs <- function(seed, G = 5, nch = 120, weights = c("none", "few", "many"), a = 1.7) {
+# single = TRUE: child 1 alone in cluster G.
+cr2_inputs <- function(seed, G = 5, nch = 120, weights = c("none", "few", "many"), a = 1.7,
+                       single = FALSE) {
   weights <- match.arg(weights)
   set.seed(seed)
-  cl0 <- sample(G, nch, TRUE)
+  cl0 <- if (single) c(G, sample(G - 1L, nch - 1L, TRUE)) else sample(G, nch, TRUE)
   nt <- sample(1:3, nch, TRUE)
   ch <- rep(seq_len(nch), nt)
   cl <- cl0[ch]
@@ -66,6 +68,10 @@ test_that("the quadrature nodes give lambda^-1/2 across the spectrum", {
     f <- vapply(lam, function(l) sum(q$w / (l + q$s)), 0)
     expect_lt(max(abs(f * sqrt(lam) - 1)), 1e-11)
   }
+  # the widened interval of cr2_cluster_fast() (lo down to 1e-15 hi, 80 nodes)
+  q <- cr2_isqrt_nodes(1e-15, 1, 80L)
+  lam <- 10^seq(-15, 0, length.out = 200)
+  expect_lt(max(abs(vapply(lam, function(l) sum(q$w / (l + q$s)), 0) * sqrt(lam) - 1)), 1e-11)
 })
 
 test_that("fast LMM CR2 (b = 0) equals the dense definition and the previous path", {
@@ -113,4 +119,84 @@ test_that("sw_glmm(weights =, cluster =) on the FS absence model uses the fast p
                              sw_glmm(f, d, family = gaussian(), weights = "w", cluster = "la"))
   expect_equal(vcov(fit, type = "CR2"), vcov(old, type = "CR2"), tolerance = 1e-8)
   expect_equal(fit$cr2$df, old$cr2$df, tolerance = 1e-8)
+})
+
+# The three paths of lmm_cr2() with b = 0: fast, invariant subspace, and its
+# quadrature (many classes, forced by sfpceval.cr2_exact_max = 0).
+cr2_paths <- function(inp, X = inp$X, e = inp$e, M = inp$M) {
+  run <- function(fast) lmm_cr2(X, e, inp$cl, inp$unit, inp$a, 0, M, w = inp$w, fast = fast)
+  list(fast = run(TRUE), old = run(FALSE),
+       quad = withr::with_options(list(sfpceval.cr2_exact_max = 0), run(FALSE)))
+}
+
+test_that("LMM CR2 with a covariate nearly collinear with a cluster dummy equals the reparametrised dense definition", {
+  # z = (cluster 1) + eps nu: X = X2 T with X2 = [X, nu] well conditioned,
+  # so the CR2 of X's coefficients is the dense definition on X2 for the
+  # contrasts L = T^-T (CR2 and its df are invariant to reparametrisation),
+  # which is well defined at every eps (G's only null direction is cluster
+  # 1's dummy, exact in X2). dense_cr2() on X itself is not a reference here:
+  # it forms Phi_g - X_g M X_g' with kappa(M) ~ 1e7 / eps^2 and its 1e-12 cut
+  # then decides on rounding (df off by 1e-3 at eps = 1e-3). The package
+  # takes M as given (here solve() of the near-singular X'Phi^-1 X, as a
+  # fit does), so its error is of order u kappa_s, u the unit roundoff and
+  # kappa_s the condition number of X'Phi^-1 X scaled to unit diagonal;
+  # tolerance 1e3 u kappa_s (at least 1e-10).
+  skip_if_not_installed("withr")
+  for (w in c("none", "many")) for (eps in c(1e-2, 1e-3, 1e-4)) {
+    inp <- cr2_inputs(7, weights = w)
+    set.seed(1)
+    nu <- rnorm(nrow(inp$X))
+    X2 <- cbind(inp$X, nu = nu)
+    p <- ncol(X2)
+    Tm <- diag(p)
+    Tm[, p] <- c(1, 0, 0, 0, 0, -1, -1, -1, -1, eps)                      # z = X2 Tm[, p]
+    X <- X2 %*% Tm
+    Pi <- solve(inp$Phi)
+    A <- crossprod(X, Pi %*% X)
+    M <- solve(A)
+    e <- drop(inp$e - X %*% (M %*% crossprod(X, Pi %*% inp$e)))
+    M2 <- solve(crossprod(X2, Pi %*% X2))
+    Ti <- solve(Tm)
+    ref <- dense_cr2(modifyList(inp, list(X = X2, M = M2, e = e)), L = t(Ti))
+    refV <- Ti %*% dense_cr2(modifyList(inp, list(X = X2, M = M2, e = e)))$vcov %*% t(Ti)
+    kap <- kappa(A / sqrt(outer(diag(A), diag(A))), exact = TRUE)
+    tol <- max(1e-10, 1e3 * .Machine$double.eps * kap)
+    for (r in cr2_paths(inp, X, e, M)) {
+      expect_equal(r$df, ref$df, tolerance = tol)
+      expect_equal(sqrt(diag(r$vcov)), sqrt(diag(refV)), tolerance = tol)
+    }
+    if (eps == 1e-2) {
+      expect_equal(cr2_paths(inp, X, e, M)$old$df,
+                   dense_cr2(modifyList(inp, list(X = X, M = M, e = e)))$df, tolerance = 1e-8)
+    }
+  }
+})
+
+test_that("LMM CR2 with a cluster of a single child equals the dense definition", {
+  skip_if_not_installed("withr")
+  for (w in c("none", "many")) {
+    inp <- cr2_inputs(11, weights = w, single = TRUE)
+    expect_equal(sum(inp$cl == 5), sum(inp$unit == 1))
+    ref <- dense_cr2(inp)
+    for (r in cr2_paths(inp)) {
+      expect_equal(r$vcov, ref$vcov, tolerance = 1e-8)
+      expect_equal(r$df, ref$df, tolerance = 1e-8)
+    }
+  }
+})
+
+test_that("the fast path's quadrature interval contains G's spectrum (lower bound from the s = 0 system)", {
+  # with the interval starting at 0.9 of the largest eigenvalue, the smaller
+  # eigenvalues of G get wrong weights (df off by 2e-3 in the weighted case
+  # when the bound is switched off); the bound must move the interval down
+  # to them, so the result stays equal to the dense definition
+  skip_if_not_installed("withr")
+  for (cs in list(list(7, "none"), list(9, "many"))) {
+    inp <- cr2_inputs(cs[[1]], weights = cs[[2]])
+    ref <- dense_cr2(inp)
+    r <- withr::with_options(list(sfpceval.cr2_quad_lo = 0.9),
+      lmm_cr2(inp$X, inp$e, inp$cl, inp$unit, inp$a, 0, inp$M, w = inp$w, fast = TRUE))
+    expect_equal(r$vcov, ref$vcov, tolerance = 1e-8)
+    expect_equal(r$df, ref$df, tolerance = 1e-8)
+  }
 })

@@ -177,7 +177,7 @@ test_that("the HTML page is self-contained and opens without console errors", {
   expect_true(file.exists(r$html))
   expect_setequal(list.files(dir), c(basename(r$csv), basename(r$png), "report.html",
                                     "report_files.txt"))
-  expect_setequal(readLines(r$manifest), setdiff(list.files(dir), "report_files.txt"))
+  expect_setequal(read_manifest_(r$manifest)$file, setdiff(list.files(dir), "report_files.txt"))
   html <- paste(readLines(r$html, warn = FALSE), collapse = "\n")
   # no external resource: scripts, styles, fonts, images, imports
   ext <- "(src|href|srcset|data|poster|action)\\s*=\\s*[\"']?\\s*(https?:|ftp:)?//"
@@ -348,14 +348,83 @@ test_that("a re-run removes the files the earlier report wrote, and only those",
   expect_setequal(list.files(dir),
                   c("kept.csv", "results.csv", "disclosure.csv", "notes.txt", "my_figure.png",
                     "my_table.csv", basename(r2$manifest)))
-  expect_setequal(readLines(r2$manifest), basename(c(r2$csv, r2$png)))
-  # a manifest naming files outside dir, or not the report's kinds, deletes nothing
-  writeLines(c("../outside.csv", "notes.txt", "sub/x.csv", "/tmp/x.png", "kept.csv"),
+  expect_setequal(read_manifest_(r2$manifest)$file, basename(c(r2$csv, r2$png)))
+  # a manifest naming files outside dir or in a subdirectory, or not the
+  # report's kinds, deletes none of them, even with their right size and md5
+  dir.create(file.path(dir, "sub"))
+  writeLines("mine", file.path(dir, "sub", "x.csv"))
+  listed <- c("../outside.csv", "notes.txt", "sub/x.csv", "kept.csv")
+  fp <- file.path(dir, listed)
+  writeLines(c("# sfpceval report manifest v1",
+               paste(listed, file.size(fp), unname(tools::md5sum(fp)), sep = "\t")),
              r2$manifest)
   a3 <- structure(list(results = data.frame(), tables = list(other = flow)),
                   class = "sfp_analysis")
-  report(a3, dir, html = FALSE)
+  expect_message(report(a3, dir, html = FALSE), "removed .*: kept[.]csv\n$")
   expect_true(file.exists(file.path(parent, "outside.csv")))
   expect_true(file.exists(file.path(dir, "notes.txt")))
+  expect_true(file.exists(file.path(dir, "sub", "x.csv")))
   expect_false(file.exists(file.path(dir, "kept.csv")))
+})
+
+test_that("the manifest records each file's size and md5 under sfpceval's header", {
+  dir <- withr::local_tempdir()
+  flow <- data.frame(g = c("a", "b"), n = c(20L, 30L))
+  a <- structure(list(results = data.frame(), tables = list(flow = flow)),
+                 class = "sfp_analysis")
+  r <- report(a, dir, html = FALSE)
+  lines <- readLines(r$manifest)
+  expect_identical(lines[1L], "# sfpceval report manifest v1")
+  # plain-R reading of the lines: name, size, md5, tab-separated
+  rows <- do.call(rbind, strsplit(lines[-1L], "\t"))
+  f <- file.path(dir, rows[, 1])
+  expect_setequal(rows[, 1], basename(c(r$csv, r$png)))
+  expect_equal(as.numeric(rows[, 2]), unname(file.info(f)$size))
+  expect_identical(rows[, 3], unname(tools::md5sum(f)))
+})
+
+test_that("a re-run keeps a listed file the user edited, and removes a stale figure", {
+  dir <- withr::local_tempdir()
+  flow <- data.frame(g = c("a", "b"), n = c(20L, 30L))
+  pw <- sw_power(p0 = 0.04, icc = 0.01566, effect = c(-0.02, -0.01))
+  a1 <- structure(list(results = data.frame(), fits = list(old_power = pw),
+                       tables = list(old_table = flow, edited = flow)),
+                  class = "sfp_analysis")
+  report(a1, dir, html = FALSE)
+  # the user edits one of the report's tables after it was written
+  cat("2,c,40\n", file = file.path(dir, "edited.csv"), append = TRUE)
+  a2 <- structure(list(results = data.frame(), tables = list(new = flow)),
+                  class = "sfp_analysis")
+  msgs <- testthat::capture_messages(report(a2, dir, html = FALSE))
+  expect_true(file.exists(file.path(dir, "edited.csv")))
+  expect_true(any(grepl("kept .*changed.*: edited[.]csv\n$", msgs)))
+  expect_false(file.exists(file.path(dir, "power_old_power.png")))
+  expect_false(file.exists(file.path(dir, "old_table.csv")))
+  removed <- grep("^report\\(\\): removed", msgs, value = TRUE)
+  expect_length(removed, 1L)
+  expect_match(removed, "power_old_power[.]png")
+  expect_match(removed, "old_table[.]csv")
+  expect_false(grepl("edited", removed))
+})
+
+test_that("a report_files.txt without sfpceval's header deletes nothing and is left as it is", {
+  dir <- withr::local_tempdir()
+  flow <- data.frame(g = c("a", "b"), n = c(20L, 30L))
+  # the user's own results.csv and figure, listed in the user's own file list
+  writeLines("mine", file.path(dir, "my_results.csv"))
+  writeLines("mine", file.path(dir, "fig.png"))
+  mine <- c("my_results.csv", "fig.png")
+  writeLines(mine, file.path(dir, "report_files.txt"))
+  a <- structure(list(results = data.frame(), tables = list(flow = flow)),
+                 class = "sfp_analysis")
+  expect_message(r <- report(a, dir, html = FALSE), "not an sfpceval manifest")
+  expect_true(all(file.exists(file.path(dir, mine))))
+  expect_identical(readLines(file.path(dir, "report_files.txt")), mine)
+  expect_identical(r$manifest, NA_character_)
+  # an old-style list with sizes and md5 but no header: still not ours
+  fp <- file.path(dir, mine)
+  writeLines(paste(mine, file.size(fp), unname(tools::md5sum(fp)), sep = "\t"),
+             file.path(dir, "report_files.txt"))
+  expect_message(report(a, dir, html = FALSE), "not an sfpceval manifest")
+  expect_true(all(file.exists(fp)))
 })
