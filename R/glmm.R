@@ -776,24 +776,34 @@ binom_info <- function(d, theta, cur, free) {
   info[free, free, drop = FALSE]
 }
 
-# Damped Newton over the parameters `free` of theta = (beta, sigma). With
-# the Laplace approximation (one node) the information is minus the exact
-# Hessian (computed in C with the gradient); with more nodes the
-# approximation of binom_info(). `hessian_last = FALSE`: the evaluation
-# after the last step has no Hessian (the caller needs none there).
-binom_newton <- function(d, theta, free, ctrl, hessian_last = TRUE) {
-  p <- ncol(d$X)
-  u0 <- d$u0
-  exact <- length(d$gh$x) == 1L
-  ev <- function(th, what = if (exact) 3L else 2L) binom_eval(d, th[1:p], th[p + 1L], what, u0)
-  cur <- ev(theta)
+# Damped Newton over the parameters `free` of theta, for binom_newton() and
+# nested_newton(): ev(th) evaluates the log-likelihood and its gradient (and
+# what info() needs) at th, info(th, cur) is the information (minus the
+# Hessian, or an approximation) over `free` at the evaluation `cur`
+# (= ev(theta) by default), last(th) evaluates the point after the last
+# step, moved(cur) is told of each accepted point (e.g. to start the next
+# modes there). Steps solve the information (an indefinite one replaced by
+# its absolute eigenvalues), halved until the log-likelihood does not
+# decrease; stop when the Newton decrement is below ctrl$tol, after one
+# last, nearly free step that squares the error. `fails` counts the
+# evaluations (ev(), last(), and info()'s attribute "fails") whose
+# conditional-mode search failed (their `fail` > 0).
+damped_newton <- function(ev, info, theta, free, ctrl, cur = ev(theta), last = ev,
+                          moved = function(cur) NULL) {
+  fails <- 0L
+  tally <- function(r) {
+    fails <<- fails + isTRUE(r$fail > 0L)
+    r
+  }
+  tally(cur)
   converged <- FALSE
   it <- 0L
   msg <- NULL
   dec <- NA_real_
   for (it in seq_len(ctrl$maxit)) {
     g <- cur$gradient[free]
-    I <- if (exact) -cur$hessian[free, free, drop = FALSE] else binom_info(d, theta, cur, free)
+    I <- info(theta, cur)
+    fails <- fails + (attr(I, "fails") %||% 0L)
     step <- tryCatch({
       R <- chol(I)
       backsolve(R, forwardsolve(t(R), g))
@@ -805,10 +815,9 @@ binom_newton <- function(d, theta, free, ctrl, hessian_last = TRUE) {
     dec <- sum(step * g)
     if (ctrl$verbose) message(sprintf("iter %d: loglik %.10f, decrement %.3g", it, cur$loglik, dec))
     if (is.finite(dec) && dec < ctrl$tol) {
-      # the last Newton step is nearly free and squares the error
       th <- theta
       th[free] <- theta[free] + step
-      new <- if (hessian_last) ev(th) else ev(th, 1L)
+      new <- tally(last(th))
       if (is.finite(new$loglik) && new$loglik >= cur$loglik) {
         theta <- th
         cur <- new
@@ -820,7 +829,7 @@ binom_newton <- function(d, theta, free, ctrl, hessian_last = TRUE) {
     repeat {
       th <- theta
       th[free] <- theta[free] + t * step
-      new <- ev(th)
+      new <- tally(ev(th))
       if (is.finite(new$loglik) && new$loglik >= cur$loglik - 1e-12 * abs(cur$loglik)) break
       t <- t / 2
       if (t < 1e-12) break
@@ -832,11 +841,31 @@ binom_newton <- function(d, theta, free, ctrl, hessian_last = TRUE) {
     }
     theta <- th
     cur <- new
-    u0 <- cur$mode
+    moved(cur)
   }
   msg <- if (converged) sprintf("Newton decrement %.2g below %.2g", dec, ctrl$tol) else
     msg %||% sprintf("iteration limit (%d) reached, Newton decrement %.2g", ctrl$maxit, dec)
-  list(theta = theta, cur = cur, converged = converged, iterations = it, message = msg)
+  list(theta = theta, cur = cur, converged = converged, iterations = it, message = msg,
+       fails = fails)
+}
+
+# Damped Newton (damped_newton()) over the parameters `free` of theta =
+# (beta, sigma). With the Laplace approximation (one node) the information
+# is minus the exact Hessian (computed in C with the gradient); with more
+# nodes the approximation of binom_info(). `hessian_last = FALSE`: the
+# evaluation after the last step has no Hessian (the caller needs none
+# there). The modes start from d$u0, then from the last accepted point's.
+binom_newton <- function(d, theta, free, ctrl, hessian_last = TRUE) {
+  p <- ncol(d$X)
+  u0 <- d$u0
+  exact <- length(d$gh$x) == 1L
+  ev <- function(th, what = if (exact) 3L else 2L) binom_eval(d, th[1:p], th[p + 1L], what, u0)
+  info <- function(th, cur) {
+    if (exact) -cur$hessian[free, free, drop = FALSE] else binom_info(d, th, cur, free)
+  }
+  damped_newton(ev, info, theta, free, ctrl,
+                last = if (hessian_last) ev else function(th) ev(th, 1L),
+                moved = function(cur) u0 <<- cur$mode)
 }
 
 # Hessian of the log-likelihood over `free`: exact for the Laplace

@@ -47,103 +47,72 @@ nested_eval <- function(d, theta, what = 0L, u0 = double(0)) {
 }
 
 # Hessian over `free` by forward differences of the exact gradient (step
-# 1e-7 relative; the modes start from the point's), symmetrised.
+# 1e-7 relative; the modes start from the point's), symmetrised; attribute
+# "fails": the evaluations whose conditional-mode search failed.
 nested_hessian <- function(d, theta, free, cur) {
   m <- length(free)
   H <- matrix(0, m, m)
+  fails <- 0L
   for (i in seq_len(m)) {
     j <- free[i]
     tp <- theta
     tp[j] <- tp[j] + 1e-7 * max(1, abs(theta[j]))
     h <- tp[j] - theta[j]
-    H[, i] <- (nested_eval(d, tp, 1L, cur$mode)$gradient[free] - cur$gradient[free]) / h
+    e <- nested_eval(d, tp, 1L, cur$mode)
+    fails <- fails + (e$fail > 0L)
+    H[, i] <- (e$gradient[free] - cur$gradient[free]) / h
   }
-  (H + t(H)) / 2
+  structure((H + t(H)) / 2, fails = fails)
 }
 
 # Information (minus Hessian) over `free` for the Newton steps, as
 # binom_info(): the fixed-effects block without its third-derivative terms
 # (from C, with the gradient: what = 2), the columns of the SDs by forward
 # differences of the gradient (two evaluations). At s1 = s2 = 0 it is the
-# exact information of the logistic regression.
+# exact information of the logistic regression. Attribute "fails" as
+# nested_hessian().
 nested_info <- function(d, theta, free, cur) {
   p <- length(theta) - 2L
   info <- matrix(0, p + 2L, p + 2L)
   info[1:p, 1:p] <- cur$info
+  fails <- 0L
   for (j in intersect(free, p + 1:2)) {
     tp <- theta
     tp[j] <- tp[j] + 1e-6 * max(1, abs(theta[j]))
     h <- tp[j] - theta[j]
-    col <- -(nested_eval(d, tp, 1L, cur$mode)$gradient - cur$gradient) / h
+    e <- nested_eval(d, tp, 1L, cur$mode)
+    fails <- fails + (e$fail > 0L)
+    col <- -(e$gradient - cur$gradient) / h
     info[, j] <- col
     info[j, ] <- col
   }
-  info[free, free, drop = FALSE]
+  structure(info[free, free, drop = FALSE], fails = fails)
 }
 
-# Damped Newton over the parameters `free` of theta, as binom_newton() with
-# more than one quadrature node: steps on nested_info(); stop when the
-# Newton decrement is below ctrl$tol (after one last, nearly free step); an
-# indefinite information is replaced by its absolute eigenvalues.
+# Damped Newton (damped_newton()) over the parameters `free` of theta on
+# nested_info(); the modes start from u0, then from the current point's.
 nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
   cur <- nested_eval(d, theta, 2L, u0)
-  converged <- FALSE
-  msg <- NULL
-  dec <- NA_real_
-  it <- 0L
-  for (it in seq_len(ctrl$maxit)) {
-    g <- cur$gradient[free]
-    I <- nested_info(d, theta, free, cur)
-    step <- tryCatch({
-      R <- chol(I)
-      backsolve(R, forwardsolve(t(R), g))
-    }, error = function(e) {
-      ei <- eigen((I + t(I)) / 2, symmetric = TRUE)
-      lam <- pmax(abs(ei$values), 1e-8 * max(abs(ei$values), 1))
-      drop(ei$vectors %*% (crossprod(ei$vectors, g) / lam))
-    })
-    dec <- sum(step * g)
-    if (ctrl$verbose) message(sprintf("iter %d: loglik %.10f, decrement %.3g", it, cur$loglik, dec))
-    if (is.finite(dec) && dec < ctrl$tol) {
-      th <- theta
-      th[free] <- theta[free] + step
-      new <- nested_eval(d, th, 2L, cur$mode)
-      if (is.finite(new$loglik) && new$loglik >= cur$loglik) {
-        theta <- th
-        cur <- new
-      }
-      converged <- TRUE
-      break
-    }
-    t <- 1
-    repeat {
-      th <- theta
-      th[free] <- theta[free] + t * step
-      new <- nested_eval(d, th, 2L, cur$mode)
-      if (is.finite(new$loglik) && new$loglik >= cur$loglik - 1e-12 * abs(cur$loglik)) break
-      t <- t / 2
-      if (t < 1e-12) break
-    }
-    if (t < 1e-12) {
-      converged <- dec < 1e-6
-      msg <- sprintf("step halving failed with Newton decrement %.2g", dec)
-      break
-    }
-    theta <- th
-    cur <- new
-  }
-  msg <- if (converged) sprintf("Newton decrement %.2g below %.2g", dec, ctrl$tol) else
-    msg %||% sprintf("iteration limit (%d) reached, Newton decrement %.2g", ctrl$maxit, dec)
-  list(theta = theta, cur = cur, converged = converged, iterations = it, message = msg)
+  m0 <- cur$mode
+  damped_newton(function(th) nested_eval(d, th, 2L, m0), function(th, cur) nested_info(d, th, free, cur),
+                theta, free, ctrl, cur, moved = function(cur) m0 <<- cur$mode)
 }
 
 # The maximisation: the logistic regression (s1 = s2 = 0) as the start of a
 # cold fit, Newton over (beta, s1, s2), and the boundary rule (an SD below
 # ctrl$boundary_tol is refitted at 0; both, or no gain over the logistic
 # regression: the logistic regression). A warm start keeps an SD that was
-# at 0 there unless a small SD is better. Returns list(res, f0, zero, free).
+# at 0 there unless a small SD is better. Returns list(res, f0, zero, free,
+# fails): fails counts the evaluations of all the Newton runs and checks
+# whose conditional-mode search failed.
 nested_optimise <- function(d, p, beta0, start, ctrl) {
-  fit_f0 <- function() nested_newton(d, c(beta0, 0, 0), seq_len(p), ctrl)
+  fails <- 0L
+  newton <- function(...) {
+    r <- nested_newton(...)
+    fails <<- fails + r$fails
+    r
+  }
+  fit_f0 <- function() newton(d, c(beta0, 0, 0), seq_len(p), ctrl)
   if (is.null(start)) {
     f0 <- fit_f0()
     th0 <- c(f0$theta[seq_len(p)], 1, 1)
@@ -155,17 +124,18 @@ nested_optimise <- function(d, p, beta0, start, ctrl) {
     fixed0 <- which(s0 == 0)
     th0 <- c(unname(start$theta[seq_len(p)]), ifelse(s0 == 0, 0, pmax(s0, 0.1)))
   }
-  res <- nested_newton(d, th0, setdiff(seq_len(p + 2L), p + fixed0), ctrl)
+  res <- newton(d, th0, setdiff(seq_len(p + 2L), p + fixed0), ctrl)
   if (length(fixed0)) {
     # is 0 still the maximum along each SD held there? (the log-likelihood is
     # even in each SD, so compare it with a small SD)
     th <- res$theta
     up <- vapply(fixed0, function(j) {
-      tj <- replace(th, p + j, 0.05)
-      nested_eval(d, tj, 0L, res$cur$mode)$loglik > res$cur$loglik
+      e <- nested_eval(d, replace(th, p + j, 0.05), 0L, res$cur$mode)
+      fails <<- fails + (e$fail > 0L)
+      e$loglik > res$cur$loglik
     }, TRUE)
     if (any(up)) {
-      res <- nested_newton(d, replace(th, p + fixed0[up], 0.1),
+      res <- newton(d, replace(th, p + fixed0[up], 0.1),
                            setdiff(seq_len(p + 2L), p + fixed0[!up]), ctrl, res$cur$mode)
     }
   }
@@ -183,9 +153,9 @@ nested_optimise <- function(d, p, beta0, start, ctrl) {
     th <- res$theta
     th[p + zero] <- 0
     free <- setdiff(free, p + zero)
-    if (!all(zero %in% fixed0)) res <- nested_newton(d, th, free, ctrl, res$cur$mode)
+    if (!all(zero %in% fixed0)) res <- newton(d, th, free, ctrl, res$cur$mode)
   }
-  list(res = res, f0 = f0, zero = zero, free = free)
+  list(res = res, f0 = f0, zero = zero, free = free, fails = fails)
 }
 
 # The fit (sw_glmm() with a binomial family and a `(1 | la / child_id)`
@@ -213,6 +183,7 @@ nested_fit <- function(prep, ctrl, start = NULL) {
   theta[p + 1:2] <- abs(theta[p + 1:2])
   cur <- nested_eval(d, theta, 1L, res$cur$mode)
   Vfull <- matrix(NA_real_, p + 2L, p + 2L)
+  new_fail <- NULL
   Hs <- nested_hessian(d, theta, free, cur)
   Vi <- tryCatch(solve(-Hs), error = function(e) NULL)
   if (!is.null(Vi) && all(is.finite(Vi))) {
@@ -221,12 +192,14 @@ nested_fit <- function(prep, ctrl, start = NULL) {
     th <- theta
     th[free] <- th[free] + drop(Vi %*% cur$gradient[free])
     new <- nested_eval(d, th, 1L, cur$mode)
+    new_fail <- as.integer(new$fail > 0L)
     # near the maximum the log-likelihood cannot tell the points apart
     # (rounding), the Newton decrement can
     dec <- function(r) sum(r$gradient[free] * drop(Vi %*% r$gradient[free]))
     if (is.finite(new$loglik) && dec(new) <= dec(cur) && all(th[p + 1:2] >= 0)) {
       theta <- th
       cur <- new
+      new_fail <- NULL # counted as the estimate's
     }
   }
   if (is.null(Vi) || any(!is.finite(diag(Vi))) || any(diag(Vi) <= 0)) {
@@ -237,8 +210,7 @@ nested_fit <- function(prep, ctrl, start = NULL) {
   }
   gn <- c(prep$groups[1], paste0(prep$groups[2], ":", prep$groups[1]))
   dimnames(Vfull) <- list(c(nm, paste0("sigma_", gn)), c(nm, paste0("sigma_", gn)))
-  conv <- optim_status(res$converged && !isTRUE(cur$fail == 1L), res$iterations,
-                       if (isTRUE(cur$fail == 1L)) "a conditional-mode search hit its iteration limit" else res$message)
+  conv <- nested_status(res, cur, attr(Hs, "fails"), opt$fails + (new_fail %||% 0L))
   if (!conv$converged) {
     warn_not_converged("sw_glmm(): the Laplace Newton iteration (nested random intercepts)", conv,
                        "treat the estimates with caution; merge sparse categories or increase `control$maxit`.")
@@ -270,6 +242,26 @@ nested_fit <- function(prep, ctrl, start = NULL) {
   class(out) <- "sw_glmm"
   out$treatment <- nested_treatment(out)
   out
+}
+
+# optim_status() of the fit: not converged when Newton did not converge or a
+# conditional-mode search failed at the estimate (`cur`) or in the Hessian's
+# evaluations (hess_fails, which the standard errors rest on); failures in
+# the other evaluations (line searches, the Newton information, boundary
+# checks: other_fails) are counted in the message.
+nested_status <- function(res, cur, hess_fails, other_fails) {
+  what <- c("a conditional-mode search hit its iteration limit",
+            "a conditional-mode search or the log-likelihood was not finite (SDs too large?)")
+  msg <- if (cur$fail > 0L) paste(what[cur$fail], "at the estimate") else res$message
+  if (hess_fails > 0L) {
+    msg <- sprintf("%s; the conditional-mode search failed in %d of the Hessian's gradient evaluations",
+                   msg, hess_fails)
+  }
+  if (other_fails > 0L) {
+    msg <- sprintf("%s; the conditional-mode search failed in %d evaluation%s of the line searches, the Newton information or the boundary checks",
+                   msg, other_fails, if (other_fails == 1L) "" else "s")
+  }
+  optim_status(res$converged && cur$fail == 0L && hess_fails == 0L, res$iterations, msg)
 }
 
 # The counterfactual rows for the treatment's odds ratio and risk

@@ -394,6 +394,42 @@ void sfp_check_wcr_stats(SEXP V, SEXP a0, SEXP a1, SEXP K0, SEXP K1) {
   sfp_dbl(K1, G * G, fn, "K1");
 }
 
+/* Integer offsets (length >= 1) of *n = length - 1 groups of the nrow
+ * items, every group non-empty ("must give every <group> a <item>"). */
+static const int *sfp_groups(SEXP o, R_xlen_t nrow, R_xlen_t *n, const char *fn,
+                             const char *arg, const char *group, const char *item) {
+  sfp_check_vec(o, INTSXP, -1, fn, arg);
+  if (XLENGTH(o) < 1) sfp_abort(fn, arg, "must have length >= 1");
+  *n = XLENGTH(o) - 1;
+  const int *op = sfp_offsets(o, *n, nrow, fn, arg);
+  for (R_xlen_t a = 0; a < *n; a++)
+    if (op[a + 1] == op[a])
+      sfp_abort(fn, arg, "must give every %s a %s (%s %lld has none)", group, item, group,
+                (long long) a + 1);
+  return op;
+}
+
+/* A K x p model matrix by row (CSR), rows = list(ptr, col, val): ptr of
+ * K + 1 offsets from 0, non-decreasing; col 0-based, increasing within a
+ * row, in [0, p); val double (finite if `finite`).  The caller has checked
+ * that rows is a list of 3. */
+static void sfp_check_csr(SEXP rows, R_xlen_t K, R_xlen_t p, int finite, const char *fn) {
+  const int *ptr = sfp_int(VECTOR_ELT(rows, 0), K + 1, fn, "rows$ptr");
+  if (ptr[0] != 0) sfp_abort(fn, "rows$ptr", "must start at 0");
+  for (R_xlen_t k = 0; k < K; k++)
+    if (ptr[k + 1] < ptr[k])
+      sfp_abort(fn, "rows$ptr", "must be non-decreasing (position %lld)", (long long) k + 2);
+  R_xlen_t nnz = ptr[K];
+  const int *col = sfp_int(VECTOR_ELT(rows, 1), nnz, fn, "rows$col");
+  const double *val = sfp_dbl(VECTOR_ELT(rows, 2), nnz, fn, "rows$val");
+  if (finite) sfp_check_finite(val, nnz, fn, "rows$val");
+  for (R_xlen_t k = 0; k < K; k++)
+    for (int b = ptr[k]; b < ptr[k + 1]; b++)
+      if (col[b] < 0 || col[b] >= p || (b > ptr[k] && col[b] <= col[b - 1]))
+        sfp_abort(fn, "rows$col", "must hold increasing columns in [0, %lld) within each row",
+                  (long long) p);
+}
+
 void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
                           SEXP sigma, SEXP x, SEXP w, SEXP u0, SEXP what,
                           SEXP rows, SEXP offset) {
@@ -405,14 +441,8 @@ void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
   sfp_check_vec(beta, REALSXP, -1, fn, "beta");
   R_xlen_t p = XLENGTH(beta);
   sfp_dbl(X, K * p, fn, "X");
-  sfp_check_vec(cstart, INTSXP, -1, fn, "cstart");
-  if (XLENGTH(cstart) < 1) sfp_abort(fn, "cstart", "must have length >= 1");
-  R_xlen_t G = XLENGTH(cstart) - 1;
-  const int *cs = sfp_offsets(cstart, G, K, fn, "cstart");
-  for (R_xlen_t a = 0; a < G; a++)
-    if (cs[a + 1] == cs[a])
-      sfp_abort(fn, "cstart", "must give every cluster a cell (cluster %lld has none)",
-                (long long) a + 1);
+  R_xlen_t G;
+  sfp_groups(cstart, K, &G, fn, "cstart", "cluster", "cell");
   sfp_dbl1(sigma, 0, fn, "sigma");
   sfp_check_vec(sigma, REALSXP, 1, fn, "sigma");
   sfp_check_vec(x, REALSXP, -1, fn, "x");
@@ -435,19 +465,7 @@ void sfp_check_glmm_binom(SEXP X, SEXP s, SEXP n, SEXP cstart, SEXP beta,
   if (!Rf_isNull(rows)) {
     if (TYPEOF(rows) != VECSXP || XLENGTH(rows) != 3)
       sfp_abort(fn, "rows", "must be NULL or a list of 3 (ptr, col, val)");
-    const int *ptr = sfp_int(VECTOR_ELT(rows, 0), K + 1, fn, "rows$ptr");
-    if (ptr[0] != 0) sfp_abort(fn, "rows$ptr", "must start at 0");
-    for (R_xlen_t k = 0; k < K; k++)
-      if (ptr[k + 1] < ptr[k])
-        sfp_abort(fn, "rows$ptr", "must be non-decreasing (position %lld)", (long long) k + 2);
-    R_xlen_t nnz = ptr[K];
-    const int *col = sfp_int(VECTOR_ELT(rows, 1), nnz, fn, "rows$col");
-    sfp_dbl(VECTOR_ELT(rows, 2), nnz, fn, "rows$val");
-    for (R_xlen_t k = 0; k < K; k++)
-      for (int b = ptr[k]; b < ptr[k + 1]; b++)
-        if (col[b] < 0 || col[b] >= p || (b > ptr[k] && col[b] <= col[b - 1]))
-          sfp_abort(fn, "rows$col", "must hold increasing columns in [0, %lld) within each row",
-                    (long long) p);
+    sfp_check_csr(rows, K, p, 0, fn);
   }
 }
 
@@ -463,21 +481,9 @@ void sfp_check_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows,
   for (R_xlen_t k = 0; k < K; k++)
     if (!(np[k] > 0) || !(sp[k] >= 0) || !(sp[k] <= np[k]) || !R_FINITE(np[k]))
       sfp_abort(fn, "s", "must satisfy 0 <= s <= n, n > 0 finite (cell %lld)", (long long) k + 1);
-  sfp_check_vec(cstart, INTSXP, -1, fn, "cstart");
-  if (XLENGTH(cstart) < 1) sfp_abort(fn, "cstart", "must have length >= 1");
-  R_xlen_t C = XLENGTH(cstart) - 1;
-  const int *cs = sfp_offsets(cstart, C, K, fn, "cstart");
-  for (R_xlen_t c = 0; c < C; c++)
-    if (cs[c + 1] == cs[c])
-      sfp_abort(fn, "cstart", "must give every child a cell (child %lld has none)", (long long) c + 1);
-  sfp_check_vec(lstart, INTSXP, -1, fn, "lstart");
-  if (XLENGTH(lstart) < 1) sfp_abort(fn, "lstart", "must have length >= 1");
-  R_xlen_t G = XLENGTH(lstart) - 1;
-  const int *ls = sfp_offsets(lstart, G, C, fn, "lstart");
-  for (R_xlen_t a = 0; a < G; a++)
-    if (ls[a + 1] == ls[a])
-      sfp_abort(fn, "lstart", "must give every authority a child (authority %lld has none)",
-                (long long) a + 1);
+  R_xlen_t C, G;
+  sfp_groups(cstart, K, &C, fn, "cstart", "child", "cell");
+  sfp_groups(lstart, C, &G, fn, "lstart", "authority", "child");
   sfp_check_vec(beta, REALSXP, -1, fn, "beta");
   R_xlen_t p = XLENGTH(beta);
   sfp_check_finite(REAL_RO(beta), p, fn, "beta");
@@ -493,19 +499,7 @@ void sfp_check_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows,
   sfp_check_size((double) p * (double) p, fn, "beta");
   if (TYPEOF(rows) != VECSXP || XLENGTH(rows) != 3)
     sfp_abort(fn, "rows", "must be a list of 3 (ptr, col, val)");
-  const int *ptr = sfp_int(VECTOR_ELT(rows, 0), K + 1, fn, "rows$ptr");
-  if (ptr[0] != 0) sfp_abort(fn, "rows$ptr", "must start at 0");
-  for (R_xlen_t k = 0; k < K; k++)
-    if (ptr[k + 1] < ptr[k])
-      sfp_abort(fn, "rows$ptr", "must be non-decreasing (position %lld)", (long long) k + 2);
-  R_xlen_t nnz = ptr[K];
-  const int *col = sfp_int(VECTOR_ELT(rows, 1), nnz, fn, "rows$col");
-  sfp_check_finite(sfp_dbl(VECTOR_ELT(rows, 2), nnz, fn, "rows$val"), nnz, fn, "rows$val");
-  for (R_xlen_t k = 0; k < K; k++)
-    for (int b = ptr[k]; b < ptr[k + 1]; b++)
-      if (col[b] < 0 || col[b] >= p || (b > ptr[k] && col[b] <= col[b - 1]))
-        sfp_abort(fn, "rows$col", "must hold increasing columns in [0, %lld) within each row",
-                  (long long) p);
+  sfp_check_csr(rows, K, p, 1, fn);
 }
 
 void sfp_check_glmm_row_groups(SEXP X, SEXP g, SEXP full) {

@@ -24,23 +24,13 @@
 
 #define GLMM_MAX_NEWTON 200
 
-static inline double log1pexp(double x) {
-  return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
-}
-
-static inline double plogis1(double x) {
-  if (x > 0) return 1.0 / (1.0 + exp(-x));
-  double e = exp(x);
-  return e / (1.0 + e);
-}
-
 /* h_a(u) for the cells [k0, k1). */
 static double h_value(const double *eta, const double *s, const double *n,
                       int k0, int k1, double sigma, double u) {
   double out = -0.5 * u * u;
   for (int k = k0; k < k1; k++) {
     double lp = eta[k] + sigma * u;
-    out += s[k] * lp - n[k] * log1pexp(lp);
+    out += s[k] * lp - n[k] * sfp_log1pexp(lp);
   }
   return out;
 }
@@ -55,7 +45,7 @@ static double mode_cluster(const double *eta, const double *s, const double *n,
   for (int it = 0; it < GLMM_MAX_NEWTON; it++) {
     double g = -u, H = 1.0;
     for (int k = k0; k < k1; k++) {
-      double p = plogis1(eta[k] + sigma * u);
+      double p = sfp_plogis(eta[k] + sigma * u);
       g += sigma * (s[k] - n[k] * p);
       H += sigma * sigma * n[k] * p * (1.0 - p);
     }
@@ -94,7 +84,7 @@ static double agq_cluster(const double *eta, const double *s, const double *n,
   double u = mode_cluster(eta, s, n, k0, k1, sigma, u0, fail);
   double V = 0, T = 0, R0 = 0;
   for (int k = k0; k < k1; k++) {
-    double p = plogis1(eta[k] + sigma * u);
+    double p = sfp_plogis(eta[k] + sigma * u);
     pm[k] = p;
     double v = n[k] * p * (1.0 - p);
     V += v;

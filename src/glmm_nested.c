@@ -33,16 +33,6 @@
 
 #define NESTED_MAX_NEWTON 200
 
-static inline double nl_log1pexp(double x) {
-  return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
-}
-
-static inline double nl_plogis(double x) {
-  if (x > 0) return 1.0 / (1.0 + exp(-x));
-  double e = exp(x);
-  return e / (1.0 + e);
-}
-
 /* The data of one fit, on plain pointers. */
 typedef struct {
   const double *eta, *s, *n;
@@ -58,7 +48,7 @@ static double nested_h(const nested_data *d, int c0, int c1, double u, const dou
     double off = d->s1 * u + d->s2 * v[c];
     for (int k = d->cs[c]; k < d->cs[c + 1]; k++) {
       double lp = d->eta[k] + off;
-      out += d->s[k] * lp - d->n[k] * nl_log1pexp(lp);
+      out += d->s[k] * lp - d->n[k] * sfp_log1pexp(lp);
     }
   }
   return out;
@@ -71,7 +61,7 @@ static void nested_sums(const nested_data *d, int c0, int c1, double u, const do
   for (int c = c0; c < c1; c++) {
     double off = d->s1 * u + d->s2 * v[c], r = 0, w = 0, t = 0;
     for (int k = d->cs[c]; k < d->cs[c + 1]; k++) {
-      double p = nl_plogis(d->eta[k] + off);
+      double p = sfp_plogis(d->eta[k] + off);
       double vk = d->n[k] * p * (1.0 - p);
       r += d->s[k] - d->n[k] * p;
       w += vk;
@@ -132,14 +122,22 @@ static double arrow_build(const nested_data *d, int c0, int c1, const double *W,
   return S;
 }
 
+/* Per-child scratch; after nested_authority(), W, D, b and S hold its
+ * authority's sums at the mode (for nested_info()). */
 typedef struct {
   double *R, *W, *T, *D, *b, *g, *step, *vnew, *lev, *wc;
+  double S;
 } nested_scratch;
 
 /* Joint mode of h_a by Newton, from (*u, v) in place.  h_a is strictly
- * concave; a step with a component larger than 0.1 (far from the mode) is
- * halved until h_a does not decrease, small steps near the mode are taken
- * whole.  Stops after a step whose largest component is below 1e-7
+ * concave; a step that changes a linear predictor by more than 0.1 logits
+ * or has a component larger than 0.1 (far from the mode) is halved until
+ * h_a does not decrease, small steps near the mode are taken whole (the
+ * test is on the linear-predictor scale: with SDs of 10 to 50 a step of 0.1
+ * spherical units moves it by 1 to 5 logits, and whole steps of that size
+ * can oscillate).  A non-finite step or h_a sets *fail = 2 and returns;
+ * the iteration limit sets *fail = 1 (unless it is 2 already).  Stops
+ * after a step whose largest component is below 1e-7
  * (relative to 1 + |b|): Newton converges quadratically, so the mode is then
  * exact to about 1e-14, which the finite-difference Hessian (steps of 1e-7)
  * needs; it spares the pass that would only confirm it. */
@@ -155,18 +153,30 @@ static void nested_mode(const nested_data *d, int c0, int c1, double *u, double 
     gu += d->s1 * Rtot;
     double S = arrow_build(d, c0, c1, w->W, w->D, w->b);
     double du = arrow_solve(c0, c1, S, w->D, w->b, gu, w->g, w->step);
+    /* big: the largest component (spherical units); blp: the largest change
+     * of a linear predictor, s1 du + s2 dv_c is at most blp */
     double big = fabs(du), scale = 1.0 + fabs(*u);
+    double blp = fabs(d->s1 * du), as2 = fabs(d->s2);
     for (int c = c0; c < c1; c++) {
       if (fabs(w->step[c]) > big) big = fabs(w->step[c]);
       if (fabs(v[c]) + 1.0 > scale) scale = fabs(v[c]) + 1.0;
+      if (as2 * fabs(w->step[c]) > blp) blp = as2 * fabs(w->step[c]);
     }
-    if (big <= 0.1) {
+    if (!R_FINITE(big) || !R_FINITE(blp)) {
+      *fail = 2;
+      return;
+    }
+    if (big <= 0.1 && blp <= 0.1) {
       *u += du;
       for (int c = c0; c < c1; c++) v[c] += w->step[c];
       if (big < 1e-7 * scale) return;
       continue;
     }
     double h0 = nested_h(d, c0, c1, *u, v), t = 1.0, hn, un;
+    if (!R_FINITE(h0)) {
+      *fail = 2;
+      return;
+    }
     int halvings = 0;
     for (;;) {
       un = *u + t * du;
@@ -179,7 +189,7 @@ static void nested_mode(const nested_data *d, int c0, int c1, double *u, double 
     *u = un;
     for (int c = c0; c < c1; c++) v[c] = w->vnew[c];
   }
-  *fail = 1;
+  if (*fail < 1) *fail = 1;
 }
 
 /* One authority (children [c0, c1)): log L_a; its modes in *u, v; the
@@ -192,9 +202,11 @@ static double nested_authority(const nested_data *d, int c0, int c1, double *u, 
   double s1 = d->s1, s2 = d->s2, U = *u;
   double hmode = nested_sums_h(d, c0, c1, U, v, w->R, w->W, w->T);
   double S = arrow_build(d, c0, c1, w->W, w->D, w->b);
+  w->S = S;
   double logdet = log(S);
   for (int c = c0; c < c1; c++) logdet += log(w->D[c]);
   double ll = hmode - 0.5 * logdet;
+  if (!R_FINITE(ll)) *fail = 2;
   /* H^-1: uu = 1/S, uc = -(b_c/D_c)/S, cc = 1/D_c + (b_c/D_c)^2/S */
   double Huu_i = 1.0 / S;
   *su = sqrt(Huu_i);
@@ -219,7 +231,7 @@ static double nested_authority(const nested_data *d, int c0, int c1, double *u, 
   for (int c = c0; c < c1; c++) {
     double off = s1 * U + s2 * v[c], lev = w->lev[c], m = s1 * wu + s2 * w->wc[c];
     for (int k = d->cs[c]; k < d->cs[c + 1]; k++) {
-      double p = nl_plogis(d->eta[k] + off);
+      double p = sfp_plogis(d->eta[k] + off);
       double vk = d->n[k] * p * (1.0 - p);
       coef[k] = (d->s[k] - d->n[k] * p) - 0.5 * vk * (1.0 - 2.0 * p) * lev + 0.5 * vk * m;
     }
@@ -264,7 +276,7 @@ static void nested_info(const nested_data *d, int c0, int c1, double U, const do
     double off = s1 * U + s2 * v[c];
     int nt = 0;
     for (int k = d->cs[c]; k < d->cs[c + 1]; k++) {
-      double pk = nl_plogis(d->eta[k] + off);
+      double pk = sfp_plogis(d->eta[k] + off);
       double vk = d->n[k] * pk * (1.0 - pk);
       for (int a = ptr[k]; a < ptr[k + 1]; a++) {
         int ja = col[a];
@@ -317,7 +329,9 @@ static void nested_info(const nested_data *d, int c0, int c1, double U, const do
  *   gradient = double p + 2 (beta, s1, s2) or NULL, mode = double G + C,
  *   scale = double G + C (conditional SDs of the spherical effects: sqrt of
  *   the diagonal of H^-1), loglik_cluster = double G, fail = integer 1 (1 if
- *   a mode search hit its iteration limit)).
+ *   a mode search hit its iteration limit; 2 if a mode search or a
+ *   log-likelihood term was not finite, e.g. SDs of 1e200: loglik is then
+ *   not finite)).
  * Memory: O(K + C) scratch. */
 SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP beta,
                      SEXP sigma, SEXP u0, SEXP what) {
@@ -386,9 +400,8 @@ SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP b
                               &fail);
     total += lcp[a];
     if (wh == 2) {
-      /* nested_authority() left this authority's D, b in the scratch */
-      double S = arrow_build(&d, ls[a], ls[a + 1], w.W, w.D, w.b);
-      nested_info(&d, ls[a], ls[a + 1], mdp[a], vm, w.D, w.b, S, ptr, col, val, p, Ip, acc,
+      /* nested_authority() left this authority's D, b, S in the scratch */
+      nested_info(&d, ls[a], ls[a + 1], mdp[a], vm, w.D, w.b, w.S, ptr, col, val, p, Ip, acc,
                   zeta, mark, touched);
     }
     work += (double) (cs[ls[a + 1]] - cs[ls[a]]);

@@ -23,6 +23,7 @@
 #include <R_ext/Rdynload.h>
 #include <R_ext/Utils.h>
 #include <R_ext/Visibility.h>
+#include <math.h>
 #include <stdint.h>
 
 /* splitmix64 finaliser: a bijective, well-mixing map of 64-bit words, for
@@ -34,6 +35,18 @@ static inline uint64_t mix64(uint64_t z) {
   z *= 0x94d049bb133111ebULL;
   z ^= z >> 31;
   return z;
+}
+
+/* log(1 + e^x) and the logistic function without overflow, for the
+ * binomial GLMMs (glmm.c, glmm_nested.c). */
+static inline double sfp_log1pexp(double x) {
+  return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+static inline double sfp_plogis(double x) {
+  if (x > 0) return 1.0 / (1.0 + exp(-x));
+  double e = exp(x);
+  return e / (1.0 + e);
 }
 
 /* ---- row grouping (rowgroup.c) ----

@@ -322,3 +322,102 @@ test_that("wild_boot() refuses the nested logit with a clear error", {
   fit <- suppressMessages(sw_glmm(nested_formula, d))
   expect_snapshot(error = TRUE, wild_boot(fit, "treated"))
 })
+
+# Plain-R reference for the modes: per authority, dense Newton on
+# b = (u, v_1..v_m) with step halving until h does not decrease (an ascent
+# check on every step), to a step below 1e-12. Returns the modes (authority,
+# then child, in first-appearance order) and the Laplace log-likelihood.
+mode_ref <- function(X, s, n, la, child, beta, s1, s2) {
+  eta <- drop(X %*% beta)
+  u <- v <- NULL
+  tot <- 0
+  for (a in unique(la)) {
+    ia <- which(la == a)
+    ch <- unique(child[ia])
+    Z <- cbind(s1, s2 * outer(child[ia], ch, "=="))
+    h <- function(b) {
+      lp <- eta[ia] + drop(Z %*% b)
+      sum(s[ia] * lp - n[ia] * ifelse(lp > 0, lp + log1p(exp(-lp)), log1p(exp(lp)))) - sum(b^2) / 2
+    }
+    hess <- function(b) {
+      p <- stats::plogis(eta[ia] + drop(Z %*% b))
+      crossprod(Z, Z * (n[ia] * p * (1 - p))) + diag(length(b))
+    }
+    b <- rep(0, 1 + length(ch))
+    for (it in 1:500) {
+      p <- stats::plogis(eta[ia] + drop(Z %*% b))
+      step <- solve(hess(b), drop(crossprod(Z, s[ia] - n[ia] * p)) - b)
+      t <- 1
+      while (h(b + t * step) < h(b) && t > 1e-10) t <- t / 2
+      b <- b + t * step
+      if (max(abs(step)) < 1e-12) break
+    }
+    u <- c(u, b[1])
+    v <- c(v, b[-1])
+    tot <- tot + h(b) - as.numeric(determinant(hess(b))$modulus) / 2
+  }
+  list(u = u, v = v, loglik = tot)
+}
+
+test_that("large SDs (20, 50): the mode search converges to the dense reference's modes", {
+  d <- nested_data(G = 3, m = 4, seed = 11)
+  fit <- suppressWarnings(sw_glmm(nested_formula, d))
+  X <- stats::model.matrix(~ treated + x + factor(term), d)
+  ch <- paste(d$la, d$child_id)
+  for (sg in list(c(20, 50), c(50, 20), c(50, 50), c(20, 0.5))) {
+    th <- c(-1.5, 0.2, 0.1, 0, 0.1, sg)
+    ev <- nested_eval(fit$nested_cells, th)
+    ref <- mode_ref(X, d$missed, d$possible, d$la, ch, th[1:5], sg[1], sg[2])
+    expect_identical(ev$fail, 0L)
+    # the rows are sorted by authority and child: both order the children so
+    expect_equal(unname(ev$mode), unname(c(ref$u, ref$v)), tolerance = 1e-8)
+    expect_equal(ev$loglik, ref$loglik, tolerance = 1e-8)
+  }
+})
+
+test_that("non-finite SDs' products (1e200) are a clean failure (fail = 2), not an iteration limit", {
+  d <- nested_data(G = 2, m = 3, seed = 5)
+  fit <- sw_glmm(nested_formula, d)
+  ev <- nested_eval(fit$nested_cells, c(unname(fit$theta[1:5]), 1e200, 1e200), 1L)
+  expect_identical(ev$fail, 2L)
+  expect_false(is.finite(ev$loglik))
+})
+
+test_that("failed mode searches anywhere in the fit reach optim_status() (counted, not dropped)", {
+  d <- nested_data(G = 2, m = 3, seed = 5)
+  fit <- sw_glmm(nested_formula, d)
+  cells <- fit$nested_cells
+  # the Hessian's and the Newton information's gradient evaluations report
+  # their failures (SDs of 1e200: every evaluation fails)
+  th <- c(unname(fit$theta[1:5]), 1e200, 1e200)
+  cur <- nested_eval(cells, th, 2L)
+  expect_identical(attr(nested_hessian(cells, th, 1:7, cur), "fails"), 7L)
+  expect_identical(attr(nested_info(cells, th, 1:7, cur), "fails"), 2L)
+  expect_identical(attr(nested_hessian(cells, unname(fit$theta), 1:7,
+                                       nested_eval(cells, unname(fit$theta), 1L)), "fails"), 0L)
+  # damped_newton() counts the failed evaluations of its line searches: a
+  # concave quadratic whose points with theta > 1 "fail" (with 0.4 of the
+  # information the first step from -3 goes to 7, rejected, then to 2)
+  ev <- function(th) list(loglik = -(th - 1)^2, gradient = -2 * (th - 1), fail = as.integer(th > 1))
+  r <- damped_newton(ev, function(th, cur) matrix(0.8), -3, 1L, list(maxit = 100L, tol = 1e-14, verbose = FALSE))
+  expect_true(r$converged)
+  # decrement 4 (theta - 1)^2 / 0.8 below the tolerance 1e-14
+  expect_lte(abs(r$theta - 1), sqrt(0.8 * 1e-14) / 2)
+  expect_gte(r$fails, 2L)
+  # the status: a failure at the estimate or in the Hessian is not converged,
+  # elsewhere it is counted in the message
+  res <- list(converged = TRUE, iterations = 4L, message = "Newton decrement 1e-12 below 1e-10")
+  ok <- nested_status(res, list(fail = 0L), 0L, 0L)
+  expect_true(ok$converged)
+  expect_identical(ok$message, res$message)
+  st <- nested_status(res, list(fail = 0L), 0L, 3L)
+  expect_true(st$converged)
+  expect_match(st$message, "failed in 3 evaluations of the line searches")
+  st <- nested_status(res, list(fail = 0L), 2L, 0L)
+  expect_false(st$converged)
+  expect_match(st$message, "2 of the Hessian's gradient evaluations")
+  st <- nested_status(res, list(fail = 2L), 0L, 1L)
+  expect_false(st$converged)
+  expect_match(st$message, "not finite .* at the estimate; .* 1 evaluation of")
+  expect_warning(warn_not_converged("sw_glmm(): nested", st, "fix"), class = "sfpceval_not_converged")
+})
