@@ -21,3 +21,20 @@ lmm_child_data <- function(seed, G = 6, nch = 150, child_weights = FALSE) {
 
 cr2_data <- function(seed, G = 6, nch = 150) lmm_child_data(seed, G, nch)
 cr3_data <- function(seed, G = 6, nch = 120) lmm_child_data(seed, G, nch, child_weights = TRUE)
+
+# The wild bootstrap's LMM data (test-glmm-boot.R, test-lmm-boot.R): `nch`
+# children in G authorities, 1-3 measurements each, a stepped roll-out by
+# period, y with authority, child and residual variation and effect 1.
+lmm_boot_data <- function(nch = 120, seed = 1, G = 5) {
+  set.seed(seed)
+  las <- paste0("L", seq_len(G))
+  ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE),
+                   period = sample(0:5, nch, TRUE))
+  ch$treated <- as.integer(ch$period >= match(ch$la, las) * 5 / G)
+  nt <- sample(1:3, nch, TRUE)
+  d <- ch[rep(seq_len(nch), nt), ]
+  d$since <- unlist(lapply(nt, seq_len)) * 4 + round(runif(nrow(d)), 2)
+  d$y <- 10 + 1 * d$treated + 0.3 * d$since + rnorm(G, sd = 1)[match(d$la, las)] +
+    rnorm(nch, sd = 2)[d$child_id] + rnorm(nrow(d), sd = 3)
+  d
+}

@@ -153,18 +153,7 @@ test_that("the models: no events, all events, separation, collinearity, zero wei
 # wrong types, NA, empty tables, missing columns, duplicated ids, negative or
 # zero weights, a design without comparators for the DiD strand, an outcome
 # the design does not know.
-battery_fv <- local({
-  cache <- NULL
-  function() {
-    if (is.null(cache)) {
-      x <- suppressWarnings(simulate_sfp("family_valued", children_per_la_year = 30, seed = 3))
-      d <- design_family_valued(x)
-      co <- suppressWarnings(suppressMessages(build_cohort(x, d, outcomes = "cla_18m")))
-      cache <<- list(x = x, d = d, co = co)
-    }
-    cache
-  }
-})
+# battery_fv(): tests/testthat/helper-fv-small.R
 
 test_that("the plan and its tables: analyse(), protocol_models(), table1(), mdes_table(), report()", {
   b <- battery_fv()

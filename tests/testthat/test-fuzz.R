@@ -128,16 +128,15 @@ test_that("a C check names the entry point and the argument", {
 # R's own messages ("missing value where TRUE/FALSE needed", "argument is of
 # length zero", ...) nor in the C layer's check.
 
+# battery_fv() (helper-fv-small.R) plus the bundled returns written to a
+# temporary directory once
 fuzz_fv <- local({
   cache <- NULL
   function() {
     if (is.null(cache)) {
-      x <- suppressWarnings(simulate_sfp("family_valued", children_per_la_year = 30, seed = 3))
-      d <- design_family_valued(x)
-      co <- suppressWarnings(suppressMessages(build_cohort(x, d, outcomes = "cla_18m")))
       dir <- tempfile()
-      write_returns(x, dir)
-      cache <<- list(x = x, d = d, co = co, dir = dir)
+      write_returns(battery_fv()$x, dir)
+      cache <<- c(battery_fv(), list(dir = dir))
     }
     cache
   }

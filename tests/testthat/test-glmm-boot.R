@@ -74,19 +74,7 @@ test_that("the GLMM score bootstrap says when it cannot reject", {
 
 # ---- the wild cluster restricted bootstrap for the linear mixed model (#13) ----
 
-lmm_boot_data <- function(nch = 120, seed = 1, G = 5) {
-  set.seed(seed)
-  las <- paste0("L", seq_len(G))
-  ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE),
-                   period = sample(0:5, nch, TRUE))
-  ch$treated <- as.integer(ch$period >= match(ch$la, las) * 5 / G)
-  nt <- sample(1:3, nch, TRUE)
-  d <- ch[rep(seq_len(nch), nt), ]
-  d$since <- unlist(lapply(nt, seq_len)) * 4 + round(runif(nrow(d)), 2)
-  d$y <- 10 + 1 * d$treated + 0.3 * d$since + rnorm(G, sd = 1)[match(d$la, las)] +
-    rnorm(nch, sd = 2)[d$child_id] + rnorm(nrow(d), sd = 3)
-  d
-}
+# lmm_boot_data(): tests/testthat/helper-lmm-data.R
 
 # Plain R: dense V, GLS with the variance components fixed at the fit's,
 # restricted residuals, every Rademacher vector, CR1 t-statistics.

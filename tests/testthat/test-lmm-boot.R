@@ -3,19 +3,7 @@
 # bench/sw_size.R, so the default (variant = "auto") is the t-test with the
 # CR3 (leave-one-cluster-out jackknife) standard error and G - 1 df, which did.
 
-lmm_t_data <- function(nch = 120, seed = 1, G = 5) {
-  set.seed(seed)
-  las <- paste0("L", seq_len(G))
-  ch <- data.frame(child_id = seq_len(nch), la = sample(las, nch, TRUE),
-                   period = sample(0:5, nch, TRUE))
-  ch$treated <- as.integer(ch$period >= match(ch$la, las) * 5 / G)
-  nt <- sample(1:3, nch, TRUE)
-  d <- ch[rep(seq_len(nch), nt), ]
-  d$since <- unlist(lapply(nt, seq_len)) * 4 + round(runif(nrow(d)), 2)
-  d$y <- 10 + 1 * d$treated + 0.3 * d$since + rnorm(G, sd = 1)[match(d$la, las)] +
-    rnorm(nch, sd = 2)[d$child_id] + rnorm(nrow(d), sd = 3)
-  d
-}
+# the data: lmm_boot_data() in helper-lmm-data.R
 
 # Plain R: dense V at the fit's variance components, the GLS fit and the G
 # GLS refits without one cluster; CR3 = (G - 1) / G sum_g (b_(g) - b)^2;
@@ -43,7 +31,7 @@ ref_cr3_t <- function(fit, d, f, j, r, nested, level = 0.95) {
 }
 
 test_that("below 10 clusters the default is the CR3 t-test with G - 1 df, equal to plain-R GLS refits", {
-  d <- lmm_t_data(seed = 3)
+  d <- lmm_boot_data(seed = 3)
   cases <- list(list(f = y ~ treated + factor(period) + since + (1 | la / child_id), nested = TRUE, r = 0, level = 0.95),
                 list(f = y ~ treated + since + (1 | la), nested = FALSE, r = 0.5, level = 0.9))
   for (cs in cases) {
@@ -107,7 +95,7 @@ test_that("CR3 t-test, hand-made 3 clusters: the one-sample t-test on the cluste
 })
 
 test_that("CR3 t-test: invariant to shifting and scaling the outcome and to the order of the rows", {
-  d <- lmm_t_data(seed = 4)
+  d <- lmm_boot_data(seed = 4)
   f <- y ~ treated + since + (1 | la / child_id)
   wb <- wild_boot(sw_glmm(f, d, family = gaussian()), "treated", variant = "CR3t")
   d2 <- d
@@ -124,12 +112,12 @@ test_that("CR3 t-test: invariant to shifting and scaling the outcome and to the 
 })
 
 test_that("from 10 clusters the default is the WCU31 bootstrap; a bootstrap asked for below 10 warns", {
-  fit10 <- sw_glmm(y ~ treated + since + (1 | la), lmm_t_data(nch = 300, seed = 5, G = 10), family = gaussian())
+  fit10 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(nch = 300, seed = 5, G = 10), family = gaussian())
   wd <- expect_silent(wild_boot(fit10, "treated", B = 999, seed = 1, conf_int = FALSE))
   expect_equal(wd$variant, "WCU31")
   expect_equal(wd$p_value, wild_boot(fit10, "treated", B = 999, seed = 1, conf_int = FALSE,
                                      variant = "WCU31")$p_value)
-  fit5 <- sw_glmm(y ~ treated + since + (1 | la), lmm_t_data(seed = 5), family = gaussian())
+  fit5 <- sw_glmm(y ~ treated + since + (1 | la), lmm_boot_data(seed = 5), family = gaussian())
   expect_warning(wb <- wild_boot(fit5, "treated", conf_int = FALSE, variant = "WCU31"),
                  "the default variant = \"auto\" gives the CR3 t-test", class = "sfpceval_few_clusters")
   expect_equal(wb$variant, "WCU31")
@@ -141,7 +129,7 @@ test_that("from 10 clusters the default is the WCU31 bootstrap; a bootstrap aske
 })
 
 test_that("CR3 t-test: output, and what it does when the jackknife is not defined", {
-  d <- lmm_t_data(seed = 6)
+  d <- lmm_boot_data(seed = 6)
   fit <- sw_glmm(y ~ treated + since + (1 | la), d, family = gaussian())
   wb <- suppressMessages(wild_boot(fit, "treated"))
   expect_output(print(wb), "G - 1 = 4 df")
