@@ -1498,10 +1498,13 @@ lmm_fit_cr2 <- function(prep, st, th, e_s, M, Txi, ss, cluster, nm) {
   r <- lmm_cr2(st$X, e_s, ccl, unit, a, b, M, L = t(Txi), w = w)
   V <- ss^2 * Txi %*% r$vcov %*% t(Txi)
   dimnames(V) <- list(nm, nm)
-  r3 <- lmm_cr3(st$X, e_s, ccl, unit, a, b, M, w = w)
-  V3 <- ss^2 * Txi %*% r3$vcov %*% t(Txi)
+  r3 <- lmm_cr3(st$X, e_s, ccl, unit, a, b, M, w = w, L = t(Txi))
+  V3 <- ss^2 * r3$vcov
   dimnames(V3) <- list(nm, nm)
-  cr3 <- list(vcov = V3, df = G - 1L, unidentified = sort(unique(as.character(v)))[r3$unidentified])
+  cl_names <- sort(unique(as.character(v)))
+  cr3 <- list(vcov = V3, df = G - 1L, unidentified = cl_names[r3$unidentified],
+              dropped = stats::setNames(lapply(r3$dropped, function(k) nm[k]), cl_names[r3$unidentified]),
+              lost = stats::setNames(lapply(r3$lost, function(g) cl_names[g]), nm))
   list(vcov = V, df = stats::setNames(r$df, nm), cluster = cluster$name, n_clusters = G, cr3 = cr3)
 }
 
@@ -1733,10 +1736,16 @@ robust_part <- function(object, type) {
   }
   if (type == "CR2") return(object$cr2)
   r3 <- object$cr2$cr3
-  if (length(r3$unidentified)) {
-    stop_arg("type", sprintf("is \"CR3\" but without `%s` = %s the fixed effects are not all identified, so the leave-one-cluster-out fits are not defined",
-                             object$cr2$cluster, paste(utils::head(r3$unidentified, 3), collapse = ", ")),
-             "use type = \"CR2\", or drop fixed effects that only that cluster identifies.")
+  # a leave-one-cluster-out fit that loses columns drops them (for that fit
+  # only); the coefficients not identified without some cluster have no CR3
+  lost <- Filter(length, r3$lost %||% list())
+  if (length(lost)) {
+    message(sprintf(paste0("CR3: %s %s not identified without `%s` = %s, so %s no jackknife (NA); ",
+                           "the other coefficients' leave-one-cluster-out fits drop the columns that cluster alone identifies."),
+                    paste0("`", utils::head(names(lost), 3), "`", collapse = ", "),
+                    if (length(lost) > 1L) "are" else "is", object$cr2$cluster,
+                    paste(utils::head(unique(unlist(lost)), 3), collapse = ", "),
+                    if (length(lost) > 1L) "they have" else "it has"))
   }
   r3
 }

@@ -562,6 +562,68 @@ lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL,
   list(vcov = V, df = df)
 }
 
+# ---- Leave-one-cluster-out fits that lose columns ----------------------------
+# Without cluster g a column of X may not be identified: an authority-level
+# covariate or a step indicator that varies in cluster g alone, the
+# authority's own fixed effect. As MacKinnon, Nielsen & Webb (2023, "a
+# guide to empirical practice") do for CV3 with cluster fixed effects, the
+# leave-g-out fit then drops, for that fit only, columns until the rest are
+# identified, and the jackknife uses the coefficients that stay identified.
+#
+# Which quantity: let A_(g) = X_(-g)'W X_(-g) (the information without g)
+# with null space N (columns X_(-g) n = 0). A contrast c'beta is identified
+# without g iff N'c = 0; then every solution of the leave-g-out normal
+# equations gives the same c'beta_(g), and the fit on the remaining columns
+# K (the dropped columns D are combinations of them on the rows X_(-g)) is
+# one such solution, padded with the dropped coefficients. So the jackknife
+# estimate of an identified coefficient is its estimate in the reduced
+# leave-one-out fit, whatever columns are dropped; a coefficient that is not
+# identified without g (the dropped ones, and those its column is aliased
+# with, e.g. the intercept when the dropped column is constant without g)
+# has no jackknife estimate. In residual form, with S_(g) = X_(-g)'W e_(-g)
+# at the full fit beta,
+#   beta_(g) - beta = (d_K, d_D) = (A_(g),KK^-1 S_(g),K, 0),
+# the reduced fit with the dropped coefficients held at the full fit's values
+# (an offset): its fitted values on the rows without g are those of every
+# solution, and it also predicts cluster g's rows (the jackknife residuals of
+# the bootstrap DGP) from the full fit's value of what only g identifies.
+#
+# loo_reduced(A, Ag): A = X'WX (all clusters, summed directly), Ag = cluster
+# g's X_g'W_g X_g. The null space by cr2_null_dirs() (the rule of the CR2
+# adjustment's null space). D: the last columns, in the columns' order, whose
+# removal leaves a full-rank set (as lm() aliases later columns). Returns
+# drop (indices into the columns), inv (p x p: solve(A_(g),KK) padded with
+# zeros, a generalised inverse of A_(g)), and identified(L): for each
+# column of L (contrasts), TRUE when it is identified without g.
+loo_reduced <- function(A, Ag) {
+  p <- ncol(A)
+  Ai <- A - Ag
+  Ai <- (Ai + t(Ai)) / 2
+  ds <- 1 / sqrt(pmax(diag(A), .Machine$double.xmin))
+  N <- cr2_null_dirs(A, Ag) / ds                                     # orthonormal, scaled coordinates
+  nn <- ncol(N)
+  drop <- integer(0)
+  if (nn) {
+    for (k in rev(seq_len(p))) {
+      if (length(drop) == nn) break
+      cand <- c(drop, k)
+      if (qr(N[cand, , drop = FALSE])$rank == length(cand)) drop <- cand
+    }
+    drop <- sort(drop)
+  }
+  keep <- setdiff(seq_len(p), drop)
+  inv <- matrix(0, p, p)
+  inv[keep, keep] <- solve(Ai[keep, keep, drop = FALSE])
+  identified <- function(L) {
+    L <- as.matrix(L)
+    if (!nn) return(rep(TRUE, ncol(L)))
+    Ls <- L * ds                                                     # c'n = (ds c)'v
+    off <- sqrt(colSums(crossprod(N, Ls)^2))
+    off <= 1e-6 * sqrt(colSums(Ls^2))
+  }
+  list(drop = drop, inv = inv, identified = identified)
+}
+
 # CR3: the leave-one-cluster-out (jackknife) variance of MacKinnon, Nielsen &
 # Webb (2023), with the variance components held at their estimates (so each
 # leave-out fit is the GLS without cluster g, as in the CR3 bootstrap of
@@ -570,9 +632,16 @@ lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL,
 # S = sum_g s_g (zero at the GLS fit), from per-cluster cross-products.
 # clubSandwich's vcovCR(type = "CR3") is sum_g d_g d_g' (its adjustment
 # (I - X_g M X_g'W_g)^-1 gives the same d_g), i.e. G / (G - 1) times this.
-# Arguments as lmm_cr2(). Returns the p x p variance (NA when a cluster's
-# leave-out fit is not identified) and the indices of such clusters.
-lmm_cr3 <- function(X, e, cl, unit, a, b, M, w = NULL) {
+# When a leave-out fit loses columns, d_g is the reduced fit's
+# (loo_reduced()), and a contrast not identified without some cluster has
+# no CR3 (NA row and column).
+# Arguments as lmm_cr2(); L: contrasts (columns), default the identity.
+# Returns the k x k variance of L'beta (NA for the contrasts without a
+# jackknife), the indices of the clusters whose leave-out fit dropped
+# columns (unidentified), the dropped columns per such cluster (dropped, a
+# list), and per contrast the clusters without which it is not identified
+# (lost, a list; empty vectors for the others).
+lmm_cr3 <- function(X, e, cl, unit, a, b, M, w = NULL, L = diag(ncol(X))) {
   G <- max(cl)
   p <- ncol(X)
   rows <- split(seq_len(nrow(X)), cl)
@@ -584,25 +653,34 @@ lmm_cr3 <- function(X, e, cl, unit, a, b, M, w = NULL) {
     cr2_cluster(X[i, , drop = FALSE], un, a, b, wu)$phi_inv(v)
   }
   # s_g first (one column each), then A_g one cluster at a time: never all
-  # A_g at once (p x p x G)
+  # A_g at once (p x p x G); A summed directly (not solve(M))
   sg <- vapply(seq_len(G), function(g) {
     drop(crossprod(X[rows[[g]], , drop = FALSE], phi_inv(g, as.matrix(e[rows[[g]]]))))
   }, double(p))
   sg <- matrix(sg, p, G)
   S <- rowSums(sg)
-  A <- solve(M)
-  D <- matrix(NA_real_, p, G)
-  short <- integer(0)
-  for (g in seq_len(G)) {
+  Ag <- function(g) {
     Xg <- X[rows[[g]], , drop = FALSE]
-    Ai <- A - crossprod(phi_inv(g, Xg), Xg)
-    Ai <- (Ai + t(Ai)) / 2
-    if (pinv_sym(Ai)$rank < p) {
-      short <- c(short, g)
-      next
-    }
-    D[, g] <- solve(Ai, S - sg[, g])
+    crossprod(phi_inv(g, Xg), Xg)
   }
-  V <- if (length(short)) matrix(NA_real_, p, p) else (G - 1) / G * tcrossprod(D)
-  list(vcov = V, unidentified = short)
+  A <- matrix(0, p, p)
+  for (g in seq_len(G)) A <- A + Ag(g)
+  D <- matrix(0, p, G)
+  ok <- matrix(TRUE, ncol(L), G)
+  dropped <- list()
+  for (g in seq_len(G)) {
+    lo <- loo_reduced(A, Ag(g))
+    D[, g] <- lo$inv %*% (S - sg[, g])
+    if (length(lo$drop)) {
+      dropped[[as.character(g)]] <- lo$drop
+      ok[, g] <- lo$identified(L)
+    }
+  }
+  DL <- crossprod(L, D)
+  V <- (G - 1) / G * tcrossprod(DL)
+  bad <- !apply(ok, 1L, all)
+  V[bad, ] <- NA_real_
+  V[, bad] <- NA_real_
+  list(vcov = V, unidentified = as.integer(names(dropped)), dropped = dropped,
+       lost = lapply(seq_len(ncol(L)), function(j) which(!ok[j, ])))
 }
