@@ -162,7 +162,9 @@ cr2_awx <- function(X, unit, a, b, M, wu = NULL, nvec = NULL) {
     Qc <- qr.Q(qn, complete = TRUE)[, -seq_len(qn$rank), drop = FALSE]
   }
   Gc <- crossprod(Qc, Gs %*% Qc)
-  ev <- eigen((Gc + t(Gc)) / 2, symmetric = TRUE)
+  # (every direction of Q in the null space -- a cluster whose columns are
+  # all its own fixed effects -- leaves nothing: Gs^-1/2 is 0 on span Q)
+  ev <- if (ncol(Qc)) eigen((Gc + t(Gc)) / 2, symmetric = TRUE) else list(values = double(0), vectors = matrix(0, 0, 0))
   ih <- ifelse(ev$values > 1e-12 * max(ev$values, 0), 1 / sqrt(pmax(ev$values, 0)), 0)
   Vc <- Qc %*% ev$vectors
   Gs_mh <- Vc %*% (t(Vc) * ih)
@@ -175,7 +177,7 @@ cr2_awx <- function(X, unit, a, b, M, wu = NULL, nvec = NULL) {
     Q %*% (Gs_mh %*% Qv) + Dmh(v - Q %*% Qv)
   }
   Y <- op$phi_inv(X)
-  list(AWX = op$Ftmul(Ginvh(op$Fmul(Y))), phi = op$phi, min_eigen = min(ev$values))
+  list(AWX = op$Ftmul(Ginvh(op$Fmul(Y))), phi = op$phi, min_eigen = if (length(ev$values)) min(ev$values) else NA_real_)
 }
 
 # F'^-1 v for one cluster's operators op (cr2_cluster()).
@@ -607,7 +609,9 @@ loo_reduced <- function(A, Ag) {
     for (k in rev(seq_len(p))) {
       if (length(drop) == nn) break
       cand <- c(drop, k)
-      if (qr(N[cand, , drop = FALSE])$rank == length(cand)) drop <- cand
+      # N has orthonormal columns: its rows' singular values are on an
+      # absolute scale (qr()'s rank is relative to the rows' own size)
+      if (min(svd(N[cand, , drop = FALSE], 0L, 0L)$d) > 1e-6) drop <- cand
     }
     drop <- sort(drop)
   }

@@ -839,20 +839,41 @@ test_that("analyse(): the CR3 row is tidy(fit, vcov = \"CR3\") of its parent, po
   expect_equal(rc$est$estimate, p$estimate)
   expect_equal(rc$est$std.error, p$std.error)
   expect_equal(rc$est$df, p$df)
-  # an authority covariate that one authority alone has: without it the
-  # fixed effects are not identified, so the jackknife is not defined --
-  # the same clusters as sw_glmm()'s own CR3 check, and the row not run
+  # an authority covariate that one authority alone has: without it that
+  # column is not identified, so it is dropped from that leave-out fit and
+  # `treated` keeps its jackknife (the row runs, equal to tidy()'s CR3);
+  # a covariate aliased with `treated` without one authority makes the
+  # treatment itself unidentified there, and the row is not run
   d <- filled[[1]]
   d$z <- as.integer(d$la == "c")
   f <- days_plan_18m ~ treated + factor(step) + age + uasc + z + (1 | la)
   ref <- suppressMessages(sw_glmm(f, d, family = gaussian(), cluster = "la"))
   expect_equal(ref$cr2$cr3$unidentified, "c")
+  expect_equal(ref$cr2$cr3$dropped, list(c = "z"))
   expect_equal(plan_cr3_unidentified(f, d, "la"), "c")
+  expect_equal(plan_cr3_unidentified(f, d, "la", "treated"), character())
   expect_equal(plan_cr3_unidentified(days_plan_18m ~ treated + factor(step) + age + uasc + (1 | la), d, "la"),
                character())
+  d$z2 <- ifelse(d$la == "c", 0, d$treated)
+  expect_equal(plan_cr3_unidentified(update(f, . ~ . + z2), d, "la", "treated"), "c")
   ctx$cohorts$referral_date$z <- as.integer(ctx$cohorts$referral_date$la == "c")
   prow$formula <- "days_plan_18m ~ treated + factor(step) + age + uasc + eth + z + (1 | la)"
   prow$z <- "z"
+  ctx$models <- rbind(prow, crow)
+  cache <- new.env(parent = emptyenv())
+  rp <- plan_run_one(prow, ctx, list(), cache)
+  expect_equal(rp$status, "ok")
+  expect_false(is.null(rp$runs[[1]]$fit$cr2))
+  rc <- suppressMessages(plan_run_one(crow, ctx, list(m_days = rp), cache))
+  expect_equal(rc$status, "ok")
+  tz <- suppressMessages(tidy.sw_glmm(rp$runs[[1]]$fit, vcov = "CR3"))
+  expect_equal(rc$runs[[1]]$est$std.error, tz$std.error[tz$term == "treated"])
+  expect_true(is.na(tz$std.error[tz$term == "z"]))
+  cz <- ctx$cohorts$referral_date
+  cz$z2 <- ifelse(cz$la == "c", 0, cz$treated)
+  ctx$cohorts$referral_date <- cz
+  prow$formula <- "days_plan_18m ~ treated + factor(step) + age + uasc + eth + z + z2 + (1 | la)"
+  prow$z <- "z, z2"
   ctx$models <- rbind(prow, crow)
   cache <- new.env(parent = emptyenv())
   rp <- plan_run_one(prow, ctx, list(), cache)

@@ -142,13 +142,30 @@ test_that("CR3 t-test: output, and what it does when the jackknife is not define
   # the fields of every bootstrap result, and df
   wr <- suppressWarnings(wild_boot(fit, "treated", variant = "WCR11", conf_int = FALSE))
   expect_setequal(setdiff(names(wb), "df"), names(wr))
-  # `only_L1` is nonzero in authority L1 only: without L1 it is not identified,
-  # so CR3 is not defined and the default falls back to WCU11 (and warns)
+  # `only_L1` is nonzero in authority L1 only: without L1 it is not
+  # identified, so that leave-out fit drops it and `treated` keeps its
+  # jackknife (values: test-lmm-cr3.R); the result names the column
   d$only_L1 <- as.numeric(d$la == "L1") * d$since
-  f1 <- sw_glmm(y ~ treated + since + only_L1 + (1 | la), d, family = gaussian())
-  expect_warning(w1 <- wild_boot(f1, "treated", conf_int = FALSE), class = "sfpceval_few_clusters")
-  expect_equal(w1$variant, "WCU11")
-  expect_match(w1$note, "fits of CR3t are not defined: WCU11 was used instead", all = FALSE, fixed = TRUE)
+  f1 <- sw_glmm(y ~ treated + since + only_L1 + (1 | la), d, family = gaussian(), cluster = "la")
+  w1 <- suppressMessages(wild_boot(f1, "treated", conf_int = FALSE))
+  expect_equal(w1$variant, "CR3t")
+  expect_equal(w1$dropped, list(L1 = "only_L1"))
+  expect_match(w1$note, "without la = L1 dropped the column that cluster alone identifies (only_L1; 1 in all)",
+               all = FALSE, fixed = TRUE)
+  expect_equal(w1$std.error, sqrt(suppressMessages(vcov(f1, type = "CR3"))["treated", "treated"]), tolerance = 1e-8)
+  # the jackknife bootstraps run too (the same reduced leave-out fits)
+  wj <- suppressWarnings(wild_boot(f1, "treated", variant = "WCR33", B = 99, seed = 1, conf_int = FALSE))
+  expect_equal(wj$variant, "WCR33")
+  expect_equal(wj$std.error, w1$std.error, tolerance = 1e-8)
+  # `alias_L1` equals `treated` outside L1: without L1 the treatment itself
+  # is not identified, so the default falls back to WCU11 (and warns)
+  d$alias_L1 <- ifelse(d$la == "L1", 0, d$treated)
+  f3 <- sw_glmm(y ~ treated + since + alias_L1 + (1 | la), d, family = gaussian())
+  expect_warning(w3 <- wild_boot(f3, "treated", conf_int = FALSE), class = "sfpceval_few_clusters")
+  expect_equal(w3$variant, "WCU11")
+  expect_match(w3$note, "Without cluster la = L1 `treated` is not identified, so its leave-one-cluster-out fits in CR3t are not defined: WCU11 was used instead",
+               all = FALSE, fixed = TRUE)
+  expect_null(w3$dropped)
   # bad input
   expect_error(wild_boot(fit, "treated", variant = "CR3"), "variant")
   d2 <- d[d$la %in% c("L1", "L2"), ]
