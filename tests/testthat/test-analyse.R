@@ -1107,16 +1107,26 @@ test_that("analyse(): each wild bootstrap row says which test it ran", {
   res <- utils::read.csv(file.path(dir, "results.csv"), colClasses = "character")
   expect_identical(res$method[res$model == "fv_sw_days_plan_18m_wild"][1],
                    sprintf("CR3 t (G - 1 = %d df)", G - 1L))
-  # where the jackknife is not defined (an authority covariate only one
-  # authority has), wild_boot() falls back to a bootstrap, and the row says which
+  # where a leave-one-authority-out fit loses columns (covariate levels only
+  # one authority has, at 60 children per authority and year), that fit
+  # drops them and the CR3 t-test runs on the treatment, the note naming
+  # the columns
   xs <- simulate_sfp("family_valued", children_per_la_year = 60, seed = 1)
   ds <- design_family_valued(xs)
   ms <- protocol_models(ds)
   ms <- ms[ms$id %in% c("fv_sw_days_plan_18m_secondary", "fv_sw_days_plan_18m_wild"), ]
   as <- suppressWarnings(suppressMessages(analyse(xs, ds, models = ms, imputations = 0)))
   ws <- as$fits$fv_sw_days_plan_18m_wild
-  expect_false(inherits(ws, "wild_boot_t"))
-  expect_match(ws$note, "are not defined: WCU11 was used instead", all = FALSE)
+  expect_s3_class(ws, "wild_boot_t")
+  expect_true(length(ws$dropped) > 0L)
+  expect_match(ws$note, "dropped the columns that cluster alone identifies", all = FALSE, fixed = TRUE)
   expect_identical(as$results$method[as$results$model == "fv_sw_days_plan_18m_wild"],
-                   "wild bootstrap WCU11 (Webb weights)")
+                   sprintf("CR3 t (G - 1 = %d df)", G - 1L))
+  # where the treatment itself is lost without an authority, wild_boot()
+  # falls back to a bootstrap, and the method says which
+  db <- lmm_boot_data(seed = 6)
+  db$alias_L1 <- ifelse(db$la == "L1", 0, db$treated)
+  fb <- sw_glmm(y ~ treated + since + alias_L1 + (1 | la), db, family = gaussian())
+  wf <- suppressWarnings(wild_boot(fb, "treated", conf_int = FALSE))
+  expect_identical(wild_boot_method_(wf), "wild bootstrap WCU11 (Webb weights)")
 })
