@@ -1671,8 +1671,17 @@ profile_ci <- function(fit, j, level) {
 #' is Bell & McCaffrey's (2002) jackknife form) without the factor
 #' \eqn{(G-1)/G}, so it is \eqn{G/(G-1)} times this one. `tidy(fit, vcov =
 #' "CR3")` gives the t-tests against a t distribution with G - 1 degrees of
-#' freedom. When leaving a cluster out loses a fixed effect (e.g. LA fixed
-#' effects), CR3 is not defined and `vcov()` says which cluster. In a size
+#' freedom. When leaving a cluster out loses a fixed effect (a covariate
+#' that varies in one authority only, LA fixed effects), that leave-out fit
+#' drops, for that fit only, the columns that cluster alone identifies, and
+#' each coefficient that stays identified gets its estimate in the reduced
+#' fit as its jackknife estimate (the same whichever columns are dropped; as
+#' MacKinnon, Nielsen & Webb's CV3 with cluster fixed effects). A
+#' coefficient not identified without some cluster has no CR3: its row and
+#' column of `vcov()` are `NA` and a message names it and the cluster. The
+#' fit's `cr2$cr3` carries `dropped` (the columns dropped, by cluster) and
+#' `lost` (per coefficient, the clusters without which it is not
+#' identified). In a size
 #' simulation shaped like the Family Valued trial (5 authorities, a stepped
 #' wedge, 1,000 null data sets; `bench/sw_size.R`) this test rejected 4.3%
 #' (authority x step shocks) and 5.8% (random-intercept model true) of true

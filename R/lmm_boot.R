@@ -234,10 +234,32 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' (below); it says so in a message and the note. `"WCR11"` was the method
 #' before #13. `std.error` and `statistic` use the chosen variance (CR3 or
 #' CR1); the result also carries `variant`. Variants with a 3 need three
-#' clusters, and every fit without one cluster identified: when leaving a
-#' cluster out loses a coefficient, `"WCR11"` or `"WCU11"` is used instead
-#' (`"WCU11"` for `"CR3t"`, with the few-clusters warning) and the note
-#' says so. Mammen weights are enumerated (all
+#' clusters.
+#'
+#' **Leave-one-cluster-out fits that lose columns.** Without cluster g a
+#' column may not be identified: a covariate that varies in that authority
+#' only, a step indicator present in it alone, its own fixed effect. As
+#' MacKinnon, Nielsen & Webb (2023, "guide") do for CV3 with cluster fixed
+#' effects, that leave-out fit then drops, for that fit only, the columns
+#' that cluster alone identifies (the last ones in the columns' order that
+#' leave the rest identified, as `lm()` aliases later columns), and the
+#' jackknife uses the tested coefficient's estimate in the reduced fit. That
+#' is well defined when the coefficient stays identified without g: every
+#' solution of the leave-out fit's normal equations, whichever columns are
+#' dropped, gives it the same value (the value lme4's `lmer()` gives on those
+#' rows at the same variance components; it drops rank-deficient columns
+#' too). The dropped coefficients are held at the full fit's values, which
+#' also gives cluster g's jackknife residuals in the `"WC?3?"` bootstrap
+#' DGP. The result's `dropped` lists the columns dropped per cluster, and
+#' the note says so. Only when the tested coefficient itself is not
+#' identified without some cluster is the jackknife undefined: then
+#' `"WCR11"` or `"WCU11"` is used instead (`"WCU11"` for `"CR3t"`, with the
+#' few-clusters warning) and the note says so. In a size simulation with a
+#' covariate that varies in one of 5 authorities (`bench/lmm_cr3_lost.R`,
+#' 1,000 null data sets) the CR3 t-test rejected SIZE_SHOCKS (authority x
+#' step shocks) and SIZE_RI (random-intercept model true) at 5%.
+#'
+#' Mammen weights are enumerated (all
 #' 2^G vectors with their probabilities, G <= 12; `p_value` is then a
 #' probability and the result carries `draw_prob`).
 #'
@@ -299,6 +321,10 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' MacKinnon, J. G., Nielsen, M. Ø. and Webb, M. D. (2023). Fast and
 #' reliable jackknife and bootstrap methods for cluster-robust inference.
 #' *Journal of Applied Econometrics*, 38(5), 671-694.
+#'
+#' MacKinnon, J. G., Nielsen, M. Ø. and Webb, M. D. (2023). Cluster-robust
+#' inference: A guide to empirical practice. *Journal of Econometrics*,
+#' 232(2), 272-299.
 #'
 #' Canay, I. A., Santos, A. and Shaikh, A. M. (2021). The wild bootstrap
 #' with a "small" number of "large" clusters. *Review of Economics and

@@ -656,24 +656,24 @@ lmm_cr3 <- function(X, e, cl, unit, a, b, M, w = NULL, L = diag(ncol(X))) {
     wu <- if (is.null(w)) NULL else w[i][match(seq_len(max(un)), un)]
     cr2_cluster(X[i, , drop = FALSE], un, a, b, wu)$phi_inv(v)
   }
-  # s_g first (one column each), then A_g one cluster at a time: never all
-  # A_g at once (p x p x G); A summed directly (not solve(M))
-  sg <- vapply(seq_len(G), function(g) {
-    drop(crossprod(X[rows[[g]], , drop = FALSE], phi_inv(g, as.matrix(e[rows[[g]]]))))
-  }, double(p))
-  sg <- matrix(sg, p, G)
-  S <- rowSums(sg)
-  Ag <- function(g) {
+  # s_g and A_g in one pass over each cluster's rows (G matrices p x p: the
+  # clusters are the authorities); A summed directly, not solve(M), which
+  # loses kappa(M) digits that loo_reduced()'s null space needs
+  sg <- matrix(0, p, G)
+  Ags <- vector("list", G)
+  for (g in seq_len(G)) {
     Xg <- X[rows[[g]], , drop = FALSE]
-    crossprod(phi_inv(g, Xg), Xg)
+    PX <- phi_inv(g, cbind(Xg, e[rows[[g]]]))
+    sg[, g] <- crossprod(Xg, PX[, p + 1L])
+    Ags[[g]] <- crossprod(PX[, seq_len(p), drop = FALSE], Xg)
   }
-  A <- matrix(0, p, p)
-  for (g in seq_len(G)) A <- A + Ag(g)
+  S <- rowSums(sg)
+  A <- Reduce(`+`, Ags)
   D <- matrix(0, p, G)
   ok <- matrix(TRUE, ncol(L), G)
   dropped <- list()
   for (g in seq_len(G)) {
-    lo <- loo_reduced(A, Ag(g))
+    lo <- loo_reduced(A, Ags[[g]])
     D[, g] <- lo$inv %*% (S - sg[, g])
     if (length(lo$drop)) {
       dropped[[as.character(g)]] <- lo$drop

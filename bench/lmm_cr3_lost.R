@@ -11,18 +11,19 @@
 # six 6-month steps, go-live dates inside their steps, an LA random
 # intercept, LA x step shocks, child noise; no treatment effect), plus
 # `prog`: 1 for LA L5's children referred in its last two steps, 0
-# otherwise, with an effect of 0.3 on the outcome. The model is
+# otherwise, with an effect of 0.3 on the outcome (third argument). The model is
 # y ~ treated + factor(step) + prog + (1 | la). Rejection at 5% with its
 # Monte Carlo standard error (aim 3.5-6.5%), of: the CR3 t-test with G - 1 df
 # (the lost column dropped from L5's leave-out fit), the same test when
 # `prog` is left out of the model (no column lost; the effect of `prog` then
 # goes into the LA x step error), CR2 with Satterthwaite df, and the
 # jackknife bootstraps WCU31 / WCR33 (Webb, enumerated) on the same fits.
-#   nice Rscript bench/lmm_cr3_lost.R [reps] [shock_sd]
+#   nice Rscript bench/lmm_cr3_lost.R [reps] [shock_sd] [prog_effect]
 suppressMessages(pkgload::load_all(".", quiet = TRUE))
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args)) as.integer(args[1]) else 500L
 shock_sd <- if (length(args) > 1) as.numeric(args[2]) else 0.25
+prog_eff <- if (length(args) > 2) as.numeric(args[3]) else 0.3
 set.seed(20261204)
 las <- paste0("L", 1:5)
 start <- as.Date("2019-10-01")
@@ -39,7 +40,7 @@ sim_one <- function() {
   d$prog <- as.integer(d$la == "L5" & d$step >= 4L)
   u <- stats::rnorm(G, sd = 0.4)[match(d$la, las)]
   shock <- matrix(stats::rnorm(G * (G + 1), sd = shock_sd), G, G + 1)[cbind(match(d$la, las), d$step + 1L)]
-  d$y <- 0.05 * d$step + 0.3 * d$prog + u + shock + stats::rnorm(n)
+  d$y <- 0.05 * d$step + prog_eff * d$prog + u + shock + stats::rnorm(n)
   d
 }
 
@@ -49,7 +50,8 @@ rate <- function(rej) {
   sprintf("%5.1f%% (MC s.e. %.1f%%, %d data sets)", 100 * p, 100 * sqrt(p * (1 - p) / n), n)
 }
 
-cat(sprintf("%d null data sets, 5 LAs, LA x step shock SD %g; `prog` varies in L5 only\n", reps, shock_sd))
+cat(sprintf("%d null data sets, 5 LAs, LA x step shock SD %g; `prog` varies in L5 only, effect %g\n",
+            reps, shock_sd, prog_eff))
 t0 <- proc.time()[["elapsed"]]
 quiet <- function(expr) suppressMessages(withCallingHandlers(expr, sfpceval_few_clusters = function(w) invokeRestart("muffleWarning")))
 res <- t(replicate(reps, {
