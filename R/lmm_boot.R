@@ -248,9 +248,10 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' solution of the leave-out fit's normal equations, whichever columns are
 #' dropped, gives it the same value (the value lme4's `lmer()` gives on those
 #' rows at the same variance components; it drops rank-deficient columns
-#' too). The dropped coefficients are held at the full fit's values, which
-#' also gives cluster g's jackknife residuals in the `"WC?3?"` bootstrap
-#' DGP. The result's `dropped` lists the columns dropped per cluster, and
+#' too). The dropped coefficients are held at the full (unrestricted) fit's
+#' values, which also gives cluster g's jackknife residuals in the
+#' `"WC?3?"` bootstrap DGP (restricted: the leave-out fit with the tested
+#' coefficient at the null and the dropped ones at those values). The result's `dropped` lists the columns dropped per cluster, and
 #' the note says so. Only when the tested coefficient itself is not
 #' identified without some cluster is the jackknife undefined: then
 #' `"WCR11"` or `"WCU11"` is used instead (`"WCU11"` for `"CR3t"`, with the

@@ -588,7 +588,9 @@ lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL,
 # the reduced fit with the dropped coefficients held at the full fit's values
 # (an offset): its fitted values on the rows without g are those of every
 # solution, and it also predicts cluster g's rows (the jackknife residuals of
-# the bootstrap DGP) from the full fit's value of what only g identifies.
+# the bootstrap DGP) from the full fit's value of what only g identifies
+# (the unrestricted full fit's, also in the restricted DGP: lmm_jack_dgp()).
+# Reusable for any GLS/IRLS jackknife with per-cluster information matrices.
 #
 # loo_reduced(A, Ag): A = X'WX (all clusters, summed directly), Ag = cluster
 # g's X_g'W_g X_g. The null space by cr2_null_dirs() (the rule of the CR2
