@@ -18,13 +18,13 @@
 # `prog` is left out of the model (no column lost; the effect of `prog` then
 # goes into the LA x step error), CR2 with Satterthwaite df, and the
 # jackknife bootstraps WCU31 / WCR33 (Webb, enumerated) on the same fits.
-#   nice Rscript bench/lmm_cr3_lost.R [reps] [shock_sd] [prog_effect]
+#   nice Rscript bench/lmm_cr3_lost.R [reps] [shock_sd] [prog_effect] [seed]
 suppressMessages(pkgload::load_all(".", quiet = TRUE))
 args <- commandArgs(trailingOnly = TRUE)
 reps <- if (length(args)) as.integer(args[1]) else 500L
 shock_sd <- if (length(args) > 1) as.numeric(args[2]) else 0.25
 prog_eff <- if (length(args) > 2) as.numeric(args[3]) else 0.3
-set.seed(20261204)
+set.seed(if (length(args) > 3) as.integer(args[4]) else 20261204L)
 las <- paste0("L", 1:5)
 start <- as.Date("2019-10-01")
 go_live <- stats::setNames(start + 182 * (1:5) + c(74, 35, 53, 92, 21), las)

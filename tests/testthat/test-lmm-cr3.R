@@ -84,7 +84,7 @@ test_that("LMM CR3: invariant to shifting/scaling the outcome and row order; agr
   d2$y <- (d$y + 1e4) * 1000
   f2 <- sw_glmm(f, d2, family = gaussian(), cluster = "la")
   expect_equal(sqrt(diag(vcov(f2, type = "CR3")))[-1], 1000 * sqrt(diag(vcov(f0, type = "CR3")))[-1],
-               tolerance = 1e-6)
+               tolerance = 1e-8)
   o <- rev(seq_len(nrow(d)))
   f3 <- sw_glmm(f, d[o, ], family = gaussian(), cluster = "la")
   expect_equal(vcov(f3, type = "CR3"), vcov(f0, type = "CR3"), tolerance = 1e-8)
@@ -170,6 +170,21 @@ test_that("LMM CR3 when leave-one-cluster-out fits lose columns: the reduced fit
     expect_equal(names(wb$dropped), names(fit$cr2$cr3$dropped))
     expect_match(wb$note, "its jackknife estimate is its estimate in the reduced fit", all = FALSE, fixed = TRUE)
   }
+  # near-collinear but identified: the covariate with small noise (1e-4 of
+  # its SD) outside L2 is kept in every leave-out fit (no column dropped),
+  # and CR3 is the full-rank dense refits'
+  dn <- d
+  set.seed(9)
+  dn$z <- dn$z + ifelse(dn$la == "L2", 0, 1e-4 * sd(dn$since) * rnorm(nrow(dn)))
+  fn <- sw_glmm(cases[[1]]$f, dn, family = gaussian(), cluster = "la")
+  expect_length(fn$cr2$cr3$dropped, 0L)
+  Xn <- model.matrix(~ treated + since + z, dn)
+  Vn <- unname(vcov(fn, type = "CR3"))
+  refn <- unname(ref_cr3(Xn, dn$y, cl, diag(nrow(dn)) + cases[[1]]$phi(fn$theta)))
+  expect_equal(Vn[1:3, 1:3], refn[1:3, 1:3], tolerance = 1e-8)
+  # z's own entries: its information without L2 is about 1e-8 of the
+  # others', so both computations lose about 8 digits there (eps x kappa)
+  expect_equal(Vn, refn, tolerance = 1e-6)
   skip_if_not_installed("lme4")
   # lmer with the variance components fixed at sw_glmm's (relative SDs as
   # theta; optimizer = NULL: no optimisation) drops rank-deficient columns
