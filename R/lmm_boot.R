@@ -380,7 +380,7 @@ lmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRU
     if (length(short)) {
       to <- if (variant == "CR3t") "WCU11" else paste0(substr(variant, 1, 3), "11")
       fallback <- sprintf(paste0(
-        "Without cluster%s %s `%s` is not identified, so its leave-one-cluster-out fits in %s ",
+        "Without cluster%s %s `%s` is not identified, so the leave-one-cluster-out fits of %s ",
         "are not defined: %s was used instead."), if (length(short) > 1L) "s" else "",
         paste(names(fit$ngroups)[1], "=", clus[short], collapse = ", "), param, variant, to)
       variant <- to

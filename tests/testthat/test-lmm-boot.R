@@ -163,7 +163,7 @@ test_that("CR3 t-test: output, and what it does when the jackknife is not define
   f3 <- sw_glmm(y ~ treated + since + alias_L1 + (1 | la), d, family = gaussian())
   expect_warning(w3 <- wild_boot(f3, "treated", conf_int = FALSE), class = "sfpceval_few_clusters")
   expect_equal(w3$variant, "WCU11")
-  expect_match(w3$note, "Without cluster la = L1 `treated` is not identified, so its leave-one-cluster-out fits in CR3t are not defined: WCU11 was used instead",
+  expect_match(w3$note, "Without cluster la = L1 `treated` is not identified, so the leave-one-cluster-out fits of CR3t are not defined: WCU11 was used instead",
                all = FALSE, fixed = TRUE)
   expect_null(w3$dropped)
   # bad input
