@@ -1074,8 +1074,9 @@ wild_boot_method_ <- function(wb) {
 # The CR3 t-test with G - 1 df of a linear mixed model fitted with the
 # cluster (its parent row): tidy(fit, vcov = "CR3").
 run_cr3 <- function(row, ctx, k, cache, parent) {
-  # undefined when a fixed effect is identified by one authority alone (e.g.
-  # an authority covariate that only one authority has): a status, not a failure
+  # undefined when the term is not identified without some authority (a
+  # column only one authority identifies is dropped from that leave-out fit
+  # instead, loo_reduced()): a status, not a failure
   un <- c(parent$cr3_unidentified, parent$fit$cr2$cr3$lost[[row$term]])
   if (length(un)) {
     return(list(skip = sprintf(paste0("not run: the CR3 jackknife is not defined on these data (without %s = %s ",
