@@ -39,7 +39,9 @@
 #' @return Invisibly, an `sfp_report`: `dir`, `html` (path or `NA`), `csv`,
 #'   `png` (paths), `disclosure` (the masked cells, as in `disclosure.csv`),
 #'   `withheld` (figures and tables not written, with the reason),
-#'   `headline` (the primary estimates) and `manifest` (the path of
+#'   `headline` (each programme's primary estimates, then those of its
+#'   other strand, `analysis = "triangulation"`: the Family Safeguarding
+#'   stepped wedge, the Family Valued DiD) and `manifest` (the path of
 #'   `report_files.txt`, the list of files written, or `NA` where a file of
 #'   that name is not sfpceval's).
 #' @examples
@@ -125,7 +127,7 @@ print.sfp_report <- function(x, ...) {
     cat(sprintf("    %s: %s\n", x$withheld$item, x$withheld$reason), sep = "")
   }
   if (NROW(x$headline)) {
-    cat("\nPrimary estimates:\n")
+    cat("\nPrimary estimates, then the other strand's (triangulation):\n")
     print(x$headline, row.names = FALSE, right = TRUE)
   }
   invisible(x)
@@ -267,11 +269,16 @@ disclosure_listing_ <- function(tabs) {
   do.call(rbind, rows)
 }
 
+# The headline: each programme's primary estimates, then those of its other
+# strand (`analysis` "triangulation": the strand each protocol pools with its
+# own under "Triangulation of results"), in the plan's order within each.
 headline_table_ <- function(res) {
   if (is.null(res) || !nrow(res) || !"analysis" %in% names(res)) return(NULL)
-  h <- res[res$analysis %in% "primary", , drop = FALSE]
+  h <- res[res$analysis %in% c("primary", "triangulation"), , drop = FALSE]
   if ("status" %in% names(h)) h <- h[h$status %in% "ok", , drop = FALSE]
-  keep <- intersect(c("programme", "strand", "outcome", "term", "scale", "estimate",
+  prog <- if ("programme" %in% names(h)) match(h$programme, unique(h$programme)) else 0L
+  h <- h[order(prog, match(h$analysis, c("primary", "triangulation"))), , drop = FALSE]
+  keep <- intersect(c("programme", "strand", "analysis", "outcome", "term", "scale", "estimate",
                       "conf.low", "conf.high", "p.value"), names(h))
   h <- as.data.frame(h)[keep]
   class(h) <- "data.frame"
