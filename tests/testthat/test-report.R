@@ -477,3 +477,47 @@ test_that("the headline shows each programme's primary rows, then its triangulat
   h3 <- sfpceval:::headline_table_(res[res$analysis != "triangulation", ])
   expect_identical(h3$analysis, c("primary", "primary"))
 })
+
+test_that("a run that stops with an error lists what it wrote; the next run removes it", {
+  dir <- withr::local_tempdir()
+  flow <- data.frame(g = c("a", "b"), n = c(20L, 30L))
+  pw <- sw_power(p0 = 0.04, icc = 0.01566, effect = c(-0.02, -0.01))
+  a1 <- structure(list(results = data.frame(), fits = list(old_power = pw),
+                       tables = list(first = flow)), class = "sfp_analysis")
+  r1 <- report(a1, dir, html = FALSE)
+  writeLines("mine", file.path(dir, "my_table.csv"))
+  # a second plan whose CEM object is broken: report() stops at the balance
+  # figure, after writing its tables (results.csv and disclosure.csv again)
+  broken <- structure(list(imbalance = 1), class = "sfp_cem")
+  a2 <- structure(list(results = data.frame(), fits = list(broken = broken),
+                       tables = list(second = flow, results_by_la = flow)),
+                  class = "sfp_analysis")
+  expect_error(report(a2, dir, html = FALSE))
+  m <- read_manifest_(r1$manifest)
+  # the first run's entries, and the second run's tables with their size and
+  # md5 as written now (so they are not taken for files the user edited)
+  expect_true(all(c("first.csv", "power_old_power.png", "second.csv", "results_by_la.csv",
+                    "results.csv", "disclosure.csv") %in% m$file))
+  expect_false(anyDuplicated(m$file) > 0)
+  f <- file.path(dir, m$file)
+  expect_identical(m$md5, unname(tools::md5sum(f)))
+  expect_false("my_table.csv" %in% m$file)
+  # a third plan: every file of the first two runs goes, the user's stays
+  a3 <- structure(list(results = data.frame(), tables = list(third = flow)), class = "sfp_analysis")
+  msgs <- testthat::capture_messages(r3 <- report(a3, dir, html = FALSE))
+  expect_setequal(list.files(dir), c("third.csv", "results.csv", "disclosure.csv", "my_table.csv",
+                                     "report_files.txt"))
+  expect_false(any(grepl("kept", msgs)))
+  # figures: only files named as report() names them, modified since the run began
+  writeLines("x", file.path(dir, "bootstrap_fit.png"))
+  writeLines("x", file.path(dir, "holiday.png"))
+  old <- file.path(dir, "power_old.png")
+  writeLines("x", old)
+  Sys.setFileTime(old, Sys.time() - 3600)
+  since <- sfpceval:::figures_since_(dir, Sys.time() - 60)
+  expect_identical(basename(since), "bootstrap_fit.png")
+  # a manifest that is not sfpceval's is left alone after a stopped run too
+  writeLines("my list", file.path(dir, "report_files.txt"))
+  expect_error(suppressMessages(report(a2, dir, html = FALSE)))
+  expect_identical(readLines(file.path(dir, "report_files.txt")), "my list")
+})
