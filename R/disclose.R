@@ -79,7 +79,8 @@
 #'   method, whose result is a plain data frame; assigning into a disclosed
 #'   table (`x$col <- v`, `x[i, j] <- v`, `x[[col]] <- v`) returns a plain data
 #'   frame too. Either prints masked cells as `NA` and passes through
-#'   `disclose()` again before release.
+#'   `disclose()` again before release. Renaming columns (`names(x)[2] <-
+#'   "n"`) keeps the table disclosed and renames them in the mask and log.
 #'
 #' @param x A data frame of counts (long, with label columns, or wide, with a
 #'   count column per category), a matrix or `table` of counts, an exclusion
@@ -857,6 +858,25 @@ cbind.sfp_disclosed <- function(..., deparse.level = 1) {
 `$<-.sfp_disclosed` <- function(x, name, value) {
   x <- plain_df_(x)
   NextMethod()
+}
+
+# Renaming columns renames them in the mask and the log too.
+#' @export
+`names<-.sfp_disclosed` <- function(x, value) {
+  old <- names(x)
+  sup <- attr(x, "suppressed")
+  dis <- attr(x, "disclosure")
+  x <- NextMethod()
+  new <- names(x)
+  if (!is.null(sup) && ncol(sup) == length(new)) colnames(sup) <- new
+  if (length(old) == length(new)) {
+    dis$log$column <- new[match(dis$log$column, old)]
+    dis$counts <- new[match(dis$counts, old)]
+    dis$counts <- dis$counts[!is.na(dis$counts)]
+  }
+  attr(x, "suppressed") <- sup
+  attr(x, "disclosure") <- dis
+  x
 }
 
 # The arguments of rbind()/cbind() on disclosed tables: NULLs dropped, every

@@ -531,3 +531,23 @@ test_that("cbind() of disclosed tables with the same rows keeps every mask", {
   expect_error(cbind(d, d[1:2, "Total", drop = FALSE]), "of 4 and 2 rows")
   expect_error(cbind(d, d[, "Total", drop = FALSE]), "share column names \\(Total\\)")
 })
+
+test_that("renaming a disclosed table's columns renames them in its mask and log", {
+  tab <- data.frame(la = c("A", "B", "C", "Total"), control = c(25L, 4L, 30L, 59L),
+                    treated = c(22L, 18L, 35L, 75L), Total = c(47L, 22L, 65L, 134L))
+  d <- disclose(tab)
+  r <- d
+  names(r)[2] <- "ctrl"
+  expect_s3_class(r, "sfp_disclosed")
+  expect_identical(colnames(masked(r)), c("la", "ctrl", "treated", "Total"))
+  expect_identical(unname(masked(r)), unname(masked(d)))
+  expect_identical(disclosure_log(r)$column,
+                   sub("^control$", "ctrl", disclosure_log(d)$column))
+  # the log still follows the cells through a subset by the new names
+  s <- r[2:3, c("la", "ctrl")]
+  expect_identical(disclosure_log(s)$column, "ctrl")
+  expect_identical(sfpceval:::published_table_(s)$ctrl, c("[c]", "30"))
+  u <- stats::setNames(d, toupper(names(d)))
+  expect_setequal(disclosure_log(u)$column, c("CONTROL", "TREATED"))
+  expect_identical(attr(u, "disclosure")$counts, toupper(attr(d, "disclosure")$counts))
+})
