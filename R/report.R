@@ -314,7 +314,7 @@ headline_table_ <- function(res) {
   if (is.null(res) || !nrow(res) || !"analysis" %in% names(res)) return(NULL)
   h <- res[res$analysis %in% c("primary", "triangulation"), , drop = FALSE]
   if ("status" %in% names(h)) h <- h[h$status %in% "ok", , drop = FALSE]
-  prog <- if ("programme" %in% names(h)) match(h$programme, unique(h$programme)) else 0L
+  prog <- if ("programme" %in% names(h)) match(h$programme, unique(h$programme)) else rep(0L, nrow(h))
   h <- h[order(prog, match(h$analysis, c("primary", "triangulation"))), , drop = FALSE]
   keep <- intersect(c("programme", "strand", "analysis", "outcome", "term", "scale", "estimate",
                       "conf.low", "conf.high", "p.value"), names(h))

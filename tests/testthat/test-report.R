@@ -476,6 +476,10 @@ test_that("the headline shows each programme's primary rows, then its triangulat
   # a table without triangulation rows: the primary rows alone, as before
   h3 <- sfpceval:::headline_table_(res[res$analysis != "triangulation", ])
   expect_identical(h3$analysis, c("primary", "primary"))
+  # a results table without a programme column (edited by hand)
+  h4 <- sfpceval:::headline_table_(res[names(res) != "programme"])
+  expect_identical(h4$analysis, c("primary", "primary", "triangulation", "triangulation"))
+  expect_identical(h4$estimate, h$estimate)
 })
 
 test_that("a run that stops with an error lists what it wrote; the next run removes it", {
