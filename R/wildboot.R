@@ -62,8 +62,18 @@
 #' with \eqn{\pi_g = N_g/N}, no refitting per draw. For the logit the
 #' restricted fit absorbs the fixed effects inside IRLS (the param row of
 #' \eqn{H^{-1}} by Frisch-Waugh-Lovell). The confidence interval inverts
-#' this test in r: each p(r) is one restricted refit, found on a grid and by
-#' bisection to \eqn{10^{-6}} standard errors (`conf_int = FALSE` skips it).
+#' this test in r with the same weight vectors at every r, found on a grid and
+#' by bisection to \eqn{10^{-6}} standard errors (`conf_int = FALSE` skips
+#' it). Each p(r) is a restricted refit started from the nearest one already
+#' made moved along its tangent (by the implicit function theorem on the
+#' restricted score equations), so it takes one or two IRLS (Newton) steps
+#' and ends where a refit from the data ends, to the optimiser's tolerance;
+#' the grid is tested outward only up to its first rejection, and inside a
+#' bracket of refits 0.01 standard errors wide the cluster contributions are
+#' interpolated (quadratic through the bracket's ends and the nearest other
+#' refit; a is smooth in r, so the error is far below the \eqn{10^{-6}}
+#' standard errors of the limits). `refits` in the result counts the
+#' restricted refits.
 #'
 #' @param fit A [did_fit()] object (any family), or a
 #'   binomial [sw_glmm()] fit.
@@ -84,7 +94,9 @@
 #'   `conf_int`, `level`, `B`, `enumerated`, `weights`, `p_min` (smallest
 #'   attainable p-value with ties counted), `note`, `tstar` (bootstrap t at r)
 #'   and `method`; for a binomial [sw_glmm()] fit also `scores` (cluster x
-#'   parameter), `restricted` (the restricted estimates at r) and `refits`.
+#'   parameter), `restricted` (the restricted estimates at r) and `refits`;
+#'   for a logit or conditional logit [did_fit()] also `refits` (the number of
+#'   restricted refits).
 #' @examples
 #' set.seed(1)
 #' d <- expand.grid(child = 1:30, la = letters[1:6], year = 2015:2019)
