@@ -785,8 +785,13 @@ irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
     v <- mu * (1 - mu)
     wv <- ww * v
     z <- eta - off + (y - mu) / v
-    Zt <- absorb(cbind(X, z), wv)
-    res <- .Call(ffi_wls, Zt[, seq_len(k), drop = FALSE], Zt[, k + 1L], wv, 1e-7)
+    # X and z absorbed apart (column by column as together, without an
+    # n x (k + 1) copy); one absorption that hit its limit counts once
+    failed <- fe_failed
+    Xa <- absorb(X, wv)
+    za <- absorb(z, wv)
+    fe_failed <- failed + (fe_failed > failed)
+    res <- .Call(ffi_wls, Xa, as.vector(za), wv, 1e-7)
     eta_new <- z - res$resid + off
     b_new <- res$coef
     mu_new <- inv_logit(eta_new)
@@ -814,7 +819,8 @@ irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
   # the design demeaned at the final working weights, its QR and the bread
   wv <- ww * mu * (1 - mu)
   keep <- !is.na(b)
-  Xt <- absorb(cbind(X[, keep, drop = FALSE], extra), wv)
+  Xk <- if (all(keep)) X else X[, keep, drop = FALSE]
+  Xt <- absorb(if (is.null(extra)) Xk else cbind(Xk, extra), wv)
   fin <- .Call(ffi_wls, Xt, rep(0, n), wv, 1e-7)
   status <- optim_status(conv && !fe_failed, it, sprintf("%s; relative deviance change %s tol = %g%s%s",
                                            if (conv) "converged" else "iteration limit reached",

@@ -268,9 +268,10 @@ score_boot <- function(fit, param, draws, level, r, want_ci = TRUE, keep_starts 
   failed <- NULL
   made <- list()
   got <- list(r = numeric(), a = list())
+  parts <- if (logit) logit_score_parts(fit, param)
   a_of <- function(rr) {
     near <- if (length(made)) made[[which.min(abs(vapply(made, `[[`, 0, "r") - rr))]]
-    a <- if (logit) logit_score_contrib(fit, param, rr, start = near) else
+    a <- if (logit) logit_score_contrib(fit, param, rr, start = near, parts = parts) else
       clogit_score_contrib(fit, param, rr, start = near)
     made <<- c(if (logit) utils::tail(made, keep_starts - 1L) else made, list(attr(a, "start")))
     refits <<- refits + 1L
@@ -392,32 +393,39 @@ invert_grid_lazy <- function(accept, grid) {
 # x_param, P the working-weighted projection on the other columns and the
 # fixed effects, i.e. Xt m / m_param with m = M[, param] (the partitioned
 # inverse), and d coef / dr = m_(-param) / m_param. From a start that close
-# IRLS takes one step (two from a start moved by the offset alone).
-logit_score_contrib <- function(fit, param, r, start = NULL) {
-  X <- fit$X_raw
-  j <- match(param, colnames(X))
+# IRLS takes one step (two from a start moved by the offset alone). `parts`:
+# logit_score_parts(), made once per inversion.
+logit_score_contrib <- function(fit, param, r, start = NULL, parts = logit_score_parts(fit, param)) {
   ctrl <- fit$ctrl %||% did_control()
   w <- fit$weights
   ww <- if (is.null(w)) 1 else w
   dr <- if (is.null(start)) 0 else r - start$r
+  xj <- parts$xj
   # param's column demeaned with the others at the final working weights
   # (last in Xt and the bread): the bread of the full design, M[, param]
-  rf <- irls_fe(fit$y, X[, -j, drop = FALSE], local_codes(fit$fe), fit$fe$nlev, w,
-                offset = r * X[, j], ctrl = ctrl,
-                eta_start = if (!is.null(start)) start$eta + dr * (start$tangent %||% X[, j]),
+  rf <- irls_fe(fit$y, parts$X_other, parts$codes, fit$fe$nlev, w,
+                offset = r * xj, ctrl = ctrl,
+                eta_start = if (!is.null(start)) start$eta + dr * (start$tangent %||% xj),
                 coef_start = if (!is.null(start$tangent)) start$coef + dr * start$dcoef,
-                extra = X[, j])
+                extra = xj)
   q <- ncol(rf$Xt)
   if (ncol(rf$bread) < q) {
     stop_arg("param", sprintf("`%s` is collinear with the other columns and fixed effects at the restricted fit (r = %g)", param, r))
   }
   m <- rf$bread[, q]
-  S <- rowsum(rf$Xt * (ww * (fit$y - rf$mu)), fit$cluster, reorder = TRUE)
-  dcoef <- rep(NA_real_, ncol(X) - 1L)
+  xm <- drop(rf$Xt %*% m)                                     # a_g = sum_(i in g) xm_i w_i (y_i - mu_i)
+  a <- rowsum(xm * (ww * (fit$y - rf$mu)), fit$cluster, reorder = TRUE)[, 1]
+  dcoef <- rep(NA_real_, ncol(parts$X_other))
   dcoef[rf$keep] <- m[-q] / m[q]
-  structure(drop(S %*% m), convergence = rf$convergence,
-            start = list(r = r, eta = rf$eta, coef = rf$coef, tangent = drop(rf$Xt %*% m) / m[q],
-                         dcoef = dcoef))
+  structure(unname(a), convergence = rf$convergence,
+            start = list(r = r, eta = rf$eta, coef = rf$coef, tangent = xm / m[q], dcoef = dcoef))
+}
+
+# What every restricted logit refit of param uses, made once per inversion:
+# the other columns, param's column and the fixed-effect codes.
+logit_score_parts <- function(fit, param) {
+  j <- match(param, colnames(fit$X_raw))
+  list(X_other = fit$X_raw[, -j, drop = FALSE], xj = fit$X_raw[, j], codes = local_codes(fit$fe))
 }
 
 # a_g(r) for a conditional logit did_fit(): restricted Newton fit, then the
