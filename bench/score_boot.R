@@ -11,9 +11,12 @@
 #            inside 0.01 se brackets interpolated;
 #   exact    the same warm starts, a refit at every r the inversion asks for
 #            (score_boot(interp = 0), the full grid);
-#   previous the former path: each refit started from the nearest one's
-#            linear predictor with only the offset moved to r;
-#   cold     every refit IRLS from the data.
+#   former   the code before this change, verbatim (logit_score_contrib_former()
+#            below, on the same irls_fe()): each refit started from the
+#            nearest one's linear predictor with only the offset moved to r,
+#            the full grid, a refit at every r;
+#   cold     the former code with every refit IRLS from the data (the path
+#            before any warm start).
 # Prints CPU time, refits, the ratio, the limits (differences in standard
 # errors) and the peak R heap of each.
 # Run from the package root:  nice Rscript bench/score_boot.R [quick]
@@ -56,19 +59,38 @@ invert_with <- function(contrib) {
   ci <- invert_test(pv, beta, se, 0.05)
   list(conf_int = ci, refits = n)
 }
-previous <- function() {
+# the former a_g(r), verbatim: the full design demeaned again and a second
+# QR after the restricted IRLS, n x k products for the scores
+logit_score_contrib_former <- function(fit, param, r, start = NULL) {
+  X <- fit$X_raw
+  j <- match(param, colnames(X))
+  ctrl <- fit$ctrl %||% did_control()
+  w <- fit$weights
+  ww <- if (is.null(w)) 1 else w
+  codes0 <- local_codes(fit$fe)
+  rf <- irls_fe(fit$y, X[, -j, drop = FALSE], codes0, fit$fe$nlev, w,
+                offset = r * X[, j], ctrl = ctrl,
+                eta_start = if (!is.null(start)) start$eta + (r - start$r) * X[, j])
+  mu <- rf$mu
+  wv <- ww * mu * (1 - mu)
+  Xt <- if (length(codes0)) .Call(ffi_demean, X, codes0, fit$fe$nlev, wv, ctrl$tol, ctrl$maxit) else X
+  M <- .Call(ffi_wls, Xt, rep(0, nrow(Xt)), wv, 1e-7)$bread
+  S <- rowsum(Xt * (ww * (fit$y - mu)), fit$cluster, reorder = TRUE)
+  structure(drop(S %*% M[, j]), convergence = rf$convergence, eta = rf$eta)
+}
+former <- function() {
   made <- list()
   invert_with(function(r) {
     near <- if (length(made)) made[[which.min(abs(vapply(made, `[[`, 0, "r") - r))]]
-    a <- logit_score_contrib(f, "treated", r, start = near)
-    made[[length(made) + 1L]] <<- list(r = r, eta = attr(a, "start")$eta)
+    a <- logit_score_contrib_former(f, "treated", r, start = near)
+    made[[length(made) + 1L]] <<- list(r = r, eta = attr(a, "eta"))
     a
   })
 }
 res <- list(new = run(suppressMessages(wild_boot(f, "treated", seed = seed))),
             exact = run(score_boot(f, "treated", draws, 0.95, 0, interp = 0)),
-            previous = run(previous()))
-if (!quick) res$cold <- run(invert_with(function(r) logit_score_contrib(f, "treated", r)))
+            former = run(former()))
+if (!quick) res$cold <- run(invert_with(function(r) logit_score_contrib_former(f, "treated", r)))
 ref <- res$exact$value$conf_int
 cat(sprintf("score bootstrap interval (9,999 Webb draws), estimate %.6f, se %.6f\n", beta, se))
 for (k in names(res)) {
