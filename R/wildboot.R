@@ -111,7 +111,7 @@ wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", 
              "use perm_test() for few-cluster inference, or the authority intercept alone `(1 | la)`.")
   }
   if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int, ...))
-  if (inherits(fit, "sw_glmm")) return(glmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int))
+  if (inherits(fit, "sw_glmm")) return(glmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int, ...))
   if (!is.character(param) || length(param) != 1L || !param %in% names(fit$coefficients)) {
     got <- if (is.character(param)) paste0("\"", paste(param, collapse = ", "), "\"") else describe_value(param)
     stop_arg("param", sprintf("must name one coefficient of the fit (got %s)", got),
@@ -375,8 +375,237 @@ score_boot_test <- function(a, pig, V, estimate) {
        tstar = tst)
 }
 
+# wild_boot() on a binomial sw_glmm() fit: `variant` "auto" (the default),
+# "CR3t" or "score". "auto" is the CR3 t-test with G - 1 df below
+# glmm_boot_min_clusters_ clusters, where the score bootstrap did not hold
+# its size (bench/glmm_size.R), and the score bootstrap from there. When a
+# leave-one-cluster-out fit does not identify `param`, the CR3 t-test is not
+# defined: the score bootstrap runs instead, with a warning, and its
+# `method` says why.
+glmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE,
+                           variant = "auto", ...) {
+  extra <- list(...)
+  if (length(extra)) {
+    stop_arg(names(extra)[1] %||% "...", "is not an argument of wild_boot() for a binomial GLMM",
+             "the GLMM bootstrap takes param, weights, B, level, r, seed, conf_int and variant.")
+  }
+  variant <- match_choice(variant, c("auto", glmm_boot_variants_), "variant")
+  d <- fit$cells
+  if (is.null(d)) stop_arg("fit", "must be a binomial sw_glmm() fit")
+  j <- match(param, colnames(d$X))
+  if (!is.character(param) || length(param) != 1L || is.na(j)) {
+    stop_arg("param", sprintf("must name one coefficient of the fit (got \"%s\")", paste(param, collapse = ", ")),
+             sprintf("use one of: %s.", paste(colnames(d$X), collapse = ", ")))
+  }
+  G <- length(d$cstart) - 1L
+  asked <- variant
+  if (variant == "auto") variant <- if (G < glmm_boot_min_clusters_) "CR3t" else "score"
+  fallback <- NULL
+  if (variant == "CR3t") {
+    jk <- if (G >= 3L) glmm_jackknife(fit, j) else list(unidentified = integer(0), few = TRUE)
+    if (is.null(jk$unidentified)) {
+      out <- glmm_cr3_t(fit, jk, param, level, r)
+      if (asked == "auto") {
+        out$note <- c(out$note, glmm_cr3_t_note_(G, weights))
+        message(sprintf(paste0("wild_boot(): with G = %d clusters (fewer than %d) the GLMM score bootstrap does not ",
+                               "hold its size, so this is the CR3 t-test with G - 1 df (see the note and ?wild_boot)."),
+                        G, glmm_boot_min_clusters_))
+      }
+      return(out)
+    }
+    fallback <- if (isTRUE(jk$few)) sprintf("the CR3 t-test needs at least 3 clusters (the fit has %d)", G) else
+      sprintf("the CR3 t-test is not defined: without %s `%s` is not identified",
+              paste(fit$info$groups[1], "=", fit$info$levels[jk$unidentified], collapse = ", "), param)
+    variant <- "score"
+  }
+  out <- glmm_score_boot(fit, j, param, weights, B, level, r, seed, conf_int)
+  out$variant <- "score"
+  if (!is.null(fallback)) {
+    out$method <- sprintf("%s, as %s", out$method, fallback)
+    out$note <- c(out$note, paste0("The score bootstrap was used because ", fallback, "."))
+  }
+  if (G < glmm_boot_min_clusters_) {
+    sz <- glmm_score_size_note_(G)
+    out$note <- c(out$note, sz)
+    glmm_few_clusters_warn_(G, fallback, sz)
+  }
+  out
+}
+
+# The variants of wild_boot() for a binomial GLMM, and the number of clusters
+# from which "auto" is the score bootstrap (below it, the CR3 t-test).
+glmm_boot_variants_ <- c("CR3t", "score")
+glmm_boot_min_clusters_ <- 10L
+
+# Rejection rates (%) of true nulls at 5% in bench/glmm_size.R (null data
+# shaped like the Family Valued trial: one authority going live per step,
+# the random-intercept logit true; Monte Carlo s.e. in the roxygen), by
+# number of authorities.
+glmm_boot_size_ <- data.frame(G = c(5L, 6L, 8L, 10L), reps = c(1000L, 300L, 300L, 300L),
+                              CR3t = c(NA, NA, NA, NA), score = c(9.0, NA, NA, NA))
+
+glmm_size_of_ <- function(G, variant) {
+  row <- glmm_boot_size_[glmm_boot_size_$G == 5L, ]
+  row[[variant]]
+}
+
+glmm_score_size_note_ <- function(G) {
+  sprintf(paste0(
+    "With G = %d clusters (fewer than %d) the GLMM score bootstrap does not hold its size: in a size simulation ",
+    "shaped like the Family Valued trial (5 authorities, one going live per step, the model true) it rejected ",
+    "%.1f%% of true nulls at 5%%, the CR3 t-test (variant = \"CR3t\", the default there) %.1f%%. ",
+    "Read it as a sensitivity analysis."),
+    G, glmm_boot_min_clusters_, glmm_size_of_(5L, "score"), glmm_size_of_(5L, "CR3t"))
+}
+
+glmm_cr3_t_note_ <- function(G, weights) {
+  sprintf(paste0(
+    "With G = %d clusters (fewer than %d) the GLMM score bootstrap does not hold its size, so this is the t-test ",
+    "with the CR3 (leave-one-cluster-out jackknife) standard error and G - 1 = %d df: in a size simulation shaped ",
+    "like the Family Valued trial (5 authorities) it rejected %.1f%% of true nulls at 5%%, the score bootstrap ",
+    "%.1f%%. variant = \"score\" gives the score bootstrap (as a sensitivity analysis)%s."),
+    G, glmm_boot_min_clusters_, G - 1L, glmm_size_of_(5L, "CR3t"), glmm_size_of_(5L, "score"),
+    if (weights != "webb") sprintf("; `weights = \"%s\"` is not used by the t-test", weights) else "")
+}
+
+# Warn (class "sfpceval_few_clusters") when the GLMM score bootstrap runs
+# with fewer clusters than its size held for: asked for, or because the CR3
+# t-test is not defined (`fallback` says why).
+glmm_few_clusters_warn_ <- function(G, fallback, size_note) {
+  msg <- sprintf("wild_boot(): %d clusters: %s%s\nFix: %s", G,
+                 if (!is.null(fallback)) paste0(fallback, ", so the score bootstrap was used. ") else "",
+                 size_note,
+                 if (!is.null(fallback)) "perm_test() on the go-live dates is exact; or drop the covariate that only that authority identifies." else
+                   "the default variant = \"auto\" gives the CR3 t-test with G - 1 df; perm_test() on the go-live dates is exact.")
+  warning(structure(class = c("sfpceval_few_clusters", "warning", "condition"),
+                    list(message = msg, call = NULL)))
+  invisible(TRUE)
+}
+
+# The CR3 t-test with G - 1 df for coefficient `param` of a binomial GLMM
+# (variant "CR3t"): the jackknife variance (G - 1) / G sum_g (b_(g) - b)^2,
+# b_(g) the maximum likelihood estimate without cluster g (glmm_jackknife()),
+# the statistic (b - r) / se against t(G - 1), the interval b -+ t_{G-1} se.
+# The fields of a bootstrap result, with df, no draws (B = 0, tstar NULL).
+glmm_cr3_t <- function(fit, jk, param, level, r) {
+  G <- length(jk$beta)
+  beta <- unname(fit$coefficients[[param]])
+  se <- sqrt((G - 1) / G * sum((jk$beta - beta)^2))
+  tt <- (beta - r) / se
+  q <- stats::qt(1 - (1 - level) / 2, G - 1)
+  p <- 2 * stats::pt(-abs(tt), G - 1)
+  note <- if (length(jk$dropped)) {
+    sprintf("Leave-one-out fits without %s left out the column%s they do not identify (%s); `%s` is identified in each.",
+            paste(fit$info$groups[1], "=", fit$info$levels[as.integer(names(jk$dropped))], collapse = ", "),
+            if (length(unique(unlist(jk$dropped))) > 1L) "s" else "",
+            paste(unique(unlist(jk$dropped)), collapse = ", "), param)
+  }
+  structure(list(
+    estimate = beta, statistic = tt, p_value = p, p_value_geq = p, conf_int = beta + c(-1, 1) * q * se,
+    tstar = NULL, df = G - 1L, std.error = se, variant = "CR3t", jackknife = jk$beta,
+    refits = list(n = G, iterations = jk$iterations),
+    method = sprintf(paste0("t-test with the CR3 (leave-one-cluster-out jackknife) standard error and G - 1 = %d df ",
+                            "for the binomial GLMM (%s)"), G - 1L, fit$method),
+    param = param, weights = NA_character_, B = 0L, enumerated = FALSE, level = level, null = r,
+    n_clusters = G, p_min = 0, note = note), class = c("wild_boot_t", "wild_boot"))
+}
+
+# Leave-one-cluster-out maximum likelihood fits of a binomial sw_glmm():
+# for each cluster g, the fit on the cells of the other clusters, started
+# from the full fit (its estimates, and its conditional modes for the
+# clusters kept), by Newton's method (binom_newton()) over beta and sigma;
+# when sigma is fixed, the full fit is at the boundary (sigma = 0) or the
+# refit reaches it, binom_estimate() decides with its boundary rule. Columns
+# that are linear combinations of others without cluster g (e.g. a
+# covariate level only that cluster has) are left out of that fit, which
+# leaves the estimate of column j unchanged when j is identified (its column
+# not in the span of the others); when it is not, g is listed in
+# `unidentified` (NULL when every fit identifies j). Returns beta (b_(g) of
+# column j), dropped (names of the columns left out, by cluster), iterations
+# and the convergence failures (one warning).
+glmm_jackknife <- function(fit, j) {
+  d <- fit$cells
+  ctrl <- fit$ctrl
+  p <- ncol(d$X)
+  G <- length(d$cstart) - 1L
+  th <- fit$theta
+  sig_free <- is.null(fit$info$sigma_fixed) && !isTRUE(fit$boundary) && th[p + 1L] > 0
+  d$rows <- binom_rows(d$X)
+  mode <- if (sig_free) binom_eval(d, th[1:p], th[p + 1L], 0L, double(0))$mode
+  beta <- double(G)
+  dropped <- list()
+  unidentified <- integer(0)
+  failed <- list()
+  iters <- 0L
+  for (g in seq_len(G)) {
+    drop_rows <- seq_len(d$cstart[g + 1L] - d$cstart[g]) + d$cstart[g]
+    X <- d$X[-drop_rows, , drop = FALSE]
+    cols <- glmm_identified_cols(X, j)
+    if (is.null(cols)) {
+      unidentified <- c(unidentified, g)
+      next
+    }
+    if (length(cols) < p) dropped[[as.character(g)]] <- colnames(d$X)[setdiff(seq_len(p), cols)]
+    dg <- list(X = X[, cols, drop = FALSE], s = d$s[-drop_rows], n = d$n[-drop_rows],
+               cstart = c(0L, cumsum(diff(d$cstart)[-g])), gh = d$gh, u0 = double(0))
+    jj <- match(j, cols)
+    rf <- glmm_refit_without(dg, fit, cols, if (sig_free) mode[-g], ctrl)
+    iters <- iters + rf$iterations
+    if (!rf$conv$converged) failed[[length(failed) + 1L]] <- rf$conv
+    beta[g] <- rf$theta[jj]
+  }
+  if (length(failed)) {
+    warn_not_converged(sprintf("wild_boot(): %d of %d leave-one-cluster-out refits of the CR3 jackknife (the first)",
+                               length(failed), G), failed[[1L]],
+                       "merge sparse categories, or check for a covariate that (nearly) separates the outcome.")
+  }
+  list(beta = beta, dropped = dropped, iterations = iters,
+       unidentified = if (length(unidentified)) unidentified)
+}
+
+# The columns of X to keep so that every kept column is linearly independent
+# of the others kept, with column j kept if it is identified (its column not
+# in the span of the others): qr() with column j last keeps it only then.
+# NULL when j is not identified; all columns when X has full rank.
+glmm_identified_cols <- function(X, j) {
+  p <- ncol(X)
+  if (glmm_full_rank(X)) return(seq_len(p))
+  ord <- c(setdiff(seq_len(p), j), j)
+  q <- qr(X[, ord, drop = FALSE])
+  kept <- ord[q$pivot[seq_len(q$rank)]]
+  if (!j %in% kept) return(NULL)
+  sort(kept)
+}
+
+# One leave-one-cluster-out fit (cells dg, the columns `cols` of the full
+# fit): Newton's method from the full fit's estimates and modes (mode0; NULL
+# when sigma is fixed or at the boundary), or binom_estimate() with its
+# boundary rule when sigma is not free or Newton ends at (or near) sigma = 0.
+glmm_refit_without <- function(dg, fit, cols, mode0, ctrl) {
+  p <- ncol(fit$cells$X)
+  k <- length(cols)
+  dg$rows <- binom_rows(dg$X)
+  th0 <- c(fit$theta[cols], fit$theta[p + 1L])
+  if (!is.null(mode0)) {
+    dg$u0 <- mode0
+    nw <- binom_newton(dg, th0, seq_len(k + 1L), ctrl, hessian_last = FALSE)
+    if (abs(nw$theta[k + 1L]) >= ctrl$boundary_tol) {
+      conv <- optim_status(nw$converged && !isTRUE(nw$cur$fail == 1L), nw$iterations, nw$message)
+      return(list(theta = nw$theta, conv = conv, iterations = nw$iterations))
+    }
+    dg$u0 <- double(0)
+  }
+  info <- fit$info
+  info$trt_info <- NULL
+  info$levels <- seq_len(length(dg$cstart) - 1L)
+  rf <- suppressWarnings(suppressMessages(
+    binom_estimate(dg, info, ctrl, start = th0, se = FALSE,
+                   start0 = if (!is.null(fit$theta0)) fit$theta0[cols])))
+  list(theta = rf$theta, conv = rf$convergence, iterations = rf$iterations)
+}
+
 # The score bootstrap for the stepped-wedge GLMM (`vignette("methods")`,
-# section 3): the scores of each cluster's integrated (Laplace / AGQ)
+# section 3; variant "score"): the scores of each cluster's integrated (Laplace / AGQ)
 # log-likelihood at the fit restricted to param = r, and the Hessian of the
 # whole integrated log-likelihood there. The interval inverts the test in r
 # with the same draws at every r; each p(r) is a restricted refit started
@@ -387,13 +616,8 @@ score_boot_test <- function(a, pig, V, estimate) {
 # linearly between them (a is smooth in r: the error is of order
 # (0.02 se)^2 times its curvature, far below the tolerance), so the last
 # bisection steps cost no refit.
-glmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TRUE) {
+glmm_score_boot <- function(fit, j, param, weights, B, level, r, seed, conf_int = TRUE) {
   d <- fit$cells
-  if (is.null(d)) stop_arg("fit", "must be a binomial sw_glmm() fit")
-  j <- match(param, colnames(d$X))
-  if (is.na(j)) {
-    stop_arg("param", sprintf("must name one coefficient of the fit (got \"%s\")", param))
-  }
   G <- length(d$cstart) - 1L
   rs <- glmm_restricted(fit, j)
   draws <- boot_draws(G, weights, B, seed)
@@ -418,15 +642,7 @@ glmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TR
                                length(failed), res$refits$n), failed[[1L]],
                        "merge sparse categories, or check for a covariate that (nearly) separates the outcome.")
   }
-  out <- finish_boot(res, draws, param, weights, level, r, G)
-  if (G <= 6L) {
-    out$note <- paste(c(out$note, sprintf(paste0(
-      "With G = %d clusters the GLMM score bootstrap does not hold its size: in a simulation shaped like ",
-      "the Family Valued trial (5 authorities, one going live per step, the model true) it rejected 9.0%% ",
-      "of true nulls at 5%% and its 95%% interval covered 90-91%%. Read it as a sensitivity analysis; ",
-      "the permutation test (perm_test()) is the reference."), G)), collapse = " ")
-  }
-  out
+  finish_boot(res, draws, param, weights, level, r, G)
 }
 
 # Restricted fits of a binomial sw_glmm() with coefficient j held at r
