@@ -406,7 +406,7 @@ glmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TR
     if (is.null(jk$unidentified)) {
       out <- glmm_cr3_t(fit, jk, param, level, r)
       if (asked == "auto") {
-        out$note <- c(out$note, glmm_cr3_t_note_(G, weights))
+        out$note <- paste(c(out$note, glmm_cr3_t_note_(G, weights)), collapse = " ")
         message(sprintf(paste0("wild_boot(): with G = %d clusters (fewer than %d) the GLMM score bootstrap does not ",
                                "hold its size, so this is the CR3 t-test with G - 1 df (see the note and ?wild_boot)."),
                         G, glmm_boot_min_clusters_))
@@ -422,11 +422,11 @@ glmm_wild_boot <- function(fit, param, weights, B, level, r, seed, conf_int = TR
   out$variant <- "score"
   if (!is.null(fallback)) {
     out$method <- sprintf("%s, as %s", out$method, fallback)
-    out$note <- c(out$note, paste0("The score bootstrap was used because ", fallback, "."))
+    out$note <- paste(c(out$note, paste0("The score bootstrap was used because ", fallback, ".")), collapse = " ")
   }
   if (G < glmm_boot_min_clusters_) {
     sz <- glmm_score_size_note_(G)
-    out$note <- c(out$note, sz)
+    out$note <- paste(c(out$note, sz), collapse = " ")
     glmm_few_clusters_warn_(G, fallback, sz)
   }
   out
