@@ -495,7 +495,8 @@ glmm_cr3_t <- function(fit, jk, param, level, r) {
   q <- stats::qt(1 - (1 - level) / 2, G - 1)
   p <- 2 * stats::pt(-abs(tt), G - 1)
   note <- if (length(jk$dropped)) {
-    sprintf("Leave-one-out fits without %s left out the column%s they do not identify (%s); `%s` is identified in each.",
+    sprintf(paste0("Leave-one-out fits without %s left out the column%s they do not identify or that separate the outcome ",
+                   "(%s; the latter with their cells, the limit of the fit); `%s` is identified in each."),
             paste(fit$info$groups[1], "=", fit$info$levels[as.integer(names(jk$dropped))], collapse = ", "),
             if (length(unique(unlist(jk$dropped))) > 1L) "s" else "",
             paste(unique(unlist(jk$dropped)), collapse = ", "), param)
@@ -532,22 +533,30 @@ glmm_jackknife <- function(fit, j) {
   sig_free <- is.null(fit$info$sigma_fixed) && !isTRUE(fit$boundary) && th[p + 1L] > 0
   d$rows <- binom_rows(d$X)
   mode <- if (sig_free) binom_eval(d, th[1:p], th[p + 1L], 0L, double(0))$mode
+  separated <- glmm_separation(d, j)
+  cl <- d$cell_cluster
+  # per-cluster X'X: their sum without g decides the rank
+  XX <- lapply(seq_len(G), function(h) crossprod(d$X[cl == h, , drop = FALSE]))
   beta <- double(G)
   dropped <- list()
   unidentified <- integer(0)
   failed <- list()
   iters <- 0L
   for (g in seq_len(G)) {
-    drop_rows <- seq_len(d$cstart[g + 1L] - d$cstart[g]) + d$cstart[g]
-    X <- d$X[-drop_rows, , drop = FALSE]
-    cols <- glmm_identified_cols(X, j)
+    keep <- d$cell_cluster != g
+    sep <- separated(g)
+    if (length(sep)) keep[which(keep)[sep]] <- FALSE
+    X <- d$X[keep, , drop = FALSE]
+    XXg <- Reduce(`+`, XX[-g])
+    if (length(sep)) XXg <- XXg - crossprod(d$X[which(cl != g)[sep], , drop = FALSE])
+    cols <- glmm_identified_cols(X, j, XXg)
     if (is.null(cols)) {
       unidentified <- c(unidentified, g)
       next
     }
     if (length(cols) < p) dropped[[as.character(g)]] <- colnames(d$X)[setdiff(seq_len(p), cols)]
-    dg <- list(X = X[, cols, drop = FALSE], s = d$s[-drop_rows], n = d$n[-drop_rows],
-               cstart = c(0L, cumsum(diff(d$cstart)[-g])), gh = d$gh, u0 = double(0))
+    dg <- list(X = X[, cols, drop = FALSE], s = d$s[keep], n = d$n[keep],
+               cstart = c(0L, cumsum(tabulate(d$cell_cluster[keep], G)[-g])), gh = d$gh, u0 = double(0))
     jj <- match(j, cols)
     rf <- glmm_refit_without(dg, fit, cols, if (sig_free) mode[-g], ctrl)
     iters <- iters + rf$iterations
@@ -563,14 +572,44 @@ glmm_jackknife <- function(fit, j) {
        unidentified = if (length(unidentified)) unidentified)
 }
 
+# Columns that separate the outcome once a cluster is left out: 0/1 columns
+# other than j whose cells (x = 1) in the other clusters have no successes,
+# or no failures. Their coefficient diverges there and Newton's method would
+# creep towards the limit, whose estimates of the other coefficients are the
+# fit without those cells (where the column is then zero and left out by
+# glmm_identified_cols()). sep(g) gives the positions, among the cells of
+# the other clusters, of the cells to leave out (none if that would leave a
+# cluster without cells). Per-cluster sums are made once (rowsum()), so each
+# g costs a column sum.
+glmm_separation <- function(d, j) {
+  X <- d$X
+  cl <- d$cell_cluster
+  bin <- setdiff(which(colSums(X != 0 & X != 1) == 0), j)
+  Xb <- X[, bin, drop = FALSE]
+  S <- rowsum(Xb * d$s, cl, reorder = TRUE)
+  Fl <- rowsum(Xb * (d$n - d$s), cl, reorder = TRUE)
+  N <- rowsum(Xb, cl, reorder = TRUE)
+  function(g) {
+    if (!length(bin)) return(integer(0))
+    cnt <- colSums(N[-g, , drop = FALSE])
+    sep <- cnt > 0 & (colSums(S[-g, , drop = FALSE]) == 0 | colSums(Fl[-g, , drop = FALSE]) == 0)
+    if (!any(sep)) return(integer(0))
+    others <- cl != g
+    on <- rowSums(Xb[others, sep, drop = FALSE]) > 0
+    if (!all(setdiff(unique(cl), g) %in% cl[others][!on])) return(integer(0))
+    which(on)
+  }
+}
+
 # The columns of X to keep so that every kept column is linearly independent
 # of the others kept, with column j kept if it is identified (its column not
 # in the span of the others): qr() with column j last keeps it only then.
 # NULL when j is not identified; all columns when X has full rank.
-glmm_identified_cols <- function(X, j) {
-  p <- ncol(X)
-  if (glmm_full_rank(X)) return(seq_len(p))
-  ord <- c(setdiff(seq_len(p), j), j)
+glmm_identified_cols <- function(X, j, XX = crossprod(X)) {
+  nz <- which(diag(XX) > 0)
+  if (!j %in% nz) return(NULL)
+  if (glmm_full_rank_gram(XX[nz, nz, drop = FALSE])) return(nz)
+  ord <- c(setdiff(nz, j), j)
   q <- qr(X[, ord, drop = FALSE])
   kept <- ord[q$pivot[seq_len(q$rank)]]
   if (!j %in% kept) return(NULL)
@@ -586,14 +625,23 @@ glmm_refit_without <- function(dg, fit, cols, mode0, ctrl) {
   k <- length(cols)
   dg$rows <- binom_rows(dg$X)
   th0 <- c(fit$theta[cols], fit$theta[p + 1L])
+  # at the boundary (binom_estimate()'s rule: sigma below boundary_tol): the
+  # plain logistic regression (sigma = 0, where one node is exact), from there
+  at_boundary <- function(b, it0 = 0L) {
+    dg$gh <- gauss_hermite(1L)
+    dg$u0 <- double(0)
+    nw0 <- binom_newton(dg, c(b, 0), seq_len(k), ctrl, hessian_last = FALSE)
+    conv <- optim_status(nw0$converged, it0 + nw0$iterations, nw0$message)
+    list(theta = nw0$theta, conv = conv, iterations = conv$iterations)
+  }
   if (!is.null(mode0)) {
     dg$u0 <- mode0
     nw <- binom_newton(dg, th0, seq_len(k + 1L), ctrl, hessian_last = FALSE)
+    conv <- optim_status(nw$converged && !isTRUE(nw$cur$fail == 1L), nw$iterations, nw$message)
     if (abs(nw$theta[k + 1L]) >= ctrl$boundary_tol) {
-      conv <- optim_status(nw$converged && !isTRUE(nw$cur$fail == 1L), nw$iterations, nw$message)
       return(list(theta = nw$theta, conv = conv, iterations = nw$iterations))
     }
-    dg$u0 <- double(0)
+    return(at_boundary(nw$theta[seq_len(k)], nw$iterations))
   }
   info <- fit$info
   info$trt_info <- NULL

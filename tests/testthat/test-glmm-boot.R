@@ -124,7 +124,7 @@ test_that("GLMM CR3 t-test equals refits without each authority (sw_glmm, lme4::
     fit <- sw_glmm(f, d, nAGQ = Q)
     expect_message(wb <- wild_boot(fit, "treated", r = 0.1, level = 0.9), "CR3 t-test")
     las <- sort(unique(d$la))
-    bg <- vapply(las, function(l) coef(sw_glmm(f, d[d$la != l, ], nAGQ = Q))[["treated"]], 0)
+    bg <- vapply(las, function(l) coef(suppressMessages(sw_glmm(f, d[d$la != l, ], nAGQ = Q)))[["treated"]], 0)
     ref <- ref_cr3_t(coef(fit)[["treated"]], bg, r = 0.1, level = 0.9)
     expect_equal(unname(wb$jackknife), unname(bg), tolerance = 1e-6)
     expect_equal(wb$std.error, ref$se, tolerance = 1e-6)
@@ -167,7 +167,7 @@ test_that("GLMM CR3 t-test: row order, the default by number of clusters, the sc
   expect_match(ws$note, "does not hold its size")
   # from 10 clusters the default is the score bootstrap, without warning
   d10 <- glmm_boot_data(seed = 6, n = 20, G = 10)
-  f10 <- sw_glmm(f, d10)
+  f10 <- suppressMessages(sw_glmm(f, d10))
   w10 <- expect_no_warning(wild_boot(f10, "treated", B = 99, seed = 1, conf_int = FALSE))
   expect_identical(w10$variant, "score")
   expect_equal(w10$p_value, wild_boot(f10, "treated", B = 99, seed = 1, conf_int = FALSE, variant = "score")$p_value)
@@ -187,13 +187,13 @@ test_that("GLMM CR3 t-test: columns a leave-one-out fit does not identify are le
   expect_match(wb$note, "without la = L2 left out the column .*xrare")
   f0 <- y ~ treated + factor(step) + (1 | la)
   bg <- vapply(sort(unique(d$la)), function(l) {
-    coef(sw_glmm(if (l == "L2") f0 else f, d[d$la != l, ]))[["treated"]]
+    coef(suppressMessages(sw_glmm(if (l == "L2") f0 else f, d[d$la != l, ])))[["treated"]]
   }, 0)
   expect_equal(unname(wb$jackknife), unname(bg), tolerance = 1e-6)
   # only L1 is ever treated: without L1 the treatment is not identified
   d1 <- d[d$la %in% c("L1", "L3", "L5"), ]
   d1$treated <- as.integer(d1$la == "L1" & d1$step >= 2)
-  f1 <- sw_glmm(f0, d1)
+  f1 <- suppressMessages(sw_glmm(f0, d1))
   expect_warning(w1 <- wild_boot(f1, "treated", weights = "rademacher", conf_int = FALSE),
                  "not defined: without la = L1 `treated` is not identified", class = "sfpceval_few_clusters")
   expect_identical(w1$variant, "score")
