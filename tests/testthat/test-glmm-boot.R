@@ -190,6 +190,20 @@ test_that("GLMM CR3 t-test: columns a leave-one-out fit does not identify are le
     coef(suppressMessages(sw_glmm(if (l == "L2") f0 else f, d[d$la != l, ])))[["treated"]]
   }, 0)
   expect_equal(unname(wb$jackknife), unname(bg), tolerance = 1e-6)
+  # a level whose only events are in L3 separates the outcome without L3:
+  # that fit is the limit, the one without the level's rows and column
+  set.seed(3)
+  d$z <- factor(ifelse(runif(nrow(d)) < 0.05, "sep", "usual"), c("usual", "sep"))
+  d$y[d$z == "sep" & d$la != "L3"] <- 0L
+  d$y[d$z == "sep" & d$la == "L3"][1] <- 1L
+  fz <- y ~ treated + factor(step) + z + (1 | la)
+  ws <- wild_boot(sw_glmm(fz, d), "treated", variant = "CR3t")
+  expect_match(ws$note, "without la = L3 .*zsep")
+  bz <- vapply(sort(unique(d$la)), function(l) {
+    dl <- d[d$la != l, ]
+    coef(suppressMessages(if (l == "L3") sw_glmm(f0, dl[dl$z != "sep", ]) else sw_glmm(fz, dl)))[["treated"]]
+  }, 0)
+  expect_equal(unname(ws$jackknife), unname(bz), tolerance = 1e-6)
   # only L1 is ever treated: without L1 the treatment is not identified
   d1 <- d[d$la %in% c("L1", "L3", "L5"), ]
   d1$treated <- as.integer(d1$la == "L1" & d1$step >= 2)
