@@ -671,6 +671,22 @@ glmm_identified_cols <- function(X, j, XX = crossprod(X)) {
   sort(kept)
 }
 
+# One exact Newton step from the end of binom_newton() (Laplace: the
+# Hessian of its last evaluation), taken whatever the log-likelihood says.
+# damped_newton() stops at a Newton decrement below ctrl$tol (1e-10) and
+# takes its last step only if the log-likelihood does not decrease, which
+# that close to the maximum is decided by rounding; the estimate is then
+# only within about sqrt(tol) standard errors. The jackknife differences
+# b_(g) - b need it to within rounding, so that two fits of the same data
+# give the same CR3 standard error.
+glmm_polish <- function(nw, free, exact) {
+  H <- nw$cur$hessian
+  if (!exact || is.null(H) || !nw$converged) return(nw)
+  step <- tryCatch(solve(-H[free, free, drop = FALSE], nw$cur$gradient[free]), error = function(e) NULL)
+  if (!is.null(step) && all(is.finite(step))) nw$theta[free] <- nw$theta[free] + step
+  nw
+}
+
 # One leave-one-cluster-out fit (cells dg, the columns `cols` of the full
 # fit): Newton's method from the full fit's estimates and modes (mode0; NULL
 # when sigma is fixed or at the boundary), or binom_estimate() with its
@@ -685,13 +701,14 @@ glmm_refit_without <- function(dg, fit, cols, mode0, ctrl) {
   at_boundary <- function(b, it0 = 0L) {
     dg$gh <- gauss_hermite(1L)
     dg$u0 <- double(0)
-    nw0 <- binom_newton(dg, c(b, 0), seq_len(k), ctrl, hessian_last = FALSE)
+    nw0 <- glmm_polish(binom_newton(dg, c(b, 0), seq_len(k), ctrl), seq_len(k), TRUE)
     conv <- optim_status(nw0$converged, it0 + nw0$iterations, nw0$message)
     list(theta = nw0$theta, conv = conv, iterations = conv$iterations)
   }
   if (!is.null(mode0)) {
     dg$u0 <- mode0
-    nw <- binom_newton(dg, th0, seq_len(k + 1L), ctrl, hessian_last = FALSE)
+    lap <- length(dg$gh$x) == 1L
+    nw <- glmm_polish(binom_newton(dg, th0, seq_len(k + 1L), ctrl, hessian_last = lap), seq_len(k + 1L), lap)
     conv <- optim_status(nw$converged && !isTRUE(nw$cur$fail == 1L), nw$iterations, nw$message)
     if (abs(nw$theta[k + 1L]) >= ctrl$boundary_tol) {
       return(list(theta = nw$theta, conv = conv, iterations = nw$iterations))
