@@ -549,13 +549,18 @@ glmm_cr3_t <- function(fit, jk, param, level, r) {
   tt <- (beta - r) / se
   q <- stats::qt(1 - (1 - level) / 2, G - 1)
   p <- 2 * stats::pt(-abs(tt), G - 1)
-  note <- if (length(jk$dropped)) {
-    sprintf(paste0("Leave-one-out fits without %s left out the column%s they do not identify or that separate the outcome ",
-                   "(%s; the latter with their cells, the limit of the fit); `%s` is identified in each."),
-            paste(fit$info$groups[1], "=", fit$info$levels[as.integer(names(jk$dropped))], collapse = ", "),
-            if (length(unique(unlist(jk$dropped))) > 1L) "s" else "",
-            paste(unique(unlist(jk$dropped)), collapse = ", "), param)
-  }
+  lab <- function(x) paste(fit$info$groups[1], "=", fit$info$levels[as.integer(names(x))], collapse = ", ")
+  note <- c(if (length(jk$dropped)) {
+    sprintf("Leave-one-out fits without %s left out the columns they do not identify (%s); `%s` is identified in each.",
+            lab(jk$dropped), paste(unique(unlist(jk$dropped)), collapse = ", "), param)
+  }, if (length(jk$separated)) {
+    sprintf(paste0("Without %s, %s separate%s the outcome (no events, or only events, in %s rows): that leave-one-out ",
+                   "fit is the limit, without those rows and columns."),
+            lab(jk$separated), paste(unique(unlist(jk$separated)), collapse = ", "),
+            if (length(unique(unlist(jk$separated))) > 1L) "" else "s",
+            if (length(unique(unlist(jk$separated))) > 1L) "their" else "its")
+  })
+  note <- if (length(note)) paste(note, collapse = " ")
   structure(list(
     estimate = beta, statistic = tt, p_value = p, p_value_geq = p, conf_int = beta + c(-1, 1) * q * se,
     tstar = NULL, df = G - 1L, std.error = se, variant = "CR3t", jackknife = jk$beta,
@@ -594,13 +599,17 @@ glmm_jackknife <- function(fit, j) {
   XX <- lapply(seq_len(G), function(h) crossprod(d$X[cl == h, , drop = FALSE]))
   beta <- double(G)
   dropped <- list()
+  sep_cols <- list()
   unidentified <- integer(0)
   failed <- list()
   iters <- 0L
   for (g in seq_len(G)) {
     keep <- d$cell_cluster != g
     sep <- separated(g)
-    if (length(sep)) keep[which(keep)[sep]] <- FALSE
+    if (length(sep)) {
+      keep[which(keep)[sep]] <- FALSE
+      sep_cols[[as.character(g)]] <- attr(sep, "columns")
+    }
     X <- d$X[keep, , drop = FALSE]
     XXg <- Reduce(`+`, XX[-g])
     if (length(sep)) XXg <- XXg - crossprod(d$X[which(cl != g)[sep], , drop = FALSE])
@@ -609,7 +618,8 @@ glmm_jackknife <- function(fit, j) {
       unidentified <- c(unidentified, g)
       next
     }
-    if (length(cols) < p) dropped[[as.character(g)]] <- colnames(d$X)[setdiff(seq_len(p), cols)]
+    lost <- setdiff(colnames(d$X)[setdiff(seq_len(p), cols)], sep_cols[[as.character(g)]])
+    if (length(lost)) dropped[[as.character(g)]] <- lost
     dg <- list(X = X[, cols, drop = FALSE], s = d$s[keep], n = d$n[keep],
                cstart = c(0L, cumsum(tabulate(d$cell_cluster[keep], G)[-g])), gh = d$gh, u0 = double(0))
     jj <- match(j, cols)
@@ -623,7 +633,7 @@ glmm_jackknife <- function(fit, j) {
                                length(failed), G), failed[[1L]],
                        "merge sparse categories, or check for a covariate that (nearly) separates the outcome.")
   }
-  list(beta = beta, dropped = dropped, iterations = iters,
+  list(beta = beta, dropped = dropped, separated = sep_cols, iterations = iters,
        unidentified = if (length(unidentified)) unidentified)
 }
 
@@ -652,7 +662,7 @@ glmm_separation <- function(d, j) {
     others <- cl != g
     on <- rowSums(Xb[others, sep, drop = FALSE]) > 0
     if (!all(setdiff(unique(cl), g) %in% cl[others][!on])) return(integer(0))
-    which(on)
+    structure(which(on), columns = colnames(X)[bin[sep]])
   }
 }
 
