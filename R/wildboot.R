@@ -432,6 +432,12 @@ score_boot_test <- function(a, pig, V, estimate) {
 #' size too. On the default simulated Family Valued data (23,335 binomial
 #' cells, 49 coefficients) the CR3 t-test takes about 1 s CPU (5 refits,
 #' 40 Newton iterations), no more than the score bootstrap with its interval.
+#' Being conservative costs power: at a true log odds ratio of 0.4 (5
+#' authorities, 300 data sets) the CR3 t-test rejected 23.7%, the score
+#' bootstrap 49.3% and the Wald test 61.3% (both over-rejecting under the
+#' null). The score bootstrap studentised by a linearised CR3 jackknife
+#' inside each draw (`bench/glmm_score_cr3.R`, not offered yet) rejected
+#' 5.2% of true nulls (0.7) and 28.7% at 0.4.
 #' A score bootstrap asked for with fewer than 10 clusters warns (class
 #' `sfpceval_few_clusters`) with its measured size: read it as a
 #' sensitivity analysis; [perm_test()] on the go-live dates is exact.
