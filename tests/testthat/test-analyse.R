@@ -139,7 +139,7 @@ test_that("analyse(FV): the primary model refitted by hand gives the same number
   expect_equal(r$estimate, unname(ref$coefficients[["treated"]]))
   expect_equal(r$std.error, sqrt(ref$vcov["treated", "treated"]))
   # the bootstrap and the permutation test on that fit
-  wb <- wild_boot(ref, "treated", seed = 1)
+  wb <- suppressMessages(wild_boot(ref, "treated", seed = 1))
   expect_equal(a$results$p.value[a$results$model == "fv_sw_cla_18m_wild"], wb$p_value)
   # and its interval (#13: with fewer than 10 authorities wild_boot()'s
   # default is the CR3 t-test, its interval the estimate -+ t(G - 1) SE)
