@@ -135,8 +135,8 @@
 #'   estimate: `programme`, `strand`, `outcome`, `analysis`, `term`, `scale`,
 #'   `estimate`, `std.error`, `df`, `conf.low`, `conf.high`, `p.value`,
 #'   `p.adjusted`, `model`, `method` (the inference the row ran: the plan's
-#'   `inference`, except a wild bootstrap row of a linear mixed model with
-#'   fewer than 10 authorities, which runs the CR3 t-test with G - 1 df, as
+#'   `inference`, except a wild bootstrap row of a mixed model (linear or
+#'   binomial) with fewer than 10 authorities, which runs the CR3 t-test with G - 1 df, as
 #'   [wild_boot()] does by default there), `status`, `n_imputations`), `models` (the plan
 #'   run), `fits` (by model id; with imputations, the fit on the first
 #'   imputation), `tables` (`table1`, `exclusion_flow`, `mdes`, `matching`,
