@@ -194,6 +194,60 @@ test_that("model statistic on an sw_glmm fit equals refitting sw_glmm under each
   expect_equal(res$p_value, rg$p_value)
 })
 
+# Absence-shaped stepped-wedge data for the nested model: children of the
+# five authorities seen in three consecutive steps, sessions missed out of
+# sessions possible.
+sw_nested_data <- function(m = 20, seed = 31) {
+  set.seed(seed)
+  go <- c(L1 = 1, L2 = 2, L3 = 3, L4 = 4, L5 = 5)
+  kids <- expand.grid(child = seq_len(m), la = names(go), stringsAsFactors = FALSE)
+  kids$child_id <- paste0("c", kids$child)
+  kid <- rep(seq_len(nrow(kids)), each = 3)
+  d <- kids[kid, ]
+  d$step <- sample(0:3, nrow(kids), TRUE)[kid] + rep(0:2, nrow(kids))
+  d$treated <- as.integer(d$step >= go[d$la])
+  ua <- c(L1 = -0.3, L2 = 0.2, L3 = 0, L4 = 0.4, L5 = -0.2)
+  vc <- rnorm(nrow(kids), sd = 0.9)[kid]
+  d$possible <- sample(20:60, nrow(d), TRUE)
+  d$missed <- rbinom(nrow(d), d$possible, plogis(-2 + 0.3 * d$treated + ua[d$la] + vc))
+  d
+}
+
+test_that("a nested binomial sw_glmm is refitted from the observed fit, with the cold refits' statistics", {
+  d <- sw_nested_data()
+  f <- cbind(missed, possible - missed) ~ treated + factor(step) + (1 | la / child_id)
+  fit <- sw_glmm(f, d, control = list(tol = 1e-11))
+  expect_true(all(fit$sigma > 0.05))  # both SDs away from the boundary
+  # every refit starts from the observed fit's estimates, with its control
+  log <- new.env()
+  log$seen <- list()
+  trace("nested_fit", where = asNamespace("sfpceval"), print = FALSE,
+        tracer = bquote(assign("seen", c(.(log)$seen, list(list(start = start, tol = ctrl$tol))),
+                               envir = .(log))))
+  res <- perm_test(fit, stratum = fv_strata, data = d)
+  untrace("nested_fit", where = asNamespace("sfpceval"))
+  seen <- log$seen
+  expect_length(seen, nrow(res$allocations) + 1L)
+  expect_true(all(vapply(seen, function(s) identical(unname(s$start$theta), unname(fit$theta)), TRUE)))
+  expect_true(all(vapply(seen, function(s) s$tol, 0) == 1e-11))
+  # plain R: each allocation refitted cold, as perm_test() did before
+  cold <- apply(res$allocations, 1, function(go) {
+    dd <- d
+    dd$treated <- as.integer(dd$step >= go[dd$la])
+    coef(suppressMessages(sw_glmm(f, dd, control = list(tol = 1e-11))))[["treated"]]
+  })
+  expect_equal(res$statistics, unname(cold), tolerance = 1e-6)
+  expect_equal(res$estimate, coef(fit)[["treated"]])
+  expect_equal(res$p_value, mean(abs(cold) >= abs(coef(fit)[["treated"]]) - 1e-12))
+  skip_if_not_installed("lme4")
+  g <- lme4::glmer(f, family = binomial, data = d,
+                   control = lme4::glmerControl(optimizer = "bobyqa",
+                                                optCtrl = list(rhoend = 1e-10, maxfun = 1e5)))
+  rg <- perm_test(g, stratum = fv_strata, data = d)
+  expect_equal(res$statistics, rg$statistics, tolerance = 1e-4)   # the issue's glmer tolerance
+  expect_equal(res$p_value, rg$p_value)
+})
+
 # ---- counting before enumerating (#16) -----------------------------------------
 
 test_that("allocations are counted before they are listed (ties, strata)", {
