@@ -446,24 +446,7 @@ invert_linear_loop <- function(A, B, a, b, alpha, sampled) {
   est <- a / b
   if (!is.finite(est) || pval(est) <= alpha) return(c(NA_real_, NA_real_))
   scale <- max(1e-8, stats::sd(A) / max(abs(b), 1e-8), abs(est))
-  bound <- function(dir) {
-    inside <- est
-    step <- scale
-    k <- 0
-    while (pval(est + dir * step) > alpha) {
-      inside <- est + dir * step
-      step <- 2 * step
-      k <- k + 1
-      if (k > 60) return(dir * Inf)
-    }
-    outside <- est + dir * step
-    for (i in 1:60) {
-      mid <- (inside + outside) / 2
-      if (pval(mid) > alpha) inside <- mid else outside <- mid
-    }
-    (inside + outside) / 2
-  }
-  c(bound(-1), bound(1))
+  invert_loop_ref(pval, est, scale, alpha, expand = 60, bisect = 60)
 }
 
 test_that("the randomisation interval through invert_test() equals the former loop (#13)", {
