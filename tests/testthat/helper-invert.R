@@ -25,3 +25,13 @@ invert_loop_ref <- function(pfun, est, step, alpha, expand, bisect, width = 0) {
   }
   c(bound(-1), bound(1))
 }
+
+# A confidence interval by test inversion: just inside each end (by `eps`)
+# the p-value pval(theta) of the test of effect theta is above alpha, just
+# outside it is at most alpha.
+expect_ci_inverts <- function(pval, ci, alpha = 0.05, eps = 1e-4 * diff(ci)) {
+  expect_gt(pval(ci[1] + eps), alpha)
+  expect_lte(pval(ci[1] - eps), alpha)
+  expect_gt(pval(ci[2] - eps), alpha)
+  expect_lte(pval(ci[2] + eps), alpha)
+}

@@ -144,11 +144,7 @@ test_that("NPWP p-value and statistics equal a plain-R reference", {
     ps <- apply(res$allocations, 1, function(g) npwp_ref(dd, g))
     mean(abs(ps) >= abs(npwp_ref(dd, go)) - 1e-12)
   }
-  eps <- 1e-4 * diff(ci)
-  expect_gt(shifted_p(ci[1] + eps), 0.05)
-  expect_lte(shifted_p(ci[1] - eps), 0.05)
-  expect_gt(shifted_p(ci[2] - eps), 0.05)
-  expect_lte(shifted_p(ci[2] + eps), 0.05)
+  expect_ci_inverts(shifted_p, ci)
 })
 
 test_that("covariate adjustment uses null-model residuals", {

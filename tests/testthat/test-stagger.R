@@ -204,11 +204,7 @@ test_that("the randomisation interval inverts the test", {
     dd$y <- dd$y - theta * dd$treated
     aggregate_att(att_gt(dd, outcome = "y", time = "year"), "simple")$overall$p_value
   }
-  eps <- 1e-4 * diff(ci)
-  expect_gt(pval(ci[1] + eps), 0.05)
-  expect_lte(pval(ci[1] - eps), 0.05)
-  expect_gt(pval(ci[2] - eps), 0.05)
-  expect_lte(pval(ci[2] + eps), 0.05)
+  expect_ci_inverts(pval, ci)
 })
 
 test_that("att_gt: bad input gives clear errors", {
