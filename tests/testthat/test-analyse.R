@@ -266,14 +266,7 @@ test_that("analyse(FS): the primary DiD equals stack_pairs() + cem() + did_fit()
   a <- run$a
   co <- build_cohort(run$x, run$d)
   m <- a$fits$fs_did_cla_18m_primary
-  mt <- suppressWarnings(match_trends(
-    build_cohort(run$x, `[[<-`(run$d, "trial_start", min(run$x$referrals$referral_date)),
-                 outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m")),
-    run$d, "cla_18m"))
-  st <- stack_pairs(co, mt, run$d)
-  st <- st[!is.na(st$cla_18m), ]
-  st$cem_weight <- cem(data = st, design = run$d)$weights
-  st <- st[st$cem_weight > 0, ]
+  st <- fs_stack_by_hand(run, co, "cla_18m")
   ref <- suppressMessages(did_fit(m$formula, st, cluster = "la", weights = "cem_weight"))
   r <- a$results[a$results$model == "fs_did_cla_18m_primary", ]
   expect_equal(r$estimate, unname(ref$coefficients[["treated"]]))
@@ -294,14 +287,7 @@ test_that("analyse(FS): the absence DiD (weighted LMM, CR2 by LA) equals sw_glmm
   ab <- absence_panel(co)
   p <- as.data.frame(co)
   p <- merge(ab, p[setdiff(names(p), setdiff(names(ab), "child_id"))], by = "child_id")
-  mt <- suppressWarnings(match_trends(
-    build_cohort(run$x, `[[<-`(run$d, "trial_start", min(run$x$referrals$referral_date)),
-                 outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m")),
-    run$d, "cla_18m"))
-  st <- stack_pairs(p, mt, run$d)
-  st <- st[!is.na(st$absence_rate), ]
-  st$cem_weight <- cem(data = st, design = run$d)$weights
-  st <- st[st$cem_weight > 0, ]
+  st <- fs_stack_by_hand(run, p, "absence_rate")
   st$child_pair <- paste(st$child_id, st$pair)
   vars <- intersect(all.vars(fit$formula), names(st))
   for (v in vars) if (is.factor(st[[v]])) st[[v]] <- droplevels(st[[v]])

@@ -20,11 +20,7 @@ ref_cr3 <- function(X, y, cl, Phi) {
 test_that("LMM CR3 equals a dense leave-one-cluster-out GLS refit and clubSandwich's CR3 times (G - 1) / G", {
   d <- cr3_data(3)
   cl <- match(d$la, sort(unique(d$la)))
-  ch <- paste(d$child_id, d$la)
-  cases <- list(
-    list(f = y ~ treated + since + (1 | la / child_id), phi = function(th) th[1]^2 * outer(cl, cl, "==") + th[2]^2 * outer(ch, ch, "==")),
-    list(f = y ~ treated + factor(period) + since + (1 | la), phi = function(th) th[1]^2 * outer(cl, cl, "==")),
-    list(f = y ~ treated + yr + (1 | child_id), phi = function(th) th[1]^2 * outer(d$child_id, d$child_id, "==")))
+  cases <- lmm_variance_cases(d, child_fixed = y ~ treated + yr)
   for (cs in cases) {
     X <- model.matrix(parse_glmm_formula(cs$f)$fixed, d)
     fit <- sw_glmm(cs$f, d, family = gaussian(), cluster = "la")
