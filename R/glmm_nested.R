@@ -13,8 +13,10 @@
 # file). The log-likelihood's gradient in theta = (beta, s1, s2) is exact
 # for the approximation. The outer optimiser is damped Newton on an
 # approximate information (nested_info()); the standard errors come from the
-# Hessian by forward differences of the exact gradient (relative accuracy
-# about 1e-7), as binom_hessian() does for adaptive quadrature.
+# exact Hessian of the approximation (nested_hessian(): second derivatives
+# in C through the same arrowhead structure, one evaluation; until #14 it
+# was forward differences of the gradient, kept as nested_hessian_fd() for
+# the tests and bench/glmm_nested.R).
 
 # Cells of the nested model: a child's rows with the same model-matrix row
 # (the row-grouping engine, via binom_cells()), sorted by child, children
@@ -46,10 +48,26 @@ nested_eval <- function(d, theta, what = 0L, u0 = double(0)) {
         as.integer(what))
 }
 
-# Hessian over `free` by forward differences of the exact gradient (step
-# 1e-7 relative; the modes start from the point's), symmetrised; attribute
-# "fails": the evaluations whose conditional-mode search failed.
+# The exact Hessian of the Laplace log-likelihood over `free` at theta (C:
+# nested_hess() in src/glmm_nested.c), from `cur` when it was evaluated with
+# what = 3 (else one evaluation from its modes); attribute "fails": 1 if
+# that extra evaluation's conditional-mode search failed (a failure at
+# `cur` itself is the estimate's).
 nested_hessian <- function(d, theta, free, cur) {
+  fails <- 0L
+  if (is.null(cur$hessian)) {
+    cur <- nested_eval(d, theta, 3L, cur$mode)
+    fails <- as.integer(cur$fail > 0L)
+  }
+  structure(cur$hessian[free, free, drop = FALSE], fails = fails)
+}
+
+# The same by forward differences of the exact gradient (step 1e-7
+# relative; the modes start from the point's), symmetrised; attribute
+# "fails": the evaluations whose conditional-mode search failed. The
+# standard errors' method until #14: kept to check nested_hessian() against
+# (tests, bench/glmm_nested.R).
+nested_hessian_fd <- function(d, theta, free, cur) {
   m <- length(free)
   H <- matrix(0, m, m)
   fails <- 0L
@@ -181,7 +199,7 @@ nested_fit <- function(prep, ctrl, start = NULL) {
   free <- opt$free
   theta <- res$theta
   theta[p + 1:2] <- abs(theta[p + 1:2])
-  cur <- nested_eval(d, theta, 1L, res$cur$mode)
+  cur <- nested_eval(d, theta, 3L, res$cur$mode)
   Vfull <- matrix(NA_real_, p + 2L, p + 2L)
   new_fail <- NULL
   Hs <- nested_hessian(d, theta, free, cur)
