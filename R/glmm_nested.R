@@ -30,7 +30,9 @@ nested_cells <- function(prep) {
   code <- integer(C)
   code[o] <- seq_len(C)
   child <- code[prep$child]
-  d <- binom_cells(prep$X, prep$y, child, C, prep$trials)
+  # the (child, row) key by integer matching on the rows' key when
+  # glmm_prepare() made one (as binom_fit()), not a second hash of X
+  d <- binom_cells(prep$X, prep$y, child, C, prep$trials, prep$row_key)
   d$lstart <- as.integer(c(0L, cumsum(tabulate(la_of_child[o], G))))
   d$rows <- binom_rows(d$X)
   d$child_levels <- prep$child_levels[o]
@@ -283,22 +285,21 @@ nested_status <- function(res, cur, hess_fails, other_fails) {
 }
 
 # The counterfactual rows for the treatment's odds ratio and risk
-# differences, as binom_fit() builds them.
+# differences, as binom_fit() builds them: with a main effect only, the
+# cells with the treatment column set (binom_cf_risks()), so the cells'
+# model matrix and trials are kept (`cells`; the counterfactual matrices
+# would be two more copies, and their unique rows cost a hash of each for
+# few duplicates when a covariate is continuous); otherwise the unique rows
+# of the counterfactual model matrices.
 nested_trt_info <- function(prep, d) {
   tr <- prep$treatment
   if (is.null(tr)) return(NULL)
-  cf <- if (tr$main_only) {
-    lapply(c(0, 1), function(val) {
-      Xc <- d$X
-      Xc[, tr$coef] <- val
-      unique_rows(Xc, d$n)
-    })
-  } else {
-    w <- prep$trials %||% rep(1, nrow(tr$X0))
-    list(unique_rows(tr$X0, w), unique_rows(tr$X1, w))
+  if (tr$main_only) {
+    return(list(name = tr$name, coef = tr$coef, cells = list(X = d$X, n = d$n), main_only = TRUE))
   }
-  list(name = tr$name, coef = tr$coef, cf = list(X0 = cf[[1]], X1 = cf[[2]]),
-       main_only = tr$main_only)
+  w <- prep$trials %||% rep(1, nrow(tr$X0))
+  list(name = tr$name, coef = tr$coef,
+       cf = list(X0 = unique_rows(tr$X0, w), X1 = unique_rows(tr$X1, w)), main_only = FALSE)
 }
 
 # Odds ratio and risk differences (at u = v = 0, and marginal over both
@@ -322,8 +323,8 @@ nested_treatment <- function(fit) {
   V <- fit$vcov_theta[free, free, drop = FALSE]
   rd <- lapply(c(conditional = FALSE, marginal = TRUE), function(marg) {
     # binom_cf_risks() on the counterfactual rows, at the summed SD
-    rr <- binom_cf_risks(list(trt_info = list(cf = ti$cf, main_only = FALSE),
-                              coefficients = fit$coefficients,
+    rr <- binom_cf_risks(list(trt_info = list(cf = ti$cf, main_only = isTRUE(ti$main_only), coef = ti$coef),
+                              cells = ti$cells, coefficients = fit$coefficients,
                               theta = c(fit$theta[seq_len(p)], st)), marg, gh)
     r1 <- rr$X1
     r0 <- rr$X0
