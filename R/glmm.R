@@ -71,9 +71,9 @@
 #' quadrature needs a single scalar random effect). Per LA the joint mode of
 #' its intercept and its children's has an arrowhead Hessian, so the mode,
 #' the log-determinant and the exact gradient cost O(rows), with no
-#' children x children matrix; the standard errors invert the Hessian of the
-#' Laplace log-likelihood in (beta, both SDs), by forward differences of the
-#' gradient. (lme4's `vcov()` for this model takes the fixed-effects block
+#' children x children matrix; the standard errors invert the exact Hessian
+#' of the Laplace log-likelihood in (beta, both SDs), also computed in O(rows)
+#' (second derivatives through the modes). (lme4's `vcov()` for this model takes the fixed-effects block
 #' from its PIRLS factor instead, and differs by up to a few percent.)
 #'
 #' **Gaussian.** Linear mixed model fitted by REML (default) or ML with one

@@ -385,6 +385,16 @@ test_that("bad input: counts, nAGQ, a fixed sigma, internal misuse", {
   expect_error(.Call(ffi_glmm_nested, cc$n + 1, cc$n, cc$cstart, cc$lstart, cc$rows,
                      unname(fit$theta[1:5]), c(1, 1), double(0), 0L),
                class = "sfpceval_internal_error")
+  # `what` is 0 to 3 (3: the exact Hessian)
+  expect_error(.Call(ffi_glmm_nested, cc$s, cc$n, cc$cstart, cc$lstart, cc$rows,
+                     unname(fit$theta[1:5]), c(1, 1), double(0), 4L),
+               class = "sfpceval_internal_error")
+  # a column index beyond beta (the Hessian's scratch is indexed by column)
+  bad_rows <- cc$rows
+  bad_rows$col[length(bad_rows$col)] <- 5L
+  expect_error(.Call(ffi_glmm_nested, cc$s, cc$n, cc$cstart, cc$lstart, bad_rows,
+                     unname(fit$theta[1:5]), c(1, 1), double(0), 3L),
+               class = "sfpceval_internal_error")
 })
 
 test_that("wild_boot() refuses the nested logit with a clear error", {
@@ -451,6 +461,10 @@ test_that("non-finite SDs' products (1e200) are a clean failure (fail = 2), not 
   ev <- nested_eval(fit$nested_cells, c(unname(fit$theta[1:5]), 1e200, 1e200), 1L)
   expect_identical(ev$fail, 2L)
   expect_false(is.finite(ev$loglik))
+  # the exact Hessian's pass runs on the failed modes without crashing
+  ev3 <- nested_eval(fit$nested_cells, c(unname(fit$theta[1:5]), 1e200, 1e200), 3L)
+  expect_identical(ev3$fail, 2L)
+  expect_identical(dim(ev3$hessian), c(7L, 7L))
 })
 
 test_that("failed mode searches anywhere in the fit reach optim_status() (counted, not dropped)", {
