@@ -899,7 +899,9 @@ glmm_start <- function(fit) {
   if (!inherits(fit, "sw_glmm") || !identical(fit$family$family, "binomial")) return(NULL)
   nm <- names(fit$coefficients)
   list(theta = stats::setNames(fit$theta, c(nm, ".sigma")),
-       beta0 = if (!is.null(fit$theta0)) stats::setNames(fit$theta0, nm))
+       beta0 = if (!is.null(fit$theta0)) stats::setNames(fit$theta0, nm),
+       # nested fits: the conditional modes, by level (nested_start_modes())
+       modes = fit$modes)
 }
 
 binom_fit <- function(prep, Q, sigma_fixed, ctrl, start = NULL) {

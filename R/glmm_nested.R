@@ -125,7 +125,7 @@ nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
 # at 0 there unless a small SD is better. Returns list(res, f0, zero, free,
 # fails): fails counts the evaluations of all the Newton runs and checks
 # whose conditional-mode search failed.
-nested_optimise <- function(d, p, beta0, start, ctrl) {
+nested_optimise <- function(d, p, beta0, start, ctrl, u0 = double(0)) {
   fails <- 0L
   newton <- function(...) {
     r <- nested_newton(...)
@@ -144,7 +144,7 @@ nested_optimise <- function(d, p, beta0, start, ctrl) {
     fixed0 <- which(s0 == 0)
     th0 <- c(unname(start$theta[seq_len(p)]), ifelse(s0 == 0, 0, pmax(s0, 0.1)))
   }
-  res <- newton(d, th0, setdiff(seq_len(p + 2L), p + fixed0), ctrl)
+  res <- newton(d, th0, setdiff(seq_len(p + 2L), p + fixed0), ctrl, u0)
   if (length(fixed0)) {
     # is 0 still the maximum along each SD held there? (the log-likelihood is
     # even in each SD, so compare it with a small SD)
@@ -178,6 +178,17 @@ nested_optimise <- function(d, p, beta0, start, ctrl) {
   list(res = res, f0 = f0, zero = zero, free = free, fails = fails)
 }
 
+# The conditional modes a warm start begins from: the earlier fit's
+# (glmm_start()$modes) when its authorities and children are these, in this
+# order (the mode search from them converges to the same modes; they only
+# save its first iterations); else none (from 0).
+nested_start_modes <- function(start, la, d) {
+  m <- start$modes
+  if (is.null(m) || !identical(m$la, la) || !identical(m$child, d$child_levels) ||
+      length(m$value) != d$G + d$C) return(double(0))
+  m$value
+}
+
 # The fit (sw_glmm() with a binomial family and a `(1 | la / child_id)`
 # term). `start`: glmm_start() of an earlier fit of the same model (analyse()
 # across imputations).
@@ -194,7 +205,7 @@ nested_fit <- function(prep, ctrl, start = NULL) {
     if (length(j0)) b[j0] <- stats::qlogis(sum(d$s) / sum(d$n))
     b
   }
-  opt <- nested_optimise(d, p, beta0, start, ctrl)
+  opt <- nested_optimise(d, p, beta0, start, ctrl, nested_start_modes(start, prep$levels, d))
   res <- opt$res
   f0 <- opt$f0
   zero <- opt$zero
@@ -258,7 +269,9 @@ nested_fit <- function(prep, ctrl, start = NULL) {
               # what nested_eval() needs (profile intervals), not the model matrix
               nested_cells = d[c("s", "n", "cstart", "lstart", "rows", "G", "C")],
               loglik_const = lchoose_sum,
-              trt_info = nested_trt_info(prep, d))
+              trt_info = nested_trt_info(prep, d),
+              # the conditional modes (spherical), for glmm_start()
+              modes = list(value = cur$mode, la = prep$levels, child = d$child_levels))
   class(out) <- "sw_glmm"
   out$treatment <- nested_treatment(out)
   out

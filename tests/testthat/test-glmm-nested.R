@@ -361,6 +361,11 @@ test_that("the marginal risk difference integrates over both intercepts (plain R
   expect_equal(rd$estimate[rd$type == "marginal"], risk(X1) - risk(X0), tolerance = 1e-8)
 })
 
+# glmm_prepare() of the nested formula on d (what sw_glmm() fits)
+fit_prep <- function(d) {
+  glmm_prepare(nested_formula, d, stats::binomial(), "treated")
+}
+
 test_that("a warm start (analyse() across imputations) gives the same fit", {
   d <- nested_data(G = 4, m = 8, seed = 9)
   fit <- sw_glmm(nested_formula, d)
@@ -368,6 +373,21 @@ test_that("a warm start (analyse() across imputations) gives the same fit", {
   expect_equal(warm$coefficients, fit$coefficients, tolerance = 1e-7)
   expect_equal(warm$sigma, fit$sigma, tolerance = 1e-7)
   expect_lte(warm$iterations, fit$iterations)
+  # it starts the mode search from the earlier fit's modes (the same
+  # authorities and children)...
+  st <- glmm_start(fit)
+  expect_identical(nested_start_modes(st, names(fit$ranef[[1]]), nested_cells(fit_prep(d))),
+                   fit$modes$value)
+  expect_length(st$modes$value, sum(fit$ngroups))
+  # ... and from 0 when the children differ (a child left out), with the
+  # same fit as a cold start
+  d2 <- d[!(d$la == "L2" & d$child_id == "c3"), ]
+  expect_identical(nested_start_modes(st, names(fit$ranef[[1]]), nested_cells(fit_prep(d2))), double(0))
+  warm2 <- sw_glmm_fit(quote(sw_glmm()), nested_formula, d2, start = st)
+  cold2 <- sw_glmm(nested_formula, d2)
+  expect_equal(warm2$coefficients, cold2$coefficients, tolerance = 1e-7)
+  expect_equal(warm2$sigma, cold2$sigma, tolerance = 1e-7)
+  expect_equal(warm2$vcov, cold2$vcov, tolerance = 1e-6)
 })
 
 test_that("bad input: counts, nAGQ, a fixed sigma, internal misuse", {
