@@ -111,11 +111,14 @@ nested_info <- function(d, theta, free, cur) {
 
 # Damped Newton (damped_newton()) over the parameters `free` of theta on
 # nested_info(); the modes start from u0, then from the current point's.
+# The last step (taken once the decrement is below the tolerance) needs no
+# information matrix: what = 1 there.
 nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
   cur <- nested_eval(d, theta, 2L, u0)
   m0 <- cur$mode
   damped_newton(function(th) nested_eval(d, th, 2L, m0), function(th, cur) nested_info(d, th, free, cur),
-                theta, free, ctrl, cur, moved = function(cur) m0 <<- cur$mode)
+                theta, free, ctrl, cur, last = function(th) nested_eval(d, th, 1L, m0),
+                moved = function(cur) m0 <<- cur$mode)
 }
 
 # The maximisation: the logistic regression (s1 = s2 = 0) as the start of a
