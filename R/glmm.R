@@ -73,8 +73,9 @@
 #' the log-determinant and the exact gradient cost O(rows), with no
 #' children x children matrix; the standard errors invert the exact Hessian
 #' of the Laplace log-likelihood in (beta, both SDs), also computed in O(rows)
-#' (second derivatives through the modes). (lme4's `vcov()` for this model takes the fixed-effects block
-#' from its PIRLS factor instead, and differs by up to a few percent.)
+#' (second derivatives through the modes). (lme4's `vcov()` for this model
+#' takes the fixed-effects block from its PIRLS factor instead, and differs
+#' by up to a few percent.)
 #'
 #' **Gaussian.** Linear mixed model fitted by REML (default) or ML with one
 #' random intercept `(1 | la)` or nested random intercepts `(1 | la / child_id)`
