@@ -71,10 +71,11 @@
 #' quadrature needs a single scalar random effect). Per LA the joint mode of
 #' its intercept and its children's has an arrowhead Hessian, so the mode,
 #' the log-determinant and the exact gradient cost O(rows), with no
-#' children x children matrix; the standard errors invert the Hessian of the
-#' Laplace log-likelihood in (beta, both SDs), by forward differences of the
-#' gradient. (lme4's `vcov()` for this model takes the fixed-effects block
-#' from its PIRLS factor instead, and differs by up to a few percent.)
+#' children x children matrix; the standard errors invert the exact Hessian
+#' of the Laplace log-likelihood in (beta, both SDs), also computed in O(rows)
+#' (second derivatives through the modes). (lme4's `vcov()` for this model
+#' takes the fixed-effects block from its PIRLS factor instead, and differs
+#' by up to a few percent.)
 #'
 #' **Gaussian.** Linear mixed model fitted by REML (default) or ML with one
 #' random intercept `(1 | la)` or nested random intercepts `(1 | la / child_id)`
@@ -901,7 +902,9 @@ glmm_start <- function(fit) {
   if (!inherits(fit, "sw_glmm") || !identical(fit$family$family, "binomial")) return(NULL)
   nm <- names(fit$coefficients)
   list(theta = stats::setNames(fit$theta, c(nm, ".sigma")),
-       beta0 = if (!is.null(fit$theta0)) stats::setNames(fit$theta0, nm))
+       beta0 = if (!is.null(fit$theta0)) stats::setNames(fit$theta0, nm),
+       # nested fits: the conditional modes, by level (nested_start_modes())
+       modes = fit$modes)
 }
 
 binom_fit <- function(prep, Q, sigma_fixed, ctrl, start = NULL) {
