@@ -1489,9 +1489,12 @@ plan_hochberg <- function(results, models) {
 
 # --- triangulation and cost-benefit ---------------------------------------
 
+# Rows estimating the primary outcome (cla_18m in both protocols) in a primary
+# or triangulation model: what each protocol triangulates and report() heads with.
+primary_outcome_row_ <- function(r) r$analysis %in% c("primary", "triangulation") & r$outcome %in% "cla_18m"
+
 plan_primary <- function(results, strand, scale = NULL) {
-  r <- results[results$strand == strand & results$analysis %in% c("primary", "triangulation") &
-                 results$outcome == "cla_18m" & results$status == "ok" &
+  r <- results[results$strand == strand & primary_outcome_row_(results) & results$status == "ok" &
                  results$term == "treated" & is.finite(results$std.error), , drop = FALSE]
   if (!is.null(scale)) r <- r[r$scale == scale, , drop = FALSE]
   r

@@ -309,10 +309,14 @@ disclosure_listing_ <- function(tabs) {
 
 # The headline: each programme's primary estimates, then those of its other
 # strand (`analysis` "triangulation": the strand each protocol pools with its
-# own under "Triangulation of results"), in the plan's order within each.
+# own under "Triangulation of results"; only its primary outcome, "the found
+# treatment effect for the primary outcome", as plan_primary() takes), in the
+# plan's order within each.
 headline_table_ <- function(res) {
   if (is.null(res) || !nrow(res) || !"analysis" %in% names(res)) return(NULL)
-  h <- res[res$analysis %in% c("primary", "triangulation"), , drop = FALSE]
+  keep <- res$analysis %in% "primary" |
+    (if ("outcome" %in% names(res)) primary_outcome_row_(res) else res$analysis %in% "triangulation")
+  h <- res[keep, , drop = FALSE]
   if ("status" %in% names(h)) h <- h[h$status %in% "ok", , drop = FALSE]
   prog <- if ("programme" %in% names(h)) match(h$programme, unique(h$programme)) else rep(0L, nrow(h))
   h <- h[order(prog, match(h$analysis, c("primary", "triangulation"))), , drop = FALSE]

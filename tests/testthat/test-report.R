@@ -469,15 +469,24 @@ test_that("the headline shows each programme's primary rows, then its triangulat
   expect_output(print(r), "Primary estimates, then the other strand's (triangulation)", fixed = TRUE)
   # two programmes in one table: each programme's primary rows, then its
   # other strand, programmes in the order they come
+  # protocol_models() labels every row of the FV DiD strand "triangulation",
+  # secondary outcomes too; the protocol triangulates "the found treatment
+  # effect for the primary outcome" only, so a secondary outcome's row is not
+  # in the headline
   fv <- rbind(
     results_row("FV", "did", "cla_18m", "triangulation", "treated", "log_odds",
                 -0.2, 0.1, -0.4, 0, 0.05, "fv_did_cla_18m_primary"),
+    results_row("FV", "did", "return_36m", "triangulation", "treated", "risk_difference",
+                0.03, 0.02, -0.01, 0.07, 0.13, "fv_did_return_36m_secondary"),
     results_row("FV", "stepped_wedge", "cla_18m", "primary", "treated", "log_odds",
                 -0.26, 0.12, -0.49, -0.03, 0.028, "fv_sw_cla_18m_primary"))
   h2 <- sfpceval:::headline_table_(rbind(fv, res))
   expect_identical(paste(h2$programme, h2$analysis),
                    c("FV primary", "FV triangulation", "FS primary", "FS primary",
                      "FS triangulation", "FS triangulation"))
+  expect_false("return_36m" %in% h2$outcome)
+  expect_identical(unique(h2$outcome), "cla_18m")
+  expect_equal(h2$estimate[1:2], c(-0.26, -0.2))
   # a table without triangulation rows: the primary rows alone, as before
   h3 <- sfpceval:::headline_table_(res[res$analysis != "triangulation", ])
   expect_identical(h3$analysis, c("primary", "primary"))
