@@ -130,6 +130,12 @@ wild_boot <- function(fit, param = "treated", weights = c("webb", "rademacher", 
   }
   if (inherits(fit, "sw_glmm") && is.null(fit$cells)) return(lmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int, ...))
   if (inherits(fit, "sw_glmm")) return(glmm_wild_boot(fit, param, weights, B, level, r, seed, conf_int, ...))
+  if (...length()) {
+    nm <- names(list(...)) %||% character(...length())
+    nm <- ifelse(nzchar(nm), nm, paste0("unnamed argument ", seq_along(nm)))
+    stop_arg("...", sprintf("has arguments a did_fit() does not use: %s", paste(nm, collapse = ", ")),
+             "drop them; a did_fit() takes param, weights, B, level, r, seed and conf_int (`variant` is for sw_glmm() fits).")
+  }
   if (!is.character(param) || length(param) != 1L || !param %in% names(fit$coefficients)) {
     got <- if (is.character(param)) paste0("\"", paste(param, collapse = ", "), "\"") else describe_value(param)
     stop_arg("param", sprintf("must name one coefficient of the fit (got %s)", got),

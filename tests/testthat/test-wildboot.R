@@ -509,3 +509,27 @@ test_that("score_between() interpolates a(r) only inside narrow brackets of refi
   got2 <- list(r = c(0, 1), a = list(a_fun(0), a_fun(1)))
   expect_equal(score_between(got2, 0.25, 1), 0.75 * a_fun(0) + 0.25 * a_fun(1))
 })
+
+test_that("wild_boot() on a did_fit() stops on arguments it does not use, naming them", {
+  d <- make_wb()
+  quiet <- function(x) suppressWarnings(x, classes = "sfpceval_few_treated")
+  f <- quiet(did_fit(y ~ treated + x | la + year, d, cluster = ~la, vcov = "CR1"))
+  # `variant` is an sw_glmm() argument: before, a did_fit() ignored it and
+  # returned the bootstrap it always runs
+  expect_error(wild_boot(f, "treated", variant = "CR3t"),
+               "`...` has arguments a did_fit() does not use: variant", fixed = TRUE)
+  expect_error(wild_boot(f, "treated", variant = "CR3t", foo = 1),
+               "does not use: variant, foo", fixed = TRUE)
+  # an unnamed extra argument after conf_int is named by its position
+  expect_error(wild_boot(f, "treated", "webb", "enumerate", 0.95, 0, NULL, TRUE, 3),
+               "does not use: unnamed argument 1", fixed = TRUE)
+  expect_error(wild_boot(f, "treated", variant = "CR3t"), "Fix: drop them")
+  # the logit did_fit() alike
+  d$yb <- as.integer(d$y > 0)
+  fb <- quiet(did_fit(yb ~ treated + x | la + year, d, cluster = ~la, family = "binomial", vcov = "CR1"))
+  expect_error(wild_boot(fb, "treated", variant = "score"), "does not use: variant", fixed = TRUE)
+  # without extra arguments it runs as before
+  wb <- quiet(wild_boot(f, "treated", weights = "rademacher", conf_int = FALSE))
+  expect_s3_class(wb, "wild_boot")
+  expect_equal(wb$statistic, unname(coef(f)["treated"] / sqrt(vcov(f)["treated", "treated"])))
+})
