@@ -222,6 +222,19 @@ plan_family <- function(design, outcome) {
   if (design$programme == "FV") "binomial" else "auto"
 }
 
+# What wild_boot()'s default does on a stepped-wedge fit of this family: the
+# CR3 t-test below 10 authorities; from 10, WCU31 for a linear mixed model
+# and the score bootstrap for a logit GLMM ("auto": whichever the
+# baseline-rate rule picks).
+plan_sw_wild_inference <- function(family) {
+  from10 <- switch(family,
+                   gaussian = "the wild cluster bootstrap WCU31 of the linear mixed model",
+                   binomial = "the score wild cluster bootstrap of the logit GLMM",
+                   "WCU31 if the baseline-rate rule picks the linear model, the score wild cluster bootstrap if it picks the logit")
+  paste0("wild_boot() default: below 10 authorities the CR3 (leave-one-authority-out) t-test with G - 1 df, from 10 ",
+         from10, " (Webb weights)")
+}
+
 # --- Family Valued ---------------------------------------------------------
 
 plan_rows_fv <- function(design, strands) {
@@ -264,7 +277,7 @@ plan_sw_rows <- function(design, prefix) {
                         "primary", "cla_18m", plan_population(design, "cla_18m"),
                         "wild_boot", NA_character_, depends_on = pid,
                         family = plan_family(design, "cla_18m"),
-                        inference = "wild_boot() default: below 10 authorities the CR3 (leave-one-authority-out) t-test with G - 1 df, from 10 the score wild cluster bootstrap (Webb weights)",
+                        inference = plan_sw_wild_inference(plan_family(design, "cla_18m")),
                         protocol = if (fv) "FV Primary Analysis: \"a wild bootstrap with a correction for the small number of clusters\"" else ref)
   # FS: the DiD protocol's own analysis is the DiD ("This analysis is
   # intended to complement the stepped wedge RCT analysis"); the

@@ -62,6 +62,32 @@ test_that("FV: 'we will consider ... a wild bootstrap with a correction for the 
   expect_equal(w$depends_on, "fs_did_cla_18m_primary")
 })
 
+test_that("the stepped-wedge wild rows say what wild_boot()'s default does for the row's family", {
+  # what wild_boot() runs by default on an sw_glmm() fit: below 10
+  # authorities the CR3 t-test; from 10 the first LMM variant (WCU31) for a
+  # linear mixed model, the score bootstrap for a logit GLMM
+  expect_identical(sfpceval:::lmm_boot_min_clusters_, 10L)
+  expect_identical(as.integer(sfpceval:::glmm_boot_min_clusters_), 10L)
+  expect_identical(sfpceval:::lmm_boot_variants_[1], "WCU31")
+  # FV primary: a logit GLMM
+  fv <- row_of(protocol_models(design_family_valued(fv_rollout())), "fv_sw_cla_18m_wild")
+  expect_equal(fv$family, "binomial")
+  expect_match(fv$inference, "below 10 authorities the CR3", fixed = TRUE)
+  expect_match(fv$inference, "from 10 the score wild cluster bootstrap", fixed = TRUE)
+  expect_false(grepl("WCU31", fv$inference))
+  # FS stepped-wedge strand: the family by the baseline-rate rule (linear on
+  # the protocol's rates), so the text names both; before it said "score
+  # bootstrap" alone for what runs as a linear mixed model
+  fs <- row_of(protocol_models(design_family_safeguarding(fs_rollout())), "fs_sw_cla_18m_wild")
+  expect_equal(fs$family, "auto")
+  expect_match(fs$inference, "WCU31 if the baseline-rate rule picks the linear model", fixed = TRUE)
+  expect_match(fs$inference, "the score wild cluster bootstrap if it picks the logit", fixed = TRUE)
+  # a linear row says WCU31 and not the score bootstrap
+  lin <- sfpceval:::plan_sw_wild_inference("gaussian")
+  expect_match(lin, "from 10 the wild cluster bootstrap WCU31", fixed = TRUE)
+  expect_false(grepl("score", lin))
+})
+
 test_that("FV secondary: 'For all binary secondary outcomes ... the same regression specification as for the primary outcome'", {
   d <- design_family_valued(fv_rollout())
   m <- protocol_models(d)
