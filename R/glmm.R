@@ -190,8 +190,11 @@
 #'   gaussian family `residual_sd`, `theta` (the SDs relative to the
 #'   residual SD) and, with `cluster`, `cr2` (`vcov`, `df` per coefficient,
 #'   `cluster`, `n_clusters`; also `vcov(fit, type = "CR2")`; and `cr3`:
-#'   `vcov`, `df` = G - 1, `unidentified`, the clusters without which the
-#'   fixed effects are not identified), for a
+#'   `vcov`, `df` = G - 1, `dropped_in`, the clusters whose
+#'   leave-one-cluster-out fit dropped columns that cluster alone identifies,
+#'   `dropped`, those columns per such cluster, and `lost`, per coefficient
+#'   the clusters without which it is not identified, so that its CR3 is
+#'   `NA`), for a
 #'   binomial response written `cbind(successes, failures)` `ntrials`,
 #'   `prior_weights` (the weights given, one per row of `data`, or `NULL`), and
 #'   what is needed to refit it cheaply.
@@ -1507,7 +1510,7 @@ lmm_fit_cr2 <- function(prep, st, th, e_s, M, Txi, ss, cluster, nm) {
   V3 <- ss^2 * r3$vcov
   dimnames(V3) <- list(nm, nm)
   cl_names <- sort(unique(as.character(v)))
-  cr3 <- list(vcov = V3, df = G - 1L, unidentified = cl_names[r3$unidentified],
+  cr3 <- list(vcov = V3, df = G - 1L, dropped_in = cl_names[r3$unidentified],
               dropped = stats::setNames(lapply(r3$dropped, function(k) nm[k]), cl_names[r3$unidentified]),
               lost = stats::setNames(lapply(r3$lost, function(g) cl_names[g]), nm))
   list(vcov = V, df = stats::setNames(r$df, nm), cluster = cluster$name, n_clusters = G, cr3 = cr3)

@@ -834,7 +834,7 @@ test_that("analyse(): the CR3 row is tidy(fit, vcov = \"CR3\") of its parent, po
   d$z <- as.integer(d$la == "c")
   f <- days_plan_18m ~ treated + factor(step) + age + uasc + z + (1 | la)
   ref <- suppressMessages(sw_glmm(f, d, family = gaussian(), cluster = "la"))
-  expect_equal(ref$cr2$cr3$unidentified, "c")
+  expect_equal(ref$cr2$cr3$dropped_in, "c")
   expect_equal(ref$cr2$cr3$dropped, list(c = "z"))
   expect_equal(plan_cr3_unidentified(f, d, "la"), "c")
   expect_equal(plan_cr3_unidentified(f, d, "la", "treated"), character())

@@ -153,6 +153,13 @@ test_that("LMM CR3 when leave-one-cluster-out fits lose columns: the reduced fit
     } else {
       expect_true(all(is.na(V[other, ])))
       expect_equal(length(fit$cr2$cr3$dropped), 6L)                  # every LA's fit drops one column
+      # `dropped_in` lists the clusters whose leave-out fit dropped columns
+      # (every LA here), not clusters where CR3 is undefined: `treated`
+      # keeps its jackknife without each of them
+      expect_identical(fit$cr2$cr3$dropped_in, sort(unique(as.character(d$la))))
+      expect_identical(fit$cr2$cr3$dropped_in, names(fit$cr2$cr3$dropped))
+      expect_length(fit$cr2$cr3$lost$treated, 0L)
+      expect_null(fit$cr2$cr3$unidentified)
     }
     fw <- sw_glmm(cs$f, d, family = gaussian(), cluster = "la", weights = "w")
     refw <- ref_cr3_drop(X, d$y, cl, diag(1 / d$w) + cs$phi(fw$theta), cs$keep)
@@ -174,6 +181,7 @@ test_that("LMM CR3 when leave-one-cluster-out fits lose columns: the reduced fit
   dn$z <- dn$z + ifelse(dn$la == "L2", 0, 1e-4 * sd(dn$since) * rnorm(nrow(dn)))
   fn <- sw_glmm(cases[[1]]$f, dn, family = gaussian(), cluster = "la")
   expect_length(fn$cr2$cr3$dropped, 0L)
+  expect_length(fn$cr2$cr3$dropped_in, 0L)
   Xn <- model.matrix(~ treated + since + z, dn)
   Vn <- unname(vcov(fn, type = "CR3"))
   refn <- unname(ref_cr3(Xn, dn$y, cl, diag(nrow(dn)) + cases[[1]]$phi(fn$theta)))
@@ -213,6 +221,7 @@ test_that("LMM CR3 with a lost column, hand-made: 3 balanced clusters, a covaria
   expect_equal(V[1, 1], 4 / 3, tolerance = 1e-10)
   expect_true(all(is.na(V[2, ])) && all(is.na(V[, 2])))
   expect_equal(fit$cr2$cr3$dropped, list(C = "zc"))
+  expect_identical(fit$cr2$cr3$dropped_in, "C")
   expect_equal(fit$cr2$cr3$lost, list(`(Intercept)` = character(), zc = "C"))
   tab <- suppressMessages(generics::tidy(fit, vcov = "CR3"))
   expect_equal(tab$p.value[1], 2 * pt(-2 / sqrt(4 / 3), 2), tolerance = 1e-10)
