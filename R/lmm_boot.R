@@ -232,7 +232,7 @@ lmm_boot_variant <- function(pc, boot, vcov, Cg = NULL, dgp = 1L, jd = NULL) {
 #' clusters and `"WCU31"` (with the default Webb weights) from 10**, because
 #' no wild bootstrap held its size with 5 authorities and the CR3 t-test did
 #' (below); it says so in a message and the note. `"WCR11"` was the method
-#' before #13. `std.error` and `statistic` use the chosen variance (CR3 or
+#' of earlier versions. `std.error` and `statistic` use the chosen variance (CR3 or
 #' CR1); the result also carries `variant`. Variants with a 3 need three
 #' clusters.
 #'

@@ -92,7 +92,7 @@
 #'   (default `TRUE`; set `FALSE` in simulations to save time).
 #' @param ... For a gaussian [sw_glmm()] fit, `variant`: see the section
 #'   "Linear mixed models"; for a binomial one, `variant` `"auto"` (default),
-#'   `"CR3t"` or `"score"`: see the section "Binomial GLMM". Unused otherwise.
+#'   `"CR3t"` or `"score"`: see the section "Binomial GLMM". A [did_fit()] takes none (an error names them).
 #' @return An object of class `wild_boot`: a list with `param`, `estimate`,
 #'   `null`, `statistic` (observed CR1 t), `p_value` (strict), `p_value_geq`,
 #'   `conf_int`, `level`, `B`, `enumerated`, `weights`, `p_min` (smallest
@@ -505,7 +505,7 @@ score_boot_test <- function(a, pig, V, estimate) {
 #'   \eqn{\hat\beta_{(g)}}) and `refits` (`B = 0`, no `tstar`; `weights`
 #'   are not used).
 #' * `"score"`: the Kline-Santos score bootstrap described above (the
-#'   method before #13).
+#'   method of earlier versions).
 #' * `"auto"` (**the default**): `"CR3t"` with fewer than 10 clusters,
 #'   `"score"` from 10; a message and the note say which ran and why.
 #'
