@@ -709,9 +709,8 @@ plan_prune <- function(row, formula, df, cache, binomial = FALSE, cc = character
   }
   df <- plan_cc_levels(df, c(all.vars(formula), cc))
   # the design this imputation's rule found of full rank (the rule pass
-  # keeps it by imputation `k`), when no covariate was left out or merged
+  # keeps it by imputation `k`); glmm_prepare() uses it only for that design
   if (is.null(own) && !is.null(k)) own <- cache[[paste("checked", row$id, k, sep = "|")]]
-  if (length(rule$drop) || length(rule$merge) || length(rule$drop_count)) own <- NULL
   list(formula = formula, df = df, checked = own)
 }
 
@@ -797,7 +796,8 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
     for (v in names(merge)) {
       xx <- as.character(mf[[v]])
       xx[xx %in% merge[[v]]$from] <- merge[[v]]$to
-      mf[[v]] <- factor(xx)
+      # the levels in plan_prune()'s order: the design checked is the one fitted
+      mf[[v]] <- factor(xx, levels = setdiff(levels(factor(mf[[v]])), merge[[v]]$from))
     }
   }
   keep_terms <- setdiff(fixed, drop)
@@ -805,8 +805,9 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
   full <- glmm_full_rank(X)
   drop <- c(drop, plan_aliased(X, keep_terms, covs, full))
   # the design found of full rank, for sw_glmm() not to check it again
-  # (glmm_prepare()'s `checked`: its rows and column sums identify it)
-  checked <- if (full && !length(drop)) list(n = nrow(X), colsums = colSums(X))
+  # (glmm_prepare()'s `checked`: its rows and column sums identify it, so
+  # it is used only if the rule applied leaves the same design)
+  checked <- if (full) list(n = nrow(X), colsums = colSums(X))
   drop_count <- character()
   if (hurdle) {
     # the count part is fitted on the positive counts only
