@@ -677,7 +677,7 @@ plan_prune <- function(row, formula, df, cache, binomial = FALSE, cc = character
   rule <- cache[[key]]
   own <- NULL
   if (is.null(rule)) {
-    rule <- plan_prune_rule(row, formula, df, binomial, cc)
+    rule <- plan_prune_rule(row, formula, df, binomial, cc, memo = cache)
     if (identical(cache$prune_pass, row$id)) {
       stop(structure(class = c("sfp_prune_rule", "condition"),
                      list(message = "prune rule", call = NULL, rule = rule)))
@@ -770,7 +770,7 @@ plan_cc_levels <- function(df, vars) {
   df
 }
 
-plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
+plan_prune_rule <- function(row, formula, df, binomial, cc = character(), memo = NULL) {
   covs <- setdiff(strsplit(paste(row$x, row$z, sep = ", "), ", ")[[1]], "")
   labels <- attr(stats::terms(formula), "term.labels")
   fixed <- labels[!grepl("|", labels, fixed = TRUE)]
@@ -780,9 +780,18 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
   # formula's, random-effect groupings included, and `cc`: weights, cluster,
   # absorbed fixed effects)
   ccv <- intersect(unique(c(all.vars(formula), cc, extra)), names(df))
-  df <- df[stats::complete.cases(df[ccv]), ccv, drop = FALSE]  # only the columns read
-  mf <- stats::model.frame(ff, plan_cc_levels(df, ccv), na.action = stats::na.omit)
-  mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
+  sig <- list(row$id, deparse1(formula), binomial, ccv, fixed)
+  again <- plan_prune_again(memo, sig, df, ccv, fixed, cc)
+  if (!is.null(again)) {
+    mf <- again$mf
+  } else {
+    full_df <- df
+    df <- df[stats::complete.cases(df[ccv]), ccv, drop = FALSE]  # only the columns read
+    mf <- stats::model.frame(ff, plan_cc_levels(df, ccv), na.action = stats::na.omit)
+    mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
+    memo_new <- list(sig = sig, df = full_df, mf = mf,
+                     rows = match(rownames(mf), rownames(full_df)))
+  }
   covs <- intersect(covs, names(mf))
   drop <- covs[vapply(covs, function(v) length(unique(mf[[v]])) < 2L, TRUE)]
   y <- mf[[1]]
@@ -801,8 +810,27 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
     }
   }
   keep_terms <- setdiff(fixed, drop)
-  X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
-  full <- glmm_full_rank(X)
+  decided <- list(drop, merge)
+  if (!is.null(again) && identical(decided, again$memo$decided)) {
+    # the first imputation's design with the imputed columns replaced, and
+    # its cross-product updated in their rows and columns
+    X <- again$memo$X
+    G <- again$memo$G
+    for (v in again$changed) {
+      X[, v] <- as.double(mf[[v]])
+      G[, v] <- G[v, ] <- crossprod(X, X[, v])[, 1]
+    }
+  } else {
+    X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
+    G <- crossprod(X)
+  }
+  if (is.null(again) && !is.null(memo)) {
+    memo_new$decided <- decided
+    memo_new$X <- X
+    memo_new$G <- G
+    assign("prune_memo", memo_new, envir = memo)
+  }
+  full <- glmm_full_rank(X, G)
   drop <- c(drop, plan_aliased(X, keep_terms, covs, full))
   # the design found of full rank, for sw_glmm() not to check it again
   # (glmm_prepare()'s `checked`: its rows and column sums identify it, so
@@ -827,6 +855,36 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
   }
   list(drop = unique(drop), merge = merge, drop_count = unique(drop_count), counts = m$counts,
        checked = checked)
+}
+
+# The pruning on imputation k >= 2 of a row repeats the first imputation's
+# work on the same rows: only the imputed columns differ. `memo` (the plan's
+# cache) keeps the last rule's model frame, design and cross-product
+# (`prune_memo`); when `df` differs from that rule's data only in numeric
+# columns that enter the formula as main effects alone, with the same
+# missing values (so the same complete rows), the model frame is the kept
+# one with those columns replaced (list(mf, changed, memo)); otherwise NULL
+# and the rule is computed from scratch. The same frame either way.
+plan_prune_again <- function(memo, sig, df, ccv, fixed, cc) {
+  if (is.null(memo)) return(NULL)
+  pm <- memo$prune_memo
+  if (is.null(pm) || !identical(pm$sig, sig) || nrow(df) != nrow(pm$df) ||
+      !identical(attr(df, "row.names"), attr(pm$df, "row.names"))) {
+    return(NULL)
+  }
+  changed <- ccv[!vapply(ccv, function(v) identical(df[[v]], pm$df[[v]]), TRUE)]
+  for (v in changed) {
+    x <- df[[v]]
+    if (!is.numeric(x) || !v %in% fixed || v %in% cc || !v %in% names(pm$mf) ||
+        !identical(is.na(x), is.na(pm$df[[v]])) ||
+        sum(vapply(fixed, function(l) v %in% all.vars(str2lang(l)), TRUE)) != 1L ||
+        !identical(class(x), class(pm$mf[[v]]))) {
+      return(NULL)
+    }
+  }
+  mf <- pm$mf
+  for (v in changed) mf[[v]] <- df[[v]][pm$rows]
+  list(mf = mf, changed = changed, memo = pm)
 }
 
 # For a logit of 0/1 `y`: categorical covariates' levels in which y is all 0

@@ -282,8 +282,10 @@ hurdle_fit_ <- function(cl, formula, data, dist, cluster = NULL, weights = NULL,
   yname <- use$yname
   y <- use$y
   X <- stats::model.matrix(f_count, d)
-  Z <- stats::model.matrix(f_zero, d)
-  check_finite_(cbind(X, Z), y, yname)
+  # (the same regressors in both parts: the same matrix)
+  same <- identical(f_zero, f_count)
+  Z <- if (same) X else stats::model.matrix(f_zero, d)
+  check_finite_(if (same) X else cbind(X, Z), y, yname)
   rows <- use$kept
   bad <- which(y < 0)
   if (length(bad)) {

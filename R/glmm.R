@@ -622,8 +622,7 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights
 # unit columns, and its square, the smallest eigenvalue of the correlation-
 # scaled X'X, is here required to exceed 1e-8 (rounding in X'X is far
 # smaller). FALSE means "ask qr()", which costs twice as much.
-glmm_full_rank <- function(X) {
-  G <- crossprod(X)
+glmm_full_rank <- function(X, G = crossprod(X)) {
   d <- sqrt(diag(G))
   if (!all(is.finite(d) & d > 0)) return(FALSE)
   C <- G / tcrossprod(d)

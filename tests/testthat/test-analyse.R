@@ -1283,3 +1283,37 @@ test_that("analyse(FV): on a tiny sample the kinship rows run, a covariate left 
   expect_true(any(grepl("^fv_sw_kinship_first_secondary: left out", sp$note)))
   walk_results(a)
 })
+
+test_that("plan_prune_rule(): imputation k >= 2 re-uses the first imputation's frame and design, with the same rule (#14)", {
+  skip_if_not_installed("mice")
+  ctx <- fv_mi_ctx()$ctx
+  for (id in c("fv_sw_cla_18m_primary", "fv_sw_days_plan_18m_secondary", "fv_sw_days_plan_18m_hurdle")) {
+    row <- ctx$models[ctx$models$id == id, ]
+    cache <- new.env(parent = emptyenv())
+    f <- stats::as.formula(row$formula)
+    if (id == "fv_sw_days_plan_18m_hurdle") f <- stats::update(f, . ~ . - (1 | la))
+    dfs <- lapply(1:2, function(k) plan_data(row, ctx, k, cache)$df)
+    bin <- row$family == "binomial"
+    memo <- new.env(parent = emptyenv())
+    r1 <- plan_prune_rule(row, f, dfs[[1]], bin, "la", memo = memo)
+    # imputation 2 differs in fsm_ever only: the frame is the kept one with it replaced
+    again <- plan_prune_again(memo, memo$prune_memo$sig, dfs[[2]], memo$prune_memo$sig[[4]],
+                              memo$prune_memo$sig[[5]], "la")
+    expect_identical(again$changed, "fsm_ever")
+    r2 <- plan_prune_rule(row, f, dfs[[2]], bin, "la", memo = memo)
+    expect_identical(r2, plan_prune_rule(row, f, dfs[[2]], bin, "la"))
+    expect_identical(r1, plan_prune_rule(row, f, dfs[[1]], bin, "la"))
+    expect_false(identical(r1$checked, r2$checked))
+  }
+  # an imputed factor (mi_prune_ctx(): ethnicity) is not replaced in place:
+  # the rule is computed afresh, and is the same
+  mc <- mi_prune_ctx()
+  f <- stats::as.formula(mc$row$formula)
+  filled <- lapply(1:2, function(k) plan_fill(mc$d, mc$ctx, k))
+  memo <- new.env(parent = emptyenv())
+  plan_prune_rule(mc$row, f, filled[[1]], FALSE, memo = memo)
+  expect_null(plan_prune_again(memo, memo$prune_memo$sig, filled[[2]], memo$prune_memo$sig[[4]],
+                               memo$prune_memo$sig[[5]], character()))
+  expect_identical(plan_prune_rule(mc$row, f, filled[[2]], FALSE, memo = memo),
+                   plan_prune_rule(mc$row, f, filled[[2]], FALSE))
+})
