@@ -58,6 +58,30 @@
 #' with both margins the two mask the same cells (tested where `sdcTable` is
 #' installed).
 #'
+#' @section Subsetting, binding and editing a disclosed table:
+#' * `x[i, j]`, `head()`, `tail()` and `subset()` return an `sfp_disclosed`
+#'   table of the cells kept, each with its mask and log entry (rows
+#'   renumbered), so masked cells still print `[c]`. A result that is not a
+#'   data frame (`x[, "n"]`, `x[["n"]]`, `x$n`, `x[2, , drop = TRUE]`) is the
+#'   plain values, in which a masked cell is `NA`: the masked value is never
+#'   in the table, so no subset can reach it.
+#' * `rbind()` of disclosed tables with the same columns stacks their masks
+#'   and logs; `cbind()` of disclosed tables with the same rows and distinct
+#'   column names puts them side by side. The result is disclosed at the
+#'   lowest of their thresholds; tables rounded differently are refused. Each
+#'   table was protected on its own: totals or counts linked across the
+#'   tables (a grand total of both) are protected only when the original
+#'   tables are bound first and the result disclosed.
+#' * A table that has not been through `disclose()` never becomes disclosed:
+#'   `rbind()` or `cbind()` of a disclosed table with a plain data frame or a
+#'   vector is an error (disclose it first), except that R hands
+#'   `rbind(plain, disclosed)` (a plain table first) to the data frame
+#'   method, whose result is a plain data frame; assigning into a disclosed
+#'   table (`x$col <- v`, `x[i, j] <- v`, `x[[col]] <- v`) returns a plain data
+#'   frame too. Either prints masked cells as `NA` and passes through
+#'   `disclose()` again before release. Renaming columns (`names(x)[2] <-
+#'   "n"`) keeps the table disclosed and renames them in the mask and log.
+#'
 #' @param x A data frame of counts (long, with label columns, or wide, with a
 #'   count column per category), a matrix or `table` of counts, an exclusion
 #'   flow (columns `stage`, `step`, `n`, and `la`, `arm`), or one of the
@@ -749,6 +773,152 @@ print.sfp_disclosed <- function(x, ...) {
   }
   attr(out, "suppressed") <- out_sup
   attr(out, "disclosure") <- dis
+  class(out) <- c("sfp_disclosed", "data.frame")
+  out
+}
+
+# Binding disclosed tables keeps each cell's mask and log entry: rbind()
+# stacks the masks (columns matched by name, as rbind.data.frame() matches
+# them) and renumbers the log's rows; cbind() puts the masks side by side.
+# Every argument must be an sfp_disclosed table: a plain table would enter a
+# "disclosed" table without disclosure control, so it is an error (R picks
+# the data frame method when a plain data frame comes first: the result is
+# then a plain data frame, never an sfp_disclosed one). The result is
+# disclosed at the lowest of the tables' thresholds; tables rounded
+# differently are refused.
+#' @export
+rbind.sfp_disclosed <- function(..., deparse.level = 1) {
+  args <- list(...)
+  # rbind.data.frame()'s own arguments are not tables
+  args <- args[!(names(args) %||% rep("", length(args))) %in%
+                 c("make.row.names", "stringsAsFactors", "factor.exclude")]
+  args <- disclosed_args_(args, "rbind")
+  if (!length(args)) return(NULL)
+  nm <- names(args[[1L]])
+  for (k in seq_along(args)[-1L]) {
+    if (length(names(args[[k]])) != length(nm) || !setequal(names(args[[k]]), nm)) {
+      stop_arg("...", sprintf("(table %d of rbind()) has columns %s, not those of the first table (%s)",
+                              k, paste(names(args[[k]]), collapse = ", "), paste(nm, collapse = ", ")),
+               "stack tables with the same columns.")
+    }
+  }
+  out <- do.call(rbind, c(lapply(args, plain_df_), list(make.row.names = FALSE)))
+  sup <- do.call(rbind, lapply(args, function(a) attr(a, "suppressed")[, nm, drop = FALSE]))
+  rownames(sup) <- NULL
+  offset <- cumsum(c(0L, vapply(args, nrow, 1L)))
+  log <- do.call(rbind, c(list(empty_log_()), lapply(seq_along(args), function(k) {
+    l <- attr(args[[k]], "disclosure")$log
+    l$row <- as.integer(l$row + offset[k])
+    l
+  })))
+  log <- log[order(log$row, match(log$column, nm)), , drop = FALSE]
+  new_disclosed_bind_(out, sup, log, args)
+}
+
+#' @export
+cbind.sfp_disclosed <- function(..., deparse.level = 1) {
+  args <- disclosed_args_(list(...), "cbind")
+  if (!length(args)) return(NULL)
+  n <- vapply(args, nrow, 1L)
+  if (any(n != n[1L])) {
+    stop_arg("...", sprintf("holds tables of %s rows, which cbind() cannot put side by side",
+                            paste(unique(n), collapse = " and ")),
+             "bind tables with the same rows, or rbind() tables with the same columns.")
+  }
+  nm <- unlist(lapply(args, names), use.names = FALSE)
+  if (anyDuplicated(nm)) {
+    stop_arg("...", sprintf("holds tables that share column names (%s): a masked cell would be ambiguous",
+                            paste(unique(nm[duplicated(nm)]), collapse = ", ")),
+             "rename the columns of one table (names(x)[...] <- ...) before cbind().")
+  }
+  out <- do.call(cbind, lapply(args, plain_df_))
+  sup <- do.call(cbind, lapply(args, function(a) attr(a, "suppressed")))
+  log <- do.call(rbind, c(list(empty_log_()), lapply(args, function(a) attr(a, "disclosure")$log)))
+  log <- log[order(log$row, match(log$column, nm)), , drop = FALSE]
+  new_disclosed_bind_(out, sup, log, args)
+}
+
+# Assigning into a disclosed table (x[i, j] <- v, x$col <- v, x[[col]] <- v)
+# can put a value that has not been through disclosure control beside the
+# masked cells (a new column, a small count in a published cell): the result
+# is a plain data frame (masked cells stay NA), to be disclosed again.
+#' @export
+`[<-.sfp_disclosed` <- function(x, i, j, value) {
+  x <- plain_df_(x)
+  NextMethod()
+}
+
+#' @export
+`[[<-.sfp_disclosed` <- function(x, i, j, value) {
+  x <- plain_df_(x)
+  NextMethod()
+}
+
+#' @export
+`$<-.sfp_disclosed` <- function(x, name, value) {
+  x <- plain_df_(x)
+  NextMethod()
+}
+
+# Renaming columns renames them in the mask and the log too.
+#' @export
+`names<-.sfp_disclosed` <- function(x, value) {
+  old <- names(x)
+  sup <- attr(x, "suppressed")
+  dis <- attr(x, "disclosure")
+  x <- NextMethod()
+  new <- names(x)
+  if (!is.null(sup) && ncol(sup) == length(new)) colnames(sup) <- new
+  if (length(old) == length(new)) {
+    dis$log$column <- new[match(dis$log$column, old)]
+    dis$counts <- new[match(dis$counts, old)]
+    dis$counts <- dis$counts[!is.na(dis$counts)]
+  }
+  attr(x, "suppressed") <- sup
+  attr(x, "disclosure") <- dis
+  x
+}
+
+# The arguments of rbind()/cbind() on disclosed tables: NULLs dropped, every
+# other one an sfp_disclosed table.
+disclosed_args_ <- function(args, fun) {
+  args <- args[!vapply(args, is.null, TRUE)]
+  for (k in seq_along(args)) {
+    if (!inherits(args[[k]], "sfp_disclosed")) {
+      stop_arg("...", sprintf(paste0(
+        "(argument %d of %s()) is %s, not a table from disclose(): bound to disclosed tables, ",
+        "its cells would be published as disclosed without disclosure control"),
+        k, fun, if (is.data.frame(args[[k]])) "a data frame" else describe_value(args[[k]])),
+        sprintf(paste0("disclose() it first (%s(d, disclose(x))), or %s() the original tables and ",
+                       "disclose() the result, which also protects totals and counts linked across them."),
+                fun, fun))
+    }
+  }
+  rt <- lapply(args, function(a) attr(a, "disclosure")$round_to)
+  if (length(unique(lapply(rt, function(r) r %||% 0))) > 1L) {
+    stop_arg("...", sprintf("holds tables rounded differently (round_to %s)",
+                            paste(vapply(rt, function(r) if (is.null(r)) "NULL" else format(r), ""),
+                                  collapse = ", ")),
+             "disclose the original tables with the same round_to.")
+  }
+  args
+}
+
+plain_df_ <- function(x) {
+  attr(x, "suppressed") <- NULL
+  attr(x, "disclosure") <- NULL
+  class(x) <- "data.frame"
+  x
+}
+
+new_disclosed_bind_ <- function(out, sup, log, args) {
+  rownames(log) <- NULL
+  dis <- lapply(args, attr, "disclosure")
+  rownames(out) <- NULL
+  attr(out, "suppressed") <- sup
+  attr(out, "disclosure") <- list(
+    threshold = min(vapply(dis, `[[`, 1, "threshold")), round_to = dis[[1L]]$round_to,
+    counts = unique(unlist(lapply(dis, `[[`, "counts"))), log = log)
   class(out) <- c("sfp_disclosed", "data.frame")
   out
 }

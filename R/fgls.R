@@ -384,6 +384,19 @@ panel_rows_ <- function(formula, data, group, time, weights) {
                sprintf("e.g. %s = \"%s\"", a, if (a == "group") "la_code" else "year"))
     }
   }
+  # a column missing in every row is named, not reported as "no complete rows"
+  if (nrow(data)) {
+    vars <- intersect(c(all.vars(formula), group, time), names(data))
+    for (v in vars[vapply(vars, function(v) all(is.na(data[[v]])), TRUE)]) {
+      role <- if (v == group) "the `group` column" else if (v == time) "the `time` column" else
+        "this variable of the formula"
+      stop_rows("data", v, seq_len(nrow(data)), sprintf(
+        "with a missing value: %s is missing in every row, so no row can be used", role),
+        sprintf("fill in `%s`, or name the right column%s.", v,
+                if (v %in% c(group, time)) sprintf(" in `%s =`", if (v == group) "group" else "time") else
+                  " in the formula"))
+    }
+  }
   wname <- if (is.character(weights) && length(weights) == 1L) weights else "weights"
   w <- resolve_weights_(weights, data)
   weighted <- !is.null(w)

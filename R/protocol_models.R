@@ -54,7 +54,11 @@
 #'   with the stepped-wedge estimate; kept with `sensitivity = FALSE`, it is a
 #'   strand chosen by `strands`) and the stepped-wedge strand
 #'   of Family Safeguarding (the treated authorities only; period = financial
-#'   year as the DiD's \eqn{Year_t}).
+#'   year as the DiD's \eqn{Year_t}; its rows' `analysis` is
+#'   `"triangulation"` too: the DiD protocol's own analysis is the DiD, "intended
+#'   to complement the stepped wedge RCT analysis", and it sets the
+#'   stepped-wedge strand out under "Triangulation of results" in its
+#'   Sensitivity Analysis, to be pooled with the DiD estimate).
 #'
 #' Formula placeholders expanded by [analyse()] on the data: `.exposure`
 #' (the indicators of time since go-live of the differential-time model).
@@ -71,7 +75,9 @@
 #'   [design_family_valued()].
 #' @param outcomes Outcomes to keep (default: all the design's).
 #' @param sensitivity Include the sensitivity and exploratory rows (the
-#'   Family Valued DiD strand's `"triangulation"` rows are kept either way).
+#'   `"triangulation"` rows of each programme's other strand, the Family
+#'   Valued DiD and the Family Safeguarding stepped wedge, are kept either
+#'   way).
 #' @param strands `"stepped_wedge"`, `"did"` or both.
 #' @return A data frame of class `sfp_models`, one row per model, with
 #'   columns `id`, `programme`, `strand`, `analysis`, `outcome`,
@@ -233,7 +239,7 @@ plan_sw_rows <- function(design, prefix) {
   period <- if (fv) "factor(step)" else "factor(fin_year)"
   outcomes <- if (fv) design$outcomes else "cla_18m"
   ref <- if (fv) "FV Analysis plan, Primary Analysis" else
-    "FS Aims (triangulation of the stepped-wedge RCT and the DiD)"
+    "FS Sensitivity Analysis, Triangulation of results (stepped-wedge strand): \"Since we will conduct an analysis exploiting the stepped wedge design of the implementation as well as a DiD analysis, results will have to be triangulated\""
   sw_one <- function(outcome, analysis, id, treatment = "referral_date", extra = "",
                      term = "treated", protocol = ref, requires = NA_character_,
                      family = NULL, random = "(1 | la)", resp = outcome,
@@ -260,7 +266,12 @@ plan_sw_rows <- function(design, prefix) {
                         family = plan_family(design, "cla_18m"),
                         inference = "score wild cluster bootstrap, Webb weights, enumerated",
                         protocol = if (fv) "FV Primary Analysis: \"a wild bootstrap with a correction for the small number of clusters\"" else ref)
-  if (!fv) return(rows)
+  # FS: the DiD protocol's own analysis is the DiD ("This analysis is
+  # intended to complement the stepped wedge RCT analysis"); the
+  # stepped-wedge strand enters it under Sensitivity Analysis, "Triangulation
+  # of results", to be pooled with the DiD estimate: every row of the strand
+  # is labelled "triangulation", as the FV protocol's DiD strand is
+  if (!fv) return(lapply(rows, function(r) `[[<-`(r, "analysis", value = "triangulation")))
   for (o in setdiff(outcomes, c("cla_18m", "absence"))) {
     rows[[length(rows) + 1L]] <- sw_one(o, "secondary", paste0(prefix, "_", o, "_secondary"),
                                         protocol = "FV Secondary Analysis")

@@ -22,7 +22,10 @@
 #' earlier report it lists that this run does not write again (the figures
 #' and tables of an earlier analysis) and that are unchanged since they were
 #' written, and says which; a listed file that was edited since is kept (and
-#' named), and no other file is touched. A `report_files.txt` that is not
+#' named), and no other file is touched. A run that stops with an error
+#' still lists the files it wrote (its tables, and its figures by their
+#' names and times), so the next run removes them in turn. A
+#' `report_files.txt` that is not
 #' sfpceval's (its first line is not `# sfpceval report manifest v1`) is
 #' left as it is: nothing is removed and no manifest is written.
 #'
@@ -39,7 +42,9 @@
 #' @return Invisibly, an `sfp_report`: `dir`, `html` (path or `NA`), `csv`,
 #'   `png` (paths), `disclosure` (the masked cells, as in `disclosure.csv`),
 #'   `withheld` (figures and tables not written, with the reason),
-#'   `headline` (the primary estimates) and `manifest` (the path of
+#'   `headline` (each programme's primary estimates, then those of its
+#'   other strand, `analysis = "triangulation"`: the Family Safeguarding
+#'   stepped wedge, the Family Valued DiD) and `manifest` (the path of
 #'   `report_files.txt`, the list of files written, or `NA` where a file of
 #'   that name is not sfpceval's).
 #' @examples
@@ -85,11 +90,16 @@ report <- function(analysis, dir, threshold = 10, round_to = NULL, html = TRUE,
   dir.create(dir, showWarnings = FALSE, recursive = TRUE)
   if (!dir.exists(dir)) stop_arg("dir", sprintf("(\"%s\") could not be created", dir), "give a directory you can write to.")
   dir <- normalizePath(dir)
+  # a run that stops half way still lists in the manifest the files it wrote,
+  # so the next run removes them as it removes any earlier report's files
+  started <- Sys.time()
+  csv <- character()
+  finished <- FALSE
+  on.exit(if (!finished) record_written_(dir, c(csv, figures_since_(dir, started))), add = TRUE)
 
   withheld <- list()
   tabs <- report_tables_(analysis, threshold, round_to)
   withheld <- c(withheld, attr(tabs, "withheld"))
-  csv <- character()
   for (nm in names(tabs)) {
     f <- file.path(dir, paste0(file_name_(nm), ".csv"))
     utils::write.csv(published_table_(tabs[[nm]]), f, row.names = FALSE, na = "")
@@ -110,6 +120,7 @@ report <- function(analysis, dir, threshold = 10, round_to = NULL, html = TRUE,
               headline = headline, threshold = threshold, round_to = round_to)
   if (html) out$html <- render_report_(out, tabs, analysis, title)
   out$manifest <- replace_manifest_(dir, c(csv, figs$files$file, stats::na.omit(out$html)))
+  finished <- TRUE
   class(out) <- "sfp_report"
   invisible(out)
 }
@@ -125,7 +136,7 @@ print.sfp_report <- function(x, ...) {
     cat(sprintf("    %s: %s\n", x$withheld$item, x$withheld$reason), sep = "")
   }
   if (NROW(x$headline)) {
-    cat("\nPrimary estimates:\n")
+    cat("\nPrimary estimates, then the other strand's (triangulation):\n")
     print(x$headline, row.names = FALSE, right = TRUE)
   }
   invisible(x)
@@ -194,10 +205,39 @@ replace_manifest_ <- function(dir, written) {
     message("report(): kept the earlier report's files not written again that changed ",
             "since it wrote them: ", paste(old$file[there & !same], collapse = ", "))
   }
-  writeLines(c(.report_manifest_header,
-               paste(basename(written), file.size(written), unname(tools::md5sum(written)),
-                     sep = "\t")), f)
+  write_manifest_(f, written)
   f
+}
+
+write_manifest_ <- function(f, files, old = NULL) {
+  lines <- paste(basename(files), file.size(files), unname(tools::md5sum(files)), sep = "\t")
+  if (NROW(old)) lines <- c(paste(old$file, old$size, old$md5, sep = "\t"), lines)
+  writeLines(c(.report_manifest_header, lines), f)
+}
+
+# After a run that stopped: the manifest keeps the earlier report's entries
+# and lists the files this run wrote (with their size and md5 now), removing
+# nothing; a manifest that is not sfpceval's is left alone.
+record_written_ <- function(dir, written) {
+  f <- file.path(dir, .report_manifest)
+  old <- if (file.exists(f)) read_manifest_(f) else NULL
+  if (file.exists(f) && is.null(old)) return(invisible(NULL))
+  written <- unique(written[file.exists(written)])
+  if (!length(written)) return(invisible(NULL))
+  old <- old[!old$file %in% basename(written), , drop = FALSE]
+  write_manifest_(f, written, old)
+  invisible(f)
+}
+
+# The figures and page a run that stopped wrote before it stopped: files
+# named as report() names its figures (or report.html), modified since it
+# started.
+.report_figure_names <- paste0("^((trend_matching|balance|event_study|permutation|bootstrap|power)_",
+                               "[A-Za-z0-9_.-]*|exclusion_flow)[.]png$|^report[.]html$")
+
+figures_since_ <- function(dir, since) {
+  f <- list.files(dir, pattern = .report_figure_names, full.names = TRUE)
+  f[file.mtime(f) >= since - 1]
 }
 
 # ---- tables -----------------------------------------------------------------------
@@ -267,11 +307,16 @@ disclosure_listing_ <- function(tabs) {
   do.call(rbind, rows)
 }
 
+# The headline: each programme's primary estimates, then those of its other
+# strand (`analysis` "triangulation": the strand each protocol pools with its
+# own under "Triangulation of results"), in the plan's order within each.
 headline_table_ <- function(res) {
   if (is.null(res) || !nrow(res) || !"analysis" %in% names(res)) return(NULL)
-  h <- res[res$analysis %in% "primary", , drop = FALSE]
+  h <- res[res$analysis %in% c("primary", "triangulation"), , drop = FALSE]
   if ("status" %in% names(h)) h <- h[h$status %in% "ok", , drop = FALSE]
-  keep <- intersect(c("programme", "strand", "outcome", "term", "scale", "estimate",
+  prog <- if ("programme" %in% names(h)) match(h$programme, unique(h$programme)) else rep(0L, nrow(h))
+  h <- h[order(prog, match(h$analysis, c("primary", "triangulation"))), , drop = FALSE]
+  keep <- intersect(c("programme", "strand", "analysis", "outcome", "term", "scale", "estimate",
                       "conf.low", "conf.high", "p.value"), names(h))
   h <- as.data.frame(h)[keep]
   class(h) <- "data.frame"

@@ -16,7 +16,10 @@ suppressPackageStartupMessages(library(sfpceval))
 options(width = 110)
 use_analyse <- exists("analyse", envir = asNamespace("sfpceval"), inherits = FALSE) &&
   !nzchar(Sys.getenv("SFPCEVAL_DEMO_BY_HAND"))
-demo_rows <- c("primary", "secondary", "wild_bootstrap", "permutation", "bacon", "callaway_santanna")
+# "triangulation": each programme's other strand (the FS stepped wedge; the
+# FV DiD, not available without comparators)
+demo_rows <- c("primary", "secondary", "triangulation", "wild_bootstrap", "permutation", "bacon",
+               "callaway_santanna")
 # Both programmes go through analyse() (SFPCEVAL_DEMO_BY_HAND=1 for the
 # individual calls).
 analyse_programmes <- c("family_valued", "family_safeguarding")
@@ -209,7 +212,7 @@ for (prog in c("family_valued", "family_safeguarding")) {
   invisible(gc())
 }
 
-cat("\n== Headline table (primary estimates; full tables and figures in the reports)\n\n")
+cat("\n== Headline table (primary estimates, then the other strand's; full tables and figures in the reports)\n\n")
 h <- do.call(rbind, headline)
 rownames(h) <- NULL
 print(h, row.names = FALSE, right = TRUE)

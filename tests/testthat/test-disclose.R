@@ -411,3 +411,143 @@ test_that("subsetting keeps the mask: `[`, head(), subset() print [c], never the
   expect_s3_class(e, "sfp_disclosed")
   expect_identical(dim(masked(e)), c(0L, 4L))
 })
+
+test_that("tail() and drop = TRUE: a disclosed table, or plain values with NA where masked", {
+  tab <- data.frame(la = c("A", "B", "C", "Total"),
+                    control = c(25L, 4L, 30L, 59L),
+                    treated = c(22L, 18L, 35L, 75L),
+                    Total = c(47L, 22L, 65L, 134L))
+  d <- disclose(tab)
+  t2 <- tail(d, 3)
+  expect_s3_class(t2, "sfp_disclosed")
+  expect_identical(sfpceval:::published_table_(t2)$control, c("[c]", "30", "59"))
+  expect_identical(disclosure_log(t2)$row, c(1L, 1L))
+  # drop = TRUE to plain values: a column (the default for one column) and a
+  # row (a list); masked cells are NA, never the value, and carry no mask
+  v <- d[, "treated"]
+  expect_identical(v, c(NA, NA, 35L, 75L))
+  expect_null(attr(v, "suppressed"))
+  r <- d[2, , drop = TRUE]
+  expect_type(r, "list")
+  expect_identical(r$control, NA_integer_)
+  expect_identical(r$Total, 22L)
+  # drop = FALSE keeps a one-column table disclosed
+  one <- d[, "control", drop = FALSE]
+  expect_s3_class(one, "sfp_disclosed")
+  expect_identical(sfpceval:::published_table_(one)$control, c("[c]", "[c]", "30", "59"))
+})
+
+test_that("rbind() of disclosed tables stacks the masks and the logs", {
+  t1 <- data.frame(la = c("A", "B", "C", "Total"), control = c(25L, 4L, 30L, 59L),
+                   treated = c(22L, 18L, 35L, 75L), Total = c(47L, 22L, 65L, 134L))
+  t2 <- data.frame(la = c("D", "E", "Total"), control = c(3L, 40L, 43L),
+                   treated = c(50L, 60L, 110L), Total = c(53L, 100L, 153L))
+  d1 <- disclose(t1)
+  d2 <- disclose(t2)
+  r <- rbind(d1, d2)
+  expect_s3_class(r, "sfp_disclosed")
+  expect_identical(dim(masked(r)), c(7L, 4L))
+  # plain-R reference: the masks one under the other, the data rbind()ed
+  expect_identical(unname(masked(r)), unname(rbind(masked(d1), masked(d2))))
+  expect_identical(colnames(masked(r)), names(t1))
+  for (nm in names(t1)) expect_identical(r[[nm]], c(d1[[nm]], d2[[nm]]))
+  pub <- sfpceval:::published_table_(r)
+  expect_identical(pub$control, c("[c]", "[c]", "30", "59", "[c]", "[c]", "43"))
+  expect_output(print(r), "[c]", fixed = TRUE)
+  # the log: the second table's rows shifted by the first's
+  lg <- disclosure_log(r)
+  l1 <- disclosure_log(d1)
+  l2 <- disclosure_log(d2)
+  expect_identical(nrow(lg), nrow(l1) + nrow(l2))
+  expect_identical(lg$row, c(l1$row, l2$row + 4L))
+  expect_identical(lg$rule, c(l1$rule, l2$rule))
+  # every masked cell has its log entry and no other
+  expect_setequal(paste(lg$row, lg$column), paste(row(masked(r))[masked(r)],
+                                                  colnames(masked(r))[col(masked(r))[masked(r)]]))
+  # columns matched by name, as rbind.data.frame() matches them
+  r2 <- rbind(d1, d2[c("Total", "la", "treated", "control")])
+  expect_identical(masked(r2), masked(r))
+  expect_identical(pub, sfpceval:::published_table_(r2))
+  # NULL and rbind.data.frame()'s own arguments are not tables
+  expect_identical(masked(rbind(d1, NULL, d2, make.row.names = FALSE)), masked(r))
+  # the lowest threshold; subsetting the result keeps working
+  r3 <- rbind(disclose(t1, threshold = 5), d2)
+  expect_equal(attr(r3, "disclosure")$threshold, 5)
+  expect_identical(sfpceval:::published_table_(r[5:7, ])$treated, c("[c]", "[c]", "110"))
+  # tables with other columns, or rounded differently, are refused
+  expect_error(rbind(d1, d2[, 1:3]), "not those of the first table")
+  expect_error(rbind(d1, disclose(t2, round_to = 5)), "rounded differently")
+})
+
+test_that("a table that has not been through disclose() never becomes disclosed", {
+  t1 <- data.frame(la = c("A", "B", "C", "Total"), control = c(25L, 4L, 30L, 59L),
+                   treated = c(22L, 18L, 35L, 75L), Total = c(47L, 22L, 65L, 134L))
+  t2 <- data.frame(la = c("D", "Total"), control = c(3L, 43L), treated = c(50L, 53L),
+                   Total = c(53L, 96L))
+  d1 <- disclose(t1)
+  # a plain table after a disclosed one: an error naming the argument and the fix
+  expect_error(rbind(d1, t2), "argument 2 of rbind\\(\\)\\) is a data frame, not a table from disclose\\(\\)")
+  expect_error(rbind(d1, t2), "disclose() it first", fixed = TRUE)
+  expect_error(cbind(d1, flag = 1:4), "argument 2 of cbind\\(\\)")
+  expect_error(cbind(d1, t2[c(1, 1, 2, 2), "control", drop = FALSE]), "not a table from disclose")
+  expect_snapshot(error = TRUE, rbind(d1, t2))
+  # a plain table first: R's data frame method, a plain data frame (the
+  # disclosed table's masked cells NA, the plain table's 3 as it was: the
+  # whole is disclosed again before release)
+  p <- rbind(t2, d1)
+  expect_false(inherits(p, "sfp_disclosed"))
+  expect_null(attr(p, "suppressed"))
+  expect_identical(p$control, c(3L, 43L, NA, NA, 30L, 59L))
+  dp <- disclose(p)
+  expect_true(masked(dp)[1, "control"])
+  # assigning into a disclosed table gives a plain data frame
+  a <- d1
+  a$extra <- c(1L, 2L, 3L, 6L)
+  expect_false(inherits(a, "sfp_disclosed"))
+  expect_null(attr(a, "suppressed"))
+  a <- d1
+  a[3, "control"] <- 3L
+  expect_false(inherits(a, "sfp_disclosed"))
+  expect_identical(a$control, c(NA, NA, 3L, 59L))
+  a <- d1
+  a[["treated"]] <- 1:4
+  expect_false(inherits(a, "sfp_disclosed"))
+  # the original is untouched
+  expect_s3_class(d1, "sfp_disclosed")
+  expect_identical(d1$control, c(NA, NA, 30L, 59L))
+})
+
+test_that("cbind() of disclosed tables with the same rows keeps every mask", {
+  tab <- data.frame(la = c("A", "B", "C", "Total"), control = c(25L, 4L, 30L, 59L),
+                    treated = c(22L, 18L, 35L, 75L), Total = c(47L, 22L, 65L, 134L))
+  d <- disclose(tab)
+  cb <- cbind(d[, 1:2], d[, 3:4])
+  expect_s3_class(cb, "sfp_disclosed")
+  expect_identical(masked(cb), masked(d))
+  expect_identical(disclosure_log(cb)[c("row", "column", "rule")],
+                   disclosure_log(d)[c("row", "column", "rule")])
+  expect_identical(sfpceval:::published_table_(cb), sfpceval:::published_table_(d))
+  # other tables' rows or shared column names are refused
+  expect_error(cbind(d, d[1:2, "Total", drop = FALSE]), "of 4 and 2 rows")
+  expect_error(cbind(d, d[, "Total", drop = FALSE]), "share column names \\(Total\\)")
+})
+
+test_that("renaming a disclosed table's columns renames them in its mask and log", {
+  tab <- data.frame(la = c("A", "B", "C", "Total"), control = c(25L, 4L, 30L, 59L),
+                    treated = c(22L, 18L, 35L, 75L), Total = c(47L, 22L, 65L, 134L))
+  d <- disclose(tab)
+  r <- d
+  names(r)[2] <- "ctrl"
+  expect_s3_class(r, "sfp_disclosed")
+  expect_identical(colnames(masked(r)), c("la", "ctrl", "treated", "Total"))
+  expect_identical(unname(masked(r)), unname(masked(d)))
+  expect_identical(disclosure_log(r)$column,
+                   sub("^control$", "ctrl", disclosure_log(d)$column))
+  # the log still follows the cells through a subset by the new names
+  s <- r[2:3, c("la", "ctrl")]
+  expect_identical(disclosure_log(s)$column, "ctrl")
+  expect_identical(sfpceval:::published_table_(s)$ctrl, c("[c]", "30"))
+  u <- stats::setNames(d, toupper(names(d)))
+  expect_setequal(disclosure_log(u)$column, c("CONTROL", "TREATED"))
+  expect_identical(attr(u, "disclosure")$counts, toupper(attr(d, "disclosure")$counts))
+})

@@ -265,3 +265,28 @@ test_that("did_fit() and wild_boot() warn below the treated clusters their size 
                                              family = "gaussian")),
                     class = "sfpceval_few_treated")
 })
+
+test_that("a group, period or formula column missing in every row is named, not `data`", {
+  d <- ft_data(n = 4, seed = 2)
+  # the group column: logical NA (as read from an empty column) and character NA
+  for (na in list(NA, NA_character_)) {
+    d$la_na <- na
+    expect_error(few_treated_test(y ~ treated, d, "la_na", "year", B = 19),
+                 "Table `data`, column `la_na`: .*the `group` column is missing in every row")
+    expect_error(fgls_bcj(y ~ treated, d, "la_na", "year"),
+                 "Table `data`, column `la_na`: .*the `group` column is missing in every row")
+  }
+  d$year_na <- NA_integer_
+  expect_error(few_treated_test(y ~ treated, d, "la", "year_na", B = 19),
+               "column `year_na`: .*the `time` column is missing in every row")
+  d$y_na <- NA_real_
+  expect_error(few_treated_test(y_na ~ treated, d, "la", "year", B = 19),
+               "column `y_na`: .*this variable of the formula is missing in every row")
+  # a column missing in some rows only is left out with a count, as before
+  d$la_part <- d$la
+  d$la_part[1:2] <- NA
+  expect_warning(r <- few_treated_test(y ~ treated, d, "la_part", "year", B = 19, conf_int = FALSE),
+                 "2 rows with a missing value in the outcome, a regressor, the group or the period, left out")
+  expect_identical(r$n_dropped, 2L)
+  expect_snapshot(error = TRUE, few_treated_test(y ~ treated, transform(d, la = NA), "la", "year"))
+})

@@ -315,3 +315,48 @@ test_that("bad input: unknown outcome, not a design, unknown strand", {
   expect_snapshot(error = TRUE, protocol_models(list()))
   expect_snapshot(error = TRUE, protocol_models(d, strands = "rct"))
 })
+
+test_that("FS stepped-wedge strand: 'triangulation', as the FS protocol places it", {
+  d <- design_family_safeguarding(fs_rollout())
+  m <- protocol_models(d)
+  sw <- m[m$strand == "stepped_wedge", ]
+  expect_setequal(sw$id, c("fs_sw_cla_18m_primary", "fs_sw_cla_18m_wild"))
+  # FS protocol, Design: "This analysis is intended to complement the stepped
+  # wedge RCT analysis conducted by WWCS" -- the DiD is the protocol's own
+  # (primary) analysis. Sensitivity Analysis, "Triangulation of results":
+  # "Since we will conduct an analysis exploiting the stepped wedge design of
+  # the implementation as well as a DiD analysis, results will have to be
+  # triangulated ... we will reach an average estimate of the impact of
+  # Family Safeguarding by pooling the two treatment effects"
+  expect_true(all(sw$analysis == "triangulation"))
+  expect_true(all(grepl("^FS Sensitivity Analysis, Triangulation of results", sw$protocol)))
+  # the DiD strand keeps the primary analysis: "Primary Analysis: ... Y_iat =
+  # b0 + b1 FS_a + ..." with feasible GLS and few-cluster inference
+  expect_setequal(m$id[m$analysis == "primary"],
+                  c("fs_did_cla_18m_fgls", "fs_did_cla_18m_primary", "fs_did_cla_18m_wild"))
+  expect_true(all(m$strand[m$analysis == "primary"] == "did"))
+  # the same label as the FV protocol's DiD strand, which it places under the
+  # same heading ("Triangulation of results", FV Sensitivity Analysis)
+  ro <- rbind(fv_rollout(), data.frame(la_code = "401", programme = "FV", role = "comparator",
+                                       go_live_date = as.Date(NA), wedge_order = NA, stratum = NA))
+  fv <- protocol_models(design_family_valued(ro, strand = "did"))
+  expect_setequal(unique(fv$analysis[fv$strand == "did"]), "triangulation")
+  expect_true("fv_sw_cla_18m_primary" %in% fv$id[fv$analysis == "primary"])
+  expect_true(all(fv$strand[fv$analysis == "primary"] == "stepped_wedge"))
+  # kept with sensitivity = FALSE (a strand, chosen by `strands`), and only
+  # with the stepped-wedge strand asked for
+  m0 <- protocol_models(d, sensitivity = FALSE)
+  expect_true(all(sw$id %in% m0$id))
+  expect_false(any(protocol_models(d, strands = "did")$strand == "stepped_wedge"))
+  expect_setequal(protocol_models(d, strands = "stepped_wedge")$id, sw$id)
+  # the specification is unchanged: the wild bootstrap re-uses the GLMM row
+  expect_equal(row_of(m, "fs_sw_cla_18m_wild")$depends_on, "fs_sw_cla_18m_primary")
+  # Hochberg families are unchanged: "Due to the high number of secondary
+  # outcomes, we will use Hochberg multiple comparison adjustments" -- the
+  # strand has only the primary outcome, in no family; the families are the
+  # DiD's secondary outcomes
+  expect_true(all(is.na(sw$hochberg)))
+  expect_setequal(unique(stats::na.omit(m$hochberg)), "FS did secondary")
+  expect_setequal(m$id[m$hochberg %in% "FS did secondary"],
+                  m$id[m$strand == "did" & m$analysis == "secondary"])
+})

@@ -428,3 +428,100 @@ test_that("a report_files.txt without sfpceval's header deletes nothing and is l
   expect_message(report(a, dir, html = FALSE), "not an sfpceval manifest")
   expect_true(all(file.exists(fp)))
 })
+
+test_that("the headline shows each programme's primary rows, then its triangulation strand", {
+  # the results as analyse() orders them (the plan's order): Family
+  # Safeguarding's DiD rows, a sensitivity row, then its stepped-wedge
+  # strand, which the protocol sets out under "Triangulation of results"
+  res <- rbind(
+    results_row("FS", "stepped_wedge", "cla_18m", "triangulation", "treated", "risk_difference",
+                -0.017, 0.003, -0.023, -0.011, 6e-8, "fs_sw_cla_18m_primary"),
+    results_row("FS", "did", "cla_18m", "primary", "treated", "risk_difference",
+                -0.0132, 0.009, -0.0311, 0.00465, 0.13, "fs_did_cla_18m_fgls"),
+    results_row("FS", "did", "cla_18m", "secondary", "treated", "risk_difference",
+                0.01, 0.01, -0.01, 0.03, 0.3, "fs_did_rereferral_secondary"),
+    results_row("FS", "did", "cla_18m", "treatment_open_days_28", "treated", "risk_difference",
+                0.09, 0.02, 0.05, 0.13, 0.001, "fs_did_cla_18m_open_days_28"),
+    results_row("FS", "did", "cla_18m", "primary", "treated", "log_odds",
+                -0.404, 0.16, -0.73, -0.0776, 0.023, "fs_did_cla_18m_primary"),
+    results_row("FS", "stepped_wedge", "cla_18m", "triangulation", "treated", "risk_difference",
+                -0.017, 0.05, -0.135, 0.101, 0.55, "fs_sw_cla_18m_wild"))
+  bad <- res[1, ]
+  bad$model <- "fs_sw_not_run"
+  bad$status <- "failed: not identified"
+  a <- structure(list(results = rbind(res, bad), tables = list()), class = "sfp_analysis")
+  r <- report(a, withr::local_tempdir(), html = FALSE)
+  h <- r$headline
+  # primary rows first, in the plan's order, then the triangulation rows;
+  # secondary and sensitivity rows and rows that did not run are left out
+  expect_identical(h$analysis, c("primary", "primary", "triangulation", "triangulation"))
+  expect_identical(h$strand, c("did", "did", "stepped_wedge", "stepped_wedge"))
+  expect_identical(h$scale, c("risk_difference", "log_odds", "risk_difference", "risk_difference"))
+  expect_equal(h$estimate, signif(c(-0.0132, -0.404, -0.017, -0.017), 3))
+  expect_equal(h$conf.low, signif(c(-0.0311, -0.73, -0.023, -0.135), 3))
+  expect_identical(names(h), c("programme", "strand", "analysis", "outcome", "term", "scale",
+                               "estimate", "conf.low", "conf.high", "p.value"))
+  expect_output(print(r), "Primary estimates, then the other strand's (triangulation)", fixed = TRUE)
+  # two programmes in one table: each programme's primary rows, then its
+  # other strand, programmes in the order they come
+  fv <- rbind(
+    results_row("FV", "did", "cla_18m", "triangulation", "treated", "log_odds",
+                -0.2, 0.1, -0.4, 0, 0.05, "fv_did_cla_18m_primary"),
+    results_row("FV", "stepped_wedge", "cla_18m", "primary", "treated", "log_odds",
+                -0.26, 0.12, -0.49, -0.03, 0.028, "fv_sw_cla_18m_primary"))
+  h2 <- sfpceval:::headline_table_(rbind(fv, res))
+  expect_identical(paste(h2$programme, h2$analysis),
+                   c("FV primary", "FV triangulation", "FS primary", "FS primary",
+                     "FS triangulation", "FS triangulation"))
+  # a table without triangulation rows: the primary rows alone, as before
+  h3 <- sfpceval:::headline_table_(res[res$analysis != "triangulation", ])
+  expect_identical(h3$analysis, c("primary", "primary"))
+  # a results table without a programme column (edited by hand)
+  h4 <- sfpceval:::headline_table_(res[names(res) != "programme"])
+  expect_identical(h4$analysis, c("primary", "primary", "triangulation", "triangulation"))
+  expect_identical(h4$estimate, h$estimate)
+})
+
+test_that("a run that stops with an error lists what it wrote; the next run removes it", {
+  dir <- withr::local_tempdir()
+  flow <- data.frame(g = c("a", "b"), n = c(20L, 30L))
+  pw <- sw_power(p0 = 0.04, icc = 0.01566, effect = c(-0.02, -0.01))
+  a1 <- structure(list(results = data.frame(), fits = list(old_power = pw),
+                       tables = list(first = flow)), class = "sfp_analysis")
+  r1 <- report(a1, dir, html = FALSE)
+  writeLines("mine", file.path(dir, "my_table.csv"))
+  # a second plan whose CEM object is broken: report() stops at the balance
+  # figure, after writing its tables (results.csv and disclosure.csv again)
+  broken <- structure(list(imbalance = 1), class = "sfp_cem")
+  a2 <- structure(list(results = data.frame(), fits = list(broken = broken),
+                       tables = list(second = flow, results_by_la = flow)),
+                  class = "sfp_analysis")
+  expect_error(report(a2, dir, html = FALSE))
+  m <- read_manifest_(r1$manifest)
+  # the first run's entries, and the second run's tables with their size and
+  # md5 as written now (so they are not taken for files the user edited)
+  expect_true(all(c("first.csv", "power_old_power.png", "second.csv", "results_by_la.csv",
+                    "results.csv", "disclosure.csv") %in% m$file))
+  expect_false(anyDuplicated(m$file) > 0)
+  f <- file.path(dir, m$file)
+  expect_identical(m$md5, unname(tools::md5sum(f)))
+  expect_false("my_table.csv" %in% m$file)
+  # a third plan: every file of the first two runs goes, the user's stays
+  a3 <- structure(list(results = data.frame(), tables = list(third = flow)), class = "sfp_analysis")
+  msgs <- testthat::capture_messages(r3 <- report(a3, dir, html = FALSE))
+  expect_setequal(list.files(dir), c("third.csv", "results.csv", "disclosure.csv", "my_table.csv",
+                                     "report_files.txt"))
+  expect_false(any(grepl("kept", msgs)))
+  # figures: only files named as report() names them, modified since the run began
+  writeLines("x", file.path(dir, "bootstrap_fit.png"))
+  writeLines("x", file.path(dir, "holiday.png"))
+  old <- file.path(dir, "power_old.png")
+  writeLines("x", old)
+  Sys.setFileTime(old, Sys.time() - 3600)
+  since <- sfpceval:::figures_since_(dir, Sys.time() - 60)
+  expect_identical(basename(since), "bootstrap_fit.png")
+  # a manifest that is not sfpceval's is left alone after a stopped run too
+  writeLines("my list", file.path(dir, "report_files.txt"))
+  expect_error(suppressMessages(report(a2, dir, html = FALSE)))
+  expect_identical(readLines(file.path(dir, "report_files.txt")), "my list")
+})
