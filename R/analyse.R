@@ -135,8 +135,8 @@
 #'   estimate: `programme`, `strand`, `outcome`, `analysis`, `term`, `scale`,
 #'   `estimate`, `std.error`, `df`, `conf.low`, `conf.high`, `p.value`,
 #'   `p.adjusted`, `model`, `method` (the inference the row ran: the plan's
-#'   `inference`, except a wild bootstrap row of a linear mixed model with
-#'   fewer than 10 authorities, which runs the CR3 t-test with G - 1 df, as
+#'   `inference`, except a wild bootstrap row of a mixed model (linear or
+#'   binomial) with fewer than 10 authorities, which runs the CR3 t-test with G - 1 df, as
 #'   [wild_boot()] does by default there), `status`, `n_imputations`), `models` (the plan
 #'   run), `fits` (by model id; with imputations, the fit on the first
 #'   imputation), `tables` (`table1`, `exclusion_flow`, `mdes`, `matching`,
@@ -830,7 +830,7 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character(), memo =
     memo_new$G <- G
     assign("prune_memo", memo_new, envir = memo)
   }
-  full <- glmm_full_rank(X, G)
+  full <- glmm_full_rank_gram(G)
   drop <- c(drop, plan_aliased(X, keep_terms, covs, full))
   # the design found of full rank, for sw_glmm() not to check it again
   # (glmm_prepare()'s `checked`: its rows and column sums identify it, so
@@ -1187,7 +1187,7 @@ run_wild_boot <- function(row, ctx, k, cache, parent) {
 # which for a linear mixed model below 10 clusters is the CR3 t-test.
 wild_boot_method_ <- function(wb) {
   if (inherits(wb, "wild_boot_t")) return(sprintf("CR3 t (G - 1 = %d df)", as.integer(wb$df)))
-  what <- if (!is.null(wb$variant)) paste("wild bootstrap", wb$variant) else wb$method
+  what <- if (!is.null(wb$variant) && wb$variant != "score") paste("wild bootstrap", wb$variant) else wb$method
   w <- wb$weights %||% NA_character_
   if (is.na(w)) what else sprintf("%s (%s%s weights)", what, toupper(substr(w, 1, 1)), substring(w, 2))
 }

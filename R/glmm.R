@@ -622,7 +622,10 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights
 # unit columns, and its square, the smallest eigenvalue of the correlation-
 # scaled X'X, is here required to exceed 1e-8 (rounding in X'X is far
 # smaller). FALSE means "ask qr()", which costs twice as much.
-glmm_full_rank <- function(X, G = crossprod(X)) {
+glmm_full_rank <- function(X) glmm_full_rank_gram(crossprod(X))
+
+# The same from the Gram matrix X'X (e.g. summed from per-cluster ones).
+glmm_full_rank_gram <- function(G) {
   d <- sqrt(diag(G))
   if (!all(is.finite(d) & d > 0)) return(FALSE)
   C <- G / tcrossprod(d)

@@ -264,7 +264,7 @@ plan_sw_rows <- function(design, prefix) {
                         "primary", "cla_18m", plan_population(design, "cla_18m"),
                         "wild_boot", NA_character_, depends_on = pid,
                         family = plan_family(design, "cla_18m"),
-                        inference = "score wild cluster bootstrap, Webb weights, enumerated",
+                        inference = "wild_boot() default: below 10 authorities the CR3 (leave-one-authority-out) t-test with G - 1 df, from 10 the score wild cluster bootstrap (Webb weights)",
                         protocol = if (fv) "FV Primary Analysis: \"a wild bootstrap with a correction for the small number of clusters\"" else ref)
   # FS: the DiD protocol's own analysis is the DiD ("This analysis is
   # intended to complement the stepped wedge RCT analysis"); the

@@ -1,5 +1,6 @@
 # Coverage of the GLMM score bootstrap's confidence interval (issue #13):
-# wild_boot() on a binomial sw_glmm() fit, Webb weights enumerated (6^5
+# wild_boot(variant = "score") on a binomial sw_glmm() fit (below 10 clusters
+# the default is the CR3 t-test: bench/glmm_size.R), Webb weights enumerated (6^5
 # vectors), interval by test inversion with warm-started restricted refits.
 # Data shaped like the Family Valued trial: 5 authorities going live one per
 # step over 6 steps, a random intercept per authority (SD 0.4), a period
@@ -26,8 +27,8 @@ one <- function(seed) {
   e <- rnorm(30, sd = shock)[match(paste(d$la, d$step), paste(rep(las, 6), rep(0:5, each = 5)))]
   d$y <- rbinom(nrow(d), 1, plogis(-1.2 + 0.05 * d$step + effect * d$treated + u + e))
   fit <- suppressWarnings(suppressMessages(sw_glmm(y ~ treated + factor(step) + (1 | la), d)))
-  t <- system.time(wb <- suppressWarnings(wild_boot(fit, "treated")))
-  t0 <- system.time(suppressWarnings(wild_boot(fit, "treated", conf_int = FALSE)))
+  t <- system.time(wb <- suppressWarnings(wild_boot(fit, "treated", variant = "score")))
+  t0 <- system.time(suppressWarnings(wild_boot(fit, "treated", variant = "score", conf_int = FALSE)))
   ci <- wb$conf_int
   se <- sqrt(fit$vcov["treated", "treated"])
   c(cover = ci[1] <= effect && effect <= ci[2], reject0 = wb$p_value < 0.05 && effect == 0,

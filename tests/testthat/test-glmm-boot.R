@@ -1,10 +1,18 @@
 # The Kline-Santos score bootstrap for the stepped-wedge GLMM.
-glmm_boot_data <- function(n = 60, seed = 1) {
+
+# wild_boot()'s GLMM score bootstrap (variant = "score"), its few-clusters
+# warning muffled (tested below)
+score_boot_of <- function(fit, ...) {
+  withCallingHandlers(wild_boot(fit, ..., variant = "score"),
+                      sfpceval_few_clusters = function(w) invokeRestart("muffleWarning"))
+}
+glmm_boot_data <- function(n = 60, seed = 1, G = 5) {
   set.seed(seed)
-  d <- expand.grid(la = paste0("L", 1:5), step = 0:5, rep = seq_len(n), stringsAsFactors = FALSE)
-  go <- c(L1 = 1, L2 = 2, L3 = 3, L4 = 4, L5 = 5)
+  las <- paste0("L", seq_len(G))
+  d <- expand.grid(la = las, step = 0:5, rep = seq_len(n), stringsAsFactors = FALSE)
+  go <- stats::setNames(rep_len(1:5, G), las)
   d$treated <- as.integer(d$step >= go[d$la])
-  u <- c(L1 = -0.4, L2 = 0.3, L3 = 0, L4 = 0.5, L5 = -0.3)
+  u <- stats::setNames(rep_len(c(-0.4, 0.3, 0, 0.5, -0.3), G) + (seq_len(G) > 5) * 0.1, las)
   d$y <- rbinom(nrow(d), 1, plogis(-1.2 + u[d$la] + 0.05 * d$step + 0.3 * d$treated))
   d
 }
@@ -12,7 +20,7 @@ glmm_boot_data <- function(n = 60, seed = 1) {
 test_that("cluster scores are gradients of each cluster's integrated log-likelihood", {
   d <- glmm_boot_data()
   fit <- sw_glmm(y ~ treated + factor(step) + (1 | la), d, nAGQ = 25)
-  wb <- wild_boot(fit, "treated")
+  wb <- score_boot_of(fit, "treated")
   theta <- wb$restricted
   expect_equal(unname(theta["treated"]), 0)
   X <- model.matrix(~ treated + factor(step), d)
@@ -43,7 +51,7 @@ test_that("cluster scores are gradients of each cluster's integrated log-likelih
 test_that("the score bootstrap p-value equals a plain-R loop over the weight vectors", {
   d <- glmm_boot_data(seed = 2)
   fit <- sw_glmm(y ~ treated + factor(step) + (1 | la), d)
-  wb <- wild_boot(fit, "treated", weights = "webb")
+  wb <- score_boot_of(fit, "treated", weights = "webb")
   expect_equal(wb$B, 6^5)
   # plain R: a_g from the scores and the Hessian by finite differences of the
   # summed scores; all 6^5 Webb vectors
@@ -66,10 +74,146 @@ test_that("the score bootstrap p-value equals a plain-R loop over the weight vec
 test_that("the GLMM score bootstrap says when it cannot reject", {
   d <- glmm_boot_data(n = 30, seed = 3)
   fit <- sw_glmm(y ~ treated + factor(step) + (1 | la), d)
-  wr <- wild_boot(fit, "treated", weights = "rademacher")
+  wr <- score_boot_of(fit, "treated", weights = "rademacher")
   expect_equal(wr$B, 32)
   expect_match(wr$note, "cannot reject")
   expect_snapshot(wild_boot(fit, "nope"), error = TRUE)
+})
+
+# ---- the CR3 t-test for the binomial GLMM, wild_boot()'s default below 10 clusters (#13) ----
+
+# Plain R: the CR3 t-test from the leave-one-cluster-out estimates b_(g) and
+# the full estimate b, as MacKinnon, Nielsen & Webb (2023) define it.
+ref_cr3_t <- function(b, bg, r = 0, level = 0.95) {
+  G <- length(bg)
+  se <- sqrt((G - 1) / G * sum((bg - b)^2))
+  t <- (b - r) / se
+  list(se = se, t = t, p = 2 * pt(-abs(t), G - 1), ci = b + c(-1, 1) * qt(1 - (1 - level) / 2, G - 1) * se)
+}
+
+test_that("GLMM CR3 t-test, hand-made: sigma = 0 is the pooled log odds ratio, left out one authority at a time", {
+  # 3 authorities, control and treated cells of 10 children; with sigma
+  # fixed at 0 the fit is the logit of the pooled 2 x 2 table:
+  #   all:       control 10/30, treated 15/30 -> OR = (15/15) / (10/20) = 2
+  #   without A: control  7/20, treated  9/20 -> OR = (9/11) / (7/13) = 117/77
+  #   without B: control  8/20, treated 11/20 -> OR = (11/9) / (8/12) = 11/6
+  #   without C: control  5/20, treated 10/20 -> OR = (10/10) / (5/15) = 3
+  cells <- data.frame(la = rep(c("A", "B", "C"), each = 2), treated = rep(0:1, 3),
+                      s = c(3, 6, 2, 4, 5, 5))
+  d <- do.call(rbind, lapply(seq_len(nrow(cells)), function(i) {
+    data.frame(la = cells$la[i], treated = cells$treated[i], y = rep(1:0, c(cells$s[i], 10 - cells$s[i])))
+  }))
+  fit <- suppressMessages(sw_glmm(y ~ treated + (1 | la), d, sigma = 0))
+  expect_equal(unname(coef(fit)[["treated"]]), log(2), tolerance = 1e-10)
+  expect_message(wb <- wild_boot(fit, "treated"), "CR3 t-test")
+  expect_equal(wb$jackknife, log(c(117 / 77, 11 / 6, 3)), tolerance = 1e-10)
+  se <- sqrt(2 / 3 * sum((log(c(117 / 77, 11 / 6, 3)) - log(2))^2))
+  expect_equal(wb$std.error, se, tolerance = 1e-10)
+  expect_equal(wb$statistic, log(2) / se, tolerance = 1e-10)
+  expect_equal(wb$p_value, 2 * pt(-log(2) / se, 2), tolerance = 1e-10)
+  expect_equal(wb$conf_int, log(2) + c(-1, 1) * qt(0.975, 2) * se, tolerance = 1e-10)
+  expect_equal(wb$df, 2L)
+  expect_s3_class(wb, "wild_boot_t")
+  expect_identical(wb$variant, "CR3t")
+})
+
+test_that("GLMM CR3 t-test equals refits without each authority (sw_glmm, lme4::glmer), Laplace and AGQ", {
+  d <- glmm_boot_data(seed = 4)
+  f <- y ~ treated + factor(step) + (1 | la)
+  for (Q in c(1L, 7L)) {
+    fit <- sw_glmm(f, d, nAGQ = Q)
+    expect_message(wb <- wild_boot(fit, "treated", r = 0.1, level = 0.9), "CR3 t-test")
+    las <- sort(unique(d$la))
+    bg <- vapply(las, function(l) coef(suppressMessages(sw_glmm(f, d[d$la != l, ], nAGQ = Q)))[["treated"]], 0)
+    ref <- ref_cr3_t(coef(fit)[["treated"]], bg, r = 0.1, level = 0.9)
+    expect_equal(unname(wb$jackknife), unname(bg), tolerance = 1e-6)
+    expect_equal(wb$std.error, ref$se, tolerance = 1e-6)
+    expect_equal(wb$statistic, ref$t, tolerance = 1e-6)
+    expect_equal(wb$p_value, ref$p, tolerance = 1e-6)
+    expect_equal(wb$conf_int, ref$ci, tolerance = 1e-6)
+    # the interval is the test inverted: p at its ends is 1 - level
+    for (k in 1:2) {
+      expect_equal(wild_boot(fit, "treated", r = wb$conf_int[k], variant = "CR3t")$p_value, 0.1, tolerance = 1e-10)
+    }
+    skip_if_not_installed("lme4")
+    bl <- vapply(las, function(l) {
+      g <- lme4::glmer(f, family = binomial, data = d[d$la != l, ], nAGQ = Q,
+                       control = lme4::glmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10)))
+      unname(lme4::fixef(g)[["treated"]])
+    }, 0)
+    expect_equal(unname(wb$jackknife), unname(bl), tolerance = 1e-4)
+  }
+})
+
+test_that("GLMM CR3 t-test: row order, the default by number of clusters, the score bootstrap's warning", {
+  d <- glmm_boot_data(seed = 5)
+  f <- y ~ treated + factor(step) + (1 | la)
+  fit <- sw_glmm(f, d)
+  expect_message(wb <- wild_boot(fit, "treated"), "CR3 t-test")
+  expect_match(wb$method, "CR3 .* G - 1 = 4 df")
+  expect_match(wb$note, sprintf("rejected %.1f%% of true nulls", glmm_boot_size_$CR3t[1]))
+  set.seed(2)
+  wb2 <- suppressMessages(wild_boot(sw_glmm(f, d[sample(nrow(d)), ]), "treated"))
+  expect_equal(wb2$jackknife, wb$jackknife, tolerance = 1e-8)
+  expect_equal(wb2$p_value, wb$p_value, tolerance = 1e-8)
+  # explicit, it is silent; one refit per authority
+  expect_silent(wc <- wild_boot(fit, "treated", variant = "CR3t"))
+  expect_equal(wc$p_value, wb$p_value)
+  expect_equal(wc$refits$n, 5)
+  # the score bootstrap, asked for below 10 clusters, warns with its size
+  expect_warning(ws <- wild_boot(fit, "treated", variant = "score", conf_int = FALSE),
+                 class = "sfpceval_few_clusters")
+  expect_identical(ws$variant, "score")
+  expect_match(ws$note, "does not hold its size")
+  # from 10 clusters the default is the score bootstrap, without warning
+  d10 <- glmm_boot_data(seed = 6, n = 20, G = 10)
+  f10 <- suppressMessages(sw_glmm(f, d10))
+  w10 <- expect_no_warning(wild_boot(f10, "treated", B = 99, seed = 1, conf_int = FALSE))
+  expect_identical(w10$variant, "score")
+  expect_equal(w10$p_value, wild_boot(f10, "treated", B = 99, seed = 1, conf_int = FALSE, variant = "score")$p_value)
+  # bad input
+  expect_error(wild_boot(fit, "treated", variant = "WCU31"), "variant")
+  expect_error(wild_boot(fit, "treated", varient = "CR3t"), "varient")
+  expect_error(wild_boot(fit, c("treated", "x")), "param")
+})
+
+test_that("GLMM CR3 t-test: columns a leave-one-out fit does not identify are left out; an unidentified treatment falls back", {
+  d <- glmm_boot_data(seed = 7)
+  # a covariate level that only authority L2 has
+  d$x <- factor(ifelse(d$la == "L2" & d$step %% 2 == 0, "rare", "common"))
+  f <- y ~ treated + factor(step) + x + (1 | la)
+  fit <- sw_glmm(f, d)
+  wb <- wild_boot(fit, "treated", variant = "CR3t")
+  expect_match(wb$note, "without la = L2 left out the columns they do not identify \\(xrare\\)")
+  f0 <- y ~ treated + factor(step) + (1 | la)
+  bg <- vapply(sort(unique(d$la)), function(l) {
+    coef(suppressMessages(sw_glmm(if (l == "L2") f0 else f, d[d$la != l, ])))[["treated"]]
+  }, 0)
+  expect_equal(unname(wb$jackknife), unname(bg), tolerance = 1e-6)
+  # a level whose only events are in L3 separates the outcome without L3:
+  # that fit is the limit, the one without the level's rows and column
+  set.seed(3)
+  d$z <- factor(ifelse(runif(nrow(d)) < 0.05, "sep", "usual"), c("usual", "sep"))
+  d$y[d$z == "sep" & d$la != "L3"] <- 0L
+  d$y[d$z == "sep" & d$la == "L3"][1] <- 1L
+  fz <- y ~ treated + factor(step) + z + (1 | la)
+  ws <- wild_boot(sw_glmm(fz, d), "treated", variant = "CR3t")
+  expect_match(ws$note, "Without la = L3, zsep separates the outcome")
+  bz <- vapply(sort(unique(d$la)), function(l) {
+    dl <- d[d$la != l, ]
+    coef(suppressMessages(if (l == "L3") sw_glmm(f0, dl[dl$z != "sep", ]) else sw_glmm(fz, dl)))[["treated"]]
+  }, 0)
+  expect_equal(unname(ws$jackknife), unname(bz), tolerance = 1e-6)
+  # only L1 is ever treated: without L1 the treatment is not identified
+  d1 <- d[d$la %in% c("L1", "L3", "L5"), ]
+  d1$treated <- as.integer(d1$la == "L1" & d1$step >= 2)
+  f1 <- suppressMessages(sw_glmm(f0, d1))
+  expect_warning(w1 <- wild_boot(f1, "treated", weights = "rademacher", conf_int = FALSE),
+                 "not defined: without la = L1 `treated` is not identified", class = "sfpceval_few_clusters")
+  expect_identical(w1$variant, "score")
+  expect_match(w1$method, "score bootstrap .*as the CR3 t-test is not defined")
+  expect_equal(w1$p_value, suppressWarnings(wild_boot(f1, "treated", weights = "rademacher", conf_int = FALSE,
+                                                      variant = "score"))$p_value)
 })
 
 # ---- the wild cluster restricted bootstrap for the linear mixed model (#13) ----
