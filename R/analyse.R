@@ -510,36 +510,77 @@ plan_matches <- function(data, design, models, matches) {
 
 # --- data for one row ------------------------------------------------------
 
-# Analysis data of a row on imputation k (0: as recorded). Cached per
-# (treatment, outcome, strand, k) in an environment.
+# Analysis data of a row on imputation k (0: as recorded). The DiD data
+# (stacking and CEM) are cached per (treatment, outcome, strand, k); the
+# rest is the row's base data (plan_base(), cached) with imputation k's
+# covariates filled in.
 plan_data <- function(row, ctx, k, cache) {
   key <- paste(row$treatment, row$outcome, row$strand, k, row$estimator, sep = "|")
   if (!is.null(cache[[key]])) return(cache[[key]])
+  base <- plan_base(row, ctx, cache)
+  df <- plan_fill_base(base, ctx, k)
+  if (row$strand != "did") return(list(df = df))
+  # only the DiD data (stacking and CEM) are worth keeping between rows
+  out <- plan_did_data(df, row, ctx, k)
+  assign(key, out, envir = cache)
+  out
+}
+
+# A row's data before imputation: the cohort (for absence, its panel, whose
+# columns per term replace the cohort's per-child summaries), the derived
+# columns, and for the stepped-wedge strand the treated authorities only
+# (the cohort of a DiD design also holds the comparators'). Only the imputed
+# covariates differ between imputations, so this is built once per cohort,
+# panel and strand (cached) with what plan_fill() needs to fill them in:
+# `fill`, by imputed column, the rows whose missing value an imputation
+# fills, and `at`, each row's child in the imputations. The same data as
+# filling the cohort first (the panel is merged and the rows kept by child,
+# authority and date, never by an imputed column).
+plan_base <- function(row, ctx, cache) {
   ckey <- plan_cohort_key(row$treatment, row$outcome, row$strand, ctx$design)
+  absence <- row$outcome == "absence"
+  sw <- row$strand == "stepped_wedge"
+  key <- paste("base", ckey, absence, sw, sep = "|")
+  if (!is.null(cache[[key]])) return(cache[[key]])
   cohort <- ctx$cohorts[[ckey]]
   if (is.null(cohort)) stop(ctx$cohort_errors[[ckey]] %||% "the cohort could not be built", call. = FALSE)
-  df <- plan_fill(as.data.frame(cohort), ctx, k)
+  df <- as.data.frame(cohort)
+  vars <- intersect(ctx$to_impute, names(df))
   design <- ctx$design
-  if (row$outcome == "absence") {
+  if (absence) {
     ab <- absence_panel(cohort)
-    # the panel's columns (per term) replace the cohort's per-child summaries
     df <- df[setdiff(names(df), setdiff(names(ab), "child_id"))]
+    vars <- intersect(vars, names(df))
     df <- merge(ab, df, by = "child_id", sort = FALSE)
   }
   df <- plan_derived(df, design)
-  out <- list(df = df)
-  if (row$strand == "did") {
-    out <- plan_did_data(df, row, ctx, k)
-  } else if (row$strand == "stepped_wedge") {
-    # the stepped-wedge strand: the treated authorities only (the cohort of a
-    # DiD design also holds the comparators')
+  if (sw) {
     keep <- df$la %in% design$las$la_code[design$las$role == "treated"]
-    if (!all(keep)) out$df <- df[keep, , drop = FALSE]
+    if (!all(keep)) df <- df[keep, , drop = FALSE]
   }
-  # only the DiD data (stacking and CEM) are worth keeping between rows;
-  # the rest is cheap to rebuild and would hold a copy per imputation
-  if (row$strand == "did") assign(key, out, envir = cache)
-  out
+  base <- list(df = df)
+  if (!is.null(ctx$imputed)) {
+    at <- match(df$child_id, ctx$imputed[[1]]$child_id)
+    base$at <- at
+    base$fill <- lapply(stats::setNames(vars, vars), function(v) which(is.na(df[[v]]) & !is.na(at)))
+  }
+  assign(key, base, envir = cache)
+  base
+}
+
+# plan_fill() on a plan_base(): imputation k's covariates in the rows
+# whose value is missing.
+plan_fill_base <- function(base, ctx, k) {
+  df <- base$df
+  if (is.null(ctx$imputed) || k == 0L) return(df)
+  imp <- ctx$imputed[[k]]
+  # (plan_impute() gives every imputation the same children)
+  if (!identical(imp$child_id, ctx$imputed[[1]]$child_id)) return(plan_fill(df, ctx, k))
+  for (v in names(base$fill)) {
+    f <- base$fill[[v]]
+    df[[v]][f] <- imp[[v]][base$at[f]]
+  }
+  df
 }
 
 # Rows a weighted model is given: CEM weights of 0 are the unmatched
@@ -631,16 +672,18 @@ plan_formula <- function(row, df) {
 # their union (plan_prune_union()): a covariate left out in one imputation
 # is left out in all, levels merged in one are merged in all. Without
 # imputations the rule is the data's own. Cached by row id.
-plan_prune <- function(row, formula, df, cache, binomial = FALSE, cc = character()) {
+plan_prune <- function(row, formula, df, cache, binomial = FALSE, cc = character(), k = NULL) {
   key <- paste("prune", row$id, sep = "|")
   rule <- cache[[key]]
+  own <- NULL
   if (is.null(rule)) {
-    rule <- plan_prune_rule(row, formula, df, binomial, cc)
+    rule <- plan_prune_rule(row, formula, df, binomial, cc, memo = cache)
     if (identical(cache$prune_pass, row$id)) {
       stop(structure(class = c("sfp_prune_rule", "condition"),
                      list(message = "prune rule", call = NULL, rule = rule)))
     }
     assign(key, rule, envir = cache)
+    own <- rule$checked
   }
   for (v in names(rule$merge)) {
     x <- as.character(df[[v]])
@@ -665,7 +708,10 @@ plan_prune <- function(row, formula, df, cache, binomial = FALSE, cc = character
     formula <- stats::as.formula(paste(deparse1(count), "|", deparse1(formula[[3]])), env = globalenv())
   }
   df <- plan_cc_levels(df, c(all.vars(formula), cc))
-  list(formula = formula, df = df)
+  # the design this imputation's rule found of full rank (the rule pass
+  # keeps it by imputation `k`); glmm_prepare() uses it only for that design
+  if (is.null(own) && !is.null(k)) own <- cache[[paste("checked", row$id, k, sep = "|")]]
+  list(formula = formula, df = df, checked = own)
 }
 
 # The rule every imputation can fit: the union of the imputations' rules
@@ -673,7 +719,8 @@ plan_prune <- function(row, formula, df, cache, binomial = FALSE, cc = character
 # rule). Left out anywhere: left out everywhere (and not merged). Levels
 # merged anywhere: merged everywhere, into the covariate's largest level over
 # the imputations among those not merged (`counts`, the level counts of each
-# imputation's analysed rows); a covariate with no such level is left out.
+# imputation's analysed rows); a covariate with fewer than two such levels
+# (it would be constant) is left out.
 plan_prune_union <- function(rules) {
   rules <- Filter(Negate(is.null), rules)
   if (!length(rules)) return(NULL)
@@ -689,7 +736,7 @@ plan_prune_union <- function(rules) {
     }
     counts <- unlist(counts)
     ok <- setdiff(names(counts), from)
-    if (!length(ok)) {
+    if (length(ok) < 2L) {  # merged into one level: constant, left out
       drop <- c(drop, v)
       next
     }
@@ -711,12 +758,19 @@ plan_cc_levels <- function(df, vars) {
   vars <- intersect(vars, names(df))
   cc <- stats::complete.cases(df[vars])
   for (v in vars) {
-    if (is.factor(df[[v]])) df[[v]] <- factor(df[[v]], levels = intersect(levels(df[[v]]), as.character(df[[v]][cc])))
+    x <- df[[v]]
+    if (!is.factor(x)) next
+    # (a plain factor with every level present stays as it is: factor()
+    # would rebuild the same one)
+    present <- tabulate(as.integer(x)[cc], nlevels(x)) > 0L
+    if (all(present) && setequal(names(attributes(x)), c("levels", "class")) &&
+        identical(class(x), "factor")) next
+    df[[v]] <- factor(x, levels = intersect(levels(x), as.character(x[cc])))
   }
   df
 }
 
-plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
+plan_prune_rule <- function(row, formula, df, binomial, cc = character(), memo = NULL) {
   covs <- setdiff(strsplit(paste(row$x, row$z, sep = ", "), ", ")[[1]], "")
   labels <- attr(stats::terms(formula), "term.labels")
   fixed <- labels[!grepl("|", labels, fixed = TRUE)]
@@ -726,9 +780,18 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
   # formula's, random-effect groupings included, and `cc`: weights, cluster,
   # absorbed fixed effects)
   ccv <- intersect(unique(c(all.vars(formula), cc, extra)), names(df))
-  df <- df[stats::complete.cases(df[ccv]), ccv, drop = FALSE]  # only the columns read
-  mf <- stats::model.frame(ff, plan_cc_levels(df, ccv), na.action = stats::na.omit)
-  mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
+  sig <- list(row$id, deparse1(formula), binomial, ccv, fixed)
+  again <- plan_prune_again(memo, sig, df, ccv, fixed, cc)
+  if (!is.null(again)) {
+    mf <- again$mf
+  } else {
+    full_df <- df
+    df <- df[stats::complete.cases(df[ccv]), ccv, drop = FALSE]  # only the columns read
+    mf <- stats::model.frame(ff, plan_cc_levels(df, ccv), na.action = stats::na.omit)
+    mf[] <- lapply(mf, function(v) if (is.factor(v)) droplevels(v) else v)
+    memo_new <- list(sig = sig, df = full_df, mf = mf,
+                     rows = match(rownames(mf), rownames(full_df)))
+  }
   covs <- intersect(covs, names(mf))
   drop <- covs[vapply(covs, function(v) length(unique(mf[[v]])) < 2L, TRUE)]
   y <- mf[[1]]
@@ -742,12 +805,37 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
     for (v in names(merge)) {
       xx <- as.character(mf[[v]])
       xx[xx %in% merge[[v]]$from] <- merge[[v]]$to
-      mf[[v]] <- factor(xx)
+      # the levels in plan_prune()'s order: the design checked is the one fitted
+      mf[[v]] <- factor(xx, levels = setdiff(levels(factor(mf[[v]])), merge[[v]]$from))
     }
   }
   keep_terms <- setdiff(fixed, drop)
-  X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
-  drop <- c(drop, plan_aliased(X, keep_terms, covs))
+  decided <- list(drop, merge)
+  if (!is.null(again) && identical(decided, again$memo$decided)) {
+    # the first imputation's design with the imputed columns replaced, and
+    # its cross-product updated in their rows and columns
+    X <- again$memo$X
+    G <- again$memo$G
+    for (v in again$changed) {
+      X[, v] <- as.double(mf[[v]])
+      G[, v] <- G[v, ] <- crossprod(X, X[, v])[, 1]
+    }
+  } else {
+    X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
+    G <- crossprod(X)
+  }
+  if (is.null(again) && !is.null(memo)) {
+    memo_new$decided <- decided
+    memo_new$X <- X
+    memo_new$G <- G
+    assign("prune_memo", memo_new, envir = memo)
+  }
+  full <- glmm_full_rank_gram(G)
+  drop <- c(drop, plan_aliased(X, keep_terms, covs, full))
+  # the design found of full rank, for sw_glmm() not to check it again
+  # (glmm_prepare()'s `checked`: its rows and column sums identify it, so
+  # it is used only if the rule applied leaves the same design)
+  checked <- if (full) list(n = nrow(X), colsums = colSums(X))
   drop_count <- character()
   if (hurdle) {
     # the count part is fitted on the positive counts only
@@ -765,12 +853,44 @@ plan_prune_rule <- function(row, formula, df, binomial, cc = character()) {
     X <- stats::model.matrix(stats::reformulate(keep_terms, env = globalenv()), mf)
     drop <- c(drop, plan_fgls_aliased(X, keep_terms, covs, df[rownames(mf), extra], row$term))
   }
-  list(drop = unique(drop), merge = merge, drop_count = unique(drop_count), counts = m$counts)
+  list(drop = unique(drop), merge = merge, drop_count = unique(drop_count), counts = m$counts,
+       checked = checked)
+}
+
+# The pruning on imputation k >= 2 of a row repeats the first imputation's
+# work on the same rows: only the imputed columns differ. `memo` (the plan's
+# cache) keeps the last rule's model frame, design and cross-product
+# (`prune_memo`); when `df` differs from that rule's data only in numeric
+# columns that enter the formula as main effects alone, with the same
+# missing values (so the same complete rows), the model frame is the kept
+# one with those columns replaced (list(mf, changed, memo)); otherwise NULL
+# and the rule is computed from scratch. The same frame either way.
+plan_prune_again <- function(memo, sig, df, ccv, fixed, cc) {
+  if (is.null(memo)) return(NULL)
+  pm <- memo$prune_memo
+  if (is.null(pm) || !identical(pm$sig, sig) || nrow(df) != nrow(pm$df) ||
+      !identical(attr(df, "row.names"), attr(pm$df, "row.names"))) {
+    return(NULL)
+  }
+  changed <- ccv[!vapply(ccv, function(v) identical(df[[v]], pm$df[[v]]), TRUE)]
+  for (v in changed) {
+    x <- df[[v]]
+    if (!is.numeric(x) || !v %in% fixed || v %in% cc || !v %in% names(pm$mf) ||
+        !identical(is.na(x), is.na(pm$df[[v]])) ||
+        sum(vapply(fixed, function(l) v %in% all.vars(str2lang(l)), TRUE)) != 1L ||
+        !identical(class(x), class(pm$mf[[v]]))) {
+      return(NULL)
+    }
+  }
+  mf <- pm$mf
+  for (v in changed) mf[[v]] <- df[[v]][pm$rows]
+  list(mf = mf, changed = changed, memo = pm)
 }
 
 # For a logit of 0/1 `y`: categorical covariates' levels in which y is all 0
 # or all 1 are merged into the covariate's largest level; a 0/1 covariate
-# with such a level is dropped. y may be a (successes, failures) matrix.
+# with such a level, or a categorical one left with a single level, is
+# dropped. y may be a (successes, failures) matrix.
 plan_merge_levels <- function(y, mf, covs) {
   merge <- list()
   drop <- character()
@@ -795,7 +915,7 @@ plan_merge_levels <- function(y, mf, covs) {
       next
     }
     ok <- setdiff(names(counts[[v]]), bad)
-    if (!length(ok)) {
+    if (length(ok) < 2L) {  # merged into one level: constant, left out
       drop <- c(drop, v)
       next
     }
@@ -832,8 +952,8 @@ plan_level_table <- function(x, y) {
 # cheaper crossprod check glmm_full_rank() first: when it finds X of full
 # rank (smallest eigenvalue of the scaled X'X above 1e-8, so every column's
 # residual on the others is above 1e-4 of its norm) the QR would too.
-plan_aliased <- function(X, terms, covs) {
-  if (glmm_full_rank(X)) return(character())
+plan_aliased <- function(X, terms, covs, full = glmm_full_rank(X)) {
+  if (full) return(character())
   q <- qr(X, tol = 1e-7)
   if (q$rank == ncol(X)) return(character())
   bad <- unique(terms[attr(X, "assign")[q$pivot[-seq_len(q$rank)]]])
@@ -928,7 +1048,7 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   # and its jackknife is defined (plan_cr3_unidentified())
   cr3 <- any(ctx$models$estimator == "cr3" & ctx$models$depends_on %in% row$id)
   pf <- plan_prune(row, pf$formula, pf$df, cache, binomial = fam == "binomial",
-                   cc = c(w, if (cr2 || cr3) row$cluster))
+                   cc = c(w, if (cr2 || cr3) row$cluster), k = k)
   robust <- cr2
   un <- NULL
   if (cr3 && !cr2) {
@@ -941,7 +1061,8 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   fit <- sw_glmm_fit(quote(sw_glmm(formula = pf$formula, data = pf$df, family = family,
                                    weights = w, cluster = row$cluster)),
                      pf$formula, pf$df, family = if (fam == "binomial") stats::binomial() else stats::gaussian(),
-                     weights = w, cluster = if (robust) row$cluster, start = cache[[key]])
+                     weights = w, cluster = if (robust) row$cluster, start = cache[[key]],
+                     checked = pf$checked)
   assign(key, glmm_start(fit), envir = cache)
   V <- if (cr2) fit$cr2$vcov else fit$vcov
   terms <- plan_terms(row, names(fit$coefficients))
@@ -1108,12 +1229,15 @@ plan_cr3_unidentified <- function(formula, df, cluster, term = NULL) {
   X <- X / rep(pmax(sqrt(colSums(X^2)), .Machine$double.eps), each = nrow(X))
   cl <- as.character(df[[cluster]])
   j <- match(term %||% NA_character_, colnames(X))
-  A <- crossprod(X)
+  # X'X summed over the clusters' parts, so that X is crossed once
+  gs <- sort(unique(cl))
+  parts <- lapply(gs, function(g) crossprod(X[cl == g, , drop = FALSE]))
+  A <- Reduce(`+`, parts)
   out <- character()
-  for (g in sort(unique(cl))) {
-    lo <- loo_reduced(A, crossprod(X[cl == g, , drop = FALSE]))
+  for (i in seq_along(gs)) {
+    lo <- loo_reduced(A, parts[[i]])
     lost <- if (is.na(j)) length(lo$drop) > 0L else !lo$identified(diag(ncol(X))[, j])
-    if (lost) out <- c(out, g)
+    if (lost) out <- c(out, gs[i])
   }
   out
 }
@@ -1143,7 +1267,15 @@ run_hurdle_fit <- function(row, ctx, k, cache, parent = NULL) {
     return(list(skip = sprintf("not run: no excess zeros (observed/expected %.2f, p = %.3g)", zc$ratio, zc$p.value)))
   }
   w <- if (!is.na(row$weights)) df[[row$weights]] else NULL
-  fit <- hurdle_fit(f, df, cluster = stats::as.formula(paste("~", row$cluster)), weights = w)
+  # refitted on the next imputation from its fit on the previous one (the
+  # same estimates to the optimiser's tolerance)
+  key <- paste("start", row$id, sep = "|")
+  fit <- hurdle_fit_(quote(hurdle_fit(formula = f, data = df,
+                                      cluster = stats::as.formula(paste("~", row$cluster)),
+                                      weights = w)),
+                     f, df, "poisson", cluster = stats::as.formula(paste("~", row$cluster)),
+                     weights = w, start = cache[[key]])
+  assign(key, hurdle_start(fit), envir = cache)
   V <- fit$vcov
   est <- rbind(
     plan_est("count_treated", "log_count_ratio", fit$coefficients[["count_treated"]], sqrt(V["count_treated", "count_treated"])),
@@ -1329,6 +1461,9 @@ plan_prune_pass <- function(row, ctx, ks, cache, runner) {
              sfp_prune_rule = function(cnd) cnd$rule,
              error = function(e) NULL)
   })
+  for (j in seq_along(ks)) {
+    if (is.list(rules[[j]])) assign(paste("checked", row$id, ks[j], sep = "|"), rules[[j]]$checked, envir = cache)
+  }
   rules <- Filter(function(r) is.list(r) && !is.null(r$drop), rules)
   rule <- plan_prune_union(rules)
   if (!is.null(rule)) assign(key, rule, envir = cache)

@@ -114,6 +114,7 @@ check_finite_ <- function(X, y, yname) {
     stop_rows("data", yname, bad, "with a non-finite value",
               "remove or recode those rows (Inf and NaN are not allowed)")
   }
+  if (all(is.finite(X))) return(invisible())
   badx <- which(rowSums(!is.finite(X)) > 0)
   if (length(badx)) {
     cols <- unique(colnames(X)[colSums(!is.finite(X)) > 0])
@@ -232,8 +233,31 @@ coef_table_ <- function(est, V, df) {
 hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
                        cluster = NULL, weights = NULL, theta_in_meat = TRUE,
                        tol = 1e-10, maxit = 100L) {
-  cl <- match.call()
-  dist <- match.arg(dist)
+  hurdle_fit_(match.call(), formula, data, match.arg(dist), cluster, weights, theta_in_meat,
+              tol, maxit)
+}
+
+# Starting values for a refit of the same hurdle model (see hurdle_fit_()):
+# each part's estimates (the count part's with log theta for "negbin"),
+# named by its model matrix's columns.
+hurdle_start <- function(fit) {
+  if (!inherits(fit, "sfp_hurdle")) return(NULL)
+  b <- fit$coefficients
+  cnt <- startsWith(names(b), "count_")
+  count <- stats::setNames(b[cnt], sub("^count_", "", names(b)[cnt]))
+  if (identical(fit$dist, "negbin")) count <- c(count, .log_theta = log(fit$theta))
+  list(dist = fit$dist, count = count,
+       zero = stats::setNames(b[!cnt], sub("^zero_", "", names(b)[!cnt])))
+}
+
+# hurdle_fit() after match.call(). `start` (internal: analyse() refits a
+# model per imputation) is hurdle_start() of an earlier fit of the same
+# model, from which each part's Newton iterations start (the negative
+# binomial part without its Poisson start); a part whose columns differ, or
+# that does not converge from it, is fitted from the usual start. The
+# estimates are the same to the optimiser's tolerance.
+hurdle_fit_ <- function(cl, formula, data, dist, cluster = NULL, weights = NULL,
+                        theta_in_meat = TRUE, tol = 1e-10, maxit = 100L, start = NULL) {
   if (!inherits(formula, "formula") || length(formula) != 3L) {
     stop_arg("formula", "must be a two-sided formula such as `days ~ treated + age`")
   }
@@ -258,8 +282,10 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   yname <- use$yname
   y <- use$y
   X <- stats::model.matrix(f_count, d)
-  Z <- stats::model.matrix(f_zero, d)
-  check_finite_(cbind(X, Z), y, yname)
+  # (the same regressors in both parts: the same matrix)
+  same <- identical(f_zero, f_count)
+  Z <- if (same) X else stats::model.matrix(f_zero, d)
+  check_finite_(if (same) X else cbind(X, Z), y, yname)
   rows <- use$kept
   bad <- which(y < 0)
   if (length(bad)) {
@@ -291,19 +317,33 @@ hurdle_fit <- function(formula, data, dist = c("poisson", "negbin"),
   yp <- y[pos]
   wp <- wvec[pos]
 
-  # count part: zero-truncated Poisson, then NB2 started from it
-  start <- rep(0, ncol(X))
-  if ("(Intercept)" %in% colnames(X)) {
-    start[colnames(X) == "(Intercept)"] <- log(if (is.null(wp)) mean(yp) else
-      stats::weighted.mean(yp, wp))
+  warm <- !is.null(start) && identical(start$dist, dist)
+  cnames <- c(colnames(X), if (dist == "negbin") ".log_theta")
+  fc <- if (warm && identical(names(start$count), cnames)) {
+    mle_fit_(if (dist == "negbin") "ztnegbin" else "ztpois", Xp, yp, unname(start$count),
+             tol = tol, maxit = maxit, weights = wp)
   }
-  fc <- mle_fit_("ztpois", Xp, yp, start, tol = tol, maxit = maxit, weights = wp)
-  if (dist == "negbin") {
-    fc <- mle_fit_("ztnegbin", Xp, yp, c(fc$par, 0), tol = tol, maxit = maxit,
-                   weights = wp)
+  if (is.null(fc) || !fc$converged) {
+    # count part: zero-truncated Poisson, then NB2 started from it
+    s0 <- rep(0, ncol(X))
+    if ("(Intercept)" %in% colnames(X)) {
+      s0[colnames(X) == "(Intercept)"] <- log(if (is.null(wp)) mean(yp) else
+        stats::weighted.mean(yp, wp))
+    }
+    fc <- mle_fit_("ztpois", Xp, yp, s0, tol = tol, maxit = maxit, weights = wp)
+    if (dist == "negbin") {
+      fc <- mle_fit_("ztnegbin", Xp, yp, c(fc$par, 0), tol = tol, maxit = maxit,
+                     weights = wp)
+    }
   }
-  fz <- mle_fit_("logit", Z, as.numeric(pos), rep(0, ncol(Z)), tol = tol,
-                 maxit = maxit, weights = wvec)
+  fz <- if (warm && identical(names(start$zero), colnames(Z))) {
+    mle_fit_("logit", Z, as.numeric(pos), unname(start$zero), tol = tol, maxit = maxit,
+             weights = wvec)
+  }
+  if (is.null(fz) || !fz$converged) {
+    fz <- mle_fit_("logit", Z, as.numeric(pos), rep(0, ncol(Z)), tol = tol,
+                   maxit = maxit, weights = wvec)
+  }
   if (!fz$converged) {
     pz <- stats::plogis(drop(Z %*% fz$par))
     sep <- any(pz < 1e-8 | pz > 1 - 1e-8)

@@ -233,10 +233,11 @@ sw_glmm <- function(formula, data, family = stats::binomial(), nAGQ = 1L,
 # sw_glmm() after its `...` check. `start` (internal: analyse() refits a
 # model per imputation) is glmm_start() of an earlier binomial fit of the
 # same model, from which the Newton iterations start; the estimates are the
-# same to the optimiser's tolerance.
+# same to the optimiser's tolerance. `checked`: see glmm_prepare().
 sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L,
                         REML = TRUE, treatment = "treated", sigma = NULL,
-                        control = list(), cluster = NULL, weights = NULL, start = NULL) {
+                        control = list(), cluster = NULL, weights = NULL, start = NULL,
+                        checked = NULL) {
   family <- glmm_family(family)
   ctrl <- glmm_control(control)
   if (!inherits(formula, "formula") || length(formula) != 3L) {
@@ -273,7 +274,7 @@ sw_glmm_fit <- function(cl, formula, data, family = stats::binomial(), nAGQ = 1L
     }
   }
   w <- sw_glmm_weights(weights, data, family)
-  prep <- glmm_prepare(formula, data, family, treatment, sigma, w)
+  prep <- glmm_prepare(formula, data, family, treatment, sigma, w, checked)
   nested <- family$family == "binomial" && length(prep$groups) == 2L
   if (nested) nested_check_args(nAGQ, sigma, prep$groups)
   fit <- if (nested) {
@@ -410,7 +411,12 @@ parse_glmm_formula <- function(formula) {
 
 # ---- data preparation --------------------------------------------------------
 
-glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights = NULL) {
+# `checked` (internal: analyse() has checked the design when pruning the
+# covariates): list(n, colsums), the row count and column sums of a model
+# matrix glmm_full_rank() found of full rank; when this X has them, its rank
+# is not checked again.
+glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights = NULL,
+                         checked = NULL) {
   pf <- parse_glmm_formula(formula)
   env <- environment(formula) %||% parent.frame()
   n <- nrow(data)
@@ -554,8 +560,9 @@ glmm_prepare <- function(formula, data, family, treatment, sigma = NULL, weights
   # rank (of the distinct rows, which is the rank of X); their key also
   # gives the binomial cells (binom_cells())
   row_key <- cell_key(X, rep(1L, nrow(X)))
-  Xu <- X[!duplicated(row_key), , drop = FALSE]
-  qrX <- if (glmm_full_rank(Xu)) list(rank = ncol(X)) else qr(Xu)
+  done <- !is.null(checked) && identical(checked, list(n = nrow(X), colsums = colSums(X)))
+  Xu <- if (!done) X[!duplicated(row_key), , drop = FALSE]
+  qrX <- if (done || glmm_full_rank(Xu)) list(rank = ncol(X)) else qr(Xu)
   if (qrX$rank < ncol(X)) {
     jt <- match(c(treatment, paste0(treatment, "TRUE")), colnames(X))
     jt <- jt[!is.na(jt)]

@@ -50,7 +50,7 @@ if (what %in% c("fv", "all")) {
              sw_glmm_refit = "permutation refits (sw_glmm_refit)",
              glmm_wild_boot = "GLMM wild bootstrap (glmm_wild_boot)",
              lmm_fit = "linear mixed models (lmm_fit)",
-             hurdle_fit = "hurdle models (hurdle_fit)",
+             hurdle_fit_ = "hurdle models (hurdle_fit_)",
              tobit_fit = "tobit models (tobit_fit)",
              plan_prune = "covariate pruning (plan_prune)")
   tot <- utils::summaryRprof(prof)$by.total

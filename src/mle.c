@@ -138,6 +138,7 @@ static void obs_tobit(double y, double eta, double a, int status, double lo,
 typedef struct {
   int model, n, k, np;     /* np = k + (model has an extra parameter) */
   const double *X, *y;     /* X: n x k column-major */
+  const double *Xt;        /* the same, row-major (k x n): row i contiguous */
   const double *w;         /* case weights (n), or NULL for unit weights */
   const int *status;       /* Tobit only */
   double lo, hi;
@@ -173,8 +174,10 @@ static double mle_eval(const mle_problem *P, const double *par, double *grad,
   if (grad) for (int j = 0; j < np; j++) grad[j] = 0.0;
   if (hess) for (int j = 0; j < np * np; j++) hess[j] = 0.0;
   for (int i = 0; i < n; i++) {
+    /* row i of X, contiguous (the sums are in the same order as by column) */
+    const double *xi = P->Xt + (R_xlen_t)i * k;
     double eta = 0.0;
-    for (int j = 0; j < k; j++) eta += P->X[i + (R_xlen_t)j * n] * par[j];
+    for (int j = 0; j < k; j++) eta += xi[j] * par[j];
     obs_eval(P, i, eta, a, deriv, &o);
     if (P->w) {
       double wi = P->w[i];
@@ -183,20 +186,20 @@ static double mle_eval(const mle_problem *P, const double *par, double *grad,
     }
     ll += o.l;
     if (grad) {
-      for (int j = 0; j < k; j++) grad[j] += o.de * P->X[i + (R_xlen_t)j * n];
+      for (int j = 0; j < k; j++) grad[j] += o.de * xi[j];
       if (ex) grad[k] += o.da;
     }
     if (score) {
       for (int j = 0; j < k; j++)
-        score[i + (R_xlen_t)j * n] = o.de * P->X[i + (R_xlen_t)j * n];
+        score[i + (R_xlen_t)j * n] = o.de * xi[j];
       if (ex) score[i + (R_xlen_t)k * n] = o.da;
     }
     if (hess) {
       for (int j = 0; j < k; j++) {
-        double xj = P->X[i + (R_xlen_t)j * n];
+        double xj = xi[j];
         if (xj == 0.0) continue;
         for (int l = j; l < k; l++)
-          hess[j + l * np] += o.dee * xj * P->X[i + (R_xlen_t)l * n];
+          hess[j + l * np] += o.dee * xj * xi[l];
         if (ex) hess[j + k * np] += o.dea * xj;
       }
       if (ex) hess[k + k * np] += o.daa;
@@ -307,6 +310,12 @@ SEXP ffi_mle_newton(SEXP model, SEXP X, SEXP y, SEXP weights, SEXP status,
   P.k = Rf_ncols(X);
   P.np = P.k + has_extra(P.model);
   P.X = REAL(X);
+  {
+    double *xt = (double *)R_alloc((size_t)P.n * P.k, sizeof(double));
+    for (int j = 0; j < P.k; j++)
+      for (int i = 0; i < P.n; i++) xt[j + (R_xlen_t)i * P.k] = P.X[i + (R_xlen_t)j * P.n];
+    P.Xt = xt;
+  }
   P.y = REAL(y);
   P.w = XLENGTH(weights) > 0 ? REAL(weights) : NULL;
   P.status = INTEGER(status);

@@ -1118,3 +1118,221 @@ test_that("analyse(): each wild bootstrap row says which test it ran", {
   wf <- suppressWarnings(wild_boot(fb, "treated", conf_int = FALSE))
   expect_identical(wild_boot_method_(wf), "wild bootstrap WCU11 (Webb weights)")
 })
+
+# The row data before #14's caching: the cohort filled with imputation k,
+# then the absence panel, the derived columns and the strand's rows.
+plan_data_by_hand <- function(row, ctx, k) {
+  cohort <- ctx$cohorts[[plan_cohort_key(row$treatment, row$outcome, row$strand, ctx$design)]]
+  df <- plan_fill(as.data.frame(cohort), ctx, k)
+  if (row$outcome == "absence") {
+    ab <- absence_panel(cohort)
+    df <- merge(ab, df[setdiff(names(df), setdiff(names(ab), "child_id"))], by = "child_id", sort = FALSE)
+  }
+  df <- plan_derived(df, ctx$design)
+  keep <- df$la %in% ctx$design$las$la_code[ctx$design$las$role == "treated"]
+  if (row$strand == "stepped_wedge" && !all(keep)) df <- df[keep, , drop = FALSE]
+  df
+}
+
+fv_mi_ctx <- local({
+  cache <- NULL
+  function() {
+    if (is.null(cache)) {
+      run <- fv_run()
+      m <- protocol_models(run$d)
+      settings <- list(imputations = 2L, seed = 1L, alpha = 0.05, censor_share = 0.05, bacon_risk = 0.1)
+      ctx <- suppressMessages(plan_context(run$x, run$d, m, settings, NULL))
+      cache <<- list(run = run, m = m, ctx = ctx)
+    }
+    cache
+  }
+})
+
+test_that("plan_data(): each imputation's data are the cohort filled first, built once per cohort (#14)", {
+  skip_if_not_installed("mice")
+  mc <- fv_mi_ctx()
+  ctx <- mc$ctx
+  expect_equal(ctx$m, 2L)
+  expect_true("fsm_ever" %in% ctx$to_impute)
+  ids <- c("fv_sw_cla_18m_primary", "fv_sw_cpp_12m_secondary", "fv_sw_absence_secondary",
+           "fv_sw_absence_logit", "fv_sw_kinship_first_care_entry", "fv_sw_cla_18m_open_days_28")
+  cache <- new.env(parent = emptyenv())
+  for (id in ids) {
+    row <- ctx$models[ctx$models$id == id, ]
+    for (k in 0:2) {
+      got <- plan_data(row, ctx, k, cache)$df
+      expect_identical(got, plan_data_by_hand(row, ctx, k))
+    }
+  }
+  # the imputations differ only in the imputed rows, which they fill
+  row <- ctx$models[ctx$models$id == "fv_sw_cla_18m_primary", ]
+  d1 <- plan_data(row, ctx, 1L, cache)$df
+  d0 <- plan_data(row, ctx, 0L, cache)$df
+  expect_true(anyNA(d0$fsm_ever))
+  expect_false(anyNA(d1$fsm_ever))
+  expect_identical(d1[!is.na(d0$fsm_ever), ], d0[!is.na(d0$fsm_ever), ])
+  # one base per cohort x absence panel x strand: referral cohort, its
+  # absence panel, the care-entry cohort, the open-days cohort
+  expect_setequal(grep("^base\\|", ls(cache), value = TRUE),
+                  c("base|referral_date|FALSE|TRUE", "base|referral_date|TRUE|TRUE",
+                    "base|care_entry|FALSE|TRUE", "base|open_days_28|FALSE|TRUE"))
+})
+
+test_that("sw_glmm(): the design checked when pruning is not checked again, and nothing else changes (#14)", {
+  skip_if_not_installed("mice")
+  mc <- fv_mi_ctx()
+  ctx <- mc$ctx
+  row <- ctx$models[ctx$models$id == "fv_sw_cla_18m_primary", ]
+  df <- plan_data(row, ctx, 1L, new.env(parent = emptyenv()))$df
+  f <- stats::as.formula(row$formula)
+  pr <- suppressMessages(plan_prune(row, f, df, new.env(parent = emptyenv()), binomial = TRUE))
+  prep <- suppressWarnings(glmm_prepare(pr$formula, pr$df, stats::binomial(), "treated"))
+  # the pruning's token is this model matrix's (so sw_glmm() skips its check)
+  expect_identical(pr$checked, list(n = nrow(prep$X), colsums = colSums(prep$X)))
+  prep2 <- suppressWarnings(glmm_prepare(pr$formula, pr$df, stats::binomial(), "treated", checked = pr$checked))
+  expect_identical(prep2, prep)
+  fit <- suppressWarnings(sw_glmm_fit(quote(sw_glmm()), pr$formula, pr$df, checked = pr$checked))
+  ref <- suppressWarnings(sw_glmm_fit(quote(sw_glmm()), pr$formula, pr$df))
+  expect_identical(fit$coefficients, ref$coefficients)
+  expect_identical(fit$vcov, ref$vcov)
+  # a token that is not this design's does not skip the check: a rank-deficient
+  # design still stops
+  d <- data.frame(y = rep(0:1, 20), treated = rep(0:1, each = 20), la = rep(letters[1:4], 10),
+                  x1 = rep(1:5, 8))
+  d$x2 <- 2 * d$x1
+  X <- model.matrix(~ treated + x1, d)
+  tok <- list(n = nrow(X), colsums = colSums(X))
+  expect_error(sw_glmm_fit(quote(sw_glmm()), y ~ treated + x1 + x2 + (1 | la), d, checked = tok),
+               "rank-deficient")
+})
+
+test_that("analyse(): with imputations, each imputation's linear model equals sw_glmm() on the cohort filled by hand (#14)", {
+  skip_if_not_installed("mice")
+  run <- fv_run()
+  a <- suppressMessages(analyse(run$x, run$d, imputations = 2, sensitivity = FALSE,
+                                strands = "stepped_wedge", outcomes = c("days_plan_18m", "cla_18m"),
+                                progress = FALSE))
+  ctx <- fv_mi_ctx()$ctx
+  expect_identical(ctx$imputed, suppressMessages(plan_context(run$x, run$d, a$models, a$settings, NULL))$imputed)
+  id <- "fv_sw_days_plan_18m_secondary"
+  row <- a$models[a$models$id == id, ]
+  imp <- a$tables$imputation
+  for (k in 1:2) {
+    h <- plan_data_by_hand(row, ctx, k)
+    ref <- sw_glmm(a$fits[[id]]$formula, h, family = gaussian())
+    it <- imp[imp$model == id & imp$imputation == k, ]
+    expect_identical(it$estimate, unname(ref$coefficients[["treated"]]))
+    expect_identical(it$std.error, sqrt(ref$vcov["treated", "treated"]))
+  }
+})
+
+test_that("hurdle_fit(): a warm start (analyse()'s refit per imputation) reaches the same estimates in fewer iterations (#14)", {
+  set.seed(11)
+  n <- 2000
+  d <- data.frame(x = rnorm(n), g = factor(sample(c("a", "b", "c"), n, TRUE)), la = rep(1:8, length.out = n))
+  # positive counts overdispersed (1 + negative binomial), for both distributions to be fitted
+  d$y <- ifelse(runif(n) < plogis(-0.2 + 0.5 * d$x),
+                1 + rnbinom(n, size = 2, mu = exp(1 + 0.3 * d$x + 0.2 * (d$g == "b"))), 0)
+  d2 <- d
+  d2$x <- d$x + rnorm(n, sd = 0.1)    # "another imputation" of x
+  f <- y ~ x + g
+  for (dist in c("poisson", "negbin")) {
+    f1 <- hurdle_fit(f, d, dist = dist, cluster = "la")
+    cold <- hurdle_fit(f, d2, dist = dist, cluster = "la")
+    warm <- hurdle_fit_(quote(hurdle_fit()), f, d2, dist, cluster = "la", start = hurdle_start(f1))
+    # both stop when the Newton step is below tol = 1e-10 of each estimate
+    expect_equal(warm$coefficients, cold$coefficients, tolerance = 1e-10)
+    expect_equal(warm$vcov, cold$vcov, tolerance = 1e-8)
+    expect_equal(warm$loglik, cold$loglik, tolerance = 1e-12)
+    expect_lt(sum(warm$iterations), sum(cold$iterations))
+    expect_true(warm$converged)
+  }
+  # a start for other columns is not used: the usual start, the same fit
+  f1 <- hurdle_fit(y ~ x, d, cluster = "la")
+  other <- hurdle_fit_(quote(hurdle_fit()), f, d2, "poisson", cluster = "la", start = hurdle_start(f1))
+  cold <- hurdle_fit(f, d2, cluster = "la")
+  expect_identical(other$coefficients, cold$coefficients)
+  expect_identical(other$iterations, cold$iterations)
+  expect_null(hurdle_start(lm(y ~ x, d)))
+})
+
+test_that("plan_prune(): a two-level covariate with a level without events is left out of a logit, not merged into a constant (#14)", {
+  set.seed(4)
+  n <- 400
+  d <- data.frame(la = rep(letters[1:4], each = n / 4), step = rep(0:3, n / 4))
+  d$treated <- as.integer(match(d$la, letters[1:4]) <= d$step)
+  d$age <- sample(0:17, n, TRUE)
+  d$uasc <- factor(ifelse(runif(n) < 0.05, "yes", "no"), levels = c("no", "yes"))
+  d$y <- rbinom(n, 1, plogis(-1 + 0.05 * d$age))
+  d$y[d$uasc == "yes"] <- 0     # no events among UASC: a separated level
+  row <- prune_row("r_two", "sw_glmm", "age, uasc")
+  f <- y ~ treated + factor(step) + age + uasc + (1 | la)
+  expect_message(pr <- plan_prune(row, f, d, new.env(), binomial = TRUE),
+                 "r_two: left out `uasc`", fixed = TRUE)
+  expect_equal(deparse1(pr$formula), "y ~ treated + factor(step) + age + (1 | la)")
+  # merging "yes" into "no" would leave uasc constant (R's "contrasts can be
+  # applied only to factors with 2 or more levels"); glm() separates it
+  g <- suppressWarnings(glm(y ~ treated + factor(step) + age + uasc, binomial, d))
+  expect_lt(coef(g)[["uascyes"]], -10)
+  ref <- glm(y ~ treated + factor(step) + age, binomial, d)
+  fit <- sw_glmm(pr$formula, pr$df, sigma = 0)
+  expect_equal(unname(fit$coefficients), unname(coef(ref)), tolerance = 1e-6)
+  # a three-level covariate keeps two levels and is merged
+  d$eth <- factor(sample(c("w", "b", "a"), n, TRUE))
+  d$y[d$eth == "a"] <- 0
+  row <- prune_row("r_three", "sw_glmm", "age, eth")
+  expect_message(pr <- plan_prune(row, y ~ treated + age + eth + (1 | la), d, new.env(), binomial = TRUE),
+                 "merged `eth` level(s) \"a\"", fixed = TRUE)
+  # over imputations: merged everywhere into a single remaining level, left out
+  rules <- list(list(drop = character(), merge = list(uasc = list(from = "yes", to = "no")),
+                     counts = list(uasc = c(no = 380, yes = 20))),
+                list(drop = character(), merge = list(), counts = list(uasc = c(no = 381, yes = 19))))
+  expect_equal(plan_prune_union(rules)$drop, "uasc")
+  expect_length(plan_prune_union(rules)$merge, 0L)
+})
+
+test_that("analyse(FV): on a tiny sample the kinship rows run, a covariate left with one level left out and noted (#14)", {
+  b <- battery_fv()
+  a <- suppressWarnings(suppressMessages(analyse(b$x, b$d, outcomes = "kinship_first", imputations = 0,
+                                                 strands = "stepped_wedge", progress = FALSE)))
+  r <- a$results
+  expect_true(all(r$status[r$model %in% c("fv_sw_kinship_first_secondary", "fv_sw_kinship_first_care_entry")] == "ok"))
+  expect_false(any(grepl("contrasts can be applied", r$status)))
+  sp <- summary(a)$specification
+  expect_true(any(grepl("^fv_sw_kinship_first_secondary: left out", sp$note)))
+  walk_results(a)
+})
+
+test_that("plan_prune_rule(): imputation k >= 2 re-uses the first imputation's frame and design, with the same rule (#14)", {
+  skip_if_not_installed("mice")
+  ctx <- fv_mi_ctx()$ctx
+  for (id in c("fv_sw_cla_18m_primary", "fv_sw_days_plan_18m_secondary", "fv_sw_days_plan_18m_hurdle")) {
+    row <- ctx$models[ctx$models$id == id, ]
+    cache <- new.env(parent = emptyenv())
+    f <- stats::as.formula(row$formula)
+    if (id == "fv_sw_days_plan_18m_hurdle") f <- stats::update(f, . ~ . - (1 | la))
+    dfs <- lapply(1:2, function(k) plan_data(row, ctx, k, cache)$df)
+    bin <- row$family == "binomial"
+    memo <- new.env(parent = emptyenv())
+    r1 <- plan_prune_rule(row, f, dfs[[1]], bin, "la", memo = memo)
+    # imputation 2 differs in fsm_ever only: the frame is the kept one with it replaced
+    again <- plan_prune_again(memo, memo$prune_memo$sig, dfs[[2]], memo$prune_memo$sig[[4]],
+                              memo$prune_memo$sig[[5]], "la")
+    expect_identical(again$changed, "fsm_ever")
+    r2 <- plan_prune_rule(row, f, dfs[[2]], bin, "la", memo = memo)
+    expect_identical(r2, plan_prune_rule(row, f, dfs[[2]], bin, "la"))
+    expect_identical(r1, plan_prune_rule(row, f, dfs[[1]], bin, "la"))
+    expect_false(identical(r1$checked, r2$checked))
+  }
+  # an imputed factor (mi_prune_ctx(): ethnicity) is not replaced in place:
+  # the rule is computed afresh, and is the same
+  mc <- mi_prune_ctx()
+  f <- stats::as.formula(mc$row$formula)
+  filled <- lapply(1:2, function(k) plan_fill(mc$d, mc$ctx, k))
+  memo <- new.env(parent = emptyenv())
+  plan_prune_rule(mc$row, f, filled[[1]], FALSE, memo = memo)
+  expect_null(plan_prune_again(memo, memo$prune_memo$sig, filled[[2]], memo$prune_memo$sig[[4]],
+                               memo$prune_memo$sig[[5]], character()))
+  expect_identical(plan_prune_rule(mc$row, f, filled[[2]], FALSE, memo = memo),
+                   plan_prune_rule(mc$row, f, filled[[2]], FALSE))
+})
