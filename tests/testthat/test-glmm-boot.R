@@ -621,6 +621,14 @@ test_that("score_cr3, hand-made: sigma = 0, per-cluster logit Hessians in closed
   t0 <- 5 / sqrt(7)
   expect_equal(wb$p_value, mean(abs(ts) > t0 + 1e-8))
   expect_equal(wb$p_value_geq, mean(abs(ts) >= t0 - 1e-8))
+  # far below the estimate the restricted fit saturates (its Hessian is
+  # singular) before the test rejects: that side is NA and the note says so
+  # (for the plain score bootstrap too, which stopped with an error before)
+  expect_true(is.na(wb$conf_int[1]))
+  expect_match(wb$note, "restricted fit's Hessian is singular")
+  ws <- suppressWarnings(wild_boot(fit, "treated", variant = "score"))
+  expect_true(is.na(ws$conf_int[1]))
+  expect_match(ws$note, "restricted fit's Hessian is singular")
 })
 
 test_that("score_cr3 equals a plain-R reference (Laplace, AGQ), invariant to row order, interval by inversion", {
