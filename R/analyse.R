@@ -933,7 +933,7 @@ run_sw_glmm <- function(row, ctx, k, cache, parent = NULL) {
   robust <- cr2
   un <- NULL
   if (cr3 && !cr2) {
-    un <- plan_cr3_unidentified(pf$formula, pf$df, row$cluster)
+    un <- plan_cr3_unidentified(pf$formula, pf$df, row$cluster, row$term)
     robust <- !length(un)
   }
   # a binomial model refitted on the next imputation starts from its fit on
@@ -1076,13 +1076,14 @@ wild_boot_method_ <- function(wb) {
 # The CR3 t-test with G - 1 df of a linear mixed model fitted with the
 # cluster (its parent row): tidy(fit, vcov = "CR3").
 run_cr3 <- function(row, ctx, k, cache, parent) {
-  # undefined when a fixed effect is identified by one authority alone (e.g.
-  # an authority covariate that only one authority has): a status, not a failure
-  un <- c(parent$cr3_unidentified, parent$fit$cr2$cr3$unidentified)
+  # undefined when the term is not identified without some authority (a
+  # column only one authority identifies is dropped from that leave-out fit
+  # instead, loo_reduced()): a status, not a failure
+  un <- c(parent$cr3_unidentified, parent$fit$cr2$cr3$lost[[row$term]])
   if (length(un)) {
-    return(list(skip = sprintf(paste0("not run: the CR3 jackknife is not defined on these data (without %s = %s the ",
-                                      "fixed effects are not all identified)"),
-                               row$cluster, paste(utils::head(unique(un), 3), collapse = ", "))))
+    return(list(skip = sprintf(paste0("not run: the CR3 jackknife is not defined on these data (without %s = %s ",
+                                      "`%s` is not identified)"),
+                               row$cluster, paste(utils::head(unique(un), 3), collapse = ", "), row$term)))
   }
   tab <- tidy.sw_glmm(parent$fit, vcov = "CR3")
   tab <- tab[tab$term == row$term, , drop = FALSE]
@@ -1091,13 +1092,15 @@ run_cr3 <- function(row, ctx, k, cache, parent) {
                                  tab$conf.low, tab$conf.high, tab$p.value))
 }
 
-# The clusters without which the fixed effects of a mixed model are not all
-# identified (so its CR3 jackknife is not defined): checked on the fixed
-# part's model matrix of the complete rows before the fit, so that the
-# cluster-robust parts (seconds per imputation for the absence panel) are
-# not computed for a CR3 row that cannot run. The rank of the leave-out
-# rows' X equals that of their GLS information X'V^-1 X (V positive definite).
-plan_cr3_unidentified <- function(formula, df, cluster) {
+# The clusters without which `term` of a mixed model is not identified (so
+# its CR3 jackknife is not defined; columns that only one cluster identifies
+# are dropped from that cluster's leave-out fit, loo_reduced()): checked on
+# the fixed part's model matrix of the complete rows before the fit, so that
+# the cluster-robust parts (seconds per imputation for the absence panel)
+# are not computed for a CR3 row that cannot run. The rank of the leave-out
+# rows' X equals that of their GLS information X'V^-1 X (V positive
+# definite). `term` not a column: any column lost.
+plan_cr3_unidentified <- function(formula, df, cluster, term = NULL) {
   labels <- attr(stats::terms(formula), "term.labels")
   ff <- stats::reformulate(labels[!grepl("|", labels, fixed = TRUE)], response = formula[[2]],
                            env = globalenv())
@@ -1106,13 +1109,13 @@ plan_cr3_unidentified <- function(formula, df, cluster) {
   X <- stats::model.matrix(ff, df)
   X <- X / rep(pmax(sqrt(colSums(X^2)), .Machine$double.eps), each = nrow(X))
   cl <- as.character(df[[cluster]])
-  # as sw_glmm()'s own check: the rank of the information without cluster g
+  j <- match(term %||% NA_character_, colnames(X))
   A <- crossprod(X)
-  p <- pinv_sym(A)$rank
   out <- character()
   for (g in sort(unique(cl))) {
-    Ag <- A - crossprod(X[cl == g, , drop = FALSE])
-    if (pinv_sym((Ag + t(Ag)) / 2)$rank < p) out <- c(out, g)
+    lo <- loo_reduced(A, crossprod(X[cl == g, , drop = FALSE]))
+    lost <- if (is.na(j)) length(lo$drop) > 0L else !lo$identified(diag(ncol(X))[, j])
+    if (lost) out <- c(out, g)
   }
   out
 }

@@ -742,11 +742,17 @@ dummy_matrix <- function(fe_f) {
 # of the score bootstrap). X: n x k without the intercept when there are
 # fixed effects. `eta_start`: a linear predictor (offset included) to start
 # from instead of the data (a warm start: the score bootstrap's restricted
-# refits start from the previous one's). Returns the coefficients (NA for
+# refits start from the previous one's). `coef_start`: the coefficients
+# that go with eta_start; given both, the start's deviance is the first one
+# compared (glm.fit's devold), so a start already at the optimum converges
+# after one step. `extra`: columns (n x m) not in the model, demeaned with
+# the design at the final working weights and put after its kept columns
+# in Xt, R and the bread (the score bootstrap's restricted parameter).
+# Returns the coefficients (NA for
 # dropped columns), mu, eta, the demeaned design at the final working
 # weights, the QR's R and bread, and an optim_status() report.
 irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
-                    tol = 1e-10, maxit = 100L, eta_start = NULL) {
+                    tol = 1e-10, maxit = 100L, eta_start = NULL, coef_start = NULL, extra = NULL) {
   n <- length(y)
   ww <- if (is.null(w)) rep(1, n) else w
   off <- if (is.null(offset)) 0 else offset
@@ -769,14 +775,23 @@ irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
   }
   dev <- Inf
   b <- rep(NA_real_, k)
+  if (!is.null(eta_start) && !is.null(coef_start)) {
+    dev <- dev_of(mu)
+    b <- coef_start
+  }
   conv <- FALSE
   halvings <- 0L
   for (it in seq_len(maxit)) {
     v <- mu * (1 - mu)
     wv <- ww * v
     z <- eta - off + (y - mu) / v
-    Zt <- absorb(cbind(X, z), wv)
-    res <- .Call(ffi_wls, Zt[, seq_len(k), drop = FALSE], Zt[, k + 1L], wv, 1e-7)
+    # X and z absorbed apart (column by column as together, without an
+    # n x (k + 1) copy); one absorption that hit its limit counts once
+    failed <- fe_failed
+    Xa <- absorb(X, wv)
+    za <- absorb(z, wv)
+    fe_failed <- failed + (fe_failed > failed)
+    res <- .Call(ffi_wls, Xa, as.vector(za), wv, 1e-7)
     eta_new <- z - res$resid + off
     b_new <- res$coef
     mu_new <- inv_logit(eta_new)
@@ -804,7 +819,8 @@ irls_fe <- function(y, X, codes0, nlev, w, offset = NULL, ctrl = did_control(),
   # the design demeaned at the final working weights, its QR and the bread
   wv <- ww * mu * (1 - mu)
   keep <- !is.na(b)
-  Xt <- absorb(X[, keep, drop = FALSE], wv)
+  Xk <- if (all(keep)) X else X[, keep, drop = FALSE]
+  Xt <- absorb(if (is.null(extra)) Xk else cbind(Xk, extra), wv)
   fin <- .Call(ffi_wls, Xt, rep(0, n), wv, 1e-7)
   status <- optim_status(conv && !fe_failed, it, sprintf("%s; relative deviance change %s tol = %g%s%s",
                                            if (conv) "converged" else "iteration limit reached",

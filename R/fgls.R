@@ -544,8 +544,9 @@ fgls_re_w_ <- function(y, X, w, gi, ti, glev, tlev, n_dropped, n_zero_weight, cl
   a <- amemiya_(P, w, if (weighted) "pooled weighted least squares" else "pooled OLS")
   theta <- a$theta
   sw <- sqrt(w)
-  Xs <- Xf - theta[gi] * a$gmean(Xf)
-  ys <- y - theta[gi] * drop(a$gmean(y))
+  rd <- re_data_(P, list(theta = theta[gi]), w)
+  Xs <- rd$X
+  ys <- rd$y
   q <- qr(sw * Xs)
   b <- qr.coef(q, sw * ys)
   names(b) <- colnames(Xf)

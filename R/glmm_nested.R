@@ -13,8 +13,10 @@
 # file). The log-likelihood's gradient in theta = (beta, s1, s2) is exact
 # for the approximation. The outer optimiser is damped Newton on an
 # approximate information (nested_info()); the standard errors come from the
-# Hessian by forward differences of the exact gradient (relative accuracy
-# about 1e-7), as binom_hessian() does for adaptive quadrature.
+# exact Hessian of the approximation (nested_hessian(): second derivatives
+# in C through the same arrowhead structure, one evaluation; until #14 it
+# was forward differences of the gradient, kept as nested_hessian_fd() for
+# the tests and bench/glmm_nested.R).
 
 # Cells of the nested model: a child's rows with the same model-matrix row
 # (the row-grouping engine, via binom_cells()), sorted by child, children
@@ -28,7 +30,9 @@ nested_cells <- function(prep) {
   code <- integer(C)
   code[o] <- seq_len(C)
   child <- code[prep$child]
-  d <- binom_cells(prep$X, prep$y, child, C, prep$trials)
+  # the (child, row) key by integer matching on the rows' key when
+  # glmm_prepare() made one (as binom_fit()), not a second hash of X
+  d <- binom_cells(prep$X, prep$y, child, C, prep$trials, prep$row_key)
   d$lstart <- as.integer(c(0L, cumsum(tabulate(la_of_child[o], G))))
   d$rows <- binom_rows(d$X)
   d$child_levels <- prep$child_levels[o]
@@ -46,10 +50,26 @@ nested_eval <- function(d, theta, what = 0L, u0 = double(0)) {
         as.integer(what))
 }
 
-# Hessian over `free` by forward differences of the exact gradient (step
-# 1e-7 relative; the modes start from the point's), symmetrised; attribute
-# "fails": the evaluations whose conditional-mode search failed.
+# The exact Hessian of the Laplace log-likelihood over `free` at theta (C:
+# nested_hess() in src/glmm_nested.c), from `cur` when it was evaluated with
+# what = 3 (else one evaluation from its modes); attribute "fails": 1 if
+# that extra evaluation's conditional-mode search failed (a failure at
+# `cur` itself is the estimate's).
 nested_hessian <- function(d, theta, free, cur) {
+  fails <- 0L
+  if (is.null(cur$hessian)) {
+    cur <- nested_eval(d, theta, 3L, cur$mode)
+    fails <- as.integer(cur$fail > 0L)
+  }
+  structure(cur$hessian[free, free, drop = FALSE], fails = fails)
+}
+
+# The same by forward differences of the exact gradient (step 1e-7
+# relative; the modes start from the point's), symmetrised; attribute
+# "fails": the evaluations whose conditional-mode search failed. The
+# standard errors' method until #14: kept to check nested_hessian() against
+# (tests, bench/glmm_nested.R).
+nested_hessian_fd <- function(d, theta, free, cur) {
   m <- length(free)
   H <- matrix(0, m, m)
   fails <- 0L
@@ -91,11 +111,14 @@ nested_info <- function(d, theta, free, cur) {
 
 # Damped Newton (damped_newton()) over the parameters `free` of theta on
 # nested_info(); the modes start from u0, then from the current point's.
+# The last step (taken once the decrement is below the tolerance) needs no
+# information matrix: what = 1 there.
 nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
   cur <- nested_eval(d, theta, 2L, u0)
   m0 <- cur$mode
   damped_newton(function(th) nested_eval(d, th, 2L, m0), function(th, cur) nested_info(d, th, free, cur),
-                theta, free, ctrl, cur, moved = function(cur) m0 <<- cur$mode)
+                theta, free, ctrl, cur, last = function(th) nested_eval(d, th, 1L, m0),
+                moved = function(cur) m0 <<- cur$mode)
 }
 
 # The maximisation: the logistic regression (s1 = s2 = 0) as the start of a
@@ -105,7 +128,7 @@ nested_newton <- function(d, theta, free, ctrl, u0 = double(0)) {
 # at 0 there unless a small SD is better. Returns list(res, f0, zero, free,
 # fails): fails counts the evaluations of all the Newton runs and checks
 # whose conditional-mode search failed.
-nested_optimise <- function(d, p, beta0, start, ctrl) {
+nested_optimise <- function(d, p, beta0, start, ctrl, u0 = double(0)) {
   fails <- 0L
   newton <- function(...) {
     r <- nested_newton(...)
@@ -124,7 +147,7 @@ nested_optimise <- function(d, p, beta0, start, ctrl) {
     fixed0 <- which(s0 == 0)
     th0 <- c(unname(start$theta[seq_len(p)]), ifelse(s0 == 0, 0, pmax(s0, 0.1)))
   }
-  res <- newton(d, th0, setdiff(seq_len(p + 2L), p + fixed0), ctrl)
+  res <- newton(d, th0, setdiff(seq_len(p + 2L), p + fixed0), ctrl, u0)
   if (length(fixed0)) {
     # is 0 still the maximum along each SD held there? (the log-likelihood is
     # even in each SD, so compare it with a small SD)
@@ -158,6 +181,17 @@ nested_optimise <- function(d, p, beta0, start, ctrl) {
   list(res = res, f0 = f0, zero = zero, free = free, fails = fails)
 }
 
+# The conditional modes a warm start begins from: the earlier fit's
+# (glmm_start()$modes) when its authorities and children are these, in this
+# order (the mode search from them converges to the same modes; they only
+# save its first iterations); else none (from 0).
+nested_start_modes <- function(start, la, d) {
+  m <- start$modes
+  if (is.null(m) || !identical(m$la, la) || !identical(m$child, d$child_levels) ||
+      length(m$value) != d$G + d$C) return(double(0))
+  m$value
+}
+
 # The fit (sw_glmm() with a binomial family and a `(1 | la / child_id)`
 # term). `start`: glmm_start() of an earlier fit of the same model (analyse()
 # across imputations).
@@ -174,14 +208,14 @@ nested_fit <- function(prep, ctrl, start = NULL) {
     if (length(j0)) b[j0] <- stats::qlogis(sum(d$s) / sum(d$n))
     b
   }
-  opt <- nested_optimise(d, p, beta0, start, ctrl)
+  opt <- nested_optimise(d, p, beta0, start, ctrl, nested_start_modes(start, prep$levels, d))
   res <- opt$res
   f0 <- opt$f0
   zero <- opt$zero
   free <- opt$free
   theta <- res$theta
   theta[p + 1:2] <- abs(theta[p + 1:2])
-  cur <- nested_eval(d, theta, 1L, res$cur$mode)
+  cur <- nested_eval(d, theta, 3L, res$cur$mode)
   Vfull <- matrix(NA_real_, p + 2L, p + 2L)
   new_fail <- NULL
   Hs <- nested_hessian(d, theta, free, cur)
@@ -238,7 +272,9 @@ nested_fit <- function(prep, ctrl, start = NULL) {
               # what nested_eval() needs (profile intervals), not the model matrix
               nested_cells = d[c("s", "n", "cstart", "lstart", "rows", "G", "C")],
               loglik_const = lchoose_sum,
-              trt_info = nested_trt_info(prep, d))
+              trt_info = nested_trt_info(prep, d),
+              # the conditional modes (spherical), for glmm_start()
+              modes = list(value = cur$mode, la = prep$levels, child = d$child_levels))
   class(out) <- "sw_glmm"
   out$treatment <- nested_treatment(out)
   out
@@ -265,22 +301,21 @@ nested_status <- function(res, cur, hess_fails, other_fails) {
 }
 
 # The counterfactual rows for the treatment's odds ratio and risk
-# differences, as binom_fit() builds them.
+# differences, as binom_fit() builds them: with a main effect only, the
+# cells with the treatment column set (binom_cf_risks()), so the cells'
+# model matrix and trials are kept (`cells`; the counterfactual matrices
+# would be two more copies, and their unique rows cost a hash of each for
+# few duplicates when a covariate is continuous); otherwise the unique rows
+# of the counterfactual model matrices.
 nested_trt_info <- function(prep, d) {
   tr <- prep$treatment
   if (is.null(tr)) return(NULL)
-  cf <- if (tr$main_only) {
-    lapply(c(0, 1), function(val) {
-      Xc <- d$X
-      Xc[, tr$coef] <- val
-      unique_rows(Xc, d$n)
-    })
-  } else {
-    w <- prep$trials %||% rep(1, nrow(tr$X0))
-    list(unique_rows(tr$X0, w), unique_rows(tr$X1, w))
+  if (tr$main_only) {
+    return(list(name = tr$name, coef = tr$coef, cells = list(X = d$X, n = d$n), main_only = TRUE))
   }
-  list(name = tr$name, coef = tr$coef, cf = list(X0 = cf[[1]], X1 = cf[[2]]),
-       main_only = tr$main_only)
+  w <- prep$trials %||% rep(1, nrow(tr$X0))
+  list(name = tr$name, coef = tr$coef,
+       cf = list(X0 = unique_rows(tr$X0, w), X1 = unique_rows(tr$X1, w)), main_only = FALSE)
 }
 
 # Odds ratio and risk differences (at u = v = 0, and marginal over both
@@ -304,8 +339,8 @@ nested_treatment <- function(fit) {
   V <- fit$vcov_theta[free, free, drop = FALSE]
   rd <- lapply(c(conditional = FALSE, marginal = TRUE), function(marg) {
     # binom_cf_risks() on the counterfactual rows, at the summed SD
-    rr <- binom_cf_risks(list(trt_info = list(cf = ti$cf, main_only = FALSE),
-                              coefficients = fit$coefficients,
+    rr <- binom_cf_risks(list(trt_info = list(cf = ti$cf, main_only = isTRUE(ti$main_only), coef = ti$coef),
+                              cells = ti$cells, coefficients = fit$coefficients,
                               theta = c(fit$theta[seq_len(p)], st)), marg, gh)
     r1 <- rr$X1
     r0 <- rr$X0

@@ -162,7 +162,9 @@ cr2_awx <- function(X, unit, a, b, M, wu = NULL, nvec = NULL) {
     Qc <- qr.Q(qn, complete = TRUE)[, -seq_len(qn$rank), drop = FALSE]
   }
   Gc <- crossprod(Qc, Gs %*% Qc)
-  ev <- eigen((Gc + t(Gc)) / 2, symmetric = TRUE)
+  # (every direction of Q in the null space -- a cluster whose columns are
+  # all its own fixed effects -- leaves nothing: Gs^-1/2 is 0 on span Q)
+  ev <- if (ncol(Qc)) eigen((Gc + t(Gc)) / 2, symmetric = TRUE) else list(values = double(0), vectors = matrix(0, 0, 0))
   ih <- ifelse(ev$values > 1e-12 * max(ev$values, 0), 1 / sqrt(pmax(ev$values, 0)), 0)
   Vc <- Qc %*% ev$vectors
   Gs_mh <- Vc %*% (t(Vc) * ih)
@@ -175,7 +177,7 @@ cr2_awx <- function(X, unit, a, b, M, wu = NULL, nvec = NULL) {
     Q %*% (Gs_mh %*% Qv) + Dmh(v - Q %*% Qv)
   }
   Y <- op$phi_inv(X)
-  list(AWX = op$Ftmul(Ginvh(op$Fmul(Y))), phi = op$phi, min_eigen = min(ev$values))
+  list(AWX = op$Ftmul(Ginvh(op$Fmul(Y))), phi = op$phi, min_eigen = if (length(ev$values)) min(ev$values) else NA_real_)
 }
 
 # F'^-1 v for one cluster's operators op (cr2_cluster()).
@@ -562,6 +564,72 @@ lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL,
   list(vcov = V, df = df)
 }
 
+# ---- Leave-one-cluster-out fits that lose columns ----------------------------
+# Without cluster g a column of X may not be identified: an authority-level
+# covariate or a step indicator that varies in cluster g alone, the
+# authority's own fixed effect. As MacKinnon, Nielsen & Webb (2023, "a
+# guide to empirical practice") do for CV3 with cluster fixed effects, the
+# leave-g-out fit then drops, for that fit only, columns until the rest are
+# identified, and the jackknife uses the coefficients that stay identified.
+#
+# Which quantity: let A_(g) = X_(-g)'W X_(-g) (the information without g)
+# with null space N (columns X_(-g) n = 0). A contrast c'beta is identified
+# without g iff N'c = 0; then every solution of the leave-g-out normal
+# equations gives the same c'beta_(g), and the fit on the remaining columns
+# K (the dropped columns D are combinations of them on the rows X_(-g)) is
+# one such solution, padded with the dropped coefficients. So the jackknife
+# estimate of an identified coefficient is its estimate in the reduced
+# leave-one-out fit, whatever columns are dropped; a coefficient that is not
+# identified without g (the dropped ones, and those its column is aliased
+# with, e.g. the intercept when the dropped column is constant without g)
+# has no jackknife estimate. In residual form, with S_(g) = X_(-g)'W e_(-g)
+# at the full fit beta,
+#   beta_(g) - beta = (d_K, d_D) = (A_(g),KK^-1 S_(g),K, 0),
+# the reduced fit with the dropped coefficients held at the full fit's values
+# (an offset): its fitted values on the rows without g are those of every
+# solution, and it also predicts cluster g's rows (the jackknife residuals of
+# the bootstrap DGP) from the full fit's value of what only g identifies
+# (the unrestricted full fit's, also in the restricted DGP: lmm_jack_dgp()).
+# Reusable for any GLS/IRLS jackknife with per-cluster information matrices.
+#
+# loo_reduced(A, Ag): A = X'WX (all clusters, summed directly), Ag = cluster
+# g's X_g'W_g X_g. The null space by cr2_null_dirs() (the rule of the CR2
+# adjustment's null space). D: the last columns, in the columns' order, whose
+# removal leaves a full-rank set (as lm() aliases later columns). Returns
+# drop (indices into the columns), inv (p x p: solve(A_(g),KK) padded with
+# zeros, a generalised inverse of A_(g)), and identified(L): for each
+# column of L (contrasts), TRUE when it is identified without g.
+loo_reduced <- function(A, Ag) {
+  p <- ncol(A)
+  Ai <- A - Ag
+  Ai <- (Ai + t(Ai)) / 2
+  ds <- 1 / sqrt(pmax(diag(A), .Machine$double.xmin))
+  N <- cr2_null_dirs(A, Ag) / ds                                     # orthonormal, scaled coordinates
+  nn <- ncol(N)
+  drop <- integer(0)
+  if (nn) {
+    for (k in rev(seq_len(p))) {
+      if (length(drop) == nn) break
+      cand <- c(drop, k)
+      # N has orthonormal columns: its rows' singular values are on an
+      # absolute scale (qr()'s rank is relative to the rows' own size)
+      if (min(svd(N[cand, , drop = FALSE], 0L, 0L)$d) > 1e-6) drop <- cand
+    }
+    drop <- sort(drop)
+  }
+  keep <- setdiff(seq_len(p), drop)
+  inv <- matrix(0, p, p)
+  inv[keep, keep] <- solve(Ai[keep, keep, drop = FALSE])
+  identified <- function(L) {
+    L <- as.matrix(L)
+    if (!nn) return(rep(TRUE, ncol(L)))
+    Ls <- L * ds                                                     # c'n = (ds c)'v
+    off <- sqrt(colSums(crossprod(N, Ls)^2))
+    off <= 1e-6 * sqrt(colSums(Ls^2))
+  }
+  list(drop = drop, inv = inv, identified = identified)
+}
+
 # CR3: the leave-one-cluster-out (jackknife) variance of MacKinnon, Nielsen &
 # Webb (2023), with the variance components held at their estimates (so each
 # leave-out fit is the GLS without cluster g, as in the CR3 bootstrap of
@@ -570,9 +638,16 @@ lmm_cr2 <- function(X, e, cl, unit, a, b, M, L = diag(ncol(X)), w = NULL,
 # S = sum_g s_g (zero at the GLS fit), from per-cluster cross-products.
 # clubSandwich's vcovCR(type = "CR3") is sum_g d_g d_g' (its adjustment
 # (I - X_g M X_g'W_g)^-1 gives the same d_g), i.e. G / (G - 1) times this.
-# Arguments as lmm_cr2(). Returns the p x p variance (NA when a cluster's
-# leave-out fit is not identified) and the indices of such clusters.
-lmm_cr3 <- function(X, e, cl, unit, a, b, M, w = NULL) {
+# When a leave-out fit loses columns, d_g is the reduced fit's
+# (loo_reduced()), and a contrast not identified without some cluster has
+# no CR3 (NA row and column).
+# Arguments as lmm_cr2(); L: contrasts (columns), default the identity.
+# Returns the k x k variance of L'beta (NA for the contrasts without a
+# jackknife), the indices of the clusters whose leave-out fit dropped
+# columns (unidentified), the dropped columns per such cluster (dropped, a
+# list), and per contrast the clusters without which it is not identified
+# (lost, a list; empty vectors for the others).
+lmm_cr3 <- function(X, e, cl, unit, a, b, M, w = NULL, L = diag(ncol(X))) {
   G <- max(cl)
   p <- ncol(X)
   rows <- split(seq_len(nrow(X)), cl)
@@ -583,26 +658,35 @@ lmm_cr3 <- function(X, e, cl, unit, a, b, M, w = NULL) {
     wu <- if (is.null(w)) NULL else w[i][match(seq_len(max(un)), un)]
     cr2_cluster(X[i, , drop = FALSE], un, a, b, wu)$phi_inv(v)
   }
-  # s_g first (one column each), then A_g one cluster at a time: never all
-  # A_g at once (p x p x G)
-  sg <- vapply(seq_len(G), function(g) {
-    drop(crossprod(X[rows[[g]], , drop = FALSE], phi_inv(g, as.matrix(e[rows[[g]]]))))
-  }, double(p))
-  sg <- matrix(sg, p, G)
-  S <- rowSums(sg)
-  A <- solve(M)
-  D <- matrix(NA_real_, p, G)
-  short <- integer(0)
+  # s_g and A_g in one pass over each cluster's rows (G matrices p x p: the
+  # clusters are the authorities); A summed directly, not solve(M), which
+  # loses kappa(M) digits that loo_reduced()'s null space needs
+  sg <- matrix(0, p, G)
+  Ags <- vector("list", G)
   for (g in seq_len(G)) {
     Xg <- X[rows[[g]], , drop = FALSE]
-    Ai <- A - crossprod(phi_inv(g, Xg), Xg)
-    Ai <- (Ai + t(Ai)) / 2
-    if (pinv_sym(Ai)$rank < p) {
-      short <- c(short, g)
-      next
-    }
-    D[, g] <- solve(Ai, S - sg[, g])
+    PX <- phi_inv(g, cbind(Xg, e[rows[[g]]]))
+    sg[, g] <- crossprod(Xg, PX[, p + 1L])
+    Ags[[g]] <- crossprod(PX[, seq_len(p), drop = FALSE], Xg)
   }
-  V <- if (length(short)) matrix(NA_real_, p, p) else (G - 1) / G * tcrossprod(D)
-  list(vcov = V, unidentified = short)
+  S <- rowSums(sg)
+  A <- Reduce(`+`, Ags)
+  D <- matrix(0, p, G)
+  ok <- matrix(TRUE, ncol(L), G)
+  dropped <- list()
+  for (g in seq_len(G)) {
+    lo <- loo_reduced(A, Ags[[g]])
+    D[, g] <- lo$inv %*% (S - sg[, g])
+    if (length(lo$drop)) {
+      dropped[[as.character(g)]] <- lo$drop
+      ok[, g] <- lo$identified(L)
+    }
+  }
+  DL <- crossprod(L, D)
+  V <- (G - 1) / G * tcrossprod(DL)
+  bad <- !apply(ok, 1L, all)
+  V[bad, ] <- NA_real_
+  V[, bad] <- NA_real_
+  list(vcov = V, unidentified = as.integer(names(dropped)), dropped = dropped,
+       lost = lapply(seq_len(ncol(L)), function(j) which(!ok[j, ])))
 }

@@ -57,10 +57,7 @@ panel_prep_ <- function(formula, data, id, time, cluster = NULL,
 }
 
 # Demean the columns of M by groups g (integer codes 1..G).
-demean_ <- function(M, g) {
-  M <- as.matrix(M)
-  M - (rowsum(M, g, reorder = TRUE) / tabulate(g))[g, , drop = FALSE]
-}
+demean_ <- function(M, g) as.matrix(M) - group_means_w_(M, g)
 
 # Two-way demeaning by alternating projections (exact in the limit, so it
 # also holds for unbalanced panels).
@@ -88,8 +85,7 @@ constant_cols_ <- function(M) {
 within_fit_ <- function(P, effect = "individual", w = NULL) {
   X <- P$X[, colnames(P$X) != "(Intercept)", drop = FALSE]
   dm <- if (effect == "twoways") function(M) demean2_(M, P$id, P$time) else
-    if (is.null(w)) function(M) demean_(M, P$id) else
-      function(M) as.matrix(M) - group_means_w_(M, P$id, w)
+    function(M) as.matrix(M) - group_means_w_(M, P$id, w)
   sw <- if (is.null(w)) 1 else sqrt(w)
   Xw <- dm(X)
   keep <- !constant_cols_(Xw) & colSums(abs(Xw)) > 0
@@ -108,10 +104,12 @@ within_fit_ <- function(P, effect = "individual", w = NULL) {
        df = length(yw) - P$N - ncol(Xw))
 }
 
-# Weighted group means of the columns of M, one row per row of M (g: integer
-# codes 1..G, each present).
-group_means_w_ <- function(M, g, w) {
-  (rowsum(as.matrix(M) * w, g, reorder = TRUE) / rowsum(w, g, reorder = TRUE)[, 1])[g, , drop = FALSE]
+# Group means of the columns of M, weighted by w (NULL: unweighted), one row
+# per row of M (g: integer codes 1..G, each present).
+group_means_w_ <- function(M, g, w = NULL) {
+  M <- as.matrix(M)
+  if (is.null(w)) return((rowsum(M, g, reorder = TRUE) / tabulate(g))[g, , drop = FALSE])
+  (rowsum(M * w, g, reorder = TRUE) / rowsum(w, g, reorder = TRUE)[, 1])[g, , drop = FALSE]
 }
 
 # Random-effects variance components exactly as plm::ercomp() with its
@@ -132,7 +130,7 @@ re_components_ <- function(P, method = c("swar", "amemiya")) {
   Ti <- P$Ti
   KW <- ncol(wf$Xw)
   quad1 <- sum(wf$resid^2)
-  gmean <- function(M) (rowsum(as.matrix(M), P$id) / Ti)[P$id, , drop = FALSE]
+  gmean <- function(M) group_means_w_(M, P$id)
   X <- P$X[, colnames(P$X) != "(Intercept)", drop = FALSE]
   Z <- cbind(1, X)
   ZB <- gmean(Z)
@@ -168,7 +166,7 @@ re_components_ <- function(P, method = c("swar", "amemiya")) {
 # replaced by weights: s2e = sum w r^2 / (O - G - K_W), E quad2 = m s2e + (W -
 # sum W_g^2 / W) s2u with m = G - 1 + tr((Xw'W Xw)^-1 XB'W XB), XB the
 # weighted group means of X centred at their weighted mean. Returns sigma2,
-# theta per group, the within fit and the weighted group-mean function.
+# theta per group and the within fit.
 amemiya_ <- function(P, w = rep(1, length(P$y)), pooled = "pooled OLS") {
   wf <- within_fit_(P, w = w)
   g <- P$id
@@ -197,7 +195,7 @@ amemiya_ <- function(P, w = rep(1, length(P$y)), pooled = "pooled OLS") {
   }
   s2u <- re_variance_floor_(s2u, pooled)
   list(sigma2 = c(idios = s2e, id = s2u), theta = 1 - sqrt(s2e / (s2e + Wg * s2u)),
-       within = wf, gmean = gmean)
+       within = wf)
 }
 
 # A negative estimate of the random effect's variance is set to 0, with a
@@ -210,13 +208,13 @@ re_variance_floor_ <- function(s2u, pooled) {
   0
 }
 
-# Quasi-demeaned data of the random-effects model (intercept becomes 1 - theta).
-re_data_ <- function(P, rc) {
+# Quasi-demeaned data of the random-effects model (intercept becomes 1 -
+# theta): z - theta z_bar with rc$theta per row and z_bar the group mean,
+# weighted by w (NULL: unweighted; fgls_re_w_() passes its weights).
+re_data_ <- function(P, rc, w = NULL) {
   th <- rc$theta
-  gm <- function(M) (rowsum(as.matrix(M), P$id) / P$Ti)[P$id, , drop = FALSE]
-  X <- P$X
-  Xs <- X - th * gm(X)
-  list(y = P$y - th * drop(gm(P$y)), X = Xs)
+  gm <- function(M) group_means_w_(M, P$id, w)
+  list(y = P$y - th * drop(gm(P$y)), X = P$X - th * gm(P$X))
 }
 
 # Cluster-robust (sandwich) variance of OLS coefficients.

@@ -515,20 +515,27 @@ model_statistic <- function(fit, data, treatment, idx, when, split) {
       unname(stats::coef(sw_glmm_refit(fit_s, tr, se = FALSE))[[treatment]])
     }))
   }
+  # a binomial sw_glmm() fit (the nested one) starts each refit from the
+  # observed fit's estimates: the same estimates to the optimiser's tolerance
+  start <- glmm_start(fit)
   list(at = function(go) {
     d <- data
     d[[treatment]] <- as.integer(when >= go[idx])
-    treatment_estimate(refit_with(fit, d), treatment)
+    treatment_estimate(refit_with(fit, d, start), treatment)
   })
 }
 
-# (a gaussian sw_glmm() fit is refitted from its formula, quietly: a
-# boundary variance under some allocation is not news)
-refit_with <- function(fit, data) {
+# (an sw_glmm() fit without cells -- gaussian, or binomial with nested
+# random intercepts -- is refitted from its formula with its control, quietly:
+# a boundary variance under some allocation is not news; `start`:
+# glmm_start() of a binomial fit, from which the refit's iterations start)
+refit_with <- function(fit, data, start = NULL) {
   if (inherits(fit, "sw_glmm")) {
-    return(suppressMessages(sw_glmm(fit$formula, data, family = fit$family,
-                                    REML = isTRUE(fit$REML), treatment = fit$trt_info$name %||% "treated",
-                                    weights = fit$prior_weights)))
+    return(suppressMessages(sw_glmm_fit(fit$call, fit$formula, data, family = fit$family,
+                                        REML = isTRUE(fit$REML),
+                                        treatment = fit$trt_info$name %||% "treated",
+                                        control = fit$ctrl %||% list(),
+                                        weights = fit$prior_weights, start = start)))
   }
   stats::update(fit, data = data, evaluate = TRUE)
 }

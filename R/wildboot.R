@@ -66,8 +66,18 @@
 #' with \eqn{\pi_g = N_g/N}, no refitting per draw. For the logit the
 #' restricted fit absorbs the fixed effects inside IRLS (the param row of
 #' \eqn{H^{-1}} by Frisch-Waugh-Lovell). The confidence interval inverts
-#' this test in r: each p(r) is one restricted refit, found on a grid and by
-#' bisection to \eqn{10^{-6}} standard errors (`conf_int = FALSE` skips it).
+#' this test in r with the same weight vectors at every r, found on a grid and
+#' by bisection to \eqn{10^{-6}} standard errors (`conf_int = FALSE` skips
+#' it). Each p(r) is a restricted refit started from the nearest one already
+#' made moved along its tangent (by the implicit function theorem on the
+#' restricted score equations), so it takes one or two IRLS (Newton) steps
+#' and ends where a refit from the data ends, to the optimiser's tolerance;
+#' the grid is tested outward only up to its first rejection, and inside a
+#' bracket of refits 0.01 standard errors wide the cluster contributions are
+#' interpolated (quadratic through the bracket's ends and the nearest other
+#' refit; a is smooth in r, so the error is far below the \eqn{10^{-6}}
+#' standard errors of the limits). `refits` in the result counts the
+#' restricted refits.
 #'
 #' @param fit A [did_fit()] object (any family), or a
 #'   binomial [sw_glmm()] fit.
@@ -94,7 +104,8 @@
 #'   parameter), `restricted` (the restricted estimates at r) and `refits`
 #'   (and for `"score_cr3"` `std.error`, the linearised jackknife's); for its CR3 t-test
 #'   `std.error`, `df`, `jackknife` (the leave-one-cluster-out estimates)
-#'   and `refits`.
+#'   and `refits`; for a logit or conditional logit [did_fit()] also
+#'   `refits` (the number of restricted refits).
 #' @examples
 #' set.seed(1)
 #' d <- expand.grid(child = 1:30, la = letters[1:6], year = 2015:2019)
@@ -246,10 +257,18 @@ wcr_linear <- function(fit, param, draws, level, r, want_ci = TRUE) {
 # The Kline-Santos score bootstrap for the logit and the conditional logit:
 # the cluster contributions a_g(r) = (H^{-1} s_g)_param of the fit restricted
 # to param = r (refitted with param * r as an offset), and the confidence
-# interval by inverting the test in r (each p(r) is a restricted refit; the
-# logit's starts from the linear predictor of the nearest one already made,
-# with the offset moved to r).
-score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
+# interval by inverting the test in r with the same draws at every r. Each
+# p(r) is a restricted refit started from the nearest one already made,
+# moved along the tangent, so it takes a step or two of IRLS / Newton (the
+# logit's starts carry n-vectors: only the last `keep_starts` are kept, O(rows)
+# memory). The grid is tested outward only up to its first rejection
+# (invert_test(lazy = TRUE)), and once bisection has narrowed a bracket of
+# refits to `interp` standard errors, a_g(r) inside it is the quadratic
+# through the bracket's ends and the nearest other refit (a is smooth in r:
+# the error is of order interp^3 se^3 |a'''| / 10, far below the 1e-6 se the
+# limits are found to), so the last bisection steps cost no refit;
+# interp = 0 refits at every r.
+score_boot <- function(fit, param, draws, level, r, want_ci = TRUE, keep_starts = 4L, interp = 0.01) {
   logit <- fit$family == "binomial"
   pig <- tabulate(fit$cluster, fit$n_clusters) / length(fit$cluster)
   beta <- unname(fit$coefficients[param])
@@ -257,24 +276,30 @@ score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
   refits <- 0L
   failed <- NULL
   made <- list()
+  got <- list(r = numeric(), a = list())
+  parts <- if (logit) logit_score_parts(fit, param)
   a_of <- function(rr) {
-    a <- if (logit) {
-      near <- if (length(made)) made[[which.min(abs(vapply(made, `[[`, 0, "r") - rr))]]
-      out <- logit_score_contrib(fit, param, rr, start = near)
-      made[[length(made) + 1L]] <<- list(r = rr, eta = attr(out, "eta"))
-      out
-    } else clogit_score_contrib(fit, param, rr)
+    near <- if (length(made)) made[[which.min(abs(vapply(made, `[[`, 0, "r") - rr))]]
+    a <- if (logit) logit_score_contrib(fit, param, rr, start = near, parts = parts) else
+      clogit_score_contrib(fit, param, rr, start = near)
+    made <<- c(if (logit) utils::tail(made, keep_starts - 1L) else made, list(attr(a, "start")))
     refits <<- refits + 1L
     st <- attr(a, "convergence")
     if (!st$converged) failed <<- c(failed, list(st))
+    got$r <<- c(got$r, rr)
+    got$a <<- c(got$a, list(as.vector(a)))
     as.vector(a)
   }
   res <- score_boot_test(a_of(r), pig, draws$V, beta)
   if (want_ci) {
-    pv <- function(rr) score_boot_test(a_of(rr), pig, draws$V, beta)$p_value
     se <- sqrt(fit$vcov[param, param])
-    res$conf_int <- invert_test(pv, beta, se, 1 - level)
+    pv <- function(rr) {
+      a <- score_between(got, rr, interp * se) %||% a_of(rr)
+      score_boot_test(a, pig, draws$V, beta)$p_value
+    }
+    res$conf_int <- invert_test(pv, beta, se, 1 - level, lazy = TRUE)
   }
+  res$refits <- refits
   if (length(failed)) {
     warn_not_converged(sprintf("wild_boot(): %d of %d restricted refits of the score bootstrap (the first)",
                                length(failed), refits), failed[[1L]],
@@ -284,12 +309,32 @@ score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
   res
 }
 
+# a(rr) from the refits made (got: their r and a) when rr lies in a bracket
+# of refits at most h wide: the quadratic through its two ends and the
+# nearest other refit within 2 h of the bracket (linear when there is none
+# there); NULL otherwise (a refit is needed).
+score_between <- function(got, rr, h) {
+  r <- got$r
+  if (!(h > 0) || !any(r <= rr) || !any(r >= rr)) return(NULL)
+  lo <- which(r == max(r[r <= rr]))[1]
+  hi <- which(r == min(r[r >= rr]))[1]
+  if (r[hi] - r[lo] > h) return(NULL)
+  if (r[hi] == r[lo]) return(got$a[[lo]])
+  x <- r[c(lo, hi)]
+  third <- which(r != x[1] & r != x[2] & abs(r - rr) <= 2 * h + (x[2] - x[1]))
+  idx <- c(lo, hi, if (length(third)) third[which.min(abs(r[third] - rr))])
+  x <- r[idx]
+  wt <- vapply(seq_along(idx), function(i) prod((rr - x[-i]) / (x[i] - x[-i])), 0)
+  drop(do.call(cbind, got$a[idx]) %*% wt)
+}
+
 # Confidence limits {r: p(r) >= alpha} (strict = TRUE: p(r) > alpha, for
 # tests that reject when p <= alpha) by test inversion: from the estimate,
 # step out by `step` (2 se by default; doubling, at most max_double times)
 # until p leaves the acceptance region, then an n_grid-point grid (25 by
 # default; fewer where each p(r) is a costly refit) and bisection
-# (at most max_bisect steps) to rel * se on the first crossing each side. A
+# (at most max_bisect steps) to rel * se on the first crossing each side
+# (lazy = TRUE: the grid tested outward only up to its first rejection). A
 # side still accepted after max_double doublings is `side * unbounded` (NA,
 # or Inf for an interval that is truly unbounded); when the estimate itself
 # is rejected both limits are NA. The package's one test inversion: the
@@ -298,7 +343,7 @@ score_boot <- function(fit, param, draws, level, r, want_ci = TRUE) {
 # aggregate_att().
 invert_test <- function(pv, beta, se, alpha, rel = 1e-6, max_double = 30,
                         max_bisect = Inf, step = 2 * se, strict = FALSE,
-                        unbounded = NA_real_, n_grid = 25L) {
+                        unbounded = NA_real_, n_grid = 25L, lazy = FALSE) {
   ci <- c(NA_real_, NA_real_)
   if (!is.finite(se) || se <= 0 || !is.finite(beta) || !is.finite(step) || step <= 0) return(ci)
   accept <- if (strict) function(r) pv(r) > alpha else function(r) pv(r) >= alpha
@@ -317,7 +362,7 @@ invert_test <- function(pv, beta, se, alpha, rel = 1e-6, max_double = 30,
     }
     grid <- beta + side * width * seq(0, 1, length.out = n_grid)
     # the ends are known: beta accepted, beta + side * width not
-    ok <- c(TRUE, vapply(grid[-c(1L, n_grid)], accept, NA), FALSE)
+    ok <- if (lazy) invert_grid_lazy(accept, grid) else c(TRUE, vapply(grid[-c(1L, n_grid)], accept, NA), FALSE)
     first <- which(!ok)[1]
     lo <- grid[first - 1]
     hi <- grid[first]
@@ -332,41 +377,85 @@ invert_test <- function(pv, beta, se, alpha, rel = 1e-6, max_double = 30,
   ci
 }
 
+# invert_test(lazy = TRUE)'s grid: the points tested outward from the
+# estimate only up to the first rejected one (the only one the limit needs;
+# the rest NA), for tests whose p(r) is costly.
+invert_grid_lazy <- function(accept, grid) {
+  n <- length(grid)
+  ok <- c(TRUE, rep(NA, n - 2L), FALSE)
+  for (i in seq_len(n - 2L) + 1L) {
+    ok[i] <- accept(grid[i])
+    if (!ok[i]) break
+  }
+  ok
+}
+
 # a_g(r) for a logit did_fit(): restricted IRLS with the fixed effects
 # absorbed, then (by Frisch-Waugh-Lovell) the param row of the inverse
 # Hessian applied to cluster g's score is (M Xt_g' w_g (y_g - mu_g))_param,
 # Xt the design demeaned with the restricted working weights. `start`: NULL
-# (IRLS from the data) or list(r, eta) of an earlier restricted fit, whose
-# linear predictor with the offset moved to r starts IRLS (a warm start).
-logit_score_contrib <- function(fit, param, r, start = NULL) {
-  X <- fit$X_raw
-  j <- match(param, colnames(X))
+# (IRLS from the data) or an earlier restricted fit's attr(, "start"),
+# list(r, eta, coef, tangent, dcoef), whose linear predictor
+# and coefficients moved along the tangent to r start IRLS (a warm start;
+# list(r, eta) alone moves only the offset). The tangent is the implicit
+# function theorem on the restricted score equations: d eta / dr = (I - P)
+# x_param, P the working-weighted projection on the other columns and the
+# fixed effects, i.e. Xt m / m_param with m = M[, param] (the partitioned
+# inverse), and d coef / dr = m_(-param) / m_param. From a start that close
+# IRLS takes one step (two from a start moved by the offset alone). `parts`:
+# logit_score_parts(), made once per inversion.
+logit_score_contrib <- function(fit, param, r, start = NULL, parts = logit_score_parts(fit, param)) {
   ctrl <- fit$ctrl %||% did_control()
   w <- fit$weights
   ww <- if (is.null(w)) 1 else w
-  codes0 <- local_codes(fit$fe)
-  rf <- irls_fe(fit$y, X[, -j, drop = FALSE], codes0, fit$fe$nlev, w,
-                offset = r * X[, j], ctrl = ctrl,
-                eta_start = if (!is.null(start)) start$eta + (r - start$r) * X[, j])
-  mu <- rf$mu
-  wv <- ww * mu * (1 - mu)
-  Xt <- if (length(codes0)) .Call(ffi_demean, X, codes0, fit$fe$nlev, wv, ctrl$tol, ctrl$maxit) else X
-  M <- .Call(ffi_wls, Xt, rep(0, nrow(Xt)), wv, 1e-7)$bread
-  S <- rowsum(Xt * (ww * (fit$y - mu)), fit$cluster, reorder = TRUE)
-  structure(drop(S %*% M[, j]), convergence = rf$convergence, eta = rf$eta)
+  dr <- if (is.null(start)) 0 else r - start$r
+  xj <- parts$xj
+  # param's column demeaned with the others at the final working weights
+  # (last in Xt and the bread): the bread of the full design, M[, param]
+  rf <- irls_fe(fit$y, parts$X_other, parts$codes, fit$fe$nlev, w,
+                offset = r * xj, ctrl = ctrl,
+                eta_start = if (!is.null(start)) start$eta + dr * (start$tangent %||% xj),
+                coef_start = if (!is.null(start$tangent)) start$coef + dr * start$dcoef,
+                extra = xj)
+  q <- ncol(rf$Xt)
+  if (ncol(rf$bread) < q) {
+    stop_arg("param", sprintf("`%s` is collinear with the other columns and fixed effects at the restricted fit (r = %g)", param, r))
+  }
+  m <- rf$bread[, q]
+  xm <- drop(rf$Xt %*% m)                                     # a_g = sum_(i in g) xm_i w_i (y_i - mu_i)
+  a <- rowsum(xm * (ww * (fit$y - rf$mu)), fit$cluster, reorder = TRUE)[, 1]
+  dcoef <- rep(NA_real_, ncol(parts$X_other))
+  dcoef[rf$keep] <- m[-q] / m[q]
+  structure(unname(a), convergence = rf$convergence,
+            start = list(r = r, eta = rf$eta, coef = rf$coef, tangent = xm / m[q], dcoef = dcoef))
+}
+
+# What every restricted logit refit of param uses, made once per inversion:
+# the other columns, param's column and the fixed-effect codes.
+logit_score_parts <- function(fit, param) {
+  j <- match(param, colnames(fit$X_raw))
+  list(X_other = fit$X_raw[, -j, drop = FALSE], xj = fit$X_raw[, j], codes = local_codes(fit$fe))
 }
 
 # a_g(r) for a conditional logit did_fit(): restricted Newton fit, then the
 # cluster score sums and information at the restricted coefficients
-# (clogit.c; no n x K matrix).
-clogit_score_contrib <- function(fit, param, r) {
+# (clogit.c; no n x K matrix). `start`: NULL (Newton from zero) or an
+# earlier restricted fit's attr(, "start"), list(r, coef, dcoef), whose
+# coefficients moved along the tangent d coef / dr = -H_(-j,-j)^-1 H_(-j,j)
+# (the implicit function theorem on the restricted score equations, H the
+# information there) to r start Newton.
+clogit_score_contrib <- function(fit, param, r, start = NULL) {
   cd <- fit$clogit
   j <- match(param, colnames(cd$X))
   rf <- clogit_newton(cd$y, cd$X[, -j, drop = FALSE], cd$w, cd$s, offset = r * cd$X[, j],
-                      fe = cd$fe, free = cd$free)
+                      fe = cd$fe, free = cd$free,
+                      start = if (!is.null(start)) start$coef + (r - start$r) * start$dcoef)
   b <- append(rf$coef, r, after = j - 1L)
   sh <- clogit_scores(cd, b, fit$cluster[cd$rows], fit$n_clusters)
-  structure(drop(sh$S %*% solve(sh$H)[, j]), convergence = rf$convergence)
+  Hi <- solve(sh$H)
+  dcoef <- tryCatch(-solve(sh$H[-j, -j, drop = FALSE], sh$H[-j, j]), error = function(e) 0 * rf$coef)
+  structure(drop(sh$S %*% Hi[, j]), convergence = rf$convergence,
+            start = list(r = r, coef = rf$coef, dcoef = dcoef))
 }
 
 # Kline-Santos score bootstrap from the cluster contributions a_g = R H^-1 s_g

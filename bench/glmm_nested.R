@@ -7,7 +7,10 @@
 # process. Prints elapsed and CPU time, peak R heap (gc "max used", reset
 # before each fit; the C core's scratch is R_alloc'ed, so it is counted) and
 # the agreement of the estimates. Then the cost per imputation with a warm
-# start (analyse() refits the row on each imputation from the previous fit).
+# start (analyse() refits the row on each imputation from the previous fit),
+# and the standard errors' Hessian: exact (C, one evaluation: what the fit
+# uses since #14) against forward differences of the gradient (what it used
+# before), at the estimate, with the largest relative SE difference.
 # Memory is O(rows): per cell a handful of doubles, per child ten (no
 # children x children matrix; the Hessian per authority is an arrowhead).
 # Run from the package root:  nice Rscript bench/glmm_nested.R [noglmer]
@@ -54,13 +57,34 @@ warm <- run("sw_glmm() warm start (next imputation)",
             sw_glmm_fit(quote(sw_glmm()), f, p, start = glmm_start(fit)))
 cat(sprintf("  Newton iterations %d; max |difference| from the cold fit %.2g\n",
             warm$iterations, max(abs(warm$theta - fit$theta))))
-ev <- run("  one log-likelihood + gradient evaluation",
-          nested_eval(fit$nested_cells, unname(fit$theta), 1L))
+# an imputation changes some covariate values: 5% of the rows' ethnicity and
+# FSM permuted, refitted from the fit on the original rows
+set.seed(2)
+p2 <- p
+i <- sample(nrow(p2), round(0.05 * nrow(p2)))
+p2$ethnicity_cin[i] <- sample(p2$ethnicity_cin, length(i))
+p2$fsm_ever[i] <- sample(p2$fsm_ever, length(i))
+warm2 <- run("sw_glmm() warm start, 5% of two covariates changed",
+             suppressMessages(sw_glmm_fit(quote(sw_glmm()), f, p2, start = glmm_start(fit))))
+cat(sprintf("  Newton iterations %d\n", warm2$iterations))
+cells <- fit$nested_cells
+th <- unname(fit$theta)
+ev <- run("  one log-likelihood + gradient evaluation", nested_eval(cells, th, 1L))
+m0 <- ev$mode
+ev <- run("  the same from the estimate's modes", nested_eval(cells, th, 1L, m0))
+hx <- run("SEs' Hessian, exact (since #14)",
+          nested_hessian(cells, th, fit$free, nested_eval(cells, th, 3L, m0)))
+hf <- run("SEs' Hessian, forward differences (before)", nested_hessian_fd(cells, th, fit$free, ev))
+se_x <- sqrt(diag(solve(-hx)))
+se_f <- sqrt(diag(solve(-hf)))
+cat(sprintf("  %d free parameters; Hessian time exact / differences: %.3f; max relative SE difference %.2g\n",
+            length(fit$free), cpu[["SEs' Hessian, exact (since #14)"]] / cpu[["SEs' Hessian, forward differences (before)"]],
+            max(abs(se_x / se_f - 1))))
 # what the row cost before (#14): the authority intercept alone
 f_la <- stats::update(f, . ~ . - (1 | la/child_id) + (1 | la))
 la_fit <- run("sw_glmm() with (1 | la) only (the old row)", suppressMessages(sw_glmm(f_la, p)))
 cat(sprintf("FV plan with 5 imputations: the row costs about %.1f s CPU (one cold fit + 4 warm starts)\n",
-            cpu[["sw_glmm() (Laplace, cold start)"]] + 4 * cpu[["sw_glmm() warm start (next imputation)"]]))
+            cpu[["sw_glmm() (Laplace, cold start)"]] + 4 * cpu[["sw_glmm() warm start, 5% of two covariates changed"]]))
 
 if (!skip_glmer && requireNamespace("lme4", quietly = TRUE)) {
   tg <- system.time(gl <- run("lme4::glmer(nAGQ = 1)",

@@ -493,10 +493,11 @@ void sfp_check_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows,
   if (XLENGTH(u0) != 0 && XLENGTH(u0) != G + C)
     sfp_abort(fn, "u0", "must have length 0 or %lld", (long long) (G + C));
   if (XLENGTH(u0)) sfp_check_finite(REAL_RO(u0), G + C, fn, "u0");
-  sfp_int1(what, 0, 2, fn, "what");
+  sfp_int1(what, 0, 3, fn, "what");
   sfp_check_vec(what, INTSXP, 1, fn, "what");
-  /* the p x p information is indexed with size_t, its size with int */
-  sfp_check_size((double) p * (double) p, fn, "beta");
+  /* the p x p information and the (p + 2) x (p + 2) Hessian are indexed
+   * with size_t, their sizes with int */
+  sfp_check_size((double) (p + 2) * (double) (p + 2), fn, "beta");
   if (TYPEOF(rows) != VECSXP || XLENGTH(rows) != 3)
     sfp_abort(fn, "rows", "must be a list of 3 (ptr, col, val)");
   sfp_check_csr(rows, K, p, 1, fn);

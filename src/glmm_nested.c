@@ -126,7 +126,7 @@ static double arrow_build(const nested_data *d, int c0, int c1, const double *W,
  * authority's sums at the mode (for nested_info()). */
 typedef struct {
   double *R, *W, *T, *D, *b, *g, *step, *vnew, *lev, *wc;
-  double S;
+  double S, wu;
 } nested_scratch;
 
 /* Joint mode of h_a by Newton, from (*u, v) in place.  h_a is strictly
@@ -225,6 +225,7 @@ static double nested_authority(const nested_data *d, int c0, int c1, double *u, 
   }
   au *= s1;
   double wu = arrow_solve(c0, c1, S, w->D, w->b, au, w->g, w->wc);
+  w->wu = wu;
   /* beta: coef_k = r_k - t_k lev_c / 2 + v_k (s1 w_u + s2 w_c) / 2 */
   double Wtot = 0, Rtot = 0, TL = 0, TLv = 0, HucW = 0, HccW = 0, WV = 0, RV = 0,
          wcW = 0, wcRsW = 0;
@@ -310,6 +311,163 @@ static void nested_info(const nested_data *d, int c0, int c1, double U, const do
   for (int i = 0; i < p; i++) zeta[i] = 0;
 }
 
+/* The exact Hessian of the Laplace log-likelihood in theta = (beta, s1, s2)
+ * (for the standard errors). With l = h(b^, theta) - L / 2 and the modes
+ * b^(theta), the total derivative of a linear predictor along theta_i is
+ *   g_ki = x~_ki + z_k' B_i,  x~_k = (x_k, u, v_c),  B = db^/dtheta = H^-1 h_btheta,
+ * and, differentiating the gradient of nested_authority() once more,
+ *   d2l = h_thth + h_thb H^-1 h_bth                         (the modes' part)
+ *       - (1/2) [L'' along (e_i, B_i), (e_j, B_j)  +  h''' (omega, ., .)],
+ * omega = H^-1 dL/db (the adjoint).  L = log det H depends on theta only
+ * through s1, s2 and the per-child weights W_c, in closed form:
+ *   L = log S + sum_c log D_c,  S = 1 + s1^2 sum_c W_c / D_c,  D_c = 1 + s2^2 W_c,
+ * so its second derivatives in (s1, s2, W) are diagonal per child plus rank
+ * one.  With H's arrowhead inverse, g_k = x~_k + gamma_c + (s1 / D_c) beta_a:
+ * a cell part, a child part gamma_c = (s2 / D_c) hc_c (hc_c = -s2 xv~_c + R_c e_s2,
+ * xv~_c = sum_{k in c} v_k x~_k) on the child's columns, and one dense vector
+ * per authority (beta_a = B_u).  Every term is then a sum over cells of
+ * products of a row's non-zeros, a sum over children of products on the
+ * child's columns, and dense rank-one terms per authority: O(sum_c nnz_c^2
+ * + G P^2) work, O(P) scratch besides the P x P result (P = p + 2).
+ * Needs nested_authority() on this authority first (R, W, T, D, b, S, lev,
+ * the adjoint wu, wc).  Adds into Hm (P x P, upper triangle).  The dense
+ * scratch vectors are zero on entry and exit. */
+typedef struct {
+  double *beta, *V1, *E1, *E2, *rho, *xv, *xt, *xc, *xa, *lhc, *lg, *lsp, *lxc, *lxv;
+  int *mark, *touched;
+} hess_scratch;
+
+/* Hm[i, j] += x for the upper-triangle position of (i, j) */
+#define HM_ADD(Hm, P, i, j, x) \
+  ((i) <= (j) ? ((Hm)[(i) + (size_t) (j) * (P)] += (x)) : ((Hm)[(j) + (size_t) (i) * (P)] += (x)))
+
+static void nested_hess(const nested_data *d, int c0, int c1, double U, const double *v,
+                        const nested_scratch *w, const int *ptr, const int *col,
+                        const double *val, int p, double *Hm, hess_scratch *h) {
+  int P = p + 2, i1 = p, i2 = p + 1;
+  double s1 = d->s1, s2 = d->s2, S = w->S, wu = w->wu;
+  double *beta = h->beta, *xv = h->xv, *xt = h->xt, *xc = h->xc, *xa = h->xa;
+  int *mark = h->mark, *touched = h->touched;
+  /* beta_a = B_u = sum_c [hu_c - (b_c / D_c) hc_c] / S, hu_c = -s1 xv~_c + R_c e_s1 */
+  for (int c = c0; c < c1; c++) {
+    double D = w->D[c], z = s1 / D, off = s1 * U + s2 * v[c];
+    for (R_xlen_t k = d->cs[c]; k < d->cs[c + 1]; k++) {
+      double pk = sfp_plogis(d->eta[k] + off), wk = d->n[k] * pk * (1.0 - pk);
+      for (int a = ptr[k]; a < ptr[k + 1]; a++) beta[col[a]] -= z * wk * val[a];
+    }
+    beta[i1] += w->R[c] - z * w->W[c] * U;
+    beta[i2] += -z * w->W[c] * v[c] - w->b[c] / D * w->R[c];
+  }
+  for (int i = 0; i < P; i++) beta[i] /= S;
+  /* sB: coefficient of beta beta'; e1b, e2b, rhob: of beta in E1, E2, rho */
+  double sB = S, e1b = 0, e2b = 0, rhob = 0, Q = 0, sq2 = 0, sq22 = 0, sld22 = 0;
+  for (int c = c0; c < c1; c++) {
+    double D = w->D[c], W = w->W[c], T = w->T[c], R = w->R[c], vc = v[c], wcc = w->wc[c];
+    double z = s1 / D, lev = w->lev[c], o = s1 * wu + s2 * wcc;
+    double off = s1 * U + s2 * vc, Cs = 0, A = 0;
+    int nt = 0;
+    for (R_xlen_t k = d->cs[c]; k < d->cs[c + 1]; k++) {
+      double pk = sfp_plogis(d->eta[k] + off), wk = d->n[k] * pk * (1.0 - pk);
+      double w1 = wk * (1.0 - 2.0 * pk), w2 = wk * (1.0 - 6.0 * pk * (1.0 - pk));
+      double ck = lev * w2 - o * w1, ak = -wk - 0.5 * ck;
+      for (int a = ptr[k]; a < ptr[k + 1]; a++) {
+        int ja = col[a];
+        double x = val[a], ax = ak * x;
+        for (int bb = a; bb < ptr[k + 1]; bb++) Hm[ja + (size_t) col[bb] * P] += ax * val[bb];
+        if (!mark[ja]) {
+          mark[ja] = 1;
+          touched[nt++] = ja;
+        }
+        xv[ja] += wk * x;
+        xt[ja] += w1 * x;
+        xc[ja] += ck * x;
+        xa[ja] += ax;
+      }
+      Cs += ck;
+      A += ak;
+    }
+    /* the SD entries of x~_k = (x_k, u, v_c) */
+    xv[i1] = U * W, xv[i2] = vc * W;
+    xt[i1] = U * T, xt[i2] = vc * T;
+    xc[i1] = U * Cs, xc[i2] = vc * Cs;
+    xa[i1] = U * A, xa[i2] = vc * A;
+    touched[nt++] = i1;
+    touched[nt++] = i2;
+    /* sum_k a_k x~_k x~_k': the SDs' columns (the x_k x_k' part is above) */
+    for (int t = 0; t < nt; t++) {
+      int i = touched[t];
+      if (i <= i1) Hm[i + (size_t) i1 * P] += xa[i] * U;
+      Hm[i + (size_t) i2 * P] += xa[i] * vc;
+    }
+    /* local vectors on the child's columns: hc, gamma, the cell-free part
+     * of dW_c (sp = xt~ + T gamma; dW_c = sp + T z beta), xc~, xv~ */
+    double kap = -2.0 * s1 * s1 * s2 * s2 / (S * D * D * D) - s2 * s2 * s2 * s2 / (D * D);
+    double aW = T * z, kp = lev * T - o * W;
+    double S1W = 2.0 * s1 / (D * D), c2 = s1 * s1 * (-4.0 * s2 * W / (D * D * D)) / S + 2.0 * s2 / (D * D);
+    double SW = s1 * s1 / (D * D);
+    for (int t = 0; t < nt; t++) {
+      int i = touched[t];
+      double hc = -s2 * xv[i] + (i == i2 ? R : 0.0), g = s2 / D * hc;
+      h->lhc[t] = hc;
+      h->lg[t] = g;
+      h->lsp[t] = xt[i] + T * g;
+      h->lxc[t] = xc[i];
+      h->lxv[t] = xv[i];
+    }
+    for (int t = 0; t < nt; t++) {
+      int i = touched[t];
+      double hct = h->lhc[t] / D, spt = -0.5 * kap * h->lsp[t], xct = h->lxc[t], gt = h->lg[t];
+      for (int u = 0; u < nt; u++) {
+        int j = touched[u];
+        if (i > j) continue;
+        Hm[i + (size_t) j * P] += hct * h->lhc[u] + spt * h->lsp[u] -
+                                  0.5 * (xct * h->lg[u] + gt * h->lxc[u] + Cs * gt * h->lg[u]);
+      }
+      double wg = h->lxv[t] + W * gt;
+      h->V1[i] += -0.5 * kap * aW * h->lsp[t] - 0.5 * z * (xct + Cs * gt);
+      h->E1[i] += -0.5 * S1W / S * h->lsp[t] + 0.5 * wu * wg;
+      h->E2[i] += -0.5 * c2 * h->lsp[t] - 0.5 * kp / D * h->lhc[t] + 0.5 * wcc * wg;
+      h->rho[i] += SW * h->lsp[t];
+    }
+    sB += -0.5 * kap * aW * aW - 0.5 * Cs * z * z;
+    e1b += -0.5 * S1W / S * aW + 0.5 * wu * W * z - 0.5 * kp;
+    e2b += -0.5 * c2 * aW + 0.5 * kp * w->b[c] / D + 0.5 * wcc * W * z;
+    rhob += SW * aW;
+    Q += W / D;
+    sq2 += -2.0 * s2 * W * W / (D * D);
+    sq22 += -2.0 * W * W / (D * D) + 8.0 * s2 * s2 * W * W * W / (D * D * D);
+    sld22 += 2.0 * W / D - 4.0 * s2 * s2 * W * W / (D * D);
+    for (int t = 0; t < nt; t++) {
+      int i = touched[t];
+      xv[i] = xt[i] = xc[i] = xa[i] = 0;
+      if (i < p) mark[i] = 0;
+    }
+  }
+  /* the authority's dense terms: beta, the pairs with e_s1 and e_s2, and
+   * rho rho' / (2 S^2) (rho = dS along theta) */
+  for (int i = 0; i < P; i++) {
+    h->E1[i] += e1b * beta[i];
+    h->E2[i] += e2b * beta[i];
+    h->rho[i] += rhob * beta[i];
+  }
+  h->rho[i1] += 2.0 * s1 * Q;
+  h->rho[i2] += s1 * s1 * sq2;
+  for (int j = 0; j < P; j++) {
+    for (int i = 0; i <= j; i++) {
+      Hm[i + (size_t) j * P] += h->V1[i] * beta[j] + beta[i] * h->V1[j] + sB * beta[i] * beta[j] +
+                                0.5 * h->rho[i] * h->rho[j] / (S * S);
+    }
+  }
+  for (int i = 0; i < P; i++) {
+    HM_ADD(Hm, P, i, i1, h->E1[i]);
+    HM_ADD(Hm, P, i, i2, h->E2[i]);
+  }
+  Hm[i1 + (size_t) i1 * P] += h->E1[i1] - Q / S;
+  Hm[i1 + (size_t) i2 * P] += -s1 * sq2 / S;
+  Hm[i2 + (size_t) i2 * P] += h->E2[i2] - 0.5 * (s1 * s1 * sq22 / S + sld22);
+  for (int i = 0; i < P; i++) beta[i] = h->V1[i] = h->E1[i] = h->E2[i] = h->rho[i] = 0;
+}
+
 /* ffi_glmm_nested(s, n, cstart, lstart, rows, beta, sigma, u0, what)
  *   s, n    double K: successes and trials per cell, 0 <= s <= n, n > 0
  *   cstart  integer C + 1: 0-based first cell of each child, cstart[C] = K,
@@ -324,15 +482,17 @@ static void nested_info(const nested_data *d, int c0, int c1, double U, const do
  *   u0      double G + C (authority modes, then child modes) or length 0
  *   what    integer 1: 0 = log-likelihood, 1 = also the gradient, 2 = also
  *           the fixed-effects information without third-derivative terms
- *           (see nested_info(); for Newton steps, not standard errors)
+ *           (see nested_info(); for Newton steps, not standard errors),
+ *           3 = the gradient and the exact Hessian (nested_hess(); for the
+ *           standard errors)
  * Returns list(loglik = double 1 (without the binomial coefficients),
  *   gradient = double p + 2 (beta, s1, s2) or NULL, mode = double G + C,
  *   scale = double G + C (conditional SDs of the spherical effects: sqrt of
  *   the diagonal of H^-1), loglik_cluster = double G, fail = integer 1 (1 if
  *   a mode search hit its iteration limit; 2 if a mode search or a
  *   log-likelihood term was not finite, e.g. SDs of 1e200: loglik is then
- *   not finite)).
- * Memory: O(K + C) scratch. */
+ *   not finite), info = p x p or NULL, hessian = (p + 2) x (p + 2) or NULL).
+ * Memory: O(K + C + p^2) scratch. */
 SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP beta,
                      SEXP sigma, SEXP u0, SEXP what) {
   sfp_check_glmm_nested(s, n, cstart, lstart, rows, beta, sigma, u0, what);
@@ -365,7 +525,7 @@ SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP b
   double *coef = wh >= 1 ? (double *) R_alloc(K > 0 ? K : 1, sizeof(double)) : NULL;
 
   const char *names[] = {"loglik", "gradient", "mode", "scale", "loglik_cluster", "fail",
-                         "info", ""};
+                         "info", "hessian", ""};
   SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
   SEXP ll = SET_VECTOR_ELT(out, 0, Rf_allocVector(REALSXP, 1));
   SEXP md = SET_VECTOR_ELT(out, 2, Rf_allocVector(REALSXP, (R_xlen_t) G + C));
@@ -393,6 +553,22 @@ SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP b
     touched = mark + ps;
     for (size_t i = 0; i < ps; i++) acc[i] = zeta[i] = 0, mark[i] = 0;
   }
+  double *Hm = NULL;
+  hess_scratch hs;
+  if (wh == 3) {
+    size_t P = (size_t) p + 2;
+    SEXP hes = SET_VECTOR_ELT(out, 7, Rf_allocMatrix(REALSXP, p + 2, p + 2));
+    Hm = REAL(hes);
+    for (size_t i = 0; i < P * P; i++) Hm[i] = 0;
+    double *hb = (double *) R_alloc(14 * P, sizeof(double));
+    for (size_t i = 0; i < 14 * P; i++) hb[i] = 0;
+    double **vecs[] = {&hs.beta, &hs.V1, &hs.E1, &hs.E2, &hs.rho, &hs.xv, &hs.xt,
+                       &hs.xc, &hs.xa, &hs.lhc, &hs.lg, &hs.lsp, &hs.lxc, &hs.lxv};
+    for (int i = 0; i < 14; i++) *vecs[i] = hb + i * P;
+    hs.mark = (int *) R_alloc(2 * P, sizeof(int));
+    hs.touched = hs.mark + P;
+    for (size_t i = 0; i < 2 * P; i++) hs.mark[i] = 0;
+  }
   double gs[2] = {0, 0}, total = 0, work = 0;
   int fail = 0;
   for (int a = 0; a < G; a++) {
@@ -404,6 +580,7 @@ SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP b
       nested_info(&d, ls[a], ls[a + 1], mdp[a], vm, w.D, w.b, w.S, ptr, col, val, p, Ip, acc,
                   zeta, mark, touched);
     }
+    if (wh == 3) nested_hess(&d, ls[a], ls[a + 1], mdp[a], vm, &w, ptr, col, val, p, Hm, &hs);
     work += (double) (cs[ls[a + 1]] - cs[ls[a]]);
     if (work >= 65536.0) {
       R_CheckUserInterrupt();
@@ -412,6 +589,11 @@ SEXP ffi_glmm_nested(SEXP s, SEXP n, SEXP cstart, SEXP lstart, SEXP rows, SEXP b
   }
   REAL(ll)[0] = total;
   INTEGER(fl)[0] = fail;
+  if (wh == 3) {
+    size_t P = (size_t) p + 2;
+    for (size_t j = 0; j < P; j++)
+      for (size_t i = 0; i < j; i++) Hm[j + i * P] = Hm[i + j * P];
+  }
   if (wh == 2) {
     for (int j = 0; j < p; j++)
       for (int i = 0; i < j; i++) Ip[j + (size_t) i * p] = Ip[i + (size_t) j * p];

@@ -38,3 +38,35 @@ lmm_boot_data <- function(nch = 120, seed = 1, G = 5) {
     rnorm(nch, sd = 2)[d$child_id] + rnorm(nrow(d), sd = 3)
   d
 }
+
+# The linear mixed models of the variance tests on lmm_child_data() (CR2 in
+# test-glmm.R, CR3 in test-lmm-cr3.R): nested random intercepts, the LA's
+# with period effects, and the child's with the fixed part `child_fixed`
+# (the Family Safeguarding absence model). Each case has the formula `f`,
+# `phi(theta)`, the random effects' covariance in units of the residual
+# variance, and `lme`, the same model for nlme::lme (fixed, random).
+lmm_variance_cases <- function(d, child_fixed = y ~ treated + factor(la) + yr) {
+  cl <- match(d$la, sort(unique(d$la)))
+  ch <- paste(d$child_id, d$la)
+  list(
+    list(f = y ~ treated + since + (1 | la / child_id),
+         phi = function(th) th[1]^2 * outer(cl, cl, "==") + th[2]^2 * outer(ch, ch, "=="),
+         lme = list(y ~ treated + since, ~ 1 | la / child_id)),
+    list(f = y ~ treated + factor(period) + since + (1 | la),
+         phi = function(th) th[1]^2 * outer(cl, cl, "=="),
+         lme = list(y ~ treated + factor(period) + since, ~ 1 | la)),
+    list(f = stats::update(child_fixed, . ~ . + (1 | child_id)),
+         phi = function(th) th[1]^2 * outer(d$child_id, d$child_id, "=="),
+         lme = list(child_fixed, ~ 1 | child_id)))
+}
+
+# sw_glmm()'s CR2 standard errors and Satterthwaite df against clubSandwich
+# on the same model fitted by lme4 or nlme (`ref`); the variance components
+# of those agree with sw_glmm's to about 1e-6.
+expect_cr2_clubsandwich <- function(fit, ref, cluster) {
+  vc <- clubSandwich::vcovCR(ref, cluster = cluster, type = "CR2")
+  ct <- clubSandwich::coef_test(ref, vcov = vc, test = "Satterthwaite")
+  expect_equal(sqrt(diag(vcov(fit, type = "CR2"))), sqrt(diag(as.matrix(vc))), tolerance = 1e-5,
+               ignore_attr = TRUE)
+  expect_equal(unname(fit$cr2$df), ct$df_Satt, tolerance = 1e-5)
+}

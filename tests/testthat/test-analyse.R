@@ -278,14 +278,7 @@ test_that("analyse(FS): the primary DiD equals stack_pairs() + cem() + did_fit()
   a <- run$a
   co <- build_cohort(run$x, run$d)
   m <- a$fits$fs_did_cla_18m_primary
-  mt <- suppressWarnings(match_trends(
-    build_cohort(run$x, `[[<-`(run$d, "trial_start", min(run$x$referrals$referral_date)),
-                 outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m")),
-    run$d, "cla_18m"))
-  st <- stack_pairs(co, mt, run$d)
-  st <- st[!is.na(st$cla_18m), ]
-  st$cem_weight <- cem(data = st, design = run$d)$weights
-  st <- st[st$cem_weight > 0, ]
+  st <- fs_stack_by_hand(run, co, "cla_18m")
   ref <- suppressMessages(did_fit(m$formula, st, cluster = "la", weights = "cem_weight"))
   r <- a$results[a$results$model == "fs_did_cla_18m_primary", ]
   expect_equal(r$estimate, unname(ref$coefficients[["treated"]]))
@@ -306,14 +299,7 @@ test_that("analyse(FS): the absence DiD (weighted LMM, CR2 by LA) equals sw_glmm
   ab <- absence_panel(co)
   p <- as.data.frame(co)
   p <- merge(ab, p[setdiff(names(p), setdiff(names(ab), "child_id"))], by = "child_id")
-  mt <- suppressWarnings(match_trends(
-    build_cohort(run$x, `[[<-`(run$d, "trial_start", min(run$x$referrals$referral_date)),
-                 outcomes = c("cla_18m", "cpp_duration", "days_cpp_18m", "rereferral_18m")),
-    run$d, "cla_18m"))
-  st <- stack_pairs(p, mt, run$d)
-  st <- st[!is.na(st$absence_rate), ]
-  st$cem_weight <- cem(data = st, design = run$d)$weights
-  st <- st[st$cem_weight > 0, ]
+  st <- fs_stack_by_hand(run, p, "absence_rate")
   st$child_pair <- paste(st$child_id, st$pair)
   vars <- intersect(all.vars(fit$formula), names(st))
   for (v in vars) if (is.factor(st[[v]])) st[[v]] <- droplevels(st[[v]])
@@ -851,20 +837,41 @@ test_that("analyse(): the CR3 row is tidy(fit, vcov = \"CR3\") of its parent, po
   expect_equal(rc$est$estimate, p$estimate)
   expect_equal(rc$est$std.error, p$std.error)
   expect_equal(rc$est$df, p$df)
-  # an authority covariate that one authority alone has: without it the
-  # fixed effects are not identified, so the jackknife is not defined --
-  # the same clusters as sw_glmm()'s own CR3 check, and the row not run
+  # an authority covariate that one authority alone has: without it that
+  # column is not identified, so it is dropped from that leave-out fit and
+  # `treated` keeps its jackknife (the row runs, equal to tidy()'s CR3);
+  # a covariate aliased with `treated` without one authority makes the
+  # treatment itself unidentified there, and the row is not run
   d <- filled[[1]]
   d$z <- as.integer(d$la == "c")
   f <- days_plan_18m ~ treated + factor(step) + age + uasc + z + (1 | la)
   ref <- suppressMessages(sw_glmm(f, d, family = gaussian(), cluster = "la"))
   expect_equal(ref$cr2$cr3$unidentified, "c")
+  expect_equal(ref$cr2$cr3$dropped, list(c = "z"))
   expect_equal(plan_cr3_unidentified(f, d, "la"), "c")
+  expect_equal(plan_cr3_unidentified(f, d, "la", "treated"), character())
   expect_equal(plan_cr3_unidentified(days_plan_18m ~ treated + factor(step) + age + uasc + (1 | la), d, "la"),
                character())
+  d$z2 <- ifelse(d$la == "c", 0, d$treated)
+  expect_equal(plan_cr3_unidentified(update(f, . ~ . + z2), d, "la", "treated"), "c")
   ctx$cohorts$referral_date$z <- as.integer(ctx$cohorts$referral_date$la == "c")
   prow$formula <- "days_plan_18m ~ treated + factor(step) + age + uasc + eth + z + (1 | la)"
   prow$z <- "z"
+  ctx$models <- rbind(prow, crow)
+  cache <- new.env(parent = emptyenv())
+  rp <- plan_run_one(prow, ctx, list(), cache)
+  expect_equal(rp$status, "ok")
+  expect_false(is.null(rp$runs[[1]]$fit$cr2))
+  rc <- suppressMessages(plan_run_one(crow, ctx, list(m_days = rp), cache))
+  expect_equal(rc$status, "ok")
+  tz <- suppressMessages(tidy.sw_glmm(rp$runs[[1]]$fit, vcov = "CR3"))
+  expect_equal(rc$runs[[1]]$est$std.error, tz$std.error[tz$term == "treated"])
+  expect_true(is.na(tz$std.error[tz$term == "z"]))
+  cz <- ctx$cohorts$referral_date
+  cz$z2 <- ifelse(cz$la == "c", 0, cz$treated)
+  ctx$cohorts$referral_date <- cz
+  prow$formula <- "days_plan_18m ~ treated + factor(step) + age + uasc + eth + z + z2 + (1 | la)"
+  prow$z <- "z, z2"
   ctx$models <- rbind(prow, crow)
   cache <- new.env(parent = emptyenv())
   rp <- plan_run_one(prow, ctx, list(), cache)
@@ -1102,16 +1109,26 @@ test_that("analyse(): each wild bootstrap row says which test it ran", {
   res <- utils::read.csv(file.path(dir, "results.csv"), colClasses = "character")
   expect_identical(res$method[res$model == "fv_sw_days_plan_18m_wild"][1],
                    sprintf("CR3 t (G - 1 = %d df)", G - 1L))
-  # where the jackknife is not defined (an authority covariate only one
-  # authority has), wild_boot() falls back to a bootstrap, and the row says which
+  # where a leave-one-authority-out fit loses columns (covariate levels only
+  # one authority has, at 60 children per authority and year), that fit
+  # drops them and the CR3 t-test runs on the treatment, the note naming
+  # the columns
   xs <- simulate_sfp("family_valued", children_per_la_year = 60, seed = 1)
   ds <- design_family_valued(xs)
   ms <- protocol_models(ds)
   ms <- ms[ms$id %in% c("fv_sw_days_plan_18m_secondary", "fv_sw_days_plan_18m_wild"), ]
   as <- suppressWarnings(suppressMessages(analyse(xs, ds, models = ms, imputations = 0)))
   ws <- as$fits$fv_sw_days_plan_18m_wild
-  expect_false(inherits(ws, "wild_boot_t"))
-  expect_match(ws$note, "are not defined: WCU11 was used instead", all = FALSE)
+  expect_s3_class(ws, "wild_boot_t")
+  expect_true(length(ws$dropped) > 0L)
+  expect_match(ws$note, "dropped the columns that cluster alone identifies", all = FALSE, fixed = TRUE)
   expect_identical(as$results$method[as$results$model == "fv_sw_days_plan_18m_wild"],
-                   "wild bootstrap WCU11 (Webb weights)")
+                   sprintf("CR3 t (G - 1 = %d df)", G - 1L))
+  # where the treatment itself is lost without an authority, wild_boot()
+  # falls back to a bootstrap, and the method says which
+  db <- lmm_boot_data(seed = 6)
+  db$alias_L1 <- ifelse(db$la == "L1", 0, db$treated)
+  fb <- sw_glmm(y ~ treated + since + alias_L1 + (1 | la), db, family = gaussian())
+  wf <- suppressWarnings(wild_boot(fb, "treated", conf_int = FALSE))
+  expect_identical(wild_boot_method_(wf), "wild bootstrap WCU11 (Webb weights)")
 })

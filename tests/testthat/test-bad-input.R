@@ -4,20 +4,6 @@
 # it. The messages are kept as snapshots; every message must also carry a
 # "Fix:" line and must not come from the C layer's second line of defence.
 
-battery_panel <- function(n = 120, seed = 3) {
-  set.seed(seed)
-  d <- data.frame(la = sample(letters[1:6], n, TRUE), year = sample(2015:2019, n, TRUE),
-                  stringsAsFactors = FALSE)
-  d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2017)
-  d$x <- rnorm(n)
-  d$w <- runif(n, 0.5, 2)
-  d$y <- 0.2 * d$treated + d$x + rnorm(n)
-  d$count <- ifelse(runif(n) < 0.5, rpois(n, 2) + 1, 0)
-  d$days <- pmin(pmax(100 + 80 * d$x + rnorm(n, sd = 90), 0), 300)
-  d$yb <- rbinom(n, 1, 0.4)
-  d
-}
-
 battery_records <- function() {
   suppressWarnings(simulate_sfp("family_safeguarding", n_la = 3,
                                 children_per_la_year = 5, seed = 3))
@@ -91,7 +77,7 @@ test_that("the input tables: wrong types, unknown codes, reversed dates, duplica
 })
 
 test_that("the models: no events, all events, separation, collinearity, zero weights, one cluster, one period", {
-  d <- battery_panel()
+  d <- la_year_rows()
   fit_cr1 <- did_fit(y ~ treated | la + year, d, cluster = ~la, vcov = "CR1")
   cases <- list(
     did_char_outcome = quote(did_fit(y ~ treated | la + year,
@@ -390,7 +376,7 @@ test_that("more hostile input to analyse(), report(), disclose() and sfp_data():
     sfp_data_child_id_all_na = quote(sfp_data(children = transform(ch, child_id = NA), warn = FALSE)),
     sfp_data_referral_date_all_na = quote(sfp_data(children = ch, referrals = transform(x$referrals, referral_date = NA),
                                                    warn = FALSE)),
-    few_treated_group_all_na = quote(few_treated_test(y ~ x, transform(battery_panel(), la = NA), "la", "year"))
+    few_treated_group_all_na = quote(few_treated_test(y ~ x, transform(la_year_rows(), la = NA), "la", "year"))
   )
   msgs <- expect_refused(cases, clean = function(m) gsub(a_file, "<file>", m, fixed = TRUE))
   expect_match(msgs[["disclose_count_column_text"]], "`n`, which holds character")

@@ -6,10 +6,7 @@
 masked <- function(d) attr(d, "suppressed")
 
 test_that("a two-way table with both margins: the masked cell and its rectangle", {
-  tab <- data.frame(la = c("A", "B", "C", "Total"),
-                    control = c(25L, 4L, 30L, 59L),
-                    treated = c(22L, 18L, 35L, 75L),
-                    Total = c(47L, 22L, 65L, 134L))
+  tab <- la_arm_table()
   d <- disclose(tab)
   # By hand: B/control = 4 is primary. Column `control` then holds one masked
   # cell: its smallest published member is A/control (25 < 30). Row A holds one:
@@ -369,10 +366,7 @@ test_that("a results table has no child count: estimates, df, imputation numbers
 })
 
 test_that("subsetting keeps the mask: `[`, head(), subset() print [c], never the value", {
-  tab <- data.frame(la = c("A", "B", "C", "Total"),
-                    control = c(25L, 4L, 30L, 59L),
-                    treated = c(22L, 18L, 35L, 75L),
-                    Total = c(47L, 22L, 65L, 134L))
+  tab <- la_arm_table()
   d <- disclose(tab)
   # rows, columns, both, reordered, repeated, by name and by logical
   s <- d[c(2, 4), c("la", "control")]

@@ -178,25 +178,7 @@ test_that("few_treated_test: invariances and a known effect", {
 # through invert_test() (#13): the reference for the shared test inversion.
 few_treated_ci_loop <- function(pfun, est, se, alpha) {
   if (pfun(est) <= alpha) return(c(NA_real_, NA_real_))
-  bound <- function(dir) {
-    inside <- est
-    step <- max(se, 1e-8)
-    k <- 0
-    while (pfun(est + dir * step) > alpha) {
-      inside <- est + dir * step
-      step <- 2 * step
-      k <- k + 1
-      if (k > 40) return(dir * Inf)
-    }
-    outside <- est + dir * step
-    for (i in 1:40) {
-      mid <- (inside + outside) / 2
-      if (pfun(mid) > alpha) inside <- mid else outside <- mid
-      if (abs(outside - inside) < 1e-6 * se) break
-    }
-    (inside + outside) / 2
-  }
-  c(bound(-1), bound(1))
+  invert_loop_ref(pfun, est, max(se, 1e-8), alpha, expand = 40, bisect = 40, width = 1e-6 * se)
 }
 
 test_that("few_treated_test's interval through invert_test() equals the former loop (#13)", {

@@ -88,6 +88,77 @@ test_that("the analytic gradient equals central differences of the reference", {
   expect_lt(max(abs(nested_eval(fit$nested_cells, unname(fit$theta), 1L)$gradient)), 1e-6)
 })
 
+test_that("the exact Hessian equals central differences of the dense reference", {
+  # second differences of the plain-R Laplace log-likelihood (dense Hessian
+  # per authority), Richardson-extrapolated from steps 2h and h: truncation
+  # O(h^4) (measured below 1e-6 at h = 1e-3 on these points, so below 1e-7
+  # at h = 5e-4), rounding ~ (4/3 + 1/12) eps |l| / h^2 per entry (~3e-7);
+  # the bound is ten times eps |l| / h^2
+  d <- nested_data(G = 3, m = 4, seed = 12)
+  d <- d[-c(2, 3, 17), ] # a child with one row
+  d <- d[!(d$la == "L3" & d$child_id != "c1"), ] # an authority with one child
+  fit <- suppressMessages(sw_glmm(nested_formula, d))
+  X <- stats::model.matrix(~ treated + x + factor(term), d)
+  f <- function(t) laplace_ref(X, d$missed, d$possible, d$la, paste(d$la, d$child_id), t[1:5], t[6], t[7])
+  second_diff <- function(th, h) {
+    k <- length(th)
+    Hn <- matrix(0, k, k)
+    for (i in 1:k) for (j in i:k) {
+      ei <- replace(double(k), i, h)
+      ej <- replace(double(k), j, h)
+      Hn[i, j] <- Hn[j, i] <- (f(th + ei + ej) - f(th + ei - ej) - f(th - ei + ej) + f(th - ei - ej)) / (4 * h^2)
+    }
+    Hn
+  }
+  h <- 5e-4
+  # both SDs away from 0, one SD negative (the likelihood is even in each),
+  # a small SD, large SDs
+  for (th in list(c(-1.7, 0.3, 0.1, -0.1, 0.2, 0.6, 1.1), c(-2, 0.5, -0.3, 0.2, -0.1, -0.4, 0.05),
+                  c(-1.5, 0.2, 0.1, 0, 0.1, 2.5, 3))) {
+    Ha <- nested_eval(fit$nested_cells, th, 3L)$hessian
+    Hn <- (4 * second_diff(th, h) - second_diff(th, 2 * h)) / 3
+    expect_lt(max(abs(Ha - Hn)), 10 * .Machine$double.eps * abs(f(th)) / h^2)
+    expect_equal(Ha, t(Ha))
+  }
+})
+
+test_that("the exact Hessian equals the finite-difference one (the SEs' method until #14)", {
+  d <- nested_data(G = 5, m = 10, seed = 7)
+  fit <- sw_glmm(nested_formula, d)
+  th <- unname(fit$theta)
+  cur <- nested_eval(fit$nested_cells, th, 3L)
+  for (free in list(fit$free, seq_along(th))) {
+    Hfd <- nested_hessian_fd(fit$nested_cells, th, free, cur)
+    Hex <- nested_hessian(fit$nested_cells, th, free, cur)
+    expect_identical(attr(Hex, "fails"), 0L)
+    # forward differences of step 1e-7 relative: ~1e-7 of the entries
+    expect_equal(c(Hex), c(Hfd), tolerance = 1e-6)
+    # every standard error to 1e-5 relative
+    expect_lt(max(abs(sqrt(diag(solve(-Hex))) / sqrt(diag(solve(-Hfd))) - 1)), 1e-5)
+  }
+  # the fit's standard errors are the exact Hessian's
+  expect_equal(unname(fit$vcov_theta[fit$free, fit$free]), solve(-nested_hessian(fit$nested_cells, th, fit$free, cur)),
+               tolerance = 1e-10)
+})
+
+test_that("hand-made: at s1 = s2 = 0 the Hessian is -X'WX and sum(R^2 - W) per level", {
+  # beta = 0: p = 1/2, W = n / 4 and R = s - n / 2 per cell. Authority A:
+  # child x 3 of 4 (R 1, W 1), child y 1 of 4 twice (R -2, W 2); authority
+  # B: child z 0 of 2 and 2 of 2 (R 0, W 1). To second order in the SDs the
+  # Laplace log-likelihood is l(0) + s1^2 / 2 sum_a (R_a^2 - W_a) +
+  # s2^2 / 2 sum_c (R_c^2 - W_c) (mode ~ (s1 R_a, s2 R_c), log det H ~
+  # s1^2 W_a + s2^2 sum W_c), even in each SD, so the Hessian is
+  #   d2/dbeta2 = -sum W = -4, d2/ds1^2 = (1 - 3) + (0 - 1) = -3,
+  #   d2/ds2^2 = (1 - 1) + (4 - 2) + (0 - 1) = 1, the rest 0;
+  # and the gradient is (sum R, 0, 0) = (-1, 0, 0).
+  d <- data.frame(la = c("A", "A", "A", "B", "B"), child_id = c("x", "y", "y", "z", "z"),
+                  s = c(3, 1, 1, 0, 2), f = c(1, 3, 3, 2, 0))
+  fit <- suppressWarnings(suppressMessages(sw_glmm(cbind(s, f) ~ 1 + (1 | la / child_id), d)))
+  r <- nested_eval(fit$nested_cells, c(0, 0, 0), 3L)
+  expect_equal(r$hessian, diag(c(-4, -3, 1)), tolerance = 1e-14)
+  expect_equal(r$gradient, c(-1, 0, 0), tolerance = 1e-14)
+})
+
 test_that("hand-made: success rate 1/2 everywhere gives modes 0 and a closed-form log-likelihood", {
   # one authority, two children with 4 and 8 trials, half of them successes;
   # at beta = 0 every mode is 0 (the score s - n/2 vanishes), W_c = n_c / 4,
@@ -291,6 +362,11 @@ test_that("the marginal risk difference integrates over both intercepts (plain R
   expect_equal(rd$estimate[rd$type == "marginal"], risk(X1) - risk(X0), tolerance = 1e-8)
 })
 
+# glmm_prepare() of the nested formula on d (what sw_glmm() fits)
+fit_prep <- function(d) {
+  glmm_prepare(nested_formula, d, stats::binomial(), "treated")
+}
+
 test_that("a warm start (analyse() across imputations) gives the same fit", {
   d <- nested_data(G = 4, m = 8, seed = 9)
   fit <- sw_glmm(nested_formula, d)
@@ -298,6 +374,21 @@ test_that("a warm start (analyse() across imputations) gives the same fit", {
   expect_equal(warm$coefficients, fit$coefficients, tolerance = 1e-7)
   expect_equal(warm$sigma, fit$sigma, tolerance = 1e-7)
   expect_lte(warm$iterations, fit$iterations)
+  # it starts the mode search from the earlier fit's modes (the same
+  # authorities and children)...
+  st <- glmm_start(fit)
+  expect_identical(nested_start_modes(st, names(fit$ranef[[1]]), nested_cells(fit_prep(d))),
+                   fit$modes$value)
+  expect_length(st$modes$value, sum(fit$ngroups))
+  # ... and from 0 when the children differ (a child left out), with the
+  # same fit as a cold start
+  d2 <- d[!(d$la == "L2" & d$child_id == "c3"), ]
+  expect_identical(nested_start_modes(st, names(fit$ranef[[1]]), nested_cells(fit_prep(d2))), double(0))
+  warm2 <- sw_glmm_fit(quote(sw_glmm()), nested_formula, d2, start = st)
+  cold2 <- sw_glmm(nested_formula, d2)
+  expect_equal(warm2$coefficients, cold2$coefficients, tolerance = 1e-7)
+  expect_equal(warm2$sigma, cold2$sigma, tolerance = 1e-7)
+  expect_equal(warm2$vcov, cold2$vcov, tolerance = 1e-6)
 })
 
 test_that("bad input: counts, nAGQ, a fixed sigma, internal misuse", {
@@ -314,6 +405,16 @@ test_that("bad input: counts, nAGQ, a fixed sigma, internal misuse", {
                class = "sfpceval_internal_error")
   expect_error(.Call(ffi_glmm_nested, cc$n + 1, cc$n, cc$cstart, cc$lstart, cc$rows,
                      unname(fit$theta[1:5]), c(1, 1), double(0), 0L),
+               class = "sfpceval_internal_error")
+  # `what` is 0 to 3 (3: the exact Hessian)
+  expect_error(.Call(ffi_glmm_nested, cc$s, cc$n, cc$cstart, cc$lstart, cc$rows,
+                     unname(fit$theta[1:5]), c(1, 1), double(0), 4L),
+               class = "sfpceval_internal_error")
+  # a column index beyond beta (the Hessian's scratch is indexed by column)
+  bad_rows <- cc$rows
+  bad_rows$col[length(bad_rows$col)] <- 5L
+  expect_error(.Call(ffi_glmm_nested, cc$s, cc$n, cc$cstart, cc$lstart, bad_rows,
+                     unname(fit$theta[1:5]), c(1, 1), double(0), 3L),
                class = "sfpceval_internal_error")
 })
 
@@ -381,6 +482,10 @@ test_that("non-finite SDs' products (1e200) are a clean failure (fail = 2), not 
   ev <- nested_eval(fit$nested_cells, c(unname(fit$theta[1:5]), 1e200, 1e200), 1L)
   expect_identical(ev$fail, 2L)
   expect_false(is.finite(ev$loglik))
+  # the exact Hessian's pass runs on the failed modes without crashing
+  ev3 <- nested_eval(fit$nested_cells, c(unname(fit$theta[1:5]), 1e200, 1e200), 3L)
+  expect_identical(ev3$fail, 2L)
+  expect_identical(dim(ev3$hessian), c(7L, 7L))
 })
 
 test_that("failed mode searches anywhere in the fit reach optim_status() (counted, not dropped)", {
@@ -391,8 +496,15 @@ test_that("failed mode searches anywhere in the fit reach optim_status() (counte
   # their failures (SDs of 1e200: every evaluation fails)
   th <- c(unname(fit$theta[1:5]), 1e200, 1e200)
   cur <- nested_eval(cells, th, 2L)
-  expect_identical(attr(nested_hessian(cells, th, 1:7, cur), "fails"), 7L)
+  expect_identical(attr(nested_hessian_fd(cells, th, 1:7, cur), "fails"), 7L)
   expect_identical(attr(nested_info(cells, th, 1:7, cur), "fails"), 2L)
+  expect_identical(attr(nested_hessian_fd(cells, unname(fit$theta), 1:7,
+                                          nested_eval(cells, unname(fit$theta), 1L)), "fails"), 0L)
+  # the exact Hessian: one evaluation when `cur` has none (counted), none
+  # when it has
+  expect_identical(attr(nested_hessian(cells, th, 1:7, cur), "fails"), 1L)
+  ok <- nested_eval(cells, unname(fit$theta), 3L)
+  expect_identical(attr(nested_hessian(cells, unname(fit$theta), 1:7, ok), "fails"), 0L)
   expect_identical(attr(nested_hessian(cells, unname(fit$theta), 1:7,
                                        nested_eval(cells, unname(fit$theta), 1L)), "fails"), 0L)
   # damped_newton() counts the failed evaluations of its line searches: a

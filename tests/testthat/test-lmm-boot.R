@@ -142,16 +142,115 @@ test_that("CR3 t-test: output, and what it does when the jackknife is not define
   # the fields of every bootstrap result, and df
   wr <- suppressWarnings(wild_boot(fit, "treated", variant = "WCR11", conf_int = FALSE))
   expect_setequal(setdiff(names(wb), "df"), names(wr))
-  # `only_L1` is nonzero in authority L1 only: without L1 it is not identified,
-  # so CR3 is not defined and the default falls back to WCU11 (and warns)
+  # `only_L1` is nonzero in authority L1 only: without L1 it is not
+  # identified, so that leave-out fit drops it and `treated` keeps its
+  # jackknife (values: test-lmm-cr3.R); the result names the column
   d$only_L1 <- as.numeric(d$la == "L1") * d$since
-  f1 <- sw_glmm(y ~ treated + since + only_L1 + (1 | la), d, family = gaussian())
-  expect_warning(w1 <- wild_boot(f1, "treated", conf_int = FALSE), class = "sfpceval_few_clusters")
-  expect_equal(w1$variant, "WCU11")
-  expect_match(w1$note, "fits of CR3t are not defined: WCU11 was used instead", all = FALSE, fixed = TRUE)
+  f1 <- sw_glmm(y ~ treated + since + only_L1 + (1 | la), d, family = gaussian(), cluster = "la")
+  w1 <- suppressMessages(wild_boot(f1, "treated", conf_int = FALSE))
+  expect_equal(w1$variant, "CR3t")
+  expect_equal(w1$dropped, list(L1 = "only_L1"))
+  expect_match(w1$note, "without la = L1 dropped the column that cluster alone identifies (only_L1; 1 in all)",
+               all = FALSE, fixed = TRUE)
+  expect_equal(w1$std.error, sqrt(suppressMessages(vcov(f1, type = "CR3"))["treated", "treated"]), tolerance = 1e-8)
+  # the jackknife bootstraps run too (the same reduced leave-out fits)
+  wj <- suppressWarnings(wild_boot(f1, "treated", variant = "WCR33", B = 99, seed = 1, conf_int = FALSE))
+  expect_equal(wj$variant, "WCR33")
+  expect_equal(wj$std.error, w1$std.error, tolerance = 1e-8)
+  # `alias_L1` equals `treated` outside L1: without L1 the treatment itself
+  # is not identified, so the default falls back to WCU11 (and warns)
+  d$alias_L1 <- ifelse(d$la == "L1", 0, d$treated)
+  f3 <- sw_glmm(y ~ treated + since + alias_L1 + (1 | la), d, family = gaussian())
+  expect_warning(w3 <- wild_boot(f3, "treated", conf_int = FALSE), class = "sfpceval_few_clusters")
+  expect_equal(w3$variant, "WCU11")
+  expect_match(w3$note, "Without cluster la = L1 `treated` is not identified, so the leave-one-cluster-out fits of CR3t are not defined: WCU11 was used instead",
+               all = FALSE, fixed = TRUE)
+  expect_null(w3$dropped)
   # bad input
   expect_error(wild_boot(fit, "treated", variant = "CR3"), "variant")
   d2 <- d[d$la %in% c("L1", "L2"), ]
   f2 <- suppressMessages(sw_glmm(y ~ treated + since + (1 | la), d2, family = gaussian()))
   expect_error(wild_boot(f2, "treated"), "needs at least 3 clusters")
+})
+
+# Plain R for the jackknife variants when a leave-one-out fit loses columns
+# (random intercept by LA): each leave-out fit on the columns qr() keeps,
+# the dropped coefficients held at the full (unrestricted) fit's values (an
+# offset), restricted with coefficient j at r where the DGP is; the bootstrap
+# data of each weight vector (rows of Vr) and each draw's t from GLS refits
+# (CR3: the reduced leave-out refits; CR1: the cluster scores).
+ref_lmm_boot_drop <- function(fit, d, X, j, r, variant, Vr) {
+  cl <- match(d$la, sort(unique(d$la)))
+  G <- max(cl)
+  W <- solve(diag(nrow(d)) + fit$theta[1]^2 * outer(cl, cl, "=="))
+  fit_on <- function(yy, i, hold, restricted) {
+    q <- qr(X[i, , drop = FALSE])
+    K <- sort(q$pivot[seq_len(q$rank)])
+    stopifnot(j %in% K)
+    Dd <- setdiff(seq_len(ncol(X)), K)
+    yo <- yy[i] - X[i, Dd, drop = FALSE] %*% hold[Dd]
+    XK <- X[i, K, drop = FALSE]
+    Mi <- solve(crossprod(XK, W[i, i] %*% XK))
+    b <- drop(Mi %*% crossprod(XK, W[i, i] %*% yo))
+    jk <- match(j, K)
+    if (restricted) b <- b - Mi[, jk] * (b[jk] - r) / Mi[jk, jk]
+    out <- hold
+    out[K] <- b
+    out
+  }
+  all <- rep(TRUE, nrow(d))
+  restricted <- substr(variant, 3, 3) == "R"
+  bfull <- fit_on(d$y, all, rep(0, ncol(X)), FALSE)
+  b0 <- fit_on(d$y, all, bfull, restricted)
+  u0 <- drop(d$y - X %*% b0)
+  if (substr(variant, 4, 4) == "3") {
+    for (g in seq_len(G)) {
+      i <- cl == g
+      u0[i] <- d$y[i] - drop(X[i, , drop = FALSE] %*% fit_on(d$y, !i, bfull, restricted))
+    }
+  }
+  centre <- if (restricted) r else bfull[j]
+  M <- solve(crossprod(X, W %*% X))
+  tstat <- function(yy, centre) {
+    b <- fit_on(yy, all, rep(0, ncol(X)), FALSE)
+    if (substr(variant, 5, 5) == "1") {
+      u <- drop(yy - X %*% b)
+      sc <- vapply(seq_len(G), function(g) {
+        i <- cl == g
+        sum(M[j, ] * crossprod(X[i, , drop = FALSE], W[i, i] %*% u[i]))
+      }, 0)
+      v <- G / (G - 1) * sum(sc^2)
+    } else {
+      bj <- vapply(seq_len(G), function(g) fit_on(yy, cl != g, b, FALSE)[j], 0)
+      v <- (G - 1) / G * sum((bj - b[j])^2)
+    }
+    (b[j] - centre) / sqrt(v)
+  }
+  list(t = unname(tstat(d$y, r)),
+       tstar = apply(Vr, 1, function(v) tstat(drop(X %*% b0) + u0 * v[cl], centre)))
+}
+
+test_that("jackknife variants when a leave-one-out fit loses a column equal plain-R reduced refits over every Rademacher vector", {
+  d <- lmm_boot_data(seed = 6)
+  # `only_L1` varies in authority L1 only; `step5` is a step indicator
+  # present in L3 alone
+  d$only_L1 <- as.numeric(d$la == "L1") * d$since
+  d$step5 <- as.numeric(d$la == "L3" & d$period == 5)
+  f <- y ~ treated + since + only_L1 + step5 + (1 | la)
+  fit <- sw_glmm(f, d, family = gaussian())
+  X <- model.matrix(~ treated + since + only_L1 + step5, d)
+  Vr <- as.matrix(expand.grid(rep(list(c(-1, 1)), 5)))
+  quiet <- function(expr) suppressMessages(withCallingHandlers(expr, sfpceval_few_clusters = function(w) invokeRestart("muffleWarning")))
+  for (variant in c("WCR31", "WCU31", "WCR33", "WCU33", "WCU13")) {
+    wb <- quiet(wild_boot(fit, "treated", weights = "rademacher", r = 0.3, variant = variant))
+    ref <- ref_lmm_boot_drop(fit, d, X, 2L, 0.3, variant, Vr)
+    expect_equal(wb$variant, variant)
+    expect_equal(wb$dropped, list(L1 = "only_L1", L3 = "step5"))
+    expect_equal(wb$statistic, ref$t, tolerance = 1e-9)
+    expect_equal(sort(wb$tstar), sort(ref$tstar), tolerance = 1e-9)
+  }
+  # the CR3 t-test is the WC?13 studentisation
+  w3 <- quiet(wild_boot(fit, "treated", r = 0.3))
+  expect_equal(w3$statistic, ref$t, tolerance = 1e-9)
+  expect_equal(w3$p_value, 2 * pt(-abs(ref$t), 4), tolerance = 1e-9)
 })

@@ -13,6 +13,30 @@ sw_data <- function(n_per_cell = 30, effect = 0.4, seed = 1) {
 }
 fv_strata <- c(L1 = "high", L2 = "high", L3 = "low", L4 = "low", L5 = "low")
 
+# Plain R: the 12 allocations of the go-lives `gl` (named L1-L5) within the
+# strata (L1, L2 high; L3-L5 low): go-live steps, or dates from which each
+# child's treatment is rebuilt.
+date_allocations <- function(gl) {
+  high <- list(c(1, 2), c(2, 1))
+  low <- list(c(3, 4, 5), c(3, 5, 4), c(4, 3, 5), c(4, 5, 3), c(5, 3, 4), c(5, 4, 3))
+  out <- list()
+  for (h in high) for (l in low) out[[length(out) + 1]] <- stats::setNames(gl[c(h, l)], names(gl))
+  out
+}
+
+# Plain R: the treatment estimate `est(data)` refitted with the treatment
+# rebuilt under each allocation (a go-live per cluster, named by cluster: the
+# rows of perm_test()'s `allocations` or a list from date_allocations()); a
+# row is treated when its `when` is on or after its authority's go-live.
+refit_each <- function(allocs, d, est, when = "step") {
+  if (is.matrix(allocs)) allocs <- lapply(seq_len(nrow(allocs)), function(i) allocs[i, ])
+  vapply(allocs, function(go) {
+    dd <- d
+    dd$treated <- as.integer(dd[[when]] >= go[dd$la])
+    est(dd)
+  }, 0)
+}
+
 test_that("sw_randomise follows the protocol's stratified scheme", {
   las <- c("A", "B", "C", "D", "E")
   st <- c("low", "high", "low", "high", "low")
@@ -45,15 +69,8 @@ test_that("model statistic equals a plain-R loop refitting glm under each alloca
   fit <- glm(y ~ treated + factor(step) + la + age, binomial, data = d)
   res <- perm_test(fit, stratum = fv_strata, data = d)
   # Plain R: the 12 allocations permute go-live steps within strata.
-  high <- list(c(1, 2), c(2, 1))
-  low <- list(c(3, 4, 5), c(3, 5, 4), c(4, 3, 5), c(4, 5, 3), c(5, 3, 4), c(5, 4, 3))
-  est <- c()
-  for (h in high) for (l in low) {
-    go <- setNames(c(h, l), c("L1", "L2", "L3", "L4", "L5"))
-    dd <- d
-    dd$treated <- as.integer(dd$step >= go[dd$la])
-    est <- c(est, coef(glm(y ~ treated + factor(step) + la + age, binomial, data = dd))[["treated"]])
-  }
+  est <- refit_each(date_allocations(c(L1 = 1, L2 = 2, L3 = 3, L4 = 4, L5 = 5)), d, function(dd)
+    coef(glm(y ~ treated + factor(step) + la + age, binomial, data = dd))[["treated"]])
   obs <- coef(fit)[["treated"]]
   expect_equal(res$estimate, obs)
   expect_equal(sort(res$statistics), sort(est), tolerance = 1e-10)
@@ -72,12 +89,9 @@ test_that("model statistic refits lme4::glmer like a plain-R loop", {
   d <- sw_data(n_per_cell = 25, seed = 3)
   fit <- lme4::glmer(y ~ treated + factor(step) + (1 | la), family = binomial, data = d)
   res <- perm_test(fit, stratum = fv_strata, data = d)
-  est <- apply(res$allocations, 1, function(go) {
-    dd <- d
-    dd$treated <- as.integer(dd$step >= go[dd$la])
+  est <- refit_each(res$allocations, d, function(dd)
     lme4::fixef(lme4::glmer(y ~ treated + factor(step) + (1 | la),
-                            family = binomial, data = dd))[["treated"]]
-  })
+                            family = binomial, data = dd))[["treated"]])
   expect_equal(res$statistics, unname(est), tolerance = 1e-8)
   expect_equal(res$p_value, mean(abs(est) >= abs(lme4::fixef(fit)[["treated"]]) - 1e-12))
 })
@@ -130,11 +144,7 @@ test_that("NPWP p-value and statistics equal a plain-R reference", {
     ps <- apply(res$allocations, 1, function(g) npwp_ref(dd, g))
     mean(abs(ps) >= abs(npwp_ref(dd, go)) - 1e-12)
   }
-  eps <- 1e-4 * diff(ci)
-  expect_gt(shifted_p(ci[1] + eps), 0.05)
-  expect_lte(shifted_p(ci[1] - eps), 0.05)
-  expect_gt(shifted_p(ci[2] - eps), 0.05)
-  expect_lte(shifted_p(ci[2] + eps), 0.05)
+  expect_ci_inverts(shifted_p, ci)
 })
 
 test_that("covariate adjustment uses null-model residuals", {
@@ -176,17 +186,65 @@ test_that("model statistic on an sw_glmm fit equals refitting sw_glmm under each
   d <- sw_data(n_per_cell = 30, seed = 9)
   fit <- sw_glmm(y ~ treated + factor(step) + age + (1 | la), d)
   res <- perm_test(fit, stratum = fv_strata, data = d)
-  est <- apply(res$allocations, 1, function(go) {
-    dd <- d
-    dd$treated <- as.integer(dd$step >= go[dd$la])
-    coef(sw_glmm(y ~ treated + factor(step) + age + (1 | la), dd))[["treated"]]
-  })
+  est <- refit_each(res$allocations, d, function(dd)
+    coef(sw_glmm(y ~ treated + factor(step) + age + (1 | la), dd))[["treated"]])
   expect_equal(res$statistics, unname(est), tolerance = 1e-6)
   expect_equal(res$estimate, coef(fit)[["treated"]])
   skip_if_not_installed("lme4")
   # glmer converged tightly, so that the comparison tests sw_glmm, not
   # glmer's default stopping rule
   g <- lme4::glmer(y ~ treated + factor(step) + age + (1 | la), family = binomial, data = d,
+                   control = lme4::glmerControl(optimizer = "bobyqa",
+                                                optCtrl = list(rhoend = 1e-10, maxfun = 1e5)))
+  rg <- perm_test(g, stratum = fv_strata, data = d)
+  expect_equal(res$statistics, rg$statistics, tolerance = 1e-4)   # the issue's glmer tolerance
+  expect_equal(res$p_value, rg$p_value)
+})
+
+# Absence-shaped stepped-wedge data for the nested model: children of the
+# five authorities seen in three consecutive steps, sessions missed out of
+# sessions possible.
+sw_nested_data <- function(m = 20, seed = 31) {
+  set.seed(seed)
+  go <- c(L1 = 1, L2 = 2, L3 = 3, L4 = 4, L5 = 5)
+  kids <- expand.grid(child = seq_len(m), la = names(go), stringsAsFactors = FALSE)
+  kids$child_id <- paste0("c", kids$child)
+  kid <- rep(seq_len(nrow(kids)), each = 3)
+  d <- kids[kid, ]
+  d$step <- sample(0:3, nrow(kids), TRUE)[kid] + rep(0:2, nrow(kids))
+  d$treated <- as.integer(d$step >= go[d$la])
+  ua <- c(L1 = -0.3, L2 = 0.2, L3 = 0, L4 = 0.4, L5 = -0.2)
+  vc <- rnorm(nrow(kids), sd = 0.9)[kid]
+  d$possible <- sample(20:60, nrow(d), TRUE)
+  d$missed <- rbinom(nrow(d), d$possible, plogis(-2 + 0.3 * d$treated + ua[d$la] + vc))
+  d
+}
+
+test_that("a nested binomial sw_glmm is refitted from the observed fit, with the cold refits' statistics", {
+  d <- sw_nested_data()
+  f <- cbind(missed, possible - missed) ~ treated + factor(step) + (1 | la / child_id)
+  fit <- sw_glmm(f, d, control = list(tol = 1e-11))
+  expect_true(all(fit$sigma > 0.05))  # both SDs away from the boundary
+  # every refit starts from the observed fit's estimates, with its control
+  log <- new.env()
+  log$seen <- list()
+  trace("nested_fit", where = asNamespace("sfpceval"), print = FALSE,
+        tracer = bquote(assign("seen", c(.(log)$seen, list(list(start = start, tol = ctrl$tol))),
+                               envir = .(log))))
+  res <- perm_test(fit, stratum = fv_strata, data = d)
+  untrace("nested_fit", where = asNamespace("sfpceval"))
+  seen <- log$seen
+  expect_length(seen, nrow(res$allocations) + 1L)
+  expect_true(all(vapply(seen, function(s) identical(unname(s$start$theta), unname(fit$theta)), TRUE)))
+  expect_true(all(vapply(seen, function(s) s$tol, 0) == 1e-11))
+  # plain R: each allocation refitted cold, as perm_test() did before
+  cold <- refit_each(res$allocations, d, function(dd)
+    coef(suppressMessages(sw_glmm(f, dd, control = list(tol = 1e-11))))[["treated"]])
+  expect_equal(res$statistics, unname(cold), tolerance = 1e-6)
+  expect_equal(res$estimate, coef(fit)[["treated"]])
+  expect_equal(res$p_value, mean(abs(cold) >= abs(coef(fit)[["treated"]]) - 1e-12))
+  skip_if_not_installed("lme4")
+  g <- lme4::glmer(f, family = binomial, data = d,
                    control = lme4::glmerControl(optimizer = "bobyqa",
                                                 optCtrl = list(rhoend = 1e-10, maxfun = 1e5)))
   rg <- perm_test(g, stratum = fv_strata, data = d)
@@ -276,16 +334,6 @@ date_data <- function(seed, n = 400) {
                      strata = fv_strata))
 }
 
-# Plain R: the 12 stratified allocations of the dates, each child's treatment
-# rebuilt from its referral date.
-date_allocations <- function(gl) {
-  high <- list(c(1, 2), c(2, 1))
-  low <- list(c(3, 4, 5), c(3, 5, 4), c(4, 3, 5), c(4, 5, 3), c(5, 3, 4), c(5, 4, 3))
-  out <- list()
-  for (h in high) for (l in low) out[[length(out) + 1]] <- stats::setNames(gl[c(h, l)], names(gl))
-  out
-}
-
 test_that("the model statistic permutes go-live dates within strata (glm, plain-R loop)", {
   x <- date_data(21)
   d <- x$d
@@ -294,11 +342,8 @@ test_that("the model statistic permutes go-live dates within strata (glm, plain-
   fit <- glm(y ~ treated + factor(step) + la + age, binomial, data = d)
   expect_error(perm_test(fit, stratum = fv_strata, data = d), "not a function of the period")
   res <- perm_test(fit, stratum = fv_strata, data = d, go_live = x$gl, date = "referral_date")
-  est <- vapply(date_allocations(x$gl), function(g) {
-    dd <- d
-    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
-    coef(glm(y ~ treated + factor(step) + la + age, binomial, data = dd))[["treated"]]
-  }, 0)
+  est <- refit_each(date_allocations(x$gl), d, when = "referral_date", function(dd)
+    coef(glm(y ~ treated + factor(step) + la + age, binomial, data = dd))[["treated"]])
   expect_equal(res$n_allocations, 12)
   expect_equal(sort(res$statistics), sort(est), tolerance = 1e-10)
   expect_equal(res$estimate, coef(fit)[["treated"]])
@@ -314,11 +359,8 @@ test_that("sw_glmm under permuted dates equals refitting sw_glmm on each allocat
   d <- x$d
   fit <- sw_glmm(y ~ treated + factor(step) + age + (1 | la), d)
   res <- perm_test(fit, x$design, data = d)
-  est <- vapply(date_allocations(x$gl), function(g) {
-    dd <- d
-    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
-    coef(sw_glmm(y ~ treated + factor(step) + age + (1 | la), dd))[["treated"]]
-  }, 0)
+  est <- refit_each(date_allocations(x$gl), d, when = "referral_date", function(dd)
+    coef(sw_glmm(y ~ treated + factor(step) + age + (1 | la), dd))[["treated"]])
   expect_equal(sort(res$statistics), sort(unname(est)), tolerance = 1e-6)
   expect_equal(res$estimate, coef(fit)[["treated"]])
 })
@@ -331,11 +373,8 @@ test_that("the alternative date and the embedding exclusion permute the same way
   # the Operationally Live dates did not build this treatment: an error naming rows
   expect_snapshot(perm_test(fit, x$design, data = d), error = TRUE)
   res <- perm_test(fit, x$design, data = d, go_live = "alt_go_live_date")
-  est <- vapply(date_allocations(x$alt), function(g) {
-    dd <- d
-    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
-    coef(glm(y ~ treated + factor(step) + la, binomial, data = dd))[["treated"]]
-  }, 0)
+  est <- refit_each(date_allocations(x$alt), d, when = "referral_date", function(dd)
+    coef(glm(y ~ treated + factor(step) + la, binomial, data = dd))[["treated"]])
   expect_equal(sort(res$statistics), sort(est), tolerance = 1e-10)
   # embedding: rows in a window before each go-live are excluded; the test
   # runs on the rows analysed
@@ -344,11 +383,8 @@ test_that("the alternative date and the embedding exclusion permute the same way
   de <- d[!emb, ]
   fe <- glm(y ~ treated + factor(step) + la, binomial, data = de)
   re <- perm_test(fe, x$design, data = de)
-  est_e <- vapply(date_allocations(x$gl), function(g) {
-    dd <- de
-    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
-    coef(glm(y ~ treated + factor(step) + la, binomial, data = dd))[["treated"]]
-  }, 0)
+  est_e <- refit_each(date_allocations(x$gl), de, when = "referral_date", function(dd)
+    coef(glm(y ~ treated + factor(step) + la, binomial, data = dd))[["treated"]])
   expect_equal(sort(re$statistics), sort(est_e), tolerance = 1e-10)
 })
 
@@ -392,11 +428,8 @@ test_that("the model statistic on a gaussian sw_glmm refits the LMM under each a
   f <- z ~ treated + factor(step) + (1 | la)   # a formula held in a variable
   fit <- sw_glmm(f, d, family = gaussian())
   res <- perm_test(fit, x$design, data = d)
-  est <- vapply(date_allocations(x$gl), function(g) {
-    dd <- d
-    dd$treated <- as.integer(dd$referral_date >= g[dd$la])
-    coef(suppressMessages(sw_glmm(z ~ treated + factor(step) + (1 | la), dd, family = gaussian())))[["treated"]]
-  }, 0)
+  est <- refit_each(date_allocations(x$gl), d, when = "referral_date", function(dd)
+    coef(suppressMessages(sw_glmm(z ~ treated + factor(step) + (1 | la), dd, family = gaussian())))[["treated"]])
   expect_equal(sort(res$statistics), sort(unname(est)), tolerance = 1e-10)
   expect_equal(res$estimate, coef(fit)[["treated"]])
 })

@@ -14,16 +14,7 @@ permute <- function(d, seed = 99) {
 }
 
 panel_data <- function(n = 240, seed = 3) {
-  set.seed(seed)
-  d <- data.frame(la = sample(letters[1:6], n, TRUE), year = sample(2015:2019, n, TRUE),
-                  stringsAsFactors = FALSE)
-  d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2017)
-  d$x <- rnorm(n)
-  d$w <- runif(n, 0.5, 2)
-  d$y <- 0.2 * d$treated + 0.3 * d$x + rnorm(n)
-  d$count <- ifelse(runif(n) < plogis(0.2 + 0.8 * d$x), rpois(n, 2) + 1, 0)
-  d$days <- pmin(pmax(100 + 80 * d$x + rnorm(n, sd = 90), 0), 300)
-  d
+  la_year_rows(n, seed, y_x = 0.3, p_count = function(x) plogis(0.2 + 0.8 * x), yb = FALSE)
 }
 
 test_that("cem() weights and imbalance() do not depend on row order", {

@@ -335,34 +335,177 @@ test_that("invert_test() tests the last doubled width before calling a side unbo
   expect_identical(ci2, c(-Inf, Inf))
 })
 
-test_that("the logit score bootstrap's warm-started refits give the interval of cold refits (#13)", {
-  set.seed(21)
-  n <- 800
-  d <- data.frame(la = sample(letters[1:6], n, TRUE), year = sample(2015:2018, n, TRUE))
-  d$treated <- as.integer(d$la %in% c("a", "b", "c") & d$year >= 2017)
+# logit and conditional logit fits for the warm-start tests (#13, #14)
+warm_data <- function(seed, n, G) {
+  set.seed(seed)
+  d <- data.frame(la = sample(letters[seq_len(G)], n, TRUE), year = sample(2015:2018, n, TRUE))
+  d$treated <- as.integer(d$la %in% letters[seq_len(G / 2)] & d$year >= 2017)
   d$x <- rnorm(n)
-  d$y <- rbinom(n, 1, plogis(-1.5 + 0.4 * d$treated + 0.5 * d$x))
-  f <- suppressWarnings(did_fit(y ~ treated + x | la + year, d, cluster = ~la, family = "binomial",
+  d$z <- sample(c("p", "q", "s"), n, TRUE)
+  d$y <- rbinom(n, 1, plogis(-1.5 + 0.4 * d$treated + 0.5 * d$x + 0.3 * (d$z == "q")))
+  d
+}
+
+test_that("logit score bootstrap: tangent warm starts give the cold refits' a_g(r), p(r) and interval (#13, #14)", {
+  d <- warm_data(21, 800, 6)
+  f <- suppressWarnings(did_fit(y ~ treated + x + z | la + year, d, cluster = ~la, family = "binomial",
                                 vcov = "CR1"))
-  wb <- suppressWarnings(wild_boot(f, "treated", weights = "webb"))
-  # the former path: every p(r) a restricted IRLS from the data
   V <- boot_draws(6L, "webb", "enumerate", NULL)$V
   pig <- tabulate(f$cluster, f$n_clusters) / length(f$cluster)
   beta <- unname(f$coefficients["treated"])
   se <- sqrt(f$vcov["treated", "treated"])
-  pv_cold <- function(r) score_boot_test(as.vector(logit_score_contrib(f, "treated", r)), pig, V, beta)$p_value
+  p_of <- function(a) score_boot_test(as.vector(a), pig, V, beta)$p_value
+  # the tangent is d eta / dr and d coef / dr of the restricted fit (central
+  # differences of cold refits)
+  h <- 1e-4
+  s0 <- attr(logit_score_contrib(f, "treated", 0.3), "start")
+  sp <- attr(logit_score_contrib(f, "treated", 0.3 + h), "start")
+  sm <- attr(logit_score_contrib(f, "treated", 0.3 - h), "start")
+  expect_equal(s0$tangent, (sp$eta - sm$eta) / (2 * h), tolerance = 1e-6)
+  expect_equal(s0$dcoef, unname((sp$coef - sm$coef) / (2 * h)), tolerance = 1e-6)
+  # walking a grid of r outward from the estimate, each refit started from
+  # the one before: the contributions and p(r) of a cold refit at every r
+  rs <- beta + se * c(0, 0.25, 0.5, 1, 2, 3, 4, 6, -0.5, -1, -2, -4)
+  # (a start at most 1 se away: at most two IRLS steps)
+  start <- NULL
+  its <- c(warm = 0, cold = 0)
+  for (r in rs) {
+    a_warm <- logit_score_contrib(f, "treated", r, start = start)
+    a_cold <- logit_score_contrib(f, "treated", r)
+    expect_equal(as.vector(a_warm), as.vector(a_cold), tolerance = 1e-8)
+    expect_identical(p_of(a_warm), p_of(a_cold))
+    its <- its + c(attr(a_warm, "convergence")$iterations, attr(a_cold, "convergence")$iterations)
+    if (!is.null(start) && abs(r - start$r) <= se) expect_lte(attr(a_warm, "convergence")$iterations, 2L)
+    start <- attr(a_warm, "start")
+  }
+  expect_lt(its[["warm"]], its[["cold"]])
+  # near the start one IRLS step; moving the offset alone takes more
+  s1 <- attr(logit_score_contrib(f, "treated", 0.5), "start")
+  one <- logit_score_contrib(f, "treated", 0.5 + 0.01 * se, start = s1)
+  offset_only <- logit_score_contrib(f, "treated", 0.5 + 0.01 * se, start = s1[c("r", "eta")])
+  expect_identical(attr(one, "convergence")$iterations, 1L)
+  expect_gt(attr(offset_only, "convergence")$iterations, 1L)
+  expect_equal(as.vector(one), as.vector(offset_only), tolerance = 1e-8)
+  # the interval: wild_boot() (warm starts, lazy grid, 0.01 se brackets
+  # interpolated), a refit at every r (interp = 0), and the former path
+  # (a cold refit at every r, the full grid) agree to 1e-6 se
+  wb <- suppressWarnings(wild_boot(f, "treated", weights = "webb"))
+  n_cold <- 0L
+  pv_cold <- function(r) {
+    n_cold <<- n_cold + 1L
+    p_of(logit_score_contrib(f, "treated", r))
+  }
   ci_cold <- invert_test(pv_cold, beta, se, 0.05)
+  ex <- score_boot(f, "treated", list(V = V), 0.95, 0, interp = 0)
   expect_true(all(is.finite(wb$conf_int)))
   expect_lt(max(abs(wb$conf_int - ci_cold)), 1e-6 * se)
-  # a warm start reaches the cold fit's contributions, from near in fewer
-  # iterations
-  near <- list(r = 0.5, eta = attr(logit_score_contrib(f, "treated", 0.5), "eta"))
-  for (r in c(0.52, 0.9)) {
-    a_cold <- logit_score_contrib(f, "treated", r)
-    a_warm <- logit_score_contrib(f, "treated", r, start = near)
+  expect_lt(max(abs(ex$conf_int - ci_cold)), 1e-6 * se)
+  expect_lt(wb$refits, ex$refits)
+  # the limits invert the test: cold refits just inside accept, just outside reject
+  expect_gte(pv_cold(wb$conf_int[1] + 1e-5 * se), 0.05)
+  expect_lt(pv_cold(wb$conf_int[1] - 1e-5 * se), 0.05)
+  expect_gte(pv_cold(wb$conf_int[2] - 1e-5 * se), 0.05)
+  expect_lt(pv_cold(wb$conf_int[2] + 1e-5 * se), 0.05)
+})
+
+test_that("logit score bootstrap warm starts: CEM-type weights and a row order change give the same interval", {
+  d <- warm_data(5, 900, 8)
+  d$w <- sample(c(0.5, 1, 2.5), nrow(d), TRUE)
+  f <- suppressWarnings(did_fit(y ~ treated + x + z | la + year, d, cluster = ~la, family = "binomial",
+                                weights = d$w, vcov = "CR1"))
+  V <- boot_draws(8L, "rademacher", "enumerate", NULL)$V
+  pig <- tabulate(f$cluster, f$n_clusters) / length(f$cluster)
+  beta <- unname(f$coefficients["treated"])
+  se <- sqrt(f$vcov["treated", "treated"])
+  pv_cold <- function(r) score_boot_test(as.vector(logit_score_contrib(f, "treated", r)), pig, V, beta)$p_value
+  ci_cold <- invert_test(pv_cold, beta, se, 0.1)
+  wb <- suppressWarnings(wild_boot(f, "treated", weights = "rademacher", level = 0.9))
+  expect_true(all(is.finite(wb$conf_int)))
+  expect_lt(max(abs(wb$conf_int - ci_cold)), 1e-6 * se)
+  o <- sample(nrow(d))
+  f2 <- suppressWarnings(did_fit(y ~ treated + x + z | la + year, d[o, ], cluster = ~la, family = "binomial",
+                                 weights = d$w[o], vcov = "CR1"))
+  wb2 <- suppressWarnings(wild_boot(f2, "treated", weights = "rademacher", level = 0.9))
+  expect_lt(max(abs(wb2$conf_int - wb$conf_int)), 1e-6 * se)
+})
+
+test_that("conditional logit score bootstrap: tangent warm starts give the cold refits' a_g(r) and interval (#13, #14)", {
+  d <- warm_data(14, 700, 8)
+  f <- did_fit(y ~ treated + x + z | la + year, d, cluster = ~la, family = "conditional_logit", vcov = "CR1")
+  V <- boot_draws(8L, "rademacher", "enumerate", NULL)$V
+  pig <- tabulate(f$cluster, f$n_clusters) / length(f$cluster)
+  beta <- unname(f$coefficients["treated"])
+  se <- sqrt(f$vcov["treated", "treated"])
+  p_of <- function(a) score_boot_test(as.vector(a), pig, V, beta)$p_value
+  h <- 1e-4
+  s0 <- attr(clogit_score_contrib(f, "treated", 0.2), "start")
+  sp <- attr(clogit_score_contrib(f, "treated", 0.2 + h), "start")
+  sm <- attr(clogit_score_contrib(f, "treated", 0.2 - h), "start")
+  expect_equal(unname(s0$dcoef), unname((sp$coef - sm$coef) / (2 * h)), tolerance = 1e-6)
+  start <- NULL
+  its <- c(warm = 0, cold = 0)
+  for (r in beta + se * c(0, 0.5, 1, 2, 4, -1, -3)) {
+    a_warm <- clogit_score_contrib(f, "treated", r, start = start)
+    a_cold <- clogit_score_contrib(f, "treated", r)
     expect_equal(as.vector(a_warm), as.vector(a_cold), tolerance = 1e-8)
+    expect_identical(p_of(a_warm), p_of(a_cold))
+    its <- its + c(attr(a_warm, "convergence")$iterations, attr(a_cold, "convergence")$iterations)
+    start <- attr(a_warm, "start")
   }
-  a_cold <- logit_score_contrib(f, "treated", 0.52)
-  a_warm <- logit_score_contrib(f, "treated", 0.52, start = near)
-  expect_lt(attr(a_warm, "convergence")$iterations, attr(a_cold, "convergence")$iterations)
+  expect_lt(its[["warm"]], its[["cold"]])
+  pv_cold <- function(r) p_of(clogit_score_contrib(f, "treated", r))
+  ci_cold <- invert_test(pv_cold, beta, se, 0.1)
+  wb <- wild_boot(f, "treated", weights = "rademacher", level = 0.9)
+  expect_true(all(is.finite(wb$conf_int)))
+  expect_lt(max(abs(wb$conf_int - ci_cold)), 1e-6 * se)
+})
+
+test_that("invert_test(lazy = TRUE) finds the limits of the full grid with fewer p(r)", {
+  beta <- 0.3
+  se <- 0.2
+  count <- function(pv) {
+    n <- 0L
+    list(pv = function(r) {
+      n <<- n + 1L
+      pv(r)
+    }, n = function() n)
+  }
+  z <- function(r) 2 * pnorm(-abs(beta - r) / se)
+  # accepted, rejected, accepted again on the right: both stop at the first crossing
+  bump <- function(r) if (r > beta + 0.7 && r < beta + 0.9) 0.01 else z(r / 3 + 2 * beta / 3)
+  for (pv in list(z, bump)) {
+    a <- count(pv)
+    b <- count(pv)
+    full <- invert_test(a$pv, beta, se, 0.05, rel = 1e-9)
+    lazy <- invert_test(b$pv, beta, se, 0.05, rel = 1e-9, lazy = TRUE)
+    expect_identical(lazy, full)
+    expect_lte(b$n(), a$n())
+  }
+  # the second crossing is beyond the first rejection of the grid: not tested
+  a <- count(bump)
+  b <- count(bump)
+  invert_test(a$pv, beta, se, 0.05)
+  invert_test(b$pv, beta, se, 0.05, lazy = TRUE)
+  expect_lt(b$n(), a$n())
+  expect_equal(invert_test(bump, beta, se, 0.05, lazy = TRUE)[2], beta + 0.7, tolerance = 1e-6)
+  # the grid's points up to the first rejection, NA beyond
+  ok <- invert_grid_lazy(function(r) r < 0.5, seq(0, 1, by = 0.1))
+  expect_identical(ok, c(rep(TRUE, 5), FALSE, rep(NA, 4), FALSE))
+})
+
+test_that("score_between() interpolates a(r) only inside narrow brackets of refits, exactly for a quadratic", {
+  a_fun <- function(r) c(1 + 2 * r - 3 * r^2, -0.5 * r^2, 4)
+  rs <- c(0, 0.1, 0.05, 0.075, 0.0625)
+  got <- list(r = rs, a = lapply(rs, a_fun))
+  # bracket [0.0625, 0.075] (0.0125 wide) with a third refit near: exact for a quadratic
+  expect_equal(score_between(got, 0.07, 0.02), a_fun(0.07), tolerance = 1e-12)
+  # a refit point itself
+  expect_identical(score_between(got, 0.075, 0.02), a_fun(0.075))
+  # bracket wider than h, or outside the refits: NULL (a refit is needed)
+  expect_null(score_between(got, 0.07, 0.01))
+  expect_null(score_between(got, 0.2, 0.5))
+  expect_null(score_between(got, 0.07, 0))
+  # no third refit within reach: the line through the bracket's ends
+  got2 <- list(r = c(0, 1), a = list(a_fun(0), a_fun(1)))
+  expect_equal(score_between(got2, 0.25, 1), 0.75 * a_fun(0) + 0.25 * a_fun(1))
 })
