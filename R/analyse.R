@@ -135,9 +135,10 @@
 #'   estimate: `programme`, `strand`, `outcome`, `analysis`, `term`, `scale`,
 #'   `estimate`, `std.error`, `df`, `conf.low`, `conf.high`, `p.value`,
 #'   `p.adjusted`, `model`, `method` (the inference the row ran: the plan's
-#'   `inference`, except a wild bootstrap row of a mixed model (linear or
-#'   binomial) with fewer than 10 authorities, which runs the CR3 t-test with G - 1 df, as
-#'   [wild_boot()] does by default there), `status`, `n_imputations`), `models` (the plan
+#'   `inference`, except a wild bootstrap row of a mixed model with fewer
+#'   than 10 authorities, which runs what [wild_boot()] does by default
+#'   there: for a linear one the CR3 t-test with G - 1 df, for a binomial one
+#'   the score bootstrap studentised by a linearised CR3 jackknife), `status`, `n_imputations`), `models` (the plan
 #'   run), `fits` (by model id; with imputations, the fit on the first
 #'   imputation), `tables` (`table1`, `exclusion_flow`, `mdes`, `matching`,
 #'   `cem`, `missing`, `multiplicity`, `triangulation`, `imputation`, and
@@ -1188,6 +1189,7 @@ run_wild_boot <- function(row, ctx, k, cache, parent) {
 wild_boot_method_ <- function(wb) {
   if (inherits(wb, "wild_boot_t")) return(sprintf("CR3 t (G - 1 = %d df)", as.integer(wb$df)))
   what <- if (!is.null(wb$variant) && wb$variant != "score") paste("wild bootstrap", wb$variant) else wb$method
+  if (identical(wb$variant, "score_cr3")) what <- "score bootstrap, linearised CR3 jackknife t"  # binomial GLMM < 10 LAs
   w <- wb$weights %||% NA_character_
   if (is.na(w)) what else sprintf("%s (%s%s weights)", what, toupper(substr(w, 1, 1)), substring(w, 2))
 }

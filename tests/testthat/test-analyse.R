@@ -142,8 +142,20 @@ test_that("analyse(FV): the primary model refitted by hand gives the same number
   wb <- suppressMessages(wild_boot(ref, "treated", seed = 1))
   expect_equal(a$results$p.value[a$results$model == "fv_sw_cla_18m_wild"], wb$p_value)
   # and its interval (#13: with fewer than 10 authorities wild_boot()'s
-  # default is the CR3 t-test, its interval the estimate -+ t(G - 1) SE)
-  expect_true(is.finite(wb$conf_int[1]))
+  # default is the score bootstrap studentised by a linearised CR3
+  # jackknife, its interval by test inversion; on these small example data
+  # the test accepts every r the inversion tries on both sides (e.g. 16
+  # standard errors either side of the estimate), out to 128
+  # standard errors (below, to a singular restricted Hessian), so both ends
+  # are NA and the note says so)
+  expect_identical(wb$variant, "score_cr3")
+  expect_true(all(is.na(wb$conf_int)))
+  expect_match(wb$note, "accepted every r tried on the side of the interval that is NA")
+  se <- sqrt(ref$vcov["treated", "treated"])
+  for (k in c(-16, 16)) {
+    pk <- wild_boot(ref, "treated", r = wb$estimate + k * se, variant = "score_cr3", conf_int = FALSE)$p_value
+    expect_gte(pk, 0.05)
+  }
   expect_equal(a$results$conf.low[a$results$model == "fv_sw_cla_18m_wild"], wb$conf_int[1])
   expect_equal(a$results$conf.high[a$results$model == "fv_sw_cla_18m_wild"], wb$conf_int[2])
 })
@@ -1075,11 +1087,13 @@ test_that("analyse(): each wild bootstrap row says which test it ran", {
   expect_equal(r$p.value[r$model == "fv_sw_days_plan_18m_wild"], ref$p_value)
   # a plain-R check of that p-value: t = estimate / CR3 se on G - 1 df
   expect_equal(ref$p_value, 2 * stats::pt(-abs(ref$estimate / ref$std.error), G - 1))
-  # the binomial GLMM's row: below 10 authorities also the CR3 t-test (#13)
+  # the binomial GLMM's row: below 10 authorities the score bootstrap
+  # studentised by a linearised CR3 jackknife (#13), and the row says so
   bw <- a$fits$fv_sw_cla_18m_wild
-  expect_s3_class(bw, "wild_boot_t")
-  expect_identical(meth("fv_sw_cla_18m_wild"), sprintf("CR3 t (G - 1 = %d df)", G - 1L))
-  expect_equal(bw$p_value, 2 * stats::pt(-abs(bw$estimate / bw$std.error), G - 1))
+  expect_identical(bw$variant, "score_cr3")
+  expect_identical(meth("fv_sw_cla_18m_wild"), "score bootstrap, linearised CR3 jackknife t (Webb weights)")
+  # a plain-R check of that p-value: the share of draws with |t*| above |t|
+  expect_equal(bw$p_value, mean(abs(bw$tstar) > abs(bw$statistic) + 1e-8 * max(1, abs(bw$statistic))))
   # the score bootstrap, asked for, says so in the same column
   bs <- suppressWarnings(wild_boot(a$fits$fv_sw_cla_18m_primary, "treated", variant = "score", conf_int = FALSE))
   expect_identical(wild_boot_method_(bs), "score bootstrap (Kline & Santos) (Webb weights)")
