@@ -52,8 +52,11 @@
 #' this test in r with the same weight vectors at every r: each p(r) is a
 #' restricted refit, started from the nearest one already made moved along
 #' its tangent (so a step or two of Newton's method), and the limits are
-#' found on a 5-point grid and by bisection to \eqn{10^{-3}} standard
-#' errors (inside a bracket of refits 0.02 standard errors apart, the cluster
+#' found on a 9-point grid, scanned outward from the estimate to its first
+#' rejected point, and by bisection to \eqn{10^{-3}} standard
+#' errors: each limit is the first crossing of \eqn{1 - level} moving out
+#' from the estimate (where p(r) is not monotone, an acceptance region
+#' further out is not joined to the interval) (inside a bracket of refits 0.02 standard errors apart, the cluster
 #' contributions are interpolated linearly between them); a side still
 #' accepted 128 standard errors from the estimate is `NA`. `refits` in the
 #' result counts the refits and their Newton iterations.
@@ -897,8 +900,9 @@ glmm_refit_without <- function(dg, fit, cols, mode0, ctrl) {
 # whole integrated log-likelihood there. The interval inverts the test in r
 # with the same draws at every r; each p(r) is a restricted refit started
 # from the nearest one already made (glmm_restricted()), and the limits are
-# found to 1e-3 standard errors on a 5-point grid (finer than the digits
-# reported; each point costs a refit). Once bisection has narrowed a bracket
+# found to 1e-3 standard errors on a 9-point grid scanned outward to its
+# first rejected point (the first crossing from the estimate: score_cr3's
+# p(r) need not be monotone far from the estimate; each point costs a refit). Once bisection has narrowed a bracket
 # of refits to 0.02 standard errors, a_g(r) inside it is interpolated
 # linearly between them (a is smooth in r: the error is of order
 # (0.02 se)^2 times its curvature, far below the tolerance), so the last
@@ -918,7 +922,7 @@ glmm_score_boot <- function(fit, j, param, weights, B, level, r, seed, conf_int 
       a <- rs$between(rr, 0.02 * se) %||% rs$contrib(rr)$a
       score_boot_test(a, rs$pig, draws$V, beta)$p_value
     })
-    res$conf_int <- invert_test(pv, beta, se, 1 - level, rel = 1e-3, n_grid = 5L, max_double = 6)
+    res$conf_int <- invert_test(pv, beta, se, 1 - level, rel = 1e-3, n_grid = 9L, max_double = 6, lazy = TRUE)
     res$note <- glmm_singular_note(pv, res$conf_int)
   }
   res$scores <- at_r$scores
@@ -990,7 +994,7 @@ glmm_score_cr3 <- function(fit, j, param, weights, B, level, r, seed, conf_int, 
       ac <- rs$between(rr, 0.02 * se, "ac") %||% rs$contrib(rr, keep)$ac
       glmm_score_cr3_test(ac, draws$V, beta)$p_value
     })
-    res$conf_int <- invert_test(pv, beta, se, 1 - level, rel = 1e-3, n_grid = 5L, max_double = 6)
+    res$conf_int <- invert_test(pv, beta, se, 1 - level, rel = 1e-3, n_grid = 9L, max_double = 6, lazy = TRUE)
     res$note <- glmm_singular_note(pv, res$conf_int)
   }
   dropped <- Filter(length, lapply(keep, function(k) colnames(d$X)[-k]))
