@@ -925,6 +925,13 @@ glmm_score_boot <- function(fit, j, param, weights, B, level, r, seed, conf_int 
     res$conf_int <- invert_test(pv, beta, se, 1 - level, rel = 1e-3, n_grid = 9L, max_double = 6, lazy = TRUE)
     res$note <- glmm_singular_note(pv, res$conf_int)
   }
+  glmm_boot_finish(res, at_r, rs, draws, param, weights, level, r, G)
+}
+
+# The fields both GLMM score bootstraps (glmm_score_boot(), glmm_score_cr3())
+# return: the restricted fit at r, its refits (a warning if any failed), and
+# finish_boot()'s fields with the notes joined.
+glmm_boot_finish <- function(res, at_r, rs, draws, param, weights, level, r, G) {
   res$scores <- at_r$scores
   res$restricted <- at_r$theta
   res$refits <- rs$refits()
@@ -1004,20 +1011,8 @@ glmm_score_cr3 <- function(fit, j, param, weights, B, level, r, seed, conf_int, 
                         paste(fit$info$groups[1], "=", fit$info$levels[as.integer(names(dropped))], collapse = ", "),
                         paste(unique(unlist(dropped)), collapse = ", "), param))
   }
-  res$scores <- at_r$scores
-  res$restricted <- at_r$theta
-  res$refits <- rs$refits()
   res$variant <- "score_cr3"
-  failed <- rs$failed()
-  if (length(failed)) {
-    warn_not_converged(sprintf("wild_boot(): %d of %d restricted refits of the GLMM score bootstrap (the first)",
-                               length(failed), res$refits$n), failed[[1L]],
-                       "merge sparse categories, or check for a covariate that (nearly) separates the outcome.")
-  }
-  out <- finish_boot(res, draws, param, weights, level, r, G)
-  out$note <- paste(c(res$note, out$note), collapse = " ")
-  if (!nzchar(out$note)) out$note <- NULL
-  out
+  glmm_boot_finish(res, at_r, rs, draws, param, weights, level, r, G)
 }
 
 # a and C of glmm_score_cr3() as one vector c(a, C) (so that it can be
